@@ -1,0 +1,198 @@
+"""The agent's gRPC server: EventRateService + health + reflection, for asyncio or threads."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Sequence
+from types import TracebackType
+from typing import Any
+
+import grpc
+from metricsmesh.v1 import event_rate_pb2, event_rate_pb2_grpc
+
+from agent._convert import reading_to_response
+from agent._errors import ServerStateError
+from agent._tracker import EventTracker
+from agent.grpc_host import DEFAULT_GRACE_SECONDS, GrpcHost, run_coroutine_blocking
+
+EVENT_RATE_SERVICE = event_rate_pb2.DESCRIPTOR.services_by_name["EventRateService"].full_name
+
+
+class EventRateServicer(event_rate_pb2_grpc.EventRateServiceServicer):
+    """Answers GetEventRate from a tracker; reading is in-memory and takes microseconds."""
+
+    def __init__(self, tracker: EventTracker) -> None:
+        self._tracker = tracker
+
+    async def GetEventRate(
+        self,
+        request: event_rate_pb2.GetEventRateRequest,
+        context: grpc.aio.ServicerContext[Any, Any],
+    ) -> event_rate_pb2.GetEventRateResponse:
+        """Return the tracker's current figures, the breakdown limited to `request.kinds`."""
+        return reading_to_response(self._tracker.read(request.kinds))
+
+
+class AgentServer:
+    """Serves a tracker over gRPC from a running asyncio loop.
+
+    Health answers for "" (the whole server), the EventRateService and the tracker's service
+    name; `set_serving(False)` marks the service NOT_SERVING (the aggregator then shows it
+    inactive) and `set_serving(True)` brings it back. Use `async with AgentServer(...)` or
+    `await start()` / `await stop()`. From a program without an event loop, use
+    `AgentServerThread`.
+    """
+
+    def __init__(
+        self,
+        tracker: EventTracker,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        grace_seconds: float = DEFAULT_GRACE_SECONDS,
+        interceptors: Sequence[Any] = (),
+    ) -> None:
+        self.tracker = tracker
+        self._host = GrpcHost(
+            lambda server: event_rate_pb2_grpc.add_EventRateServiceServicer_to_server(
+                EventRateServicer(tracker), server
+            ),
+            service_names=(EVENT_RATE_SERVICE,),
+            health_names=(tracker.service_name,),
+            host=host,
+            port=port,
+            grace_seconds=grace_seconds,
+            interceptors=interceptors,
+        )
+
+    @property
+    def port(self) -> int:
+        """The bound port (the real one when port 0 was asked for)."""
+        return self._host.port
+
+    @property
+    def address(self) -> str:
+        """`host:port` to dial, e.g. `grpcurl -plaintext ADDRESS list`."""
+        return self._host.address
+
+    async def start(self) -> int:
+        """Start serving; returns the bound port. Raises PortInUseError if it is taken."""
+        return await self._host.start()
+
+    async def set_serving(self, serving: bool) -> None:
+        """Report the service (and the server as a whole) SERVING or NOT_SERVING."""
+        await self._host.set_serving(serving)
+
+    async def stop(self, grace_seconds: float | None = None) -> None:
+        """Health NOT_SERVING first, then stop with a grace period; idempotent."""
+        await self._host.stop(grace_seconds)
+
+    async def wait_for_termination(self) -> None:
+        """Serve until stopped."""
+        await self._host.wait_for_termination()
+
+    async def __aenter__(self) -> AgentServer:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        await self.stop()
+
+
+class AgentServerThread:
+    """An `AgentServer` on its own event loop in a daemon thread, for threaded programs.
+
+    `start()` returns once the port is bound (raising PortInUseError if it is taken);
+    `stop()` stops the server gracefully and joins the thread. Also a context manager.
+    """
+
+    def __init__(
+        self,
+        tracker: EventTracker,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        grace_seconds: float = DEFAULT_GRACE_SECONDS,
+    ) -> None:
+        self.tracker = tracker
+        self._server_args: dict[str, Any] = {
+            "host": host,
+            "port": port,
+            "grace_seconds": grace_seconds,
+        }
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._server: AgentServer | None = None
+
+    @property
+    def port(self) -> int:
+        """The bound port."""
+        return self._running()[1].port
+
+    @property
+    def address(self) -> str:
+        """`host:port` to dial."""
+        return self._running()[1].address
+
+    def start(self) -> int:
+        """Start the loop thread and the server; returns the bound port."""
+        if self._thread is not None:
+            raise ServerStateError("the agent server thread is already started")
+        loop = asyncio.new_event_loop()
+        thread = threading.Thread(
+            target=loop.run_forever, name=f"agent-{self.tracker.service_name}", daemon=True
+        )
+        thread.start()
+        server = AgentServer(self.tracker, **self._server_args)
+        try:
+            port: int = run_coroutine_blocking(loop, server.start())
+        except BaseException:
+            _close_loop(loop, thread)
+            raise
+        self._loop, self._thread, self._server = loop, thread, server
+        return port
+
+    def set_serving(self, serving: bool) -> None:
+        """Report SERVING or NOT_SERVING; returns once health reflects the change."""
+        loop, server = self._running()
+        run_coroutine_blocking(loop, server.set_serving(serving))
+
+    def stop(self, grace_seconds: float | None = None) -> None:
+        """Stop gracefully and join the thread; a second call is harmless."""
+        if self._loop is None or self._server is None or self._thread is None:
+            return
+        loop, server, thread = self._loop, self._server, self._thread
+        self._loop = self._server = self._thread = None
+        try:
+            run_coroutine_blocking(loop, server.stop(grace_seconds))
+        finally:
+            _close_loop(loop, thread)
+
+    def _running(self) -> tuple[asyncio.AbstractEventLoop, AgentServer]:
+        if self._loop is None or self._server is None:
+            raise ServerStateError("the agent server thread is not started")
+        return self._loop, self._server
+
+    def __enter__(self) -> AgentServerThread:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+
+def _close_loop(loop: asyncio.AbstractEventLoop, thread: threading.Thread) -> None:
+    loop.call_soon_threadsafe(loop.stop)
+    thread.join()
+    loop.close()

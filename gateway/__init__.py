@@ -1,0 +1,1 @@
+"""metrics-mesh gateway: REST, SSE, WebSocket, Prometheus exposition and the dashboard."""

@@ -1,0 +1,1 @@
+"""Generated protobuf code for the metrics-mesh contracts (do not edit)."""

@@ -1,0 +1,1 @@
+"""The `metrics-mesh` command line: demo fleet, aggregator, gateway, snapshot and top."""
