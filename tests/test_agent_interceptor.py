@@ -1,0 +1,178 @@
+"""RpcCountInterceptor / SyncRpcCountInterceptor on real gRPC servers with real clients."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import grpc
+import pytest
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from metricsmesh.v1 import event_rate_pb2, event_rate_pb2_grpc
+
+from agent import AgentServer, EventTracker, RpcCountInterceptor, SyncRpcCountInterceptor
+
+SHORT = 5.0
+SAY = "/demo.Echo/Say"
+FAIL = "/demo.Echo/Fail"
+
+StartServer = Callable[[grpc.aio.ServerInterceptor], Awaitable[str]]
+
+
+def echo_handler(asynchronous: bool) -> grpc.GenericRpcHandler:
+    """A tiny bytes-in, bytes-out service `demo.Echo` with a method that always fails."""
+    if asynchronous:
+
+        async def say(request: bytes, context: Any) -> bytes:
+            return request
+
+        async def fail(request: bytes, context: Any) -> bytes:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "always fails")
+            raise AssertionError("unreachable")
+
+    else:
+
+        def say(request: bytes, context: Any) -> bytes:  # type: ignore[misc]
+            return request
+
+        def fail(request: bytes, context: Any) -> bytes:  # type: ignore[misc]
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, "always fails")
+            raise AssertionError("unreachable")
+
+    return grpc.method_handlers_generic_handler(
+        "demo.Echo",
+        {
+            "Say": grpc.unary_unary_rpc_method_handler(say),
+            "Fail": grpc.unary_unary_rpc_method_handler(fail),
+        },
+    )
+
+
+def kind_totals(tracker: EventTracker) -> dict[str, int]:
+    return {row.kind: row.total_events for row in tracker.read().kinds if row.total_events}
+
+
+@pytest.fixture
+def tracker() -> EventTracker:
+    return EventTracker("rpc-service")
+
+
+async def start_aio_server(interceptor: grpc.aio.ServerInterceptor) -> tuple[grpc.aio.Server, str]:
+    server = grpc.aio.server(interceptors=[interceptor])
+    server.add_generic_rpc_handlers([echo_handler(asynchronous=True)])
+    health_pb2_grpc.add_HealthServicer_to_server(health.aio.HealthServicer(), server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    return server, f"127.0.0.1:{port}"
+
+
+async def drive_aio(address: str) -> None:
+    """3 good calls, 2 failing calls, 4 health checks, 1 call to an unknown method."""
+    async with grpc.aio.insecure_channel(address) as channel:
+        say = channel.unary_unary(SAY)
+        fail = channel.unary_unary(FAIL)
+        for _ in range(3):
+            assert await say(b"hi", timeout=SHORT) == b"hi"
+        for _ in range(2):
+            with pytest.raises(grpc.aio.AioRpcError) as caught:
+                await fail(b"x", timeout=SHORT)
+            assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        checker = health_pb2_grpc.HealthStub(channel)
+        for _ in range(4):
+            await checker.Check(health_pb2.HealthCheckRequest(), timeout=SHORT)
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await channel.unary_unary("/demo.Echo/NoSuchMethod")(b"", timeout=SHORT)
+        assert caught.value.code() == grpc.StatusCode.UNIMPLEMENTED
+
+
+@pytest.fixture
+async def aio_server_factory() -> AsyncIterator[StartServer]:
+    started: list[grpc.aio.Server] = []
+
+    async def factory(interceptor: grpc.aio.ServerInterceptor) -> str:
+        server, address = await start_aio_server(interceptor)
+        started.append(server)
+        return address
+
+    yield factory
+    for server in started:
+        await server.stop(None)
+
+
+async def test_handled_rpcs_count_once_each_failures_included(
+    tracker: EventTracker, aio_server_factory: StartServer
+) -> None:
+    address = await aio_server_factory(RpcCountInterceptor(tracker))
+    await drive_aio(address)
+    # Health checks are the mesh's plumbing and an unknown method has no handler: not counted.
+    assert kind_totals(tracker) == {"grpc_call": 5}
+
+
+async def test_one_kind_per_method(tracker: EventTracker, aio_server_factory: StartServer) -> None:
+    address = await aio_server_factory(RpcCountInterceptor(tracker, kind=lambda method: method))
+    await drive_aio(address)
+    assert kind_totals(tracker) == {SAY: 3, FAIL: 2}
+
+
+async def test_uncounted_services_are_configurable(
+    tracker: EventTracker, aio_server_factory: StartServer
+) -> None:
+    interceptor = RpcCountInterceptor(
+        tracker, kind=lambda method: method.rsplit("/", 1)[1], uncounted_services=["demo.Echo"]
+    )
+    address = await aio_server_factory(interceptor)
+    await drive_aio(address)
+    assert kind_totals(tracker) == {"Check": 4}
+
+
+async def test_the_aggregators_polling_of_an_agent_is_not_counted_as_work(
+    tracker: EventTracker,
+) -> None:
+    interceptor = RpcCountInterceptor(tracker)
+    async with (
+        AgentServer(tracker, interceptors=[interceptor]) as agent,
+        grpc.aio.insecure_channel(agent.address) as channel,
+    ):
+        stub = event_rate_pb2_grpc.EventRateServiceStub(channel)
+        checker = health_pb2_grpc.HealthStub(channel)
+        for _ in range(3):
+            await checker.Check(health_pb2.HealthCheckRequest(), timeout=SHORT)
+            response = await stub.GetEventRate(event_rate_pb2.GetEventRateRequest(), timeout=SHORT)
+            assert response.total_events == 0
+    assert tracker.read().total_events == 0
+
+
+@pytest.fixture
+def sync_server(tracker: EventTracker) -> Iterator[str]:
+    server = grpc.server(
+        ThreadPoolExecutor(max_workers=4),
+        interceptors=[SyncRpcCountInterceptor(tracker, kind=lambda method: method)],
+    )
+    server.add_generic_rpc_handlers([echo_handler(asynchronous=False)])
+    health_pb2_grpc.add_HealthServicer_to_server(health.HealthServicer(), server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    yield f"127.0.0.1:{port}"
+    server.stop(None)
+
+
+def test_sync_interceptor_counts_a_threaded_servers_rpcs(
+    tracker: EventTracker, sync_server: str
+) -> None:
+    with grpc.insecure_channel(sync_server) as channel:
+        say = channel.unary_unary(SAY)
+        with ThreadPoolExecutor(max_workers=4) as pool:
+            replies = list(pool.map(lambda i: say(b"%d" % i, timeout=SHORT), range(40)))
+        assert len(replies) == 40
+        with pytest.raises(grpc.RpcError):
+            channel.unary_unary(FAIL)(b"", timeout=SHORT)
+        health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=SHORT)
+    assert kind_totals(tracker) == {SAY: 40, FAIL: 1}
+
+
+def test_a_kind_that_is_neither_a_name_nor_a_function_is_refused(tracker: EventTracker) -> None:
+    with pytest.raises(TypeError, match="kind must be a kind name or a function"):
+        RpcCountInterceptor(tracker, kind=3)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="non-empty"):
+        SyncRpcCountInterceptor(tracker, kind="")
