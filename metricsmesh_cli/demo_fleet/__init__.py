@@ -1,0 +1,6 @@
+"""The demo fleet: fifteen small FastAPI services with embedded agents, run by a supervisor.
+
+`metrics-mesh demo` starts one process per registry entry (`service.py`), a fake upstream
+that the data services fetch from (`upstream.py`), the aggregator and the gateway, and stops
+them all on Ctrl-C. `profiles.py` says how busy each service is and which ones misbehave.
+"""

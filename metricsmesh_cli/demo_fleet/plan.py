@@ -1,0 +1,339 @@
+"""The demo's plan: every process, on which ports, with which misbehaviour.
+
+`plan_fleet` applies `--port-offset` or `--free-ports` to the registry, the aggregator, the
+gateway and the fake upstream; `FleetPlan.config_document` is the TOML handed to the
+aggregator and the gateway; `FleetPlan.specs` lists the processes for the supervisor.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import os
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from aggregator import AggregatorSettings, MeshConfig, Registry, ServiceEntry
+from gateway import GatewaySettings
+from metricsmesh_cli.demo_fleet.ports import PortClaim, free_ports
+from metricsmesh_cli.demo_fleet.probes import all_of, grpc_serving, http_ok
+from metricsmesh_cli.demo_fleet.schedule import Schedule
+from metricsmesh_cli.demo_fleet.settings import DemoSettings
+from metricsmesh_cli.demo_fleet.supervisor import ProcessSpec
+
+AGGREGATOR_HEALTH_NAME = "metricsmesh.v1.AggregatorService"
+UPSTREAM_NAME = "fake-upstream"
+
+
+def connect_host(host: str) -> str:
+    """The host to dial for a server bound to `host` (a wildcard means this machine)."""
+    if host in ("", "0.0.0.0"):
+        return "127.0.0.1"
+    if host == "::":
+        return "::1"
+    return host
+
+
+def host_port(host: str, port: int) -> str:
+    """`host:port`, with brackets around an IPv6 host."""
+    host = connect_host(host)
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+@dataclass(frozen=True, slots=True)
+class Misbehaviour:
+    """What the demo makes services do on purpose, by service name."""
+
+    restarting: str = ""
+    not_serving: str = ""
+    error: str = ""
+    notes: tuple[str, ...] = ()
+    """Human-readable lines describing the above (or why a role is unfilled)."""
+
+
+def misbehaviour(demo: DemoSettings, registry: Registry) -> Misbehaviour:
+    """Which services misbehave, checked against the registry."""
+    if not demo.misbehave:
+        return Misbehaviour(notes=("every service behaves ([demo] misbehave = false)",))
+    names = set(registry.names)
+    notes: list[str] = []
+    chosen: dict[str, str] = {}
+    descriptions = {
+        "restarting_service": (
+            f"exits every {demo.up_seconds:g} s; the supervisor restarts it "
+            f"{demo.down_seconds:g} s later (inactive meanwhile)"
+        ),
+        "not_serving_service": (
+            f"reports NOT_SERVING for {demo.not_serving_for_seconds:g} s every "
+            f"{demo.not_serving_every_seconds:g} s, first after "
+            f"{demo.not_serving_after_seconds:g} s (inactive meanwhile)"
+        ),
+        "error_service": (
+            f"answers GetEventRate with INTERNAL for {demo.error_for_seconds:g} s every "
+            f"{demo.error_every_seconds:g} s, first after {demo.error_after_seconds:g} s "
+            "(error meanwhile)"
+        ),
+    }
+    for key, description in descriptions.items():
+        name = getattr(demo, key)
+        if not name:
+            continue
+        if name not in names:
+            notes.append(f"[demo] {key} = {name!r} is not in the registry: nobody takes that role")
+            continue
+        chosen[key] = name
+        notes.append(f"{name} {description}")
+    return Misbehaviour(
+        restarting=chosen.get("restarting_service", ""),
+        not_serving=chosen.get("not_serving_service", ""),
+        error=chosen.get("error_service", ""),
+        notes=tuple(notes),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class FleetPlan:
+    """Every port and setting of one demo run."""
+
+    services: Registry
+    aggregator: AggregatorSettings
+    gateway: GatewaySettings
+    upstream_port: int
+    demo: DemoSettings
+    raw: Mapping[str, Any]
+
+    @property
+    def upstream_url(self) -> str:
+        """Base URL of the fake upstream."""
+        return f"http://127.0.0.1:{self.upstream_port}"
+
+    @property
+    def aggregator_address(self) -> str:
+        """Where to dial the aggregator."""
+        return host_port(self.aggregator.host, self.aggregator.port)
+
+    @property
+    def gateway_url(self) -> str:
+        """Base URL of the gateway (the dashboard)."""
+        return f"http://{host_port(self.gateway.host, self.gateway.port)}"
+
+    def claims(self) -> list[PortClaim]:
+        """Every port the demo will listen on, with its owner, in start order."""
+        claims = [PortClaim("127.0.0.1", self.upstream_port, f"{UPSTREAM_NAME} (HTTP)")]
+        for entry in self.services:
+            claims.append(PortClaim(entry.host, entry.port, f"{entry.name} (HTTP port)"))
+            claims.append(PortClaim(entry.host, entry.agent_port, f"{entry.name} (agent port)"))
+        claims.append(PortClaim(self.aggregator.host, self.aggregator.port, "the aggregator"))
+        claims.append(PortClaim(self.gateway.host, self.gateway.port, "the gateway"))
+        return claims
+
+    def config_document(self) -> dict[str, Any]:
+        """The mesh config for the aggregator and the gateway: the user's, with our ports."""
+        document = copy.deepcopy(dict(self.raw))
+        document.setdefault("aggregator", {})["port"] = self.aggregator.port
+        gateway = document.setdefault("gateway", {})
+        gateway["port"] = self.gateway.port
+        gateway["aggregator"] = self.aggregator_address
+        document["services"] = [
+            {
+                "name": entry.name,
+                "host": entry.host,
+                "port": entry.port,
+                "agent_port": entry.agent_port,
+                "type": entry.type,
+                **({"data_source": entry.data_source} if entry.data_source else {}),
+            }
+            for entry in self.services
+        ]
+        return document
+
+    def service_specs(self, python: str = sys.executable) -> list[ProcessSpec]:
+        """The fake upstream and one process per service."""
+        demo = self.demo
+        chaos = misbehaviour(demo, self.services)
+        specs = [
+            ProcessSpec(
+                name=UPSTREAM_NAME,
+                argv=(
+                    python,
+                    "-m",
+                    "metricsmesh_cli.demo_fleet.upstream",
+                    "--port",
+                    str(self.upstream_port),
+                ),
+                ready=http_ok(f"{self.upstream_url}/healthz"),
+                summary=f"http {host_port('127.0.0.1', self.upstream_port)}",
+                restart_delay=1.0,
+            )
+        ]
+        for entry in self.services:
+            argv = [
+                python,
+                "-m",
+                "metricsmesh_cli.demo_fleet.service",
+                "--name",
+                entry.name,
+                "--type",
+                entry.type,
+                "--host",
+                entry.host,
+                "--port",
+                str(entry.port),
+                "--agent-port",
+                str(entry.agent_port),
+                "--load-scale",
+                repr(demo.load_scale),
+            ]
+            if entry.data_source:
+                argv += ["--data-source", entry.data_source, "--upstream", self.upstream_url]
+            restart_delay = 2.0
+            if entry.name == chaos.restarting:
+                argv += ["--exit-after", repr(demo.up_seconds)]
+                restart_delay = demo.down_seconds
+            if entry.name == chaos.not_serving:
+                schedule = Schedule(
+                    demo.not_serving_after_seconds,
+                    demo.not_serving_every_seconds,
+                    demo.not_serving_for_seconds,
+                )
+                argv += ["--not-serving", schedule.text()]
+            if entry.name == chaos.error:
+                schedule = Schedule(
+                    demo.error_after_seconds, demo.error_every_seconds, demo.error_for_seconds
+                )
+                argv += ["--error", schedule.text()]
+            specs.append(
+                ProcessSpec(
+                    name=entry.name,
+                    argv=(*argv, "--parent-pid", str(os.getpid())),
+                    ready=all_of(
+                        grpc_serving(host_port(entry.host, entry.agent_port)),
+                        http_ok(f"http://{host_port(entry.host, entry.port)}/healthz"),
+                    ),
+                    summary=(
+                        f"http {host_port(entry.host, entry.port)}  "
+                        f"agent {host_port(entry.host, entry.agent_port)}"
+                    ),
+                    restart_delay=restart_delay,
+                )
+            )
+        return specs
+
+    def mesh_specs(self, config_path: Path, python: str = sys.executable) -> list[ProcessSpec]:
+        """The aggregator and the gateway, both reading the generated config file."""
+        return [
+            ProcessSpec(
+                name="aggregator",
+                argv=(
+                    python,
+                    "-m",
+                    "aggregator",
+                    "--config",
+                    str(config_path),
+                    "--host",
+                    self.aggregator.host,
+                    "--port",
+                    str(self.aggregator.port),
+                ),
+                ready=grpc_serving(self.aggregator_address, AGGREGATOR_HEALTH_NAME),
+                summary=f"grpc {self.aggregator_address}",
+                restart_delay=2.0,
+            ),
+            ProcessSpec(
+                name="gateway",
+                argv=(
+                    python,
+                    "-m",
+                    "gateway",
+                    "--config",
+                    str(config_path),
+                    "--host",
+                    self.gateway.host,
+                    "--port",
+                    str(self.gateway.port),
+                    "--aggregator",
+                    self.aggregator_address,
+                    "--log-level",
+                    "warning",
+                ),
+                ready=http_ok(f"{self.gateway_url}/health"),
+                summary=f"http {self.gateway_url}/",
+                restart_delay=2.0,
+            ),
+        ]
+
+
+def plan_fleet(
+    config: MeshConfig,
+    gateway: GatewaySettings,
+    demo: DemoSettings,
+    *,
+    port_offset: int = 0,
+    use_free_ports: bool = False,
+) -> FleetPlan:
+    """Apply the port choice to everything the demo starts.
+
+    `port_offset` adds to every configured port; `use_free_ports` picks free ones instead
+    (for tests and crowded machines). Raises ValueError when an offset leaves 1..65535.
+    """
+    services = list(config.services)
+    aggregator = config.aggregator
+    upstream_port = demo.upstream_port
+    if use_free_ports:
+        ports = iter(free_ports(2 * len(services) + 3))
+        services = [
+            dataclasses.replace(entry, port=next(ports), agent_port=next(ports))
+            for entry in services
+        ]
+        aggregator = dataclasses.replace(aggregator, port=next(ports))
+        gateway = dataclasses.replace(gateway, port=next(ports))
+        upstream_port = next(ports)
+    elif port_offset:
+
+        def shifted(port: int, what: str) -> int:
+            moved = port + port_offset
+            if not 1 <= moved <= 65535:
+                raise ValueError(
+                    f"--port-offset {port_offset} moves {what} from {port} to {moved}, "
+                    "outside 1..65535"
+                )
+            return moved
+
+        services = [
+            ServiceEntry(
+                entry.name,
+                entry.host,
+                shifted(entry.port, f"{entry.name}'s port"),
+                shifted(entry.agent_port, f"{entry.name}'s agent port"),
+                entry.type,
+                entry.data_source,
+            )
+            for entry in services
+        ]
+        aggregator = dataclasses.replace(
+            aggregator, port=shifted(aggregator.port, "the aggregator's port")
+        )
+        gateway = dataclasses.replace(gateway, port=shifted(gateway.port, "the gateway's port"))
+        upstream_port = shifted(upstream_port, "the fake upstream's port")
+    for what, port in (
+        ("the aggregator", aggregator.port),
+        ("the gateway", gateway.port),
+        ("the fake upstream", upstream_port),
+    ):
+        if port == 0:
+            raise ValueError(
+                f"{what} is configured on port 0; the demo needs fixed ports to wire the "
+                "processes together: set one, or use --free-ports"
+            )
+    gateway = dataclasses.replace(gateway, aggregator=host_port(aggregator.host, aggregator.port))
+    return FleetPlan(
+        services=Registry(services),
+        aggregator=aggregator,
+        gateway=gateway,
+        upstream_port=upstream_port,
+        demo=demo,
+        raw=config.raw,
+    )

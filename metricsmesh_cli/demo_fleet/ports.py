@@ -1,0 +1,69 @@
+"""Port checks for the demo: is a port free, and a batch of free ones when asked for."""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class PortClaim:
+    """A port the demo is about to listen on, and who will use it."""
+
+    host: str
+    port: int
+    owner: str
+    """Who listens there, e.g. `weather-api (HTTP)`."""
+
+
+class PortTakenError(Exception):
+    """A port the demo needs is already in use; the message names the port and its owner."""
+
+    def __init__(self, claim: PortClaim, reason: str) -> None:
+        super().__init__(
+            f"port {claim.port} on {claim.host} is already in use, but {claim.owner} needs it "
+            f"({reason}); stop whatever listens there, or start the demo with "
+            "--free-ports (any free ports) or --port-offset N (every port + N)"
+        )
+        self.claim = claim
+
+
+def _family(host: str) -> socket.AddressFamily:
+    return socket.AF_INET6 if ":" in host else socket.AF_INET
+
+
+def port_is_free(host: str, port: int) -> tuple[bool, str]:
+    """Whether a server could listen on host:port now (as uvicorn and gRPC bind it)."""
+    with socket.socket(_family(host), socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError as error:
+            return False, error.strerror or str(error)
+    return True, ""
+
+
+def check_ports(claims: Iterable[PortClaim]) -> None:
+    """Raise PortTakenError for the first claim whose port is taken (or claimed twice)."""
+    seen: dict[tuple[str, int], PortClaim] = {}
+    for claim in claims:
+        key = (claim.host, claim.port)
+        if key in seen:
+            raise PortTakenError(claim, f"{seen[key].owner} is configured on it too")
+        seen[key] = claim
+        free, reason = port_is_free(claim.host, claim.port)
+        if not free:
+            raise PortTakenError(claim, reason)
+
+
+def free_ports(count: int, host: str = "127.0.0.1") -> list[int]:
+    """`count` distinct ports that were free a moment ago (all held open while picking)."""
+    with contextlib.ExitStack() as stack:
+        ports: list[int] = []
+        for _ in range(count):
+            sock = stack.enter_context(socket.socket(_family(host), socket.SOCK_STREAM))
+            sock.bind((host, 0))
+            ports.append(sock.getsockname()[1])
+        return ports

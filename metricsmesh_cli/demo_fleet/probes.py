@@ -1,0 +1,59 @@
+"""Readiness probes: is a gRPC server SERVING, does an HTTP endpoint answer 200."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import grpc
+import httpx
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+Probe = Callable[[], Awaitable[bool]]
+"""An async check that answers True once the thing it looks at is ready."""
+
+PROBE_TIMEOUT_SECONDS = 1.0
+
+
+def grpc_serving(address: str, service: str = "") -> Probe:
+    """A probe: grpc.health.v1 Check(`service`) on `address` answers SERVING."""
+
+    async def probe() -> bool:
+        async with grpc.aio.insecure_channel(address) as channel:
+            stub: Any = health_pb2_grpc.HealthStub(channel)
+            try:
+                reply = await stub.Check(
+                    health_pb2.HealthCheckRequest(service=service),
+                    timeout=PROBE_TIMEOUT_SECONDS,
+                )
+            except grpc.aio.AioRpcError:
+                return False
+        return bool(reply.status == health_pb2.HealthCheckResponse.SERVING)
+
+    return probe
+
+
+def http_ok(url: str) -> Probe:
+    """A probe: GET `url` answers 200."""
+
+    async def probe() -> bool:
+        async with httpx.AsyncClient(timeout=PROBE_TIMEOUT_SECONDS) as client:
+            try:
+                response = await client.get(url)
+            except httpx.HTTPError:
+                return False
+        return response.status_code == 200
+
+    return probe
+
+
+def all_of(*probes: Probe) -> Probe:
+    """A probe that is ready when every one of `probes` is."""
+
+    async def probe() -> bool:
+        for each in probes:
+            if not await each():
+                return False
+        return True
+
+    return probe

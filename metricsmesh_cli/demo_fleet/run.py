@@ -1,0 +1,181 @@
+"""`metrics-mesh demo`: start the whole fleet, print where everything is, stop it all on Ctrl-C."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import signal
+import sys
+import tempfile
+import time
+from collections.abc import Coroutine
+from pathlib import Path
+from typing import Any, TextIO
+
+from metricsmesh_cli.demo_fleet.plan import FleetPlan, host_port, misbehaviour
+from metricsmesh_cli.demo_fleet.ports import PortTakenError, check_ports, port_is_free
+from metricsmesh_cli.demo_fleet.supervisor import StartupError, Supervisor
+from metricsmesh_cli.demo_fleet.toml_out import dumps
+
+CONFIG_FILE_NAME = "metrics-mesh.toml"
+PORT_RELEASE_SECONDS = 3.0
+
+
+def grpcurl_command() -> str:
+    """The grpcurl to suggest: the venv's when there is one, else the one on PATH."""
+    beside = Path(sys.executable).with_name("grpcurl")
+    return str(beside) if beside.exists() else (shutil.which("grpcurl") or "grpcurl")
+
+
+def banner(plan: FleetPlan, config_path: Path, run_dir: Path) -> str:
+    """What the operator needs once everything is up: URLs, addresses, commands to paste."""
+    grpcurl = grpcurl_command()
+    agg = plan.aggregator_address
+    example = next((e for e in plan.services if e.data_source), plan.services[0])
+    agent = host_port(example.host, example.agent_port)
+    lines = [
+        "",
+        f"metrics-mesh demo is up: {len(plan.services)} services, the aggregator and the gateway",
+        "",
+        f"  dashboard    {plan.gateway_url}/",
+        f"  REST         {plan.gateway_url}/api/v1/real-time-metrics",
+        f"  Prometheus   {plan.gateway_url}/metrics",
+        f"  aggregator   {agg}  (gRPC, metricsmesh.v1.AggregatorService)",
+        f"  agents       one per service, e.g. {example.name} at {agent}",
+        "",
+        "Ready to paste:",
+        f"  {grpcurl} -plaintext {agg} list",
+        f"  {grpcurl} -plaintext -d '{{}}' {agg} metricsmesh.v1.AggregatorService/GetSnapshot",
+        f'  {grpcurl} -plaintext -d \'{{"filter": {{"service_types": ["data"]}}}}\' '
+        f"{agg} metricsmesh.v1.AggregatorService/StreamSnapshots",
+        f"  {grpcurl} -plaintext {agent} metricsmesh.v1.EventRateService/GetEventRate",
+        f'  {grpcurl} -plaintext -d \'{{"service": "{example.name}"}}\' {agent} '
+        "grpc.health.v1.Health/Check",
+        f"  curl -s {plan.gateway_url}/api/v1/real-time-metrics",
+        f"  metrics-mesh top --config {config_path}",
+        f"  metrics-mesh snapshot --config {config_path}",
+        "",
+        "Misbehaving on purpose:",
+        *(f"  {note}" for note in misbehaviour(plan.demo, plan.services).notes),
+        "",
+        f"Logs and the generated config: {run_dir}",
+        "Press Ctrl-C to stop every process.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+class DemoRun:
+    """One run of the demo: ports checked, processes supervised, everything stopped at the end."""
+
+    def __init__(self, plan: FleetPlan, run_dir: Path, out: TextIO) -> None:
+        self.plan = plan
+        self.run_dir = run_dir
+        self._out = out
+        self._stop = asyncio.Event()
+        self.supervisor = Supervisor(
+            run_dir, say=self.say, stop_timeout=plan.demo.stop_timeout_seconds
+        )
+
+    def say(self, line: str) -> None:
+        """Print one progress line now."""
+        print(line, file=self._out, flush=True)
+
+    def request_stop(self) -> None:
+        """Ask the run to stop (what SIGINT and SIGTERM do)."""
+        self._stop.set()
+
+    async def run(self) -> int:
+        """Start everything, wait for a stop request, stop everything; the exit status."""
+        plan = self.plan
+        config_path = self.run_dir / CONFIG_FILE_NAME
+        config_path.write_text(dumps(plan.config_document()), encoding="utf-8")
+        self.say(
+            f"starting {len(plan.services)} demo services and the fake upstream "
+            f"(logs in {self.run_dir})"
+        )
+        started = time.monotonic()
+        status = 0
+        try:
+            timeout = plan.demo.startup_timeout_seconds
+            if not await self._until_stopped(
+                self.supervisor.start(plan.service_specs(), timeout=timeout)
+            ):
+                return 130
+            self.say("starting the aggregator and the gateway")
+            if not await self._until_stopped(
+                self.supervisor.start(plan.mesh_specs(config_path), timeout=timeout)
+            ):
+                return 130
+            self.say(f"everything is up in {time.monotonic() - started:.1f} s")
+            self.say(banner(plan, config_path, self.run_dir))
+            await self._stop.wait()
+        except StartupError as error:
+            self.say(f"metrics-mesh demo: {error}")
+            status = 1
+        finally:
+            status = await self._shutdown() or status
+        return status
+
+    async def _until_stopped(self, work: Coroutine[Any, Any, None]) -> bool:
+        """Run `work` unless a stop request comes first; True when `work` finished."""
+        task = asyncio.ensure_future(work)
+        stop = asyncio.ensure_future(self._stop.wait())
+        await asyncio.wait({task, stop}, return_when=asyncio.FIRST_COMPLETED)
+        if task.done():
+            stop.cancel()
+            task.result()
+            return True
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        return False
+
+    async def _shutdown(self) -> int:
+        pids = self.supervisor.pids()
+        self.say(f"stopping {len(pids)} processes ...")
+        killed = await self.supervisor.stop()
+        if killed:
+            self.say(f"  killed after the stop timeout: {', '.join(killed)}")
+        busy = await _ports_still_busy(self.plan, PORT_RELEASE_SECONDS)
+        if busy:
+            self.say(f"  these ports are still in use: {', '.join(busy)}")
+            return 1
+        self.say(f"stopped; every port is free again (logs kept in {self.run_dir})")
+        return 0
+
+
+async def _ports_still_busy(plan: FleetPlan, within: float) -> list[str]:
+    deadline = time.monotonic() + within
+    while True:
+        busy = [
+            f"{claim.port} ({claim.owner})"
+            for claim in plan.claims()
+            if not port_is_free(claim.host, claim.port)[0]
+        ]
+        if not busy or time.monotonic() > deadline:
+            return busy
+        await asyncio.sleep(0.1)
+
+
+async def _run(plan: FleetPlan, run_dir: Path, out: TextIO) -> int:
+    demo = DemoRun(plan, run_dir, out)
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, demo.request_stop)
+    return await demo.run()
+
+
+def run_demo(plan: FleetPlan, *, run_dir: str | None = None, out: TextIO = sys.stdout) -> int:
+    """Check the ports, run the fleet until SIGINT/SIGTERM; returns the exit status."""
+    try:
+        check_ports(plan.claims())
+    except PortTakenError as error:
+        print(f"metrics-mesh demo: {error}", file=sys.stderr)
+        return 1
+    chosen = run_dir or plan.demo.run_dir
+    if chosen:
+        path = Path(chosen)
+        path.mkdir(parents=True, exist_ok=True)
+    else:
+        path = Path(tempfile.mkdtemp(prefix="metrics-mesh-demo-"))
+    return asyncio.run(_run(plan, path, out))

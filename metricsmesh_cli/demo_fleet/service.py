@@ -1,0 +1,346 @@
+"""One demo service as its own process: a small FastAPI app with the agent embedded.
+
+`python -m metricsmesh_cli.demo_fleet.service --name weather-api --port 8009 --agent-port 18009
+--type data --data-source weather --upstream http://127.0.0.1:8099` serves:
+
+- HTTP on `--port`: `/`, `/healthz`, `/api/status`, `/api/items/{n}`, `/api/latest`; every
+  request is counted as `api_call` by the agent's middleware;
+- the agent (EventRateService, health, reflection) on `--agent-port`;
+- its own workload (`workload.Workload`, profile from `profiles.flows_for`).
+
+Misbehaviour on request (the demo turns it on for a few services):
+`--exit-after S` exits with status 75 after S seconds (the supervisor restarts it later);
+`--not-serving START,PERIOD,DURATION` reports NOT_SERVING during those windows;
+`--error START,PERIOD,DURATION` makes GetEventRate answer INTERNAL during those windows.
+SIGINT/SIGTERM stop it gracefully; it also exits when its parent (`--parent-pid`) goes away.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import io
+import logging
+import os
+import signal
+import socket
+import sys
+import time
+from collections.abc import Generator
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import uvicorn
+from fastapi import FastAPI
+
+from agent import AgentServer, EventTracker, PortInUseError, RequestCountMiddleware
+from metricsmesh_cli.demo_fleet.faults import FaultInterceptor
+from metricsmesh_cli.demo_fleet.profiles import flows_for, kinds_of
+from metricsmesh_cli.demo_fleet.schedule import Schedule, schedule_arg
+from metricsmesh_cli.demo_fleet.workload import Workload
+
+log = logging.getLogger("demo-service")
+
+PLANNED_EXIT_STATUS = 75
+"""Exit status of a planned exit (`--exit-after`): the supervisor restarts such a service."""
+
+STARTUP_FAILURE_STATUS = 3
+"""Exit status when a port cannot be bound: the supervisor does not restart such a service."""
+
+CHAOS_POLL_SECONDS = 0.2
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceOptions:
+    """Everything one demo service process needs to know."""
+
+    name: str
+    service_type: str
+    data_source: str
+    host: str
+    port: int
+    agent_port: int
+    upstream: str | None = None
+    load_scale: float = 1.0
+    exit_after: float | None = None
+    not_serving: Schedule | None = None
+    error: Schedule | None = None
+    parent_pid: int | None = None
+
+
+def create_app(options: ServiceOptions, tracker: EventTracker, workload: Workload) -> FastAPI:
+    """The service's HTTP API; every request is counted as `api_call`."""
+    app = FastAPI(title=options.name, docs_url=None, redoc_url=None, openapi_url=None)
+    started = time.monotonic()
+
+    @app.get("/")
+    async def index() -> dict[str, Any]:
+        return {
+            "service": options.name,
+            "type": options.service_type,
+            "data_source": options.data_source or None,
+            "agent_port": options.agent_port,
+            "uptime_seconds": round(time.monotonic() - started, 3),
+        }
+
+    @app.get("/healthz")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/api/status")
+    async def status() -> dict[str, Any]:
+        reading = tracker.read()
+        return {"service": options.name, "events_per_second": reading.events_per_second}
+
+    @app.get("/api/items/{item}")
+    async def item(item: int) -> dict[str, Any]:
+        return {"item": item, "service": options.name}
+
+    @app.get("/api/latest")
+    async def latest() -> dict[str, Any]:
+        return {"source": options.data_source or None, "reading": workload.last_payload}
+
+    app.add_middleware(RequestCountMiddleware, tracker=tracker, kind="api_call")
+    return app
+
+
+class _Server(uvicorn.Server):
+    """uvicorn without its own signal handling: the service decides when to stop."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Generator[None, None, None]:
+        yield
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError:
+        sock.close()
+        raise
+    sock.listen(128)
+    sock.setblocking(False)
+    return sock
+
+
+class DemoService:
+    """Runs one demo service until it is told to stop (or decides to, on purpose)."""
+
+    def __init__(self, options: ServiceOptions) -> None:
+        self.options = options
+        flows = flows_for(
+            options.name, options.service_type, has_data_source=bool(options.data_source)
+        )
+        self.tracker = EventTracker(options.name, kinds=("api_call", *kinds_of(flows)))
+        self._flows = flows
+        self._started = time.monotonic()
+        self._stop = asyncio.Event()
+        self._exit_status = 0
+        interceptors = []
+        if options.error is not None:
+            schedule = options.error
+            interceptors.append(
+                FaultInterceptor(
+                    lambda: schedule.active(self.elapsed()),
+                    f"{options.name}: simulated fault: its backing store is unavailable",
+                )
+            )
+        self.agent = AgentServer(
+            self.tracker, host=options.host, port=options.agent_port, interceptors=interceptors
+        )
+
+    def elapsed(self) -> float:
+        """Seconds since the service started."""
+        return time.monotonic() - self._started
+
+    def request_stop(self, status: int = 0) -> None:
+        """Ask the service to stop and exit with `status`."""
+        if not self._stop.is_set():
+            self._exit_status = status
+            self._stop.set()
+
+    async def run(self) -> int:
+        """Serve until stopped; return the process exit status."""
+        options = self.options
+        try:
+            sock = _bind(options.host, options.port)
+        except OSError as error:
+            log.error(
+                "%s: cannot listen on %s:%d (HTTP port): %s",
+                options.name,
+                options.host,
+                options.port,
+                error,
+            )
+            return STARTUP_FAILURE_STATUS
+        try:
+            await self.agent.start()
+        except PortInUseError as error:
+            sock.close()
+            log.error("%s: agent port %d: %s", options.name, options.agent_port, error)
+            return STARTUP_FAILURE_STATUS
+        api_client = httpx.AsyncClient(
+            base_url=f"http://{_url_host(options.host)}:{options.port}", timeout=2.0
+        )
+        upstream_client = (
+            httpx.AsyncClient(base_url=options.upstream, timeout=2.0) if options.upstream else None
+        )
+        workload = Workload(
+            self.tracker,
+            self._flows,
+            api_client=api_client,
+            upstream_client=upstream_client,
+            data_source=options.data_source,
+            scale=options.load_scale,
+        )
+        config = uvicorn.Config(
+            create_app(options, self.tracker, workload),
+            log_level="warning",
+            access_log=False,
+            http="httptools",
+            lifespan="off",
+        )
+        server = _Server(config)
+        tasks: list[asyncio.Task[None]] = []
+        try:
+            http_task = asyncio.create_task(server.serve(sockets=[sock]), name="http")
+            while not server.started and not http_task.done():
+                await asyncio.sleep(0.02)
+            if http_task.done():
+                await http_task
+                log.error("%s: the HTTP server stopped during startup", options.name)
+                return 1
+            log.info(
+                "%s up: http %s:%d, agent %s",
+                options.name,
+                options.host,
+                options.port,
+                self.agent.address,
+            )
+            tasks = [
+                asyncio.create_task(workload.run(), name="workload"),
+                asyncio.create_task(self._chaos(), name="chaos"),
+            ]
+            stop_task = asyncio.create_task(self._stop.wait())
+            await asyncio.wait({stop_task, http_task}, return_when=asyncio.FIRST_COMPLETED)
+            stop_task.cancel()
+            if http_task.done() and not self._stop.is_set():
+                log.error("%s: the HTTP server stopped unexpectedly", options.name)
+                self._exit_status = 1
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            server.should_exit = True
+            with contextlib.suppress(Exception):
+                await http_task
+            await api_client.aclose()
+            if upstream_client is not None:
+                await upstream_client.aclose()
+            await self.agent.stop(grace_seconds=1.0)
+            sock.close()
+        log.info("%s stopped (exit status %d)", options.name, self._exit_status)
+        return self._exit_status
+
+    async def _chaos(self) -> None:
+        """Planned misbehaviour, and the watch on the parent process."""
+        options = self.options
+        serving = True
+        while True:
+            await asyncio.sleep(CHAOS_POLL_SECONDS)
+            elapsed = self.elapsed()
+            if options.parent_pid is not None and os.getppid() != options.parent_pid:
+                log.warning("%s: the supervisor is gone; stopping", options.name)
+                self.request_stop(0)
+            if options.exit_after is not None and elapsed >= options.exit_after:
+                log.warning(
+                    "%s: planned exit after %.0f s (status %d)",
+                    options.name,
+                    elapsed,
+                    PLANNED_EXIT_STATUS,
+                )
+                self.request_stop(PLANNED_EXIT_STATUS)
+            if options.not_serving is not None:
+                wanted = not options.not_serving.active(elapsed)
+                if wanted != serving:
+                    serving = wanted
+                    log.warning(
+                        "%s: planned health change: %s",
+                        options.name,
+                        "SERVING" if serving else "NOT_SERVING",
+                    )
+                    await self.agent.set_serving(serving)
+
+
+def _url_host(host: str) -> str:
+    if host in ("0.0.0.0", ""):
+        return "127.0.0.1"
+    if host == "::":
+        return "[::1]"
+    return f"[{host}]" if ":" in host else host
+
+
+def parse_args(argv: list[str] | None = None) -> ServiceOptions:
+    """Read the command line of a demo service process."""
+    parser = argparse.ArgumentParser(
+        prog="python -m metricsmesh_cli.demo_fleet.service",
+        description="One demo service: a FastAPI app with the metrics-mesh agent embedded.",
+    )
+    parser.add_argument("--name", required=True, help="service name (the agent reports it)")
+    parser.add_argument("--type", dest="service_type", default="core", help="service type")
+    parser.add_argument("--data-source", default="", help="data source of a data service")
+    parser.add_argument("--host", default="127.0.0.1", help="bind host of HTTP and agent")
+    parser.add_argument("--port", type=int, required=True, help="HTTP port")
+    parser.add_argument("--agent-port", type=int, required=True, help="agent gRPC port")
+    parser.add_argument("--upstream", help="base URL of the fake upstream (data services)")
+    parser.add_argument("--load-scale", type=float, default=1.0, help="multiply every rate")
+    parser.add_argument("--exit-after", type=float, help="exit (status 75) after SECONDS")
+    parser.add_argument("--not-serving", type=schedule_arg, help="START,PERIOD,DURATION")
+    parser.add_argument("--error", type=schedule_arg, help="START,PERIOD,DURATION")
+    parser.add_argument("--parent-pid", type=int, help="exit when this parent process is gone")
+    args = parser.parse_args(argv)
+    return ServiceOptions(
+        name=args.name,
+        service_type=args.service_type,
+        data_source=args.data_source,
+        host=args.host,
+        port=args.port,
+        agent_port=args.agent_port,
+        upstream=args.upstream,
+        load_scale=args.load_scale,
+        exit_after=args.exit_after,
+        not_serving=args.not_serving,
+        error=args.error,
+        parent_pid=args.parent_pid,
+    )
+
+
+async def _main(options: ServiceOptions) -> int:
+    service = DemoService(options)
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, service.request_stop, 0)
+    return await service.run()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run one demo service until SIGINT/SIGTERM; return its exit status."""
+    options = parse_args(argv)
+    if isinstance(sys.stdout, io.TextIOWrapper):
+        sys.stdout.reconfigure(line_buffering=True)
+    logging.basicConfig(
+        level=logging.INFO,
+        format=f"%(asctime)s {options.name} %(levelname)s %(message)s",
+        stream=sys.stdout,
+    )
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    return asyncio.run(_main(options))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,239 @@
+"""Starts, watches, restarts and stops the demo's processes, each in its own process group.
+
+Every child runs in a new session (so Ctrl-C in the terminal reaches only the supervisor,
+which then stops the children in order) and, on Linux, gets SIGTERM from the kernel if the
+supervisor dies without cleaning up. Its output goes to `<run dir>/<name>.log`. Stopping sends
+SIGTERM to every process group, waits up to the stop timeout, then SIGKILLs what is left.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ctypes
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from metricsmesh_cli.demo_fleet.probes import Probe
+
+PLANNED_EXIT_STATUS = 75
+"""A child exiting with this status misbehaves on purpose; it is restarted after its delay."""
+
+NO_RESTART_STATUSES = frozenset({2, 3})
+"""Usage errors and unbindable ports: restarting would fail the same way."""
+
+PROBE_INTERVAL_SECONDS = 0.2
+LOG_TAIL_LINES = 15
+
+
+@dataclass(frozen=True, slots=True)
+class ProcessSpec:
+    """One process of the demo: how to start it and how to tell that it is ready."""
+
+    name: str
+    argv: tuple[str, ...]
+    ready: Probe
+    summary: str
+    """What to print once it is up, e.g. `http 127.0.0.1:8009  agent 127.0.0.1:18009`."""
+    restart_delay: float = 10.0
+    """Seconds to wait before restarting it after it exits."""
+
+
+class StartupError(Exception):
+    """A process did not come up; the message names it and shows the end of its log."""
+
+
+@dataclass(slots=True)
+class _Child:
+    spec: ProcessSpec
+    log_path: Path
+    process: asyncio.subprocess.Process | None = None
+    starts: int = 0
+    failures: int = 0
+    exits: list[int] = field(default_factory=list)
+
+
+def _die_with_parent() -> None:  # pragma: no cover - runs in the forked child
+    """Ask Linux to SIGTERM this child when the supervisor's thread exits."""
+    if sys.platform.startswith("linux"):
+        with contextlib.suppress(Exception):
+            ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
+def tail(path: Path, lines: int = LOG_TAIL_LINES) -> str:
+    """The last `lines` lines of a log file, indented, or a note that it is empty."""
+    try:
+        text = path.read_text(errors="replace").splitlines()[-lines:]
+    except OSError:
+        text = []
+    return "\n".join(f"    | {line}" for line in text) or "    | (no output)"
+
+
+class Supervisor:
+    """Owns the demo's child processes for their whole life."""
+
+    def __init__(
+        self,
+        run_dir: Path,
+        *,
+        say: Callable[[str], None],
+        stop_timeout: float = 5.0,
+    ) -> None:
+        self.run_dir = run_dir
+        self._say = say
+        self._stop_timeout = stop_timeout
+        self._children: dict[str, _Child] = {}
+        self._watchers: list[asyncio.Task[None]] = []
+        self._stopping = False
+
+    def pids(self) -> dict[str, int]:
+        """The pid of every child currently running, by name."""
+        return {
+            name: child.process.pid
+            for name, child in self._children.items()
+            if child.process is not None and child.process.returncode is None
+        }
+
+    async def start(self, specs: Sequence[ProcessSpec], *, timeout: float) -> None:
+        """Start `specs` together and wait until every one is ready, printing progress.
+
+        Raises StartupError naming the first one that exits or is not ready within `timeout`.
+        """
+        children = []
+        for spec in specs:
+            child = _Child(spec, self.run_dir / f"{spec.name}.log")
+            self._children[spec.name] = child
+            await self._spawn(child)
+            children.append(child)
+        deadline = time.monotonic() + timeout
+        results = await asyncio.gather(
+            *(self._await_ready(child, deadline) for child in children), return_exceptions=True
+        )
+        for result in results:
+            if isinstance(result, BaseException):
+                raise result
+        for child in children:
+            self._watchers.append(asyncio.create_task(self._watch(child), name=child.spec.name))
+
+    async def _spawn(self, child: _Child) -> None:
+        with child.log_path.open("ab") as log:
+            child.process = await asyncio.create_subprocess_exec(
+                *child.spec.argv,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                preexec_fn=_die_with_parent,
+            )
+        child.starts += 1
+
+    async def _await_ready(self, child: _Child, deadline: float) -> None:
+        process = child.process
+        assert process is not None
+        started = time.monotonic()
+        while True:
+            if process.returncode is not None:
+                raise StartupError(
+                    f"{child.spec.name} exited with status {process.returncode} while starting; "
+                    f"the end of its log ({child.log_path}):\n{tail(child.log_path)}"
+                )
+            if await child.spec.ready():
+                break
+            if time.monotonic() > deadline:
+                raise StartupError(
+                    f"{child.spec.name} was not ready in time (pid {process.pid}); "
+                    f"the end of its log ({child.log_path}):\n{tail(child.log_path)}"
+                )
+            await asyncio.sleep(PROBE_INTERVAL_SECONDS)
+        self._say(
+            f"  up  {child.spec.name:<28} {child.spec.summary}  "
+            f"(pid {process.pid}, ready in {time.monotonic() - started:.1f} s)"
+        )
+
+    async def _watch(self, child: _Child) -> None:
+        """Restart `child` whenever it exits, until the supervisor stops."""
+        while not self._stopping:
+            process = child.process
+            assert process is not None
+            status = await process.wait()
+            if self._stopping:
+                return
+            child.exits.append(status)
+            delay = child.spec.restart_delay
+            if status == PLANNED_EXIT_STATUS:
+                self._say(
+                    f"  ~~  {child.spec.name} exited on purpose (status {status}); "
+                    f"restarting it in {delay:g} s"
+                )
+            elif status in NO_RESTART_STATUSES:
+                self._say(
+                    f"  !!  {child.spec.name} exited with status {status} and will not be "
+                    f"restarted; the end of its log ({child.log_path}):\n{tail(child.log_path)}"
+                )
+                return
+            else:
+                child.failures += 1
+                delay = min(delay * 2 ** (child.failures - 1), 60.0)
+                self._say(
+                    f"  !!  {child.spec.name} exited unexpectedly (status {status}); restarting "
+                    f"in {delay:g} s; the end of its log ({child.log_path}):\n"
+                    f"{tail(child.log_path)}"
+                )
+            await asyncio.sleep(delay)
+            if self._stopping:
+                return
+            await self._spawn(child)
+            try:
+                await self._await_ready(child, time.monotonic() + 60.0)
+            except StartupError as error:
+                self._say(f"  !!  {error}")
+
+    async def stop(self) -> list[str]:
+        """Stop every child: SIGTERM to each group, SIGKILL after the timeout.
+
+        Returns the names of the children that had to be killed. A second call is harmless.
+        """
+        self._stopping = True
+        for watcher in self._watchers:
+            watcher.cancel()
+        await asyncio.gather(*self._watchers, return_exceptions=True)
+        self._watchers.clear()
+        running = [
+            child
+            for child in self._children.values()
+            if child.process is not None and child.process.returncode is None
+        ]
+        for child in running:
+            _signal_group(child, signal.SIGTERM)
+        killed: list[str] = []
+        deadline = time.monotonic() + self._stop_timeout
+
+        async def wait_or_kill(child: _Child) -> None:
+            process = child.process
+            assert process is not None
+            try:
+                await asyncio.wait_for(process.wait(), max(deadline - time.monotonic(), 0.01))
+            except TimeoutError:
+                killed.append(child.spec.name)
+                _signal_group(child, signal.SIGKILL)
+                await process.wait()
+
+        await asyncio.gather(*(wait_or_kill(child) for child in running))
+        for child in self._children.values():
+            # Anything left in a group (a grandchild) goes too.
+            _signal_group(child, signal.SIGKILL)
+        return killed
+
+
+def _signal_group(child: _Child, signum: int) -> None:
+    process = child.process
+    if process is None:
+        return
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(process.pid, signum)

@@ -1,0 +1,67 @@
+"""`metrics-mesh snapshot`: one GetSnapshot, printed as a table or as protobuf JSON."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+
+import grpc
+from google.protobuf import json_format
+from google.protobuf.duration_pb2 import Duration
+from metricsmesh.v1 import aggregator_pb2, aggregator_pb2_grpc, snapshot_pb2
+from rich.console import Console
+
+from metricsmesh_cli.client import describe_rpc_error, snapshot_filter
+from metricsmesh_cli.render import snapshot_view
+
+
+async def fetch_snapshot(
+    target: str,
+    *,
+    services: Sequence[str] = (),
+    types: Sequence[str] = (),
+    max_age: float | None = None,
+    timeout: float = 5.0,
+) -> snapshot_pb2.Snapshot:
+    """One GetSnapshot from the aggregator at `target`; raises grpc.aio.AioRpcError."""
+    request = aggregator_pb2.GetSnapshotRequest(filter=snapshot_filter(services, types))
+    if max_age is not None:
+        age = Duration()
+        age.FromNanoseconds(round(max_age * 1e9))
+        request.max_age.CopyFrom(age)
+    async with grpc.aio.insecure_channel(target) as channel:
+        stub = aggregator_pb2_grpc.AggregatorServiceStub(channel)
+        response = await stub.GetSnapshot(request, timeout=timeout, wait_for_ready=False)
+    return response.snapshot
+
+
+def snapshot_json(snapshot: snapshot_pb2.Snapshot) -> str:
+    """The snapshot in protobuf's canonical JSON mapping (camelCase keys, enum names)."""
+    return json_format.MessageToJson(snapshot, indent=2)
+
+
+def run_snapshot(
+    target: str,
+    *,
+    output: str,
+    console: Console,
+    errors: Console,
+    services: Sequence[str] = (),
+    types: Sequence[str] = (),
+    max_age: float | None = None,
+    timeout: float = 5.0,
+) -> int:
+    """Fetch and print one snapshot; returns the exit status (1 when the call failed)."""
+    try:
+        snapshot = asyncio.run(
+            fetch_snapshot(target, services=services, types=types, max_age=max_age, timeout=timeout)
+        )
+    except grpc.aio.AioRpcError as error:
+        errors.print(f"metrics-mesh snapshot: {describe_rpc_error(target, error)}", markup=False)
+        return 1
+    if output == "json":
+        console.file.write(snapshot_json(snapshot) + "\n")
+        console.file.flush()
+    else:
+        console.print(snapshot_view(snapshot))
+    return 0
