@@ -1,1 +1,17 @@
-"""metrics-mesh gateway: REST, SSE, WebSocket, Prometheus exposition and the dashboard."""
+"""metrics-mesh gateway: REST, SSE, WebSocket, Prometheus exposition and the dashboard.
+
+app = create_app(load_settings("mesh.toml"))   # a FastAPI app; serve it with uvicorn
+python -m gateway --config mesh.toml --port 8000 --aggregator 127.0.0.1:50100
+"""
+
+from gateway._app import create_app
+from gateway._errors import GatewayConfigError, GatewayError
+from gateway._settings import GatewaySettings, load_settings
+
+__all__ = [
+    "GatewayConfigError",
+    "GatewayError",
+    "GatewaySettings",
+    "create_app",
+    "load_settings",
+]

@@ -1,0 +1,78 @@
+"""`create_app(settings)`: the gateway's FastAPI application."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.responses import FileResponse
+from fastapi.staticfiles import StaticFiles
+
+from gateway._health import health_router
+from gateway._prometheus import prometheus_router
+from gateway._rest import FastPath, rest_router
+from gateway._settings import GatewaySettings
+from gateway._sse import sse_router
+from gateway._state import GatewayState
+from gateway._upstream import SnapshotHub
+from gateway._ws import ws_router
+
+STATIC = Path(__file__).parent / "static"
+
+
+def create_app(settings: GatewaySettings | None = None) -> FastAPI:
+    """The gateway app; its lifespan opens (and closes) the one aggregator subscription.
+
+    `app.state.gateway` is the shared `GatewayState` (settings, hub, client counts).
+    """
+    settings = settings or GatewaySettings()
+    hub = SnapshotHub(
+        settings.aggregator,
+        history_size=settings.history_size,
+        reconnect_initial_seconds=settings.reconnect_initial_seconds,
+        reconnect_max_seconds=settings.reconnect_max_seconds,
+    )
+    state = GatewayState(settings, hub)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        hub.start()
+        try:
+            yield
+        finally:
+            await hub.stop()
+
+    app = FastAPI(
+        title="metrics-mesh gateway",
+        description="Live event rates of every service: REST, SSE, WebSocket, Prometheus.",
+        version="0.1.0",
+        lifespan=lifespan,
+    )
+    app.state.gateway = state
+    app.add_middleware(FastPath, state=state)
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=list(settings.cors_origins),
+            allow_methods=["GET"],
+            allow_headers=["Last-Event-ID"],
+        )
+    for router in (
+        rest_router(state),
+        sse_router(state),
+        ws_router(state),
+        health_router(state),
+        prometheus_router(state),
+    ):
+        app.include_router(router)
+
+    @app.get("/", include_in_schema=False)
+    async def dashboard() -> FileResponse:
+        """The dashboard page."""
+        return FileResponse(STATIC / "index.html", headers={"Cache-Control": "no-cache"})
+
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    return app

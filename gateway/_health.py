@@ -1,0 +1,87 @@
+"""Health endpoints: /health and /health/live (the process), /health/ready, /health/detailed."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from fastapi import APIRouter
+from fastapi.responses import JSONResponse
+
+from gateway._state import GatewayState
+from gateway._views import iso_utc
+
+
+def health_router(state: GatewayState) -> APIRouter:
+    """Liveness answers for the process alone; readiness needs a fresh snapshot."""
+    router = APIRouter(tags=["health"])
+    hub, settings = state.hub, state.settings
+
+    @router.get("/health", summary="The gateway process is up")
+    async def health() -> dict[str, str]:
+        """Always `ok` while the process serves HTTP."""
+        return {"status": "ok"}
+
+    @router.get("/health/live", summary="Liveness probe")
+    async def live() -> dict[str, str]:
+        """Always `ok` while the process serves HTTP (the aggregator is not consulted)."""
+        return {"status": "ok"}
+
+    @router.get(
+        "/health/ready",
+        summary="Readiness probe",
+        responses={503: {"description": "No fresh snapshot: not ready."}},
+    )
+    async def ready() -> JSONResponse:
+        """200 when the subscription is connected and the latest snapshot is fresh, else 503."""
+        entry = state.fresh()
+        if entry is None or hub.state != "connected":
+            reason = state.problem() if entry is None else (hub.error or str(hub.state))
+            return JSONResponse({"status": "not ready", "reason": reason}, 503)
+        return JSONResponse(
+            {"status": "ready", "sequence": entry.sequence, "snapshot_age_ms": _age_ms(state)}
+        )
+
+    @router.get("/health/detailed", summary="Everything the gateway knows about its health")
+    async def detailed() -> JSONResponse:
+        """Upstream state, the latest snapshot's freshness and rows' status, client counts."""
+        entry = hub.latest
+        fresh = state.fresh() is not None
+        body: dict[str, Any] = {
+            "status": "ok" if fresh and hub.state == "connected" else "degraded",
+            "timestamp": iso_utc(time.time()),
+            "uptime_seconds": round(time.monotonic() - state.started, 3),
+            "upstream": {
+                "target": hub.target,
+                "state": str(hub.state),
+                "state_seconds": round(hub.clock() - hub.state_since, 3),
+                "error": hub.error,
+                "connects": hub.connects,
+                "snapshots_received": hub.snapshots_received,
+            },
+            "snapshot": None,
+            "stale_after_seconds": settings.stale_after_seconds,
+            "clients": {
+                "sse": state.stats.sse_clients,
+                "websocket": state.stats.ws_clients,
+            },
+        }
+        if entry is not None:
+            snap = entry.snapshot
+            body["snapshot"] = {
+                "sequence": entry.sequence,
+                "timestamp": iso_utc(entry.take_time),
+                "age_ms": _age_ms(state),
+                "fresh": fresh,
+                "services_answered": snap.services_answered,
+                "services_total": snap.services_total,
+                "services": {row["service_name"]: row["status"] for row in entry.rows},
+            }
+        return JSONResponse(body, 200 if body["status"] == "ok" else 503)
+
+    return router
+
+
+def _age_ms(state: GatewayState) -> int | None:
+    entry = state.hub.latest
+    return None if entry is None else round(entry.age(state.hub.clock()) * 1000.0)

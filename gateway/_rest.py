@@ -1,0 +1,79 @@
+"""GET /api/v1/real-time-metrics: the cached snapshot body, or story 23.2's error shape (503)."""
+
+from __future__ import annotations
+
+import time
+
+from fastapi import APIRouter
+from fastapi.responses import Response
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from gateway._models import RealTimeMetrics, RealTimeMetricsError
+from gateway._state import GatewayState
+from gateway._views import WHOLE
+
+PATH = "/api/v1/real-time-metrics"
+JSON = "application/json"
+
+
+def rest_router(state: GatewayState) -> APIRouter:
+    """The REST endpoint, reading the hub's latest snapshot (never calling the aggregator)."""
+    router = APIRouter(tags=["metrics"])
+    hub = state.hub
+
+    @router.get(
+        PATH,
+        response_model=RealTimeMetrics,
+        responses={503: {"model": RealTimeMetricsError, "description": "No fresh snapshot."}},
+        summary="Consolidated real-time metrics of every configured service",
+    )
+    async def real_time_metrics() -> Response:
+        """The latest snapshot in story 23.2's shape; 503 with its error shape when stale."""
+        entry = state.fresh()
+        if entry is None:
+            return Response(state.error_body(time.monotonic()), 503, media_type=JSON)
+        return Response(entry.body(WHOLE, hub.clock()), media_type=JSON)
+
+    return router
+
+
+class FastPath:
+    """ASGI middleware answering GET/HEAD on the REST path straight from the cached bytes.
+
+    The route above documents the endpoint (and answers the same way if this middleware is
+    not installed); this shortcut skips routing and the framework's request/response objects,
+    which is most of the per-request cost once the body itself is cached.
+    """
+
+    def __init__(self, app: ASGIApp, state: GatewayState) -> None:
+        self.app = app
+        self.state = state
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Serve the REST path; pass everything else on."""
+        if scope["type"] != "http" or scope["path"] != PATH or scope["method"] not in _METHODS:
+            await self.app(scope, receive, send)
+            return
+        state = self.state
+        entry = state.fresh()
+        if entry is None:
+            status, body = 503, state.error_body(time.monotonic())
+        else:
+            status, body = 200, entry.body(WHOLE, state.hub.clock())
+        await send(
+            {
+                "type": "http.response.start",
+                "status": status,
+                "headers": [(b"content-type", b"application/json"), _length(body)],
+            }
+        )
+        await send(
+            {"type": "http.response.body", "body": body if scope["method"] == "GET" else b""}
+        )
+
+
+_METHODS = frozenset({"GET", "HEAD"})
+
+
+def _length(body: bytes) -> tuple[bytes, bytes]:
+    return (b"content-length", str(len(body)).encode())

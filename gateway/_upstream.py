@@ -1,0 +1,235 @@
+"""The gateway's one long-lived StreamSnapshots subscription and its fan-out to clients.
+
+`SnapshotHub` keeps the latest snapshot and a small ring of recent ones. Every HTTP request,
+SSE stream and WebSocket reads from it; nothing ever calls the aggregator per request. When the
+subscription fails, the hub reconnects with exponential backoff and full jitter (resuming after
+the last sequence it saw, so the ring has no gaps), and logs each state change once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import time
+from collections import deque
+from collections.abc import AsyncIterator, Callable
+from enum import StrEnum
+
+import grpc
+from metricsmesh.v1 import aggregator_pb2, aggregator_pb2_grpc, snapshot_pb2
+
+from gateway._views import SnapshotEntry
+
+log = logging.getLogger("gateway.upstream")
+
+Clock = Callable[[], float]
+
+
+class UpstreamState(StrEnum):
+    """Where the subscription stands."""
+
+    CONNECTING = "connecting"
+    CONNECTED = "connected"
+    DISCONNECTED = "disconnected"
+    STOPPED = "stopped"
+
+
+_RESUME_REJECTED = {
+    grpc.StatusCode.INVALID_ARGUMENT,
+    grpc.StatusCode.OUT_OF_RANGE,
+    grpc.StatusCode.FAILED_PRECONDITION,
+}
+
+
+class SnapshotHub:
+    """Holds the latest snapshot from one upstream subscription and wakes waiting clients.
+
+    `start()` opens the subscription in a background task; `stop()` ends it (a second call is
+    harmless). Clients read `latest`, `history_after(sequence)`, `state`, `error`, and await
+    `changed()` to learn about a new snapshot or a state change.
+    """
+
+    def __init__(
+        self,
+        target: str,
+        *,
+        history_size: int = 600,
+        reconnect_initial_seconds: float = 0.2,
+        reconnect_max_seconds: float = 5.0,
+        clock: Clock = time.monotonic,
+        rng: Callable[[], float] = random.random,
+    ) -> None:
+        self.target = target
+        self.clock = clock
+        self.state = UpstreamState.STOPPED
+        self.error: str | None = "the upstream subscription has not started"
+        self.latest: SnapshotEntry | None = None
+        self.snapshots_received = 0
+        self.connects = 0
+        self.state_since = clock()
+        self._history: deque[SnapshotEntry] = deque(maxlen=history_size)
+        self._initial = reconnect_initial_seconds
+        self._max = reconnect_max_seconds
+        self._rng = rng
+        self._changed = asyncio.Event()
+        self._channel: grpc.aio.Channel | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Open the channel and start the subscription task (in the running loop)."""
+        if self._task is not None:
+            return
+        self._channel = grpc.aio.insecure_channel(self.target)
+        self._task = asyncio.create_task(self._run(), name=f"upstream {self.target}")
+
+    async def stop(self) -> None:
+        """Cancel the subscription, close the channel; idempotent."""
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        channel, self._channel = self._channel, None
+        if channel is not None:
+            await channel.close()
+        self._set_state(UpstreamState.STOPPED, "the gateway is shutting down")
+
+    # -- reading ---------------------------------------------------------------------------
+
+    def fresh(self, stale_after: float) -> SnapshotEntry | None:
+        """The latest snapshot if it is younger than `stale_after` seconds, else None."""
+        entry = self.latest
+        if entry is None or entry.age(self.clock()) > stale_after:
+            return None
+        return entry
+
+    def history(self) -> list[SnapshotEntry]:
+        """The ring of recent snapshots, oldest first."""
+        return list(self._history)
+
+    def history_after(self, sequence: int) -> list[SnapshotEntry] | None:
+        """Snapshots after `sequence` from the ring; None when the ring no longer reaches back."""
+        entries = list(self._history)
+        if not entries:
+            return None
+        if entries[0].sequence > sequence + 1:
+            return None
+        return [entry for entry in entries if entry.sequence > sequence]
+
+    async def changed(self) -> None:
+        """Return at the next new snapshot or state change."""
+        await self._changed.wait()
+
+    def change_marker(self) -> asyncio.Event:
+        """The event the next change sets; take it before checking state to never miss one."""
+        return self._changed
+
+    async def replay_from_aggregator(
+        self, after_sequence: int, until_sequence: int, timeout: float = 5.0
+    ) -> AsyncIterator[SnapshotEntry]:
+        """Snapshots in (after_sequence, until_sequence) from the aggregator's own history.
+
+        Used when a client resumes from further back than the gateway's ring. Ends quietly
+        when the aggregator's history does not reach back either.
+        """
+        if self._channel is None:
+            return
+        stub = aggregator_pb2_grpc.AggregatorServiceStub(self._channel)
+        call = stub.StreamSnapshots(
+            aggregator_pb2.StreamSnapshotsRequest(after_sequence=after_sequence), timeout=timeout
+        )
+        try:
+            async for message in call:
+                if not message.replayed or message.snapshot.sequence >= until_sequence:
+                    break
+                yield SnapshotEntry(message.snapshot, self.clock())
+        except grpc.aio.AioRpcError as error:
+            log.warning("replay after %d from %s failed: %s", after_sequence, self.target, error)
+        finally:
+            call.cancel()
+
+    # -- the subscription --------------------------------------------------------------------
+
+    async def _run(self) -> None:
+        delay = self._initial
+        resume = True
+        assert self._channel is not None
+        stub = aggregator_pb2_grpc.AggregatorServiceStub(self._channel)
+        self._set_state(UpstreamState.CONNECTING, f"connecting to the aggregator at {self.target}")
+        failures = 0
+        while True:
+            request = aggregator_pb2.StreamSnapshotsRequest()
+            if resume and self.latest is not None:
+                request.after_sequence = self.latest.sequence
+            try:
+                call = stub.StreamSnapshots(request)
+                async for message in call:
+                    if self.state is not UpstreamState.CONNECTED:
+                        self.connects += 1
+                        self._set_state(UpstreamState.CONNECTED, None)
+                        delay, failures = self._initial, 0
+                    self._publish(message.snapshot)
+                reason = "the aggregator ended the subscription"
+            except asyncio.CancelledError:
+                raise
+            except grpc.aio.AioRpcError as error:
+                reason = f"{error.code().name}: {error.details()}"
+                if request.HasField("after_sequence") and error.code() in _RESUME_REJECTED:
+                    resume = False  # the aggregator restarted or forgot; take the latest
+                    self.error = reason
+                    continue
+            except Exception as error:  # keep the subscription alive whatever happens
+                log.exception("upstream subscription to %s failed", self.target)
+                reason = f"{type(error).__name__}: {error}"
+            resume = True
+            failures += 1
+            self._set_state(
+                UpstreamState.DISCONNECTED, f"aggregator {self.target} unreachable ({reason})"
+            )
+            pause = delay * (0.5 + self._rng() / 2)  # exponential backoff, jittered
+            log.debug(
+                "upstream %s: attempt %d failed, retrying in %.2f s", self.target, failures, pause
+            )
+            await asyncio.sleep(pause)
+            delay = min(delay * 2, self._max)
+
+    def _publish(self, snapshot: snapshot_pb2.Snapshot) -> None:
+        entry = SnapshotEntry(snapshot, self.clock())
+        latest = self.latest
+        if latest is not None and entry.sequence <= latest.sequence:
+            same = next((old for old in self._history if old.sequence == entry.sequence), None)
+            if same is not None and same.take_time == entry.take_time:
+                return  # a replayed snapshot the ring already holds
+            log.warning(
+                "aggregator %s sequence went back from %d to %d (restarted?); "
+                "clearing the resume history",
+                self.target,
+                latest.sequence,
+                entry.sequence,
+            )
+            self._history.clear()
+        self._history.append(entry)
+        self.latest = entry
+        self.snapshots_received += 1
+        self._notify()
+
+    def _set_state(self, state: UpstreamState, error: str | None) -> None:
+        changed = state is not self.state
+        self.error = error
+        if not changed:
+            return
+        previous, self.state = self.state, state
+        self.state_since = self.clock()
+        if state is UpstreamState.DISCONNECTED:
+            log.warning("upstream %s: %s -> %s: %s", self.target, previous, state, error)
+        else:
+            log.info("upstream %s: %s -> %s", self.target, previous, state)
+        self._notify()
+
+    def _notify(self) -> None:
+        event, self._changed = self._changed, asyncio.Event()
+        event.set()

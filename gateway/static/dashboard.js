@@ -1,0 +1,292 @@
+// The "Dependencies" dashboard: live over Server-Sent Events, polling every 5 s as a fallback.
+// Plain JavaScript, no dependencies, no build step.
+(function () {
+  "use strict";
+
+  const STREAM_URL = "/api/v1/real-time-metrics/stream?replay=120";
+  const REST_URL = "/api/v1/real-time-metrics";
+  const POLL_MS = 5000;
+  const STALE_MS = 10000;         // no update for this long: say so
+  const HISTORY = 120;             // points per sparkline
+
+  const $ = (id) => document.getElementById(id);
+  const history = new Map();       // service name -> [eps, ...]
+  const systemHistory = [];
+  let lastSequence = 0;
+  let lastUpdate = 0;              // Date.now() of the last snapshot applied
+  let source = null;
+  let pollTimer = null;
+  let upstreamError = null;        // text of the gateway's last error, null when fine
+  let mode = "connecting";
+
+  // ---- formatting -----------------------------------------------------------------------
+
+  const nf1 = new Intl.NumberFormat(undefined, { maximumFractionDigits: 1, minimumFractionDigits: 1 });
+  const nf2 = new Intl.NumberFormat(undefined, { maximumFractionDigits: 2, minimumFractionDigits: 2 });
+  const nf0 = new Intl.NumberFormat(undefined, { maximumFractionDigits: 0 });
+
+  function rate(v) { return v >= 100 ? nf1.format(v) : nf2.format(v); }
+  function count(v) { return nf0.format(v); }
+
+  function duration(seconds) {
+    if (!seconds) return "–";
+    const s = Math.floor(seconds);
+    const d = Math.floor(s / 86400), h = Math.floor((s % 86400) / 3600);
+    const m = Math.floor((s % 3600) / 60), r = s % 60;
+    if (d) return d + "d " + h + "h";
+    if (h) return h + "h " + m + "m";
+    if (m) return m + "m " + r + "s";
+    return r + "s";
+  }
+
+  function ago(iso) {
+    if (!iso) return "never";
+    const diff = (Date.now() - Date.parse(iso)) / 1000;
+    if (diff < 1.5) return "just now";
+    if (diff < 60) return Math.round(diff) + " s ago";
+    if (diff < 3600) return Math.round(diff / 60) + " min ago";
+    return new Date(iso).toLocaleString();
+  }
+
+  function el(tag, cls, text) {
+    const node = document.createElement(tag);
+    if (cls) node.className = cls;
+    if (text !== undefined) node.textContent = text;
+    return node;
+  }
+
+  // ---- sparklines -------------------------------------------------------------------------
+
+  const SVG = "http://www.w3.org/2000/svg";
+
+  function drawSpark(svg, values, width, height) {
+    while (svg.firstChild) svg.removeChild(svg.firstChild);
+    if (values.length < 2) return;
+    const max = Math.max(...values, 0.001);
+    const step = width / (HISTORY - 1);
+    const x0 = width - step * (values.length - 1);
+    const pts = values.map((v, i) => [x0 + i * step, height - 2 - (v / max) * (height - 4)]);
+    const line = pts.map((p) => p[0].toFixed(1) + "," + p[1].toFixed(1)).join(" ");
+    const area = document.createElementNS(SVG, "polygon");
+    area.setAttribute("class", "area");
+    area.setAttribute("points", x0.toFixed(1) + "," + height + " " + line + " " + width + "," + height);
+    const poly = document.createElementNS(SVG, "polyline");
+    poly.setAttribute("class", "line");
+    poly.setAttribute("points", line);
+    svg.appendChild(area);
+    svg.appendChild(poly);
+  }
+
+  function remember(list, value) {
+    list.push(value);
+    if (list.length > HISTORY) list.splice(0, list.length - HISTORY);
+  }
+
+  // ---- rendering --------------------------------------------------------------------------
+
+  const rowNodes = new Map();      // service name -> {tr, cells}
+
+  function makeRow(name) {
+    const tr = el("tr");
+    tr.dataset.service = name;
+    const cells = {};
+    for (const key of ["name", "type", "status", "eps", "spark", "eph", "total", "uptime", "last", "error"]) {
+      const td = el("td");
+      td.dataset.field = key;
+      if (["eps", "eph", "total", "uptime"].includes(key)) td.className = "num";
+      if (key === "name") td.className = "name";
+      if (key === "last") td.className = "when";
+      if (key === "error") td.className = "err";
+      cells[key] = td;
+      tr.appendChild(td);
+    }
+    const svg = document.createElementNS(SVG, "svg");
+    svg.setAttribute("class", "spark row-spark");
+    svg.setAttribute("viewBox", "0 0 120 26");
+    svg.setAttribute("preserveAspectRatio", "none");
+    cells.spark.appendChild(svg);
+    cells.svg = svg;
+    return { tr, cells };
+  }
+
+  function renderRows(rows) {
+    const body = $("rows");
+    const placeholder = body.querySelector(".placeholder");
+    if (placeholder && rows.length) placeholder.remove();
+    const seen = new Set();
+    rows.forEach((row, index) => {
+      seen.add(row.service_name);
+      let node = rowNodes.get(row.service_name);
+      if (!node) {
+        node = makeRow(row.service_name);
+        rowNodes.set(row.service_name, node);
+      }
+      if (body.children[index] !== node.tr) body.insertBefore(node.tr, body.children[index] || null);
+      const c = node.cells;
+      node.tr.classList.toggle("down", row.status !== "active");
+      c.name.textContent = row.service_name;
+      const port = el("span", "port", ":" + row.port);
+      c.name.appendChild(port);
+      c.type.replaceChildren(el("span", "type type-" + row.service_type, row.service_type));
+      c.status.replaceChildren(el("span", "badge badge-" + row.status, row.status));
+      c.eps.textContent = rate(row.events_per_second);
+      c.eph.textContent = count(row.events_per_hour);
+      c.total.textContent = count(row.total_events);
+      c.uptime.textContent = duration(row.uptime_seconds);
+      c.last.textContent = ago(row.last_activity);
+      c.last.title = row.last_activity || "";
+      c.error.textContent = row.error_message || "";
+      drawSpark(c.svg, history.get(row.service_name) || [], 120, 26);
+    });
+    for (const [name, node] of rowNodes) {
+      if (!seen.has(name)) { node.tr.remove(); rowNodes.delete(name); }
+    }
+  }
+
+  function allRows(body) {
+    const rows = body.active_apis.concat(body.inactive_services || []);
+    rows.sort((a, b) => a.port - b.port || a.service_name.localeCompare(b.service_name));
+    return rows;
+  }
+
+  function record(body) {
+    for (const row of allRows(body)) {
+      let list = history.get(row.service_name);
+      if (!list) { list = []; history.set(row.service_name, list); }
+      remember(list, row.status === "active" ? row.events_per_second : 0);
+    }
+    remember(systemHistory, body.events_per_second);
+  }
+
+  function apply(body, draw) {
+    if (typeof body.sequence === "number") {
+      if (body.sequence === lastSequence) return;
+      lastSequence = body.sequence;
+    }
+    record(body);
+    lastUpdate = Date.now();
+    upstreamError = null;
+    if (!draw) return;
+    const rows = allRows(body);
+    $("sys-eps").textContent = rate(body.events_per_second);
+    $("sys-eph").textContent = count(body.events_per_hour);
+    $("sys-total").textContent = "total " + count(body.total_events || 0) + " events";
+    $("sys-active").textContent = body.active_apis.length;
+    $("sys-count").textContent = rows.length;
+    $("sys-inactive").textContent = body.inactive_apis;
+    const chips = $("sys-sources");
+    chips.replaceChildren();
+    if (!body.data_sources_active.length) chips.appendChild(el("span", "muted", "none"));
+    for (const s of body.data_sources_active) chips.appendChild(el("span", "chip", s));
+    $("meta-seq").textContent = "snapshot #" + body.sequence;
+    $("meta-time").textContent = new Date(body.timestamp).toLocaleTimeString();
+    $("meta-round").textContent = "round " + body.collection_time_ms + " ms";
+    drawSpark($("sys-spark"), systemHistory, 200, 40);
+    renderRows(rows);
+    refreshStatus();
+  }
+
+  // ---- connection state -------------------------------------------------------------------
+
+  function setConn(state, text) {
+    const conn = $("conn");
+    conn.dataset.state = state;
+    $("conn-text").textContent = text;
+  }
+
+  function banner(kind, title, text) {
+    const b = $("banner");
+    if (!kind) { b.hidden = true; return; }
+    b.hidden = false;
+    b.dataset.kind = kind;
+    $("banner-title").textContent = title;
+    $("banner-text").textContent = text;
+  }
+
+  function refreshStatus() {
+    const age = lastUpdate ? Date.now() - lastUpdate : Infinity;
+    const stale = upstreamError !== null || age > STALE_MS;
+    document.body.classList.toggle("stale", stale && lastUpdate > 0);
+    if (upstreamError !== null) {
+      setConn("down", "Aggregator unreachable");
+      banner("bad", "Metrics unavailable.", upstreamError);
+    } else if (mode === "down") {
+      setConn("down", "Disconnected");
+      banner("bad", "Connection to the gateway lost.", "Retrying; the figures below are from " +
+        (lastUpdate ? Math.round(age / 1000) + " s ago." : "no snapshot yet."));
+    } else if (stale && lastUpdate) {
+      setConn("stale", "Stale");
+      banner("warn", "Data is stale.", "No update for " + Math.round(age / 1000) + " s.");
+    } else if (mode === "polling") {
+      setConn("polling", "Polling every 5 s");
+      banner(null);
+    } else if (mode === "live") {
+      setConn("live", "Live");
+      banner(null);
+    }
+  }
+
+  function showUpstreamError(body) {
+    upstreamError = (body && body.error) || "the gateway has no fresh snapshot";
+    refreshStatus();
+  }
+
+  // ---- polling fallback -------------------------------------------------------------------
+
+  async function poll() {
+    try {
+      const response = await fetch(REST_URL, { cache: "no-store" });
+      const body = await response.json();
+      if (response.ok) { if (mode !== "live") mode = "polling"; apply(body, true); }
+      else { if (mode !== "live") mode = "polling"; showUpstreamError(body); }
+    } catch (err) {
+      if (mode !== "live") mode = "down";
+      refreshStatus();
+    }
+  }
+
+  function startPolling() {
+    if (pollTimer) return;
+    poll();
+    pollTimer = setInterval(poll, POLL_MS);
+  }
+
+  function stopPolling() {
+    if (pollTimer) { clearInterval(pollTimer); pollTimer = null; }
+  }
+
+  // ---- live stream ------------------------------------------------------------------------
+
+  function connect() {
+    if (!window.EventSource) { startPolling(); return; }
+    source = new EventSource(STREAM_URL);
+    let replaying = true;
+    source.addEventListener("open", () => { mode = "live"; stopPolling(); refreshStatus(); });
+    source.addEventListener("snapshot", (event) => {
+      const body = JSON.parse(event.data);
+      // Replayed history fills the sparklines; draw once the backlog is through.
+      replaying = replaying && body.snapshot_age_ms > 3000;
+      apply(body, !replaying);
+    });
+    source.addEventListener("error", (event) => {
+      if (event instanceof MessageEvent && event.data) {
+        showUpstreamError(JSON.parse(event.data));   // the gateway's own `event: error`
+        return;
+      }
+      // The connection itself failed: EventSource retries; poll meanwhile.
+      mode = source.readyState === EventSource.CLOSED ? "down" : "polling";
+      startPolling();
+      refreshStatus();
+      if (source.readyState === EventSource.CLOSED) setTimeout(connect, POLL_MS);
+    });
+  }
+
+  setInterval(() => {
+    refreshStatus();
+    for (const node of rowNodes.values()) {
+      const title = node.cells.last.title;
+      if (title) node.cells.last.textContent = ago(title);
+    }
+  }, 1000);
+  connect();
+})();
