@@ -1,0 +1,182 @@
+"""The pure part of a round: per-service outcomes in, one frozen snapshot out.
+
+Like OpenTelemetry's aggregation, `fold_round` has no I/O and no clock of its own: it gets the
+outcomes, the previous per-service state and the times, and returns the snapshot and the next
+state. Every rule of DESIGN.md's Semantics about statuses and totals lives here.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from aggregator._model import (
+    AgentFigures,
+    CallKind,
+    Health,
+    Outcome,
+    Row,
+    SnapshotData,
+    Status,
+    TargetState,
+)
+from aggregator.config import Registry
+
+_TRANSPORT_FAILURES = frozenset({CallKind.UNREACHABLE, CallKind.DEADLINE})
+
+
+@dataclass(frozen=True, slots=True)
+class RoundTimes:
+    """When a round ran: its sequence number, start (wall and monotonic) and end."""
+
+    sequence: int
+    take_time: float
+    started: float
+    finished: float
+
+
+@dataclass(frozen=True, slots=True)
+class Backoff:
+    """How long to leave an agent alone after consecutive transport failures.
+
+    After the first failure the agent is called again next round; after the k-th (k >= 2),
+    not before `base * 2 ** (k - 1)` seconds have passed, capped at `maximum`.
+    """
+
+    base: float
+    maximum: float
+
+    def delay(self, failures: int) -> float:
+        """Seconds to wait before calling again after `failures` consecutive failures."""
+        if failures < 2 or self.maximum <= 0:
+            return 0.0
+        return min(self.maximum, self.base * 2.0 ** min(failures - 1, 30))
+
+
+def check_figures(expected_name: str, figures: AgentFigures) -> str:
+    """Why `figures` make no sense (an error text), or "" when they are plausible."""
+    eps = figures.events_per_second
+    if not math.isfinite(eps) or eps < 0:
+        return f"nonsense figures: events_per_second is {eps}"
+    eph = figures.events_per_hour
+    if not math.isfinite(eph) or eph < 0:
+        return f"nonsense figures: events_per_hour is {eph}"
+    if not math.isclose(eph, eps * 3600.0, rel_tol=1e-6, abs_tol=1e-6):
+        return f"nonsense figures: events_per_hour {eph} is not events_per_second {eps} x 3600"
+    if figures.total_events < figures.window_events:
+        return (
+            f"nonsense figures: total_events {figures.total_events} is less than "
+            f"window_events {figures.window_events}"
+        )
+    if eps > 0 and figures.window_events == 0:
+        return f"nonsense figures: events_per_second {eps} with no event in the window"
+    if not math.isfinite(figures.uptime_seconds) or figures.uptime_seconds < 0:
+        return f"nonsense figures: uptime is {figures.uptime_seconds} s"
+    if figures.service_name and figures.service_name != expected_name:
+        return (
+            f"wrong agent: it reports service_name {figures.service_name!r}, the registry "
+            f"expects {expected_name!r} at this address"
+        )
+    return ""
+
+
+def judge(name: str, outcome: Outcome, state: TargetState) -> tuple[Status, str]:
+    """The status and error text of one row (DESIGN.md: active, inactive or error)."""
+    if outcome.kind is CallKind.SKIPPED:
+        return Status.INACTIVE, outcome.error or state.last_error
+    if outcome.kind in _TRANSPORT_FAILURES:
+        return Status.INACTIVE, outcome.error
+    if outcome.kind is CallKind.ERROR:
+        return Status.ERROR, outcome.error
+    if outcome.figures is None:
+        return Status.ERROR, "the agent answered without figures"
+    problem = check_figures(name, outcome.figures)
+    if problem:
+        return Status.ERROR, problem
+    if outcome.health is Health.SERVING:
+        return Status.ACTIVE, ""
+    if outcome.health is Health.NOT_SERVING:
+        return Status.INACTIVE, "health: NOT_SERVING"
+    if outcome.health is Health.UNREACHABLE:
+        return Status.INACTIVE, "health: the Watch stream to the agent failed"
+    if outcome.health is Health.SERVICE_UNKNOWN:
+        return Status.INACTIVE, f"health: the agent does not know service {name!r}"
+    return Status.INACTIVE, "health: no status received within the deadline"
+
+
+def next_state(outcome: Outcome, state: TargetState, now: float, backoff: Backoff) -> TargetState:
+    """The per-service state after this round's outcome."""
+    if outcome.kind is CallKind.SKIPPED:
+        return state
+    if outcome.kind is CallKind.OK:
+        return TargetState()
+    failures = state.consecutive_failures + 1
+    retry_at = 0.0
+    if outcome.kind in _TRANSPORT_FAILURES:
+        delay = backoff.delay(failures)
+        retry_at = now + delay if delay > 0 else 0.0
+    return TargetState(failures, outcome.error, retry_at)
+
+
+def fold_round(
+    registry: Registry,
+    outcomes: Sequence[Outcome],
+    states: Sequence[TargetState],
+    times: RoundTimes,
+    backoff: Backoff,
+) -> tuple[SnapshotData, tuple[TargetState, ...]]:
+    """Fold one round's outcomes (registry order) into a snapshot and the next states.
+
+    Totals and `data_sources_active` cover active rows only; `services_answered` counts
+    the services whose GetEventRate call returned figures this round.
+    """
+    rows: list[Row] = []
+    new_states: list[TargetState] = []
+    counts = {Status.ACTIVE: 0, Status.INACTIVE: 0, Status.ERROR: 0}
+    answered = 0
+    eps = eph = 0.0
+    total = 0
+    sources: set[str] = set()
+    for entry, outcome, state in zip(registry, outcomes, states, strict=True):
+        if outcome.kind is CallKind.OK and outcome.figures is not None:
+            answered += 1
+        status, error = judge(entry.name, outcome, state)
+        new_state = next_state(outcome, state, times.finished, backoff)
+        counts[status] += 1
+        figures = outcome.figures if status is Status.ACTIVE else None
+        if figures is not None:
+            eps += figures.events_per_second
+            eph += figures.events_per_hour
+            total += figures.total_events
+            if entry.type == "data" and entry.data_source:
+                sources.add(entry.data_source)
+        rows.append(
+            Row(
+                entry=entry,
+                status=status,
+                health=outcome.health,
+                error_message=error,
+                call_latency=outcome.latency,
+                consecutive_failures=new_state.consecutive_failures,
+                figures=figures,
+                received_at=outcome.received_at if figures is not None else None,
+            )
+        )
+        new_states.append(new_state)
+    snapshot = SnapshotData(
+        sequence=times.sequence,
+        take_time=times.take_time,
+        take_monotonic=times.started,
+        round_duration=max(0.0, times.finished - times.started),
+        rows=tuple(rows),
+        services_answered=answered,
+        active_count=counts[Status.ACTIVE],
+        inactive_count=counts[Status.INACTIVE],
+        error_count=counts[Status.ERROR],
+        events_per_second=eps,
+        events_per_hour=eph,
+        total_events=total,
+        data_sources_active=tuple(sorted(sources)),
+    )
+    return snapshot, tuple(new_states)

@@ -1,0 +1,156 @@
+"""The aggregator's values: what a round learned, as frozen dataclasses (no protobuf).
+
+A round produces one `Outcome` per configured service (what its GetEventRate call did and
+the agent's health); `fold_round` turns them into a `SnapshotData`. Conversion to the wire
+`Snapshot` happens at the edge (`aggregator._convert`).
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from aggregator.config import ServiceEntry
+
+
+class Status(enum.Enum):
+    """The verdict on one service in one round (DESIGN.md, Semantics)."""
+
+    ACTIVE = "active"
+    INACTIVE = "inactive"
+    ERROR = "error"
+
+
+class Health(enum.Enum):
+    """The agent's last known grpc.health.v1 status, as the aggregator saw it."""
+
+    UNKNOWN = "unknown"
+    """No health information has arrived yet."""
+    SERVING = "serving"
+    NOT_SERVING = "not_serving"
+    SERVICE_UNKNOWN = "service_unknown"
+    UNREACHABLE = "unreachable"
+
+
+class CallKind(enum.Enum):
+    """How a GetEventRate call ended."""
+
+    OK = "ok"
+    """The agent answered with figures."""
+    UNREACHABLE = "unreachable"
+    """The agent could not be reached (connection refused, UNAVAILABLE, cancelled)."""
+    DEADLINE = "deadline"
+    """The call did not finish within its deadline."""
+    ERROR = "error"
+    """The agent answered with an error status (UNKNOWN, INTERNAL, UNIMPLEMENTED, ...)."""
+    SKIPPED = "skipped"
+    """The call was not made: the agent is backing off after repeated failures."""
+
+
+@dataclass(frozen=True, slots=True)
+class KindFigures:
+    """An agent's figures for one kind of event."""
+
+    kind: str
+    events_per_second: float
+    total_events: int
+    window_events: int
+    last_event_time: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class AgentFigures:
+    """What an agent reported in one GetEventRate answer (times are epoch seconds)."""
+
+    service_name: str
+    events_per_second: float
+    events_per_hour: float
+    total_events: int
+    window_events: int
+    uptime_seconds: float
+    last_event_time: float | None
+    read_time: float | None
+    kinds: tuple[KindFigures, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What one round's call to one agent produced."""
+
+    kind: CallKind
+    health: Health
+    latency: float
+    """Seconds from the call's start until it ended (the deadline when it timed out)."""
+    figures: AgentFigures | None = None
+    error: str = ""
+    """The error text: gRPC status code and details, or why the call was skipped."""
+    received_at: float = 0.0
+    """Monotonic instant at which the answer arrived (0 when there is none)."""
+
+
+@dataclass(frozen=True, slots=True)
+class TargetState:
+    """What the loop remembers about one service between rounds (for backoff and rows)."""
+
+    consecutive_failures: int = 0
+    last_error: str = ""
+    retry_at: float = 0.0
+    """Monotonic instant before which no call is made (backoff); 0 means call every round."""
+
+
+@dataclass(frozen=True, slots=True)
+class Row:
+    """One service's line in a snapshot."""
+
+    entry: ServiceEntry
+    status: Status
+    health: Health
+    error_message: str
+    call_latency: float
+    consecutive_failures: int
+    figures: AgentFigures | None
+    """The agent's figures when the row is active; None otherwise."""
+    received_at: float | None
+    """Monotonic instant at which the figures arrived (None without figures)."""
+
+
+@dataclass(frozen=True, slots=True)
+class SnapshotData:
+    """One consolidated round: rows in registry order plus totals over the active rows."""
+
+    sequence: int
+    take_time: float
+    """Wall-clock time (epoch seconds) at which the round started."""
+    take_monotonic: float
+    """Monotonic instant at which the round started (for ages)."""
+    round_duration: float
+    rows: tuple[Row, ...]
+    services_answered: int
+    active_count: int
+    inactive_count: int
+    error_count: int
+    events_per_second: float
+    events_per_hour: float
+    total_events: int
+    data_sources_active: tuple[str, ...]
+
+    @property
+    def services_total(self) -> int:
+        """The number of configured services (the n of k-of-n)."""
+        return len(self.rows)
+
+    @property
+    def complete_monotonic(self) -> float:
+        """Monotonic instant at which the round completed."""
+        return self.take_monotonic + self.round_duration
+
+
+@dataclass(frozen=True, slots=True)
+class Clock:
+    """The two clocks the aggregator reads, injectable for exact tests."""
+
+    monotonic: Callable[[], float]
+    """Seconds from an arbitrary origin, never going back; used for every duration."""
+    wall: Callable[[], float]
+    """Epoch seconds; used only for timestamps."""

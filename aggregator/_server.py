@@ -1,0 +1,94 @@
+"""AggregatorServer: the round loop, history and AggregatorService on one GrpcHost."""
+
+from __future__ import annotations
+
+import time
+from types import TracebackType
+
+from agent.grpc_host import DEFAULT_GRACE_SECONDS, GrpcHost
+from aggregator._loop import RoundLoop
+from aggregator._model import Clock
+from aggregator._service import SERVICE_NAME, AggregatorServicer
+from aggregator.config import DEFAULT_REGISTRY, AggregatorSettings, Registry
+
+SYSTEM_CLOCK = Clock(monotonic=time.monotonic, wall=time.time)
+"""The real clocks: `time.monotonic` for durations, `time.time` for timestamps."""
+
+
+class AggregatorServer:
+    """The whole aggregator: round loop + history + AggregatorService + health + reflection.
+
+    `await start()` binds `settings.host:settings.port` (0 picks a free port) and returns the
+    port; `await stop()` ends every stream with UNAVAILABLE "aggregator shutting down", then
+    stops the server gracefully. Also an async context manager.
+    """
+
+    def __init__(
+        self,
+        registry: Registry = DEFAULT_REGISTRY,
+        settings: AggregatorSettings | None = None,
+        *,
+        clock: Clock = SYSTEM_CLOCK,
+        grace_seconds: float = DEFAULT_GRACE_SECONDS,
+    ) -> None:
+        self.registry = registry
+        self.settings = settings or AggregatorSettings()
+        self.loop = RoundLoop(registry, self.settings, clock=clock)
+        self._servicer = AggregatorServicer(self.loop)
+        self._host = GrpcHost(
+            self._servicer.register,
+            service_names=(SERVICE_NAME,),
+            host=self.settings.host,
+            port=self.settings.port,
+            grace_seconds=grace_seconds,
+        )
+
+    @property
+    def port(self) -> int:
+        """The bound port (the real one when port 0 was asked for)."""
+        return self._host.port
+
+    @property
+    def address(self) -> str:
+        """`host:port` to dial, e.g. `grpcurl -plaintext ADDRESS list`."""
+        return self._host.address
+
+    @property
+    def rounds(self) -> int:
+        """How many rounds have completed since start."""
+        return self.loop.rounds
+
+    @property
+    def subscriber_count(self) -> int:
+        """How many StreamSnapshots calls are attached."""
+        return self.loop.subscriber_count
+
+    async def start(self) -> int:
+        """Create the agent channels, start the loop and serve; returns the bound port."""
+        self.loop.start()
+        try:
+            return await self._host.start()
+        except BaseException:
+            await self.loop.stop()
+            raise
+
+    async def stop(self, grace_seconds: float | None = None) -> None:
+        """End streams with a status, stop rounds, then stop serving; a second call is harmless."""
+        await self.loop.stop()
+        await self._host.stop(grace_seconds)
+
+    async def wait_for_termination(self) -> None:
+        """Serve until stopped."""
+        await self._host.wait_for_termination()
+
+    async def __aenter__(self) -> AggregatorServer:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        await self.stop()

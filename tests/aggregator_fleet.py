@@ -1,0 +1,123 @@
+"""Test helpers for the aggregator: a fleet of real agents, some of them broken on purpose.
+
+Every agent is a real gRPC server on an ephemeral port: `AgentServer` for the healthy ones,
+and small real servicers on `GrpcHost` for the agent that hangs past every deadline and the
+one that answers with INTERNAL.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import grpc
+from metricsmesh.v1 import event_rate_pb2, event_rate_pb2_grpc
+
+from agent import AgentServer, EventTracker
+from agent._server import EVENT_RATE_SERVICE
+from agent.grpc_host import GrpcHost
+from aggregator import DEFAULT_REGISTRY, Registry, ServiceEntry
+
+STOPPED, HUNG, NOT_SERVING, FAILING = 3, 5, 7, 9
+"""Registry indexes of the broken agents in `fleet()`."""
+
+
+class HangingServicer(event_rate_pb2_grpc.EventRateServiceServicer):
+    """GetEventRate never answers: it waits for an event nobody sets."""
+
+    def __init__(self) -> None:
+        self.release = asyncio.Event()
+        self.calls = 0
+
+    async def GetEventRate(self, request: Any, context: Any) -> Any:
+        self.calls += 1
+        await self.release.wait()
+        return event_rate_pb2.GetEventRateResponse()
+
+
+class FailingServicer(event_rate_pb2_grpc.EventRateServiceServicer):
+    """GetEventRate aborts with INTERNAL and a recognisable message."""
+
+    async def GetEventRate(self, request: Any, context: Any) -> Any:
+        await context.abort(grpc.StatusCode.INTERNAL, "tracker exploded")
+
+
+async def servicer_host(servicer: Any, name: str) -> GrpcHost:
+    """A started GrpcHost serving `servicer` as EventRateService, health SERVING for `name`."""
+    host = GrpcHost(
+        lambda server: event_rate_pb2_grpc.add_EventRateServiceServicer_to_server(servicer, server),
+        service_names=(EVENT_RATE_SERVICE,),
+        health_names=(name,),
+        grace_seconds=0,
+    )
+    await host.start()
+    return host
+
+
+@dataclass
+class Fleet:
+    """The registry pointing at the fleet, and handles on its agents."""
+
+    registry: Registry
+    trackers: dict[str, EventTracker] = field(default_factory=dict)
+    agents: dict[str, AgentServer] = field(default_factory=dict)
+    hanging: HangingServicer = field(default_factory=HangingServicer)
+
+    def name(self, index: int) -> str:
+        return self.registry[index].name
+
+
+async def free_port() -> int:
+    """A port that was just bound and released (nothing listens on it)."""
+    agent = AgentServer(EventTracker("gone"), grace_seconds=0)
+    port = await agent.start()
+    await agent.stop()
+    return port
+
+
+@contextlib.asynccontextmanager
+async def fleet(
+    entries: Sequence[ServiceEntry] = DEFAULT_REGISTRY, *, broken: bool = True
+) -> AsyncIterator[Fleet]:
+    """Real agents for `entries`; with `broken`, indexes STOPPED/HUNG/NOT_SERVING/FAILING are
+    stopped, hanging, NOT_SERVING and failing. Healthy agent i records i + 1 events."""
+    hosts: list[GrpcHost] = []
+    agents: list[AgentServer] = []
+    ports: list[int] = []
+    result = Fleet(Registry(()))
+    try:
+        for index, entry in enumerate(entries):
+            if broken and index == STOPPED:
+                ports.append(await free_port())
+            elif broken and index == HUNG:
+                host = await servicer_host(result.hanging, entry.name)
+                hosts.append(host)
+                ports.append(host.port)
+            elif broken and index == FAILING:
+                host = await servicer_host(FailingServicer(), entry.name)
+                hosts.append(host)
+                ports.append(host.port)
+            else:
+                tracker = EventTracker(entry.name)
+                tracker.record(n=index + 1)
+                agent = AgentServer(tracker, grace_seconds=0)
+                await agent.start()
+                agents.append(agent)
+                result.trackers[entry.name] = tracker
+                result.agents[entry.name] = agent
+                ports.append(agent.port)
+                if broken and index == NOT_SERVING:
+                    await agent.set_serving(False)
+        result.registry = Registry(
+            ServiceEntry(e.name, "127.0.0.1", e.port, port, e.type, e.data_source)
+            for e, port in zip(entries, ports, strict=True)
+        )
+        yield result
+    finally:
+        result.hanging.release.set()
+        await asyncio.gather(
+            *(agent.stop(0) for agent in agents), *(host.stop(0) for host in hosts)
+        )
