@@ -1,0 +1,231 @@
+"""`metrics-mesh snapshot` and `metrics-mesh top` against a real aggregator and real agents."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from google.protobuf import json_format
+from metricsmesh.v1 import snapshot_pb2
+from rich.console import Console
+
+from agent import AgentServer, EventTracker
+from aggregator import AggregatorServer, AggregatorSettings, Registry, ServiceEntry
+from metricsmesh_cli.demo_fleet.ports import free_ports
+from metricsmesh_cli.main import build_parser
+from metricsmesh_cli.top import watch
+
+METRICS_MESH = Path(sys.executable).with_name("metrics-mesh")
+NAMES = ("busy-ingest", "quiet-admin", "weather-feed", "gone-service")
+
+
+@dataclass
+class Fleet:
+    aggregator: AggregatorServer
+    agents: list[AgentServer]
+
+    @property
+    def address(self) -> str:
+        return self.aggregator.address
+
+
+@pytest.fixture
+async def fleet() -> AsyncIterator[Fleet]:
+    busy = EventTracker("busy-ingest")
+    busy.record("message", 500)
+    quiet = EventTracker("quiet-admin")
+    quiet.record("api_call", 3)
+    weather = EventTracker("weather-feed")
+    weather.record("data_fetch", 40)
+    agents = [AgentServer(tracker) for tracker in (busy, quiet, weather)]
+    for agent in agents:
+        await agent.start()
+    (dead_port,) = free_ports(1)
+    registry = Registry(
+        [
+            ServiceEntry("busy-ingest", "127.0.0.1", 8001, agents[0].port, "core"),
+            ServiceEntry("quiet-admin", "127.0.0.1", 8003, agents[1].port, "core"),
+            ServiceEntry("weather-feed", "127.0.0.1", 8009, agents[2].port, "data", "weather"),
+            ServiceEntry("gone-service", "127.0.0.1", 8099, dead_port, "analysis"),
+        ]
+    )
+    settings = AggregatorSettings(port=0, interval_seconds=0.2, deadline_seconds=0.1)
+    aggregator = AggregatorServer(registry, settings)
+    await aggregator.start()
+    try:
+        yield Fleet(aggregator, agents)
+    finally:
+        await aggregator.stop(0)
+        for agent in agents:
+            await agent.stop(0)
+
+
+async def cli(*args: str, env: dict[str, str] | None = None) -> tuple[int, str, str]:
+    """Run the real console script without blocking the loop that serves the fleet."""
+    process = await asyncio.create_subprocess_exec(
+        str(METRICS_MESH),
+        *args,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env={**os.environ, "COLUMNS": "220", **(env or {})},
+    )
+    out, err = await asyncio.wait_for(process.communicate(), timeout=60)
+    assert process.returncode is not None
+    return process.returncode, out.decode(), err.decode()
+
+
+pytestmark = pytest.mark.skipif(not METRICS_MESH.exists(), reason="pip install -e . first")
+
+
+async def test_snapshot_json_is_the_protobuf_json_of_the_fleet(fleet: Fleet) -> None:
+    status, out, err = await cli("snapshot", "--aggregator", fleet.address, "-o", "json")
+    assert status == 0, err
+    body = json.loads(out)
+    snapshot = json_format.Parse(out, snapshot_pb2.Snapshot())
+    assert [row.service_name for row in snapshot.services] == list(NAMES)
+    by_name = {row["serviceName"]: row for row in body["services"]}
+    assert by_name["busy-ingest"]["status"] == "SERVICE_STATUS_ACTIVE"
+    assert by_name["busy-ingest"]["totalEvents"] == "500"
+    assert by_name["gone-service"]["status"] == "SERVICE_STATUS_INACTIVE"
+    assert body["dataSourcesActive"] == ["weather"]
+    assert int(body["totalEvents"]) == 543
+
+
+async def test_snapshot_table_shows_every_service_and_its_status(fleet: Fleet) -> None:
+    status, out, err = await cli("snapshot", "--aggregator", fleet.address)
+    assert status == 0, err
+    assert "snapshot #" in out
+    lines = {name: next(line for line in out.splitlines() if name in line) for name in NAMES}
+    assert "active" in lines["busy-ingest"] and "500" in lines["busy-ingest"]
+    assert "inactive" in lines["gone-service"]
+    assert "3 active" in out and "1 inactive" in out
+    assert "data sources: weather" in out
+
+
+async def test_snapshot_filters_by_type_and_finds_the_aggregator_from_env(fleet: Fleet) -> None:
+    env = {"METRICS_MESH_AGGREGATOR_PORT": str(fleet.aggregator.port)}
+    status, out, err = await cli("snapshot", "--type", "data", "-o", "json", env=env)
+    assert status == 0, err
+    names = [row["serviceName"] for row in json.loads(out)["services"]]
+    assert names == ["weather-feed"]
+
+
+async def test_snapshot_of_an_unknown_service_is_refused_clearly(fleet: Fleet) -> None:
+    status, _out, err = await cli("snapshot", "--aggregator", fleet.address, "--service", "nope")
+    assert status == 1
+    assert f"the aggregator at {fleet.address} refused the request" in err
+    assert "nope" in err
+
+
+async def test_snapshot_without_an_aggregator_says_where_it_looked() -> None:
+    (port,) = free_ports(1)
+    status, _out, err = await cli("snapshot", "--aggregator", f"127.0.0.1:{port}")
+    assert status == 1
+    assert f"cannot reach the aggregator at 127.0.0.1:{port}" in err
+
+
+def recording_console() -> Console:
+    return Console(record=True, file=io.StringIO(), width=200, force_terminal=True)
+
+
+async def test_top_renders_the_fleet_sorted_by_rate_in_colour(fleet: Fleet) -> None:
+    console, errors = recording_console(), recording_console()
+    status = await watch(fleet.address, console, errors, count=2)
+    assert status == 0
+    text = console.export_text(clear=False)
+    last_frame = text[text.rindex("snapshot #") :]
+    positions = [last_frame.index(name) for name in ("busy-ingest", "weather-feed", "quiet-admin")]
+    assert positions == sorted(positions)  # busiest first
+    assert last_frame.index("gone-service") > positions[-1]  # inactive rows last
+    styled = console.export_text(styles=True)
+    assert "\x1b[1;32mactive" in styled and "\x1b[1;33minactive" in styled
+
+
+async def test_top_filters_by_type(fleet: Fleet) -> None:
+    console, errors = recording_console(), recording_console()
+    assert await watch(fleet.address, console, errors, types=["core"], count=1) == 0
+    text = console.export_text()
+    assert "busy-ingest" in text and "quiet-admin" in text
+    assert "weather-feed" not in text and "gone-service" not in text
+    assert "type=core" in text
+
+
+async def test_top_says_so_when_the_stream_ends(fleet: Fleet) -> None:
+    console, errors = recording_console(), recording_console()
+    task = asyncio.create_task(watch(fleet.address, console, errors))
+    deadline = time.monotonic() + 10
+    while "busy-ingest" not in console.export_text(clear=False):
+        assert time.monotonic() < deadline, "top showed nothing"
+        await asyncio.sleep(0.05)
+    await fleet.aggregator.stop(0)
+    assert await asyncio.wait_for(task, timeout=10) == 1
+    message = errors.export_text()
+    assert "ended the stream" in message or "cannot reach the aggregator" in message
+
+
+def tmux(*args: str) -> str:
+    return subprocess.run(
+        ["tmux", *args], capture_output=True, text=True, check=True, timeout=10
+    ).stdout
+
+
+@pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed")
+async def test_top_in_a_real_terminal_refreshes_and_quits_on_ctrl_c(
+    fleet: Fleet, tmp_path: Path
+) -> None:
+    socket_name = f"mm-top-{os.getpid()}"
+    base = ["-L", socket_name]
+    command = f"{METRICS_MESH} top --aggregator {fleet.address}"
+    await asyncio.to_thread(
+        tmux, *base, "new-session", "-d", "-x", "200", "-y", "40", "-s", "top", command
+    )
+    try:
+        await asyncio.to_thread(tmux, *base, "set-option", "-t", "top", "remain-on-exit", "on")
+        deadline = time.monotonic() + 20
+        screen = ""
+        sequences: set[str] = set()
+        while time.monotonic() < deadline:
+            screen = await asyncio.to_thread(tmux, *base, "capture-pane", "-p", "-t", "top")
+            sequences |= {word for word in screen.split() if word.startswith("#")}
+            if all(name in screen for name in NAMES) and len(sequences) >= 2:
+                break
+            await asyncio.sleep(0.2)
+        assert all(name in screen for name in NAMES), screen
+        assert len(sequences) >= 2, f"the table did not refresh: {sequences}"
+        assert screen.count("snapshot #") == 1  # refreshed in place, not scrolled
+        await asyncio.to_thread(tmux, *base, "send-keys", "-t", "top", "C-c")
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            dead = await asyncio.to_thread(
+                tmux, *base, "display-message", "-p", "-t", "top", "#{pane_dead_status}"
+            )
+            if dead.strip():
+                break
+            await asyncio.sleep(0.1)
+        assert dead.strip() == "0"
+        screen = await asyncio.to_thread(tmux, *base, "capture-pane", "-p", "-t", "top")
+        assert "metrics-mesh top: stopped after" in screen
+    finally:
+        subprocess.run(["tmux", *base, "kill-server"], capture_output=True, timeout=10)
+
+
+@pytest.mark.parametrize("command", ["demo", "aggregator", "gateway", "snapshot", "top"])
+def test_every_subcommand_documents_its_options_and_env_overrides(
+    command: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        build_parser().parse_args([command, "--help"])
+    assert exit_info.value.code == 0
+    text = capsys.readouterr().out
+    assert "--config" in text and "METRICS_MESH_CONFIG" in text
+    assert "METRICS_MESH_AGGREGATOR_PORT" in text
