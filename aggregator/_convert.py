@@ -231,7 +231,7 @@ def _compile_mask(paths: Sequence[str]) -> tuple[frozenset[str] | None, frozense
 def _copy_field(source: object, target: object, name: str) -> None:
     descriptor = source.DESCRIPTOR.fields_by_name[name]  # type: ignore[attr-defined]
     value = getattr(source, name)
-    if descriptor.label == descriptor.LABEL_REPEATED:
+    if descriptor.is_repeated:
         getattr(target, name).extend(value)
     elif descriptor.message_type is not None:
         if source.HasField(name):  # type: ignore[attr-defined]

@@ -95,7 +95,7 @@ class RoundLoop:
         """
         limit = self.settings.interval_seconds if max_age is None else max_age
         latest = self.latest
-        if latest is not None and self.clock.monotonic() - latest.take_monotonic <= limit:
+        if latest is not None and self.clock.monotonic() - latest.take_monotonic < limit:
             return latest
         return await asyncio.shield(self._shared_round())
 

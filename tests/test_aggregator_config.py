@@ -1,0 +1,145 @@
+"""The mesh TOML file as the aggregator reads it: defaults, overrides and every bad case."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from aggregator import DEFAULT_REGISTRY, ConfigError, load_config
+
+GOOD = """
+[aggregator]
+port = 50200
+interval_seconds = 2
+deadline_seconds = 0.25
+history_seconds = 60
+
+[gateway]
+port = 8000
+
+[[services]]
+name = "weather-api"
+port = 8009
+type = "data"
+data_source = "weather"
+
+[[services]]
+name = "admin-api"
+host = "10.0.0.5"
+port = 8003
+agent_port = 9003
+type = "core"
+"""
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "mesh.toml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_without_a_file_the_registry_is_the_built_in_fifteen() -> None:
+    config = load_config(None, environ={})
+    assert config.services is DEFAULT_REGISTRY
+    assert len(config.services) == 15
+    assert config.services.by_name("websocket-ingestion").agent_port == 18001
+    assert config.services.by_name("data-retention").agent_port == 18080
+    weather = config.services.by_name("weather-api")
+    assert (weather.port, weather.type, weather.data_source) == (8009, "data", "weather")
+    assert config.aggregator.interval_seconds == 1.0
+    assert config.aggregator.deadline_seconds == 0.5
+    assert config.aggregator.history_size == 900
+
+
+def test_a_good_file_is_read_with_defaults_filled_in(tmp_path: Path) -> None:
+    config = load_config(write(tmp_path, GOOD), environ={})
+    assert config.services.names == ("weather-api", "admin-api")
+    weather, admin = config.services
+    assert (weather.host, weather.agent_port) == ("127.0.0.1", 18009)
+    assert admin.target == "10.0.0.5:9003"
+    assert config.aggregator.port == 50200
+    assert config.aggregator.history_size == 30
+    assert config.raw["gateway"] == {"port": 8000}
+
+
+def test_environment_overrides_the_aggregator_section(tmp_path: Path) -> None:
+    environ = {
+        "METRICS_MESH_AGGREGATOR_PORT": "50300",
+        "METRICS_MESH_AGGREGATOR_DEADLINE_SECONDS": "0.1",
+        "METRICS_MESH_GATEWAY_PORT": "1",  # another section's: not ours to read
+    }
+    config = load_config(write(tmp_path, GOOD), environ=environ)
+    assert config.aggregator.port == 50300
+    assert config.aggregator.deadline_seconds == 0.1
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ('[aggregator]\ncolour = "red"\n', "[aggregator] unknown key 'colour'"),
+        ("[metrics]\nx = 1\n", "unknown top-level table 'metrics'"),
+        (
+            "[aggregator]\ninterval_seconds = 1.0\ndeadline_seconds = 1.0\n",
+            "deadline_seconds: 1.0 must be shorter than interval_seconds (1.0)",
+        ),
+        ("[aggregator]\nport = 70000\n", "[aggregator] port: 70000 is not in 0..65535"),
+        ('[aggregator]\nport = "x"\n', "[aggregator] port: must be a number"),
+        (
+            '[[services]]\nname = "a"\nport = 8001\ntype = "core"\n'
+            '[[services]]\nname = "a"\nport = 8002\ntype = "core"\n',
+            "services[1] ('a'): duplicate name, already used by services[0]",
+        ),
+        (
+            '[[services]]\nname = "a"\nport = 8001\ntype = "core"\n'
+            '[[services]]\nname = "weather-api"\nport = 70000\ntype = "data"\n',
+            "services[1] ('weather-api'): port 70000 is not in 1..65535",
+        ),
+        (
+            '[[services]]\nname = "a"\nport = 8001\ntype = "core"\ncolour = 1\n',
+            "services[0] ('a'): unknown key 'colour'",
+        ),
+        ('[[services]]\nname = "a"\ntype = "core"\n', "services[0] ('a'): port is missing"),
+        (
+            '[[services]]\nname = "a"\nport = 60000\ntype = "core"\n',
+            "services[0] ('a'): agent_port defaults to port + 10000 = 70000",
+        ),
+        (
+            '[[services]]\nname = "a"\nport = 8001\ntype = ""\n',
+            "services[0] ('a'): type must be one non-empty word",
+        ),
+        ('[[services]]\nport = 8001\ntype = "core"\n', "services[0]: name must be a non-empty"),
+        (
+            '[[services]]\nname = "a"\nport = 8001\ntype = "core"\n'
+            '[[services]]\nname = "b"\nport = 8002\nagent_port = 18001\ntype = "core"\n',
+            "services[1] ('b'): agent address 127.0.0.1:18001 is already used by services[0]",
+        ),
+        ("[aggregator\n", "not valid TOML"),
+    ],
+)
+def test_a_bad_file_stops_start_up_naming_the_entry(
+    tmp_path: Path, text: str, expected: str
+) -> None:
+    path = write(tmp_path, text)
+    with pytest.raises(ConfigError) as caught:
+        load_config(path, environ={})
+    assert expected in str(caught.value)
+    assert str(path) in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("environ", "expected"),
+    [
+        ({"METRICS_MESH_AGGREGATOR_PORTT": "1"}, "METRICS_MESH_AGGREGATOR_PORTT: unknown"),
+        ({"METRICS_MESH_AGGREGATOR_PORT": "abc"}, "'abc' is not a valid int"),
+        ({"METRICS_MESH_AGGREGATOR_DEADLINE_SECONDS": "5"}, "must be shorter than"),
+    ],
+)
+def test_a_bad_environment_override_is_named(environ: dict[str, str], expected: str) -> None:
+    with pytest.raises(ConfigError, match=expected):
+        load_config(None, environ=environ)
+
+
+def test_a_missing_file_is_a_config_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="cannot read the configuration file"):
+        load_config(tmp_path / "absent.toml", environ={})

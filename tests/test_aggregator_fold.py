@@ -1,0 +1,121 @@
+"""The pure round fold: outcomes and times in, one snapshot out; no I/O, no clock."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from aggregator._fold import Backoff, RoundTimes, fold_round
+from aggregator._model import AgentFigures, CallKind, Health, Outcome, Status, TargetState
+from aggregator.config import Registry, ServiceEntry
+
+REGISTRY = Registry(
+    (
+        ServiceEntry("a", "127.0.0.1", 8001, 18001, "core"),
+        ServiceEntry("w", "127.0.0.1", 8009, 18009, "data", "weather"),
+        ServiceEntry("c", "127.0.0.1", 8010, 18010, "data", "carbon"),
+    )
+)
+BACKOFF = Backoff(base=1.0, maximum=30.0)
+TIMES = RoundTimes(sequence=7, take_time=1_700_000_000.0, started=100.0, finished=100.25)
+
+
+def figures(name: str, eps: float = 2.0, total: int = 500, window: int = 120) -> AgentFigures:
+    return AgentFigures(name, eps, eps * 3600, total, window, 60.0, 1_700_000_000.0, None)
+
+
+def ok(name: str, health: Health = Health.SERVING, **changes: float) -> Outcome:
+    return Outcome(CallKind.OK, health, 0.01, figures(name, **changes), received_at=100.1)  # type: ignore[arg-type]
+
+
+def fold(*outcomes: Outcome, states: tuple[TargetState, ...] | None = None):  # type: ignore[no-untyped-def]
+    return fold_round(
+        REGISTRY, outcomes, states or tuple(TargetState() for _ in outcomes), TIMES, BACKOFF
+    )
+
+
+def test_totals_and_data_sources_cover_active_rows_only() -> None:
+    snapshot, _ = fold(
+        ok("a", eps=1.5, total=10, window=5),
+        ok("w", eps=2.0, total=20, window=5),
+        ok("c", Health.NOT_SERVING, eps=4.0, total=40, window=5),
+    )
+    assert [row.status for row in snapshot.rows] == [Status.ACTIVE, Status.ACTIVE, Status.INACTIVE]
+    assert snapshot.events_per_second == 3.5
+    assert snapshot.events_per_hour == 3.5 * 3600
+    assert snapshot.total_events == 30
+    assert snapshot.data_sources_active == ("weather",)
+    assert (snapshot.services_answered, snapshot.services_total) == (3, 3)
+    assert (snapshot.sequence, snapshot.take_time, snapshot.round_duration) == (
+        7,
+        1_700_000_000.0,
+        0.25,
+    )
+    assert snapshot.rows[2].error_message == "health: NOT_SERVING"
+    assert snapshot.rows[2].figures is None
+
+
+@pytest.mark.parametrize(
+    ("changes", "expected"),
+    [
+        ({"eps": -1.0}, "events_per_second is -1.0"),
+        ({"eps": math.nan}, "events_per_second is nan"),
+        ({"total": 3, "window": 9}, "total_events 3 is less than window_events 9"),
+        ({"window": 0}, "with no event in the window"),
+    ],
+)
+def test_nonsense_figures_make_an_error_row(changes: dict[str, float], expected: str) -> None:
+    snapshot, states = fold(ok("a", **changes), ok("w"), ok("c"))
+    row = snapshot.rows[0]
+    assert row.status is Status.ERROR
+    assert expected in row.error_message
+    assert snapshot.error_count == 1 and snapshot.total_events == 1000
+    assert states[0].consecutive_failures == 0  # it answered: no backoff
+
+
+def test_wrong_agent_at_an_address_is_an_error() -> None:
+    snapshot, _ = fold(ok("w"), ok("w"), ok("c"))
+    assert snapshot.rows[0].status is Status.ERROR
+    assert "reports service_name 'w'" in snapshot.rows[0].error_message
+
+
+def test_repeated_transport_failures_back_off_exponentially() -> None:
+    dead = Outcome(CallKind.UNREACHABLE, Health.UNREACHABLE, 0.001, error="UNAVAILABLE: down")
+    state = TargetState()
+    retry_delays = []
+    for _ in range(8):
+        _, states = fold(dead, ok("w"), ok("c"), states=(state, TargetState(), TargetState()))
+        state = states[0]
+        retry_delays.append(state.retry_at - TIMES.finished if state.retry_at else 0.0)
+    assert retry_delays == [0.0, 2.0, 4.0, 8.0, 16.0, 30.0, 30.0, 30.0]
+    assert state.consecutive_failures == 8 and state.last_error == "UNAVAILABLE: down"
+
+
+def test_a_skipped_agent_stays_listed_inactive_with_its_last_error() -> None:
+    previous = TargetState(consecutive_failures=3, last_error="DEADLINE_EXCEEDED", retry_at=200)
+    skipped = Outcome(CallKind.SKIPPED, Health.SERVING, 0.0, error="not called: backing off")
+    snapshot, states = fold(
+        skipped, ok("w"), ok("c"), states=(previous, TargetState(), TargetState())
+    )
+    row = snapshot.rows[0]
+    assert (row.status, row.consecutive_failures) == (Status.INACTIVE, 3)
+    assert row.error_message == "not called: backing off"
+    assert states[0] == previous
+    assert snapshot.services_answered == 2
+
+
+def test_an_answer_resets_the_failure_count() -> None:
+    previous = TargetState(consecutive_failures=5, last_error="x", retry_at=90)
+    snapshot, states = fold(
+        ok("a"), ok("w"), ok("c"), states=(previous, TargetState(), TargetState())
+    )
+    assert states[0] == TargetState()
+    assert snapshot.rows[0].consecutive_failures == 0
+
+
+def test_error_status_answers_are_error_rows_without_backoff() -> None:
+    failing = Outcome(CallKind.ERROR, Health.SERVING, 0.002, error="INTERNAL: boom")
+    snapshot, states = fold(failing, ok("w"), ok("c"))
+    assert snapshot.rows[0].status is Status.ERROR
+    assert states[0].consecutive_failures == 1 and states[0].retry_at == 0.0

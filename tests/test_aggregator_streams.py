@@ -1,0 +1,270 @@
+"""GetSnapshot / StreamSnapshots behaviour a subscriber notices: filters, masks, pacing,
+resume, slow readers, the subscriber cap, cancellation and shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+
+import grpc
+import pytest
+from metricsmesh.v1 import aggregator_pb2, aggregator_pb2_grpc, snapshot_pb2
+
+from aggregator import AggregatorServer, AggregatorSettings, Clock
+from tests.aggregator_fleet import Fleet, fleet
+from tests.conftest import FakeClock
+
+SHORT = 0.3  # how long "nothing arrives" is awaited
+
+
+@pytest.fixture
+async def mesh() -> AsyncIterator[Fleet]:
+    async with fleet(broken=False) as agents:
+        yield agents
+
+
+def fast_settings(**changes: object) -> AggregatorSettings:
+    values: dict[str, object] = {"port": 0, "interval_seconds": 0.05, "deadline_seconds": 0.04}
+    values.update(changes)
+    return AggregatorSettings(**values)  # type: ignore[arg-type]
+
+
+def stub(channel: grpc.aio.Channel) -> aggregator_pb2_grpc.AggregatorServiceAsyncStub:
+    return aggregator_pb2_grpc.AggregatorServiceStub(channel)  # type: ignore[return-value]
+
+
+async def fresh_round(client: aggregator_pb2_grpc.AggregatorServiceAsyncStub) -> int:
+    request = aggregator_pb2.GetSnapshotRequest()
+    request.max_age.FromNanoseconds(0)
+    response = await client.GetSnapshot(request)
+    return response.snapshot.sequence
+
+
+def pipe(call: object) -> asyncio.Queue[aggregator_pb2.StreamSnapshotsResponse]:
+    """Read a stream into a queue from a background task (cancelled with the call)."""
+    queue: asyncio.Queue[aggregator_pb2.StreamSnapshotsResponse] = asyncio.Queue()
+
+    async def read() -> None:
+        async for message in call:  # type: ignore[attr-defined]
+            queue.put_nowait(message)
+
+    task = asyncio.ensure_future(read())
+    call.add_done_callback(lambda _: task.cancel())  # type: ignore[attr-defined]
+    return queue
+
+
+async def wait_until(predicate: object, timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():  # type: ignore[operator]
+        assert time.monotonic() < deadline, "condition not reached in time"
+        await asyncio.sleep(0.01)
+
+
+async def test_filter_by_names_and_types_keeps_matching_rows_in_registry_order(
+    mesh: Fleet,
+) -> None:
+    async with (
+        AggregatorServer(mesh.registry, fast_settings()) as server,
+        grpc.aio.insecure_channel(server.address) as channel,
+    ):
+        request = aggregator_pb2.GetSnapshotRequest()
+        request.filter.service_types.append("data")
+        request.filter.service_names.extend(["weather-api", "admin-api", "sports-data"])
+        response = await stub(channel).GetSnapshot(request)
+    names = [row.service_name for row in response.snapshot.services]
+    assert names == ["sports-data", "weather-api"]
+    assert response.snapshot.services_total == 15  # totals stay those of the whole fleet
+
+
+async def test_read_mask_keeps_only_the_named_fields(mesh: Fleet) -> None:
+    settings = fast_settings(interval_seconds=1.0, deadline_seconds=0.5)
+    async with (
+        AggregatorServer(mesh.registry, settings) as server,
+        grpc.aio.insecure_channel(server.address) as channel,
+    ):
+        request = aggregator_pb2.StreamSnapshotsRequest(last_count=1)
+        request.filter.read_mask.paths.extend(
+            ["sequence", "active_count", "services.service_name", "services.age"]
+        )
+        call = stub(channel).StreamSnapshots(request)
+        message = await anext(aiter(call))
+        call.cancel()
+    snapshot = message.snapshot
+    assert snapshot.sequence >= 1 and snapshot.active_count == 15
+    assert not snapshot.HasField("take_time") and not snapshot.HasField("age")
+    assert snapshot.services_total == 0 and snapshot.events_per_second == 0
+    assert [row.service_name for row in snapshot.services] == list(mesh.registry.names)
+    for row in snapshot.services:
+        assert row.status == snapshot_pb2.SERVICE_STATUS_UNSPECIFIED
+        assert row.port == 0 and not row.HasField("call_latency")
+        assert row.HasField("age")
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        (lambda r: r.filter.service_names.append("nope"), "unknown service name 'nope'"),
+        (lambda r: r.filter.read_mask.paths.append("colour"), "Snapshot has no field 'colour'"),
+        (
+            lambda r: r.filter.read_mask.paths.append("services.colour"),
+            "ServiceRow has no field 'colour'",
+        ),
+        (lambda r: r.min_interval.FromNanoseconds(-1), "min_interval must not be negative"),
+    ],
+)
+async def test_bad_stream_requests_are_invalid_argument(
+    mesh: Fleet, change: object, expected: str
+) -> None:
+    request = aggregator_pb2.StreamSnapshotsRequest()
+    change(request)  # type: ignore[operator]
+    async with (
+        AggregatorServer(mesh.registry, fast_settings()) as server,
+        grpc.aio.insecure_channel(server.address) as channel,
+    ):
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            async for _ in stub(channel).StreamSnapshots(request):
+                pass
+        assert server.subscriber_count == 0
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert expected in (caught.value.details() or "")
+
+
+async def test_unknown_name_in_get_snapshot_is_invalid_argument(mesh: Fleet) -> None:
+    async with (
+        AggregatorServer(mesh.registry, fast_settings()) as server,
+        grpc.aio.insecure_channel(server.address) as channel,
+    ):
+        request = aggregator_pb2.GetSnapshotRequest()
+        request.filter.service_names.append("nope")
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await stub(channel).GetSnapshot(request)
+        assert server.rounds == 0
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+async def test_min_interval_merges_snapshots_and_the_latest_wins(
+    mesh: Fleet, clock: FakeClock
+) -> None:
+    # The fake monotonic clock only moves when told to: rounds come from GetSnapshot(max_age=0).
+    settings = fast_settings(interval_seconds=30.0, deadline_seconds=0.3)
+    server = AggregatorServer(mesh.registry, settings, clock=Clock(clock, time.time))
+    async with server, grpc.aio.insecure_channel(server.address) as channel:
+        client = stub(channel)
+        assert await fresh_round(client) == 1
+        request = aggregator_pb2.StreamSnapshotsRequest()
+        request.min_interval.FromSeconds(10)
+        call = client.StreamSnapshots(request)
+        received = pipe(call)
+        first = await received.get()
+        assert (first.snapshot.sequence, first.replayed) == (1, True)
+        for expected in (2, 3, 4):
+            assert await fresh_round(client) == expected
+        with pytest.raises(TimeoutError):  # 2, 3 and 4 complete within min_interval
+            await asyncio.wait_for(received.get(), SHORT)
+        clock.tick(10)
+        assert await fresh_round(client) == 5
+        second = await received.get()
+        assert (second.snapshot.sequence, second.replayed) == (5, False)
+        call.cancel()
+
+
+async def test_resume_after_sequence_and_last_count_replay_history(
+    mesh: Fleet, clock: FakeClock
+) -> None:
+    settings = fast_settings(interval_seconds=30.0, deadline_seconds=0.3)
+    server = AggregatorServer(mesh.registry, settings, clock=Clock(clock, time.time))
+    async with server, grpc.aio.insecure_channel(server.address) as channel:
+        client = stub(channel)
+        for _ in range(4):
+            await fresh_round(client)
+        after = client.StreamSnapshots(aggregator_pb2.StreamSnapshotsRequest(after_sequence=2))
+        last = client.StreamSnapshots(aggregator_pb2.StreamSnapshotsRequest(last_count=3))
+        after_stream, last_stream = aiter(after), aiter(last)
+        got_after = [await anext(after_stream) for _ in range(2)]
+        got_last = [await anext(last_stream) for _ in range(3)]
+        assert [(m.snapshot.sequence, m.replayed) for m in got_after] == [(3, True), (4, True)]
+        assert [m.snapshot.sequence for m in got_last] == [2, 3, 4]
+        assert all(m.replayed for m in got_last)
+        await wait_until(lambda: server.subscriber_count == 2)
+        assert await fresh_round(client) == 5
+        live = await anext(after_stream), await anext(last_stream)
+        assert [(m.snapshot.sequence, m.replayed) for m in live] == [(5, False), (5, False)]
+        after.cancel()
+        last.cancel()
+
+
+async def test_stalled_subscriber_does_not_hold_up_a_live_one(mesh: Fleet) -> None:
+    async with (
+        AggregatorServer(mesh.registry, fast_settings()) as server,
+        grpc.aio.insecure_channel(server.address) as stalled_channel,
+        grpc.aio.insecure_channel(server.address) as live_channel,
+    ):
+        stalled = stub(stalled_channel).StreamSnapshots(aggregator_pb2.StreamSnapshotsRequest())
+        await stalled.wait_for_connection()  # subscribed, and never read from
+        await wait_until(lambda: server.subscriber_count == 1)
+        live = stub(live_channel).StreamSnapshots(aggregator_pb2.StreamSnapshotsRequest())
+        sequences = []
+        async for message in live:
+            sequences.append(message.snapshot.sequence)
+            if len(sequences) == 40:
+                break
+        assert server.subscriber_count == 2
+        live.cancel()
+        stalled.cancel()
+    assert sequences == sorted(set(sequences))
+    assert sequences[-1] - sequences[0] >= 39
+
+
+async def test_subscriber_cap_refuses_with_resource_exhausted(mesh: Fleet) -> None:
+    async with (
+        AggregatorServer(mesh.registry, fast_settings(max_subscribers=2)) as server,
+        grpc.aio.insecure_channel(server.address) as channel,
+    ):
+        client = stub(channel)
+        calls = [client.StreamSnapshots(aggregator_pb2.StreamSnapshotsRequest()) for _ in "ab"]
+        for call in calls:
+            await anext(aiter(call))
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            async for _ in client.StreamSnapshots(aggregator_pb2.StreamSnapshotsRequest()):
+                pass
+        for call in calls:
+            call.cancel()
+    assert caught.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert "limit of 2" in (caught.value.details() or "")
+
+
+async def test_cancelled_streams_detach_and_rounds_stop_without_listeners(mesh: Fleet) -> None:
+    async with (
+        AggregatorServer(mesh.registry, fast_settings()) as server,
+        grpc.aio.insecure_channel(server.address) as channel,
+    ):
+        client = stub(channel)
+        calls = [client.StreamSnapshots(aggregator_pb2.StreamSnapshotsRequest()) for _ in "abc"]
+        for call in calls:
+            await anext(aiter(call))
+        assert server.subscriber_count == 3
+        for call in calls:
+            call.cancel()
+        await wait_until(lambda: server.subscriber_count == 0)
+        await asyncio.sleep(0.1)  # let a round that was already due finish
+        rounds = server.rounds
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(wait_until(lambda: server.rounds > rounds, 5), SHORT)
+
+
+async def test_shutdown_ends_streams_with_unavailable(mesh: Fleet) -> None:
+    server = AggregatorServer(mesh.registry, fast_settings())
+    await server.start()
+    try:
+        async with grpc.aio.insecure_channel(server.address) as channel:
+            call = stub(channel).StreamSnapshots(aggregator_pb2.StreamSnapshotsRequest())
+            await anext(aiter(call))
+            await server.stop()
+            with pytest.raises(grpc.aio.AioRpcError) as caught:
+                async for _ in call:
+                    pass
+    finally:
+        await server.stop()
+    assert caught.value.code() == grpc.StatusCode.UNAVAILABLE
+    assert caught.value.details() == "aggregator shutting down"
