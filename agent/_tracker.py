@@ -14,7 +14,7 @@ import threading
 import time
 from array import array
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from typing import NamedTuple
 
 Clock = Callable[[], float]
 
@@ -23,21 +23,27 @@ DEFAULT_WINDOW_SECONDS = 60.0
 DEFAULT_BUCKETS = 60
 
 
-@dataclass(frozen=True, slots=True)
-class KindReading:
-    """The figures of one kind of event at one reading."""
+class KindReading(NamedTuple):
+    """The figures of one kind of event at one reading (immutable).
+
+    `last_event_time` is the wall-clock time (epoch seconds) of this kind's last event, None if
+    it never happened. A named tuple rather than a frozen dataclass: it is built on every
+    reading, and a frozen dataclass costs about four times as much to build.
+    """
 
     kind: str
     events_per_second: float
     window_events: int
     total_events: int
     last_event_time: float | None
-    """Wall-clock time (epoch seconds) of this kind's last event, None if it never happened."""
 
 
-@dataclass(frozen=True, slots=True)
-class RateReading:
-    """One consistent reading of a tracker: every figure was taken at the same instant."""
+class RateReading(NamedTuple):
+    """One consistent reading of a tracker: every figure was taken at the same instant.
+
+    Times are epoch seconds (`start_time`, `read_time`, `last_event_time`, None when no event
+    happened yet); spans are seconds. `kinds` is the per-kind breakdown, sorted by kind.
+    """
 
     service_name: str
     events_per_second: float
@@ -161,10 +167,6 @@ class KindCounter:
         self._slot = slot
         self._slot_end = self._start + (slot + 1) * self._width
 
-    def _window_count(self) -> int:
-        """Events in the current bucket and the `buckets - 1` before it; call under the lock."""
-        return self._ring_sum + self._count
-
 
 class EventTracker:
     """Counts a service's events by kind and reports exact rolling-window rates.
@@ -194,10 +196,12 @@ class EventTracker:
         self.window_seconds = float(window_seconds)
         self._buckets = buckets
         self._width = self.window_seconds / buckets
+        self._full_buckets_span = (buckets - 1) * self._width
         self._clock = clock
         self._lock = threading.Lock()
         self._start = clock()
         self._start_wall = wall_clock()
+        # Sorted by kind; replaced (never mutated) when a kind is added, so readers need no lock.
         self._counters: dict[str, KindCounter] = {}
         for kind in kinds:
             self.counter(kind)
@@ -220,7 +224,7 @@ class EventTracker:
                     width=self._width,
                     buckets=self._buckets,
                 )
-                self._counters = {**self._counters, kind: counter}
+                self._counters = dict(sorted({**self._counters, kind: counter}.items()))
             return counter
 
     def record(self, kind: str = DEFAULT_KIND, n: int = 1) -> None:
@@ -247,64 +251,66 @@ class EventTracker:
     @property
     def kinds(self) -> tuple[str, ...]:
         """The kinds counted so far, sorted."""
-        return tuple(sorted(self._counters))
+        return tuple(self._counters)
 
     def read(self, kinds: Iterable[str] = ()) -> RateReading:
         """Return the current figures; `kinds` limits the breakdown (unknown kinds read zero).
 
-        The totals always cover every kind, whatever `kinds` selects.
+        The totals always cover every kind, whatever `kinds` selects. Only the counts are
+        taken under the lock; the rest is arithmetic on them afterwards.
         """
         wanted = tuple(kinds)
         with self._lock:
             now = self._clock()
-            uptime = max(now - self._start, 0.0)
-            current_slot = int(uptime // self._width)
-            slot_start = self._start + current_slot * self._width
-            covered = min(uptime, (self._buckets - 1) * self._width + (now - slot_start))
-            per_kind: dict[str, tuple[int, int, float | None]] = {}
+            counts: list[tuple[str, int, int, float | None]] = []
             for kind, counter in self._counters.items():
-                counter._advance(now)
-                per_kind[kind] = (
-                    counter._window_count(),
-                    counter._committed_total + counter._count,
-                    counter._last,
+                if now >= counter._slot_end:
+                    counter._advance(now)
+                current = counter._count
+                counts.append(
+                    (
+                        kind,
+                        counter._ring_sum + current,
+                        counter._committed_total + current,
+                        counter._last,
+                    )
                 )
-        window_total = sum(entry[0] for entry in per_kind.values())
-        grand_total = sum(entry[1] for entry in per_kind.values())
-        lasts = [entry[2] for entry in per_kind.values() if entry[2] is not None]
-        breakdown: list[KindReading] = []
-        for kind in sorted(set(wanted or per_kind)):
-            window_events, total_events, last = per_kind.get(kind, (0, 0, None))
-            breakdown.append(
+        start, start_wall, width = self._start, self._start_wall, self._width
+        uptime = now - start if now > start else 0.0
+        slot_start = start + (uptime // width) * width
+        covered = min(uptime, self._full_buckets_span + (now - slot_start))
+        window_total = grand_total = 0
+        last_any: float | None = None
+        for _, window_events, total_events, last in counts:
+            window_total += window_events
+            grand_total += total_events
+            if last is not None and (last_any is None or last > last_any):
+                last_any = last
+        if wanted:
+            by_kind = {entry[0]: entry for entry in counts}
+            counts = [by_kind.get(kind, (kind, 0, 0, None)) for kind in sorted(set(wanted))]
+        breakdown = tuple(
+            [
                 KindReading(
-                    kind=kind,
-                    events_per_second=_rate(window_events, covered),
-                    window_events=window_events,
-                    total_events=total_events,
-                    last_event_time=self._to_wall(last),
+                    kind,
+                    window_events / covered if covered > 0 else 0.0,
+                    window_events,
+                    total_events,
+                    None if last is None else start_wall + (last - start),
                 )
-            )
-        return RateReading(
-            service_name=self.service_name,
-            events_per_second=_rate(window_total, covered),
-            window_events=window_total,
-            total_events=grand_total,
-            uptime_seconds=uptime,
-            window_seconds=self.window_seconds,
-            covered_seconds=covered,
-            start_time=self._start_wall,
-            read_time=self._start_wall + uptime,
-            last_event_time=self._to_wall(max(lasts) if lasts else None),
-            kinds=tuple(breakdown),
+                for kind, window_events, total_events, last in counts
+            ]
         )
-
-    def _to_wall(self, monotonic_instant: float | None) -> float | None:
-        """Turn a monotonic instant into epoch seconds, using the wall time at start."""
-        if monotonic_instant is None:
-            return None
-        return self._start_wall + (monotonic_instant - self._start)
-
-
-def _rate(count: int, span: float) -> float:
-    """Events per second over `span` seconds; 0 for an empty span."""
-    return count / span if span > 0 else 0.0
+        return RateReading(
+            self.service_name,
+            window_total / covered if covered > 0 else 0.0,
+            window_total,
+            grand_total,
+            uptime,
+            self.window_seconds,
+            covered,
+            start_wall,
+            start_wall + uptime,
+            None if last_any is None else start_wall + (last_any - start),
+            breakdown,
+        )
