@@ -6,12 +6,16 @@ python -m gateway --config mesh.toml --port 8000 --aggregator 127.0.0.1:50100
 
 from gateway._app import create_app
 from gateway._errors import GatewayConfigError, GatewayError
+from gateway._models import RealTimeMetrics, RealTimeMetricsError, ServiceMetrics
 from gateway._settings import GatewaySettings, load_settings
 
 __all__ = [
     "GatewayConfigError",
     "GatewayError",
     "GatewaySettings",
+    "RealTimeMetrics",
+    "RealTimeMetricsError",
+    "ServiceMetrics",
     "create_app",
     "load_settings",
 ]

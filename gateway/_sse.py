@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import time
 from collections.abc import AsyncIterator
 from typing import Annotated
@@ -84,11 +85,14 @@ def sse_router(state: GatewayState) -> APIRouter:
                 stats.sse_events_sent += 1
                 sent = entry
             in_error = False
-            last_send = -1e18
+            last_data = -math.inf  # when the last snapshot went out (for `interval`)
+            last_send = hub.clock()  # when anything went out (for heartbeats)
+            stale_after, heartbeat = settings.stale_after_seconds, settings.heartbeat_seconds
             while True:
                 marker = hub.change_marker()
-                entry = state.fresh()
                 now = hub.clock()
+                entry = state.fresh()
+                wake_at = now + stale_after
                 if entry is None:
                     if not in_error:
                         in_error = True
@@ -96,24 +100,25 @@ def sse_router(state: GatewayState) -> APIRouter:
                         yield b"event: error\ndata: " + body + b"\n\n"
                         stats.sse_events_sent += 1
                         last_send = now
-                elif entry is not sent:
-                    wait = last_send + interval - now
-                    if wait <= 0:
-                        in_error = False
-                        yield frame(entry, view, now)
-                        stats.sse_events_sent += 1
-                        sent, last_send = entry, now
                         continue
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(asyncio.shield(marker.wait()), wait)
+                else:
+                    wake_at = now + max(0.0, stale_after - entry.age(now))  # when it goes stale
+                    if entry is not sent:
+                        due = last_data + interval
+                        if now >= due:
+                            in_error = False
+                            yield frame(entry, view, now)
+                            stats.sse_events_sent += 1
+                            sent, last_data, last_send = entry, now, now
+                            continue
+                        wake_at = min(wake_at, due)
+                if now >= last_send + heartbeat:
+                    yield b": heartbeat " + iso_utc(time.time()).encode() + b"\n\n"
+                    last_send = now
                     continue
-                idle = max(0.0, last_send + settings.heartbeat_seconds - now)
-                try:
-                    await asyncio.wait_for(marker.wait(), min(idle, settings.stale_after_seconds))
-                except TimeoutError:
-                    if hub.clock() - last_send >= settings.heartbeat_seconds:
-                        yield b": heartbeat " + iso_utc(time.time()).encode() + b"\n\n"
-                        last_send = hub.clock()
+                wake_at = min(wake_at, last_send + heartbeat)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(marker.wait(), max(0.001, wake_at - now))
         finally:
             stats.sse_clients -= 1
 

@@ -1,0 +1,164 @@
+"""A real mesh for the gateway tests: 15 agents, an aggregator and the gateway on uvicorn.
+
+Everything listens on 127.0.0.1 port 0 in the test's event loop; clients are real (httpx,
+websockets, Chromium, Prometheus). `Mesh.stop_aggregator()` / `start_aggregator()` take the
+aggregator away and bring it back on the same port, as an operator restarting it would.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import socket
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import Any, TypeVar
+
+import httpx
+import uvicorn
+
+from agent import AgentServer, EventTracker
+from aggregator import DEFAULT_REGISTRY, AggregatorServer, AggregatorSettings, Registry
+from gateway import GatewaySettings, create_app
+
+T = TypeVar("T")
+ROUND_SECONDS = 0.2
+
+
+async def eventually(
+    probe: Callable[[], Awaitable[T | None]], timeout: float = 10.0, what: str = "condition"
+) -> T:
+    """Poll `probe` until it returns something truthy, or fail after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        last = await probe()
+        if last:
+            return last
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what} (last: {last!r})")
+
+
+class Mesh:
+    """The running parts and handy clients."""
+
+    def __init__(self, agents: dict[str, AgentServer], registry: Registry) -> None:
+        self.agents = agents
+        self.registry = registry
+        self.aggregator: AggregatorServer | None = None
+        self.aggregator_port = 0
+        self.server: uvicorn.Server | None = None
+        self.port = 0
+        self.http: httpx.AsyncClient
+
+    @property
+    def url(self) -> str:
+        """Base URL of the gateway."""
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def ws_url(self) -> str:
+        """WebSocket URL of /ws/metrics."""
+        return f"ws://127.0.0.1:{self.port}/ws/metrics"
+
+    def tracker(self, name: str) -> EventTracker:
+        """The tracker of one service's agent."""
+        return self.agents[name].tracker
+
+    async def start_aggregator(self) -> None:
+        """Start the aggregator (again), on the port it had before if it had one."""
+        settings = AggregatorSettings(
+            port=self.aggregator_port, interval_seconds=ROUND_SECONDS, deadline_seconds=0.1
+        )
+        self.aggregator = AggregatorServer(self.registry, settings)
+        self.aggregator_port = await self.aggregator.start()
+
+    async def stop_aggregator(self) -> None:
+        """Stop the aggregator (its streams end with UNAVAILABLE)."""
+        assert self.aggregator is not None
+        await self.aggregator.stop(0)
+        self.aggregator = None
+
+    async def metrics(self) -> dict[str, Any]:
+        """GET /api/v1/real-time-metrics once the gateway serves a snapshot (200)."""
+
+        async def probe() -> dict[str, Any] | None:
+            response = await self.http.get("/api/v1/real-time-metrics")
+            return response.json() if response.status_code == 200 else None
+
+        return await eventually(probe, what="a 200 from /api/v1/real-time-metrics")
+
+
+def free_socket() -> socket.socket:
+    """A listening-ready TCP socket bound to 127.0.0.1 on a free port."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    return sock
+
+
+@asynccontextmanager
+async def serve_gateway(settings: GatewaySettings) -> AsyncIterator[tuple[uvicorn.Server, int]]:
+    """The gateway app on real uvicorn (httptools) in this loop; yields (server, port)."""
+    sock = free_socket()
+    config = uvicorn.Config(
+        create_app(settings),
+        http="httptools",
+        log_level="warning",
+        access_log=False,
+        timeout_graceful_shutdown=2,
+    )
+    server = uvicorn.Server(config)
+    task = asyncio.create_task(server.serve(sockets=[sock]))
+    try:
+        await eventually(_started(server, task), timeout=10, what="uvicorn to start")
+        yield server, sock.getsockname()[1]
+    finally:
+        server.should_exit = True
+        await asyncio.wait_for(task, 10)
+        sock.close()
+
+
+def _started(server: uvicorn.Server, task: asyncio.Task[None]) -> Callable[[], Awaitable[bool]]:
+    async def probe() -> bool:
+        if task.done():
+            task.result()
+            raise AssertionError("uvicorn stopped during start-up")
+        return server.started
+
+    return probe
+
+
+@asynccontextmanager
+async def running_mesh(**gateway_overrides: Any) -> AsyncIterator[Mesh]:
+    """15 agents named as the built-in registry + aggregator + gateway, all on port 0."""
+    agents: dict[str, AgentServer] = {}
+    entries = []
+    try:
+        for entry in DEFAULT_REGISTRY:
+            agent = AgentServer(EventTracker(entry.name))
+            await agent.start()
+            agents[entry.name] = agent
+            entries.append(dataclasses.replace(entry, host="127.0.0.1", agent_port=agent.port))
+        mesh = Mesh(agents, Registry(entries))
+        await mesh.start_aggregator()
+        settings = GatewaySettings(
+            aggregator=f"127.0.0.1:{mesh.aggregator_port}",
+            stale_after_seconds=2.0,
+            reconnect_initial_seconds=0.05,
+            reconnect_max_seconds=0.5,
+            **gateway_overrides,
+        )
+        try:
+            async with serve_gateway(settings) as (server, port):
+                mesh.server, mesh.port = server, port
+                async with httpx.AsyncClient(base_url=mesh.url, timeout=10) as http:
+                    mesh.http = http
+                    yield mesh
+        finally:
+            if mesh.aggregator is not None:
+                await mesh.stop_aggregator()
+    finally:
+        for agent in agents.values():
+            await agent.stop(0)

@@ -1,0 +1,136 @@
+"""GET /metrics: parsed with prometheus_client's parser, and scraped by a real Prometheus."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import socket
+import subprocess
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from prometheus_client.metrics_core import Metric
+from prometheus_client.parser import text_string_to_metric_families
+
+from tests.gateway_mesh import Mesh, eventually, running_mesh
+
+
+@pytest.fixture
+async def mesh() -> AsyncIterator[Mesh]:
+    async with running_mesh() as running:
+        await running.metrics()
+        yield running
+
+
+async def families(mesh: Mesh) -> dict[str, Metric]:
+    response = await mesh.http.get("/metrics")
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/plain")
+    return {family.name: family for family in text_string_to_metric_families(response.text)}
+
+
+async def test_per_service_families_with_service_and_type_labels(mesh: Mesh) -> None:
+    mesh.tracker("weather-api").record(n=7)
+
+    async def counted() -> dict[str, Metric] | None:
+        found = await families(mesh)
+        totals = {s.labels["service"]: s.value for s in found["metricsmesh_service_events"].samples}
+        return found if totals.get("weather-api") == 7 else None
+
+    found = await eventually(counted, what="weather-api's 7 events in /metrics")
+    up = found["metricsmesh_service_up"]
+    assert up.type == "gauge"
+    assert {(s.labels["service"], s.labels["type"]) for s in up.samples} >= {
+        ("weather-api", "data"),
+        ("websocket-ingestion", "core"),
+        ("energy-correlator", "analysis"),
+        ("ai-automation-service", "ai"),
+    }
+    assert len(up.samples) == 15 and {s.value for s in up.samples} == {1.0}
+    events = found["metricsmesh_service_events"]
+    assert events.type == "counter"
+    assert {s.name for s in events.samples} == {"metricsmesh_service_events_total"}
+    rates = {
+        s.labels["service"]: s.value for s in found["metricsmesh_service_events_per_second"].samples
+    }
+    assert rates["weather-api"] > 0
+    latency = found["metricsmesh_service_call_latency_seconds"].samples
+    assert len(latency) == 15 and all(0 < s.value < 1 for s in latency)
+    assert 0 < found["metricsmesh_round_duration_seconds"].samples[0].value < 1
+    assert found["metricsmesh_services_answered"].samples[0].value == 15
+    assert found["metricsmesh_services_configured"].samples[0].value == 15
+    assert found["metricsmesh_gateway_upstream_up"].samples[0].value == 1
+
+
+async def test_a_dead_service_is_down_with_no_rate_or_counter(mesh: Mesh) -> None:
+    await mesh.agents["data-retention"].stop(0)
+
+    async def down() -> dict[str, Metric] | None:
+        found = await families(mesh)
+        up = {s.labels["service"]: s.value for s in found["metricsmesh_service_up"].samples}
+        return found if up["data-retention"] == 0 else None
+
+    found = await eventually(down, what="data-retention up 0")
+    for name in ("metricsmesh_service_events", "metricsmesh_service_events_per_second"):
+        services = {s.labels["service"] for s in found[name].samples}
+        assert "data-retention" not in services and len(services) == 14
+    assert found["metricsmesh_services_answered"].samples[0].value == 14
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+async def test_a_real_prometheus_scrapes_the_gateway(mesh: Mesh, tmp_path: Path) -> None:
+    binary = shutil.which("prometheus")
+    if binary is None:
+        pytest.skip("the prometheus binary is not installed (Debian package `prometheus`)")
+    config = tmp_path / "prometheus.yml"
+    config.write_text(
+        "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n"
+        "scrape_configs:\n  - job_name: metricsmesh\n"
+        f"    static_configs:\n      - targets: ['127.0.0.1:{mesh.port}']\n"
+    )
+    port = free_port()
+    log_file = (tmp_path / "prometheus.log").open("w")
+    process = subprocess.Popen(
+        [
+            binary,
+            f"--config.file={config}",
+            f"--web.listen-address=127.0.0.1:{port}",
+            f"--storage.tsdb.path={tmp_path / 'data'}",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=log_file,
+    )
+    try:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=5) as prom:
+
+            async def series() -> list[dict[str, Any]] | None:
+                if process.poll() is not None:
+                    log = (tmp_path / "prometheus.log").read_text()
+                    raise AssertionError(f"prometheus exited: {log[-2000:]}")
+                try:
+                    response = await prom.get(
+                        "/api/v1/query", params={"query": "metricsmesh_service_up"}
+                    )
+                except httpx.TransportError:
+                    return None
+                result: list[dict[str, Any]] = response.json()["data"]["result"]
+                return result if len(result) == 15 else None
+
+            result = await eventually(series, timeout=30, what="Prometheus to hold 15 series")
+            assert {r["metric"]["job"] for r in result} == {"metricsmesh"}
+            assert {r["value"][1] for r in result} == {"1"}
+            targets = (await prom.get("/api/v1/targets")).json()["data"]["activeTargets"]
+            assert [t["health"] for t in targets] == ["up"]
+    finally:
+        process.terminate()
+        await asyncio.to_thread(process.wait, 10)
+        log_file.close()

@@ -1,0 +1,196 @@
+"""GET /api/v1/real-time-metrics/stream with a real streaming HTTP client."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import pytest
+
+from gateway import RealTimeMetrics
+from tests.gateway_mesh import Mesh, eventually, running_mesh
+
+STREAM = "/api/v1/real-time-metrics/stream"
+
+
+@dataclass
+class Event:
+    """One parsed SSE event (or a comment, with name `comment`)."""
+
+    name: str
+    id: int | None
+    data: str
+
+    def json(self) -> Any:
+        return json.loads(self.data)
+
+
+async def events(response: httpx.Response) -> AsyncIterator[Event]:
+    """Parse the text/event-stream of a streaming response."""
+    name, ident, data = "message", None, []
+    async for line in response.aiter_lines():
+        if line.startswith(":"):
+            yield Event("comment", None, line[1:].strip())
+        elif line.startswith("event: "):
+            name = line[7:]
+        elif line.startswith("id: "):
+            ident = int(line[4:])
+        elif line.startswith("data: "):
+            data.append(line[6:])
+        elif line == "" and data:
+            yield Event(name, ident, "\n".join(data))
+            name, ident, data = "message", None, []
+
+
+async def take(
+    mesh: Mesh, count: int, *, params: dict[str, str] | None = None, **headers: str
+) -> list[Event]:
+    """Open the stream, read `count` events of any kind (comments excluded), close it."""
+    got: list[Event] = []
+    async with mesh.http.stream("GET", STREAM, params=params, headers=headers) as response:
+        assert response.status_code == 200
+        assert response.headers["content-type"].startswith("text/event-stream")
+        async for event in events(response):
+            if event.name != "comment":
+                got.append(event)
+            if len(got) == count:
+                break
+    return got
+
+
+@pytest.fixture
+async def mesh() -> AsyncIterator[Mesh]:
+    async with running_mesh(history_size=8, heartbeat_seconds=0.3) as running:
+        yield running
+
+
+async def test_snapshots_stream_with_increasing_ids_and_the_rest_body(mesh: Mesh) -> None:
+    await mesh.metrics()
+    got = await asyncio.wait_for(take(mesh, 3), 10)
+    assert [event.name for event in got] == ["snapshot"] * 3
+    ids = [event.id for event in got]
+    assert ids == sorted(ids) and len(set(ids)) == 3
+    for event in got:
+        body = event.json()
+        assert body["sequence"] == event.id
+        RealTimeMetrics.model_validate(body)
+
+
+async def test_filters_and_fields_shape_each_event(mesh: Mesh) -> None:
+    await mesh.metrics()
+    (event,) = await asyncio.wait_for(
+        take(
+            mesh,
+            1,
+            params={"services": "weather-api,admin-api", "fields": "events_per_second"},
+        ),
+        10,
+    )
+    body = event.json()
+    assert {row["service_name"] for row in body["active_apis"]} == {"weather-api", "admin-api"}
+    for row in body["active_apis"]:
+        assert set(row) == {"service_name", "status", "events_per_second"}
+    assert body["data_sources_active"] == ["weather"]
+    (typed,) = await asyncio.wait_for(take(mesh, 1, params={"types": "data"}), 10)
+    assert {row["service_type"] for row in typed.json()["active_apis"]} == {"data"}
+    assert len(typed.json()["active_apis"]) == 7
+
+
+@pytest.mark.parametrize(
+    ("params", "status"),
+    [
+        ({"interval": "-1"}, 422),
+        ({"interval": "soon"}, 422),
+        ({"fields": "events_per_second,bogus"}, 422),
+        ({"services": "no-such-service"}, 422),
+        ({"replay": "-3"}, 422),
+    ],
+)
+async def test_bad_parameters_are_rejected(mesh: Mesh, params: dict[str, str], status: int) -> None:
+    await mesh.metrics()
+    response = await mesh.http.get(STREAM, params=params)
+    assert response.status_code == status
+    assert "detail" in response.json()
+
+
+async def test_bad_last_event_id_is_a_400(mesh: Mesh) -> None:
+    response = await mesh.http.get(STREAM, headers={"Last-Event-ID": "yesterday"})
+    assert response.status_code == 400
+
+
+async def test_last_event_id_resumes_without_a_gap_from_the_gateway_ring(mesh: Mesh) -> None:
+    await mesh.metrics()
+    first = await asyncio.wait_for(take(mesh, 2), 10)
+    resume_after = first[-1].id
+    assert resume_after is not None
+    # Let some snapshots pass while "disconnected", fewer than the ring holds (8).
+    await _wait_for_sequence(mesh, resume_after + 3)
+    resumed = await asyncio.wait_for(take(mesh, 3, **{"Last-Event-ID": str(resume_after)}), 10)
+    assert [event.id for event in resumed] == [resume_after + 1, resume_after + 2, resume_after + 3]
+
+
+async def test_resume_beyond_the_ring_replays_from_the_aggregator_history(mesh: Mesh) -> None:
+    await mesh.metrics()
+    (first,) = await asyncio.wait_for(take(mesh, 1), 10)
+    assert first.id is not None
+    await _wait_for_sequence(mesh, first.id + 12)  # the ring holds 8: it no longer reaches back
+    resumed = await asyncio.wait_for(take(mesh, 10, **{"Last-Event-ID": str(first.id)}), 10)
+    assert [event.id for event in resumed] == list(range(first.id + 1, first.id + 11))
+
+
+async def test_replay_sends_recent_snapshots_first(mesh: Mesh) -> None:
+    await _wait_for_sequence(mesh, 6)
+    got = await asyncio.wait_for(take(mesh, 5, params={"replay": "5"}), 10)
+    ids = [event.id for event in got]
+    assert ids == list(range(ids[0], ids[0] + 5))
+
+
+async def test_error_event_when_the_aggregator_fails_then_snapshots_again(mesh: Mesh) -> None:
+    await mesh.metrics()
+    seen: list[Event] = []
+    async with mesh.http.stream("GET", STREAM) as response:
+        stream = events(response)
+        seen.append(await asyncio.wait_for(_next_data(stream), 10))
+        await mesh.stop_aggregator()
+        while seen[-1].name != "error":
+            seen.append(await asyncio.wait_for(_next_data(stream), 10))
+        error = seen[-1].json()
+        assert error["active_apis"] == [] and error["inactive_apis"] == 15
+        assert error["error"]
+        await mesh.start_aggregator()
+        after = await asyncio.wait_for(_next_data(stream), 10)
+        assert after.name == "snapshot"
+        assert len(after.json()["active_apis"]) == 15
+
+
+async def test_heartbeat_comments_keep_an_idle_stream_open(mesh: Mesh) -> None:
+    await mesh.metrics()
+    comments = 0
+    async with mesh.http.stream("GET", STREAM, params={"interval": "30"}) as response:
+        async for event in events(response):
+            if event.name == "comment":
+                assert event.data.startswith("heartbeat")
+                comments += 1
+                if comments == 2:
+                    break
+    assert comments == 2
+
+
+async def _next_data(stream: AsyncIterator[Event]) -> Event:
+    async for event in stream:
+        if event.name != "comment":
+            return event
+    raise AssertionError("stream ended")
+
+
+async def _wait_for_sequence(mesh: Mesh, sequence: int) -> None:
+    async def reached() -> bool:
+        return (await mesh.http.get("/api/v1/real-time-metrics")).json().get(
+            "sequence", 0
+        ) >= sequence
+
+    await eventually(reached, what=f"sequence {sequence}")

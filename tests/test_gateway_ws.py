@@ -1,0 +1,204 @@
+"""WebSocket /ws/metrics: seed 002's message protocol with a real `websockets` client."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from websockets.asyncio.client import ClientConnection, connect
+
+from tests.gateway_mesh import Mesh, running_mesh
+
+
+@pytest.fixture
+async def mesh() -> AsyncIterator[Mesh]:
+    async with running_mesh() as running:
+        await running.metrics()
+        yield running
+
+
+@pytest.fixture
+async def ws(mesh: Mesh) -> AsyncIterator[ClientConnection]:
+    async with connect(mesh.ws_url) as client:
+        welcome = await receive(client)
+        assert welcome["type"] == "welcome"
+        yield client
+
+
+async def receive(client: ClientConnection, timeout: float = 10.0) -> dict[str, Any]:
+    message = json.loads(await asyncio.wait_for(client.recv(), timeout))
+    assert isinstance(message, dict)
+    return message
+
+
+async def send(client: ClientConnection, message: Any) -> None:
+    await client.send(message if isinstance(message, str) else json.dumps(message))
+
+
+async def until(client: ClientConnection, kind: str) -> dict[str, Any]:
+    """The next message of this type (skipping others)."""
+    while True:
+        message = await receive(client)
+        if message["type"] == kind:
+            return message
+
+
+async def test_welcome_names_the_client_and_the_metric_types(mesh: Mesh) -> None:
+    async with connect(mesh.ws_url) as one, connect(mesh.ws_url) as two:
+        first, second = await receive(one), await receive(two)
+    assert first["type"] == second["type"] == "welcome"
+    assert first["client_id"] != second["client_id"]
+    assert set(first["metric_types"]) == {"system", "service", "all"}
+    assert first["timestamp"].endswith("Z")
+
+
+async def test_nothing_is_pushed_before_a_subscription(ws: ClientConnection) -> None:
+    with pytest.raises(TimeoutError):
+        await receive(ws, timeout=0.6)  # three rounds pass without a message
+
+
+async def test_subscribe_system_gets_confirmation_then_updates(ws: ClientConnection) -> None:
+    await send(ws, {"type": "subscribe", "metric_types": ["system"]})
+    assert await receive(ws) == {"type": "subscription_confirmed", "metric_types": ["system"]}
+    first = await until(ws, "metric_update")
+    second = await until(ws, "metric_update")
+    for update in (first, second):
+        item = update["data"]
+        assert item["metric_type"] == "system"
+        assert item["data"]["services_total"] == 15
+        assert item["data"]["active_count"] == 15
+    assert second["data"]["sequence"] > first["data"]["sequence"]
+
+
+async def test_service_rows_come_as_a_batch_filtered_by_name_and_field(
+    ws: ClientConnection,
+) -> None:
+    await send(
+        ws,
+        {
+            "type": "set_filters",
+            "filters": {
+                "service_names": ["weather-api", "admin-api"],
+                "fields": ["events_per_second"],
+            },
+        },
+    )
+    updated = await receive(ws)
+    assert updated == {
+        "type": "filters_updated",
+        "filters": {"service_names": ["admin-api", "weather-api"], "fields": ["events_per_second"]},
+    }
+    await send(ws, {"type": "subscribe", "metric_types": ["service"]})
+    await until(ws, "subscription_confirmed")
+    batch = await until(ws, "metric_batch")
+    assert batch["count"] == 2
+    names = {item["data"]["service_name"] for item in batch["data"]}
+    assert names == {"weather-api", "admin-api"}
+    for item in batch["data"]:
+        assert item["metric_type"] == "service"
+        assert set(item["data"]) == {"service_name", "status", "events_per_second"}
+
+
+async def test_batches_are_cut_by_size(ws: ClientConnection) -> None:
+    await send(ws, {"type": "set_batching", "batch_size": 4})
+    assert (await receive(ws))["batch_size"] == 4
+    await send(ws, {"type": "subscribe", "metric_types": ["all"]})
+    confirmed = await until(ws, "subscription_confirmed")
+    assert confirmed["metric_types"] == ["service", "system"]
+    counts = []
+    sequence = None
+    while sum(counts) < 16:  # one system item + 15 rows = one snapshot
+        message = await receive(ws)
+        items = message["data"] if message["type"] == "metric_batch" else [message["data"]]
+        sequence = sequence or items[0]["sequence"]
+        assert {item["sequence"] for item in items} == {sequence}
+        counts.append(len(items))
+    assert counts == [4, 4, 4, 4]
+
+
+async def test_batch_timeout_merges_several_snapshots_into_one_batch(ws: ClientConnection) -> None:
+    await send(ws, {"type": "set_batching", "batch_size": 100, "batch_timeout_seconds": 0.7})
+    await until(ws, "batching_updated")
+    await send(ws, {"type": "subscribe", "metric_types": ["system"]})
+    await until(ws, "subscription_confirmed")
+    batch = await until(ws, "metric_batch")
+    sequences = [item["sequence"] for item in batch["data"]]
+    assert batch["count"] == len(sequences) >= 2  # rounds are 0.2 s apart
+    assert sequences == sorted(set(sequences))
+
+
+async def test_update_interval_spaces_the_updates(ws: ClientConnection) -> None:
+    await send(ws, {"type": "set_update_interval", "interval_seconds": 1.0})
+    assert await receive(ws) == {"type": "update_interval_set", "interval_seconds": 1.0}
+    await send(ws, {"type": "subscribe", "metric_types": ["system"]})
+    await until(ws, "subscription_confirmed")
+    first = (await until(ws, "metric_update"))["data"]["sequence"]
+    second = (await until(ws, "metric_update"))["data"]["sequence"]
+    # Rounds complete every 0.2 s: a second apart means at least 4 rounds apart.
+    assert second - first >= 4
+
+
+async def test_unsubscribe_stops_the_updates(ws: ClientConnection) -> None:
+    await send(ws, {"type": "subscribe", "metric_types": ["system", "service"]})
+    await until(ws, "subscription_confirmed")
+    await send(ws, {"type": "unsubscribe", "metric_types": ["service", "system"]})
+    confirmed = await until(ws, "unsubscription_confirmed")
+    assert confirmed["metric_types"] == []
+    await send(ws, {"type": "ping"})
+    assert (await until(ws, "pong"))["timestamp"].endswith("Z")
+    with pytest.raises(TimeoutError):
+        await receive(ws, timeout=0.6)
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        "not json",
+        "[1, 2]",
+        {"no": "type"},
+        {"type": "dance"},
+        {"type": "subscribe", "metric_types": ["business"]},
+        {"type": "subscribe", "metric_types": "system"},
+        {"type": "set_filters", "filters": {"agent_ids": ["x"]}},
+        {"type": "set_filters", "filters": {"service_names": ["no-such-service"]}},
+        {"type": "set_filters", "filters": {"fields": ["bogus"]}},
+        {"type": "set_update_interval", "interval_seconds": -1},
+        {"type": "set_update_interval", "interval_seconds": "fast"},
+        {"type": "set_batching", "batch_size": 0},
+    ],
+)
+async def test_a_malformed_message_gets_an_error_and_the_connection_stays(
+    ws: ClientConnection, message: Any
+) -> None:
+    await send(ws, message)
+    error = await receive(ws)
+    assert error["type"] == "error"
+    assert error["code"] == "invalid_message"
+    assert error["message"]
+    await send(ws, {"type": "ping"})
+    assert (await receive(ws))["type"] == "pong"
+
+
+async def test_statistics(mesh: Mesh, ws: ClientConnection) -> None:
+    await send(ws, {"type": "get_statistics"})
+    stats = await until(ws, "statistics")
+    assert stats["connected_clients"] == 1
+    assert stats["client"]["messages_sent"] >= 1
+    assert stats["upstream"]["state"] == "connected"
+
+
+async def test_aggregator_down_is_reported_and_updates_resume(
+    mesh: Mesh, ws: ClientConnection
+) -> None:
+    await send(ws, {"type": "subscribe", "metric_types": ["system"]})
+    await until(ws, "metric_update")
+    await mesh.stop_aggregator()
+    error = await until(ws, "error")
+    assert error["code"] == "upstream_unavailable"
+    assert str(mesh.aggregator_port) in error["message"]
+    await mesh.start_aggregator()
+    update = await until(ws, "metric_update")
+    assert update["data"]["data"]["active_count"] == 15
