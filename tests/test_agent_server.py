@@ -173,9 +173,9 @@ async def test_graceful_stop_flips_health_to_not_serving_first(
     call = stub.Watch(health_pb2.HealthCheckRequest(service=""))
     assert (await asyncio.wait_for(call.read(), SHORT)).status == SERVING
 
-    stopping = asyncio.create_task(server.stop(grace_seconds=SHORT))
+    stopping = asyncio.create_task(server.stop(grace_seconds=2.0))
     assert (await asyncio.wait_for(call.read(), SHORT)).status == NOT_SERVING
-    call.cancel()  # the only in-flight call; the stop need not wait for its grace period
+    call.cancel()  # the only in-flight call: the stop need not use its whole grace period
     await asyncio.wait_for(stopping, SHORT)
 
     event_rate = event_rate_pb2_grpc.EventRateServiceStub(channel)
