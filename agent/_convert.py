@@ -2,25 +2,9 @@
 
 from __future__ import annotations
 
-from google.protobuf.duration_pb2 import Duration
-from google.protobuf.timestamp_pb2 import Timestamp
 from metricsmesh.v1 import event_rate_pb2
 
 from agent._tracker import RateReading
-
-
-def timestamp(epoch_seconds: float) -> Timestamp:
-    """A Timestamp for `epoch_seconds` (nanosecond precision)."""
-    value = Timestamp()
-    value.FromNanoseconds(round(epoch_seconds * 1e9))
-    return value
-
-
-def duration(seconds: float) -> Duration:
-    """A Duration of `seconds` (nanosecond precision)."""
-    value = Duration()
-    value.FromNanoseconds(round(seconds * 1e9))
-    return value
 
 
 def reading_to_response(reading: RateReading) -> event_rate_pb2.GetEventRateResponse:
