@@ -63,8 +63,8 @@
     while (svg.firstChild) svg.removeChild(svg.firstChild);
     if (values.length < 2) return;
     const max = Math.max(...values, 0.001);
-    const step = width / (HISTORY - 1);
-    const x0 = width - step * (values.length - 1);
+    const step = width / (values.length - 1);   // stretch until the history fills up
+    const x0 = 0;
     const pts = values.map((v, i) => [x0 + i * step, height - 2 - (v / max) * (height - 4)]);
     const line = pts.map((p) => p[0].toFixed(1) + "," + p[1].toFixed(1)).join(" ");
     const area = document.createElementNS(SVG, "polygon");
@@ -135,7 +135,11 @@
       c.uptime.textContent = duration(row.uptime_seconds);
       c.last.textContent = ago(row.last_activity);
       c.last.title = row.last_activity || "";
-      c.error.textContent = row.error_message || "";
+      const error = row.error_message || "";
+      if (c.error.title !== error) {
+        c.error.title = error;
+        c.error.replaceChildren(error ? el("span", "clamp", error) : "");
+      }
       drawSpark(c.svg, history.get(row.service_name) || [], 120, 26);
     });
     for (const [name, node] of rowNodes) {

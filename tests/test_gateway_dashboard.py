@@ -1,0 +1,118 @@
+"""The dashboard in real headless Chromium (Debian's, driven by Playwright)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from tests.gateway_mesh import Mesh, running_mesh
+
+CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
+ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
+ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+playwright_api = pytest.importorskip("playwright.async_api")
+if not Path(CHROMIUM).exists():
+    pytest.skip(f"no Chromium at {CHROMIUM} (Debian package `chromium`)", allow_module_level=True)
+
+Page = playwright_api.Page
+
+
+@pytest.fixture
+async def mesh() -> AsyncIterator[Mesh]:
+    async with running_mesh() as running:
+        await running.metrics()
+        yield running
+
+
+@pytest.fixture
+async def page(mesh: Mesh) -> AsyncIterator[Page]:
+    async with playwright_api.async_playwright() as pw:
+        browser = await pw.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        try:
+            context = await browser.new_context(viewport={"width": 1440, "height": 1000})
+            page = await context.new_page()
+            errors: list[str] = []
+            page.on("pageerror", lambda error: errors.append(str(error)))
+            await page.goto(mesh.url + "/")
+            yield page
+            assert errors == [], errors
+        finally:
+            await browser.close()
+
+
+def cell(service: str, field: str) -> str:
+    return f'#rows tr[data-service="{service}"] td[data-field="{field}"]'
+
+
+async def test_fifteen_rows_render_and_numbers_follow_the_events(mesh: Mesh, page: Page) -> None:
+    expect = playwright_api.expect
+    await expect(page.locator("#rows tr[data-service]")).to_have_count(15, timeout=10_000)
+    await expect(page.locator("#conn")).to_have_attribute("data-state", "live", timeout=10_000)
+    await expect(page.locator(cell("weather-api", "status"))).to_have_text("active")
+    await expect(page.locator(cell("weather-api", "type"))).to_have_text("data")
+    await expect(page.locator(cell("weather-api", "total"))).to_have_text("0")
+    for name, count in (("weather-api", 40), ("websocket-ingestion", 120), ("admin-api", 9)):
+        mesh.tracker(name).record(n=count)
+    await expect(page.locator(cell("weather-api", "total"))).to_have_text("40", timeout=10_000)
+    await expect(page.locator(cell("websocket-ingestion", "total"))).to_have_text("120")
+    await expect(page.locator(cell("weather-api", "eps"))).not_to_have_text("0.00")
+    await expect(page.locator("#sys-eps")).not_to_have_text("0.00")
+    await expect(page.locator(cell("weather-api", "last"))).not_to_have_text("never")
+    await expect(page.locator("#sys-active")).to_have_text("15")
+    await expect(page.locator("#banner")).to_be_hidden()
+    # More events later, so the sparklines show movement in the screenshot.
+    for name, count in (("weather-api", 25), ("energy-correlator", 60), ("sports-data", 15)):
+        mesh.tracker(name).record(n=count)
+    await expect(page.locator(cell("weather-api", "total"))).to_have_text("65", timeout=10_000)
+    await mesh.agents["calendar-service"].stop(0)
+    await expect(page.locator(cell("calendar-service", "status"))).to_have_text(
+        "inactive", timeout=10_000
+    )
+    await expect(page.locator(cell("calendar-service", "error"))).not_to_be_empty()
+    await expect(page.locator("#sys-inactive")).to_have_text("1")
+    ARTIFACTS.mkdir(exist_ok=True)
+    await page.screenshot(path=str(ARTIFACTS / "dashboard.png"), full_page=True)
+
+
+async def test_a_lost_aggregator_shows_a_banner_and_recovery_clears_it(
+    mesh: Mesh, page: Page
+) -> None:
+    expect = playwright_api.expect
+    await expect(page.locator("#rows tr[data-service]")).to_have_count(15, timeout=10_000)
+    await mesh.stop_aggregator()
+    banner = page.locator("#banner")
+    await expect(banner).to_be_visible(timeout=10_000)
+    await expect(banner).to_contain_text(str(mesh.aggregator_port))
+    await expect(page.locator("#conn")).to_have_attribute("data-state", "down")
+    ARTIFACTS.mkdir(exist_ok=True)
+    await page.screenshot(path=str(ARTIFACTS / "dashboard-down.png"), full_page=True)
+    await mesh.start_aggregator()
+    await expect(banner).to_be_hidden(timeout=10_000)
+    await expect(page.locator("#conn")).to_have_attribute("data-state", "live")
+
+
+async def test_polling_takes_over_when_the_stream_is_unavailable(mesh: Mesh, page: Page) -> None:
+    expect = playwright_api.expect
+    await expect(page.locator("#rows tr[data-service]")).to_have_count(15, timeout=10_000)
+    # Block the SSE endpoint only: the page must fall back to polling the REST endpoint.
+    await page.route("**/real-time-metrics/stream*", lambda route: route.abort())
+    await page.reload()
+    await expect(page.locator("#conn")).to_have_attribute("data-state", "polling", timeout=10_000)
+    await expect(page.locator("#rows tr[data-service]")).to_have_count(15, timeout=10_000)
+    mesh.tracker("air-quality-service").record(n=11)
+    await expect(page.locator(cell("air-quality-service", "total"))).to_have_text(
+        "11", timeout=15_000
+    )
