@@ -237,12 +237,10 @@ def _demo(args: argparse.Namespace) -> int:
         config = _load(args)
         gateway = load_settings(args.config)
         demo = load_demo_settings(config.raw)
-        changes: dict[str, object] = {}
         if args.load_scale is not None:
-            changes["load_scale"] = args.load_scale
+            demo = dataclasses.replace(demo, load_scale=args.load_scale)
         if args.no_misbehave:
-            changes["misbehave"] = False
-        demo = dataclasses.replace(demo, **changes)  # type: ignore[arg-type]
+            demo = dataclasses.replace(demo, misbehave=False)
         plan = plan_fleet(
             config,
             gateway,

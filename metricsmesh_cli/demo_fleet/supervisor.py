@@ -15,6 +15,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -59,11 +60,27 @@ class _Child:
     exits: list[int] = field(default_factory=list)
 
 
+PR_SET_PDEATHSIG = 1
+
+
+def _load_prctl() -> Callable[..., int] | None:
+    """The C library's prctl, looked up in the parent (a forked child must not load it)."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        prctl: Callable[..., int] = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+    return prctl
+
+
+_PRCTL = _load_prctl()
+
+
 def _die_with_parent() -> None:  # pragma: no cover - runs in the forked child
-    """Ask Linux to SIGTERM this child when the supervisor's thread exits."""
-    if sys.platform.startswith("linux"):
-        with contextlib.suppress(Exception):
-            ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    """Ask Linux to SIGTERM this child when the supervisor (its spawning thread) dies."""
+    if _PRCTL is not None:
+        _PRCTL(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 def tail(path: Path, lines: int = LOG_TAIL_LINES) -> str:
@@ -85,6 +102,9 @@ class Supervisor:
         say: Callable[[str], None],
         stop_timeout: float = 5.0,
     ) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            # PR_SET_PDEATHSIG fires when the spawning *thread* ends, not the process.
+            raise RuntimeError("the supervisor must run on the main thread")
         self.run_dir = run_dir
         self._say = say
         self._stop_timeout = stop_timeout

@@ -1,0 +1,110 @@
+"""Even a supervisor killed with SIGKILL leaves no orphans: the kernel tells every child."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from metricsmesh_cli.demo_fleet.ports import port_is_free
+
+METRICS_MESH = Path(sys.executable).with_name("metrics-mesh")
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux"),
+    pytest.mark.skipif(not METRICS_MESH.exists(), reason="pip install -e . first"),
+]
+
+SMALL_FLEET = """
+[demo]
+misbehave = false
+
+[[services]]
+name = "weather-api"
+port = 8009
+type = "data"
+data_source = "weather"
+
+[[services]]
+name = "admin-api"
+port = 8003
+type = "core"
+"""
+
+
+def descendants(pid: int) -> set[int]:
+    found: set[int] = set()
+    pending = [pid]
+    while pending:
+        current = pending.pop()
+        for children in Path(f"/proc/{current}/task").glob("*/children"):
+            try:
+                kids = {int(each) for each in children.read_text().split()}
+            except OSError:
+                continue
+            pending.extend(kids - found)
+            found |= kids
+    return found
+
+
+def alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+def test_sigkill_of_the_demo_takes_every_child_down(tmp_path: Path) -> None:
+    config = tmp_path / "mesh.toml"
+    config.write_text(SMALL_FLEET, encoding="utf-8")
+    run_dir = tmp_path / "run"
+    process = subprocess.Popen(
+        [
+            str(METRICS_MESH),
+            "demo",
+            "--config",
+            str(config),
+            "--free-ports",
+            "--run-dir",
+            str(run_dir),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    assert process.stdout is not None
+    children: set[int] = set()
+    try:
+        deadline = time.monotonic() + 60
+        for line in process.stdout:
+            if "Press Ctrl-C" in line:
+                break
+            assert time.monotonic() < deadline
+        children = descendants(process.pid)
+        assert len(children) == 5  # 2 services, the fake upstream, aggregator, gateway
+        generated = (run_dir / "metrics-mesh.toml").read_text(encoding="utf-8")
+        process.send_signal(signal.SIGKILL)
+        process.wait(timeout=10)
+        deadline = time.monotonic() + 20
+        while any(alive(pid) for pid in children):
+            assert time.monotonic() < deadline, [pid for pid in children if alive(pid)]
+            time.sleep(0.1)
+    finally:
+        process.stdout.close()
+        for pid in children:
+            if alive(pid):
+                os.kill(pid, signal.SIGKILL)
+    ports = [int(line.split("=")[1]) for line in generated.splitlines() if "port =" in line]
+    assert len(ports) >= 6
+    deadline = time.monotonic() + 10
+    while not all(port_is_free("127.0.0.1", port)[0] for port in ports):
+        assert time.monotonic() < deadline, "ports still in use after the children died"
+        time.sleep(0.1)
