@@ -63,19 +63,13 @@ def row_to_proto(row: Row) -> snapshot_pb2.ServiceRow:
         message.events_per_hour = figures.events_per_hour
         message.total_events = figures.total_events
         message.uptime.FromNanoseconds(_nanos(figures.uptime_seconds))
-        if figures.last_event_time is not None:
-            message.last_event_time.FromNanoseconds(_nanos(figures.last_event_time))
-        if figures.read_time is not None:
-            message.read_time.FromNanoseconds(_nanos(figures.read_time))
-        for kind in figures.kinds:
-            item = message.kinds.add(
-                kind=kind.kind,
-                events_per_second=kind.events_per_second,
-                total_events=kind.total_events,
-                window_events=kind.window_events,
-            )
-            if kind.last_event_time is not None:
-                item.last_event_time.FromNanoseconds(_nanos(kind.last_event_time))
+        detail = figures.detail
+        if detail is not None:
+            if detail.HasField("last_event_time"):
+                message.last_event_time.CopyFrom(detail.last_event_time)
+            if detail.HasField("read_time"):
+                message.read_time.CopyFrom(detail.read_time)
+            message.kinds.extend(detail.kinds)
     return message
 
 

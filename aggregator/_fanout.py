@@ -1,33 +1,42 @@
 """The I/O part of a round: call GetEventRate on every agent at once, each with its deadline.
 
-`FanOut` owns one persistent channel per agent (created once, at `start()`), the agents'
-health watches, and turns each call's end into an `Outcome`. A hung agent costs its own
-deadline and nothing else: every call runs concurrently and carries its own timeout, and the
-round ends when the last call has ended.
+`FanOut` owns one persistent channel per agent (created once, at `start()`) and the agents'
+health watches. A round issues every call back to back, each with its own timeout, and
+counts completions in done-callbacks: no asyncio task of ours per call, one future per round.
+The round ends when the last call has ended, so a hung agent costs its own deadline and
+nothing else. Answers stay bytes until the round is folded, and are parsed once.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-from collections.abc import Sequence
+import logging
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import grpc
-from metricsmesh.v1 import event_rate_pb2, event_rate_pb2_grpc
+from google.protobuf.message import DecodeError
+from metricsmesh.v1 import event_rate_pb2
 
 from aggregator._health import HealthWatch
-from aggregator._model import AgentFigures, CallKind, Clock, Health, KindFigures, Outcome
+from aggregator._model import AgentFigures, CallKind, Clock, Health, Outcome
 from aggregator.config import Registry
 
-_REQUEST = event_rate_pb2.GetEventRateRequest()
+_LOG = logging.getLogger(__name__)
 
+GET_EVENT_RATE = "/metricsmesh.v1.EventRateService/GetEventRate"
+_REQUEST = event_rate_pb2.GetEventRateRequest().SerializeToString()
 _UNREACHABLE_CODES = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED})
+_SAFETY_SECONDS = 1.0
+"""How long after the deadline a round stops waiting for a call that should have ended."""
 
 CHANNEL_OPTIONS: Sequence[tuple[str, int]] = (
     # Reconnect quickly to an agent that comes back, but not in a tight loop.
     ("grpc.initial_reconnect_backoff_ms", 200),
     ("grpc.max_reconnect_backoff_ms", 5000),
 )
+
+Call = grpc.aio.UnaryUnaryCall[bytes, bytes]
 
 
 class FanOut:
@@ -38,7 +47,7 @@ class FanOut:
         self.deadline = deadline
         self._clock = clock
         self._channels: list[grpc.aio.Channel] = []
-        self._stubs: list[event_rate_pb2_grpc.EventRateServiceAsyncStub] = []
+        self._methods: list[grpc.aio.UnaryUnaryMultiCallable[bytes, bytes]] = []
         self._watches: list[HealthWatch] = []
 
     def start(self) -> None:
@@ -48,7 +57,7 @@ class FanOut:
         for entry in self.registry:
             channel = grpc.aio.insecure_channel(entry.target, options=CHANNEL_OPTIONS)
             self._channels.append(channel)
-            self._stubs.append(event_rate_pb2_grpc.EventRateServiceStub(channel))
+            self._methods.append(channel.unary_unary(GET_EVENT_RATE))
             watch = HealthWatch(channel, entry.name)
             watch.start()
             self._watches.append(watch)
@@ -57,7 +66,7 @@ class FanOut:
         """Stop the watches and close the channels; a second call is harmless."""
         watches, self._watches = self._watches, []
         channels, self._channels = self._channels, []
-        self._stubs = []
+        self._methods = []
         await asyncio.gather(*(watch.close() for watch in watches), return_exceptions=True)
         await asyncio.gather(*(channel.close() for channel in channels), return_exceptions=True)
 
@@ -67,40 +76,86 @@ class FanOut:
         `skip[i]` is the reason text shown for a skipped agent. Returns once every call has
         ended (answered, failed or hit its deadline); never raises for a failed call.
         """
-        return list(
-            await asyncio.gather(*(self._one(index, reason) for index, reason in enumerate(skip)))
-        )
-
-    async def _one(self, index: int, reason: str | None) -> Outcome:
-        watch = self._watches[index]
-        if reason is not None:
-            return Outcome(CallKind.SKIPPED, watch.health, 0.0, error=reason)
+        loop = asyncio.get_running_loop()
         monotonic = self._clock.monotonic
+        deadline = self.deadline
+        count = len(skip)
+        calls: list[Call | None] = [None] * count
+        starts = [0.0] * count
+        ends = [0.0] * count
+        done = loop.create_future()
+        pending = 0
+
+        def finished(index: int) -> None:
+            nonlocal pending
+            ends[index] = monotonic()
+            pending -= 1
+            if pending == 0 and not done.done():
+                done.set_result(None)
+
+        def on_done(index: int) -> Callable[[object], None]:
+            return lambda _call: finished(index)
+
+        health_waits = []
+        for index, method in enumerate(self._methods):
+            if skip[index] is not None:
+                continue
+            watch = self._watches[index]
+            if not watch.known:
+                health_waits.append(asyncio.ensure_future(watch.wait_known()))
+            starts[index] = monotonic()
+            call = method(_REQUEST, timeout=deadline)
+            calls[index] = call
+            pending += 1
+            call.add_done_callback(on_done(index))
         started = monotonic()
-        health_wait = None
-        if not watch.known:
-            health_wait = asyncio.ensure_future(asyncio.wait_for(watch.wait_known(), self.deadline))
+        if pending:
+            safety = loop.call_later(deadline + _SAFETY_SECONDS, _resolve, done)
+            try:
+                await done
+            finally:
+                safety.cancel()
+        if health_waits:
+            await asyncio.wait(health_waits, timeout=max(0.0, started + deadline - monotonic()))
+            for wait in health_waits:
+                wait.cancel()
+        return [
+            await self._outcome(index, calls[index], skip[index], starts[index], ends[index])
+            for index in range(count)
+        ]
+
+    async def _outcome(
+        self, index: int, call: Call | None, reason: str | None, start: float, end: float
+    ) -> Outcome:
+        watch = self._watches[index]
+        if call is None:
+            return Outcome(CallKind.SKIPPED, watch.health, 0.0, error=reason or "not called")
+        if not call.done():  # the safety timer fired: the call ignored its deadline
+            call.cancel()
+            return Outcome(
+                CallKind.DEADLINE, watch.health, self.deadline, error="DEADLINE_EXCEEDED"
+            )
         try:
-            response = await self._stubs[index].GetEventRate(_REQUEST, timeout=self.deadline)
+            data: Any = await call  # already done: returns at once
         except grpc.aio.AioRpcError as error:
-            ended = monotonic()
-            if health_wait is not None:
-                health_wait.cancel()
-            return _failure(error.code(), error.details() or "", ended - started, watch.health)
-        received = monotonic()
-        if health_wait is not None:
-            with contextlib.suppress(TimeoutError):
-                await health_wait
+            return _failure(error.code(), error.details() or "", end - start, watch.health)
+        except asyncio.CancelledError:  # the call (not this task) was cancelled: channel closed
+            return Outcome(CallKind.UNREACHABLE, watch.health, end - start, error="CANCELLED")
         health = watch.health
         if health is Health.UNREACHABLE:
             watch.reconnect_now()
-        return Outcome(
-            CallKind.OK,
-            health,
-            received - started,
-            figures=figures_from_response(response),
-            received_at=received,
-        )
+        try:
+            figures = parse_figures(data)
+        except DecodeError as error:
+            return Outcome(
+                CallKind.ERROR, health, end - start, error=f"undecodable answer: {error}"
+            )
+        return Outcome(CallKind.OK, health, end - start, figures=figures, received_at=end)
+
+
+def _resolve(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
 
 
 def _failure(code: grpc.StatusCode, details: str, latency: float, health: Health) -> Outcome:
@@ -112,35 +167,16 @@ def _failure(code: grpc.StatusCode, details: str, latency: float, health: Health
     return Outcome(CallKind.ERROR, health, latency, error=text)
 
 
-def figures_from_response(response: event_rate_pb2.GetEventRateResponse) -> AgentFigures:
-    """The plain values of one GetEventRate answer."""
+def parse_figures(data: bytes) -> AgentFigures:
+    """The figures of one serialized GetEventRate answer; DecodeError when it is garbage."""
+    response = event_rate_pb2.GetEventRateResponse.FromString(data)
+    uptime = response.uptime
     return AgentFigures(
         service_name=response.service_name,
         events_per_second=response.events_per_second,
         events_per_hour=response.events_per_hour,
         total_events=response.total_events,
         window_events=response.window_events,
-        uptime_seconds=response.uptime.ToNanoseconds() / 1e9,
-        last_event_time=(
-            response.last_event_time.ToNanoseconds() / 1e9
-            if response.HasField("last_event_time")
-            else None
-        ),
-        read_time=(
-            response.read_time.ToNanoseconds() / 1e9 if response.HasField("read_time") else None
-        ),
-        kinds=tuple(
-            KindFigures(
-                kind=kind.kind,
-                events_per_second=kind.events_per_second,
-                total_events=kind.total_events,
-                window_events=kind.window_events,
-                last_event_time=(
-                    kind.last_event_time.ToNanoseconds() / 1e9
-                    if kind.HasField("last_event_time")
-                    else None
-                ),
-            )
-            for kind in response.kinds
-        ),
+        uptime_seconds=uptime.seconds + uptime.nanos * 1e-9,
+        detail=response,
     )

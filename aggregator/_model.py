@@ -11,6 +11,8 @@ import enum
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from metricsmesh.v1 import event_rate_pb2
+
 from aggregator.config import ServiceEntry
 
 
@@ -49,19 +51,8 @@ class CallKind(enum.Enum):
 
 
 @dataclass(frozen=True, slots=True)
-class KindFigures:
-    """An agent's figures for one kind of event."""
-
-    kind: str
-    events_per_second: float
-    total_events: int
-    window_events: int
-    last_event_time: float | None
-
-
-@dataclass(frozen=True, slots=True)
 class AgentFigures:
-    """What an agent reported in one GetEventRate answer (times are epoch seconds)."""
+    """The figures of one GetEventRate answer that the round's verdict and totals use."""
 
     service_name: str
     events_per_second: float
@@ -69,9 +60,12 @@ class AgentFigures:
     total_events: int
     window_events: int
     uptime_seconds: float
-    last_event_time: float | None
-    read_time: float | None
-    kinds: tuple[KindFigures, ...] = ()
+    detail: event_rate_pb2.GetEventRateResponse | None = None
+    """The answer itself, for what only the wire snapshot shows (times, per-kind breakdown).
+
+    Copied field by field at the edge, never modified; keeping it avoids converting every
+    answer of every round into Python objects nobody may ask for.
+    """
 
 
 @dataclass(frozen=True, slots=True)

@@ -22,7 +22,7 @@ TIMES = RoundTimes(sequence=7, take_time=1_700_000_000.0, started=100.0, finishe
 
 
 def figures(name: str, eps: float = 2.0, total: int = 500, window: int = 120) -> AgentFigures:
-    return AgentFigures(name, eps, eps * 3600, total, window, 60.0, 1_700_000_000.0, None)
+    return AgentFigures(name, eps, eps * 3600, total, window, 60.0)
 
 
 def ok(name: str, health: Health = Health.SERVING, **changes: float) -> Outcome:
