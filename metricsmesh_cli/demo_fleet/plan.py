@@ -210,7 +210,7 @@ class FleetPlan:
                     name=entry.name,
                     argv=(*argv, "--parent-pid", str(os.getpid())),
                     ready=all_of(
-                        grpc_serving(host_port(entry.host, entry.agent_port)),
+                        grpc_serving(host_port(entry.host, entry.agent_port), any_status=True),
                         http_ok(f"http://{host_port(entry.host, entry.port)}/healthz"),
                     ),
                     summary=(

@@ -15,8 +15,11 @@ Probe = Callable[[], Awaitable[bool]]
 PROBE_TIMEOUT_SECONDS = 1.0
 
 
-def grpc_serving(address: str, service: str = "") -> Probe:
-    """A probe: grpc.health.v1 Check(`service`) on `address` answers SERVING."""
+def grpc_serving(address: str, service: str = "", *, any_status: bool = False) -> Probe:
+    """A probe: grpc.health.v1 Check(`service`) on `address` answers SERVING.
+
+    With `any_status`, any answer will do (a server that reports NOT_SERVING on purpose is up).
+    """
 
     async def probe() -> bool:
         async with grpc.aio.insecure_channel(address) as channel:
@@ -28,7 +31,7 @@ def grpc_serving(address: str, service: str = "") -> Probe:
                 )
             except grpc.aio.AioRpcError:
                 return False
-        return bool(reply.status == health_pb2.HealthCheckResponse.SERVING)
+        return any_status or bool(reply.status == health_pb2.HealthCheckResponse.SERVING)
 
     return probe
 
