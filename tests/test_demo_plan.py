@@ -1,0 +1,104 @@
+"""The demo's plan: ports, the generated config, misbehaviour, profiles and schedules."""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+
+import pytest
+
+from aggregator import DEFAULT_REGISTRY, load_config
+from gateway import GatewaySettings, load_settings
+from metricsmesh_cli.demo_fleet.plan import misbehaviour, plan_fleet
+from metricsmesh_cli.demo_fleet.profiles import BUILT_IN, flows_for, kinds_of
+from metricsmesh_cli.demo_fleet.schedule import Schedule
+from metricsmesh_cli.demo_fleet.settings import DemoSettings
+from metricsmesh_cli.demo_fleet.toml_out import dumps
+
+
+def test_port_offset_moves_every_port() -> None:
+    plan = plan_fleet(
+        load_config(None, environ={}), GatewaySettings(), DemoSettings(), port_offset=100
+    )
+    assert [entry.port for entry in plan.services][:2] == [8101, 8102]
+    assert plan.services.by_name("weather-api").agent_port == 18109
+    assert (plan.aggregator.port, plan.gateway.port, plan.upstream_port) == (50200, 8100, 8199)
+    assert plan.gateway.aggregator == "127.0.0.1:50200"
+
+
+def test_free_ports_are_all_distinct() -> None:
+    plan = plan_fleet(
+        load_config(None, environ={}), GatewaySettings(), DemoSettings(), use_free_ports=True
+    )
+    ports = [claim.port for claim in plan.claims()]
+    assert len(ports) == 2 * 15 + 3 == len(set(ports))
+
+
+def test_the_generated_config_is_what_the_aggregator_and_gateway_read(tmp_path: Path) -> None:
+    plan = plan_fleet(
+        load_config(None, environ={}), GatewaySettings(), DemoSettings(), use_free_ports=True
+    )
+    path = tmp_path / "mesh.toml"
+    path.write_text(dumps(plan.config_document()), encoding="utf-8")
+    config = load_config(path, environ={})
+    assert config.services == plan.services
+    assert [entry.name for entry in config.services] == list(DEFAULT_REGISTRY.names)
+    assert config.aggregator.port == plan.aggregator.port
+    gateway = load_settings(path, environ={})
+    assert (gateway.port, gateway.aggregator) == (plan.gateway.port, plan.aggregator_address)
+
+
+def test_toml_output_reads_back_the_same() -> None:
+    document = {
+        "gateway": {"cors_origins": ["http://a", 'quote"d'], "port": 1, "access_log": True},
+        "services": [{"name": "ü-service", "port": 2}, {"name": "b", "port": 3}],
+        "demo": {"load_scale": 0.1},
+    }
+    assert tomllib.loads(dumps(document)) == document
+
+
+def test_an_offset_beyond_the_port_range_is_refused() -> None:
+    with pytest.raises(ValueError, match=r"outside 1\.\.65535"):
+        plan_fleet(
+            load_config(None, environ={}), GatewaySettings(), DemoSettings(), port_offset=60000
+        )
+
+
+def test_a_misbehaving_role_naming_no_service_says_so() -> None:
+    chosen = misbehaviour(DemoSettings(restarting_service="nope"), DEFAULT_REGISTRY)
+    assert chosen.restarting == ""
+    assert chosen.not_serving == "calendar-service" and chosen.error == "energy-correlator"
+    assert any("'nope' is not in the registry" in note for note in chosen.notes)
+    calm = misbehaviour(DemoSettings(misbehave=False), DEFAULT_REGISTRY)
+    assert (calm.restarting, calm.not_serving, calm.error) == ("", "", "")
+
+
+def test_every_built_in_service_has_its_own_profile_with_several_kinds() -> None:
+    assert set(BUILT_IN) == set(DEFAULT_REGISTRY.names)
+    for entry in DEFAULT_REGISTRY:
+        flows = flows_for(entry.name, entry.type, has_data_source=bool(entry.data_source))
+        assert flows
+        if entry.data_source:
+            assert "data_fetch" in kinds_of(flows) and "data_fetch_error" in kinds_of(flows)
+    rates = {sum(f.rate for f in BUILT_IN[name]) for name in BUILT_IN}
+    assert len(rates) >= 10  # different rates, not one profile copied
+
+
+def test_unknown_services_get_a_profile_from_their_type_without_fetching() -> None:
+    flows = flows_for("billing", "data", has_data_source=False)
+    assert all(flow.via != "upstream" for flow in flows)
+    assert flows_for("billing", "data", has_data_source=False) == flows  # deterministic
+
+
+@pytest.mark.parametrize(
+    ("elapsed", "active"),
+    [(0, False), (9.9, False), (10, True), (12.9, True), (13, False), (30, True)],
+)
+def test_schedule_windows(elapsed: float, active: bool) -> None:
+    assert Schedule(10, 20, 3).active(elapsed) is active
+
+
+@pytest.mark.parametrize("text", ["1,2", "a,b,c", "0,5,5", "0,0,1"])
+def test_bad_schedules_are_refused(text: str) -> None:
+    with pytest.raises(ValueError):
+        Schedule.parse(text)
