@@ -48,9 +48,16 @@ SECTIONS: dict[str, Any] = {
 }
 
 
-def code_lines(language: str, prefix: str) -> list[str]:
-    """Lines starting with `prefix` in the README's fenced blocks of `language`."""
-    blocks = re.findall(rf"```{language}\n(.*?)```", README, flags=re.DOTALL)
+def section(title: str) -> str:
+    """The README's `## title` section, up to the next `## ` heading."""
+    start = README.index(f"\n## {title}\n")
+    end = README.find("\n## ", start + 1)
+    return README[start : end if end >= 0 else len(README)]
+
+
+def code_lines(language: str, prefix: str, text: str = README) -> list[str]:
+    """Lines starting with `prefix` in the fenced blocks of `language` of `text`."""
+    blocks = re.findall(rf"```{language}\n(.*?)```", text, flags=re.DOTALL)
     return [line for block in blocks for line in block.splitlines() if line.startswith(prefix)]
 
 
@@ -175,7 +182,7 @@ async def weather_mesh() -> AsyncIterator[tuple[str, str]]:
         await agent.stop(0)
 
 
-README_GRPCURL = code_lines("sh", "grpcurl ")
+README_GRPCURL = code_lines("sh", "grpcurl ", section("grpcurl"))
 
 
 def test_the_readme_shows_grpcurl_for_every_rpc() -> None:
