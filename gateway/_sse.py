@@ -14,6 +14,7 @@ import contextlib
 import math
 import time
 from collections.abc import AsyncIterator
+from functools import partial
 from typing import Annotated
 
 from fastapi import APIRouter, Header, HTTPException, Query
@@ -107,7 +108,9 @@ def sse_router(state: GatewayState) -> APIRouter:
                         due = last_data + interval
                         if now >= due:
                             in_error = False
-                            yield frame(entry, view, now)
+                            # Live: one frame per snapshot and view, shared by every client
+                            # (its snapshot_age_ms is the age when the first client got it).
+                            yield entry.cached(view, partial(frame, entry, view, now))
                             stats.sse_events_sent += 1
                             sent, last_data, last_send = entry, now, now
                             continue
@@ -118,7 +121,8 @@ def sse_router(state: GatewayState) -> APIRouter:
                     continue
                 wake_at = min(wake_at, last_send + heartbeat)
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(marker.wait(), max(0.001, wake_at - now))
+                    async with asyncio.timeout(max(0.001, wake_at - now)):
+                        await marker.wait()
         finally:
             stats.sse_clients -= 1
 

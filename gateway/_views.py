@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import threading
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -105,6 +106,7 @@ class SnapshotEntry:
 
     __slots__ = (
         "_bodies",
+        "_extra",
         "_lock",
         "age_at_receipt",
         "received",
@@ -123,6 +125,7 @@ class SnapshotEntry:
         self.take_time = timestamp_seconds(snapshot.take_time)
         self.rows = [row_to_dict(row) for row in snapshot.services]
         self._bodies: dict[View, bytes] = {}
+        self._extra: dict[Hashable, bytes] = {}
         self._lock = threading.Lock()
 
     def age(self, now: float) -> float:
@@ -169,6 +172,16 @@ class SnapshotEntry:
                 if len(self._bodies) < MAX_CACHED_VIEWS:
                     self._bodies[view] = head
         return head
+
+    def cached(self, key: Hashable, build: Callable[[], bytes]) -> bytes:
+        """Bytes built once per snapshot and key (e.g. an SSE frame), shared by every client."""
+        value = self._extra.get(key)
+        if value is None:
+            value = build()
+            with self._lock:
+                if len(self._extra) < MAX_CACHED_VIEWS:
+                    self._extra[key] = value
+        return value
 
     def body(self, view: View, now: float) -> bytes:
         """The complete JSON body for a view, `snapshot_age_ms` measured at `now`."""

@@ -1,0 +1,439 @@
+"""Gateway benchmarks: the REST endpoint under 50 connections, and 1000 SSE clients.
+
+python -m bench gateway                      # both parts (about two minutes)
+python -m bench.bench_gateway rest | sse     # one part
+
+Every part runs in separate processes: a fleet (15 agents recording events + the aggregator),
+the gateway started exactly as users start it (`python -m gateway`: uvicorn, uvloop, httptools,
+no access log), and the load generator (wrk, or a process of asyncio raw-socket SSE clients).
+
+REST baseline, measured in the same run, served the same way (uvicorn uvloop+httptools, no
+access log, own process), with the same snapshot: a naive FastAPI route returning the
+snapshot as a dict, kept up to date by its own StreamSnapshots subscription:
+  (a) `naive-default`: no response model, FastAPI's default encoding path (jsonable_encoder);
+  (b) `naive-model`: `response_model=Dict[str, Any]`, as story 23.2's snippet declares it.
+Targets: gateway >= 4x (a)'s requests/s, p99 <= 15 ms.
+SSE: delivery lag = the moment a client reads an event - the end of its round (timestamp +
+collection_time_ms), 1 client (baseline) then 1000 clients; target p99 <= 200 ms.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import multiprocessing
+import os
+import re
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import AsyncIterator, Iterator
+from datetime import datetime
+from multiprocessing.connection import Connection
+from typing import Any
+
+PYTHON = sys.executable
+REST_PATH = "/api/v1/real-time-metrics"
+WRK_SECONDS = 10
+SSE_CLIENTS = 1000
+SSE_SECONDS = 15
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+# ------------------------------------------------------------------- the fleet process
+
+
+def _fleet(interval: float, conn: Connection) -> None:
+    asyncio.run(_fleet_main(interval, conn))
+
+
+async def _fleet_main(interval: float, conn: Connection) -> None:
+    import dataclasses
+
+    from agent import AgentServer, EventTracker
+    from aggregator import DEFAULT_REGISTRY, AggregatorServer, AggregatorSettings, Registry
+
+    agents, entries = [], []
+    for entry in DEFAULT_REGISTRY:
+        agent = AgentServer(EventTracker(entry.name))
+        await agent.start()
+        agents.append(agent)
+        entries.append(dataclasses.replace(entry, host="127.0.0.1", agent_port=agent.port))
+    settings = AggregatorSettings(port=0, interval_seconds=interval, deadline_seconds=interval / 2)
+    aggregator = AggregatorServer(Registry(entries), settings)
+    await aggregator.start()
+
+    async def traffic() -> None:  # every service busy at its own pace
+        while True:
+            for index, agent in enumerate(agents):
+                agent.tracker.record(n=index + 1)
+            await asyncio.sleep(0.05)
+
+    task = asyncio.create_task(traffic())
+    conn.send(aggregator.address)
+    await asyncio.get_running_loop().run_in_executor(None, conn.recv)
+    task.cancel()
+    await aggregator.stop(0)
+    for agent in agents:
+        await agent.stop(0)
+
+
+@contextlib.contextmanager
+def fleet(interval: float) -> Iterator[str]:
+    """A fleet process; yields the aggregator's address."""
+    ctx = multiprocessing.get_context("spawn")
+    parent, child = ctx.Pipe()
+    process = ctx.Process(target=_fleet, args=(interval, child), daemon=True)
+    process.start()
+    try:
+        if not parent.poll(30):
+            raise RuntimeError("the fleet did not start within 30 s")
+        yield parent.recv()
+    finally:
+        with contextlib.suppress(OSError):
+            parent.send("stop")
+        process.join(15)
+        if process.is_alive():
+            process.kill()
+
+
+# ------------------------------------------------------------------- the HTTP servers
+
+
+@contextlib.contextmanager
+def gateway(aggregator: str) -> Iterator[int]:
+    """`python -m gateway` in its own process; yields its port once it is ready."""
+    port = free_port()
+    command = [PYTHON, "-m", "gateway", "--port", str(port), "--aggregator", aggregator]
+    with _process([*command, "--log-level", "warning"], port, "/health/ready"):
+        yield port
+
+
+def _naive(port: int, aggregator: str) -> None:
+    """The baseline: a naive FastAPI app returning the latest snapshot as a dict."""
+    from typing import Any as AnyType
+
+    import grpc
+    import uvicorn
+    from fastapi import FastAPI, Response
+    from metricsmesh.v1 import aggregator_pb2, aggregator_pb2_grpc
+
+    from gateway._views import SnapshotEntry
+
+    latest: dict[str, AnyType] = {}
+
+    async def subscribe() -> None:
+        async with grpc.aio.insecure_channel(aggregator) as channel:
+            stub = aggregator_pb2_grpc.AggregatorServiceStub(channel)
+            async for message in stub.StreamSnapshots(aggregator_pb2.StreamSnapshotsRequest()):
+                body = SnapshotEntry(message.snapshot, time.monotonic()).payload()
+                body["snapshot_age_ms"] = 0
+                latest["body"] = body
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        task = asyncio.create_task(subscribe())
+        yield
+        task.cancel()
+
+    app = FastAPI(lifespan=lifespan)
+
+    @app.get("/ready")
+    async def ready() -> Response:
+        return Response(status_code=200 if "body" in latest else 503)
+
+    @app.get(REST_PATH)
+    async def naive_default():
+        return latest["body"]
+
+    @app.get("/model" + REST_PATH, response_model=dict[str, AnyType])
+    async def naive_model():
+        return latest["body"]
+
+    uvicorn.run(
+        app,
+        host="127.0.0.1",
+        port=port,
+        loop="uvloop",
+        http="httptools",
+        access_log=False,
+        log_level="warning",
+    )
+
+
+@contextlib.contextmanager
+def naive(aggregator: str) -> Iterator[int]:
+    port = free_port()
+    code = f"from bench.bench_gateway import _naive; _naive({port}, {aggregator!r})"
+    with _process([PYTHON, "-c", code], port, "/ready"):
+        yield port
+
+
+@contextlib.contextmanager
+def _process(command: list[str], port: int, ready_path: str) -> Iterator[None]:
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            if process.poll() is not None:
+                raise RuntimeError(f"{command[:3]} exited with {process.returncode}")
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}{ready_path}", timeout=2):
+                    break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"{command[:3]} not ready on port {port}") from None
+                time.sleep(0.1)
+        yield
+    finally:
+        process.terminate()
+        try:
+            process.wait(10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+
+# ------------------------------------------------------------------- REST with wrk
+
+_UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3}
+
+
+def wrk(url: str, seconds: int, connections: int = 50) -> dict[str, float]:
+    """Run wrk; requests/s and latency percentiles in ms."""
+    out = subprocess.run(
+        ["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", "--latency", url],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    figures: dict[str, float] = {"rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out)[1])}  # type: ignore[index]
+    for pct, value, unit in re.findall(r"^\s+(50|75|90|99)%\s+([\d.]+)(us|ms|s)\s*$", out, re.M):
+        figures[f"p{pct}"] = float(value) * _UNITS[unit]
+    bad = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    figures["non2xx"] = float(bad[1]) if bad else 0.0
+    errors = re.search(r"Socket errors: (.*)", out)
+    if errors:
+        print(f"  wrk socket errors for {url}: {errors[1]}")
+    return figures
+
+
+def bench_rest() -> None:
+    if shutil.which("wrk") is None:
+        print("rest: skipped, `wrk` is not installed (Debian package wrk)")
+        return
+    print(
+        f"REST {REST_PATH}: wrk -t2 -c50 -d{WRK_SECONDS}s --latency, 15 services, "
+        f"{os.cpu_count()} CPUs shared by server, wrk and the fleet"
+    )
+    with fleet(1.0) as address, gateway(address) as gw_port, naive(address) as naive_port:
+        targets = {
+            "naive-default (FastAPI dict, jsonable_encoder)": f"http://127.0.0.1:{naive_port}{REST_PATH}",
+            "naive-model (response_model=Dict[str, Any])": f"http://127.0.0.1:{naive_port}/model{REST_PATH}",
+            "gateway (cached bytes, ASGI fast path)": f"http://127.0.0.1:{gw_port}{REST_PATH}",
+        }
+        results = {}
+        for name, url in targets.items():
+            wrk(url, 2)  # warm-up
+            results[name] = wrk(url, WRK_SECONDS)
+    base = next(iter(results.values()))
+    gw = results["gateway (cached bytes, ASGI fast path)"]
+    print(f"  {'server':48} {'req/s':>9} {'p50 ms':>8} {'p90 ms':>8} {'p99 ms':>8} {'non-2xx':>8}")
+    for name, fig in results.items():
+        print(
+            f"  {name:48} {fig['rps']:9.0f} {fig['p50']:8.2f} {fig['p90']:8.2f} "
+            f"{fig['p99']:8.2f} {fig['non2xx']:8.0f}"
+        )
+    model = results["naive-model (response_model=Dict[str, Any])"]
+    ratio = gw["rps"] / base["rps"]
+    print(
+        f"  gateway / naive-default requests/s: {ratio:.1f}x (target >= 4x: "
+        f"{'met' if ratio >= 4 else 'NOT met'}); gateway / naive-model: "
+        f"{gw['rps'] / model['rps']:.1f}x"
+    )
+    print(
+        f"  gateway p99 {gw['p99']:.2f} ms (target <= 15 ms: "
+        f"{'met' if gw['p99'] <= 15 else 'NOT met'}); naive-default p99 / gateway p99: "
+        f"{base['p99'] / gw['p99']:.1f}x"
+    )
+
+
+# ------------------------------------------------------------------- SSE fan-out
+
+_TIMESTAMP = re.compile(rb'"timestamp":"([^"]+)"')
+_ROUND = re.compile(rb'"collection_time_ms":(\d+)')
+_ID = re.compile(rb"^id: (\d+)$", re.M)
+
+
+def _sse_clients(port: int, clients: int, seconds: float, conn: Connection) -> None:
+    import uvloop
+
+    conn.send(uvloop.run(_sse_main(port, clients, seconds)))
+
+
+async def _sse_main(port: int, clients: int, seconds: float) -> dict[str, Any]:
+    lags: list[float] = []
+    by_sequence: dict[int, list[float]] = {}
+    counts = {"events": 0, "errors": 0, "connected": 0}
+    measuring = asyncio.Event()
+    stop = asyncio.Event()
+    request = (
+        f"GET {REST_PATH}/stream HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
+        "Accept: text/event-stream\r\n\r\n"
+    ).encode()
+
+    async def client() -> None:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(request)
+        header = await reader.readuntil(b"\r\n\r\n")
+        assert b" 200 " in header.split(b"\r\n", 1)[0], header
+        chunked = b"chunked" in header.lower()
+        counts["connected"] += 1
+        raw = b""  # undecoded transfer bytes
+        text = b""  # decoded event-stream bytes
+        first_id: int | None = None
+        try:
+            while not stop.is_set():
+                data = await reader.read(262144)
+                if not data:
+                    return
+                if chunked:
+                    raw += data
+                    while True:  # decode every complete chunk in the buffer
+                        end = raw.find(b"\r\n")
+                        if end < 0:
+                            break
+                        size = int(raw[:end], 16)
+                        if len(raw) < end + 2 + size + 2:
+                            break
+                        text += raw[end + 2 : end + 2 + size]
+                        raw = raw[end + 2 + size + 2 :]
+                else:
+                    text += data
+                now = time.time()
+                while b"\n\n" in text:
+                    event, text = text.split(b"\n\n", 1)
+                    if b"event: snapshot" not in event:
+                        if b"event: error" in event:
+                            counts["errors"] += 1
+                        continue
+                    ident = int(_ID.search(event)[1])  # type: ignore[index]
+                    if first_id is None:
+                        first_id = ident  # the snapshot current at connect time: not a delivery
+                        continue
+                    if not measuring.is_set():
+                        continue
+                    stamp = _TIMESTAMP.search(event)[1].decode()  # type: ignore[index]
+                    taken = datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
+                    done = taken + int(_ROUND.search(event)[1]) / 1000.0  # type: ignore[index]
+                    lags.append((now - done) * 1000.0)
+                    by_sequence.setdefault(ident, []).append(lags[-1])
+                    counts["events"] += 1
+        finally:
+            writer.close()
+
+    tasks = []
+    for _ in range(clients):
+        tasks.append(asyncio.create_task(client()))
+        if len(tasks) % 50 == 0:
+            await asyncio.sleep(0.05)  # connect in waves, as real users arrive
+    deadline = time.monotonic() + 60
+    while counts["connected"] < clients:
+        if time.monotonic() > deadline:
+            break
+        for task in tasks:
+            if task.done() and task.exception():
+                raise task.exception()  # type: ignore[misc]
+        await asyncio.sleep(0.1)
+    await asyncio.sleep(1.5)  # let every client get past its first event
+    measuring.set()
+    await asyncio.sleep(seconds)
+    stop.set()
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    if os.environ.get("BENCH_GATEWAY_DEBUG"):
+        for ident, values in sorted(by_sequence.items()):
+            values.sort()
+            print(f"  seq {ident}: n={len(values)} min={values[0]:.0f} max={values[-1]:.0f}")
+    return {"lags": lags, **counts}
+
+
+def run_sse_clients(port: int, clients: int, seconds: float) -> dict[str, Any]:
+    ctx = multiprocessing.get_context("spawn")
+    parent, child = ctx.Pipe()
+    process = ctx.Process(target=_sse_clients, args=(port, clients, seconds, child), daemon=True)
+    process.start()
+    try:
+        if not parent.poll(seconds + 120):
+            raise RuntimeError("SSE clients did not finish")
+        result: dict[str, Any] = parent.recv()
+        return result
+    finally:
+        process.join(10)
+        if process.is_alive():
+            process.kill()
+
+
+def _quantile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def bench_sse() -> None:
+    print(
+        f"SSE {REST_PATH}/stream: 1 snapshot/s, full body; lag = read time - round end "
+        "(timestamp + collection_time_ms); clients in their own process (asyncio sockets)"
+    )
+    with fleet(1.0) as address, gateway(address) as port:
+        rows = []
+        for clients, seconds in ((1, 8.0), (SSE_CLIENTS, float(SSE_SECONDS))):
+            result = run_sse_clients(port, clients, seconds)
+            lags = result["lags"]
+            if not lags:
+                raise RuntimeError(f"{clients} SSE clients received no events: {result}")
+            rows.append(
+                (
+                    clients,
+                    result["connected"],
+                    len(lags),
+                    statistics.median(lags),
+                    _quantile(lags, 0.99),
+                    max(lags),
+                    result["errors"],
+                )
+            )
+    head = ("clients", "connected", "events", "p50 ms", "p99 ms", "max ms")
+    print("  " + " ".join(f"{word:>9}" for word in head))
+    for clients, connected, events, p50, p99, worst, errors in rows:
+        print(f"  {clients:9d} {connected:9d} {events:9d} {p50:9.1f} {p99:9.1f} {worst:9.1f}")
+        if errors:
+            print(f"  ({errors} `event: error` received)")
+    one, many = rows[0], rows[-1]
+    print(
+        f"  1000-client p99 {many[4]:.1f} ms (target <= 200 ms: "
+        f"{'met' if many[4] <= 200 else 'NOT met'}); 1000-client p99 / 1-client p99: "
+        f"{many[4] / one[4]:.1f}x; events per client per second: "
+        f"{many[2] / many[1] / SSE_SECONDS:.2f} (1 snapshot/s)"
+    )
+
+
+def main(parts: list[str] | None = None) -> None:
+    """Run the parts named (`rest`, `sse`), or both."""
+    if not parts or "rest" in parts:
+        bench_rest()
+    if not parts or "sse" in parts:
+        bench_sse()
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
