@@ -93,10 +93,16 @@ def snapshot_to_proto(snapshot: SnapshotData, rows: Iterable[Row]) -> snapshot_p
     return message
 
 
-@dataclass(frozen=True, slots=True)
+AGE_RESOLUTION_SECONDS = 0.002
+"""Serialized bytes are reused for sends this close together (their ages differ by less)."""
+
+
+@dataclass(slots=True)
 class _Rendered:
     message: snapshot_pb2.Snapshot
     received: tuple[float | None, ...]
+    serialized: bytes = b""
+    serialized_at: float = float("-inf")
 
 
 class View:
@@ -122,7 +128,6 @@ class View:
             None if rows is None else tuple(sorted(rows)),
         )
         """Views with equal keys render equal messages (the render cache is keyed on it)."""
-        self._cache: tuple[int, _Rendered] | None = None
 
     def keeps(self, row: Row) -> bool:
         """True when the filter keeps `row`."""
@@ -156,8 +161,14 @@ class View:
         return masked, received
 
     def render(self, snapshot: SnapshotData, now: float, cache: RenderCache) -> bytes:
-        """The serialized message for `snapshot` sent at monotonic instant `now`."""
+        """The serialized message for `snapshot` sent at monotonic instant `now`.
+
+        Ages are those at `now`, to within AGE_RESOLUTION_SECONDS: subscribers woken by the
+        same round share one serialization instead of paying one each.
+        """
         rendered = cache.get(snapshot, self)
+        if 0.0 <= now - rendered.serialized_at < AGE_RESOLUTION_SECONDS:
+            return rendered.serialized
         message = rendered.message
         if self._top is None or "age" in self._top:
             message.age.FromNanoseconds(_nanos(max(0.0, now - snapshot.take_monotonic)))
@@ -165,7 +176,9 @@ class View:
             for row, received in zip(message.services, rendered.received, strict=False):
                 if received is not None:
                     row.age.FromNanoseconds(_nanos(max(0.0, now - received)))
-        return message.SerializeToString()
+        rendered.serialized = message.SerializeToString()
+        rendered.serialized_at = now
+        return rendered.serialized
 
 
 class RenderCache:

@@ -21,7 +21,7 @@ import os
 import statistics
 import sys
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from multiprocessing.connection import Connection
 from typing import Any
 
@@ -179,7 +179,9 @@ async def _ours(registry: Registry, rounds: int) -> tuple[list[float], float]:
     return wall, cpu
 
 
-async def _time_rounds(round_: Callable[[], Awaitable[None]], rounds: int) -> tuple[list[float], float]:
+async def _time_rounds(
+    round_: Callable[[], Awaitable[None]], rounds: int
+) -> tuple[list[float], float]:
     for _ in range(3):
         await round_()
     samples = []
@@ -253,7 +255,8 @@ def bench_hung() -> None:
     p50, p99 = _quantiles(durations)
     print(
         f"one hung agent among 15, deadline {deadline * 1e3:.0f} ms (backoff off, so every round "
-        f"calls it): round p50 {p50 * 1e3:.1f} ms, max {max(durations) * 1e3:.1f} ms = deadline + "
+        f"calls it): round p50 {p50 * 1e3:.1f} ms, p99 {p99 * 1e3:.1f} ms, "
+        f"max {max(durations) * 1e3:.1f} ms = deadline + "
         f"{(max(durations) - deadline) * 1e3:.1f} ms (target <= deadline + 10 ms) over "
         f"{len(durations)} rounds",
         flush=True,
@@ -269,9 +272,7 @@ def _subscriber_worker(address: str, count: int, seconds: float, conn: Connectio
 
 async def _subscribe(address: str, count: int, seconds: float, conn: Connection) -> None:
     per_channel = 100
-    channels = [
-        grpc.aio.insecure_channel(address) for _ in range(-(-count // per_channel))
-    ]
+    channels = [grpc.aio.insecure_channel(address) for _ in range(-(-count // per_channel))]
     lags: list[float] = []
     received = [0]
     errors: list[str] = []
@@ -340,20 +341,26 @@ def bench_subscribers(count: int = 1000, seconds: float = 12.0) -> None:
                 loop = asyncio.get_running_loop()
                 await loop.run_in_executor(None, parent.recv)
                 rounds_before = server.rounds
+                cpu_before = time.process_time()
                 attached = _rss_kib()
                 await asyncio.sleep(seconds / 2)
                 during = _rss_kib()
                 lags, received, errors = await loop.run_in_executor(None, parent.recv)
+                cpu = time.process_time() - cpu_before
                 process.join(30)
                 rounds = server.rounds - rounds_before
-            return lags, received, errors, before, max(attached, during), rounds
+            return lags, received, errors, before, max(attached, during), rounds, cpu
 
-        lags, received, errors, before, peak, rounds = asyncio.run(run())
+        lags, received, errors, before, peak, rounds, cpu = asyncio.run(run())
     p50, p99 = _quantiles(lags) if lags else (float("nan"), float("nan"))
     per_subscriber = (peak - before) * 1024 / count
     print(
         f"{count} StreamSnapshots subscribers (separate process, grpc.aio, 100 streams per "
         f"channel) at 1 snapshot/s for {seconds:.0f} s: {received} messages over {rounds} rounds"
+    )
+    print(
+        f"  aggregator process CPU {cpu / max(rounds, 1) * 1e3:.1f} ms per round "
+        f"({cpu / max(received, 1) * 1e6:.0f} us per message sent, round included)"
     )
     print(
         f"  delivery lag (receive time - round completion): p50 {p50 * 1e3:.1f} ms, "
@@ -369,12 +376,19 @@ def bench_subscribers(count: int = 1000, seconds: float = 12.0) -> None:
         print(f"  errors: {errors}")
 
 
+def _load() -> str:
+    one, five, _ = os.getloadavg()
+    return f"machine load average {one:.1f} (1 min) / {five:.1f} (5 min) on {os.cpu_count()} cores"
+
+
 PARTS = {"rounds": bench_rounds, "hung": bench_hung, "subscribers": bench_subscribers}
 
 
 def main() -> None:
+    print(_load())
     for part in PARTS.values():
         part()
+    print(_load())
 
 
 if __name__ == "__main__":

@@ -3,12 +3,22 @@
 from __future__ import annotations
 
 import asyncio
+import time
 
 import grpc
 import pytest
-from metricsmesh.v1 import aggregator_pb2, aggregator_pb2_grpc, snapshot_pb2
+from metricsmesh.v1 import aggregator_pb2, aggregator_pb2_grpc, event_rate_pb2_grpc, snapshot_pb2
 
-from aggregator import AggregatorServer, AggregatorSettings
+from agent import AgentServer, EventTracker
+from agent._server import EVENT_RATE_SERVICE, EventRateServicer
+from agent.grpc_host import GrpcHost
+from aggregator import (
+    DEFAULT_REGISTRY,
+    AggregatorServer,
+    AggregatorSettings,
+    Registry,
+    ServiceEntry,
+)
 from tests.aggregator_fleet import FAILING, HUNG, NOT_SERVING, STOPPED, fleet
 
 DEADLINE = 0.3
@@ -17,6 +27,7 @@ MARGIN = 0.25  # scheduling slack on a loaded 2-core machine
 ACTIVE = snapshot_pb2.SERVICE_STATUS_ACTIVE
 INACTIVE = snapshot_pb2.SERVICE_STATUS_INACTIVE
 ERROR = snapshot_pb2.SERVICE_STATUS_ERROR
+SERVING = snapshot_pb2.AGENT_HEALTH_SERVING
 
 
 def settings(**changes: float) -> AggregatorSettings:
@@ -139,3 +150,55 @@ async def test_fifty_concurrent_get_snapshot_calls_share_one_round() -> None:
         assert server.rounds == 1
     assert {response.snapshot.sequence for response in responses} == {1}
     assert all(response.snapshot.active_count == 15 for response in responses)
+
+
+async def test_agent_without_its_name_in_health_falls_back_to_overall_health() -> None:
+    tracker = EventTracker("legacy-api")
+    tracker.record(n=3)
+    host = GrpcHost(  # health knows only "" and the service, not "legacy-api"
+        lambda server: event_rate_pb2_grpc.add_EventRateServiceServicer_to_server(
+            EventRateServicer(tracker), server
+        ),
+        service_names=(EVENT_RATE_SERVICE,),
+        grace_seconds=0,
+    )
+    port = await host.start()
+    registry = Registry((ServiceEntry("legacy-api", "127.0.0.1", 8100, port, "core"),))
+    try:
+        async with AggregatorServer(registry, settings()) as server:
+            snapshot = await get_snapshot(server.address)
+            await host.set_serving(False)
+            request = aggregator_pb2.GetSnapshotRequest()
+            request.max_age.FromNanoseconds(0)
+            deadline = time.monotonic() + 5
+            while (later := await get_snapshot(server.address, request)).active_count:
+                assert time.monotonic() < deadline, "NOT_SERVING was never seen"
+    finally:
+        await host.stop(0)
+    (row,) = snapshot.services
+    assert (row.status, row.health, row.total_events) == (ACTIVE, SERVING, 3)
+    assert later.services[0].health == snapshot_pb2.AGENT_HEALTH_NOT_SERVING
+
+
+async def test_agent_that_comes_back_is_active_again() -> None:
+    async with fleet(DEFAULT_REGISTRY[:2], broken=False) as mesh:
+        name = mesh.name(1)
+        agent = mesh.agents[name]
+        port = agent.port
+        request = aggregator_pb2.GetSnapshotRequest()
+        request.max_age.FromNanoseconds(0)
+        async with AggregatorServer(mesh.registry, settings(deadline_seconds=0.2)) as server:
+            assert (await get_snapshot(server.address, request)).active_count == 2
+            await agent.stop(0)
+            gone = await get_snapshot(server.address, request)
+            assert gone.services[1].status == INACTIVE
+            revived = AgentServer(mesh.trackers[name], port=port, grace_seconds=0)
+            await revived.start()
+            try:
+                deadline = time.monotonic() + 10
+                while (back := await get_snapshot(server.address, request)).active_count < 2:
+                    assert time.monotonic() < deadline, back.services[1].error_message
+            finally:
+                await revived.stop(0)
+    assert back.services[1].consecutive_failures == 0
+    assert back.services[1].health == SERVING
