@@ -3,7 +3,9 @@ read() cost, and the ASGI middleware's cost on a trivial FastAPI endpoint.
 
 python -m bench agent
 Every figure is the best of several interleaved repeats, and every ratio is against a baseline
-measured in the same run (the machine is shared, so absolute figures drift; ratios less so).
+measured in the same run. Costs are CPU time (this thread's, this process's or the server
+process's), not wall time: the machine is shared with other work, and CPU time is what
+recording costs a service whatever else runs beside it.
 """
 
 from __future__ import annotations
@@ -66,7 +68,8 @@ def record_cases() -> dict[str, tuple[str, dict[str, Any]]]:
 def bench_record_one_thread(number: int = 200_000, repeats: int = 9) -> dict[str, float]:
     """ns per call, single thread, best of `repeats` interleaved runs."""
     timers = {
-        name: timeit.Timer(stmt, globals=names) for name, (stmt, names) in record_cases().items()
+        name: timeit.Timer(stmt, globals=names, timer=time.thread_time)
+        for name, (stmt, names) in record_cases().items()
     }
     best = dict.fromkeys(timers, float("inf"))
     for _ in range(repeats):
@@ -78,7 +81,10 @@ def bench_record_one_thread(number: int = 200_000, repeats: int = 9) -> dict[str
 def bench_record_threads(
     threads: int = 2, number: int = 200_000, repeats: int = 9
 ) -> dict[str, float]:
-    """ns per call (wall time / all calls) with `threads` threads hammering the same counter."""
+    """ns per call (process CPU time / all calls), `threads` threads hammering one counter.
+
+    Lock hand-overs and GIL switches between the threads are part of the process's CPU time.
+    """
     best: dict[str, float] = {}
     for _ in range(repeats):
         for name, (stmt, names) in record_cases().items():
@@ -93,10 +99,10 @@ def bench_record_threads(
             for worker in workers:
                 worker.start()
             barrier.wait()
-            started = time.perf_counter()
+            started = time.process_time()
             for worker in workers:
                 worker.join()
-            elapsed = time.perf_counter() - started
+            elapsed = time.process_time() - started
             best[name] = min(best.get(name, float("inf")), elapsed)
     return {name: seconds / (threads * number) * 1e9 for name, seconds in best.items()}
 
@@ -152,8 +158,8 @@ def bench_read(kinds: int, number: int = 20_000, repeats: int = 7) -> tuple[floa
     tracker = EventTracker("read")
     for i in range(kinds):
         tracker.record(f"kind_{i}", 1000 + i)
-    read_timer = timeit.Timer(tracker.read)
-    answer_timer = timeit.Timer(lambda: reading_to_response(tracker.read()))
+    read_timer = timeit.Timer(tracker.read, timer=time.thread_time)
+    answer_timer = timeit.Timer(lambda: reading_to_response(tracker.read()), timer=time.thread_time)
     read_best = answer_best = float("inf")
     for _ in range(repeats):
         read_best = min(read_best, read_timer.timeit(number))
@@ -199,7 +205,7 @@ SCOPE: dict[str, Any] = {
 
 
 async def drive(app: Callable[..., Any], requests: int) -> float:
-    """Seconds to serve `requests` GET /ping through the raw ASGI interface."""
+    """CPU seconds to serve `requests` GET /ping through the raw ASGI interface."""
     request = {"type": "http.request", "body": b"", "more_body": False}
     statuses: list[int] = []
 
@@ -210,10 +216,10 @@ async def drive(app: Callable[..., Any], requests: int) -> float:
         if message["type"] == "http.response.start" and not statuses:
             statuses.append(message["status"])
 
-    started = time.perf_counter()
+    started = time.thread_time()
     for _ in range(requests):
         await app(dict(SCOPE), receive, send)
-    elapsed = time.perf_counter() - started
+    elapsed = time.thread_time() - started
     assert statuses == [200], statuses
     return elapsed
 
@@ -248,13 +254,18 @@ def bench_asgi_in_process(
     return asyncio.run(run())
 
 
-def bench_asgi_wrk(seconds: int = 4, rounds: int = 3) -> dict[str, float] | None:
-    """Requests/s of real uvicorn (1 worker, httptools) under wrk, with and without."""
+def bench_asgi_wrk(seconds: int = 4, rounds: int = 3) -> dict[str, tuple[float, float]] | None:
+    """Real uvicorn (1 process, httptools, uvloop) under wrk, with and without the middleware.
+
+    Returns, per variant, the best requests/s and the least server CPU time per request (read
+    from /proc); the CPU figure holds up on a busy machine, the requests/s much less.
+    """
     wrk = shutil.which("wrk")
     if wrk is None:
         print("  (wrk not installed: skipping the real-server figures)")
         return None
-    best: dict[str, float] = {}
+    ticks = os.sysconf("SC_CLK_TCK")
+    best: dict[str, tuple[float, float]] = {}
     for _ in range(rounds):
         for name, factory in (("plain", "plain_app"), ("middleware", "counted_app")):
             sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -288,6 +299,7 @@ def bench_asgi_wrk(seconds: int = 4, rounds: int = 3) -> dict[str, float] | None
             )
             try:
                 wait_until_serving(port)
+                cpu_before = process_cpu_seconds(server.pid, ticks)
                 done = subprocess.run(
                     [wrk, "-t1", "-c16", f"-d{seconds}s", f"http://127.0.0.1:{port}/ping"],
                     capture_output=True,
@@ -295,14 +307,24 @@ def bench_asgi_wrk(seconds: int = 4, rounds: int = 3) -> dict[str, float] | None
                     timeout=seconds + 30,
                     check=True,
                 )
-                found = re.search(r"Requests/sec:\s*([\d.]+)", done.stdout)
-                assert found, done.stdout
-                best[name] = max(best.get(name, 0.0), float(found.group(1)))
+                cpu = process_cpu_seconds(server.pid, ticks) - cpu_before
+                rate = re.search(r"Requests/sec:\s*([\d.]+)", done.stdout)
+                count = re.search(r"(\d+) requests in", done.stdout)
+                assert rate and count, done.stdout
+                cpu_us = cpu / int(count.group(1)) * 1e6
+                old_rate, old_cpu = best.get(name, (0.0, float("inf")))
+                best[name] = (max(old_rate, float(rate.group(1))), min(old_cpu, cpu_us))
             finally:
                 server.terminate()
                 server.wait(timeout=10)
                 sock.close()
     return best
+
+
+def process_cpu_seconds(pid: int, ticks_per_second: int) -> float:
+    """User + system CPU time of process `pid` so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / ticks_per_second
 
 
 def wait_until_serving(port: int, timeout: float = 15.0) -> None:
@@ -347,7 +369,7 @@ def main() -> None:
     asgi = bench_asgi_in_process()
     loss = 1.0 - asgi["fastapi"] / asgi["fastapi+middleware"]
     own_ns = (asgi["bare+middleware"] - asgi["bare"]) * 1000
-    print("ASGI, in process (raw ASGI calls, GET /ping -> JSON), us per request:")
+    print("ASGI, in process (raw ASGI calls, GET /ping -> JSON), CPU us per request:")
     print(f"  FastAPI, no middleware (baseline) {asgi['fastapi']:8.2f} us")
     print(
         f"  FastAPI + RequestCountMiddleware  {asgi['fastapi+middleware']:8.2f} us   "
@@ -360,14 +382,25 @@ def main() -> None:
         f"{own_ns / 1000 / asgi['fastapi']:.2%} of the FastAPI request"
     )
 
-    print("ASGI, real uvicorn (httptools, uvloop, 1 worker) under wrk -t1 -c16, best of 3 x 4 s:")
+    print(
+        "ASGI, real uvicorn (1 process, httptools, uvloop) under wrk -t1 -c16 on the same "
+        "2 cores, best of 3 x 4 s:"
+    )
     wrk = bench_asgi_wrk()
     if wrk is not None:
-        wrk_loss = 1.0 - wrk["middleware"] / wrk["plain"]
-        print(f"  no middleware (baseline) {wrk['plain']:10,.0f} req/s")
+        (plain_rate, plain_cpu), (mw_rate, mw_cpu) = wrk["plain"], wrk["middleware"]
         print(
-            f"  RequestCountMiddleware   {wrk['middleware']:10,.0f} req/s   "
-            f"throughput loss {wrk_loss:+.2%} (same 2-core machine as wrk; indicative)"
+            f"  no middleware (baseline) {plain_rate:8,.0f} req/s  {plain_cpu:6.1f} us server CPU"
+            " per request"
+        )
+        print(
+            f"  RequestCountMiddleware   {mw_rate:8,.0f} req/s  {mw_cpu:6.1f} us server CPU per "
+            f"request: {mw_cpu / plain_cpu - 1:+.2%} CPU per request, "
+            f"{1 - mw_rate / plain_rate:+.2%} req/s loss"
+        )
+        print(
+            "  (indicative only: wrk, uvicorn and everything else share 2 cores, so both figures "
+            "move with the machine's load; the 3 % target is judged in process, above)"
         )
 
 
