@@ -12,7 +12,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from google.protobuf.duration_pb2 import Duration
-from metricsmesh.v1 import aggregator_pb2, snapshot_pb2
+from metricsmesh.v1 import aggregator_pb2, event_rate_pb2, snapshot_pb2
 
 from aggregator._model import Health, Row, SnapshotData, Status
 from aggregator.config import Registry
@@ -63,8 +63,8 @@ def row_to_proto(row: Row) -> snapshot_pb2.ServiceRow:
         message.events_per_hour = figures.events_per_hour
         message.total_events = figures.total_events
         message.uptime.FromNanoseconds(_nanos(figures.uptime_seconds))
-        detail = figures.detail
-        if detail is not None:
+        if figures.answer:
+            detail = event_rate_pb2.GetEventRateResponse.FromString(figures.answer)
             if detail.HasField("last_event_time"):
                 message.last_event_time.CopyFrom(detail.last_event_time)
             if detail.HasField("read_time"):

@@ -178,5 +178,5 @@ def parse_figures(data: bytes) -> AgentFigures:
         total_events=response.total_events,
         window_events=response.window_events,
         uptime_seconds=uptime.seconds + uptime.nanos * 1e-9,
-        detail=response,
+        answer=data,
     )

@@ -97,7 +97,14 @@ class RoundLoop:
         latest = self.latest
         if latest is not None and self.clock.monotonic() - latest.take_monotonic < limit:
             return latest
-        return await asyncio.shield(self._shared_round())
+        try:
+            return await asyncio.shield(self._shared_round())
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            if self._stopped and task is not None and not task.cancelling():
+                # The shared round was cancelled by stop(), not this caller.
+                raise AggregatorStateError("the aggregator is shutting down") from None
+            raise
 
     def subscribe(self, min_interval: float) -> Subscription:
         """Attach a subscriber; raises TooManySubscribers at the cap."""

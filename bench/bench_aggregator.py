@@ -79,6 +79,20 @@ async def _host_agents(count: int, first: int, hang: bool, conn: Connection) -> 
     await asyncio.gather(*(stop() for stop in stops), return_exceptions=True)
 
 
+AGENT_PIDS: list[int] = []
+"""Process ids of the running agent workers (for their CPU time)."""
+
+
+def agents_cpu() -> float:
+    """CPU seconds (user + system) used so far by the agent worker processes."""
+    ticks = 0
+    for pid in AGENT_PIDS:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as stat:
+            fields = stat.read().rsplit(")", 1)[1].split()
+        ticks += int(fields[11]) + int(fields[12])
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
 @contextlib.contextmanager
 def agent_fleet(count: int, *, hang: bool = False) -> Iterator[Registry]:
     """`count` agents in WORKERS processes; yields the registry that points at them."""
@@ -97,6 +111,7 @@ def agent_fleet(count: int, *, hang: bool = False) -> Iterator[Registry]:
         process.start()
         pipes.append(parent)
         processes.append(process)
+    AGENT_PIDS[:] = [process.pid for process in processes if process.pid is not None]
     try:
         for parent in pipes:
             ports.extend(parent.recv())
@@ -111,6 +126,7 @@ def agent_fleet(count: int, *, hang: bool = False) -> Iterator[Registry]:
             process.join(10)
             if process.is_alive():
                 process.kill()
+        AGENT_PIDS.clear()
 
 
 # ---------------------------------------------------------------- rounds
@@ -186,11 +202,17 @@ async def _time_rounds(
         await round_()
     samples = []
     cpu = time.process_time()
+    agents = agents_cpu()
     for _ in range(rounds):
         started = time.perf_counter()
         await round_()
         samples.append(time.perf_counter() - started)
+    LAST_AGENTS_CPU[0] = (agents_cpu() - agents) / rounds
     return samples, (time.process_time() - cpu) / rounds
+
+
+LAST_AGENTS_CPU = [0.0]
+"""Agent-process CPU seconds per round of the last `_time_rounds`."""
 
 
 ROUNDS = {15: (50, 30), 200: (40, 10), 1000: (30, 5)}
@@ -214,15 +236,23 @@ def bench_rounds(counts: tuple[int, ...] = (15, 200, 1000)) -> None:
                 ("new channel+Check (b)", _per_call_channels, slow_rounds),
             ):
                 samples, cpu = asyncio.run(run(registry, n))
-                results[name] = (*_quantiles(samples), cpu / count, n)
+                results[name] = (*_quantiles(samples), cpu / count, LAST_AGENTS_CPU[0] / count, n)
             gather = min(results["plain gather (a)"][0], results["plain gather (a)#2"][0])
             ours = min(results["ours"][0], results["ours#2"][0])
-            for name, (p50, p99, cpu, n) in results.items():
+            for name, (p50, p99, cpu, agent_cpu, n) in results.items():
                 print(
                     f"  {count:5d} agents  {name:22s} p50 {p50 * 1e3:8.2f} ms  p99 "
-                    f"{p99 * 1e3:8.2f} ms  cpu/call {cpu * 1e6:6.0f} us  "
-                    f"p50 vs plain gather x{p50 / gather:.2f}  ({n} rounds)"
+                    f"{p99 * 1e3:8.2f} ms  cpu/call {cpu * 1e6:5.0f} us (agents "
+                    f"{agent_cpu * 1e6:4.0f} us)  p50 vs plain gather x{p50 / gather:.2f}  "
+                    f"({n} rounds)"
                 )
+            agent_cpu = results["ours"][3]
+            floor = count * agent_cpu / (os.cpu_count() or 1)
+            print(
+                f"  {count:5d} agents  floor: the agents alone need {agent_cpu * 1e6:.0f} us CPU "
+                f"per call, so even a free aggregator waits >= {floor * 1e3:.1f} ms per round on "
+                f"{os.cpu_count()} cores = x{floor / gather:.2f} of plain gather"
+            )
             target = 0.75 if count <= 15 else 0.6
             print(
                 f"  {count:5d} agents  => ours/plain-gather p50 ratio x{ours / gather:.2f} "

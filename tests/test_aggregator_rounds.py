@@ -64,6 +64,9 @@ async def test_fleet_with_broken_agents_gives_every_row_its_status() -> None:
             assert row.total_events == index + 1
             assert row.events_per_second > 0
             assert row.health == snapshot_pb2.AGENT_HEALTH_SERVING
+            assert [(k.kind, k.total_events) for k in row.kinds] == [("event", index + 1)]
+            assert row.HasField("last_event_time") and row.HasField("read_time")
+            assert row.HasField("uptime") and row.HasField("age")
     stopped = rows[mesh.name(STOPPED)]
     assert stopped.status == INACTIVE
     assert "UNAVAILABLE" in stopped.error_message
@@ -202,3 +205,24 @@ async def test_agent_that_comes_back_is_active_again() -> None:
                 await revived.stop(0)
     assert back.services[1].consecutive_failures == 0
     assert back.services[1].health == SERVING
+
+
+async def test_get_snapshot_waiting_on_a_round_during_shutdown_gets_unavailable() -> None:
+    async with fleet() as mesh:
+        server = AggregatorServer(mesh.registry, settings(deadline_seconds=0.9))
+        await server.start()
+        try:
+            async with grpc.aio.insecure_channel(server.address) as channel:
+                stub = aggregator_pb2_grpc.AggregatorServiceStub(channel)
+                call = stub.GetSnapshot(aggregator_pb2.GetSnapshotRequest())
+                deadline = time.monotonic() + 5
+                while mesh.hanging.calls == 0:  # the round is under way, held by the hung agent
+                    assert time.monotonic() < deadline, "no round started"
+                    await asyncio.sleep(0.01)
+                await server.stop()
+                with pytest.raises(grpc.aio.AioRpcError) as caught:
+                    await call
+        finally:
+            await server.stop()
+    assert caught.value.code() == grpc.StatusCode.UNAVAILABLE
+    assert caught.value.details() == "aggregator shutting down"
