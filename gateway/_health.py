@@ -44,7 +44,10 @@ def health_router(state: GatewayState) -> APIRouter:
 
     @router.get("/health/detailed", summary="Everything the gateway knows about its health")
     async def detailed() -> JSONResponse:
-        """Upstream state, the latest snapshot's freshness and rows' status, client counts."""
+        """Upstream state, the latest snapshot's freshness and rows' status, client counts.
+
+        Always 200 (the body says `ok` or `degraded`); /health/ready is the probe that fails.
+        """
         entry = hub.latest
         fresh = state.fresh() is not None
         body: dict[str, Any] = {
@@ -57,6 +60,7 @@ def health_router(state: GatewayState) -> APIRouter:
                 "state_seconds": round(hub.clock() - hub.state_since, 3),
                 "error": hub.error,
                 "connects": hub.connects,
+                "failed_attempts": hub.failed_attempts,
                 "snapshots_received": hub.snapshots_received,
             },
             "snapshot": None,
@@ -77,7 +81,7 @@ def health_router(state: GatewayState) -> APIRouter:
                 "services_total": snap.services_total,
                 "services": {row["service_name"]: row["status"] for row in entry.rows},
             }
-        return JSONResponse(body, 200 if body["status"] == "ok" else 503)
+        return JSONResponse(body)
 
     return router
 

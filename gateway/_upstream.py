@@ -14,7 +14,7 @@ import logging
 import random
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from enum import StrEnum
 
 import grpc
@@ -43,6 +43,17 @@ _RESUME_REJECTED = {
 }
 
 
+def backoff(initial: float, maximum: float, rng: Callable[[], float]) -> Iterator[float]:
+    """Reconnect delays: doubling from `initial` up to `maximum`, each scaled by [0.5, 1).
+
+    The random half spreads the reconnects of many gateways after an aggregator restart.
+    """
+    delay = initial
+    while True:
+        yield delay * (0.5 + rng() / 2)
+        delay = min(delay * 2, maximum)
+
+
 class SnapshotHub:
     """Holds the latest snapshot from one upstream subscription and wakes waiting clients.
 
@@ -68,6 +79,8 @@ class SnapshotHub:
         self.latest: SnapshotEntry | None = None
         self.snapshots_received = 0
         self.connects = 0
+        self.failed_attempts = 0
+        """Consecutive failed subscription attempts (0 while connected)."""
         self.state_since = clock()
         self._history: deque[SnapshotEntry] = deque(maxlen=history_size)
         self._initial = reconnect_initial_seconds
@@ -155,12 +168,11 @@ class SnapshotHub:
     # -- the subscription --------------------------------------------------------------------
 
     async def _run(self) -> None:
-        delay = self._initial
+        delays = backoff(self._initial, self._max, self._rng)
         resume = True
         assert self._channel is not None
         stub = aggregator_pb2_grpc.AggregatorServiceStub(self._channel)
         self._set_state(UpstreamState.CONNECTING, f"connecting to the aggregator at {self.target}")
-        failures = 0
         while True:
             request = aggregator_pb2.StreamSnapshotsRequest()
             if resume and self.latest is not None:
@@ -171,7 +183,8 @@ class SnapshotHub:
                     if self.state is not UpstreamState.CONNECTED:
                         self.connects += 1
                         self._set_state(UpstreamState.CONNECTED, None)
-                        delay, failures = self._initial, 0
+                        delays = backoff(self._initial, self._max, self._rng)
+                        self.failed_attempts = 0
                     self._publish(message.snapshot)
                 reason = "the aggregator ended the subscription"
             except asyncio.CancelledError:
@@ -186,16 +199,18 @@ class SnapshotHub:
                 log.exception("upstream subscription to %s failed", self.target)
                 reason = f"{type(error).__name__}: {error}"
             resume = True
-            failures += 1
+            self.failed_attempts += 1
             self._set_state(
                 UpstreamState.DISCONNECTED, f"aggregator {self.target} unreachable ({reason})"
             )
-            pause = delay * (0.5 + self._rng() / 2)  # exponential backoff, jittered
+            pause = next(delays)
             log.debug(
-                "upstream %s: attempt %d failed, retrying in %.2f s", self.target, failures, pause
+                "upstream %s: attempt %d failed, retrying in %.2f s",
+                self.target,
+                self.failed_attempts,
+                pause,
             )
             await asyncio.sleep(pause)
-            delay = min(delay * 2, self._max)
 
     def _publish(self, snapshot: snapshot_pb2.Snapshot) -> None:
         entry = SnapshotEntry(snapshot, self.clock())

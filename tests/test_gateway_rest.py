@@ -163,7 +163,12 @@ async def test_aggregator_down_gives_the_story_error_shape_then_recovers(mesh: M
     RealTimeMetricsError.model_validate(body)
     ready = await mesh.http.get("/health/ready")
     assert ready.status_code == 503
+    assert str(mesh.aggregator_port) in ready.json()["reason"]
     assert (await mesh.http.get("/health/live")).status_code == 200
+    detailed = (await mesh.http.get("/health/detailed")).json()
+    assert detailed["status"] == "degraded"
+    assert detailed["upstream"]["state"] == "disconnected"
+    assert detailed["snapshot"]["fresh"] is False
 
     await mesh.start_aggregator()
     recovered = await mesh.metrics()
