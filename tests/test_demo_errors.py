@@ -59,8 +59,8 @@ def test_a_taken_port_fails_naming_the_port_and_the_service(tmp_path: Path) -> N
         config = write_config(tmp_path / "mesh.toml", taken, agent_port)
         result = run_cli("demo", "--config", str(config), "--run-dir", str(tmp_path / "run"))
     assert result.returncode == 1
-    assert f"port {taken} on 127.0.0.1 is already in use" in result.stderr
-    assert "weather-api (HTTP port)" in result.stderr
+    assert f"port {taken} on 127.0.0.1 is not available (Address already in use)" in result.stderr
+    assert "weather-api (HTTP port) needs it" in result.stderr
     assert "--free-ports" in result.stderr
     assert not (tmp_path / "run").exists()  # nothing was started
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import contextlib
 import os
 import queue
+import shlex
+import shutil
 import signal
 import subprocess
 import sys
@@ -138,6 +140,30 @@ def test_demo_prints_where_everything_is(demo: Demo) -> None:
     assert f"dashboard    http://127.0.0.1:{gateway.port}/" in text
     assert f"aggregator   127.0.0.1:{config.aggregator.port}" in text
     assert f"-plaintext 127.0.0.1:{config.aggregator.port} list" in text
+
+
+def test_the_printed_commands_work_as_pasted(demo: Demo) -> None:
+    text = demo.output()
+    block = text[text.index("Ready to paste:") :].split("\n\n")[0].splitlines()[1:]
+    assert len(block) >= 6
+    for line in block:
+        argv = shlex.split(line.strip())
+        if shutil.which(argv[0]) is None:
+            continue  # e.g. no curl on this machine
+        if argv[1:2] == ["top"]:
+            argv += ["--count", "1"]
+        if "StreamSnapshots" in line:
+            with subprocess.Popen(argv, stdout=subprocess.PIPE, text=True) as stream:
+                assert stream.stdout is not None
+                first = stream.stdout.readline()
+                stream.terminate()
+            assert first.startswith("{"), line
+            continue
+        result = subprocess.run(
+            argv, capture_output=True, text=True, timeout=30, env={**os.environ, "COLUMNS": "200"}
+        )
+        assert result.returncode == 0, (line, result.stderr)
+        assert result.stdout.strip(), line
 
 
 def test_rest_lists_at_least_13_active_services(demo: Demo) -> None:

@@ -19,12 +19,12 @@ class PortClaim:
 
 
 class PortTakenError(Exception):
-    """A port the demo needs is already in use; the message names the port and its owner."""
+    """A port the demo needs cannot be bound; the message names the port and its owner."""
 
     def __init__(self, claim: PortClaim, reason: str) -> None:
         super().__init__(
-            f"port {claim.port} on {claim.host} is already in use, but {claim.owner} needs it "
-            f"({reason}); stop whatever listens there, or start the demo with "
+            f"port {claim.port} on {claim.host} is not available ({reason}), but "
+            f"{claim.owner} needs it; stop whatever listens there, or start the demo with "
             "--free-ports (any free ports) or --port-offset N (every port + N)"
         )
         self.claim = claim

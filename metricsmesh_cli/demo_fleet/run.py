@@ -21,17 +21,21 @@ CONFIG_FILE_NAME = "metrics-mesh.toml"
 PORT_RELEASE_SECONDS = 3.0
 
 
-def grpcurl_command() -> str:
-    """The grpcurl to suggest: the venv's when there is one, else the one on PATH."""
-    beside = Path(sys.executable).with_name("grpcurl")
-    return str(beside) if beside.exists() else (shutil.which("grpcurl") or "grpcurl")
+def installed_command(name: str) -> str:
+    """The program to suggest: the one beside this Python (the venv's), else the one on PATH."""
+    beside = Path(sys.executable).with_name(name)
+    return str(beside) if beside.exists() else (shutil.which(name) or name)
 
 
 def banner(plan: FleetPlan, config_path: Path, run_dir: Path) -> str:
     """What the operator needs once everything is up: URLs, addresses, commands to paste."""
-    grpcurl = grpcurl_command()
+    grpcurl = installed_command("grpcurl")
+    cli = installed_command("metrics-mesh")
     agg = plan.aggregator_address
-    example = next((e for e in plan.services if e.data_source), plan.services[0])
+    chaos = misbehaviour(plan.demo, plan.services)
+    calm = [e for e in plan.services if e.name not in (chaos.restarting, chaos.not_serving)]
+    # The example agent is one that stays up, a data service if there is one.
+    example = next((e for e in calm if e.data_source), calm[0] if calm else plan.services[0])
     agent = host_port(example.host, example.agent_port)
     lines = [
         "",
@@ -52,11 +56,11 @@ def banner(plan: FleetPlan, config_path: Path, run_dir: Path) -> str:
         f'  {grpcurl} -plaintext -d \'{{"service": "{example.name}"}}\' {agent} '
         "grpc.health.v1.Health/Check",
         f"  curl -s {plan.gateway_url}/api/v1/real-time-metrics",
-        f"  metrics-mesh top --config {config_path}",
-        f"  metrics-mesh snapshot --config {config_path}",
+        f"  {cli} top --config {config_path}",
+        f"  {cli} snapshot --config {config_path}",
         "",
         "Misbehaving on purpose:",
-        *(f"  {note}" for note in misbehaviour(plan.demo, plan.services).notes),
+        *(f"  {note}" for note in chaos.notes),
         "",
         f"Logs and the generated config: {run_dir}",
         "Press Ctrl-C to stop every process.",
