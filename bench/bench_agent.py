@@ -254,7 +254,9 @@ def bench_asgi_in_process(
     return asyncio.run(run())
 
 
-def bench_asgi_wrk(seconds: int = 4, rounds: int = 3) -> dict[str, tuple[float, float]] | None:
+def bench_asgi_wrk(
+    seconds: int = 4, rounds: int = 3, connections: int = 16
+) -> dict[str, tuple[float, float]] | None:
     """Real uvicorn (1 process, httptools, uvloop) under wrk, with and without the middleware.
 
     Returns, per variant, the best requests/s and the least server CPU time per request (read
@@ -301,7 +303,13 @@ def bench_asgi_wrk(seconds: int = 4, rounds: int = 3) -> dict[str, tuple[float, 
                 wait_until_serving(port)
                 cpu_before = process_cpu_seconds(server.pid, ticks)
                 done = subprocess.run(
-                    [wrk, "-t1", "-c16", f"-d{seconds}s", f"http://127.0.0.1:{port}/ping"],
+                    [
+                        wrk,
+                        "-t1",
+                        f"-c{connections}",
+                        f"-d{seconds}s",
+                        f"http://127.0.0.1:{port}/ping",
+                    ],
                     capture_output=True,
                     text=True,
                     timeout=seconds + 30,
