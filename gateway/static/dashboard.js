@@ -8,6 +8,7 @@
   const POLL_MS = 5000;
   const STALE_MS = 10000;         // no update for this long: say so
   const HISTORY = 120;             // points per sparkline
+  const TYPE_ORDER = ["core", "data", "analysis", "ai"];
 
   const $ = (id) => document.getElementById(id);
   const history = new Map();       // service name -> [eps, ...]
@@ -133,8 +134,9 @@
       c.eph.textContent = count(row.events_per_hour);
       c.total.textContent = count(row.total_events);
       c.uptime.textContent = duration(row.uptime_seconds);
-      c.last.textContent = ago(row.last_activity);
-      c.last.title = row.last_activity || "";
+      const active = row.status === "active";
+      c.last.textContent = active ? ago(row.last_activity) : "–";
+      c.last.title = active ? row.last_activity || "" : "";
       const error = row.error_message || "";
       if (c.error.title !== error) {
         c.error.title = error;
@@ -149,7 +151,10 @@
 
   function allRows(body) {
     const rows = body.active_apis.concat(body.inactive_services || []);
-    rows.sort((a, b) => a.port - b.port || a.service_name.localeCompare(b.service_name));
+    // A stable order whatever the statuses: by type (core, data, analysis, ai, others), then name.
+    const rank = (type) => { const i = TYPE_ORDER.indexOf(type); return i < 0 ? TYPE_ORDER.length : i; };
+    rows.sort((a, b) => rank(a.service_type) - rank(b.service_type) ||
+      a.service_type.localeCompare(b.service_type) || a.service_name.localeCompare(b.service_name));
     return rows;
   }
 
