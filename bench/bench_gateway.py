@@ -427,12 +427,18 @@ def bench_sse() -> None:
     )
 
 
+def _load() -> str:
+    one, five, _ = os.getloadavg()
+    return f"load average {one:.2f} (1 min), {five:.2f} (5 min) on {os.cpu_count()} CPUs"
+
+
 def main(parts: list[str] | None = None) -> None:
     """Run the parts named (`rest`, `sse`), or both."""
-    if not parts or "rest" in parts:
-        bench_rest()
-    if not parts or "sse" in parts:
-        bench_sse()
+    for name, run in (("rest", bench_rest), ("sse", bench_sse)):
+        if not parts or name in parts:
+            print(f"[{name}] before: {_load()}")
+            run()
+            print(f"[{name}] after: {_load()}")
 
 
 if __name__ == "__main__":

@@ -194,3 +194,11 @@ async def _wait_for_sequence(mesh: Mesh, sequence: int) -> None:
         ) >= sequence
 
     await eventually(reached, what=f"sequence {sequence}")
+
+
+async def test_interval_spaces_the_events(mesh: Mesh) -> None:
+    await mesh.metrics()
+    got = await asyncio.wait_for(take(mesh, 3, params={"interval": "1"}), 15)
+    ids = [event.id or 0 for event in got]
+    # Rounds complete every 0.2 s: events a second apart are at least 4 sequences apart.
+    assert ids[1] - ids[0] >= 4 and ids[2] - ids[1] >= 4, ids
