@@ -106,11 +106,10 @@ class DemoRun:
                 self.supervisor.start(plan.service_specs(), timeout=timeout)
             ):
                 return 130
-            self.say("starting the aggregator and the gateway")
-            if not await self._until_stopped(
-                self.supervisor.start(plan.mesh_specs(config_path), timeout=timeout)
-            ):
-                return 130
+            self.say("starting the aggregator, then the gateway")
+            for spec in plan.mesh_specs(config_path):
+                if not await self._until_stopped(self.supervisor.start([spec], timeout=timeout)):
+                    return 130
             self.say(f"everything is up in {time.monotonic() - started:.1f} s")
             self.say(banner(plan, config_path, self.run_dir))
             await self._stop.wait()
@@ -136,7 +135,8 @@ class DemoRun:
 
     async def _shutdown(self) -> int:
         pids = self.supervisor.pids()
-        self.say(f"stopping {len(pids)} processes ...")
+        self.say(f"stopping {len(pids)} processes (gateway, aggregator, then the services) ...")
+        started = time.monotonic()
         killed = await self.supervisor.stop()
         if killed:
             self.say(f"  killed after the stop timeout: {', '.join(killed)}")
@@ -144,7 +144,10 @@ class DemoRun:
         if busy:
             self.say(f"  these ports are still in use: {', '.join(busy)}")
             return 1
-        self.say(f"stopped; every port is free again (logs kept in {self.run_dir})")
+        self.say(
+            f"stopped in {time.monotonic() - started:.1f} s; every port is free again "
+            f"(logs kept in {self.run_dir})"
+        )
         return 0
 
 

@@ -109,6 +109,8 @@ class Supervisor:
         self._say = say
         self._stop_timeout = stop_timeout
         self._children: dict[str, _Child] = {}
+        self._batches: list[list[_Child]] = []
+        """Children by `start()` call; `stop()` stops the last batch first."""
         self._watchers: list[asyncio.Task[None]] = []
         self._stopping = False
 
@@ -131,6 +133,7 @@ class Supervisor:
             self._children[spec.name] = child
             await self._spawn(child)
             children.append(child)
+        self._batches.append(children)
         deadline = time.monotonic() + timeout
         results = await asyncio.gather(
             *(self._await_ready(child, deadline) for child in children), return_exceptions=True
@@ -215,18 +218,30 @@ class Supervisor:
                 self._say(f"  !!  {error}")
 
     async def stop(self) -> list[str]:
-        """Stop every child: SIGTERM to each group, SIGKILL after the timeout.
+        """Stop every child, in the reverse order of the `start()` calls that started them.
 
-        Returns the names of the children that had to be killed. A second call is harmless.
+        Each batch gets SIGTERM (to every process group) and SIGKILL after the stop timeout;
+        so clients (the gateway) go before their servers (the aggregator, then the services)
+        and nobody waits on a peer that is going away. Returns the names of the children that
+        had to be killed. A second call is harmless.
         """
         self._stopping = True
         for watcher in self._watchers:
             watcher.cancel()
         await asyncio.gather(*self._watchers, return_exceptions=True)
         self._watchers.clear()
+        killed: list[str] = []
+        for batch in reversed(self._batches):
+            killed += await self._stop_batch(batch)
+        for child in self._children.values():
+            # Anything left in a group (a grandchild) goes too.
+            _signal_group(child, signal.SIGKILL)
+        return killed
+
+    async def _stop_batch(self, batch: list[_Child]) -> list[str]:
         running = [
             child
-            for child in self._children.values()
+            for child in batch
             if child.process is not None and child.process.returncode is None
         ]
         for child in running:
@@ -245,9 +260,6 @@ class Supervisor:
                 await process.wait()
 
         await asyncio.gather(*(wait_or_kill(child) for child in running))
-        for child in self._children.values():
-            # Anything left in a group (a grandchild) goes too.
-            _signal_group(child, signal.SIGKILL)
         return killed
 
 
