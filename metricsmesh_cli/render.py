@@ -6,6 +6,7 @@ import time
 from collections.abc import Iterable
 from datetime import UTC, datetime
 
+from google.protobuf.duration_pb2 import Duration
 from metricsmesh.v1 import snapshot_pb2
 from rich.console import Group
 from rich.table import Table
@@ -24,8 +25,8 @@ def status_text(status: int) -> Text:
     return Text(word, style=style)
 
 
-def _seconds(duration: object) -> float:
-    return float(duration.ToNanoseconds()) / 1e9  # type: ignore[attr-defined]
+def _seconds(duration: Duration) -> float:
+    return duration.ToNanoseconds() / 1e9
 
 
 def format_rate(value: float) -> str:
