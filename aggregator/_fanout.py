@@ -27,8 +27,9 @@ _LOG = logging.getLogger(__name__)
 GET_EVENT_RATE = "/metricsmesh.v1.EventRateService/GetEventRate"
 _REQUEST = event_rate_pb2.GetEventRateRequest().SerializeToString()
 _UNREACHABLE_CODES = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED})
-_SAFETY_SECONDS = 1.0
-"""How long after the deadline a round stops waiting for a call that should have ended."""
+_DEADLINE_SLACK_SECONDS = 0.002
+"""How long after the deadline a round stops waiting for calls that have not ended (gRPC's
+own deadline normally ends them first; this bounds the round when its report is late)."""
 
 CHANNEL_OPTIONS: Sequence[tuple[str, int]] = (
     # Reconnect quickly to an agent that comes back, but not in a tight loop.
@@ -110,11 +111,11 @@ class FanOut:
             call.add_done_callback(on_done(index))
         started = monotonic()
         if pending:
-            safety = loop.call_later(deadline + _SAFETY_SECONDS, _resolve, done)
+            cutoff = loop.call_later(deadline + _DEADLINE_SLACK_SECONDS, _resolve, done)
             try:
                 await done
             finally:
-                safety.cancel()
+                cutoff.cancel()
         if health_waits:
             await asyncio.wait(health_waits, timeout=max(0.0, started + deadline - monotonic()))
             for wait in health_waits:
@@ -130,10 +131,13 @@ class FanOut:
         watch = self._watches[index]
         if call is None:
             return Outcome(CallKind.SKIPPED, watch.health, 0.0, error=reason or "not called")
-        if not call.done():  # the safety timer fired: the call ignored its deadline
+        if not call.done():  # the round's cutoff came first: the call missed its deadline
             call.cancel()
             return Outcome(
-                CallKind.DEADLINE, watch.health, self.deadline, error="DEADLINE_EXCEEDED"
+                CallKind.DEADLINE,
+                watch.health,
+                self.deadline,
+                error=f"DEADLINE_EXCEEDED: no answer within {self.deadline:g} s",
             )
         try:
             data: Any = await call  # already done: returns at once

@@ -88,7 +88,7 @@ class RoundLoop:
         await self._fanout.close()
 
     async def snapshot(self, max_age: float | None = None) -> SnapshotData:
-        """The latest snapshot if at most `max_age` old (default: the interval), else a new one.
+        """The latest snapshot if younger than `max_age` (default: the interval), else a new one.
 
         A new one comes from the in-flight round when there is one, so concurrent callers
         share a single round.

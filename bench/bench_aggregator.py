@@ -415,10 +415,16 @@ PARTS = {"rounds": bench_rounds, "hung": bench_hung, "subscribers": bench_subscr
 
 
 def main() -> None:
-    print(_load())
-    for part in PARTS.values():
-        part()
-    print(_load())
+    # Each part in a fresh process, so one part's memory and threads do not skew the next.
+    context = multiprocessing.get_context("spawn")
+    print(_load(), flush=True)
+    for name in PARTS:
+        process = context.Process(target=PARTS[name])
+        process.start()
+        process.join()
+        if process.exitcode != 0:
+            raise RuntimeError(f"bench part {name!r} failed with exit code {process.exitcode}")
+    print(_load(), flush=True)
 
 
 if __name__ == "__main__":
