@@ -39,15 +39,10 @@ from agent import AgentServer, EventTracker, PortInUseError, RequestCountMiddlew
 from metricsmesh_cli.demo_fleet.faults import FaultInterceptor
 from metricsmesh_cli.demo_fleet.profiles import flows_for, kinds_of
 from metricsmesh_cli.demo_fleet.schedule import Schedule, schedule_arg
+from metricsmesh_cli.demo_fleet.supervisor import PLANNED_EXIT_STATUS, STARTUP_FAILURE_STATUS
 from metricsmesh_cli.demo_fleet.workload import Workload
 
 log = logging.getLogger("demo-service")
-
-PLANNED_EXIT_STATUS = 75
-"""Exit status of a planned exit (`--exit-after`): the supervisor restarts such a service."""
-
-STARTUP_FAILURE_STATUS = 3
-"""Exit status when a port cannot be bound: the supervisor does not restart such a service."""
 
 CHAOS_POLL_SECONDS = 0.2
 
@@ -207,8 +202,8 @@ class DemoService:
         )
         server = _Server(config)
         tasks: list[asyncio.Task[None]] = []
+        http_task = asyncio.create_task(server.serve(sockets=[sock]), name="http")
         try:
-            http_task = asyncio.create_task(server.serve(sockets=[sock]), name="http")
             while not server.started and not http_task.done():
                 await asyncio.sleep(0.02)
             if http_task.done():
@@ -227,10 +222,13 @@ class DemoService:
                 asyncio.create_task(self._chaos(), name="chaos"),
             ]
             stop_task = asyncio.create_task(self._stop.wait())
-            await asyncio.wait({stop_task, http_task}, return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait({stop_task, http_task, *tasks}, return_when=asyncio.FIRST_COMPLETED)
             stop_task.cancel()
-            if http_task.done() and not self._stop.is_set():
-                log.error("%s: the HTTP server stopped unexpectedly", options.name)
+            if not self._stop.is_set():
+                # The HTTP server, the workload or the chaos loop ended on its own: a bug.
+                ended = next(task for task in (http_task, *tasks) if task.done())
+                reason = None if ended.cancelled() else ended.exception()
+                log.error("%s: %s stopped unexpectedly: %r", options.name, ended.get_name(), reason)
                 self._exit_status = 1
         finally:
             for task in tasks:

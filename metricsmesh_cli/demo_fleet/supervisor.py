@@ -26,8 +26,11 @@ from metricsmesh_cli.demo_fleet.probes import Probe
 PLANNED_EXIT_STATUS = 75
 """A child exiting with this status misbehaves on purpose; it is restarted after its delay."""
 
-NO_RESTART_STATUSES = frozenset({2, 3})
-"""Usage errors and unbindable ports: restarting would fail the same way."""
+STARTUP_FAILURE_STATUS = 3
+"""A child that cannot bind its ports exits with this status."""
+
+NO_RESTART_STATUSES = frozenset({2, STARTUP_FAILURE_STATUS})
+"""Usage errors (argparse exits 2) and unbindable ports: restarting would fail the same way."""
 
 PROBE_INTERVAL_SECONDS = 0.2
 LOG_TAIL_LINES = 15
