@@ -352,6 +352,9 @@ def _rss_kib() -> int:
     return 0
 
 
+SUBSCRIBER_PROCESSES = 2
+
+
 def bench_subscribers(count: int = 1000, seconds: float = 12.0) -> None:
     """1000 StreamSnapshots subscribers at 1 snapshot/s: delivery lag and memory each."""
     with agent_fleet(15) as registry:
@@ -363,21 +366,37 @@ def bench_subscribers(count: int = 1000, seconds: float = 12.0) -> None:
                 await asyncio.sleep(0.5)
                 before = _rss_kib()
                 context = multiprocessing.get_context("spawn")
-                parent, child = context.Pipe()
-                process = context.Process(
-                    target=_subscriber_worker, args=(server.address, count, seconds, child)
-                )
-                process.start()
+                pipes, processes = [], []
+                for _ in range(SUBSCRIBER_PROCESSES):
+                    parent, child = context.Pipe()
+                    process = context.Process(
+                        target=_subscriber_worker,
+                        args=(server.address, count // SUBSCRIBER_PROCESSES, seconds, child),
+                    )
+                    process.start()
+                    pipes.append(parent)
+                    processes.append(process)
                 loop = asyncio.get_running_loop()
-                await loop.run_in_executor(None, parent.recv)
+                for parent in pipes:
+                    await loop.run_in_executor(None, parent.recv)
                 rounds_before = server.rounds
                 cpu_before = time.process_time()
                 attached = _rss_kib()
                 await asyncio.sleep(seconds / 2)
                 during = _rss_kib()
-                lags, received, errors = await loop.run_in_executor(None, parent.recv)
+                lags: list[float] = []
+                received = 0
+                errors: list[str] = []
+                for parent in pipes:
+                    some_lags, some_received, some_errors = await loop.run_in_executor(
+                        None, parent.recv
+                    )
+                    lags += some_lags
+                    received += some_received
+                    errors += some_errors
                 cpu = time.process_time() - cpu_before
-                process.join(30)
+                for process in processes:
+                    process.join(30)
                 rounds = server.rounds - rounds_before
             return lags, received, errors, before, max(attached, during), rounds, cpu
 
@@ -385,8 +404,9 @@ def bench_subscribers(count: int = 1000, seconds: float = 12.0) -> None:
     p50, p99 = _quantiles(lags) if lags else (float("nan"), float("nan"))
     per_subscriber = (peak - before) * 1024 / count
     print(
-        f"{count} StreamSnapshots subscribers (separate process, grpc.aio, 100 streams per "
-        f"channel) at 1 snapshot/s for {seconds:.0f} s: {received} messages over {rounds} rounds"
+        f"{count} StreamSnapshots subscribers ({SUBSCRIBER_PROCESSES} separate processes, "
+        f"grpc.aio, 100 streams per channel) at 1 snapshot/s for {seconds:.0f} s: "
+        f"{received} messages over {rounds} rounds"
     )
     print(
         f"  aggregator process CPU {cpu / max(rounds, 1) * 1e3:.1f} ms per round "
