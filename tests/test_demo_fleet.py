@@ -223,6 +223,36 @@ def test_every_status_shows_and_the_restarted_service_comes_back(demo: Demo) -> 
             assert snapshot_pb2.SERVICE_STATUS_ERROR not in statuses, (name, history)
 
 
+def test_services_count_several_kinds_at_different_rates(demo: Demo) -> None:
+    config = load_config(demo.run_dir / "metrics-mesh.toml")
+    wanted = {
+        "weather-api": {"api_call", "data_fetch"},  # real requests, real upstream fetches
+        "websocket-ingestion": {"api_call", "message"},
+        "ai-automation-service": {"api_call", "inference"},
+    }
+    deadline = time.monotonic() + 30
+    with grpc.insecure_channel(f"127.0.0.1:{config.aggregator.port}") as channel:
+        stub = aggregator_pb2_grpc.AggregatorServiceStub(channel)
+        while True:
+            snapshot = stub.GetSnapshot(aggregator_pb2.GetSnapshotRequest(), timeout=5).snapshot
+            kinds = {
+                row.service_name: {kind.kind for kind in row.kinds if kind.total_events > 0}
+                for row in snapshot.services
+            }
+            if all(wanted[name] <= kinds.get(name, set()) for name in wanted):
+                break
+            assert time.monotonic() < deadline, kinds
+            time.sleep(0.5)
+    rates = [
+        round(row.events_per_second, 1)
+        for row in snapshot.services
+        if row.status == snapshot_pb2.SERVICE_STATUS_ACTIVE
+    ]
+    assert len(set(rates)) >= len(rates) // 2  # not one rate for everybody
+    busiest = max(snapshot.services, key=lambda row: row.events_per_second)
+    assert busiest.service_name in ("log-aggregator", "websocket-ingestion")
+
+
 def test_sigint_stops_every_process_and_frees_every_port(demo: Demo) -> None:
     config = load_config(demo.run_dir / "metrics-mesh.toml")
     gateway = load_settings(demo.run_dir / "metrics-mesh.toml")
