@@ -197,23 +197,36 @@ async def test_resume_after_sequence_and_last_count_replay_history(
 async def test_stalled_subscriber_does_not_hold_up_a_live_one(mesh: Fleet) -> None:
     async with (
         AggregatorServer(mesh.registry, fast_settings()) as server,
-        grpc.aio.insecure_channel(server.address) as stalled_channel,
+        # Without BDP probing the stalled call's HTTP/2 window stays at 64 KB, so the server's
+        # writes to it really block once that much is unread.
+        grpc.aio.insecure_channel(
+            server.address, options=(("grpc.http2.bdp_probe", 0),)
+        ) as stalled_channel,
         grpc.aio.insecure_channel(server.address) as live_channel,
     ):
         stalled = stub(stalled_channel).StreamSnapshots(aggregator_pb2.StreamSnapshotsRequest())
-        await stalled.wait_for_connection()  # subscribed, and never read from
+        await stalled.wait_for_connection()  # subscribed, and not read from for a while
         await wait_until(lambda: server.subscriber_count == 1)
         live = stub(live_channel).StreamSnapshots(aggregator_pb2.StreamSnapshotsRequest())
-        sequences = []
+        live_sequences = []
         async for message in live:
-            sequences.append(message.snapshot.sequence)
-            if len(sequences) == 40:
+            live_sequences.append(message.snapshot.sequence)
+            if len(live_sequences) == 60:
                 break
         assert server.subscriber_count == 2
+        # The stalled reader now drains what gRPC buffered, then gets the newest snapshot:
+        # snapshots that completed while its slot was full were dropped, not queued.
+        stalled_sequences = []
+        async for message in stalled:
+            stalled_sequences.append(message.snapshot.sequence)
+            if message.snapshot.sequence >= live_sequences[-1]:
+                break
         live.cancel()
         stalled.cancel()
-    assert sequences == sorted(set(sequences))
-    assert sequences[-1] - sequences[0] >= 39
+    assert live_sequences == sorted(set(live_sequences))
+    assert stalled_sequences == sorted(set(stalled_sequences))
+    spanned = stalled_sequences[-1] - stalled_sequences[0] + 1
+    assert len(stalled_sequences) < spanned, stalled_sequences
 
 
 async def test_subscriber_cap_refuses_with_resource_exhausted(mesh: Fleet) -> None:
