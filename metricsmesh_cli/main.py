@@ -27,6 +27,15 @@ configuration:
 """
 
 
+class _HelpFormatter(argparse.HelpFormatter):
+    """Wraps descriptions as argparse does, but keeps multi-line text (the epilogs) as written."""
+
+    def _fill_text(self, text: str, width: int, indent: str) -> str:
+        if "\n" in text:
+            return "".join(indent + line for line in text.splitlines(keepends=True))
+        return super()._fill_text(text, width, indent)
+
+
 def _config_arg(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--config",
@@ -63,7 +72,7 @@ def _target_args(parser: argparse.ArgumentParser) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     """The whole command line, every subcommand with its options and environment overrides."""
-    formatter = argparse.RawDescriptionHelpFormatter
+    formatter = _HelpFormatter
     parser = argparse.ArgumentParser(
         prog="metrics-mesh",
         description="A gRPC metrics mesh for fleets of Python services: run the demo fleet, "

@@ -22,7 +22,6 @@ from rich.console import Console
 from agent import AgentServer, EventTracker
 from aggregator import AggregatorServer, AggregatorSettings, Registry, ServiceEntry
 from metricsmesh_cli.demo_fleet.ports import free_ports
-from metricsmesh_cli.main import build_parser
 from metricsmesh_cli.top import watch
 
 METRICS_MESH = Path(sys.executable).with_name("metrics-mesh")
@@ -217,15 +216,3 @@ async def test_top_in_a_real_terminal_refreshes_and_quits_on_ctrl_c(
         assert "metrics-mesh top: stopped after" in screen
     finally:
         subprocess.run(["tmux", *base, "kill-server"], capture_output=True, timeout=10)
-
-
-@pytest.mark.parametrize("command", ["demo", "aggregator", "gateway", "snapshot", "top"])
-def test_every_subcommand_documents_its_options_and_env_overrides(
-    command: str, capsys: pytest.CaptureFixture[str]
-) -> None:
-    with pytest.raises(SystemExit) as exit_info:
-        build_parser().parse_args([command, "--help"])
-    assert exit_info.value.code == 0
-    text = capsys.readouterr().out
-    assert "--config" in text and "METRICS_MESH_CONFIG" in text
-    assert "METRICS_MESH_AGGREGATOR_PORT" in text
