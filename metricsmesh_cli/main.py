@@ -36,6 +36,36 @@ class _HelpFormatter(argparse.HelpFormatter):
         return super()._fill_text(text, width, indent)
 
 
+def _non_negative(text: str) -> float:
+    """Parse a number of seconds that is 0 or more (argparse `type=`)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not value >= 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"{text!r} must be a finite number >= 0")
+    return value
+
+
+def _positive(text: str) -> float:
+    """Parse a number of seconds that is more than 0 (argparse `type=`)."""
+    value = _non_negative(text)
+    if value == 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be > 0")
+    return value
+
+
+def _count(text: str) -> int:
+    """Parse a count of 1 or more (argparse `type=`)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} must be >= 1")
+    return value
+
+
 def _config_arg(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--config",
@@ -121,7 +151,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     demo.add_argument(
         "--load-scale",
-        type=float,
+        type=_non_negative,
         metavar="X",
         help="multiply every service's event rates by X (overrides [demo] load_scale)",
     )
@@ -196,12 +226,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     snapshot.add_argument(
         "--max-age",
-        type=float,
+        type=_non_negative,
         metavar="SECONDS",
         help="oldest snapshot accepted; an older one makes the aggregator run a round first",
     )
     snapshot.add_argument(
-        "--timeout", type=float, default=5.0, metavar="SECONDS", help="call deadline (default 5)"
+        "--timeout",
+        type=_positive,
+        default=5.0,
+        metavar="SECONDS",
+        help="call deadline (default 5)",
     )
     snapshot.set_defaults(handler=_snapshot)
 
@@ -217,14 +251,14 @@ def build_parser() -> argparse.ArgumentParser:
     _target_args(top)
     top.add_argument(
         "--interval",
-        type=float,
+        type=_non_negative,
         default=0.0,
         metavar="SECONDS",
         help="least time between two refreshes (default: every snapshot)",
     )
     top.add_argument(
         "--count",
-        type=int,
+        type=_count,
         metavar="N",
         help="quit after N refreshes (default: run until Ctrl-C)",
     )

@@ -83,3 +83,22 @@ def test_the_server_subcommands_offer_what_python_m_offers(
     assert result.returncode == 0, result.stderr
     theirs = set(re.findall(r"--[a-z-]+", result.stdout))
     assert theirs - {"--help"} <= ours
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["top", "--interval", "-1"], "--interval: '-1' must be a finite number >= 0"),
+        (["top", "--count", "0"], "--count: '0' must be >= 1"),
+        (["snapshot", "--timeout", "0"], "--timeout: '0' must be > 0"),
+        (["snapshot", "--max-age", "soon"], "--max-age: 'soon' is not a number of seconds"),
+        (["demo", "--free-ports", "--port-offset", "5"], "not allowed with argument"),
+    ],
+)
+def test_bad_options_are_refused_naming_them(
+    argv: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        build_parser().parse_args(argv)
+    assert exit_info.value.code == 2
+    assert message in capsys.readouterr().err
