@@ -58,7 +58,7 @@ async def fleet() -> AsyncIterator[Fleet]:
             ServiceEntry("gone-service", "127.0.0.1", 8099, dead_port, "analysis"),
         ]
     )
-    settings = AggregatorSettings(port=0, interval_seconds=0.2, deadline_seconds=0.1)
+    settings = AggregatorSettings(port=0, interval_seconds=0.5, deadline_seconds=0.4)
     aggregator = AggregatorServer(registry, settings)
     await aggregator.start()
     try:

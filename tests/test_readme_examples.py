@@ -158,7 +158,7 @@ def test_the_prometheus_example_is_valid_and_scrapes_the_gateway_metrics_path() 
 
 
 async def start_aggregator(entries: list[ServiceEntry]) -> AggregatorServer:
-    settings = AggregatorSettings(port=0, interval_seconds=0.2, deadline_seconds=0.1)
+    settings = AggregatorSettings(port=0, interval_seconds=0.5, deadline_seconds=0.4)
     server = AggregatorServer(Registry(entries), settings)
     await server.start()
     return server
