@@ -305,3 +305,18 @@ async def test_the_threaded_worker_example_is_collected_and_stops_by_itself() ->
     out, _ = await asyncio.wait_for(process.communicate(), timeout=30)
     assert process.returncode == 0, out.decode()
     assert "stopped after" in out.decode()
+
+
+def test_the_demo_prose_states_the_actual_defaults() -> None:
+    demo = DemoSettings()
+    text = " ".join(section("The demo fleet (`make run`, `metrics-mesh demo`)").split())
+    for claim in (
+        f"fake upstream HTTP API (port {demo.upstream_port})",
+        f"`{demo.restarting_service}` exits every {demo.up_seconds:g} s",
+        f"restarts it {demo.down_seconds:g} s later",
+        f"`{demo.not_serving_service}` reports NOT_SERVING for "
+        f"{demo.not_serving_for_seconds:g} s every {demo.not_serving_every_seconds:g} s",
+        f"`{demo.error_service}`'s agent answers GetEventRate with INTERNAL for "
+        f"{demo.error_for_seconds:g} s every {demo.error_every_seconds:g} s",
+    ):
+        assert claim in text
