@@ -348,11 +348,14 @@ async def _sse_main(port: int, clients: int, seconds: float) -> dict[str, Any]:
             await asyncio.sleep(0.05)  # connect in waves, as real users arrive
     deadline = time.monotonic() + 60
     while counts["connected"] < clients:
-        if time.monotonic() > deadline:
+        failed = next((t for t in tasks if t.done() and t.exception()), None)
+        if failed is not None or time.monotonic() > deadline:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            if failed is not None:
+                raise RuntimeError(f"an SSE client failed: {failed.exception()!r}")
             break
-        for task in tasks:
-            if task.done() and task.exception():
-                raise task.exception()  # type: ignore[misc]
         await asyncio.sleep(0.1)
     await asyncio.sleep(1.5)  # let every client get past its first event
     measuring.set()

@@ -24,6 +24,7 @@ from gateway import GatewaySettings, create_app
 
 T = TypeVar("T")
 ROUND_SECONDS = 0.2
+DEADLINE_SECONDS = 0.15
 
 
 async def eventually(
@@ -69,7 +70,9 @@ class Mesh:
     async def start_aggregator(self) -> None:
         """Start the aggregator (again), on the port it had before if it had one."""
         settings = AggregatorSettings(
-            port=self.aggregator_port, interval_seconds=ROUND_SECONDS, deadline_seconds=0.1
+            port=self.aggregator_port,
+            interval_seconds=ROUND_SECONDS,
+            deadline_seconds=DEADLINE_SECONDS,
         )
         self.aggregator = AggregatorServer(self.registry, settings)
         self.aggregator_port = await self.aggregator.start()
@@ -88,6 +91,15 @@ class Mesh:
             return response.json() if response.status_code == 200 else None
 
         return await eventually(probe, what="a 200 from /api/v1/real-time-metrics")
+
+    async def metrics_all_active(self) -> dict[str, Any]:
+        """A 200 body in which every service is active (a loaded machine may miss a deadline)."""
+
+        async def probe() -> dict[str, Any] | None:
+            body = await self.metrics()
+            return body if body["inactive_apis"] == 0 else None
+
+        return await eventually(probe, what="every service active")
 
 
 def free_socket() -> socket.socket:

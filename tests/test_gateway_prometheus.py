@@ -38,9 +38,10 @@ async def test_per_service_families_with_service_and_type_labels(mesh: Mesh) -> 
     async def counted() -> dict[str, Metric] | None:
         found = await families(mesh)
         totals = {s.labels["service"]: s.value for s in found["metricsmesh_service_events"].samples}
-        return found if totals.get("weather-api") == 7 else None
+        answered = found["metricsmesh_services_answered"].samples[0].value
+        return found if totals.get("weather-api") == 7 and answered == 15 else None
 
-    found = await eventually(counted, what="weather-api's 7 events in /metrics")
+    found = await eventually(counted, what="weather-api's 7 events, every service answering")
     up = found["metricsmesh_service_up"]
     assert up.type == "gauge"
     assert {(s.labels["service"], s.labels["type"]) for s in up.samples} >= {
@@ -71,7 +72,12 @@ async def test_a_dead_service_is_down_with_no_rate_or_counter(mesh: Mesh) -> Non
     async def down() -> dict[str, Metric] | None:
         found = await families(mesh)
         up = {s.labels["service"]: s.value for s in found["metricsmesh_service_up"].samples}
-        return found if up["data-retention"] == 0 else None
+        only = {name for name, value in up.items() if value == 0} == {"data-retention"}
+        return (
+            found
+            if only and found["metricsmesh_services_answered"].samples[0].value == 14
+            else None
+        )
 
     found = await eventually(down, what="data-retention up 0")
     for name in ("metricsmesh_service_events", "metricsmesh_service_events_per_second"):
@@ -91,6 +97,7 @@ async def test_a_real_prometheus_scrapes_the_gateway(mesh: Mesh, tmp_path: Path)
     binary = shutil.which("prometheus")
     if binary is None:
         pytest.skip("the prometheus binary is not installed (Debian package `prometheus`)")
+    mesh.tracker("weather-api").record(n=7)
     config = tmp_path / "prometheus.yml"
     config.write_text(
         "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n"
@@ -125,9 +132,20 @@ async def test_a_real_prometheus_scrapes_the_gateway(mesh: Mesh, tmp_path: Path)
                 result: list[dict[str, Any]] = response.json()["data"]["result"]
                 return result if len(result) == 15 else None
 
-            result = await eventually(series, timeout=30, what="Prometheus to hold 15 series")
+            result = await eventually(series, timeout=60, what="Prometheus to hold 15 series")
             assert {r["metric"]["job"] for r in result} == {"metricsmesh"}
-            assert {r["value"][1] for r in result} == {"1"}
+            assert {(r["metric"]["service"], r["metric"]["type"]) for r in result} == {
+                (e.name, e.type) for e in mesh.registry
+            }
+            assert {r["value"][1] for r in result} <= {"0", "1"}
+
+            async def weather_total() -> str | None:
+                query = 'max_over_time(metricsmesh_service_events_total{service="weather-api"}[5m])'
+                response = await prom.get("/api/v1/query", params={"query": query})
+                found = response.json()["data"]["result"]
+                return found[0]["value"][1] if found and found[0]["value"][1] == "7" else None
+
+            await eventually(weather_total, timeout=60, what="weather-api's 7 events in Prometheus")
             targets = (await prom.get("/api/v1/targets")).json()["data"]["activeTargets"]
             assert [t["health"] for t in targets] == ["up"]
     finally:

@@ -70,7 +70,7 @@ async def mesh() -> AsyncIterator[Mesh]:
 
 async def test_body_has_every_field_of_the_story_with_the_same_json_kinds(mesh: Mesh) -> None:
     mesh.tracker("weather-api").record(n=3)
-    body = await mesh.metrics()
+    body = await mesh.metrics_all_active()
     for key, example in STORY_EXAMPLE.items():
         assert key in body, key
         if example is not None and key != "active_apis":
@@ -129,7 +129,8 @@ async def test_a_stopped_agent_moves_from_active_apis_to_the_inactive_count(mesh
 
     async def calendar_down() -> dict[str, Any] | None:
         body = await mesh.metrics()
-        return body if body["inactive_apis"] == 1 else None
+        down = [row["service_name"] for row in body["inactive_services"]]
+        return body if down == ["calendar-service"] else None
 
     body = await eventually(calendar_down, what="calendar-service to turn inactive")
     assert "calendar-service" not in {row["service_name"] for row in body["active_apis"]}
@@ -171,7 +172,7 @@ async def test_aggregator_down_gives_the_story_error_shape_then_recovers(mesh: M
     assert detailed["snapshot"]["fresh"] is False
 
     await mesh.start_aggregator()
-    recovered = await mesh.metrics()
+    recovered = await mesh.metrics_all_active()
     assert len(recovered["active_apis"]) == 15
     assert (await mesh.http.get("/health/ready")).status_code == 200
 
@@ -202,7 +203,7 @@ async def test_head_and_openapi_document_the_shape(mesh: Mesh) -> None:
 
 
 async def test_health_endpoints(mesh: Mesh) -> None:
-    await mesh.metrics()
+    await mesh.metrics_all_active()
     assert (await mesh.http.get("/health")).json() == {"status": "ok"}
     assert (await mesh.http.get("/health/live")).json() == {"status": "ok"}
     ready = await mesh.http.get("/health/ready")
@@ -213,7 +214,7 @@ async def test_health_endpoints(mesh: Mesh) -> None:
     assert detailed["upstream"]["state"] == "connected"
     assert detailed["upstream"]["target"].endswith(f":{mesh.aggregator_port}")
     assert detailed["snapshot"]["services_total"] == 15
-    assert set(detailed["snapshot"]["services"].values()) == {"active"}
+    assert set(detailed["snapshot"]["services"]) == {e.name for e in mesh.registry}
 
 
 async def test_cors_origins_are_configurable() -> None:
