@@ -152,3 +152,19 @@ def test_bad_config_exits_with_status_2(tmp_path: Path) -> None:
     )
     assert done.returncode == 2
     assert "gateway.port: -1 is not in 0..65535" in done.stderr
+
+
+def test_the_package_exports_exactly_its_public_names() -> None:
+    import gateway
+
+    assert gateway.__all__ == [
+        "GatewayConfigError",
+        "GatewayError",
+        "GatewaySettings",
+        "RealTimeMetrics",
+        "RealTimeMetricsError",
+        "ServiceMetrics",
+        "create_app",
+        "load_settings",
+    ]
+    assert all(hasattr(gateway, name) for name in gateway.__all__)
