@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Sequence
 
 import grpc
 import pytest
@@ -16,9 +17,13 @@ from aggregator import (
     DEFAULT_REGISTRY,
     AggregatorServer,
     AggregatorSettings,
+    Clock,
     Registry,
     ServiceEntry,
 )
+from aggregator._fanout import FanOut
+from aggregator._loop import RoundLoop
+from aggregator._model import Outcome
 from tests.aggregator_fleet import FAILING, HUNG, NOT_SERVING, STOPPED, fleet
 
 DEADLINE = 0.3
@@ -226,3 +231,31 @@ async def test_get_snapshot_waiting_on_a_round_during_shutdown_gets_unavailable(
             await server.stop()
     assert caught.value.code() == grpc.StatusCode.UNAVAILABLE
     assert caught.value.details() == "aggregator shutting down"
+
+
+async def test_a_round_that_blows_up_is_logged_and_the_next_one_runs(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    class ExplodingOnce(FanOut):
+        exploded = False
+
+        async def collect(self, skip: Sequence[str | None]) -> list[Outcome]:
+            if not self.exploded:
+                self.exploded = True
+                raise RuntimeError("disk on fire")
+            return await super().collect(skip)
+
+    async with fleet(DEFAULT_REGISTRY[:3], broken=False) as mesh:
+        clock = Clock(time.monotonic, time.time)
+        fanout = ExplodingOnce(mesh.registry, deadline=DEADLINE, clock=clock)
+        loop = RoundLoop(mesh.registry, settings(), clock=clock, fanout=fanout)
+        loop.start()
+        try:
+            first = await loop.snapshot(0)
+            second = await loop.snapshot(0)
+        finally:
+            await loop.stop()
+    assert [row.status.value for row in first.rows] == ["error"] * 3
+    assert "round failed: RuntimeError('disk on fire')" in first.rows[0].error_message
+    assert "collecting a round failed" in caplog.text
+    assert (second.sequence, second.active_count) == (2, 3)
