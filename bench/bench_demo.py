@@ -75,17 +75,21 @@ def run(load_scale: float) -> dict[str, float]:
         assert process.stdout is not None
         up = threading.Event()
 
+        output: list[str] = []
+
         def read() -> None:
             assert process.stdout is not None
             for line in process.stdout:
+                output.append(line)
                 if "Press Ctrl-C" in line:
                     up.set()
+            up.set()  # the demo ended (it failed to start)
 
         reader = threading.Thread(target=read, daemon=True)
         reader.start()
         try:
-            if not up.wait(120):
-                raise RuntimeError("the demo did not come up in 120 s")
+            if not up.wait(120) or process.poll() is not None:
+                raise RuntimeError("the demo did not come up:\n" + "".join(output[-20:]))
             ready = time.perf_counter() - started
             config = load_config(Path(run_dir) / "metrics-mesh.toml")
             target = f"127.0.0.1:{config.aggregator.port}"

@@ -10,6 +10,12 @@ import pytest
 from aggregator import DEFAULT_REGISTRY, load_config
 from gateway import GatewaySettings, load_settings
 from metricsmesh_cli.demo_fleet.plan import misbehaviour, plan_fleet
+from metricsmesh_cli.demo_fleet.ports import (
+    LOWEST_PICKED_PORT,
+    _ephemeral_range,
+    free_ports,
+    port_is_free,
+)
 from metricsmesh_cli.demo_fleet.profiles import BUILT_IN, flows_for, kinds_of
 from metricsmesh_cli.demo_fleet.schedule import Schedule
 from metricsmesh_cli.demo_fleet.settings import DemoSettings
@@ -102,3 +108,12 @@ def test_schedule_windows(elapsed: float, active: bool) -> None:
 def test_bad_schedules_are_refused(text: str) -> None:
     with pytest.raises(ValueError):
         Schedule.parse(text)
+
+
+def test_free_ports_avoid_the_kernel_s_ephemeral_range() -> None:
+    low, _ = _ephemeral_range()
+    if low <= LOWEST_PICKED_PORT + 100:
+        pytest.skip(f"no room below the ephemeral range (it starts at {low})")
+    ports = free_ports(40)
+    assert all(LOWEST_PICKED_PORT <= port < low for port in ports)
+    assert all(port_is_free("127.0.0.1", port)[0] for port in ports)
