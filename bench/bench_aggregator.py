@@ -347,11 +347,13 @@ async def _subscribe(address: str, count: int, seconds: float, conn: Connection)
     tasks = [asyncio.ensure_future(one(index)) for index in range(count)]
     await started.wait()
     conn.send("attached")
+    cpu = time.process_time()
     await asyncio.sleep(seconds)
+    cpu = time.process_time() - cpu
     for task in tasks:
         task.cancel()
     await asyncio.gather(*tasks, return_exceptions=True)
-    conn.send((lags, received[0], errors[:5]))
+    conn.send((lags, received[0], errors[:5], cpu))
     await asyncio.gather(*(channel.close() for channel in channels))
 
 
@@ -364,6 +366,7 @@ def _rss_kib() -> int:
 
 
 SUBSCRIBER_PROCESSES = 2
+CLIENT_CPU = [0.0]
 
 
 def bench_subscribers(count: int = 1000, seconds: float = 12.0) -> None:
@@ -399,12 +402,13 @@ def bench_subscribers(count: int = 1000, seconds: float = 12.0) -> None:
                 received = 0
                 errors: list[str] = []
                 for parent in pipes:
-                    some_lags, some_received, some_errors = await loop.run_in_executor(
+                    some_lags, some_received, some_errors, some_cpu = await loop.run_in_executor(
                         None, parent.recv
                     )
                     lags += some_lags
                     received += some_received
                     errors += some_errors
+                    CLIENT_CPU[0] += some_cpu
                 cpu = time.process_time() - cpu_before
                 for process in processes:
                     process.join(30)
@@ -421,7 +425,14 @@ def bench_subscribers(count: int = 1000, seconds: float = 12.0) -> None:
     )
     print(
         f"  aggregator process CPU {cpu / max(rounds, 1) * 1e3:.1f} ms per round "
-        f"({cpu / max(received, 1) * 1e6:.0f} us per message sent, round included)"
+        f"({cpu / max(received, 1) * 1e6:.0f} us per message sent, round included); "
+        f"subscriber processes {CLIENT_CPU[0] / max(rounds, 1) * 1e3:.1f} ms per round "
+        f"({CLIENT_CPU[0] / max(received, 1) * 1e6:.0f} us per message received)"
+    )
+    burst = (cpu + CLIENT_CPU[0]) / max(rounds, 1) / (os.cpu_count() or 1)
+    print(
+        f"  floor: sender + receivers need {burst * 1e3:.1f} ms per round on {os.cpu_count()} "
+        "cores, so the last message of a burst cannot arrive sooner on this machine"
     )
     print(
         f"  delivery lag (receive time - round completion): p50 {p50 * 1e3:.1f} ms, "
