@@ -110,3 +110,36 @@ def test_stopping_the_demo_takes_every_child_down(tmp_path: Path, signum: signal
     while not all(port_is_free("127.0.0.1", port)[0] for port in ports):
         assert time.monotonic() < deadline, "ports still in use after the children died"
         time.sleep(0.1)
+
+
+def test_ctrl_c_during_start_up_stops_what_was_started(tmp_path: Path) -> None:
+    config = tmp_path / "mesh.toml"
+    config.write_text(SMALL_FLEET, encoding="utf-8")
+    process = subprocess.Popen(
+        [str(METRICS_MESH), "demo", "--config", str(config), "--free-ports"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    assert process.stdout is not None
+    children: set[int] = set()
+    try:
+        deadline = time.monotonic() + 30
+        while len(children) < 3:  # the services and the fake upstream are starting
+            assert time.monotonic() < deadline, "nothing was started"
+            assert process.poll() is None
+            children = descendants(process.pid)
+            time.sleep(0.02)
+        process.send_signal(signal.SIGINT)
+        out, _ = process.communicate(timeout=30)
+        assert process.returncode == 130, out
+        assert "Press Ctrl-C" not in out and "stopping" in out
+        assert [pid for pid in children if alive(pid)] == []
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+        for pid in children:
+            if alive(pid):
+                os.kill(pid, signal.SIGKILL)

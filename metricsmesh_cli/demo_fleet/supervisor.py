@@ -130,13 +130,13 @@ class Supervisor:
 
         Raises StartupError naming the first one that exits or is not ready within `timeout`.
         """
-        children = []
+        children: list[_Child] = []
+        self._batches.append(children)  # before spawning: a stop during start finds them
         for spec in specs:
             child = _Child(spec, self.run_dir / f"{spec.name}.log")
             self._children[spec.name] = child
-            await self._spawn(child)
             children.append(child)
-        self._batches.append(children)
+            await self._spawn(child)
         deadline = time.monotonic() + timeout
         results = await asyncio.gather(
             *(self._await_ready(child, deadline) for child in children), return_exceptions=True
