@@ -114,7 +114,7 @@ class DemoRun:
             self.say(banner(plan, config_path, self.run_dir))
             await self._stop.wait()
         except StartupError as error:
-            self.say(f"metrics-mesh demo: {error}")
+            print(f"metrics-mesh demo: {error}", file=sys.stderr, flush=True)
             status = 1
         finally:
             status = await self._shutdown() or status
