@@ -271,7 +271,6 @@ def bench_rest() -> None:
 
 _TIMESTAMP = re.compile(rb'"timestamp":"([^"]+)"')
 _ROUND = re.compile(rb'"collection_time_ms":(\d+)')
-_ID = re.compile(rb"^id: (\d+)$", re.M)
 
 
 def _sse_clients(port: int, clients: int, seconds: float, conn: Connection) -> None:
@@ -283,6 +282,7 @@ def _sse_clients(port: int, clients: int, seconds: float, conn: Connection) -> N
 async def _sse_main(port: int, clients: int, seconds: float) -> dict[str, Any]:
     lags: list[float] = []
     by_sequence: dict[int, list[float]] = {}
+    round_end: dict[int, float] = {}
     counts = {"events": 0, "errors": 0, "connected": 0}
     measuring = asyncio.Event()
     stop = asyncio.Event()
@@ -326,15 +326,18 @@ async def _sse_main(port: int, clients: int, seconds: float) -> dict[str, Any]:
                         if b"event: error" in event:
                             counts["errors"] += 1
                         continue
-                    ident = int(_ID.search(event)[1])  # type: ignore[index]
+                    ident = int(event[4 : event.index(b"\n")])  # frames start with `id: N`
                     if first_id is None:
                         first_id = ident  # the snapshot current at connect time: not a delivery
                         continue
                     if not measuring.is_set():
                         continue
-                    stamp = _TIMESTAMP.search(event)[1].decode()  # type: ignore[index]
-                    taken = datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
-                    done = taken + int(_ROUND.search(event)[1]) / 1000.0  # type: ignore[index]
+                    done = round_end.get(ident)
+                    if done is None:  # parse a snapshot's times once, not once per client
+                        stamp = _TIMESTAMP.search(event)[1].decode()  # type: ignore[index]
+                        taken = datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
+                        done = taken + int(_ROUND.search(event)[1]) / 1000.0  # type: ignore[index]
+                        round_end[ident] = done
                     lags.append((now - done) * 1000.0)
                     by_sequence.setdefault(ident, []).append(lags[-1])
                     counts["events"] += 1
