@@ -66,7 +66,7 @@ def record_cases() -> dict[str, tuple[str, dict[str, Any]]]:
     }
 
 
-def bench_record_one_thread(number: int = 200_000, repeats: int = 9) -> dict[str, float]:
+def bench_record_one_thread(number: int = 100_000, repeats: int = 15) -> dict[str, float]:
     """ns per call, single thread, best of `repeats` interleaved runs."""
     timers = {
         name: timeit.Timer(stmt, globals=names, timer=time.thread_time)
@@ -80,7 +80,7 @@ def bench_record_one_thread(number: int = 200_000, repeats: int = 9) -> dict[str
 
 
 def bench_record_threads(
-    threads: int = 2, number: int = 200_000, repeats: int = 9
+    threads: int = 2, number: int = 100_000, repeats: int = 15
 ) -> dict[str, float]:
     """ns per call (process CPU time / all calls), `threads` threads hammering one counter.
 
