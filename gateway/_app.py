@@ -56,6 +56,8 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         history_size=settings.history_size,
         reconnect_initial_seconds=settings.reconnect_initial_seconds,
         reconnect_max_seconds=settings.reconnect_max_seconds,
+        # Waiters re-check at least this often: heartbeats and staleness need no own timers.
+        tick_seconds=min(1.0, settings.heartbeat_seconds / 2, settings.stale_after_seconds / 4),
     )
     state = GatewayState(settings, hub)
 

@@ -88,12 +88,12 @@ def sse_router(state: GatewayState) -> APIRouter:
             in_error = False
             last_data = -math.inf  # when the last snapshot went out (for `interval`)
             last_send = hub.clock()  # when anything went out (for heartbeats)
-            stale_after, heartbeat = settings.stale_after_seconds, settings.heartbeat_seconds
+            heartbeat = settings.heartbeat_seconds
             while True:
                 marker = hub.change_marker()
                 now = hub.clock()
                 entry = state.fresh()
-                wake_at = now + stale_after
+                due = -math.inf
                 if entry is None:
                     if not in_error:
                         in_error = True
@@ -102,27 +102,26 @@ def sse_router(state: GatewayState) -> APIRouter:
                         stats.sse_events_sent += 1
                         last_send = now
                         continue
-                else:
-                    wake_at = now + max(0.0, stale_after - entry.age(now))  # when it goes stale
-                    if entry is not sent:
-                        due = last_data + interval
-                        if now >= due:
-                            in_error = False
-                            # Live: one frame per snapshot and view, shared by every client
-                            # (its snapshot_age_ms is the age when the first client got it).
-                            yield entry.cached(view, partial(frame, entry, view, now))
-                            stats.sse_events_sent += 1
-                            sent, last_data, last_send = entry, now, now
-                            continue
-                        wake_at = min(wake_at, due)
+                elif entry is not sent:
+                    due = last_data + interval
+                    if now >= due:
+                        in_error = False
+                        # Live: one frame per snapshot and view, shared by every client
+                        # (its snapshot_age_ms is the age when the first client got it).
+                        yield entry.cached(view, partial(frame, entry, view, now))
+                        stats.sse_events_sent += 1
+                        sent, last_data, last_send = entry, now, now
+                        continue
                 if now >= last_send + heartbeat:
                     yield b": heartbeat " + iso_utc(time.time()).encode() + b"\n\n"
                     last_send = now
                     continue
-                wake_at = min(wake_at, last_send + heartbeat)
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(max(0.001, wake_at - now)):
-                        await marker.wait()
+                if due > now:  # a newer snapshot waits for `interval`: the one timer we need
+                    with contextlib.suppress(TimeoutError):
+                        async with asyncio.timeout(due - now):
+                            await marker.wait()
+                else:  # the hub's ticks bound this wait (heartbeat, staleness)
+                    await marker.wait()
         finally:
             stats.sse_clients -= 1
 

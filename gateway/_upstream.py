@@ -59,7 +59,9 @@ class SnapshotHub:
 
     `start()` opens the subscription in a background task; `stop()` ends it (a second call is
     harmless). Clients read `latest`, `history_after(sequence)`, `state`, `error`, and await
-    `changed()` to learn about a new snapshot or a state change.
+    `changed()` to learn about a new snapshot or a state change. When nothing changes for
+    `tick_seconds`, the hub wakes its waiters anyway, so each can check staleness and send
+    heartbeats without a timer of its own (a thousand timers per snapshot cost more).
     """
 
     def __init__(
@@ -69,6 +71,7 @@ class SnapshotHub:
         history_size: int = 600,
         reconnect_initial_seconds: float = 0.2,
         reconnect_max_seconds: float = 5.0,
+        tick_seconds: float = 1.0,
         clock: Clock = time.monotonic,
         rng: Callable[[], float] = random.random,
     ) -> None:
@@ -87,8 +90,11 @@ class SnapshotHub:
         self._max = reconnect_max_seconds
         self._rng = rng
         self._changed = asyncio.Event()
+        self._tick = tick_seconds
+        self._last_notify = clock()
         self._channel: grpc.aio.Channel | None = None
         self._task: asyncio.Task[None] | None = None
+        self._ticker: asyncio.Task[None] | None = None
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -98,14 +104,16 @@ class SnapshotHub:
             return
         self._channel = grpc.aio.insecure_channel(self.target)
         self._task = asyncio.create_task(self._run(), name=f"upstream {self.target}")
+        self._ticker = asyncio.create_task(self._tick_loop(), name="upstream ticker")
 
     async def stop(self) -> None:
         """Cancel the subscription, close the channel; idempotent."""
-        task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        for task in (self._task, self._ticker):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        self._task = self._ticker = None
         channel, self._channel = self._channel, None
         if channel is not None:
             await channel.close()
@@ -246,5 +254,12 @@ class SnapshotHub:
         self._notify()
 
     def _notify(self) -> None:
+        self._last_notify = self.clock()
         event, self._changed = self._changed, asyncio.Event()
         event.set()
+
+    async def _tick_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self._tick)
+            if self.clock() - self._last_notify >= self._tick * 0.9:
+                self._notify()
