@@ -12,6 +12,9 @@ from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 
+DETAIL_WIDTH = 60
+"""Longest kinds/error text in one-line mode (a wide terminal then shows one line per row)."""
+
 STATUS_STYLES: dict[int, tuple[str, str]] = {
     snapshot_pb2.SERVICE_STATUS_ACTIVE: ("active", "bold green"),
     snapshot_pb2.SERVICE_STATUS_INACTIVE: ("inactive", "bold yellow"),
@@ -112,8 +115,13 @@ def snapshot_table(
     *,
     rows: Iterable[snapshot_pb2.ServiceRow] | None = None,
     now: float | None = None,
+    one_line: bool = False,
 ) -> Table:
-    """The services of `snapshot` as a table (`rows` picks and orders them)."""
+    """The services of `snapshot` as a table (`rows` picks and orders them).
+
+    `one_line` cuts long kinds/error texts (with an ellipsis), so that on a wide terminal
+    every row is one line and a table refreshed in place does not jump.
+    """
     now = time.time() if now is None else now
     table = Table(title=snapshot_title(snapshot), title_justify="left", expand=False)
     table.add_column("SERVICE", no_wrap=True)
@@ -128,11 +136,10 @@ def snapshot_table(
     table.add_column("KINDS (ev/s) / ERROR")
     for row in snapshot.services if rows is None else rows:
         active = row.status == snapshot_pb2.SERVICE_STATUS_ACTIVE
-        detail = (
-            Text(_kinds(row), style="dim")
-            if active
-            else Text(row.error_message or "-", style="red" if row.error_message else "dim")
-        )
+        text = _kinds(row) if active else row.error_message or "-"
+        if one_line and len(text) > DETAIL_WIDTH:
+            text = text[: DETAIL_WIDTH - 1] + "…"
+        detail = Text(text, style="dim" if active or not row.error_message else "red")
         table.add_row(
             row.service_name,
             row.service_type + (f" ({row.data_source})" if row.data_source else ""),
@@ -154,11 +161,12 @@ def snapshot_view(
     sort_rate: bool = False,
     now: float | None = None,
     footer: str = "",
+    one_line: bool = False,
 ) -> Group:
     """The table plus its summary line (and an optional footer), ready to print or to `Live`."""
     rows = sort_by_rate(snapshot.services) if sort_rate else None
     parts: list[Table | Text] = [
-        snapshot_table(snapshot, rows=rows, now=now),
+        snapshot_table(snapshot, rows=rows, now=now, one_line=one_line),
         snapshot_summary(snapshot),
     ]
     if footer:

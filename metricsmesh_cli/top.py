@@ -79,7 +79,11 @@ async def watch(
                 async for response in stub.StreamSnapshots(request):
                     live.update(
                         snapshot_view(
-                            response.snapshot, sort_rate=True, now=time.time(), footer=footer
+                            response.snapshot,
+                            sort_rate=True,
+                            now=time.time(),
+                            footer=footer,
+                            one_line=True,
                         ),
                         refresh=True,
                     )
