@@ -40,7 +40,7 @@ PYTHON = sys.executable
 REST_PATH = "/api/v1/real-time-metrics"
 WRK_SECONDS = 10
 SSE_CLIENTS = 1000
-SSE_SECONDS = 15
+SSE_SECONDS = 30
 
 
 def free_port() -> int:
