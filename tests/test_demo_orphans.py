@@ -116,7 +116,15 @@ def test_ctrl_c_during_start_up_stops_what_was_started(tmp_path: Path) -> None:
     config = tmp_path / "mesh.toml"
     config.write_text(SMALL_FLEET, encoding="utf-8")
     process = subprocess.Popen(
-        [str(METRICS_MESH), "demo", "--config", str(config), "--free-ports"],
+        [
+            str(METRICS_MESH),
+            "demo",
+            "--config",
+            str(config),
+            "--free-ports",
+            "--run-dir",
+            str(tmp_path / "run"),
+        ],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
