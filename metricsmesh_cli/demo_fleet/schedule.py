@@ -31,10 +31,6 @@ class Schedule:
             return False
         return (elapsed - self.start) % self.period < self.duration
 
-    def scaled(self, factor: float) -> Schedule:
-        """The same schedule with every time multiplied by `factor`."""
-        return Schedule(self.start * factor, self.period * factor, self.duration * factor)
-
     def text(self) -> str:
         """The `START,PERIOD,DURATION` form that `parse` reads back."""
         return f"{self.start:g},{self.period:g},{self.duration:g}"
