@@ -50,6 +50,7 @@ class FanOut:
         self._channels: list[grpc.aio.Channel] = []
         self._methods: list[grpc.aio.UnaryUnaryMultiCallable[bytes, bytes]] = []
         self._watches: list[HealthWatch] = []
+        self._revivals_seen: list[int] = []
 
     def start(self) -> None:
         """Create the channels (once) and start the health watches; needs a running loop."""
@@ -62,6 +63,7 @@ class FanOut:
             watch = HealthWatch(channel, entry.name)
             watch.start()
             self._watches.append(watch)
+            self._revivals_seen.append(0)
 
     async def close(self) -> None:
         """Stop the watches and close the channels; a second call is harmless."""
@@ -74,8 +76,10 @@ class FanOut:
     async def collect(self, skip: Sequence[str | None]) -> list[Outcome]:
         """Call every agent whose `skip` entry is None; the others get a SKIPPED outcome.
 
-        `skip[i]` is the reason text shown for a skipped agent. Returns once every call has
-        ended (answered, failed or hit its deadline); never raises for a failed call.
+        `skip[i]` is the reason text shown for a skipped agent; an agent whose health stream
+        answered again since the last round is called anyway (it is back: its backoff ends).
+        Returns once every call has ended (answered, failed or hit its deadline); never raises
+        for a failed call.
         """
         loop = asyncio.get_running_loop()
         monotonic = self._clock.monotonic
@@ -98,10 +102,16 @@ class FanOut:
             return lambda _call: finished(index)
 
         health_waits = []
+        revivals_seen = self._revivals_seen
+        skip = list(skip)
         for index, method in enumerate(self._methods):
+            watch = self._watches[index]
+            if watch.revivals != revivals_seen[index]:
+                # The agent's health stream is back: end its backoff now, not at the next retry.
+                revivals_seen[index] = watch.revivals
+                skip[index] = None
             if skip[index] is not None:
                 continue
-            watch = self._watches[index]
             if not watch.known:
                 health_waits.append(asyncio.ensure_future(watch.wait_known()))
             starts[index] = monotonic()

@@ -36,9 +36,12 @@ class HealthWatch:
 
     health: Health
     """The latest status; UNKNOWN until the first answer of the current stream arrives."""
+    revivals: int
+    """How many times a stream answered again after the agent had been unreachable."""
 
     def __init__(self, channel: grpc.aio.Channel, name: str) -> None:
         self.health = Health.UNKNOWN
+        self.revivals = 0
         self._watch = channel.unary_stream(
             "/grpc.health.v1.Health/Watch",
             request_serializer=health_pb2.HealthCheckRequest.SerializeToString,
@@ -93,6 +96,8 @@ class HealthWatch:
                         name = ""
                         call.cancel()
                         break
+                    if failures:
+                        self.revivals += 1
                     failures = 0
                     self._report(status)
                 else:

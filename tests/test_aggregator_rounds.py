@@ -212,6 +212,31 @@ async def test_agent_that_comes_back_is_active_again() -> None:
     assert back.services[1].health == SERVING
 
 
+async def test_agent_that_comes_back_during_its_backoff_is_called_at_once() -> None:
+    async with fleet(DEFAULT_REGISTRY[:2], broken=False) as mesh:
+        name = mesh.name(1)
+        port = mesh.agents[name].port
+        request = aggregator_pb2.GetSnapshotRequest()
+        request.max_age.FromNanoseconds(0)
+        # Two failures with a 10 s interval: the next call would be 20 s away.
+        long_backoff = settings(interval_seconds=10, deadline_seconds=0.2, backoff_max_seconds=60)
+        async with AggregatorServer(mesh.registry, long_backoff) as server:
+            await mesh.agents[name].stop(0)
+            for _ in range(3):
+                gone = await get_snapshot(server.address, request)
+            assert "backing off" in gone.services[1].error_message
+            revived = AgentServer(mesh.trackers[name], port=port, grace_seconds=0)
+            await revived.start()
+            try:
+                started = time.monotonic()
+                while (back := await get_snapshot(server.address, request)).active_count < 2:
+                    assert time.monotonic() - started < 10, back.services[1].error_message
+                    await asyncio.sleep(0.05)
+            finally:
+                await revived.stop(0)
+    assert back.services[1].consecutive_failures == 0
+
+
 async def test_get_snapshot_waiting_on_a_round_during_shutdown_gets_unavailable() -> None:
     async with fleet() as mesh:
         server = AggregatorServer(mesh.registry, settings(deadline_seconds=0.9))
