@@ -21,25 +21,11 @@ import grpc
 from metricsmesh.v1 import aggregator_pb2, aggregator_pb2_grpc
 
 from aggregator import load_config
+from tests.processes import descendants
 
 METRICS_MESH = Path(sys.executable).with_name("metrics-mesh")
 SAMPLE_SECONDS = 10.0
 TICKS = os.sysconf("SC_CLK_TCK")
-
-
-def descendants(pid: int) -> set[int]:
-    found: set[int] = set()
-    pending = [pid]
-    while pending:
-        current = pending.pop()
-        for children in Path(f"/proc/{current}/task").glob("*/children"):
-            try:
-                kids = {int(each) for each in children.read_text().split()}
-            except OSError:
-                continue
-            pending.extend(kids - found)
-            found |= kids
-    return found
 
 
 def cpu_seconds(pids: set[int]) -> float:

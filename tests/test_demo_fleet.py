@@ -24,6 +24,7 @@ from metricsmesh.v1 import aggregator_pb2, aggregator_pb2_grpc, snapshot_pb2
 from aggregator import load_config
 from gateway import load_settings
 from metricsmesh_cli.demo_fleet.ports import port_is_free
+from tests.processes import alive, descendants
 
 pytestmark = pytest.mark.slow
 
@@ -68,30 +69,6 @@ class Demo:
 
     def output(self) -> str:
         return "\n".join(self.lines)
-
-
-def descendants(pid: int) -> set[int]:
-    """Every live descendant of `pid`, from /proc."""
-    found: set[int] = set()
-    pending = [pid]
-    while pending:
-        current = pending.pop()
-        for children in Path(f"/proc/{current}/task").glob("*/children"):
-            try:
-                kids = {int(each) for each in children.read_text().split()}
-            except OSError:
-                continue
-            pending.extend(kids - found)
-            found |= kids
-    return found
-
-
-def alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return False
-    return state != "Z"
 
 
 @pytest.fixture(scope="module")

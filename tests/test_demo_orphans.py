@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from metricsmesh_cli.demo_fleet.ports import port_is_free
+from tests.processes import alive, descendants
 
 METRICS_MESH = Path(sys.executable).with_name("metrics-mesh")
 
@@ -36,29 +37,6 @@ name = "admin-api"
 port = 8003
 type = "core"
 """
-
-
-def descendants(pid: int) -> set[int]:
-    found: set[int] = set()
-    pending = [pid]
-    while pending:
-        current = pending.pop()
-        for children in Path(f"/proc/{current}/task").glob("*/children"):
-            try:
-                kids = {int(each) for each in children.read_text().split()}
-            except OSError:
-                continue
-            pending.extend(kids - found)
-            found |= kids
-    return found
-
-
-def alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return False
-    return state != "Z"
 
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGKILL], ids=["SIGTERM", "SIGKILL"])
