@@ -119,12 +119,14 @@ class AgentServerThread:
         host: str = "127.0.0.1",
         port: int = 0,
         grace_seconds: float = DEFAULT_GRACE_SECONDS,
+        interceptors: Sequence[Any] = (),
     ) -> None:
         self.tracker = tracker
         self._server_args: dict[str, Any] = {
             "host": host,
             "port": port,
             "grace_seconds": grace_seconds,
+            "interceptors": interceptors,
         }
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None

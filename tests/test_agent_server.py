@@ -12,7 +12,14 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from metricsmesh.v1 import event_rate_pb2, event_rate_pb2_grpc
 
-from agent import AgentServer, AgentServerThread, EventTracker, PortInUseError, ServerStateError
+from agent import (
+    AgentServer,
+    AgentServerThread,
+    EventTracker,
+    PortInUseError,
+    RpcCountInterceptor,
+    ServerStateError,
+)
 from tests.conftest import FakeClock
 
 WALL_START = 1_750_000_000.0
@@ -238,6 +245,23 @@ def test_agent_server_thread_as_a_context_manager() -> None:
         with pytest.raises(grpc.RpcError) as caught:
             stub.GetEventRate(event_rate_pb2.GetEventRateRequest(), timeout=SHORT)
         assert caught.value.code() == grpc.StatusCode.UNAVAILABLE  # type: ignore[attr-defined]
+
+
+def test_agent_server_thread_runs_the_interceptors_it_is_given() -> None:
+    tracker = EventTracker("intercepted-worker")
+    counting = RpcCountInterceptor(tracker, kind="rate_read", uncounted_services=())
+    with (
+        AgentServerThread(tracker, interceptors=[counting]) as server,
+        grpc.insecure_channel(server.address) as channel,
+    ):
+        stub = event_rate_pb2_grpc.EventRateServiceStub(channel)
+        for _ in range(2):
+            stub.GetEventRate(event_rate_pb2.GetEventRateRequest(), timeout=SHORT)
+        response = stub.GetEventRate(
+            event_rate_pb2.GetEventRateRequest(kinds=["rate_read"]), timeout=SHORT
+        )
+    # The third call is counted once its handler is found, before it reads the tracker.
+    assert [(kind.kind, kind.total_events) for kind in response.kinds] == [("rate_read", 3)]
 
 
 def test_agent_server_thread_on_a_taken_port_raises_and_cleans_up() -> None:
