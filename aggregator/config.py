@@ -217,24 +217,7 @@ def parse_settings(raw: Mapping[str, Any], environ: Mapping[str, str]) -> Aggreg
     section = raw.get("aggregator", {})
     if not isinstance(section, Mapping):
         raise ConfigError("[aggregator] must be a table")
-    kinds = {field.name: field.type for field in fields(AggregatorSettings)}
-    values: dict[str, Any] = {}
-    for key, value in section.items():
-        if key not in kinds:
-            raise ConfigError(
-                f"[aggregator] unknown key {key!r}; allowed: {', '.join(sorted(kinds))}"
-            )
-        values[key] = _typed(f"[aggregator] {key}", value, str(kinds[key]))
-    for name, text in environ.items():
-        if not name.startswith(ENV_PREFIX):
-            continue
-        key = name[len(ENV_PREFIX) :].lower()
-        if key not in kinds:
-            raise ConfigError(
-                f"environment {name}: unknown [aggregator] key {key!r}; allowed: "
-                f"{', '.join(sorted(kinds))}"
-            )
-        values[key] = _from_env(f"environment {name}", text, str(kinds[key]))
+    values = read_section("aggregator", section, AggregatorSettings, ENV_PREFIX, environ)
     return AggregatorSettings(**values)
 
 
@@ -293,23 +276,64 @@ def _port(label: str, key: str, value: Any) -> int:
     return value
 
 
+def read_section(
+    name: str,
+    section: Mapping[str, Any],
+    settings_type: type[Any],
+    env_prefix: str,
+    environ: Mapping[str, str],
+) -> dict[str, Any]:
+    """The values of the `[name]` table for the dataclass `settings_type`, env overrides applied.
+
+    Every key must be a field of `settings_type` (str, int, float or bool); so must every
+    environment variable starting with `env_prefix` (`METRICS_MESH_<NAME>_<KEY>`). Wrong keys
+    and wrong types raise ConfigError naming the key or the variable.
+    """
+    kinds = {field.name: str(field.type) for field in fields(settings_type) if field.init}
+    values: dict[str, Any] = {}
+    for key, value in section.items():
+        if key not in kinds:
+            raise ConfigError(f"[{name}] unknown key {key!r}; allowed: {', '.join(sorted(kinds))}")
+        values[key] = _typed(f"[{name}] {key}", value, kinds[key])
+    for variable, text in environ.items():
+        if not variable.startswith(env_prefix):
+            continue
+        key = variable[len(env_prefix) :].lower()
+        if key not in kinds:
+            raise ConfigError(
+                f"environment {variable}: unknown [{name}] key {key!r}; allowed: "
+                f"{', '.join(sorted(kinds))}"
+            )
+        values[key] = _from_env(f"environment {variable}", text, kinds[key])
+    return values
+
+
 def _typed(label: str, value: Any, kind: str) -> Any:
+    if kind == "bool":
+        if not isinstance(value, bool):
+            raise ConfigError(f"{label}: must be true or false, got {value!r}")
+        return value
     if kind == "str":
         if not isinstance(value, str):
             raise ConfigError(f"{label}: must be a string, got {value!r}")
         return value
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise ConfigError(f"{label}: must be a number, got {value!r}")
-    if kind == "int":
-        if not isinstance(value, int):
-            raise ConfigError(f"{label}: must be an integer, got {value!r}")
-        return value
-    return float(value)
+    if kind == "int" and not isinstance(value, int):
+        raise ConfigError(f"{label}: must be an integer, got {value!r}")
+    return value if kind == "int" else float(value)
 
 
 def _from_env(label: str, text: str, kind: str) -> Any:
     if kind == "str":
         return text
+    if kind == "bool":
+        lowered = text.strip().lower()
+        if lowered in ("1", "true", "yes", "on"):
+            return True
+        if lowered in ("0", "false", "no", "off"):
+            return False
+        raise ConfigError(f"{label}: {text!r} is not a boolean (true/false)")
     try:
         return int(text) if kind == "int" else float(text)
     except ValueError:

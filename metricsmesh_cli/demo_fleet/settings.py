@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from aggregator import ConfigError
+from aggregator.config import read_section
 
 ENV_PREFIX = "METRICS_MESH_DEMO_"
 
@@ -77,11 +78,6 @@ class DemoSettings:
                 )
 
 
-FIELD_TYPES: dict[str, str] = {
-    field.name: str(field.type) for field in dataclasses.fields(DemoSettings)
-}
-
-
 def load_demo_settings(
     raw: Mapping[str, Any], environ: Mapping[str, str] | None = None
 ) -> DemoSettings:
@@ -89,54 +85,6 @@ def load_demo_settings(
     section = raw.get("demo", {})
     if not isinstance(section, Mapping):
         raise ConfigError("[demo] must be a table")
-    values: dict[str, Any] = {}
-    for key, value in section.items():
-        if key not in FIELD_TYPES:
-            raise ConfigError(
-                f"[demo] unknown key {key!r}; allowed: {', '.join(sorted(FIELD_TYPES))}"
-            )
-        values[key] = _typed(f"[demo] {key}", value, FIELD_TYPES[key])
     env = os.environ if environ is None else environ
-    for name, text in env.items():
-        if not name.startswith(ENV_PREFIX):
-            continue
-        key = name[len(ENV_PREFIX) :].lower()
-        if key not in FIELD_TYPES:
-            raise ConfigError(
-                f"environment {name}: unknown [demo] key {key!r}; allowed: "
-                f"{', '.join(sorted(FIELD_TYPES))}"
-            )
-        values[key] = _from_env(f"environment {name}", text, FIELD_TYPES[key])
+    values = read_section("demo", section, DemoSettings, ENV_PREFIX, env)
     return DemoSettings(**values)
-
-
-def _typed(label: str, value: Any, kind: str) -> Any:
-    if kind == "bool":
-        if not isinstance(value, bool):
-            raise ConfigError(f"{label}: must be true or false, got {value!r}")
-        return value
-    if kind == "str":
-        if not isinstance(value, str):
-            raise ConfigError(f"{label}: must be a string, got {value!r}")
-        return value
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise ConfigError(f"{label}: must be a number, got {value!r}")
-    if kind == "int" and not isinstance(value, int):
-        raise ConfigError(f"{label}: must be an integer, got {value!r}")
-    return value if kind == "int" else float(value)
-
-
-def _from_env(label: str, text: str, kind: str) -> Any:
-    if kind == "str":
-        return text
-    if kind == "bool":
-        lowered = text.strip().lower()
-        if lowered in ("1", "true", "yes", "on"):
-            return True
-        if lowered in ("0", "false", "no", "off"):
-            return False
-        raise ConfigError(f"{label}: {text!r} is not a boolean (true/false)")
-    try:
-        return int(text) if kind == "int" else float(text)
-    except ValueError:
-        raise ConfigError(f"{label}: {text!r} is not a valid {kind}") from None
