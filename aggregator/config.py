@@ -282,14 +282,22 @@ def read_section(
     settings_type: type[Any],
     env_prefix: str,
     environ: Mapping[str, str],
+    *,
+    exclude: Iterable[str] = (),
 ) -> dict[str, Any]:
     """The values of the `[name]` table for the dataclass `settings_type`, env overrides applied.
 
-    Every key must be a field of `settings_type` (str, int, float or bool); so must every
-    environment variable starting with `env_prefix` (`METRICS_MESH_<NAME>_<KEY>`). Wrong keys
-    and wrong types raise ConfigError naming the key or the variable.
+    Every key must be a field of `settings_type` (str, int, float, bool or tuple[str, ...],
+    which the environment gives comma-separated), except the fields in `exclude`; so must
+    every environment variable starting with `env_prefix` (`METRICS_MESH_<NAME>_<KEY>`).
+    Wrong keys and wrong types raise ConfigError naming the key or the variable.
     """
-    kinds = {field.name: str(field.type) for field in fields(settings_type) if field.init}
+    excluded = set(exclude)
+    kinds = {
+        field.name: str(field.type)
+        for field in fields(settings_type)
+        if field.init and field.name not in excluded
+    }
     values: dict[str, Any] = {}
     for key, value in section.items():
         if key not in kinds:
@@ -309,6 +317,10 @@ def read_section(
 
 
 def _typed(label: str, value: Any, kind: str) -> Any:
+    if kind == "tuple[str, ...]":
+        if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+            raise ConfigError(f"{label}: must be a list of strings, got {value!r}")
+        return tuple(value)
     if kind == "bool":
         if not isinstance(value, bool):
             raise ConfigError(f"{label}: must be true or false, got {value!r}")
@@ -327,6 +339,8 @@ def _typed(label: str, value: Any, kind: str) -> Any:
 def _from_env(label: str, text: str, kind: str) -> Any:
     if kind == "str":
         return text
+    if kind == "tuple[str, ...]":
+        return tuple(part.strip() for part in text.split(",") if part.strip())
     if kind == "bool":
         lowered = text.strip().lower()
         if lowered in ("1", "true", "yes", "on"):

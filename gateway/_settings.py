@@ -7,7 +7,6 @@ override the file. `cors_origins` from the environment is a comma-separated list
 
 from __future__ import annotations
 
-import dataclasses
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -15,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from aggregator import ConfigError, load_config
+from aggregator.config import read_section
 from gateway._errors import GatewayConfigError
 
 ENV_PREFIX = "METRICS_MESH_GATEWAY_"
@@ -88,47 +88,6 @@ def parse_target(target: str) -> tuple[str, int]:
     return host.strip("[]"), int(port_text)
 
 
-_FIELDS = {
-    f.name: f for f in dataclasses.fields(GatewaySettings) if f.name != "services_configured"
-}
-
-
-def _coerce(key: str, value: Any, *, from_env: bool) -> Any:
-    """Convert one raw value to the type of field `key`, or raise naming the key."""
-    kind = _FIELDS[key].type
-    where = f"{ENV_PREFIX}{key.upper()}" if from_env else f"gateway.{key}"
-    try:
-        if kind == "bool":
-            if from_env:
-                lowered = str(value).strip().lower()
-                if lowered not in {"1", "0", "true", "false", "yes", "no", "on", "off"}:
-                    raise ValueError(value)
-                return lowered in {"1", "true", "yes", "on"}
-            if isinstance(value, bool):
-                return value
-        elif kind == "int":
-            if from_env:
-                return int(value)
-            if isinstance(value, int) and not isinstance(value, bool):
-                return value
-        elif kind == "float":
-            if from_env:
-                return float(value)
-            if isinstance(value, int | float) and not isinstance(value, bool):
-                return float(value)
-        elif kind == "str":
-            if isinstance(value, str):
-                return value
-        elif kind == "tuple[str, ...]":
-            if from_env:
-                return tuple(part.strip() for part in str(value).split(",") if part.strip())
-            if isinstance(value, list) and all(isinstance(item, str) for item in value):
-                return tuple(value)
-    except ValueError:
-        pass
-    raise GatewayConfigError(f"{where}: {value!r} is not a valid {kind}")
-
-
 def settings_from_mapping(
     section: Mapping[str, Any],
     *,
@@ -136,23 +95,13 @@ def settings_from_mapping(
     services_configured: int = DEFAULT_SERVICE_COUNT,
 ) -> GatewaySettings:
     """Build settings from a parsed `[gateway]` table plus environment overrides."""
-    unknown = sorted(set(section) - set(_FIELDS))
-    if unknown:
-        raise GatewayConfigError(
-            f"gateway: unknown key {unknown[0]!r}; known keys: {', '.join(sorted(_FIELDS))}"
-        )
-    values = {key: _coerce(key, value, from_env=False) for key, value in section.items()}
     env = os.environ if environ is None else environ
-    for name, value in env.items():
-        if not name.startswith(ENV_PREFIX):
-            continue
-        key = name[len(ENV_PREFIX) :].lower()
-        if key not in _FIELDS:
-            raise GatewayConfigError(
-                f"{name}: unknown gateway setting; known: "
-                + ", ".join(ENV_PREFIX + k.upper() for k in sorted(_FIELDS))
-            )
-        values[key] = _coerce(key, value, from_env=True)
+    try:
+        values = read_section(
+            "gateway", section, GatewaySettings, ENV_PREFIX, env, exclude=("services_configured",)
+        )
+    except ConfigError as error:
+        raise GatewayConfigError(str(error)) from None
     return GatewaySettings(**values, services_configured=services_configured)
 
 

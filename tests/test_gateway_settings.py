@@ -49,11 +49,11 @@ def test_the_gateway_section_is_read(tmp_path: Path) -> None:
     ("text", "message"),
     [
         ("[gateway]\nprot = 8000\n", "unknown key 'prot'"),
-        ('[gateway]\nport = "8000"\n', "gateway.port"),
+        ('[gateway]\nport = "8000"\n', "[gateway] port: must be a number"),
         ("[gateway]\nport = 70000\n", "gateway.port: 70000 is not in 0..65535"),
         ('[gateway]\naggregator = "localhost"\n', "is not HOST:PORT"),
         ("[gateway]\nstale_after_seconds = 0\n", "stale_after_seconds: must be > 0"),
-        ("[gateway]\ncors_origins = [1]\n", "gateway.cors_origins"),
+        ("[gateway]\ncors_origins = [1]\n", "[gateway] cors_origins: must be a list of strings"),
         ("[gatway]\nport = 1\n", "gatway"),
         ("[gateway\n", "not valid TOML"),
     ],
@@ -82,7 +82,7 @@ def test_environment_overrides_the_file(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("name", "value", "message"),
     [
-        ("METRICS_MESH_GATEWAY_PORTT", "1", "unknown gateway setting"),
+        ("METRICS_MESH_GATEWAY_PORTT", "1", "unknown [gateway] key 'portt'"),
         ("METRICS_MESH_GATEWAY_PORT", "eighty", "METRICS_MESH_GATEWAY_PORT: 'eighty'"),
         ("METRICS_MESH_GATEWAY_ACCESS_LOG", "maybe", "METRICS_MESH_GATEWAY_ACCESS_LOG"),
     ],
