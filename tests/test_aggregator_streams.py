@@ -260,7 +260,7 @@ async def test_cancelled_streams_detach_and_rounds_stop_without_listeners(mesh: 
         for call in calls:
             call.cancel()
         await wait_until(lambda: server.subscriber_count == 0)
-        await asyncio.sleep(0.1)  # let a round that was already due finish
+        await wait_until(lambda: not server.loop.round_in_flight)  # one already under way
         rounds = server.rounds
         with pytest.raises(TimeoutError):
             await asyncio.wait_for(wait_until(lambda: server.rounds > rounds, 5), SHORT)
