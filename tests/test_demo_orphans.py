@@ -39,11 +39,10 @@ type = "core"
 """
 
 
-@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGKILL], ids=["SIGTERM", "SIGKILL"])
-def test_stopping_the_demo_takes_every_child_down(tmp_path: Path, signum: signal.Signals) -> None:
+def start_small_demo(tmp_path: Path) -> subprocess.Popen[str]:
+    """`metrics-mesh demo` of SMALL_FLEET on free ports, its output piped line by line."""
     config = tmp_path / "mesh.toml"
     config.write_text(SMALL_FLEET, encoding="utf-8")
-    run_dir = tmp_path / "run"
     process = subprocess.Popen(
         [
             str(METRICS_MESH),
@@ -52,7 +51,7 @@ def test_stopping_the_demo_takes_every_child_down(tmp_path: Path, signum: signal
             str(config),
             "--free-ports",
             "--run-dir",
-            str(run_dir),
+            str(tmp_path / "run"),
         ],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -60,6 +59,12 @@ def test_stopping_the_demo_takes_every_child_down(tmp_path: Path, signum: signal
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )
     assert process.stdout is not None
+    return process
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGKILL], ids=["SIGTERM", "SIGKILL"])
+def test_stopping_the_demo_takes_every_child_down(tmp_path: Path, signum: signal.Signals) -> None:
+    process = start_small_demo(tmp_path)
     children: set[int] = set()
     try:
         deadline = time.monotonic() + 60
@@ -69,7 +74,7 @@ def test_stopping_the_demo_takes_every_child_down(tmp_path: Path, signum: signal
             assert time.monotonic() < deadline
         children = descendants(process.pid)
         assert len(children) == 5  # 2 services, the fake upstream, aggregator, gateway
-        generated = (run_dir / "metrics-mesh.toml").read_text(encoding="utf-8")
+        generated = (tmp_path / "run" / "metrics-mesh.toml").read_text(encoding="utf-8")
         process.send_signal(signum)
         status = process.wait(timeout=30)
         assert status == (0 if signum == signal.SIGTERM else -signal.SIGKILL)
@@ -91,24 +96,7 @@ def test_stopping_the_demo_takes_every_child_down(tmp_path: Path, signum: signal
 
 
 def test_ctrl_c_during_start_up_stops_what_was_started(tmp_path: Path) -> None:
-    config = tmp_path / "mesh.toml"
-    config.write_text(SMALL_FLEET, encoding="utf-8")
-    process = subprocess.Popen(
-        [
-            str(METRICS_MESH),
-            "demo",
-            "--config",
-            str(config),
-            "--free-ports",
-            "--run-dir",
-            str(tmp_path / "run"),
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-    )
-    assert process.stdout is not None
+    process = start_small_demo(tmp_path)
     children: set[int] = set()
     try:
         deadline = time.monotonic() + 30
