@@ -11,10 +11,11 @@ async with AgentServer(tracker, port=50051):         # or AgentServerThread in t
 
 from agent._asgi import RequestCountMiddleware, http_route_kind
 from agent._counted import CallCounter, counted
-from agent._errors import AgentError, PortInUseError, ServerStateError
+from agent._errors import AgentError
 from agent._interceptor import RpcCountInterceptor, SyncRpcCountInterceptor
 from agent._server import AgentServer, AgentServerThread
 from agent._tracker import EventTracker, KindCounter, KindReading, RateReading
+from mesh_common.errors import PortInUseError, ServerStateError
 
 __all__ = [
     "AgentError",

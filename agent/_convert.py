@@ -5,6 +5,7 @@ from __future__ import annotations
 from metricsmesh.v1 import event_rate_pb2
 
 from agent._tracker import RateReading
+from mesh_common.wire_time import set_seconds
 
 
 def reading_to_response(reading: RateReading) -> event_rate_pb2.GetEventRateResponse:
@@ -19,13 +20,13 @@ def reading_to_response(reading: RateReading) -> event_rate_pb2.GetEventRateResp
         total_events=reading.total_events,
         window_events=reading.window_events,
     )
-    response.uptime.FromNanoseconds(round(reading.uptime_seconds * 1e9))
-    response.window.FromNanoseconds(round(reading.window_seconds * 1e9))
-    response.covered_span.FromNanoseconds(round(reading.covered_seconds * 1e9))
-    response.start_time.FromNanoseconds(round(reading.start_time * 1e9))
-    response.read_time.FromNanoseconds(round(reading.read_time * 1e9))
+    set_seconds(response.uptime, reading.uptime_seconds)
+    set_seconds(response.window, reading.window_seconds)
+    set_seconds(response.covered_span, reading.covered_seconds)
+    set_seconds(response.start_time, reading.start_time)
+    set_seconds(response.read_time, reading.read_time)
     if reading.last_event_time is not None:
-        response.last_event_time.FromNanoseconds(round(reading.last_event_time * 1e9))
+        set_seconds(response.last_event_time, reading.last_event_time)
     add_kind = response.kinds.add
     for kind in reading.kinds:
         row = add_kind(
@@ -35,5 +36,5 @@ def reading_to_response(reading: RateReading) -> event_rate_pb2.GetEventRateResp
             window_events=kind.window_events,
         )
         if kind.last_event_time is not None:
-            row.last_event_time.FromNanoseconds(round(kind.last_event_time * 1e9))
+            set_seconds(row.last_event_time, kind.last_event_time)
     return response

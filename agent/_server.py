@@ -12,9 +12,9 @@ import grpc
 from metricsmesh.v1 import event_rate_pb2, event_rate_pb2_grpc
 
 from agent._convert import reading_to_response
-from agent._errors import ServerStateError
 from agent._tracker import EventTracker
-from agent.grpc_host import DEFAULT_GRACE_SECONDS, GrpcHost, run_coroutine_blocking
+from mesh_common.errors import ServerStateError
+from mesh_common.grpc_host import DEFAULT_GRACE_SECONDS, GrpcHost, run_coroutine_blocking
 
 EVENT_RATE_SERVICE = event_rate_pb2.DESCRIPTOR.services_by_name["EventRateService"].full_name
 

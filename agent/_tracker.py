@@ -13,10 +13,10 @@ from __future__ import annotations
 import threading
 import time
 from array import array
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from typing import NamedTuple
 
-Clock = Callable[[], float]
+from mesh_common.clocks import ReadClock
 
 DEFAULT_KIND = "event"
 DEFAULT_WINDOW_SECONDS = 60.0
@@ -98,7 +98,7 @@ class KindCounter:
         kind: str,
         *,
         lock: threading.Lock,
-        clock: Clock,
+        clock: ReadClock,
         start: float,
         width: float,
         buckets: int,
@@ -182,8 +182,8 @@ class EventTracker:
         kinds: Iterable[str] = (),
         window_seconds: float = DEFAULT_WINDOW_SECONDS,
         buckets: int = DEFAULT_BUCKETS,
-        clock: Clock = time.monotonic,
-        wall_clock: Clock = time.time,
+        clock: ReadClock = time.monotonic,
+        wall_clock: ReadClock = time.time,
     ) -> None:
         if not service_name:
             raise ValueError("service_name must be a non-empty string")

@@ -5,29 +5,34 @@ async with AggregatorServer(config.services, config.aggregator) as server:
     print(server.address)
 """
 
-from aggregator._errors import AggregatorError, AggregatorStateError, ConfigError
-from aggregator._model import Clock
-from aggregator._server import SYSTEM_CLOCK, AggregatorServer
-from aggregator.config import (
-    DEFAULT_REGISTRY,
-    AggregatorSettings,
-    MeshConfig,
-    Registry,
-    ServiceEntry,
-    load_config,
+from aggregator._errors import (
+    AggregatorError,
+    AggregatorStateError,
+    FilterError,
+    TooManySubscribers,
 )
+from aggregator._model import SnapshotData
+from aggregator._server import AggregatorServer
+from aggregator._settings import SECTION, AggregatorConfig, AggregatorSettings, load_config
+from mesh_common.clocks import SYSTEM_CLOCKS, Clocks
+from mesh_common.errors import ConfigError
+from mesh_common.registry import DEFAULT_REGISTRY, Registry, ServiceEntry
 
 __all__ = [
     "DEFAULT_REGISTRY",
-    "SYSTEM_CLOCK",
+    "SECTION",
+    "SYSTEM_CLOCKS",
+    "AggregatorConfig",
     "AggregatorError",
     "AggregatorServer",
     "AggregatorSettings",
     "AggregatorStateError",
-    "Clock",
+    "Clocks",
     "ConfigError",
-    "MeshConfig",
+    "FilterError",
     "Registry",
     "ServiceEntry",
+    "SnapshotData",
+    "TooManySubscribers",
     "load_config",
 ]

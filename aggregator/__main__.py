@@ -1,4 +1,7 @@
-"""`python -m aggregator --config FILE --port PORT`: serve until SIGINT or SIGTERM."""
+"""`python -m aggregator --config FILE --port PORT`: serve until SIGINT or SIGTERM.
+
+`add_arguments()` and `run()` are also what `metrics-mesh aggregator` is built from.
+"""
 
 from __future__ import annotations
 
@@ -9,24 +12,40 @@ import logging
 import signal
 import sys
 
-from agent import AgentError
-from aggregator._errors import AggregatorError
 from aggregator._server import AggregatorServer
-from aggregator.config import load_config
+from aggregator._settings import SECTION, load_config
+from mesh_common.errors import MeshError, exit_status
+from mesh_common.options import (
+    ENV_HELP,
+    HelpFormatter,
+    add_config_option,
+    add_log_level_option,
+    configure_logging,
+    port_number,
+)
 
 _LOG = logging.getLogger("aggregator")
 
+DESCRIPTION = (
+    "Collect every agent's event rate in shared rounds and serve "
+    "metricsmesh.v1.AggregatorService (GetSnapshot, StreamSnapshots), health and reflection "
+    "until SIGINT/SIGTERM."
+)
 
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="python -m aggregator",
-        description="Collect every agent's event rate in shared rounds and serve snapshots.",
-    )
-    parser.add_argument("--config", help="mesh TOML file (default: the built-in 15 services)")
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The aggregator's options: --config, --host, --port, --log-level."""
+    add_config_option(parser)
     parser.add_argument("--host", help="bind host (overrides [aggregator] host)")
-    parser.add_argument("--port", type=int, help="port, 0 = any free one (overrides the file)")
-    parser.add_argument("--log-level", default="INFO", help="logging level (default INFO)")
-    return parser
+    parser.add_argument(
+        "--port", type=port_number, help="port, 0 = any free one (overrides [aggregator] port)"
+    )
+    add_log_level_option(parser)
+
+
+def epilog() -> str:
+    """The help text's epilog: configuration sources and the [aggregator] keys."""
+    return ENV_HELP + "\n" + SECTION.help_text()
 
 
 async def serve(server: AggregatorServer) -> None:
@@ -50,24 +69,33 @@ async def serve(server: AggregatorServer) -> None:
         await server.stop()
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Parse arguments, load the configuration and serve; returns the exit status."""
-    args = _parser().parse_args(argv)
-    logging.basicConfig(
-        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+def run(args: argparse.Namespace) -> int:
+    """Load the configuration, apply the options and serve; returns the exit status."""
+    configure_logging(args.log_level)
     try:
         config = load_config(args.config)
-        settings = config.aggregator
         overrides = {"host": args.host, "port": args.port}
         settings = dataclasses.replace(
-            settings, **{key: value for key, value in overrides.items() if value is not None}
+            config.aggregator,
+            **{key: value for key, value in overrides.items() if value is not None},
         )
         asyncio.run(serve(AggregatorServer(config.services, settings)))
-    except (AggregatorError, AgentError) as error:
+    except MeshError as error:
         print(f"aggregator: {error}", file=sys.stderr)
-        return 2
+        return exit_status(error)
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m aggregator`: parse the command line and run."""
+    parser = argparse.ArgumentParser(
+        prog="python -m aggregator",
+        description=DESCRIPTION,
+        epilog=epilog(),
+        formatter_class=HelpFormatter,
+    )
+    add_arguments(parser)
+    return run(parser.parse_args(argv))
 
 
 if __name__ == "__main__":

@@ -1,21 +1,26 @@
 """The edge: `SnapshotData` to the wire `Snapshot`, with a request's filter and read mask.
 
 A `View` is one request's compiled filter (service names, types, read mask), validated against
-the registry and the Snapshot descriptor. `View.render` returns the serialized message for a
-snapshot at a send instant; the filtered, masked message is built once per snapshot and view
-and shared by every subscriber with the same view, only the ages are set per send.
+the registry and the Snapshot descriptor. `View.render` returns a serialized response for a
+snapshot at a send instant: the filtered, masked response message is built once per snapshot,
+view and response type and shared by every subscriber with the same view; only the ages are
+set per send. Everything is built with the generated classes.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Literal
 
-from google.protobuf.duration_pb2 import Duration
+from google.protobuf.message import Message
 from metricsmesh.v1 import aggregator_pb2, event_rate_pb2, snapshot_pb2
 
+from aggregator._errors import FilterError
 from aggregator._model import Health, Row, SnapshotData, Status
-from aggregator.config import Registry
+from mesh_common.filters import ServiceFilter
+from mesh_common.registry import Registry
+from mesh_common.wire_time import set_seconds
 
 _STATUS = {
     Status.ACTIVE: snapshot_pb2.SERVICE_STATUS_ACTIVE,
@@ -31,14 +36,18 @@ _HEALTH = {
 }
 _SNAPSHOT_FIELDS = frozenset(snapshot_pb2.Snapshot.DESCRIPTOR.fields_by_name)
 _ROW_FIELDS = frozenset(snapshot_pb2.ServiceRow.DESCRIPTOR.fields_by_name)
+_ENTRY_FIELDS = frozenset({"service_name", "service_type", "data_source", "host", "port"})
+AGENT_FIELDS = tuple(
+    sorted(
+        (_ROW_FIELDS & set(event_rate_pb2.GetEventRateResponse.DESCRIPTOR.fields_by_name))
+        - _ENTRY_FIELDS
+    )
+)
+"""The row fields copied from the agent's answer: every field ServiceRow shares by name with
+GetEventRateResponse (a field added to both travels without further code)."""
 
-
-class FilterError(ValueError):
-    """A request's filter names an unknown service or an unknown field path."""
-
-
-def _nanos(seconds: float) -> int:
-    return round(seconds * 1e9)
+ResponseKind = Literal["get", "stream", "replay"]
+"""GetSnapshotResponse, StreamSnapshotsResponse, or the latter with `replayed` set."""
 
 
 def row_to_proto(row: Row) -> snapshot_pb2.ServiceRow:
@@ -56,20 +65,11 @@ def row_to_proto(row: Row) -> snapshot_pb2.ServiceRow:
         error_message=row.error_message,
         consecutive_failures=row.consecutive_failures,
     )
-    message.call_latency.FromNanoseconds(_nanos(row.call_latency))
-    figures = row.figures
-    if figures is not None:
-        message.events_per_second = figures.events_per_second
-        message.events_per_hour = figures.events_per_hour
-        message.total_events = figures.total_events
-        message.uptime.FromNanoseconds(_nanos(figures.uptime_seconds))
-        if figures.answer:
-            detail = event_rate_pb2.GetEventRateResponse.FromString(figures.answer)
-            if detail.HasField("last_event_time"):
-                message.last_event_time.CopyFrom(detail.last_event_time)
-            if detail.HasField("read_time"):
-                message.read_time.CopyFrom(detail.read_time)
-            message.kinds.extend(detail.kinds)
+    set_seconds(message.call_latency, row.call_latency)
+    if row.figures is not None and row.figures.answer:
+        answer = event_rate_pb2.GetEventRateResponse.FromString(row.figures.answer)
+        for name in AGENT_FIELDS:
+            copy_field(answer, message, name)
     return message
 
 
@@ -87,8 +87,8 @@ def snapshot_to_proto(snapshot: SnapshotData, rows: Iterable[Row]) -> snapshot_p
         total_events=snapshot.total_events,
         data_sources_active=snapshot.data_sources_active,
     )
-    message.take_time.FromNanoseconds(_nanos(snapshot.take_time))
-    message.round_duration.FromNanoseconds(_nanos(snapshot.round_duration))
+    set_seconds(message.take_time, snapshot.take_time)
+    set_seconds(message.round_duration, snapshot.round_duration)
     message.services.extend(row_to_proto(row) for row in rows)
     return message
 
@@ -99,7 +99,7 @@ AGE_RESOLUTION_SECONDS = 0.002
 
 @dataclass(slots=True)
 class _Rendered:
-    message: snapshot_pb2.Snapshot
+    response: aggregator_pb2.GetSnapshotResponse | aggregator_pb2.StreamSnapshotsResponse
     received: tuple[float | None, ...]
     serialized: bytes = b""
     serialized_at: float = float("-inf")
@@ -110,20 +110,19 @@ class View:
 
     def __init__(self, registry: Registry, request: aggregator_pb2.SnapshotFilter) -> None:
         """Validate `request` against `registry`; raises FilterError naming the problem."""
-        unknown = [name for name in request.service_names if name not in registry.names]
+        services = ServiceFilter.of(request.service_names, request.service_types)
+        unknown = services.unknown_names(registry.names)
         if unknown:
             raise FilterError(
                 f"unknown service name {unknown[0]!r} in filter.service_names; known: "
                 f"{', '.join(registry.names)}"
             )
-        self._names = frozenset(request.service_names)
-        self._types = frozenset(request.service_types)
+        self._services = services
         top, rows = _compile_mask(request.read_mask.paths if request.HasField("read_mask") else ())
         self._top = top
         self._row_fields = rows
         self.key = (
-            tuple(sorted(self._names)),
-            tuple(sorted(self._types)),
+            services.key(),
             None if top is None else tuple(sorted(top)),
             None if rows is None else tuple(sorted(rows)),
         )
@@ -131,10 +130,7 @@ class View:
 
     def keeps(self, row: Row) -> bool:
         """True when the filter keeps `row`."""
-        entry = row.entry
-        return (not self._names or entry.name in self._names) and (
-            not self._types or entry.type in self._types
-        )
+        return self._services.keeps(row.entry.name, row.entry.type)
 
     def build(
         self, snapshot: SnapshotData
@@ -148,7 +144,7 @@ class View:
         masked = snapshot_pb2.Snapshot()
         for name in self._top:
             if name != "services":
-                _copy_field(full, masked, name)
+                copy_field(full, masked, name)
         if "services" not in self._top:
             return masked, ()
         if self._row_fields is None:
@@ -157,49 +153,59 @@ class View:
         for source in full.services:
             target = masked.services.add()
             for name in self._row_fields:
-                _copy_field(source, target, name)
+                copy_field(source, target, name)
         return masked, received
 
-    def render(self, snapshot: SnapshotData, now: float, cache: RenderCache) -> bytes:
-        """The serialized message for `snapshot` sent at monotonic instant `now`.
+    def render(
+        self, snapshot: SnapshotData, now: float, cache: RenderCache, kind: ResponseKind
+    ) -> bytes:
+        """The serialized response of `kind` for `snapshot` sent at monotonic instant `now`.
 
         Ages are those at `now`, to within AGE_RESOLUTION_SECONDS: subscribers woken by the
         same round share one serialization instead of paying one each.
         """
-        rendered = cache.get(snapshot, self)
+        rendered = cache.get(snapshot, self, kind)
         if 0.0 <= now - rendered.serialized_at < AGE_RESOLUTION_SECONDS:
             return rendered.serialized
-        message = rendered.message
+        message = rendered.response.snapshot
         if self._top is None or "age" in self._top:
-            message.age.FromNanoseconds(_nanos(max(0.0, now - snapshot.take_monotonic)))
+            set_seconds(message.age, max(0.0, now - snapshot.taken_at))
         if self._row_fields is None or "age" in self._row_fields:
             for row, received in zip(message.services, rendered.received, strict=False):
                 if received is not None:
-                    row.age.FromNanoseconds(_nanos(max(0.0, now - received)))
-        rendered.serialized = message.SerializeToString()
+                    set_seconds(row.age, max(0.0, now - received))
+        rendered.serialized = rendered.response.SerializeToString()
         rendered.serialized_at = now
         return rendered.serialized
 
 
 class RenderCache:
-    """Built messages per (view key, snapshot sequence), kept for the latest sequences only."""
+    """Built responses per (view key, response kind, snapshot sequence), latest sequences only."""
 
     def __init__(self, keep_sequences: int = 2) -> None:
         self._keep = keep_sequences
-        self._items: dict[tuple[object, int], _Rendered] = {}
+        self._items: dict[tuple[object, ResponseKind, int], _Rendered] = {}
 
-    def get(self, snapshot: SnapshotData, view: View) -> _Rendered:
-        """The built message of `view` for `snapshot`, building it on first use."""
-        key = (view.key, snapshot.sequence)
+    def get(self, snapshot: SnapshotData, view: View, kind: ResponseKind) -> _Rendered:
+        """The built response of `view` and `kind` for `snapshot`, building it on first use."""
+        key = (view.key, kind, snapshot.sequence)
         rendered = self._items.get(key)
         if rendered is None:
             message, received = view.build(snapshot)
-            rendered = _Rendered(message, received)
+            rendered = _Rendered(_response(kind, message), received)
             floor = snapshot.sequence - self._keep
             if len(self._items) > 64:
-                self._items = {k: v for k, v in self._items.items() if k[1] > floor}
+                self._items = {k: v for k, v in self._items.items() if k[2] > floor}
             self._items[key] = rendered
         return rendered
+
+
+def _response(
+    kind: ResponseKind, snapshot: snapshot_pb2.Snapshot
+) -> aggregator_pb2.GetSnapshotResponse | aggregator_pb2.StreamSnapshotsResponse:
+    if kind == "get":
+        return aggregator_pb2.GetSnapshotResponse(snapshot=snapshot)
+    return aggregator_pb2.StreamSnapshotsResponse(snapshot=snapshot, replayed=kind == "replay")
 
 
 def _compile_mask(paths: Sequence[str]) -> tuple[frozenset[str] | None, frozenset[str] | None]:
@@ -235,44 +241,14 @@ def _compile_mask(paths: Sequence[str]) -> tuple[frozenset[str] | None, frozense
     return frozenset(top), None if whole_rows else frozenset(rows)
 
 
-def _copy_field(source: object, target: object, name: str) -> None:
-    descriptor = source.DESCRIPTOR.fields_by_name[name]  # type: ignore[attr-defined]
+def copy_field(source: Message, target: Message, name: str) -> None:
+    """Copy field `name` from `source` to `target` (messages with a field of that name)."""
+    descriptor = source.DESCRIPTOR.fields_by_name[name]
     value = getattr(source, name)
     if descriptor.is_repeated:
         getattr(target, name).extend(value)
     elif descriptor.message_type is not None:
-        if source.HasField(name):  # type: ignore[attr-defined]
+        if source.HasField(name):
             getattr(target, name).CopyFrom(value)
     else:
         setattr(target, name, value)
-
-
-def to_seconds(duration: Duration) -> float:
-    """Seconds of a Duration."""
-    return duration.ToNanoseconds() / 1e9
-
-
-def _varint(value: int) -> bytes:
-    out = bytearray()
-    while True:
-        bits = value & 0x7F
-        value >>= 7
-        if value:
-            out.append(bits | 0x80)
-        else:
-            out.append(bits)
-            return bytes(out)
-
-
-_SNAPSHOT_TAG = b"\x0a"  # field 1 (snapshot), wire type 2, in both response messages
-_REPLAYED_TRUE = b"\x10\x01"  # field 2 (replayed), varint 1
-
-
-def wrap_response(snapshot: bytes, replayed: bool = False) -> bytes:
-    """A serialized Get/StreamSnapshotsResponse holding the serialized `snapshot`.
-
-    Both responses carry the snapshot as field 1; StreamSnapshotsResponse adds `replayed`
-    as field 2. Wrapping the bytes avoids parsing and re-serializing the snapshot.
-    """
-    body = _SNAPSHOT_TAG + _varint(len(snapshot)) + snapshot
-    return body + _REPLAYED_TRUE if replayed else body

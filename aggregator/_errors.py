@@ -1,20 +1,29 @@
 """Errors the aggregator raises, each with a message the operator can act on.
 
-AggregatorError
- ├── ConfigError        the configuration file or an environment override is invalid
- └── AggregatorStateError  start/stop called in the wrong order
+MeshError (mesh_common.errors)
+ └── AggregatorError
+      ├── AggregatorStateError   start/stop called in the wrong order, or shutting down
+      ├── TooManySubscribers     the StreamSnapshots cap is reached
+      └── FilterError            a request's filter names an unknown service or field
+Configuration errors are mesh_common's ConfigError, shared by every component.
 """
 
 from __future__ import annotations
 
+from mesh_common.errors import MeshError
 
-class AggregatorError(Exception):
+
+class AggregatorError(MeshError):
     """Base class of every error raised by the aggregator."""
-
-
-class ConfigError(AggregatorError):
-    """The configuration is invalid; the message names the entry and the problem."""
 
 
 class AggregatorStateError(AggregatorError):
     """A lifecycle method was called in a state where it cannot run (e.g. start twice)."""
+
+
+class TooManySubscribers(AggregatorError):
+    """The subscriber cap is reached; the message names the limit."""
+
+
+class FilterError(AggregatorError, ValueError):
+    """A request's filter names an unknown service or an unknown field path."""

@@ -1,124 +1,88 @@
 """The I/O part of a round: call GetEventRate on every agent at once, each with its deadline.
 
-`FanOut` owns one persistent channel per agent (created once, at `start()`) and the agents'
-health watches. A round issues every call back to back, each with its own timeout, and
-counts completions in done-callbacks: no asyncio task of ours per call, one future per round.
-The round ends when the last call has ended, so a hung agent costs its own deadline and
-nothing else. Answers stay bytes until the round is folded, and are parsed once.
+A round issues every call back to back, each with its own timeout, on the targets' persistent
+channels, and counts completions in done-callbacks: no asyncio task of ours per call, one
+future per round. The round ends when the last call has ended, so a hung agent costs its own
+deadline and nothing else. Answers stay bytes until the round is folded, and are parsed once.
 """
 
 from __future__ import annotations
 
 import asyncio
-import logging
-from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import grpc
 from google.protobuf.message import DecodeError
 from metricsmesh.v1 import event_rate_pb2
 
-from aggregator._health import HealthWatch
-from aggregator._model import AgentFigures, CallKind, Clock, Health, Outcome
-from aggregator.config import Registry
+from aggregator._model import AgentFigures, CallKind, Health, Outcome
+from aggregator._targets import Target, Targets
+from mesh_common.clocks import ReadClock
+from mesh_common.wire_time import to_seconds
 
-_LOG = logging.getLogger(__name__)
-
-GET_EVENT_RATE = "/metricsmesh.v1.EventRateService/GetEventRate"
 _REQUEST = event_rate_pb2.GetEventRateRequest().SerializeToString()
 _UNREACHABLE_CODES = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED})
 _DEADLINE_SLACK_SECONDS = 0.002
 """How long after the deadline a round stops waiting for calls that have not ended (gRPC's
 own deadline normally ends them first; this bounds the round when its report is late)."""
 
-CHANNEL_OPTIONS: Sequence[tuple[str, int]] = (
-    # Reconnect quickly to an agent that comes back, but not in a tight loop.
-    ("grpc.initial_reconnect_backoff_ms", 200),
-    ("grpc.max_reconnect_backoff_ms", 5000),
-)
-
 Call = grpc.aio.UnaryUnaryCall[bytes, bytes]
 
 
+@dataclass(slots=True)
+class _Pending:
+    """One call of a round: the target, the call, when it started and when it ended."""
+
+    target: Target
+    call: Call
+    started_at: float
+    ended_at: float = 0.0
+
+
 class FanOut:
-    """Persistent channels and health watches for every agent of a registry."""
+    """Runs one round's calls over a set of targets, each with the same deadline."""
 
-    def __init__(self, registry: Registry, *, deadline: float, clock: Clock) -> None:
-        self.registry = registry
+    def __init__(self, *, deadline: float, monotonic: ReadClock) -> None:
         self.deadline = deadline
-        self._clock = clock
-        self._channels: list[grpc.aio.Channel] = []
-        self._methods: list[grpc.aio.UnaryUnaryMultiCallable[bytes, bytes]] = []
-        self._watches: list[HealthWatch] = []
-        self._revivals_seen: list[int] = []
+        self._monotonic = monotonic
 
-    def start(self) -> None:
-        """Create the channels (once) and start the health watches; needs a running loop."""
-        if self._channels:
-            return
-        for entry in self.registry:
-            channel = grpc.aio.insecure_channel(entry.target, options=CHANNEL_OPTIONS)
-            self._channels.append(channel)
-            self._methods.append(channel.unary_unary(GET_EVENT_RATE))
-            watch = HealthWatch(channel, entry.name)
-            watch.start()
-            self._watches.append(watch)
-            self._revivals_seen.append(0)
+    async def collect(self, targets: Targets) -> dict[str, Outcome]:
+        """Call every target that is not backing off; return each one's outcome by name.
 
-    async def close(self) -> None:
-        """Stop the watches and close the channels; a second call is harmless."""
-        watches, self._watches = self._watches, []
-        channels, self._channels = self._channels, []
-        self._methods = []
-        await asyncio.gather(*(watch.close() for watch in watches), return_exceptions=True)
-        await asyncio.gather(*(channel.close() for channel in channels), return_exceptions=True)
-
-    async def collect(self, skip: Sequence[str | None]) -> list[Outcome]:
-        """Call every agent whose `skip` entry is None; the others get a SKIPPED outcome.
-
-        `skip[i]` is the reason text shown for a skipped agent; an agent whose health stream
-        answered again since the last round is called anyway (it is back: its backoff ends).
-        Returns once every call has ended (answered, failed or hit its deadline); never raises
-        for a failed call.
+        Returns once every call has ended (answered, failed or hit its deadline); never
+        raises for a failed call. A target that is backing off gets a SKIPPED outcome.
         """
         loop = asyncio.get_running_loop()
-        monotonic = self._clock.monotonic
+        monotonic = self._monotonic
         deadline = self.deadline
-        count = len(skip)
-        calls: list[Call | None] = [None] * count
-        starts = [0.0] * count
-        ends = [0.0] * count
         done = loop.create_future()
-        pending = 0
+        now = monotonic()
+        outcomes: dict[str, Outcome] = {}
+        pending: list[_Pending] = []
+        health_waits = []
+        remaining = 0
 
-        def finished(index: int) -> None:
-            nonlocal pending
-            ends[index] = monotonic()
-            pending -= 1
-            if pending == 0 and not done.done():
+        def finished(item: _Pending) -> None:
+            nonlocal remaining
+            item.ended_at = monotonic()
+            remaining -= 1
+            if remaining == 0 and not done.done():
                 done.set_result(None)
 
-        def on_done(index: int) -> Callable[[object], None]:
-            return lambda _call: finished(index)
-
-        health_waits = []
-        revivals_seen = self._revivals_seen
-        skip = list(skip)
-        for index, method in enumerate(self._methods):
-            watch = self._watches[index]
-            if watch.revivals != revivals_seen[index]:
-                # The agent's health stream is back: end its backoff now, not at the next retry.
-                revivals_seen[index] = watch.revivals
-                skip[index] = None
-            if skip[index] is not None:
+        for target in targets:
+            reason = target.skip_reason(now)
+            if reason is not None:
+                outcomes[target.entry.name] = Outcome(
+                    CallKind.SKIPPED, target.watch.health, 0.0, error=reason
+                )
                 continue
-            if not watch.known:
-                health_waits.append(asyncio.ensure_future(watch.wait_known()))
-            starts[index] = monotonic()
-            call = method(_REQUEST, timeout=deadline)
-            calls[index] = call
-            pending += 1
-            call.add_done_callback(on_done(index))
+            if not target.watch.known:
+                health_waits.append(asyncio.ensure_future(target.watch.wait_known()))
+            item = _Pending(target, target.get_event_rate(_REQUEST, timeout=deadline), monotonic())
+            pending.append(item)
+            remaining += 1
+            item.call.add_done_callback(lambda _call, item=item: finished(item))  # type: ignore[misc]
         started = monotonic()
         if pending:
             cutoff = loop.call_later(deadline + _DEADLINE_SLACK_SECONDS, _resolve, done)
@@ -130,17 +94,13 @@ class FanOut:
             await asyncio.wait(health_waits, timeout=max(0.0, started + deadline - monotonic()))
             for wait in health_waits:
                 wait.cancel()
-        return [
-            await self._outcome(index, calls[index], skip[index], starts[index], ends[index])
-            for index in range(count)
-        ]
+        for item in pending:
+            outcomes[item.target.entry.name] = await self._outcome(item)
+        return outcomes
 
-    async def _outcome(
-        self, index: int, call: Call | None, reason: str | None, start: float, end: float
-    ) -> Outcome:
-        watch = self._watches[index]
-        if call is None:
-            return Outcome(CallKind.SKIPPED, watch.health, 0.0, error=reason or "not called")
+    async def _outcome(self, item: _Pending) -> Outcome:
+        watch = item.target.watch
+        call = item.call
         if not call.done():  # the round's cutoff came first: the call missed its deadline
             call.cancel()
             return Outcome(
@@ -149,22 +109,21 @@ class FanOut:
                 self.deadline,
                 error=f"DEADLINE_EXCEEDED: no answer within {self.deadline:g} s",
             )
+        latency = item.ended_at - item.started_at
         try:
             data: Any = await call  # already done: returns at once
         except grpc.aio.AioRpcError as error:
-            return _failure(error.code(), error.details() or "", end - start, watch.health)
+            return _failure(error.code(), error.details() or "", latency, watch.health)
         except asyncio.CancelledError:  # the call (not this task) was cancelled: channel closed
-            return Outcome(CallKind.UNREACHABLE, watch.health, end - start, error="CANCELLED")
+            return Outcome(CallKind.UNREACHABLE, watch.health, latency, error="CANCELLED")
         health = watch.health
         if health is Health.UNREACHABLE:
             watch.reconnect_now()
         try:
             figures = parse_figures(data)
         except DecodeError as error:
-            return Outcome(
-                CallKind.ERROR, health, end - start, error=f"undecodable answer: {error}"
-            )
-        return Outcome(CallKind.OK, health, end - start, figures=figures, received_at=end)
+            return Outcome(CallKind.ERROR, health, latency, error=f"undecodable answer: {error}")
+        return Outcome(CallKind.OK, health, latency, figures=figures, received_at=item.ended_at)
 
 
 def _resolve(future: asyncio.Future[None]) -> None:
@@ -184,13 +143,12 @@ def _failure(code: grpc.StatusCode, details: str, latency: float, health: Health
 def parse_figures(data: bytes) -> AgentFigures:
     """The figures of one serialized GetEventRate answer; DecodeError when it is garbage."""
     response = event_rate_pb2.GetEventRateResponse.FromString(data)
-    uptime = response.uptime
     return AgentFigures(
         service_name=response.service_name,
         events_per_second=response.events_per_second,
         events_per_hour=response.events_per_hour,
         total_events=response.total_events,
         window_events=response.window_events,
-        uptime_seconds=uptime.seconds + uptime.nanos * 1e-9,
+        uptime_seconds=to_seconds(response.uptime),
         answer=data,
     )

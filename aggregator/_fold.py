@@ -8,7 +8,7 @@ state. Every rule of DESIGN.md's Semantics about statuses and totals lives here.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from aggregator._model import (
@@ -20,8 +20,9 @@ from aggregator._model import (
     SnapshotData,
     Status,
     TargetState,
+    failed_outcome,
 )
-from aggregator.config import Registry
+from mesh_common.registry import Registry
 
 _TRANSPORT_FAILURES = frozenset({CallKind.UNREACHABLE, CallKind.DEADLINE})
 
@@ -121,24 +122,27 @@ def next_state(outcome: Outcome, state: TargetState, now: float, backoff: Backof
 
 def fold_round(
     registry: Registry,
-    outcomes: Sequence[Outcome],
-    states: Sequence[TargetState],
+    outcomes: Mapping[str, Outcome],
+    states: Mapping[str, TargetState],
     times: RoundTimes,
     backoff: Backoff,
-) -> tuple[SnapshotData, tuple[TargetState, ...]]:
-    """Fold one round's outcomes (registry order) into a snapshot and the next states.
+) -> tuple[SnapshotData, dict[str, TargetState]]:
+    """Fold one round's outcomes (by service name) into a snapshot and the next states.
 
-    Totals and `data_sources_active` cover active rows only; `services_answered` counts
-    the services whose GetEventRate call returned figures this round.
+    Rows follow the registry's order. A service with no outcome counts as failed, one with
+    no state starts afresh. Totals and `data_sources_active` cover active rows only;
+    `services_answered` counts the services whose GetEventRate call returned figures.
     """
     rows: list[Row] = []
-    new_states: list[TargetState] = []
+    new_states: dict[str, TargetState] = {}
     counts = {Status.ACTIVE: 0, Status.INACTIVE: 0, Status.ERROR: 0}
     answered = 0
     eps = eph = 0.0
     total = 0
     sources: set[str] = set()
-    for entry, outcome, state in zip(registry, outcomes, states, strict=True):
+    for entry in registry:
+        outcome = outcomes.get(entry.name) or failed_outcome("no outcome was collected")
+        state = states.get(entry.name) or TargetState()
         if outcome.kind is CallKind.OK and outcome.figures is not None:
             answered += 1
         status, error = judge(entry.name, outcome, state)
@@ -163,11 +167,11 @@ def fold_round(
                 received_at=outcome.received_at if figures is not None else None,
             )
         )
-        new_states.append(new_state)
+        new_states[entry.name] = new_state
     snapshot = SnapshotData(
         sequence=times.sequence,
         take_time=times.take_time,
-        take_monotonic=times.started,
+        taken_at=times.started,
         round_duration=max(0.0, times.finished - times.started),
         rows=tuple(rows),
         services_answered=answered,
@@ -179,4 +183,4 @@ def fold_round(
         total_events=total,
         data_sources_active=tuple(sorted(sources)),
     )
-    return snapshot, tuple(new_states)
+    return snapshot, new_states

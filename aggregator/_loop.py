@@ -1,11 +1,13 @@
 """The one shared round loop: rounds on an interval while anybody listens, or on demand.
 
-`RoundLoop` runs rounds through a `FanOut`, folds them with `fold_round`, keeps the latest
-snapshot and a bounded history, and offers each new snapshot to every subscriber. A round runs
-(a) every `interval` while at least one subscriber listens, and (b) on demand when a caller
-needs a snapshot fresher than the latest; concurrent callers share the one in-flight round.
-Nothing runs per request or per subscriber. Like OpenTelemetry's periodic reader, every
-failure is caught and logged: one failure never stops the loop.
+`RoundLoop` runs rounds over its `Targets` through a `FanOut`, folds them with `fold_round`,
+keeps the latest snapshot and a bounded history, and publishes each new snapshot to its
+observers (the first of which feeds the StreamSnapshots subscribers). A round runs (a) every
+`interval` while at least one subscriber listens, and (b) on demand when a caller needs a
+snapshot fresher than the latest; concurrent callers share the one in-flight round. Nothing
+runs per request or per subscriber. `replace_registry()` changes the set of targets between
+two rounds. Like OpenTelemetry's periodic reader, every failure is caught and logged: one
+failure never stops the loop.
 """
 
 from __future__ import annotations
@@ -13,53 +15,52 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable
 
-from aggregator._errors import AggregatorStateError
+from aggregator._errors import AggregatorStateError, TooManySubscribers
 from aggregator._fanout import FanOut
 from aggregator._fold import Backoff, RoundTimes, fold_round
-from aggregator._model import CallKind, Clock, Health, Outcome, SnapshotData, TargetState
+from aggregator._model import SnapshotData, failed_outcome
+from aggregator._observers import ObserverSet, SnapshotObserver
+from aggregator._settings import AggregatorSettings
 from aggregator._subscription import Subscription
-from aggregator.config import AggregatorSettings, Registry
+from aggregator._targets import Targets
+from mesh_common.clocks import Clocks
+from mesh_common.registry import Registry
 
 _LOG = logging.getLogger(__name__)
 
 
-class TooManySubscribers(Exception):
-    """The subscriber cap is reached."""
-
-
 class RoundLoop:
-    """Rounds, the latest snapshot, history and subscribers of one aggregator."""
+    """Rounds, the latest snapshot, history, observers and subscribers of one aggregator."""
 
     rounds: int
     """How many rounds have completed (each yields one snapshot)."""
     latest: SnapshotData | None
 
-    def __init__(
-        self,
-        registry: Registry,
-        settings: AggregatorSettings,
-        *,
-        clock: Clock,
-        fanout: FanOut | None = None,
-    ) -> None:
-        self.registry = registry
+    def __init__(self, registry: Registry, settings: AggregatorSettings, *, clocks: Clocks) -> None:
         self.settings = settings
-        self.clock = clock
+        self.clocks = clocks
         self.rounds = 0
         self.latest = None
         self.history: collections.deque[SnapshotData] = collections.deque(
             maxlen=settings.history_size
         )
-        self._fanout = fanout or FanOut(registry, deadline=settings.deadline_seconds, clock=clock)
+        self._targets = Targets(registry)
+        self._next_registry: Registry | None = None
+        self._fanout = FanOut(deadline=settings.deadline_seconds, monotonic=clocks.monotonic)
         self._backoff = Backoff(settings.interval_seconds, settings.backoff_max_seconds)
-        self._states: tuple[TargetState, ...] = tuple(TargetState() for _ in registry)
+        self._observers = ObserverSet(clocks.monotonic)
         self._subscribers: set[Subscription] = set()
         self._listening = asyncio.Event()
         self._inflight: asyncio.Task[SnapshotData] | None = None
         self._ticker: asyncio.Task[None] | None = None
         self._stopped = False
+
+    @property
+    def registry(self) -> Registry:
+        """The registry the next round calls (a pending replacement included)."""
+        return self._next_registry or self._targets.registry
 
     @property
     def subscriber_count(self) -> int:
@@ -72,11 +73,12 @@ class RoundLoop:
         return self._inflight is not None and not self._inflight.done()
 
     def start(self) -> None:
-        """Create the channels and start the interval loop (idle until somebody listens)."""
+        """Open the channels and start the interval loop (idle until somebody listens)."""
         if self._stopped:
             raise AggregatorStateError("a stopped round loop cannot be started again")
         if self._ticker is None:
-            self._fanout.start()
+            self._targets.start()
+            self._observers.add("streams", self._offer_to_subscribers)
             self._ticker = asyncio.get_running_loop().create_task(self._tick(), name="rounds")
 
     async def stop(self) -> None:
@@ -90,7 +92,24 @@ class RoundLoop:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-        await self._fanout.close()
+        await self._observers.close()
+        await self._targets.close()
+
+    def replace_registry(self, registry: Registry) -> None:
+        """Call the services of `registry` from the next round on.
+
+        Services that stay keep their channel, health watch, backoff state and history;
+        new ones are called from the next round, removed ones no longer appear.
+        """
+        self._next_registry = registry
+
+    def add_observer(self, name: str, observer: SnapshotObserver) -> Callable[[], None]:
+        """Have `observer` awaited with every new snapshot; returns the function to remove it.
+
+        A slow observer gets only the newest snapshot when it is ready again; a failing one
+        is logged. Neither delays a round or another observer.
+        """
+        return self._observers.add(name, observer)
 
     async def snapshot(self, max_age: float | None = None) -> SnapshotData:
         """The latest snapshot if younger than `max_age` (default: the interval), else a new one.
@@ -100,7 +119,7 @@ class RoundLoop:
         """
         limit = self.settings.interval_seconds if max_age is None else max_age
         latest = self.latest
-        if latest is not None and self.clock.monotonic() - latest.take_monotonic < limit:
+        if latest is not None and self.clocks.monotonic() - latest.taken_at < limit:
             return latest
         try:
             return await asyncio.shield(self._shared_round())
@@ -120,7 +139,7 @@ class RoundLoop:
                 f"too many subscribers: the limit of {self.settings.max_subscribers} "
                 "concurrent StreamSnapshots calls is reached (max_subscribers); retry later"
             )
-        subscription = Subscription(min_interval, self.clock.monotonic)
+        subscription = Subscription(min_interval, self.clocks.monotonic)
         self._subscribers.add(subscription)
         self._listening.set()
         return subscription
@@ -149,13 +168,17 @@ class RoundLoop:
             self._inflight = asyncio.get_running_loop().create_task(self._round(), name="round")
         return self._inflight
 
+    async def _offer_to_subscribers(self, snapshot: SnapshotData) -> None:
+        for subscription in self._subscribers:
+            subscription.offer(snapshot)
+
     async def _tick(self) -> None:
         interval = self.settings.interval_seconds
         while True:
             await self._listening.wait()
             latest = self.latest
-            now = self.clock.monotonic()
-            due = now if latest is None else latest.take_monotonic + interval
+            now = self.clocks.monotonic()
+            due = now if latest is None else latest.taken_at + interval
             if now < due:
                 await asyncio.sleep(due - now)
                 continue
@@ -168,36 +191,29 @@ class RoundLoop:
                 await asyncio.sleep(interval)
 
     async def _round(self) -> SnapshotData:
-        monotonic = self.clock.monotonic
+        if self._next_registry is not None:
+            registry, self._next_registry = self._next_registry, None
+            await self._targets.replace(registry)
+        targets = self._targets
+        monotonic = self.clocks.monotonic
         started = monotonic()
-        take_time = self.clock.wall()
-        states = self._states
-        skip = [_skip_reason(state, started) for state in states]
+        take_time = self.clocks.wall()
         try:
-            outcomes: Sequence[Outcome] = await self._fanout.collect(skip)
+            outcomes = await self._fanout.collect(targets)
         except asyncio.CancelledError:
             raise
         except Exception as error:
             _LOG.exception("collecting a round failed")
-            outcomes = [
-                Outcome(CallKind.ERROR, Health.UNKNOWN, 0.0, error=f"round failed: {error!r}")
-                for _ in self.registry
-            ]
-        finished = monotonic()
-        times = RoundTimes(self.rounds + 1, take_time, started, finished)
-        snapshot, self._states = fold_round(self.registry, outcomes, states, times, self._backoff)
+            failed = failed_outcome(f"round failed: {error!r}")
+            outcomes = {target.entry.name: failed for target in targets}
+        times = RoundTimes(self.rounds + 1, take_time, started, monotonic())
+        states = {target.entry.name: target.state for target in targets}
+        snapshot, new_states = fold_round(targets.registry, outcomes, states, times, self._backoff)
+        for target in targets:
+            target.state = new_states[target.entry.name]
+            target.last_outcome = outcomes.get(target.entry.name)
         self.latest = snapshot
         self.history.append(snapshot)
         self.rounds += 1
-        for subscription in self._subscribers:
-            subscription.offer(snapshot)
+        self._observers.publish(snapshot)
         return snapshot
-
-
-def _skip_reason(state: TargetState, now: float) -> str | None:
-    if state.retry_at <= now:
-        return None
-    return (
-        f"not called: backing off after {state.consecutive_failures} failed calls, next "
-        f"attempt in {state.retry_at - now:.1f} s; last error: {state.last_error}"
-    )

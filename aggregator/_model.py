@@ -8,10 +8,9 @@ the agent's health); `fold_round` turns them into a `SnapshotData`. Conversion t
 from __future__ import annotations
 
 import enum
-from collections.abc import Callable
 from dataclasses import dataclass
 
-from aggregator.config import ServiceEntry
+from mesh_common.registry import ServiceEntry
 
 
 class Status(enum.Enum):
@@ -79,6 +78,11 @@ class Outcome:
     """Monotonic instant at which the answer arrived (0 when there is none)."""
 
 
+def failed_outcome(error: str) -> Outcome:
+    """The outcome of a service whose call could not even be made (the round itself failed)."""
+    return Outcome(CallKind.ERROR, Health.UNKNOWN, 0.0, error=error)
+
+
 @dataclass(frozen=True, slots=True)
 class TargetState:
     """What the loop remembers about one service between rounds (for backoff and rows)."""
@@ -107,12 +111,16 @@ class Row:
 
 @dataclass(frozen=True, slots=True)
 class SnapshotData:
-    """One consolidated round: rows in registry order plus totals over the active rows."""
+    """One consolidated round: rows in registry order plus totals over the active rows.
+
+    Each row carries its own registry entry, so a snapshot in history stays meaningful after
+    the registry changes.
+    """
 
     sequence: int
     take_time: float
     """Wall-clock time (epoch seconds) at which the round started."""
-    take_monotonic: float
+    taken_at: float
     """Monotonic instant at which the round started (for ages)."""
     round_duration: float
     rows: tuple[Row, ...]
@@ -129,18 +137,3 @@ class SnapshotData:
     def services_total(self) -> int:
         """The number of configured services (the n of k-of-n)."""
         return len(self.rows)
-
-    @property
-    def complete_monotonic(self) -> float:
-        """Monotonic instant at which the round completed."""
-        return self.take_monotonic + self.round_duration
-
-
-@dataclass(frozen=True, slots=True)
-class Clock:
-    """The two clocks the aggregator reads, injectable for exact tests."""
-
-    monotonic: Callable[[], float]
-    """Seconds from an arbitrary origin, never going back; used for every duration."""
-    wall: Callable[[], float]
-    """Epoch seconds; used only for timestamps."""

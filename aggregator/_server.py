@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-import time
 from types import TracebackType
 
-from agent.grpc_host import DEFAULT_GRACE_SECONDS, GrpcHost
 from aggregator._loop import RoundLoop
-from aggregator._model import Clock
 from aggregator._service import SERVICE_NAME, AggregatorServicer
-from aggregator.config import DEFAULT_REGISTRY, AggregatorSettings, Registry
-
-SYSTEM_CLOCK = Clock(monotonic=time.monotonic, wall=time.time)
-"""The real clocks: `time.monotonic` for durations, `time.time` for timestamps."""
+from aggregator._settings import AggregatorSettings
+from mesh_common.clocks import SYSTEM_CLOCKS, Clocks
+from mesh_common.grpc_host import DEFAULT_GRACE_SECONDS, GrpcHost
+from mesh_common.registry import DEFAULT_REGISTRY, Registry
 
 
 class AggregatorServer:
@@ -28,12 +25,11 @@ class AggregatorServer:
         registry: Registry = DEFAULT_REGISTRY,
         settings: AggregatorSettings | None = None,
         *,
-        clock: Clock = SYSTEM_CLOCK,
+        clocks: Clocks = SYSTEM_CLOCKS,
         grace_seconds: float = DEFAULT_GRACE_SECONDS,
     ) -> None:
-        self.registry = registry
         self.settings = settings or AggregatorSettings()
-        self.loop = RoundLoop(registry, self.settings, clock=clock)
+        self.loop = RoundLoop(registry, self.settings, clocks=clocks)
         self._servicer = AggregatorServicer(self.loop)
         self._host = GrpcHost(
             self._servicer.register,
@@ -42,6 +38,11 @@ class AggregatorServer:
             port=self.settings.port,
             grace_seconds=grace_seconds,
         )
+
+    @property
+    def registry(self) -> Registry:
+        """The services the aggregator calls."""
+        return self.loop.registry
 
     @property
     def port(self) -> int:

@@ -2,8 +2,8 @@
 
 Handlers validate the request (unknown service names or field paths, negative durations ->
 INVALID_ARGUMENT), then only read what the loop produced: no handler ever runs a round of its
-own. Responses are serialized once per snapshot and view (see `aggregator._convert`), so the
-handlers are registered with a pass-through response serializer.
+own. Responses are serialized once per snapshot, view and send instant (see `aggregator._convert`),
+so the handlers are registered with a pass-through response serializer.
 """
 
 from __future__ import annotations
@@ -16,10 +16,11 @@ import grpc
 from google.protobuf.duration_pb2 import Duration
 from metricsmesh.v1 import aggregator_pb2
 
-from aggregator._convert import FilterError, RenderCache, View, wrap_response
-from aggregator._errors import AggregatorStateError
-from aggregator._loop import RoundLoop, TooManySubscribers
+from aggregator._convert import RenderCache, ResponseKind, View
+from aggregator._errors import AggregatorStateError, FilterError, TooManySubscribers
+from aggregator._loop import RoundLoop
 from aggregator._model import SnapshotData
+from mesh_common.wire_time import to_seconds
 
 _LOG = logging.getLogger(__name__)
 
@@ -68,7 +69,7 @@ class AggregatorServicer:
             snapshot = await self._loop.snapshot(max_age)
         except AggregatorStateError:
             await context.abort(grpc.StatusCode.UNAVAILABLE, SHUTDOWN_MESSAGE)
-        return wrap_response(self._render(view, snapshot))
+        return self._render(view, snapshot, "get")
 
     async def stream_snapshots(
         self, request: aggregator_pb2.StreamSnapshotsRequest, context: Context
@@ -95,7 +96,7 @@ class AggregatorServicer:
                 first = [] if loop.latest is None else [loop.latest]
             last_sequence = 0
             for snapshot in first:
-                yield wrap_response(self._render(view, snapshot), replayed=True)
+                yield self._render(view, snapshot, "replay")
                 last_sequence = snapshot.sequence
             if first:
                 subscription.mark_sent()
@@ -106,14 +107,14 @@ class AggregatorServicer:
                 if live.sequence <= last_sequence:
                     continue
                 last_sequence = live.sequence
-                yield wrap_response(self._render(view, live))
+                yield self._render(view, live, "stream")
             context.set_code(grpc.StatusCode.UNAVAILABLE)
             context.set_details(SHUTDOWN_MESSAGE)
         finally:
             loop.unsubscribe(subscription)
 
-    def _render(self, view: View, snapshot: SnapshotData) -> bytes:
-        return view.render(snapshot, self._loop.clock.monotonic(), self._cache)
+    def _render(self, view: View, snapshot: SnapshotData, kind: ResponseKind) -> bytes:
+        return view.render(snapshot, self._loop.clocks.monotonic(), self._cache, kind)
 
     async def _view(self, request: aggregator_pb2.SnapshotFilter, context: Context) -> View:
         try:
@@ -123,7 +124,7 @@ class AggregatorServicer:
 
 
 async def _seconds(name: str, value: Duration, context: Context) -> float:
-    seconds = value.ToNanoseconds() / 1e9
+    seconds = to_seconds(value)
     if seconds < 0:
         await context.abort(
             grpc.StatusCode.INVALID_ARGUMENT, f"{name} must not be negative, got {seconds} s"

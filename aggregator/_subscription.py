@@ -25,13 +25,10 @@ class Subscription:
         self._event = asyncio.Event()
         self._last_sent: float | None = None
         self.closed = False
-        self.offered = 0
-        """How many snapshots were offered (for tests and metrics)."""
 
     def offer(self, snapshot: SnapshotData) -> None:
         """Put `snapshot` in the slot, replacing an undelivered one; never blocks."""
         self._slot = snapshot
-        self.offered += 1
         self._event.set()
 
     def close(self) -> None:

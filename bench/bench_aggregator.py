@@ -45,9 +45,10 @@ def _agent_worker(count: int, first: int, hang: bool, conn: Connection) -> None:
 
 
 async def _host_agents(count: int, first: int, hang: bool, conn: Connection) -> None:
+    from agent.grpc_host import GrpcHost
+
     from agent import AgentServer, EventTracker
     from agent._server import EVENT_RATE_SERVICE
-    from agent.grpc_host import GrpcHost
 
     class Hanging(event_rate_pb2_grpc.EventRateServiceServicer):
         async def GetEventRate(self, request: Any, context: Any) -> Any:

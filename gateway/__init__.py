@@ -5,12 +5,14 @@ python -m gateway --config mesh.toml --port 8000 --aggregator 127.0.0.1:50100
 """
 
 from gateway._app import create_app
-from gateway._errors import GatewayConfigError, GatewayError
+from gateway._errors import GatewayError
 from gateway._models import RealTimeMetrics, RealTimeMetricsError, ServiceMetrics
-from gateway._settings import GatewaySettings, load_settings
+from gateway._settings import SECTION, GatewaySettings, load_settings
+from mesh_common.errors import ConfigError
 
 __all__ = [
-    "GatewayConfigError",
+    "SECTION",
+    "ConfigError",
     "GatewayError",
     "GatewaySettings",
     "RealTimeMetrics",

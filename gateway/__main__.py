@@ -1,32 +1,55 @@
-"""`python -m gateway --config FILE --port PORT --aggregator HOST:PORT`: serve with uvicorn."""
+"""`python -m gateway --config FILE --port PORT --aggregator HOST:PORT`: serve with uvicorn.
+
+`add_arguments()` and `run()` are also what `metrics-mesh gateway` is built from.
+"""
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
-import logging
 import sys
 from typing import Any
 
 import uvicorn
 
 from gateway._app import create_app
-from gateway._errors import GatewayConfigError
-from gateway._settings import GatewaySettings, load_settings, parse_target
+from gateway._settings import SECTION, GatewaySettings, load_settings
+from mesh_common.errors import MeshError, exit_status
+from mesh_common.options import (
+    ENV_HELP,
+    HelpFormatter,
+    add_config_option,
+    add_log_level_option,
+    configure_logging,
+    host_port,
+    port_number,
+)
+from mesh_common.transport import listen_http
+
+DESCRIPTION = (
+    "Serve the REST endpoint, SSE, WebSocket, Prometheus /metrics and the dashboard, fed by "
+    "one subscription to the aggregator, until SIGINT/SIGTERM."
+)
 
 
-def parse_args(argv: list[str]) -> argparse.Namespace:
-    """The command line."""
-    parser = argparse.ArgumentParser(
-        prog="python -m gateway", description="Serve the metrics-mesh gateway and dashboard."
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The gateway's options: --config, --host, --port, --aggregator, --access-log, --log-level."""
+    add_config_option(parser)
+    parser.add_argument("--host", help="bind host (overrides [gateway] host)")
+    parser.add_argument("--port", type=port_number, help="bind port (overrides [gateway] port)")
+    parser.add_argument(
+        "--aggregator",
+        type=host_port,
+        metavar="HOST:PORT",
+        help="the aggregator (overrides [gateway] aggregator)",
     )
-    parser.add_argument("--config", help="the shared TOML file ([gateway] section)")
-    parser.add_argument("--host", help="bind host (overrides gateway.host)")
-    parser.add_argument("--port", type=int, help="bind port (overrides gateway.port)")
-    parser.add_argument("--aggregator", help="HOST:PORT of the aggregator (overrides the file)")
     parser.add_argument("--access-log", action="store_true", help="log every request")
-    parser.add_argument("--log-level", default="info", help="uvicorn/gateway log level")
-    return parser.parse_args(argv)
+    add_log_level_option(parser)
+
+
+def epilog() -> str:
+    """The help text's epilog: configuration sources and the [gateway] keys."""
+    return ENV_HELP + "\n" + SECTION.help_text()
 
 
 def settings_from_args(args: argparse.Namespace) -> GatewaySettings:
@@ -38,32 +61,47 @@ def settings_from_args(args: argparse.Namespace) -> GatewaySettings:
     if args.port is not None:
         changes["port"] = args.port
     if args.aggregator is not None:
-        parse_target(args.aggregator)
-        changes["aggregator"] = args.aggregator
+        changes["aggregator"] = str(args.aggregator)
     if args.access_log:
         changes["access_log"] = True
     return dataclasses.replace(settings, **changes) if changes else settings
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Run the gateway until SIGINT/SIGTERM."""
-    args = parse_args(sys.argv[1:] if argv is None else argv)
+def run(args: argparse.Namespace) -> int:
+    """Run the gateway until SIGINT/SIGTERM; returns the exit status."""
     try:
         settings = settings_from_args(args)
-    except GatewayConfigError as error:
+        sock = listen_http(settings.host, settings.port)
+    except MeshError as error:
         print(f"gateway: {error}", file=sys.stderr)
-        return 2
-    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(name)s %(message)s")
-    uvicorn.run(
+        return exit_status(error)
+    configure_logging(args.log_level)
+    config = uvicorn.Config(
         create_app(settings),
-        host=settings.host,
-        port=settings.port,
         loop="uvloop",
         http="httptools",
         access_log=settings.access_log,
-        log_level=args.log_level,
+        log_level=args.log_level.lower(),
     )
+    uvicorn.Server(config).run(sockets=[sock])
     return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    """The command line of `python -m gateway`."""
+    result = argparse.ArgumentParser(
+        prog="python -m gateway",
+        description=DESCRIPTION,
+        epilog=epilog(),
+        formatter_class=HelpFormatter,
+    )
+    add_arguments(result)
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m gateway`: parse the command line and run."""
+    return run(parser().parse_args(sys.argv[1:] if argv is None else argv))
 
 
 if __name__ == "__main__":

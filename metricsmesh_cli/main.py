@@ -271,10 +271,10 @@ def _load(args: argparse.Namespace) -> MeshConfig:
 
 
 def _demo(args: argparse.Namespace) -> int:
+    from demo_fleet.plan import plan_fleet
+    from demo_fleet.run import run_demo
+    from demo_fleet.settings import load_demo_settings
     from gateway import GatewayConfigError, load_settings
-    from metricsmesh_cli.demo_fleet.plan import plan_fleet
-    from metricsmesh_cli.demo_fleet.run import run_demo
-    from metricsmesh_cli.demo_fleet.settings import load_demo_settings
 
     try:
         config = _load(args)

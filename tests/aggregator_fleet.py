@@ -14,11 +14,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import grpc
+from agent.grpc_host import GrpcHost
 from metricsmesh.v1 import event_rate_pb2, event_rate_pb2_grpc
 
 from agent import AgentServer, EventTracker
 from agent._server import EVENT_RATE_SERVICE
-from agent.grpc_host import GrpcHost
 from aggregator import DEFAULT_REGISTRY, Registry, ServiceEntry
 
 STOPPED, HUNG, NOT_SERVING, FAILING = 3, 5, 7, 9

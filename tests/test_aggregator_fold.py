@@ -5,10 +5,10 @@ from __future__ import annotations
 import math
 
 import pytest
+from aggregator.config import Registry, ServiceEntry
 
 from aggregator._fold import Backoff, RoundTimes, fold_round
 from aggregator._model import AgentFigures, CallKind, Health, Outcome, Status, TargetState
-from aggregator.config import Registry, ServiceEntry
 
 REGISTRY = Registry(
     (

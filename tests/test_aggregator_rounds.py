@@ -8,11 +8,11 @@ from collections.abc import Sequence
 
 import grpc
 import pytest
+from agent.grpc_host import GrpcHost
 from metricsmesh.v1 import aggregator_pb2, aggregator_pb2_grpc, event_rate_pb2_grpc, snapshot_pb2
 
 from agent import AgentServer, EventTracker
 from agent._server import EVENT_RATE_SERVICE, EventRateServicer
-from agent.grpc_host import GrpcHost
 from aggregator import (
     DEFAULT_REGISTRY,
     AggregatorServer,

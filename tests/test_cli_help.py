@@ -10,8 +10,8 @@ import sys
 import pytest
 
 from aggregator import AggregatorSettings
+from demo_fleet.settings import DemoSettings
 from gateway import GatewaySettings
-from metricsmesh_cli.demo_fleet.settings import DemoSettings
 from metricsmesh_cli.main import build_parser
 
 SECTIONS = {

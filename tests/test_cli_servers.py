@@ -14,7 +14,7 @@ import httpx
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from metricsmesh_cli.demo_fleet.ports import free_ports, port_is_free
+from demo_fleet.ports import free_ports, port_is_free
 
 METRICS_MESH = Path(sys.executable).with_name("metrics-mesh")
 pytestmark = pytest.mark.skipif(not METRICS_MESH.exists(), reason="pip install -e . first")

@@ -21,7 +21,7 @@ from rich.console import Console
 
 from agent import AgentServer, EventTracker
 from aggregator import AggregatorServer, AggregatorSettings, Registry, ServiceEntry
-from metricsmesh_cli.demo_fleet.ports import free_ports
+from demo_fleet.ports import free_ports
 from metricsmesh_cli.top import watch
 
 METRICS_MESH = Path(sys.executable).with_name("metrics-mesh")

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from aggregator import ConfigError
-from metricsmesh_cli.demo_fleet.ports import free_ports
-from metricsmesh_cli.demo_fleet.settings import DemoSettings, load_demo_settings
+from demo_fleet.ports import free_ports
+from demo_fleet.settings import DemoSettings, load_demo_settings
 
 
 def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:

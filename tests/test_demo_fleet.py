@@ -22,8 +22,8 @@ import pytest
 from metricsmesh.v1 import aggregator_pb2, aggregator_pb2_grpc, snapshot_pb2
 
 from aggregator import load_config
+from demo_fleet.ports import port_is_free
 from gateway import load_settings
-from metricsmesh_cli.demo_fleet.ports import port_is_free
 from tests.processes import alive, descendants
 
 pytestmark = pytest.mark.slow

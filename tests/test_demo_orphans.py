@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from metricsmesh_cli.demo_fleet.ports import port_is_free
+from demo_fleet.ports import port_is_free
 from tests.processes import alive, descendants
 
 METRICS_MESH = Path(sys.executable).with_name("metrics-mesh")

@@ -8,18 +8,18 @@ from pathlib import Path
 import pytest
 
 from aggregator import DEFAULT_REGISTRY, load_config
-from gateway import GatewaySettings, load_settings
-from metricsmesh_cli.demo_fleet.plan import misbehaviour, plan_fleet
-from metricsmesh_cli.demo_fleet.ports import (
+from demo_fleet.plan import misbehaviour, plan_fleet
+from demo_fleet.ports import (
     LOWEST_PICKED_PORT,
     _ephemeral_range,
     free_ports,
     port_is_free,
 )
-from metricsmesh_cli.demo_fleet.profiles import BUILT_IN, flows_for, kinds_of
-from metricsmesh_cli.demo_fleet.schedule import Schedule
-from metricsmesh_cli.demo_fleet.settings import DemoSettings
-from metricsmesh_cli.demo_fleet.toml_out import dumps
+from demo_fleet.profiles import BUILT_IN, flows_for, kinds_of
+from demo_fleet.schedule import Schedule
+from demo_fleet.settings import DemoSettings
+from demo_fleet.toml_out import dumps
+from gateway import GatewaySettings, load_settings
 
 
 def test_port_offset_moves_every_port() -> None:

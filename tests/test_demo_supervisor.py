@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from metricsmesh_cli.demo_fleet.supervisor import ProcessSpec, StartupError, Supervisor
+from demo_fleet.supervisor import ProcessSpec, StartupError, Supervisor
 
 
 def python(code: str) -> tuple[str, ...]:

@@ -31,9 +31,9 @@ from aggregator import (
     ServiceEntry,
     load_config,
 )
+from demo_fleet.ports import free_ports, port_is_free
+from demo_fleet.settings import DemoSettings, load_demo_settings
 from gateway import GatewaySettings, load_settings
-from metricsmesh_cli.demo_fleet.ports import free_ports, port_is_free
-from metricsmesh_cli.demo_fleet.settings import DemoSettings, load_demo_settings
 from metricsmesh_cli.main import build_parser
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -16,17 +16,13 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from agent._errors import PortInUseError, ServerStateError
+from mesh_common.addresses import format_host_port
+from mesh_common.errors import ServerStateError
+from mesh_common.transport import SERVER_OPTIONS, listen
 
 Registrar = Callable[[grpc.aio.Server], None]
 
 DEFAULT_GRACE_SECONDS = 2.0
-
-_SERVER_OPTIONS: Sequence[tuple[str, Any]] = (
-    # Without this, grpc binds with SO_REUSEPORT and a second server on a taken port
-    # silently shares it instead of failing.
-    ("grpc.so_reuseport", 0),
-)
 
 
 class GrpcHost:
@@ -70,8 +66,7 @@ class GrpcHost:
     @property
     def address(self) -> str:
         """`host:port` of the running server, ready for a client channel or grpcurl."""
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"{host}:{self.port}"
+        return format_host_port(self.host, self.port)
 
     @property
     def health_names(self) -> tuple[str, ...]:
@@ -84,19 +79,14 @@ class GrpcHost:
             raise ServerStateError("the server is already started")
         if self._stopped:
             raise ServerStateError("a stopped server cannot be started again; create a new one")
-        server = grpc.aio.server(options=_SERVER_OPTIONS, interceptors=self._interceptors)
+        server = grpc.aio.server(options=SERVER_OPTIONS, interceptors=self._interceptors)
         self._health = health.aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
         self._register(server)
         reflection.enable_server_reflection(
             (*self._service_names, health.SERVICE_NAME, reflection.SERVICE_NAME), server
         )
-        try:
-            port: int = server.add_insecure_port(f"{self._bind_host()}:{self.requested_port}")
-        except RuntimeError as error:
-            raise PortInUseError(self.host, self.requested_port) from error
-        if port == 0:
-            raise PortInUseError(self.host, self.requested_port)
+        port = listen(server, self.host, self.requested_port)
         for name in self._health_names:
             await self._health.set(name, health_pb2.HealthCheckResponse.SERVING)
         await server.start()
@@ -132,9 +122,6 @@ class GrpcHost:
         server = self._server
         if server is not None:
             await server.wait_for_termination()
-
-    def _bind_host(self) -> str:
-        return f"[{self.host}]" if ":" in self.host else self.host
 
 
 def run_coroutine_blocking(loop: asyncio.AbstractEventLoop, coroutine: Any) -> Any:

@@ -12,10 +12,12 @@ from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any, TextIO
 
-from metricsmesh_cli.demo_fleet.plan import FleetPlan, host_port, misbehaviour
-from metricsmesh_cli.demo_fleet.ports import PortTakenError, check_ports, port_is_free
-from metricsmesh_cli.demo_fleet.supervisor import StartupError, Supervisor
-from metricsmesh_cli.demo_fleet.toml_out import dumps
+from demo_fleet.errors import StartupError
+from demo_fleet.plan import FleetPlan, host_port, misbehaviour
+from demo_fleet.ports import PortTakenError, check_ports, port_is_free
+from demo_fleet.supervisor import Supervisor
+from demo_fleet.toml_out import dumps
+from mesh_common.errors import exit_status
 
 CONFIG_FILE_NAME = "metrics-mesh.toml"
 PORT_RELEASE_SECONDS = 3.0
@@ -178,7 +180,7 @@ def run_demo(plan: FleetPlan, *, run_dir: str | None = None, out: TextIO = sys.s
         check_ports(plan.claims())
     except PortTakenError as error:
         print(f"metrics-mesh demo: {error}", file=sys.stderr)
-        return 1
+        return exit_status(error)
     chosen = run_dir or plan.demo.run_dir
     if chosen:
         path = Path(chosen)

@@ -9,6 +9,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from demo_fleet.errors import DemoError
+from mesh_common.errors import PortInUseError
+
 
 @dataclass(frozen=True, slots=True)
 class PortClaim:
@@ -20,15 +23,18 @@ class PortClaim:
     """Who listens there, e.g. `weather-api (HTTP)`."""
 
 
-class PortTakenError(Exception):
+class PortTakenError(PortInUseError, DemoError):
     """A port the demo needs cannot be bound; the message names the port and its owner."""
 
     def __init__(self, claim: PortClaim, reason: str) -> None:
-        super().__init__(
+        DemoError.__init__(
+            self,
             f"port {claim.port} on {claim.host} is not available ({reason}), but "
             f"{claim.owner} needs it; stop whatever listens there, or start the demo with "
-            "--free-ports (any free ports) or --port-offset N (every port + N)"
+            "--free-ports (any free ports) or --port-offset N (every port + N)",
         )
+        self.host = claim.host
+        self.port = claim.port
         self.claim = claim
 
 

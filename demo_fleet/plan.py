@@ -16,31 +16,25 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from aggregator import AggregatorSettings, MeshConfig, Registry, ServiceEntry
+from aggregator import SECTION as AGGREGATOR_SECTION
+from aggregator import AggregatorSettings
+from demo_fleet.ports import PortClaim, free_ports
+from demo_fleet.probes import all_of, grpc_serving, http_ok
+from demo_fleet.schedule import Schedule
+from demo_fleet.settings import DemoSettings
+from demo_fleet.supervisor import ProcessSpec
 from gateway import GatewaySettings
-from metricsmesh_cli.demo_fleet.ports import PortClaim, free_ports
-from metricsmesh_cli.demo_fleet.probes import all_of, grpc_serving, http_ok
-from metricsmesh_cli.demo_fleet.schedule import Schedule
-from metricsmesh_cli.demo_fleet.settings import DemoSettings
-from metricsmesh_cli.demo_fleet.supervisor import ProcessSpec
+from mesh_common.addresses import format_host_port, loopback_for
+from mesh_common.config import MeshFile
+from mesh_common.registry import SERVICES, Registry, ServiceEntry
 
 AGGREGATOR_HEALTH_NAME = "metricsmesh.v1.AggregatorService"
 UPSTREAM_NAME = "fake-upstream"
 
 
-def connect_host(host: str) -> str:
-    """The host to dial for a server bound to `host` (a wildcard means this machine)."""
-    if host in ("", "0.0.0.0"):
-        return "127.0.0.1"
-    if host == "::":
-        return "::1"
-    return host
-
-
 def host_port(host: str, port: int) -> str:
-    """`host:port`, with brackets around an IPv6 host."""
-    host = connect_host(host)
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    """`host:port` to dial a server bound to `host` (a wildcard means this machine)."""
+    return format_host_port(loopback_for(host), port)
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,7 +97,8 @@ class FleetPlan:
     gateway: GatewaySettings
     upstream_port: int
     demo: DemoSettings
-    raw: Mapping[str, Any]
+    tables: Mapping[str, Any]
+    """The user's mesh file as parsed, copied into the config handed to the children."""
 
     @property
     def upstream_url(self) -> str:
@@ -132,7 +127,7 @@ class FleetPlan:
 
     def config_document(self) -> dict[str, Any]:
         """The mesh config for the aggregator and the gateway: the user's, with our ports."""
-        document = copy.deepcopy(dict(self.raw))
+        document = copy.deepcopy(dict(self.tables))
         document.setdefault("aggregator", {})["port"] = self.aggregator.port
         gateway = document.setdefault("gateway", {})
         gateway["port"] = self.gateway.port
@@ -160,7 +155,7 @@ class FleetPlan:
                 argv=(
                     python,
                     "-m",
-                    "metricsmesh_cli.demo_fleet.upstream",
+                    "demo_fleet.upstream",
                     "--port",
                     str(self.upstream_port),
                 ),
@@ -173,7 +168,7 @@ class FleetPlan:
             argv = [
                 python,
                 "-m",
-                "metricsmesh_cli.demo_fleet.service",
+                "demo_fleet.service",
                 "--name",
                 entry.name,
                 "--type",
@@ -267,7 +262,7 @@ class FleetPlan:
 
 
 def plan_fleet(
-    config: MeshConfig,
+    mesh: MeshFile,
     gateway: GatewaySettings,
     demo: DemoSettings,
     *,
@@ -279,8 +274,8 @@ def plan_fleet(
     `port_offset` adds to every configured port; `use_free_ports` picks free ones instead
     (for tests and crowded machines). Raises ValueError when an offset leaves 1..65535.
     """
-    services = list(config.services)
-    aggregator = config.aggregator
+    services = list(mesh.read(SERVICES))
+    aggregator = mesh.read(AGGREGATOR_SECTION)
     upstream_port = demo.upstream_port
     if use_free_ports:
         ports = iter(free_ports(2 * len(services) + 3))
@@ -335,5 +330,5 @@ def plan_fleet(
         gateway=gateway,
         upstream_port=upstream_port,
         demo=demo,
-        raw=config.raw,
+        tables=mesh.tables,
     )

@@ -2,7 +2,7 @@
 
 `GET /v1/<source>` answers a small JSON reading after a short random delay, and now and then
 a 503, like a real third-party API; `GET /healthz` answers `ok`. It runs as its own process:
-`python -m metricsmesh_cli.demo_fleet.upstream --port 8099`.
+`python -m demo_fleet.upstream --port 8099`.
 """
 
 from __future__ import annotations
@@ -62,7 +62,7 @@ def _stop(signum: int, frame: FrameType | None) -> None:
 def main(argv: list[str] | None = None) -> int:
     """Serve until SIGINT or SIGTERM."""
     parser = argparse.ArgumentParser(
-        prog="python -m metricsmesh_cli.demo_fleet.upstream",
+        prog="python -m demo_fleet.upstream",
         description="A fake upstream data API for the demo fleet's data services.",
     )
     parser.add_argument("--host", default="127.0.0.1", help="bind host (default 127.0.0.1)")

@@ -17,7 +17,7 @@ from collections.abc import Callable
 import httpx
 
 from agent import EventTracker
-from metricsmesh_cli.demo_fleet.profiles import Flow
+from demo_fleet.profiles import Flow
 
 log = logging.getLogger(__name__)
 

@@ -21,16 +21,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from metricsmesh_cli.demo_fleet.probes import Probe
-
-PLANNED_EXIT_STATUS = 75
-"""A child exiting with this status misbehaves on purpose; it is restarted after its delay."""
-
-STARTUP_FAILURE_STATUS = 3
-"""A child that cannot bind its ports exits with this status."""
-
-NO_RESTART_STATUSES = frozenset({2, STARTUP_FAILURE_STATUS})
-"""Usage errors (argparse exits 2) and unbindable ports: restarting would fail the same way."""
+from demo_fleet.errors import StartupError
+from demo_fleet.exit_codes import NO_RESTART_STATUSES, PLANNED_EXIT_STATUS
+from demo_fleet.probes import Probe
 
 PROBE_INTERVAL_SECONDS = 0.2
 LOG_TAIL_LINES = 15
@@ -47,10 +40,6 @@ class ProcessSpec:
     """What to print once it is up, e.g. `http 127.0.0.1:8009  agent 127.0.0.1:18009`."""
     restart_delay: float = 10.0
     """Seconds to wait before restarting it after it exits."""
-
-
-class StartupError(Exception):
-    """A process did not come up; the message names it and shows the end of its log."""
 
 
 @dataclass(slots=True)

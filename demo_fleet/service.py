@@ -1,6 +1,6 @@
 """One demo service as its own process: a small FastAPI app with the agent embedded.
 
-`python -m metricsmesh_cli.demo_fleet.service --name weather-api --port 8009 --agent-port 18009
+`python -m demo_fleet.service --name weather-api --port 8009 --agent-port 18009
 --type data --data-source weather --upstream http://127.0.0.1:8099` serves:
 
 - HTTP on `--port`: `/`, `/healthz`, `/api/status`, `/api/items/{n}`, `/api/latest`; every
@@ -24,7 +24,6 @@ import io
 import logging
 import os
 import signal
-import socket
 import sys
 import time
 from collections.abc import Generator
@@ -36,11 +35,13 @@ import uvicorn
 from fastapi import FastAPI
 
 from agent import AgentServer, EventTracker, PortInUseError, RequestCountMiddleware
-from metricsmesh_cli.demo_fleet.faults import FaultInterceptor
-from metricsmesh_cli.demo_fleet.profiles import flows_for, kinds_of
-from metricsmesh_cli.demo_fleet.schedule import Schedule, schedule_arg
-from metricsmesh_cli.demo_fleet.supervisor import PLANNED_EXIT_STATUS, STARTUP_FAILURE_STATUS
-from metricsmesh_cli.demo_fleet.workload import Workload
+from demo_fleet.exit_codes import PLANNED_EXIT_STATUS, STARTUP_FAILURE_STATUS
+from demo_fleet.faults import FaultInterceptor
+from demo_fleet.profiles import flows_for, kinds_of
+from demo_fleet.schedule import Schedule, schedule_arg
+from demo_fleet.workload import Workload
+from mesh_common.addresses import format_host_port, loopback_for
+from mesh_common.transport import listen_http
 
 log = logging.getLogger("demo-service")
 
@@ -109,20 +110,6 @@ class _Server(uvicorn.Server):
         yield
 
 
-def _bind(host: str, port: int) -> socket.socket:
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    try:
-        sock.bind((host, port))
-    except OSError:
-        sock.close()
-        raise
-    sock.listen(128)
-    sock.setblocking(False)
-    return sock
-
-
 class DemoService:
     """Runs one demo service until it is told to stop (or decides to, on purpose)."""
 
@@ -163,15 +150,9 @@ class DemoService:
         """Serve until stopped; return the process exit status."""
         options = self.options
         try:
-            sock = _bind(options.host, options.port)
-        except OSError as error:
-            log.error(
-                "%s: cannot listen on %s:%d (HTTP port): %s",
-                options.name,
-                options.host,
-                options.port,
-                error,
-            )
+            sock = listen_http(options.host, options.port)
+        except PortInUseError as error:
+            log.error("%s (HTTP port): %s", options.name, error)
             return STARTUP_FAILURE_STATUS
         try:
             await self.agent.start()
@@ -180,7 +161,8 @@ class DemoService:
             log.error("%s: agent port %d: %s", options.name, options.agent_port, error)
             return STARTUP_FAILURE_STATUS
         api_client = httpx.AsyncClient(
-            base_url=f"http://{_url_host(options.host)}:{options.port}", timeout=2.0
+            base_url=f"http://{format_host_port(loopback_for(options.host), options.port)}",
+            timeout=2.0,
         )
         upstream_client = (
             httpx.AsyncClient(base_url=options.upstream, timeout=2.0) if options.upstream else None
@@ -275,18 +257,10 @@ class DemoService:
                     await self.agent.set_serving(serving)
 
 
-def _url_host(host: str) -> str:
-    if host in ("0.0.0.0", ""):
-        return "127.0.0.1"
-    if host == "::":
-        return "[::1]"
-    return f"[{host}]" if ":" in host else host
-
-
 def parse_args(argv: list[str] | None = None) -> ServiceOptions:
     """Read the command line of a demo service process."""
     parser = argparse.ArgumentParser(
-        prog="python -m metricsmesh_cli.demo_fleet.service",
+        prog="python -m demo_fleet.service",
         description="One demo service: a FastAPI app with the metrics-mesh agent embedded.",
     )
     parser.add_argument("--name", required=True, help="service name (the agent reports it)")

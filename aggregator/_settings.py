@@ -1,0 +1,93 @@
+"""The aggregator's `[aggregator]` table, and `load_config()`: its registry plus its settings.
+
+Strict, like every table: an unknown key, a wrong type, or a deadline that is not shorter
+than the interval stops start-up with a ConfigError naming the key. Environment variables
+`METRICS_MESH_AGGREGATOR_<KEY>` override the file.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from mesh_common.config import Section, load_mesh_file, setting
+from mesh_common.errors import ConfigError
+from mesh_common.registry import SERVICES, Registry
+
+
+@dataclass(frozen=True, slots=True)
+class AggregatorSettings:
+    """The `[aggregator]` table: where the AggregatorService listens and how rounds run."""
+
+    host: str = setting("127.0.0.1", "bind host of the AggregatorService")
+    port: int = setting(50100, "port of the AggregatorService; 0 picks a free one")
+    interval_seconds: float = setting(
+        1.0, "time between two rounds while somebody listens, and the staleness limit on demand"
+    )
+    deadline_seconds: float = setting(
+        0.5, "deadline of each agent call; must be shorter than the interval"
+    )
+    history_seconds: float = setting(
+        900.0, "span of the history ring (history_seconds / interval_seconds snapshots)"
+    )
+    max_subscribers: int = setting(
+        1000, "most concurrent StreamSnapshots calls; more get RESOURCE_EXHAUSTED"
+    )
+    backoff_max_seconds: float = setting(
+        30.0, "longest pause between calls to an agent that keeps failing"
+    )
+
+    def __post_init__(self) -> None:
+        """Check the values; raises ConfigError naming the key."""
+        if not self.host:
+            raise ConfigError("host: must not be empty")
+        if not 0 <= self.port <= 65535:
+            raise ConfigError(f"port: {self.port} is not in 0..65535")
+        for key in ("interval_seconds", "deadline_seconds", "history_seconds"):
+            value = getattr(self, key)
+            if not math.isfinite(value) or value <= 0:
+                raise ConfigError(f"{key}: {value} must be a positive number of seconds")
+        if self.deadline_seconds >= self.interval_seconds:
+            raise ConfigError(
+                f"deadline_seconds: {self.deadline_seconds} must be shorter than "
+                f"interval_seconds ({self.interval_seconds})"
+            )
+        if self.history_seconds < self.interval_seconds:
+            raise ConfigError(
+                f"history_seconds: {self.history_seconds} must be at least "
+                f"interval_seconds ({self.interval_seconds})"
+            )
+        if self.max_subscribers < 1:
+            raise ConfigError(f"max_subscribers: {self.max_subscribers} must be >= 1")
+        if not math.isfinite(self.backoff_max_seconds) or self.backoff_max_seconds < 0:
+            raise ConfigError(f"backoff_max_seconds: {self.backoff_max_seconds} must be >= 0")
+
+    @property
+    def history_size(self) -> int:
+        """How many snapshots the history ring keeps."""
+        return max(1, math.ceil(self.history_seconds / self.interval_seconds))
+
+
+SECTION = Section("aggregator", AggregatorSettings, "the aggregator's port and its rounds")
+"""The `[aggregator]` table's declaration."""
+
+
+@dataclass(frozen=True, slots=True)
+class AggregatorConfig:
+    """What the aggregator reads from a mesh file: the registry and its own settings."""
+
+    services: Registry
+    aggregator: AggregatorSettings
+
+
+def load_config(
+    path: str | os.PathLike[str] | None = None, *, environ: Mapping[str, str] | None = None
+) -> AggregatorConfig:
+    """The registry and `[aggregator]` settings of `path` (None: built-in defaults).
+
+    Raises ConfigError naming the file, the entry and the problem.
+    """
+    mesh = load_mesh_file(path, environ=environ)
+    return AggregatorConfig(services=mesh.read(SERVICES), aggregator=mesh.read(SECTION))

@@ -1,0 +1,141 @@
+"""What the aggregator keeps about each agent between rounds, one `Target` per service name.
+
+A `Target` owns the agent's persistent channel, its health watch, its backoff state and its
+last outcome. `Targets` holds them by service name and can be given a new registry at any
+time between two rounds: targets that stay keep their channel, watch and state, new ones are
+opened, removed ones closed, and one whose agent address changed starts afresh.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Iterator, Sequence
+
+import grpc
+
+from aggregator._health import HealthWatch
+from aggregator._model import Outcome, TargetState
+from mesh_common.registry import Registry, ServiceEntry
+from mesh_common.transport import open_channel
+
+_LOG = logging.getLogger(__name__)
+
+GET_EVENT_RATE = "/metricsmesh.v1.EventRateService/GetEventRate"
+
+CHANNEL_OPTIONS: Sequence[tuple[str, int]] = (
+    # Reconnect quickly to an agent that comes back, but not in a tight loop.
+    ("grpc.initial_reconnect_backoff_ms", 200),
+    ("grpc.max_reconnect_backoff_ms", 5000),
+)
+
+
+class Target:
+    """One agent: its entry, channel, health watch, backoff state and last outcome."""
+
+    entry: ServiceEntry
+    state: TargetState
+    """Consecutive failures and backoff, as the last fold left them."""
+    last_outcome: Outcome | None
+    """What the latest round's call produced (None before the first round)."""
+
+    def __init__(self, entry: ServiceEntry) -> None:
+        self.entry = entry
+        self.state = TargetState()
+        self.last_outcome = None
+        self._channel = open_channel(entry.target, options=CHANNEL_OPTIONS)
+        self.get_event_rate: grpc.aio.UnaryUnaryMultiCallable[bytes, bytes] = (
+            self._channel.unary_unary(GET_EVENT_RATE)
+        )
+        self.watch = HealthWatch(self._channel, entry.name)
+        self._revivals_seen = 0
+
+    def start(self) -> None:
+        """Start the health watch (needs a running loop)."""
+        self.watch.start()
+
+    def skip_reason(self, now: float) -> str | None:
+        """Why this round should not call the agent (backing off), or None to call it.
+
+        An agent whose health stream answered again since the last round is called at once:
+        it is back, so its backoff ends.
+        """
+        if self.watch.revivals != self._revivals_seen:
+            self._revivals_seen = self.watch.revivals
+            return None
+        state = self.state
+        if state.retry_at <= now:
+            return None
+        return (
+            f"not called: backing off after {state.consecutive_failures} failed calls, next "
+            f"attempt in {state.retry_at - now:.1f} s; last error: {state.last_error}"
+        )
+
+    async def close(self) -> None:
+        """Stop the watch and close the channel; a second call is harmless."""
+        await self.watch.close()
+        await self._channel.close()
+
+
+class Targets:
+    """Every agent of the current registry, by service name, in registry order."""
+
+    def __init__(self, registry: Registry) -> None:
+        self.registry = registry
+        self._by_name: dict[str, Target] = {}
+        self._started = False
+
+    def __iter__(self) -> Iterator[Target]:
+        return (self._by_name[name] for name in self.registry.names if name in self._by_name)
+
+    def __len__(self) -> int:
+        return len(self._by_name)
+
+    def get(self, name: str) -> Target | None:
+        """The target of service `name`, if it is in the registry."""
+        return self._by_name.get(name)
+
+    def start(self) -> None:
+        """Open every channel and start every watch (once); needs a running loop."""
+        if self._started:
+            return
+        self._started = True
+        for entry in self.registry:
+            if entry.name not in self._by_name:
+                self._open(entry)
+
+    async def replace(self, registry: Registry) -> None:
+        """Make the targets those of `registry`, keeping what stays the same.
+
+        A service whose agent address is unchanged keeps its channel, watch and state (its
+        entry is updated); a new or moved one gets a fresh target; a removed one is closed.
+        """
+        closing: list[Target] = []
+        kept: dict[str, Target] = {}
+        for entry in registry:
+            target = self._by_name.pop(entry.name, None)
+            if target is not None and target.entry.target == entry.target:
+                target.entry = entry
+                kept[entry.name] = target
+            elif target is not None:
+                closing.append(target)
+        closing.extend(self._by_name.values())
+        self._by_name = kept
+        self.registry = registry
+        if self._started:
+            for entry in registry:
+                if entry.name not in kept:
+                    self._open(entry)
+        for target in closing:
+            _LOG.info("agent of %r removed or moved: closing its channel", target.entry.name)
+        await asyncio.gather(*(target.close() for target in closing), return_exceptions=True)
+
+    async def close(self) -> None:
+        """Close every target; a second call is harmless."""
+        targets, self._by_name = list(self._by_name.values()), {}
+        await asyncio.gather(*(target.close() for target in targets), return_exceptions=True)
+
+    def _open(self, entry: ServiceEntry) -> None:
+        target = Target(entry)
+        target.start()
+        self._by_name[entry.name] = target

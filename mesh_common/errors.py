@@ -1,0 +1,68 @@
+"""The error tree of metrics-mesh, and the exit status each kind of error ends a program with.
+
+MeshError                    every error metrics-mesh raises on purpose
+ ├── ConfigError             a config file, environment variable or option is invalid (exit 2)
+ │    └── AddressError       a value is not a usable HOST:PORT
+ ├── PortInUseError          a port to listen on is taken or cannot be bound (exit 3)
+ ├── ServerStateError        a server's start/stop was called in the wrong order
+ ├── agent.AgentError        the agent library's own errors
+ ├── aggregator.AggregatorError
+ ├── gateway.GatewayError
+ └── demo_fleet.DemoError
+
+Each package's errors derive from `MeshError` (and, where they mean the same thing, from the
+shared classes above), so `except MeshError` catches every deliberate failure and
+`exit_status()` maps any of them to the status a program exits with. Messages name the entry
+and the problem so an operator can act on them; wrapping keeps the cause (`raise ... from`).
+"""
+
+from __future__ import annotations
+
+EXIT_OK = 0
+"""The program did what it was asked."""
+EXIT_FAILURE = 1
+"""A runtime failure: a call failed, a stream ended, a process did not come up."""
+EXIT_USAGE = 2
+"""Bad command line, configuration or environment (argparse exits 2 as well)."""
+EXIT_PORT_IN_USE = 3
+"""A port the program must listen on is taken: a restart would fail the same way."""
+
+
+class MeshError(Exception):
+    """Base class of every error metrics-mesh raises on purpose."""
+
+
+class ConfigError(MeshError, ValueError):
+    """A configuration value is invalid; the message names the entry and the problem."""
+
+
+class AddressError(ConfigError):
+    """A value is not a usable HOST:PORT; the message shows what was given and an example."""
+
+
+class PortInUseError(MeshError):
+    """A port to listen on is already in use (or the address cannot be bound here)."""
+
+    def __init__(self, host: str, port: int, detail: str = "") -> None:
+        from mesh_common.addresses import format_host_port
+
+        super().__init__(
+            f"cannot listen on {format_host_port(host, port)}: the port is already in use (or "
+            "the address is not local); stop the other process or choose another port (0 "
+            "picks a free one)" + (f" ({detail})" if detail else "")
+        )
+        self.host = host
+        self.port = port
+
+
+class ServerStateError(MeshError):
+    """A server's lifecycle method was called in a state where it cannot run (start twice)."""
+
+
+def exit_status(error: BaseException) -> int:
+    """The exit status a program ends with because of `error`."""
+    if isinstance(error, PortInUseError):
+        return EXIT_PORT_IN_USE
+    if isinstance(error, ConfigError):
+        return EXIT_USAGE
+    return EXIT_FAILURE

@@ -1,0 +1,187 @@
+"""The service registry: which services the mesh watches, and where their agents listen.
+
+The `[[services]]` array of the mesh file; without one, the built-in 15 services of
+DESIGN.md with `agent_port = port + 10000`. Every component that needs the registry (the
+aggregator calls the agents, the demo starts the services, the gateway counts them) reads it
+from here. Strict: a duplicate name or agent address, a bad port or an unknown key is a
+`ConfigError` naming the entry, e.g. `services[1] ('weather-api'): port 70000 is not in 1..65535`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from mesh_common.addresses import format_host_port
+from mesh_common.config import Key
+from mesh_common.errors import ConfigError
+
+AGENT_PORT_OFFSET = 10000
+"""Default distance between a service's own port and its agent's gRPC port."""
+
+_KEYS: tuple[tuple[str, str, str], ...] = (
+    ("name", "a string", "the service's unique name"),
+    ("host", "a string", "where the service and its agent run (default 127.0.0.1)"),
+    ("port", "an integer", "the service's own (HTTP) port, shown to users"),
+    ("agent_port", "an integer", f"its agent's gRPC port (default port + {AGENT_PORT_OFFSET})"),
+    ("type", "a string", "one word grouping services: core, data, analysis, ai, ..."),
+    ("data_source", "a string", "the external source a data service reads (optional)"),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceEntry:
+    """One configured service: where its agent listens and how the dashboard groups it."""
+
+    name: str
+    host: str
+    port: int
+    """The service's own (HTTP) port, shown to users."""
+    agent_port: int
+    """The port of the service's agent (gRPC), the one the aggregator calls."""
+    type: str
+    data_source: str = ""
+    """The external source a `data` service reads; empty when it has none."""
+
+    @property
+    def target(self) -> str:
+        """The gRPC target of the service's agent, `host:agent_port`."""
+        return format_host_port(self.host, self.agent_port)
+
+
+class Registry(tuple[ServiceEntry, ...]):
+    """The configured services in order: a tuple of `ServiceEntry` with unique names."""
+
+    __slots__ = ()
+
+    def __new__(cls, entries: Iterable[ServiceEntry] = ()) -> Registry:
+        """Build a registry; raises ConfigError on a duplicate name or agent address."""
+        items = tuple(entries)
+        names: dict[str, int] = {}
+        targets: dict[str, int] = {}
+        for index, entry in enumerate(items):
+            if entry.name in names:
+                raise ConfigError(
+                    f"services[{index}] ({entry.name!r}): duplicate name, already used by "
+                    f"services[{names[entry.name]}]"
+                )
+            if entry.target in targets:
+                other = items[targets[entry.target]].name
+                raise ConfigError(
+                    f"services[{index}] ({entry.name!r}): agent address {entry.target} is "
+                    f"already used by services[{targets[entry.target]}] ({other!r})"
+                )
+            names[entry.name] = index
+            targets[entry.target] = index
+        return super().__new__(cls, items)
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        """The service names in registry order."""
+        return tuple(entry.name for entry in self)
+
+    @property
+    def types(self) -> frozenset[str]:
+        """The service types that occur in the registry."""
+        return frozenset(entry.type for entry in self)
+
+    def by_name(self, name: str) -> ServiceEntry:
+        """The entry called `name`; KeyError when there is none."""
+        for entry in self:
+            if entry.name == name:
+                return entry
+        raise KeyError(name)
+
+
+def _default(name: str, port: int, type_: str, data_source: str = "") -> ServiceEntry:
+    return ServiceEntry(name, "127.0.0.1", port, port + AGENT_PORT_OFFSET, type_, data_source)
+
+
+DEFAULT_REGISTRY = Registry(
+    (
+        _default("websocket-ingestion", 8001, "core"),
+        _default("enrichment-pipeline", 8002, "core"),
+        _default("admin-api", 8003, "core"),
+        _default("data-api", 8006, "core"),
+        _default("sports-data", 8005, "data", "sports"),
+        _default("weather-api", 8009, "data", "weather"),
+        _default("carbon-intensity-service", 8010, "data", "carbon"),
+        _default("electricity-pricing-service", 8011, "data", "electricity"),
+        _default("air-quality-service", 8012, "data", "air-quality"),
+        _default("calendar-service", 8013, "data", "calendar"),
+        _default("smart-meter-service", 8014, "data", "smart-meter"),
+        _default("log-aggregator", 8015, "core"),
+        _default("energy-correlator", 8017, "analysis"),
+        _default("ai-automation-service", 8018, "ai"),
+        _default("data-retention", 8080, "core"),
+    )
+)
+"""The 15 services of DESIGN.md, agents on port + 10000 of 127.0.0.1."""
+
+
+class ServicesSection:
+    """The declaration of the `[[services]]` array (the loader's `SectionSpec`)."""
+
+    table = "services"
+    summary = "the service registry: one [[services]] table per service"
+
+    def parse(self, value: object, environ: Mapping[str, str], **derived: Any) -> Registry:
+        """The registry of the array; the built-in one when it is absent or empty."""
+        if value is None or value == []:
+            return DEFAULT_REGISTRY
+        if not isinstance(value, list):
+            raise ConfigError("services must be an array of tables ([[services]])")
+        return Registry(_entry(index, item) for index, item in enumerate(value))
+
+    def keys(self) -> tuple[Key, ...]:
+        """The keys of one `[[services]]` table."""
+        return tuple(Key(name, kind, None, "", text) for name, kind, text in _KEYS)
+
+
+SERVICES = ServicesSection()
+"""The `[[services]]` declaration; `load_mesh_file(path).read(SERVICES)` is the registry."""
+
+
+def _entry(index: int, item: Any) -> ServiceEntry:
+    label = f"services[{index}]"
+    if not isinstance(item, Mapping):
+        raise ConfigError(f"{label}: must be a table")
+    name = item.get("name")
+    if not isinstance(name, str) or not name.strip():
+        raise ConfigError(f"{label}: name must be a non-empty string, got {name!r}")
+    label = f"{label} ({name!r})"
+    allowed = [key for key, _, _ in _KEYS]
+    unknown = [key for key in item if key not in allowed]
+    if unknown:
+        raise ConfigError(f"{label}: unknown key {unknown[0]!r}; allowed: {', '.join(allowed)}")
+    host = item.get("host", "127.0.0.1")
+    if not isinstance(host, str) or not host:
+        raise ConfigError(f"{label}: host must be a non-empty string, got {host!r}")
+    if "port" not in item:
+        raise ConfigError(f"{label}: port is missing")
+    port = _port(label, "port", item["port"])
+    if "agent_port" in item:
+        agent_port = _port(label, "agent_port", item["agent_port"])
+    else:
+        agent_port = port + AGENT_PORT_OFFSET
+        if agent_port > 65535:
+            raise ConfigError(
+                f"{label}: agent_port defaults to port + {AGENT_PORT_OFFSET} = {agent_port}, "
+                "which is not in 1..65535; set agent_port explicitly"
+            )
+    type_ = item.get("type")
+    if not isinstance(type_, str) or not type_.strip() or len(type_.split()) != 1:
+        raise ConfigError(f"{label}: type must be one non-empty word, got {type_!r}")
+    data_source = item.get("data_source", "")
+    if not isinstance(data_source, str):
+        raise ConfigError(f"{label}: data_source must be a string, got {data_source!r}")
+    return ServiceEntry(name, host, port, agent_port, type_, data_source)
+
+
+def _port(label: str, key: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ConfigError(f"{label}: {key} must be an integer, got {value!r}")
+    if not 1 <= value <= 65535:
+        raise ConfigError(f"{label}: {key} {value} is not in 1..65535")
+    return value
