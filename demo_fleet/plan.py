@@ -24,17 +24,18 @@ from demo_fleet.schedule import Schedule
 from demo_fleet.settings import DemoSettings
 from demo_fleet.supervisor import ProcessSpec
 from gateway import GatewaySettings
-from mesh_common.addresses import format_host_port, loopback_for
+from mesh_common.addresses import HostPort
 from mesh_common.config import MeshFile
+from mesh_common.errors import ConfigError
 from mesh_common.registry import SERVICES, Registry, ServiceEntry
 
 AGGREGATOR_HEALTH_NAME = "metricsmesh.v1.AggregatorService"
 UPSTREAM_NAME = "fake-upstream"
 
 
-def host_port(host: str, port: int) -> str:
+def dial(host: str, port: int) -> str:
     """`host:port` to dial a server bound to `host` (a wildcard means this machine)."""
-    return format_host_port(loopback_for(host), port)
+    return str(HostPort(host, port).dialable())
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,12 +109,12 @@ class FleetPlan:
     @property
     def aggregator_address(self) -> str:
         """Where to dial the aggregator."""
-        return host_port(self.aggregator.host, self.aggregator.port)
+        return dial(self.aggregator.host, self.aggregator.port)
 
     @property
     def gateway_url(self) -> str:
         """Base URL of the gateway (the dashboard)."""
-        return f"http://{host_port(self.gateway.host, self.gateway.port)}"
+        return f"http://{dial(self.gateway.host, self.gateway.port)}"
 
     def claims(self) -> list[PortClaim]:
         """Every port the demo will listen on, with its owner, in start order."""
@@ -147,75 +148,71 @@ class FleetPlan:
 
     def service_specs(self, python: str = sys.executable) -> list[ProcessSpec]:
         """The fake upstream and one process per service."""
-        demo = self.demo
-        chaos = misbehaviour(demo, self.services)
-        specs = [
-            ProcessSpec(
-                name=UPSTREAM_NAME,
-                argv=(
-                    python,
-                    "-m",
-                    "demo_fleet.upstream",
-                    "--port",
-                    str(self.upstream_port),
-                ),
-                ready=http_ok(f"{self.upstream_url}/healthz"),
-                summary=f"http {host_port('127.0.0.1', self.upstream_port)}",
-                restart_delay=1.0,
-            )
+        chaos = misbehaviour(self.demo, self.services)
+        return [
+            self._upstream_spec(python),
+            *(self._service_spec(entry, chaos, python) for entry in self.services),
         ]
-        for entry in self.services:
-            argv = [
-                python,
-                "-m",
-                "demo_fleet.service",
-                "--name",
-                entry.name,
-                "--type",
-                entry.type,
-                "--host",
-                entry.host,
-                "--port",
-                str(entry.port),
-                "--agent-port",
-                str(entry.agent_port),
-                "--load-scale",
-                repr(demo.load_scale),
-            ]
-            if entry.data_source:
-                argv += ["--data-source", entry.data_source, "--upstream", self.upstream_url]
-            restart_delay = 2.0
-            if entry.name == chaos.restarting:
-                argv += ["--exit-after", repr(demo.up_seconds)]
-                restart_delay = demo.down_seconds
-            if entry.name == chaos.not_serving:
-                schedule = Schedule(
-                    demo.not_serving_after_seconds,
-                    demo.not_serving_every_seconds,
-                    demo.not_serving_for_seconds,
-                )
-                argv += ["--not-serving", schedule.text()]
-            if entry.name == chaos.error:
-                schedule = Schedule(
-                    demo.error_after_seconds, demo.error_every_seconds, demo.error_for_seconds
-                )
-                argv += ["--error", schedule.text()]
-            specs.append(
-                ProcessSpec(
-                    name=entry.name,
-                    argv=(*argv, "--parent-pid", str(os.getpid())),
-                    ready=all_of(
-                        grpc_serving(host_port(entry.host, entry.agent_port), any_status=True),
-                        http_ok(f"http://{host_port(entry.host, entry.port)}/healthz"),
-                    ),
-                    summary=(
-                        f"http {host_port(entry.host, entry.port)}  "
-                        f"agent {host_port(entry.host, entry.agent_port)}"
-                    ),
-                    restart_delay=restart_delay,
-                )
+
+    def _upstream_spec(self, python: str) -> ProcessSpec:
+        argv = (python, "-m", "demo_fleet.upstream", "--port", str(self.upstream_port))
+        return ProcessSpec(
+            name=UPSTREAM_NAME,
+            argv=argv,
+            ready=http_ok(f"{self.upstream_url}/healthz"),
+            summary=f"http {dial('127.0.0.1', self.upstream_port)}",
+            restart_delay=1.0,
+        )
+
+    def _service_spec(self, entry: ServiceEntry, chaos: Misbehaviour, python: str) -> ProcessSpec:
+        http = dial(entry.host, entry.port)
+        agent = dial(entry.host, entry.agent_port)
+        restarting = entry.name == chaos.restarting
+        return ProcessSpec(
+            name=entry.name,
+            argv=(*self._service_argv(entry, chaos, python), "--parent-pid", str(os.getpid())),
+            ready=all_of(grpc_serving(agent, any_status=True), http_ok(f"http://{http}/healthz")),
+            summary=f"http {http}  agent {agent}",
+            restart_delay=self.demo.down_seconds if restarting else 2.0,
+        )
+
+    def _service_argv(self, entry: ServiceEntry, chaos: Misbehaviour, python: str) -> list[str]:
+        """`python -m demo_fleet.service` with the entry's ports and its misbehaviour."""
+        demo = self.demo
+        argv = [
+            python,
+            "-m",
+            "demo_fleet.service",
+            "--name",
+            entry.name,
+            "--type",
+            entry.type,
+            "--host",
+            entry.host,
+            "--port",
+            str(entry.port),
+            "--agent-port",
+            str(entry.agent_port),
+            "--load-scale",
+            repr(demo.load_scale),
+        ]
+        if entry.data_source:
+            argv += ["--data-source", entry.data_source, "--upstream", self.upstream_url]
+        if entry.name == chaos.restarting:
+            argv += ["--exit-after", repr(demo.up_seconds)]
+        if entry.name == chaos.not_serving:
+            schedule = Schedule(
+                demo.not_serving_after_seconds,
+                demo.not_serving_every_seconds,
+                demo.not_serving_for_seconds,
             )
-        return specs
+            argv += ["--not-serving", schedule.text()]
+        if entry.name == chaos.error:
+            schedule = Schedule(
+                demo.error_after_seconds, demo.error_every_seconds, demo.error_for_seconds
+            )
+            argv += ["--error", schedule.text()]
+        return argv
 
     def mesh_specs(self, config_path: Path, python: str = sys.executable) -> list[ProcessSpec]:
         """The aggregator and the gateway, both reading the generated config file."""
@@ -272,63 +269,93 @@ def plan_fleet(
     """Apply the port choice to everything the demo starts.
 
     `port_offset` adds to every configured port; `use_free_ports` picks free ones instead
-    (for tests and crowded machines). Raises ValueError when an offset leaves 1..65535.
+    (for tests and crowded machines). Raises ConfigError when an offset leaves 1..65535 or a
+    server is configured on port 0.
     """
-    services = list(mesh.read(SERVICES))
-    aggregator = mesh.read(AGGREGATOR_SECTION)
-    upstream_port = demo.upstream_port
-    if use_free_ports:
-        ports = iter(free_ports(2 * len(services) + 3))
-        services = [
-            dataclasses.replace(entry, port=next(ports), agent_port=next(ports))
-            for entry in services
-        ]
-        aggregator = dataclasses.replace(aggregator, port=next(ports))
-        gateway = dataclasses.replace(gateway, port=next(ports))
-        upstream_port = next(ports)
-    elif port_offset:
-
-        def shifted(port: int, what: str) -> int:
-            moved = port + port_offset
-            if not 1 <= moved <= 65535:
-                raise ValueError(
-                    f"--port-offset {port_offset} moves {what} from {port} to {moved}, "
-                    "outside 1..65535"
-                )
-            return moved
-
-        services = [
-            ServiceEntry(
-                entry.name,
-                entry.host,
-                shifted(entry.port, f"{entry.name}'s port"),
-                shifted(entry.agent_port, f"{entry.name}'s agent port"),
-                entry.type,
-                entry.data_source,
-            )
-            for entry in services
-        ]
-        aggregator = dataclasses.replace(
-            aggregator, port=shifted(aggregator.port, "the aggregator's port")
-        )
-        gateway = dataclasses.replace(gateway, port=shifted(gateway.port, "the gateway's port"))
-        upstream_port = shifted(upstream_port, "the fake upstream's port")
-    for what, port in (
-        ("the aggregator", aggregator.port),
-        ("the gateway", gateway.port),
-        ("the fake upstream", upstream_port),
-    ):
-        if port == 0:
-            raise ValueError(
-                f"{what} is configured on port 0; the demo needs fixed ports to wire the "
-                "processes together: set one, or use --free-ports"
-            )
-    gateway = dataclasses.replace(gateway, aggregator=host_port(aggregator.host, aggregator.port))
-    return FleetPlan(
-        services=Registry(services),
-        aggregator=aggregator,
+    ports = _Ports(
+        services=tuple(mesh.read(SERVICES)),
+        aggregator=mesh.read(AGGREGATOR_SECTION),
         gateway=gateway,
-        upstream_port=upstream_port,
+        upstream=demo.upstream_port,
+    )
+    if use_free_ports:
+        ports = ports.on_free_ports()
+    elif port_offset:
+        ports = ports.shifted(port_offset)
+    ports.check_fixed()
+    aggregator = ports.aggregator
+    return FleetPlan(
+        services=Registry(ports.services),
+        aggregator=aggregator,
+        gateway=dataclasses.replace(
+            ports.gateway, aggregator=dial(aggregator.host, aggregator.port)
+        ),
+        upstream_port=ports.upstream,
         demo=demo,
         tables=mesh.tables,
     )
+
+
+@dataclass(frozen=True, slots=True)
+class _Ports:
+    """The ports of a plan in the making: the registry, the aggregator, gateway and upstream."""
+
+    services: tuple[ServiceEntry, ...]
+    aggregator: AggregatorSettings
+    gateway: GatewaySettings
+    upstream: int
+
+    def on_free_ports(self) -> _Ports:
+        """Every port replaced by one that is free now."""
+        ports = iter(free_ports(2 * len(self.services) + 3))
+        return _Ports(
+            services=tuple(
+                dataclasses.replace(entry, port=next(ports), agent_port=next(ports))
+                for entry in self.services
+            ),
+            aggregator=dataclasses.replace(self.aggregator, port=next(ports)),
+            gateway=dataclasses.replace(self.gateway, port=next(ports)),
+            upstream=next(ports),
+        )
+
+    def shifted(self, offset: int) -> _Ports:
+        """Every port plus `offset`; ConfigError naming the first one that leaves 1..65535."""
+
+        def shift(port: int, what: str) -> int:
+            moved = port + offset
+            if not 1 <= moved <= 65535:
+                raise ConfigError(
+                    f"--port-offset {offset} moves {what} from {port} to {moved}, outside 1..65535"
+                )
+            return moved
+
+        return _Ports(
+            services=tuple(
+                dataclasses.replace(
+                    entry,
+                    port=shift(entry.port, f"{entry.name}'s port"),
+                    agent_port=shift(entry.agent_port, f"{entry.name}'s agent port"),
+                )
+                for entry in self.services
+            ),
+            aggregator=dataclasses.replace(
+                self.aggregator, port=shift(self.aggregator.port, "the aggregator's port")
+            ),
+            gateway=dataclasses.replace(
+                self.gateway, port=shift(self.gateway.port, "the gateway's port")
+            ),
+            upstream=shift(self.upstream, "the fake upstream's port"),
+        )
+
+    def check_fixed(self) -> None:
+        """ConfigError when a server the others dial is configured on port 0."""
+        for what, port in (
+            ("the aggregator", self.aggregator.port),
+            ("the gateway", self.gateway.port),
+            ("the fake upstream", self.upstream),
+        ):
+            if port == 0:
+                raise ConfigError(
+                    f"{what} is configured on port 0; the demo needs fixed ports to wire the "
+                    "processes together: set one, or use --free-ports"
+                )

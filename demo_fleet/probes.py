@@ -9,20 +9,23 @@ import grpc
 import httpx
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from mesh_common.addresses import HostPort
+from mesh_common.transport import open_channel
+
 Probe = Callable[[], Awaitable[bool]]
 """An async check that answers True once the thing it looks at is ready."""
 
 PROBE_TIMEOUT_SECONDS = 1.0
 
 
-def grpc_serving(address: str, service: str = "", *, any_status: bool = False) -> Probe:
+def grpc_serving(address: str | HostPort, service: str = "", *, any_status: bool = False) -> Probe:
     """A probe: grpc.health.v1 Check(`service`) on `address` answers SERVING.
 
     With `any_status`, any answer will do (a server that reports NOT_SERVING on purpose is up).
     """
 
     async def probe() -> bool:
-        async with grpc.aio.insecure_channel(address) as channel:
+        async with open_channel(address) as channel:
             stub: Any = health_pb2_grpc.HealthStub(channel)
             try:
                 reply = await stub.Check(

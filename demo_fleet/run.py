@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from demo_fleet.errors import StartupError
-from demo_fleet.plan import FleetPlan, host_port, misbehaviour
+from demo_fleet.plan import FleetPlan, dial, misbehaviour
 from demo_fleet.ports import PortTakenError, check_ports, port_is_free
 from demo_fleet.supervisor import Supervisor
 from demo_fleet.toml_out import dumps
@@ -38,7 +38,7 @@ def banner(plan: FleetPlan, config_path: Path, run_dir: Path) -> str:
     calm = [e for e in plan.services if e.name not in (chaos.restarting, chaos.not_serving)]
     # The example agent is one that stays up, a data service if there is one.
     example = next((e for e in calm if e.data_source), calm[0] if calm else plan.services[0])
-    agent = host_port(example.host, example.agent_port)
+    agent = dial(example.host, example.agent_port)
     lines = [
         "",
         f"metrics-mesh demo is up: {len(plan.services)} services, the aggregator and the gateway",

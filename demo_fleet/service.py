@@ -24,6 +24,7 @@ import io
 import logging
 import os
 import signal
+import socket
 import sys
 import time
 from collections.abc import Generator
@@ -40,12 +41,14 @@ from demo_fleet.faults import FaultInterceptor
 from demo_fleet.profiles import flows_for, kinds_of
 from demo_fleet.schedule import Schedule, schedule_arg
 from demo_fleet.workload import Workload
-from mesh_common.addresses import format_host_port, loopback_for
+from mesh_common.addresses import HostPort, format_host_port
+from mesh_common.errors import EXIT_FAILURE
 from mesh_common.transport import listen_http
 
 log = logging.getLogger("demo-service")
 
 CHAOS_POLL_SECONDS = 0.2
+STARTED_POLL_SECONDS = 0.02
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,26 +151,45 @@ class DemoService:
 
     async def run(self) -> int:
         """Serve until stopped; return the process exit status."""
+        sock = await self._bind()
+        if sock is None:
+            return STARTUP_FAILURE_STATUS
+        try:
+            async with contextlib.AsyncExitStack() as clients:
+                await self._serve(sock, self._workload(clients))
+        finally:
+            await self.agent.stop(grace_seconds=1.0)
+            sock.close()
+        log.info("%s stopped (exit status %d)", self.options.name, self._exit_status)
+        return self._exit_status
+
+    async def _bind(self) -> socket.socket | None:
+        """Bind the HTTP port and start the agent; None (and a log line) when a port is taken."""
         options = self.options
         try:
             sock = listen_http(options.host, options.port)
         except PortInUseError as error:
             log.error("%s (HTTP port): %s", options.name, error)
-            return STARTUP_FAILURE_STATUS
+            return None
         try:
             await self.agent.start()
         except PortInUseError as error:
             sock.close()
             log.error("%s: agent port %d: %s", options.name, options.agent_port, error)
-            return STARTUP_FAILURE_STATUS
-        api_client = httpx.AsyncClient(
-            base_url=f"http://{format_host_port(loopback_for(options.host), options.port)}",
-            timeout=2.0,
-        )
-        upstream_client = (
-            httpx.AsyncClient(base_url=options.upstream, timeout=2.0) if options.upstream else None
-        )
-        workload = Workload(
+            return None
+        return sock
+
+    def _workload(self, clients: contextlib.AsyncExitStack) -> Workload:
+        """The service's workload, its HTTP clients closed by `clients`."""
+        options = self.options
+        own_address = HostPort(options.host, options.port).dialable()
+        api_client = httpx.AsyncClient(base_url=f"http://{own_address}", timeout=2.0)
+        clients.push_async_callback(api_client.aclose)
+        upstream_client = None
+        if options.upstream:
+            upstream_client = httpx.AsyncClient(base_url=options.upstream, timeout=2.0)
+            clients.push_async_callback(upstream_client.aclose)
+        return Workload(
             self.tracker,
             self._flows,
             api_client=api_client,
@@ -175,6 +197,10 @@ class DemoService:
             data_source=options.data_source,
             scale=options.load_scale,
         )
+
+    async def _serve(self, sock: socket.socket, workload: Workload) -> None:
+        """Serve HTTP on `sock` and run the workload and the chaos loop until stopped."""
+        options = self.options
         config = uvicorn.Config(
             create_app(options, self.tracker, workload),
             log_level="warning",
@@ -186,32 +212,20 @@ class DemoService:
         tasks: list[asyncio.Task[None]] = []
         http_task = asyncio.create_task(server.serve(sockets=[sock]), name="http")
         try:
-            while not server.started and not http_task.done():
-                await asyncio.sleep(0.02)
-            if http_task.done():
-                await http_task
-                log.error("%s: the HTTP server stopped during startup", options.name)
-                return 1
+            if not await self._http_started(server, http_task):
+                self._exit_status = EXIT_FAILURE
+                return
             log.info(
-                "%s up: http %s:%d, agent %s",
+                "%s up: http %s, agent %s",
                 options.name,
-                options.host,
-                options.port,
+                format_host_port(options.host, options.port),
                 self.agent.address,
             )
             tasks = [
                 asyncio.create_task(workload.run(), name="workload"),
                 asyncio.create_task(self._chaos(), name="chaos"),
             ]
-            stop_task = asyncio.create_task(self._stop.wait())
-            await asyncio.wait({stop_task, http_task, *tasks}, return_when=asyncio.FIRST_COMPLETED)
-            stop_task.cancel()
-            if not self._stop.is_set():
-                # The HTTP server, the workload or the chaos loop ended on its own: a bug.
-                ended = next(task for task in (http_task, *tasks) if task.done())
-                reason = None if ended.cancelled() else ended.exception()
-                log.error("%s: %s stopped unexpectedly: %r", options.name, ended.get_name(), reason)
-                self._exit_status = 1
+            await self._until_stopped(http_task, tasks)
         finally:
             for task in tasks:
                 task.cancel()
@@ -219,13 +233,30 @@ class DemoService:
             server.should_exit = True
             with contextlib.suppress(Exception):
                 await http_task
-            await api_client.aclose()
-            if upstream_client is not None:
-                await upstream_client.aclose()
-            await self.agent.stop(grace_seconds=1.0)
-            sock.close()
-        log.info("%s stopped (exit status %d)", options.name, self._exit_status)
-        return self._exit_status
+
+    async def _http_started(self, server: uvicorn.Server, http_task: asyncio.Task[None]) -> bool:
+        """Wait until uvicorn serves; False (and a log line) when it stopped instead."""
+        while not server.started and not http_task.done():
+            await asyncio.sleep(STARTED_POLL_SECONDS)
+        if http_task.done():
+            await http_task
+            log.error("%s: the HTTP server stopped during startup", self.options.name)
+            return False
+        return True
+
+    async def _until_stopped(
+        self, http_task: asyncio.Task[None], tasks: list[asyncio.Task[None]]
+    ) -> None:
+        """Wait for a stop request; a task that ends first is a bug (exit status 1)."""
+        stop_task = asyncio.create_task(self._stop.wait())
+        await asyncio.wait({stop_task, http_task, *tasks}, return_when=asyncio.FIRST_COMPLETED)
+        stop_task.cancel()
+        if self._stop.is_set():
+            return
+        ended = next(task for task in (http_task, *tasks) if task.done())
+        reason = None if ended.cancelled() else ended.exception()
+        log.error("%s: %s stopped unexpectedly: %r", self.options.name, ended.get_name(), reason)
+        self._exit_status = EXIT_FAILURE
 
     async def _chaos(self) -> None:
         """Planned misbehaviour, and the watch on the parent process."""

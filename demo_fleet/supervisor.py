@@ -42,6 +42,18 @@ class ProcessSpec:
     """Seconds to wait before restarting it after it exits."""
 
 
+@dataclass(frozen=True, slots=True)
+class ChildReport:
+    """What became of one child so far: how often it started, how it exited."""
+
+    name: str
+    starts: int
+    exit_statuses: tuple[int, ...]
+    """Its exit statuses while it was supervised, in order (not the final stop's)."""
+    given_up: bool
+    """True once the supervisor will not restart it (a usage error, a port in use)."""
+
+
 @dataclass(slots=True)
 class _Child:
     spec: ProcessSpec
@@ -50,6 +62,7 @@ class _Child:
     starts: int = 0
     failures: int = 0
     exits: list[int] = field(default_factory=list)
+    given_up: bool = False
 
 
 PR_SET_PDEATHSIG = 1
@@ -113,6 +126,11 @@ class Supervisor:
             for name, child in self._children.items()
             if child.process is not None and child.process.returncode is None
         }
+
+    def report(self, name: str) -> ChildReport:
+        """What became of the child called `name` so far; KeyError if there is none."""
+        child = self._children[name]
+        return ChildReport(name, child.starts, tuple(child.exits), child.given_up)
 
     async def start(self, specs: Sequence[ProcessSpec], *, timeout: float) -> None:
         """Start `specs` together and wait until every one is ready, printing progress.
@@ -187,6 +205,7 @@ class Supervisor:
                     f"restarting it in {delay:g} s"
                 )
             elif status in NO_RESTART_STATUSES:
+                child.given_up = True
                 self._say(
                     f"  !!  {child.spec.name} exited with status {status} and will not be "
                     f"restarted; the end of its log ({child.log_path}):\n{tail(child.log_path)}"

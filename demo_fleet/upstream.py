@@ -11,10 +11,16 @@ import argparse
 import json
 import random
 import signal
+import socket
 import sys
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import FrameType
+
+from demo_fleet.exit_codes import STARTUP_FAILURE_STATUS
+from mesh_common.addresses import format_host_port
+from mesh_common.errors import PortInUseError
+from mesh_common.transport import listen_http
 
 FAILURE_RATIO = 0.02
 """Share of upstream calls answered with 503, so fetch errors show up in the breakdown."""
@@ -55,6 +61,18 @@ class UpstreamHandler(BaseHTTPRequestHandler):
         self.wfile.write(payload)
 
 
+class UpstreamServer(ThreadingHTTPServer):
+    """The threaded HTTP server on a socket already bound by `listen_http`."""
+
+    daemon_threads = True
+
+    def __init__(self, sock: socket.socket) -> None:
+        super().__init__(sock.getsockname()[:2], UpstreamHandler, bind_and_activate=False)
+        self.socket.close()
+        sock.setblocking(True)
+        self.socket = sock
+
+
 def _stop(signum: int, frame: FrameType | None) -> None:
     raise SystemExit(0)
 
@@ -71,12 +89,11 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
     try:
-        server = ThreadingHTTPServer((args.host, args.port), UpstreamHandler)
-    except OSError as error:
-        print(f"fake upstream: cannot listen on {args.host}:{args.port}: {error}", file=sys.stderr)
-        return 1
-    server.daemon_threads = True
-    print(f"fake upstream listening on http://{args.host}:{args.port}", flush=True)
+        server = UpstreamServer(listen_http(args.host, args.port))
+    except PortInUseError as error:
+        print(f"fake upstream: {error}", file=sys.stderr)
+        return STARTUP_FAILURE_STATUS
+    print(f"fake upstream listening on http://{format_host_port(args.host, args.port)}", flush=True)
     try:
         server.serve_forever(poll_interval=0.2)
     finally:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import logging
 import sys
 from typing import Any
 
@@ -14,6 +15,7 @@ import uvicorn
 
 from gateway._app import create_app
 from gateway._settings import SECTION, GatewaySettings, load_settings
+from mesh_common.addresses import format_host_port, loopback_for
 from mesh_common.errors import MeshError, exit_status
 from mesh_common.options import (
     ENV_HELP,
@@ -25,6 +27,8 @@ from mesh_common.options import (
     port_number,
 )
 from mesh_common.transport import listen_http
+
+_LOG = logging.getLogger("gateway")
 
 DESCRIPTION = (
     "Serve the REST endpoint, SSE, WebSocket, Prometheus /metrics and the dashboard, fed by "
@@ -76,6 +80,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"gateway: {error}", file=sys.stderr)
         return exit_status(error)
     configure_logging(args.log_level)
+    url = f"http://{format_host_port(loopback_for(settings.host), sock.getsockname()[1])}/"
+    _LOG.info("gateway serving on %s (aggregator %s)", url, settings.aggregator)
     config = uvicorn.Config(
         create_app(settings),
         loop="uvloop",

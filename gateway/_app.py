@@ -21,6 +21,8 @@ from gateway._sse import sse_router
 from gateway._state import GatewayState
 from gateway._upstream import SnapshotHub
 from gateway._ws import ws_router
+from mesh_common.clocks import SYSTEM_CLOCKS, Clocks
+from mesh_common.figures import ROW_FIGURES, TOTAL_FIGURES, describe
 
 STATIC = Path(__file__).parent / "static"
 
@@ -45,10 +47,12 @@ class GatewayApp(FastAPI):
         return FastPath(stack, self._gateway_state)
 
 
-def create_app(settings: GatewaySettings | None = None) -> FastAPI:
+def create_app(
+    settings: GatewaySettings | None = None, *, clocks: Clocks = SYSTEM_CLOCKS
+) -> FastAPI:
     """The gateway app; its lifespan opens (and closes) the one aggregator subscription.
 
-    `app.state.gateway` is the shared `GatewayState` (settings, hub, client counts).
+    `app.state.gateway` is the shared `GatewayState` (settings, clocks, hub, client counts).
     """
     settings = settings or GatewaySettings()
     hub = SnapshotHub(
@@ -58,8 +62,9 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         reconnect_max_seconds=settings.reconnect_max_seconds,
         # Waiters re-check at least this often: heartbeats and staleness need no own timers.
         tick_seconds=min(1.0, settings.heartbeat_seconds / 2, settings.stale_after_seconds / 4),
+        monotonic=clocks.monotonic,
     )
-    state = GatewayState(settings, hub)
+    state = GatewayState(settings, hub, clocks, started_at=clocks.monotonic())
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -93,6 +98,11 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         prometheus_router(state),
     ):
         app.include_router(router)
+
+    @app.get("/api/v1/schema", tags=["metrics"], summary="The figures of rows and totals")
+    async def schema() -> dict[str, list[dict[str, str]]]:
+        """Every figure a row and the fleet totals carry: name, column label, unit, meaning."""
+        return {"rows": describe(ROW_FIGURES), "totals": describe(TOTAL_FIGURES)}
 
     @app.get("/", include_in_schema=False)
     async def dashboard() -> FileResponse:

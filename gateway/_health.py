@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
 from gateway._state import GatewayState
-from gateway._views import iso_utc
+from mesh_common.wire_time import iso_utc
 
 
 def health_router(state: GatewayState) -> APIRouter:
@@ -52,12 +51,12 @@ def health_router(state: GatewayState) -> APIRouter:
         fresh = state.fresh() is not None
         body: dict[str, Any] = {
             "status": "ok" if fresh and hub.state == "connected" else "degraded",
-            "timestamp": iso_utc(time.time()),
-            "uptime_seconds": round(time.monotonic() - state.started, 3),
+            "timestamp": iso_utc(state.clocks.wall()),
+            "uptime_seconds": round(state.uptime(), 3),
             "upstream": {
                 "target": hub.target,
                 "state": str(hub.state),
-                "state_seconds": round(hub.clock() - hub.state_since, 3),
+                "state_seconds": round(state.clocks.monotonic() - hub.state_since, 3),
                 "error": hub.error,
                 "connects": hub.connects,
                 "failed_attempts": hub.failed_attempts,
@@ -79,7 +78,7 @@ def health_router(state: GatewayState) -> APIRouter:
                 "fresh": fresh,
                 "services_answered": snap.services_answered,
                 "services_total": snap.services_total,
-                "services": {row["service_name"]: row["status"] for row in entry.rows},
+                "services": {row.service_name: row.status for row in entry.rows},
             }
         return JSONResponse(body)
 
@@ -88,4 +87,4 @@ def health_router(state: GatewayState) -> APIRouter:
 
 def _age_ms(state: GatewayState) -> int | None:
     entry = state.hub.latest
-    return None if entry is None else round(entry.age(state.hub.clock()) * 1000.0)
+    return None if entry is None else round(entry.age(state.clocks.monotonic()) * 1000.0)

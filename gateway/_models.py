@@ -1,73 +1,88 @@
-"""Pydantic models of the REST body: they document the shape in /docs and validate it in tests.
+"""Pydantic models of the REST body, derived from the row schema: /docs shows them, tests use them.
 
 The served body is built from the snapshot and serialized once per snapshot (see `_views.py`);
-these models describe that body field for field, as story 23.2 defines it.
+these models describe that body field for field, as story 23.2 defines it. Row fields and the
+fleet's figures come from `mesh_common.figures`, so a new figure appears here by itself.
 """
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, create_model
+
+from mesh_common.figures import ROW_FIGURES, TOTAL_FIGURES, Figure
 
 Status = Literal["active", "inactive", "error"]
+_STORY_ROW_FIELDS = frozenset(
+    {
+        "service_name", "port", "service_type", "status", "events_per_second",
+        "events_per_hour", "total_events", "uptime_seconds", "last_activity", "error_message",
+    }
+)  # fmt: skip
+"""The row fields of story 23.2: always present; the additive ones have a default."""
 
 
-class ServiceMetrics(BaseModel):
-    """One service's row (story 23.2's `active_apis` entries)."""
+def _field(figure: Figure, *, always: bool) -> tuple[Any, Any]:
+    kind: Any = Status if figure.name == "status" else figure.json_type
+    if figure.json_type is list:
+        kind = list[str]
+    if figure.nullable:
+        kind = kind | None
+    if always:
+        return kind, Field(description=figure.description)
+    return kind, Field(default=None, description=figure.description)
 
-    model_config = ConfigDict(extra="forbid")
 
-    service_name: str = Field(description="The service's name in the registry.")
-    port: int = Field(description="The service's own HTTP port from the registry.")
-    service_type: str = Field(description="Registry category: core, data, analysis, ai, ...")
-    status: Status = Field(description="active, inactive (unreachable/NOT_SERVING) or error.")
-    events_per_second: float = Field(description="Events/s over the agent's 1-minute window.")
-    events_per_hour: float = Field(description="events_per_second x 3600.")
-    total_events: int = Field(description="Events counted since the agent started.")
-    uptime_seconds: float = Field(description="The agent's uptime in seconds.")
-    last_activity: str | None = Field(
-        description="ISO 8601 UTC time of the service's last event; null if it never had one."
-    )
-    error_message: str | None = Field(description="Why the row is not active; null when it is.")
-    data_source: str | None = Field(
-        default=None, description="External data source of a data service (additive)."
-    )
-    call_latency_ms: float | None = Field(
-        default=None, description="How long this round's call to the agent took (additive)."
-    )
+_FORBID = ConfigDict(extra="forbid")
+
+_ROW_FIELDS: dict[str, Any] = {
+    figure.name: _field(figure, always=figure.name in _STORY_ROW_FIELDS) for figure in ROW_FIGURES
+}
+ServiceMetrics: type[BaseModel] = create_model(
+    "ServiceMetrics",
+    __config__=_FORBID,
+    __doc__="One service's row (story 23.2's `active_apis` entries).",
+    **_ROW_FIELDS,
+)
+
+_TOTALS = {figure.name: figure for figure in TOTAL_FIGURES}
 
 
 class RealTimeMetrics(BaseModel):
     """The body of GET /api/v1/real-time-metrics (HTTP 200)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = _FORBID
 
-    events_per_second: float = Field(description="Sum of events/s over active services.")
-    events_per_hour: float = Field(description="Sum of events/h over active services.")
-    active_apis: list[ServiceMetrics] = Field(description="Rows of the active services only.")
-    inactive_apis: int = Field(description="How many services are inactive or in error.")
-    data_sources_active: list[str] = Field(description="Data sources of active data services.")
+    events_per_second: float = Field(description=_TOTALS["events_per_second"].description)
+    events_per_hour: float = Field(description=_TOTALS["events_per_hour"].description)
+    active_apis: list[ServiceMetrics] = Field(  # type: ignore[valid-type]
+        description="Rows of the active services only."
+    )
+    inactive_apis: int = Field(description=_TOTALS["inactive_apis"].description)
+    data_sources_active: list[str] = Field(description=_TOTALS["data_sources_active"].description)
     timestamp: str = Field(description="ISO 8601 UTC time the snapshot's round started.")
-    collection_time_ms: int = Field(description="How long the snapshot's round took, in ms.")
-    inactive_services: list[ServiceMetrics] = Field(
+    collection_time_ms: int = Field(description=_TOTALS["collection_time_ms"].description)
+    inactive_services: list[ServiceMetrics] = Field(  # type: ignore[valid-type]
         description="Rows of the inactive and error services (additive)."
     )
-    total_events: int = Field(description="Sum of total_events over active services (additive).")
+    total_events: int = Field(description=_TOTALS["total_events"].description)
     sequence: int = Field(description="The snapshot's sequence number (additive).")
-    services_answered: int = Field(description="Services that answered this round (additive).")
-    services_total: int = Field(description="Configured services (additive).")
+    services_answered: int = Field(description=_TOTALS["services_answered"].description)
+    services_total: int = Field(description=_TOTALS["services_total"].description)
     snapshot_age_ms: int = Field(description="Age of the snapshot when served, in ms (additive).")
 
 
 class RealTimeMetricsError(BaseModel):
     """The body of GET /api/v1/real-time-metrics when no fresh snapshot exists (HTTP 503)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = _FORBID
 
     events_per_second: float = Field(description="Always 0.")
     events_per_hour: float = Field(description="Always 0.")
-    active_apis: list[ServiceMetrics] = Field(description="Always empty.")
+    active_apis: list[ServiceMetrics] = Field(  # type: ignore[valid-type]
+        description="Always empty."
+    )
     inactive_apis: int = Field(description="Number of configured services.")
     data_sources_active: list[str] = Field(description="Always empty.")
     timestamp: str = Field(description="ISO 8601 UTC time of this answer.")

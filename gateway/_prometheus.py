@@ -1,9 +1,10 @@
 """GET /metrics: Prometheus exposition built from the latest snapshot at scrape time.
 
 A custom Collector on the gateway's own CollectorRegistry turns the snapshot into metric
-families (metricsmesh_ prefix, base units, labels `service` and `type`). Rows that are not
-active get `metricsmesh_service_up 0` and no rate or counter samples, so a dead service shows
-as absent data, not as a false zero or a counter reset.
+families (metricsmesh_ prefix, base units, labels `service` and `type`). The per-service
+families come from the row schema (`mesh_common.figures`, each figure's `series`). Rows that
+are not active get `metricsmesh_service_up 0` and no rate or counter samples, so a dead
+service shows as absent data, not as a false zero or a counter reset.
 """
 
 from __future__ import annotations
@@ -12,16 +13,18 @@ from collections.abc import Iterator
 
 from fastapi import APIRouter
 from fastapi.responses import Response
-from metricsmesh.v1 import snapshot_pb2
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 
 from gateway._state import GatewayState
-from gateway._views import duration_seconds
+from gateway._views import SnapshotEntry
+from mesh_common.figures import ROW_FIGURES, Figure
+from mesh_common.wire_time import to_seconds
 
 LABELS = ["service", "type"]
+_EXPOSED: tuple[Figure, ...] = tuple(figure for figure in ROW_FIGURES if figure.series)
 
 
 class SnapshotCollector(Collector):
@@ -32,13 +35,19 @@ class SnapshotCollector(Collector):
 
     def collect(self) -> Iterator[Metric]:
         """Build the families from whatever snapshot is latest right now."""
+        yield from self._gateway_families()
+        entry = self._state.hub.latest
+        if entry is not None:
+            yield from self._snapshot_families(entry)
+            yield from self._service_families(entry)
+
+    def _gateway_families(self) -> Iterator[Metric]:
         state = self._state
-        hub = state.hub
         fresh = state.fresh()
         yield GaugeMetricFamily(
             "metricsmesh_gateway_upstream_up",
             "1 when the gateway's aggregator subscription is connected and its snapshot fresh.",
-            value=1.0 if fresh is not None and hub.state == "connected" else 0.0,
+            value=1.0 if fresh is not None and state.hub.state == "connected" else 0.0,
         )
         clients = GaugeMetricFamily(
             "metricsmesh_gateway_clients", "Connected streaming clients.", labels=["protocol"]
@@ -46,69 +55,44 @@ class SnapshotCollector(Collector):
         clients.add_metric(["sse"], state.stats.sse_clients)
         clients.add_metric(["websocket"], state.stats.ws_clients)
         yield clients
-        entry = hub.latest
-        if entry is None:
-            return
+
+    def _snapshot_families(self, entry: SnapshotEntry) -> Iterator[Metric]:
         snap = entry.snapshot
-        yield GaugeMetricFamily(
-            "metricsmesh_snapshot_age_seconds",
-            "Age of the latest snapshot.",
-            value=entry.age(hub.clock()),
-        )
-        yield GaugeMetricFamily(
-            "metricsmesh_snapshot_sequence", "Sequence of the latest snapshot.", snap.sequence
-        )
-        yield GaugeMetricFamily(
-            "metricsmesh_round_duration_seconds",
-            "How long the latest aggregator round took.",
-            value=duration_seconds(snap.round_duration),
-        )
-        yield GaugeMetricFamily(
-            "metricsmesh_services_answered",
-            "Services whose agent answered in the latest round.",
-            value=snap.services_answered,
-        )
-        yield GaugeMetricFamily(
-            "metricsmesh_services_configured",
-            "Services configured in the aggregator's registry.",
-            value=snap.services_total,
-        )
-        yield GaugeMetricFamily(
-            "metricsmesh_events_per_second",
-            "Events per second summed over active services.",
-            value=snap.events_per_second,
-        )
+        for name, help_text, value in (
+            ("snapshot_age_seconds", "Age of the latest snapshot.",
+             entry.age(self._state.clocks.monotonic())),
+            ("snapshot_sequence", "Sequence of the latest snapshot.", snap.sequence),
+            ("round_duration_seconds", "How long the latest aggregator round took.",
+             to_seconds(snap.round_duration)),
+            ("services_answered", "Services whose agent answered in the latest round.",
+             snap.services_answered),
+            ("services_configured", "Services configured in the aggregator's registry.",
+             snap.services_total),
+            ("events_per_second", "Events per second summed over active services.",
+             snap.events_per_second),
+        ):  # fmt: skip
+            yield GaugeMetricFamily(f"metricsmesh_{name}", help_text, value=value)
+
+    def _service_families(self, entry: SnapshotEntry) -> Iterator[Metric]:
         up = GaugeMetricFamily(
             "metricsmesh_service_up", "1 when the service is active, else 0.", labels=LABELS
         )
-        rate = GaugeMetricFamily(
-            "metricsmesh_service_events_per_second",
-            "The service's events per second over its 1-minute window.",
-            labels=LABELS,
-        )
-        total = CounterMetricFamily(
-            "metricsmesh_service_events",
-            "Events the service counted since its agent started.",
-            labels=LABELS,
-        )
-        uptime = GaugeMetricFamily(
-            "metricsmesh_service_uptime_seconds", "The service agent's uptime.", labels=LABELS
-        )
-        latency = GaugeMetricFamily(
-            "metricsmesh_service_call_latency_seconds",
-            "How long the latest round's call to the service's agent took.",
-            labels=LABELS,
-        )
-        for row in snap.services:
+        families: dict[str, GaugeMetricFamily | CounterMetricFamily] = {}
+        for figure in _EXPOSED:
+            assert figure.series is not None
+            family = CounterMetricFamily if figure.series.kind == "counter" else GaugeMetricFamily
+            families[figure.name] = family(figure.series.name, figure.series.help, labels=LABELS)
+        for row in entry.rows:
             labels = [row.service_name, row.service_type]
-            active = row.status == snapshot_pb2.SERVICE_STATUS_ACTIVE
-            up.add_metric(labels, 1.0 if active else 0.0)
-            latency.add_metric(labels, duration_seconds(row.call_latency))
-            if active:
-                rate.add_metric(labels, row.events_per_second)
-                total.add_metric(labels, row.total_events)
-                uptime.add_metric(labels, duration_seconds(row.uptime))
-        yield from (up, rate, total, uptime, latency)
+            up.add_metric(labels, 1.0 if row.active else 0.0)
+            for figure in _EXPOSED:
+                series = figure.series
+                value = row.raw[figure.name]
+                if series is None or value is None or not (row.active or series.when_inactive):
+                    continue
+                families[figure.name].add_metric(labels, value * series.scale)
+        yield up
+        yield from families.values()
 
 
 def prometheus_router(state: GatewayState) -> APIRouter:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 from fastapi import APIRouter
 from fastapi.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -19,7 +17,7 @@ JSON = "application/json"
 def rest_router(state: GatewayState) -> APIRouter:
     """The REST endpoint, reading the hub's latest snapshot (never calling the aggregator)."""
     router = APIRouter(tags=["metrics"])
-    hub = state.hub
+    monotonic = state.clocks.monotonic
 
     @router.get(
         PATH,
@@ -29,10 +27,11 @@ def rest_router(state: GatewayState) -> APIRouter:
     )
     async def real_time_metrics() -> Response:
         """The latest snapshot in story 23.2's shape; 503 with its error shape when stale."""
+        started_at = monotonic()
         entry = state.fresh()
         if entry is None:
-            return Response(state.error_body(time.monotonic()), 503, media_type=JSON)
-        return Response(entry.body(WHOLE, hub.clock()), media_type=JSON)
+            return Response(state.error_body(started_at), 503, media_type=JSON)
+        return Response(entry.body(WHOLE, started_at), media_type=JSON)
 
     return router
 
@@ -55,11 +54,12 @@ class FastPath:
             await self.app(scope, receive, send)
             return
         state = self.state
+        started_at = state.clocks.monotonic()
         entry = state.fresh()
         if entry is None:
-            status, body = 503, state.error_body(time.monotonic())
+            status, body = 503, state.error_body(started_at)
         else:
-            status, body = 200, entry.body(WHOLE, state.hub.clock())
+            status, body = 200, entry.body(WHOLE, started_at)
         await send(
             {
                 "type": "http.response.start",

@@ -1,14 +1,15 @@
-"""What every route shares: the settings, the snapshot hub, the error shape and client counts."""
+"""What every route shares: the settings, the clocks, the snapshot hub, the error shape, counts."""
 
 from __future__ import annotations
 
-import json
-import time
 from dataclasses import dataclass, field
+from typing import Any
 
 from gateway._settings import GatewaySettings
 from gateway._upstream import SnapshotHub
-from gateway._views import SnapshotEntry, iso_utc
+from gateway._views import SnapshotEntry, json_bytes
+from mesh_common.clocks import Clocks
+from mesh_common.wire_time import iso_utc
 
 
 @dataclass
@@ -17,9 +18,7 @@ class ClientStats:
 
     sse_clients: int = 0
     ws_clients: int = 0
-    sse_events_sent: int = 0
     ws_messages_sent: int = 0
-    ws_clients_total: int = 0
 
 
 @dataclass
@@ -28,8 +27,14 @@ class GatewayState:
 
     settings: GatewaySettings
     hub: SnapshotHub
-    started: float = field(default_factory=time.monotonic)
+    clocks: Clocks
+    started_at: float = 0.0
+    """Monotonic instant at which the gateway started."""
     stats: ClientStats = field(default_factory=ClientStats)
+
+    def uptime(self) -> float:
+        """Seconds since the gateway started."""
+        return self.clocks.monotonic() - self.started_at
 
     def fresh(self) -> SnapshotEntry | None:
         """The latest snapshot if it is fresh enough to serve, else None."""
@@ -44,7 +49,7 @@ class GatewayState:
                 f"no snapshot received yet from the aggregator at {hub.target} "
                 f"(subscription {hub.state})"
             )
-        age = entry.age(hub.clock())
+        age = entry.age(self.clocks.monotonic())
         cause = hub.error or (
             "the subscription is open but no round completed; check the aggregator's log"
         )
@@ -53,10 +58,14 @@ class GatewayState:
             f"stale_after_seconds={stale_after:g}: {cause}"
         )
 
-    def error_payload(self, started: float) -> dict[str, object]:
-        """Story 23.2's error shape (plus the last sequence and its age when one exists)."""
+    def error_payload(self, started_at: float) -> dict[str, Any]:
+        """Story 23.2's error shape for a request that began at monotonic `started_at`.
+
+        `collection_time_ms` is the time this request took; the last sequence and its age
+        are added when a snapshot was ever received.
+        """
         entry = self.hub.latest
-        now = self.hub.clock()
+        now = self.clocks.monotonic()
         total = (
             entry.snapshot.services_total
             if entry is not None and entry.snapshot.services_total
@@ -68,13 +77,13 @@ class GatewayState:
             "active_apis": [],
             "inactive_apis": total,
             "data_sources_active": [],
-            "timestamp": iso_utc(time.time()),
+            "timestamp": iso_utc(self.clocks.wall()),
             "error": self.problem(),
-            "collection_time_ms": round((time.monotonic() - started) * 1000.0),
+            "collection_time_ms": round((self.clocks.monotonic() - started_at) * 1000.0),
             "sequence": entry.sequence if entry is not None else None,
             "snapshot_age_ms": round(entry.age(now) * 1000.0) if entry is not None else None,
         }
 
-    def error_body(self, started: float) -> bytes:
+    def error_body(self, started_at: float) -> bytes:
         """The error shape as JSON bytes."""
-        return json.dumps(self.error_payload(started), separators=(",", ":")).encode()
+        return json_bytes(self.error_payload(started_at))

@@ -12,7 +12,6 @@ import asyncio
 import contextlib
 import logging
 import random
-import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterator
 from enum import StrEnum
@@ -21,10 +20,10 @@ import grpc
 from metricsmesh.v1 import aggregator_pb2, aggregator_pb2_grpc, snapshot_pb2
 
 from gateway._views import SnapshotEntry
+from mesh_common.clocks import ReadClock
+from mesh_common.transport import open_channel
 
 log = logging.getLogger("gateway.upstream")
-
-Clock = Callable[[], float]
 
 
 class UpstreamState(StrEnum):
@@ -58,8 +57,8 @@ class SnapshotHub:
     """Holds the latest snapshot from one upstream subscription and wakes waiting clients.
 
     `start()` opens the subscription in a background task; `stop()` ends it (a second call is
-    harmless). Clients read `latest`, `history_after(sequence)`, `state`, `error`, and await
-    `changed()` to learn about a new snapshot or a state change. When nothing changes for
+    harmless). Clients read `latest`, `history_after(sequence)`, `state`, `error`, and wait on
+    `change_marker()` to learn about a new snapshot or a state change. When nothing changes for
     `tick_seconds`, the hub wakes its waiters anyway, so each can check staleness and send
     heartbeats without a timer of its own (a thousand timers per snapshot cost more).
     """
@@ -72,11 +71,11 @@ class SnapshotHub:
         reconnect_initial_seconds: float = 0.2,
         reconnect_max_seconds: float = 5.0,
         tick_seconds: float = 1.0,
-        clock: Clock = time.monotonic,
+        monotonic: ReadClock,
         rng: Callable[[], float] = random.random,
     ) -> None:
         self.target = target
-        self.clock = clock
+        self.monotonic = monotonic
         self.state = UpstreamState.STOPPED
         self.error: str | None = "the upstream subscription has not started"
         self.latest: SnapshotEntry | None = None
@@ -84,14 +83,15 @@ class SnapshotHub:
         self.connects = 0
         self.failed_attempts = 0
         """Consecutive failed subscription attempts (0 while connected)."""
-        self.state_since = clock()
+        self.state_since = monotonic()
+        """Monotonic instant of the last state change."""
         self._history: deque[SnapshotEntry] = deque(maxlen=history_size)
         self._initial = reconnect_initial_seconds
         self._max = reconnect_max_seconds
         self._rng = rng
         self._changed = asyncio.Event()
         self._tick = tick_seconds
-        self._last_notify = clock()
+        self._last_notify = monotonic()
         self._channel: grpc.aio.Channel | None = None
         self._task: asyncio.Task[None] | None = None
         self._ticker: asyncio.Task[None] | None = None
@@ -102,7 +102,7 @@ class SnapshotHub:
         """Open the channel and start the subscription task (in the running loop)."""
         if self._task is not None:
             return
-        self._channel = grpc.aio.insecure_channel(self.target)
+        self._channel = open_channel(self.target)
         self._task = asyncio.create_task(self._run(), name=f"upstream {self.target}")
         self._ticker = asyncio.create_task(self._tick_loop(), name="upstream ticker")
 
@@ -124,7 +124,7 @@ class SnapshotHub:
     def fresh(self, stale_after: float) -> SnapshotEntry | None:
         """The latest snapshot if it is younger than `stale_after` seconds, else None."""
         entry = self.latest
-        if entry is None or entry.age(self.clock()) > stale_after:
+        if entry is None or entry.age(self.monotonic()) > stale_after:
             return None
         return entry
 
@@ -140,10 +140,6 @@ class SnapshotHub:
         if entries[0].sequence > sequence + 1:
             return None
         return [entry for entry in entries if entry.sequence > sequence]
-
-    async def changed(self) -> None:
-        """Return at the next new snapshot or state change."""
-        await self._changed.wait()
 
     def change_marker(self) -> asyncio.Event:
         """The event the next change sets; take it before checking state to never miss one."""
@@ -167,7 +163,7 @@ class SnapshotHub:
             async for message in call:
                 if not message.replayed or message.snapshot.sequence >= until_sequence:
                     break
-                yield SnapshotEntry(message.snapshot, self.clock())
+                yield SnapshotEntry(message.snapshot, self.monotonic())
         except grpc.aio.AioRpcError as error:
             log.warning("replay after %d from %s failed: %s", after_sequence, self.target, error)
         finally:
@@ -221,7 +217,7 @@ class SnapshotHub:
             await asyncio.sleep(pause)
 
     def _publish(self, snapshot: snapshot_pb2.Snapshot) -> None:
-        entry = SnapshotEntry(snapshot, self.clock())
+        entry = SnapshotEntry(snapshot, self.monotonic())
         latest = self.latest
         if latest is not None and entry.sequence <= latest.sequence:
             same = next((old for old in self._history if old.sequence == entry.sequence), None)
@@ -246,7 +242,7 @@ class SnapshotHub:
         if not changed:
             return
         previous, self.state = self.state, state
-        self.state_since = self.clock()
+        self.state_since = self.monotonic()
         if state is UpstreamState.DISCONNECTED:
             log.warning("upstream %s: %s -> %s: %s", self.target, previous, state, error)
         else:
@@ -254,12 +250,12 @@ class SnapshotHub:
         self._notify()
 
     def _notify(self) -> None:
-        self._last_notify = self.clock()
+        self._last_notify = self.monotonic()
         event, self._changed = self._changed, asyncio.Event()
         event.set()
 
     async def _tick_loop(self) -> None:
         while True:
             await asyncio.sleep(self._tick)
-            if self.clock() - self._last_notify >= self._tick * 0.9:
+            if self.monotonic() - self._last_notify >= self._tick * 0.9:
                 self._notify()

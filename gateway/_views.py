@@ -1,104 +1,124 @@
-"""Snapshot protos to the REST/SSE/WebSocket JSON shapes, serialized once per snapshot and view.
+"""Snapshots as the gateway serves them: typed rows, views, and JSON bodies cached per view.
 
-A `View` names what a client asked for (services, types, row fields). `SnapshotEntry` wraps one
-snapshot as received and caches, per view, the JSON body without its final `snapshot_age_ms`
-field: serving a request is then one bytes concatenation (`entry.body(view, age_ms)`), the
-snapshot is never re-encoded per request.
+`SnapshotEntry` wraps one snapshot as received: its rows are converted once (`ServiceRow`,
+every figure of `mesh_common.figures.ROW_FIGURES`), and the JSON body of each `View` is
+serialized once, with orjson. The one part that depends on the moment, `snapshot_age_ms`, is
+added per request by serializing a small top-level object around the cached row lists
+(`orjson.Fragment`), never by cutting or splicing JSON text.
 """
 
 from __future__ import annotations
 
-import json
 import threading
-from collections.abc import Callable, Hashable
-from dataclasses import dataclass
-from datetime import UTC, datetime
+from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
-from google.protobuf import duration_pb2, timestamp_pb2
+import orjson
 from metricsmesh.v1 import snapshot_pb2
 
-from gateway._models import ServiceMetrics
+from gateway._errors import FilterError
+from mesh_common.figures import (
+    ROW_FIGURE_NAMES,
+    ROW_FIGURES,
+    ROW_KEYS_ALWAYS,
+    TOTAL_FIGURES,
+    JSONValue,
+)
+from mesh_common.filters import ServiceFilter
+from mesh_common.wire_time import iso_utc, to_seconds
 
-ROW_FIELDS: tuple[str, ...] = tuple(ServiceMetrics.model_fields)
-"""Every field of a service row, in the story's order followed by the additive ones."""
-ROW_KEYS_ALWAYS = ("service_name", "status")
-"""Row fields kept whatever `fields=` asks for, so a row can always be identified."""
-STATUS_NAMES = {
-    snapshot_pb2.SERVICE_STATUS_ACTIVE: "active",
-    snapshot_pb2.SERVICE_STATUS_INACTIVE: "inactive",
-    snapshot_pb2.SERVICE_STATUS_ERROR: "error",
-}
 MAX_CACHED_VIEWS = 64
 """Distinct views cached per snapshot; further ones are encoded per use (still correct)."""
 
-
-def iso_utc(seconds: float) -> str:
-    """ISO 8601 UTC with milliseconds and a `Z`, e.g. `2025-01-17T10:30:00.123Z`."""
-    moment = datetime.fromtimestamp(seconds, UTC)
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
-
-
-def timestamp_seconds(stamp: timestamp_pb2.Timestamp) -> float:
-    """A protobuf Timestamp as epoch seconds."""
-    return stamp.seconds + stamp.nanos / 1e9
-
-
-def duration_seconds(span: duration_pb2.Duration) -> float:
-    """A protobuf Duration as seconds."""
-    return span.seconds + span.nanos / 1e9
+JSONObject = dict[str, Any]
 
 
 @dataclass(frozen=True, slots=True)
 class View:
-    """Which part of a snapshot a client wants; the default view is the whole snapshot."""
+    """Which part of a snapshot a client wants; the default view is the whole snapshot.
 
-    services: frozenset[str] = frozenset()
-    """Keep only rows with these names; empty keeps all."""
-    types: frozenset[str] = frozenset()
-    """Keep only rows with these service types; empty keeps all."""
+    The one view model of every surface: REST, SSE and the WebSocket build the same `View`
+    from their parameters or messages (`make_view`).
+    """
+
+    services: ServiceFilter = field(default_factory=ServiceFilter)
+    """Which services' rows are kept."""
     fields: tuple[str, ...] = ()
-    """Keep only these row fields (plus service_name and status); empty keeps all."""
+    """Keep only these row figures (plus service_name and status); empty keeps all."""
 
-    def keeps(self, row: dict[str, Any]) -> bool:
+    def keeps(self, row: ServiceRow) -> bool:
         """Whether a row passes the service and type filters."""
-        if self.services and row["service_name"] not in self.services:
-            return False
-        return not (self.types and row["service_type"] not in self.types)
+        return self.services.keeps(row.service_name, row.service_type)
 
-    def project(self, row: dict[str, Any]) -> dict[str, Any]:
-        """The row limited to the chosen fields."""
+    def project(self, row: ServiceRow) -> JSONObject:
+        """The row as a JSON object, limited to the chosen fields."""
         if not self.fields:
-            return row
+            return row.json
         return {
-            key: value for key, value in row.items() if key in self.fields or key in ROW_KEYS_ALWAYS
+            key: value
+            for key, value in row.json.items()
+            if key in self.fields or key in ROW_KEYS_ALWAYS
         }
 
 
 WHOLE = View()
 
 
-def row_to_dict(row: snapshot_pb2.ServiceRow) -> dict[str, Any]:
-    """One ServiceRow in the story's row shape (plus the additive fields)."""
-    eps = row.events_per_second
-    return {
-        "service_name": row.service_name,
-        "port": row.port,
-        "service_type": row.service_type,
-        "status": STATUS_NAMES.get(row.status, "error"),
-        "events_per_second": round(eps, 4),
-        "events_per_hour": round(row.events_per_hour, 2),
-        "total_events": row.total_events,
-        "uptime_seconds": round(duration_seconds(row.uptime), 3),
-        "last_activity": (
-            iso_utc(timestamp_seconds(row.last_event_time))
-            if row.HasField("last_event_time")
-            else None
-        ),
-        "error_message": row.error_message or None,
-        "data_source": row.data_source or None,
-        "call_latency_ms": round(duration_seconds(row.call_latency) * 1000.0, 3),
-    }
+def split_names(values: Iterable[str] | None) -> list[str]:
+    """`a,b&x=c` style parameters as one list, blanks dropped."""
+    return [part.strip() for value in values or () for part in value.split(",") if part.strip()]
+
+
+def make_view(
+    services: Sequence[str],
+    types: Sequence[str],
+    fields: Sequence[str],
+    *,
+    known_services: Iterable[str] | None,
+    known_fields: Iterable[str] = ROW_FIGURE_NAMES,
+) -> View:
+    """A validated View; FilterError naming what is unknown.
+
+    Service names are checked against `known_services` (the latest snapshot's rows; None
+    before the first snapshot, when nothing can be checked yet).
+    """
+    allowed = tuple(known_fields)
+    unknown_fields = sorted(set(fields) - set(allowed))
+    if unknown_fields:
+        raise FilterError(
+            f"unknown field(s) {', '.join(unknown_fields)}; known: {', '.join(allowed)}"
+        )
+    wanted = ServiceFilter.of(services, types)
+    if known_services is not None:
+        known = sorted(set(known_services))
+        unknown = wanted.unknown_names(known)
+        if unknown:
+            raise FilterError(f"unknown service(s) {', '.join(unknown)}; known: {', '.join(known)}")
+    return View(wanted, tuple(dict.fromkeys(fields)))
+
+
+class ServiceRow:
+    """One service's row of a snapshot: every row figure, raw and as JSON, computed once."""
+
+    __slots__ = ("json", "message", "raw", "service_name", "service_type", "status")
+
+    def __init__(self, message: snapshot_pb2.ServiceRow) -> None:
+        self.message = message
+        self.raw: Mapping[str, Any] = {figure.name: figure.read(message) for figure in ROW_FIGURES}
+        """Each figure's raw value (seconds, epoch seconds, None for no data) by name."""
+        self.json: JSONObject = {
+            figure.name: figure.to_json(self.raw[figure.name]) for figure in ROW_FIGURES
+        }
+        """The row as the REST shape's object, in the schema's order."""
+        self.service_name: str = message.service_name
+        self.service_type: str = message.service_type
+        self.status: str = self.raw["status"]
+
+    @property
+    def active(self) -> bool:
+        """True when the service is active in this snapshot."""
+        return self.status == "active"
 
 
 class SnapshotEntry:
@@ -109,69 +129,56 @@ class SnapshotEntry:
         "_extra",
         "_lock",
         "age_at_receipt",
-        "received",
+        "received_at",
         "rows",
         "sequence",
         "snapshot",
         "take_time",
     )
 
-    def __init__(self, snapshot: snapshot_pb2.Snapshot, received: float) -> None:
+    def __init__(self, snapshot: snapshot_pb2.Snapshot, received_at: float) -> None:
         self.snapshot = snapshot
         self.sequence = snapshot.sequence
-        self.received = received
-        """Monotonic time of receipt (the hub's clock)."""
-        self.age_at_receipt = duration_seconds(snapshot.age)
-        self.take_time = timestamp_seconds(snapshot.take_time)
-        self.rows = [row_to_dict(row) for row in snapshot.services]
-        self._bodies: dict[View, bytes] = {}
+        self.received_at = received_at
+        """Monotonic instant of receipt (the hub's clock)."""
+        self.age_at_receipt = to_seconds(snapshot.age)
+        self.take_time = to_seconds(snapshot.take_time)
+        self.rows = tuple(ServiceRow(row) for row in snapshot.services)
+        self._bodies: dict[View, dict[str, Any]] = {}
         self._extra: dict[Hashable, bytes] = {}
         self._lock = threading.Lock()
 
     def age(self, now: float) -> float:
         """Seconds since the round started, measured without trusting wall clocks."""
-        return self.age_at_receipt + max(0.0, now - self.received)
+        return self.age_at_receipt + max(0.0, now - self.received_at)
 
-    def payload(self, view: View = WHOLE) -> dict[str, Any]:
-        """The REST body for a view, without `snapshot_age_ms` (it depends on the moment)."""
-        snap = self.snapshot
-        rows = [row for row in self.rows if view.keeps(row)]
-        active = [row for row in rows if row["status"] == "active"]
-        if view.services or view.types:
-            eps = round(sum(row["events_per_second"] for row in active), 4)
-            eph = round(sum(row["events_per_hour"] for row in active), 2)
-            total = sum(row["total_events"] for row in active)
-            sources = sorted({row["data_source"] for row in active if row["data_source"]})
-        else:
-            eps = round(snap.events_per_second, 4)
-            eph = round(snap.events_per_hour, 2)
-            total = snap.total_events
-            sources = list(snap.data_sources_active)
+    def totals(self, view: View = WHOLE) -> JSONObject:
+        """The fleet's figures for a view: the snapshot's own, or the kept rows' for a filter."""
+        if view.services.keeps_everything:
+            return {
+                figure.name: figure.to_json(figure.read(self.snapshot)) for figure in TOTAL_FIGURES
+            }
+        kept = [row.raw for row in self.rows if view.keeps(row)]
         return {
-            "events_per_second": eps,
-            "events_per_hour": eph,
-            "active_apis": [view.project(row) for row in active],
-            "inactive_apis": len(rows) - len(active),
-            "data_sources_active": sources,
-            "timestamp": iso_utc(self.take_time),
-            "collection_time_ms": round(duration_seconds(snap.round_duration) * 1000.0),
-            "inactive_services": [view.project(row) for row in rows if row["status"] != "active"],
-            "total_events": total,
-            "sequence": self.sequence,
-            "services_answered": snap.services_answered,
-            "services_total": snap.services_total,
+            figure.name: figure.to_json(
+                figure.read(self.snapshot) if figure.combine is None else figure.combine(kept)
+            )
+            for figure in TOTAL_FIGURES
         }
 
-    def body_head(self, view: View = WHOLE) -> bytes:
-        """The JSON body for a view up to (excluding) its closing brace; cached per view."""
-        head = self._bodies.get(view)
-        if head is None:
-            encoded = json.dumps(self.payload(view), separators=(",", ":"), ensure_ascii=False)
-            head = encoded[:-1].encode()
+    def payload(self, view: View = WHOLE) -> JSONObject:
+        """The REST body for a view, without `snapshot_age_ms` (it depends on the moment)."""
+        return self._body_parts(view, lambda rows: rows)
+
+    def body(self, view: View, now: float) -> bytes:
+        """The complete JSON body for a view, `snapshot_age_ms` measured at `now`."""
+        parts = self._bodies.get(view)
+        if parts is None:
+            parts = self._body_parts(view, lambda rows: orjson.Fragment(orjson.dumps(rows)))
             with self._lock:
                 if len(self._bodies) < MAX_CACHED_VIEWS:
-                    self._bodies[view] = head
-        return head
+                    self._bodies[view] = parts
+        return orjson.dumps({**parts, "snapshot_age_ms": round(self.age(now) * 1000.0)})
 
     def cached(self, key: Hashable, build: Callable[[], bytes]) -> bytes:
         """Bytes built once per snapshot and key (e.g. an SSE frame), shared by every client."""
@@ -183,7 +190,25 @@ class SnapshotEntry:
                     self._extra[key] = value
         return value
 
-    def body(self, view: View, now: float) -> bytes:
-        """The complete JSON body for a view, `snapshot_age_ms` measured at `now`."""
-        age_ms = round(self.age(now) * 1000.0)
-        return self.body_head(view) + b',"snapshot_age_ms":' + str(age_ms).encode() + b"}"
+    def _body_parts(self, view: View, rows_as: Callable[[list[JSONObject]], Any]) -> JSONObject:
+        rows = [row for row in self.rows if view.keeps(row)]
+        totals = self.totals(view)
+        return {
+            "events_per_second": totals["events_per_second"],
+            "events_per_hour": totals["events_per_hour"],
+            "active_apis": rows_as([view.project(row) for row in rows if row.active]),
+            "inactive_apis": totals["inactive_apis"],
+            "data_sources_active": totals["data_sources_active"],
+            "timestamp": iso_utc(self.take_time),
+            "collection_time_ms": totals["collection_time_ms"],
+            "inactive_services": rows_as([view.project(row) for row in rows if not row.active]),
+            "total_events": totals["total_events"],
+            "sequence": self.sequence,
+            "services_answered": totals["services_answered"],
+            "services_total": totals["services_total"],
+        }
+
+
+def json_bytes(value: JSONValue | Mapping[str, Any]) -> bytes:
+    """`value` as compact JSON bytes (the one JSON encoder of the gateway)."""
+    return orjson.dumps(value)

@@ -2,7 +2,8 @@
 
 Client -> server (JSON objects with a `type`):
   subscribe / unsubscribe  {"metric_types": ["system" | "service" | "all", ...]}
-  set_filters              {"filters": {"service_names": [...], "fields": [...]}}
+  set_filters              {"filters": {"service_names": [...], "service_types": [...],
+                                        "fields": [...]}}
   set_update_interval      {"interval_seconds": 2.0}
   set_batching             {"batch_size": 20, "batch_timeout_seconds": 0.5}
   ping                     {}                      -> pong
@@ -13,8 +14,10 @@ metric_batch (several items: by size, or everything pending when the batch timeo
 and error ({"code", "message"}) for a malformed message or an unreachable aggregator; the
 connection stays open after an error.
 
-A `system` item carries the fleet totals, a `service` item one service's row. New subscribers
-get the current values at once, then one update per snapshot (at most one per interval).
+A `system` item carries the fleet totals, a `service` item one service's row. Filters are the
+gateway's one `View` (services, types, fields) and pacing its one `Pacer`, as for SSE. New
+subscribers get the current values at once, then one update per snapshot (at most one per
+interval).
 """
 
 from __future__ import annotations
@@ -22,100 +25,76 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
-import json
 import math
-import time
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 
+from gateway._errors import FilterError, ProtocolError
+from gateway._pacing import Pacer
 from gateway._state import GatewayState
-from gateway._views import ROW_FIELDS, SnapshotEntry, iso_utc
+from gateway._views import SnapshotEntry, View, json_bytes, make_view
+from mesh_common.figures import ROW_FIGURE_NAMES, TOTAL_FIGURE_NAMES
+from mesh_common.wire_time import iso_utc
 
 PATH = "/ws/metrics"
 METRIC_TYPES = ("system", "service")
-SYSTEM_FIELDS = (
-    "events_per_second",
-    "events_per_hour",
-    "total_events",
-    "active_count",
-    "inactive_apis",
-    "data_sources_active",
-    "services_answered",
-    "services_total",
-    "collection_time_ms",
-    "snapshot_age_ms",
-)
-KNOWN_FIELDS = frozenset(ROW_FIELDS) | frozenset(SYSTEM_FIELDS)
-FILTER_KEYS = ("service_names", "fields")
+SYSTEM_FIELDS = (*TOTAL_FIGURE_NAMES, "snapshot_age_ms")
+"""The figures of a `system` item: the fleet's totals and the snapshot's age."""
+KNOWN_FIELDS = tuple(dict.fromkeys((*ROW_FIGURE_NAMES, *SYSTEM_FIELDS)))
+FILTER_KEYS = ("service_names", "service_types", "fields")
 MAX_BATCH_SIZE = 1000
 MAX_INTERVAL_SECONDS = 3600.0
 MAX_BATCH_TIMEOUT_SECONDS = 60.0
-
-
-class ProtocolError(Exception):
-    """A client message the protocol cannot accept; the text goes back to the client."""
+MESSAGE_TYPES = (
+    "subscribe",
+    "unsubscribe",
+    "set_filters",
+    "set_update_interval",
+    "set_batching",
+    "ping",
+    "get_statistics",
+)
 
 
 @dataclass
 class Subscription:
-    """One client's wishes."""
+    """One client's wishes: what it subscribed to, its view, and its batching."""
 
     metric_types: set[str] = field(default_factory=set)
-    service_names: frozenset[str] = frozenset()
-    fields: frozenset[str] = frozenset()
-    interval: float = 0.0
+    view: View = field(default_factory=View)
     batch_size: int = 20
     batch_timeout: float = 0.0
 
 
 def system_item(entry: SnapshotEntry, now: float) -> dict[str, Any]:
     """The fleet totals of a snapshot as a `system` item's data."""
-    snap = entry.snapshot
-    return {
-        "events_per_second": round(snap.events_per_second, 4),
-        "events_per_hour": round(snap.events_per_hour, 2),
-        "total_events": snap.total_events,
-        "active_count": snap.active_count,
-        "inactive_apis": snap.inactive_count + snap.error_count,
-        "data_sources_active": list(snap.data_sources_active),
-        "services_answered": snap.services_answered,
-        "services_total": snap.services_total,
-        "collection_time_ms": round(
-            (snap.round_duration.seconds + snap.round_duration.nanos / 1e9) * 1000.0
-        ),
-        "snapshot_age_ms": round(entry.age(now) * 1000.0),
-    }
+    return {**entry.totals(), "snapshot_age_ms": round(entry.age(now) * 1000.0)}
 
 
 def items_for(sub: Subscription, entry: SnapshotEntry, now: float) -> list[dict[str, Any]]:
     """The items one snapshot yields for a subscription."""
     stamp = iso_utc(entry.take_time)
+    view = sub.view
     items: list[dict[str, Any]] = []
 
-    def keep(data: dict[str, Any], always: tuple[str, ...]) -> dict[str, Any]:
-        if not sub.fields:
-            return data
-        return {k: v for k, v in data.items() if k in sub.fields or k in always}
+    def item(metric_type: str, data: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "metric_type": metric_type,
+            "timestamp": stamp,
+            "sequence": entry.sequence,
+            "data": data,
+        }
 
     if "system" in sub.metric_types:
-        data = keep(system_item(entry, now), ())
-        items.append(
-            {"metric_type": "system", "timestamp": stamp, "sequence": entry.sequence, "data": data}
-        )
+        data = system_item(entry, now)
+        if view.fields:
+            data = {key: value for key, value in data.items() if key in view.fields}
+        items.append(item("system", data))
     if "service" in sub.metric_types:
-        for row in entry.rows:
-            if sub.service_names and row["service_name"] not in sub.service_names:
-                continue
-            items.append(
-                {
-                    "metric_type": "service",
-                    "timestamp": stamp,
-                    "sequence": entry.sequence,
-                    "data": keep(row, ("service_name", "status")),
-                }
-            )
+        items.extend(item("service", view.project(row)) for row in entry.rows if view.keeps(row))
     return items
 
 
@@ -133,8 +112,23 @@ def _number(value: Any, what: str, low: float, high: float) -> float:
     return float(value)
 
 
+def parse_message(text: str) -> dict[str, Any]:
+    """A client message as an object with a known string `type`; ProtocolError otherwise."""
+    try:
+        message = orjson.loads(text)
+    except orjson.JSONDecodeError as error:
+        raise ProtocolError(f"not JSON: {error}") from error
+    if not isinstance(message, dict) or not isinstance(message.get("type"), str):
+        raise ProtocolError('a message must be a JSON object with a string "type"')
+    if message["type"] not in MESSAGE_TYPES:
+        raise ProtocolError(
+            f"unknown message type {message['type']!r}; known: {', '.join(MESSAGE_TYPES)}"
+        )
+    return message
+
+
 class Connection:
-    """One WebSocket client: its subscription, its pusher task and its counters."""
+    """One WebSocket client: its subscription, its pusher and its counters."""
 
     _ids = itertools.count(1)
 
@@ -143,15 +137,15 @@ class Connection:
         self.state = state
         self.client_id = f"client_{next(self._ids)}"
         self.sub = Subscription()
+        self.pacer = Pacer(state)
         self.messages_sent = 0
-        self.connected_at = time.monotonic()
+        self.connected_at = state.clocks.monotonic()
         self._send_lock = asyncio.Lock()
         self._poke = asyncio.Event()
-        self._resend = False
 
     async def send(self, message: dict[str, Any]) -> None:
         """Send one JSON message."""
-        text = json.dumps(message, separators=(",", ":"))
+        text = json_bytes(message).decode()
         async with self._send_lock:
             await self.ws.send_text(text)
         self.messages_sent += 1
@@ -159,27 +153,16 @@ class Connection:
 
     def wake(self, resend: bool = False) -> None:
         """Make the pusher look again (and resend the current snapshot if asked)."""
-        self._resend = self._resend or resend
+        if resend:
+            self.pacer.resend()
         self._poke.set()
 
     # -- client messages --------------------------------------------------------------------
 
     async def handle(self, text: str) -> None:
         """Answer one client message; ProtocolError for anything malformed."""
-        try:
-            message = json.loads(text)
-        except ValueError as error:
-            raise ProtocolError(f"not JSON: {error}") from error
-        if not isinstance(message, dict) or not isinstance(message.get("type"), str):
-            raise ProtocolError('a message must be a JSON object with a string "type"')
-        kind = message["type"]
-        handler = getattr(self, f"_on_{kind}", None)
-        if handler is None:
-            raise ProtocolError(
-                f"unknown message type {kind!r}; known: subscribe, unsubscribe, set_filters, "
-                "set_update_interval, set_batching, ping, get_statistics"
-            )
-        await handler(message)
+        message = parse_message(text)
+        await getattr(self, f"_on_{message['type']}")(message)
 
     def _types(self, message: dict[str, Any]) -> set[str]:
         names = _names(message.get("metric_types"), "metric_types")
@@ -213,42 +196,45 @@ class Connection:
             raise ProtocolError(
                 f"unknown filter(s) {', '.join(unknown_keys)}; known: {', '.join(FILTER_KEYS)}"
             )
-        names = self.sub.service_names
-        fields = self.sub.fields
-        if "service_names" in filters:
-            wanted = _names(filters["service_names"], "filters.service_names")
-            latest = self.state.hub.latest
-            if latest is not None:
-                known = {row["service_name"] for row in latest.rows}
-                unknown = sorted(set(wanted) - known)
-                if unknown:
-                    raise ProtocolError(
-                        f"unknown service(s) {', '.join(unknown)}; "
-                        f"known: {', '.join(sorted(known))}"
-                    )
-            names = frozenset(wanted)
-        if "fields" in filters:
-            wanted = _names(filters["fields"], "filters.fields")
-            unknown = sorted(set(wanted) - KNOWN_FIELDS)
-            if unknown:
-                raise ProtocolError(
-                    f"unknown field(s) {', '.join(unknown)}; "
-                    f"known: {', '.join(sorted(KNOWN_FIELDS))}"
-                )
-            fields = frozenset(wanted)
-        self.sub.service_names, self.sub.fields = names, fields
+        current = self.sub.view
+        wanted = {
+            key: _names(filters[key], f"filters.{key}") if key in filters else None
+            for key in FILTER_KEYS
+        }
+        latest = self.state.hub.latest
+        try:
+            view = make_view(
+                sorted(current.services.names)
+                if wanted["service_names"] is None
+                else wanted["service_names"],
+                sorted(current.services.types)
+                if wanted["service_types"] is None
+                else wanted["service_types"],
+                current.fields if wanted["fields"] is None else wanted["fields"],
+                known_services=None
+                if latest is None
+                else (row.service_name for row in latest.rows),
+                known_fields=KNOWN_FIELDS,
+            )
+        except FilterError as error:
+            raise ProtocolError(str(error)) from error
+        self.sub.view = view
         await self.send(
             {
                 "type": "filters_updated",
-                "filters": {"service_names": sorted(names), "fields": sorted(fields)},
+                "filters": {
+                    "service_names": sorted(view.services.names),
+                    "service_types": sorted(view.services.types),
+                    "fields": sorted(view.fields),
+                },
             }
         )
 
     async def _on_set_update_interval(self, message: dict[str, Any]) -> None:
-        self.sub.interval = _number(
+        self.pacer.interval = _number(
             message.get("interval_seconds"), "interval_seconds", 0.0, MAX_INTERVAL_SECONDS
         )
-        await self.send({"type": "update_interval_set", "interval_seconds": self.sub.interval})
+        await self.send({"type": "update_interval_set", "interval_seconds": self.pacer.interval})
         self.wake()
 
     async def _on_set_batching(self, message: dict[str, Any]) -> None:
@@ -274,20 +260,21 @@ class Connection:
         self.wake()
 
     async def _on_ping(self, message: dict[str, Any]) -> None:
-        await self.send({"type": "pong", "timestamp": iso_utc(time.time())})
+        await self.send({"type": "pong", "timestamp": iso_utc(self.state.clocks.wall())})
 
     async def _on_get_statistics(self, message: dict[str, Any]) -> None:
         stats, hub = self.state.stats, self.state.hub
+        now = self.state.clocks.monotonic()
         await self.send(
             {
                 "type": "statistics",
                 "connected_clients": stats.ws_clients,
                 "total_messages_sent": stats.ws_messages_sent,
-                "uptime_seconds": round(time.monotonic() - self.state.started, 3),
+                "uptime_seconds": round(self.state.uptime(), 3),
                 "client": {
                     "client_id": self.client_id,
                     "messages_sent": self.messages_sent,
-                    "connected_seconds": round(time.monotonic() - self.connected_at, 3),
+                    "connected_seconds": round(now - self.connected_at, 3),
                     "metric_types": sorted(self.sub.metric_types),
                 },
                 "upstream": {
@@ -296,6 +283,20 @@ class Connection:
                 },
             }
         )
+
+    def welcome(self) -> dict[str, Any]:
+        """The first message a client gets."""
+        return {
+            "type": "welcome",
+            "client_id": self.client_id,
+            "timestamp": iso_utc(self.state.clocks.wall()),
+            "message": "Connected to real-time metrics stream",
+            "metric_types": [*METRIC_TYPES, "all"],
+            "subscriptions": [],
+            "update_interval_seconds": self.pacer.interval,
+            "batch_size": self.sub.batch_size,
+            "batch_timeout_seconds": self.sub.batch_timeout,
+        }
 
     # -- pushing ----------------------------------------------------------------------------
 
@@ -310,58 +311,60 @@ class Connection:
 
     async def push(self) -> None:
         """Send updates until cancelled: one per snapshot, honouring interval and batching."""
-        hub, stale_after = self.state.hub, self.state.settings.stale_after_seconds
-        sent: SnapshotEntry | None = None
-        last_send = -math.inf
+        monotonic = self.state.clocks.monotonic
         pending: list[dict[str, Any]] = []
-        pending_since = 0.0
-        in_error = False
+        flush_at: float | None = None
         while True:
-            marker = hub.change_marker()
+            update = await self.pacer.next(
+                deadline=flush_at, poke=self._poke, snapshots=bool(self.sub.metric_types)
+            )
             self._poke.clear()
-            now = hub.clock()
-            entry = self.state.fresh()
-            deadline = now + stale_after
-            if self._resend:
-                self._resend, sent = False, None
-            if entry is None:
-                if not in_error:
-                    in_error = True
-                    await self.send(
-                        {
-                            "type": "error",
-                            "code": "upstream_unavailable",
-                            "message": self.state.problem(),
-                        }
-                    )
-            elif entry is not sent and self.sub.metric_types:
-                due = last_send + self.sub.interval
-                if now >= due:
-                    in_error = False
-                    if not pending:
-                        pending_since = now
-                    pending.extend(items_for(self.sub, entry, now))
-                    sent, last_send = entry, now
-                    await self._flush(pending, self.sub.batch_timeout == 0)
-                    continue
-                deadline = min(deadline, due)
-            if pending:
-                flush_at = pending_since + self.sub.batch_timeout
-                if now >= flush_at:
+            now = monotonic()
+            if update is None:  # a batch timeout, or a poke
+                if flush_at is not None and now >= flush_at:
                     await self._flush(pending, True)
-                    continue
-                deadline = min(deadline, flush_at)
-            await _wait_any(marker, self._poke, max(0.0, deadline - now))
+                    flush_at = None
+                continue
+            if update.entry is None:
+                await self.send(
+                    {"type": "error", "code": "upstream_unavailable", "message": update.problem}
+                )
+                continue
+            if not pending:
+                flush_at = now + self.sub.batch_timeout
+            pending.extend(items_for(self.sub, update.entry, now))
+            await self._flush(pending, self.sub.batch_timeout == 0)
+            if not pending:
+                flush_at = None
 
 
-async def _wait_any(first: asyncio.Event, second: asyncio.Event, timeout: float) -> None:
-    """Return when either event is set or the timeout passes."""
-    waiters = [asyncio.ensure_future(first.wait()), asyncio.ensure_future(second.wait())]
+async def serve_connection(conn: Connection) -> None:
+    """Answer the client's messages until it disconnects (or the pusher fails)."""
+    websocket = conn.ws
+    pusher: asyncio.Task[None] | None = None
     try:
-        await asyncio.wait(waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+        await conn.send(conn.welcome())
+        pusher = asyncio.create_task(conn.push(), name=f"ws push {conn.client_id}")
+        while True:
+            message = await websocket.receive()
+            if message["type"] == "websocket.disconnect":
+                break
+            text = message.get("text")
+            try:
+                if text is None:
+                    raise ProtocolError("send text frames")
+                await conn.handle(text)
+            except ProtocolError as error:
+                await conn.send({"type": "error", "code": "invalid_message", "message": str(error)})
+            if pusher.done():
+                break
+    except WebSocketDisconnect:
+        pass
     finally:
-        for waiter in waiters:
-            waiter.cancel()
+        if pusher is not None:
+            pusher.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await pusher
 
 
 def ws_router(state: GatewayState) -> APIRouter:
@@ -372,50 +375,10 @@ def ws_router(state: GatewayState) -> APIRouter:
     async def metrics_socket(websocket: WebSocket) -> None:
         """Serve one client until it disconnects."""
         await websocket.accept()
-        conn = Connection(websocket, state)
         state.stats.ws_clients += 1
-        state.stats.ws_clients_total += 1
-        pusher: asyncio.Task[None] | None = None
         try:
-            await conn.send(
-                {
-                    "type": "welcome",
-                    "client_id": conn.client_id,
-                    "timestamp": iso_utc(time.time()),
-                    "message": "Connected to real-time metrics stream",
-                    "metric_types": [*METRIC_TYPES, "all"],
-                    "subscriptions": [],
-                    "update_interval_seconds": conn.sub.interval,
-                    "batch_size": conn.sub.batch_size,
-                    "batch_timeout_seconds": conn.sub.batch_timeout,
-                }
-            )
-            pusher = asyncio.create_task(conn.push(), name=f"ws push {conn.client_id}")
-            while True:
-                message = await websocket.receive()
-                if message["type"] == "websocket.disconnect":
-                    break
-                text = message.get("text")
-                if text is None:
-                    await conn.send(
-                        {"type": "error", "code": "invalid_message", "message": "send text frames"}
-                    )
-                    continue
-                try:
-                    await conn.handle(text)
-                except ProtocolError as error:
-                    await conn.send(
-                        {"type": "error", "code": "invalid_message", "message": str(error)}
-                    )
-                if pusher.done():
-                    break
-        except WebSocketDisconnect:
-            pass
+            await serve_connection(Connection(websocket, state))
         finally:
             state.stats.ws_clients -= 1
-            if pusher is not None:
-                pusher.cancel()
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await pusher
 
     return router

@@ -81,7 +81,8 @@ class SectionSpec(Protocol[T_co]):
 
 
 class _Converter(Protocol):
-    name: str
+    @property
+    def name(self) -> str: ...
 
     def from_toml(self, label: str, value: object) -> Any: ...
 
@@ -130,7 +131,7 @@ class _Strings:
         return tuple(part.strip() for part in text.split(",") if part.strip())
 
 
-_CONVERTERS: dict[object, _Converter] = {
+_CONVERTERS: dict[Any, _Converter] = {
     str: _Scalar("a string", str, str),
     int: _Scalar("an integer", int, int),
     float: _Scalar("a number", float, float),

@@ -7,23 +7,28 @@ from collections.abc import Sequence
 import grpc
 from metricsmesh.v1 import aggregator_pb2
 
-from aggregator import MeshConfig
+from mesh_common.addresses import HostPort
+from mesh_common.config import MeshFile
+from mesh_common.errors import ConfigError
 
 
-def aggregator_target(config: MeshConfig, override: str | None = None) -> str:
-    """Where to dial the aggregator: `override`, else the config's `[aggregator]` host:port.
+def aggregator_target(mesh: MeshFile, override: HostPort | None = None) -> HostPort:
+    """Where to dial the aggregator: `override`, else the `[aggregator]` host:port of `mesh`.
 
-    A wildcard bind host (0.0.0.0, ::) means this machine.
+    A wildcard bind host (0.0.0.0, ::) means this machine. Raises ConfigError when the
+    configured port is 0 (any free port: there is no telling which one the aggregator got).
     """
-    if override:
+    if override is not None:
         return override
-    host = config.aggregator.host
-    if host in ("0.0.0.0", ""):
-        host = "127.0.0.1"
-    elif host == "::":
-        host = "::1"
-    host = f"[{host}]" if ":" in host else host
-    return f"{host}:{config.aggregator.port}"
+    from aggregator import SECTION
+
+    settings = mesh.read(SECTION)
+    if settings.port == 0:
+        raise ConfigError(
+            f"{mesh.source}: [aggregator] port is 0 (any free port), so there is no address to "
+            "dial; give --aggregator HOST:PORT"
+        )
+    return HostPort(settings.host, settings.port).dialable()
 
 
 def snapshot_filter(
@@ -33,7 +38,7 @@ def snapshot_filter(
     return aggregator_pb2.SnapshotFilter(service_names=list(services), service_types=list(types))
 
 
-def describe_rpc_error(target: str, error: grpc.aio.AioRpcError) -> str:
+def describe_rpc_error(target: HostPort, error: grpc.aio.AioRpcError) -> str:
     """A message an operator can act on, for a failed call to the aggregator."""
     code = error.code()
     details = error.details() or ""

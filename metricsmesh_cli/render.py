@@ -6,11 +6,12 @@ import time
 from collections.abc import Iterable
 from datetime import UTC, datetime
 
-from google.protobuf.duration_pb2 import Duration
 from metricsmesh.v1 import snapshot_pb2
 from rich.console import Group
 from rich.table import Table
 from rich.text import Text
+
+from mesh_common.wire_time import to_seconds
 
 DETAIL_WIDTH = 60
 """Longest kinds/error text in one-line mode (a wide terminal then shows one line per row)."""
@@ -26,10 +27,6 @@ def status_text(status: int) -> Text:
     """The status word in its colour: active green, inactive yellow, error red."""
     word, style = STATUS_STYLES.get(int(status), ("unknown", "dim"))
     return Text(word, style=style)
-
-
-def _seconds(duration: Duration) -> float:
-    return duration.ToNanoseconds() / 1e9
 
 
 def format_rate(value: float) -> str:
@@ -59,7 +56,7 @@ def format_duration(seconds: float) -> str:
 def _last_event(row: snapshot_pb2.ServiceRow, now: float) -> str:
     if not row.HasField("last_event_time"):
         return "-"
-    when = row.last_event_time.ToNanoseconds() / 1e9
+    when = to_seconds(row.last_event_time)
     return f"{format_duration(now - when)} ago"
 
 
@@ -86,11 +83,11 @@ def sort_by_rate(
 
 def snapshot_title(snapshot: snapshot_pb2.Snapshot) -> str:
     """One line saying which snapshot this is and how fresh it is."""
-    taken = datetime.fromtimestamp(snapshot.take_time.ToNanoseconds() / 1e9, tz=UTC)
-    round_ms = _seconds(snapshot.round_duration) * 1000
+    taken = datetime.fromtimestamp(to_seconds(snapshot.take_time), tz=UTC)
+    round_ms = to_seconds(snapshot.round_duration) * 1000
     return (
         f"snapshot #{snapshot.sequence}  taken {taken:%H:%M:%S}Z  "
-        f"age {_seconds(snapshot.age):.1f}s  round {round_ms:.0f} ms"
+        f"age {to_seconds(snapshot.age):.1f}s  round {round_ms:.0f} ms"
     )
 
 
@@ -147,9 +144,9 @@ def snapshot_table(
             format_rate(row.events_per_second) if active else "-",
             f"{row.events_per_hour:,.0f}" if active else "-",
             f"{row.total_events:,}" if active else "-",
-            format_duration(_seconds(row.uptime)) if active else "-",
+            format_duration(to_seconds(row.uptime)) if active else "-",
             _last_event(row, now) if active else "-",
-            f"{_seconds(row.call_latency) * 1000:.1f} ms",
+            f"{to_seconds(row.call_latency) * 1000:.1f} ms",
             detail,
         )
     return table

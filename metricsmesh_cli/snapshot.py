@@ -7,16 +7,18 @@ from collections.abc import Sequence
 
 import grpc
 from google.protobuf import json_format
-from google.protobuf.duration_pb2 import Duration
 from metricsmesh.v1 import aggregator_pb2, aggregator_pb2_grpc, snapshot_pb2
 from rich.console import Console
 
+from mesh_common.addresses import HostPort
+from mesh_common.transport import open_channel
+from mesh_common.wire_time import duration
 from metricsmesh_cli.client import describe_rpc_error, snapshot_filter
 from metricsmesh_cli.render import snapshot_view
 
 
 async def fetch_snapshot(
-    target: str,
+    target: HostPort,
     *,
     services: Sequence[str] = (),
     types: Sequence[str] = (),
@@ -26,10 +28,8 @@ async def fetch_snapshot(
     """One GetSnapshot from the aggregator at `target`; raises grpc.aio.AioRpcError."""
     request = aggregator_pb2.GetSnapshotRequest(filter=snapshot_filter(services, types))
     if max_age is not None:
-        age = Duration()
-        age.FromNanoseconds(round(max_age * 1e9))
-        request.max_age.CopyFrom(age)
-    async with grpc.aio.insecure_channel(target) as channel:
+        request.max_age.CopyFrom(duration(max_age))
+    async with open_channel(target) as channel:
         stub = aggregator_pb2_grpc.AggregatorServiceStub(channel)
         response = await stub.GetSnapshot(request, timeout=timeout, wait_for_ready=False)
     return response.snapshot
@@ -41,7 +41,7 @@ def snapshot_json(snapshot: snapshot_pb2.Snapshot) -> str:
 
 
 def run_snapshot(
-    target: str,
+    target: HostPort,
     *,
     output: str,
     console: Console,

@@ -8,29 +8,109 @@ the aggregator ends the stream, top says so and exits with status 1.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import signal
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 
 import grpc
-from google.protobuf.duration_pb2 import Duration
 from metricsmesh.v1 import aggregator_pb2, aggregator_pb2_grpc
 from rich.console import Console
 from rich.live import Live
 from rich.text import Text
 
+from mesh_common.addresses import HostPort
+from mesh_common.errors import EXIT_FAILURE, EXIT_OK
+from mesh_common.transport import open_channel
+from mesh_common.wire_time import duration
 from metricsmesh_cli.client import describe_rpc_error, snapshot_filter
 from metricsmesh_cli.render import snapshot_view
 
-STREAM_ENDED_STATUS = 1
+STREAM_ENDED_STATUS = EXIT_FAILURE
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
-def _waiting(target: str) -> Text:
-    return Text(f"waiting for the first snapshot from {target} ...", style="dim")
+def stream_request(
+    services: Sequence[str] = (), types: Sequence[str] = (), interval: float = 0.0
+) -> aggregator_pb2.StreamSnapshotsRequest:
+    """The StreamSnapshots request of `top`: the filter, and the least interval when > 0."""
+    request = aggregator_pb2.StreamSnapshotsRequest(filter=snapshot_filter(services, types))
+    if interval > 0:
+        request.min_interval.CopyFrom(duration(interval))
+    return request
+
+
+def footer_text(target: HostPort, services: Sequence[str], types: Sequence[str]) -> str:
+    """The dim line under the table: where the data comes from and what is shown."""
+    filters = ", ".join(
+        part
+        for part in (
+            f"type={','.join(types)}" if types else "",
+            f"service={','.join(services)}" if services else "",
+        )
+        if part
+    )
+    return f"{target}  {filters or 'all services'}  sorted by rate  (Ctrl-C quits)"
+
+
+@dataclass(slots=True)
+class _Interrupt:
+    requested: bool = False
+
+
+@contextlib.contextmanager
+def _cancel_on_stop_signals() -> Iterator[_Interrupt]:
+    """While inside, SIGINT/SIGTERM cancel the current task; `.requested` says one came."""
+    task = asyncio.current_task()
+    assert task is not None
+    loop = asyncio.get_running_loop()
+    interrupt = _Interrupt()
+
+    def stop() -> None:
+        interrupt.requested = True
+        task.cancel()
+
+    for signum in STOP_SIGNALS:
+        loop.add_signal_handler(signum, stop)
+    try:
+        yield interrupt
+    finally:
+        for signum in STOP_SIGNALS:
+            loop.remove_signal_handler(signum)
+
+
+@dataclass(slots=True)
+class _Frames:
+    shown: int = 0
+
+
+async def _show_stream(
+    target: HostPort,
+    request: aggregator_pb2.StreamSnapshotsRequest,
+    console: Console,
+    footer: str,
+    count: int | None,
+    frames: _Frames,
+) -> bool:
+    """Show every snapshot of the stream in place; True once `count` frames were shown."""
+    waiting = Text(f"waiting for the first snapshot from {target} ...", style="dim")
+    async with open_channel(target) as channel:
+        stub = aggregator_pb2_grpc.AggregatorServiceStub(channel)
+        with Live(waiting, console=console, refresh_per_second=4, transient=False) as live:
+            async for response in stub.StreamSnapshots(request):
+                view = snapshot_view(
+                    response.snapshot, sort_rate=True, now=time.time(), footer=footer, one_line=True
+                )
+                live.update(view, refresh=True)
+                frames.shown += 1
+                if count is not None and frames.shown >= count:
+                    return True
+    return False
 
 
 async def watch(
-    target: str,
+    target: HostPort,
     console: Console,
     errors: Console,
     *,
@@ -43,74 +123,33 @@ async def watch(
 
     Returns 0 after Ctrl-C/SIGTERM or `count` frames, 1 when the stream ended or failed.
     """
-    request = aggregator_pb2.StreamSnapshotsRequest(filter=snapshot_filter(services, types))
-    if interval > 0:
-        every = Duration()
-        every.FromNanoseconds(round(interval * 1e9))
-        request.min_interval.CopyFrom(every)
-    task = asyncio.current_task()
-    assert task is not None
-    loop = asyncio.get_running_loop()
-    interrupted = False
-
-    def interrupt() -> None:
-        nonlocal interrupted
-        interrupted = True
-        task.cancel()
-
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(signum, interrupt)
-    filters = ", ".join(
-        part
-        for part in (
-            f"type={','.join(types)}" if types else "",
-            f"service={','.join(services)}" if services else "",
-        )
-        if part
+    request = stream_request(services, types, interval)
+    footer = footer_text(target, services, types)
+    frames = _Frames()
+    with _cancel_on_stop_signals() as interrupt:
+        try:
+            if await _show_stream(target, request, console, footer, count, frames):
+                return EXIT_OK
+        except asyncio.CancelledError:
+            if not interrupt.requested:
+                raise
+            errors.print(
+                f"metrics-mesh top: stopped after {frames.shown} snapshot(s)", markup=False
+            )
+            return EXIT_OK
+        except grpc.aio.AioRpcError as error:
+            errors.print(f"metrics-mesh top: {describe_rpc_error(target, error)}", markup=False)
+            return STREAM_ENDED_STATUS
+    errors.print(
+        f"metrics-mesh top: the aggregator at {target} ended the stream after "
+        f"{frames.shown} snapshot(s) (is it shutting down?)",
+        markup=False,
     )
-    footer = f"{target}  {filters or 'all services'}  sorted by rate  (Ctrl-C quits)"
-    frames = 0
-    try:
-        async with grpc.aio.insecure_channel(target) as channel:
-            stub = aggregator_pb2_grpc.AggregatorServiceStub(channel)
-            with Live(
-                _waiting(target), console=console, refresh_per_second=4, transient=False
-            ) as live:
-                async for response in stub.StreamSnapshots(request):
-                    live.update(
-                        snapshot_view(
-                            response.snapshot,
-                            sort_rate=True,
-                            now=time.time(),
-                            footer=footer,
-                            one_line=True,
-                        ),
-                        refresh=True,
-                    )
-                    frames += 1
-                    if count is not None and frames >= count:
-                        return 0
-        errors.print(
-            f"metrics-mesh top: the aggregator at {target} ended the stream after "
-            f"{frames} snapshot(s) (is it shutting down?)",
-            markup=False,
-        )
-        return STREAM_ENDED_STATUS
-    except asyncio.CancelledError:
-        if not interrupted:
-            raise
-        errors.print(f"metrics-mesh top: stopped after {frames} snapshot(s)", markup=False)
-        return 0
-    except grpc.aio.AioRpcError as error:
-        errors.print(f"metrics-mesh top: {describe_rpc_error(target, error)}", markup=False)
-        return STREAM_ENDED_STATUS
-    finally:
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            loop.remove_signal_handler(signum)
+    return STREAM_ENDED_STATUS
 
 
 def run_top(
-    target: str,
+    target: HostPort,
     console: Console,
     errors: Console,
     *,

@@ -3,12 +3,21 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 
 import pytest
-from aggregator.config import Registry, ServiceEntry
 
+from aggregator import Registry, ServiceEntry
 from aggregator._fold import Backoff, RoundTimes, fold_round
-from aggregator._model import AgentFigures, CallKind, Health, Outcome, Status, TargetState
+from aggregator._model import (
+    AgentFigures,
+    CallKind,
+    Health,
+    Outcome,
+    SnapshotData,
+    Status,
+    TargetState,
+)
 
 REGISTRY = Registry(
     (
@@ -29,10 +38,12 @@ def ok(name: str, health: Health = Health.SERVING, **changes: float) -> Outcome:
     return Outcome(CallKind.OK, health, 0.01, figures(name, **changes), received_at=100.1)  # type: ignore[arg-type]
 
 
-def fold(*outcomes: Outcome, states: tuple[TargetState, ...] | None = None):  # type: ignore[no-untyped-def]
-    return fold_round(
-        REGISTRY, outcomes, states or tuple(TargetState() for _ in outcomes), TIMES, BACKOFF
-    )
+def fold(
+    *outcomes: Outcome, states: Mapping[str, TargetState] | None = None
+) -> tuple[SnapshotData, dict[str, TargetState]]:
+    """Fold one outcome per registry entry, in registry order (states by name, default none)."""
+    by_name = dict(zip(REGISTRY.names, outcomes, strict=True))
+    return fold_round(REGISTRY, by_name, states or {}, TIMES, BACKOFF)
 
 
 def test_totals_and_data_sources_cover_active_rows_only() -> None:
@@ -71,7 +82,7 @@ def test_nonsense_figures_make_an_error_row(changes: dict[str, float], expected:
     assert row.status is Status.ERROR
     assert expected in row.error_message
     assert snapshot.error_count == 1 and snapshot.total_events == 1000
-    assert states[0].consecutive_failures == 0  # it answered: no backoff
+    assert states["a"].consecutive_failures == 0  # it answered: no backoff
 
 
 def test_wrong_agent_at_an_address_is_an_error() -> None:
@@ -85,8 +96,8 @@ def test_repeated_transport_failures_back_off_exponentially() -> None:
     state = TargetState()
     retry_delays = []
     for _ in range(8):
-        _, states = fold(dead, ok("w"), ok("c"), states=(state, TargetState(), TargetState()))
-        state = states[0]
+        _, states = fold(dead, ok("w"), ok("c"), states={"a": state})
+        state = states["a"]
         retry_delays.append(state.retry_at - TIMES.finished if state.retry_at else 0.0)
     assert retry_delays == [0.0, 2.0, 4.0, 8.0, 16.0, 30.0, 30.0, 30.0]
     assert state.consecutive_failures == 8 and state.last_error == "UNAVAILABLE: down"
@@ -95,22 +106,18 @@ def test_repeated_transport_failures_back_off_exponentially() -> None:
 def test_a_skipped_agent_stays_listed_inactive_with_its_last_error() -> None:
     previous = TargetState(consecutive_failures=3, last_error="DEADLINE_EXCEEDED", retry_at=200)
     skipped = Outcome(CallKind.SKIPPED, Health.SERVING, 0.0, error="not called: backing off")
-    snapshot, states = fold(
-        skipped, ok("w"), ok("c"), states=(previous, TargetState(), TargetState())
-    )
+    snapshot, states = fold(skipped, ok("w"), ok("c"), states={"a": previous})
     row = snapshot.rows[0]
     assert (row.status, row.consecutive_failures) == (Status.INACTIVE, 3)
     assert row.error_message == "not called: backing off"
-    assert states[0] == previous
+    assert states["a"] == previous
     assert snapshot.services_answered == 2
 
 
 def test_an_answer_resets_the_failure_count() -> None:
     previous = TargetState(consecutive_failures=5, last_error="x", retry_at=90)
-    snapshot, states = fold(
-        ok("a"), ok("w"), ok("c"), states=(previous, TargetState(), TargetState())
-    )
-    assert states[0] == TargetState()
+    snapshot, states = fold(ok("a"), ok("w"), ok("c"), states={"a": previous})
+    assert states["a"] == TargetState()
     assert snapshot.rows[0].consecutive_failures == 0
 
 
@@ -118,4 +125,38 @@ def test_error_status_answers_are_error_rows_without_backoff() -> None:
     failing = Outcome(CallKind.ERROR, Health.SERVING, 0.002, error="INTERNAL: boom")
     snapshot, states = fold(failing, ok("w"), ok("c"))
     assert snapshot.rows[0].status is Status.ERROR
-    assert states[0].consecutive_failures == 1 and states[0].retry_at == 0.0
+    assert states["a"].consecutive_failures == 1 and states["a"].retry_at == 0.0
+
+
+def test_rows_follow_the_registry_whatever_the_order_of_the_outcomes() -> None:
+    outcomes = {"c": ok("c", total=3, window=3), "a": ok("a", total=1, window=1)}
+    outcomes["w"] = ok("w", total=2, window=2)
+    snapshot, states = fold_round(REGISTRY, outcomes, {}, TIMES, BACKOFF)
+    assert [row.entry.name for row in snapshot.rows] == ["a", "w", "c"]
+    assert [row.figures.total_events for row in snapshot.rows if row.figures] == [1, 2, 3]
+    assert list(states) == ["a", "w", "c"]
+
+
+def test_a_service_without_an_outcome_is_an_error_row_and_counts_a_failure() -> None:
+    previous = {"w": TargetState(consecutive_failures=2, last_error="x")}
+    snapshot, states = fold_round(REGISTRY, {"a": ok("a")}, previous, TIMES, BACKOFF)
+    assert [row.status for row in snapshot.rows] == [Status.ACTIVE, Status.ERROR, Status.ERROR]
+    assert snapshot.rows[1].error_message == "no outcome was collected"
+    assert (states["w"].consecutive_failures, states["c"].consecutive_failures) == (3, 1)
+    assert snapshot.services_total == 3 and snapshot.services_answered == 1
+
+
+def test_outcomes_and_states_of_services_not_in_the_registry_are_ignored() -> None:
+    stray = {"gone": TargetState(consecutive_failures=9)}
+    outcomes = {"a": ok("a"), "w": ok("w"), "c": ok("c"), "gone": ok("gone")}
+    snapshot, states = fold_round(REGISTRY, outcomes, stray, TIMES, BACKOFF)
+    assert [row.entry.name for row in snapshot.rows] == ["a", "w", "c"]
+    assert "gone" not in states
+    assert snapshot.total_events == 1500
+
+
+def test_the_snapshot_is_timed_by_the_round() -> None:
+    snapshot, _ = fold(ok("a"), ok("w"), ok("c"))
+    assert snapshot.taken_at == TIMES.started
+    assert snapshot.round_duration == TIMES.finished - TIMES.started
+    assert [row.received_at for row in snapshot.rows] == [100.1, 100.1, 100.1]

@@ -6,19 +6,17 @@ import dataclasses
 import re
 import subprocess
 import sys
+from typing import Any
 
 import pytest
 
-from aggregator import AggregatorSettings
-from demo_fleet.settings import DemoSettings
-from gateway import GatewaySettings
-from metricsmesh_cli.main import build_parser
+from aggregator import SECTION as AGGREGATOR
+from demo_fleet.settings import SECTION as DEMO
+from gateway import SECTION as GATEWAY
+from mesh_common.config import Section
+from metricsmesh_cli.main import SUBCOMMANDS, build_parser, main
 
-SECTIONS = {
-    "demo": ("demo", DemoSettings),
-    "aggregator": ("aggregator", AggregatorSettings),
-    "gateway": ("gateway", GatewaySettings),
-}
+SECTIONS: dict[str, Section[Any]] = {"demo": DEMO, "aggregator": AGGREGATOR, "gateway": GATEWAY}
 
 
 def help_of(command: str, capsys: pytest.CaptureFixture[str]) -> str:
@@ -28,29 +26,35 @@ def help_of(command: str, capsys: pytest.CaptureFixture[str]) -> str:
     return capsys.readouterr().out
 
 
-@pytest.mark.parametrize("command", ["demo", "aggregator", "gateway", "snapshot", "top"])
+def test_the_top_level_help_lists_every_subcommand(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--help"])
+    assert exit_info.value.code == 0
+    text = capsys.readouterr().out
+    for command in SUBCOMMANDS:
+        assert re.search(rf"^\s+{command}\b", text, flags=re.MULTILINE), command
+    assert "METRICS_MESH_CONFIG" in text
+
+
+@pytest.mark.parametrize("command", sorted(SUBCOMMANDS))
 def test_every_subcommand_documents_the_config_file_and_env_overrides(
     command: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
     text = help_of(command, capsys)
     assert "--config FILE" in text and "METRICS_MESH_CONFIG" in text
-    assert "METRICS_MESH_<SECTION>_<KEY>" in text and "METRICS_MESH_AGGREGATOR_PORT" in text
+    assert "METRICS_MESH_<TABLE>_<KEY>" in text and "METRICS_MESH_AGGREGATOR_PORT" in text
 
 
 @pytest.mark.parametrize("command", sorted(SECTIONS))
-def test_the_section_keys_in_the_help_are_exactly_the_settings(
+def test_the_table_keys_in_the_help_are_exactly_the_settings(
     command: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    section, settings = SECTIONS[command]
+    section = SECTIONS[command]
     text = help_of(command, capsys)
-    match = re.search(
-        rf"\[{section}\] keys \(env METRICS_MESH_{section.upper()}_<KEY>\): (.*?)\n\n",
-        text + "\n\n",
-        flags=re.DOTALL,
-    )
-    assert match, text
-    listed = {key.split()[0] for key in match.group(1).replace("\n", " ").split(", ")}
-    fields = {field.name for field in dataclasses.fields(settings)} - {"services_configured"}
+    start = text.index(f"[{section.table}] keys ({section.env_prefix}<KEY> overrides):")
+    listed = set(re.findall(r"^\s+(\w+): ", text[start:], flags=re.MULTILINE))
+    derived = {"services_configured"}  # computed from the registry, not a key
+    fields = {field.name for field in dataclasses.fields(section.settings_type)} - derived
     assert listed == fields
 
 
@@ -73,16 +77,21 @@ def test_each_option_is_documented(
 
 
 @pytest.mark.parametrize("module", ["aggregator", "gateway"])
-def test_the_server_subcommands_offer_what_python_m_offers(
-    module: str, capsys: pytest.CaptureFixture[str]
+def test_the_server_subcommands_are_what_python_m_offers(
+    module: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    ours = set(re.findall(r"--[a-z-]+", help_of(module, capsys)))
+    monkeypatch.setenv("COLUMNS", "80")
+    ours = help_of(module, capsys)
     result = subprocess.run(
-        [sys.executable, "-m", module, "--help"], capture_output=True, text=True, timeout=30
+        [sys.executable, "-m", module, "--help"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        env={"COLUMNS": "80"},
     )
     assert result.returncode == 0, result.stderr
-    theirs = set(re.findall(r"--[a-z-]+", result.stdout))
-    assert theirs - {"--help"} <= ours
+    # The same description, options and epilog; only the usage line names another program.
+    assert ours.split("\n\n", 1)[1] == result.stdout.split("\n\n", 1)[1]
 
 
 @pytest.mark.parametrize(
@@ -92,6 +101,7 @@ def test_the_server_subcommands_offer_what_python_m_offers(
         (["top", "--count", "0"], "--count: '0' must be >= 1"),
         (["snapshot", "--timeout", "0"], "--timeout: '0' must be > 0"),
         (["snapshot", "--max-age", "soon"], "--max-age: 'soon' is not a number of seconds"),
+        (["aggregator", "--port", "70000"], "--port: '70000' is not in 0..65535"),
         (["demo", "--free-ports", "--port-offset", "5"], "not allowed with argument"),
     ],
 )
@@ -102,3 +112,22 @@ def test_bad_options_are_refused_naming_them(
         build_parser().parse_args(argv)
     assert exit_info.value.code == 2
     assert message in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("address", ["localhost", "127.0.0.1:99999", "::1:50100"])
+@pytest.mark.parametrize("command", ["snapshot", "top"])
+def test_an_aggregator_address_that_is_not_host_port_is_a_usage_error(
+    command: str, address: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main([command, "--aggregator", address])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert "--aggregator" in err and "HOST:PORT" in err and repr(address) in err
+
+
+def test_a_subcommand_declares_only_its_own_options() -> None:
+    parser = build_parser({"snapshot"})
+    with pytest.raises(SystemExit):
+        parser.parse_args(["aggregator", "--port", "1"])  # not declared: unrecognized
+    assert parser.parse_args(["snapshot", "-o", "json"]).output == "json"

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import signal
+import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,6 +15,9 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from demo_fleet.ports import free_ports, port_is_free
+from mesh_common.errors import EXIT_PORT_IN_USE, EXIT_USAGE
+from mesh_common.transport import open_blocking_channel
+from tests.eventually import eventually_sync
 
 METRICS_MESH = Path(sys.executable).with_name("metrics-mesh")
 pytestmark = pytest.mark.skipif(not METRICS_MESH.exists(), reason="pip install -e . first")
@@ -41,13 +44,15 @@ type = "core"
     return path
 
 
-def start(*args: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
+def start(*args: str) -> subprocess.Popen[str]:
     return subprocess.Popen(
-        [str(METRICS_MESH), *args],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        env=env,
+        [str(METRICS_MESH), *args], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+
+
+def run(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(METRICS_MESH), *args], capture_output=True, text=True, timeout=60, check=False
     )
 
 
@@ -63,22 +68,23 @@ def aggregator(config: Path) -> Iterator[tuple[subprocess.Popen[str], int]]:
         process.communicate(timeout=10)
 
 
-def wait_serving(port: int) -> None:
-    deadline = time.monotonic() + 30
-    with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+def health(port: int) -> int | None:
+    """The aggregator's health status on `port`, None when it does not answer."""
+    with open_blocking_channel(f"127.0.0.1:{port}") as channel:
         stub = health_pb2_grpc.HealthStub(channel)
-        while True:
-            try:
-                reply = stub.Check(
-                    health_pb2.HealthCheckRequest(service="metricsmesh.v1.AggregatorService"),
-                    timeout=1,
-                )
-                if reply.status == health_pb2.HealthCheckResponse.SERVING:
-                    return
-            except grpc.RpcError:
-                pass
-            assert time.monotonic() < deadline, "the aggregator never reported SERVING"
-            time.sleep(0.1)
+        request = health_pb2.HealthCheckRequest(service="metricsmesh.v1.AggregatorService")
+        try:
+            return int(stub.Check(request, timeout=1).status)
+        except grpc.RpcError:
+            return None
+
+
+def wait_serving(port: int) -> None:
+    eventually_sync(
+        lambda: health(port) == health_pb2.HealthCheckResponse.SERVING,
+        timeout=30,
+        what=f"the aggregator on port {port} to report SERVING",
+    )
 
 
 def test_aggregator_subcommand_serves_and_stops_on_sigterm(
@@ -89,8 +95,32 @@ def test_aggregator_subcommand_serves_and_stops_on_sigterm(
     process.send_signal(signal.SIGTERM)
     out, _ = process.communicate(timeout=20)
     assert process.returncode == 0, out
-    assert f"aggregator serving on 127.0.0.1:{port} (1 services" in out
     assert port_is_free("127.0.0.1", port)[0]
+
+
+def test_aggregator_on_a_taken_port_exits_3_naming_the_port(config: Path) -> None:
+    with socket.socket() as squatter:
+        squatter.bind(("127.0.0.1", 0))
+        squatter.listen()
+        taken = squatter.getsockname()[1]
+        result = run("aggregator", "--config", str(config), "--port", str(taken))
+    assert result.returncode == EXIT_PORT_IN_USE, result.stderr
+    assert f"127.0.0.1:{taken}" in result.stderr
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["aggregator", "--port", "70000"],  # refused by the option's type
+        ["aggregator", "--config", "/nonexistent/mesh.toml"],  # refused by the loader
+        ["gateway", "--aggregator", "localhost"],
+    ],
+    ids=["bad-option", "missing-config", "bad-address"],
+)
+def test_usage_errors_exit_2_not_3(args: list[str]) -> None:
+    result = run(*args)
+    assert result.returncode == EXIT_USAGE, result.stderr
+    assert result.stderr.strip()
 
 
 def test_gateway_subcommand_serves_the_rest_endpoint_from_the_aggregator(
@@ -108,19 +138,17 @@ def test_gateway_subcommand_serves_the_rest_endpoint_from_the_aggregator(
         "--aggregator",
         f"127.0.0.1:{aggregator_port}",
     )
+
+    def served_body() -> dict[str, object] | None:
+        try:
+            response = httpx.get(f"http://127.0.0.1:{port}/api/v1/real-time-metrics")
+        except httpx.HTTPError:
+            return None
+        body: dict[str, object] = response.json()
+        return body if response.status_code == 200 else None
+
     try:
-        deadline = time.monotonic() + 30
-        body: dict[str, object] = {}
-        while time.monotonic() < deadline:
-            try:
-                response = httpx.get(f"http://127.0.0.1:{port}/api/v1/real-time-metrics")
-            except httpx.HTTPError:
-                time.sleep(0.2)
-                continue
-            body = response.json()
-            if response.status_code == 200:
-                break
-            time.sleep(0.2)
+        body = eventually_sync(served_body, timeout=30, what="the gateway's REST body")
         # The one configured agent is not running: the fleet is reachable, the row inactive.
         assert body["inactive_apis"] == 1, body
         assert body["active_apis"] == []

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -11,9 +12,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from gateway import GatewayConfigError, GatewaySettings, load_settings
-from gateway.__main__ import parse_args, settings_from_args
-from tests.gateway_mesh import eventually
+from gateway import ConfigError, GatewaySettings, load_settings
+from gateway.__main__ import parser, settings_from_args
+from mesh_common.errors import EXIT_PORT_IN_USE, EXIT_USAGE
+from tests.eventually import eventually
 
 
 def write(tmp_path: Path, text: str) -> Path:
@@ -49,9 +51,9 @@ def test_the_gateway_section_is_read(tmp_path: Path) -> None:
     ("text", "message"),
     [
         ("[gateway]\nprot = 8000\n", "unknown key 'prot'"),
-        ('[gateway]\nport = "8000"\n', "[gateway] port: must be a number"),
-        ("[gateway]\nport = 70000\n", "gateway.port: 70000 is not in 0..65535"),
-        ('[gateway]\naggregator = "localhost"\n', "is not HOST:PORT"),
+        ('[gateway]\nport = "8000"\n', "[gateway] port: must be an integer"),
+        ("[gateway]\nport = 70000\n", "[gateway] port: 70000 is not in 0..65535"),
+        ('[gateway]\naggregator = "localhost"\n', "'localhost' has no port; write HOST:PORT"),
         ("[gateway]\nstale_after_seconds = 0\n", "stale_after_seconds: must be > 0"),
         ("[gateway]\ncors_origins = [1]\n", "[gateway] cors_origins: must be a list of strings"),
         ("[gatway]\nport = 1\n", "gatway"),
@@ -60,7 +62,7 @@ def test_the_gateway_section_is_read(tmp_path: Path) -> None:
 )
 def test_mistakes_are_errors_naming_the_key(tmp_path: Path, text: str, message: str) -> None:
     path = write(tmp_path, text)
-    with pytest.raises(GatewayConfigError, match=re.escape(message)):
+    with pytest.raises(ConfigError, match=re.escape(message)):
         load_settings(path, environ={})
 
 
@@ -88,17 +90,29 @@ def test_environment_overrides_the_file(tmp_path: Path) -> None:
     ],
 )
 def test_bad_environment_values_are_errors(name: str, value: str, message: str) -> None:
-    with pytest.raises(GatewayConfigError, match=re.escape(message)):
+    with pytest.raises(ConfigError, match=re.escape(message)):
         load_settings(None, environ={name: value})
 
 
 def test_command_line_overrides_the_file(tmp_path: Path) -> None:
     path = write(tmp_path, '[gateway]\nport = 8000\naggregator = "127.0.0.1:50100"\n')
-    args = parse_args(["--config", str(path), "--port", "0", "--aggregator", "127.0.0.1:1"])
+    args = parser().parse_args(
+        ["--config", str(path), "--port", "0", "--aggregator", "127.0.0.1:1"]
+    )
     settings = settings_from_args(args)
     assert (settings.port, settings.aggregator) == (0, "127.0.0.1:1")
-    with pytest.raises(GatewayConfigError, match="HOST:PORT"):
-        settings_from_args(parse_args(["--aggregator", "nowhere"]))
+
+
+def test_a_bad_aggregator_address_on_the_command_line_is_a_usage_error() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "gateway", "--aggregator", "nowhere"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 2
+    assert "'nowhere' has no port; write HOST:PORT" in done.stderr
 
 
 async def test_python_m_gateway_serves_until_terminated(tmp_path: Path) -> None:
@@ -122,7 +136,7 @@ async def test_python_m_gateway_serves_until_terminated(tmp_path: Path) -> None:
         while port is None:
             line = (await asyncio.wait_for(process.stderr.readline(), 20)).decode()
             assert line, "the gateway exited before listening"
-            found = re.search(r"Uvicorn running on http://127\.0\.0\.1:(\d+)", line)
+            found = re.search(r"http://127\.0\.0\.1:(\d+)/", line)
             port = int(found[1]) if found else None
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as http:
             assert (await http.get("/health/live")).status_code == 200
@@ -137,8 +151,7 @@ async def test_python_m_gateway_serves_until_terminated(tmp_path: Path) -> None:
         process.terminate()
         rest = (await asyncio.wait_for(process.stderr.read(), 20)).decode()
         # uvicorn shuts down gracefully, then re-raises the signal it caught.
-        assert await process.wait() in (0, -15)
-        assert "Finished server process" in rest
+        assert await process.wait() in (0, -15), rest
 
 
 def test_bad_config_exits_with_status_2(tmp_path: Path) -> None:
@@ -151,14 +164,31 @@ def test_bad_config_exits_with_status_2(tmp_path: Path) -> None:
         check=False,
     )
     assert done.returncode == 2
-    assert "gateway.port: -1 is not in 0..65535" in done.stderr
+    assert "[gateway] port: -1 is not in 0..65535" in done.stderr
+
+
+def test_a_taken_port_exits_with_its_own_status(tmp_path: Path) -> None:
+    with socket.socket() as squatter:
+        squatter.bind(("127.0.0.1", 0))
+        squatter.listen()
+        taken = squatter.getsockname()[1]
+        done = subprocess.run(
+            [sys.executable, "-m", "gateway", "--port", str(taken)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+    assert done.returncode == EXIT_PORT_IN_USE != EXIT_USAGE
+    assert f"cannot listen on 127.0.0.1:{taken}" in done.stderr
 
 
 def test_the_package_exports_exactly_its_public_names() -> None:
     import gateway
 
     assert gateway.__all__ == [
-        "GatewayConfigError",
+        "SECTION",
+        "ConfigError",
         "GatewayError",
         "GatewaySettings",
         "RealTimeMetrics",

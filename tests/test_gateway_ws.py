@@ -89,7 +89,11 @@ async def test_service_rows_come_as_a_batch_filtered_by_name_and_field(
     updated = await receive(ws)
     assert updated == {
         "type": "filters_updated",
-        "filters": {"service_names": ["admin-api", "weather-api"], "fields": ["events_per_second"]},
+        "filters": {
+            "service_names": ["admin-api", "weather-api"],
+            "service_types": [],
+            "fields": ["events_per_second"],
+        },
     }
     await send(ws, {"type": "subscribe", "metric_types": ["service"]})
     await until(ws, "subscription_confirmed")
@@ -100,6 +104,15 @@ async def test_service_rows_come_as_a_batch_filtered_by_name_and_field(
     for item in batch["data"]:
         assert item["metric_type"] == "service"
         assert set(item["data"]) == {"service_name", "status", "events_per_second"}
+
+
+async def test_service_rows_can_be_filtered_by_service_type(ws: ClientConnection) -> None:
+    await send(ws, {"type": "set_filters", "filters": {"service_types": ["analysis", "ai"]}})
+    assert (await until(ws, "filters_updated"))["filters"]["service_types"] == ["ai", "analysis"]
+    await send(ws, {"type": "subscribe", "metric_types": ["service"]})
+    batch = await until(ws, "metric_batch")
+    names = {item["data"]["service_name"] for item in batch["data"]}
+    assert names == {"energy-correlator", "ai-automation-service"}
 
 
 async def test_batches_are_cut_by_size(ws: ClientConnection) -> None:

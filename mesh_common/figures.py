@@ -1,0 +1,241 @@
+"""The row schema: every figure of a snapshot row and of the fleet totals, declared once.
+
+A `Figure` names one figure (its REST/JSON name, which is also the name SSE and WebSocket
+`fields` filters accept), its unit, a one-line description, a short column label, how to
+read it from the wire message, how to write it in JSON, and how Prometheus exposes it.
+The gateway's REST models, its JSON bodies, the SSE/WS field filters, the WS `system` item,
+the Prometheus collector, the CLI tables and the dashboard's columns (through
+`GET /api/v1/schema`) are all derived from `ROW_FIGURES` and `TOTAL_FIGURES`.
+
+Adding a figure: a field in the proto, an entry here, and the code that computes it
+(docs/architecture.md, "Adding a figure").
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from metricsmesh.v1 import snapshot_pb2
+
+from mesh_common.wire_time import iso_utc, to_seconds
+
+JSONValue = str | int | float | bool | None | list[str]
+"""What a figure is in a JSON body."""
+
+RawRow = Mapping[str, Any]
+"""One row's raw figure values by name (what a total's `combine` receives)."""
+
+Unit = Literal["", "1/s", "1/h", "events", "s", "ms", "time", "services", "list"]
+"""`1/s` events per second, `s`/`ms` spans, `time` an instant (epoch seconds, ISO in JSON)."""
+
+STATUS_NAMES = {
+    snapshot_pb2.SERVICE_STATUS_ACTIVE: "active",
+    snapshot_pb2.SERVICE_STATUS_INACTIVE: "inactive",
+    snapshot_pb2.SERVICE_STATUS_ERROR: "error",
+}
+"""The status words of the REST shape, by wire enum value (anything else reads `error`)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Series:
+    """How Prometheus exposes a row figure (one sample per service, labels service and type)."""
+
+    name: str
+    kind: Literal["gauge", "counter"]
+    help: str
+    scale: float = 1.0
+    """Multiplies the raw value (e.g. 0.001 for a figure in ms exposed in seconds)."""
+    when_inactive: bool = False
+    """Also exposed for services that are not active (it describes the call, not the service)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Figure:
+    """One figure of a row (read from a `ServiceRow`) or of the totals (from a `Snapshot`)."""
+
+    name: str
+    """The REST/JSON name, also accepted by SSE/WS `fields` filters."""
+    label: str
+    """A short column header for tables (CLI, dashboard)."""
+    unit: Unit
+    description: str
+    json_type: type
+    """The JSON value's type (for the REST model): str, int, float or list."""
+    read: Callable[[Any], Any]
+    """The raw value from the wire message; None when there is no data."""
+    to_json: Callable[[Any], JSONValue]
+    nullable: bool = False
+    series: Series | None = None
+    combine: Callable[[Sequence[RawRow]], Any] | None = None
+    """Totals only: the raw total over the rows a filtered view keeps (each row as its raw
+    row-figure values by name); None when the figure is the fleet's whatever the filter."""
+
+
+def _same(value: Any) -> JSONValue:
+    return value  # type: ignore[no-any-return]
+
+
+def _rounded(digits: int) -> Callable[[Any], JSONValue]:
+    return lambda value: None if value is None else round(value, digits)
+
+
+def _iso(value: Any) -> JSONValue:
+    return None if value is None else iso_utc(value)
+
+
+def _active(rows: Sequence[RawRow]) -> list[RawRow]:
+    return [row for row in rows if row["status"] == "active"]
+
+
+def _sum_active(name: str) -> Callable[[Sequence[RawRow]], Any]:
+    return lambda rows: sum(row[name] for row in _active(rows))
+
+
+def _last_event(row: snapshot_pb2.ServiceRow) -> float | None:
+    return to_seconds(row.last_event_time) if row.HasField("last_event_time") else None
+
+
+ROW_FIGURES: tuple[Figure, ...] = (
+    Figure(
+        "service_name", "SERVICE", "", "The service's name in the registry.", str,
+        lambda row: row.service_name, _same,
+    ),
+    Figure(
+        "port", "PORT", "", "The service's own HTTP port from the registry.", int,
+        lambda row: row.port, _same,
+    ),
+    Figure(
+        "service_type", "TYPE", "", "Registry category: core, data, analysis, ai, ...", str,
+        lambda row: row.service_type, _same,
+    ),
+    Figure(
+        "status", "STATUS", "", "active, inactive (unreachable/NOT_SERVING) or error.", str,
+        lambda row: STATUS_NAMES.get(row.status, "error"), _same,
+    ),
+    Figure(
+        "events_per_second", "EV/S", "1/s", "Events/s over the agent's 1-minute window.", float,
+        lambda row: row.events_per_second, _rounded(4),
+        series=Series(
+            "metricsmesh_service_events_per_second", "gauge",
+            "The service's events per second over its 1-minute window.",
+        ),
+    ),
+    Figure(
+        "events_per_hour", "EV/H", "1/h", "events_per_second x 3600.", float,
+        lambda row: row.events_per_hour, _rounded(2),
+    ),
+    Figure(
+        "total_events", "TOTAL", "events", "Events counted since the agent started.", int,
+        lambda row: row.total_events, _same,
+        series=Series(
+            "metricsmesh_service_events", "counter",
+            "Events the service counted since its agent started.",
+        ),
+    ),
+    Figure(
+        "uptime_seconds", "UPTIME", "s", "The agent's uptime in seconds.", float,
+        lambda row: to_seconds(row.uptime), _rounded(3),
+        series=Series("metricsmesh_service_uptime_seconds", "gauge", "The service agent's uptime."),
+    ),
+    Figure(
+        "last_activity", "LAST EVENT", "time",
+        "ISO 8601 UTC time of the service's last event; null if it never had one.", str,
+        _last_event, _iso, nullable=True,
+    ),
+    Figure(
+        "error_message", "ERROR", "", "Why the row is not active; null when it is.", str,
+        lambda row: row.error_message or None, _same, nullable=True,
+    ),
+    Figure(
+        "data_source", "SOURCE", "", "External data source of a data service (additive).", str,
+        lambda row: row.data_source or None, _same, nullable=True,
+    ),
+    Figure(
+        "call_latency_ms", "CALL", "ms",
+        "How long this round's call to the agent took (additive).", float,
+        lambda row: to_seconds(row.call_latency) * 1000.0, _rounded(3), nullable=True,
+        series=Series(
+            "metricsmesh_service_call_latency_seconds", "gauge",
+            "How long the latest round's call to the service's agent took.",
+            scale=0.001, when_inactive=True,
+        ),
+    ),
+)  # fmt: skip
+"""The figures of one service row, in the REST shape's order (story 23.2's, then additive)."""
+
+
+def _active_sources(rows: Sequence[RawRow]) -> list[str]:
+    return sorted({row["data_source"] for row in _active(rows) if row["data_source"]})
+
+
+TOTAL_FIGURES: tuple[Figure, ...] = (
+    Figure(
+        "events_per_second", "EV/S", "1/s", "Sum of events/s over active services.", float,
+        lambda snap: snap.events_per_second, _rounded(4),
+        combine=_sum_active("events_per_second"),
+    ),
+    Figure(
+        "events_per_hour", "EV/H", "1/h", "Sum of events/h over active services.", float,
+        lambda snap: snap.events_per_hour, _rounded(2), combine=_sum_active("events_per_hour"),
+    ),
+    Figure(
+        "total_events", "TOTAL", "events",
+        "Sum of total_events over active services (additive).", int,
+        lambda snap: snap.total_events, _same, combine=_sum_active("total_events"),
+    ),
+    Figure(
+        "active_count", "ACTIVE", "services", "How many services are active.", int,
+        lambda snap: snap.active_count, _same, combine=lambda rows: len(_active(rows)),
+    ),
+    Figure(
+        "inactive_apis", "DOWN", "services", "How many services are inactive or in error.", int,
+        lambda snap: snap.inactive_count + snap.error_count, _same,
+        combine=lambda rows: len(rows) - len(_active(rows)),
+    ),
+    Figure(
+        "data_sources_active", "SOURCES", "list", "Data sources of active data services.", list,
+        lambda snap: list(snap.data_sources_active), _same, combine=_active_sources,
+    ),
+    Figure(
+        "services_answered", "ANSWERED", "services",
+        "Services whose agent answered this round (additive).", int,
+        lambda snap: snap.services_answered, _same,
+    ),
+    Figure(
+        "services_total", "CONFIGURED", "services", "Configured services (additive).", int,
+        lambda snap: snap.services_total, _same,
+    ),
+    Figure(
+        "collection_time_ms", "ROUND", "ms", "How long the snapshot's round took, in ms.", int,
+        lambda snap: to_seconds(snap.round_duration) * 1000.0, lambda value: round(value),
+    ),
+)  # fmt: skip
+"""The fleet's figures of one snapshot (the REST body's top level and the WS `system` item)."""
+
+ROW_FIGURE_NAMES: tuple[str, ...] = tuple(figure.name for figure in ROW_FIGURES)
+TOTAL_FIGURE_NAMES: tuple[str, ...] = tuple(figure.name for figure in TOTAL_FIGURES)
+ROW_KEYS_ALWAYS = ("service_name", "status")
+"""Row figures kept whatever a `fields` filter asks for, so a row can always be identified."""
+
+
+def row_figure(name: str) -> Figure:
+    """The row figure called `name`; KeyError when there is none."""
+    for figure in ROW_FIGURES:
+        if figure.name == name:
+            return figure
+    raise KeyError(name)
+
+
+def describe(figures: Sequence[Figure]) -> list[dict[str, str]]:
+    """The figures as JSON-ready descriptions (name, label, unit, description)."""
+    return [
+        {
+            "name": figure.name,
+            "label": figure.label,
+            "unit": figure.unit,
+            "description": figure.description,
+        }
+        for figure in figures
+    ]
