@@ -100,7 +100,7 @@ def create_app(
         app.include_router(router)
 
     @app.get("/api/v1/schema", tags=["metrics"], summary="The figures of rows and totals")
-    async def schema() -> dict[str, list[dict[str, str]]]:
+    async def schema() -> dict[str, list[dict[str, str | int | None]]]:
         """Every figure a row and the fleet totals carry: name, column label, unit, meaning."""
         return {"rows": describe(ROW_FIGURES), "totals": describe(TOTAL_FIGURES)}
 

@@ -67,6 +67,9 @@ class Figure:
     """The raw value from the wire message; None when there is no data."""
     to_json: Callable[[Any], JSONValue]
     nullable: bool = False
+    column: int | None = None
+    """Rows only: the figure's priority as a table column (1 is dropped last when a table must
+    narrow); None when tables do not show it as a column of its own."""
     series: Series | None = None
     combine: Callable[[Sequence[RawRow]], Any] | None = None
     """Totals only: the raw total over the rows a filtered view keeps (each row as its raw
@@ -99,61 +102,70 @@ def _last_event(row: snapshot_pb2.ServiceRow) -> float | None:
 
 ROW_FIGURES: tuple[Figure, ...] = (
     Figure(
-        "service_name", "SERVICE", "", "The service's name in the registry.", str,
+        "service_name", "Service", "", "The service's name in the registry.", str,
         lambda row: row.service_name, _same,
+        column=1,
     ),
     Figure(
-        "port", "PORT", "", "The service's own HTTP port from the registry.", int,
+        "port", "Port", "", "The service's own HTTP port from the registry.", int,
         lambda row: row.port, _same,
     ),
     Figure(
-        "service_type", "TYPE", "", "Registry category: core, data, analysis, ai, ...", str,
+        "service_type", "Type", "", "Registry category: core, data, analysis, ai, ...", str,
         lambda row: row.service_type, _same,
+        column=4,
     ),
     Figure(
-        "status", "STATUS", "", "active, inactive (unreachable/NOT_SERVING) or error.", str,
+        "status", "Status", "", "active, inactive (unreachable/NOT_SERVING) or error.", str,
         lambda row: STATUS_NAMES.get(row.status, "error"), _same,
+        column=2,
     ),
     Figure(
-        "events_per_second", "EV/S", "1/s", "Events/s over the agent's 1-minute window.", float,
+        "events_per_second", "Events/s", "1/s", "Events/s over the agent's 1-minute window.", float,
         lambda row: row.events_per_second, _rounded(4),
         series=Series(
             "metricsmesh_service_events_per_second", "gauge",
             "The service's events per second over its 1-minute window.",
         ),
+        column=3,
     ),
     Figure(
-        "events_per_hour", "EV/H", "1/h", "events_per_second x 3600.", float,
+        "events_per_hour", "Events/h", "1/h", "events_per_second x 3600.", float,
         lambda row: row.events_per_hour, _rounded(2),
+        column=9,
     ),
     Figure(
-        "total_events", "TOTAL", "events", "Events counted since the agent started.", int,
+        "total_events", "Total", "events", "Events counted since the agent started.", int,
         lambda row: row.total_events, _same,
         series=Series(
             "metricsmesh_service_events", "counter",
             "Events the service counted since its agent started.",
         ),
+        column=6,
     ),
     Figure(
-        "uptime_seconds", "UPTIME", "s", "The agent's uptime in seconds.", float,
+        "uptime_seconds", "Uptime", "s", "The agent's uptime in seconds.", float,
         lambda row: to_seconds(row.uptime), _rounded(3),
         series=Series("metricsmesh_service_uptime_seconds", "gauge", "The service agent's uptime."),
+        column=7,
     ),
     Figure(
-        "last_activity", "LAST EVENT", "time",
+        "last_activity", "Last event", "time",
         "ISO 8601 UTC time of the service's last event; null if it never had one.", str,
         _last_event, _iso, nullable=True,
+        column=8,
     ),
     Figure(
-        "error_message", "ERROR", "", "Why the row is not active; null when it is.", str,
+        "error_message", "Error", "", "Why the row is not active; null when it is.", str,
         lambda row: row.error_message or None, _same, nullable=True,
+        column=5,
     ),
     Figure(
-        "data_source", "SOURCE", "", "External data source of a data service (additive).", str,
+        "data_source", "Source", "", "External data source of a data service (additive).", str,
         lambda row: row.data_source or None, _same, nullable=True,
     ),
     Figure(
-        "call_latency_ms", "CALL", "ms",
+        "call_latency_ms", "Call", "ms",
         "How long this round's call to the agent took (additive).", float,
         lambda row: to_seconds(row.call_latency) * 1000.0, _rounded(3), nullable=True,
         series=Series(
@@ -161,6 +173,7 @@ ROW_FIGURES: tuple[Figure, ...] = (
             "How long the latest round's call to the service's agent took.",
             scale=0.001, when_inactive=True,
         ),
+        column=10,
     ),
 )  # fmt: skip
 """The figures of one service row, in the REST shape's order (story 23.2's, then additive)."""
@@ -172,43 +185,43 @@ def _active_sources(rows: Sequence[RawRow]) -> list[str]:
 
 TOTAL_FIGURES: tuple[Figure, ...] = (
     Figure(
-        "events_per_second", "EV/S", "1/s", "Sum of events/s over active services.", float,
+        "events_per_second", "Events/s", "1/s", "Sum of events/s over active services.", float,
         lambda snap: snap.events_per_second, _rounded(4),
         combine=_sum_active("events_per_second"),
     ),
     Figure(
-        "events_per_hour", "EV/H", "1/h", "Sum of events/h over active services.", float,
+        "events_per_hour", "Events/h", "1/h", "Sum of events/h over active services.", float,
         lambda snap: snap.events_per_hour, _rounded(2), combine=_sum_active("events_per_hour"),
     ),
     Figure(
-        "total_events", "TOTAL", "events",
+        "total_events", "Total", "events",
         "Sum of total_events over active services (additive).", int,
         lambda snap: snap.total_events, _same, combine=_sum_active("total_events"),
     ),
     Figure(
-        "active_count", "ACTIVE", "services", "How many services are active.", int,
+        "active_count", "Active", "services", "How many services are active.", int,
         lambda snap: snap.active_count, _same, combine=lambda rows: len(_active(rows)),
     ),
     Figure(
-        "inactive_apis", "DOWN", "services", "How many services are inactive or in error.", int,
+        "inactive_apis", "Down", "services", "How many services are inactive or in error.", int,
         lambda snap: snap.inactive_count + snap.error_count, _same,
         combine=lambda rows: len(rows) - len(_active(rows)),
     ),
     Figure(
-        "data_sources_active", "SOURCES", "list", "Data sources of active data services.", list,
+        "data_sources_active", "Sources", "list", "Data sources of active data services.", list,
         lambda snap: list(snap.data_sources_active), _same, combine=_active_sources,
     ),
     Figure(
-        "services_answered", "ANSWERED", "services",
+        "services_answered", "Answered", "services",
         "Services whose agent answered this round (additive).", int,
         lambda snap: snap.services_answered, _same,
     ),
     Figure(
-        "services_total", "CONFIGURED", "services", "Configured services (additive).", int,
+        "services_total", "Configured", "services", "Configured services (additive).", int,
         lambda snap: snap.services_total, _same,
     ),
     Figure(
-        "collection_time_ms", "ROUND", "ms", "How long the snapshot's round took, in ms.", int,
+        "collection_time_ms", "Round", "ms", "How long the snapshot's round took, in ms.", int,
         lambda snap: to_seconds(snap.round_duration) * 1000.0, lambda value: round(value),
     ),
 )  # fmt: skip
@@ -228,14 +241,20 @@ def row_figure(name: str) -> Figure:
     raise KeyError(name)
 
 
-def describe(figures: Sequence[Figure]) -> list[dict[str, str]]:
-    """The figures as JSON-ready descriptions (name, label, unit, description)."""
+def describe(figures: Sequence[Figure]) -> list[dict[str, str | int | None]]:
+    """The figures as JSON-ready descriptions (name, label, unit, description, column)."""
     return [
         {
             "name": figure.name,
             "label": figure.label,
             "unit": figure.unit,
             "description": figure.description,
+            "column": figure.column,
         }
         for figure in figures
     ]
+
+
+def columns() -> tuple[Figure, ...]:
+    """The row figures tables show as columns, in the schema's order."""
+    return tuple(figure for figure in ROW_FIGURES if figure.column is not None)

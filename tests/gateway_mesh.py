@@ -21,24 +21,11 @@ import uvicorn
 from agent import AgentServer, EventTracker
 from aggregator import DEFAULT_REGISTRY, AggregatorServer, AggregatorSettings, Registry
 from gateway import GatewaySettings, create_app
+from tests.eventually import eventually
 
 T = TypeVar("T")
 ROUND_SECONDS = 0.2
 DEADLINE_SECONDS = 0.15
-
-
-async def eventually(
-    probe: Callable[[], Awaitable[T | None]], timeout: float = 10.0, what: str = "condition"
-) -> T:
-    """Poll `probe` until it returns something truthy, or fail after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        last = await probe()
-        if last:
-            return last
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what} (last: {last!r})")
 
 
 class Mesh:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from mesh_common.figures import columns
 from tests.gateway_mesh import Mesh, running_mesh
 
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
@@ -62,26 +63,35 @@ async def test_fifteen_rows_render_and_numbers_follow_the_events(mesh: Mesh, pag
     await expect(page.locator("#rows tr[data-service]")).to_have_count(15, timeout=10_000)
     await expect(page.locator("#conn")).to_have_attribute("data-state", "live", timeout=10_000)
     await expect(page.locator(cell("weather-api", "status"))).to_have_text("active")
-    await expect(page.locator(cell("weather-api", "type"))).to_have_text("data")
-    await expect(page.locator(cell("weather-api", "total"))).to_have_text("0")
+    await expect(page.locator(cell("weather-api", "service_type"))).to_have_text("data")
+    await expect(page.locator(cell("weather-api", "total_events"))).to_have_text("0")
     for name, count in (("weather-api", 40), ("websocket-ingestion", 120), ("admin-api", 9)):
         mesh.tracker(name).record(n=count)
-    await expect(page.locator(cell("weather-api", "total"))).to_have_text("40", timeout=10_000)
-    await expect(page.locator(cell("websocket-ingestion", "total"))).to_have_text("120")
-    await expect(page.locator(cell("weather-api", "eps"))).not_to_have_text("0.00")
+    await expect(page.locator(cell("weather-api", "total_events"))).to_have_text(
+        "40", timeout=10_000
+    )
+    await expect(page.locator(cell("websocket-ingestion", "total_events"))).to_have_text("120")
+    await expect(page.locator(cell("weather-api", "events_per_second"))).not_to_have_text("0.00")
     await expect(page.locator("#sys-eps")).not_to_have_text("0.00")
-    await expect(page.locator(cell("weather-api", "last"))).not_to_have_text("never")
+    await expect(page.locator(cell("weather-api", "last_activity"))).not_to_have_text("never")
     await expect(page.locator("#sys-active")).to_have_text("15")
     await expect(page.locator("#banner")).to_be_hidden()
+    # The columns are the row schema's: its labels as headings, its descriptions as tooltips.
+    for figure in columns():
+        heading = page.locator(f'#head-row th[data-field="{figure.name}"]')
+        await expect(heading).to_have_text(figure.label)
+        await expect(heading).to_have_attribute("title", figure.description)
     # More events later, so the sparklines show movement in the screenshot.
     for name, count in (("weather-api", 25), ("energy-correlator", 60), ("sports-data", 15)):
         mesh.tracker(name).record(n=count)
-    await expect(page.locator(cell("weather-api", "total"))).to_have_text("65", timeout=10_000)
+    await expect(page.locator(cell("weather-api", "total_events"))).to_have_text(
+        "65", timeout=10_000
+    )
     await mesh.agents["calendar-service"].stop(0)
     await expect(page.locator(cell("calendar-service", "status"))).to_have_text(
         "inactive", timeout=10_000
     )
-    await expect(page.locator(cell("calendar-service", "error"))).not_to_be_empty()
+    await expect(page.locator(cell("calendar-service", "error_message"))).not_to_be_empty()
     await expect(page.locator("#sys-inactive")).to_have_text("1")
     ARTIFACTS.mkdir(exist_ok=True)
     await page.screenshot(path=str(ARTIFACTS / "dashboard.png"), full_page=True)
@@ -113,6 +123,6 @@ async def test_polling_takes_over_when_the_stream_is_unavailable(mesh: Mesh, pag
     await expect(page.locator("#conn")).to_have_attribute("data-state", "polling", timeout=10_000)
     await expect(page.locator("#rows tr[data-service]")).to_have_count(15, timeout=10_000)
     mesh.tracker("air-quality-service").record(n=11)
-    await expect(page.locator(cell("air-quality-service", "total"))).to_have_text(
+    await expect(page.locator(cell("air-quality-service", "total_events"))).to_have_text(
         "11", timeout=15_000
     )

@@ -15,7 +15,8 @@ import pytest
 from prometheus_client.metrics_core import Metric
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.gateway_mesh import Mesh, eventually, running_mesh
+from tests.eventually import eventually
+from tests.gateway_mesh import Mesh, running_mesh
 
 
 @pytest.fixture

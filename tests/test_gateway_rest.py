@@ -9,7 +9,8 @@ from typing import Any
 import pytest
 
 from gateway import RealTimeMetrics, RealTimeMetricsError
-from tests.gateway_mesh import Mesh, eventually, running_mesh
+from tests.eventually import eventually
+from tests.gateway_mesh import Mesh, running_mesh
 
 # Story 23.2's example, verbatim: the served body must have every one of these fields, with
 # a JSON value of the same kind.

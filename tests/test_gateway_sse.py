@@ -12,7 +12,8 @@ import httpx
 import pytest
 
 from gateway import RealTimeMetrics
-from tests.gateway_mesh import Mesh, eventually, running_mesh
+from tests.eventually import eventually
+from tests.gateway_mesh import Mesh, running_mesh
 
 STREAM = "/api/v1/real-time-metrics/stream"
 

@@ -1,4 +1,4 @@
-// The "Dependencies" dashboard: live over Server-Sent Events, polling every 5 s as a fallback.
+// The metrics-mesh dashboard: live over Server-Sent Events, polling every 5 s as a fallback.
 // Plain JavaScript, no dependencies, no build step.
 (function () {
   "use strict";
@@ -65,12 +65,11 @@
     if (values.length < 2) return;
     const max = Math.max(...values, 0.001);
     const step = width / (values.length - 1);   // stretch until the history fills up
-    const x0 = 0;
-    const pts = values.map((v, i) => [x0 + i * step, height - 2 - (v / max) * (height - 4)]);
+    const pts = values.map((v, i) => [i * step, height - 2 - (v / max) * (height - 4)]);
     const line = pts.map((p) => p[0].toFixed(1) + "," + p[1].toFixed(1)).join(" ");
     const area = document.createElementNS(SVG, "polygon");
     area.setAttribute("class", "area");
-    area.setAttribute("points", x0.toFixed(1) + "," + height + " " + line + " " + width + "," + height);
+    area.setAttribute("points", "0," + height + " " + line + " " + width + "," + height);
     const poly = document.createElementNS(SVG, "polyline");
     poly.setAttribute("class", "line");
     poly.setAttribute("points", line);
@@ -85,28 +84,96 @@
 
   // ---- rendering --------------------------------------------------------------------------
 
+  // The table's columns come from the gateway's row schema (GET /api/v1/schema): every row
+  // figure with a column priority, in the schema's order, with a trend sparkline after the
+  // rate. Cells are formatted by the figure's unit; a few figures have a renderer of their own.
+  const SCHEMA_URL = "/api/v1/schema";
+  const TREND_AFTER = "events_per_second";
+  let columns = [];                // [{name, label, unit, description}] shown as columns
   const rowNodes = new Map();      // service name -> {tr, cells}
+
+  const byUnit = {
+    "1/s": (v) => (v === null ? "–" : rate(v)),
+    "1/h": (v) => (v === null ? "–" : count(v)),
+    "events": (v) => (v === null ? "–" : count(v)),
+    "s": (v) => duration(v),
+    "ms": (v) => (v === null ? "–" : nf1.format(v) + " ms"),
+  };
+  const NUMERIC_UNITS = new Set(["1/s", "1/h", "events", "s", "ms"]);
+
+  const renderers = {
+    service_name(td, row) {
+      td.textContent = row.service_name;
+      td.appendChild(el("span", "port", ":" + row.port));
+    },
+    service_type(td, row) {
+      td.replaceChildren(el("span", "type type-" + row.service_type, row.service_type));
+    },
+    status(td, row) {
+      td.replaceChildren(el("span", "badge badge-" + row.status, row.status));
+    },
+    last_activity(td, row) {
+      const active = row.status === "active";
+      td.textContent = active ? ago(row.last_activity) : "–";
+      td.title = active ? row.last_activity || "" : "";
+    },
+    error_message(td, row) {
+      const error = row.error_message || "";
+      if (td.title === error) return;
+      td.title = error;
+      td.replaceChildren(error ? el("span", "clamp", error) : "");
+    },
+  };
+
+  function renderCell(td, column, row) {
+    const own = renderers[column.name];
+    if (own) { own(td, row); return; }
+    const format = byUnit[column.unit];
+    const value = row[column.name];
+    td.textContent = format ? format(value === undefined ? null : value) : (value ?? "–");
+  }
+
+  async function loadSchema() {
+    const response = await fetch(SCHEMA_URL, { cache: "no-store" });
+    const schema = await response.json();
+    columns = schema.rows.filter((figure) => figure.column !== null);
+    const head = $("head-row");
+    head.replaceChildren();
+    for (const column of columns) {
+      const th = el("th", NUMERIC_UNITS.has(column.unit) ? "num" : "", column.label);
+      th.title = column.description;
+      th.dataset.field = column.name;
+      head.appendChild(th);
+      if (column.name === TREND_AFTER) head.appendChild(el("th", "spark-col", "Trend"));
+    }
+    const placeholder = $("rows").querySelector(".placeholder td");
+    if (placeholder) placeholder.colSpan = columns.length + 1;
+  }
 
   function makeRow(name) {
     const tr = el("tr");
     tr.dataset.service = name;
     const cells = {};
-    for (const key of ["name", "type", "status", "eps", "spark", "eph", "total", "uptime", "last", "error"]) {
-      const td = el("td");
-      td.dataset.field = key;
-      if (["eps", "eph", "total", "uptime"].includes(key)) td.className = "num";
-      if (key === "name") td.className = "name";
-      if (key === "last") td.className = "when";
-      if (key === "error") td.className = "err";
-      cells[key] = td;
+    for (const column of columns) {
+      const td = el("td", NUMERIC_UNITS.has(column.unit) ? "num" : "");
+      td.dataset.field = column.name;
+      if (column.name === "service_name") td.className = "name";
+      if (column.unit === "time") td.className = "when";
+      if (column.name === "error_message") td.className = "err";
+      cells[column.name] = td;
       tr.appendChild(td);
+      if (column.name === TREND_AFTER) {
+        const spark = el("td");
+        spark.dataset.field = "trend";
+        const svg = document.createElementNS(SVG, "svg");
+        svg.setAttribute("class", "spark row-spark");
+        svg.setAttribute("viewBox", "0 0 120 26");
+        svg.setAttribute("preserveAspectRatio", "none");
+        spark.appendChild(svg);
+        cells.svg = svg;
+        tr.appendChild(spark);
+      }
     }
-    const svg = document.createElementNS(SVG, "svg");
-    svg.setAttribute("class", "spark row-spark");
-    svg.setAttribute("viewBox", "0 0 120 26");
-    svg.setAttribute("preserveAspectRatio", "none");
-    cells.spark.appendChild(svg);
-    cells.svg = svg;
     return { tr, cells };
   }
 
@@ -123,26 +190,9 @@
         rowNodes.set(row.service_name, node);
       }
       if (body.children[index] !== node.tr) body.insertBefore(node.tr, body.children[index] || null);
-      const c = node.cells;
       node.tr.classList.toggle("down", row.status !== "active");
-      c.name.textContent = row.service_name;
-      const port = el("span", "port", ":" + row.port);
-      c.name.appendChild(port);
-      c.type.replaceChildren(el("span", "type type-" + row.service_type, row.service_type));
-      c.status.replaceChildren(el("span", "badge badge-" + row.status, row.status));
-      c.eps.textContent = rate(row.events_per_second);
-      c.eph.textContent = count(row.events_per_hour);
-      c.total.textContent = count(row.total_events);
-      c.uptime.textContent = duration(row.uptime_seconds);
-      const active = row.status === "active";
-      c.last.textContent = active ? ago(row.last_activity) : "–";
-      c.last.title = active ? row.last_activity || "" : "";
-      const error = row.error_message || "";
-      if (c.error.title !== error) {
-        c.error.title = error;
-        c.error.replaceChildren(error ? el("span", "clamp", error) : "");
-      }
-      drawSpark(c.svg, history.get(row.service_name) || [], 120, 26);
+      for (const column of columns) renderCell(node.cells[column.name], column, row);
+      if (node.cells.svg) drawSpark(node.cells.svg, history.get(row.service_name) || [], 120, 26);
     });
     for (const [name, node] of rowNodes) {
       if (!seen.has(name)) { node.tr.remove(); rowNodes.delete(name); }
@@ -293,9 +343,9 @@
   setInterval(() => {
     refreshStatus();
     for (const node of rowNodes.values()) {
-      const title = node.cells.last.title;
-      if (title) node.cells.last.textContent = ago(title);
+      const when = node.cells.last_activity;
+      if (when && when.title) when.textContent = ago(when.title);
     }
   }, 1000);
-  connect();
+  loadSchema().catch(() => {}).finally(connect);
 })();
