@@ -6,6 +6,11 @@ many events arrive, and every event is counted (no cap, no sampling). The rate i
 the window divided by the span those buckets actually cover: during warm-up that span is the
 uptime, afterwards it is between `window - width` and `window` depending on how far into the
 current bucket the reading falls. Both figures are exact, so a steady 1000 ev/s reads 1000.
+
+Failed events are counted the same way, in a ring of their own. Timed events (`observe()`)
+also go into the kind's `LatencyWindow` (`agent._latency`): log-scale buckets of
+`mesh_common.latency` for the window and since start, in fixed memory, never one entry per
+event.
 """
 
 from __future__ import annotations
@@ -16,7 +21,9 @@ from array import array
 from collections.abc import Iterable
 from typing import NamedTuple
 
+from agent._latency import LatencyWindow, bucket_position
 from mesh_common.clocks import ReadClock
+from mesh_common.latency import Histogram, merge
 
 DEFAULT_KIND = "event"
 DEFAULT_WINDOW_SECONDS = 60.0
@@ -38,6 +45,17 @@ class KindReading(NamedTuple):
     window_events: int
     total_events: int
     last_event_time: float | None
+    window_errors: int = 0
+    total_errors: int = 0
+    latency: Histogram | None = None
+    """The durations of the kind's timed events in the window; None when there is none."""
+    latency_since_start: Histogram | None = None
+    """Every timed event of the kind since start (cumulative); None when there never was one."""
+
+    @property
+    def error_rate(self) -> float | None:
+        """window_errors / window_events; None when the window holds no event."""
+        return self.window_errors / self.window_events if self.window_events else None
 
 
 class RateReading(NamedTuple):
@@ -58,6 +76,15 @@ class RateReading(NamedTuple):
     read_time: float
     last_event_time: float | None
     kinds: tuple[KindReading, ...]
+    window_errors: int = 0
+    total_errors: int = 0
+    latency: Histogram | None = None
+    """The durations of every kind's timed events in the window (merged buckets), or None."""
+
+    @property
+    def error_rate(self) -> float | None:
+        """window_errors / window_events; None when the window holds no event."""
+        return self.window_errors / self.window_events if self.window_events else None
 
     @property
     def events_per_hour(self) -> float:
@@ -75,14 +102,21 @@ class KindCounter:
     previous buckets in `_ring` (an unsigned 64-bit array: fixed memory) and their running sum
     in `_ring_sum`, so both recording and reading are O(1) (a bucket change is O(skipped)).
     `_ring[_slot % buckets]` is always 0: it is filled when the current bucket is committed.
+    Failed events have the same three (`_errors`, `_error_ring`, `_error_ring_sum`); the
+    latency window is created at the first `observe()`, so untimed kinds stay small.
     """
 
     __slots__ = (
         "_buckets",
         "_clock",
+        "_committed_errors",
         "_committed_total",
         "_count",
+        "_error_ring",
+        "_error_ring_sum",
+        "_errors",
         "_last",
+        "_latency",
         "_lock",
         "_ring",
         "_ring_sum",
@@ -115,6 +149,11 @@ class KindCounter:
         self._slot_end = start + width
         self._count = 0
         self._committed_total = 0
+        self._errors = 0
+        self._error_ring = array("Q", bytes(8 * buckets))
+        self._error_ring_sum = 0
+        self._committed_errors = 0
+        self._latency: LatencyWindow | None = None
         self._last = NEVER
         # Built by EventTracker.counter() under the lock, so advancing here is safe.
         now = clock()
@@ -138,6 +177,47 @@ class KindCounter:
             self._count += n
             self._last = now
 
+    def record_error(self, n: int = 1) -> None:
+        """Count `n` failed events (default 1) happening now, without a duration."""
+        if n < 1:
+            raise ValueError(f"record_error() counts events: n must be >= 1, got {n!r}")
+        now = self._clock()
+        with self._lock:
+            if now >= self._slot_end:
+                self._advance(now)
+            self._count += n
+            self._errors += n
+            self._last = now
+
+    def observe(self, seconds: float, *, error: bool = False) -> None:
+        """Count one event that took `seconds` and failed when `error`. Thread-safe.
+
+        The duration goes into the kind's latency buckets (`mesh_common.latency`); one
+        outside 10 us..10 min is counted in the end bucket.
+        """
+        position = bucket_position(seconds)
+        now = self._clock()
+        with self._lock:
+            if now >= self._slot_end:
+                self._advance(now)
+            self._count += 1
+            if error:
+                self._errors += 1
+            self._last = now
+            latency = self._latency
+            if latency is None:
+                latency = self._latency = LatencyWindow(self._start, self._width * self._buckets)
+            if now >= latency.slot_end:
+                latency.advance(now)
+            latency.current[position] += 1
+            latency.window[position] += 1
+            latency.since_start[position] += 1
+            latency.count += 1
+            latency.sum += seconds
+            latency.since_start_sum += seconds
+            if seconds > latency.max:
+                latency.max = seconds
+
     def _advance(self, now: float) -> None:
         """Move the current bucket to the one holding `now`, zeroing the buckets skipped.
 
@@ -147,24 +227,58 @@ class KindCounter:
         current = self._slot
         if slot <= current:
             return
-        ring = self._ring
-        buckets = self._buckets
-        count = self._count
-        ring[current % buckets] = count
+        count, errors = self._count, self._errors
         self._committed_total += count
-        self._count = 0
-        if slot - current >= buckets:
-            ring[:] = array("Q", bytes(8 * buckets))
-            self._ring_sum = 0
-        else:
-            ring_sum = self._ring_sum + count
-            for skipped in range(current + 1, slot + 1):
-                index = skipped % buckets
-                ring_sum -= ring[index]
-                ring[index] = 0
-            self._ring_sum = ring_sum
+        self._committed_errors += errors
+        self._count = self._errors = 0
+        self._ring_sum = _commit(self._ring, self._ring_sum, current, slot, count)
+        self._error_ring_sum = _commit(
+            self._error_ring, self._error_ring_sum, current, slot, errors
+        )
         self._slot = slot
         self._slot_end = self._start + (slot + 1) * self._width
+
+
+def _commit(ring: array[int], ring_sum: int, current: int, slot: int, count: int) -> int:
+    """Store bucket `current`'s count, zero the buckets up to `slot`; the new running sum."""
+    buckets = len(ring)
+    ring[current % buckets] = count
+    if slot - current >= buckets:
+        ring[:] = array("Q", bytes(8 * buckets))
+        return 0
+    ring_sum += count
+    for skipped in range(current + 1, slot + 1):
+        index = skipped % buckets
+        ring_sum -= ring[index]
+        ring[index] = 0
+    return ring_sum
+
+
+class _KindCounts(NamedTuple):
+    """One kind's counts as taken under the lock (the latency window copied)."""
+
+    kind: str
+    window_events: int
+    total_events: int
+    last: float | None
+    window_errors: int
+    total_errors: int
+    latency: LatencyWindow | None
+
+    def reading(self, covered: float, wall_offset: float) -> KindReading:
+        """The kind's reading, `covered` seconds of window, monotonic + wall_offset = wall."""
+        latency = self.latency
+        return KindReading(
+            self.kind,
+            self.window_events / covered if covered > 0 else 0.0,
+            self.window_events,
+            self.total_events,
+            None if self.last is None else self.last + wall_offset,
+            self.window_errors,
+            self.total_errors,
+            None if latency is None else latency.window_histogram(),
+            None if latency is None else latency.since_start_histogram(),
+        )
 
 
 class EventTracker:
@@ -244,69 +358,87 @@ class EventTracker:
             counter._count += n
             counter._last = now
 
+    def record_error(self, kind: str = DEFAULT_KIND, n: int = 1) -> None:
+        """Count `n` failed events of `kind` happening now, without a duration."""
+        self.counter(kind).record_error(n)
+
+    def observe(self, kind: str, seconds: float, *, error: bool = False) -> None:
+        """Count one event of `kind` that took `seconds` and failed when `error`."""
+        try:
+            counter = self._counters[kind]
+        except KeyError:
+            counter = self.counter(kind)
+        counter.observe(seconds, error=error)
+
     @property
     def kinds(self) -> tuple[str, ...]:
         """The kinds counted so far, sorted."""
         return tuple(self._counters)
 
-    def read(self, kinds: Iterable[str] = ()) -> RateReading:
-        """Return the current figures; `kinds` limits the breakdown (unknown kinds read zero).
-
-        The totals always cover every kind, whatever `kinds` selects. Only the counts are
-        taken under the lock; the rest is arithmetic on them afterwards.
-        """
-        wanted = tuple(kinds)
+    def _counts(self) -> tuple[float, list[_KindCounts]]:
+        """Now, and every kind's counts taken under the lock (latency windows copied)."""
         with self._lock:
             now = self._clock()
-            counts: list[tuple[str, int, int, float | None]] = []
+            counts: list[_KindCounts] = []
             for kind, counter in self._counters.items():
                 if now >= counter._slot_end:
                     counter._advance(now)
-                current = counter._count
+                latency = counter._latency
+                if latency is not None and now >= latency.slot_end:
+                    latency.advance(now)
+                current, errors = counter._count, counter._errors
                 counts.append(
-                    (
+                    _KindCounts(
                         kind,
                         counter._ring_sum + current,
                         counter._committed_total + current,
                         None if counter._last == NEVER else counter._last,
+                        counter._error_ring_sum + errors,
+                        counter._committed_errors + errors,
+                        None if latency is None else latency.copy(),
                     )
                 )
+        return now, counts
+
+    def read(self, kinds: Iterable[str] = ()) -> RateReading:
+        """Return the current figures; `kinds` limits the breakdown (unknown kinds read zero).
+
+        The totals always cover every kind, whatever `kinds` selects; the service's latency
+        comes from the merged buckets of its kinds. Only the counts are taken under the
+        lock; the rest is arithmetic on them afterwards.
+        """
+        wanted = tuple(kinds)
+        now, counts = self._counts()
         start, start_wall, width = self._start, self._start_wall, self._width
         uptime = now - start if now > start else 0.0
         slot_start = start + (uptime // width) * width
         covered = min(uptime, self._full_buckets_span + (now - slot_start))
-        window_total = grand_total = 0
-        last_any: float | None = None
-        for _, window_events, total_events, last in counts:
-            window_total += window_events
-            grand_total += total_events
-            if last is not None and (last_any is None or last > last_any):
-                last_any = last
-        if wanted:
-            by_kind = {entry[0]: entry for entry in counts}
-            counts = [by_kind.get(kind, (kind, 0, 0, None)) for kind in sorted(set(wanted))]
-        breakdown = tuple(
-            [
-                KindReading(
-                    kind,
-                    window_events / covered if covered > 0 else 0.0,
-                    window_events,
-                    total_events,
-                    None if last is None else start_wall + (last - start),
-                )
-                for kind, window_events, total_events, last in counts
-            ]
+        readings = [item.reading(covered, start_wall - start) for item in counts]
+        last_any = max(
+            (item.last_event_time for item in readings if item.last_event_time is not None),
+            default=None,
         )
+        window_total = sum(item.window_events for item in readings)
+        service_latency = merge(item.latency for item in readings if item.latency is not None)
+        if wanted:
+            by_kind = {item.kind: item for item in readings}
+            readings = [
+                by_kind.get(kind) or KindReading(kind, 0.0, 0, 0, None)
+                for kind in sorted(set(wanted))
+            ]
         return RateReading(
             self.service_name,
             window_total / covered if covered > 0 else 0.0,
             window_total,
-            grand_total,
+            sum(item.total_events for item in counts),
             uptime,
             self.window_seconds,
             covered,
             start_wall,
             start_wall + uptime,
-            None if last_any is None else start_wall + (last_any - start),
-            breakdown,
+            last_any,
+            tuple(readings),
+            sum(item.window_errors for item in counts),
+            sum(item.total_errors for item in counts),
+            service_latency if service_latency.counts else None,
         )

@@ -24,21 +24,22 @@ _sym_db = _symbol_database.Default()
 
 from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
+from metricsmesh.v1 import latency_pb2 as metricsmesh_dot_v1_dot_latency__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1fmetricsmesh/v1/event_rate.proto\x12\x0emetricsmesh.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"$\n\x13GetEventRateRequest\x12\r\n\x05kinds\x18\x01 \x03(\t\"\xd6\x03\n\x14GetEventRateResponse\x12\x14\n\x0cservice_name\x18\x01 \x01(\t\x12\x19\n\x11\x65vents_per_second\x18\x02 \x01(\x01\x12\x17\n\x0f\x65vents_per_hour\x18\x03 \x01(\x01\x12\x14\n\x0ctotal_events\x18\x04 \x01(\x04\x12\x15\n\rwindow_events\x18\x05 \x01(\x04\x12)\n\x06uptime\x18\x06 \x01(\x0b\x32\x19.google.protobuf.Duration\x12)\n\x06window\x18\x07 \x01(\x0b\x32\x19.google.protobuf.Duration\x12/\n\x0c\x63overed_span\x18\x08 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x33\n\x0flast_event_time\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nstart_time\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12-\n\tread_time\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x05kinds\x18\x0c \x03(\x0b\x32\x1d.metricsmesh.v1.EventKindRate\"\x9a\x01\n\rEventKindRate\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\x19\n\x11\x65vents_per_second\x18\x02 \x01(\x01\x12\x14\n\x0ctotal_events\x18\x03 \x01(\x04\x12\x15\n\rwindow_events\x18\x04 \x01(\x04\x12\x33\n\x0flast_event_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp2m\n\x10\x45ventRateService\x12Y\n\x0cGetEventRate\x12#.metricsmesh.v1.GetEventRateRequest\x1a$.metricsmesh.v1.GetEventRateResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1fmetricsmesh/v1/event_rate.proto\x12\x0emetricsmesh.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1cmetricsmesh/v1/latency.proto\"$\n\x13GetEventRateRequest\x12\r\n\x05kinds\x18\x01 \x03(\t\"\xb4\x04\n\x14GetEventRateResponse\x12\x14\n\x0cservice_name\x18\x01 \x01(\t\x12\x19\n\x11\x65vents_per_second\x18\x02 \x01(\x01\x12\x17\n\x0f\x65vents_per_hour\x18\x03 \x01(\x01\x12\x14\n\x0ctotal_events\x18\x04 \x01(\x04\x12\x15\n\rwindow_events\x18\x05 \x01(\x04\x12)\n\x06uptime\x18\x06 \x01(\x0b\x32\x19.google.protobuf.Duration\x12)\n\x06window\x18\x07 \x01(\x0b\x32\x19.google.protobuf.Duration\x12/\n\x0c\x63overed_span\x18\x08 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x33\n\x0flast_event_time\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nstart_time\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12-\n\tread_time\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x05kinds\x18\x0c \x03(\x0b\x32\x1d.metricsmesh.v1.EventKindRate\x12\x15\n\rwindow_errors\x18\r \x01(\x04\x12\x14\n\x0ctotal_errors\x18\x0e \x01(\x04\x12/\n\x07latency\x18\x0f \x01(\x0b\x32\x1e.metricsmesh.v1.LatencySummary\"\xb7\x02\n\rEventKindRate\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\x19\n\x11\x65vents_per_second\x18\x02 \x01(\x01\x12\x14\n\x0ctotal_events\x18\x03 \x01(\x04\x12\x15\n\rwindow_events\x18\x04 \x01(\x04\x12\x33\n\x0flast_event_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x15\n\rwindow_errors\x18\x06 \x01(\x04\x12\x14\n\x0ctotal_errors\x18\x07 \x01(\x04\x12/\n\x07latency\x18\x08 \x01(\x0b\x32\x1e.metricsmesh.v1.LatencySummary\x12=\n\x13latency_since_start\x18\t \x01(\x0b\x32 .metricsmesh.v1.LatencyHistogram2m\n\x10\x45ventRateService\x12Y\n\x0cGetEventRate\x12#.metricsmesh.v1.GetEventRateRequest\x1a$.metricsmesh.v1.GetEventRateResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'metricsmesh.v1.event_rate_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_GETEVENTRATEREQUEST']._serialized_start=116
-  _globals['_GETEVENTRATEREQUEST']._serialized_end=152
-  _globals['_GETEVENTRATERESPONSE']._serialized_start=155
-  _globals['_GETEVENTRATERESPONSE']._serialized_end=625
-  _globals['_EVENTKINDRATE']._serialized_start=628
-  _globals['_EVENTKINDRATE']._serialized_end=782
-  _globals['_EVENTRATESERVICE']._serialized_start=784
-  _globals['_EVENTRATESERVICE']._serialized_end=893
+  _globals['_GETEVENTRATEREQUEST']._serialized_start=146
+  _globals['_GETEVENTRATEREQUEST']._serialized_end=182
+  _globals['_GETEVENTRATERESPONSE']._serialized_start=185
+  _globals['_GETEVENTRATERESPONSE']._serialized_end=749
+  _globals['_EVENTKINDRATE']._serialized_start=752
+  _globals['_EVENTKINDRATE']._serialized_end=1063
+  _globals['_EVENTRATESERVICE']._serialized_start=1065
+  _globals['_EVENTRATESERVICE']._serialized_end=1174
 # @@protoc_insertion_point(module_scope)

@@ -9,6 +9,7 @@ from google.protobuf import duration_pb2 as _duration_pb2
 from google.protobuf import message as _message
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
+from metricsmesh.v1 import latency_pb2 as _latency_pb2
 import builtins as _builtins
 import sys
 import typing as _typing
@@ -66,6 +67,9 @@ class GetEventRateResponse(_message.Message):
     START_TIME_FIELD_NUMBER: _builtins.int
     READ_TIME_FIELD_NUMBER: _builtins.int
     KINDS_FIELD_NUMBER: _builtins.int
+    WINDOW_ERRORS_FIELD_NUMBER: _builtins.int
+    TOTAL_ERRORS_FIELD_NUMBER: _builtins.int
+    LATENCY_FIELD_NUMBER: _builtins.int
     service_name: _builtins.str
     """service_name is the name the embedding service gave its agent."""
     events_per_second: _builtins.float
@@ -78,6 +82,12 @@ class GetEventRateResponse(_message.Message):
     """total_events counts every event of every kind since the agent started."""
     window_events: _builtins.int
     """window_events counts the events of every kind inside the rolling window."""
+    window_errors: _builtins.int
+    """window_errors counts the failed events of every kind inside the rolling
+    window; the error rate is window_errors / window_events.
+    """
+    total_errors: _builtins.int
+    """total_errors counts every failed event of every kind since the agent started."""
     @_builtins.property
     def uptime(self) -> _duration_pb2.Duration:
         """uptime is the time since the agent's tracker started (monotonic clock)."""
@@ -110,6 +120,12 @@ class GetEventRateResponse(_message.Message):
     def kinds(self) -> _containers.RepeatedCompositeFieldContainer[Global___EventKindRate]:
         """kinds is the per-kind breakdown, sorted by kind name."""
 
+    @_builtins.property
+    def latency(self) -> _latency_pb2.LatencySummary:
+        """latency describes the durations of the timed events of every kind in the
+        window, from the merged buckets of the kinds; absent when there is none.
+        """
+
     def __init__(
         self,
         *,
@@ -125,10 +141,13 @@ class GetEventRateResponse(_message.Message):
         start_time: _timestamp_pb2.Timestamp | None = ...,
         read_time: _timestamp_pb2.Timestamp | None = ...,
         kinds: _abc.Iterable[Global___EventKindRate] | None = ...,
+        window_errors: _builtins.int = ...,
+        total_errors: _builtins.int = ...,
+        latency: _latency_pb2.LatencySummary | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["covered_span", b"covered_span", "last_event_time", b"last_event_time", "read_time", b"read_time", "start_time", b"start_time", "uptime", b"uptime", "window", b"window"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["covered_span", b"covered_span", "last_event_time", b"last_event_time", "latency", b"latency", "read_time", b"read_time", "start_time", b"start_time", "uptime", b"uptime", "window", b"window"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["covered_span", b"covered_span", "events_per_hour", b"events_per_hour", "events_per_second", b"events_per_second", "kinds", b"kinds", "last_event_time", b"last_event_time", "read_time", b"read_time", "service_name", b"service_name", "start_time", b"start_time", "total_events", b"total_events", "uptime", b"uptime", "window", b"window", "window_events", b"window_events"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["covered_span", b"covered_span", "events_per_hour", b"events_per_hour", "events_per_second", b"events_per_second", "kinds", b"kinds", "last_event_time", b"last_event_time", "latency", b"latency", "read_time", b"read_time", "service_name", b"service_name", "start_time", b"start_time", "total_errors", b"total_errors", "total_events", b"total_events", "uptime", b"uptime", "window", b"window", "window_errors", b"window_errors", "window_events", b"window_events"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -147,6 +166,10 @@ class EventKindRate(_message.Message):
     TOTAL_EVENTS_FIELD_NUMBER: _builtins.int
     WINDOW_EVENTS_FIELD_NUMBER: _builtins.int
     LAST_EVENT_TIME_FIELD_NUMBER: _builtins.int
+    WINDOW_ERRORS_FIELD_NUMBER: _builtins.int
+    TOTAL_ERRORS_FIELD_NUMBER: _builtins.int
+    LATENCY_FIELD_NUMBER: _builtins.int
+    LATENCY_SINCE_START_FIELD_NUMBER: _builtins.int
     kind: _builtins.str
     """kind is the name of the event kind."""
     events_per_second: _builtins.float
@@ -157,10 +180,26 @@ class EventKindRate(_message.Message):
     """total_events counts events of this kind since the agent started."""
     window_events: _builtins.int
     """window_events counts events of this kind inside the rolling window."""
+    window_errors: _builtins.int
+    """window_errors counts the failed events of this kind inside the window."""
+    total_errors: _builtins.int
+    """total_errors counts the failed events of this kind since the agent started."""
     @_builtins.property
     def last_event_time(self) -> _timestamp_pb2.Timestamp:
         """last_event_time is the wall-clock time of this kind's most recent event;
         unset when none was recorded.
+        """
+
+    @_builtins.property
+    def latency(self) -> _latency_pb2.LatencySummary:
+        """latency describes the durations of this kind's timed events in the window;
+        absent when there is none.
+        """
+
+    @_builtins.property
+    def latency_since_start(self) -> _latency_pb2.LatencyHistogram:
+        """latency_since_start holds the buckets of every timed event of this kind
+        since the agent started (cumulative, for a Prometheus histogram).
         """
 
     def __init__(
@@ -171,10 +210,14 @@ class EventKindRate(_message.Message):
         total_events: _builtins.int = ...,
         window_events: _builtins.int = ...,
         last_event_time: _timestamp_pb2.Timestamp | None = ...,
+        window_errors: _builtins.int = ...,
+        total_errors: _builtins.int = ...,
+        latency: _latency_pb2.LatencySummary | None = ...,
+        latency_since_start: _latency_pb2.LatencyHistogram | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["last_event_time", b"last_event_time"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["last_event_time", b"last_event_time", "latency", b"latency", "latency_since_start", b"latency_since_start"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["events_per_second", b"events_per_second", "kind", b"kind", "last_event_time", b"last_event_time", "total_events", b"total_events", "window_events", b"window_events"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["events_per_second", b"events_per_second", "kind", b"kind", "last_event_time", b"last_event_time", "latency", b"latency", "latency_since_start", b"latency_since_start", "total_errors", b"total_errors", "total_events", b"total_events", "window_errors", b"window_errors", "window_events", b"window_events"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -11,6 +11,7 @@ from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from metricsmesh.v1 import event_rate_pb2 as _event_rate_pb2
+from metricsmesh.v1 import latency_pb2 as _latency_pb2
 import builtins as _builtins
 import sys
 import typing as _typing
@@ -120,6 +121,9 @@ class Snapshot(_message.Message):
     TOTAL_EVENTS_FIELD_NUMBER: _builtins.int
     DATA_SOURCES_ACTIVE_FIELD_NUMBER: _builtins.int
     SERVICES_FIELD_NUMBER: _builtins.int
+    WINDOW_EVENTS_FIELD_NUMBER: _builtins.int
+    WINDOW_ERRORS_FIELD_NUMBER: _builtins.int
+    LATENCY_FIELD_NUMBER: _builtins.int
     sequence: _builtins.int
     """sequence numbers snapshots from 1, increasing by one per round; it orders
     snapshots and names a resume point for StreamSnapshots.
@@ -142,6 +146,12 @@ class Snapshot(_message.Message):
     """events_per_hour is the sum of events_per_hour over active rows."""
     total_events: _builtins.int
     """total_events is the sum of total_events over active rows."""
+    window_events: _builtins.int
+    """window_events counts the events in the windows of the active services."""
+    window_errors: _builtins.int
+    """window_errors counts the failed events among window_events; the fleet's
+    error rate is window_errors / window_events (none without events).
+    """
     @_builtins.property
     def take_time(self) -> _timestamp_pb2.Timestamp:
         """take_time is the wall-clock time at which the round started."""
@@ -168,6 +178,13 @@ class Snapshot(_message.Message):
         any filter of the request was applied.
         """
 
+    @_builtins.property
+    def latency(self) -> _latency_pb2.LatencySummary:
+        """latency describes the timed events of every active service, from the merged
+        buckets of their windows (never an average of percentiles); absent when no
+        active service has a timed event in its window.
+        """
+
     def __init__(
         self,
         *,
@@ -185,10 +202,13 @@ class Snapshot(_message.Message):
         total_events: _builtins.int = ...,
         data_sources_active: _abc.Iterable[_builtins.str] | None = ...,
         services: _abc.Iterable[Global___ServiceRow] | None = ...,
+        window_events: _builtins.int = ...,
+        window_errors: _builtins.int = ...,
+        latency: _latency_pb2.LatencySummary | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["age", b"age", "round_duration", b"round_duration", "take_time", b"take_time"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["age", b"age", "latency", b"latency", "round_duration", b"round_duration", "take_time", b"take_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["active_count", b"active_count", "age", b"age", "data_sources_active", b"data_sources_active", "error_count", b"error_count", "events_per_hour", b"events_per_hour", "events_per_second", b"events_per_second", "inactive_count", b"inactive_count", "round_duration", b"round_duration", "sequence", b"sequence", "services", b"services", "services_answered", b"services_answered", "services_total", b"services_total", "take_time", b"take_time", "total_events", b"total_events"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["active_count", b"active_count", "age", b"age", "data_sources_active", b"data_sources_active", "error_count", b"error_count", "events_per_hour", b"events_per_hour", "events_per_second", b"events_per_second", "inactive_count", b"inactive_count", "latency", b"latency", "round_duration", b"round_duration", "sequence", b"sequence", "services", b"services", "services_answered", b"services_answered", "services_total", b"services_total", "take_time", b"take_time", "total_events", b"total_events", "window_errors", b"window_errors", "window_events", b"window_events"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -219,6 +239,10 @@ class ServiceRow(_message.Message):
     READ_TIME_FIELD_NUMBER: _builtins.int
     AGE_FIELD_NUMBER: _builtins.int
     KINDS_FIELD_NUMBER: _builtins.int
+    WINDOW_EVENTS_FIELD_NUMBER: _builtins.int
+    WINDOW_ERRORS_FIELD_NUMBER: _builtins.int
+    TOTAL_ERRORS_FIELD_NUMBER: _builtins.int
+    LATENCY_FIELD_NUMBER: _builtins.int
     service_name: _builtins.str
     """service_name is the service's name in the registry."""
     service_type: _builtins.str
@@ -251,6 +275,16 @@ class ServiceRow(_message.Message):
     """events_per_hour is events_per_second x 3600; zero when not active."""
     total_events: _builtins.int
     """total_events is the agent's count since its start; zero when not active."""
+    window_events: _builtins.int
+    """window_events counts the service's events in the agent's rolling window;
+    zero when not active.
+    """
+    window_errors: _builtins.int
+    """window_errors counts the failed events among window_events; the service's
+    error rate is window_errors / window_events (none without events).
+    """
+    total_errors: _builtins.int
+    """total_errors counts the service's failed events since its agent started."""
     @_builtins.property
     def call_latency(self) -> _duration_pb2.Duration:
         """call_latency is how long this round's GetEventRate call took, or the
@@ -281,6 +315,12 @@ class ServiceRow(_message.Message):
     def kinds(self) -> _containers.RepeatedCompositeFieldContainer[_event_rate_pb2.EventKindRate]:
         """kinds is the agent's per-kind breakdown; empty when not active."""
 
+    @_builtins.property
+    def latency(self) -> _latency_pb2.LatencySummary:
+        """latency describes the service's timed events in the window, from the merged
+        buckets of its kinds; absent without timed events or when not active.
+        """
+
     def __init__(
         self,
         *,
@@ -303,10 +343,14 @@ class ServiceRow(_message.Message):
         read_time: _timestamp_pb2.Timestamp | None = ...,
         age: _duration_pb2.Duration | None = ...,
         kinds: _abc.Iterable[_event_rate_pb2.EventKindRate] | None = ...,
+        window_events: _builtins.int = ...,
+        window_errors: _builtins.int = ...,
+        total_errors: _builtins.int = ...,
+        latency: _latency_pb2.LatencySummary | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["age", b"age", "call_latency", b"call_latency", "last_event_time", b"last_event_time", "read_time", b"read_time", "uptime", b"uptime"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["age", b"age", "call_latency", b"call_latency", "last_event_time", b"last_event_time", "latency", b"latency", "read_time", b"read_time", "uptime", b"uptime"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["age", b"age", "agent_port", b"agent_port", "call_latency", b"call_latency", "consecutive_failures", b"consecutive_failures", "data_source", b"data_source", "error_message", b"error_message", "events_per_hour", b"events_per_hour", "events_per_second", b"events_per_second", "health", b"health", "host", b"host", "kinds", b"kinds", "last_event_time", b"last_event_time", "port", b"port", "read_time", b"read_time", "service_name", b"service_name", "service_type", b"service_type", "status", b"status", "total_events", b"total_events", "uptime", b"uptime"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["age", b"age", "agent_port", b"agent_port", "call_latency", b"call_latency", "consecutive_failures", b"consecutive_failures", "data_source", b"data_source", "error_message", b"error_message", "events_per_hour", b"events_per_hour", "events_per_second", b"events_per_second", "health", b"health", "host", b"host", "kinds", b"kinds", "last_event_time", b"last_event_time", "latency", b"latency", "port", b"port", "read_time", b"read_time", "service_name", b"service_name", "service_type", b"service_type", "status", b"status", "total_errors", b"total_errors", "total_events", b"total_events", "uptime", b"uptime", "window_errors", b"window_errors", "window_events", b"window_events"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -1,0 +1,205 @@
+"""The latency bucket scheme of the mesh: log-scale buckets with a bounded relative error.
+
+Durations fall into the buckets of an exponential histogram as OpenTelemetry defines it, at
+`SCALE` 4: bucket `i` covers (base**i, base**(i+1)] seconds with base = 2 ** (2 ** -SCALE)
+= 2 ** (1/16) ~ 1.0443. Buckets run from index `MIN_INDEX` (10 us falls in it) to `MAX_INDEX`
+(10 min); a duration outside is clamped into the end bucket and still counted. A quantile read
+from the buckets is the bucket's representative value 2 * base**(i+1) / (base + 1), within
+`RELATIVE_ERROR` = (base - 1) / (base + 1) ~ 2.17 % of the exact quantile (nearest rank) of
+the same durations, and never above the exact maximum.
+
+Every histogram of the mesh uses this one scheme, so merging is adding counts index by index:
+the buckets of two agents, two kinds or two windows added together are exactly the buckets
+one histogram fed both streams would hold. Quantiles of a service come from its kinds' merged
+buckets, of the fleet from its services' merged buckets; percentiles are never averaged.
+"""
+
+from __future__ import annotations
+
+import math
+from array import array
+from bisect import bisect_left
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from itertools import accumulate
+
+from metricsmesh.v1 import latency_pb2
+
+from mesh_common.errors import MeshError
+from mesh_common.wire_time import set_seconds, to_seconds
+
+SCALE = 4
+"""OpenTelemetry exponential-histogram scale: base = 2 ** (2 ** -SCALE)."""
+BASE: float = 2.0 ** (2.0**-SCALE)
+"""Ratio between a bucket's upper and lower bound."""
+RELATIVE_ERROR: float = (BASE - 1.0) / (BASE + 1.0)
+"""Largest relative error of a quantile read from the buckets (about 0.0217)."""
+INDEX_FACTOR = float(2**SCALE)
+"""index = ceil(log2(seconds) * INDEX_FACTOR) - 1."""
+SMALLEST_SECONDS = 1e-5
+"""10 us: shorter durations are counted in the first bucket."""
+LARGEST_SECONDS = 600.0
+"""10 min: longer durations are counted in the last bucket."""
+
+
+def index_of(seconds: float) -> int:
+    """The bucket index of a duration, clamped to MIN_INDEX..MAX_INDEX."""
+    if not seconds > SMALLEST_SECONDS:  # also NaN and negative
+        return MIN_INDEX
+    if seconds >= LARGEST_SECONDS:
+        return MAX_INDEX
+    return math.ceil(math.log2(seconds) * INDEX_FACTOR) - 1
+
+
+MIN_INDEX = math.ceil(math.log2(SMALLEST_SECONDS) * INDEX_FACTOR) - 1
+MAX_INDEX = math.ceil(math.log2(LARGEST_SECONDS) * INDEX_FACTOR) - 1
+BUCKETS = MAX_INDEX - MIN_INDEX + 1
+"""How many buckets the scheme has (a dense array of them is indexed by index - MIN_INDEX)."""
+
+
+def lower_bound(index: int) -> float:
+    """The exclusive lower bound of bucket `index`, in seconds."""
+    return float(BASE**index)
+
+
+def upper_bound(index: int) -> float:
+    """The inclusive upper bound of bucket `index`, in seconds."""
+    return float(BASE ** (index + 1))
+
+
+def representative(index: int) -> float:
+    """The value a quantile in bucket `index` reads: within RELATIVE_ERROR of anything in it."""
+    return 2.0 * upper_bound(index) / (BASE + 1.0)
+
+
+@dataclass(frozen=True, slots=True)
+class Histogram:
+    """Bucket counts from `offset` on (bucket `offset + k` holds `counts[k]`), sum and max.
+
+    The wire form is `metricsmesh.v1.LatencyHistogram`; `count` is the number of durations.
+    """
+
+    offset: int
+    counts: tuple[int, ...]
+    sum_seconds: float
+    max_seconds: float
+
+    @property
+    def count(self) -> int:
+        """How many durations the histogram holds."""
+        return sum(self.counts)
+
+    @property
+    def mean_seconds(self) -> float | None:
+        """Sum / count; None for an empty histogram."""
+        count = self.count
+        return self.sum_seconds / count if count else None
+
+    def quantile(self, q: float) -> float | None:
+        """The q-quantile (nearest rank, 0 < q <= 1) in seconds; None for an empty histogram."""
+        return quantiles(self.offset, self.counts, (q,), self.max_seconds)[0]
+
+
+EMPTY = Histogram(0, (), 0.0, 0.0)
+"""A histogram with no duration."""
+
+
+def quantiles(
+    offset: int, counts: Sequence[int], qs: Iterable[float], max_seconds: float
+) -> list[float | None]:
+    """Each q-quantile (nearest rank) of dense bucket counts from `offset`; None if empty.
+
+    The rank of q among n durations is ceil(q * n) (at least 1); the answer is the
+    representative of the bucket holding that rank, capped at the exact maximum.
+    """
+    cumulative = list(accumulate(counts))
+    total = cumulative[-1] if cumulative else 0
+    if total == 0:
+        return [None for _ in qs]
+    result: list[float | None] = []
+    for q in qs:
+        rank = max(1, math.ceil(q * total))
+        position = bisect_left(cumulative, rank)
+        result.append(min(representative(offset + position), max_seconds))
+    return result
+
+
+def merge(histograms: Iterable[Histogram]) -> Histogram:
+    """The histogram of all durations of `histograms` (exact: counts add index by index)."""
+    items = [item for item in histograms if item.counts]
+    if not items:
+        return EMPTY
+    low = min(item.offset for item in items)
+    high = max(item.offset + len(item.counts) for item in items)
+    dense = [0] * (high - low)
+    for item in items:
+        start = item.offset - low
+        for position, value in enumerate(item.counts, start):
+            dense[position] += value
+    return Histogram(
+        low,
+        tuple(dense),
+        math.fsum(item.sum_seconds for item in items),
+        max(item.max_seconds for item in items),
+    )
+
+
+def trimmed(offset: int, dense: Sequence[int]) -> tuple[int, tuple[int, ...]]:
+    """(offset, counts) of `dense` with the empty buckets at both ends cut off."""
+    low = 0
+    high = len(dense)
+    if isinstance(dense, array):  # find the ends at C speed: strip the zero bytes
+        raw = dense.tobytes()
+        size = dense.itemsize
+        low = (len(raw) - len(raw.lstrip(b"\0"))) // size
+        high = max(low, len(dense) - (len(raw) - len(raw.rstrip(b"\0"))) // size)
+    while low < high and not dense[low]:
+        low += 1
+    while high > low and not dense[high - 1]:
+        high -= 1
+    return offset + low, tuple(dense[low:high])
+
+
+def from_dense(dense: Sequence[int], sum_seconds: float, max_seconds: float) -> Histogram:
+    """A histogram from a dense array over the whole scheme (position 0 is MIN_INDEX)."""
+    offset, counts = trimmed(MIN_INDEX, dense)
+    return Histogram(offset, counts, sum_seconds, max_seconds)
+
+
+def to_proto(histogram: Histogram, target: latency_pb2.LatencyHistogram) -> None:
+    """Write `histogram` into the message `target` (e.g. a field of a response)."""
+    target.scale = SCALE
+    target.offset = histogram.offset
+    target.bucket_counts.extend(histogram.counts)
+    target.count = histogram.count
+    set_seconds(target.sum, histogram.sum_seconds)
+    set_seconds(target.max, histogram.max_seconds)
+
+
+def from_proto(message: latency_pb2.LatencyHistogram) -> Histogram:
+    """The histogram of a `LatencyHistogram` message; MeshError when its scale is not ours."""
+    if message.scale != SCALE and message.bucket_counts:
+        raise MeshError(f"latency histogram of scale {message.scale}; the mesh uses {SCALE}")
+    return Histogram(
+        message.offset,
+        tuple(message.bucket_counts),
+        to_seconds(message.sum),
+        to_seconds(message.max),
+    )
+
+
+def summarize(histogram: Histogram, target: latency_pb2.LatencySummary) -> None:
+    """Fill the summary `target` (mean, max, p50, p95, p99, buckets) from a non-empty histogram."""
+    p50, p95, p99 = quantiles(
+        histogram.offset, histogram.counts, (0.5, 0.95, 0.99), histogram.max_seconds
+    )
+    mean = histogram.mean_seconds
+    if mean is None or p50 is None or p95 is None or p99 is None:
+        raise ValueError("an empty histogram has no summary (leave the field unset)")
+    set_seconds(target.mean, mean)
+    set_seconds(target.max, histogram.max_seconds)
+    set_seconds(target.p50, p50)
+    set_seconds(target.p95, p95)
+    set_seconds(target.p99, p99)
+    target.relative_error = RELATIVE_ERROR
+    to_proto(histogram, target.histogram)
