@@ -1,12 +1,14 @@
-"""ASGI middleware counting the HTTP requests an app serves into a tracker.
+"""ASGI middleware counting and timing the HTTP requests an app serves into a tracker.
 
 A pure ASGI middleware (a class taking the app it wraps, as starlette's own are), not a
 `BaseHTTPMiddleware`: it adds no task, no request object and no response copy. Everything is
-decided at construction; per request it does one type check, calls the app and records once.
+decided at construction; per request it notes the response status as it is sent, times the
+app and observes once.
 
 app.add_middleware(RequestCountMiddleware, tracker=tracker)  # kind "http_request"
 app.add_middleware(RequestCountMiddleware, tracker=tracker, kind=http_route_kind)
                                                 # kinds like "GET /items/{item_id}"
+app.add_middleware(RequestCountMiddleware, tracker=tracker, failed=lambda status: status >= 400)
 """
 
 from __future__ import annotations
@@ -22,8 +24,16 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 KindOfScope = Callable[[Scope], str]
+StatusClassifier = Callable[[int], bool]
+"""Whether a response status means the request failed."""
 
 DEFAULT_HTTP_KIND = "http_request"
+
+
+def server_error(status: int) -> bool:
+    """The default classifier: 5xx responses failed; 4xx are the client's, so they did not."""
+    return status >= 500
+
 
 _KNOWN_METHODS = frozenset(
     ("GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "TRACE", "CONNECT")
@@ -46,13 +56,16 @@ def http_route_kind(scope: Scope) -> str:
 
 
 class RequestCountMiddleware:
-    """Counts every HTTP request of the wrapped ASGI app into `tracker`.
+    """Counts and times every HTTP request of the wrapped ASGI app into `tracker`.
 
-    A request counts once, when the app is done with it: returned, raised or was cancelled.
-    `kind` is a fixed kind (default `"http_request"`) or a function of the finished request's
-    scope (e.g. `http_route_kind`; its routing information is filled in by then). WebSocket
-    sessions pass through uncounted unless `websocket_kind` names a kind for them (each
-    session counts once, when it ends); lifespan and any other scope always pass through.
+    A request counts once, when the app is done with it, with the time the app took. It
+    failed when the app raised (an unhandled exception), or when `failed(status)` is true for
+    the response status: by default 5xx fail and 4xx do not. A request the client abandoned
+    (cancelled) before any response counts without failing. `kind` is a fixed kind (default
+    `"http_request"`) or a function of the finished request's scope (e.g. `http_route_kind`;
+    its routing information is filled in by then). WebSocket sessions pass through uncounted
+    unless `websocket_kind` names a kind for them (each session counts once, when it ends,
+    failed when the app raised); lifespan and any other scope always pass through.
     """
 
     def __init__(
@@ -62,41 +75,68 @@ class RequestCountMiddleware:
         *,
         kind: str | KindOfScope = DEFAULT_HTTP_KIND,
         websocket_kind: str | None = None,
+        failed: StatusClassifier = server_error,
     ) -> None:
         self.app = app
         self._tracker = tracker
+        self._clock = tracker.clock
+        self._failed = failed
         if isinstance(kind, str):
             fixed_kind = kind
             self._kind_of: KindOfScope = lambda scope: fixed_kind
             # The fast path: a bound method, no kind lookup per request.
-            self._record_http: Callable[[], None] | None = tracker.counter(kind).record
+            self._observe_http: Callable[..., None] | None = tracker.counter(kind).observe
         elif callable(kind):
             self._kind_of = kind
-            self._record_http = None
+            self._observe_http = None
         else:
             raise TypeError(
                 f"kind must be a kind name or a function of the ASGI scope, got {kind!r}"
             )
-        self._record_websocket: Callable[[], None] | None = (
-            None if websocket_kind is None else tracker.counter(websocket_kind).record
+        self._observe_websocket: Callable[..., None] | None = (
+            None if websocket_kind is None else tracker.counter(websocket_kind).observe
         )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Serve one ASGI connection, counting it when it is an HTTP request."""
         scope_type = scope["type"]
         if scope_type == "http":
+            await self._http(scope, receive, send)
+        elif scope_type == "websocket" and self._observe_websocket is not None:
+            failed = True
+            started = self._clock()
             try:
                 await self.app(scope, receive, send)
+                failed = False
             finally:
-                record = self._record_http
-                if record is not None:
-                    record()
-                else:
-                    self._tracker.record(self._kind_of(scope))
-        elif scope_type == "websocket" and self._record_websocket is not None:
-            try:
-                await self.app(scope, receive, send)
-            finally:
-                self._record_websocket()
+                self._observe_websocket(self._clock() - started, error=failed)
         else:
             await self.app(scope, receive, send)
+
+    async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        status = 0
+
+        async def noting_status(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        failed = False
+        started = self._clock()
+        try:
+            await self.app(scope, receive, noting_status)
+            failed = status != 0 and self._failed(status)
+        except Exception:
+            failed = True
+            raise
+        except BaseException:  # cancelled: failed only if the response said so
+            failed = status != 0 and self._failed(status)
+            raise
+        finally:
+            seconds = self._clock() - started
+            observe = self._observe_http
+            if observe is not None:
+                observe(seconds, error=failed)
+            else:
+                self._tracker.observe(self._kind_of(scope), seconds, error=failed)

@@ -1,7 +1,7 @@
-"""Count calls of a function, or runs of a block, with a decorator or a context manager.
+"""Count and time calls of a function, or runs of a block, with a decorator or a context manager.
 
-@counted(tracker, "data_fetch", error_kind="data_fetch_error")
-async def fetch(...): ...          # plain functions work the same way
+@counted(tracker, "data_fetch")     # sync or async; a raised exception counts as an error
+async def fetch(...): ...
 
 with counted(tracker, "batch"):
     ...
@@ -24,19 +24,22 @@ DEFAULT_CALL_KIND = "call"
 
 
 class CallCounter:
-    """Counts calls into a tracker; made by `counted()`, usable as decorator and `with` block.
+    """Counts and times calls into a tracker; made by `counted()`, decorator and `with` block.
 
-    A call (or a `with` block) counts once, when it returns or raises. When it raises an
-    `Exception` and `error_kind` is set, it also counts one `error_kind` event; cancellation
-    and other `BaseException`s count as a call only. One instance can decorate any number of
-    functions and be entered from many threads or tasks at once: it keeps no state per call.
+    A call (or a `with` block) counts once, when it returns or raises, with its duration on the
+    tracker's clock. It counts as an error when it raised an `Exception`; cancellation and other
+    `BaseException`s count as a call that did not fail. One instance can decorate any number of
+    functions called from many threads or tasks at once. A `with` block keeps its start on the
+    instance, so write `with counted(...)` where the block is (a new counter per block): one
+    instance shared by concurrent blocks counts every block, but may pair their times crosswise.
     """
 
-    __slots__ = ("_record", "_record_error")
+    __slots__ = ("_clock", "_observe", "_starts")
 
-    def __init__(self, tracker: EventTracker, kind: str, error_kind: str | None) -> None:
-        self._record = tracker.counter(kind).record
-        self._record_error = None if error_kind is None else tracker.counter(error_kind).record
+    def __init__(self, tracker: EventTracker, kind: str) -> None:
+        self._observe = tracker.counter(kind).observe
+        self._clock = tracker.clock
+        self._starts: list[float] = []
 
     @overload
     def __call__(
@@ -47,43 +50,46 @@ class CallCounter:
     def __call__(self, function: Callable[P, R]) -> Callable[P, R]: ...
 
     def __call__(self, function: Callable[..., Any]) -> Callable[..., Any]:
-        """Wrap a plain or `async` function so that each of its calls counts."""
+        """Wrap a plain or `async` function so that each of its calls counts, timed."""
         if inspect.isgeneratorfunction(function) or inspect.isasyncgenfunction(function):
             raise TypeError(
                 f"counted() cannot wrap the generator function {function.__qualname__}: a call "
                 "only creates the generator; count inside it with `with counted(...):` instead"
             )
-        record, record_error = self._record, self._record_error
+        observe, clock = self._observe, self._clock
         if inspect.iscoroutinefunction(function):
 
             @functools.wraps(function)
             async def count_async(*args: Any, **kwargs: Any) -> Any:
+                failed = False
+                started = clock()
                 try:
                     return await function(*args, **kwargs)
                 except Exception:
-                    if record_error is not None:
-                        record_error()
+                    failed = True
                     raise
                 finally:
-                    record()
+                    observe(clock() - started, error=failed)
 
             return count_async
 
         @functools.wraps(function)
         def count(*args: Any, **kwargs: Any) -> Any:
+            failed = False
+            started = clock()
             try:
                 return function(*args, **kwargs)
             except Exception:
-                if record_error is not None:
-                    record_error()
+                failed = True
                 raise
             finally:
-                record()
+                observe(clock() - started, error=failed)
 
         return count
 
     def __enter__(self) -> None:
-        """Start the block; it counts when it ends."""
+        """Start a timed block; it counts when it ends."""
+        self._starts.append(self._clock())
 
     def __exit__(
         self,
@@ -91,18 +97,15 @@ class CallCounter:
         exc: BaseException | None,
         traceback: TracebackType | None,
     ) -> None:
-        """Count the block, and an error when it raised an `Exception`; never swallows it."""
-        self._record()
-        if self._record_error is not None and isinstance(exc, Exception):
-            self._record_error()
+        """Count the block with its duration, failed when it raised an `Exception`."""
+        started = self._starts.pop()
+        self._observe(self._clock() - started, error=isinstance(exc, Exception))
 
 
-def counted(
-    tracker: EventTracker, kind: str = DEFAULT_CALL_KIND, *, error_kind: str | None = None
-) -> CallCounter:
-    """Count calls of the decorated function (sync or `async`), or runs of a `with` block.
+def counted(tracker: EventTracker, kind: str = DEFAULT_CALL_KIND) -> CallCounter:
+    """Count and time calls of the decorated function (sync or `async`), or runs of a block.
 
-    Each call counts one `kind` event when it returns or raises; with `error_kind`, a call that
-    raises an `Exception` counts one `error_kind` event too.
+    Each call counts one `kind` event with its duration when it returns or raises; a call that
+    raises an `Exception` counts as failed (its kind's error rate), and the exception goes on.
     """
-    return CallCounter(tracker, kind, error_kind)
+    return CallCounter(tracker, kind)

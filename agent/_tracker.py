@@ -371,6 +371,11 @@ class EventTracker:
         counter.observe(seconds, error=error)
 
     @property
+    def clock(self) -> ReadClock:
+        """The tracker's monotonic clock (the helpers time calls with it)."""
+        return self._clock
+
+    @property
     def kinds(self) -> tuple[str, ...]:
         """The kinds counted so far, sorted."""
         return tuple(self._counters)

@@ -18,6 +18,7 @@ from metricsmesh.v1 import aggregator_pb2, event_rate_pb2, snapshot_pb2
 
 from aggregator._errors import FilterError
 from aggregator._model import Health, Row, SnapshotData, Status
+from mesh_common import latency
 from mesh_common.filters import ServiceFilter
 from mesh_common.registry import Registry
 from mesh_common.wire_time import set_seconds
@@ -86,7 +87,11 @@ def snapshot_to_proto(snapshot: SnapshotData, rows: Iterable[Row]) -> snapshot_p
         events_per_hour=snapshot.events_per_hour,
         total_events=snapshot.total_events,
         data_sources_active=snapshot.data_sources_active,
+        window_events=snapshot.window_events,
+        window_errors=snapshot.window_errors,
     )
+    if snapshot.latency is not None:
+        latency.summarize(snapshot.latency, message.latency)
     set_seconds(message.take_time, snapshot.take_time)
     set_seconds(message.round_duration, snapshot.round_duration)
     message.services.extend(row_to_proto(row) for row in rows)

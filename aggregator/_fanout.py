@@ -18,7 +18,9 @@ from metricsmesh.v1 import event_rate_pb2
 
 from aggregator._model import AgentFigures, CallKind, Health, Outcome
 from aggregator._targets import Target, Targets
+from mesh_common import latency
 from mesh_common.clocks import ReadClock
+from mesh_common.errors import MeshError
 from mesh_common.wire_time import to_seconds
 
 _REQUEST = event_rate_pb2.GetEventRateRequest().SerializeToString()
@@ -121,7 +123,7 @@ class FanOut:
             watch.reconnect_now()
         try:
             figures = parse_figures(data)
-        except DecodeError as error:
+        except (DecodeError, MeshError) as error:
             return Outcome(CallKind.ERROR, health, latency, error=f"undecodable answer: {error}")
         return Outcome(CallKind.OK, health, latency, figures=figures, received_at=item.ended_at)
 
@@ -141,7 +143,10 @@ def _failure(code: grpc.StatusCode, details: str, latency: float, health: Health
 
 
 def parse_figures(data: bytes) -> AgentFigures:
-    """The figures of one serialized GetEventRate answer; DecodeError when it is garbage."""
+    """The figures of one serialized GetEventRate answer.
+
+    Raises DecodeError when it is garbage, MeshError when its latency scheme is not ours.
+    """
     response = event_rate_pb2.GetEventRateResponse.FromString(data)
     return AgentFigures(
         service_name=response.service_name,
@@ -150,5 +155,10 @@ def parse_figures(data: bytes) -> AgentFigures:
         total_events=response.total_events,
         window_events=response.window_events,
         uptime_seconds=to_seconds(response.uptime),
+        window_errors=response.window_errors,
+        total_errors=response.total_errors,
+        latency=(
+            latency.from_proto(response.latency.histogram) if response.HasField("latency") else None
+        ),
         answer=data,
     )

@@ -22,7 +22,8 @@ from aggregator._model import (
     TargetState,
     failed_outcome,
 )
-from mesh_common.registry import Registry
+from mesh_common.latency import Histogram, merge
+from mesh_common.registry import Registry, ServiceEntry
 
 _TRANSPORT_FAILURES = frozenset({CallKind.UNREACHABLE, CallKind.DEADLINE})
 
@@ -69,6 +70,16 @@ def check_figures(expected_name: str, figures: AgentFigures) -> str:
         return (
             f"nonsense figures: total_events {figures.total_events} is less than "
             f"window_events {figures.window_events}"
+        )
+    if figures.window_errors > figures.window_events:
+        return (
+            f"nonsense figures: window_errors {figures.window_errors} is more than "
+            f"window_events {figures.window_events}"
+        )
+    if figures.total_errors > figures.total_events:
+        return (
+            f"nonsense figures: total_errors {figures.total_errors} is more than "
+            f"total_events {figures.total_events}"
         )
     if eps > 0 and figures.window_events == 0:
         return f"nonsense figures: events_per_second {eps} with no event in the window"
@@ -120,6 +131,24 @@ def next_state(outcome: Outcome, state: TargetState, now: float, backoff: Backof
     return TargetState(failures, outcome.error, retry_at)
 
 
+def fold_row(
+    entry: ServiceEntry, outcome: Outcome, state: TargetState, new_state: TargetState
+) -> Row:
+    """One service's row: its verdict, and its figures when it is active."""
+    status, error = judge(entry.name, outcome, state)
+    figures = outcome.figures if status is Status.ACTIVE else None
+    return Row(
+        entry=entry,
+        status=status,
+        health=outcome.health,
+        error_message=error,
+        call_latency=outcome.latency,
+        consecutive_failures=new_state.consecutive_failures,
+        figures=figures,
+        received_at=outcome.received_at if figures is not None else None,
+    )
+
+
 def fold_round(
     registry: Registry,
     outcomes: Mapping[str, Outcome],
@@ -130,7 +159,8 @@ def fold_round(
     """Fold one round's outcomes (by service name) into a snapshot and the next states.
 
     Rows follow the registry's order. A service with no outcome counts as failed, one with
-    no state starts afresh. Totals and `data_sources_active` cover active rows only;
+    no state starts afresh. Totals and `data_sources_active` cover active rows only, the
+    fleet's latency is the merge of their latency buckets (percentiles are never averaged);
     `services_answered` counts the services whose GetEventRate call returned figures.
     """
     rows: list[Row] = []
@@ -138,35 +168,29 @@ def fold_round(
     counts = {Status.ACTIVE: 0, Status.INACTIVE: 0, Status.ERROR: 0}
     answered = 0
     eps = eph = 0.0
-    total = 0
+    total = window_events = window_errors = 0
     sources: set[str] = set()
+    latencies: list[Histogram] = []
     for entry in registry:
         outcome = outcomes.get(entry.name) or failed_outcome("no outcome was collected")
         state = states.get(entry.name) or TargetState()
         if outcome.kind is CallKind.OK and outcome.figures is not None:
             answered += 1
-        status, error = judge(entry.name, outcome, state)
         new_state = next_state(outcome, state, times.finished, backoff)
-        counts[status] += 1
-        figures = outcome.figures if status is Status.ACTIVE else None
+        row = fold_row(entry, outcome, state, new_state)
+        counts[row.status] += 1
+        figures = row.figures
         if figures is not None:
             eps += figures.events_per_second
             eph += figures.events_per_hour
             total += figures.total_events
+            window_events += figures.window_events
+            window_errors += figures.window_errors
+            if figures.latency is not None:
+                latencies.append(figures.latency)
             if entry.type == "data" and entry.data_source:
                 sources.add(entry.data_source)
-        rows.append(
-            Row(
-                entry=entry,
-                status=status,
-                health=outcome.health,
-                error_message=error,
-                call_latency=outcome.latency,
-                consecutive_failures=new_state.consecutive_failures,
-                figures=figures,
-                received_at=outcome.received_at if figures is not None else None,
-            )
-        )
+        rows.append(row)
         new_states[entry.name] = new_state
     snapshot = SnapshotData(
         sequence=times.sequence,
@@ -182,5 +206,8 @@ def fold_round(
         events_per_hour=eph,
         total_events=total,
         data_sources_active=tuple(sorted(sources)),
+        window_events=window_events,
+        window_errors=window_errors,
+        latency=merge(latencies) if latencies else None,
     )
     return snapshot, new_states

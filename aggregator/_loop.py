@@ -60,7 +60,8 @@ class RoundLoop:
     @property
     def registry(self) -> Registry:
         """The registry the next round calls (a pending replacement included)."""
-        return self._next_registry or self._targets.registry
+        pending = self._next_registry
+        return self._targets.registry if pending is None else pending
 
     @property
     def subscriber_count(self) -> int:

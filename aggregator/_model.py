@@ -10,6 +10,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
+from mesh_common.latency import Histogram
 from mesh_common.registry import ServiceEntry
 
 
@@ -57,6 +58,10 @@ class AgentFigures:
     total_events: int
     window_events: int
     uptime_seconds: float
+    window_errors: int = 0
+    total_errors: int = 0
+    latency: Histogram | None = None
+    """The window's latency buckets (merged into the fleet's); None without timed events."""
     answer: bytes = b""
     """The serialized GetEventRate answer, for what only the wire snapshot shows (times,
     per-kind breakdown). Kept as bytes (about 200 per row) rather than as a parsed message
@@ -132,6 +137,12 @@ class SnapshotData:
     events_per_hour: float
     total_events: int
     data_sources_active: tuple[str, ...]
+    window_events: int = 0
+    """Events in the windows of the active services."""
+    window_errors: int = 0
+    """Failed events among them."""
+    latency: Histogram | None = None
+    """The merged latency buckets of the active services' windows; None without any."""
 
     @property
     def services_total(self) -> int:

@@ -7,7 +7,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-from fastapi import FastAPI
+from fastapi import APIRouter, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
@@ -55,16 +55,8 @@ def create_app(
     `app.state.gateway` is the shared `GatewayState` (settings, clocks, hub, client counts).
     """
     settings = settings or GatewaySettings()
-    hub = SnapshotHub(
-        settings.aggregator,
-        history_size=settings.history_size,
-        reconnect_initial_seconds=settings.reconnect_initial_seconds,
-        reconnect_max_seconds=settings.reconnect_max_seconds,
-        # Waiters re-check at least this often: heartbeats and staleness need no own timers.
-        tick_seconds=min(1.0, settings.heartbeat_seconds / 2, settings.stale_after_seconds / 4),
-        monotonic=clocks.monotonic,
-    )
-    state = GatewayState(settings, hub, clocks, started_at=clocks.monotonic())
+    state = GatewayState(settings, _hub(settings, clocks), clocks, started_at=clocks.monotonic())
+    hub = state.hub
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -96,18 +88,37 @@ def create_app(
         ws_router(state),
         health_router(state),
         prometheus_router(state),
+        page_router(),
     ):
         app.include_router(router)
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    return app
 
-    @app.get("/api/v1/schema", tags=["metrics"], summary="The figures of rows and totals")
+
+def _hub(settings: GatewaySettings, clocks: Clocks) -> SnapshotHub:
+    return SnapshotHub(
+        settings.aggregator,
+        history_size=settings.history_size,
+        reconnect_initial_seconds=settings.reconnect_initial_seconds,
+        reconnect_max_seconds=settings.reconnect_max_seconds,
+        # Waiters re-check at least this often: heartbeats and staleness need no own timers.
+        tick_seconds=min(1.0, settings.heartbeat_seconds / 2, settings.stale_after_seconds / 4),
+        monotonic=clocks.monotonic,
+    )
+
+
+def page_router() -> APIRouter:
+    """The dashboard page and the row schema its columns are built from."""
+    router = APIRouter()
+
+    @router.get("/api/v1/schema", tags=["metrics"], summary="The figures of rows and totals")
     async def schema() -> dict[str, list[dict[str, str | int | None]]]:
         """Every figure a row and the fleet totals carry: name, column label, unit, meaning."""
         return {"rows": describe(ROW_FIGURES), "totals": describe(TOTAL_FIGURES)}
 
-    @app.get("/", include_in_schema=False)
+    @router.get("/", include_in_schema=False)
     async def dashboard() -> FileResponse:
         """The dashboard page."""
         return FileResponse(STATIC / "index.html", headers={"Cache-Control": "no-cache"})
 
-    app.mount("/static", StaticFiles(directory=STATIC), name="static")
-    return app
+    return router

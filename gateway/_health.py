@@ -14,7 +14,7 @@ from mesh_common.wire_time import iso_utc
 def health_router(state: GatewayState) -> APIRouter:
     """Liveness answers for the process alone; readiness needs a fresh snapshot."""
     router = APIRouter(tags=["health"])
-    hub, settings = state.hub, state.settings
+    hub = state.hub
 
     @router.get("/health", summary="The gateway process is up")
     async def health() -> dict[str, str]:
@@ -47,42 +47,48 @@ def health_router(state: GatewayState) -> APIRouter:
 
         Always 200 (the body says `ok` or `degraded`); /health/ready is the probe that fails.
         """
-        entry = hub.latest
-        fresh = state.fresh() is not None
-        body: dict[str, Any] = {
-            "status": "ok" if fresh and hub.state == "connected" else "degraded",
-            "timestamp": iso_utc(state.clocks.wall()),
-            "uptime_seconds": round(state.uptime(), 3),
-            "upstream": {
-                "target": hub.target,
-                "state": str(hub.state),
-                "state_seconds": round(state.clocks.monotonic() - hub.state_since, 3),
-                "error": hub.error,
-                "connects": hub.connects,
-                "failed_attempts": hub.failed_attempts,
-                "snapshots_received": hub.snapshots_received,
-            },
-            "snapshot": None,
-            "stale_after_seconds": settings.stale_after_seconds,
-            "clients": {
-                "sse": state.stats.sse_clients,
-                "websocket": state.stats.ws_clients,
-            },
-        }
-        if entry is not None:
-            snap = entry.snapshot
-            body["snapshot"] = {
-                "sequence": entry.sequence,
-                "timestamp": iso_utc(entry.take_time),
-                "age_ms": _age_ms(state),
-                "fresh": fresh,
-                "services_answered": snap.services_answered,
-                "services_total": snap.services_total,
-                "services": {row.service_name: row.status for row in entry.rows},
-            }
-        return JSONResponse(body)
+        return JSONResponse(detailed_health(state))
 
     return router
+
+
+def detailed_health(state: GatewayState) -> dict[str, Any]:
+    """The body of /health/detailed."""
+    hub, settings = state.hub, state.settings
+    entry = hub.latest
+    fresh = state.fresh() is not None
+    body: dict[str, Any] = {
+        "status": "ok" if fresh and hub.state == "connected" else "degraded",
+        "timestamp": iso_utc(state.clocks.wall()),
+        "uptime_seconds": round(state.uptime(), 3),
+        "upstream": {
+            "target": hub.target,
+            "state": str(hub.state),
+            "state_seconds": round(state.clocks.monotonic() - hub.state_since, 3),
+            "error": hub.error,
+            "connects": hub.connects,
+            "failed_attempts": hub.failed_attempts,
+            "snapshots_received": hub.snapshots_received,
+        },
+        "snapshot": None,
+        "stale_after_seconds": settings.stale_after_seconds,
+        "clients": {
+            "sse": state.stats.sse_clients,
+            "websocket": state.stats.ws_clients,
+        },
+    }
+    if entry is not None:
+        snap = entry.snapshot
+        body["snapshot"] = {
+            "sequence": entry.sequence,
+            "timestamp": iso_utc(entry.take_time),
+            "age_ms": _age_ms(state),
+            "fresh": fresh,
+            "services_answered": snap.services_answered,
+            "services_total": snap.services_total,
+            "services": {row.service_name: row.status for row in entry.rows},
+        }
+    return body
 
 
 def _age_ms(state: GatewayState) -> int | None:

@@ -11,7 +11,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
-from mesh_common.figures import ROW_FIGURES, TOTAL_FIGURES, Figure
+from mesh_common.figures import KIND_FIGURES, ROW_FIGURES, TOTAL_FIGURES, Figure
 
 Status = Literal["active", "inactive", "error"]
 _STORY_ROW_FIELDS = frozenset(
@@ -26,7 +26,7 @@ _STORY_ROW_FIELDS = frozenset(
 def _field(figure: Figure, *, always: bool) -> tuple[Any, Any]:
     kind: Any = Status if figure.name == "status" else figure.json_type
     if figure.json_type is list:
-        kind = list[str]
+        kind = list[KindMetrics] if figure.items else list[str]  # type: ignore[valid-type]
     if figure.nullable:
         kind = kind | None
     if always:
@@ -35,6 +35,14 @@ def _field(figure: Figure, *, always: bool) -> tuple[Any, Any]:
 
 
 _FORBID = ConfigDict(extra="forbid")
+
+_KIND_FIELDS: dict[str, Any] = {figure.name: _field(figure, always=True) for figure in KIND_FIGURES}
+KindMetrics: type[BaseModel] = create_model(
+    "KindMetrics",
+    __config__=_FORBID,
+    __doc__="One kind of event of a service (the items of a row's `kinds`).",
+    **_KIND_FIELDS,
+)
 
 _ROW_FIELDS: dict[str, Any] = {
     figure.name: _field(figure, always=figure.name in _STORY_ROW_FIELDS) for figure in ROW_FIGURES
@@ -70,6 +78,10 @@ class RealTimeMetrics(BaseModel):
     sequence: int = Field(description="The snapshot's sequence number (additive).")
     services_answered: int = Field(description=_TOTALS["services_answered"].description)
     services_total: int = Field(description=_TOTALS["services_total"].description)
+    error_rate: float | None = Field(description=_TOTALS["error_rate"].description)
+    latency_p50_ms: float | None = Field(description=_TOTALS["latency_p50_ms"].description)
+    latency_p95_ms: float | None = Field(description=_TOTALS["latency_p95_ms"].description)
+    latency_p99_ms: float | None = Field(description=_TOTALS["latency_p99_ms"].description)
     snapshot_age_ms: int = Field(description="Age of the snapshot when served, in ms (additive).")
 
 

@@ -158,7 +158,7 @@ class SnapshotEntry:
             return {
                 figure.name: figure.to_json(figure.read(self.snapshot)) for figure in TOTAL_FIGURES
             }
-        kept = [row.raw for row in self.rows if view.keeps(row)]
+        kept = [row.message for row in self.rows if view.keeps(row)]
         return {
             figure.name: figure.to_json(
                 figure.read(self.snapshot) if figure.combine is None else figure.combine(kept)
@@ -206,6 +206,10 @@ class SnapshotEntry:
             "sequence": self.sequence,
             "services_answered": totals["services_answered"],
             "services_total": totals["services_total"],
+            "error_rate": totals["error_rate"],
+            "latency_p50_ms": totals["latency_p50_ms"],
+            "latency_p95_ms": totals["latency_p95_ms"],
+            "latency_p99_ms": totals["latency_p99_ms"],
         }
 
 

@@ -13,22 +13,24 @@ Adding a figure: a field in the proto, an entry here, and the code that computes
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from metricsmesh.v1 import snapshot_pb2
+from metricsmesh.v1 import event_rate_pb2, latency_pb2, snapshot_pb2
 
+from mesh_common import latency
 from mesh_common.wire_time import iso_utc, to_seconds
 
-JSONValue = str | int | float | bool | None | list[str]
+JSONValue = str | int | float | bool | None | list[str] | list[dict[str, Any]]
 """What a figure is in a JSON body."""
 
-RawRow = Mapping[str, Any]
-"""One row's raw figure values by name (what a total's `combine` receives)."""
+WireRow = snapshot_pb2.ServiceRow
+"""A row as the wire carries it (what a total's `combine` receives)."""
 
-Unit = Literal["", "1/s", "1/h", "events", "s", "ms", "time", "services", "list"]
-"""`1/s` events per second, `s`/`ms` spans, `time` an instant (epoch seconds, ISO in JSON)."""
+Unit = Literal["", "1/s", "1/h", "events", "s", "ms", "time", "services", "list", "ratio"]
+"""`1/s` events per second, `s`/`ms` spans, `time` an instant (epoch seconds, ISO in JSON),
+`ratio` a fraction in 0..1 (an error rate)."""
 
 STATUS_NAMES = {
     snapshot_pb2.SERVICE_STATUS_ACTIVE: "active",
@@ -71,9 +73,11 @@ class Figure:
     """Rows only: the figure's priority as a table column (1 is dropped last when a table must
     narrow); None when tables do not show it as a column of its own."""
     series: Series | None = None
-    combine: Callable[[Sequence[RawRow]], Any] | None = None
-    """Totals only: the raw total over the rows a filtered view keeps (each row as its raw
-    row-figure values by name); None when the figure is the fleet's whatever the filter."""
+    combine: Callable[[Sequence[WireRow]], Any] | None = None
+    """Totals only: the raw total over the wire rows a filtered view keeps; None when the
+    figure is the fleet's whatever the filter."""
+    items: tuple[Figure, ...] = ()
+    """For a list of objects (a row's `kinds`): the figures of each object."""
 
 
 def _same(value: Any) -> JSONValue:
@@ -88,12 +92,120 @@ def _iso(value: Any) -> JSONValue:
     return None if value is None else iso_utc(value)
 
 
-def _active(rows: Sequence[RawRow]) -> list[RawRow]:
-    return [row for row in rows if row["status"] == "active"]
+def _active(rows: Sequence[WireRow]) -> list[WireRow]:
+    return [row for row in rows if row.status == snapshot_pb2.SERVICE_STATUS_ACTIVE]
 
 
-def _sum_active(name: str) -> Callable[[Sequence[RawRow]], Any]:
-    return lambda rows: sum(row[name] for row in _active(rows))
+def _sum_active(name: str) -> Callable[[Sequence[WireRow]], Any]:
+    return lambda rows: sum(getattr(row, name) for row in _active(rows))
+
+
+def _ms(seconds: float | None) -> float | None:
+    return None if seconds is None else seconds * 1000.0
+
+
+def _ratio(part: int, whole: int) -> float | None:
+    return part / whole if whole else None
+
+
+def _summary_ms(name: str) -> Callable[[Any], float | None]:
+    """Read one Duration of a message's `latency` summary, in ms; None without one."""
+
+    def read(message: Any) -> float | None:
+        if not message.HasField("latency"):
+            return None
+        return to_seconds(getattr(message.latency, name)) * 1000.0
+
+    return read
+
+
+def _histogram(summary: latency_pb2.LatencySummary) -> latency.Histogram:
+    return latency.from_proto(summary.histogram)
+
+
+def _fleet_quantile_ms(q: float) -> Callable[[Sequence[WireRow]], float | None]:
+    """A total's quantile over the kept active rows: from their merged buckets."""
+
+    def combine(rows: Sequence[WireRow]) -> float | None:
+        merged = latency.merge(
+            _histogram(row.latency) for row in _active(rows) if row.HasField("latency")
+        )
+        return _ms(merged.quantile(q))
+
+    return combine
+
+
+def _latency_figures(whose: str) -> tuple[Figure, ...]:
+    """The latency figures of a row or a kind (in ms, None when there is no timed event)."""
+    return (
+        Figure(
+            "latency_avg_ms", "Avg", "ms", f"Mean duration of the {whose} timed events.",
+            float, _summary_ms("mean"), _rounded(3), nullable=True,
+        ),
+        Figure(
+            "latency_p50_ms", "p50", "ms", f"Median duration of the {whose} timed events.",
+            float, _summary_ms("p50"), _rounded(3), nullable=True,
+        ),
+        Figure(
+            "latency_p95_ms", "p95", "ms", f"95th percentile of the {whose} durations (buckets).",
+            float, _summary_ms("p95"), _rounded(3), nullable=True,
+            column=11 if whose == "service's" else None,
+        ),
+        Figure(
+            "latency_p99_ms", "p99", "ms", f"99th percentile of the {whose} durations (buckets).",
+            float, _summary_ms("p99"), _rounded(3), nullable=True,
+            column=12 if whose == "service's" else None,
+        ),
+        Figure(
+            "latency_max_ms", "Max", "ms", f"Longest duration of the {whose} timed events (exact).",
+            float, _summary_ms("max"), _rounded(3), nullable=True,
+        ),
+    )  # fmt: skip
+
+
+def _kind_last_event(kind: event_rate_pb2.EventKindRate) -> float | None:
+    return to_seconds(kind.last_event_time) if kind.HasField("last_event_time") else None
+
+
+KIND_FIGURES: tuple[Figure, ...] = (
+    Figure(
+        "kind", "Kind", "", "The kind of event, e.g. api_call.", str,
+        lambda kind: kind.kind, _same,
+    ),
+    Figure(
+        "events_per_second", "Events/s", "1/s", "The kind's events/s over the window.", float,
+        lambda kind: kind.events_per_second, _rounded(4),
+    ),
+    Figure(
+        "error_rate", "Errors", "ratio", "Failed / all events of the kind in the window.", float,
+        lambda kind: _ratio(kind.window_errors, kind.window_events), _rounded(4), nullable=True,
+    ),
+    *_latency_figures("kind's"),
+    Figure(
+        "total_events", "Total", "events", "Events of the kind since the agent started.", int,
+        lambda kind: kind.total_events, _same,
+    ),
+    Figure(
+        "total_errors", "Failed", "events", "Failed events of the kind since the agent started.",
+        int, lambda kind: kind.total_errors, _same,
+    ),
+    Figure(
+        "last_activity", "Last event", "time", "ISO 8601 UTC time of the kind's last event.", str,
+        _kind_last_event, _iso, nullable=True,
+    ),
+)  # fmt: skip
+"""The figures of one kind of event of a service (the items of a row's `kinds`)."""
+
+
+def _kinds(row: WireRow) -> list[event_rate_pb2.EventKindRate]:
+    return list(row.kinds)
+
+
+def _kinds_json(kinds: Any) -> JSONValue:
+    return [
+        {figure.name: figure.to_json(figure.read(kind)) for figure in KIND_FIGURES}
+        for kind in kinds
+    ]
 
 
 def _last_event(row: snapshot_pb2.ServiceRow) -> float | None:
@@ -175,12 +287,42 @@ ROW_FIGURES: tuple[Figure, ...] = (
         ),
         column=10,
     ),
+    Figure(
+        "error_rate", "Errors", "ratio",
+        "Failed / all events of the service in the window; null without events.", float,
+        lambda row: _ratio(row.window_errors, row.window_events), _rounded(4), nullable=True,
+        column=5,
+    ),
+    Figure(
+        "errors_per_second", "Errors/s", "1/s", "Failed events per second over the window.",
+        float,
+        lambda row: row.events_per_second * row.window_errors / row.window_events
+        if row.window_events else 0.0,
+        _rounded(4),
+    ),
+    Figure(
+        "window_events", "In window", "events", "Events in the agent's rolling window.", int,
+        lambda row: row.window_events, _same,
+    ),
+    Figure(
+        "window_errors", "Failed", "events", "Failed events in the agent's rolling window.", int,
+        lambda row: row.window_errors, _same,
+    ),
+    Figure(
+        "total_errors", "Total failed", "events", "Failed events since the agent started.", int,
+        lambda row: row.total_errors, _same,
+    ),
+    *_latency_figures("service's"),
+    Figure(
+        "kinds", "Kinds", "list", "Per kind of event: its rate, errors and latency.", list,
+        _kinds, _kinds_json, items=KIND_FIGURES,
+    ),
 )  # fmt: skip
 """The figures of one service row, in the REST shape's order (story 23.2's, then additive)."""
 
 
-def _active_sources(rows: Sequence[RawRow]) -> list[str]:
-    return sorted({row["data_source"] for row in _active(rows) if row["data_source"]})
+def _active_sources(rows: Sequence[WireRow]) -> list[str]:
+    return sorted({row.data_source for row in _active(rows) if row.data_source})
 
 
 TOTAL_FIGURES: tuple[Figure, ...] = (
@@ -223,6 +365,31 @@ TOTAL_FIGURES: tuple[Figure, ...] = (
     Figure(
         "collection_time_ms", "Round", "ms", "How long the snapshot's round took, in ms.", int,
         lambda snap: to_seconds(snap.round_duration) * 1000.0, lambda value: round(value),
+    ),
+    Figure(
+        "error_rate", "Errors", "ratio",
+        "Failed / all events of the active services in the window; null without events.",
+        float, lambda snap: _ratio(snap.window_errors, snap.window_events), _rounded(4),
+        nullable=True,
+        combine=lambda rows: _ratio(
+            sum(row.window_errors for row in _active(rows)),
+            sum(row.window_events for row in _active(rows)),
+        ),
+    ),
+    Figure(
+        "latency_p50_ms", "p50", "ms",
+        "Median duration over every active service (their merged buckets).", float,
+        _summary_ms("p50"), _rounded(3), nullable=True, combine=_fleet_quantile_ms(0.5),
+    ),
+    Figure(
+        "latency_p95_ms", "p95", "ms",
+        "95th percentile over every active service (their merged buckets).", float,
+        _summary_ms("p95"), _rounded(3), nullable=True, combine=_fleet_quantile_ms(0.95),
+    ),
+    Figure(
+        "latency_p99_ms", "p99", "ms",
+        "99th percentile over every active service (their merged buckets).", float,
+        _summary_ms("p99"), _rounded(3), nullable=True, combine=_fleet_quantile_ms(0.99),
     ),
 )  # fmt: skip
 """The fleet's figures of one snapshot (the REST body's top level and the WS `system` item)."""
