@@ -2,9 +2,12 @@
 
 A custom Collector on the gateway's own CollectorRegistry turns the snapshot into metric
 families (metricsmesh_ prefix, base units, labels `service` and `type`). The per-service
-families come from the row schema (`mesh_common.figures`, each figure's `series`). Rows that
-are not active get `metricsmesh_service_up 0` and no rate or counter samples, so a dead
-service shows as absent data, not as a false zero or a counter reset.
+families come from the row schema (`mesh_common.figures`, each figure's `series`). Per kind
+(label `kind`): event and error totals, and `metricsmesh_service_latency_seconds`, a classic
+histogram of every timed event since the agent started, its fine buckets folded exactly into
+the `le` bounds of `mesh_common.latency.PROMETHEUS_BOUNDS`. Rows that are not active get
+`metricsmesh_service_up 0` and no rate, counter or histogram samples, so a dead service shows
+as absent data, not as a false zero or a counter reset.
 """
 
 from __future__ import annotations
@@ -14,16 +17,19 @@ from collections.abc import Iterator
 from fastapi import APIRouter
 from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 
 from gateway._state import GatewayState
 from gateway._views import SnapshotEntry
+from mesh_common import latency
 from mesh_common.figures import ROW_FIGURES, Figure
 from mesh_common.wire_time import to_seconds
 
 LABELS = ["service", "type"]
+KIND_LABELS = ["service", "type", "kind"]
+_LE = [repr(bound) for bound in latency.PROMETHEUS_BOUNDS]
 _EXPOSED: tuple[Figure, ...] = tuple(figure for figure in ROW_FIGURES if figure.series)
 
 
@@ -93,6 +99,37 @@ class SnapshotCollector(Collector):
                 families[figure.name].add_metric(labels, value * series.scale)
         yield up
         yield from families.values()
+        yield from self._kind_families(entry)
+
+    def _kind_families(self, entry: SnapshotEntry) -> Iterator[Metric]:
+        events = CounterMetricFamily(
+            "metricsmesh_service_kind_events",
+            "Events of one kind the service counted since its agent started.",
+            labels=KIND_LABELS,
+        )
+        errors = CounterMetricFamily(
+            "metricsmesh_service_errors",
+            "Failed events of one kind since the service's agent started.",
+            labels=KIND_LABELS,
+        )
+        durations = HistogramMetricFamily(
+            "metricsmesh_service_latency_seconds",
+            "Durations of one kind's timed events since the service's agent started.",
+            labels=KIND_LABELS,
+        )
+        for row in entry.rows:
+            if not row.active:
+                continue
+            for kind in row.message.kinds:
+                labels = [row.service_name, row.service_type, kind.kind]
+                events.add_metric(labels, kind.total_events)
+                errors.add_metric(labels, kind.total_errors)
+                if kind.HasField("latency_since_start"):
+                    histogram = latency.from_proto(kind.latency_since_start)
+                    counts = latency.cumulative_at(histogram, latency.PROMETHEUS_BOUNDS)
+                    buckets = [*zip(_LE, counts, strict=True), ("+Inf", histogram.count)]
+                    durations.add_metric(labels, buckets, histogram.sum_seconds)
+        yield from (events, errors, durations)
 
 
 def prometheus_router(state: GatewayState) -> APIRouter:

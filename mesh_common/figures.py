@@ -69,9 +69,10 @@ class Figure:
     """The raw value from the wire message; None when there is no data."""
     to_json: Callable[[Any], JSONValue]
     nullable: bool = False
-    column: int | None = None
-    """Rows only: the figure's priority as a table column (1 is dropped last when a table must
-    narrow); None when tables do not show it as a column of its own."""
+    column: tuple[int, int] | None = None
+    """Rows only, for tables (CLI, dashboard): (position from the left, priority), where a
+    table that must narrow drops the columns of highest priority number first; None when
+    tables do not show the figure as a column of its own."""
     series: Series | None = None
     combine: Callable[[Sequence[WireRow]], Any] | None = None
     """Totals only: the raw total over the wire rows a filtered view keeps; None when the
@@ -149,12 +150,12 @@ def _latency_figures(whose: str) -> tuple[Figure, ...]:
         Figure(
             "latency_p95_ms", "p95", "ms", f"95th percentile of the {whose} durations (buckets).",
             float, _summary_ms("p95"), _rounded(3), nullable=True,
-            column=11 if whose == "service's" else None,
+            column=(6, 6) if whose == "service's" else None,
         ),
         Figure(
             "latency_p99_ms", "p99", "ms", f"99th percentile of the {whose} durations (buckets).",
             float, _summary_ms("p99"), _rounded(3), nullable=True,
-            column=12 if whose == "service's" else None,
+            column=(7, 5) if whose == "service's" else None,
         ),
         Figure(
             "latency_max_ms", "Max", "ms", f"Longest duration of the {whose} timed events (exact).",
@@ -216,7 +217,7 @@ ROW_FIGURES: tuple[Figure, ...] = (
     Figure(
         "service_name", "Service", "", "The service's name in the registry.", str,
         lambda row: row.service_name, _same,
-        column=1,
+        column=(1, 1),
     ),
     Figure(
         "port", "Port", "", "The service's own HTTP port from the registry.", int,
@@ -225,12 +226,12 @@ ROW_FIGURES: tuple[Figure, ...] = (
     Figure(
         "service_type", "Type", "", "Registry category: core, data, analysis, ai, ...", str,
         lambda row: row.service_type, _same,
-        column=4,
+        column=(2, 7),
     ),
     Figure(
         "status", "Status", "", "active, inactive (unreachable/NOT_SERVING) or error.", str,
         lambda row: STATUS_NAMES.get(row.status, "error"), _same,
-        column=2,
+        column=(3, 2),
     ),
     Figure(
         "events_per_second", "Events/s", "1/s", "Events/s over the agent's 1-minute window.", float,
@@ -239,12 +240,12 @@ ROW_FIGURES: tuple[Figure, ...] = (
             "metricsmesh_service_events_per_second", "gauge",
             "The service's events per second over its 1-minute window.",
         ),
-        column=3,
+        column=(4, 3),
     ),
     Figure(
         "events_per_hour", "Events/h", "1/h", "events_per_second x 3600.", float,
         lambda row: row.events_per_hour, _rounded(2),
-        column=9,
+        column=(8, 12),
     ),
     Figure(
         "total_events", "Total", "events", "Events counted since the agent started.", int,
@@ -253,24 +254,24 @@ ROW_FIGURES: tuple[Figure, ...] = (
             "metricsmesh_service_events", "counter",
             "Events the service counted since its agent started.",
         ),
-        column=6,
+        column=(9, 9),
     ),
     Figure(
         "uptime_seconds", "Uptime", "s", "The agent's uptime in seconds.", float,
         lambda row: to_seconds(row.uptime), _rounded(3),
         series=Series("metricsmesh_service_uptime_seconds", "gauge", "The service agent's uptime."),
-        column=7,
+        column=(10, 11),
     ),
     Figure(
         "last_activity", "Last event", "time",
         "ISO 8601 UTC time of the service's last event; null if it never had one.", str,
         _last_event, _iso, nullable=True,
-        column=8,
+        column=(11, 10),
     ),
     Figure(
         "error_message", "Error", "", "Why the row is not active; null when it is.", str,
         lambda row: row.error_message or None, _same, nullable=True,
-        column=5,
+        column=(13, 8),
     ),
     Figure(
         "data_source", "Source", "", "External data source of a data service (additive).", str,
@@ -285,13 +286,13 @@ ROW_FIGURES: tuple[Figure, ...] = (
             "How long the latest round's call to the service's agent took.",
             scale=0.001, when_inactive=True,
         ),
-        column=10,
+        column=(12, 13),
     ),
     Figure(
         "error_rate", "Errors", "ratio",
         "Failed / all events of the service in the window; null without events.", float,
         lambda row: _ratio(row.window_errors, row.window_events), _rounded(4), nullable=True,
-        column=5,
+        column=(5, 4),
     ),
     Figure(
         "errors_per_second", "Errors/s", "1/s", "Failed events per second over the window.",
@@ -409,19 +410,25 @@ def row_figure(name: str) -> Figure:
 
 
 def describe(figures: Sequence[Figure]) -> list[dict[str, str | int | None]]:
-    """The figures as JSON-ready descriptions (name, label, unit, description, column)."""
+    """The figures as JSON-ready descriptions (name, label, unit, description, column).
+
+    For table columns, `column` is the position from the left and `priority` the order in
+    which a narrow table drops them (highest first); both None when not a column.
+    """
     return [
         {
             "name": figure.name,
             "label": figure.label,
             "unit": figure.unit,
             "description": figure.description,
-            "column": figure.column,
+            "column": None if figure.column is None else figure.column[0],
+            "priority": None if figure.column is None else figure.column[1],
         }
         for figure in figures
     ]
 
 
 def columns() -> tuple[Figure, ...]:
-    """The row figures tables show as columns, in the schema's order."""
-    return tuple(figure for figure in ROW_FIGURES if figure.column is not None)
+    """The row figures tables show as columns, from left to right."""
+    shown = [figure for figure in ROW_FIGURES if figure.column is not None]
+    return tuple(sorted(shown, key=lambda figure: figure.column or (0, 0)))

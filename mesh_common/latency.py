@@ -203,3 +203,33 @@ def summarize(histogram: Histogram, target: latency_pb2.LatencySummary) -> None:
     set_seconds(target.p99, p99)
     target.relative_error = RELATIVE_ERROR
     to_proto(histogram, target.histogram)
+
+
+PROMETHEUS_BOUNDS: tuple[float, ...] = tuple(
+    upper_bound(index_of(seconds))
+    for seconds in (
+        0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+        30.0, 60.0,
+    )
+)  # fmt: skip
+"""The `le` bounds of the Prometheus histograms: each is the upper bound of one of our buckets
+(the one holding 0.5 ms, 1 ms, 2.5 ms, ... 60 s), so folding our buckets into them is exact."""
+
+
+def cumulative_at(histogram: Histogram, bounds: Sequence[float]) -> list[int]:
+    """How many durations are at most each bound (the `le` counts of a classic histogram).
+
+    Every bucket lies wholly below or above a bound made by `upper_bound`, so nothing is split.
+    """
+    counts: list[int] = []
+    running = 0
+    position = 0
+    items = histogram.counts
+    for bound in bounds:
+        while position < len(items) and upper_bound(histogram.offset + position) <= bound * (
+            1 + 1e-12
+        ):
+            running += items[position]
+            position += 1
+        counts.append(running)
+    return counts

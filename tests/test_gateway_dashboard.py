@@ -126,3 +126,36 @@ async def test_polling_takes_over_when_the_stream_is_unavailable(mesh: Mesh, pag
     await expect(page.locator(cell("air-quality-service", "total_events"))).to_have_text(
         "11", timeout=15_000
     )
+
+
+async def test_failing_and_slow_services_stand_out_and_a_row_opens_its_detail(
+    mesh: Mesh, page: Page
+) -> None:
+    expect = playwright_api.expect
+    await expect(page.locator("#rows tr[data-service]")).to_have_count(15, timeout=10_000)
+    tracker = mesh.tracker("air-quality-service")
+    for index in range(40):  # 10 % of them fail, every one takes 2.5 s
+        tracker.observe("fetch", 2.5, error=index % 10 == 0)
+    for _ in range(20):
+        tracker.observe("parse", 0.004)
+    errors = page.locator(cell("air-quality-service", "error_rate"))
+    await expect(errors).to_have_text("6.7%", timeout=10_000)  # 4 of 60 events
+    await expect(errors).to_have_attribute("data-level", "bad")
+    await expect(page.locator(cell("air-quality-service", "latency_p95_ms"))).to_have_attribute(
+        "data-level", "bad"
+    )
+    # Failing services come first.
+    await expect(page.locator("#rows tr[data-service]").first).to_have_attribute(
+        "data-service", "air-quality-service"
+    )
+    await page.locator('#rows tr[data-service="air-quality-service"]').click()
+    detail = page.locator("#detail")
+    await expect(detail).to_be_visible()
+    await expect(page.locator("#detail-title")).to_have_text("air-quality-service")
+    fetch = page.locator('#detail-kinds tr[data-kind="fetch"]')
+    await expect(fetch.locator('td[data-field="error_rate"]')).to_have_text("10%")
+    await expect(
+        page.locator('#detail-kinds tr[data-kind="parse"] td[data-field="error_rate"]')
+    ).to_have_text("0%")
+    ARTIFACTS.mkdir(exist_ok=True)
+    await page.screenshot(path=str(ARTIFACTS / "dashboard-detail.png"), full_page=True)

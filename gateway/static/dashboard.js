@@ -11,7 +11,7 @@
   const TYPE_ORDER = ["core", "data", "analysis", "ai"];
 
   const $ = (id) => document.getElementById(id);
-  const history = new Map();       // service name -> [eps, ...]
+  const history = new Map();       // service name -> {eps: [...], errors: [...], p95: [...]}
   const systemHistory = [];
   let lastSequence = 0;
   let lastUpdate = 0;              // Date.now() of the last snapshot applied
@@ -47,6 +47,13 @@
     if (diff < 60) return Math.round(diff) + " s ago";
     if (diff < 3600) return Math.round(diff / 60) + " min ago";
     return new Date(iso).toLocaleString();
+  }
+
+  function millis(v) {
+    if (v === null || v === undefined) return "–";
+    if (v >= 1000) return nf2.format(v / 1000) + " s";
+    if (v >= 100) return nf0.format(v) + " ms";
+    return (v >= 10 ? nf1 : nf2).format(v) + " ms";
   }
 
   function el(tag, cls, text) {
@@ -92,14 +99,35 @@
   let columns = [];                // [{name, label, unit, description}] shown as columns
   const rowNodes = new Map();      // service name -> {tr, cells}
 
+  const pct = new Intl.NumberFormat(undefined, { style: "percent", maximumFractionDigits: 1 });
   const byUnit = {
+    "ratio": (v) => (v === null ? "–" : pct.format(v)),
     "1/s": (v) => (v === null ? "–" : rate(v)),
     "1/h": (v) => (v === null ? "–" : count(v)),
     "events": (v) => (v === null ? "–" : count(v)),
     "s": (v) => duration(v),
-    "ms": (v) => (v === null ? "–" : nf1.format(v) + " ms"),
+    "ms": (v) => millis(v),
   };
-  const NUMERIC_UNITS = new Set(["1/s", "1/h", "events", "s", "ms"]);
+  const NUMERIC_UNITS = new Set(["1/s", "1/h", "events", "s", "ms", "ratio"]);
+  // Warning colours: [warn, bad] thresholds of the figures an operator watches first.
+  const THRESHOLDS = {
+    error_rate: [0.01, 0.05],
+    latency_p95_ms: [500, 2000],
+    latency_p99_ms: [1000, 2000],
+  };
+
+  function level(name, value) {
+    const limits = THRESHOLDS[name];
+    if (!limits || value === null || value === undefined) return "";
+    return value >= limits[1] ? "bad" : value >= limits[0] ? "warn" : "";
+  }
+
+  // Failing first: error rows, then inactive ones, then active ones by error rate.
+  function severity(row) {
+    if (row.status === "error") return 3;
+    if (row.status !== "active") return 2;
+    return level("error_rate", row.error_rate) || level("latency_p95_ms", row.latency_p95_ms) ? 1 : 0;
+  }
 
   const renderers = {
     service_name(td, row) {
@@ -131,18 +159,21 @@
     const format = byUnit[column.unit];
     const value = row[column.name];
     td.textContent = format ? format(value === undefined ? null : value) : (value ?? "–");
+    td.dataset.level = row.status === "active" ? level(column.name, value) : "";
   }
 
   async function loadSchema() {
     const response = await fetch(SCHEMA_URL, { cache: "no-store" });
     const schema = await response.json();
     columns = schema.rows.filter((figure) => figure.column !== null);
+    columns.sort((a, b) => a.column - b.column);
     const head = $("head-row");
     head.replaceChildren();
     for (const column of columns) {
       const th = el("th", NUMERIC_UNITS.has(column.unit) ? "num" : "", column.label);
       th.title = column.description;
       th.dataset.field = column.name;
+      th.dataset.priority = column.priority;
       head.appendChild(th);
       if (column.name === TREND_AFTER) head.appendChild(el("th", "spark-col", "Trend"));
     }
@@ -153,10 +184,14 @@
   function makeRow(name) {
     const tr = el("tr");
     tr.dataset.service = name;
+    tr.tabIndex = 0;
+    tr.addEventListener("click", () => openDetail(name));
+    tr.addEventListener("keydown", (event) => { if (event.key === "Enter") openDetail(name); });
     const cells = {};
     for (const column of columns) {
       const td = el("td", NUMERIC_UNITS.has(column.unit) ? "num" : "");
       td.dataset.field = column.name;
+      td.dataset.priority = column.priority;
       if (column.name === "service_name") td.className = "name";
       if (column.unit === "time") td.className = "when";
       if (column.name === "error_message") td.className = "err";
@@ -192,7 +227,8 @@
       if (body.children[index] !== node.tr) body.insertBefore(node.tr, body.children[index] || null);
       node.tr.classList.toggle("down", row.status !== "active");
       for (const column of columns) renderCell(node.cells[column.name], column, row);
-      if (node.cells.svg) drawSpark(node.cells.svg, history.get(row.service_name) || [], 120, 26);
+      const past = history.get(row.service_name);
+      if (node.cells.svg) drawSpark(node.cells.svg, past ? past.eps : [], 120, 26);
     });
     for (const [name, node] of rowNodes) {
       if (!seen.has(name)) { node.tr.remove(); rowNodes.delete(name); }
@@ -201,20 +237,81 @@
 
   function allRows(body) {
     const rows = body.active_apis.concat(body.inactive_services || []);
-    // A stable order whatever the statuses: by type (core, data, analysis, ai, others), then name.
+    // Failing services first; otherwise by type (core, data, analysis, ai, others), then name.
     const rank = (type) => { const i = TYPE_ORDER.indexOf(type); return i < 0 ? TYPE_ORDER.length : i; };
-    rows.sort((a, b) => rank(a.service_type) - rank(b.service_type) ||
+    rows.sort((a, b) => severity(b) - severity(a) || rank(a.service_type) - rank(b.service_type) ||
       a.service_type.localeCompare(b.service_type) || a.service_name.localeCompare(b.service_name));
     return rows;
   }
 
   function record(body) {
     for (const row of allRows(body)) {
-      let list = history.get(row.service_name);
-      if (!list) { list = []; history.set(row.service_name, list); }
-      remember(list, row.status === "active" ? row.events_per_second : 0);
+      let past = history.get(row.service_name);
+      if (!past) { past = { eps: [], errors: [], p95: [] }; history.set(row.service_name, past); }
+      const active = row.status === "active";
+      remember(past.eps, active ? row.events_per_second : 0);
+      remember(past.errors, active && row.error_rate !== null ? row.error_rate * 100 : 0);
+      remember(past.p95, active && row.latency_p95_ms !== null ? row.latency_p95_ms : 0);
     }
     remember(systemHistory, body.events_per_second);
+  }
+
+  // ---- detail panel: one service's kinds and trends -------------------------------------
+
+  let detailName = null;
+  let latestRows = new Map();      // service name -> its latest row
+
+  const KIND_COLUMNS = [
+    ["kind", "Kind", (v) => v],
+    ["events_per_second", "Events/s", byUnit["1/s"]],
+    ["error_rate", "Errors", byUnit.ratio],
+    ["latency_p50_ms", "p50", byUnit.ms],
+    ["latency_p95_ms", "p95", byUnit.ms],
+    ["latency_p99_ms", "p99", byUnit.ms],
+    ["total_events", "Total", byUnit.events],
+  ];
+
+  function openDetail(name) {
+    detailName = name;
+    $("detail").hidden = false;
+    renderDetail();
+  }
+
+  function renderDetail() {
+    const row = detailName && latestRows.get(detailName);
+    if (!row) return;
+    $("detail-title").textContent = row.service_name;
+    $("detail-status").replaceChildren(el("span", "badge badge-" + row.status, row.status));
+    const head = el("tr");
+    for (const [, label] of KIND_COLUMNS) head.appendChild(el("th", label === "Kind" ? "" : "num", label));
+    const body = el("tbody");
+    for (const kind of row.kinds || []) {
+      const tr = el("tr");
+      tr.dataset.kind = kind.kind;
+      for (const [name, , format] of KIND_COLUMNS) {
+        const td = el("td", name === "kind" ? "name" : "num", format(kind[name] ?? null));
+        td.dataset.field = name;
+        td.dataset.level = level(name, kind[name]);
+        tr.appendChild(td);
+      }
+      body.appendChild(tr);
+    }
+    if (!(row.kinds || []).length) {
+      const tr = el("tr", "placeholder");
+      tr.appendChild(el("td", "", row.status === "active" ? "No events yet." : "No figures: the service is " + row.status + "."));
+      tr.firstChild.colSpan = KIND_COLUMNS.length;
+      body.appendChild(tr);
+    }
+    const thead = el("thead");
+    thead.appendChild(head);
+    $("detail-kinds").replaceChildren(thead, body);
+    const past = history.get(row.service_name) || { eps: [], errors: [], p95: [] };
+    drawSpark($("detail-eps"), past.eps, 200, 40);
+    drawSpark($("detail-errors"), past.errors, 200, 40);
+    drawSpark($("detail-p95"), past.p95, 200, 40);
+    $("detail-eps-now").textContent = byUnit["1/s"](row.events_per_second);
+    $("detail-errors-now").textContent = byUnit.ratio(row.error_rate ?? null);
+    $("detail-p95-now").textContent = byUnit.ms(row.latency_p95_ms ?? null);
   }
 
   function apply(body, draw) {
@@ -241,7 +338,9 @@
     $("meta-time").textContent = new Date(body.timestamp).toLocaleTimeString();
     $("meta-round").textContent = "round " + body.collection_time_ms + " ms";
     drawSpark($("sys-spark"), systemHistory, 200, 40);
+    latestRows = new Map(rows.map((row) => [row.service_name, row]));
     renderRows(rows);
+    renderDetail();
     refreshStatus();
   }
 
@@ -347,5 +446,6 @@
       if (when && when.title) when.textContent = ago(when.title);
     }
   }, 1000);
+  $("detail-close").addEventListener("click", () => { detailName = null; $("detail").hidden = true; });
   loadSchema().catch(() => {}).finally(connect);
 })();
