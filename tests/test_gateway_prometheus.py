@@ -15,6 +15,7 @@ import pytest
 from prometheus_client.metrics_core import Metric
 from prometheus_client.parser import text_string_to_metric_families
 
+from mesh_common import latency
 from tests.eventually import eventually
 from tests.gateway_mesh import Mesh, running_mesh
 
@@ -151,7 +152,91 @@ async def test_a_real_prometheus_scrapes_the_gateway(mesh: Mesh, tmp_path: Path)
             await eventually(weather_total, timeout=60, what="weather-api's 7 events in Prometheus")
             targets = (await prom.get("/api/v1/targets")).json()["data"]["activeTargets"]
             assert [t["health"] for t in targets] == ["up"]
+            await _prometheus_quantile_agrees_with_ours(mesh, prom)
     finally:
         process.terminate()
         await asyncio.to_thread(process.wait, 10)
         log_file.close()
+
+
+async def test_latency_is_a_classic_histogram_and_errors_a_counter_per_kind(mesh: Mesh) -> None:
+    tracker = mesh.tracker("weather-api")
+    for index in range(100):
+        tracker.observe("fetch", 0.030 if index < 90 else 0.300, error=index % 25 == 0)
+    tracker.record("tick", n=3)
+
+    async def exposed() -> dict[str, Metric] | None:
+        found = await families(mesh)
+        family = found.get("metricsmesh_service_latency_seconds")
+        return found if family is not None and family.samples else None
+
+    found = await eventually(exposed, what="weather-api's latency histogram")
+    histogram = found["metricsmesh_service_latency_seconds"]
+    assert histogram.type == "histogram"
+    samples = [s for s in histogram.samples if s.labels["service"] == "weather-api"]
+    assert {s.labels["kind"] for s in samples} == {"fetch"}
+    buckets = [(float(s.labels["le"]), s.value) for s in samples if s.name.endswith("_bucket")]
+    assert buckets == sorted(buckets) and buckets[-1] == (float("inf"), 100)
+    at = dict(buckets)
+    assert at[latency.upper_bound(latency.index_of(0.025))] == 0
+    assert at[latency.upper_bound(latency.index_of(0.05))] == 90  # every 30 ms event, exactly
+    assert at[latency.upper_bound(latency.index_of(0.5))] == 100
+    (total,) = [s.value for s in samples if s.name.endswith("_sum")]
+    assert total == pytest.approx(90 * 0.030 + 10 * 0.300)
+    errors = {
+        (s.labels["service"], s.labels["kind"]): s.value
+        for s in found["metricsmesh_service_errors"].samples
+    }
+    assert errors[("weather-api", "fetch")] == 4 and errors[("weather-api", "tick")] == 0
+    kinds = {
+        (s.labels["service"], s.labels["kind"]): s.value
+        for s in found["metricsmesh_service_kind_events"].samples
+    }
+    assert kinds[("weather-api", "fetch")] == 100 and kinds[("weather-api", "tick")] == 3
+
+
+def _le_bucket(seconds: float) -> tuple[float, float]:
+    lower = 0.0
+    for bound in latency.PROMETHEUS_BOUNDS:
+        if seconds <= bound:
+            return lower, bound
+        lower = bound
+    return lower, float("inf")
+
+
+def _observe_mix(mesh: Mesh, count: int) -> None:
+    """98 % of the calls take about 30 ms, 2 % about 300 ms: the p99 is a slow one."""
+    tracker = mesh.tracker("weather-api")
+    for index in range(count):
+        tracker.observe("fetch", 0.028 + 0.004 * (index % 5) if index % 50 > 0 else 0.3)
+
+
+async def _prometheus_quantile_agrees_with_ours(mesh: Mesh, prom: httpx.AsyncClient) -> None:
+    _observe_mix(mesh, 100)  # the series exists before the batch Prometheus will rate
+
+    async def scraped(minimum: float) -> float | None:
+        query = 'metricsmesh_service_latency_seconds_count{service="weather-api"}'
+        found = (await prom.get("/api/v1/query", params={"query": query})).json()["data"]
+        value = float(found["result"][0]["value"][1]) if found["result"] else 0.0
+        return value if value >= minimum else None
+
+    await eventually(lambda: scraped(100), timeout=60, what="the first batch in Prometheus")
+    _observe_mix(mesh, 1000)
+    await eventually(lambda: scraped(1100), timeout=60, what="the second batch in Prometheus")
+    query = (
+        "histogram_quantile(0.99, sum by (le) "
+        '(rate(metricsmesh_service_latency_seconds_bucket{service="weather-api"}[1m])))'
+    )
+
+    async def estimate() -> float | None:
+        found = (await prom.get("/api/v1/query", params={"query": query})).json()["data"]
+        text = found["result"][0]["value"][1] if found["result"] else "NaN"
+        return None if text == "NaN" else float(text)
+
+    theirs = await eventually(estimate, timeout=60, what="Prometheus's p99")
+    row = next(
+        r for r in (await mesh.metrics())["active_apis"] if r["service_name"] == "weather-api"
+    )
+    ours = row["latency_p99_ms"] / 1000.0
+    low, high = _le_bucket(ours)
+    assert low < theirs <= high, (theirs, ours, (low, high))
