@@ -357,67 +357,71 @@ def bench_asgi_wrk(
     if wrk is None:
         print("  (wrk not installed: skipping the real-server figures)")
         return None
-    ticks = os.sysconf("SC_CLK_TCK")
     best: dict[str, tuple[float, float]] = {}
     for _ in range(rounds):
         for name, factory in (("plain", "plain_app"), ("middleware", "counted_app")):
-            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            # Inherited by the accepted sockets; uvicorn --fd does not set it, and without it
-            # every response waits ~40 ms for a delayed ACK (Nagle).
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            sock.bind(("127.0.0.1", 0))
-            sock.listen(1024)
-            port = sock.getsockname()[1]
-            server = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "uvicorn",
-                    f"bench.bench_agent:{factory}",
-                    "--factory",
-                    "--fd",
-                    str(sock.fileno()),
-                    "--http",
-                    "httptools",
-                    "--loop",
-                    "uvloop",
-                    "--log-level",
-                    "warning",
-                    "--no-access-log",
-                ],
-                cwd=ROOT,
-                pass_fds=(sock.fileno(),),
-                env={**os.environ, "PYTHONPATH": str(ROOT)},
-            )
-            try:
-                wait_until_serving(port)
-                cpu_before = process_cpu_seconds(server.pid, ticks)
-                done = subprocess.run(
-                    [
-                        wrk,
-                        "-t1",
-                        f"-c{connections}",
-                        f"-d{seconds}s",
-                        f"http://127.0.0.1:{port}/ping",
-                    ],
-                    capture_output=True,
-                    text=True,
-                    timeout=seconds + 30,
-                    check=True,
-                )
-                cpu = process_cpu_seconds(server.pid, ticks) - cpu_before
-                rate = re.search(r"Requests/sec:\s*([\d.]+)", done.stdout)
-                count = re.search(r"(\d+) requests in", done.stdout)
-                assert rate and count, done.stdout
-                cpu_us = cpu / int(count.group(1)) * 1e6
-                old_rate, old_cpu = best.get(name, (0.0, float("inf")))
-                best[name] = (max(old_rate, float(rate.group(1))), min(old_cpu, cpu_us))
-            finally:
-                server.terminate()
-                server.wait(timeout=10)
-                sock.close()
+            rate, cpu_us = _wrk_uvicorn(wrk, factory, seconds, connections)
+            old_rate, old_cpu = best.get(name, (0.0, float("inf")))
+            best[name] = (max(old_rate, rate), min(old_cpu, cpu_us))
     return best
+
+
+def _listening_socket() -> socket.socket:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    # Inherited by the accepted sockets; uvicorn --fd does not set it, and without it
+    # every response waits ~40 ms for a delayed ACK (Nagle).
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(1024)
+    return sock
+
+
+def _wrk_uvicorn(wrk: str, factory: str, seconds: int, connections: int) -> tuple[float, float]:
+    """One wrk run against `bench.bench_agent:<factory>` under uvicorn: req/s, CPU us per req."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    sock = _listening_socket()
+    port = sock.getsockname()[1]
+    server = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            f"bench.bench_agent:{factory}",
+            "--factory",
+            "--fd",
+            str(sock.fileno()),
+            "--http",
+            "httptools",
+            "--loop",
+            "uvloop",
+            "--log-level",
+            "warning",
+            "--no-access-log",
+        ],
+        cwd=ROOT,
+        pass_fds=(sock.fileno(),),
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    try:
+        wait_until_serving(port)
+        cpu_before = process_cpu_seconds(server.pid, ticks)
+        done = subprocess.run(
+            [wrk, "-t1", f"-c{connections}", f"-d{seconds}s", f"http://127.0.0.1:{port}/ping"],
+            capture_output=True,
+            text=True,
+            timeout=seconds + 30,
+            check=True,
+        )
+        cpu = process_cpu_seconds(server.pid, ticks) - cpu_before
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+        sock.close()
+    rate = re.search(r"Requests/sec:\s*([\d.]+)", done.stdout)
+    count = re.search(r"(\d+) requests in", done.stdout)
+    assert rate and count, done.stdout
+    return float(rate.group(1)), cpu / int(count.group(1)) * 1e6
 
 
 def process_cpu_seconds(pid: int, ticks_per_second: int) -> float:
@@ -465,7 +469,24 @@ def main() -> None:
             f"{answer_us:6.2f} us"
         )
 
-    asgi = bench_asgi_in_process()
+    print_asgi(bench_asgi_in_process())
+
+    in_request, hot = bench_record_inside_fastapi()
+    print(
+        f"  KindCounter.record() inside a FastAPI request: {in_request:.0f} ns (median, caches "
+        f"cold from the request's work) vs {hot:.0f} ns in a tight loop"
+    )
+
+    print(
+        "ASGI, real uvicorn (1 process, httptools, uvloop) under wrk -t1 -c16 on the same "
+        "2 cores, best of 3 x 4 s:"
+    )
+    wrk = bench_asgi_wrk()
+    if wrk is not None:
+        print_wrk(wrk)
+
+
+def print_asgi(asgi: dict[str, dict[str, tuple[float, float]]]) -> None:
     print(
         "ASGI, in process (raw ASGI calls), CPU us per request: best of 24 rounds, and the "
         "median over rounds of the ratio to the plain app run in the same round:"
@@ -492,32 +513,22 @@ def main() -> None:
         "FastAPI request"
     )
 
-    in_request, hot = bench_record_inside_fastapi()
-    print(
-        f"  KindCounter.record() inside a FastAPI request: {in_request:.0f} ns (median, caches "
-        f"cold from the request's work) vs {hot:.0f} ns in a tight loop"
-    )
 
+def print_wrk(wrk: dict[str, tuple[float, float]]) -> None:
+    (plain_rate, plain_cpu), (mw_rate, mw_cpu) = wrk["plain"], wrk["middleware"]
     print(
-        "ASGI, real uvicorn (1 process, httptools, uvloop) under wrk -t1 -c16 on the same "
-        "2 cores, best of 3 x 4 s:"
+        f"  no middleware (baseline) {plain_rate:8,.0f} req/s  {plain_cpu:6.1f} us server CPU"
+        " per request"
     )
-    wrk = bench_asgi_wrk()
-    if wrk is not None:
-        (plain_rate, plain_cpu), (mw_rate, mw_cpu) = wrk["plain"], wrk["middleware"]
-        print(
-            f"  no middleware (baseline) {plain_rate:8,.0f} req/s  {plain_cpu:6.1f} us server CPU"
-            " per request"
-        )
-        print(
-            f"  RequestCountMiddleware   {mw_rate:8,.0f} req/s  {mw_cpu:6.1f} us server CPU per "
-            f"request: {mw_cpu / plain_cpu - 1:+.2%} CPU per request, "
-            f"{1 - mw_rate / plain_rate:+.2%} req/s loss"
-        )
-        print(
-            "  (indicative only: wrk, uvicorn and everything else share 2 cores, so both figures "
-            "move with the machine's load; the 3 % target is judged in process, above)"
-        )
+    print(
+        f"  RequestCountMiddleware   {mw_rate:8,.0f} req/s  {mw_cpu:6.1f} us server CPU per "
+        f"request: {mw_cpu / plain_cpu - 1:+.2%} CPU per request, "
+        f"{1 - mw_rate / plain_rate:+.2%} req/s loss"
+    )
+    print(
+        "  (indicative only: wrk, uvicorn and everything else share 2 cores, so both figures "
+        "move with the machine's load; the 3 % target is judged in process, above)"
+    )
 
 
 if __name__ == "__main__":

@@ -22,6 +22,7 @@ import statistics
 import sys
 import time
 from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from typing import Any
 
@@ -30,10 +31,13 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from metricsmesh.v1 import aggregator_pb2, aggregator_pb2_grpc, event_rate_pb2, event_rate_pb2_grpc
 
 from aggregator import AggregatorServer, AggregatorSettings, Registry, ServiceEntry
+from mesh_common.transport import open_channel
+from mesh_common.wire_time import to_seconds
 
 WORKERS = 2
 DEADLINE = 5.0  # generous: at 1000 agents on a shared 2-core machine a round takes ~1 s
 REQUEST = event_rate_pb2.GetEventRateRequest()
+EVENT_RATE_SERVICE = event_rate_pb2.DESCRIPTOR.services_by_name["EventRateService"].full_name
 
 
 # ---------------------------------------------------------------- agent worker processes
@@ -45,10 +49,8 @@ def _agent_worker(count: int, first: int, hang: bool, conn: Connection) -> None:
 
 
 async def _host_agents(count: int, first: int, hang: bool, conn: Connection) -> None:
-    from agent.grpc_host import GrpcHost
-
     from agent import AgentServer, EventTracker
-    from agent._server import EVENT_RATE_SERVICE
+    from mesh_common.grpc_host import GrpcHost
 
     class Hanging(event_rate_pb2_grpc.EventRateServiceServicer):
         async def GetEventRate(self, request: Any, context: Any) -> Any:
@@ -141,7 +143,7 @@ def _quantiles(samples: list[float]) -> tuple[float, float]:
 
 
 async def _plain_gather(registry: Registry, rounds: int) -> tuple[list[float], float]:
-    channels = [grpc.aio.insecure_channel(entry.target) for entry in registry]
+    channels = [open_channel(entry.target) for entry in registry]
     stubs = [event_rate_pb2_grpc.EventRateServiceStub(channel) for channel in channels]
 
     async def one(stub: Any) -> Any:
@@ -162,7 +164,7 @@ async def _plain_gather(registry: Registry, rounds: int) -> tuple[list[float], f
 async def _per_call_channels(registry: Registry, rounds: int) -> tuple[list[float], float]:
     async def one(entry: ServiceEntry) -> Any:
         try:
-            async with grpc.aio.insecure_channel(entry.target) as channel:
+            async with open_channel(entry.target) as channel:
                 rate = await event_rate_pb2_grpc.EventRateServiceStub(channel).GetEventRate(
                     REQUEST, timeout=DEADLINE
                 )
@@ -314,7 +316,7 @@ def _subscriber_worker(address: str, count: int, seconds: float, conn: Connectio
 
 async def _subscribe(address: str, count: int, seconds: float, conn: Connection) -> None:
     per_channel = 100
-    channels = [grpc.aio.insecure_channel(address) for _ in range(-(-count // per_channel))]
+    channels = [open_channel(address) for _ in range(-(-count // per_channel))]
     lags: list[float] = []
     received = [0]
     errors: list[str] = []
@@ -335,9 +337,7 @@ async def _subscribe(address: str, count: int, seconds: float, conn: Connection)
                         started.set()
                     continue
                 snapshot = message.snapshot
-                complete = (
-                    snapshot.take_time.ToNanoseconds() + snapshot.round_duration.ToNanoseconds()
-                ) / 1e9
+                complete = to_seconds(snapshot.take_time) + to_seconds(snapshot.round_duration)
                 if started.is_set():
                     lags.append(now - complete)
                 received[0] += 1
@@ -370,55 +370,70 @@ SUBSCRIBER_PROCESSES = 2
 CLIENT_CPU = [0.0]
 
 
-def bench_subscribers(count: int = 1000, seconds: float = 12.0) -> None:
-    """1000 StreamSnapshots subscribers at 1 snapshot/s: delivery lag and memory each."""
-    with agent_fleet(15) as registry:
+@dataclass
+class SubscriberFigures:
+    """What one run of the subscriber bench measured."""
 
-        async def run() -> tuple[list[float], int, list[str], int, int, int]:
-            settings = AggregatorSettings(port=0, interval_seconds=1.0, max_subscribers=count)
-            async with AggregatorServer(registry, settings) as server:
-                await server.loop.snapshot(0)
-                await asyncio.sleep(0.5)
-                before = _rss_kib()
-                context = multiprocessing.get_context("spawn")
-                pipes, processes = [], []
-                for _ in range(SUBSCRIBER_PROCESSES):
-                    parent, child = context.Pipe()
-                    process = context.Process(
-                        target=_subscriber_worker,
-                        args=(server.address, count // SUBSCRIBER_PROCESSES, seconds, child),
-                    )
-                    process.start()
-                    pipes.append(parent)
-                    processes.append(process)
-                loop = asyncio.get_running_loop()
-                for parent in pipes:
-                    await loop.run_in_executor(None, parent.recv)
-                rounds_before = server.rounds
-                cpu_before = time.process_time()
-                attached = _rss_kib()
-                await asyncio.sleep(seconds / 2)
-                during = _rss_kib()
-                lags: list[float] = []
-                received = 0
-                errors: list[str] = []
-                for parent in pipes:
-                    some_lags, some_received, some_errors, some_cpu = await loop.run_in_executor(
-                        None, parent.recv
-                    )
-                    lags += some_lags
-                    received += some_received
-                    errors += some_errors
-                    CLIENT_CPU[0] += some_cpu
-                cpu = time.process_time() - cpu_before
-                for process in processes:
-                    process.join(30)
-                rounds = server.rounds - rounds_before
-            return lags, received, errors, before, max(attached, during), rounds, cpu
+    lags: list[float] = field(default_factory=list)
+    received: int = 0
+    errors: list[str] = field(default_factory=list)
+    rss_before: int = 0
+    rss_peak: int = 0
+    rounds: int = 0
+    cpu: float = 0.0
+    """Aggregator-process CPU seconds while the subscribers were attached."""
 
-        lags, received, errors, before, peak, rounds, cpu = asyncio.run(run())
+
+def _spawn_subscribers(
+    address: str, count: int, seconds: float
+) -> tuple[list[Connection], list[multiprocessing.process.BaseProcess]]:
+    context = multiprocessing.get_context("spawn")
+    pipes, processes = [], []
+    for _ in range(SUBSCRIBER_PROCESSES):
+        parent, child = context.Pipe()
+        process = context.Process(
+            target=_subscriber_worker,
+            args=(address, count // SUBSCRIBER_PROCESSES, seconds, child),
+        )
+        process.start()
+        pipes.append(parent)
+        processes.append(process)
+    return pipes, processes
+
+
+async def _measure_subscribers(registry: Registry, count: int, seconds: float) -> SubscriberFigures:
+    figures = SubscriberFigures()
+    settings = AggregatorSettings(port=0, interval_seconds=1.0, max_subscribers=count)
+    async with AggregatorServer(registry, settings) as server:
+        await server.loop.snapshot(0)
+        await asyncio.sleep(0.5)
+        figures.rss_before = _rss_kib()
+        pipes, processes = _spawn_subscribers(server.address, count, seconds)
+        loop = asyncio.get_running_loop()
+        for parent in pipes:
+            await loop.run_in_executor(None, parent.recv)  # every stream attached
+        rounds_before = server.rounds
+        cpu_before = time.process_time()
+        attached = _rss_kib()
+        await asyncio.sleep(seconds / 2)
+        figures.rss_peak = max(attached, _rss_kib())
+        for parent in pipes:
+            lags, received, errors, client_cpu = await loop.run_in_executor(None, parent.recv)
+            figures.lags += lags
+            figures.received += received
+            figures.errors += errors
+            CLIENT_CPU[0] += client_cpu
+        figures.cpu = time.process_time() - cpu_before
+        for process in processes:
+            process.join(30)
+        figures.rounds = server.rounds - rounds_before
+    return figures
+
+
+def _print_subscribers(figures: SubscriberFigures, count: int, seconds: float) -> None:
+    lags, received, rounds, cpu = figures.lags, figures.received, figures.rounds, figures.cpu
     p50, p99 = _quantiles(lags) if lags else (float("nan"), float("nan"))
-    per_subscriber = (peak - before) * 1024 / count
+    per_subscriber = (figures.rss_peak - figures.rss_before) * 1024 / count
     print(
         f"{count} StreamSnapshots subscribers ({SUBSCRIBER_PROCESSES} separate processes, "
         f"grpc.aio, 100 streams per channel) at 1 snapshot/s for {seconds:.0f} s: "
@@ -441,12 +456,19 @@ def bench_subscribers(count: int = 1000, seconds: float = 12.0) -> None:
         f" ratio x{p99 / 0.1:.2f})"
     )
     print(
-        f"  aggregator RSS {before / 1024:.1f} MiB -> {peak / 1024:.1f} MiB: "
-        f"{per_subscriber / 1024:.1f} KiB per subscriber (target <= 50 KB; ratio "
-        f"x{per_subscriber / 50_000:.2f})"
+        f"  aggregator RSS {figures.rss_before / 1024:.1f} MiB -> "
+        f"{figures.rss_peak / 1024:.1f} MiB: {per_subscriber / 1024:.1f} KiB per subscriber "
+        f"(target <= 50 KB; ratio x{per_subscriber / 50_000:.2f})"
     )
-    if errors:
-        print(f"  errors: {errors}")
+    if figures.errors:
+        print(f"  errors: {figures.errors}")
+
+
+def bench_subscribers(count: int = 1000, seconds: float = 12.0) -> None:
+    """1000 StreamSnapshots subscribers at 1 snapshot/s: delivery lag and memory each."""
+    with agent_fleet(15) as registry:
+        figures = asyncio.run(_measure_subscribers(registry, count, seconds))
+    _print_subscribers(figures, count, seconds)
 
 
 def _load() -> str:

@@ -17,10 +17,10 @@ import threading
 import time
 from pathlib import Path
 
-import grpc
 from metricsmesh.v1 import aggregator_pb2, aggregator_pb2_grpc
 
 from aggregator import load_config
+from mesh_common.transport import open_blocking_channel
 from tests.processes import descendants
 
 METRICS_MESH = Path(sys.executable).with_name("metrics-mesh")
@@ -39,56 +39,80 @@ def cpu_seconds(pids: set[int]) -> float:
     return total / TICKS
 
 
+def start_demo(load_scale: float, run_dir: str) -> tuple[subprocess.Popen[str], threading.Thread]:
+    """`metrics-mesh demo` on free ports, once it says it is up; and the thread reading it."""
+    process = subprocess.Popen(
+        [
+            str(METRICS_MESH),
+            "demo",
+            "--free-ports",
+            "--no-misbehave",
+            "--load-scale",
+            str(load_scale),
+            "--run-dir",
+            run_dir,
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    up = threading.Event()
+    output: list[str] = []
+
+    def read() -> None:
+        assert process.stdout is not None
+        for line in process.stdout:
+            output.append(line)
+            if "Press Ctrl-C" in line:
+                up.set()
+        up.set()  # the demo ended (it failed to start)
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    if not up.wait(120) or process.poll() is not None:
+        stop_demo(process, reader)
+        raise RuntimeError("the demo did not come up:\n" + "".join(output[-20:]))
+    return process, reader
+
+
+def stop_demo(process: subprocess.Popen[str], reader: threading.Thread) -> float:
+    """SIGINT, then wait; seconds until it exited (it is killed if it does not)."""
+    started = time.perf_counter()
+    try:
+        process.send_signal(signal.SIGINT)
+        process.wait(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+        reader.join(timeout=5)
+        assert process.stdout is not None
+        process.stdout.close()
+    return time.perf_counter() - started
+
+
+def wait_all_active(stub: aggregator_pb2_grpc.AggregatorServiceStub, services: int) -> None:
+    deadline = time.monotonic() + 60
+    while True:
+        snapshot = stub.GetSnapshot(aggregator_pb2.GetSnapshotRequest()).snapshot
+        if snapshot.active_count == services:
+            return
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"only {snapshot.active_count} active after 60 s")
+        time.sleep(0.2)
+
+
 def run(load_scale: float) -> dict[str, float]:
     with tempfile.TemporaryDirectory() as run_dir:
         started = time.perf_counter()
-        process = subprocess.Popen(
-            [
-                str(METRICS_MESH),
-                "demo",
-                "--free-ports",
-                "--no-misbehave",
-                "--load-scale",
-                str(load_scale),
-                "--run-dir",
-                run_dir,
-            ],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
-        )
-        assert process.stdout is not None
-        up = threading.Event()
-
-        output: list[str] = []
-
-        def read() -> None:
-            assert process.stdout is not None
-            for line in process.stdout:
-                output.append(line)
-                if "Press Ctrl-C" in line:
-                    up.set()
-            up.set()  # the demo ended (it failed to start)
-
-        reader = threading.Thread(target=read, daemon=True)
-        reader.start()
+        process, reader = start_demo(load_scale, run_dir)
         try:
-            if not up.wait(120) or process.poll() is not None:
-                raise RuntimeError("the demo did not come up:\n" + "".join(output[-20:]))
             ready = time.perf_counter() - started
             config = load_config(Path(run_dir) / "metrics-mesh.toml")
-            target = f"127.0.0.1:{config.aggregator.port}"
-            with grpc.insecure_channel(target) as channel:
+            with open_blocking_channel(f"127.0.0.1:{config.aggregator.port}") as channel:
                 stub = aggregator_pb2_grpc.AggregatorServiceStub(channel)
-                deadline = time.monotonic() + 60
-                while True:
-                    snapshot = stub.GetSnapshot(aggregator_pb2.GetSnapshotRequest()).snapshot
-                    if snapshot.active_count == len(config.services):
-                        break
-                    if time.monotonic() > deadline:
-                        raise RuntimeError(f"only {snapshot.active_count} active after 60 s")
-                    time.sleep(0.2)
+                wait_all_active(stub, len(config.services))
                 all_active = time.perf_counter() - started
                 pids = descendants(process.pid) | {process.pid}
                 before = cpu_seconds(pids)
@@ -96,16 +120,8 @@ def run(load_scale: float) -> dict[str, float]:
                 time.sleep(SAMPLE_SECONDS)
                 cpu = (cpu_seconds(pids) - before) / (time.perf_counter() - sample_start)
                 rate = stub.GetSnapshot(aggregator_pb2.GetSnapshotRequest()).snapshot
-            stop_start = time.perf_counter()
-            process.send_signal(signal.SIGINT)
-            process.wait(timeout=60)
-            stopped = time.perf_counter() - stop_start
         finally:
-            if process.poll() is None:
-                process.kill()
-                process.wait()
-            reader.join(timeout=5)
-            process.stdout.close()
+            stopped = stop_demo(process, reader)
     return {
         "processes": float(len(pids)),
         "ready_s": ready,

@@ -8,8 +8,8 @@ the gateway started exactly as users start it (`python -m gateway`: uvicorn, uvl
 no access log), and the load generator (wrk, or a process of asyncio raw-socket SSE clients).
 
 REST baseline, measured in the same run, served the same way (uvicorn uvloop+httptools, no
-access log, own process), with the same snapshot: a naive FastAPI route returning the
-snapshot as a dict, kept up to date by its own StreamSnapshots subscription:
+access log, own process), with the same body: a naive FastAPI route returning the gateway's
+REST body as a dict, re-read from the gateway once per snapshot interval:
   (a) `naive-default`: no response model, FastAPI's default encoding path (jsonable_encoder);
   (b) `naive-model`: `response_model=Dict[str, Any]`, as story 23.2's snippet declares it.
 Targets: gateway >= 4x (a)'s requests/s, p99 <= 15 ms.
@@ -119,30 +119,27 @@ def gateway(aggregator: str) -> Iterator[int]:
         yield port
 
 
-def _naive(port: int, aggregator: str) -> None:
-    """The baseline: a naive FastAPI app returning the latest snapshot as a dict."""
+def _naive(port: int, source: str) -> None:
+    """The baseline: a naive FastAPI app returning the body of `source` (a URL) as a dict."""
     from typing import Any as AnyType
 
-    import grpc
+    import httpx
     import uvicorn
     from fastapi import FastAPI, Response
-    from metricsmesh.v1 import aggregator_pb2, aggregator_pb2_grpc
-
-    from gateway._views import SnapshotEntry
 
     latest: dict[str, AnyType] = {}
 
-    async def subscribe() -> None:
-        async with grpc.aio.insecure_channel(aggregator) as channel:
-            stub = aggregator_pb2_grpc.AggregatorServiceStub(channel)
-            async for message in stub.StreamSnapshots(aggregator_pb2.StreamSnapshotsRequest()):
-                body = SnapshotEntry(message.snapshot, time.monotonic()).payload()
-                body["snapshot_age_ms"] = 0
-                latest["body"] = body
+    async def follow() -> None:  # the same body as the gateway's, as a plain dict
+        async with httpx.AsyncClient() as client:
+            while True:
+                response = await client.get(source)
+                if response.status_code == 200:
+                    latest["body"] = response.json()
+                await asyncio.sleep(1.0)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        task = asyncio.create_task(subscribe())
+        task = asyncio.create_task(follow())
         yield
         task.cancel()
 
@@ -172,9 +169,11 @@ def _naive(port: int, aggregator: str) -> None:
 
 
 @contextlib.contextmanager
-def naive(aggregator: str) -> Iterator[int]:
+def naive(gateway_port: int) -> Iterator[int]:
+    """The baseline in its own process, serving the body of the gateway on `gateway_port`."""
     port = free_port()
-    code = f"from bench.bench_gateway import _naive; _naive({port}, {aggregator!r})"
+    source = f"http://127.0.0.1:{gateway_port}{REST_PATH}"
+    code = f"from bench.bench_gateway import _naive; _naive({port}, {source!r})"
     with _process([PYTHON, "-c", code], port, "/ready"):
         yield port
 
@@ -235,7 +234,7 @@ def bench_rest() -> None:
         f"REST {REST_PATH}: wrk -t2 -c50 -d{WRK_SECONDS}s --latency, 15 services, "
         f"{os.cpu_count()} CPUs shared by server, wrk and the fleet"
     )
-    with fleet(1.0) as address, gateway(address) as gw_port, naive(address) as naive_port:
+    with fleet(1.0) as address, gateway(address) as gw_port, naive(gw_port) as naive_port:
         targets = {
             "naive-default (FastAPI dict, jsonable_encoder)": f"http://127.0.0.1:{naive_port}{REST_PATH}",
             "naive-model (response_model=Dict[str, Any])": f"http://127.0.0.1:{naive_port}/model{REST_PATH}",
@@ -279,99 +278,125 @@ def _sse_clients(port: int, clients: int, seconds: float, conn: Connection) -> N
     conn.send(uvloop.run(_sse_main(port, clients, seconds)))
 
 
-async def _sse_main(port: int, clients: int, seconds: float) -> dict[str, Any]:
-    lags: list[float] = []
-    by_sequence: dict[int, list[float]] = {}
-    round_end: dict[int, float] = {}
-    counts = {"events": 0, "errors": 0, "connected": 0}
-    measuring = asyncio.Event()
-    stop = asyncio.Event()
-    request = (
-        f"GET {REST_PATH}/stream HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
-        "Accept: text/event-stream\r\n\r\n"
-    ).encode()
+def _dechunk(raw: bytes) -> tuple[bytes, bytes]:
+    """Decode every complete HTTP chunk of `raw`: (the decoded bytes, what is left over)."""
+    text = b""
+    while True:
+        end = raw.find(b"\r\n")
+        if end < 0:
+            return text, raw
+        size = int(raw[:end], 16)
+        if len(raw) < end + 2 + size + 2:
+            return text, raw
+        text += raw[end + 2 : end + 2 + size]
+        raw = raw[end + 2 + size + 2 :]
 
-    async def client() -> None:
-        reader, writer = await asyncio.open_connection("127.0.0.1", port)
-        writer.write(request)
+
+class _SseClients:
+    """`clients` raw-socket SSE clients of one gateway, and the delivery lags they see."""
+
+    def __init__(self, port: int, clients: int) -> None:
+        self.port = port
+        self.clients = clients
+        self.lags: list[float] = []
+        self.by_sequence: dict[int, list[float]] = {}
+        self.round_end: dict[int, float] = {}
+        self.counts = {"events": 0, "errors": 0, "connected": 0}
+        self.measuring = asyncio.Event()
+        self.stop = asyncio.Event()
+        self.request = (
+            f"GET {REST_PATH}/stream HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
+            "Accept: text/event-stream\r\n\r\n"
+        ).encode()
+
+    async def client(self) -> None:
+        reader, writer = await asyncio.open_connection("127.0.0.1", self.port)
+        writer.write(self.request)
         header = await reader.readuntil(b"\r\n\r\n")
         assert b" 200 " in header.split(b"\r\n", 1)[0], header
         chunked = b"chunked" in header.lower()
-        counts["connected"] += 1
+        self.counts["connected"] += 1
         raw = b""  # undecoded transfer bytes
         text = b""  # decoded event-stream bytes
-        first_id: int | None = None
+        first_id: list[int] = []
         try:
-            while not stop.is_set():
+            while not self.stop.is_set():
                 data = await reader.read(262144)
                 if not data:
                     return
                 if chunked:
-                    raw += data
-                    while True:  # decode every complete chunk in the buffer
-                        end = raw.find(b"\r\n")
-                        if end < 0:
-                            break
-                        size = int(raw[:end], 16)
-                        if len(raw) < end + 2 + size + 2:
-                            break
-                        text += raw[end + 2 : end + 2 + size]
-                        raw = raw[end + 2 + size + 2 :]
+                    decoded, raw = _dechunk(raw + data)
+                    text += decoded
                 else:
                     text += data
                 now = time.time()
                 while b"\n\n" in text:
                     event, text = text.split(b"\n\n", 1)
-                    if b"event: snapshot" not in event:
-                        if b"event: error" in event:
-                            counts["errors"] += 1
-                        continue
-                    ident = int(event[4 : event.index(b"\n")])  # frames start with `id: N`
-                    if first_id is None:
-                        first_id = ident  # the snapshot current at connect time: not a delivery
-                        continue
-                    if not measuring.is_set():
-                        continue
-                    done = round_end.get(ident)
-                    if done is None:  # parse a snapshot's times once, not once per client
-                        stamp = _TIMESTAMP.search(event)[1].decode()  # type: ignore[index]
-                        taken = datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
-                        done = taken + int(_ROUND.search(event)[1]) / 1000.0  # type: ignore[index]
-                        round_end[ident] = done
-                    lags.append((now - done) * 1000.0)
-                    by_sequence.setdefault(ident, []).append(lags[-1])
-                    counts["events"] += 1
+                    self._on_event(event, now, first_id)
         finally:
             writer.close()
 
-    tasks = []
-    for _ in range(clients):
-        tasks.append(asyncio.create_task(client()))
-        if len(tasks) % 50 == 0:
-            await asyncio.sleep(0.05)  # connect in waves, as real users arrive
-    deadline = time.monotonic() + 60
-    while counts["connected"] < clients:
-        failed = next((t for t in tasks if t.done() and t.exception()), None)
-        if failed is not None or time.monotonic() > deadline:
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
-            if failed is not None:
-                raise RuntimeError(f"an SSE client failed: {failed.exception()!r}")
-            break
-        await asyncio.sleep(0.1)
+    def _on_event(self, event: bytes, now: float, first_id: list[int]) -> None:
+        """Count one event; a snapshot after the first one is a delivery with a lag."""
+        if b"event: snapshot" not in event:
+            if b"event: error" in event:
+                self.counts["errors"] += 1
+            return
+        ident = int(event[4 : event.index(b"\n")])  # frames start with `id: N`
+        if not first_id:
+            first_id.append(ident)  # the snapshot current at connect time: not a delivery
+            return
+        if not self.measuring.is_set():
+            return
+        done = self.round_end.get(ident)
+        if done is None:  # parse a snapshot's times once, not once per client
+            stamp = _TIMESTAMP.search(event)[1].decode()  # type: ignore[index]
+            taken = datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
+            done = taken + int(_ROUND.search(event)[1]) / 1000.0  # type: ignore[index]
+            self.round_end[ident] = done
+        self.lags.append((now - done) * 1000.0)
+        self.by_sequence.setdefault(ident, []).append(self.lags[-1])
+        self.counts["events"] += 1
+
+    async def connect(self) -> list[asyncio.Task[None]]:
+        """Start every client, in waves, and wait until all are connected (or one failed)."""
+        tasks = []
+        for _ in range(self.clients):
+            tasks.append(asyncio.create_task(self.client()))
+            if len(tasks) % 50 == 0:
+                await asyncio.sleep(0.05)  # connect in waves, as real users arrive
+        deadline = time.monotonic() + 60
+        while self.counts["connected"] < self.clients:
+            failed = next((t for t in tasks if t.done() and t.exception()), None)
+            if failed is not None or time.monotonic() > deadline:
+                for task in tasks:
+                    task.cancel()
+                await asyncio.gather(*tasks, return_exceptions=True)
+                if failed is not None:
+                    raise RuntimeError(f"an SSE client failed: {failed.exception()!r}")
+                break
+            await asyncio.sleep(0.1)
+        return tasks
+
+    def print_by_sequence(self) -> None:
+        for ident, values in sorted(self.by_sequence.items()):
+            values.sort()
+            print(f"  seq {ident}: n={len(values)} min={values[0]:.0f} max={values[-1]:.0f}")
+
+
+async def _sse_main(port: int, clients: int, seconds: float) -> dict[str, Any]:
+    run = _SseClients(port, clients)
+    tasks = await run.connect()
     await asyncio.sleep(1.5)  # let every client get past its first event
-    measuring.set()
+    run.measuring.set()
     await asyncio.sleep(seconds)
-    stop.set()
+    run.stop.set()
     for task in tasks:
         task.cancel()
     await asyncio.gather(*tasks, return_exceptions=True)
     if os.environ.get("BENCH_GATEWAY_DEBUG"):
-        for ident, values in sorted(by_sequence.items()):
-            values.sort()
-            print(f"  seq {ident}: n={len(values)} min={values[0]:.0f} max={values[-1]:.0f}")
-    return {"lags": lags, **counts}
+        run.print_by_sequence()
+    return {"lags": run.lags, **run.counts}
 
 
 def run_sse_clients(port: int, clients: int, seconds: float) -> dict[str, Any]:

@@ -1,7 +1,7 @@
 """A FastAPI service with the metrics-mesh agent embedded: python examples/fastapi_service.py
 
 Every HTTP request counts as `api_call` (the ASGI middleware); each upstream fetch counts as
-`data_fetch` (and a failed one also as `data_fetch_error`) with `counted`. The agent serves
+`data_fetch` with `counted` (timed, and failed when it raises). The agent serves
 the live rate over gRPC on --agent-port, next to the app's own HTTP port, for as long as the
 app runs: it starts and stops in the app's lifespan.
 
@@ -23,10 +23,10 @@ from fastapi import FastAPI
 
 from agent import AgentServer, EventTracker, RequestCountMiddleware, counted
 
-tracker = EventTracker("weather-api", kinds=["api_call", "data_fetch", "data_fetch_error"])
+tracker = EventTracker("weather-api", kinds=["api_call", "data_fetch"])
 
 
-@counted(tracker, "data_fetch", error_kind="data_fetch_error")
+@counted(tracker, "data_fetch")
 async def fetch_weather() -> dict[str, float]:
     """Stands in for a call to a real weather API."""
     await asyncio.sleep(0.01)

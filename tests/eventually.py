@@ -20,7 +20,7 @@ POLL_SECONDS = 0.02
 
 
 async def eventually(
-    probe: Callable[[], T | None | Awaitable[T | None]],
+    probe: Callable[[], T | Awaitable[T | None] | None],
     *,
     timeout: float = 10.0,
     what: str = "the condition",

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import socket
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any, TypeVar

@@ -11,10 +11,11 @@ from typing import Any
 import httpx
 import pytest
 import uvicorn
-from fastapi import FastAPI, WebSocket
+from fastapi import FastAPI, HTTPException, WebSocket
 from websockets.asyncio.client import connect
 
 from agent import EventTracker, RequestCountMiddleware, http_route_kind
+from tests.eventually import eventually
 
 SHORT = 10.0
 
@@ -39,6 +40,15 @@ def build_app(lifespan_ran: list[str]) -> FastAPI:
     async def boom() -> None:
         raise RuntimeError("the endpoint failed")
 
+    @app.get("/unavailable")
+    async def unavailable() -> None:
+        raise HTTPException(503, "try later")
+
+    @app.get("/slow")
+    async def slow() -> dict[str, bool]:
+        await asyncio.sleep(0.05)
+        return {"slow": True}
+
     @app.websocket("/ws")
     async def echo(websocket: WebSocket) -> None:
         await websocket.accept()
@@ -58,13 +68,13 @@ async def serving(app: FastAPI) -> AsyncIterator[str]:
         uvicorn.Config(app, lifespan="on", log_level="critical", ws="websockets-sansio")
     )
     task = asyncio.create_task(server.serve(sockets=[sock]))
+
+    def started() -> bool:
+        assert not task.done(), "uvicorn stopped while starting"
+        return server.started
+
     try:
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + SHORT
-        while not server.started:
-            assert not task.done(), "uvicorn stopped while starting"
-            assert loop.time() < deadline, "uvicorn did not start in time"
-            await asyncio.sleep(0.01)
+        await eventually(started, timeout=SHORT, what="uvicorn to start")
         yield f"127.0.0.1:{port}"
     finally:
         server.should_exit = True
@@ -87,6 +97,10 @@ def kind_totals(tracker: EventTracker) -> dict[str, int]:
     return {row.kind: row.total_events for row in tracker.read().kinds if row.total_events}
 
 
+def kind_errors(tracker: EventTracker) -> dict[str, int]:
+    return {row.kind: row.total_errors for row in tracker.read().kinds if row.total_errors}
+
+
 async def test_every_request_counts_once_including_errors_and_not_found() -> None:
     tracker = EventTracker("web")
     lifespan_ran: list[str] = []
@@ -98,6 +112,46 @@ async def test_every_request_counts_once_including_errors_and_not_found() -> Non
 
     assert lifespan_ran == ["startup"]  # lifespan passed through the middleware
     assert kind_totals(tracker) == {"http_request": 8}
+
+
+async def test_5xx_and_unhandled_exceptions_fail_while_4xx_do_not() -> None:
+    tracker = EventTracker("web")
+    app = build_app([])
+    app.add_middleware(RequestCountMiddleware, tracker=tracker, kind=http_route_kind)
+
+    async with serving(app) as address:
+        await send_requests(address)
+        async with httpx.AsyncClient(base_url=f"http://{address}", timeout=SHORT) as client:
+            assert (await client.get("/unavailable")).status_code == 503
+
+    # The unhandled exception (500) and the 503 fail; 404 and 405 are the client's doing.
+    assert kind_errors(tracker) == {"GET /boom": 1, "GET /unavailable": 1}
+
+
+async def test_a_classifier_decides_which_statuses_fail() -> None:
+    tracker = EventTracker("web")
+    app = build_app([])
+    app.add_middleware(RequestCountMiddleware, tracker=tracker, failed=lambda status: status >= 400)
+
+    async with serving(app) as address:
+        await send_requests(address)
+
+    assert kind_errors(tracker) == {"http_request": 3}  # the 500, the 404 and the 405
+
+
+async def test_each_request_is_timed() -> None:
+    tracker = EventTracker("web")
+    app = build_app([])
+    app.add_middleware(RequestCountMiddleware, tracker=tracker, kind=http_route_kind)
+
+    async with serving(app) as address:
+        async with httpx.AsyncClient(base_url=f"http://{address}", timeout=SHORT) as client:
+            for _ in range(3):
+                assert (await client.get("/slow")).status_code == 200
+
+    (kind,) = tracker.read(["GET /slow"]).kinds
+    assert kind.latency is not None and kind.latency.count == 3
+    assert kind.latency.max_seconds >= 0.05  # the endpoint sleeps 50 ms: the middleware saw it
 
 
 async def test_kinds_per_route_template_and_method() -> None:

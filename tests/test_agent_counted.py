@@ -1,4 +1,4 @@
-"""counted(): a decorator and context manager counting calls, their errors, sync and async."""
+"""counted(): a decorator and context manager counting and timing calls, sync and async."""
 
 from __future__ import annotations
 
@@ -9,10 +9,15 @@ from collections.abc import AsyncIterator, Iterator
 import pytest
 
 from agent import CallCounter, EventTracker, counted
+from tests.conftest import FakeClock
 
 
 def kind_totals(tracker: EventTracker) -> dict[str, int]:
     return {row.kind: row.total_events for row in tracker.read().kinds if row.total_events}
+
+
+def kind_errors(tracker: EventTracker) -> dict[str, int]:
+    return {row.kind: row.total_errors for row in tracker.read().kinds if row.total_events}
 
 
 def test_decorated_function_counts_each_call_and_keeps_its_result_and_name() -> None:
@@ -45,10 +50,10 @@ async def test_decorated_async_function_counts_when_awaited() -> None:
     assert kind_totals(tracker) == {"data_fetch": 6}
 
 
-def test_calls_that_raise_count_as_calls_and_as_errors() -> None:
+def test_calls_that_raise_count_as_failed_calls() -> None:
     tracker = EventTracker("svc")
 
-    @counted(tracker, "parse", error_kind="parse_error")
+    @counted(tracker, "parse")
     def parse(text: str) -> int:
         return int(text)
 
@@ -56,13 +61,16 @@ def test_calls_that_raise_count_as_calls_and_as_errors() -> None:
     for bad in ("x", "y"):
         with pytest.raises(ValueError):
             parse(bad)
-    assert kind_totals(tracker) == {"parse": 3, "parse_error": 2}
+    assert kind_totals(tracker) == {"parse": 3}
+    assert kind_errors(tracker) == {"parse": 2}
+    (kind,) = tracker.read().kinds
+    assert kind.error_rate == pytest.approx(2 / 3)
 
 
-async def test_async_calls_that_raise_count_as_calls_and_as_errors() -> None:
+async def test_async_calls_that_raise_count_as_failed_calls() -> None:
     tracker = EventTracker("svc")
 
-    @counted(tracker, "call", error_kind="failure")
+    @counted(tracker, "call")
     async def flaky(fail: bool) -> str:
         if fail:
             raise ConnectionError("upstream down")
@@ -71,14 +79,15 @@ async def test_async_calls_that_raise_count_as_calls_and_as_errors() -> None:
     assert await flaky(False) == "ok"
     with pytest.raises(ConnectionError, match="upstream down"):
         await flaky(True)
-    assert kind_totals(tracker) == {"call": 2, "failure": 1}
+    assert kind_totals(tracker) == {"call": 2}
+    assert kind_errors(tracker) == {"call": 1}
 
 
 async def test_a_cancelled_call_counts_as_a_call_not_an_error() -> None:
     tracker = EventTracker("svc")
     started = asyncio.Event()
 
-    @counted(tracker, "wait", error_kind="wait_error")
+    @counted(tracker, "wait")
     async def wait_forever() -> None:
         started.set()
         await asyncio.Event().wait()
@@ -89,30 +98,54 @@ async def test_a_cancelled_call_counts_as_a_call_not_an_error() -> None:
     with pytest.raises(asyncio.CancelledError):
         await task
     assert kind_totals(tracker) == {"wait": 1}
+    assert kind_errors(tracker) == {"wait": 0}
 
 
-def test_errors_are_counted_only_when_an_error_kind_is_given() -> None:
-    tracker = EventTracker("svc")
+def test_each_call_is_timed_on_the_trackers_clock(clock: FakeClock) -> None:
+    tracker = EventTracker("svc", clock=clock)
 
-    @counted(tracker)
-    def boom() -> None:
-        raise RuntimeError("boom")
+    @counted(tracker, "work")
+    def work(seconds: float) -> None:
+        clock.tick(seconds)
 
-    with pytest.raises(RuntimeError):
-        boom()
-    assert kind_totals(tracker) == {"call": 1}
+    for seconds in (0.010, 0.020, 0.030, 2.0):
+        work(seconds)
+    (kind,) = tracker.read().kinds
+    assert kind.latency is not None
+    assert kind.latency.count == 4
+    assert kind.latency.sum_seconds == pytest.approx(2.06)
+    assert kind.latency.max_seconds == pytest.approx(2.0)
+    assert kind.latency.quantile(0.5) == pytest.approx(0.020, rel=0.022)
 
 
-def test_context_manager_counts_each_block_and_its_errors() -> None:
-    tracker = EventTracker("svc")
-    batch = counted(tracker, "batch", error_kind="batch_error")
+def test_context_manager_times_each_block_and_counts_its_errors(clock: FakeClock) -> None:
+    tracker = EventTracker("svc", clock=clock)
+    batch = counted(tracker, "batch")
     assert isinstance(batch, CallCounter)
     for _ in range(3):
         with batch:
-            pass
+            clock.tick(0.5)
     with pytest.raises(KeyError), batch:
+        clock.tick(1.5)
         raise KeyError("missing")
-    assert kind_totals(tracker) == {"batch": 4, "batch_error": 1}
+    (kind,) = tracker.read().kinds
+    assert (kind.total_events, kind.total_errors) == (4, 1)
+    assert kind.latency is not None
+    assert kind.latency.sum_seconds == pytest.approx(3.0)
+    assert kind.latency.max_seconds == pytest.approx(1.5)
+
+
+def test_nested_blocks_of_one_counter_each_get_their_own_time(clock: FakeClock) -> None:
+    tracker = EventTracker("svc", clock=clock)
+    step = counted(tracker, "step")
+    with step:
+        clock.tick(1.0)
+        with step:
+            clock.tick(0.25)
+    (kind,) = tracker.read().kinds
+    assert kind.latency is not None
+    assert kind.latency.sum_seconds == pytest.approx(1.25 + 0.25)
+    assert kind.latency.max_seconds == pytest.approx(1.25)
 
 
 def test_generator_functions_are_refused_with_advice() -> None:

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import pytest
+
 import agent
+import mesh_common.errors
+from agent import AgentServer, EventTracker
+from mesh_common.errors import MeshError
 
 INTENDED = [
     "AgentError",
@@ -37,9 +42,27 @@ def test_every_exported_name_is_public_and_documented() -> None:
     for name in INTENDED:
         value = getattr(agent, name)
         assert value.__doc__, f"{name} has no docstring"
-        assert value.__module__.startswith("agent."), name
+        # Defined in the agent, or in mesh_common when every component shares it.
+        assert value.__module__.startswith(("agent.", "mesh_common.")), name
 
 
-def test_errors_form_one_hierarchy() -> None:
-    assert issubclass(agent.PortInUseError, agent.AgentError)
-    assert issubclass(agent.ServerStateError, agent.AgentError)
+def test_the_shared_errors_are_mesh_commons_own() -> None:
+    assert agent.PortInUseError is mesh_common.errors.PortInUseError
+    assert agent.ServerStateError is mesh_common.errors.ServerStateError
+
+
+def test_errors_form_one_tree_under_mesh_error() -> None:
+    for error in (agent.AgentError, agent.PortInUseError, agent.ServerStateError):
+        assert issubclass(error, MeshError), error
+    # The agent's own base is not a parent of the shared ones: each means one thing.
+    assert not issubclass(agent.PortInUseError, agent.AgentError)
+    assert not issubclass(agent.ServerStateError, agent.AgentError)
+
+
+async def test_a_taken_port_is_caught_as_a_mesh_error() -> None:
+    async with AgentServer(EventTracker("first")) as first:
+        second = AgentServer(EventTracker("second"), port=first.port)
+        with pytest.raises(MeshError) as caught:
+            await second.start()
+    assert isinstance(caught.value, agent.PortInUseError)
+    assert mesh_common.errors.exit_status(caught.value) == mesh_common.errors.EXIT_PORT_IN_USE

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from aggregator import DEFAULT_REGISTRY, ConfigError, load_config
+from aggregator import DEFAULT_REGISTRY, SECTION, AggregatorSettings, ConfigError, load_config
 
 GOOD = """
 [aggregator]
@@ -60,7 +60,10 @@ def test_a_good_file_is_read_with_defaults_filled_in(tmp_path: Path) -> None:
     assert admin.target == "10.0.0.5:9003"
     assert config.aggregator.port == 50200
     assert config.aggregator.history_size == 30
-    assert config.raw["gateway"] == {"port": 8000}
+    # The [gateway] table is another component's: accepted, and not the aggregator's business.
+    assert config.aggregator == AggregatorSettings(
+        port=50200, interval_seconds=2.0, deadline_seconds=0.25, history_seconds=60.0
+    )
 
 
 def test_environment_overrides_the_aggregator_section(tmp_path: Path) -> None:
@@ -84,7 +87,18 @@ def test_environment_overrides_the_aggregator_section(tmp_path: Path) -> None:
             "deadline_seconds: 1.0 must be shorter than interval_seconds (1.0)",
         ),
         ("[aggregator]\nport = 70000\n", "[aggregator] port: 70000 is not in 0..65535"),
-        ('[aggregator]\nport = "x"\n', "[aggregator] port: must be a number"),
+        ('[aggregator]\nport = "x"\n', "[aggregator] port: must be an integer, got 'x'"),
+        ("[aggregator]\nport = 1.5\n", "[aggregator] port: must be an integer, got 1.5"),
+        ("[aggregator]\nmax_subscribers = true\n", "max_subscribers: must be an integer, got True"),
+        ('[aggregator]\ninterval_seconds = "1"\n', "interval_seconds: must be a number, got '1'"),
+        ('[aggregator]\nhost = ""\n', "[aggregator] host: must not be empty"),
+        ("[aggregator]\nhistory_seconds = 0.5\n", "history_seconds: 0.5 must be at least"),
+        ("aggregator = 3\n", "[aggregator] must be a table, got 3"),
+        ("services = 3\n", "services must be an array of tables"),
+        (
+            '[[services]]\nname = "a"\nport = "8001"\ntype = "core"\n',
+            "services[0] ('a'): port must be an integer, got '8001'",
+        ),
         (
             '[[services]]\nname = "a"\nport = 8001\ntype = "core"\n'
             '[[services]]\nname = "a"\nport = 8002\ntype = "core"\n',
@@ -131,13 +145,51 @@ def test_a_bad_file_stops_start_up_naming_the_entry(
     ("environ", "expected"),
     [
         ({"METRICS_MESH_AGGREGATOR_PORTT": "1"}, "METRICS_MESH_AGGREGATOR_PORTT: unknown"),
-        ({"METRICS_MESH_AGGREGATOR_PORT": "abc"}, "'abc' is not a valid int"),
+        (
+            {"METRICS_MESH_AGGREGATOR_PORT": "abc"},
+            "environment METRICS_MESH_AGGREGATOR_PORT: 'abc' is not an integer",
+        ),
+        (
+            {"METRICS_MESH_AGGREGATOR_INTERVAL_SECONDS": "soon"},
+            "METRICS_MESH_AGGREGATOR_INTERVAL_SECONDS: 'soon' is not a number",
+        ),
         ({"METRICS_MESH_AGGREGATOR_DEADLINE_SECONDS": "5"}, "must be shorter than"),
     ],
 )
 def test_a_bad_environment_override_is_named(environ: dict[str, str], expected: str) -> None:
-    with pytest.raises(ConfigError, match=expected):
+    with pytest.raises(ConfigError) as caught:
         load_config(None, environ=environ)
+    assert expected in str(caught.value)
+
+
+def test_a_table_error_keeps_its_cause_when_the_file_name_is_added(tmp_path: Path) -> None:
+    path = write(tmp_path, "[aggregator]\ninterval_seconds = 1.0\ndeadline_seconds = 2.0\n")
+    with pytest.raises(ConfigError) as caught:
+        load_config(path, environ={})
+    table_error = caught.value.__cause__
+    assert isinstance(table_error, ConfigError)
+    assert str(caught.value) == f"{path}: {table_error}"
+    key_error = table_error.__cause__  # what the settings themselves refused
+    assert isinstance(key_error, ConfigError)
+    assert str(key_error).startswith("deadline_seconds: 2.0 must be shorter")
+
+
+def test_the_help_text_lists_every_key_with_its_environment_variable() -> None:
+    text = SECTION.help_text()
+    declared = SECTION.keys()
+    assert text.startswith("[aggregator]") and "METRICS_MESH_AGGREGATOR_<KEY>" in text
+    for key in declared:
+        assert f"  {key.name}: " in text
+        assert key.env_var == f"METRICS_MESH_AGGREGATOR_{key.name.upper()}"
+    assert [key.name for key in declared] == [
+        "host",
+        "port",
+        "interval_seconds",
+        "deadline_seconds",
+        "history_seconds",
+        "max_subscribers",
+        "backoff_max_seconds",
+    ]
 
 
 def test_a_missing_file_is_a_config_error(tmp_path: Path) -> None:

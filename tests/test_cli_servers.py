@@ -98,12 +98,13 @@ def test_aggregator_subcommand_serves_and_stops_on_sigterm(
     assert port_is_free("127.0.0.1", port)[0]
 
 
-def test_aggregator_on_a_taken_port_exits_3_naming_the_port(config: Path) -> None:
+@pytest.mark.parametrize("command", ["aggregator", "gateway"])
+def test_a_server_on_a_taken_port_exits_3_naming_the_port(config: Path, command: str) -> None:
     with socket.socket() as squatter:
         squatter.bind(("127.0.0.1", 0))
         squatter.listen()
         taken = squatter.getsockname()[1]
-        result = run("aggregator", "--config", str(config), "--port", str(taken))
+        result = run(command, "--config", str(config), "--port", str(taken))
     assert result.returncode == EXIT_PORT_IN_USE, result.stderr
     assert f"127.0.0.1:{taken}" in result.stderr
 

@@ -6,12 +6,12 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
 from demo_fleet.ports import port_is_free
+from tests.eventually import eventually_sync
 from tests.processes import alive, descendants
 
 METRICS_MESH = Path(sys.executable).with_name("metrics-mesh")
@@ -62,58 +62,72 @@ def start_small_demo(tmp_path: Path) -> subprocess.Popen[str]:
     return process
 
 
+def wait_until_up(process: subprocess.Popen[str]) -> None:
+    """Read the demo's output until it says everything is up (pytest-timeout bounds it)."""
+    assert process.stdout is not None
+    for line in process.stdout:
+        if "Press Ctrl-C" in line:
+            return
+    pytest.fail(f"the demo exited with status {process.wait()} before it was up")
+
+
+def generated_ports(tmp_path: Path) -> list[int]:
+    generated = (tmp_path / "run" / "metrics-mesh.toml").read_text(encoding="utf-8")
+    return [int(line.split("=")[1]) for line in generated.splitlines() if "port =" in line]
+
+
+def kill_leftovers(children: set[int]) -> None:
+    for pid in children:
+        if alive(pid):
+            os.kill(pid, signal.SIGKILL)
+
+
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGKILL], ids=["SIGTERM", "SIGKILL"])
 def test_stopping_the_demo_takes_every_child_down(tmp_path: Path, signum: signal.Signals) -> None:
     process = start_small_demo(tmp_path)
     children: set[int] = set()
     try:
-        deadline = time.monotonic() + 60
-        for line in process.stdout:
-            if "Press Ctrl-C" in line:
-                break
-            assert time.monotonic() < deadline
+        wait_until_up(process)
         children = descendants(process.pid)
         assert len(children) == 5  # 2 services, the fake upstream, aggregator, gateway
-        generated = (tmp_path / "run" / "metrics-mesh.toml").read_text(encoding="utf-8")
+        ports = generated_ports(tmp_path)
         process.send_signal(signum)
         status = process.wait(timeout=30)
         assert status == (0 if signum == signal.SIGTERM else -signal.SIGKILL)
-        deadline = time.monotonic() + 20
-        while any(alive(pid) for pid in children):
-            assert time.monotonic() < deadline, [pid for pid in children if alive(pid)]
-            time.sleep(0.1)
+        eventually_sync(
+            lambda: not any(alive(pid) for pid in children),
+            timeout=20,
+            what="every child of the demo to end",
+        )
     finally:
+        assert process.stdout is not None
         process.stdout.close()
-        for pid in children:
-            if alive(pid):
-                os.kill(pid, signal.SIGKILL)
-    ports = [int(line.split("=")[1]) for line in generated.splitlines() if "port =" in line]
+        kill_leftovers(children)
     assert len(ports) >= 6
-    deadline = time.monotonic() + 10
-    while not all(port_is_free("127.0.0.1", port)[0] for port in ports):
-        assert time.monotonic() < deadline, "ports still in use after the children died"
-        time.sleep(0.1)
+    eventually_sync(
+        lambda: all(port_is_free("127.0.0.1", port)[0] for port in ports),
+        timeout=10,
+        what="every port of the demo to be free",
+    )
 
 
 def test_ctrl_c_during_start_up_stops_what_was_started(tmp_path: Path) -> None:
     process = start_small_demo(tmp_path)
     children: set[int] = set()
+
+    def starting_children() -> set[int] | None:
+        assert process.poll() is None, "the demo exited during start-up"
+        found = descendants(process.pid)
+        return found if len(found) >= 3 else None  # the services and the fake upstream
+
     try:
-        deadline = time.monotonic() + 30
-        while len(children) < 3:  # the services and the fake upstream are starting
-            assert time.monotonic() < deadline, "nothing was started"
-            assert process.poll() is None
-            children = descendants(process.pid)
-            time.sleep(0.02)
+        children = eventually_sync(starting_children, timeout=30, what="the first children")
         process.send_signal(signal.SIGINT)
         out, _ = process.communicate(timeout=30)
         assert process.returncode == 130, out
-        assert "Press Ctrl-C" not in out and "stopping" in out
         assert [pid for pid in children if alive(pid)] == []
     finally:
         if process.poll() is None:
             process.kill()
             process.communicate()
-        for pid in children:
-            if alive(pid):
-                os.kill(pid, signal.SIGKILL)
+        kill_leftovers(children)

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from aggregator import DEFAULT_REGISTRY, load_config
-from demo_fleet.plan import misbehaviour, plan_fleet
+from demo_fleet.plan import FleetPlan, misbehaviour, plan_fleet
 from demo_fleet.ports import (
     LOWEST_PICKED_PORT,
     _ephemeral_range,
@@ -20,12 +20,23 @@ from demo_fleet.schedule import Schedule
 from demo_fleet.settings import DemoSettings
 from demo_fleet.toml_out import dumps
 from gateway import GatewaySettings, load_settings
+from mesh_common.config import load_mesh_file
+from mesh_common.errors import ConfigError
+
+
+def default_plan(*, port_offset: int = 0, use_free_ports: bool = False) -> FleetPlan:
+    """The plan of the built-in mesh (no file, no environment)."""
+    return plan_fleet(
+        load_mesh_file(None, environ={}),
+        GatewaySettings(),
+        DemoSettings(),
+        port_offset=port_offset,
+        use_free_ports=use_free_ports,
+    )
 
 
 def test_port_offset_moves_every_port() -> None:
-    plan = plan_fleet(
-        load_config(None, environ={}), GatewaySettings(), DemoSettings(), port_offset=100
-    )
+    plan = default_plan(port_offset=100)
     assert [entry.port for entry in plan.services][:2] == [8101, 8102]
     assert plan.services.by_name("weather-api").agent_port == 18109
     assert (plan.aggregator.port, plan.gateway.port, plan.upstream_port) == (50200, 8100, 8199)
@@ -33,17 +44,13 @@ def test_port_offset_moves_every_port() -> None:
 
 
 def test_free_ports_are_all_distinct() -> None:
-    plan = plan_fleet(
-        load_config(None, environ={}), GatewaySettings(), DemoSettings(), use_free_ports=True
-    )
+    plan = default_plan(use_free_ports=True)
     ports = [claim.port for claim in plan.claims()]
     assert len(ports) == 2 * 15 + 3 == len(set(ports))
 
 
 def test_the_generated_config_is_what_the_aggregator_and_gateway_read(tmp_path: Path) -> None:
-    plan = plan_fleet(
-        load_config(None, environ={}), GatewaySettings(), DemoSettings(), use_free_ports=True
-    )
+    plan = default_plan(use_free_ports=True)
     path = tmp_path / "mesh.toml"
     path.write_text(dumps(plan.config_document()), encoding="utf-8")
     config = load_config(path, environ={})
@@ -64,10 +71,27 @@ def test_toml_output_reads_back_the_same() -> None:
 
 
 def test_an_offset_beyond_the_port_range_is_refused() -> None:
-    with pytest.raises(ValueError, match=r"outside 1\.\.65535"):
-        plan_fleet(
-            load_config(None, environ={}), GatewaySettings(), DemoSettings(), port_offset=60000
-        )
+    with pytest.raises(ConfigError) as error:
+        default_plan(port_offset=60000)
+    assert "--port-offset 60000" in str(error.value)
+
+
+def test_a_server_on_port_0_is_refused_without_free_ports() -> None:
+    mesh = load_mesh_file(None, environ={"METRICS_MESH_AGGREGATOR_PORT": "0"})
+    with pytest.raises(ConfigError) as error:
+        plan_fleet(mesh, GatewaySettings(), DemoSettings())
+    assert "--free-ports" in str(error.value)
+    assert plan_fleet(mesh, GatewaySettings(), DemoSettings(), use_free_ports=True)
+
+
+def test_the_user_s_tables_are_handed_to_the_children(tmp_path: Path) -> None:
+    path = tmp_path / "mine.toml"
+    path.write_text("[aggregator]\ninterval_seconds = 2.0\n[gateway]\nhistory_size = 7\n")
+    plan = plan_fleet(load_mesh_file(path, environ={}), GatewaySettings(), DemoSettings())
+    generated = tmp_path / "generated.toml"
+    generated.write_text(dumps(plan.config_document()), encoding="utf-8")
+    assert load_config(generated, environ={}).aggregator.interval_seconds == 2.0
+    assert load_settings(generated, environ={}).history_size == 7
 
 
 def test_a_misbehaving_role_naming_no_service_says_so() -> None:
@@ -117,3 +141,14 @@ def test_free_ports_avoid_the_kernel_s_ephemeral_range() -> None:
     ports = free_ports(40)
     assert all(LOWEST_PICKED_PORT <= port < low for port in ports)
     assert all(port_is_free("127.0.0.1", port)[0] for port in ports)
+
+
+@pytest.mark.parametrize(
+    ("host", "dialled"),
+    [("0.0.0.0", "127.0.0.1:50100"), ("::", "[::1]:50100"), ("::1", "[::1]:50100")],
+)
+def test_the_children_dial_the_aggregator_where_it_listens(host: str, dialled: str) -> None:
+    mesh = load_mesh_file(None, environ={"METRICS_MESH_AGGREGATOR_HOST": host})
+    plan = plan_fleet(mesh, GatewaySettings(), DemoSettings())
+    assert plan.aggregator_address == dialled == plan.gateway.aggregator
+    assert plan.config_document()["gateway"]["aggregator"] == dialled

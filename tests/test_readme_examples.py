@@ -11,13 +11,11 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 import tomllib
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-import grpc
 import httpx
 import pytest
 from metricsmesh.v1 import aggregator_pb2, aggregator_pb2_grpc, snapshot_pb2
@@ -32,9 +30,14 @@ from aggregator import (
     load_config,
 )
 from demo_fleet.ports import free_ports, port_is_free
-from demo_fleet.settings import DemoSettings, load_demo_settings
+from demo_fleet.settings import SECTION as DEMO
+from demo_fleet.settings import DemoSettings
 from gateway import GatewaySettings, load_settings
+from mesh_common.config import load_mesh_file
+from mesh_common.errors import EXIT_PORT_IN_USE, EXIT_USAGE
+from mesh_common.transport import open_channel
 from metricsmesh_cli.main import build_parser
+from tests.eventually import eventually
 
 ROOT = Path(__file__).resolve().parent.parent
 README = (ROOT / "README.md").read_text(encoding="utf-8")
@@ -103,7 +106,7 @@ def test_each_documented_default_and_environment_variable_is_real(
     elif section == "gateway":
         loaded = load_settings(None, environ=environ)
     else:
-        loaded = load_demo_settings({}, environ)
+        loaded = load_mesh_file(None, environ=environ).read(DEMO)
     assert loaded == SECTIONS[section] or getattr(loaded, key) == actual
 
 
@@ -116,7 +119,7 @@ def test_the_example_config_holds_every_key_at_its_default() -> None:
     assert config.aggregator == AggregatorSettings()
     assert config.services == DEFAULT_REGISTRY
     assert load_settings(path, environ={}) == GatewaySettings()
-    assert load_demo_settings(config.raw, {}) == DemoSettings()
+    assert load_mesh_file(path, environ={}).read(DEMO) == DemoSettings()
 
 
 def test_the_readme_registry_table_is_the_built_in_registry() -> None:
@@ -135,6 +138,14 @@ def test_the_readme_registry_table_is_the_built_in_registry() -> None:
 def test_each_metrics_mesh_command_of_the_readme_parses(line: str) -> None:
     args = build_parser().parse_args(shlex.split(line)[1:])
     assert args.handler is not None
+
+
+def test_the_documented_exit_statuses_are_the_real_ones() -> None:
+    text = " ".join(section("The command line").split())
+    assert f"not `HOST:PORT`) exits with status {EXIT_USAGE};" in text
+    assert f"a port that is already in use exits with status {EXIT_PORT_IN_USE}." in text
+    demo = " ".join(section("The demo fleet (`make run`, `metrics-mesh demo`)").split())
+    assert f"and exits with status {EXIT_PORT_IN_USE}." in demo
 
 
 def test_the_prometheus_example_is_valid_and_scrapes_the_gateway_metrics_path() -> None:
@@ -240,34 +251,52 @@ def replace_option(argv: list[str], option: str, value: str) -> list[str]:
 
 async def active_row(target: str, name: str, kinds: set[str]) -> snapshot_pb2.ServiceRow:
     """Poll GetSnapshot until `name` is active and has counted every one of `kinds`."""
-    deadline = time.monotonic() + 30
-    row = snapshot_pb2.ServiceRow()
-    async with grpc.aio.insecure_channel(target) as channel:
+    async with open_channel(target) as channel:
         stub = aggregator_pb2_grpc.AggregatorServiceStub(channel)
-        while time.monotonic() < deadline:
+
+        async def row_with_kinds() -> snapshot_pb2.ServiceRow | None:
             reply = await stub.GetSnapshot(aggregator_pb2.GetSnapshotRequest(), timeout=5)
-            row = reply.snapshot.services[0]
+            (row,) = (row for row in reply.snapshot.services if row.service_name == name)
             counted = {kind.kind for kind in row.kinds if kind.total_events > 0}
-            if row.status == snapshot_pb2.SERVICE_STATUS_ACTIVE and kinds <= counted:
-                return row
-            await asyncio.sleep(0.2)
-    pytest.fail(f"{name} never became active with kinds {kinds}: {row}")
+            active = row.status == snapshot_pb2.SERVICE_STATUS_ACTIVE
+            return row if active and kinds <= counted else None
+
+        return await eventually(
+            row_with_kinds, timeout=30, what=f"{name} active with the kinds {kinds}"
+        )
 
 
-async def test_the_fastapi_example_is_collected_by_a_real_aggregator() -> None:
+async def answers_http(url: str) -> bool:
+    async with httpx.AsyncClient() as client:
+        try:
+            return (await client.get(url)).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+
+def ports_free(*ports: int) -> bool:
+    return all(port_is_free("127.0.0.1", port)[0] for port in ports)
+
+
+async def test_the_fastapi_example_is_collected_by_a_real_aggregator(tmp_path: Path) -> None:
     http_port, agent_port = free_ports(2)
     argv = replace_option(example_command("fastapi_service.py"), "--port", str(http_port))
     argv = replace_option(argv, "--agent-port", str(agent_port))
-    process = await asyncio.create_subprocess_exec(
-        *argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
-    )
+    log = tmp_path / "example.log"
+    with log.open("wb") as output:
+        process = await asyncio.create_subprocess_exec(
+            *argv, stdout=output, stderr=subprocess.STDOUT
+        )
     server = await start_aggregator(
         [ServiceEntry("weather-api", "127.0.0.1", http_port, agent_port, "data", "weather")]
     )
+
+    async def serving() -> bool:
+        assert process.returncode is None, log.read_text()
+        return await answers_http(f"http://127.0.0.1:{http_port}/healthz")
+
     try:
-        assert process.stdout is not None
-        line = await asyncio.wait_for(process.stdout.readline(), timeout=30)
-        assert f"agent serving on 127.0.0.1:{agent_port}" in line.decode()
+        await eventually(serving, timeout=30, what="the example's HTTP")
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{http_port}") as client:
             for _ in range(3):
                 assert (await client.get("/weather")).status_code == 200
@@ -279,12 +308,9 @@ async def test_the_fastapi_example_is_collected_by_a_real_aggregator() -> None:
         if process.returncode is None:
             process.send_signal(signal.SIGINT)
         await asyncio.wait_for(process.wait(), timeout=20)
-    deadline = time.monotonic() + 10
-    while not (
-        port_is_free("127.0.0.1", agent_port)[0] and port_is_free("127.0.0.1", http_port)[0]
-    ):
-        assert time.monotonic() < deadline, "the example left its ports in use"
-        await asyncio.sleep(0.1)
+    await eventually(
+        lambda: ports_free(agent_port, http_port), what="the example to free its ports"
+    )
 
 
 async def test_the_threaded_worker_example_is_collected_and_stops_by_itself() -> None:
@@ -303,8 +329,7 @@ async def test_the_threaded_worker_example_is_collected_and_stops_by_itself() ->
     finally:
         await server.stop(0)
     out, _ = await asyncio.wait_for(process.communicate(), timeout=30)
-    assert process.returncode == 0, out.decode()
-    assert "stopped after" in out.decode()
+    assert process.returncode == 0, out.decode()  # it stopped by itself after --seconds
 
 
 def test_the_demo_prose_states_the_actual_defaults() -> None:
