@@ -11,6 +11,7 @@ from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 
+from mesh_common.figures import Figure, columns
 from mesh_common.wire_time import to_seconds
 
 DETAIL_WIDTH = 60
@@ -92,7 +93,7 @@ def snapshot_title(snapshot: snapshot_pb2.Snapshot) -> str:
 
 
 def snapshot_summary(snapshot: snapshot_pb2.Snapshot) -> Text:
-    """Counts per status, the fleet's total rate and the active data sources."""
+    """Counts per status, the fleet's rate, error rate and p99, the active data sources."""
     text = Text()
     text.append(f"{snapshot.active_count} active", style="green")
     text.append("  ")
@@ -102,9 +103,126 @@ def snapshot_summary(snapshot: snapshot_pb2.Snapshot) -> Text:
     text.append(f"  of {snapshot.services_total}   ")
     text.append(f"{format_rate(snapshot.events_per_second)} ev/s", style="bold")
     text.append(f"  {snapshot.events_per_hour:,.0f} ev/h  total {snapshot.total_events:,}")
+    if snapshot.window_events:
+        rate = snapshot.window_errors / snapshot.window_events
+        text.append("  errors ")
+        text.append(f"{rate:.1%}", style=_level_style("error_rate", rate))
+    if snapshot.HasField("latency"):
+        p99 = to_seconds(snapshot.latency.p99) * 1000
+        text.append("  p99 ")
+        text.append(format_millis(p99), style=_level_style("latency_p99_ms", p99))
     if snapshot.data_sources_active:
         text.append(f"   data sources: {', '.join(snapshot.data_sources_active)}")
     return text
+
+
+def _cells(figure: Figure, row: snapshot_pb2.ServiceRow, now: float, one_line: bool) -> Text | str:
+    """One cell: the figure's raw value of the row, formatted for its unit."""
+    active = row.status == snapshot_pb2.SERVICE_STATUS_ACTIVE
+    name = figure.name
+    if name == "status":
+        return status_text(row.status)
+    if name == "service_type":
+        return row.service_type + (f" ({row.data_source})" if row.data_source else "")
+    if name == "error_message":
+        text = _kinds(row) if active else row.error_message or "-"
+        if one_line and len(text) > DETAIL_WIDTH:
+            text = text[: DETAIL_WIDTH - 1] + "…"
+        return Text(text, style="dim" if active or not row.error_message else "red")
+    describes_the_call = figure.series is not None and figure.series.when_inactive
+    if not active and not describes_the_call and name != "service_name":
+        return "-"  # an inactive row has no figures of its own
+    return _formatted(figure, figure.read(row), now)
+
+
+def _formatted(figure: Figure, value: object, now: float) -> Text | str:
+    if value is None:
+        return "-"
+    unit = figure.unit
+    if unit == "ratio":
+        assert isinstance(value, float)
+        return Text(f"{value:.1%}", style=_level_style(figure.name, value))
+    if unit == "ms":
+        assert isinstance(value, float)
+        return Text(format_millis(value), style=_level_style(figure.name, value))
+    if unit == "1/s":
+        assert isinstance(value, float)
+        return format_rate(value)
+    if unit in ("1/h", "events"):
+        assert isinstance(value, int | float)
+        return f"{value:,.0f}"
+    if unit == "s":
+        assert isinstance(value, float)
+        return format_duration(value)
+    if unit == "time":
+        assert isinstance(value, float)
+        return f"{format_duration(now - value)} ago"
+    return str(value)
+
+
+WARNING_LEVELS: dict[str, tuple[float, float]] = {
+    "error_rate": (0.01, 0.05),
+    "latency_p95_ms": (500.0, 2000.0),
+    "latency_p99_ms": (1000.0, 2000.0),
+}
+"""(warn, bad) thresholds of the figures an operator watches first (as on the dashboard)."""
+
+
+def _level_style(name: str, value: float) -> str:
+    levels = WARNING_LEVELS.get(name)
+    if levels is None:
+        return ""
+    return "bold red" if value >= levels[1] else "yellow" if value >= levels[0] else ""
+
+
+def format_millis(value: float) -> str:
+    """A duration in ms: `0.42 ms`, `12.3 ms`, `250 ms`, `2.50 s`."""
+    if value >= 1000:
+        return f"{value / 1000:.2f} s"
+    if value >= 100:
+        return f"{value:.0f} ms"
+    return f"{value:.1f} ms" if value >= 10 else f"{value:.2f} ms"
+
+
+_HEADERS = {"error_message": "KINDS (ev/s) / ERROR"}
+_RIGHT_ALIGNED = frozenset({"1/s", "1/h", "events", "s", "ms", "ratio", "time"})
+_FLEXIBLE = "error_message"
+"""The column that takes what width is left (it wraps, or is cut in one-line mode)."""
+_FLEXIBLE_MIN_WIDTH = 16
+_COLUMN_PADDING = 3
+"""What rich adds to a column's text: one space each side and a separator."""
+
+
+def fitted_columns(
+    cells: list[list[Text | str]], figures: tuple[Figure, ...], width: int | None
+) -> list[int]:
+    """The positions of the columns to show in `width` characters (all when it is None).
+
+    Columns are dropped by the schema's priority, least important first.
+    """
+    shown = list(range(len(figures)))
+    if width is None:
+        return shown
+
+    def needed(position: int) -> int:
+        figure = figures[position]
+        header = _HEADERS.get(figure.name, figure.label.upper())
+        if figure.name == _FLEXIBLE:
+            return _FLEXIBLE_MIN_WIDTH + _COLUMN_PADDING
+        longest = (
+            max(
+                (Text(cell).cell_len if isinstance(cell, str) else cell.cell_len)
+                for cell in (row[position] for row in cells)
+            )
+            if cells
+            else 0
+        )
+        return max(len(header), longest) + _COLUMN_PADDING
+
+    by_priority = sorted(shown, key=lambda p: (figures[p].column or (0, 0))[1], reverse=True)
+    while shown and sum(needed(p) for p in shown) + 1 > width and len(shown) > 1:
+        shown.remove(by_priority.pop(0))
+    return shown
 
 
 def snapshot_table(
@@ -113,43 +231,33 @@ def snapshot_table(
     rows: Iterable[snapshot_pb2.ServiceRow] | None = None,
     now: float | None = None,
     one_line: bool = False,
-) -> Table:
-    """The services of `snapshot` as a table (`rows` picks and orders them).
+    width: int | None = None,
+) -> tuple[Table, list[str]]:
+    """The services of `snapshot` as a table (`rows` picks and orders them), and what it hid.
 
-    `one_line` cuts long kinds/error texts (with an ellipsis), so that on a wide terminal
+    The columns are the row schema's (`mesh_common.figures.columns()`). With a `width`, the
+    least important columns are dropped until the table fits; their labels are returned so
+    the caller can say so. `one_line` cuts long kinds/error texts (with an ellipsis), so that
     every row is one line and a table refreshed in place does not jump.
     """
     now = time.time() if now is None else now
+    figures = columns()
+    chosen = list(snapshot.services if rows is None else rows)
+    cells = [[_cells(figure, row, now, one_line) for figure in figures] for row in chosen]
+    shown = fitted_columns(cells, figures, width)
     table = Table(title=snapshot_title(snapshot), title_justify="left", expand=False)
-    table.add_column("SERVICE", no_wrap=True)
-    table.add_column("TYPE")
-    table.add_column("STATUS", no_wrap=True)
-    table.add_column("EV/S", justify="right")
-    table.add_column("EV/H", justify="right")
-    table.add_column("TOTAL", justify="right")
-    table.add_column("UPTIME", justify="right")
-    table.add_column("LAST EVENT", justify="right")
-    table.add_column("CALL", justify="right")
-    table.add_column("KINDS (ev/s) / ERROR")
-    for row in snapshot.services if rows is None else rows:
-        active = row.status == snapshot_pb2.SERVICE_STATUS_ACTIVE
-        text = _kinds(row) if active else row.error_message or "-"
-        if one_line and len(text) > DETAIL_WIDTH:
-            text = text[: DETAIL_WIDTH - 1] + "…"
-        detail = Text(text, style="dim" if active or not row.error_message else "red")
-        table.add_row(
-            row.service_name,
-            row.service_type + (f" ({row.data_source})" if row.data_source else ""),
-            status_text(row.status),
-            format_rate(row.events_per_second) if active else "-",
-            f"{row.events_per_hour:,.0f}" if active else "-",
-            f"{row.total_events:,}" if active else "-",
-            format_duration(to_seconds(row.uptime)) if active else "-",
-            _last_event(row, now) if active else "-",
-            f"{to_seconds(row.call_latency) * 1000:.1f} ms",
-            detail,
+    for position in shown:
+        figure = figures[position]
+        table.add_column(
+            _HEADERS.get(figure.name, figure.label.upper()),
+            justify="right" if figure.unit in _RIGHT_ALIGNED else "left",
+            no_wrap=figure.name != _FLEXIBLE,
+            overflow="ellipsis" if figure.name == _FLEXIBLE and one_line else "fold",
         )
-    return table
+    for row_cells in cells:
+        table.add_row(*(row_cells[position] for position in shown))
+    hidden = [figures[p].label for p in range(len(figures)) if p not in shown]
+    return table, hidden
 
 
 def snapshot_view(
@@ -159,13 +267,23 @@ def snapshot_view(
     now: float | None = None,
     footer: str = "",
     one_line: bool = False,
+    width: int | None = None,
 ) -> Group:
-    """The table plus its summary line (and an optional footer), ready to print or to `Live`."""
+    """The table plus its summary line (and an optional footer), ready to print or to `Live`.
+
+    With a `width` (the terminal's), columns that do not fit are dropped and the footer says
+    which.
+    """
     rows = sort_by_rate(snapshot.services) if sort_rate else None
-    parts: list[Table | Text] = [
-        snapshot_table(snapshot, rows=rows, now=now, one_line=one_line),
-        snapshot_summary(snapshot),
-    ]
+    table, hidden = snapshot_table(snapshot, rows=rows, now=now, one_line=one_line, width=width)
+    parts: list[Table | Text] = [table, snapshot_summary(snapshot)]
+    if hidden:
+        parts.append(
+            Text(
+                f"{len(hidden)} columns hidden to fit {width} columns: {', '.join(hidden)}",
+                style="dim",
+            )
+        )
     if footer:
         parts.append(Text(footer, style="dim"))
     return Group(*parts)

@@ -63,5 +63,6 @@ def run_snapshot(
         console.file.write(snapshot_json(snapshot) + "\n")
         console.file.flush()
     else:
-        console.print(snapshot_view(snapshot))
+        # On a terminal the table fits its width; piped, every column is printed.
+        console.print(snapshot_view(snapshot, width=console.width if console.is_terminal else None))
     return 0

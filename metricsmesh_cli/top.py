@@ -100,7 +100,12 @@ async def _show_stream(
         with Live(waiting, console=console, refresh_per_second=4, transient=False) as live:
             async for response in stub.StreamSnapshots(request):
                 view = snapshot_view(
-                    response.snapshot, sort_rate=True, now=time.time(), footer=footer, one_line=True
+                    response.snapshot,
+                    sort_rate=True,
+                    now=time.time(),
+                    footer=footer,
+                    one_line=True,
+                    width=console.width,
                 )
                 live.update(view, refresh=True)
                 frames.shown += 1

@@ -144,10 +144,12 @@ async def test_each_request_is_timed() -> None:
     app = build_app([])
     app.add_middleware(RequestCountMiddleware, tracker=tracker, kind=http_route_kind)
 
-    async with serving(app) as address:
-        async with httpx.AsyncClient(base_url=f"http://{address}", timeout=SHORT) as client:
-            for _ in range(3):
-                assert (await client.get("/slow")).status_code == 200
+    async with (
+        serving(app) as address,
+        httpx.AsyncClient(base_url=f"http://{address}", timeout=SHORT) as client,
+    ):
+        for _ in range(3):
+            assert (await client.get("/slow")).status_code == 200
 
     (kind,) = tracker.read(["GET /slow"]).kinds
     assert kind.latency is not None and kind.latency.count == 3

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -16,6 +18,8 @@ from agent import AgentServer, EventTracker, RpcCountInterceptor, SyncRpcCountIn
 SHORT = 5.0
 SAY = "/demo.Echo/Say"
 FAIL = "/demo.Echo/Fail"
+TICKS = "/demo.Echo/Ticks"
+TICK_SECONDS = 0.02
 
 StartServer = Callable[[grpc.aio.ServerInterceptor], Awaitable[str]]
 
@@ -31,6 +35,13 @@ def echo_handler(asynchronous: bool) -> grpc.GenericRpcHandler:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "always fails")
             raise AssertionError("unreachable")
 
+        async def ticks(request: bytes, context: Any) -> AsyncIterator[bytes]:
+            for index in range(3):
+                await asyncio.sleep(TICK_SECONDS)
+                yield b"%d" % index
+            if request == b"then fail":
+                await context.abort(grpc.StatusCode.UNAVAILABLE, "stream broke")
+
     else:
 
         def say(request: bytes, context: Any) -> bytes:  # type: ignore[misc]
@@ -40,17 +51,29 @@ def echo_handler(asynchronous: bool) -> grpc.GenericRpcHandler:
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, "always fails")
             raise AssertionError("unreachable")
 
+        def ticks(request: bytes, context: Any) -> Iterator[bytes]:  # type: ignore[misc]
+            for index in range(3):
+                time.sleep(TICK_SECONDS)
+                yield b"%d" % index
+            if request == b"then fail":
+                context.abort(grpc.StatusCode.UNAVAILABLE, "stream broke")
+
     return grpc.method_handlers_generic_handler(
         "demo.Echo",
         {
             "Say": grpc.unary_unary_rpc_method_handler(say),
             "Fail": grpc.unary_unary_rpc_method_handler(fail),
+            "Ticks": grpc.unary_stream_rpc_method_handler(ticks),
         },
     )
 
 
 def kind_totals(tracker: EventTracker) -> dict[str, int]:
     return {row.kind: row.total_events for row in tracker.read().kinds if row.total_events}
+
+
+def kind_errors(tracker: EventTracker) -> dict[str, int]:
+    return {row.kind: row.total_errors for row in tracker.read().kinds if row.total_events}
 
 
 @pytest.fixture
@@ -115,6 +138,39 @@ async def test_one_kind_per_method(tracker: EventTracker, aio_server_factory: St
     assert kind_totals(tracker) == {SAY: 3, FAIL: 2}
 
 
+async def test_non_ok_codes_count_as_errors_unless_declared_ok(
+    tracker: EventTracker, aio_server_factory: StartServer
+) -> None:
+    address = await aio_server_factory(RpcCountInterceptor(tracker, kind=lambda method: method))
+    await drive_aio(address)
+    assert kind_errors(tracker) == {SAY: 0, FAIL: 2}
+    lenient = EventTracker("lenient")
+    interceptor = RpcCountInterceptor(
+        lenient,
+        kind=lambda method: method,
+        ok_codes={grpc.StatusCode.OK, grpc.StatusCode.INVALID_ARGUMENT},
+    )
+    await drive_aio(await aio_server_factory(interceptor))
+    assert kind_errors(lenient) == {SAY: 0, FAIL: 0}
+
+
+async def test_a_streaming_rpc_is_timed_until_its_last_message(
+    tracker: EventTracker, aio_server_factory: StartServer
+) -> None:
+    address = await aio_server_factory(RpcCountInterceptor(tracker, kind=lambda method: method))
+    async with grpc.aio.insecure_channel(address) as channel:
+        ticks = channel.unary_stream(TICKS)
+        assert [reply async for reply in ticks(b"", timeout=SHORT)] == [b"0", b"1", b"2"]
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            async for _ in ticks(b"then fail", timeout=SHORT):
+                pass
+        assert caught.value.code() == grpc.StatusCode.UNAVAILABLE
+    (kind,) = tracker.read([TICKS]).kinds
+    assert (kind.total_events, kind.total_errors) == (2, 1)
+    assert kind.latency is not None
+    assert kind.latency.max_seconds >= 3 * TICK_SECONDS * 0.9  # the whole stream, not its start
+
+
 async def test_uncounted_services_are_configurable(
     tracker: EventTracker, aio_server_factory: StartServer
 ) -> None:
@@ -169,6 +225,19 @@ def test_sync_interceptor_counts_a_threaded_servers_rpcs(
             channel.unary_unary(FAIL)(b"", timeout=SHORT)
         health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=SHORT)
     assert kind_totals(tracker) == {SAY: 40, FAIL: 1}
+    assert kind_errors(tracker) == {SAY: 0, FAIL: 1}
+
+
+def test_sync_interceptor_times_a_streaming_rpc(tracker: EventTracker, sync_server: str) -> None:
+    with grpc.insecure_channel(sync_server) as channel:
+        ticks = channel.unary_stream(TICKS)
+        assert list(ticks(b"", timeout=SHORT)) == [b"0", b"1", b"2"]
+        with pytest.raises(grpc.RpcError):
+            list(ticks(b"then fail", timeout=SHORT))
+    (kind,) = tracker.read([TICKS]).kinds
+    assert (kind.total_events, kind.total_errors) == (2, 1)
+    assert kind.latency is not None
+    assert kind.latency.max_seconds >= 3 * TICK_SECONDS * 0.9
 
 
 def test_a_kind_that_is_neither_a_name_nor_a_function_is_refused(tracker: EventTracker) -> None:

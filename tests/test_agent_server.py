@@ -255,13 +255,15 @@ def test_agent_server_thread_runs_the_interceptors_it_is_given() -> None:
         grpc.insecure_channel(server.address) as channel,
     ):
         stub = event_rate_pb2_grpc.EventRateServiceStub(channel)
-        for _ in range(2):
+        for _ in range(3):
             stub.GetEventRate(event_rate_pb2.GetEventRateRequest(), timeout=SHORT)
         response = stub.GetEventRate(
             event_rate_pb2.GetEventRateRequest(kinds=["rate_read"]), timeout=SHORT
         )
-    # The third call is counted once its handler is found, before it reads the tracker.
-    assert [(kind.kind, kind.total_events) for kind in response.kinds] == [("rate_read", 3)]
+    # A call counts when its handler is done: the fourth reads the first three, timed.
+    (kind,) = response.kinds
+    assert (kind.kind, kind.total_events, kind.total_errors) == ("rate_read", 3, 0)
+    assert kind.latency.histogram.count == 3
 
 
 def test_agent_server_thread_on_a_taken_port_raises_and_cleans_up() -> None:
