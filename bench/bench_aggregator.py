@@ -43,12 +43,24 @@ EVENT_RATE_SERVICE = event_rate_pb2.DESCRIPTOR.services_by_name["EventRateServic
 # ---------------------------------------------------------------- agent worker processes
 
 
-def _agent_worker(count: int, first: int, hang: bool, conn: Connection) -> None:
+def _agent_worker(count: int, first: int, hang: bool, timed: bool, conn: Connection) -> None:
     """Host `count` agents (the first one hanging when `hang`) until told to stop."""
-    asyncio.run(_host_agents(count, first, hang, conn))
+    asyncio.run(_host_agents(count, first, hang, timed, conn))
 
 
-async def _host_agents(count: int, first: int, hang: bool, conn: Connection) -> None:
+TIMED_KINDS = ("api_call", "data_fetch", "inference")
+"""With `timed`, every agent observes these three kinds (bigger answers: buckets, errors)."""
+
+
+def _observe_three_kinds(tracker: Any, index: int) -> None:
+    """Durations spread over about 30 buckets per kind, a few of them failed."""
+    for kind_index, kind in enumerate(TIMED_KINDS):
+        for event in range(300):
+            seconds = 0.002 * (1 + kind_index) * 1.05 ** (event % 30)
+            tracker.observe(kind, seconds, error=(event + index) % 50 == 0)
+
+
+async def _host_agents(count: int, first: int, hang: bool, timed: bool, conn: Connection) -> None:
     from agent import AgentServer, EventTracker
     from mesh_common.grpc_host import GrpcHost
 
@@ -74,6 +86,8 @@ async def _host_agents(count: int, first: int, hang: bool, conn: Connection) -> 
             continue
         tracker = EventTracker(name)
         tracker.record(n=index + 1)
+        if timed:
+            _observe_three_kinds(tracker, index)
         agent = AgentServer(tracker, grace_seconds=0)
         ports.append(await agent.start())
         stops.append(agent.stop)
@@ -97,7 +111,7 @@ def agents_cpu() -> float:
 
 
 @contextlib.contextmanager
-def agent_fleet(count: int, *, hang: bool = False) -> Iterator[Registry]:
+def agent_fleet(count: int, *, hang: bool = False, timed: bool = False) -> Iterator[Registry]:
     """`count` agents in WORKERS processes; yields the registry that points at them."""
     context = multiprocessing.get_context("spawn")
     pipes, processes, ports = [], [], []
@@ -109,7 +123,9 @@ def agent_fleet(count: int, *, hang: bool = False) -> Iterator[Registry]:
             break
         parent, child = context.Pipe()
         process = context.Process(
-            target=_agent_worker, args=(size, first, hang and worker == 0, child), daemon=True
+            target=_agent_worker,
+            args=(size, first, hang and worker == 0, timed, child),
+            daemon=True,
         )
         process.start()
         pipes.append(parent)
@@ -273,6 +289,41 @@ def bench_rounds(counts: tuple[int, ...] = (15, 200, 1000)) -> None:
                 f"(best of 2 each; target <= {target})",
                 flush=True,
             )
+
+
+def bench_timed_answers(counts: tuple[int, ...] = (15, 200)) -> None:
+    """Our rounds against agents with 3 timed kinds vs untimed agents, same run, interleaved.
+
+    The timed answers carry errors, latency summaries and bucket counts per kind and for the
+    service (issue target: rounds within 10 % of the untimed ones).
+    """
+    print("rounds with bigger answers (3 timed kinds per agent) vs untimed agents (p50, best of 2)")
+    for count in counts:
+        rounds, _ = ROUNDS[count]
+        results: dict[str, list[float]] = {"untimed": [], "3 timed kinds": []}
+        sizes: dict[str, int] = {}
+        for _ in range(2):
+            for name, timed in (("untimed", False), ("3 timed kinds", True)):
+                with agent_fleet(count, timed=timed) as registry:
+                    samples, _cpu = asyncio.run(_ours(registry, rounds))
+                    results[name].append(_quantiles(samples)[0])
+                    sizes[name] = asyncio.run(_answer_size(registry[1]))
+        before, after = min(results["untimed"]), min(results["3 timed kinds"])
+        verdict = "ok" if after <= 1.1 * before else "MISSED"
+        print(
+            f"  {count:5d} agents  untimed p50 {before * 1e3:7.2f} ms (answer {sizes['untimed']} B)"
+            f" | 3 timed kinds p50 {after * 1e3:7.2f} ms (answer {sizes['3 timed kinds']} B)"
+            f"  => x{after / before:.2f} (target <= 1.10: {verdict})",
+            flush=True,
+        )
+
+
+async def _answer_size(entry: ServiceEntry) -> int:
+    async with open_channel(entry.target) as channel:
+        response = await event_rate_pb2_grpc.EventRateServiceStub(channel).GetEventRate(
+            REQUEST, timeout=DEADLINE
+        )
+    return len(response.SerializeToString())
 
 
 # ---------------------------------------------------------------- hung agent
@@ -476,7 +527,12 @@ def _load() -> str:
     return f"machine load average {one:.1f} (1 min) / {five:.1f} (5 min) on {os.cpu_count()} cores"
 
 
-PARTS = {"rounds": bench_rounds, "hung": bench_hung, "subscribers": bench_subscribers}
+PARTS = {
+    "rounds": bench_rounds,
+    "answers": bench_timed_answers,
+    "hung": bench_hung,
+    "subscribers": bench_subscribers,
+}
 
 
 def main() -> None:

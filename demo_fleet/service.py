@@ -23,6 +23,7 @@ import contextlib
 import io
 import logging
 import os
+import random
 import signal
 import socket
 import sys
@@ -33,12 +34,12 @@ from typing import Any
 
 import httpx
 import uvicorn
-from fastapi import FastAPI
+from fastapi import FastAPI, HTTPException
 
 from agent import AgentServer, EventTracker, PortInUseError, RequestCountMiddleware
 from demo_fleet.exit_codes import PLANNED_EXIT_STATUS, STARTUP_FAILURE_STATUS
 from demo_fleet.faults import FaultInterceptor
-from demo_fleet.profiles import flows_for, kinds_of
+from demo_fleet.profiles import Timing, api_timing, flows_for, kinds_of
 from demo_fleet.schedule import Schedule, schedule_arg
 from demo_fleet.workload import Workload
 from mesh_common.addresses import HostPort, format_host_port
@@ -69,10 +70,16 @@ class ServiceOptions:
     parent_pid: int | None = None
 
 
-def create_app(options: ServiceOptions, tracker: EventTracker, workload: Workload) -> FastAPI:
-    """The service's HTTP API; every request is counted as `api_call`."""
+def create_app(
+    options: ServiceOptions, tracker: EventTracker, workload: Workload, timing: Timing
+) -> FastAPI:
+    """The service's HTTP API; every request is counted and timed as `api_call`.
+
+    `/api/items/{item}` takes as long as `timing` says and fails (503) as often.
+    """
     app = FastAPI(title=options.name, docs_url=None, redoc_url=None, openapi_url=None)
     started = time.monotonic()
+    rng = random.Random(options.name)
 
     @app.get("/")
     async def index() -> dict[str, Any]:
@@ -95,6 +102,10 @@ def create_app(options: ServiceOptions, tracker: EventTracker, workload: Workloa
 
     @app.get("/api/items/{item}")
     async def item(item: int) -> dict[str, Any]:
+        seconds, failed = timing.sample(rng, time.monotonic() - started)
+        await asyncio.sleep(seconds)
+        if failed:
+            raise HTTPException(503, "the demo failed this request on purpose")
         return {"item": item, "service": options.name}
 
     @app.get("/api/latest")
@@ -202,7 +213,7 @@ class DemoService:
         """Serve HTTP on `sock` and run the workload and the chaos loop until stopped."""
         options = self.options
         config = uvicorn.Config(
-            create_app(options, self.tracker, workload),
+            create_app(options, self.tracker, workload, api_timing(self._flows)),
             log_level="warning",
             access_log=False,
             http="httptools",

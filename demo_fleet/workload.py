@@ -1,8 +1,9 @@
 """Drives a demo service's flows: Poisson arrivals at each flow's rate, bursts included.
 
 `Workload.run()` starts one task per flow and runs until cancelled. What one event *is*
-depends on the flow (see `profiles`): a real request to the service's own HTTP API, a real
-fetch from the fake upstream, or in-process work counted on the tracker.
+depends on the flow (see `profiles`): a real request to the service's own HTTP API (timed by
+the middleware), a real fetch from the fake upstream (timed here), or in-process work observed
+on the tracker with a duration and an outcome drawn from the flow's timing.
 """
 
 from __future__ import annotations
@@ -70,16 +71,21 @@ class Workload:
                 await asyncio.sleep(TICK_SECONDS)
                 mean = rate * TICK_SECONDS
                 count = max(0, round(rng.gauss(mean, math.sqrt(mean))))
-                if count:
-                    self._tracker.record(flow.kind, count)
+                for _ in range(count):
+                    self._work(flow, rng)
                 continue
             await asyncio.sleep(min(rng.expovariate(rate), MAX_SLEEP_SECONDS))
             if flow.via == "work":
-                self._tracker.record(flow.kind)
+                self._work(flow, rng)
             elif flow.via == "http":
                 await self._call_own_api(rng)
             else:
                 await self._fetch_upstream(flow.kind)
+
+    def _work(self, flow: Flow, rng: random.Random) -> None:
+        """One piece of in-process work, observed with its simulated duration and outcome."""
+        seconds, failed = flow.timing.sample(rng, self._clock() - self._start)
+        self._tracker.observe(flow.kind, seconds, error=failed)
 
     async def _call_own_api(self, rng: random.Random) -> None:
         """One real request to the service's own API (the middleware counts it)."""
@@ -91,23 +97,25 @@ class Workload:
             log.warning("request to own API %s failed: %s", path, error)
 
     async def _fetch_upstream(self, kind: str) -> None:
-        """One real fetch from the fake upstream; success and failure are counted apart."""
-        if self._upstream is None:
-            self._tracker.record(kind)
-            return
+        """One real fetch from the fake upstream, timed; a failed one is a failed event."""
+        started = self._tracker.clock()
+        failure = ""
         try:
-            response = await self._upstream.get(f"/v1/{self._data_source}")
+            response = (
+                await self._upstream.get(f"/v1/{self._data_source}") if self._upstream else None
+            )
         except httpx.HTTPError as error:
-            self._fetch_failed(f"{type(error).__name__}: {error}")
-            return
-        if response.status_code != 200:
-            self._fetch_failed(f"HTTP {response.status_code}")
-            return
-        self.last_payload = response.json()
-        self._tracker.record(kind)
+            failure = f"{type(error).__name__}: {error}"
+        else:
+            if response is not None and response.status_code != 200:
+                failure = f"HTTP {response.status_code}"
+            elif response is not None:
+                self.last_payload = response.json()
+        self._tracker.observe(kind, self._tracker.clock() - started, error=bool(failure))
+        if failure:
+            self._fetch_failed(failure)
 
     def _fetch_failed(self, reason: str) -> None:
         self.fetch_failures += 1
-        self._tracker.record("data_fetch_error")
         if self.fetch_failures == 1 or self.fetch_failures % 50 == 0:
             log.warning("upstream fetch failed (%d so far): %s", self.fetch_failures, reason)

@@ -1,7 +1,7 @@
 """A plain threaded worker (no asyncio) with the agent embedded: python examples/threaded_worker.py
 
-Worker threads take jobs from a queue and count each one as `job` (and a failed one as
-`job_error`); the producer counts `message` per job it enqueues. `AgentServerThread` serves the
+Worker threads take jobs from a queue and observe each one as `job`, with its duration and
+whether it failed; the producer counts `message` per job it enqueues (untimed). `AgentServerThread` serves the
 agent from its own thread, so the rest of the program stays ordinary blocking code.
 
     python examples/threaded_worker.py --agent-port 18015
@@ -19,20 +19,19 @@ import time
 
 from agent import AgentServerThread, EventTracker
 
-tracker = EventTracker("log-aggregator", kinds=["message", "job", "job_error"])
+tracker = EventTracker("log-aggregator", kinds=["message", "job"])
 
 
 def worker(jobs: queue.Queue[int], stop: threading.Event) -> None:
-    done = tracker.counter("job")  # keep the counter: its record() is the fast path
+    done = tracker.counter("job")  # keep the counter: skips the kind lookup on every event
     while not stop.is_set():
         try:
             job = jobs.get(timeout=0.1)
         except queue.Empty:
             continue
-        time.sleep(0.001)  # the work
-        if job % 50 == 0:
-            tracker.record("job_error")
-        done.record()
+        started = time.monotonic()
+        time.sleep(0.001)  # the work; one job in 50 fails
+        done.observe(time.monotonic() - started, error=job % 50 == 0)
 
 
 def main() -> None:

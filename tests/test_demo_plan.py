@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 import tomllib
 from pathlib import Path
 
@@ -109,9 +110,27 @@ def test_every_built_in_service_has_its_own_profile_with_several_kinds() -> None
         flows = flows_for(entry.name, entry.type, has_data_source=bool(entry.data_source))
         assert flows
         if entry.data_source:
-            assert "data_fetch" in kinds_of(flows) and "data_fetch_error" in kinds_of(flows)
+            assert "data_fetch" in kinds_of(flows)
     rates = {sum(f.rate for f in BUILT_IN[name]) for name in BUILT_IN}
     assert len(rates) >= 10  # different rates, not one profile copied
+
+
+def test_the_workloads_give_every_colour_of_errors_and_latency() -> None:
+    rng = random.Random(1)
+
+    def shape(name: str, kind: str, elapsed: float) -> tuple[float, float]:
+        (flow,) = [f for f in BUILT_IN[name] if f.kind == kind]
+        samples = [flow.timing.sample(rng, elapsed) for _ in range(20_000)]
+        durations = sorted(seconds for seconds, _ in samples)
+        return sum(failed for _, failed in samples) / len(samples), durations[19_800]
+
+    errors, _ = shape("enrichment-pipeline", "message", 0.0)
+    assert 0.02 <= errors <= 0.05  # one service runs at 2-5 % errors
+    _, calm_p99 = shape("ai-automation-service", "inference", 60.0)
+    _, spell_p99 = shape("ai-automation-service", "inference", 10.0)
+    assert calm_p99 < 1.0 < 2.0 < spell_p99  # and one has a slow p99 at times
+    fast_errors, fast_p99 = shape("websocket-ingestion", "message", 0.0)
+    assert fast_errors < 0.01 and fast_p99 < 0.01
 
 
 def test_unknown_services_get_a_profile_from_their_type_without_fetching() -> None:
