@@ -1,13 +1,16 @@
 """One kind's latency buckets: the rolling window and since start, in fixed memory.
 
-The window is cut into `SLOTS` slots (12 of 5 s for the default 60 s window). Each duration
-is added, under the tracker's lock, to the dense bucket counts of the current slot, of the
-window and of since-start (three array increments, no allocation). When a slot closes, its
-non-empty buckets are kept as a compact (positions, counts) pair; when it leaves the window,
-they are subtracted from the window's counts. So the window's buckets are always at hand,
-memory is fixed (three dense arrays of `mesh_common.latency.BUCKETS` counts plus at most
-`SLOTS` compact slots), and durations age out of the window in whole slots: the latency
-window covers the last 55 to 60 s while the rate's covers the last 59 to 60 s.
+The window is cut into slots of a whole number of the tracker's buckets (12 slots of 5 s for
+the default 60 buckets of 1 s), so a latency slot only ever changes when a bucket does.
+`observe()` adds a duration to one dense array (the window's bucket counts, under the
+tracker's lock) and to the current slot's count, sum and maximum: nothing else on the hot path.
+
+When a slot closes, its bucket counts (the window's minus those of the slots still in it) are
+kept as a compact (positions, counts) pair; when it leaves the window, they are subtracted
+from the window and added to the counts of the durations that left it (`expired`). Since
+start is then `expired + window`, computed when read. Memory is fixed: two dense arrays of
+`mesh_common.latency.BUCKETS` counts plus at most `slots` compact slots. Durations age out in
+whole slots: the latency window covers the last 55 to 60 s while the rate's covers 59 to 60 s.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from __future__ import annotations
 import math
 from array import array
 from dataclasses import dataclass
+from itertools import compress
 
 from mesh_common.latency import (
     BUCKETS,
@@ -23,28 +27,37 @@ from mesh_common.latency import (
     MIN_INDEX,
     SMALLEST_SECONDS,
     Histogram,
-    from_dense,
-    trimmed,
     upper_bound,
 )
 
-SLOTS = 12
-"""Slots of the latency window (it ages out one slot at a time)."""
+TARGET_SLOTS = 12
+"""About this many latency slots per window (it ages out one slot at a time)."""
 
-_LAST_POSITION = BUCKETS - 1
+LAST_POSITION = BUCKETS - 1
+"""The position of the last bucket (10 min and more)."""
+FIRST_BOUND = SMALLEST_SECONDS
+"""Durations up to this fall in position 0 (10 us and less)."""
+LAST_BOUND = LARGEST_SECONDS
+"""Durations from this on fall in LAST_POSITION."""
+POSITION_OFFSET = -1 - MIN_INDEX
+"""position = ceil(log2(seconds) * INDEX_FACTOR) + POSITION_OFFSET."""
+
 _ZEROS_32 = bytes(4 * BUCKETS)
 _ZEROS_64 = bytes(8 * BUCKETS)
-_LOG2 = math.log2
-_CEIL = math.ceil
 
 
 def bucket_position(seconds: float) -> int:
     """The position in a dense bucket array (0 is the scheme's first bucket) of a duration."""
-    if not seconds > SMALLEST_SECONDS:  # also NaN and negative
+    if not seconds > FIRST_BOUND:  # also NaN and negative
         return 0
-    if seconds >= LARGEST_SECONDS:
-        return _LAST_POSITION
-    return _CEIL(_LOG2(seconds) * INDEX_FACTOR) - 1 - MIN_INDEX
+    if seconds >= LAST_BOUND:
+        return LAST_POSITION
+    return math.ceil(math.log2(seconds) * INDEX_FACTOR) + POSITION_OFFSET
+
+
+def slot_buckets(buckets: int) -> int:
+    """How many of the tracker's buckets one latency slot spans."""
+    return max(1, buckets // TARGET_SLOTS)
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,107 +71,145 @@ class _ClosedSlot:
     max: float
 
 
+def _span(dense: array[int]) -> tuple[int, int]:
+    """(first, end) positions of the non-empty part of `dense`, found at C speed."""
+    raw = dense.tobytes()
+    size = dense.itemsize
+    low = (len(raw) - len(raw.lstrip(b"\0"))) // size
+    high = len(dense) - (len(raw) - len(raw.rstrip(b"\0"))) // size
+    return low, max(low, high)
+
+
 class LatencyWindow:
-    """The latency buckets of one kind; every method is called under the tracker's lock."""
+    """The latency buckets of one kind; every method is called under the tracker's lock.
+
+    `window`, `count`, `sum` and `max` are updated by the counter's `observe()` directly.
+    """
 
     __slots__ = (
+        "_expired",
+        "_expired_high",
+        "_expired_low",
+        "_expired_sum",
         "_ring",
         "_slot",
-        "_start",
-        "_width",
         "count",
-        "current",
         "max",
-        "since_start",
-        "since_start_sum",
-        "slot_end",
         "sum",
         "window",
     )
 
-    def __init__(self, start: float, window_seconds: float) -> None:
-        self._start = start
-        self._width = window_seconds / SLOTS
+    def __init__(self, slots: int) -> None:
+        self._ring: list[_ClosedSlot | None] = [None] * slots
         self._slot = 0
-        self.slot_end = start + self._width
-        self._ring: list[_ClosedSlot | None] = [None] * SLOTS
-        self.current = array("I", _ZEROS_32)
-        """The current slot's bucket counts."""
         self.window = array("I", _ZEROS_32)
         """The bucket counts of every slot in the window, the current one included."""
-        self.since_start = array("Q", _ZEROS_64)
         self.count = 0
         """Durations in the current slot."""
         self.sum = 0.0
         """Their sum."""
         self.max = 0.0
         """Their maximum."""
-        self.since_start_sum = 0.0
+        self._expired = array("Q", _ZEROS_64)
+        self._expired_low = BUCKETS
+        self._expired_high = 0
+        self._expired_sum = 0.0
 
-    def advance(self, now: float) -> None:
-        """Close the current slot and expire the slots that left the window by `now`."""
-        slot = int((now - self._start) // self._width)
+    def advance(self, slot: int) -> None:
+        """Close the current slot and expire the slots that left the window by `slot`."""
         current = self._slot
         if slot <= current:
             return
         ring = self._ring
-        ring[current % SLOTS] = self._close()
-        if slot - current >= SLOTS:
-            self._ring = [None] * SLOTS
-            self.window = array("I", _ZEROS_32)
-        else:
-            window = self.window
-            for skipped in range(current + 1, slot + 1):
-                gone = ring[skipped % SLOTS]
-                if gone is not None:
-                    for position, count in zip(gone.positions, gone.counts, strict=True):
-                        window[position] -= count
-                    ring[skipped % SLOTS] = None
+        slots = len(ring)
+        ring[current % slots] = self._close()
+        for skipped in range(current + 1, slot + 1)[-slots:]:
+            gone = ring[skipped % slots]
+            if gone is not None:
+                self._expire(gone)
+                ring[skipped % slots] = None
         self._slot = slot
-        self.slot_end = self._start + (slot + 1) * self._width
+
+    @property
+    def timed(self) -> bool:
+        """True once a duration was observed (the window or since start holds one)."""
+        return bool(self.count) or self._expired_high > 0 or any(self._ring)
 
     def copy(self) -> LatencyWindow:
         """A snapshot of the window's state, to read outside the lock."""
         copied = LatencyWindow.__new__(LatencyWindow)
-        copied._start, copied._width, copied._slot = self._start, self._width, self._slot
-        copied.slot_end = self.slot_end
         copied._ring = list(self._ring)
-        copied.current = self.current  # not read from a copy
+        copied._slot = self._slot
         copied.window = array("I", self.window)
-        copied.since_start = array("Q", self.since_start)
         copied.count, copied.sum, copied.max = self.count, self.sum, self.max
-        copied.since_start_sum = self.since_start_sum
+        low, high = self._expired_low, self._expired_high
+        copied._expired = self._expired[low:high] if low < high else array("Q")
+        copied._expired_low, copied._expired_high = low, high
+        copied._expired_sum = self._expired_sum
         return copied
 
     def window_histogram(self) -> Histogram | None:
-        """The window's durations; None when it holds none."""
+        """The window's durations; None when it holds none (of a copy)."""
         closed = [item for item in self._ring if item is not None]
         count = self.count + sum(item.count for item in closed)
         if count == 0:
             return None
-        total = math.fsum([self.sum, *(item.sum for item in closed)])
-        longest = max([self.max, *(item.max for item in closed)])
-        return from_dense(self.window, total, longest)
-
-    def since_start_histogram(self) -> Histogram | None:
-        """Every duration since start (cumulative buckets); None when there never was one."""
-        offset, counts = trimmed(MIN_INDEX, self.since_start)
-        if not counts:
-            return None
-        # No exact maximum is kept since start: the highest bucket's bound stands for it.
+        low, high = _span(self.window)
         return Histogram(
-            offset, counts, self.since_start_sum, upper_bound(offset + len(counts) - 1)
+            MIN_INDEX + low,
+            tuple(self.window[low:high]),
+            math.fsum([self.sum, *(item.sum for item in closed)]),
+            max([self.max, *(item.max for item in closed)]),
         )
 
+    def since_start_histogram(self, window: Histogram | None) -> Histogram | None:
+        """Every duration since start (cumulative buckets), given the window's (of a copy).
+
+        No exact maximum is kept since start: the highest bucket's upper bound stands for it.
+        """
+        parts: list[tuple[int, tuple[int, ...] | array[int]]] = []
+        if window is not None:
+            parts.append((window.offset - MIN_INDEX, window.counts))
+        if self._expired_low < self._expired_high:
+            parts.append((self._expired_low, self._expired))
+        if not parts:
+            return None
+        low = min(start for start, _ in parts)
+        high = max(start + len(counts) for start, counts in parts)
+        dense = [0] * (high - low)
+        for start, counts in parts:
+            at = start - low
+            dense[at : at + len(counts)] = map(int.__add__, dense[at : at + len(counts)], counts)
+        total = self._expired_sum + (window.sum_seconds if window is not None else 0.0)
+        return Histogram(MIN_INDEX + low, tuple(dense), total, upper_bound(MIN_INDEX + high - 1))
+
     def _close(self) -> _ClosedSlot | None:
+        """The current slot's buckets (the window's minus the closed slots'), compacted."""
         if self.count == 0:
             return None
-        current = self.current
-        raw = current.tobytes()
-        low = (len(raw) - len(raw.lstrip(b"\0"))) // 4
-        positions = array("H", (i for i in range(low, BUCKETS) if current[i]))
-        counts = array("I", (current[i] for i in positions))
-        closed = _ClosedSlot(positions, counts, self.count, self.sum, self.max)
-        self.current = array("I", _ZEROS_32)
+        low, high = _span(self.window)
+        counts = list(self.window[low:high])
+        for item in self._ring:
+            if item is not None:
+                for position, count in zip(item.positions, item.counts, strict=True):
+                    counts[position - low] -= count
+        nonzero = [count != 0 for count in counts]
+        closed = _ClosedSlot(
+            array("H", compress(range(low, high), nonzero)),
+            array("I", compress(counts, nonzero)),
+            self.count,
+            self.sum,
+            self.max,
+        )
         self.count, self.sum, self.max = 0, 0.0, 0.0
         return closed
+
+    def _expire(self, gone: _ClosedSlot) -> None:
+        window, expired = self.window, self._expired
+        for position, count in zip(gone.positions, gone.counts, strict=True):
+            window[position] -= count
+            expired[position] += count
+        if gone.positions:
+            self._expired_low = min(self._expired_low, gone.positions[0])
+            self._expired_high = max(self._expired_high, gone.positions[-1] + 1)
+        self._expired_sum += gone.sum

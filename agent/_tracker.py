@@ -15,15 +15,25 @@ event.
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from array import array
 from collections.abc import Iterable
 from typing import NamedTuple
 
-from agent._latency import LatencyWindow, bucket_position
+from agent._latency import (
+    FIRST_BOUND,
+    LAST_BOUND,
+    LAST_POSITION,
+    POSITION_OFFSET,
+    LatencyWindow,
+    slot_buckets,
+)
 from mesh_common.clocks import ReadClock
-from mesh_common.latency import Histogram, merge
+from mesh_common.latency import INDEX_FACTOR, Histogram, merge
+
+_ceil, _log2 = math.ceil, math.log2
 
 DEFAULT_KIND = "event"
 DEFAULT_WINDOW_SECONDS = 60.0
@@ -102,8 +112,8 @@ class KindCounter:
     previous buckets in `_ring` (an unsigned 64-bit array: fixed memory) and their running sum
     in `_ring_sum`, so both recording and reading are O(1) (a bucket change is O(skipped)).
     `_ring[_slot % buckets]` is always 0: it is filled when the current bucket is committed.
-    Failed events have the same three (`_errors`, `_error_ring`, `_error_ring_sum`); the
-    latency window is created at the first `observe()`, so untimed kinds stay small.
+    Failed events have the same three (`_errors`, `_error_ring`, `_error_ring_sum`), and timed
+    ones go into `_latency` (one dense array of bucket counts, about 1.7 KB, for every kind).
     """
 
     __slots__ = (
@@ -117,6 +127,7 @@ class KindCounter:
         "_errors",
         "_last",
         "_latency",
+        "_latency_slot_buckets",
         "_lock",
         "_ring",
         "_ring_sum",
@@ -153,7 +164,8 @@ class KindCounter:
         self._error_ring = array("Q", bytes(8 * buckets))
         self._error_ring_sum = 0
         self._committed_errors = 0
-        self._latency: LatencyWindow | None = None
+        self._latency_slot_buckets = slot_buckets(buckets)
+        self._latency = LatencyWindow(buckets // self._latency_slot_buckets)
         self._last = NEVER
         # Built by EventTracker.counter() under the lock, so advancing here is safe.
         now = clock()
@@ -195,7 +207,11 @@ class KindCounter:
         The duration goes into the kind's latency buckets (`mesh_common.latency`); one
         outside 10 us..10 min is counted in the end bucket.
         """
-        position = bucket_position(seconds)
+        # agent._latency.bucket_position(), written out in place to save a call per event.
+        if FIRST_BOUND < seconds < LAST_BOUND:
+            position = _ceil(_log2(seconds) * INDEX_FACTOR) + POSITION_OFFSET
+        else:  # clamped into an end bucket (NaN and negative durations into the first)
+            position = LAST_POSITION if seconds >= LAST_BOUND else 0
         now = self._clock()
         with self._lock:
             if now >= self._slot_end:
@@ -205,16 +221,9 @@ class KindCounter:
                 self._errors += 1
             self._last = now
             latency = self._latency
-            if latency is None:
-                latency = self._latency = LatencyWindow(self._start, self._width * self._buckets)
-            if now >= latency.slot_end:
-                latency.advance(now)
-            latency.current[position] += 1
             latency.window[position] += 1
-            latency.since_start[position] += 1
             latency.count += 1
             latency.sum += seconds
-            latency.since_start_sum += seconds
             if seconds > latency.max:
                 latency.max = seconds
 
@@ -235,6 +244,7 @@ class KindCounter:
         self._error_ring_sum = _commit(
             self._error_ring, self._error_ring_sum, current, slot, errors
         )
+        self._latency.advance(slot // self._latency_slot_buckets)
         self._slot = slot
         self._slot_end = self._start + (slot + 1) * self._width
 
@@ -268,6 +278,7 @@ class _KindCounts(NamedTuple):
     def reading(self, covered: float, wall_offset: float) -> KindReading:
         """The kind's reading, `covered` seconds of window, monotonic + wall_offset = wall."""
         latency = self.latency
+        window = None if latency is None else latency.window_histogram()
         return KindReading(
             self.kind,
             self.window_events / covered if covered > 0 else 0.0,
@@ -276,8 +287,8 @@ class _KindCounts(NamedTuple):
             None if self.last is None else self.last + wall_offset,
             self.window_errors,
             self.total_errors,
-            None if latency is None else latency.window_histogram(),
-            None if latency is None else latency.since_start_histogram(),
+            window,
+            None if latency is None else latency.since_start_histogram(window),
         )
 
 
@@ -389,8 +400,6 @@ class EventTracker:
                 if now >= counter._slot_end:
                     counter._advance(now)
                 latency = counter._latency
-                if latency is not None and now >= latency.slot_end:
-                    latency.advance(now)
                 current, errors = counter._count, counter._errors
                 counts.append(
                     _KindCounts(
@@ -400,7 +409,7 @@ class EventTracker:
                         None if counter._last == NEVER else counter._last,
                         counter._error_ring_sum + errors,
                         counter._committed_errors + errors,
-                        None if latency is None else latency.copy(),
+                        latency.copy() if latency.timed else None,
                     )
                 )
         return now, counts

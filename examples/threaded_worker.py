@@ -1,8 +1,9 @@
 """A plain threaded worker (no asyncio) with the agent embedded: python examples/threaded_worker.py
 
 Worker threads take jobs from a queue and observe each one as `job`, with its duration and
-whether it failed; the producer counts `message` per job it enqueues (untimed). `AgentServerThread` serves the
-agent from its own thread, so the rest of the program stays ordinary blocking code.
+whether it failed; the producer counts `message` per job it enqueues (untimed).
+`AgentServerThread` serves the agent from its own thread, so the rest of the program stays
+ordinary blocking code.
 
     python examples/threaded_worker.py --agent-port 18015
     grpcurl -plaintext localhost:18015 metricsmesh.v1.EventRateService/GetEventRate

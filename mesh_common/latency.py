@@ -129,13 +129,15 @@ def merge(histograms: Iterable[Histogram]) -> Histogram:
     items = [item for item in histograms if item.counts]
     if not items:
         return EMPTY
+    if len(items) == 1:
+        return items[0]
     low = min(item.offset for item in items)
     high = max(item.offset + len(item.counts) for item in items)
     dense = [0] * (high - low)
     for item in items:
         start = item.offset - low
-        for position, value in enumerate(item.counts, start):
-            dense[position] += value
+        end = start + len(item.counts)
+        dense[start:end] = map(int.__add__, dense[start:end], item.counts)
     return Histogram(
         low,
         tuple(dense),

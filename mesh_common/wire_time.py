@@ -18,8 +18,17 @@ def to_seconds(value: Duration | Timestamp) -> float:
 
 
 def set_seconds(target: Duration | Timestamp, seconds: float) -> None:
-    """Set a Duration (a span) or a Timestamp (epoch seconds) in place, e.g. a message field."""
-    target.FromNanoseconds(round(seconds * 1e9))
+    """Set a Duration (a span) or a Timestamp (epoch seconds) in place, e.g. a message field.
+
+    Writes the two fields directly (protobuf's FromNanoseconds is several times slower, and
+    answers set dozens of them): nanos in 0..999,999,999, except for a negative Duration,
+    whose nanos take the sign of its seconds as the Duration type requires.
+    """
+    whole, nanos = divmod(round(seconds * 1e9), 1_000_000_000)
+    if whole < 0 and nanos and isinstance(target, Duration):
+        whole, nanos = whole + 1, nanos - 1_000_000_000
+    target.seconds = whole
+    target.nanos = nanos
 
 
 def duration(seconds: float) -> Duration:
