@@ -4,6 +4,7 @@ import grpc
 import warnings
 
 from metricsmesh.v1 import aggregator_pb2 as metricsmesh_dot_v1_dot_aggregator__pb2
+from metricsmesh.v1 import alerts_pb2 as metricsmesh_dot_v1_dot_alerts__pb2
 
 GRPC_GENERATED_VERSION = '1.85.1'
 GRPC_VERSION = grpc.__version__
@@ -47,6 +48,36 @@ class AggregatorServiceStub:
                 request_serializer=metricsmesh_dot_v1_dot_aggregator__pb2.StreamSnapshotsRequest.SerializeToString,
                 response_deserializer=metricsmesh_dot_v1_dot_aggregator__pb2.StreamSnapshotsResponse.FromString,
                 _registered_method=True)
+        self.ListAlertRules = channel.unary_unary(
+                '/metricsmesh.v1.AggregatorService/ListAlertRules',
+                request_serializer=metricsmesh_dot_v1_dot_alerts__pb2.ListAlertRulesRequest.SerializeToString,
+                response_deserializer=metricsmesh_dot_v1_dot_alerts__pb2.ListAlertRulesResponse.FromString,
+                _registered_method=True)
+        self.CreateAlertRule = channel.unary_unary(
+                '/metricsmesh.v1.AggregatorService/CreateAlertRule',
+                request_serializer=metricsmesh_dot_v1_dot_alerts__pb2.CreateAlertRuleRequest.SerializeToString,
+                response_deserializer=metricsmesh_dot_v1_dot_alerts__pb2.CreateAlertRuleResponse.FromString,
+                _registered_method=True)
+        self.DeleteAlertRule = channel.unary_unary(
+                '/metricsmesh.v1.AggregatorService/DeleteAlertRule',
+                request_serializer=metricsmesh_dot_v1_dot_alerts__pb2.DeleteAlertRuleRequest.SerializeToString,
+                response_deserializer=metricsmesh_dot_v1_dot_alerts__pb2.DeleteAlertRuleResponse.FromString,
+                _registered_method=True)
+        self.ListAlerts = channel.unary_unary(
+                '/metricsmesh.v1.AggregatorService/ListAlerts',
+                request_serializer=metricsmesh_dot_v1_dot_alerts__pb2.ListAlertsRequest.SerializeToString,
+                response_deserializer=metricsmesh_dot_v1_dot_alerts__pb2.ListAlertsResponse.FromString,
+                _registered_method=True)
+        self.ResolveAlert = channel.unary_unary(
+                '/metricsmesh.v1.AggregatorService/ResolveAlert',
+                request_serializer=metricsmesh_dot_v1_dot_alerts__pb2.ResolveAlertRequest.SerializeToString,
+                response_deserializer=metricsmesh_dot_v1_dot_alerts__pb2.ResolveAlertResponse.FromString,
+                _registered_method=True)
+        self.StreamAlerts = channel.unary_stream(
+                '/metricsmesh.v1.AggregatorService/StreamAlerts',
+                request_serializer=metricsmesh_dot_v1_dot_alerts__pb2.StreamAlertsRequest.SerializeToString,
+                response_deserializer=metricsmesh_dot_v1_dot_alerts__pb2.StreamAlertsResponse.FromString,
+                _registered_method=True)
 
 
 class AggregatorServiceServicer:
@@ -71,6 +102,52 @@ class AggregatorServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListAlertRules(self, request, context):
+        """ListAlertRules returns every alert rule: the configured ones and those
+        created at run time.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CreateAlertRule(self, request, context):
+        """CreateAlertRule adds a rule, kept across restarts. Needs the bearer token in
+        the authorization metadata when one is configured (UNAUTHENTICATED).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteAlertRule(self, request, context):
+        """DeleteAlertRule removes a rule created at run time (configured rules are
+        read-only: FAILED_PRECONDITION). Needs the bearer token when configured.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListAlerts(self, request, context):
+        """ListAlerts returns the pending and firing alerts (and recently resolved).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ResolveAlert(self, request, context):
+        """ResolveAlert resolves an alert by hand. Needs the bearer token when
+        configured.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def StreamAlerts(self, request, context):
+        """StreamAlerts sends every alert change as it happens, from a resume point.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AggregatorServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -83,6 +160,36 @@ def add_AggregatorServiceServicer_to_server(servicer, server):
                     servicer.StreamSnapshots,
                     request_deserializer=metricsmesh_dot_v1_dot_aggregator__pb2.StreamSnapshotsRequest.FromString,
                     response_serializer=metricsmesh_dot_v1_dot_aggregator__pb2.StreamSnapshotsResponse.SerializeToString,
+            ),
+            'ListAlertRules': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListAlertRules,
+                    request_deserializer=metricsmesh_dot_v1_dot_alerts__pb2.ListAlertRulesRequest.FromString,
+                    response_serializer=metricsmesh_dot_v1_dot_alerts__pb2.ListAlertRulesResponse.SerializeToString,
+            ),
+            'CreateAlertRule': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateAlertRule,
+                    request_deserializer=metricsmesh_dot_v1_dot_alerts__pb2.CreateAlertRuleRequest.FromString,
+                    response_serializer=metricsmesh_dot_v1_dot_alerts__pb2.CreateAlertRuleResponse.SerializeToString,
+            ),
+            'DeleteAlertRule': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteAlertRule,
+                    request_deserializer=metricsmesh_dot_v1_dot_alerts__pb2.DeleteAlertRuleRequest.FromString,
+                    response_serializer=metricsmesh_dot_v1_dot_alerts__pb2.DeleteAlertRuleResponse.SerializeToString,
+            ),
+            'ListAlerts': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListAlerts,
+                    request_deserializer=metricsmesh_dot_v1_dot_alerts__pb2.ListAlertsRequest.FromString,
+                    response_serializer=metricsmesh_dot_v1_dot_alerts__pb2.ListAlertsResponse.SerializeToString,
+            ),
+            'ResolveAlert': grpc.unary_unary_rpc_method_handler(
+                    servicer.ResolveAlert,
+                    request_deserializer=metricsmesh_dot_v1_dot_alerts__pb2.ResolveAlertRequest.FromString,
+                    response_serializer=metricsmesh_dot_v1_dot_alerts__pb2.ResolveAlertResponse.SerializeToString,
+            ),
+            'StreamAlerts': grpc.unary_stream_rpc_method_handler(
+                    servicer.StreamAlerts,
+                    request_deserializer=metricsmesh_dot_v1_dot_alerts__pb2.StreamAlertsRequest.FromString,
+                    response_serializer=metricsmesh_dot_v1_dot_alerts__pb2.StreamAlertsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -142,6 +249,168 @@ class AggregatorService:
             '/metricsmesh.v1.AggregatorService/StreamSnapshots',
             metricsmesh_dot_v1_dot_aggregator__pb2.StreamSnapshotsRequest.SerializeToString,
             metricsmesh_dot_v1_dot_aggregator__pb2.StreamSnapshotsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListAlertRules(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/metricsmesh.v1.AggregatorService/ListAlertRules',
+            metricsmesh_dot_v1_dot_alerts__pb2.ListAlertRulesRequest.SerializeToString,
+            metricsmesh_dot_v1_dot_alerts__pb2.ListAlertRulesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateAlertRule(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/metricsmesh.v1.AggregatorService/CreateAlertRule',
+            metricsmesh_dot_v1_dot_alerts__pb2.CreateAlertRuleRequest.SerializeToString,
+            metricsmesh_dot_v1_dot_alerts__pb2.CreateAlertRuleResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteAlertRule(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/metricsmesh.v1.AggregatorService/DeleteAlertRule',
+            metricsmesh_dot_v1_dot_alerts__pb2.DeleteAlertRuleRequest.SerializeToString,
+            metricsmesh_dot_v1_dot_alerts__pb2.DeleteAlertRuleResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListAlerts(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/metricsmesh.v1.AggregatorService/ListAlerts',
+            metricsmesh_dot_v1_dot_alerts__pb2.ListAlertsRequest.SerializeToString,
+            metricsmesh_dot_v1_dot_alerts__pb2.ListAlertsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ResolveAlert(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/metricsmesh.v1.AggregatorService/ResolveAlert',
+            metricsmesh_dot_v1_dot_alerts__pb2.ResolveAlertRequest.SerializeToString,
+            metricsmesh_dot_v1_dot_alerts__pb2.ResolveAlertResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def StreamAlerts(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/metricsmesh.v1.AggregatorService/StreamAlerts',
+            metricsmesh_dot_v1_dot_alerts__pb2.StreamAlertsRequest.SerializeToString,
+            metricsmesh_dot_v1_dot_alerts__pb2.StreamAlertsResponse.FromString,
             options,
             channel_credentials,
             insecure,

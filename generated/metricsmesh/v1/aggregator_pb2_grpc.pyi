@@ -6,6 +6,7 @@ isort:skip_file
 from collections import abc as _abc
 from grpc import aio as _aio
 from metricsmesh.v1 import aggregator_pb2 as _aggregator_pb2
+from metricsmesh.v1 import alerts_pb2 as _alerts_pb2
 import abc as _abc_1
 import grpc as _grpc
 import sys
@@ -44,6 +45,26 @@ class AggregatorServiceStub:
     """StreamSnapshots sends snapshots as rounds complete, optionally replaying
     recent history first. Slow readers get the latest snapshot, not a backlog.
     """
+    ListAlertRules: _grpc.UnaryUnaryMultiCallable[_alerts_pb2.ListAlertRulesRequest, _alerts_pb2.ListAlertRulesResponse]
+    """ListAlertRules returns every alert rule: the configured ones and those
+    created at run time.
+    """
+    CreateAlertRule: _grpc.UnaryUnaryMultiCallable[_alerts_pb2.CreateAlertRuleRequest, _alerts_pb2.CreateAlertRuleResponse]
+    """CreateAlertRule adds a rule, kept across restarts. Needs the bearer token in
+    the authorization metadata when one is configured (UNAUTHENTICATED).
+    """
+    DeleteAlertRule: _grpc.UnaryUnaryMultiCallable[_alerts_pb2.DeleteAlertRuleRequest, _alerts_pb2.DeleteAlertRuleResponse]
+    """DeleteAlertRule removes a rule created at run time (configured rules are
+    read-only: FAILED_PRECONDITION). Needs the bearer token when configured.
+    """
+    ListAlerts: _grpc.UnaryUnaryMultiCallable[_alerts_pb2.ListAlertsRequest, _alerts_pb2.ListAlertsResponse]
+    """ListAlerts returns the pending and firing alerts (and recently resolved)."""
+    ResolveAlert: _grpc.UnaryUnaryMultiCallable[_alerts_pb2.ResolveAlertRequest, _alerts_pb2.ResolveAlertResponse]
+    """ResolveAlert resolves an alert by hand. Needs the bearer token when
+    configured.
+    """
+    StreamAlerts: _grpc.UnaryStreamMultiCallable[_alerts_pb2.StreamAlertsRequest, _alerts_pb2.StreamAlertsResponse]
+    """StreamAlerts sends every alert change as it happens, from a resume point."""
 
 @_typing.type_check_only
 class AggregatorServiceAsyncStub(AggregatorServiceStub):
@@ -61,6 +82,26 @@ class AggregatorServiceAsyncStub(AggregatorServiceStub):
     """StreamSnapshots sends snapshots as rounds complete, optionally replaying
     recent history first. Slow readers get the latest snapshot, not a backlog.
     """
+    ListAlertRules: _aio.UnaryUnaryMultiCallable[_alerts_pb2.ListAlertRulesRequest, _alerts_pb2.ListAlertRulesResponse]  # type: ignore[assignment]
+    """ListAlertRules returns every alert rule: the configured ones and those
+    created at run time.
+    """
+    CreateAlertRule: _aio.UnaryUnaryMultiCallable[_alerts_pb2.CreateAlertRuleRequest, _alerts_pb2.CreateAlertRuleResponse]  # type: ignore[assignment]
+    """CreateAlertRule adds a rule, kept across restarts. Needs the bearer token in
+    the authorization metadata when one is configured (UNAUTHENTICATED).
+    """
+    DeleteAlertRule: _aio.UnaryUnaryMultiCallable[_alerts_pb2.DeleteAlertRuleRequest, _alerts_pb2.DeleteAlertRuleResponse]  # type: ignore[assignment]
+    """DeleteAlertRule removes a rule created at run time (configured rules are
+    read-only: FAILED_PRECONDITION). Needs the bearer token when configured.
+    """
+    ListAlerts: _aio.UnaryUnaryMultiCallable[_alerts_pb2.ListAlertsRequest, _alerts_pb2.ListAlertsResponse]  # type: ignore[assignment]
+    """ListAlerts returns the pending and firing alerts (and recently resolved)."""
+    ResolveAlert: _aio.UnaryUnaryMultiCallable[_alerts_pb2.ResolveAlertRequest, _alerts_pb2.ResolveAlertResponse]  # type: ignore[assignment]
+    """ResolveAlert resolves an alert by hand. Needs the bearer token when
+    configured.
+    """
+    StreamAlerts: _aio.UnaryStreamMultiCallable[_alerts_pb2.StreamAlertsRequest, _alerts_pb2.StreamAlertsResponse]  # type: ignore[assignment]
+    """StreamAlerts sends every alert change as it happens, from a resume point."""
 
 class AggregatorServiceServicer(metaclass=_abc_1.ABCMeta):
     """AggregatorService serves the consolidated view of the fleet. One shared loop
@@ -87,5 +128,61 @@ class AggregatorServiceServicer(metaclass=_abc_1.ABCMeta):
         """StreamSnapshots sends snapshots as rounds complete, optionally replaying
         recent history first. Slow readers get the latest snapshot, not a backlog.
         """
+
+    @_abc_1.abstractmethod
+    def ListAlertRules(
+        self,
+        request: _alerts_pb2.ListAlertRulesRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_alerts_pb2.ListAlertRulesResponse, _abc.Awaitable[_alerts_pb2.ListAlertRulesResponse]]:
+        """ListAlertRules returns every alert rule: the configured ones and those
+        created at run time.
+        """
+
+    @_abc_1.abstractmethod
+    def CreateAlertRule(
+        self,
+        request: _alerts_pb2.CreateAlertRuleRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_alerts_pb2.CreateAlertRuleResponse, _abc.Awaitable[_alerts_pb2.CreateAlertRuleResponse]]:
+        """CreateAlertRule adds a rule, kept across restarts. Needs the bearer token in
+        the authorization metadata when one is configured (UNAUTHENTICATED).
+        """
+
+    @_abc_1.abstractmethod
+    def DeleteAlertRule(
+        self,
+        request: _alerts_pb2.DeleteAlertRuleRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_alerts_pb2.DeleteAlertRuleResponse, _abc.Awaitable[_alerts_pb2.DeleteAlertRuleResponse]]:
+        """DeleteAlertRule removes a rule created at run time (configured rules are
+        read-only: FAILED_PRECONDITION). Needs the bearer token when configured.
+        """
+
+    @_abc_1.abstractmethod
+    def ListAlerts(
+        self,
+        request: _alerts_pb2.ListAlertsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_alerts_pb2.ListAlertsResponse, _abc.Awaitable[_alerts_pb2.ListAlertsResponse]]:
+        """ListAlerts returns the pending and firing alerts (and recently resolved)."""
+
+    @_abc_1.abstractmethod
+    def ResolveAlert(
+        self,
+        request: _alerts_pb2.ResolveAlertRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_alerts_pb2.ResolveAlertResponse, _abc.Awaitable[_alerts_pb2.ResolveAlertResponse]]:
+        """ResolveAlert resolves an alert by hand. Needs the bearer token when
+        configured.
+        """
+
+    @_abc_1.abstractmethod
+    def StreamAlerts(
+        self,
+        request: _alerts_pb2.StreamAlertsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_alerts_pb2.StreamAlertsResponse], _abc.AsyncIterator[_alerts_pb2.StreamAlertsResponse]]:
+        """StreamAlerts sends every alert change as it happens, from a resume point."""
 
 def add_AggregatorServiceServicer_to_server(servicer: AggregatorServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
