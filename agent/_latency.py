@@ -91,6 +91,7 @@ class LatencyWindow:
         "_expired_high",
         "_expired_low",
         "_expired_sum",
+        "_has_history",
         "_ring",
         "_slot",
         "count",
@@ -110,10 +111,12 @@ class LatencyWindow:
         """Their sum."""
         self.max = 0.0
         """Their maximum."""
-        self._expired = array("Q", _ZEROS_64)
+        self._expired: array[int] | None = None
+        """Counts of the durations that left the window; made when the first one does."""
         self._expired_low = BUCKETS
         self._expired_high = 0
         self._expired_sum = 0.0
+        self._has_history = False
 
     def advance(self, slot: int) -> None:
         """Close the current slot and expire the slots that left the window by `slot`."""
@@ -133,17 +136,19 @@ class LatencyWindow:
     @property
     def timed(self) -> bool:
         """True once a duration was observed (the window or since start holds one)."""
-        return bool(self.count) or self._expired_high > 0 or any(self._ring)
+        return self.count > 0 or self._has_history
 
     def copy(self) -> LatencyWindow:
         """A snapshot of the window's state, to read outside the lock."""
         copied = LatencyWindow.__new__(LatencyWindow)
         copied._ring = list(self._ring)
         copied._slot = self._slot
+        copied._has_history = self._has_history
         copied.window = array("I", self.window)
         copied.count, copied.sum, copied.max = self.count, self.sum, self.max
         low, high = self._expired_low, self._expired_high
-        copied._expired = self._expired[low:high] if low < high else array("Q")
+        expired = self._expired
+        copied._expired = expired[low:high] if expired is not None and low < high else array("Q")
         copied._expired_low, copied._expired_high = low, high
         copied._expired_sum = self._expired_sum
         return copied
@@ -170,7 +175,7 @@ class LatencyWindow:
         parts: list[tuple[int, tuple[int, ...] | array[int]]] = []
         if window is not None:
             parts.append((window.offset - MIN_INDEX, window.counts))
-        if self._expired_low < self._expired_high:
+        if self._expired is not None and self._expired_low < self._expired_high:
             parts.append((self._expired_low, self._expired))
         if not parts:
             return None
@@ -194,6 +199,7 @@ class LatencyWindow:
                 for position, count in zip(item.positions, item.counts, strict=True):
                     counts[position - low] -= count
         nonzero = [count != 0 for count in counts]
+        self._has_history = True
         closed = _ClosedSlot(
             array("H", compress(range(low, high), nonzero)),
             array("I", compress(counts, nonzero)),
@@ -205,7 +211,10 @@ class LatencyWindow:
         return closed
 
     def _expire(self, gone: _ClosedSlot) -> None:
-        window, expired = self.window, self._expired
+        expired = self._expired
+        if expired is None:
+            expired = self._expired = array("Q", _ZEROS_64)
+        window = self.window
         for position, count in zip(gone.positions, gone.counts, strict=True):
             window[position] -= count
             expired[position] += count

@@ -13,24 +13,66 @@ from metricsmesh.v1 import event_rate_pb2, event_rate_pb2_grpc
 
 from agent._convert import reading_to_response
 from agent._tracker import EventTracker
+from mesh_common.bounded import quote
 from mesh_common.errors import ServerStateError
 from mesh_common.grpc_host import DEFAULT_GRACE_SECONDS, GrpcHost, run_coroutine_blocking
+from mesh_common.grpc_input import Malformed, abort_malformed, lenient
 
 EVENT_RATE_SERVICE = event_rate_pb2.DESCRIPTOR.services_by_name["EventRateService"].full_name
 
 
+MAX_KINDS = 256
+"""The most event kinds one GetEventRate request may name (INVALID_ARGUMENT beyond)."""
+MAX_KIND_LENGTH = 200
+"""The longest kind name a request may carry, in characters."""
+MAX_REQUEST_BYTES = 64 * 1024
+"""The largest request the agent's server reads at all (gRPC refuses bigger ones)."""
+
+
+def request_problem(request: event_rate_pb2.GetEventRateRequest) -> str | None:
+    """Why `request` is refused (too many or too long kinds), or None when it is fine."""
+    kinds = request.kinds
+    if len(kinds) > MAX_KINDS:
+        return f"kinds: {len(kinds)} entries, the limit is {MAX_KINDS}"
+    for kind in kinds:
+        if len(kind) > MAX_KIND_LENGTH:
+            return f"kinds: {quote(kind, 40)} is longer than {MAX_KIND_LENGTH} characters"
+    return None
+
+
 class EventRateServicer(event_rate_pb2_grpc.EventRateServiceServicer):
-    """Answers GetEventRate from a tracker; reading is in-memory and takes microseconds."""
+    """Answers GetEventRate from a tracker; reading is in-memory and takes microseconds.
+
+    A request naming more than MAX_KINDS kinds, or a kind longer than MAX_KIND_LENGTH, and
+    one that is not a GetEventRateRequest at all, get INVALID_ARGUMENT before any work: no
+    caller can make the agent (which runs inside the user's service) expensive.
+    """
 
     def __init__(self, tracker: EventTracker) -> None:
         self._tracker = tracker
 
+    def register(self, server: grpc.aio.Server) -> None:
+        """Add GetEventRate to `server`, with a deserializer that never raises."""
+        handler = grpc.unary_unary_rpc_method_handler(
+            self.GetEventRate,
+            request_deserializer=lenient(event_rate_pb2.GetEventRateRequest),
+            response_serializer=event_rate_pb2.GetEventRateResponse.SerializeToString,
+        )
+        server.add_generic_rpc_handlers(
+            (grpc.method_handlers_generic_handler(EVENT_RATE_SERVICE, {"GetEventRate": handler}),)
+        )
+
     async def GetEventRate(
         self,
-        request: event_rate_pb2.GetEventRateRequest,
+        request: event_rate_pb2.GetEventRateRequest | Malformed,
         context: grpc.aio.ServicerContext[Any, Any],
     ) -> event_rate_pb2.GetEventRateResponse:
         """Return the tracker's current figures, the breakdown limited to `request.kinds`."""
+        if isinstance(request, Malformed):
+            await abort_malformed(request, context)
+        problem = request_problem(request)
+        if problem is not None:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, problem)
         return reading_to_response(self._tracker.read(request.kinds))
 
 
@@ -55,15 +97,14 @@ class AgentServer:
     ) -> None:
         self.tracker = tracker
         self._host = GrpcHost(
-            lambda server: event_rate_pb2_grpc.add_EventRateServiceServicer_to_server(
-                EventRateServicer(tracker), server
-            ),
+            EventRateServicer(tracker).register,
             service_names=(EVENT_RATE_SERVICE,),
             health_names=(tracker.service_name,),
             host=host,
             port=port,
             grace_seconds=grace_seconds,
             interceptors=interceptors,
+            max_receive_bytes=MAX_REQUEST_BYTES,
         )
 
     @property

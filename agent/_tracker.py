@@ -264,32 +264,9 @@ def _commit(ring: array[int], ring_sum: int, current: int, slot: int, count: int
     return ring_sum
 
 
-class _KindCounts(NamedTuple):
-    """One kind's counts as taken under the lock (the latency window copied)."""
-
-    kind: str
-    window_events: int
-    total_events: int
-    last: float | None
-    window_errors: int
-    total_errors: int
-    latency: LatencyWindow | None
-
-    def reading(self, covered: float, wall_offset: float) -> KindReading:
-        """The kind's reading, `covered` seconds of window, monotonic + wall_offset = wall."""
-        latency = self.latency
-        window = None if latency is None else latency.window_histogram()
-        return KindReading(
-            self.kind,
-            self.window_events / covered if covered > 0 else 0.0,
-            self.window_events,
-            self.total_events,
-            None if self.last is None else self.last + wall_offset,
-            self.window_errors,
-            self.total_errors,
-            window,
-            None if latency is None else latency.since_start_histogram(window),
-        )
+_KindCounts = tuple[str, int, int, float | None, int, int, LatencyWindow | None]
+"""One kind's counts as taken under the lock: kind, window events, total events, last event
+instant, window errors, total errors, and a copy of its latency window (None if untimed)."""
 
 
 class EventTracker:
@@ -401,12 +378,13 @@ class EventTracker:
                     counter._advance(now)
                 latency = counter._latency
                 current, errors = counter._count, counter._errors
+                last = counter._last
                 counts.append(
-                    _KindCounts(
+                    (
                         kind,
                         counter._ring_sum + current,
                         counter._committed_total + current,
-                        None if counter._last == NEVER else counter._last,
+                        None if last == NEVER else last,
                         counter._error_ring_sum + errors,
                         counter._committed_errors + errors,
                         latency.copy() if latency.timed else None,
@@ -427,13 +405,49 @@ class EventTracker:
         uptime = now - start if now > start else 0.0
         slot_start = start + (uptime // width) * width
         covered = min(uptime, self._full_buckets_span + (now - slot_start))
-        readings = [item.reading(covered, start_wall - start) for item in counts]
-        last_any = max(
-            (item.last_event_time for item in readings if item.last_event_time is not None),
-            default=None,
-        )
-        window_total = sum(item.window_events for item in readings)
-        service_latency = merge(item.latency for item in readings if item.latency is not None)
+        per_second = 1.0 / covered if covered > 0 else 0.0
+        to_wall = start_wall - start
+        readings: list[KindReading] = []
+        latencies: list[Histogram] = []
+        window_total = grand_total = window_errors = total_errors = 0
+        last_any: float | None = None
+        for kind, in_window, total, last, errors_in_window, errors, latency in counts:
+            window_total += in_window
+            grand_total += total
+            window_errors += errors_in_window
+            total_errors += errors
+            if last is not None and (last_any is None or last > last_any):
+                last_any = last
+            wall = None if last is None else last + to_wall
+            if latency is None:
+                readings.append(
+                    KindReading(
+                        kind,
+                        in_window * per_second,
+                        in_window,
+                        total,
+                        wall,
+                        errors_in_window,
+                        errors,
+                    )
+                )
+                continue
+            window = latency.window_histogram()
+            if window is not None:
+                latencies.append(window)
+            readings.append(
+                KindReading(
+                    kind,
+                    in_window * per_second,
+                    in_window,
+                    total,
+                    wall,
+                    errors_in_window,
+                    errors,
+                    window,
+                    latency.since_start_histogram(window),
+                )
+            )
         if wanted:
             by_kind = {item.kind: item for item in readings}
             readings = [
@@ -442,17 +456,17 @@ class EventTracker:
             ]
         return RateReading(
             self.service_name,
-            window_total / covered if covered > 0 else 0.0,
+            window_total * per_second,
             window_total,
-            sum(item.total_events for item in counts),
+            grand_total,
             uptime,
             self.window_seconds,
             covered,
             start_wall,
             start_wall + uptime,
-            last_any,
+            None if last_any is None else last_any + to_wall,
             tuple(readings),
-            sum(item.window_errors for item in counts),
-            sum(item.total_errors for item in counts),
-            service_latency if service_latency.counts else None,
+            window_errors,
+            total_errors,
+            merge(latencies) if latencies else None,
         )

@@ -79,7 +79,7 @@ def run(args: argparse.Namespace) -> int:
             config.aggregator,
             **{key: value for key, value in overrides.items() if value is not None},
         )
-        asyncio.run(serve(AggregatorServer(config.services, settings)))
+        asyncio.run(serve(AggregatorServer(config.services, settings, alerts=config.alerts)))
     except MeshError as error:
         print(f"aggregator: {error}", file=sys.stderr)
         return exit_status(error)

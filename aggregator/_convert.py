@@ -19,6 +19,7 @@ from metricsmesh.v1 import aggregator_pb2, event_rate_pb2, snapshot_pb2
 from aggregator._errors import FilterError
 from aggregator._model import Health, Row, SnapshotData, Status
 from mesh_common import latency
+from mesh_common.bounded import quote, quote_list
 from mesh_common.filters import ServiceFilter
 from mesh_common.registry import Registry
 from mesh_common.wire_time import set_seconds
@@ -89,6 +90,7 @@ def snapshot_to_proto(snapshot: SnapshotData, rows: Iterable[Row]) -> snapshot_p
         data_sources_active=snapshot.data_sources_active,
         window_events=snapshot.window_events,
         window_errors=snapshot.window_errors,
+        epoch=snapshot.epoch,
     )
     if snapshot.latency is not None:
         latency.summarize(snapshot.latency, message.latency)
@@ -119,8 +121,9 @@ class View:
         unknown = services.unknown_names(registry.names)
         if unknown:
             raise FilterError(
-                f"unknown service name {unknown[0]!r} in filter.service_names; known: "
-                f"{', '.join(registry.names)}"
+                f"unknown service name {quote(unknown[0])} in filter.service_names"
+                + (f" (and {len(unknown) - 1} more)" if len(unknown) > 1 else "")
+                + f"; known: {quote_list(registry.names)}"
             )
         self._services = services
         top, rows = _compile_mask(request.read_mask.paths if request.HasField("read_mask") else ())
@@ -224,8 +227,8 @@ def _compile_mask(paths: Sequence[str]) -> tuple[frozenset[str] | None, frozense
         head, _, rest = path.partition(".")
         if head not in _SNAPSHOT_FIELDS:
             raise FilterError(
-                f"unknown read_mask path {path!r}: Snapshot has no field {head!r}; fields: "
-                f"{', '.join(sorted(_SNAPSHOT_FIELDS))}"
+                f"unknown read_mask path {quote(path)}: Snapshot has no field {quote(head)}; "
+                f"fields: {quote_list(sorted(_SNAPSHOT_FIELDS), 400)}"
             )
         top.add(head)
         if head == "services":
@@ -235,12 +238,12 @@ def _compile_mask(paths: Sequence[str]) -> tuple[frozenset[str] | None, frozense
                 rows.add(rest)
             else:
                 raise FilterError(
-                    f"unknown read_mask path {path!r}: ServiceRow has no field {rest!r}; "
-                    f"fields: {', '.join(sorted(_ROW_FIELDS))}"
+                    f"unknown read_mask path {quote(path)}: ServiceRow has no field {quote(rest)}; "
+                    f"fields: {quote_list(sorted(_ROW_FIELDS), 400)}"
                 )
         elif rest:
             raise FilterError(
-                f"unsupported read_mask path {path!r}: select {head!r} as a whole (only "
+                f"unsupported read_mask path {quote(path)}: select {head!r} as a whole (only "
                 "services.<field> may name a sub-field)"
             )
     return frozenset(top), None if whole_rows else frozenset(rows)

@@ -14,13 +14,14 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import dataclasses
 import logging
 from collections.abc import Callable
 
 from aggregator._errors import AggregatorStateError, TooManySubscribers
 from aggregator._fanout import FanOut
 from aggregator._fold import Backoff, RoundTimes, fold_round
-from aggregator._model import SnapshotData, failed_outcome
+from aggregator._model import SnapshotData, failed_outcome, new_epoch
 from aggregator._observers import ObserverSet, SnapshotObserver
 from aggregator._settings import AggregatorSettings
 from aggregator._subscription import Subscription
@@ -37,21 +38,36 @@ class RoundLoop:
     rounds: int
     """How many rounds have completed (each yields one snapshot)."""
     latest: SnapshotData | None
+    epoch: int
+    """This lifetime's identity, carried by every snapshot (resume points name it)."""
 
-    def __init__(self, registry: Registry, settings: AggregatorSettings, *, clocks: Clocks) -> None:
+    def __init__(
+        self,
+        registry: Registry,
+        settings: AggregatorSettings,
+        *,
+        clocks: Clocks,
+        epoch: int | None = None,
+    ) -> None:
         self.settings = settings
         self.clocks = clocks
+        self.epoch = new_epoch(clocks.wall()) if epoch is None else epoch
         self.rounds = 0
         self.latest = None
         self.history: collections.deque[SnapshotData] = collections.deque(
             maxlen=settings.history_size
         )
-        self._targets = Targets(registry)
+        self._targets = Targets(
+            registry,
+            reconnect_max_seconds=settings.interval_seconds,
+            deadline=settings.deadline_seconds,
+        )
         self._next_registry: Registry | None = None
         self._fanout = FanOut(deadline=settings.deadline_seconds, monotonic=clocks.monotonic)
         self._backoff = Backoff(settings.interval_seconds, settings.backoff_max_seconds)
         self._observers = ObserverSet(clocks.monotonic)
         self._subscribers: set[Subscription] = set()
+        self._untrusted_by_peer: collections.Counter[str] = collections.Counter()
         self._listening = asyncio.Event()
         self._inflight: asyncio.Task[SnapshotData] | None = None
         self._ticker: asyncio.Task[None] | None = None
@@ -131,22 +147,50 @@ class RoundLoop:
                 raise AggregatorStateError("the aggregator is shutting down") from None
             raise
 
-    def subscribe(self, min_interval: float) -> Subscription:
-        """Attach a subscriber; raises TooManySubscribers at the cap."""
+    def subscribe(
+        self, min_interval: float, *, peer: str = "", trusted: bool = True
+    ) -> Subscription:
+        """Attach a subscriber; raises TooManySubscribers at the cap.
+
+        A subscriber that is not `trusted` may not take the last `reserved_subscribers`
+        slots, and its `peer` (host) may hold at most `max_streams_per_peer` of them.
+        """
         if self._stopped:
             raise AggregatorStateError("the aggregator is shutting down")
-        if len(self._subscribers) >= self.settings.max_subscribers:
+        settings = self.settings
+        count = len(self._subscribers)
+        if count >= settings.max_subscribers:
             raise TooManySubscribers(
-                f"too many subscribers: the limit of {self.settings.max_subscribers} "
+                f"too many subscribers: the limit of {settings.max_subscribers} "
                 "concurrent StreamSnapshots calls is reached (max_subscribers); retry later"
             )
+        if not trusted:
+            if count >= settings.untrusted_subscribers:
+                raise TooManySubscribers(
+                    f"too many subscribers: the {settings.untrusted_subscribers} slots open to "
+                    "untrusted peers are taken (max_subscribers - reserved_subscribers); retry "
+                    "later"
+                )
+            if self._untrusted_by_peer[peer] >= settings.max_streams_per_peer:
+                raise TooManySubscribers(
+                    f"too many subscribers from this peer: the limit is "
+                    f"{settings.max_streams_per_peer} (max_streams_per_peer)"
+                )
         subscription = Subscription(min_interval, self.clocks.monotonic)
+        if not trusted:
+            subscription.peer = peer
+            self._untrusted_by_peer[peer] += 1
         self._subscribers.add(subscription)
         self._listening.set()
         return subscription
 
     def unsubscribe(self, subscription: Subscription) -> None:
         """Detach a subscriber (idempotent); rounds stop when the last one leaves."""
+        if subscription in self._subscribers and subscription.peer is not None:
+            peer = subscription.peer
+            self._untrusted_by_peer[peer] -= 1
+            if self._untrusted_by_peer[peer] <= 0:
+                del self._untrusted_by_peer[peer]
         self._subscribers.discard(subscription)
         subscription.close()
         if not self._subscribers:
@@ -155,6 +199,24 @@ class RoundLoop:
     def history_after(self, sequence: int) -> list[SnapshotData]:
         """Every snapshot in history with a sequence greater than `sequence`, oldest first."""
         return [item for item in self.history if item.sequence > sequence]
+
+    def resume(self, epoch: int, sequence: int) -> tuple[list[SnapshotData], bool, int]:
+        """What a subscriber resuming after (epoch, sequence) gets first: (snapshots, gap, missed).
+
+        epoch 0 means this lifetime. A resume point of another lifetime (or, with epoch 0, a
+        sequence this lifetime has not reached) replays this lifetime's whole history (gap,
+        missed unknown: 0); one that the history no longer
+        reaches replays all of it (gap, missed = the snapshots no longer held).
+        """
+        latest = self.latest
+        ahead = epoch == 0 and latest is not None and sequence > latest.sequence
+        if epoch not in (0, self.epoch) or ahead:
+            return list(self.history), True, 0
+        replay = self.history_after(sequence)
+        first = replay[0].sequence if replay else None
+        if first is not None and first > sequence + 1:
+            return replay, True, first - sequence - 1
+        return replay, False, 0
 
     def history_last(self, count: int) -> list[SnapshotData]:
         """The last `count` snapshots of history, oldest first."""
@@ -210,9 +272,10 @@ class RoundLoop:
         times = RoundTimes(self.rounds + 1, take_time, started, monotonic())
         states = {target.entry.name: target.state for target in targets}
         snapshot, new_states = fold_round(targets.registry, outcomes, states, times, self._backoff)
+        snapshot = dataclasses.replace(snapshot, epoch=self.epoch)
         for target in targets:
             target.state = new_states[target.entry.name]
-            target.last_outcome = outcomes.get(target.entry.name)
+            target.record(outcomes.get(target.entry.name))
         self.latest = snapshot
         self.history.append(snapshot)
         self.rounds += 1

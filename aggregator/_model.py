@@ -83,6 +83,20 @@ class Outcome:
     """Monotonic instant at which the answer arrived (0 when there is none)."""
 
 
+_last_epoch = 0
+
+
+def new_epoch(wall: float) -> int:
+    """A new aggregator lifetime's identity: its start in wall-clock milliseconds.
+
+    Strictly greater than any epoch handed out before in this process, so two lifetimes
+    started within one millisecond (or under a fake clock) still differ.
+    """
+    global _last_epoch
+    _last_epoch = max(_last_epoch + 1, int(wall * 1000.0), 1)
+    return _last_epoch
+
+
 def failed_outcome(error: str) -> Outcome:
     """The outcome of a service whose call could not even be made (the round itself failed)."""
     return Outcome(CallKind.ERROR, Health.UNKNOWN, 0.0, error=error)
@@ -143,6 +157,8 @@ class SnapshotData:
     """Failed events among them."""
     latency: Histogram | None = None
     """The merged latency buckets of the active services' windows; None without any."""
+    epoch: int = 0
+    """The aggregator lifetime that took it (`new_epoch()`); (epoch, sequence) names it."""
 
     @property
     def services_total(self) -> int:

@@ -4,6 +4,11 @@ from __future__ import annotations
 
 from types import TracebackType
 
+import grpc
+
+from aggregator._alerts.manager import AlertManager
+from aggregator._alerts.service import AlertServicer
+from aggregator._alerts.settings import IN_MEMORY, AlertSettings
 from aggregator._loop import RoundLoop
 from aggregator._service import SERVICE_NAME, AggregatorServicer
 from aggregator._settings import AggregatorSettings
@@ -27,12 +32,16 @@ class AggregatorServer:
         *,
         clocks: Clocks = SYSTEM_CLOCKS,
         grace_seconds: float = DEFAULT_GRACE_SECONDS,
+        alerts: AlertSettings | None = None,
     ) -> None:
         self.settings = settings or AggregatorSettings()
         self.loop = RoundLoop(registry, self.settings, clocks=clocks)
         self._servicer = AggregatorServicer(self.loop)
+        self.alerts = AlertManager(alerts or IN_MEMORY, clocks=clocks, persist=alerts is not None)
+        """The alert rules and alerts (persisted only when `alerts` settings are given)."""
+        self._alert_servicer = AlertServicer(self.alerts)
         self._host = GrpcHost(
-            self._servicer.register,
+            self._register,
             service_names=(SERVICE_NAME,),
             host=self.settings.host,
             port=self.settings.port,
@@ -66,17 +75,25 @@ class AggregatorServer:
 
     async def start(self) -> int:
         """Create the agent channels, start the loop and serve; returns the bound port."""
+        await self.alerts.start()
         self.loop.start()
+        self.loop.add_observer("alerts", self.alerts.observe)
         try:
             return await self._host.start()
         except BaseException:
             await self.loop.stop()
+            await self.alerts.close()
             raise
 
     async def stop(self, grace_seconds: float | None = None) -> None:
         """End streams with a status, stop rounds, then stop serving; a second call is harmless."""
         await self.loop.stop()
         await self._host.stop(grace_seconds)
+        await self.alerts.close()
+
+    def _register(self, server: grpc.aio.Server) -> None:
+        self._servicer.register(server)
+        self._alert_servicer.register(server)
 
     async def wait_for_termination(self) -> None:
         """Serve until stopped."""

@@ -1,9 +1,16 @@
 """AggregatorService: GetSnapshot and StreamSnapshots over the shared round loop.
 
-Handlers validate the request (unknown service names or field paths, negative durations ->
-INVALID_ARGUMENT), then only read what the loop produced: no handler ever runs a round of its
-own. Responses are serialized once per snapshot, view and send instant (see `aggregator._convert`),
-so the handlers are registered with a pass-through response serializer.
+Handlers validate the request (bytes that are no request, unknown service names or field
+paths, too many or too long names, negative or huge durations -> INVALID_ARGUMENT with a short
+message quoting at most ~200 characters of the input), then only read what the loop produced:
+no handler ever runs a round of its own. Responses are serialized once per snapshot, view and
+send instant (see `aggregator._convert`), so the handlers are registered with a pass-through
+response serializer.
+
+Streams: trusted peers (`trusted_peers`, the gateway) may take every slot; other peers
+leave `reserved_subscribers` free and hold at most `max_streams_per_peer` each. A resume
+point names (after_epoch, after_sequence); when snapshots were missed (another lifetime, or
+older than the history) the first message says so with `gap` (and `missed` when known).
 """
 
 from __future__ import annotations
@@ -20,6 +27,8 @@ from aggregator._convert import RenderCache, ResponseKind, View
 from aggregator._errors import AggregatorStateError, FilterError, TooManySubscribers
 from aggregator._loop import RoundLoop
 from aggregator._model import SnapshotData
+from mesh_common.bounded import quote
+from mesh_common.grpc_input import Malformed, abort_malformed, lenient, peer_host
 from mesh_common.wire_time import to_seconds
 
 _LOG = logging.getLogger(__name__)
@@ -28,6 +37,13 @@ SERVICE_NAME = aggregator_pb2.DESCRIPTOR.services_by_name["AggregatorService"].f
 """The fully-qualified service name, "metricsmesh.v1.AggregatorService"."""
 
 SHUTDOWN_MESSAGE = "aggregator shutting down"
+
+MAX_FILTER_ENTRIES = 1024
+"""The most service names, service types or read_mask paths one filter may list."""
+MAX_NAME_LENGTH = 256
+"""The longest service name, type or read_mask path a filter may carry."""
+MAX_DURATION_SECONDS = 86_400.0
+"""The longest max_age or min_interval a request may ask for."""
 
 Context = grpc.aio.ServicerContext[Any, Any]
 
@@ -44,12 +60,12 @@ class AggregatorServicer:
         handlers: dict[str, grpc.RpcMethodHandler[Any, Any]] = {
             "GetSnapshot": grpc.unary_unary_rpc_method_handler(
                 self.get_snapshot,
-                request_deserializer=aggregator_pb2.GetSnapshotRequest.FromString,
+                request_deserializer=lenient(aggregator_pb2.GetSnapshotRequest),
                 response_serializer=_passthrough,
             ),
             "StreamSnapshots": grpc.unary_stream_rpc_method_handler(
                 self.stream_snapshots,
-                request_deserializer=aggregator_pb2.StreamSnapshotsRequest.FromString,
+                request_deserializer=lenient(aggregator_pb2.StreamSnapshotsRequest),
                 response_serializer=_passthrough,
             ),
         }
@@ -58,9 +74,11 @@ class AggregatorServicer:
         )
 
     async def get_snapshot(
-        self, request: aggregator_pb2.GetSnapshotRequest, context: Context
+        self, request: aggregator_pb2.GetSnapshotRequest | Malformed, context: Context
     ) -> bytes:
         """The latest snapshot (fresher than max_age), filtered; serialized response."""
+        if isinstance(request, Malformed):
+            await abort_malformed(request, context)
         view = await self._view(request.filter, context)
         max_age = None
         if request.HasField("max_age"):
@@ -72,31 +90,43 @@ class AggregatorServicer:
         return self._render(view, snapshot, "get")
 
     async def stream_snapshots(
-        self, request: aggregator_pb2.StreamSnapshotsRequest, context: Context
+        self, request: aggregator_pb2.StreamSnapshotsRequest | Malformed, context: Context
     ) -> AsyncIterator[bytes]:
         """Replay (if asked) then live snapshots; ends with UNAVAILABLE on shutdown."""
+        if isinstance(request, Malformed):
+            await abort_malformed(request, context)
         view = await self._view(request.filter, context)
         min_interval = 0.0
         if request.HasField("min_interval"):
             min_interval = await _seconds("min_interval", request.min_interval, context)
         loop = self._loop
+        peer = peer_host(context.peer())
         try:
-            subscription = loop.subscribe(min_interval)
+            subscription = loop.subscribe(
+                min_interval, peer=peer, trusted=peer in loop.settings.trusted_peers
+            )
         except TooManySubscribers as error:
             await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, str(error))
         except AggregatorStateError:
             await context.abort(grpc.StatusCode.UNAVAILABLE, SHUTDOWN_MESSAGE)
         try:
             resume = request.WhichOneof("resume")
+            gap = b""
             if resume == "after_sequence":
-                first = loop.history_after(request.after_sequence)
+                first, missed_any, missed = loop.resume(request.after_epoch, request.after_sequence)
+                if missed_any:
+                    gap = aggregator_pb2.StreamSnapshotsResponse(
+                        gap=True, missed=missed
+                    ).SerializeToString()
             elif resume == "last_count":
                 first = loop.history_last(request.last_count)
             else:
                 first = [] if loop.latest is None else [loop.latest]
             last_sequence = 0
             for snapshot in first:
-                yield self._render(view, snapshot, "replay")
+                # Fields appended to a serialized message are set in it (protobuf encoding).
+                yield self._render(view, snapshot, "replay") + gap
+                gap = b""
                 last_sequence = snapshot.sequence
             if first:
                 subscription.mark_sent()
@@ -107,7 +137,8 @@ class AggregatorServicer:
                 if live.sequence <= last_sequence:
                     continue
                 last_sequence = live.sequence
-                yield self._render(view, live, "stream")
+                yield self._render(view, live, "stream") + gap
+                gap = b""
             context.set_code(grpc.StatusCode.UNAVAILABLE)
             context.set_details(SHUTDOWN_MESSAGE)
         finally:
@@ -117,17 +148,39 @@ class AggregatorServicer:
         return view.render(snapshot, self._loop.clocks.monotonic(), self._cache, kind)
 
     async def _view(self, request: aggregator_pb2.SnapshotFilter, context: Context) -> View:
+        problem = filter_problem(request)
+        if problem is not None:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, problem)
         try:
             return View(self._loop.registry, request)
         except FilterError as error:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(error))
 
 
+def filter_problem(request: aggregator_pb2.SnapshotFilter) -> str | None:
+    """Why a filter is refused before it is even compiled (too big), or None."""
+    lists = {
+        "filter.service_names": request.service_names,
+        "filter.service_types": request.service_types,
+        "filter.read_mask.paths": request.read_mask.paths,
+    }
+    for name, values in lists.items():
+        if len(values) > MAX_FILTER_ENTRIES:
+            return f"{name}: {len(values)} entries, the limit is {MAX_FILTER_ENTRIES}"
+        for value in values:
+            if len(value) > MAX_NAME_LENGTH:
+                return f"{name}: {quote(value, 40)} is longer than {MAX_NAME_LENGTH} characters"
+    return None
+
+
 async def _seconds(name: str, value: Duration, context: Context) -> float:
     seconds = to_seconds(value)
-    if seconds < 0:
+    if not 0 <= seconds <= MAX_DURATION_SECONDS:
         await context.abort(
-            grpc.StatusCode.INVALID_ARGUMENT, f"{name} must not be negative, got {seconds} s"
+            grpc.StatusCode.INVALID_ARGUMENT,
+            f"{name} must not be negative, got {seconds:g} s"
+            if seconds < 0
+            else f"{name} must be at most {MAX_DURATION_SECONDS:g} s, got {seconds:g} s",
         )
     return seconds
 

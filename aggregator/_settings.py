@@ -12,6 +12,8 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from aggregator._alerts.settings import SECTION as ALERTS_SECTION
+from aggregator._alerts.settings import AlertSettings
 from mesh_common.config import Section, load_mesh_file, setting
 from mesh_common.errors import ConfigError
 from mesh_common.registry import SERVICES, Registry
@@ -38,6 +40,17 @@ class AggregatorSettings:
     backoff_max_seconds: float = setting(
         30.0, "longest pause between calls to an agent that keeps failing"
     )
+    trusted_peers: tuple[str, ...] = setting(
+        ("127.0.0.1", "::1"),
+        "peer hosts (the gateway's) that may take the reserved subscriber slots and are not "
+        "capped per peer",
+    )
+    reserved_subscribers: int = setting(
+        16, "subscriber slots (of max_subscribers) only trusted_peers may take"
+    )
+    max_streams_per_peer: int = setting(
+        32, "most concurrent StreamSnapshots calls of one peer host that is not trusted"
+    )
 
     def __post_init__(self) -> None:
         """Check the values; raises ConfigError naming the key."""
@@ -61,8 +74,17 @@ class AggregatorSettings:
             )
         if self.max_subscribers < 1:
             raise ConfigError(f"max_subscribers: {self.max_subscribers} must be >= 1")
+        if self.reserved_subscribers < 0:
+            raise ConfigError(f"reserved_subscribers: {self.reserved_subscribers} must be >= 0")
+        if self.max_streams_per_peer < 1:
+            raise ConfigError(f"max_streams_per_peer: {self.max_streams_per_peer} must be >= 1")
         if not math.isfinite(self.backoff_max_seconds) or self.backoff_max_seconds < 0:
             raise ConfigError(f"backoff_max_seconds: {self.backoff_max_seconds} must be >= 0")
+
+    @property
+    def untrusted_subscribers(self) -> int:
+        """The most subscribers that are not trusted peers (the rest is reserved)."""
+        return max(1, self.max_subscribers - self.reserved_subscribers)
 
     @property
     def history_size(self) -> int:
@@ -76,10 +98,11 @@ SECTION = Section("aggregator", AggregatorSettings, "the aggregator's port and i
 
 @dataclass(frozen=True, slots=True)
 class AggregatorConfig:
-    """What the aggregator reads from a mesh file: the registry and its own settings."""
+    """What the aggregator reads from a mesh file: the registry, its settings, its alerts."""
 
     services: Registry
     aggregator: AggregatorSettings
+    alerts: AlertSettings
 
 
 def load_config(
@@ -90,4 +113,8 @@ def load_config(
     Raises ConfigError naming the file, the entry and the problem.
     """
     mesh = load_mesh_file(path, environ=environ)
-    return AggregatorConfig(services=mesh.read(SERVICES), aggregator=mesh.read(SECTION))
+    return AggregatorConfig(
+        services=mesh.read(SERVICES),
+        aggregator=mesh.read(SECTION),
+        alerts=mesh.read(ALERTS_SECTION),
+    )

@@ -25,6 +25,8 @@ class Subscription:
         self._event = asyncio.Event()
         self._last_sent: float | None = None
         self.closed = False
+        self.peer: str | None = None
+        """The peer host of an untrusted subscriber (counted against its cap); None if trusted."""
 
     def offer(self, snapshot: SnapshotData) -> None:
         """Put `snapshot` in the slot, replacing an undelivered one; never blocks."""

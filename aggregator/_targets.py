@@ -14,8 +14,8 @@ from collections.abc import Iterator, Sequence
 
 import grpc
 
-from aggregator._health import HealthWatch
-from aggregator._model import Outcome, TargetState
+from aggregator._health import HealthWatch, RevivalProbe
+from aggregator._model import CallKind, Outcome, TargetState
 from mesh_common.registry import Registry, ServiceEntry
 from mesh_common.transport import open_channel
 
@@ -23,11 +23,21 @@ _LOG = logging.getLogger(__name__)
 
 GET_EVENT_RATE = "/metricsmesh.v1.EventRateService/GetEventRate"
 
-CHANNEL_OPTIONS: Sequence[tuple[str, int]] = (
-    # Reconnect quickly to an agent that comes back, but not in a tight loop.
-    ("grpc.initial_reconnect_backoff_ms", 200),
-    ("grpc.max_reconnect_backoff_ms", 5000),
-)
+RECONNECT_INITIAL_MS = 200
+"""First pause before the channel reconnects to an agent that went away."""
+
+
+def channel_options(reconnect_max_seconds: float) -> Sequence[tuple[str, int]]:
+    """Channel options: reconnect quickly to an agent that comes back, not in a tight loop.
+
+    The longest pause is about one round interval, so a restarted agent is found within a
+    round: a TCP connection attempt, not a call, to each agent that is down.
+    """
+    longest = max(RECONNECT_INITIAL_MS, round(reconnect_max_seconds * 1000))
+    return (
+        ("grpc.initial_reconnect_backoff_ms", RECONNECT_INITIAL_MS),
+        ("grpc.max_reconnect_backoff_ms", longest),
+    )
 
 
 class Target:
@@ -39,27 +49,49 @@ class Target:
     last_outcome: Outcome | None
     """What the latest round's call produced (None before the first round)."""
 
-    def __init__(self, entry: ServiceEntry) -> None:
+    def __init__(
+        self, entry: ServiceEntry, *, reconnect_max_seconds: float = 1.0, deadline: float = 0.5
+    ) -> None:
         self.entry = entry
+        self._deadline = deadline
         self.state = TargetState()
         self.last_outcome = None
-        self._channel = open_channel(entry.target, options=CHANNEL_OPTIONS)
+        self._channel = open_channel(entry.target, options=channel_options(reconnect_max_seconds))
         self.get_event_rate: grpc.aio.UnaryUnaryMultiCallable[bytes, bytes] = (
             self._channel.unary_unary(GET_EVENT_RATE)
         )
         self.watch = HealthWatch(self._channel, entry.name)
+        self.probe = RevivalProbe(self._channel, entry.name, self._answered_again)
         self._revivals_seen = 0
+        self._revived = False
 
     def start(self) -> None:
         """Start the health watch (needs a running loop)."""
         self.watch.start()
 
+    def record(self, outcome: Outcome | None) -> None:
+        """Keep this round's outcome; a call that hung or found no agent starts the probe.
+
+        After a missed deadline only an answer that itself waited longer than the deadline
+        counts (the agent was hung, not just slow to count).
+        """
+        self.last_outcome = outcome
+        if outcome is None:
+            return
+        if outcome.kind is CallKind.UNREACHABLE:
+            self.probe.start()
+        elif outcome.kind is CallKind.DEADLINE:
+            self.probe.start(min_wait=self._deadline)
+
     def skip_reason(self, now: float) -> str | None:
         """Why this round should not call the agent (backing off), or None to call it.
 
-        An agent whose health stream answered again since the last round is called at once:
-        it is back, so its backoff ends.
+        An agent whose health stream answered again since the last round, or that answered
+        the revival probe, is called at once: it is back, so its backoff ends.
         """
+        if self._revived:
+            self._revived = False
+            return None
         if self.watch.revivals != self._revivals_seen:
             self._revivals_seen = self.watch.revivals
             return None
@@ -71,19 +103,28 @@ class Target:
             f"attempt in {state.retry_at - now:.1f} s; last error: {state.last_error}"
         )
 
+    def _answered_again(self) -> None:
+        self._revived = True
+        self.watch.reconnect_now()
+
     async def close(self) -> None:
-        """Stop the watch and close the channel; a second call is harmless."""
+        """Stop the watch and the probe and close the channel; a second call is harmless."""
         await self.watch.close()
+        await self.probe.close()
         await self._channel.close()
 
 
 class Targets:
     """Every agent of the current registry, by service name, in registry order."""
 
-    def __init__(self, registry: Registry) -> None:
+    def __init__(
+        self, registry: Registry, *, reconnect_max_seconds: float = 1.0, deadline: float = 0.5
+    ) -> None:
         self.registry = registry
         self._by_name: dict[str, Target] = {}
         self._started = False
+        self._reconnect_max = reconnect_max_seconds
+        self._deadline = deadline
 
     def __iter__(self) -> Iterator[Target]:
         return (self._by_name[name] for name in self.registry.names if name in self._by_name)
@@ -136,6 +177,6 @@ class Targets:
         await asyncio.gather(*(target.close() for target in targets), return_exceptions=True)
 
     def _open(self, entry: ServiceEntry) -> None:
-        target = Target(entry)
+        target = Target(entry, reconnect_max_seconds=self._reconnect_max, deadline=self._deadline)
         target.start()
         self._by_name[entry.name] = target

@@ -30,7 +30,8 @@ class GrpcHost:
 
     `register` adds the application's servicers to the server. `service_names` are the
     fully-qualified names of those servicers (for reflection and health); `health_names`
-    are extra names health answers for (e.g. the service's own name).
+    are extra names health answers for (e.g. the service's own name). `max_receive_bytes`
+    lowers the largest request gRPC reads (RESOURCE_EXHAUSTED beyond; default 4 MiB).
     """
 
     def __init__(
@@ -43,6 +44,7 @@ class GrpcHost:
         port: int = 0,
         grace_seconds: float = DEFAULT_GRACE_SECONDS,
         interceptors: Sequence[Any] = (),
+        max_receive_bytes: int | None = None,
     ) -> None:
         self.host = host
         self.requested_port = port
@@ -51,6 +53,9 @@ class GrpcHost:
         self._service_names = tuple(service_names)
         self._health_names = tuple(dict.fromkeys(("", *self._service_names, *health_names)))
         self._interceptors = tuple(interceptors)
+        self._options = tuple(SERVER_OPTIONS)
+        if max_receive_bytes is not None:
+            self._options += (("grpc.max_receive_message_length", max_receive_bytes),)
         self._server: grpc.aio.Server | None = None
         self._health: health.aio.HealthServicer | None = None
         self._port: int | None = None
@@ -79,7 +84,7 @@ class GrpcHost:
             raise ServerStateError("the server is already started")
         if self._stopped:
             raise ServerStateError("a stopped server cannot be started again; create a new one")
-        server = grpc.aio.server(options=SERVER_OPTIONS, interceptors=self._interceptors)
+        server = grpc.aio.server(options=self._options, interceptors=self._interceptors)
         self._health = health.aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
         self._register(server)

@@ -128,6 +128,7 @@ class StreamSnapshotsRequest(_message.Message):
     MIN_INTERVAL_FIELD_NUMBER: _builtins.int
     AFTER_SEQUENCE_FIELD_NUMBER: _builtins.int
     LAST_COUNT_FIELD_NUMBER: _builtins.int
+    AFTER_EPOCH_FIELD_NUMBER: _builtins.int
     after_sequence: _builtins.int
     """after_sequence replays every snapshot in history with a sequence greater
     than this one, then goes live.
@@ -135,6 +136,12 @@ class StreamSnapshotsRequest(_message.Message):
     last_count: _builtins.int
     """last_count replays the last this-many snapshots of history, then goes
     live.
+    """
+    after_epoch: _builtins.int
+    """after_epoch is the epoch of the snapshot named by after_sequence. When it is
+    set and differs from the aggregator's epoch (the aggregator restarted), the
+    replay starts at the beginning of the current lifetime's history and its
+    first message has gap set. Zero means the current epoch.
     """
     @_builtins.property
     def filter(self) -> Global___SnapshotFilter:
@@ -153,10 +160,11 @@ class StreamSnapshotsRequest(_message.Message):
         min_interval: _duration_pb2.Duration | None = ...,
         after_sequence: _builtins.int = ...,
         last_count: _builtins.int = ...,
+        after_epoch: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["after_sequence", b"after_sequence", "filter", b"filter", "last_count", b"last_count", "min_interval", b"min_interval", "resume", b"resume"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["after_sequence", b"after_sequence", "filter", b"filter", "last_count", b"last_count", "min_interval", b"min_interval", "resume", b"resume"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["after_epoch", b"after_epoch", "after_sequence", b"after_sequence", "filter", b"filter", "last_count", b"last_count", "min_interval", b"min_interval", "resume", b"resume"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType_resume: _TypeAlias = _typing.Literal["after_sequence", "last_count"]  # noqa: Y015
     _WhichOneofArgType_resume: _TypeAlias = _typing.Literal["resume", b"resume"]  # noqa: Y015
@@ -172,9 +180,20 @@ class StreamSnapshotsResponse(_message.Message):
 
     SNAPSHOT_FIELD_NUMBER: _builtins.int
     REPLAYED_FIELD_NUMBER: _builtins.int
+    GAP_FIELD_NUMBER: _builtins.int
+    MISSED_FIELD_NUMBER: _builtins.int
     replayed: _builtins.bool
     """replayed is true when the snapshot comes from history rather than from a
     round that completed after the subscription started.
+    """
+    gap: _builtins.bool
+    """gap is true when snapshots between the requested resume point and this
+    message were missed: the resume point is from another aggregator lifetime,
+    or older than the history. Set on the first message after the gap only.
+    """
+    missed: _builtins.int
+    """missed is how many snapshots of this lifetime were missed when that is
+    known (the resume point is in the same epoch); zero otherwise.
     """
     @_builtins.property
     def snapshot(self) -> _snapshot_pb2.Snapshot:
@@ -185,10 +204,12 @@ class StreamSnapshotsResponse(_message.Message):
         *,
         snapshot: _snapshot_pb2.Snapshot | None = ...,
         replayed: _builtins.bool = ...,
+        gap: _builtins.bool = ...,
+        missed: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["snapshot", b"snapshot"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["replayed", b"replayed", "snapshot", b"snapshot"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["gap", b"gap", "missed", b"missed", "replayed", b"replayed", "snapshot", b"snapshot"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

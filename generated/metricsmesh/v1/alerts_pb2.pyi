@@ -39,6 +39,10 @@ class _AlertStateEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_AlertState
     """ALERT_STATE_RESOLVED means the alert fired and stopped; it is kept and
     shown for 15 minutes.
     """
+    ALERT_STATE_INACTIVE: _AlertState.ValueType  # 4
+    """ALERT_STATE_INACTIVE means the condition stopped holding before the alert
+    fired: a pending alert that is dropped (only seen in an AlertChange).
+    """
 
 class AlertState(_AlertState, metaclass=_AlertStateEnumTypeWrapper):
     """AlertState is where one alert instance stands."""
@@ -54,6 +58,10 @@ still runs).
 ALERT_STATE_RESOLVED: AlertState.ValueType  # 3
 """ALERT_STATE_RESOLVED means the alert fired and stopped; it is kept and
 shown for 15 minutes.
+"""
+ALERT_STATE_INACTIVE: AlertState.ValueType  # 4
+"""ALERT_STATE_INACTIVE means the condition stopped holding before the alert
+fired: a pending alert that is dropped (only seen in an AlertChange).
 """
 Global___AlertState: _TypeAlias = AlertState  # noqa: Y015
 

@@ -124,6 +124,7 @@ class Snapshot(_message.Message):
     WINDOW_EVENTS_FIELD_NUMBER: _builtins.int
     WINDOW_ERRORS_FIELD_NUMBER: _builtins.int
     LATENCY_FIELD_NUMBER: _builtins.int
+    EPOCH_FIELD_NUMBER: _builtins.int
     sequence: _builtins.int
     """sequence numbers snapshots from 1, increasing by one per round; it orders
     snapshots and names a resume point for StreamSnapshots.
@@ -151,6 +152,11 @@ class Snapshot(_message.Message):
     window_errors: _builtins.int
     """window_errors counts the failed events among window_events; the fleet's
     error rate is window_errors / window_events (none without events).
+    """
+    epoch: _builtins.int
+    """epoch identifies the aggregator lifetime that took the snapshot: a restarted
+    aggregator has a new epoch and numbers its snapshots from 1 again, so a
+    resume point is (epoch, sequence).
     """
     @_builtins.property
     def take_time(self) -> _timestamp_pb2.Timestamp:
@@ -205,10 +211,11 @@ class Snapshot(_message.Message):
         window_events: _builtins.int = ...,
         window_errors: _builtins.int = ...,
         latency: _latency_pb2.LatencySummary | None = ...,
+        epoch: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["age", b"age", "latency", b"latency", "round_duration", b"round_duration", "take_time", b"take_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["active_count", b"active_count", "age", b"age", "data_sources_active", b"data_sources_active", "error_count", b"error_count", "events_per_hour", b"events_per_hour", "events_per_second", b"events_per_second", "inactive_count", b"inactive_count", "latency", b"latency", "round_duration", b"round_duration", "sequence", b"sequence", "services", b"services", "services_answered", b"services_answered", "services_total", b"services_total", "take_time", b"take_time", "total_events", b"total_events", "window_errors", b"window_errors", "window_events", b"window_events"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["active_count", b"active_count", "age", b"age", "data_sources_active", b"data_sources_active", "epoch", b"epoch", "error_count", b"error_count", "events_per_hour", b"events_per_hour", "events_per_second", b"events_per_second", "inactive_count", b"inactive_count", "latency", b"latency", "round_duration", b"round_duration", "sequence", b"sequence", "services", b"services", "services_answered", b"services_answered", "services_total", b"services_total", "take_time", b"take_time", "total_events", b"total_events", "window_errors", b"window_errors", "window_events", b"window_events"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

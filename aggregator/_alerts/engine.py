@@ -1,0 +1,261 @@
+"""The evaluation of alert rules: a pure function of (rules, snapshot, previous states, now).
+
+Semantics are Prometheus's alerting rules. One alert instance per rule and service (and
+kind, for a rule on kinds). While its condition holds for less than `for`, an instance is
+pending; after that it fires. When the condition stops holding, a pending instance is dropped
+(inactive) and a firing one resolves, unless `keep_firing_for` keeps it firing that long
+after the condition last held; with a clear threshold a firing instance resolves only once
+the value crosses that threshold. Resolved instances are kept for `RESOLVED_RETENTION`.
+
+No data is not "fine": a service that is not active has no figures, so a rule on one of its
+figures keeps its instance's state as it is; only the `status` rule speaks about reachability.
+An instance whose service left the registry, or whose rule was deleted, resolves. A manual
+resolve silences an instance until its condition has cleared once. Every time is a wall-clock
+time (epoch seconds), so states can be persisted and survive a restart.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from metricsmesh.v1 import snapshot_pb2
+
+from aggregator._alerts.rules import TEXT_FIGURES, Rule
+from mesh_common.figures import KIND_FIGURES, ROW_FIGURES, Figure
+
+RESOLVED_RETENTION = 900.0
+"""Seconds a resolved alert is kept and shown."""
+
+_ROW = {figure.name: figure for figure in ROW_FIGURES}
+_KIND = {figure.name: figure for figure in KIND_FIGURES}
+
+
+class State(enum.Enum):
+    """Where an alert instance stands (an absent instance is inactive)."""
+
+    INACTIVE = "inactive"
+    PENDING = "pending"
+    FIRING = "firing"
+    RESOLVED = "resolved"
+
+
+@dataclass(frozen=True, slots=True)
+class Alert:
+    """One instance of a rule, for one service (and kind)."""
+
+    id: str
+    rule_id: str
+    name: str
+    service_name: str
+    service_type: str
+    kind: str
+    state: State
+    severity: str
+    value: float | str | None
+    active_time: float
+    """When the condition started to hold (epoch seconds)."""
+    last_true_time: float
+    """When the condition last held (for keep_firing_for)."""
+    fired_time: float | None = None
+    resolved_time: float | None = None
+    resolved_by: str = ""
+    silenced: bool = False
+    """Resolved by hand: stays resolved until its condition has cleared once."""
+    labels: Mapping[str, str] = field(default_factory=dict)
+    annotations: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """A state change of one alert: the alert after it and the state before."""
+
+    alert: Alert
+    previous: State
+    time: float
+
+
+def alert_id(rule_id: str, service_name: str, kind: str) -> str:
+    """The id of the instance of a rule for a service (and kind)."""
+    return f"{rule_id}/{service_name}" + (f"/{kind}" if kind else "")
+
+
+def evaluate(
+    rules: Sequence[Rule],
+    snapshot: snapshot_pb2.Snapshot,
+    previous: Mapping[str, Alert],
+    now: float,
+) -> tuple[dict[str, Alert], list[Change]]:
+    """The alerts after this snapshot, and their state changes, in rule and registry order."""
+    alerts: dict[str, Alert] = {}
+    changes: list[Change] = []
+    seen: set[str] = set()
+    for rule in rules:
+        for row, kind, value in _instances(rule, snapshot):
+            key = alert_id(rule.id, row.service_name, kind)
+            seen.add(key)
+            before = previous.get(key)
+            after = step(rule, before, value, row, kind, now)
+            _record(alerts, changes, before, after, now)
+    for key, before in previous.items():
+        if key not in seen:  # its service left the registry, or its rule was deleted
+            _record(alerts, changes, before, _gone(before, now), now)
+    return alerts, changes
+
+
+def step(
+    rule: Rule,
+    before: Alert | None,
+    value: float | str | None,
+    row: snapshot_pb2.ServiceRow,
+    kind: str,
+    now: float,
+) -> Alert | None:
+    """One instance's next state; None is inactive. `value` None means no data."""
+    if before is not None and _forgotten(before, now):
+        before = None  # the next firing is a new alert
+    if value is None:
+        return before  # no data: neither fires nor resolves
+    firing = before is not None and before.state is State.FIRING
+    holds = rule.holds(value, firing=firing)
+    if before is None or before.state is State.RESOLVED:
+        if not holds:
+            return replace(before, silenced=False, value=value) if before is not None else None
+        if before is not None and before.silenced:
+            return replace(before, value=value)  # resolved by hand: quiet until it clears
+        pending = _new(rule, row, kind, value, now)
+        return _fire(rule, pending, now) if rule.for_seconds <= 0 else pending
+    if before.state is State.PENDING:
+        if not holds:
+            return None
+        updated = replace(before, value=value, last_true_time=now)
+        if now - before.active_time >= rule.for_seconds:
+            return _fire(rule, updated, now)
+        return updated
+    if holds:
+        return replace(before, value=value, last_true_time=now)
+    if now - before.last_true_time < rule.keep_firing_for_seconds:
+        return replace(before, value=value)
+    return replace(before, state=State.RESOLVED, value=value, resolved_time=now)
+
+
+def _forgotten(alert: Alert, now: float) -> bool:
+    """A resolved alert kept long enough (one silenced by hand stays until it clears)."""
+    resolved = alert.resolved_time if alert.resolved_time is not None else now
+    expired = now - resolved >= RESOLVED_RETENTION
+    return alert.state is State.RESOLVED and not alert.silenced and expired
+
+
+def resolve_by_hand(alert: Alert, who: str, now: float) -> Alert:
+    """`alert` resolved by `who` at `now`: silent until its condition has cleared once."""
+    return replace(alert, state=State.RESOLVED, resolved_time=now, resolved_by=who, silenced=True)
+
+
+def _instances(
+    rule: Rule, snapshot: snapshot_pb2.Snapshot
+) -> Iterable[tuple[snapshot_pb2.ServiceRow, str, float | str | None]]:
+    figure = (_KIND if rule.kinds else _ROW)[rule.figure]
+    for row in snapshot.services:
+        if not rule.selects(row.service_name, row.service_type):
+            continue
+        active = row.status == snapshot_pb2.SERVICE_STATUS_ACTIVE
+        if not rule.kinds:
+            known = active or rule.figure in TEXT_FIGURES
+            yield row, "", _value(figure, row) if known else None
+            continue
+        by_kind = {kind.kind: kind for kind in row.kinds} if active else {}
+        for kind in rule.kinds:
+            message = by_kind.get(kind)
+            yield row, kind, None if message is None else _value(figure, message)
+
+
+def _value(figure: Figure, message: Any) -> float | str | None:
+    value = figure.read(message)
+    if value is None or isinstance(value, str):
+        return value
+    return float(value)
+
+
+def _new(
+    rule: Rule, row: snapshot_pb2.ServiceRow, kind: str, value: float | str, now: float
+) -> Alert:
+    labels = {
+        **rule.labels,
+        "alertname": rule.name,
+        "service": row.service_name,
+        "type": row.service_type,
+        "severity": rule.severity,
+        **({"kind": kind} if kind else {}),
+    }
+    return Alert(
+        id=alert_id(rule.id, row.service_name, kind),
+        rule_id=rule.id,
+        name=rule.name,
+        service_name=row.service_name,
+        service_type=row.service_type,
+        kind=kind,
+        state=State.PENDING,
+        severity=rule.severity,
+        value=value,
+        active_time=now,
+        last_true_time=now,
+        labels=labels,
+        annotations=annotations_of(rule, row.service_name, kind, value),
+    )
+
+
+def annotations_of(rule: Rule, service: str, kind: str, value: float | str) -> dict[str, str]:
+    """The rule's annotations with {service}, {kind}, {value}, {threshold}, {name} filled in."""
+    shown = value if isinstance(value, str) else f"{value:.4g}"
+    threshold = rule.threshold if isinstance(rule.threshold, str) else f"{rule.threshold:g}"
+    values = {"service": service, "kind": kind, "value": shown, "threshold": threshold}
+    values["name"] = rule.name
+    filled = {}
+    for key, text in rule.annotations.items():
+        for placeholder, replacement in values.items():
+            text = text.replace("{" + placeholder + "}", replacement)
+        filled[key] = text
+    if "summary" not in filled:
+        where = service + (f" {kind}" if kind else "")
+        filled["summary"] = (
+            f"{rule.name}: {where} {rule.figure} is {shown} ({rule.comparator} {threshold})"
+        )
+    return filled
+
+
+def _fire(rule: Rule, alert: Alert, now: float) -> Alert:
+    value = alert.value if alert.value is not None else ""
+    return replace(
+        alert,
+        state=State.FIRING,
+        fired_time=now,
+        annotations=annotations_of(rule, alert.service_name, alert.kind, value),
+    )
+
+
+def _gone(before: Alert, now: float) -> Alert | None:
+    if before.state is State.PENDING:
+        return None
+    if before.state is State.FIRING:
+        return replace(before, state=State.RESOLVED, resolved_time=now)
+    return None if _forgotten(before, now) else before
+
+
+def _record(
+    alerts: dict[str, Alert],
+    changes: list[Change],
+    before: Alert | None,
+    after: Alert | None,
+    now: float,
+) -> None:
+    if after is not None:
+        alerts[after.id] = after
+    old = State.INACTIVE if before is None else before.state
+    new = State.INACTIVE if after is None else after.state
+    if old is not new:
+        if after is not None:
+            changes.append(Change(after, old, now))
+        elif before is not None:
+            changes.append(Change(replace(before, state=State.INACTIVE), old, now))

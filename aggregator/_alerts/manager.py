@@ -1,0 +1,204 @@
+"""The alert manager: evaluates every snapshot, keeps the alerts, feeds streams and delivery.
+
+It is a snapshot observer of the round loop (its own task, latest snapshot wins), so a slow
+evaluation or a slow store never delays a round. Each evaluation's changes are numbered
+(`sequence`) and kept in a bounded log that StreamAlerts reads from; alerts and rules created
+at run time are persisted in the `AlertStore`; changes are sent to Alertmanager at once, and
+every firing (or recently resolved) alert again each resend interval.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import itertools
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from metricsmesh.v1 import alerts_pb2
+
+from aggregator._alerts.delivery import Delivery
+from aggregator._alerts.engine import Alert, Change, State, evaluate, resolve_by_hand
+from aggregator._alerts.rules import Rule, RuleError, rule_from_proto
+from aggregator._alerts.settings import AlertSettings
+from aggregator._alerts.store import AlertStore
+from aggregator._convert import snapshot_to_proto
+from aggregator._errors import AggregatorError
+from aggregator._model import SnapshotData
+from mesh_common.clocks import Clocks
+
+_LOG = logging.getLogger(__name__)
+
+CHANGE_LOG_SIZE = 10_000
+"""Changes kept for StreamAlerts resume points."""
+
+
+class AlertNotFound(AggregatorError, KeyError):
+    """No rule or alert has the given id."""
+
+
+class RuleReadOnly(AggregatorError):
+    """A rule from the config file cannot be deleted at run time."""
+
+
+@dataclass(frozen=True, slots=True)
+class NumberedChange:
+    """One change and its sequence number in this aggregator's lifetime."""
+
+    sequence: int
+    change: Change
+
+
+class AlertManager:
+    """Rules, alerts, the change log and delivery of one aggregator."""
+
+    def __init__(self, settings: AlertSettings, *, clocks: Clocks, persist: bool = True) -> None:
+        self.settings = settings
+        self._clocks = clocks
+        self._store = AlertStore(settings.state_path if persist else None)
+        self._config_rules = list(settings.rules)
+        self._api_rules: list[Rule] = []
+        self.alerts: dict[str, Alert] = {}
+        self._log: collections.deque[NumberedChange] = collections.deque(maxlen=CHANGE_LOG_SIZE)
+        self._sequence = itertools.count(1)
+        self.last_sequence = 0
+        self._changed = asyncio.Event()
+        self._lock = asyncio.Lock()
+        self._delivery = Delivery(
+            settings.alertmanagers,
+            settings.webhook_url,
+            resend_interval=settings.resend_interval_seconds,
+            dashboard_url=settings.dashboard_url,
+            wall=clocks.wall,
+        )
+        self._resender: asyncio.Task[None] | None = None
+        self.evaluations = 0
+
+    @property
+    def rules(self) -> list[Rule]:
+        """Every rule in force: the config file's first, then those created at run time."""
+        return [*self._config_rules, *self._api_rules]
+
+    async def start(self) -> None:
+        """Load the persisted rules and alerts, and start the resend loop."""
+        self._api_rules = await asyncio.to_thread(self._store.rules)
+        self.alerts = await asyncio.to_thread(self._store.alerts)
+        if self._delivery.configured:
+            self._resender = asyncio.get_running_loop().create_task(self._resend_loop())
+
+    async def close(self) -> None:
+        """Stop resending and sending; a second call is harmless."""
+        task, self._resender = self._resender, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        await self._delivery.close()
+        self._store.close()
+
+    async def observe(self, snapshot: SnapshotData) -> None:
+        """Evaluate every rule on `snapshot` (the round loop's observer)."""
+        message = snapshot_to_proto(snapshot, snapshot.rows)
+        async with self._lock:
+            alerts, changes = evaluate(self.rules, message, self.alerts, self._clocks.wall())
+            self.evaluations += 1
+            await self._apply(alerts, changes)
+
+    async def create_rule(self, message: alerts_pb2.AlertRule) -> Rule:
+        """Add a rule from its message (checked, kept in the store); RuleError if it is bad."""
+        async with self._lock:
+            if any(rule.name == message.name for rule in self.rules):
+                raise RuleError("name", f"a rule called {message.name!r} exists already")
+            number = await asyncio.to_thread(self._store.next_rule_number)
+            rule = rule_from_proto(message, rule_id=f"rule-{number}", source="api")
+            await asyncio.to_thread(self._store.add_rule, rule)
+            self._api_rules.append(rule)
+            return rule
+
+    async def delete_rule(self, rule_id: str) -> Rule:
+        """Delete a rule created at run time; its alerts resolve at the next evaluation."""
+        async with self._lock:
+            if any(rule.id == rule_id for rule in self._config_rules):
+                raise RuleReadOnly(
+                    f"rule {rule_id!r} comes from the config file; remove it there and restart"
+                )
+            rule = next((rule for rule in self._api_rules if rule.id == rule_id), None)
+            if rule is None:
+                raise AlertNotFound(f"no rule with id {rule_id!r}")
+            await asyncio.to_thread(self._store.delete_rule, rule_id)
+            self._api_rules.remove(rule)
+            return rule
+
+    async def resolve(self, alert_id: str, who: str) -> Alert:
+        """Resolve an alert by hand: silent until its condition has cleared once."""
+        async with self._lock:
+            alert = self.alerts.get(alert_id)
+            if alert is None or alert.state is State.RESOLVED:
+                raise AlertNotFound(f"no pending or firing alert with id {alert_id!r}")
+            now = self._clocks.wall()
+            resolved = resolve_by_hand(alert, who or "anonymous", now)
+            await self._apply(
+                {**self.alerts, alert_id: resolved}, [Change(resolved, alert.state, now)]
+            )
+            return resolved
+
+    def current(self, include_resolved: bool = False) -> list[Alert]:
+        """The alerts, firing first, then pending, then (when asked) resolved."""
+        order = {State.FIRING: 0, State.PENDING: 1, State.RESOLVED: 2}
+        shown = [
+            alert
+            for alert in self.alerts.values()
+            if include_resolved or alert.state is not State.RESOLVED
+        ]
+        return sorted(shown, key=lambda alert: (order[alert.state], alert.id))
+
+    def changes_after(self, sequence: int) -> list[NumberedChange] | None:
+        """The logged changes after `sequence`; None when the log no longer reaches back."""
+        log = self._log
+        if log and log[0].sequence > sequence + 1:
+            return None
+        return [item for item in log if item.sequence > sequence]
+
+    def change_marker(self) -> asyncio.Event:
+        """The event the next change sets (take it before reading, to miss nothing)."""
+        return self._changed
+
+    async def _apply(self, alerts: dict[str, Alert], changes: Sequence[Change]) -> None:
+        before = self.alerts
+        self.alerts = alerts
+        for change in changes:
+            self.last_sequence = next(self._sequence)
+            self._log.append(NumberedChange(self.last_sequence, change))
+            _LOG.info(
+                "alert %s: %s -> %s (value %s)",
+                change.alert.id,
+                change.previous.value,
+                change.alert.state.value,
+                change.alert.value,
+            )
+        if alerts != before:
+            await asyncio.to_thread(self._store.save_alerts, list(alerts.values()))
+        if changes:
+            event, self._changed = self._changed, asyncio.Event()
+            event.set()
+            self._delivery.send([change.alert for change in changes if _delivered(change.alert)])
+
+    async def _resend_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.resend_interval_seconds)
+            try:
+                self._delivery.send([alert for alert in self.alerts.values() if _delivered(alert)])
+            except Exception:
+                _LOG.exception("re-sending alerts failed; the loop goes on")
+
+
+def _delivered(alert: Alert) -> bool:
+    """Whether Alertmanager hears of `alert`: firing, or resolved after it fired.
+
+    As from Prometheus, pending alerts are not sent.
+    """
+    return alert.state is State.FIRING or (
+        alert.state is State.RESOLVED and alert.fired_time is not None
+    )

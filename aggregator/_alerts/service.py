@@ -1,0 +1,225 @@
+"""The alert RPCs of AggregatorService: rules, alerts, resolve and the stream of changes.
+
+Write RPCs (CreateAlertRule, DeleteAlertRule, ResolveAlert) need `authorization: Bearer
+<token>` in the call metadata when `[alerts] admin_token` is set (UNAUTHENTICATED otherwise;
+compared with hmac.compare_digest). A bad rule is INVALID_ARGUMENT naming the field.
+"""
+
+from __future__ import annotations
+
+import hmac
+from collections.abc import AsyncIterator
+from typing import Any
+
+import grpc
+from metricsmesh.v1 import alerts_pb2
+
+from aggregator._alerts.engine import Alert, State
+from aggregator._alerts.manager import AlertManager, AlertNotFound, NumberedChange, RuleReadOnly
+from aggregator._alerts.rules import RuleError, rule_to_proto
+from mesh_common.wire_time import set_seconds
+
+Context = grpc.aio.ServicerContext[Any, Any]
+
+SERVICE_NAME = "metricsmesh.v1.AggregatorService"
+
+_STATES = {
+    State.INACTIVE: alerts_pb2.ALERT_STATE_INACTIVE,
+    State.PENDING: alerts_pb2.ALERT_STATE_PENDING,
+    State.FIRING: alerts_pb2.ALERT_STATE_FIRING,
+    State.RESOLVED: alerts_pb2.ALERT_STATE_RESOLVED,
+}
+
+
+def alert_to_proto(alert: Alert) -> alerts_pb2.Alert:
+    """The Alert message of an alert."""
+    message = alerts_pb2.Alert(
+        id=alert.id,
+        rule_id=alert.rule_id,
+        name=alert.name,
+        service_name=alert.service_name,
+        service_type=alert.service_type,
+        kind=alert.kind,
+        state=_STATES[alert.state],
+        severity=alert.severity,
+        resolved_by=alert.resolved_by,
+        labels=dict(alert.labels),
+        annotations=dict(alert.annotations),
+    )
+    if isinstance(alert.value, str):
+        message.value_text = alert.value
+    elif alert.value is not None:
+        message.value = alert.value
+    set_seconds(message.active_time, alert.active_time)
+    if alert.fired_time is not None:
+        set_seconds(message.fired_time, alert.fired_time)
+    if alert.resolved_time is not None:
+        set_seconds(message.resolved_time, alert.resolved_time)
+    return message
+
+
+def change_to_proto(item: NumberedChange) -> alerts_pb2.AlertChange:
+    """The AlertChange message of a numbered change."""
+    message = alerts_pb2.AlertChange(
+        sequence=item.sequence,
+        alert=alert_to_proto(item.change.alert),
+        previous_state=_STATES[item.change.previous],
+    )
+    set_seconds(message.change_time, item.change.time)
+    return message
+
+
+class AlertServicer:
+    """The alert RPCs, over one `AlertManager`."""
+
+    def __init__(self, manager: AlertManager) -> None:
+        self._manager = manager
+        self._token = manager.settings.admin_token
+
+    def register(self, server: grpc.aio.Server) -> None:
+        """Add the alert methods of AggregatorService to `server`."""
+        unary = grpc.unary_unary_rpc_method_handler
+        pb = alerts_pb2
+        handlers: dict[str, grpc.RpcMethodHandler[Any, Any]] = {
+            "ListAlertRules": unary(
+                self.list_rules,
+                request_deserializer=pb.ListAlertRulesRequest.FromString,
+                response_serializer=pb.ListAlertRulesResponse.SerializeToString,
+            ),
+            "CreateAlertRule": unary(
+                self.create_rule,
+                request_deserializer=pb.CreateAlertRuleRequest.FromString,
+                response_serializer=pb.CreateAlertRuleResponse.SerializeToString,
+            ),
+            "DeleteAlertRule": unary(
+                self.delete_rule,
+                request_deserializer=pb.DeleteAlertRuleRequest.FromString,
+                response_serializer=pb.DeleteAlertRuleResponse.SerializeToString,
+            ),
+            "ListAlerts": unary(
+                self.list_alerts,
+                request_deserializer=pb.ListAlertsRequest.FromString,
+                response_serializer=pb.ListAlertsResponse.SerializeToString,
+            ),
+            "ResolveAlert": unary(
+                self.resolve,
+                request_deserializer=pb.ResolveAlertRequest.FromString,
+                response_serializer=pb.ResolveAlertResponse.SerializeToString,
+            ),
+            "StreamAlerts": grpc.unary_stream_rpc_method_handler(
+                self.stream,
+                request_deserializer=pb.StreamAlertsRequest.FromString,
+                response_serializer=pb.StreamAlertsResponse.SerializeToString,
+            ),
+        }
+        server.add_generic_rpc_handlers(
+            (grpc.method_handlers_generic_handler(SERVICE_NAME, handlers),)
+        )
+
+    async def list_rules(
+        self, request: alerts_pb2.ListAlertRulesRequest, context: Context
+    ) -> alerts_pb2.ListAlertRulesResponse:
+        """Every rule in force."""
+        return alerts_pb2.ListAlertRulesResponse(
+            rules=[rule_to_proto(rule) for rule in self._manager.rules]
+        )
+
+    async def create_rule(
+        self, request: alerts_pb2.CreateAlertRuleRequest, context: Context
+    ) -> alerts_pb2.CreateAlertRuleResponse:
+        """Add a rule (kept across restarts)."""
+        await self._authorize(context)
+        try:
+            rule = await self._manager.create_rule(request.rule)
+        except RuleError as error:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(error))
+        return alerts_pb2.CreateAlertRuleResponse(rule=rule_to_proto(rule))
+
+    async def delete_rule(
+        self, request: alerts_pb2.DeleteAlertRuleRequest, context: Context
+    ) -> alerts_pb2.DeleteAlertRuleResponse:
+        """Remove a rule created at run time."""
+        await self._authorize(context)
+        try:
+            rule = await self._manager.delete_rule(request.id)
+        except AlertNotFound as error:
+            await context.abort(grpc.StatusCode.NOT_FOUND, str(error))
+        except RuleReadOnly as error:
+            await context.abort(grpc.StatusCode.FAILED_PRECONDITION, str(error))
+        return alerts_pb2.DeleteAlertRuleResponse(rule=rule_to_proto(rule))
+
+    async def list_alerts(
+        self, request: alerts_pb2.ListAlertsRequest, context: Context
+    ) -> alerts_pb2.ListAlertsResponse:
+        """The current alerts, firing first."""
+        manager = self._manager
+        return alerts_pb2.ListAlertsResponse(
+            alerts=[alert_to_proto(alert) for alert in manager.current(request.include_resolved)],
+            last_sequence=manager.last_sequence,
+        )
+
+    async def resolve(
+        self, request: alerts_pb2.ResolveAlertRequest, context: Context
+    ) -> alerts_pb2.ResolveAlertResponse:
+        """Resolve an alert by hand."""
+        await self._authorize(context)
+        try:
+            alert = await self._manager.resolve(request.id, request.resolved_by)
+        except AlertNotFound as error:
+            await context.abort(grpc.StatusCode.NOT_FOUND, str(error))
+        return alerts_pb2.ResolveAlertResponse(alert=alert_to_proto(alert))
+
+    async def stream(
+        self, request: alerts_pb2.StreamAlertsRequest, context: Context
+    ) -> AsyncIterator[alerts_pb2.StreamAlertsResponse]:
+        """Every change after the resume point (or every current alert first), then live."""
+        manager = self._manager
+        cursor = request.after_sequence
+        marker = manager.change_marker()
+        backlog = manager.changes_after(cursor) if cursor else None
+        if backlog is None:  # a fresh start, or a resume point the log no longer holds
+            for alert in manager.current(include_resolved=True):
+                yield _response(alert)
+            cursor = manager.last_sequence
+        else:
+            for item in backlog:
+                yield alerts_pb2.StreamAlertsResponse(change=change_to_proto(item))
+                cursor = item.sequence
+        while True:
+            await marker.wait()
+            marker = manager.change_marker()
+            live = manager.changes_after(cursor)
+            if live is None:  # this stream fell behind the log: start again from the state
+                for alert in manager.current(include_resolved=True):
+                    yield _response(alert)
+                cursor = manager.last_sequence
+                continue
+            for item in live:
+                yield alerts_pb2.StreamAlertsResponse(change=change_to_proto(item))
+                cursor = item.sequence
+
+    async def _authorize(self, context: Context) -> None:
+        if not self._token:
+            return
+        given = ""
+        for key, value in context.invocation_metadata() or ():
+            if key == "authorization":
+                given = value if isinstance(value, str) else value.decode("latin-1")
+        expected = f"Bearer {self._token}"
+        if not hmac.compare_digest(given.encode("utf-8"), expected.encode("utf-8")):
+            await context.abort(
+                grpc.StatusCode.UNAUTHENTICATED,
+                "this call changes alerts: send `authorization: Bearer <token>` metadata "
+                "with the aggregator's [alerts] admin_token",
+            )
+
+
+def _response(alert: Alert) -> alerts_pb2.StreamAlertsResponse:
+    """A current alert, sent as a change from unspecified at the start of a stream."""
+    return alerts_pb2.StreamAlertsResponse(
+        change=alerts_pb2.AlertChange(
+            sequence=0,
+            alert=alert_to_proto(alert),
+            previous_state=alerts_pb2.ALERT_STATE_UNSPECIFIED,
+        )
+    )

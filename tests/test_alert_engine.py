@@ -1,0 +1,312 @@
+"""The alert engine with a fake clock: for, keep_firing_for, hysteresis, no data, flapping,
+selectors, services leaving, manual resolves, persistence across a restart."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+
+import pytest
+from metricsmesh.v1 import event_rate_pb2, snapshot_pb2
+
+from aggregator._alerts.engine import RESOLVED_RETENTION, Alert, State, evaluate, resolve_by_hand
+from aggregator._alerts.rules import Rule, RuleError, check_rule, rule_from_table
+from aggregator._alerts.store import AlertStore
+
+ACTIVE = snapshot_pb2.SERVICE_STATUS_ACTIVE
+INACTIVE = snapshot_pb2.SERVICE_STATUS_INACTIVE
+T0 = 1_700_000_000.0
+
+
+def row(
+    name: str,
+    *,
+    status: int = ACTIVE,
+    events: int = 100,
+    errors: int = 0,
+    service_type: str = "core",
+    kinds: Mapping[str, tuple[int, int]] | None = None,
+) -> snapshot_pb2.ServiceRow:
+    message = snapshot_pb2.ServiceRow(
+        service_name=name,
+        service_type=service_type,
+        status=status,
+        window_events=events if status == ACTIVE else 0,
+        window_errors=errors if status == ACTIVE else 0,
+        events_per_second=events / 60 if status == ACTIVE else 0,
+    )
+    for kind, (kind_events, kind_errors) in (kinds or {}).items():
+        message.kinds.append(
+            event_rate_pb2.EventKindRate(
+                kind=kind, window_events=kind_events, window_errors=kind_errors
+            )
+        )
+    return message
+
+
+def snapshot(*rows: snapshot_pb2.ServiceRow) -> snapshot_pb2.Snapshot:
+    return snapshot_pb2.Snapshot(services=list(rows))
+
+
+ERRORS = check_rule(
+    Rule(
+        id="errors",
+        name="HighErrorRate",
+        figure="error_rate",
+        comparator=">",
+        threshold=0.05,
+        for_seconds=30.0,
+        severity="high",
+        annotations={"summary": "{service} fails {value} of its events (> {threshold})"},
+    )
+)
+DOWN = check_rule(
+    Rule(
+        id="down",
+        name="ServiceDown",
+        figure="status",
+        comparator="!=",
+        threshold="active",
+        for_seconds=5.0,
+        severity="critical",
+    )
+)
+
+
+class Run:
+    """Feeds snapshots to the engine one round at a time, a second apart by default."""
+
+    def __init__(self, *rules: Rule) -> None:
+        self.rules = list(rules)
+        self.now = T0
+        self.alerts: dict[str, Alert] = {}
+        self.changes: list[tuple[str, State, State, float]] = []
+
+    def round(self, *rows: snapshot_pb2.ServiceRow, seconds: float = 1.0) -> dict[str, Alert]:
+        self.now += seconds
+        self.alerts, changes = evaluate(self.rules, snapshot(*rows), self.alerts, self.now)
+        self.changes += [(c.alert.id, c.previous, c.alert.state, c.time - T0) for c in changes]
+        return self.alerts
+
+    def state(self, alert_id: str) -> State:
+        alert = self.alerts.get(alert_id)
+        return State.INACTIVE if alert is None else alert.state
+
+
+def test_pending_for_less_than_for_then_firing() -> None:
+    run = Run(ERRORS)
+    for _ in range(30):  # active at 1 s; at 30 s it has held for 29 s
+        run.round(row("api", errors=10))
+        assert run.state("errors/api") is State.PENDING
+    run.round(row("api", errors=10))
+    alert = run.alerts["errors/api"]
+    assert alert.state is State.FIRING
+    assert (alert.active_time - T0, alert.fired_time and alert.fired_time - T0) == (1.0, 31.0)
+    assert alert.labels == {
+        "alertname": "HighErrorRate",
+        "service": "api",
+        "type": "core",
+        "severity": "high",
+    }
+    assert alert.annotations["summary"] == "api fails 0.1 of its events (> 0.05)"
+    run.round(row("api", errors=0))
+    assert run.state("errors/api") is State.RESOLVED
+    assert [(old, new) for _, old, new, _ in run.changes] == [
+        (State.INACTIVE, State.PENDING),
+        (State.PENDING, State.FIRING),
+        (State.FIRING, State.RESOLVED),
+    ]
+
+
+def test_a_pending_alert_whose_condition_clears_is_dropped_and_flapping_never_fires() -> None:
+    run = Run(ERRORS)
+    for index in range(120):  # the condition holds every other second: never 30 s in a row
+        run.round(row("api", errors=10 if index % 2 else 0))
+    assert all(new is not State.FIRING for _, _, new, _ in run.changes)
+    assert {new for _, _, new, _ in run.changes} == {State.PENDING, State.INACTIVE}
+
+
+def test_keep_firing_for_keeps_firing_after_the_condition_stops() -> None:
+    rule = check_rule(
+        Rule(**{**_fields(ERRORS), "for_seconds": 0.0, "keep_firing_for_seconds": 10.0})
+    )
+    run = Run(rule)
+    run.round(row("api", errors=10))
+    assert run.state("errors/api") is State.FIRING  # for 0: fires at once
+    for _ in range(9):
+        run.round(row("api", errors=0))
+        assert run.state("errors/api") is State.FIRING
+    run.round(row("api", errors=0))
+    assert run.state("errors/api") is State.RESOLVED
+    assert run.alerts["errors/api"].resolved_time == T0 + 11
+
+
+def test_hysteresis_fires_above_5_percent_and_resolves_only_below_3() -> None:
+    rule = check_rule(Rule(**{**_fields(ERRORS), "for_seconds": 0.0, "clear_threshold": 0.03}))
+    run = Run(rule)
+    run.round(row("api", errors=4))
+    assert run.state("errors/api") is State.INACTIVE
+    run.round(row("api", errors=6))
+    assert run.state("errors/api") is State.FIRING
+    run.round(row("api", errors=4))  # 4 %: no longer above 5 %, but not below 3 % either
+    assert run.state("errors/api") is State.FIRING
+    run.round(row("api", errors=3))
+    assert run.state("errors/api") is State.RESOLVED
+
+
+def test_no_data_neither_fires_nor_resolves_and_the_status_rule_covers_it() -> None:
+    run = Run(ERRORS, DOWN)
+    for _ in range(31):
+        run.round(row("api", errors=10))
+    assert run.state("errors/api") is State.FIRING
+    for _ in range(60):  # a minute unreachable: its error rate is unknown, not 0
+        run.round(row("api", status=INACTIVE))
+    assert run.state("errors/api") is State.FIRING
+    assert run.state("down/api") is State.FIRING
+    pending = Run(ERRORS)
+    for _ in range(10):
+        pending.round(row("api", errors=10))
+    for _ in range(60):
+        pending.round(row("api", status=INACTIVE))
+    assert pending.state("errors/api") is State.PENDING  # no data does not clear it either
+    assert pending.alerts["errors/api"].active_time == T0 + 1
+
+
+def test_a_window_without_events_is_no_data_for_the_error_rate() -> None:
+    run = Run(ERRORS)
+    for _ in range(31):
+        run.round(row("api", errors=10))
+    run.round(row("api", events=0))
+    assert run.state("errors/api") is State.FIRING
+
+
+def test_selectors_pick_services_by_name_and_type_and_kinds_get_an_alert_each() -> None:
+    by_type = check_rule(
+        Rule(**{**_fields(DOWN), "id": "data-down", "service_types": frozenset({"data"})})
+    )
+    on_kinds = check_rule(
+        Rule(**{**_fields(ERRORS), "id": "kind", "kinds": ("fetch", "parse"), "for_seconds": 0.0})
+    )
+    run = Run(by_type, on_kinds)
+    for _ in range(6):
+        alerts = run.round(
+            row("core-1", status=INACTIVE),
+            row("data-1", status=INACTIVE, service_type="data"),
+            row("data-2", service_type="data", kinds={"fetch": (10, 5), "parse": (10, 0)}),
+        )
+    assert {key for key, alert in alerts.items() if alert.state is State.FIRING} == {
+        "data-down/data-1",
+        "kind/data-2/fetch",
+    }
+    assert alerts["kind/data-2/fetch"].labels["kind"] == "fetch"
+    assert "kind/data-2/parse" not in alerts
+
+
+def test_an_alert_whose_service_leaves_the_registry_resolves() -> None:
+    run = Run(DOWN)
+    for _ in range(6):
+        run.round(row("api", status=INACTIVE), row("db"))
+    assert run.state("down/api") is State.FIRING
+    run.round(row("db"))
+    assert run.state("down/api") is State.RESOLVED
+
+
+def test_resolved_alerts_are_kept_for_fifteen_minutes() -> None:
+    run = Run(DOWN)
+    for _ in range(6):
+        run.round(row("api", status=INACTIVE))
+    run.round(row("api"))
+    assert run.state("down/api") is State.RESOLVED
+    run.round(row("api"), seconds=RESOLVED_RETENTION - 2)
+    assert run.state("down/api") is State.RESOLVED
+    run.round(row("api"), seconds=2)
+    assert "down/api" not in run.alerts
+
+
+def test_a_manual_resolve_silences_until_the_condition_has_cleared_once() -> None:
+    run = Run(DOWN)
+    for _ in range(6):
+        run.round(row("api", status=INACTIVE))
+    run.alerts["down/api"] = resolve_by_hand(run.alerts["down/api"], "ops@example", run.now)
+    for _ in range(20):  # still down: stays resolved, silenced
+        run.round(row("api", status=INACTIVE))
+    alert = run.alerts["down/api"]
+    assert (alert.state, alert.resolved_by, alert.silenced) == (State.RESOLVED, "ops@example", True)
+    run.round(row("api"))  # it clears once ...
+    for _ in range(6):  # ... so the next outage fires again
+        run.round(row("api", status=INACTIVE))
+    assert run.state("down/api") is State.FIRING
+
+
+def test_for_timers_and_firing_alerts_survive_a_restart(tmp_path: Path) -> None:
+    run = Run(ERRORS)
+    for _ in range(20):
+        run.round(row("api", errors=10), row("db", errors=50))
+    store = AlertStore(tmp_path / "alerts.sqlite3")
+    store.save_alerts(run.alerts.values())
+    store.close()
+    restarted = Run(ERRORS)
+    restarted.now = run.now
+    reopened = AlertStore(tmp_path / "alerts.sqlite3")
+    restarted.alerts = reopened.alerts()
+    assert restarted.alerts == run.alerts
+    for _ in range(11):  # 11 more seconds complete the 30 s of `for`: no timer restarted
+        restarted.round(row("api", errors=10), row("db", errors=50))
+    assert restarted.state("errors/api") is State.FIRING
+    assert restarted.alerts["errors/api"].active_time == T0 + 1
+    assert [new for _, _, new, _ in restarted.changes] == [State.FIRING, State.FIRING]
+
+
+@pytest.mark.parametrize(
+    ("table", "field"),
+    [
+        ({"name": "x", "figure": "cpu", "comparator": ">", "threshold": 1}, "figure"),
+        ({"name": "x", "figure": "error_rate", "comparator": "=>", "threshold": 1}, "comparator"),
+        ({"name": "x", "figure": "error_rate", "comparator": ">", "threshold": "a"}, "threshold"),
+        ({"name": "", "figure": "error_rate", "comparator": ">", "threshold": 1}, "name"),
+        (
+            {
+                "name": "x",
+                "figure": "error_rate",
+                "comparator": ">",
+                "threshold": 1,
+                "severity": "meh",
+            },
+            "severity",
+        ),
+        (
+            {
+                "name": "x",
+                "figure": "error_rate",
+                "comparator": ">",
+                "threshold": 0.05,
+                "clear_threshold": 0.1,
+            },
+            "clear_threshold",
+        ),
+        ({"name": "x", "figure": "status", "comparator": ">", "threshold": "active"}, "comparator"),
+        (
+            {"name": "x", "figure": "error_rate", "comparator": ">", "threshold": 1, "colour": 1},
+            "colour",
+        ),
+        (
+            {
+                "name": "x",
+                "figure": "error_rate",
+                "comparator": ">",
+                "threshold": 1,
+                "for_seconds": -5,
+            },
+            "for",
+        ),
+    ],
+)
+def test_a_bad_rule_is_refused_naming_the_field(table: dict[str, object], field: str) -> None:
+    with pytest.raises(RuleError) as caught:
+        rule_from_table(0, table)
+    assert caught.value.field == field
+    assert f"rule field {field!r}" in str(caught.value)
+
+
+def _fields(rule: Rule) -> dict[str, object]:
+    return {name: getattr(rule, name) for name in Rule.__dataclass_fields__}
