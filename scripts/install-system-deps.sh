@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs the Debian packages the tests and benchmarks drive for real: headless Chromium
-# (dashboard test), Prometheus (scrape test), wrk (gateway benchmark) and tmux (`top` test).
+# (dashboard test), Prometheus and promtool (scrape and rule tests), Alertmanager (alert
+# delivery test), wrk (gateway benchmark) and tmux (`top` test).
 # Does nothing when they are already there; says so and carries on when it cannot install
 # (not root, no apt): the tests that need a missing tool are then skipped with that reason.
 set -uo pipefail
@@ -9,6 +10,7 @@ command -v chromium >/dev/null 2>&1 || need+=(chromium)
 command -v prometheus >/dev/null 2>&1 || need+=(prometheus)
 command -v wrk >/dev/null 2>&1 || need+=(wrk)
 command -v tmux >/dev/null 2>&1 || need+=(tmux)
+command -v prometheus-alertmanager >/dev/null 2>&1 || need+=(prometheus-alertmanager)
 [ ${#need[@]} -eq 0 ] && exit 0
 if ! command -v apt-get >/dev/null 2>&1; then
   echo "system-deps: no apt-get here; missing ${need[*]} (tests needing them will be skipped)" >&2

@@ -133,12 +133,12 @@ def test_keep_firing_for_keeps_firing_after_the_condition_stops() -> None:
     run = Run(rule)
     run.round(row("api", errors=10))
     assert run.state("errors/api") is State.FIRING  # for 0: fires at once
-    for _ in range(9):
+    for _ in range(10):  # counted from the first round without the condition, at 2 s
         run.round(row("api", errors=0))
         assert run.state("errors/api") is State.FIRING
     run.round(row("api", errors=0))
     assert run.state("errors/api") is State.RESOLVED
-    assert run.alerts["errors/api"].resolved_time == T0 + 11
+    assert run.alerts["errors/api"].resolved_time == T0 + 12
 
 
 def test_hysteresis_fires_above_5_percent_and_resolves_only_below_3() -> None:

@@ -4,8 +4,8 @@ Semantics are Prometheus's alerting rules. One alert instance per rule and servi
 kind, for a rule on kinds). While its condition holds for less than `for`, an instance is
 pending; after that it fires. When the condition stops holding, a pending instance is dropped
 (inactive) and a firing one resolves, unless `keep_firing_for` keeps it firing that long
-after the condition last held; with a clear threshold a firing instance resolves only once
-the value crosses that threshold. Resolved instances are kept for `RESOLVED_RETENTION`.
+from the first evaluation at which the condition no longer held (as Prometheus counts it);
+with a clear threshold a firing instance resolves only once the value crosses that threshold. Resolved instances are kept for `RESOLVED_RETENTION`.
 
 No data is not "fine": a service that is not active has no figures, so a rule on one of its
 figures keeps its instance's state as it is; only the `status` rule speaks about reachability.
@@ -57,9 +57,9 @@ class Alert:
     value: float | str | None
     active_time: float
     """When the condition started to hold (epoch seconds)."""
-    last_true_time: float
-    """When the condition last held (for keep_firing_for)."""
     fired_time: float | None = None
+    clearing_time: float | None = None
+    """When the condition of a firing alert first stopped holding (for keep_firing_for)."""
     resolved_time: float | None = None
     resolved_by: str = ""
     silenced: bool = False
@@ -130,14 +130,15 @@ def step(
     if before.state is State.PENDING:
         if not holds:
             return None
-        updated = replace(before, value=value, last_true_time=now)
+        updated = replace(before, value=value)
         if now - before.active_time >= rule.for_seconds:
             return _fire(rule, updated, now)
         return updated
     if holds:
-        return replace(before, value=value, last_true_time=now)
-    if now - before.last_true_time < rule.keep_firing_for_seconds:
-        return replace(before, value=value)
+        return replace(before, value=value, clearing_time=None)
+    clearing = before.clearing_time if before.clearing_time is not None else now
+    if now - clearing < rule.keep_firing_for_seconds:
+        return replace(before, value=value, clearing_time=clearing)
     return replace(before, state=State.RESOLVED, value=value, resolved_time=now)
 
 
@@ -200,7 +201,6 @@ def _new(
         severity=rule.severity,
         value=value,
         active_time=now,
-        last_true_time=now,
         labels=labels,
         annotations=annotations_of(rule, row.service_name, kind, value),
     )

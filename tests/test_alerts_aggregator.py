@@ -1,0 +1,296 @@
+"""Alerts in a real aggregator: the RPCs, the token, persistence across a restart, and a real
+Prometheus Alertmanager that receives firing, then resolved, and tells a webhook."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import socket
+import subprocess
+import threading
+from collections.abc import AsyncIterator, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import grpc
+import httpx
+import pytest
+from metricsmesh.v1 import aggregator_pb2_grpc, alerts_pb2
+
+from agent import AgentServer, EventTracker
+from aggregator import AggregatorServer, AggregatorSettings, Registry, ServiceEntry
+from aggregator._alerts.settings import AlertSettings
+from mesh_common.transport import open_channel
+from tests.eventually import eventually
+
+TOKEN = "s3cret-token"
+AUTH = (("authorization", f"Bearer {TOKEN}"),)
+SETTINGS = AggregatorSettings(
+    port=0, interval_seconds=0.2, deadline_seconds=0.1, backoff_max_seconds=0
+)
+
+
+def down_rule(**extra: Any) -> alerts_pb2.AlertRule:
+    rule = alerts_pb2.AlertRule(
+        name="ServiceDown", figure="status", comparator="!=", threshold_text="active",
+        severity="critical", annotations={"summary": "{service} is {value}"},
+    )  # fmt: skip
+    for key, value in extra.items():
+        setattr(rule, key, value)
+    return rule
+
+
+class Mesh:
+    """One agent, an aggregator with alerts on a state dir, and a stub to call it."""
+
+    def __init__(self, state_dir: Path, **alert_settings: Any) -> None:
+        self.state_dir = state_dir
+        self.alert_settings = AlertSettings(state_dir=str(state_dir), **alert_settings)
+        self.agent: AgentServer | None = None
+        self.agent_port = 0
+        self.server: AggregatorServer | None = None
+        self.channel: grpc.aio.Channel | None = None
+
+    @property
+    def stub(self) -> aggregator_pb2_grpc.AggregatorServiceStub:
+        assert self.channel is not None
+        return aggregator_pb2_grpc.AggregatorServiceStub(self.channel)
+
+    async def start_agent(self) -> None:
+        self.agent = AgentServer(EventTracker("api"), port=self.agent_port, grace_seconds=0)
+        self.agent_port = await self.agent.start()
+
+    async def stop_agent(self) -> None:
+        assert self.agent is not None
+        await self.agent.stop(0)
+
+    async def start_aggregator(self) -> None:
+        registry = Registry([ServiceEntry("api", "127.0.0.1", 8000, self.agent_port, "core")])
+        self.server = AggregatorServer(registry, SETTINGS, alerts=self.alert_settings)
+        await self.server.start()
+        self.server.loop.subscribe(0)  # keep the rounds going
+        self.channel = open_channel(self.server.address)
+
+    async def stop_aggregator(self) -> None:
+        assert self.server is not None and self.channel is not None
+        await self.channel.close()
+        await self.server.stop(0)
+
+    async def alerts(self) -> list[alerts_pb2.Alert]:
+        return list((await self.stub.ListAlerts(alerts_pb2.ListAlertsRequest())).alerts)
+
+    async def firing(self) -> list[alerts_pb2.Alert] | None:
+        alerts = [a for a in await self.alerts() if a.state == alerts_pb2.ALERT_STATE_FIRING]
+        return alerts or None
+
+
+@pytest.fixture
+async def mesh(tmp_path: Path) -> AsyncIterator[Mesh]:
+    running = Mesh(tmp_path / "state", admin_token=TOKEN)
+    await running.start_agent()
+    await running.start_aggregator()
+    yield running
+    await running.stop_aggregator()
+    await running.stop_agent()
+
+
+async def test_writes_need_the_token_and_a_bad_rule_names_its_field(mesh: Mesh) -> None:
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await mesh.stub.CreateAlertRule(alerts_pb2.CreateAlertRuleRequest(rule=down_rule()))
+    assert caught.value.code() == grpc.StatusCode.UNAUTHENTICATED
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        wrong = (("authorization", "Bearer nope"),)
+        await mesh.stub.CreateAlertRule(
+            alerts_pb2.CreateAlertRuleRequest(rule=down_rule()), metadata=wrong
+        )
+    assert caught.value.code() == grpc.StatusCode.UNAUTHENTICATED
+    bad = down_rule(figure="cpu_usage")
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await mesh.stub.CreateAlertRule(alerts_pb2.CreateAlertRuleRequest(rule=bad), metadata=AUTH)
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "rule field 'figure'" in (caught.value.details() or "")
+    rules = await mesh.stub.ListAlertRules(alerts_pb2.ListAlertRulesRequest())
+    assert list(rules.rules) == []
+
+
+async def test_a_rule_fires_when_its_service_goes_down_and_resolves_when_it_returns(
+    mesh: Mesh,
+) -> None:
+    created = await mesh.stub.CreateAlertRule(
+        alerts_pb2.CreateAlertRuleRequest(rule=down_rule()), metadata=AUTH
+    )
+    assert created.rule.id and created.rule.source == "api"
+    changes = mesh.stub.StreamAlerts(alerts_pb2.StreamAlertsRequest())
+    await mesh.stop_agent()
+    (alert,) = await eventually(mesh.firing, what="ServiceDown firing")
+    assert (alert.service_name, alert.severity, alert.value_text) == ("api", "critical", "inactive")
+    assert alert.annotations["summary"] == "api is inactive"
+    assert alert.labels["alertname"] == "ServiceDown" and alert.labels["service"] == "api"
+    await mesh.start_agent()
+
+    async def resolved() -> alerts_pb2.Alert | None:
+        found = (
+            await mesh.stub.ListAlerts(alerts_pb2.ListAlertsRequest(include_resolved=True))
+        ).alerts
+        done = [a for a in found if a.state == alerts_pb2.ALERT_STATE_RESOLVED]
+        return done[0] if done else None
+
+    assert (await eventually(resolved, what="ServiceDown resolved")).resolved_by == ""
+    states = []
+    async for response in changes:
+        states.append(response.change.alert.state)
+        if response.change.alert.state == alerts_pb2.ALERT_STATE_RESOLVED:
+            break
+    changes.cancel()
+    assert states == [alerts_pb2.ALERT_STATE_FIRING, alerts_pb2.ALERT_STATE_RESOLVED]
+
+
+async def test_a_manual_resolve_is_recorded_and_silences_the_alert(mesh: Mesh) -> None:
+    await mesh.stub.CreateAlertRule(
+        alerts_pb2.CreateAlertRuleRequest(rule=down_rule()), metadata=AUTH
+    )
+    await mesh.stop_agent()
+    (alert,) = await eventually(mesh.firing, what="ServiceDown firing")
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await mesh.stub.ResolveAlert(alerts_pb2.ResolveAlertRequest(id=alert.id))
+    assert caught.value.code() == grpc.StatusCode.UNAUTHENTICATED
+    done = await mesh.stub.ResolveAlert(
+        alerts_pb2.ResolveAlertRequest(id=alert.id, resolved_by="ops"), metadata=AUTH
+    )
+    assert done.alert.state == alerts_pb2.ALERT_STATE_RESOLVED and done.alert.resolved_by == "ops"
+    rounds = mesh.server.rounds if mesh.server else 0
+    await eventually(lambda: mesh.server is not None and mesh.server.rounds >= rounds + 5)
+    assert await mesh.firing() is None  # still down, but silenced until it clears
+
+
+async def test_rules_and_firing_alerts_survive_an_aggregator_restart(mesh: Mesh) -> None:
+    created = await mesh.stub.CreateAlertRule(
+        alerts_pb2.CreateAlertRuleRequest(rule=down_rule()), metadata=AUTH
+    )
+    await mesh.stop_agent()
+    (before,) = await eventually(mesh.firing, what="ServiceDown firing")
+    await mesh.stop_aggregator()
+    await mesh.start_aggregator()
+    rules = await mesh.stub.ListAlertRules(alerts_pb2.ListAlertRulesRequest())
+    assert [rule.id for rule in rules.rules] == [created.rule.id]
+    (after,) = await eventually(mesh.firing, what="ServiceDown still firing")
+    assert after.fired_time == before.fired_time  # the same alert: not fired anew
+    deleted = await mesh.stub.DeleteAlertRule(
+        alerts_pb2.DeleteAlertRuleRequest(id=created.rule.id), metadata=AUTH
+    )
+    assert deleted.rule.name == "ServiceDown"
+    assert list((await mesh.stub.ListAlertRules(alerts_pb2.ListAlertRulesRequest())).rules) == []
+
+
+# ---------------------------------------------------------------- a real Alertmanager
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@pytest.fixture
+def webhook() -> Iterator[tuple[str, list[dict[str, Any]]]]:
+    received: list[dict[str, Any]] = []
+
+    class Hook(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            body = self.rfile.read(int(self.headers["Content-Length"]))
+            received.append(json.loads(body))
+            self.send_response(200)
+            self.end_headers()
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Hook)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/hook", received
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.fixture
+def alertmanager(tmp_path: Path, webhook: tuple[str, list[dict[str, Any]]]) -> Iterator[str]:
+    binary = shutil.which("prometheus-alertmanager") or shutil.which("alertmanager")
+    if binary is None:
+        pytest.skip("Alertmanager is not installed (Debian package `prometheus-alertmanager`)")
+    url, _ = webhook
+    config = tmp_path / "alertmanager.yml"
+    config.write_text(
+        "route:\n  receiver: hook\n  group_by: ['alertname', 'service']\n  group_wait: 0s\n"
+        "  group_interval: 1s\n  repeat_interval: 1h\n"
+        f"receivers:\n  - name: hook\n    webhook_configs:\n      - url: {url}\n"
+        "        send_resolved: true\n"
+    )
+    port = free_port()
+    log = (tmp_path / "alertmanager.log").open("w")
+    process = subprocess.Popen(
+        [
+            binary,
+            f"--config.file={config}",
+            f"--storage.path={tmp_path / 'am'}",
+            f"--web.listen-address=127.0.0.1:{port}",
+            "--cluster.listen-address=",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=log,
+    )
+    yield f"http://127.0.0.1:{port}"
+    process.terminate()
+    process.wait(10)
+    log.close()
+
+
+async def test_a_real_alertmanager_gets_firing_then_resolved_and_tells_the_webhook(
+    tmp_path: Path, alertmanager: str, webhook: tuple[str, list[dict[str, Any]]]
+) -> None:
+    async with httpx.AsyncClient(base_url=alertmanager, timeout=5) as client:
+
+        async def ready() -> bool:
+            try:
+                return (await client.get("/-/ready")).status_code == 200
+            except httpx.TransportError:
+                return False
+
+        await eventually(ready, timeout=30, what="Alertmanager to be ready")
+        mesh = Mesh(
+            tmp_path / "state",
+            alertmanagers=(alertmanager,),
+            resend_interval_seconds=1.0,
+            dashboard_url="http://127.0.0.1:8000/",
+        )
+        await mesh.start_agent()
+        await mesh.start_aggregator()
+        try:
+            await mesh.stub.CreateAlertRule(alerts_pb2.CreateAlertRuleRequest(rule=down_rule()))
+            await mesh.stop_agent()
+
+            async def active_in_alertmanager() -> list[dict[str, Any]] | None:
+                found = (await client.get("/api/v2/alerts")).json()
+                return [a for a in found if a["status"]["state"] == "active"] or None
+
+            (held,) = await eventually(active_in_alertmanager, timeout=30, what="the alert in AM")
+            assert held["labels"]["alertname"] == "ServiceDown"
+            assert held["labels"]["service"] == "api" and held["labels"]["severity"] == "critical"
+            assert held["generatorURL"] == "http://127.0.0.1:8000/"
+            _, received = webhook
+            await eventually(
+                lambda: any(n["status"] == "firing" for n in received), timeout=30,
+                what="the webhook to hear it fire",
+            )  # fmt: skip
+            await mesh.start_agent()
+            await eventually(
+                lambda: any(n["status"] == "resolved" for n in received), timeout=30,
+                what="the webhook to hear it resolve",
+            )  # fmt: skip
+            resolved = next(n for n in received if n["status"] == "resolved")
+            assert resolved["alerts"][0]["labels"]["service"] == "api"
+        finally:
+            await mesh.stop_aggregator()
+            await mesh.stop_agent()
