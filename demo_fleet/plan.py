@@ -30,6 +30,39 @@ from mesh_common.errors import ConfigError
 from mesh_common.registry import SERVICES, Registry, ServiceEntry
 
 AGGREGATOR_HEALTH_NAME = "metricsmesh.v1.AggregatorService"
+
+DEMO_RULES: tuple[dict[str, Any], ...] = (
+    {
+        "name": "ServiceDown",
+        "figure": "status",
+        "comparator": "!=",
+        "threshold": "active",
+        "for_seconds": 5,
+        "severity": "critical",
+        "annotations": {"summary": "{service} is {value}"},
+    },
+    {
+        "name": "HighErrorRate",
+        "figure": "error_rate",
+        "comparator": ">",
+        "threshold": 0.05,
+        "clear_threshold": 0.03,
+        "for_seconds": 30,
+        "severity": "high",
+        "annotations": {"summary": "{service} fails {value} of its events (above {threshold})"},
+    },
+    {
+        "name": "SlowP99",
+        "figure": "latency_p99_ms",
+        "comparator": ">",
+        "threshold": 2000,
+        "for_seconds": 30,
+        "severity": "warning",
+        "annotations": {"summary": "{service} p99 is {value} ms (above {threshold} ms)"},
+    },
+)
+"""The alert rules the demo runs with when the user's file has no `[alerts]` table: its
+misbehaving services fire and resolve them while `make run` runs."""
 UPSTREAM_NAME = "fake-upstream"
 
 
@@ -126,9 +159,19 @@ class FleetPlan:
         claims.append(PortClaim(self.gateway.host, self.gateway.port, "the gateway"))
         return claims
 
-    def config_document(self) -> dict[str, Any]:
-        """The mesh config for the aggregator and the gateway: the user's, with our ports."""
+    def config_document(self, state_dir: Path | None = None) -> dict[str, Any]:
+        """The mesh config for the aggregator and the gateway: the user's, with our ports.
+
+        Without an `[alerts]` table of the user's, the demo's own rules apply (DEMO_RULES),
+        with their state in `state_dir` (the run directory's).
+        """
         document = copy.deepcopy(dict(self.tables))
+        if "alerts" not in document:
+            document["alerts"] = {
+                "dashboard_url": f"{self.gateway_url}/",
+                "rules": [dict(rule) for rule in DEMO_RULES],
+                **({"state_dir": str(state_dir)} if state_dir is not None else {}),
+            }
         document.setdefault("aggregator", {})["port"] = self.aggregator.port
         gateway = document.setdefault("gateway", {})
         gateway["port"] = self.gateway.port

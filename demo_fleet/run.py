@@ -95,7 +95,9 @@ class DemoRun:
         """Start everything, wait for a stop request, stop everything; the exit status."""
         plan = self.plan
         config_path = self.run_dir / CONFIG_FILE_NAME
-        config_path.write_text(dumps(plan.config_document()), encoding="utf-8")
+        config_path.write_text(
+            dumps(plan.config_document(state_dir=self.run_dir / "state")), encoding="utf-8"
+        )
         self.say(
             f"starting {len(plan.services)} demo services and the fake upstream "
             f"(logs in {self.run_dir})"

@@ -5,7 +5,8 @@ kind, for a rule on kinds). While its condition holds for less than `for`, an in
 pending; after that it fires. When the condition stops holding, a pending instance is dropped
 (inactive) and a firing one resolves, unless `keep_firing_for` keeps it firing that long
 from the first evaluation at which the condition no longer held (as Prometheus counts it);
-with a clear threshold a firing instance resolves only once the value crosses that threshold. Resolved instances are kept for `RESOLVED_RETENTION`.
+with a clear threshold a firing instance resolves only once the value crosses that
+threshold. Resolved instances are kept for `RESOLVED_RETENTION`.
 
 No data is not "fine": a service that is not active has no figures, so a rule on one of its
 figures keeps its instance's state as it is; only the `status` rule speaks about reachability.
@@ -92,16 +93,28 @@ def evaluate(
     alerts: dict[str, Alert] = {}
     changes: list[Change] = []
     seen: set[str] = set()
+    rows = [_Row(row) for row in snapshot.services]
     for rule in rules:
-        for row, kind, value in _instances(rule, snapshot):
-            key = alert_id(rule.id, row.service_name, kind)
-            seen.add(key)
-            before = previous.get(key)
-            after = step(rule, before, value, row, kind, now)
-            _record(alerts, changes, before, after, now)
+        for row in rows:
+            if not rule.selects(row.name, row.type):
+                continue
+            for kind, value in row.values(rule):
+                key = alert_id(rule.id, row.name, kind)
+                before = previous.get(key)
+                if before is None and (value is None or not rule.holds(value, firing=False)):
+                    continue  # inactive, and stays so: the common case, kept cheap
+                seen.add(key)
+                after = step(rule, before, value, row.message, kind, now)
+                if after is not None:
+                    alerts[key] = after
+                if after is not before:
+                    _record(changes, before, after, now)
     for key, before in previous.items():
         if key not in seen:  # its service left the registry, or its rule was deleted
-            _record(alerts, changes, before, _gone(before, now), now)
+            after = _gone(before, now)
+            if after is not None:
+                alerts[key] = after
+            _record(changes, before, after, now)
     return alerts, changes
 
 
@@ -121,20 +134,24 @@ def step(
     firing = before is not None and before.state is State.FIRING
     holds = rule.holds(value, firing=firing)
     if before is None or before.state is State.RESOLVED:
-        if not holds:
-            return replace(before, silenced=False, value=value) if before is not None else None
-        if before is not None and before.silenced:
-            return replace(before, value=value)  # resolved by hand: quiet until it clears
+        if before is None:
+            if not holds:
+                return None
+        elif not holds:
+            return before if not before.silenced else replace(before, silenced=False)
+        elif before.silenced:
+            return before  # resolved by hand: quiet until it clears
         pending = _new(rule, row, kind, value, now)
         return _fire(rule, pending, now) if rule.for_seconds <= 0 else pending
     if before.state is State.PENDING:
         if not holds:
             return None
-        updated = replace(before, value=value)
         if now - before.active_time >= rule.for_seconds:
-            return _fire(rule, updated, now)
-        return updated
+            return _fire(rule, replace(before, value=value), now)
+        return before if before.value == value else replace(before, value=value)
     if holds:
+        if before.value == value and before.clearing_time is None:
+            return before
         return replace(before, value=value, clearing_time=None)
     clearing = before.clearing_time if before.clearing_time is not None else now
     if now - clearing < rule.keep_firing_for_seconds:
@@ -154,22 +171,41 @@ def resolve_by_hand(alert: Alert, who: str, now: float) -> Alert:
     return replace(alert, state=State.RESOLVED, resolved_time=now, resolved_by=who, silenced=True)
 
 
-def _instances(
-    rule: Rule, snapshot: snapshot_pb2.Snapshot
-) -> Iterable[tuple[snapshot_pb2.ServiceRow, str, float | str | None]]:
-    figure = (_KIND if rule.kinds else _ROW)[rule.figure]
-    for row in snapshot.services:
-        if not rule.selects(row.service_name, row.service_type):
-            continue
-        active = row.status == snapshot_pb2.SERVICE_STATUS_ACTIVE
+class _Row:
+    """One wire row as the rules see it: its figures read once, whatever the rules."""
+
+    __slots__ = ("_kinds", "_values", "active", "message", "name", "type")
+
+    def __init__(self, message: snapshot_pb2.ServiceRow) -> None:
+        self.message = message
+        self.name = message.service_name
+        self.type = message.service_type
+        self.active = message.status == snapshot_pb2.SERVICE_STATUS_ACTIVE
+        self._values: dict[tuple[str, str], float | str | None] = {}
+        self._kinds: dict[str, Any] | None = None
+
+    def values(self, rule: Rule) -> Iterable[tuple[str, float | str | None]]:
+        """(kind, value) of each instance of `rule` on this row; value None is no data."""
         if not rule.kinds:
-            known = active or rule.figure in TEXT_FIGURES
-            yield row, "", _value(figure, row) if known else None
-            continue
-        by_kind = {kind.kind: kind for kind in row.kinds} if active else {}
-        for kind in rule.kinds:
-            message = by_kind.get(kind)
-            yield row, kind, None if message is None else _value(figure, message)
+            known = self.active or rule.figure in TEXT_FIGURES
+            return (("", self._value("", rule.figure) if known else None),)
+        return [(kind, self._value(kind, rule.figure)) for kind in rule.kinds]
+
+    def _value(self, kind: str, name: str) -> float | str | None:
+        key = (kind, name)
+        try:
+            return self._values[key]
+        except KeyError:
+            pass
+        if not kind:
+            value = _value(_ROW[name], self.message)
+        else:
+            if self._kinds is None:
+                self._kinds = {k.kind: k for k in self.message.kinds} if self.active else {}
+            message = self._kinds.get(kind)
+            value = None if message is None else _value(_KIND[name], message)
+        self._values[key] = value
+        return value
 
 
 def _value(figure: Figure, message: Any) -> float | str | None:
@@ -243,15 +279,7 @@ def _gone(before: Alert, now: float) -> Alert | None:
     return None if _forgotten(before, now) else before
 
 
-def _record(
-    alerts: dict[str, Alert],
-    changes: list[Change],
-    before: Alert | None,
-    after: Alert | None,
-    now: float,
-) -> None:
-    if after is not None:
-        alerts[after.id] = after
+def _record(changes: list[Change], before: Alert | None, after: Alert | None, now: float) -> None:
     old = State.INACTIVE if before is None else before.state
     new = State.INACTIVE if after is None else after.state
     if old is not new:
