@@ -96,7 +96,8 @@ def main() -> None:
         verdict = "ok" if total <= target else "MISSED"
         print(
             f"  {count:5d} services x 20 rules: {total:7.2f} ms per round ({convert:.2f} ms of it "
-            f"building the wire rows; {instances} alert instances)  target <= {target:g} ms: {verdict}"
+            f"building the wire rows; {instances} alert instances)  "
+            f"target <= {target:g} ms: {verdict}"
         )
 
 
