@@ -29,6 +29,7 @@ from aggregator import (
     ServiceEntry,
     load_config,
 )
+from aggregator._alerts.settings import AlertSettings
 from demo_fleet.ports import free_ports, port_is_free
 from demo_fleet.settings import SECTION as DEMO
 from demo_fleet.settings import DemoSettings
@@ -48,6 +49,7 @@ SECTIONS: dict[str, Any] = {
     "aggregator": AggregatorSettings(),
     "gateway": GatewaySettings(),
     "demo": DemoSettings(),
+    "alerts": AlertSettings(),
 }
 
 
@@ -74,7 +76,7 @@ def reference_rows() -> list[tuple[str, str, str, str]]:
 
 def settings_fields(section: str) -> set[str]:
     names = {field.name for field in dataclasses.fields(SECTIONS[section])}
-    return names - {"services_configured"}  # derived from the registry, not a key
+    return names - {"services_configured", "rules"}  # derived, not keys of their own
 
 
 def test_the_reference_lists_every_key_of_every_section_and_nothing_else() -> None:
@@ -105,6 +107,8 @@ def test_each_documented_default_and_environment_variable_is_real(
         loaded: Any = load_config(None, environ=environ).aggregator
     elif section == "gateway":
         loaded = load_settings(None, environ=environ)
+    elif section == "alerts":
+        loaded = load_config(None, environ=environ).alerts
     else:
         loaded = load_mesh_file(None, environ=environ).read(DEMO)
     assert loaded == SECTIONS[section] or getattr(loaded, key) == actual
@@ -120,6 +124,7 @@ def test_the_example_config_holds_every_key_at_its_default() -> None:
     assert config.services == DEFAULT_REGISTRY
     assert load_settings(path, environ={}) == GatewaySettings()
     assert load_mesh_file(path, environ={}).read(DEMO) == DemoSettings()
+    assert config.alerts == AlertSettings()
 
 
 def test_the_readme_registry_table_is_the_built_in_registry() -> None:
