@@ -129,77 +129,72 @@ def _timed_handler(
     return handler
 
 
-def _async_unary(behaviour: Callable[..., Awaitable[Any]]) -> Callable[..., Any]:
+class _Timed:
+    """A `with` block around one RPC's handler: observes its duration and outcome at the end."""
+
+    __slots__ = ("_clock", "_context", "_counting", "_observe", "_started")
+
+    def __init__(
+        self, observe: Observer, counting: _RpcCounting, clock: ReadClock, context: Any
+    ) -> None:
+        self._observe, self._counting, self._clock = observe, counting, clock
+        self._context = context
+        self._started = clock()
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, exc_type: Any, error: BaseException | None, traceback: Any) -> None:
+        failed = self._counting.failed(self._context, error)
+        self._observe(self._clock() - self._started, error=failed)
+
+
+Binder = Callable[[Observer, "_RpcCounting", ReadClock], Callable[..., Any]]
+
+
+def _async_unary(behaviour: Callable[..., Awaitable[Any]]) -> Binder:
     def bind(observe: Observer, counting: _RpcCounting, clock: ReadClock) -> Callable[..., Any]:
         async def timed(request: Any, context: Any) -> Any:
-            error: BaseException | None = None
-            started = clock()
-            try:
+            with _Timed(observe, counting, clock, context):
                 return await behaviour(request, context)
-            except BaseException as raised:
-                error = raised
-                raise
-            finally:
-                observe(clock() - started, error=counting.failed(context, error))
 
         return timed
 
     return bind
 
 
-def _async_stream(behaviour: Callable[..., Any]) -> Callable[..., Any]:
+def _async_stream(behaviour: Callable[..., Any]) -> Binder:
     def bind(observe: Observer, counting: _RpcCounting, clock: ReadClock) -> Callable[..., Any]:
         async def timed(request: Any, context: Any) -> AsyncIterator[Any]:
-            error: BaseException | None = None
-            started = clock()
-            try:
+            with _Timed(observe, counting, clock, context):
                 result = behaviour(request, context)
                 if hasattr(result, "__aiter__"):
                     async for response in result:
                         yield response
                 else:  # a handler that writes with context.write()
                     await result
-            except BaseException as raised:
-                error = raised
-                raise
-            finally:
-                observe(clock() - started, error=counting.failed(context, error))
 
         return timed
 
     return bind
 
 
-def _sync_unary(behaviour: Callable[..., Any]) -> Callable[..., Any]:
+def _sync_unary(behaviour: Callable[..., Any]) -> Binder:
     def bind(observe: Observer, counting: _RpcCounting, clock: ReadClock) -> Callable[..., Any]:
         def timed(request: Any, context: Any) -> Any:
-            error: BaseException | None = None
-            started = clock()
-            try:
+            with _Timed(observe, counting, clock, context):
                 return behaviour(request, context)
-            except BaseException as raised:
-                error = raised
-                raise
-            finally:
-                observe(clock() - started, error=counting.failed(context, error))
 
         return timed
 
     return bind
 
 
-def _sync_stream(behaviour: Callable[..., Iterator[Any]]) -> Callable[..., Any]:
+def _sync_stream(behaviour: Callable[..., Iterator[Any]]) -> Binder:
     def bind(observe: Observer, counting: _RpcCounting, clock: ReadClock) -> Callable[..., Any]:
         def timed(request: Any, context: Any) -> Iterator[Any]:
-            error: BaseException | None = None
-            started = clock()
-            try:
+            with _Timed(observe, counting, clock, context):
                 yield from behaviour(request, context)
-            except BaseException as raised:
-                error = raised
-                raise
-            finally:
-                observe(clock() - started, error=counting.failed(context, error))
 
         return timed
 
