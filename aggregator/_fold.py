@@ -7,6 +7,7 @@ state. Every rule of DESIGN.md's Semantics about statuses and totals lives here.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -134,9 +135,16 @@ def next_state(outcome: Outcome, state: TargetState, now: float, backoff: Backof
 def fold_row(
     entry: ServiceEntry, outcome: Outcome, state: TargetState, new_state: TargetState
 ) -> Row:
-    """One service's row: its verdict, and its figures when it is active."""
+    """One service's row: its verdict, and its figures when it is active.
+
+    The row keeps the figures without their parsed latency buckets (the serialized answer
+    still holds them): the history ring holds many rows, and only this round's fold needs
+    the buckets, to merge the fleet's.
+    """
     status, error = judge(entry.name, outcome, state)
     figures = outcome.figures if status is Status.ACTIVE else None
+    if figures is not None and figures.latency is not None:
+        figures = dataclasses.replace(figures, latency=None)
     return Row(
         entry=entry,
         status=status,
@@ -179,7 +187,7 @@ def fold_round(
         new_state = next_state(outcome, state, times.finished, backoff)
         row = fold_row(entry, outcome, state, new_state)
         counts[row.status] += 1
-        figures = row.figures
+        figures = outcome.figures if row.figures is not None else None
         if figures is not None:
             eps += figures.events_per_second
             eph += figures.events_per_hour
