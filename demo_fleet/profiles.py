@@ -42,6 +42,8 @@ class Timing:
     slow_share: float = 0.0
     """During a spell, this share of events takes `slow_seconds`."""
     slow_seconds: float = 0.0
+    spell_failure_ratio: float | None = None
+    """During a spell, events fail this often instead (None: as often as outside)."""
 
     def sample(self, rng: random.Random, elapsed: float) -> tuple[float, bool]:
         """One event's (duration in seconds, failed) `elapsed` seconds after start."""
@@ -50,7 +52,10 @@ class Timing:
             seconds = self.slow_seconds * rng.uniform(0.8, 1.2)
         else:
             seconds = self.median_seconds * rng.lognormvariate(0.0, self.sigma)
-        return seconds, rng.random() < self.failure_ratio
+        failure_ratio = self.failure_ratio
+        if spell and self.spell_failure_ratio is not None:
+            failure_ratio = self.spell_failure_ratio
+        return seconds, rng.random() < failure_ratio
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,8 +101,10 @@ def _work(
 
 FAST = Timing(0.0008, 0.4, 0.001)
 """Sub-millisecond in-process work."""
-FLAKY = Timing(0.012, 0.6, 0.035)
-"""The service that fails 2-5 % of its work."""
+FLAKY = Timing(0.012, 0.6, 0.035, slow_every=150.0, slow_for=70.0, spell_failure_ratio=0.10)
+"""The service that fails 2-5 % of its work, and 10 % for 70 s out of every 150 (its error
+rate then passes 5 % long enough for the demo's HighErrorRate rule to fire, and resolves
+below 3 % afterwards)."""
 SPIKY = Timing(0.25, 0.35, 0.004, slow_every=90.0, slow_for=30.0, slow_share=0.05, slow_seconds=3.0)
 """Slow inferences now and then: p99 above 2 s for 30 s out of every 90."""
 

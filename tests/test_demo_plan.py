@@ -124,8 +124,10 @@ def test_the_workloads_give_every_colour_of_errors_and_latency() -> None:
         durations = sorted(seconds for seconds, _ in samples)
         return sum(failed for _, failed in samples) / len(samples), durations[19_800]
 
-    errors, _ = shape("enrichment-pipeline", "message", 0.0)
-    assert 0.02 <= errors <= 0.05  # one service runs at 2-5 % errors
+    errors, _ = shape("enrichment-pipeline", "message", 100.0)
+    assert 0.02 <= errors <= 0.05  # one service runs at 2-5 % errors ...
+    spell_errors, _ = shape("enrichment-pipeline", "message", 10.0)
+    assert spell_errors > 0.08  # ... and at times high enough for HighErrorRate to fire
     _, calm_p99 = shape("ai-automation-service", "inference", 60.0)
     _, spell_p99 = shape("ai-automation-service", "inference", 10.0)
     assert calm_p99 < 1.0 < 2.0 < spell_p99  # and one has a slow p99 at times
