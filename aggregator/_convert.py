@@ -125,6 +125,13 @@ class View:
                 + (f" (and {len(unknown) - 1} more)" if len(unknown) > 1 else "")
                 + f"; known: {quote_list(registry.names)}"
             )
+        unknown_types = sorted(services.types - registry.types)
+        if unknown_types:
+            raise FilterError(
+                f"unknown service type {quote(unknown_types[0])} in filter.service_types"
+                + (f" (and {len(unknown_types) - 1} more)" if len(unknown_types) > 1 else "")
+                + f"; known: {quote_list(sorted(registry.types))}"
+            )
         self._services = services
         top, rows = _compile_mask(request.read_mask.paths if request.HasField("read_mask") else ())
         self._top = top

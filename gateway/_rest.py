@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from typing import Annotated
+
+from fastapi import APIRouter, HTTPException, Query
 from fastapi.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from gateway._errors import FilterError
 from gateway._models import RealTimeMetrics, RealTimeMetricsError
 from gateway._state import GatewayState
-from gateway._views import WHOLE
+from gateway._views import WHOLE, view_of_query
 
 PATH = "/api/v1/real-time-metrics"
 JSON = "application/json"
@@ -25,13 +28,32 @@ def rest_router(state: GatewayState) -> APIRouter:
         responses={503: {"model": RealTimeMetricsError, "description": "No fresh snapshot."}},
         summary="Consolidated real-time metrics of every configured service",
     )
-    async def real_time_metrics() -> Response:
-        """The latest snapshot in story 23.2's shape; 503 with its error shape when stale."""
+    async def real_time_metrics(
+        services: Annotated[
+            list[str] | None, Query(description="Only these services (comma-separated).")
+        ] = None,
+        types: Annotated[
+            list[str] | None, Query(description="Only these service types (comma-separated).")
+        ] = None,
+        fields: Annotated[
+            list[str] | None,
+            Query(description="Only these row fields (service_name, status always kept)."),
+        ] = None,
+    ) -> Response:
+        """The latest snapshot in story 23.2's shape; 503 with its error shape when stale.
+
+        `services`, `types` and `fields` select as on the SSE stream (the totals then cover
+        the kept rows); an unknown service, type or field is a 422 naming it.
+        """
         started_at = monotonic()
+        try:
+            view = view_of_query(state.hub.latest, services, types, fields)
+        except FilterError as error:
+            raise HTTPException(422, str(error)) from error
         entry = state.fresh()
         if entry is None:
             return Response(state.error_body(started_at), 503, media_type=JSON)
-        return Response(entry.body(WHOLE, started_at), media_type=JSON)
+        return Response(entry.body(view, started_at), media_type=JSON)
 
     return router
 
@@ -50,7 +72,12 @@ class FastPath:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Serve the REST path; pass everything else on."""
-        if scope["type"] != "http" or scope["path"] != PATH or scope["method"] not in _METHODS:
+        if (
+            scope["type"] != "http"
+            or scope["path"] != PATH
+            or scope["method"] not in _METHODS
+            or scope.get("query_string")  # a filtered view: the route parses and checks it
+        ):
             await self.app(scope, receive, send)
             return
         state = self.state

@@ -76,12 +76,15 @@ def make_view(
     fields: Sequence[str],
     *,
     known_services: Iterable[str] | None,
+    known_types: Iterable[str] | None = None,
     known_fields: Iterable[str] = ROW_FIGURE_NAMES,
 ) -> View:
     """A validated View; FilterError naming what is unknown.
 
-    Service names are checked against `known_services` (the latest snapshot's rows; None
-    before the first snapshot, when nothing can be checked yet).
+    Service names and types are checked against `known_services` and `known_types` (those of
+    the latest snapshot's rows; None before the first snapshot, when nothing can be checked
+    yet). The rule is the same on every surface: an unknown name or type is an error naming
+    it and listing the known ones, never an empty answer.
     """
     allowed = tuple(known_fields)
     unknown_fields = sorted(set(fields) - set(allowed))
@@ -95,7 +98,31 @@ def make_view(
         unknown = wanted.unknown_names(known)
         if unknown:
             raise FilterError(f"unknown service(s) {', '.join(unknown)}; known: {', '.join(known)}")
+    if known_types is not None:
+        kinds = sorted(set(known_types))
+        unknown = sorted(wanted.types - set(kinds))
+        if unknown:
+            raise FilterError(
+                f"unknown service type(s) {', '.join(unknown)}; known: {', '.join(kinds)}"
+            )
     return View(wanted, tuple(dict.fromkeys(fields)))
+
+
+def view_of_query(
+    latest: SnapshotEntry | None,
+    services: Iterable[str] | None,
+    types: Iterable[str] | None,
+    fields: Iterable[str] | None,
+) -> View:
+    """The View of REST/SSE query parameters (`a,b` lists), checked against `latest`."""
+    rows = None if latest is None else latest.rows
+    return make_view(
+        split_names(services),
+        split_names(types),
+        split_names(fields),
+        known_services=None if rows is None else (row.service_name for row in rows),
+        known_types=None if rows is None else (row.service_type for row in rows),
+    )
 
 
 class ServiceRow:

@@ -104,6 +104,7 @@ async def test_read_mask_keeps_only_the_named_fields(mesh: Fleet) -> None:
     ("change", "expected"),
     [
         (lambda r: r.filter.service_names.append("nope"), "unknown service name 'nope'"),
+        (lambda r: r.filter.service_types.append("nosuch"), "unknown service type 'nosuch'"),
         (lambda r: r.filter.read_mask.paths.append("colour"), "Snapshot has no field 'colour'"),
         (
             lambda r: r.filter.read_mask.paths.append("services.colour"),

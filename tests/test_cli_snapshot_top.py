@@ -131,6 +131,15 @@ async def test_snapshot_of_an_unknown_service_is_refused_naming_it(fleet: Fleet)
     assert fleet.address in err and "nope" in err
 
 
+@pytest.mark.parametrize("option", ["--type", "--service"])
+async def test_an_unknown_type_is_refused_like_an_unknown_service(
+    fleet: Fleet, option: str
+) -> None:
+    status, out, err = await cli("snapshot", "--aggregator", fleet.address, option, "nosuch")
+    assert status == 1 and out == ""
+    assert "'nosuch'" in err and "known:" in err
+
+
 async def test_snapshot_without_an_aggregator_says_where_it_looked() -> None:
     (port,) = free_ports(1)
     status, _out, err = await cli("snapshot", "--aggregator", f"127.0.0.1:{port}")

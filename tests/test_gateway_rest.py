@@ -178,6 +178,50 @@ async def test_aggregator_down_gives_the_story_error_shape_then_recovers(mesh: M
     assert (await mesh.http.get("/health/ready")).status_code == 200
 
 
+async def test_rest_takes_the_stream_s_services_types_and_fields(mesh: Mesh) -> None:
+    mesh.tracker("weather-api").record(n=30)
+    mesh.tracker("admin-api").record(n=12)
+    whole = await mesh.metrics_all_active()
+
+    async def counted() -> dict[str, Any] | None:
+        response = await mesh.http.get(
+            "/api/v1/real-time-metrics",
+            params={"services": "weather-api,admin-api", "fields": "total_events"},
+        )
+        body: dict[str, Any] = response.json()
+        totals = {row["service_name"]: row["total_events"] for row in body["active_apis"]}
+        return body if totals == {"weather-api": 30, "admin-api": 12} else None
+
+    body = await eventually(counted, what="the two services' events")
+    assert set(body) == set(whole)  # the same shape, filtered
+    assert {key for row in body["active_apis"] for key in row} == {
+        "service_name",
+        "status",
+        "total_events",
+    }
+    assert body["total_events"] == 42 and body["inactive_apis"] == 0
+    data = (await mesh.http.get("/api/v1/real-time-metrics", params={"types": "data"})).json()
+    assert {row["service_type"] for row in data["active_apis"]} == {"data"}
+    assert len(data["active_apis"]) == 7
+
+
+@pytest.mark.parametrize(
+    ("params", "message"),
+    [
+        ({"services": "nope"}, "unknown service(s) nope"),
+        ({"types": "nosuch"}, "unknown service type(s) nosuch"),
+        ({"fields": "colour"}, "unknown field(s) colour"),
+    ],
+)
+async def test_an_unknown_filter_value_is_a_422_naming_it(
+    mesh: Mesh, params: dict[str, str], message: str
+) -> None:
+    await mesh.metrics()
+    response = await mesh.http.get("/api/v1/real-time-metrics", params=params)
+    assert response.status_code == 422
+    assert message in response.json()["detail"]
+
+
 async def test_requests_are_served_from_the_latest_snapshot(mesh: Mesh) -> None:
     first = await mesh.metrics()
     bodies = [(await mesh.http.get("/api/v1/real-time-metrics")).json() for _ in range(20)]
