@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Sequence
 
 import grpc
@@ -35,6 +36,18 @@ async def fetch_snapshot(
     return response.snapshot
 
 
+def snapshot_rest_json(
+    snapshot: snapshot_pb2.Snapshot, services: Sequence[str] = (), types: Sequence[str] = ()
+) -> str:
+    """The snapshot as the gateway's REST body (the same field names, units and totals)."""
+    from gateway._views import SnapshotEntry, View
+    from mesh_common.filters import ServiceFilter
+
+    entry = SnapshotEntry(snapshot, received_at=0.0)
+    body = entry.payload(View(ServiceFilter.of(services, types)))
+    return json.dumps({**body, "snapshot_age_ms": round(entry.age(0.0) * 1000)}, indent=2)
+
+
 def snapshot_json(snapshot: snapshot_pb2.Snapshot) -> str:
     """The snapshot in protobuf's canonical JSON mapping (camelCase keys, enum names)."""
     return json_format.MessageToJson(snapshot, indent=2)
@@ -59,8 +72,13 @@ def run_snapshot(
     except grpc.aio.AioRpcError as error:
         errors.print(f"metrics-mesh snapshot: {describe_rpc_error(target, error)}", markup=False)
         return 1
-    if output == "json":
-        console.file.write(snapshot_json(snapshot) + "\n")
+    if output in ("json", "protobuf-json"):
+        text = (
+            snapshot_rest_json(snapshot, services, types)
+            if output == "json"
+            else snapshot_json(snapshot)
+        )
+        console.file.write(text + "\n")
         console.file.flush()
     else:
         # On a terminal the table fits its width; piped, every column is printed.

@@ -21,6 +21,7 @@ from rich.console import Console
 from agent import AgentServer, EventTracker
 from aggregator import AggregatorServer, AggregatorSettings, Registry, ServiceEntry
 from demo_fleet.ports import free_ports
+from gateway import RealTimeMetrics
 from mesh_common.addresses import HostPort
 from mesh_common.errors import EXIT_USAGE
 from metricsmesh_cli.top import watch
@@ -92,8 +93,20 @@ async def cli(*args: str, env: dict[str, str] | None = None) -> tuple[int, str, 
 pytestmark = pytest.mark.skipif(not METRICS_MESH.exists(), reason="pip install -e . first")
 
 
-async def test_snapshot_json_is_the_protobuf_json_of_the_fleet(fleet: Fleet) -> None:
+async def test_snapshot_json_speaks_the_rest_bodys_field_names(fleet: Fleet) -> None:
     status, out, err = await cli("snapshot", "--aggregator", fleet.address, "-o", "json")
+    assert status == 0, err
+    body = json.loads(out)
+    RealTimeMetrics.model_validate(body)  # the REST body's model, field for field
+    by_name = {row["service_name"]: row for row in body["active_apis"]}
+    assert by_name["busy-ingest"]["status"] == "active"
+    assert by_name["busy-ingest"]["total_events"] == 500
+    assert [row["service_name"] for row in body["inactive_services"]] == ["gone-service"]
+    assert body["data_sources_active"] == ["weather"] and body["total_events"] == 543
+
+
+async def test_snapshot_protobuf_json_is_the_protobuf_json_of_the_fleet(fleet: Fleet) -> None:
+    status, out, err = await cli("snapshot", "--aggregator", fleet.address, "-o", "protobuf-json")
     assert status == 0, err
     body = json.loads(out)
     snapshot = json_format.Parse(out, snapshot_pb2.Snapshot())
@@ -121,7 +134,8 @@ async def test_snapshot_filters_by_type_and_finds_the_aggregator_from_env(fleet:
     env = {"METRICS_MESH_AGGREGATOR_PORT": str(fleet.aggregator.port)}
     status, out, err = await cli("snapshot", "--type", "data", "-o", "json", env=env)
     assert status == 0, err
-    names = [row["serviceName"] for row in json.loads(out)["services"]]
+    body = json.loads(out)
+    names = [row["service_name"] for row in body["active_apis"] + body["inactive_services"]]
     assert names == ["weather-feed"]
 
 
@@ -167,7 +181,7 @@ async def test_snapshot_dials_loopback_for_a_wildcard_bind_host(fleet: Fleet) ->
         "METRICS_MESH_AGGREGATOR_HOST": "0.0.0.0",
         "METRICS_MESH_AGGREGATOR_PORT": str(fleet.aggregator.port),
     }
-    status, out, err = await cli("snapshot", "-o", "json", env=env)
+    status, out, err = await cli("snapshot", "-o", "protobuf-json", env=env)
     assert status == 0, err
     assert len(json.loads(out)["services"]) == len(NAMES)
 
