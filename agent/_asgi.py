@@ -116,11 +116,12 @@ class RequestCountMiddleware:
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
         status = 0
 
-        async def noting_status(message: Message) -> None:
+        def noting_status(message: Message) -> Awaitable[None]:
+            # A plain function handing back send's own awaitable: no coroutine per message.
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
-            await send(message)
+            return send(message)
 
         failed = False
         started = self._clock()

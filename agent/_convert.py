@@ -23,6 +23,7 @@ def reading_to_response(reading: RateReading) -> event_rate_pb2.GetEventRateResp
         window_events=reading.window_events,
         window_errors=reading.window_errors,
         total_errors=reading.total_errors,
+        cpu_usage_percent=reading.cpu_usage_percent,
     )
     set_seconds(response.uptime, reading.uptime_seconds)
     set_seconds(response.window, reading.window_seconds)

@@ -15,6 +15,7 @@ event.
 
 from __future__ import annotations
 
+import collections
 import math
 import threading
 import time
@@ -90,6 +91,8 @@ class RateReading(NamedTuple):
     total_errors: int = 0
     latency: Histogram | None = None
     """The durations of every kind's timed events in the window (merged buckets), or None."""
+    cpu_usage_percent: float = 0.0
+    """CPU time of the process over the window's readings, in percent of one core."""
 
     @property
     def error_rate(self) -> float | None:
@@ -286,6 +289,7 @@ class EventTracker:
         buckets: int = DEFAULT_BUCKETS,
         clock: ReadClock = time.monotonic,
         wall_clock: ReadClock = time.time,
+        cpu_clock: ReadClock = time.process_time,
     ) -> None:
         if not service_name:
             raise ValueError("service_name must be a non-empty string")
@@ -302,6 +306,10 @@ class EventTracker:
         self._lock = threading.Lock()
         self._start = clock()
         self._start_wall = wall_clock()
+        self._cpu_clock = cpu_clock
+        self._cpu_samples: collections.deque[tuple[float, float]] = collections.deque(
+            [(self._start, cpu_clock())], maxlen=buckets + 1
+        )
         # Sorted by kind; replaced (never mutated) when a kind is added, so readers need no lock.
         self._counters: dict[str, KindCounter] = {}
         for kind in kinds:
@@ -469,4 +477,20 @@ class EventTracker:
             window_errors,
             total_errors,
             merge(latencies) if latencies else None,
+            self._cpu_usage(now),
         )
+
+    def _cpu_usage(self, now: float) -> float:
+        """The process's CPU over the readings of the last window, in percent of one core.
+
+        Readings are sampled at most once a bucket (the aggregator reads once a round).
+        """
+        cpu = self._cpu_clock()
+        samples = self._cpu_samples
+        if now - samples[-1][0] >= self._width:
+            samples.append((now, cpu))
+        while len(samples) > 2 and now - samples[1][0] >= self.window_seconds:
+            samples.popleft()
+        first_at, first_cpu = samples[0]
+        span = now - first_at
+        return max(0.0, (cpu - first_cpu) / span * 100.0) if span > 0 else 0.0

@@ -5,6 +5,8 @@ async with AggregatorServer(config.services, config.aggregator) as server:
     print(server.address)
 """
 
+from aggregator._alerts.rules import RuleError
+from aggregator._alerts.settings import AlertSettings
 from aggregator._errors import (
     AggregatorError,
     AggregatorStateError,
@@ -27,10 +29,12 @@ __all__ = [
     "AggregatorServer",
     "AggregatorSettings",
     "AggregatorStateError",
+    "AlertSettings",
     "Clocks",
     "ConfigError",
     "FilterError",
     "Registry",
+    "RuleError",
     "ServiceEntry",
     "SnapshotData",
     "TooManySubscribers",

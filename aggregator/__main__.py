@@ -12,6 +12,7 @@ import logging
 import signal
 import sys
 
+from aggregator._alerts.settings import SECTION as ALERTS_SECTION
 from aggregator._server import AggregatorServer
 from aggregator._settings import SECTION, load_config
 from mesh_common.errors import MeshError, exit_status
@@ -44,8 +45,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def epilog() -> str:
-    """The help text's epilog: configuration sources and the [aggregator] keys."""
-    return ENV_HELP + "\n" + SECTION.help_text()
+    """The help text's epilog: configuration sources, the [aggregator] and [alerts] keys."""
+    return ENV_HELP + "\n" + SECTION.help_text() + "\n" + ALERTS_SECTION.help_text()
 
 
 async def serve(server: AggregatorServer) -> None:

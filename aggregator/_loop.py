@@ -1,13 +1,14 @@
-"""The one shared round loop: rounds on an interval while anybody listens, or on demand.
+"""The one shared round loop: rounds on an interval, whoever listens, and on demand.
 
 `RoundLoop` runs rounds over its `Targets` through a `FanOut`, folds them with `fold_round`,
 keeps the latest snapshot and a bounded history, and publishes each new snapshot to its
 observers (the first of which feeds the StreamSnapshots subscribers). A round runs (a) every
-`interval` while at least one subscriber listens, and (b) on demand when a caller needs a
-snapshot fresher than the latest; concurrent callers share the one in-flight round. Nothing
-runs per request or per subscriber. `replace_registry()` changes the set of targets between
-two rounds. Like OpenTelemetry's periodic reader, every failure is caught and logged: one
-failure never stops the loop.
+`interval` from start, whether or not anybody subscribes (history, alerts and a dashboard's
+first paint need it), and (b) on demand when a caller needs a snapshot fresher than the
+latest, never closer to the previous one than `min_round_spacing_seconds`; concurrent
+callers share the one in-flight round. Nothing runs per request or per subscriber.
+`replace_registry()` changes the set of targets between two rounds. Like OpenTelemetry's
+periodic reader, every failure is caught and logged: one failure never stops the loop.
 """
 
 from __future__ import annotations
@@ -48,6 +49,7 @@ class RoundLoop:
         *,
         clocks: Clocks,
         epoch: int | None = None,
+        interval_rounds: bool = True,
     ) -> None:
         self.settings = settings
         self.clocks = clocks
@@ -68,10 +70,10 @@ class RoundLoop:
         self._observers = ObserverSet(clocks.monotonic)
         self._subscribers: set[Subscription] = set()
         self._untrusted_by_peer: collections.Counter[str] = collections.Counter()
-        self._listening = asyncio.Event()
         self._inflight: asyncio.Task[SnapshotData] | None = None
         self._ticker: asyncio.Task[None] | None = None
         self._stopped = False
+        self._interval_rounds = interval_rounds
 
     @property
     def registry(self) -> Registry:
@@ -90,7 +92,7 @@ class RoundLoop:
         return self._inflight is not None and not self._inflight.done()
 
     def start(self) -> None:
-        """Open the channels and start the interval loop (idle until somebody listens)."""
+        """Open the channels and start the interval loop."""
         if self._stopped:
             raise AggregatorStateError("a stopped round loop cannot be started again")
         if self._ticker is None:
@@ -134,7 +136,11 @@ class RoundLoop:
         A new one comes from the in-flight round when there is one, so concurrent callers
         share a single round.
         """
-        limit = self.settings.interval_seconds if max_age is None else max_age
+        settings = self.settings
+        limit = settings.interval_seconds if max_age is None else max_age
+        # No caller makes rounds closer together than the configured spacing (max_age 0 in a
+        # loop would otherwise run a round per call).
+        limit = max(limit, min(settings.min_round_spacing_seconds, settings.interval_seconds))
         latest = self.latest
         if latest is not None and self.clocks.monotonic() - latest.taken_at < limit:
             return latest
@@ -181,11 +187,10 @@ class RoundLoop:
             subscription.peer = peer
             self._untrusted_by_peer[peer] += 1
         self._subscribers.add(subscription)
-        self._listening.set()
         return subscription
 
     def unsubscribe(self, subscription: Subscription) -> None:
-        """Detach a subscriber (idempotent); rounds stop when the last one leaves."""
+        """Detach a subscriber (idempotent)."""
         if subscription in self._subscribers and subscription.peer is not None:
             peer = subscription.peer
             self._untrusted_by_peer[peer] -= 1
@@ -193,8 +198,6 @@ class RoundLoop:
                 del self._untrusted_by_peer[peer]
         self._subscribers.discard(subscription)
         subscription.close()
-        if not self._subscribers:
-            self._listening.clear()
 
     def history_after(self, sequence: int) -> list[SnapshotData]:
         """Every snapshot in history with a sequence greater than `sequence`, oldest first."""
@@ -236,9 +239,10 @@ class RoundLoop:
             subscription.offer(snapshot)
 
     async def _tick(self) -> None:
+        if not self._interval_rounds:
+            return  # on demand only: tests that drive a fake clock run every round themselves
         interval = self.settings.interval_seconds
         while True:
-            await self._listening.wait()
             latest = self.latest
             now = self.clocks.monotonic()
             due = now if latest is None else latest.taken_at + interval

@@ -33,9 +33,13 @@ class AggregatorServer:
         clocks: Clocks = SYSTEM_CLOCKS,
         grace_seconds: float = DEFAULT_GRACE_SECONDS,
         alerts: AlertSettings | None = None,
+        interval_rounds: bool = True,
     ) -> None:
         self.settings = settings or AggregatorSettings()
-        self.loop = RoundLoop(registry, self.settings, clocks=clocks)
+        self.loop = RoundLoop(
+            registry, self.settings, clocks=clocks, interval_rounds=interval_rounds
+        )
+        """The rounds (every interval; with `interval_rounds` False only on demand)."""
         self._servicer = AggregatorServicer(self.loop)
         self.alerts = AlertManager(alerts or IN_MEMORY, clocks=clocks, persist=alerts is not None)
         """The alert rules and alerts (persisted only when `alerts` settings are given)."""

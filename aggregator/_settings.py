@@ -40,6 +40,9 @@ class AggregatorSettings:
     backoff_max_seconds: float = setting(
         30.0, "longest pause between calls to an agent that keeps failing"
     )
+    min_round_spacing_seconds: float = setting(
+        0.1, "least time between two rounds a caller can force (GetSnapshot max_age 0)"
+    )
     trusted_peers: tuple[str, ...] = setting(
         ("127.0.0.1", "::1"),
         "peer hosts (the gateway's) that may take the reserved subscriber slots and are not "
@@ -78,6 +81,10 @@ class AggregatorSettings:
             raise ConfigError(f"reserved_subscribers: {self.reserved_subscribers} must be >= 0")
         if self.max_streams_per_peer < 1:
             raise ConfigError(f"max_streams_per_peer: {self.max_streams_per_peer} must be >= 1")
+        if not math.isfinite(self.min_round_spacing_seconds) or self.min_round_spacing_seconds < 0:
+            raise ConfigError(
+                f"min_round_spacing_seconds: {self.min_round_spacing_seconds} must be >= 0"
+            )
         if not math.isfinite(self.backoff_max_seconds) or self.backoff_max_seconds < 0:
             raise ConfigError(f"backoff_max_seconds: {self.backoff_max_seconds} must be >= 0")
 

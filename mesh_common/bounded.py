@@ -26,6 +26,13 @@ def quote(value: object, limit: int = QUOTE_LIMIT) -> str:
     return f"{text[:limit]!r}... ({len(text) - limit} more characters)"
 
 
+def shorten(text: str, limit: int = 2 * QUOTE_LIMIT) -> str:
+    """`text` cut to `limit` characters, with how many more there were (for error texts)."""
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}... ({len(text) - limit} more characters)"
+
+
 def quote_list(values: Iterable[object], limit: int = QUOTE_LIMIT) -> str:
     """The values joined by ", ", cut to about `limit` characters, with how many are left out."""
     items = [str(value) for value in values]

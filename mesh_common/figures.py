@@ -28,9 +28,9 @@ JSONValue = str | int | float | bool | None | list[str] | list[dict[str, Any]]
 WireRow = snapshot_pb2.ServiceRow
 """A row as the wire carries it (what a total's `combine` receives)."""
 
-Unit = Literal["", "1/s", "1/h", "events", "s", "ms", "time", "services", "list", "ratio"]
+Unit = Literal["", "1/s", "1/h", "events", "s", "ms", "time", "services", "list", "ratio", "%"]
 """`1/s` events per second, `s`/`ms` spans, `time` an instant (epoch seconds, ISO in JSON),
-`ratio` a fraction in 0..1 (an error rate)."""
+`ratio` a fraction in 0..1 (an error rate), `%` a percentage (of one CPU core)."""
 
 STATUS_NAMES = {
     snapshot_pb2.SERVICE_STATUS_ACTIVE: "active",
@@ -314,6 +314,15 @@ ROW_FIGURES: tuple[Figure, ...] = (
         lambda row: row.total_errors, _same,
     ),
     *_latency_figures("service's"),
+    Figure(
+        "cpu_usage_percent", "CPU", "%",
+        "CPU of the service's process over the window, in % of one core (100 = one core).",
+        float, lambda row: row.cpu_usage_percent, _rounded(1),
+        series=Series(
+            "metricsmesh_service_cpu_usage_percent", "gauge",
+            "CPU of the service's process over its agent's window, in percent of one core.",
+        ),
+    ),
     Figure(
         "kinds", "Kinds", "list", "Per kind of event: its rate, errors and latency.", list,
         _kinds, _kinds_json, items=KIND_FIGURES,

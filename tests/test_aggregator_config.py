@@ -189,6 +189,10 @@ def test_the_help_text_lists_every_key_with_its_environment_variable() -> None:
         "history_seconds",
         "max_subscribers",
         "backoff_max_seconds",
+        "min_round_spacing_seconds",
+        "trusted_peers",
+        "reserved_subscribers",
+        "max_streams_per_peer",
     ]
 
 

@@ -19,7 +19,9 @@ from tests.aggregator_fleet import fleet
 from tests.conftest import FakeClock
 from tests.eventually import eventually
 
-SETTINGS = AggregatorSettings(port=0, interval_seconds=1.0, deadline_seconds=0.3)
+SETTINGS = AggregatorSettings(
+    port=0, interval_seconds=1.0, deadline_seconds=0.3, min_round_spacing_seconds=0
+)  # rounds on demand as fast as the test asks, on a clock that does not move
 ROUND_TIMEOUT = 30.0
 """A round that waited for a blocked observer would never end; this turns that into a failure."""
 
@@ -59,7 +61,10 @@ async def server(clock: FakeClock) -> AsyncIterator[AggregatorServer]:
     async with (
         fleet(DEFAULT_REGISTRY[:2], broken=False) as mesh,
         AggregatorServer(
-            mesh.registry, SETTINGS, clocks=Clocks(monotonic=clock, wall=time.time)
+            mesh.registry,
+            SETTINGS,
+            clocks=Clocks(monotonic=clock, wall=time.time),
+            interval_rounds=False,
         ) as running,
     ):
         yield running

@@ -28,7 +28,9 @@ from tests.eventually import eventually
 ACTIVE = snapshot_pb2.SERVICE_STATUS_ACTIVE
 INACTIVE = snapshot_pb2.SERVICE_STATUS_INACTIVE
 
-SETTINGS = AggregatorSettings(port=0, interval_seconds=1.0, deadline_seconds=0.3)
+SETTINGS = AggregatorSettings(
+    port=0, interval_seconds=1.0, deadline_seconds=0.3, min_round_spacing_seconds=0
+)  # rounds on demand as fast as the test asks, on a clock that does not move
 """interval 1 s: after two failures in a row an agent is left alone for 2 s."""
 
 
@@ -85,7 +87,10 @@ async def test_services_added_removed_and_moved_between_two_rounds(clock: FakeCl
         new_home = await mesh.add_agent(moved.name, 20)
         moved_there = entry_at(moved, new_home.port)
         async with AggregatorServer(
-            Registry((removed, moved, kept, down)), SETTINGS, clocks=fake_clocks(clock)
+            Registry((removed, moved, kept, down)),
+            SETTINGS,
+            clocks=fake_clocks(clock),
+            interval_rounds=False,
         ) as server:
             await fresh(server.address)
             second = await fresh(server.address)
@@ -133,7 +138,7 @@ async def test_a_new_entry_at_the_same_address_keeps_the_state_and_shows_the_new
         (healthy,) = mesh.registry
         down = entry_at(DEFAULT_REGISTRY[1], await free_port())
         async with AggregatorServer(
-            Registry((healthy, down)), SETTINGS, clocks=fake_clocks(clock)
+            Registry((healthy, down)), SETTINGS, clocks=fake_clocks(clock), interval_rounds=False
         ) as server:
             for _ in range(2):
                 await fresh(server.address)
@@ -149,7 +154,9 @@ async def test_a_new_entry_at_the_same_address_keeps_the_state_and_shows_the_new
 async def test_the_registry_shown_changes_at_once_even_to_an_empty_one(clock: FakeClock) -> None:
     async with (
         fleet(DEFAULT_REGISTRY[:2], broken=False) as mesh,
-        AggregatorServer(mesh.registry, SETTINGS, clocks=fake_clocks(clock)) as server,
+        AggregatorServer(
+            mesh.registry, SETTINGS, clocks=fake_clocks(clock), interval_rounds=False
+        ) as server,
     ):
         first = await fresh(server.address)
         only_one = Registry(mesh.registry[1:])

@@ -39,6 +39,7 @@ def settings(**changes: float) -> AggregatorSettings:
         "port": 0,
         "interval_seconds": 1.0,
         "deadline_seconds": DEADLINE,
+        "min_round_spacing_seconds": 0.0,  # on-demand rounds as fast as the tests ask
     }
     values.update(changes)
     return AggregatorSettings(**values)  # type: ignore[arg-type]
@@ -144,7 +145,9 @@ async def test_agent_that_keeps_failing_is_skipped_with_backoff_but_still_listed
     # interval 1 s: after the second failure in a row, the next call is 2 s away.
     async with (
         fleet() as mesh,
-        AggregatorServer(mesh.registry, settings(), clocks=fake_clocks(clock)) as server,
+        AggregatorServer(
+            mesh.registry, settings(), clocks=fake_clocks(clock), interval_rounds=False
+        ) as server,
     ):
         seen = [await get_snapshot(server.address, fresh=True) for _ in range(3)]
         calls_while_backing_off = mesh.hanging.calls
@@ -242,7 +245,7 @@ async def test_agent_that_comes_back_during_its_backoff_is_called_at_once(
         port = mesh.agents[name].port
         long_backoff = settings(deadline_seconds=0.2, backoff_max_seconds=60)
         async with AggregatorServer(
-            mesh.registry, long_backoff, clocks=fake_clocks(clock)
+            mesh.registry, long_backoff, clocks=fake_clocks(clock), interval_rounds=False
         ) as server:
             await mesh.agents[name].stop(0)
             for _ in range(3):
@@ -317,7 +320,7 @@ async def test_a_round_that_blows_up_fails_its_callers_and_the_next_one_runs() -
     clocks = Clocks(monotonic=time.monotonic, wall=wall)
     async with (
         fleet(DEFAULT_REGISTRY[:3], broken=False) as mesh,
-        AggregatorServer(mesh.registry, settings(), clocks=clocks) as server,
+        AggregatorServer(mesh.registry, settings(), clocks=clocks, interval_rounds=False) as server,
     ):
         wall.armed = True
         with pytest.raises(grpc.aio.AioRpcError) as caught:

@@ -4,6 +4,7 @@ resume, slow readers, the subscriber cap, cancellation and shutdown."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from collections.abc import AsyncIterator
 
@@ -27,7 +28,12 @@ async def mesh() -> AsyncIterator[Fleet]:
 
 
 def fast_settings(**changes: object) -> AggregatorSettings:
-    values: dict[str, object] = {"port": 0, "interval_seconds": 0.05, "deadline_seconds": 0.04}
+    values: dict[str, object] = {
+        "port": 0,
+        "interval_seconds": 0.05,
+        "deadline_seconds": 0.04,
+        "min_round_spacing_seconds": 0.0,  # on-demand rounds as fast as the tests ask
+    }
     values.update(changes)
     return AggregatorSettings(**values)  # type: ignore[arg-type]
 
@@ -148,7 +154,9 @@ async def test_min_interval_merges_snapshots_and_the_latest_wins(
 ) -> None:
     # The fake monotonic clock only moves when told to: rounds come from GetSnapshot(max_age=0).
     settings = fast_settings(interval_seconds=30.0, deadline_seconds=0.3)
-    server = AggregatorServer(mesh.registry, settings, clocks=fake_clocks(clock))
+    server = AggregatorServer(
+        mesh.registry, settings, clocks=fake_clocks(clock), interval_rounds=False
+    )
     async with server, grpc.aio.insecure_channel(server.address) as channel:
         client = stub(channel)
         assert await fresh_round(client) == 1
@@ -173,7 +181,9 @@ async def test_resume_after_sequence_and_last_count_replay_history(
     mesh: Fleet, clock: FakeClock
 ) -> None:
     settings = fast_settings(interval_seconds=30.0, deadline_seconds=0.3)
-    server = AggregatorServer(mesh.registry, settings, clocks=fake_clocks(clock))
+    server = AggregatorServer(
+        mesh.registry, settings, clocks=fake_clocks(clock), interval_rounds=False
+    )
     async with server, grpc.aio.insecure_channel(server.address) as channel:
         client = stub(channel)
         for _ in range(4):
@@ -247,7 +257,7 @@ async def test_subscriber_cap_refuses_with_resource_exhausted(mesh: Fleet) -> No
     assert "limit of 2" in (caught.value.details() or "")
 
 
-async def test_cancelled_streams_detach_and_rounds_stop_without_listeners(mesh: Fleet) -> None:
+async def test_cancelled_streams_detach_and_rounds_go_on_without_listeners(mesh: Fleet) -> None:
     async with (
         AggregatorServer(mesh.registry, fast_settings()) as server,
         grpc.aio.insecure_channel(server.address) as channel,
@@ -260,13 +270,32 @@ async def test_cancelled_streams_detach_and_rounds_stop_without_listeners(mesh: 
         for call in calls:
             call.cancel()
         await eventually(lambda: server.subscriber_count == 0, what="every stream to detach")
-        await eventually(lambda: not server.loop.round_in_flight, what="the round under way")
         rounds = server.rounds
-        # Nothing happening can only be watched for a while: at interval 0.05 s, a loop that
-        # did not stop would run about six rounds meanwhile. (Load can only hide such rounds,
-        # never invent them.)
-        await asyncio.sleep(QUIET)
-        assert server.rounds == rounds
+        # History, alerts and a dashboard's first paint need rounds whoever listens.
+        await eventually(lambda: server.rounds >= rounds + 3, what="rounds without listeners")
+
+
+async def test_rounds_run_on_their_interval_before_anybody_asks(mesh: Fleet) -> None:
+    async with AggregatorServer(mesh.registry, fast_settings()) as server:
+        await eventually(lambda: server.rounds >= 3, what="rounds with nobody listening")
+        assert len(server.loop.history) >= 3
+
+
+async def test_max_age_zero_cannot_force_rounds_closer_than_the_minimum_spacing(
+    mesh: Fleet, clock: FakeClock
+) -> None:
+    settings = dataclasses.replace(
+        fast_settings(), interval_seconds=10.0, deadline_seconds=0.5, min_round_spacing_seconds=0.5
+    )
+    server = AggregatorServer(
+        mesh.registry, settings, clocks=Clocks(clock, time.time), interval_rounds=False
+    )
+    async with server:
+        first = await server.loop.snapshot(0)
+        for _ in range(20):  # 20 calls asking for a fresh round, no time passing
+            assert (await server.loop.snapshot(0)).sequence == first.sequence
+        clock.tick(0.5)
+        assert (await server.loop.snapshot(0)).sequence > first.sequence
 
 
 async def test_shutdown_ends_streams_with_unavailable(mesh: Fleet) -> None:

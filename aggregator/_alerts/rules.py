@@ -147,6 +147,11 @@ def check_rule(rule: Rule) -> Rule:
 def rule_from_proto(message: alerts_pb2.AlertRule, *, rule_id: str, source: str) -> Rule:
     """A checked rule from an AlertRule message (its own id and source are ignored)."""
     text = message.figure in TEXT_FIGURES
+    if not text and message.threshold_text and message.figure in (_NUMERIC_ROW | _NUMERIC_KIND):
+        raise RuleError(
+            "threshold",
+            f"{message.figure!r} is compared with a number, not {message.threshold_text[:40]!r}",
+        )
     return check_rule(
         Rule(
             id=rule_id,

@@ -70,6 +70,7 @@ class GetEventRateResponse(_message.Message):
     WINDOW_ERRORS_FIELD_NUMBER: _builtins.int
     TOTAL_ERRORS_FIELD_NUMBER: _builtins.int
     LATENCY_FIELD_NUMBER: _builtins.int
+    CPU_USAGE_PERCENT_FIELD_NUMBER: _builtins.int
     service_name: _builtins.str
     """service_name is the name the embedding service gave its agent."""
     events_per_second: _builtins.float
@@ -88,6 +89,11 @@ class GetEventRateResponse(_message.Message):
     """
     total_errors: _builtins.int
     """total_errors counts every failed event of every kind since the agent started."""
+    cpu_usage_percent: _builtins.float
+    """cpu_usage_percent is the CPU time the agent's process used over the last
+    window (up to 60 s of the readings so far), as a percentage of one core:
+    100 is one core busy all the time, more is possible with several threads.
+    """
     @_builtins.property
     def uptime(self) -> _duration_pb2.Duration:
         """uptime is the time since the agent's tracker started (monotonic clock)."""
@@ -144,10 +150,11 @@ class GetEventRateResponse(_message.Message):
         window_errors: _builtins.int = ...,
         total_errors: _builtins.int = ...,
         latency: _latency_pb2.LatencySummary | None = ...,
+        cpu_usage_percent: _builtins.float = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["covered_span", b"covered_span", "last_event_time", b"last_event_time", "latency", b"latency", "read_time", b"read_time", "start_time", b"start_time", "uptime", b"uptime", "window", b"window"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["covered_span", b"covered_span", "events_per_hour", b"events_per_hour", "events_per_second", b"events_per_second", "kinds", b"kinds", "last_event_time", b"last_event_time", "latency", b"latency", "read_time", b"read_time", "service_name", b"service_name", "start_time", b"start_time", "total_errors", b"total_errors", "total_events", b"total_events", "uptime", b"uptime", "window", b"window", "window_errors", b"window_errors", "window_events", b"window_events"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["covered_span", b"covered_span", "cpu_usage_percent", b"cpu_usage_percent", "events_per_hour", b"events_per_hour", "events_per_second", b"events_per_second", "kinds", b"kinds", "last_event_time", b"last_event_time", "latency", b"latency", "read_time", b"read_time", "service_name", b"service_name", "start_time", b"start_time", "total_errors", b"total_errors", "total_events", b"total_events", "uptime", b"uptime", "window", b"window", "window_errors", b"window_errors", "window_events", b"window_events"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

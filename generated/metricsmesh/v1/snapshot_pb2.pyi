@@ -250,6 +250,7 @@ class ServiceRow(_message.Message):
     WINDOW_ERRORS_FIELD_NUMBER: _builtins.int
     TOTAL_ERRORS_FIELD_NUMBER: _builtins.int
     LATENCY_FIELD_NUMBER: _builtins.int
+    CPU_USAGE_PERCENT_FIELD_NUMBER: _builtins.int
     service_name: _builtins.str
     """service_name is the service's name in the registry."""
     service_type: _builtins.str
@@ -292,6 +293,10 @@ class ServiceRow(_message.Message):
     """
     total_errors: _builtins.int
     """total_errors counts the service's failed events since its agent started."""
+    cpu_usage_percent: _builtins.float
+    """cpu_usage_percent is the CPU its agent's process used over the last window,
+    as a percentage of one core; zero when not active.
+    """
     @_builtins.property
     def call_latency(self) -> _duration_pb2.Duration:
         """call_latency is how long this round's GetEventRate call took, or the
@@ -354,10 +359,11 @@ class ServiceRow(_message.Message):
         window_errors: _builtins.int = ...,
         total_errors: _builtins.int = ...,
         latency: _latency_pb2.LatencySummary | None = ...,
+        cpu_usage_percent: _builtins.float = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["age", b"age", "call_latency", b"call_latency", "last_event_time", b"last_event_time", "latency", b"latency", "read_time", b"read_time", "uptime", b"uptime"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["age", b"age", "agent_port", b"agent_port", "call_latency", b"call_latency", "consecutive_failures", b"consecutive_failures", "data_source", b"data_source", "error_message", b"error_message", "events_per_hour", b"events_per_hour", "events_per_second", b"events_per_second", "health", b"health", "host", b"host", "kinds", b"kinds", "last_event_time", b"last_event_time", "latency", b"latency", "port", b"port", "read_time", b"read_time", "service_name", b"service_name", "service_type", b"service_type", "status", b"status", "total_errors", b"total_errors", "total_events", b"total_events", "uptime", b"uptime", "window_errors", b"window_errors", "window_events", b"window_events"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["age", b"age", "agent_port", b"agent_port", "call_latency", b"call_latency", "consecutive_failures", b"consecutive_failures", "cpu_usage_percent", b"cpu_usage_percent", "data_source", b"data_source", "error_message", b"error_message", "events_per_hour", b"events_per_hour", "events_per_second", b"events_per_second", "health", b"health", "host", b"host", "kinds", b"kinds", "last_event_time", b"last_event_time", "latency", b"latency", "port", b"port", "read_time", b"read_time", "service_name", b"service_name", "service_type", b"service_type", "status", b"status", "total_errors", b"total_errors", "total_events", b"total_events", "uptime", b"uptime", "window_errors", b"window_errors", "window_events", b"window_events"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
