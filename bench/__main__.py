@@ -2,6 +2,7 @@
 
 python -m bench              # all of them
 python -m bench agent gateway  # only the modules whose name contains one of these words
+python -m bench soak --minutes 10  # the fault loop (not part of "all")
 """
 
 from __future__ import annotations
@@ -15,8 +16,13 @@ import bench
 
 
 def main(argv: list[str]) -> int:
+    if argv[:1] == ["soak"]:  # the fault loop: minutes long, never part of "all"
+        importlib.import_module("bench.bench_soak").main(argv[1:])
+        return 0
     names = sorted(
-        info.name for info in pkgutil.iter_modules(bench.__path__) if info.name.startswith("bench_")
+        info.name
+        for info in pkgutil.iter_modules(bench.__path__)
+        if info.name.startswith("bench_") and info.name != "bench_soak"
     )
     chosen = [name for name in names if not argv or any(word in name for word in argv)]
     if not chosen:

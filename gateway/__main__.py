@@ -14,6 +14,7 @@ from typing import Any
 import uvicorn
 
 from gateway._app import create_app
+from gateway._http import guarded_protocol
 from gateway._settings import SECTION, GatewaySettings, load_settings
 from mesh_common.addresses import format_host_port, loopback_for
 from mesh_common.errors import MeshError, exit_status
@@ -82,15 +83,25 @@ def run(args: argparse.Namespace) -> int:
     configure_logging(args.log_level)
     url = f"http://{format_host_port(loopback_for(settings.host), sock.getsockname()[1])}/"
     _LOG.info("gateway serving on %s (aggregator %s)", url, settings.aggregator)
-    config = uvicorn.Config(
-        create_app(settings),
-        loop="uvloop",
-        http="httptools",
-        access_log=settings.access_log,
-        log_level=args.log_level.lower(),
-    )
+    config = uvicorn_config(settings, loop="uvloop", log_level=args.log_level.lower())
     uvicorn.Server(config).run(sockets=[sock])
     return 0
+
+
+def uvicorn_config(settings: GatewaySettings, **options: Any) -> uvicorn.Config:
+    """The uvicorn configuration of the gateway app, with the limits of `settings`.
+
+    The HTTP protocol is httptools with the connection cap, header size limit and header
+    timeout of `gateway._http`; WebSocket frames are bounded a little above the message
+    limit (the app closes with 1009 at the limit itself, naming it).
+    """
+    return uvicorn.Config(
+        create_app(settings),
+        http=guarded_protocol(settings),
+        access_log=settings.access_log,
+        ws_max_size=settings.ws_max_message_bytes + 4096,
+        **options,
+    )
 
 
 def parser() -> argparse.ArgumentParser:

@@ -13,7 +13,10 @@ from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.types import ASGIApp
 
+from gateway._alert_routes import alert_router
+from gateway._alerts import AlertHub
 from gateway._health import health_router
+from gateway._limits import guard
 from gateway._prometheus import prometheus_router
 from gateway._rest import FastPath, rest_router
 from gateway._settings import GatewaySettings
@@ -40,11 +43,14 @@ class GatewayApp(FastAPI):
         self._gateway_state = state
 
     def build_middleware_stack(self) -> ASGIApp:
-        """The usual stack, wrapped in FastPath unless CORS is configured."""
+        """The usual stack, wrapped in FastPath unless CORS is configured, behind the guard.
+
+        The guard: allowed hosts, safe redirects, REST rate limit (`gateway._limits`).
+        """
         stack = super().build_middleware_stack()
-        if self._gateway_state.settings.cors_origins:
-            return stack
-        return FastPath(stack, self._gateway_state)
+        if not self._gateway_state.settings.cors_origins:
+            stack = FastPath(stack, self._gateway_state)
+        return guard(stack, self._gateway_state)
 
 
 def create_app(
@@ -52,18 +58,27 @@ def create_app(
 ) -> FastAPI:
     """The gateway app; its lifespan opens (and closes) the one aggregator subscription.
 
-    `app.state.gateway` is the shared `GatewayState` (settings, clocks, hub, client counts).
+    The alert subscription (`AlertHub`) runs beside it, with the same lifespan.
+    `app.state.gateway` is the shared `GatewayState` (settings, clocks, hubs, client counts).
     """
     settings = settings or GatewaySettings()
-    state = GatewayState(settings, _hub(settings, clocks), clocks, started_at=clocks.monotonic())
-    hub = state.hub
+    state = GatewayState(
+        settings,
+        _hub(settings, clocks),
+        clocks,
+        _alert_hub(settings, clocks),
+        started_at=clocks.monotonic(),
+    )
+    hub, alerts = state.hub, state.alerts
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         hub.start()
+        alerts.start()
         try:
             yield
         finally:
+            await alerts.stop()
             await hub.stop()
 
     app = GatewayApp(
@@ -84,6 +99,7 @@ def create_app(
         )
     for router in (
         rest_router(state),
+        alert_router(state),
         sse_router(state),
         ws_router(state),
         health_router(state),
@@ -103,6 +119,16 @@ def _hub(settings: GatewaySettings, clocks: Clocks) -> SnapshotHub:
         reconnect_max_seconds=settings.reconnect_max_seconds,
         # Waiters re-check at least this often: heartbeats and staleness need no own timers.
         tick_seconds=min(1.0, settings.heartbeat_seconds / 2, settings.stale_after_seconds / 4),
+        monotonic=clocks.monotonic,
+    )
+
+
+def _alert_hub(settings: GatewaySettings, clocks: Clocks) -> AlertHub:
+    return AlertHub(
+        settings.aggregator,
+        reconnect_initial_seconds=settings.reconnect_initial_seconds,
+        reconnect_max_seconds=settings.reconnect_max_seconds,
+        wall=clocks.wall,
         monotonic=clocks.monotonic,
     )
 

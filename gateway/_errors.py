@@ -3,7 +3,9 @@
 MeshError (mesh_common.errors)
  └── GatewayError
       ├── FilterError     a client's view names an unknown service or field
-      └── ProtocolError   a WebSocket client message the protocol cannot accept
+      ├── ProtocolError   a WebSocket client message the protocol cannot accept
+      ├── AlertFormError  an alert rule body (REST) that cannot be mapped onto an AlertRule
+      └── AlertRequestError  an alert request answered with an HTTP error (status, detail)
 Configuration errors are mesh_common's ConfigError, shared by every component.
 """
 
@@ -22,3 +24,28 @@ class ProtocolError(GatewayError):
 
 class FilterError(GatewayError, ValueError):
     """A client's filter names an unknown service or field; the message lists the known ones."""
+
+
+class AlertFormError(GatewayError, ValueError):
+    """An alert rule body that cannot be mapped onto an AlertRule; names the field and why."""
+
+    def __init__(self, field: str, reason: str) -> None:
+        super().__init__(f"{field}: {reason}")
+        self.field = field
+        """The offending field of the body (dotted for nested ones, `body` for the whole)."""
+        self.reason = reason
+
+
+class AlertRequestError(GatewayError):
+    """An alert endpoint's request that gets an error answer: its HTTP status and detail."""
+
+    def __init__(
+        self, status: int, detail: str, *, field: str | None = None, challenge: str | None = None
+    ) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.detail = detail
+        self.field = field
+        """The offending field of the body, when there is one."""
+        self.challenge = challenge
+        """The `WWW-Authenticate` value of a 401."""

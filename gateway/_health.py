@@ -70,6 +70,7 @@ def detailed_health(state: GatewayState) -> dict[str, Any]:
             "failed_attempts": hub.failed_attempts,
             "snapshots_received": hub.snapshots_received,
         },
+        "alerts": _alerts(state),
         "snapshot": None,
         "stale_after_seconds": settings.stale_after_seconds,
         "clients": {
@@ -89,6 +90,20 @@ def detailed_health(state: GatewayState) -> dict[str, Any]:
             "services": {row.service_name: row.status for row in entry.rows},
         }
     return body
+
+
+def _alerts(state: GatewayState) -> dict[str, Any]:
+    """The alert subscription's state and the current counts."""
+    alerts = state.alerts
+    current = alerts.current()
+    return {
+        "state": str(alerts.state),
+        "error": alerts.error,
+        "connects": alerts.connects,
+        "sequence": alerts.sequence,
+        "firing": sum(entry.firing for entry in current),
+        "pending": sum(not entry.firing for entry in current),
+    }
 
 
 def _age_ms(state: GatewayState) -> int | None:

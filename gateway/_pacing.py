@@ -4,7 +4,8 @@ A `Pacer` hands out each fresh snapshot once, at least `interval` seconds after 
 one, the latest winning when several arrive in between; while no fresh snapshot exists it says
 so once per outage. It waits on the hub's change marker (the hub ticks it when idle, so
 staleness is noticed without a timer per client), and returns early at a caller's deadline
-(a heartbeat, a batch flush) or when the caller's `poke` event is set (a new subscription).
+(a heartbeat, a batch flush) or when one of the caller's `pokes` is set (a new subscription,
+an alert change).
 """
 
 from __future__ import annotations
@@ -48,10 +49,10 @@ class Pacer:
         self,
         *,
         deadline: float | None = None,
-        poke: asyncio.Event | None = None,
+        pokes: tuple[asyncio.Event, ...] = (),
         snapshots: bool = True,
     ) -> Update | None:
-        """The next update; None when monotonic `deadline` passes or `poke` is set first.
+        """The next update; None when monotonic `deadline` passes or one of `pokes` is set first.
 
         With `snapshots` False only outage notices are handed out (a client that subscribed
         to nothing yet); its next snapshot then comes when it asks again with True.
@@ -76,23 +77,23 @@ class Pacer:
                 wake_at = due if deadline is None else min(due, deadline)
             if deadline is not None and now >= deadline:
                 return None
-            if poke is not None and poke.is_set():
+            if any(poke.is_set() for poke in pokes):
                 return None
-            await _wait_any(marker, poke, None if wake_at is None else wake_at - now)
+            await _wait_any(marker, pokes, None if wake_at is None else wake_at - now)
 
 
 async def _wait_any(
-    first: asyncio.Event, second: asyncio.Event | None, timeout: float | None
+    first: asyncio.Event, others: tuple[asyncio.Event, ...], timeout: float | None
 ) -> None:
-    """Return when either event is set or the timeout passes."""
-    if second is None:
+    """Return when any of the events is set or the timeout passes."""
+    if not others:
         try:
             async with asyncio.timeout(timeout):
                 await first.wait()
         except TimeoutError:
             pass
         return
-    waiters = [asyncio.ensure_future(first.wait()), asyncio.ensure_future(second.wait())]
+    waiters = [asyncio.ensure_future(event.wait()) for event in (first, *others)]
     try:
         await asyncio.wait(waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
     finally:

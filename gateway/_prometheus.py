@@ -7,7 +7,8 @@ families come from the row schema (`mesh_common.figures`, each figure's `series`
 histogram of every timed event since the agent started, its fine buckets folded exactly into
 the `le` bounds of `mesh_common.latency.PROMETHEUS_BOUNDS`. Rows that are not active get
 `metricsmesh_service_up 0` and no rate, counter or histogram samples, so a dead service shows
-as absent data, not as a false zero or a counter reset.
+as absent data, not as a false zero or a counter reset. `metricsmesh_alerts{alertname,
+alertstate,service,severity,kind}` is 1 per pending or firing alert, like Prometheus's `ALERTS`.
 """
 
 from __future__ import annotations
@@ -29,6 +30,8 @@ from mesh_common.wire_time import to_seconds
 
 LABELS = ["service", "type"]
 KIND_LABELS = ["service", "type", "kind"]
+ALERT_LABELS = ["alertname", "alertstate", "service", "severity", "kind"]
+"""The labels of `metricsmesh_alerts` (`kind` empty unless the rule watches kinds)."""
 _LE = [repr(bound) for bound in latency.PROMETHEUS_BOUNDS]
 _EXPOSED: tuple[Figure, ...] = tuple(figure for figure in ROW_FIGURES if figure.series)
 
@@ -42,6 +45,7 @@ class SnapshotCollector(Collector):
     def collect(self) -> Iterator[Metric]:
         """Build the families from whatever snapshot is latest right now."""
         yield from self._gateway_families()
+        yield self._alert_family()
         entry = self._state.hub.latest
         if entry is not None:
             yield from self._snapshot_families(entry)
@@ -61,6 +65,28 @@ class SnapshotCollector(Collector):
         clients.add_metric(["sse"], state.stats.sse_clients)
         clients.add_metric(["websocket"], state.stats.ws_clients)
         yield clients
+
+    def _alert_family(self) -> Metric:
+        """`metricsmesh_alerts` = 1 per pending or firing alert, like Prometheus's `ALERTS`."""
+        family = GaugeMetricFamily(
+            "metricsmesh_alerts",
+            "1 per pending or firing alert of the mesh (like Prometheus's ALERTS).",
+            labels=ALERT_LABELS,
+        )
+        seen: set[tuple[str, ...]] = set()
+        for entry in self._state.alerts.current():
+            alert = entry.alert
+            labels = (
+                alert.name,
+                entry.json["state"],
+                alert.service_name,
+                alert.severity,
+                alert.kind,
+            )
+            if labels not in seen:  # two rules of one name: one series, as in ALERTS
+                seen.add(labels)
+                family.add_metric(list(labels), 1.0)
+        return family
 
     def _snapshot_families(self, entry: SnapshotEntry) -> Iterator[Metric]:
         snap = entry.snapshot

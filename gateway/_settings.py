@@ -2,7 +2,8 @@
 
 Every key has a default; unknown keys and wrong types are errors naming the key. Environment
 variables `METRICS_MESH_GATEWAY_<KEY>` (e.g. `METRICS_MESH_GATEWAY_AGGREGATOR=127.0.0.1:50200`)
-override the file. `cors_origins` from the environment is a comma-separated list.
+override the file. `cors_origins` from the environment is a comma-separated list. The alert
+write endpoints' bearer token is best given as `METRICS_MESH_GATEWAY_ADMIN_TOKEN`.
 """
 
 from __future__ import annotations
@@ -38,6 +39,35 @@ class GatewaySettings:
     )
     reconnect_max_seconds: float = setting(5.0, "upper bound of the reconnect delay")
     access_log: bool = setting(False, "log every HTTP request (uvicorn's access log)")
+    admin_token: str = setting(
+        "", "bearer token the alert rule endpoints require to write (empty: none required)"
+    )
+    allowed_hosts: tuple[str, ...] = setting(
+        (),
+        "Host names answered besides the bind host and localhost names (400 otherwise); "
+        '"*" answers any',
+    )
+    max_connections: int = setting(
+        1000, "most open HTTP connections (streams included); more get 503 and are closed"
+    )
+    max_header_bytes: int = setting(16384, "largest request line + headers; 431 beyond")
+    header_timeout_seconds: float = setting(
+        10.0, "time a connection has to send a request's headers (idle ones are closed)"
+    )
+    max_sse_clients: int = setting(
+        500, "most concurrent SSE clients (503 beyond); each costs about 20 KB"
+    )
+    max_ws_clients: int = setting(
+        500, "most concurrent WebSocket clients (close 1013 beyond); each costs about 40 KB"
+    )
+    ws_max_message_bytes: int = setting(65536, "largest WebSocket client message (close 1009)")
+    ws_messages_per_second: float = setting(
+        20.0, "client messages per second one WebSocket may send (bursts of twice that)"
+    )
+    rate_limit_per_second: float = setting(
+        50.0, "REST/API requests per second per client address (429 beyond); 0 = no limit"
+    )
+    rate_limit_burst: int = setting(200, "REST/API requests a client may send at once")
     services_configured: int = field(default=len(DEFAULT_REGISTRY))
     """Configured service count (from the registry): the error shape's `inactive_apis`."""
 
@@ -59,6 +89,29 @@ class GatewaySettings:
             raise ConfigError(f"history_size: {self.history_size} is not in 1..100000")
         if self.services_configured < 0:
             raise ConfigError("services_configured: must be >= 0")
+        if self.admin_token != self.admin_token.strip() or len(self.admin_token) > 4096:
+            raise ConfigError("admin_token: must have no surrounding blanks and be <= 4096 chars")
+        for name in (
+            "max_connections",
+            "max_header_bytes",
+            "max_sse_clients",
+            "max_ws_clients",
+            "ws_max_message_bytes",
+            "rate_limit_burst",
+        ):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name}: must be >= 1, got {getattr(self, name)}")
+        for name in ("header_timeout_seconds", "ws_messages_per_second"):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value > 0):
+                raise ConfigError(f"{name}: must be > 0, got {value}")
+        if not (math.isfinite(self.rate_limit_per_second) and self.rate_limit_per_second >= 0):
+            raise ConfigError(
+                f"rate_limit_per_second: must be >= 0, got {self.rate_limit_per_second}"
+            )
+        for host in self.allowed_hosts:
+            if not host or host != host.strip() or "/" in host:
+                raise ConfigError(f"allowed_hosts: {host!r} is not a host name")
         for origin in self.cors_origins:
             if not origin or origin != origin.strip():
                 raise ConfigError(f"cors_origins: {origin!r} is not an origin")

@@ -1,10 +1,11 @@
-"""What every route shares: the settings, the clocks, the snapshot hub, the error shape, counts."""
+"""What every route shares: settings, clocks, snapshot and alert hubs, the error shape, counts."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Any
 
+from gateway._alerts import AlertHub
 from gateway._settings import GatewaySettings
 from gateway._upstream import SnapshotHub
 from gateway._views import SnapshotEntry, json_bytes
@@ -28,6 +29,8 @@ class GatewayState:
     settings: GatewaySettings
     hub: SnapshotHub
     clocks: Clocks
+    alerts: AlertHub
+    """The alert subscription: the current alerts and their changes."""
     started_at: float = 0.0
     """Monotonic instant at which the gateway started."""
     stats: ClientStats = field(default_factory=ClientStats)

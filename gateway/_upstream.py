@@ -3,7 +3,10 @@
 `SnapshotHub` keeps the latest snapshot and a small ring of recent ones. Every HTTP request,
 SSE stream and WebSocket reads from it; nothing ever calls the aggregator per request. When the
 subscription fails, the hub reconnects with exponential backoff and full jitter (resuming after
-the last sequence it saw, so the ring has no gaps), and logs each state change once.
+the last (epoch, sequence) it saw, so the ring has no gaps), and logs each state change once.
+The ring always holds one aggregator lifetime (epoch): a new epoch starts it afresh. Where
+snapshots were missed (a new epoch, or a resume the aggregator's history no longer covered)
+the hub remembers it, so that streams can tell their clients (`gap_between`).
 """
 
 from __future__ import annotations
@@ -24,6 +27,9 @@ from mesh_common.clocks import ReadClock
 from mesh_common.transport import open_channel
 
 log = logging.getLogger("gateway.upstream")
+
+MAX_GAPS = 64
+"""Missed stretches the hub remembers (streams compare against the recent ones only)."""
 
 
 class UpstreamState(StrEnum):
@@ -86,6 +92,8 @@ class SnapshotHub:
         self.state_since = monotonic()
         """Monotonic instant of the last state change."""
         self._history: deque[SnapshotEntry] = deque(maxlen=history_size)
+        self._gaps: deque[tuple[int, int, int | None]] = deque(maxlen=MAX_GAPS)
+        """(epoch, sequence, missed or None) of snapshots that came after missed ones."""
         self._initial = reconnect_initial_seconds
         self._max = reconnect_max_seconds
         self._rng = rng
@@ -141,6 +149,18 @@ class SnapshotHub:
             return None
         return [entry for entry in entries if entry.sequence > sequence]
 
+    @property
+    def epoch(self) -> int | None:
+        """The aggregator lifetime of the latest snapshot (None before the first)."""
+        return None if self.latest is None else self.latest.snapshot.epoch
+
+    def gap_between(self, epoch: int, after: int, upto: int) -> tuple[bool, int | None]:
+        """Whether snapshots of `epoch` in (after, upto] follow missed ones; (gap, missed)."""
+        counts = [c for e, sequence, c in self._gaps if e == epoch and after < sequence <= upto]
+        if not counts:
+            return False, None
+        return True, None if None in counts else sum(c or 0 for c in counts)
+
     def change_marker(self) -> asyncio.Event:
         """The event the next change sets; take it before checking state to never miss one."""
         return self._changed
@@ -148,20 +168,28 @@ class SnapshotHub:
     async def replay_from_aggregator(
         self, after_sequence: int, until_sequence: int, timeout: float = 5.0
     ) -> AsyncIterator[SnapshotEntry]:
-        """Snapshots in (after_sequence, until_sequence) from the aggregator's own history.
+        """Snapshots in (after_sequence, until_sequence) of the ring's epoch, from the aggregator.
 
         Used when a client resumes from further back than the gateway's ring. Ends quietly
-        when the aggregator's history does not reach back either.
+        when the aggregator's history does not reach back either (the caller sees the gap
+        in the sequences), or when the aggregator is in another lifetime by now.
         """
-        if self._channel is None:
+        epoch = self.epoch
+        if self._channel is None or epoch is None:
             return
         stub = aggregator_pb2_grpc.AggregatorServiceStub(self._channel)
         call = stub.StreamSnapshots(
-            aggregator_pb2.StreamSnapshotsRequest(after_sequence=after_sequence), timeout=timeout
+            aggregator_pb2.StreamSnapshotsRequest(after_sequence=after_sequence, after_epoch=epoch),
+            timeout=timeout,
         )
         try:
             async for message in call:
-                if not message.replayed or message.snapshot.sequence >= until_sequence:
+                snapshot = message.snapshot
+                if (
+                    not message.replayed
+                    or snapshot.epoch != epoch
+                    or snapshot.sequence >= until_sequence
+                ):
                     break
                 yield SnapshotEntry(message.snapshot, self.monotonic())
         except grpc.aio.AioRpcError as error:
@@ -181,6 +209,7 @@ class SnapshotHub:
             request = aggregator_pb2.StreamSnapshotsRequest()
             if resume and self.latest is not None:
                 request.after_sequence = self.latest.sequence
+                request.after_epoch = self.latest.snapshot.epoch
             try:
                 call = stub.StreamSnapshots(request)
                 async for message in call:
@@ -189,7 +218,7 @@ class SnapshotHub:
                         self._set_state(UpstreamState.CONNECTED, None)
                         delays = backoff(self._initial, self._max, self._rng)
                         self.failed_attempts = 0
-                    self._publish(message.snapshot)
+                    self._publish(message.snapshot, message.gap, message.missed)
                 reason = "the aggregator ended the subscription"
             except asyncio.CancelledError:
                 raise
@@ -216,10 +245,20 @@ class SnapshotHub:
             )
             await asyncio.sleep(pause)
 
-    def _publish(self, snapshot: snapshot_pb2.Snapshot) -> None:
+    def _publish(self, snapshot: snapshot_pb2.Snapshot, gap: bool = False, missed: int = 0) -> None:
         entry = SnapshotEntry(snapshot, self.monotonic())
         latest = self.latest
-        if latest is not None and entry.sequence <= latest.sequence:
+        if latest is not None and snapshot.epoch != latest.snapshot.epoch:
+            log.warning(
+                "aggregator %s is in a new lifetime (epoch %d after %d, restarted?); the "
+                "resume history starts afresh and streams are told of the gap",
+                self.target,
+                snapshot.epoch,
+                latest.snapshot.epoch,
+            )
+            self._history.clear()
+            self._gaps.append((snapshot.epoch, snapshot.sequence, None))
+        elif latest is not None and entry.sequence <= latest.sequence:
             same = next((old for old in self._history if old.sequence == entry.sequence), None)
             if same is not None and same.take_time == entry.take_time:
                 return  # a replayed snapshot the ring already holds
@@ -231,6 +270,15 @@ class SnapshotHub:
                 entry.sequence,
             )
             self._history.clear()
+            self._gaps.append((snapshot.epoch, snapshot.sequence, None))
+        elif gap and latest is not None:
+            log.warning(
+                "aggregator %s: %s snapshots after %d were missed (older than its history)",
+                self.target,
+                missed or "some",
+                latest.sequence,
+            )
+            self._gaps.append((snapshot.epoch, snapshot.sequence, missed or None))
         self._history.append(entry)
         self.latest = entry
         self.snapshots_received += 1

@@ -14,7 +14,10 @@ metric_batch (several items: by size, or everything pending when the batch timeo
 and error ({"code", "message"}) for a malformed message or an unreachable aggregator; the
 connection stays open after an error.
 
-A `system` item carries the fleet totals, a `service` item one service's row. Filters are the
+A `system` item carries the fleet totals, a `service` item one service's row. Subscribing to
+`alerts` (also seed 003's `{"type": "subscribe", "data": {"subscription": "alerts"}}`) sends the
+pending and firing alerts of the filtered services at once, then `{"type": "alert", "data":
+{...}}` on every change. Filters are the
 gateway's one `View` (services, types, fields) and pacing its one `Pacer`, as for SSE. New
 subscribers get the current values at once, then one update per snapshot (at most one per
 interval).
@@ -25,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import logging
 import math
 from dataclasses import dataclass, field
 from typing import Any
@@ -32,15 +36,25 @@ from typing import Any
 import orjson
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 
+from gateway._alerts import AlertFeed
 from gateway._errors import FilterError, ProtocolError
+from gateway._limits import TokenBucket, origin_allowed
 from gateway._pacing import Pacer
 from gateway._state import GatewayState
 from gateway._views import SnapshotEntry, View, json_bytes, make_view
+from mesh_common.bounded import RateLimitedLog, quote, shorten
 from mesh_common.figures import ROW_FIGURE_NAMES, TOTAL_FIGURE_NAMES
 from mesh_common.wire_time import iso_utc
 
+_LOG = RateLimitedLog(logging.getLogger("gateway.ws"))
+
 PATH = "/ws/metrics"
 METRIC_TYPES = ("system", "service")
+"""The metric types fed by snapshots."""
+ALERTS = "alerts"
+"""The metric type of alert changes: `{"type": "alert", "data": {...}}` per change."""
+SEED_SUBSCRIPTIONS = {"metrics": METRIC_TYPES, ALERTS: (ALERTS,)}
+"""Seed 003's `{"type": "subscribe", "data": {"subscription": ...}}` names -> metric types."""
 SYSTEM_FIELDS = (*TOTAL_FIGURE_NAMES, "snapshot_age_ms")
 """The figures of a `system` item: the fleet's totals and the snapshot's age."""
 KNOWN_FIELDS = tuple(dict.fromkeys((*ROW_FIGURE_NAMES, *SYSTEM_FIELDS)))
@@ -98,6 +112,19 @@ def items_for(sub: Subscription, entry: SnapshotEntry, now: float) -> list[dict[
     return items
 
 
+def _seed_subscription(message: dict[str, Any]) -> tuple[str, ...] | None:
+    """The metric types of seed 003's `"data": {"subscription": "metrics" | "alerts"}`."""
+    data = message.get("data")
+    if "metric_types" in message or not isinstance(data, dict) or "subscription" not in data:
+        return None
+    name = data["subscription"]
+    if not isinstance(name, str) or name not in SEED_SUBSCRIPTIONS:
+        raise ProtocolError(
+            f"unknown subscription {name!r}; known: {', '.join(SEED_SUBSCRIPTIONS)}"
+        )
+    return SEED_SUBSCRIPTIONS[name]
+
+
 def _names(value: Any, what: str) -> list[str]:
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
         raise ProtocolError(f"{what} must be a list of strings")
@@ -113,16 +140,20 @@ def _number(value: Any, what: str, low: float, high: float) -> float:
 
 
 def parse_message(text: str) -> dict[str, Any]:
-    """A client message as an object with a known string `type`; ProtocolError otherwise."""
+    """A client message as an object with a known string `type`; ProtocolError otherwise.
+
+    Whatever the text (deep nesting, bad UTF-8, huge numbers), the outcome is a message or
+    a ProtocolError with a short text, never another exception.
+    """
     try:
         message = orjson.loads(text)
-    except orjson.JSONDecodeError as error:
-        raise ProtocolError(f"not JSON: {error}") from error
+    except (ValueError, RecursionError, TypeError, MemoryError) as error:
+        raise ProtocolError(f"not JSON: {shorten(str(error), 120)}") from error
     if not isinstance(message, dict) or not isinstance(message.get("type"), str):
         raise ProtocolError('a message must be a JSON object with a string "type"')
     if message["type"] not in MESSAGE_TYPES:
         raise ProtocolError(
-            f"unknown message type {message['type']!r}; known: {', '.join(MESSAGE_TYPES)}"
+            f"unknown message type {quote(message['type'], 60)}; known: {', '.join(MESSAGE_TYPES)}"
         )
     return message
 
@@ -142,6 +173,8 @@ class Connection:
         self.connected_at = state.clocks.monotonic()
         self._send_lock = asyncio.Lock()
         self._poke = asyncio.Event()
+        self._alerts: AlertFeed | None = None
+        """The client's cursor in the alert changes while it is subscribed to `alerts`."""
 
     async def send(self, message: dict[str, Any]) -> None:
         """Send one JSON message."""
@@ -165,24 +198,31 @@ class Connection:
         await getattr(self, f"_on_{message['type']}")(message)
 
     def _types(self, message: dict[str, Any]) -> set[str]:
+        seed = _seed_subscription(message)
+        if seed is not None:
+            return set(seed)
         names = _names(message.get("metric_types"), "metric_types")
-        unknown = sorted(set(names) - {*METRIC_TYPES, "all"})
+        unknown = sorted(set(names) - {*METRIC_TYPES, ALERTS, "all"})
         if unknown:
             raise ProtocolError(
-                f"unknown metric type(s) {', '.join(unknown)}; known: system, service, all"
+                f"unknown metric type(s) {', '.join(unknown)}; known: system, service, alerts, all"
             )
-        return set(METRIC_TYPES) if "all" in names else set(names)
+        return {*METRIC_TYPES, ALERTS} if "all" in names else set(names)
 
     async def _on_subscribe(self, message: dict[str, Any]) -> None:
         added = self._types(message) - self.sub.metric_types
         self.sub.metric_types |= added
+        if ALERTS in added:
+            self._alerts = AlertFeed(self.state.alerts, current=True)
         await self.send(
             {"type": "subscription_confirmed", "metric_types": sorted(self.sub.metric_types)}
         )
-        self.wake(resend=bool(added))
+        self.wake(resend=bool(added - {ALERTS}))
 
     async def _on_unsubscribe(self, message: dict[str, Any]) -> None:
         self.sub.metric_types -= self._types(message)
+        if ALERTS not in self.sub.metric_types:
+            self._alerts = None
         await self.send(
             {"type": "unsubscription_confirmed", "metric_types": sorted(self.sub.metric_types)}
         )
@@ -291,7 +331,7 @@ class Connection:
             "client_id": self.client_id,
             "timestamp": iso_utc(self.state.clocks.wall()),
             "message": "Connected to real-time metrics stream",
-            "metric_types": [*METRIC_TYPES, "all"],
+            "metric_types": [*METRIC_TYPES, ALERTS, "all"],
             "subscriptions": [],
             "update_interval_seconds": self.pacer.interval,
             "batch_size": self.sub.batch_size,
@@ -309,14 +349,27 @@ class Connection:
             else:
                 await self.send({"type": "metric_batch", "count": len(chunk), "data": chunk})
 
+    async def _send_alerts(self) -> tuple[asyncio.Event, ...]:
+        """Send the alert changes not sent yet; the events that announce the next ones."""
+        feed = self._alerts
+        if feed is None:
+            return ()
+        marker = feed.marker()  # before take(): a change after it sets the marker
+        for entry in feed.take(self.sub.view.services.keeps):
+            await self.send({"type": "alert", "data": entry.json})
+        return (marker,)
+
     async def push(self) -> None:
-        """Send updates until cancelled: one per snapshot, honouring interval and batching."""
+        """Send updates until cancelled: one per snapshot (interval, batching) and per alert."""
         monotonic = self.state.clocks.monotonic
         pending: list[dict[str, Any]] = []
         flush_at: float | None = None
         while True:
+            alert_markers = await self._send_alerts()
             update = await self.pacer.next(
-                deadline=flush_at, poke=self._poke, snapshots=bool(self.sub.metric_types)
+                deadline=flush_at,
+                pokes=(self._poke, *alert_markers),
+                snapshots=bool(self.sub.metric_types - {ALERTS}),
             )
             self._poke.clear()
             now = monotonic()
@@ -339,8 +392,19 @@ class Connection:
 
 
 async def serve_connection(conn: Connection) -> None:
-    """Answer the client's messages until it disconnects (or the pusher fails)."""
+    """Answer the client's messages until it disconnects (or the pusher fails).
+
+    A message over `ws_max_message_bytes` closes the connection with 1009 naming the limit;
+    messages beyond `ws_messages_per_second` (bursts of twice that) are dropped with one
+    `rate_limited` error a second; any other bad message gets an error reply (its text at
+    most ~400 characters) and the connection stays.
+    """
     websocket = conn.ws
+    settings = conn.state.settings
+    limit = settings.ws_max_message_bytes
+    rate = settings.ws_messages_per_second
+    bucket = TokenBucket(rate, 2 * rate, conn.state.clocks.monotonic)
+    told_at = -math.inf
     pusher: asyncio.Task[None] | None = None
     try:
         await conn.send(conn.welcome())
@@ -350,12 +414,41 @@ async def serve_connection(conn: Connection) -> None:
             if message["type"] == "websocket.disconnect":
                 break
             text = message.get("text")
+            data = message.get("bytes")
+            size = len(data) if text is None and data is not None else _utf8_size(text or "")
+            if size > limit:
+                await websocket.close(1009, f"message too big: the limit is {limit} bytes")
+                break
+            if not bucket.take():
+                now = conn.state.clocks.monotonic()
+                if now - told_at >= 1.0:
+                    told_at = now
+                    await conn.send(
+                        {
+                            "type": "error",
+                            "code": "rate_limited",
+                            "message": f"more than {rate:g} messages/s: messages are dropped "
+                            "(ws_messages_per_second)",
+                        }
+                    )
+                continue
             try:
                 if text is None:
                     raise ProtocolError("send text frames")
                 await conn.handle(text)
             except ProtocolError as error:
-                await conn.send({"type": "error", "code": "invalid_message", "message": str(error)})
+                await conn.send(
+                    {"type": "error", "code": "invalid_message", "message": shorten(str(error))}
+                )
+            except (ValueError, TypeError, LookupError, RecursionError) as error:
+                _LOG.warning("client message of %s not handled: %r", conn.client_id, error)
+                await conn.send(
+                    {
+                        "type": "error",
+                        "code": "invalid_message",
+                        "message": "message not understood",
+                    }
+                )
             if pusher.done():
                 break
     except WebSocketDisconnect:
@@ -367,14 +460,34 @@ async def serve_connection(conn: Connection) -> None:
                 await pusher
 
 
+def _utf8_size(text: str) -> int:
+    """The size of `text` in UTF-8, without encoding it when the answer is plain."""
+    return len(text) if text.isascii() else len(text.encode("utf-8", "surrogatepass"))
+
+
 def ws_router(state: GatewayState) -> APIRouter:
     """The WebSocket endpoint."""
     router = APIRouter()
 
     @router.websocket(PATH)
     async def metrics_socket(websocket: WebSocket) -> None:
-        """Serve one client until it disconnects."""
+        """Serve one client until it disconnects.
+
+        Browsers' WebSockets are accepted from the gateway's own origin and the configured
+        `cors_origins` only (403 otherwise); beyond `max_ws_clients` the socket is closed
+        with 1013 and a reason. Each client costs about 40 KB (its tasks, buffers, view).
+        """
+        headers = websocket.headers
+        if not origin_allowed(
+            headers.get("origin"), headers.get("host"), state.settings.cors_origins
+        ):
+            await websocket.close(1008)  # before accept: the client gets HTTP 403
+            return
         await websocket.accept()
+        cap = state.settings.max_ws_clients
+        if state.stats.ws_clients >= cap:
+            await websocket.close(1013, f"too many WebSocket clients (limit {cap}); retry later")
+            return
         state.stats.ws_clients += 1
         try:
             await serve_connection(Connection(websocket, state))

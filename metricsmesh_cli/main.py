@@ -1,4 +1,4 @@
-"""Entry point of the `metrics-mesh` console script: demo, aggregator, gateway, snapshot, top.
+"""Entry point of the `metrics-mesh` command: demo, aggregator, gateway, snapshot, top, alerts.
 
 Each subcommand is declared by one small function below. `aggregator` and `gateway` are built
 from the components' own declarations (`DESCRIPTION`, `add_arguments()`, `epilog()` and `run()`
@@ -123,7 +123,7 @@ def declare_gateway(parser: argparse.ArgumentParser) -> None:
     _from_component(parser, component)
 
 
-def _add_target_options(parser: argparse.ArgumentParser) -> None:
+def _add_aggregator_options(parser: argparse.ArgumentParser) -> None:
     add_config_option(parser)
     parser.add_argument(
         "--aggregator",
@@ -132,6 +132,10 @@ def _add_target_options(parser: argparse.ArgumentParser) -> None:
         help="the aggregator to ask (default: [aggregator] host:port of the config, "
         "env METRICS_MESH_AGGREGATOR_HOST / METRICS_MESH_AGGREGATOR_PORT)",
     )
+
+
+def _add_target_options(parser: argparse.ArgumentParser) -> None:
+    _add_aggregator_options(parser)
     parser.add_argument(
         "--type",
         dest="types",
@@ -153,17 +157,18 @@ def _add_target_options(parser: argparse.ArgumentParser) -> None:
 def declare_snapshot(parser: argparse.ArgumentParser) -> None:
     """`metrics-mesh snapshot`: one GetSnapshot as a table or JSON."""
     parser.description = (
-        "Ask the aggregator for one snapshot (GetSnapshot) and print it as a table, or with "
-        "-o json in protobuf's JSON mapping."
+        "Ask the aggregator for one snapshot (GetSnapshot) and print it as a table, with "
+        "-o json as the REST endpoint's JSON (the same field names), or with -o protobuf-json "
+        "in protobuf's JSON mapping."
     )
     parser.epilog = ENV_HELP
     _add_target_options(parser)
     parser.add_argument(
         "-o",
         "--output",
-        choices=("table", "json"),
+        choices=("table", "json", "protobuf-json"),
         default="table",
-        help="output format (default table)",
+        help="output format (default table; json: the REST body's names)",
     )
     parser.add_argument(
         "--max-age",
@@ -205,6 +210,37 @@ def declare_top(parser: argparse.ArgumentParser) -> None:
     parser.set_defaults(handler=run_top_command)
 
 
+def declare_alerts(parser: argparse.ArgumentParser) -> None:
+    """`metrics-mesh alerts`: one ListAlerts as a table or JSON."""
+    parser.description = (
+        "Ask the aggregator for its alerts (ListAlerts): pending and firing, firing first, as "
+        "a table, or with -o json in protobuf's JSON mapping."
+    )
+    parser.epilog = ENV_HELP
+    _add_aggregator_options(parser)
+    parser.add_argument(
+        "-o",
+        "--output",
+        choices=("table", "json"),
+        default="table",
+        help="output format (default table)",
+    )
+    parser.add_argument(
+        "--all",
+        dest="include_resolved",
+        action="store_true",
+        help="also the alerts resolved in the last 15 minutes",
+    )
+    parser.add_argument(
+        "--timeout",
+        type=positive_seconds,
+        default=5.0,
+        metavar="SECONDS",
+        help="call deadline (default 5)",
+    )
+    parser.set_defaults(handler=run_alerts_command)
+
+
 SUBCOMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None]]] = {
     "demo": (
         "run the demo fleet: 15 services, the aggregator and the gateway (Ctrl-C stops all)",
@@ -220,6 +256,10 @@ SUBCOMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None]]] = 
         declare_snapshot,
     ),
     "top": ("a live table of the fleet, sorted by rate (StreamSnapshots)", declare_top),
+    "alerts": (
+        "print the pending and firing alerts (ListAlerts) as a table or JSON",
+        declare_alerts,
+    ),
 }
 """Every subcommand: its one-line help (for `metrics-mesh --help`) and its declaration."""
 
@@ -299,6 +339,23 @@ def run_top_command(args: argparse.Namespace) -> int:
         types=args.types,
         interval=args.interval,
         count=args.count,
+    )
+
+
+def run_alerts_command(args: argparse.Namespace) -> int:
+    """Fetch the alerts and print them."""
+    from rich.console import Console
+
+    from metricsmesh_cli.alerts import run_alerts
+    from metricsmesh_cli.client import aggregator_target
+
+    return run_alerts(
+        aggregator_target(load_mesh_file(args.config), args.aggregator),
+        output=args.output,
+        console=Console(),
+        errors=Console(stderr=True),
+        include_resolved=args.include_resolved,
+        timeout=args.timeout,
     )
 
 

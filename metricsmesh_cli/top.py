@@ -1,8 +1,9 @@
 """`metrics-mesh top`: a live table of the fleet, fed by StreamSnapshots, refreshed in place.
 
 Rows are sorted by rate (busiest active service first), statuses in colour, in the spirit of
-`linkerd viz top`. Ctrl-C (or SIGTERM) quits cleanly, leaving the last frame on screen; when
-the aggregator ends the stream, top says so and exits with status 1.
+`linkerd viz top`; the line above the table counts the firing and pending alerts. Ctrl-C (or
+SIGTERM) quits cleanly, leaving the last frame on screen; when the aggregator ends the stream,
+top says so and exits with status 1.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from dataclasses import dataclass
 
 import grpc
 from metricsmesh.v1 import aggregator_pb2, aggregator_pb2_grpc
-from rich.console import Console
+from rich.console import Console, Group
 from rich.live import Live
 from rich.text import Text
 
@@ -24,6 +25,7 @@ from mesh_common.addresses import HostPort
 from mesh_common.errors import EXIT_FAILURE, EXIT_OK
 from mesh_common.transport import open_channel
 from mesh_common.wire_time import duration
+from metricsmesh_cli.alerts import AlertCounts
 from metricsmesh_cli.client import describe_rpc_error, snapshot_filter
 from metricsmesh_cli.render import snapshot_view
 
@@ -95,22 +97,43 @@ async def _show_stream(
 ) -> bool:
     """Show every snapshot of the stream in place; True once `count` frames were shown."""
     waiting = Text(f"waiting for the first snapshot from {target} ...", style="dim")
+    alerts = AlertCounts()
     async with open_channel(target) as channel:
         stub = aggregator_pb2_grpc.AggregatorServiceStub(channel)
-        with Live(waiting, console=console, refresh_per_second=4, transient=False) as live:
-            async for response in stub.StreamSnapshots(request):
-                view = snapshot_view(
-                    response.snapshot,
-                    sort_rate=True,
-                    now=time.time(),
-                    footer=footer,
-                    one_line=True,
-                    width=console.width,
-                )
-                live.update(view, refresh=True)
-                frames.shown += 1
-                if count is not None and frames.shown >= count:
-                    return True
+        follower = asyncio.create_task(alerts.follow(channel), name="top alerts")
+        try:
+            with Live(waiting, console=console, refresh_per_second=4, transient=False) as live:
+                return await _frames(stub, request, live, console, footer, count, frames, alerts)
+        finally:
+            follower.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await follower
+
+
+async def _frames(
+    stub: aggregator_pb2_grpc.AggregatorServiceAsyncStub,
+    request: aggregator_pb2.StreamSnapshotsRequest,
+    live: Live,
+    console: Console,
+    footer: str,
+    count: int | None,
+    frames: _Frames,
+    alerts: AlertCounts,
+) -> bool:
+    """Render each snapshot, the alert counts above it; True once `count` frames were shown."""
+    async for response in stub.StreamSnapshots(request):
+        view = snapshot_view(
+            response.snapshot,
+            sort_rate=True,
+            now=time.time(),
+            footer=footer,
+            one_line=True,
+            width=console.width,
+        )
+        live.update(Group(alerts.line(), view), refresh=True)
+        frames.shown += 1
+        if count is not None and frames.shown >= count:
+            return True
     return False
 
 

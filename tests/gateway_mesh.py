@@ -19,6 +19,7 @@ import uvicorn
 
 from agent import AgentServer, EventTracker
 from aggregator import DEFAULT_REGISTRY, AggregatorServer, AggregatorSettings, Registry
+from aggregator._alerts.settings import AlertSettings
 from gateway import GatewaySettings, create_app
 from tests.eventually import eventually
 
@@ -30,9 +31,16 @@ DEADLINE_SECONDS = 0.15
 class Mesh:
     """The running parts and handy clients."""
 
-    def __init__(self, agents: dict[str, AgentServer], registry: Registry) -> None:
+    def __init__(
+        self,
+        agents: dict[str, AgentServer],
+        registry: Registry,
+        alerts: AlertSettings | None = None,
+    ) -> None:
         self.agents = agents
         self.registry = registry
+        self.alerts = alerts
+        """The aggregator's [alerts] settings (None: in memory, no rules)."""
         self.aggregator: AggregatorServer | None = None
         self.aggregator_port = 0
         self.server: uvicorn.Server | None = None
@@ -60,7 +68,7 @@ class Mesh:
             interval_seconds=ROUND_SECONDS,
             deadline_seconds=DEADLINE_SECONDS,
         )
-        self.aggregator = AggregatorServer(self.registry, settings)
+        self.aggregator = AggregatorServer(self.registry, settings, alerts=self.alerts)
         self.aggregator_port = await self.aggregator.start()
 
     async def stop_aggregator(self) -> None:
@@ -129,8 +137,13 @@ def _started(server: uvicorn.Server, task: asyncio.Task[None]) -> Callable[[], A
 
 
 @asynccontextmanager
-async def running_mesh(**gateway_overrides: Any) -> AsyncIterator[Mesh]:
-    """15 agents named as the built-in registry + aggregator + gateway, all on port 0."""
+async def running_mesh(
+    *, alerts: AlertSettings | None = None, **gateway_overrides: Any
+) -> AsyncIterator[Mesh]:
+    """15 agents named as the built-in registry + aggregator + gateway, all on port 0.
+
+    `alerts` are the aggregator's [alerts] settings (rules, admin token, state directory).
+    """
     agents: dict[str, AgentServer] = {}
     entries = []
     try:
@@ -139,7 +152,7 @@ async def running_mesh(**gateway_overrides: Any) -> AsyncIterator[Mesh]:
             await agent.start()
             agents[entry.name] = agent
             entries.append(dataclasses.replace(entry, host="127.0.0.1", agent_port=agent.port))
-        mesh = Mesh(agents, Registry(entries))
+        mesh = Mesh(agents, Registry(entries), alerts)
         await mesh.start_aggregator()
         settings = GatewaySettings(
             aggregator=f"127.0.0.1:{mesh.aggregator_port}",

@@ -115,7 +115,7 @@ def test_bad_options_are_refused_naming_them(
 
 
 @pytest.mark.parametrize("address", ["localhost", "127.0.0.1:99999", "::1:50100"])
-@pytest.mark.parametrize("command", ["snapshot", "top"])
+@pytest.mark.parametrize("command", ["snapshot", "top", "alerts"])
 def test_an_aggregator_address_that_is_not_host_port_is_a_usage_error(
     command: str, address: str, capsys: pytest.CaptureFixture[str]
 ) -> None:

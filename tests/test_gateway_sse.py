@@ -39,7 +39,7 @@ async def events(response: httpx.Response) -> AsyncIterator[Event]:
         elif line.startswith("event: "):
             name = line[7:]
         elif line.startswith("id: "):
-            ident = int(line[4:])
+            ident = int(line[4:].rpartition("-")[2])  # EPOCH-SEQUENCE
         elif line.startswith("data: "):
             data.append(line[6:])
         elif line == "" and data:
@@ -165,6 +165,8 @@ async def test_error_event_when_the_aggregator_fails_then_snapshots_again(mesh: 
         assert error["active_apis"] == [] and error["inactive_apis"] == 15
         assert error["error"]
         await mesh.start_aggregator()
+        after = await asyncio.wait_for(_next_data(stream), 10)
+        assert after.name == "gap"  # a new aggregator lifetime: the client is told
         after = await asyncio.wait_for(_next_data(stream), 10)
         assert after.name == "snapshot"
         body = after.json()

@@ -51,7 +51,7 @@ async def test_welcome_names_the_client_and_the_metric_types(mesh: Mesh) -> None
         first, second = await receive(one), await receive(two)
     assert first["type"] == second["type"] == "welcome"
     assert first["client_id"] != second["client_id"]
-    assert set(first["metric_types"]) == {"system", "service", "all"}
+    assert set(first["metric_types"]) == {"system", "service", "alerts", "all"}
     assert first["timestamp"].endswith("Z")
 
 
@@ -120,7 +120,7 @@ async def test_batches_are_cut_by_size(ws: ClientConnection) -> None:
     assert (await receive(ws))["batch_size"] == 4
     await send(ws, {"type": "subscribe", "metric_types": ["all"]})
     confirmed = await until(ws, "subscription_confirmed")
-    assert confirmed["metric_types"] == ["service", "system"]
+    assert confirmed["metric_types"] == ["alerts", "service", "system"]
     counts = []
     sequence = None
     while sum(counts) < 16:  # one system item + 15 rows = one snapshot

@@ -340,8 +340,121 @@
     drawSpark($("sys-spark"), systemHistory, 200, 40);
     latestRows = new Map(rows.map((row) => [row.service_name, row]));
     renderRows(rows);
+    markRows();
     renderDetail();
     refreshStatus();
+  }
+
+  // ---- alerts: the strip at the top, and the rows they are about --------------------------
+  // Fed by the stream's `event: alert` (every change) and GET /api/v1/alerts/active (at load,
+  // after a reconnect, and while polling). Firing first, then pending; resolved ones fade out.
+
+  const ALERTS_URL = "/api/v1/alerts/active";
+  const FADE_MS = 10000;           // a resolved alert fades out, then leaves the strip
+  const STATE_RANK = { firing: 0, pending: 1, resolved: 2 };
+  const SEVERITY_RANK = { critical: 0, high: 1, warning: 2, info: 3 };
+  const alerts = new Map();        // alert id -> {alert, node}
+
+  function alertSince(alert) {
+    if (alert.state === "resolved") return "resolved " + ago(alert.resolved_time);
+    if (alert.state === "firing") return "firing since " + ago(alert.fired_time || alert.active_time);
+    return "pending since " + ago(alert.active_time);
+  }
+
+  function alertNode(alert) {
+    const li = el("li", "alert");
+    li.dataset.alertId = alert.id;
+    li.appendChild(el("span", "sev", alert.severity));
+    const what = el("span", "what");
+    what.appendChild(el("b", "alert-name", alert.name));
+    what.appendChild(el("span", "alert-service", alert.service_name + (alert.kind ? " · " + alert.kind : "")));
+    li.appendChild(what);
+    li.appendChild(el("span", "alert-summary"));
+    li.appendChild(el("span", "alert-since"));
+    return li;
+  }
+
+  function fillAlert(node, alert) {
+    node.dataset.state = alert.state;
+    node.dataset.severity = alert.severity;
+    const value = alert.value_text || (alert.value === null ? "" : String(alert.value));
+    node.querySelector(".alert-summary").textContent =
+      alert.annotations.summary || alert.annotations.description || (value ? "value " + value : "");
+    const since = node.querySelector(".alert-since");
+    since.textContent = alertSince(alert);
+    since.title = alert.fired_time || alert.active_time || "";
+  }
+
+  function applyAlert(alert) {
+    const known = alerts.get(alert.id);
+    if (alert.state === "inactive") {            // a pending alert that was dropped
+      if (known) { known.node.remove(); alerts.delete(alert.id); }
+    } else if (known) {
+      known.alert = alert;
+    } else {
+      alerts.set(alert.id, { alert, node: alertNode(alert) });
+    }
+    if (alert.state === "resolved") {
+      setTimeout(() => {
+        const entry = alerts.get(alert.id);
+        if (entry && entry.alert.state === "resolved") { entry.node.remove(); alerts.delete(alert.id); renderAlerts(); }
+      }, FADE_MS);
+    }
+    renderAlerts();
+  }
+
+  function replaceAlerts(list) {
+    const fresh = new Set(list.map((alert) => alert.id));
+    for (const [id, entry] of alerts) {
+      if (!fresh.has(id) && entry.alert.state !== "resolved") { entry.node.remove(); alerts.delete(id); }
+    }
+    for (const alert of list) applyAlert(alert);
+    renderAlerts();
+  }
+
+  function alertOrder(a, b) {
+    return (STATE_RANK[a.state] ?? 3) - (STATE_RANK[b.state] ?? 3) ||
+      (SEVERITY_RANK[a.severity] ?? 4) - (SEVERITY_RANK[b.severity] ?? 4) ||
+      (Date.parse(a.active_time) || 0) - (Date.parse(b.active_time) || 0) || a.id.localeCompare(b.id);
+  }
+
+  function renderAlerts() {
+    const list = $("alert-list");
+    const entries = [...alerts.values()].sort((a, b) => alertOrder(a.alert, b.alert));
+    entries.forEach((entry, index) => {
+      fillAlert(entry.node, entry.alert);
+      if (list.children[index] !== entry.node) list.insertBefore(entry.node, list.children[index] || null);
+    });
+    const firing = entries.filter((entry) => entry.alert.state === "firing").length;
+    const pending = entries.filter((entry) => entry.alert.state === "pending").length;
+    const strip = $("alerts");
+    strip.hidden = entries.length === 0;
+    strip.dataset.state = firing ? "firing" : pending ? "pending" : "resolved";
+    $("alerts-count").textContent = firing + " firing · " + pending + " pending";
+    markRows();
+  }
+
+  // A row whose service has a pending or firing alert is marked with the worst of them.
+  function markRows() {
+    const worst = new Map();       // service name -> its most urgent active alert
+    for (const { alert } of alerts.values()) {
+      if (alert.state !== "firing" && alert.state !== "pending") continue;
+      const known = worst.get(alert.service_name);
+      if (!known || alertOrder(alert, known) < 0) worst.set(alert.service_name, alert);
+    }
+    for (const [name, node] of rowNodes) {
+      const alert = worst.get(name);
+      node.tr.dataset.alert = alert ? alert.state : "";
+      node.tr.dataset.alertSeverity = alert ? alert.severity : "";
+      node.tr.title = alert ? alert.name + " (" + alert.severity + ", " + alert.state + ")" : "";
+    }
+  }
+
+  async function loadAlerts() {
+    try {
+      const response = await fetch(ALERTS_URL, { cache: "no-store" });
+      if (response.ok) replaceAlerts((await response.json()).alerts);
+    } catch (err) { /* the stream or the next poll brings them */ }
   }
 
   // ---- connection state -------------------------------------------------------------------
@@ -392,6 +505,7 @@
   // ---- polling fallback -------------------------------------------------------------------
 
   async function poll() {
+    loadAlerts();
     try {
       const response = await fetch(REST_URL, { cache: "no-store" });
       const body = await response.json();
@@ -420,6 +534,7 @@
     source = new EventSource(STREAM_URL);
     let replaying = true;
     source.addEventListener("open", () => { mode = "live"; stopPolling(); refreshStatus(); });
+    source.addEventListener("alert", (event) => applyAlert(JSON.parse(event.data)));
     source.addEventListener("snapshot", (event) => {
       const body = JSON.parse(event.data);
       // Replayed history fills the sparklines; draw once the backlog is through.
@@ -441,11 +556,12 @@
 
   setInterval(() => {
     refreshStatus();
+    for (const entry of alerts.values()) entry.node.querySelector(".alert-since").textContent = alertSince(entry.alert);
     for (const node of rowNodes.values()) {
       const when = node.cells.last_activity;
       if (when && when.title) when.textContent = ago(when.title);
     }
   }, 1000);
   $("detail-close").addEventListener("click", () => { detailName = null; $("detail").hidden = true; });
-  loadSchema().catch(() => {}).finally(connect);
+  loadSchema().catch(() => {}).finally(() => { loadAlerts(); connect(); });
 })();

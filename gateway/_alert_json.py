@@ -1,0 +1,182 @@
+"""Alerts and alert rules as the gateway serves them: JSON objects and their /docs models.
+
+Every surface (REST, SSE `event: alert`, the WebSocket's `alert` messages, the dashboard) uses
+`alert_json()` and `rule_json()`: the contract's snake_case field names, the state as a word,
+times as ISO 8601 UTC (null when unset), durations in seconds.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from metricsmesh.v1 import alerts_pb2
+from pydantic import BaseModel, ConfigDict, Field
+
+from mesh_common.wire_time import iso_utc, to_seconds
+
+STATE_NAMES: dict[int, str] = {
+    alerts_pb2.ALERT_STATE_PENDING: "pending",
+    alerts_pb2.ALERT_STATE_FIRING: "firing",
+    alerts_pb2.ALERT_STATE_RESOLVED: "resolved",
+    alerts_pb2.ALERT_STATE_INACTIVE: "inactive",
+}
+"""Wire states -> the words of the JSON (inactive: a pending alert dropped; only in changes)."""
+ACTIVE_STATES = frozenset({alerts_pb2.ALERT_STATE_PENDING, alerts_pb2.ALERT_STATE_FIRING})
+"""The states of an alert that is not over."""
+SEVERITY_RANK = {"critical": 0, "high": 1, "warning": 2, "info": 3}
+"""Most severe first."""
+_STATE_RANK = {
+    alerts_pb2.ALERT_STATE_FIRING: 0,
+    alerts_pb2.ALERT_STATE_PENDING: 1,
+    alerts_pb2.ALERT_STATE_RESOLVED: 2,
+}
+
+State = Literal["pending", "firing", "resolved", "inactive"]
+
+
+def state_name(state: int) -> str:
+    """The JSON word of a wire state (`unspecified` for the zero value)."""
+    return STATE_NAMES.get(state, "unspecified")
+
+
+TimeField = Literal["active_time", "fired_time", "resolved_time"]
+
+
+def _time(alert: alerts_pb2.Alert, name: TimeField) -> str | None:
+    return iso_utc(to_seconds(getattr(alert, name))) if alert.HasField(name) else None
+
+
+def alert_json(alert: alerts_pb2.Alert) -> dict[str, Any]:
+    """One alert as a JSON object (the fields of `AlertOut`)."""
+    text = alert.value_text
+    return {
+        "id": alert.id,
+        "rule_id": alert.rule_id,
+        "name": alert.name,
+        "service_name": alert.service_name,
+        "service_type": alert.service_type,
+        "kind": alert.kind,
+        "state": state_name(alert.state),
+        "severity": alert.severity,
+        "value": None if text else alert.value,
+        "value_text": text,
+        "active_time": _time(alert, "active_time"),
+        "fired_time": _time(alert, "fired_time"),
+        "resolved_time": _time(alert, "resolved_time"),
+        "resolved_by": alert.resolved_by,
+        "labels": dict(alert.labels),
+        "annotations": dict(alert.annotations),
+    }
+
+
+def rule_json(rule: alerts_pb2.AlertRule) -> dict[str, Any]:
+    """One rule as a JSON object, in the native form `POST /api/v1/alerts/rules` accepts."""
+    return {
+        "id": rule.id,
+        "name": rule.name,
+        "figure": rule.figure,
+        "comparator": rule.comparator,
+        "threshold": rule.threshold,
+        "threshold_text": rule.threshold_text,
+        "clear_threshold": rule.clear_threshold if rule.HasField("clear_threshold") else None,
+        "for_seconds": to_seconds(rule.for_duration),
+        "keep_firing_for_seconds": to_seconds(rule.keep_firing_for),
+        "severity": rule.severity,
+        "service_names": list(rule.service_names),
+        "service_types": list(rule.service_types),
+        "kinds": list(rule.kinds),
+        "labels": dict(rule.labels),
+        "annotations": dict(rule.annotations),
+        "source": rule.source,
+    }
+
+
+def alert_order(alert: alerts_pb2.Alert) -> tuple[int, int, float, str]:
+    """Sort key: firing, then pending, then resolved; most severe, then longest active first."""
+    return (
+        _STATE_RANK.get(alert.state, 3),
+        SEVERITY_RANK.get(alert.severity, len(SEVERITY_RANK)),
+        to_seconds(alert.active_time),
+        alert.id,
+    )
+
+
+# -- the models /docs shows ------------------------------------------------------------------
+
+_FORBID = ConfigDict(extra="forbid")
+
+
+class AlertOut(BaseModel):
+    """One alert instance: one per rule and service (and kind)."""
+
+    model_config = _FORBID
+
+    id: str = Field(description="The instance: rule id, service and kind.")
+    rule_id: str = Field(description="The rule's id.")
+    name: str = Field(description="The rule's name (alertname).")
+    service_name: str = Field(description="The service the alert is about.")
+    service_type: str = Field(description="That service's type.")
+    kind: str = Field(description="The kind of event, for a rule on kinds; empty otherwise.")
+    state: State = Field(
+        description="pending, firing or resolved (inactive: a dropped pending alert, in changes)."
+    )
+    severity: str = Field(description="info, warning, high or critical.")
+    value: float | None = Field(description="The figure's latest value (null for status).")
+    value_text: str = Field(description="The figure's latest value for status.")
+    active_time: str | None = Field(description="When the condition started to hold (UTC).")
+    fired_time: str | None = Field(description="When the alert fired; null while pending.")
+    resolved_time: str | None = Field(description="When it resolved; null unless resolved.")
+    resolved_by: str = Field(description="Who resolved it by hand; empty when its condition did.")
+    labels: dict[str, str] = Field(description="alertname, service, type, severity, ...")
+    annotations: dict[str, str] = Field(description="The rule's, placeholders filled in.")
+
+
+class AlertRuleOut(BaseModel):
+    """One alert rule, in the native form (it can be posted again as it is, less id/source)."""
+
+    model_config = _FORBID
+
+    id: str = Field(description="The rule's id.")
+    name: str = Field(description="The alert's name.")
+    figure: str = Field(description="The row figure watched.")
+    comparator: str = Field(description=">, >=, <, <=, == or !=.")
+    threshold: float = Field(description="The number compared with.")
+    threshold_text: str = Field(description="The text compared with (status rules).")
+    clear_threshold: float | None = Field(description="Hysteresis: where a firing alert resolves.")
+    for_seconds: float = Field(description="How long the condition must hold before firing.")
+    keep_firing_for_seconds: float = Field(description="How long it keeps firing afterwards.")
+    severity: str = Field(description="info, warning, high or critical.")
+    service_names: list[str] = Field(description="Only these services; empty means all.")
+    service_types: list[str] = Field(description="Only services of these types.")
+    kinds: list[str] = Field(description="The kinds of event watched; empty: the whole service.")
+    labels: dict[str, str] = Field(description="Labels added to every alert.")
+    annotations: dict[str, str] = Field(description="Annotations with placeholders.")
+    source: str = Field(description="config (read-only) or api.")
+
+
+class AlertRuleList(BaseModel):
+    """The body of `GET /api/v1/alerts/rules`."""
+
+    model_config = _FORBID
+
+    rules: list[AlertRuleOut] = Field(description="Every rule in force, configured ones first.")
+    count: int = Field(description="How many rules.")
+
+
+class ActiveAlerts(BaseModel):
+    """The body of `GET /api/v1/alerts/active`."""
+
+    model_config = _FORBID
+
+    alerts: list[AlertOut] = Field(description="Firing first, then pending (then resolved).")
+    firing: int = Field(description="How many alerts are firing.")
+    pending: int = Field(description="How many alerts are pending.")
+    sequence: int = Field(description="The aggregator's latest alert change seen (resume point).")
+    timestamp: str = Field(description="ISO 8601 UTC time of this answer.")
+
+
+class AlertError(BaseModel):
+    """The body of a refused alert request."""
+
+    detail: str = Field(description="What was wrong, naming the field where there is one.")
+    field: str | None = Field(default=None, description="The offending field of the body.")

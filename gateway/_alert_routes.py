@@ -1,0 +1,336 @@
+"""Seed 003's alert endpoints, over the aggregator's alert RPCs.
+
+GET    /api/v1/alerts/rules              ListAlertRules
+POST   /api/v1/alerts/rules              CreateAlertRule (the body's form: `_alert_forms`)
+DELETE /api/v1/alerts/rules/{rule_id}    DeleteAlertRule
+GET    /api/v1/alerts/active             the alert hub's current alerts (no call per request)
+POST   /api/v1/alerts/resolve/{alert_id} ResolveAlert
+
+The write endpoints need `Authorization: Bearer <token>` when `[gateway] admin_token` is set
+(401 with `WWW-Authenticate: Bearer` otherwise, compared in constant time); the client's token
+goes on to the aggregator as the call's `authorization` metadata, where the aggregator's own
+check applies. The aggregator's refusals keep their meaning: INVALID_ARGUMENT is 422 with its
+message (which names the field), UNAUTHENTICATED 401, NOT_FOUND 404, FAILED_PRECONDITION 409,
+UNAVAILABLE 503, UNIMPLEMENTED (an aggregator without alerts) 501. Every error body is
+`{"detail": ..., "field": ...}`.
+"""
+
+from __future__ import annotations
+
+import hmac
+import re
+from typing import Annotated, Any
+
+import grpc
+import orjson
+from fastapi import APIRouter, Path, Query, Request
+from fastapi.responses import JSONResponse
+from metricsmesh.v1 import alerts_pb2
+
+from gateway._alert_forms import EXAMPLES, RuleForm, rule_from_form
+from gateway._alert_json import (
+    ActiveAlerts,
+    AlertError,
+    AlertOut,
+    AlertRuleList,
+    AlertRuleOut,
+    alert_json,
+    rule_json,
+)
+from gateway._errors import AlertFormError, AlertRequestError
+from gateway._state import GatewayState
+from gateway._views import split_names
+from mesh_common.filters import ServiceFilter
+from mesh_common.wire_time import iso_utc
+
+PREFIX = "/api/v1/alerts"
+MAX_BODY_BYTES = 64 * 1024
+"""Largest request body of an alert endpoint."""
+CALL_TIMEOUT_SECONDS = 5.0
+"""Deadline of each call to the aggregator."""
+MAX_RESOLVED_BY = 200
+"""Longest `resolved_by` text."""
+CHALLENGE = 'Bearer realm="metrics-mesh"'
+
+_HTTP_STATUS: dict[grpc.StatusCode, int] = {
+    grpc.StatusCode.INVALID_ARGUMENT: 422,
+    grpc.StatusCode.OUT_OF_RANGE: 422,
+    grpc.StatusCode.UNAUTHENTICATED: 401,
+    grpc.StatusCode.PERMISSION_DENIED: 403,
+    grpc.StatusCode.NOT_FOUND: 404,
+    grpc.StatusCode.ALREADY_EXISTS: 409,
+    grpc.StatusCode.FAILED_PRECONDITION: 409,
+    grpc.StatusCode.RESOURCE_EXHAUSTED: 429,
+    grpc.StatusCode.UNIMPLEMENTED: 501,
+    grpc.StatusCode.UNAVAILABLE: 503,
+    grpc.StatusCode.DEADLINE_EXCEEDED: 504,
+}
+_FIELD = re.compile(r"^rule field '([a-z_][a-z0-9_]*)'")
+_FORM_FIELDS = {"for": "for_seconds", "keep_firing_for": "keep_firing_for_seconds"}
+"""The aggregator's names of rule fields that the native REST form spells differently."""
+
+Metadata = tuple[tuple[str, str], ...]
+
+
+def refusal_response(error: AlertRequestError) -> JSONResponse:
+    """The error answer: `{"detail", "field"}`, with `WWW-Authenticate` on a 401."""
+    headers = {"WWW-Authenticate": error.challenge} if error.challenge else None
+    return JSONResponse(
+        {"detail": error.detail, "field": error.field}, error.status, headers=headers
+    )
+
+
+def bearer_token(request: Request) -> str | None:
+    """The token of an `Authorization: Bearer <token>` header, None without one."""
+    header = request.headers.get("authorization")
+    if header is None:
+        return None
+    scheme, _, token = header.strip().partition(" ")
+    return token.strip() if scheme.lower() == "bearer" and token.strip() else None
+
+
+def authorize(state: GatewayState, request: Request) -> Metadata:
+    """Check the bearer token of a write request; the metadata that forwards it.
+
+    Raises AlertRequestError(401) when a token is configured and the request's is absent or
+    different.
+    """
+    given = bearer_token(request)
+    wanted = state.settings.admin_token
+    if wanted:
+        if given is None:
+            raise AlertRequestError(
+                401,
+                "this endpoint needs `Authorization: Bearer <token>` (the gateway's admin_token)",
+                challenge=CHALLENGE,
+            )
+        if not hmac.compare_digest(given.encode(), wanted.encode()):
+            raise AlertRequestError(
+                401,
+                "the bearer token is not the gateway's admin_token",
+                challenge=CHALLENGE + ', error="invalid_token"',
+            )
+    return (("authorization", f"Bearer {given}"),) if given is not None else ()
+
+
+def refusal_of(state: GatewayState, error: grpc.aio.AioRpcError) -> AlertRequestError:
+    """The HTTP answer to a failed call to the aggregator."""
+    code = error.code()
+    details = error.details() or ""
+    status = _HTTP_STATUS.get(code, 502)
+    if code == grpc.StatusCode.UNAVAILABLE:
+        details = f"the aggregator at {state.settings.aggregator} is unreachable ({details})"
+    elif code == grpc.StatusCode.UNIMPLEMENTED:
+        details = f"the aggregator at {state.settings.aggregator} serves no alerts ({details})"
+    elif status == 502:
+        details = f"the aggregator answered {code.name}: {details}"
+    field = _FIELD.match(details) if status == 422 else None
+    challenge = CHALLENGE if status == 401 else None
+    name = None if field is None else _FORM_FIELDS.get(field[1], field[1])
+    return AlertRequestError(status, details, field=name, challenge=challenge)
+
+
+async def read_json(request: Request, *, required: bool) -> Any:
+    """The request's JSON body (None when empty and not required); AlertRequestError 413/422."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > MAX_BODY_BYTES:
+        raise AlertRequestError(413, f"the body is larger than {MAX_BODY_BYTES} bytes")
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > MAX_BODY_BYTES:
+            raise AlertRequestError(413, f"the body is larger than {MAX_BODY_BYTES} bytes")
+    if not body.strip():
+        if required:
+            raise AlertRequestError(422, "missing: the body must be a JSON object", field="body")
+        return None
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError as error:
+        raise AlertRequestError(422, f"not JSON: {error}", field="body") from None
+
+
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    status: {"model": AlertError, "description": text}
+    for status, text in (
+        (401, "A bearer token is needed (or the aggregator refused it)."),
+        (404, "No such rule or alert."),
+        (409, "The rule is a configured one (read-only)."),
+        (422, "The body is not a rule the aggregator accepts; `field` names what is wrong."),
+        (501, "The aggregator serves no alerts."),
+        (503, "The aggregator is unreachable."),
+    )
+}
+
+
+def alert_router(state: GatewayState) -> APIRouter:
+    """The alert endpoints of seed 003."""
+    router = APIRouter(prefix=PREFIX, tags=["alerts"])
+    hub = state.alerts
+
+    async def call(method: str, request: Any, metadata: Metadata = ()) -> Any:
+        try:
+            return await getattr(hub.stub, method)(
+                request, timeout=CALL_TIMEOUT_SECONDS, metadata=metadata
+            )
+        except grpc.aio.AioRpcError as error:
+            raise refusal_of(state, error) from None
+
+    @router.get(
+        "/rules",
+        response_model=AlertRuleList,
+        responses=_ERRORS,
+        summary="Every alert rule: the configured ones, then those created at run time",
+    )
+    async def list_rules() -> JSONResponse:
+        """The rules in force (ListAlertRules)."""
+        try:
+            response = await call("ListAlertRules", alerts_pb2.ListAlertRulesRequest())
+        except AlertRequestError as refusal:
+            return refusal_response(refusal)
+        rules = [rule_json(rule) for rule in response.rules]
+        return JSONResponse({"rules": rules, "count": len(rules)})
+
+    @router.post(
+        "/rules",
+        status_code=201,
+        response_model=AlertRuleOut,
+        responses=_ERRORS,
+        summary="Create an alert rule (kept across aggregator restarts)",
+        openapi_extra=_body(RuleForm.model_json_schema(), EXAMPLES, required=True),
+    )
+    async def create_rule(request: Request) -> JSONResponse:
+        """The native form, seed 003's payload or seed 004's condition; 422 naming the field.
+
+        Needs the bearer token when the gateway has an admin_token.
+        """
+        try:
+            metadata = authorize(state, request)
+            rule = _mapped(await read_json(request, required=True))
+            response = await call(
+                "CreateAlertRule", alerts_pb2.CreateAlertRuleRequest(rule=rule), metadata
+            )
+        except AlertRequestError as refusal:
+            return refusal_response(refusal)
+        return JSONResponse(rule_json(response.rule), 201)
+
+    @router.delete(
+        "/rules/{rule_id:path}",
+        response_model=AlertRuleOut,
+        responses=_ERRORS,
+        summary="Delete an alert rule created at run time",
+    )
+    async def delete_rule(
+        request: Request, rule_id: Annotated[str, Path(max_length=256)]
+    ) -> JSONResponse:
+        """The deleted rule; configured rules are read-only (409). Needs the bearer token."""
+        try:
+            metadata = authorize(state, request)
+            response = await call(
+                "DeleteAlertRule", alerts_pb2.DeleteAlertRuleRequest(id=rule_id), metadata
+            )
+        except AlertRequestError as refusal:
+            return refusal_response(refusal)
+        return JSONResponse(rule_json(response.rule))
+
+    @router.get(
+        "/active",
+        response_model=ActiveAlerts,
+        responses={503: {"model": AlertError, "description": "No alert subscription."}},
+        summary="The pending and firing alerts, firing first",
+    )
+    async def active(
+        include_resolved: Annotated[
+            bool, Query(description="Also the alerts resolved in the last 15 minutes.")
+        ] = False,
+        services: Annotated[
+            list[str] | None, Query(description="Only these services (comma-separated).")
+        ] = None,
+        types: Annotated[
+            list[str] | None, Query(description="Only these service types (comma-separated).")
+        ] = None,
+    ) -> JSONResponse:
+        """From the gateway's alert subscription (no call to the aggregator per request)."""
+        if not hub.synced:
+            return refusal_response(
+                AlertRequestError(503, hub.error or f"alert subscription {hub.state}")
+            )
+        wanted = ServiceFilter.of(split_names(services), split_names(types))
+        entries = [
+            entry
+            for entry in hub.current(include_resolved=include_resolved)
+            if wanted.keeps(entry.service_name, entry.service_type)
+        ]
+        return JSONResponse(
+            {
+                "alerts": [entry.json for entry in entries],
+                "firing": sum(entry.firing for entry in entries),
+                "pending": sum(entry.active and not entry.firing for entry in entries),
+                "sequence": hub.sequence,
+                "timestamp": iso_utc(state.clocks.wall()),
+            }
+        )
+
+    @router.post(
+        "/resolve/{alert_id:path}",
+        response_model=AlertOut,
+        responses=_ERRORS,
+        summary="Resolve an alert by hand (silent until its condition has cleared once)",
+        openapi_extra=_body(_RESOLVE_SCHEMA, {}, required=False),
+    )
+    async def resolve(
+        request: Request, alert_id: Annotated[str, Path(max_length=512)]
+    ) -> JSONResponse:
+        """The alert after the resolve (ResolveAlert). Needs the bearer token.
+
+        An optional body `{"resolved_by": "who"}` names who resolved it (default: the client).
+        """
+        try:
+            metadata = authorize(state, request)
+            who = _resolved_by(await read_json(request, required=False), request)
+            response = await call(
+                "ResolveAlert",
+                alerts_pb2.ResolveAlertRequest(id=alert_id, resolved_by=who),
+                metadata,
+            )
+        except AlertRequestError as refusal:
+            return refusal_response(refusal)
+        return JSONResponse(alert_json(response.alert))
+
+    return router
+
+
+def _mapped(body: Any) -> alerts_pb2.AlertRule:
+    try:
+        return rule_from_form(body)
+    except AlertFormError as error:
+        raise AlertRequestError(422, str(error), field=error.field) from None
+
+
+def _resolved_by(body: Any, request: Request) -> str:
+    if body is None:
+        client = request.client.host if request.client else "unknown"
+        return f"gateway API ({client})"
+    who = body.get("resolved_by") if isinstance(body, dict) else None
+    if not isinstance(who, str) or not who.strip() or len(who) > MAX_RESOLVED_BY:
+        raise AlertRequestError(
+            422,
+            f"resolved_by: must be a non-empty text of at most {MAX_RESOLVED_BY} characters",
+            field="resolved_by",
+        )
+    return who.strip()
+
+
+_RESOLVE_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {"resolved_by": {"type": "string", "maxLength": MAX_RESOLVED_BY}},
+    "additionalProperties": False,
+}
+
+
+def _body(schema: dict[str, Any], examples: dict[str, Any], *, required: bool) -> dict[str, Any]:
+    """The OpenAPI request body of an endpoint that reads (and bounds) its body itself."""
+    content: dict[str, Any] = {"schema": schema}
+    if examples:
+        content["examples"] = examples
+    return {"requestBody": {"required": required, "content": {"application/json": content}}}

@@ -1,0 +1,215 @@
+"""Who may ask, and how often: allowed hosts, safe redirects, per-client rate limits.
+
+`guard(app, state)` wraps the whole ASGI app (outside the REST fast path) with:
+
+- an allowed-hosts check on every HTTP request and WebSocket: the `Host` header must name
+  the bind host, a localhost name, or one of `allowed_hosts` (`"*"` allows any), else 400;
+  this is what stops a DNS-rebinding page from reading the API;
+- redirects that never point at a foreign host: an absolute `Location` whose host is not
+  allowed is cut down to its path;
+- a per-client token bucket (`rate_limit_per_second`, `rate_limit_burst`) on the REST and
+  API routes, never on the streams (they are capped by count): 429 with `Retry-After`.
+
+`TokenBucket` is the one rate-limit model; the WebSocket's per-connection message limit
+uses it too. `origin_allowed` is the one Origin rule of the WebSocket (same origin or a
+configured CORS origin).
+"""
+
+from __future__ import annotations
+
+import math
+import socket
+import urllib.parse
+from collections import OrderedDict
+from collections.abc import Callable, Iterable
+
+import orjson
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from gateway._settings import GatewaySettings
+from gateway._state import GatewayState
+
+LOCAL_HOSTS = ("localhost", "127.0.0.1", "::1", "localhost.localdomain")
+WILDCARD_HOSTS = ("0.0.0.0", "::", "")
+MAX_TRACKED_CLIENTS = 4096
+"""Client addresses whose buckets are kept (about 100 bytes each); the idlest go first."""
+STREAM_SUFFIX = "/stream"
+"""API paths ending like this are streams: capped by count, not rate-limited."""
+
+
+class TokenBucket:
+    """`rate` tokens a second, at most `burst` saved up; `take()` spends one if there is one."""
+
+    __slots__ = ("_monotonic", "burst", "rate", "tokens", "updated")
+
+    def __init__(self, rate: float, burst: float, monotonic: Callable[[], float]) -> None:
+        self.rate = rate
+        self.burst = burst
+        self.tokens = burst
+        self._monotonic = monotonic
+        self.updated = monotonic()
+
+    def take(self) -> bool:
+        """Spend a token if one is there; False means the caller is over its rate."""
+        now = self._monotonic()
+        self.tokens = min(self.burst, self.tokens + (now - self.updated) * self.rate)
+        self.updated = now
+        if self.tokens >= 1.0:
+            self.tokens -= 1.0
+            return True
+        return False
+
+    def retry_after(self) -> float:
+        """Seconds until the next token."""
+        return max(0.0, (1.0 - self.tokens) / self.rate) if self.rate > 0 else math.inf
+
+
+def host_name(value: str) -> str:
+    """The host of a `Host` header or URL netloc, lower-case, without port or brackets."""
+    text = value.strip().lower()
+    if text.startswith("["):
+        return text[1 : text.find("]")] if "]" in text else text
+    if text.count(":") == 1:
+        text = text.partition(":")[0]
+    return text.rstrip(".")
+
+
+def allowed_hosts(settings: GatewaySettings) -> frozenset[str] | None:
+    """Every host name the gateway answers for; None when any is allowed ("*")."""
+    if "*" in settings.allowed_hosts:
+        return None
+    names = {*LOCAL_HOSTS, host_name(settings.host)}
+    if settings.host in WILDCARD_HOSTS:
+        names.update(_own_names())
+    names.update(host_name(host) for host in settings.allowed_hosts)
+    return frozenset(name for name in names if name)
+
+
+def _own_names() -> Iterable[str]:
+    try:
+        return (socket.gethostname().lower(), socket.getfqdn().lower())
+    except OSError:
+        return ()
+
+
+def origin_allowed(origin: str | None, host: str | None, cors_origins: Iterable[str]) -> bool:
+    """True for no Origin (not a browser), the same origin as `host`, or a CORS origin."""
+    if origin is None:
+        return True
+    if origin in cors_origins or "*" in cors_origins:
+        return True
+    parsed = urllib.parse.urlsplit(origin)
+    return host is not None and parsed.netloc.lower() == host.strip().lower()
+
+
+def _header(scope: Scope, name: bytes) -> str | None:
+    for key, value in scope.get("headers", ()):
+        if key == name:
+            return str(value.decode("latin-1"))
+    return None
+
+
+async def _answer(
+    send: Send, status: int, text: str, headers: Iterable[tuple[bytes, bytes]] = ()
+) -> None:
+    body = orjson.dumps({"detail": text})
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+                *headers,
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
+
+
+class Guard:
+    """The ASGI middleware of this module (see the module docstring)."""
+
+    def __init__(self, app: ASGIApp, state: GatewayState) -> None:
+        self.app = app
+        settings = state.settings
+        self._hosts = allowed_hosts(settings)
+        self._rate = settings.rate_limit_per_second
+        self._burst = float(settings.rate_limit_burst)
+        self._monotonic = state.clocks.monotonic
+        self._buckets: OrderedDict[str, TokenBucket] = OrderedDict()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kind = scope["type"]
+        if kind not in ("http", "websocket"):
+            await self.app(scope, receive, send)
+            return
+        host = _header(scope, b"host")
+        if not self._host_ok(host):
+            if kind == "websocket":
+                await send({"type": "websocket.close", "code": 1008, "reason": "host not allowed"})
+                return
+            shown = "no Host header" if host is None else f"Host {host[:80]!r}"
+            await _answer(send, 400, f"{shown} is not served here (allowed_hosts)")
+            return
+        if kind == "http":
+            if self._limited(scope):
+                bucket = self._bucket(scope)
+                wait = max(1, math.ceil(bucket.retry_after()))
+                await _answer(
+                    send,
+                    429,
+                    f"rate limit: {self._rate:g} requests/s per client "
+                    "(rate_limit_per_second); retry later",
+                    [(b"retry-after", str(wait).encode())],
+                )
+                return
+            send = self._safe_redirects(send)
+        await self.app(scope, receive, send)
+
+    def _host_ok(self, host: str | None) -> bool:
+        if self._hosts is None:
+            return True
+        return host is not None and host_name(host) in self._hosts
+
+    def _limited(self, scope: Scope) -> bool:
+        path: str = scope.get("path", "")
+        if self._rate <= 0 or not path.startswith("/api/") or path.endswith(STREAM_SUFFIX):
+            return False
+        return not self._bucket(scope).take()
+
+    def _bucket(self, scope: Scope) -> TokenBucket:
+        client = scope.get("client")
+        key = str(client[0]) if client else ""
+        bucket = self._buckets.get(key)
+        if bucket is None:
+            if len(self._buckets) >= MAX_TRACKED_CLIENTS:
+                self._buckets.popitem(last=False)
+            bucket = self._buckets[key] = TokenBucket(self._rate, self._burst, self._monotonic)
+        else:
+            self._buckets.move_to_end(key)
+        return bucket
+
+    def _safe_redirects(self, send: Send) -> Send:
+        async def checked(message: Message) -> None:
+            if message["type"] == "http.response.start" and 300 <= message["status"] < 400:
+                message["headers"] = [
+                    (key, self._local_location(value) if key.lower() == b"location" else value)
+                    for key, value in message.get("headers", ())
+                ]
+            await send(message)
+
+        return checked
+
+    def _local_location(self, value: bytes) -> bytes:
+        url = urllib.parse.urlsplit(value.decode("latin-1"))
+        if not url.netloc or self._host_ok(url.netloc):
+            return value
+        path = "/" + url.path.lstrip("/")  # never "//host": that is another host again
+        relative = urllib.parse.urlunsplit(("", "", path, url.query, url.fragment))
+        return relative.encode("latin-1")
+
+
+def guard(app: ASGIApp, state: GatewayState) -> ASGIApp:
+    """`app` behind the allowed-hosts check, safe redirects and the REST rate limit."""
+    return Guard(app, state)

@@ -1,0 +1,179 @@
+"""Alerts in real headless Chromium: the dashboard's strip, and seed 003's WebSocket snippet."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from aggregator._alerts.rules import rule_from_table
+from aggregator._alerts.settings import AlertSettings
+from tests.gateway_mesh import Mesh, running_mesh
+from tests.test_gateway_dashboard import ARGS, ARTIFACTS, CHROMIUM, playwright_api
+
+Page = playwright_api.Page
+TOKEN = "dashboard-test-token"
+RULES = (
+    {
+        "name": "ServiceDown",
+        "figure": "status",
+        "comparator": "!=",
+        "threshold": "active",
+        "severity": "critical",
+        "annotations": {"summary": "{service} is {value}: no answer from its agent"},
+    },
+    {
+        "name": "SlowResponses",
+        "figure": "latency_p95_ms",
+        "comparator": ">",
+        "threshold": 1000.0,
+        "severity": "warning",
+        "annotations": {"summary": "p95 of {service} is {value} ms (over {threshold} ms)"},
+    },
+    {
+        "name": "NoTraffic",
+        "figure": "events_per_second",
+        "comparator": "<",
+        "threshold": 1.0,
+        "for_seconds": 3600,
+        "severity": "info",
+        "services": ["admin-api"],
+        "annotations": {"summary": "{service} sees under 1 event/s"},
+    },
+)
+
+# Seed 003's client snippet, as it is, collecting what it logs.
+SEED_003_SNIPPET = """
+(url) => new Promise((resolve) => {
+  const received = [];
+  const ws = new WebSocket(url);
+
+  ws.onopen = function() {
+      // Subscribe to metric updates
+      ws.send(JSON.stringify({
+          type: 'subscribe',
+          data: { subscription: 'metrics' }
+      }));
+
+      // Subscribe to alerts
+      ws.send(JSON.stringify({
+          type: 'subscribe',
+          data: { subscription: 'alerts' }
+      }));
+  };
+
+  ws.onmessage = function(event) {
+      const message = JSON.parse(event.data);
+      received.push(message);
+      if (message.type === 'alert') {
+          // Handle alert
+          ws.close();
+          resolve(received);
+      }
+  };
+})
+"""
+
+
+@pytest.fixture
+async def mesh(tmp_path: Path) -> AsyncIterator[Mesh]:
+    rules = tuple(rule_from_table(index, rule) for index, rule in enumerate(RULES))
+    alerts = AlertSettings(state_dir=str(tmp_path), admin_token=TOKEN, rules=rules)
+    async with running_mesh(alerts=alerts, admin_token=TOKEN) as running:
+        await running.metrics()
+        yield running
+
+
+@pytest.fixture
+async def page(mesh: Mesh) -> AsyncIterator[Any]:
+    async with playwright_api.async_playwright() as pw:
+        browser = await pw.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        try:
+            context = await browser.new_context(viewport={"width": 1440, "height": 1000})
+            page = await context.new_page()
+            errors: list[str] = []
+            page.on("pageerror", lambda error: errors.append(str(error)))
+            await page.goto(mesh.url + "/")
+            yield page
+            assert errors == [], errors
+        finally:
+            await browser.close()
+
+
+def strip_item(service: str) -> str:
+    return f'#alert-list li[data-alert-id$="/{service}"]'
+
+
+async def test_the_strip_shows_firing_alerts_first_and_marks_their_rows(
+    mesh: Mesh, page: Any
+) -> None:
+    expect = playwright_api.expect
+    await expect(page.locator("#rows tr[data-service]")).to_have_count(15, timeout=10_000)
+    # admin-api sees no traffic: pending for an hour (info); it is there at load already.
+    pending = page.locator(strip_item("admin-api"))
+    await expect(pending).to_have_attribute("data-state", "pending", timeout=10_000)
+    await expect(pending).to_have_attribute("data-severity", "info")
+    await expect(page.locator("#alerts")).to_be_visible()
+    await expect(page.locator('#rows tr[data-service="admin-api"]')).to_have_attribute(
+        "data-alert", "pending"
+    )
+    tracker = mesh.tracker("air-quality-service")
+    for _ in range(30):
+        tracker.observe("fetch", 2.5)  # p95 well over 1 s: a warning, firing at once
+    await mesh.agents["calendar-service"].stop(0)  # down: critical
+    down = page.locator(strip_item("calendar-service"))
+    await expect(down).to_have_attribute("data-state", "firing", timeout=10_000)
+    await expect(down).to_have_attribute("data-severity", "critical")
+    await expect(down.locator(".alert-summary")).to_have_text(
+        "calendar-service is inactive: no answer from its agent"
+    )
+    await expect(down.locator(".alert-since")).to_contain_text("firing since")
+    slow = page.locator(strip_item("air-quality-service"))
+    await expect(slow).to_have_attribute("data-state", "firing", timeout=10_000)
+    await expect(slow).to_have_attribute("data-severity", "warning")
+    # Firing first (critical before warning), then pending.
+    items = page.locator("#alert-list li")
+    await expect(items).to_have_count(3)
+    await expect(items.nth(0)).to_have_attribute("data-alert-id", "config-1/calendar-service")
+    await expect(items.nth(1)).to_have_attribute("data-alert-id", "config-2/air-quality-service")
+    await expect(items.nth(2)).to_have_attribute("data-state", "pending")
+    await expect(page.locator("#alerts-count")).to_have_text("2 firing · 1 pending")
+    row = page.locator('#rows tr[data-service="calendar-service"]')
+    await expect(row).to_have_attribute("data-alert", "firing")
+    await expect(row).to_have_attribute("data-alert-severity", "critical")
+    ARTIFACTS.mkdir(exist_ok=True)
+    await page.screenshot(path=str(ARTIFACTS / "dashboard-alerts.png"), full_page=True)
+
+    # Resolved by hand: it shows as resolved, fades out and leaves the strip.
+    resolved = await mesh.http.post(
+        "/api/v1/alerts/resolve/config-1/calendar-service",
+        headers={"Authorization": f"Bearer {TOKEN}"},
+    )
+    assert resolved.status_code == 200, resolved.text
+    await expect(down).to_have_attribute("data-state", "resolved", timeout=10_000)
+    await expect(row).to_have_attribute("data-alert", "")
+    await expect(down).to_have_count(0, timeout=15_000)
+    await expect(page.locator("#alerts-count")).to_have_text("1 firing · 1 pending")
+
+
+async def test_a_dropped_pending_alert_leaves_and_an_empty_strip_hides(
+    mesh: Mesh, page: Any
+) -> None:
+    expect = playwright_api.expect
+    await expect(page.locator("#rows tr[data-service]")).to_have_count(15, timeout=10_000)
+    await expect(page.locator(strip_item("admin-api"))).to_have_count(1, timeout=10_000)
+    mesh.tracker("admin-api").record(n=600)  # over 1 event/s: the pending alert is dropped
+    await expect(page.locator(strip_item("admin-api"))).to_have_count(0, timeout=10_000)
+    await expect(page.locator("#alerts")).to_be_hidden()
+
+
+async def test_seed_003s_websocket_snippet_gets_alerts_in_chromium(mesh: Mesh, page: Any) -> None:
+    received = await page.evaluate(SEED_003_SNIPPET, mesh.ws_url)
+    kinds = [message["type"] for message in received]
+    assert kinds[0] == "welcome" and "subscription_confirmed" in kinds
+    alert = received[-1]
+    assert alert["type"] == "alert"
+    assert alert["data"]["name"] == "NoTraffic" and alert["data"]["state"] == "pending"
+    assert alert["data"]["service_name"] == "admin-api"
