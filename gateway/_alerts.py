@@ -118,6 +118,7 @@ class AlertHub:
         monotonic: ReadClock,
         log_size: int = LOG_SIZE,
         rng: Callable[[], float] = random.random,
+        on_change: Callable[[], None] | None = None,
     ) -> None:
         self.target = target
         self.state = UpstreamState.STOPPED
@@ -137,6 +138,8 @@ class AlertHub:
         self.position = 0
         """How many changes the hub has published (the cursor of `AlertFeed`)."""
         self._changed = asyncio.Event()
+        self._on_change = on_change
+        """Called on every change too (the snapshot hub's wake-up, for the SSE streams)."""
         self._channel: grpc.aio.Channel | None = None
         self._task: asyncio.Task[None] | None = None
 
@@ -292,3 +295,5 @@ class AlertHub:
     def _notify(self) -> None:
         event, self._changed = self._changed, asyncio.Event()
         event.set()
+        if self._on_change is not None:
+            self._on_change()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -62,11 +62,12 @@ def create_app(
     `app.state.gateway` is the shared `GatewayState` (settings, clocks, hubs, client counts).
     """
     settings = settings or GatewaySettings()
+    snapshots = _hub(settings, clocks)
     state = GatewayState(
         settings,
-        _hub(settings, clocks),
+        snapshots,
         clocks,
-        _alert_hub(settings, clocks),
+        _alert_hub(settings, clocks, on_change=snapshots.wake_waiters),
         started_at=clocks.monotonic(),
     )
     hub, alerts = state.hub, state.alerts
@@ -123,13 +124,16 @@ def _hub(settings: GatewaySettings, clocks: Clocks) -> SnapshotHub:
     )
 
 
-def _alert_hub(settings: GatewaySettings, clocks: Clocks) -> AlertHub:
+def _alert_hub(
+    settings: GatewaySettings, clocks: Clocks, *, on_change: Callable[[], None]
+) -> AlertHub:
     return AlertHub(
         settings.aggregator,
         reconnect_initial_seconds=settings.reconnect_initial_seconds,
         reconnect_max_seconds=settings.reconnect_max_seconds,
         wall=clocks.wall,
         monotonic=clocks.monotonic,
+        on_change=on_change,
     )
 
 

@@ -51,11 +51,15 @@ class Pacer:
         deadline: float | None = None,
         pokes: tuple[asyncio.Event, ...] = (),
         snapshots: bool = True,
+        wake: bool = False,
     ) -> Update | None:
         """The next update; None when monotonic `deadline` passes or one of `pokes` is set first.
 
         With `snapshots` False only outage notices are handed out (a client that subscribed
-        to nothing yet); its next snapshot then comes when it asks again with True.
+        to nothing yet); its next snapshot then comes when it asks again with True. With
+        `wake`, every change or tick of the hub also returns None, so a caller can check its
+        own soft deadlines (heartbeats) and news (alerts wake the hub too) without a timer or
+        a waiter task of its own: a thousand SSE clients then wait on one event.
         """
         state = self._state
         hub = state.hub
@@ -80,6 +84,8 @@ class Pacer:
             if any(poke.is_set() for poke in pokes):
                 return None
             await _wait_any(marker, pokes, None if wake_at is None else wake_at - now)
+            if wake and marker.is_set():
+                return None
 
 
 async def _wait_any(
@@ -87,6 +93,9 @@ async def _wait_any(
 ) -> None:
     """Return when any of the events is set or the timeout passes."""
     if not others:
+        if timeout is None:
+            await first.wait()
+            return
         try:
             async with asyncio.timeout(timeout):
                 await first.wait()

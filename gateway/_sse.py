@@ -150,16 +150,16 @@ async def events(
         last_send = monotonic()
         alerts = AlertFeed(state.alerts, current=True)
         while True:
-            marker = alerts.marker()  # before take(): a change after it wakes the pacer
             changed = alerts.take(view.services.keeps)
             if changed:
                 yield b"".join(alert_frame(entry) for entry in changed)
                 last_send = monotonic()
-            update = await pacer.next(deadline=last_send + heartbeat, pokes=(marker,))
+            # Alert changes and the hub's ticks wake the one event every client waits on.
+            update = await pacer.next(wake=True)
             now = monotonic()
             if update is None:
                 if now < last_send + heartbeat:
-                    continue  # an alert change: sent at the top of the loop
+                    continue  # a tick or an alert change: alerts go out at the top
                 yield b": heartbeat " + iso_utc(state.clocks.wall()).encode() + b"\n\n"
             elif update.entry is None:
                 yield b"event: error\ndata: " + state.error_body(now) + b"\n\n"

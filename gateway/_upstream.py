@@ -297,6 +297,10 @@ class SnapshotHub:
             log.info("upstream %s: %s -> %s", self.target, previous, state)
         self._notify()
 
+    def wake_waiters(self) -> None:
+        """Wake every client waiting on the change marker (news other than a snapshot)."""
+        self._notify()
+
     def _notify(self) -> None:
         self._last_notify = self.monotonic()
         event, self._changed = self._changed, asyncio.Event()
