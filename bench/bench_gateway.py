@@ -110,9 +110,19 @@ def fleet(interval: float) -> Iterator[str]:
 # ------------------------------------------------------------------- the HTTP servers
 
 
+BENCH_LIMITS = {
+    # The load is the point here: lift the per-client REST rate limit (wrk is one client) and
+    # make room for the 1000 SSE clients.
+    "METRICS_MESH_GATEWAY_RATE_LIMIT_PER_SECOND": "0",
+    "METRICS_MESH_GATEWAY_MAX_SSE_CLIENTS": str(SSE_CLIENTS + 100),
+    "METRICS_MESH_GATEWAY_MAX_CONNECTIONS": str(2 * SSE_CLIENTS + 200),
+}
+
+
 @contextlib.contextmanager
 def gateway(aggregator: str) -> Iterator[int]:
     """`python -m gateway` in its own process; yields its port once it is ready."""
+    os.environ.update(BENCH_LIMITS)
     port = free_port()
     command = [PYTHON, "-m", "gateway", "--port", str(port), "--aggregator", aggregator]
     with _process([*command, "--log-level", "warning"], port, "/health/ready"):
@@ -342,7 +352,8 @@ class _SseClients:
             if b"event: error" in event:
                 self.counts["errors"] += 1
             return
-        ident = int(event[4 : event.index(b"\n")])  # frames start with `id: N`
+        # Frames start with `id: EPOCH-SEQUENCE`; the sequence names the snapshot.
+        ident = int(event[4 : event.index(b"\n")].rsplit(b"-", 1)[-1])
         if not first_id:
             first_id.append(ident)  # the snapshot current at connect time: not a delivery
             return
