@@ -101,7 +101,10 @@ def test_each_documented_default_and_environment_variable_is_real(
     assert (list(actual) if isinstance(actual, tuple) else actual) == value
     assert env == f"METRICS_MESH_{section.upper()}_{key.upper()}"
     # The loader of the section accepts the variable (an unknown one is an error).
-    text = value if isinstance(value, str) else str(value).lower() if value != [] else ""
+    if isinstance(value, list):
+        text = ",".join(str(item) for item in value)  # a list is comma-separated in the env
+    else:
+        text = value if isinstance(value, str) else str(value).lower()
     environ = {env: str(text)}
     if section == "aggregator":
         loaded: Any = load_config(None, environ=environ).aggregator
