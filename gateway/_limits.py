@@ -21,7 +21,7 @@ import math
 import socket
 import urllib.parse
 from collections import OrderedDict
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 
 import orjson
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -138,6 +138,8 @@ class Guard:
         self._burst = float(settings.rate_limit_burst)
         self._monotonic = state.clocks.monotonic
         self._buckets: OrderedDict[str, TokenBucket] = OrderedDict()
+        self._seen_hosts: dict[str, bool] = {}
+        """Host headers already judged (a handful in practice), so most requests skip parsing."""
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
@@ -170,7 +172,14 @@ class Guard:
     def _host_ok(self, host: str | None) -> bool:
         if self._hosts is None:
             return True
-        return host is not None and host_name(host) in self._hosts
+        if host is None:
+            return False
+        known = self._seen_hosts.get(host)
+        if known is None:
+            known = host_name(host) in self._hosts
+            if len(self._seen_hosts) < MAX_TRACKED_CLIENTS:  # bounded: a client picks Host
+                self._seen_hosts[host] = known
+        return known
 
     def _limited(self, scope: Scope) -> bool:
         path: str = scope.get("path", "")
@@ -191,13 +200,15 @@ class Guard:
         return bucket
 
     def _safe_redirects(self, send: Send) -> Send:
-        async def checked(message: Message) -> None:
+        # A plain function handing back send's own awaitable: no coroutine per message on
+        # the hot path (the REST endpoint answers thousands of requests a second).
+        def checked(message: Message) -> Awaitable[None]:
             if message["type"] == "http.response.start" and 300 <= message["status"] < 400:
                 message["headers"] = [
                     (key, self._local_location(value) if key.lower() == b"location" else value)
                     for key, value in message.get("headers", ())
                 ]
-            await send(message)
+            return send(message)
 
         return checked
 
