@@ -49,7 +49,9 @@ DEMO_RULES: tuple[dict[str, Any], ...] = (
         "clear_threshold": 0.03,
         "for_seconds": 30,
         "severity": "high",
-        "annotations": {"summary": "{service} fails {value} of its events (above {threshold})"},
+        "annotations": {
+            "summary": "{service} fails {value_percent} of its events (above {threshold_percent})"
+        },
     },
     {
         "name": "SlowP99",

@@ -4,12 +4,20 @@ selectors, services leaving, manual resolves, persistence across a restart."""
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 from metricsmesh.v1 import event_rate_pb2, snapshot_pb2
 
-from aggregator._alerts.engine import RESOLVED_RETENTION, Alert, State, evaluate, resolve_by_hand
+from aggregator._alerts.engine import (
+    RESOLVED_RETENTION,
+    Alert,
+    State,
+    annotations_of,
+    evaluate,
+    resolve_by_hand,
+)
 from aggregator._alerts.rules import Rule, RuleError, check_rule, rule_from_table
 from aggregator._alerts.store import AlertStore
 
@@ -310,3 +318,14 @@ def test_a_bad_rule_is_refused_naming_the_field(table: dict[str, object], field:
 
 def _fields(rule: Rule) -> dict[str, object]:
     return {name: getattr(rule, name) for name in Rule.__dataclass_fields__}
+
+
+def test_percent_placeholders_show_a_ratio_as_prometheus_humanize_percentage_does() -> None:
+    rule = check_rule(
+        replace(
+            ERRORS,
+            annotations={"summary": "{service} fails {value_percent} (> {threshold_percent})"},
+        )
+    )
+    assert annotations_of(rule, "api", "", 0.07858)["summary"] == "api fails 7.86% (> 5%)"
+    assert annotations_of(DOWN, "api", "", "unreachable")["summary"].startswith("ServiceDown: api")

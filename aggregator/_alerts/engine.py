@@ -243,10 +243,16 @@ def _new(
 
 
 def annotations_of(rule: Rule, service: str, kind: str, value: float | str) -> dict[str, str]:
-    """The rule's annotations with {service}, {kind}, {value}, {threshold}, {name} filled in."""
+    """The rule's annotations with {service}, {kind}, {value}, {threshold}, {name} filled in.
+
+    {value_percent} and {threshold_percent} show a ratio (an error rate) as a percentage,
+    as Prometheus's `humanizePercentage` does: 0.07858 reads `7.86%`.
+    """
     shown = value if isinstance(value, str) else f"{value:.4g}"
     threshold = rule.threshold if isinstance(rule.threshold, str) else f"{rule.threshold:g}"
     values = {"service": service, "kind": kind, "value": shown, "threshold": threshold}
+    values["value_percent"] = _percent(value)
+    values["threshold_percent"] = _percent(rule.threshold)
     values["name"] = rule.name
     filled = {}
     for key, text in rule.annotations.items():
@@ -259,6 +265,10 @@ def annotations_of(rule: Rule, service: str, kind: str, value: float | str) -> d
             f"{rule.name}: {where} {rule.figure} is {shown} ({rule.comparator} {threshold})"
         )
     return filled
+
+
+def _percent(value: float | str) -> str:
+    return value if isinstance(value, str) else f"{value * 100:.3g}%"
 
 
 def _fire(rule: Rule, alert: Alert, now: float) -> Alert:
