@@ -16,9 +16,10 @@ from agent._tracker import EventTracker
 from mesh_common.bounded import quote
 from mesh_common.errors import ServerStateError
 from mesh_common.grpc_host import DEFAULT_GRACE_SECONDS, GrpcHost, run_coroutine_blocking
-from mesh_common.grpc_input import Malformed, abort_malformed, lenient
+from mesh_common.grpc_input import service_handler
 
-EVENT_RATE_SERVICE = event_rate_pb2.DESCRIPTOR.services_by_name["EventRateService"].full_name
+_SERVICE = event_rate_pb2.DESCRIPTOR.services_by_name["EventRateService"]
+EVENT_RATE_SERVICE = _SERVICE.full_name
 
 
 MAX_KINDS = 256
@@ -52,24 +53,17 @@ class EventRateServicer(event_rate_pb2_grpc.EventRateServiceServicer):
         self._tracker = tracker
 
     def register(self, server: grpc.aio.Server) -> None:
-        """Add GetEventRate to `server`, with a deserializer that never raises."""
-        handler = grpc.unary_unary_rpc_method_handler(
-            self.GetEventRate,
-            request_deserializer=lenient(event_rate_pb2.GetEventRateRequest),
-            response_serializer=event_rate_pb2.GetEventRateResponse.SerializeToString,
-        )
+        """Add EventRateService to `server`, every request parsed leniently."""
         server.add_generic_rpc_handlers(
-            (grpc.method_handlers_generic_handler(EVENT_RATE_SERVICE, {"GetEventRate": handler}),)
+            (service_handler(_SERVICE, {"GetEventRate": self.GetEventRate}),)
         )
 
     async def GetEventRate(
         self,
-        request: event_rate_pb2.GetEventRateRequest | Malformed,
+        request: event_rate_pb2.GetEventRateRequest,
         context: grpc.aio.ServicerContext[Any, Any],
     ) -> event_rate_pb2.GetEventRateResponse:
         """Return the tracker's current figures, the breakdown limited to `request.kinds`."""
-        if isinstance(request, Malformed):
-            await abort_malformed(request, context)
         problem = request_problem(request)
         if problem is not None:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, problem)

@@ -10,10 +10,11 @@ from aggregator._alerts.manager import AlertManager
 from aggregator._alerts.service import AlertServicer
 from aggregator._alerts.settings import IN_MEMORY, AlertSettings
 from aggregator._loop import RoundLoop
-from aggregator._service import SERVICE_NAME, AggregatorServicer
+from aggregator._service import SERVICE, SERVICE_NAME, AggregatorServicer
 from aggregator._settings import AggregatorSettings
 from mesh_common.clocks import SYSTEM_CLOCKS, Clocks
 from mesh_common.grpc_host import DEFAULT_GRACE_SECONDS, GrpcHost
+from mesh_common.grpc_input import service_handler
 from mesh_common.registry import DEFAULT_REGISTRY, Registry
 
 
@@ -96,8 +97,10 @@ class AggregatorServer:
         await self.alerts.close()
 
     def _register(self, server: grpc.aio.Server) -> None:
-        self._servicer.register(server)
-        self._alert_servicer.register(server)
+        methods = {**self._servicer.implementations(), **self._alert_servicer.implementations()}
+        server.add_generic_rpc_handlers(
+            (service_handler(SERVICE, methods, serialized=self._servicer.implementations()),)
+        )
 
     async def wait_for_termination(self) -> None:
         """Serve until stopped."""

@@ -4,8 +4,7 @@ Handlers validate the request (bytes that are no request, unknown service names 
 paths, too many or too long names, negative or huge durations -> INVALID_ARGUMENT with a short
 message quoting at most ~200 characters of the input), then only read what the loop produced:
 no handler ever runs a round of its own. Responses are serialized once per snapshot, view and
-send instant (see `aggregator._convert`), so the handlers are registered with a pass-through
-response serializer.
+send instant (see `aggregator._convert`), so these methods return bytes sent as they are.
 
 Streams: trusted peers (`trusted_peers`, the gateway) may take every slot; other peers
 leave `reserved_subscribers` free and hold at most `max_streams_per_peer` each. A resume
@@ -28,12 +27,14 @@ from aggregator._errors import AggregatorStateError, FilterError, TooManySubscri
 from aggregator._loop import RoundLoop
 from aggregator._model import SnapshotData
 from mesh_common.bounded import quote
-from mesh_common.grpc_input import Malformed, abort_malformed, lenient, peer_host
+from mesh_common.grpc_input import Implementation, peer_host
 from mesh_common.wire_time import to_seconds
 
 _LOG = logging.getLogger(__name__)
 
-SERVICE_NAME = aggregator_pb2.DESCRIPTOR.services_by_name["AggregatorService"].full_name
+SERVICE = aggregator_pb2.DESCRIPTOR.services_by_name["AggregatorService"]
+"""The contract's AggregatorService (its methods are served from this descriptor)."""
+SERVICE_NAME = SERVICE.full_name
 """The fully-qualified service name, "metricsmesh.v1.AggregatorService"."""
 
 SHUTDOWN_MESSAGE = "aggregator shutting down"
@@ -55,30 +56,14 @@ class AggregatorServicer:
         self._loop = loop
         self._cache = RenderCache()
 
-    def register(self, server: grpc.aio.Server) -> None:
-        """Add the service's handlers to `server`."""
-        handlers: dict[str, grpc.RpcMethodHandler[Any, Any]] = {
-            "GetSnapshot": grpc.unary_unary_rpc_method_handler(
-                self.get_snapshot,
-                request_deserializer=lenient(aggregator_pb2.GetSnapshotRequest),
-                response_serializer=_passthrough,
-            ),
-            "StreamSnapshots": grpc.unary_stream_rpc_method_handler(
-                self.stream_snapshots,
-                request_deserializer=lenient(aggregator_pb2.StreamSnapshotsRequest),
-                response_serializer=_passthrough,
-            ),
-        }
-        server.add_generic_rpc_handlers(
-            (grpc.method_handlers_generic_handler(SERVICE_NAME, handlers),)
-        )
+    def implementations(self) -> dict[str, Implementation]:
+        """The snapshot methods of AggregatorService by .proto name (responses pre-serialized)."""
+        return {"GetSnapshot": self.get_snapshot, "StreamSnapshots": self.stream_snapshots}
 
     async def get_snapshot(
-        self, request: aggregator_pb2.GetSnapshotRequest | Malformed, context: Context
+        self, request: aggregator_pb2.GetSnapshotRequest, context: Context
     ) -> bytes:
         """The latest snapshot (fresher than max_age), filtered; serialized response."""
-        if isinstance(request, Malformed):
-            await abort_malformed(request, context)
         view = await self._view(request.filter, context)
         max_age = None
         if request.HasField("max_age"):
@@ -90,11 +75,9 @@ class AggregatorServicer:
         return self._render(view, snapshot, "get")
 
     async def stream_snapshots(
-        self, request: aggregator_pb2.StreamSnapshotsRequest | Malformed, context: Context
+        self, request: aggregator_pb2.StreamSnapshotsRequest, context: Context
     ) -> AsyncIterator[bytes]:
         """Replay (if asked) then live snapshots; ends with UNAVAILABLE on shutdown."""
-        if isinstance(request, Malformed):
-            await abort_malformed(request, context)
         view = await self._view(request.filter, context)
         min_interval = 0.0
         if request.HasField("min_interval"):
@@ -183,7 +166,3 @@ async def _seconds(name: str, value: Duration, context: Context) -> float:
             else f"{name} must be at most {MAX_DURATION_SECONDS:g} s, got {seconds:g} s",
         )
     return seconds
-
-
-def _passthrough(message: bytes) -> bytes:
-    return message

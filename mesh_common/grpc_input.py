@@ -4,22 +4,32 @@ grpcio logs a full traceback for every request its deserializer cannot parse and
 handler None, which then fails with UNKNOWN. Handlers registered with `lenient(Request)`
 get a `Malformed` value instead, and `abort_malformed` ends the call with INVALID_ARGUMENT
 and writes at most a few log lines a minute however many such requests arrive.
+
+`service_handler` builds a whole service's handler from its descriptor (the contract): each
+method's kind and message types come from the .proto, every request is parsed leniently, and a
+method without an implementation is an error at start-up, not UNIMPLEMENTED at run time.
 """
 
 from __future__ import annotations
 
 import logging
 import urllib.parse
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable, Collection, Mapping
 from dataclasses import dataclass
 from typing import Any, NoReturn, TypeVar
 
 import grpc
+from google.protobuf.descriptor import ServiceDescriptor
 from google.protobuf.message import DecodeError, Message
+from google.protobuf.message_factory import GetMessageClass
 
 from mesh_common.bounded import RateLimitedLog, quote
 
 M = TypeVar("M", bound=Message)
+
+Context = grpc.aio.ServicerContext[Any, Any]
+Implementation = Callable[[Any, Context], Any]
+"""An async function (unary method) or async generator (server-streaming method)."""
 
 _LOG = RateLimitedLog(logging.getLogger("mesh_common.grpc_input"))
 
@@ -71,3 +81,78 @@ def peer_host(peer: str) -> str:
     if kind == "ipv4":
         return rest.rpartition(":")[0] or rest
     return peer
+
+
+def service_handler(
+    service: ServiceDescriptor,
+    implementations: Mapping[str, Implementation],
+    *,
+    serialized: Collection[str] = (),
+) -> grpc.GenericRpcHandler:
+    """One handler for every method of `service`, each implemented by `implementations[name]`.
+
+    Names are the .proto's method names. A method of the service left without an
+    implementation, or an implementation of no such method, is a ValueError. Requests are
+    parsed leniently: a malformed one ends the call with INVALID_ARGUMENT before the
+    implementation runs. Methods listed in `serialized` return (or yield) bytes that are
+    already the serialized response, sent as they are.
+    """
+    methods = {method.name: method for method in service.methods}
+    missing = sorted(set(methods) - set(implementations))
+    extra = sorted(set(implementations) - set(methods))
+    if missing or extra:
+        raise ValueError(
+            f"{service.full_name}: "
+            + "; ".join(
+                part
+                for part in (
+                    f"no implementation of {', '.join(missing)}" if missing else "",
+                    f"no such method {', '.join(extra)}" if extra else "",
+                )
+                if part
+            )
+        )
+    handlers: dict[str, grpc.RpcMethodHandler[Any, Any]] = {}
+    for name, method in methods.items():
+        if method.client_streaming:
+            raise ValueError(f"{service.full_name}.{name}: client streaming is not supported")
+        request_class = GetMessageClass(method.input_type)
+        response_class = GetMessageClass(method.output_type)
+        serializer = _passthrough if name in serialized else response_class.SerializeToString
+        implementation = implementations[name]
+        if method.server_streaming:
+            handlers[name] = grpc.unary_stream_rpc_method_handler(
+                _streaming(implementation),
+                request_deserializer=lenient(request_class),
+                response_serializer=serializer,
+            )
+        else:
+            handlers[name] = grpc.unary_unary_rpc_method_handler(
+                _unary(implementation),
+                request_deserializer=lenient(request_class),
+                response_serializer=serializer,
+            )
+    return grpc.method_handlers_generic_handler(service.full_name, handlers)
+
+
+def _unary(implementation: Implementation) -> Implementation:
+    async def call(request: Any, context: Context) -> Any:
+        if isinstance(request, Malformed):
+            await abort_malformed(request, context)
+        return await implementation(request, context)
+
+    return call
+
+
+def _streaming(implementation: Implementation) -> Implementation:
+    async def call(request: Any, context: Context) -> AsyncIterator[Any]:
+        if isinstance(request, Malformed):
+            await abort_malformed(request, context)
+        async for response in implementation(request, context):
+            yield response
+
+    return call
+
+
+def _passthrough(message: bytes) -> bytes:
+    return message

@@ -18,8 +18,9 @@ from metricsmesh.v1 import aggregator_pb2, aggregator_pb2_grpc, event_rate_pb2
 from agent import AgentServer, EventTracker
 from agent._server import MAX_KINDS
 from aggregator import AggregatorServer, AggregatorSettings, Registry
+from aggregator._service import SERVICE_NAME
 from mesh_common.bounded import QUOTE_LIMIT, RateLimitedLog, quote, quote_list
-from mesh_common.grpc_input import peer_host
+from mesh_common.grpc_input import peer_host, service_handler
 from mesh_common.registry import DEFAULT_REGISTRY
 from tests.conftest import FakeClock
 from tests.eventually import eventually
@@ -65,14 +66,16 @@ async def test_malformed_bytes_are_a_short_invalid_argument_and_no_traceback(
     agent: AgentServer, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.WARNING)
+    aggregator_methods = aggregator_pb2.DESCRIPTOR.services_by_name["AggregatorService"].methods
     async with AggregatorServer(registry_for(agent), settings()) as server:
-        for address, method in (
-            (agent.address, GET_EVENT_RATE),
-            (server.address, GET_SNAPSHOT),
-            (server.address, STREAM),
-        ):
-            for _ in range(30):
-                if method == STREAM:
+        targets = [(agent.address, GET_EVENT_RATE, False)] + [
+            (server.address, f"/{SERVICE_NAME}/{method.name}", method.server_streaming)
+            for method in aggregator_methods
+        ]
+        assert len(targets) == 9  # GetEventRate, 2 snapshot and 6 alert methods
+        for address, method, streaming in targets:
+            for _ in range(10):
+                if streaming:
                     async with grpc.aio.insecure_channel(address) as channel:
                         call = channel.unary_stream(method)(NOT_A_MESSAGE, timeout=5)
                         with pytest.raises(grpc.aio.AioRpcError) as caught:
@@ -83,13 +86,27 @@ async def test_malformed_bytes_are_a_short_invalid_argument_and_no_traceback(
                     result = await raw_unary(address, method, NOT_A_MESSAGE)
                     assert isinstance(result, grpc.aio.AioRpcError)
                     error = result
-                assert error.code() is grpc.StatusCode.INVALID_ARGUMENT, error
+                assert error.code() is grpc.StatusCode.INVALID_ARGUMENT, (method, error)
                 assert "malformed request" in (error.details() or "")
                 assert len(error.details() or "") < 200
     assert "Traceback" not in caplog.text
     assert not any(record.exc_info for record in caplog.records)
     # 90 malformed requests, but the log line is rate-limited (10 a minute).
     assert sum("malformed" in record.getMessage() for record in caplog.records) <= 10
+
+
+def test_a_service_is_served_whole_or_not_at_all() -> None:
+    service = aggregator_pb2.DESCRIPTOR.services_by_name["AggregatorService"]
+
+    async def method(request: object, context: object) -> None:
+        return None
+
+    every = {m.name: method for m in service.methods}
+    service_handler(service, every)
+    with pytest.raises(ValueError, match="no implementation of ResolveAlert"):
+        service_handler(service, {k: v for k, v in every.items() if k != "ResolveAlert"})
+    with pytest.raises(ValueError, match="no such method GetSnapshots"):
+        service_handler(service, {**every, "GetSnapshots": method})
 
 
 async def test_get_event_rate_refuses_too_many_or_too_long_kinds(agent: AgentServer) -> None:

@@ -17,11 +17,10 @@ from metricsmesh.v1 import alerts_pb2
 from aggregator._alerts.engine import Alert, State
 from aggregator._alerts.manager import AlertManager, AlertNotFound, NumberedChange, RuleReadOnly
 from aggregator._alerts.rules import RuleError, rule_to_proto
+from mesh_common.grpc_input import Implementation
 from mesh_common.wire_time import set_seconds
 
 Context = grpc.aio.ServicerContext[Any, Any]
-
-SERVICE_NAME = "metricsmesh.v1.AggregatorService"
 
 _STATES = {
     State.INACTIVE: alerts_pb2.ALERT_STATE_INACTIVE,
@@ -76,45 +75,16 @@ class AlertServicer:
         self._manager = manager
         self._token = manager.settings.admin_token
 
-    def register(self, server: grpc.aio.Server) -> None:
-        """Add the alert methods of AggregatorService to `server`."""
-        unary = grpc.unary_unary_rpc_method_handler
-        pb = alerts_pb2
-        handlers: dict[str, grpc.RpcMethodHandler[Any, Any]] = {
-            "ListAlertRules": unary(
-                self.list_rules,
-                request_deserializer=pb.ListAlertRulesRequest.FromString,
-                response_serializer=pb.ListAlertRulesResponse.SerializeToString,
-            ),
-            "CreateAlertRule": unary(
-                self.create_rule,
-                request_deserializer=pb.CreateAlertRuleRequest.FromString,
-                response_serializer=pb.CreateAlertRuleResponse.SerializeToString,
-            ),
-            "DeleteAlertRule": unary(
-                self.delete_rule,
-                request_deserializer=pb.DeleteAlertRuleRequest.FromString,
-                response_serializer=pb.DeleteAlertRuleResponse.SerializeToString,
-            ),
-            "ListAlerts": unary(
-                self.list_alerts,
-                request_deserializer=pb.ListAlertsRequest.FromString,
-                response_serializer=pb.ListAlertsResponse.SerializeToString,
-            ),
-            "ResolveAlert": unary(
-                self.resolve,
-                request_deserializer=pb.ResolveAlertRequest.FromString,
-                response_serializer=pb.ResolveAlertResponse.SerializeToString,
-            ),
-            "StreamAlerts": grpc.unary_stream_rpc_method_handler(
-                self.stream,
-                request_deserializer=pb.StreamAlertsRequest.FromString,
-                response_serializer=pb.StreamAlertsResponse.SerializeToString,
-            ),
+    def implementations(self) -> dict[str, Implementation]:
+        """The alert methods of AggregatorService by .proto name."""
+        return {
+            "ListAlertRules": self.list_rules,
+            "CreateAlertRule": self.create_rule,
+            "DeleteAlertRule": self.delete_rule,
+            "ListAlerts": self.list_alerts,
+            "ResolveAlert": self.resolve,
+            "StreamAlerts": self.stream,
         }
-        server.add_generic_rpc_handlers(
-            (grpc.method_handlers_generic_handler(SERVICE_NAME, handlers),)
-        )
 
     async def list_rules(
         self, request: alerts_pb2.ListAlertRulesRequest, context: Context
