@@ -13,6 +13,7 @@ import os
 
 from mesh_common.addresses import HostPort
 from mesh_common.errors import AddressError
+from mesh_common.version import version_line
 
 CONFIG_ENV = "METRICS_MESH_CONFIG"
 """Environment variable naming the mesh file when --config is not given."""
@@ -47,6 +48,16 @@ def add_config_option(parser: argparse.ArgumentParser) -> None:
         metavar="FILE",
         default=os.environ.get(CONFIG_ENV) or None,
         help=f"the mesh TOML file (env ${CONFIG_ENV}; default: built-in defaults)",
+    )
+
+
+def add_version_option(parser: argparse.ArgumentParser) -> None:
+    """`--version`: print `metrics-mesh X.Y.Z` (the installed package's version) and exit 0."""
+    parser.add_argument(
+        "--version",
+        action="version",
+        version=version_line(),
+        help="print the installed metrics-mesh version and exit",
     )
 
 
