@@ -21,6 +21,7 @@ from mesh_common.options import (
     HelpFormatter,
     add_config_option,
     add_log_level_option,
+    add_version_option,
     configure_logging,
     port_number,
 )
@@ -96,6 +97,7 @@ def main(argv: list[str] | None = None) -> int:
         formatter_class=HelpFormatter,
     )
     add_arguments(parser)
+    add_version_option(parser)
     return run(parser.parse_args(argv))
 
 

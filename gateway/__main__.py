@@ -23,6 +23,7 @@ from mesh_common.options import (
     HelpFormatter,
     add_config_option,
     add_log_level_option,
+    add_version_option,
     configure_logging,
     host_port,
     port_number,
@@ -113,6 +114,7 @@ def parser() -> argparse.ArgumentParser:
         formatter_class=HelpFormatter,
     )
     add_arguments(result)
+    add_version_option(result)
     return result
 
 
