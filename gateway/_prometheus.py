@@ -9,6 +9,7 @@ the `le` bounds of `mesh_common.latency.PROMETHEUS_BOUNDS`. Rows that are not ac
 `metricsmesh_service_up 0` and no rate, counter or histogram samples, so a dead service shows
 as absent data, not as a false zero or a counter reset. `metricsmesh_alerts{alertname,
 alertstate,service,severity,kind}` is 1 per pending or firing alert, like Prometheus's `ALERTS`.
+`metricsmesh_build_info{version,python}` is always 1 (the Prometheus `*_build_info` convention).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from gateway._state import GatewayState
 from gateway._views import SnapshotEntry
 from mesh_common import latency
 from mesh_common.figures import ROW_FIGURES, Figure
+from mesh_common.version import python_version, version
 from mesh_common.wire_time import to_seconds
 
 LABELS = ["service", "type"]
@@ -34,6 +36,12 @@ ALERT_LABELS = ["alertname", "alertstate", "service", "severity", "kind"]
 """The labels of `metricsmesh_alerts` (`kind` empty unless the rule watches kinds)."""
 _LE = [repr(bound) for bound in latency.PROMETHEUS_BOUNDS]
 _EXPOSED: tuple[Figure, ...] = tuple(figure for figure in ROW_FIGURES if figure.series)
+_BUILD_INFO = GaugeMetricFamily(
+    "metricsmesh_build_info",
+    "Always 1; the labels say which metrics-mesh and Python the gateway runs.",
+    labels=["version", "python"],
+)
+_BUILD_INFO.add_metric([version(), python_version()], 1.0)
 
 
 class SnapshotCollector(Collector):
@@ -53,6 +61,7 @@ class SnapshotCollector(Collector):
 
     def _gateway_families(self) -> Iterator[Metric]:
         state = self._state
+        yield _BUILD_INFO
         fresh = state.fresh()
         yield GaugeMetricFamily(
             "metricsmesh_gateway_upstream_up",
