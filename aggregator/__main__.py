@@ -20,7 +20,7 @@ from mesh_common.options import (
     ENV_HELP,
     HelpFormatter,
     add_config_option,
-    add_log_level_option,
+    add_logging_options,
     add_version_option,
     configure_logging,
     port_number,
@@ -36,13 +36,13 @@ DESCRIPTION = (
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """The aggregator's options: --config, --host, --port, --log-level."""
+    """The aggregator's options: --config, --host, --port, --log-level, --log-format."""
     add_config_option(parser)
     parser.add_argument("--host", help="bind host (overrides [aggregator] host)")
     parser.add_argument(
         "--port", type=port_number, help="port, 0 = any free one (overrides [aggregator] port)"
     )
-    add_log_level_option(parser)
+    add_logging_options(parser)
 
 
 def epilog() -> str:
@@ -73,7 +73,7 @@ async def serve(server: AggregatorServer) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Load the configuration, apply the options and serve; returns the exit status."""
-    configure_logging(args.log_level)
+    configure_logging(args)
     try:
         config = load_config(args.config)
         overrides = {"host": args.host, "port": args.port}

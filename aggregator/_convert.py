@@ -53,7 +53,11 @@ ResponseKind = Literal["get", "stream", "replay"]
 
 
 def row_to_proto(row: Row) -> snapshot_pb2.ServiceRow:
-    """The wire row for one `Row` (ages unset: they are set when sending)."""
+    """The wire row for one `Row` (ages unset: they are set when sending).
+
+    The figures are this round's for an active row, the last known ones otherwise, with
+    `last_seen_time` and `last_seen_age` saying how old they are (unset if never seen).
+    """
     entry = row.entry
     message = snapshot_pb2.ServiceRow(
         service_name=entry.name,
@@ -72,6 +76,9 @@ def row_to_proto(row: Row) -> snapshot_pb2.ServiceRow:
         answer = event_rate_pb2.GetEventRateResponse.FromString(row.figures.answer)
         for name in AGENT_FIELDS:
             copy_field(answer, message, name)
+    if row.seen_time is not None:
+        set_seconds(message.last_seen_time, row.seen_time)
+        set_seconds(message.last_seen_age, row.seen_age or 0.0)
     return message
 
 

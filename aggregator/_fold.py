@@ -2,7 +2,10 @@
 
 Like OpenTelemetry's aggregation, `fold_round` has no I/O and no clock of its own: it gets the
 outcomes, the previous per-service state and the times, and returns the snapshot and the next
-state. Every rule of DESIGN.md's Semantics about statuses and totals lives here.
+state. Every rule of DESIGN.md's Semantics about statuses and totals lives here: a service
+that is not active keeps its last good figures in its row (kept in its `TargetState`, with
+when they arrived), and totals count active rows only. `status_changes` compares two
+snapshots' statuses (the round loop logs them).
 """
 
 from __future__ import annotations
@@ -16,10 +19,12 @@ from aggregator._model import (
     AgentFigures,
     CallKind,
     Health,
+    LastSeen,
     Outcome,
     Row,
     SnapshotData,
     Status,
+    StatusChange,
     TargetState,
     failed_outcome,
 )
@@ -119,32 +124,51 @@ def judge(name: str, outcome: Outcome, state: TargetState) -> tuple[Status, str]
 
 
 def next_state(outcome: Outcome, state: TargetState, now: float, backoff: Backoff) -> TargetState:
-    """The per-service state after this round's outcome."""
+    """The per-service state after this round's outcome (the last good figures stay)."""
     if outcome.kind is CallKind.SKIPPED:
         return state
     if outcome.kind is CallKind.OK:
-        return TargetState()
+        return TargetState(last_seen=state.last_seen)
     failures = state.consecutive_failures + 1
     retry_at = 0.0
     if outcome.kind in _TRANSPORT_FAILURES:
         delay = backoff.delay(failures)
         retry_at = now + delay if delay > 0 else 0.0
-    return TargetState(failures, outcome.error, retry_at)
+    return TargetState(failures, outcome.error, retry_at, state.last_seen)
+
+
+def seen_now(outcome: Outcome, status: Status, times: RoundTimes) -> LastSeen | None:
+    """The service's last good figures as of this round, or None when it sent none.
+
+    None means no figures that made sense (no answer, an error, nonsense figures). An
+    answer with good figures counts even when the health says NOT_SERVING: they are the
+    service's own, fresh figures (the row is inactive all the same). The figures are kept
+    without their parsed latency buckets: the history ring holds many rows, and only this
+    round's fold needs the buckets, to merge the fleet's.
+    """
+    figures = outcome.figures
+    if outcome.kind is not CallKind.OK or figures is None or status is Status.ERROR:
+        return None
+    if figures.latency is not None:
+        figures = dataclasses.replace(figures, latency=None)
+    wall_time = times.take_time + (outcome.received_at - times.started)
+    return LastSeen(figures, outcome.received_at, wall_time)
 
 
 def fold_row(
-    entry: ServiceEntry, outcome: Outcome, state: TargetState, new_state: TargetState
+    entry: ServiceEntry,
+    outcome: Outcome,
+    verdict: tuple[Status, str],
+    new_state: TargetState,
+    times: RoundTimes,
 ) -> Row:
-    """One service's row: its verdict, and its figures when it is active.
+    """One service's row: its verdict, and its figures (this round's or the last known).
 
-    The row keeps the figures without their parsed latency buckets (the serialized answer
-    still holds them): the history ring holds many rows, and only this round's fold needs
-    the buckets, to merge the fleet's.
+    A row that is not active shows the service's last good figures as they were, with when
+    they arrived and how old they were at the round's start; totals never count them.
     """
-    status, error = judge(entry.name, outcome, state)
-    figures = outcome.figures if status is Status.ACTIVE else None
-    if figures is not None and figures.latency is not None:
-        figures = dataclasses.replace(figures, latency=None)
+    status, error = verdict
+    seen = new_state.last_seen
     return Row(
         entry=entry,
         status=status,
@@ -152,8 +176,10 @@ def fold_row(
         error_message=error,
         call_latency=outcome.latency,
         consecutive_failures=new_state.consecutive_failures,
-        figures=figures,
-        received_at=outcome.received_at if figures is not None else None,
+        figures=None if seen is None else seen.figures,
+        received_at=None if seen is None else seen.received_at,
+        seen_time=None if seen is None else seen.wall_time,
+        seen_age=None if seen is None else max(0.0, times.started - seen.received_at),
     )
 
 
@@ -169,7 +195,8 @@ def fold_round(
     Rows follow the registry's order. A service with no outcome counts as failed, one with
     no state starts afresh. Totals and `data_sources_active` cover active rows only, the
     fleet's latency is the merge of their latency buckets (percentiles are never averaged);
-    `services_answered` counts the services whose GetEventRate call returned figures.
+    `services_answered` counts the services whose GetEventRate call returned figures. The
+    last known figures of rows that are not active are shown, never counted.
     """
     rows: list[Row] = []
     new_states: dict[str, TargetState] = {}
@@ -184,10 +211,14 @@ def fold_round(
         state = states.get(entry.name) or TargetState()
         if outcome.kind is CallKind.OK and outcome.figures is not None:
             answered += 1
+        verdict = judge(entry.name, outcome, state)
         new_state = next_state(outcome, state, times.finished, backoff)
-        row = fold_row(entry, outcome, state, new_state)
+        fresh = seen_now(outcome, verdict[0], times)
+        if fresh is not None:
+            new_state = dataclasses.replace(new_state, last_seen=fresh)
+        row = fold_row(entry, outcome, verdict, new_state, times)
         counts[row.status] += 1
-        figures = outcome.figures if row.figures is not None else None
+        figures = outcome.figures if row.status is Status.ACTIVE else None
         if figures is not None:
             eps += figures.events_per_second
             eph += figures.events_per_hour
@@ -219,3 +250,27 @@ def fold_round(
         latency=merge(latencies) if latencies else None,
     )
     return snapshot, new_states
+
+
+def status_changes(previous: SnapshotData | None, current: SnapshotData) -> list[StatusChange]:
+    """The services whose status differs from `previous`, in registry order.
+
+    With no previous snapshot every service changes from `unknown`; so does a service new
+    to the registry.
+    """
+    before = {} if previous is None else {row.entry.name: row.status for row in previous.rows}
+    changes = []
+    for row in current.rows:
+        old = before.get(row.entry.name)
+        if old is row.status:
+            continue
+        reason = row.error_message if row.status is not Status.ACTIVE else "answered"
+        changes.append(
+            StatusChange(
+                row.entry.name,
+                "unknown" if old is None else old.value,
+                row.status,
+                reason or row.status.value,
+            )
+        )
+    return changes

@@ -9,6 +9,8 @@ latest, never closer to the previous one than `min_round_spacing_seconds`; concu
 callers share the one in-flight round. Nothing runs per request or per subscriber.
 `replace_registry()` changes the set of targets between two rounds. Like OpenTelemetry's
 periodic reader, every failure is caught and logged: one failure never stops the loop.
+Each change of a service's status is logged once, on the `aggregator.status` logger
+(`service NAME: FROM -> TO (REASON)`), the first round's from `unknown`.
 """
 
 from __future__ import annotations
@@ -21,8 +23,8 @@ from collections.abc import Callable
 
 from aggregator._errors import AggregatorStateError, TooManySubscribers
 from aggregator._fanout import FanOut
-from aggregator._fold import Backoff, RoundTimes, fold_round
-from aggregator._model import SnapshotData, failed_outcome, new_epoch
+from aggregator._fold import Backoff, RoundTimes, fold_round, status_changes
+from aggregator._model import SnapshotData, Status, StatusChange, failed_outcome, new_epoch
 from aggregator._observers import ObserverSet, SnapshotObserver
 from aggregator._settings import AggregatorSettings
 from aggregator._subscription import Subscription
@@ -31,6 +33,30 @@ from mesh_common.clocks import Clocks
 from mesh_common.registry import Registry
 
 _LOG = logging.getLogger(__name__)
+STATUS_LOG = logging.getLogger("aggregator.status")
+"""One line per status change of a service (not one per round while it stays down)."""
+
+
+def log_status_change(change: StatusChange) -> None:
+    """`service NAME: FROM -> TO (REASON)` on STATUS_LOG, the parts also as `extra` fields.
+
+    A service that stops being active is a warning; one that becomes active is news (info).
+    """
+    level = logging.INFO if change.status is Status.ACTIVE else logging.WARNING
+    STATUS_LOG.log(
+        level,
+        "service %s: %s -> %s (%s)",
+        change.service_name,
+        change.previous,
+        change.status.value,
+        change.reason,
+        extra={
+            "service": change.service_name,
+            "from": change.previous,
+            "to": change.status.value,
+            "reason": change.reason,
+        },
+    )
 
 
 class RoundLoop:
@@ -280,6 +306,8 @@ class RoundLoop:
         for target in targets:
             target.state = new_states[target.entry.name]
             target.record(outcomes.get(target.entry.name))
+        for change in status_changes(self.latest, snapshot):
+            log_status_change(change)
         self.latest = snapshot
         self.history.append(snapshot)
         self.rounds += 1

@@ -103,6 +103,18 @@ def failed_outcome(error: str) -> Outcome:
 
 
 @dataclass(frozen=True, slots=True)
+class LastSeen:
+    """A service's last good figures (an answer that made sense) and when they arrived."""
+
+    figures: AgentFigures
+    """As the agent sent them, without their parsed latency buckets (the answer holds them)."""
+    received_at: float
+    """Monotonic instant at which they arrived."""
+    wall_time: float
+    """The same instant as wall-clock time (epoch seconds), for `last_seen_time`."""
+
+
+@dataclass(frozen=True, slots=True)
 class TargetState:
     """What the loop remembers about one service between rounds (for backoff and rows)."""
 
@@ -110,6 +122,9 @@ class TargetState:
     last_error: str = ""
     retry_at: float = 0.0
     """Monotonic instant before which no call is made (backoff); 0 means call every round."""
+    last_seen: LastSeen | None = None
+    """The last good figures, shown in the row while the service is not active; None until
+    the agent first answered with figures that made sense."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,9 +138,27 @@ class Row:
     call_latency: float
     consecutive_failures: int
     figures: AgentFigures | None
-    """The agent's figures when the row is active; None otherwise."""
+    """This round's figures when the row is active; otherwise the last known ones, as they
+    were (never decayed, never counted in totals); None when the agent never answered."""
     received_at: float | None
     """Monotonic instant at which the figures arrived (None without figures)."""
+    seen_time: float | None = None
+    """Wall-clock time (epoch seconds) at which the figures arrived (None without figures)."""
+    seen_age: float | None = None
+    """How old the figures were at the snapshot's start, in seconds (0 for this round's
+    answer; None without figures)."""
+
+
+@dataclass(frozen=True, slots=True)
+class StatusChange:
+    """A service's status differs from the previous snapshot's (or it had none before)."""
+
+    service_name: str
+    previous: str
+    """The status word before: active, inactive, error, or unknown (no earlier row)."""
+    status: Status
+    reason: str
+    """Why: the row's error text, or `answered` when it became active."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -22,7 +22,7 @@ from mesh_common.options import (
     ENV_HELP,
     HelpFormatter,
     add_config_option,
-    add_log_level_option,
+    add_logging_options,
     add_version_option,
     configure_logging,
     host_port,
@@ -39,7 +39,7 @@ DESCRIPTION = (
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """The gateway's options: --config, --host, --port, --aggregator, --access-log, --log-level."""
+    """The gateway's options: --config, --host, --port, --aggregator, --access-log, logging."""
     add_config_option(parser)
     parser.add_argument("--host", help="bind host (overrides [gateway] host)")
     parser.add_argument("--port", type=port_number, help="bind port (overrides [gateway] port)")
@@ -50,7 +50,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="the aggregator (overrides [gateway] aggregator)",
     )
     parser.add_argument("--access-log", action="store_true", help="log every request")
-    add_log_level_option(parser)
+    add_logging_options(parser)
 
 
 def epilog() -> str:
@@ -81,10 +81,13 @@ def run(args: argparse.Namespace) -> int:
     except MeshError as error:
         print(f"gateway: {error}", file=sys.stderr)
         return exit_status(error)
-    configure_logging(args.log_level)
+    configure_logging(args)
     url = f"http://{format_host_port(loopback_for(settings.host), sock.getsockname()[1])}/"
     _LOG.info("gateway serving on %s (aggregator %s)", url, settings.aggregator)
-    config = uvicorn_config(settings, loop="uvloop", log_level=args.log_level.lower())
+    # log_config None: uvicorn's own lines go through the mesh's handler (text or JSON).
+    config = uvicorn_config(
+        settings, loop="uvloop", log_level=args.log_level.lower(), log_config=None
+    )
     uvicorn.Server(config).run(sockets=[sock])
     return 0
 

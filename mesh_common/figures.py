@@ -213,6 +213,24 @@ def _last_event(row: snapshot_pb2.ServiceRow) -> float | None:
     return to_seconds(row.last_event_time) if row.HasField("last_event_time") else None
 
 
+def _has_figures(row: WireRow) -> bool:
+    """Whether the row holds figures: it is active, or shows the last known ones."""
+    return row.status == snapshot_pb2.SERVICE_STATUS_ACTIVE or row.HasField("last_seen_time")
+
+
+def _known(read: Callable[[WireRow], Any]) -> Callable[[WireRow], Any]:
+    """`read`, or None for a row of a service that never answered (no figure, not a 0)."""
+    return lambda row: read(row) if _has_figures(row) else None
+
+
+def _last_seen(row: WireRow) -> float | None:
+    return to_seconds(row.last_seen_time) if row.HasField("last_seen_time") else None
+
+
+def _seconds_since_seen(row: WireRow) -> float | None:
+    return to_seconds(row.last_seen_age) if row.HasField("last_seen_time") else None
+
+
 ROW_FIGURES: tuple[Figure, ...] = (
     Figure(
         "service_name", "Service", "", "The service's name in the registry.", str,
@@ -235,7 +253,7 @@ ROW_FIGURES: tuple[Figure, ...] = (
     ),
     Figure(
         "events_per_second", "Events/s", "1/s", "Events/s over the agent's 1-minute window.", float,
-        lambda row: row.events_per_second, _rounded(4),
+        _known(lambda row: row.events_per_second), _rounded(4), nullable=True,
         series=Series(
             "metricsmesh_service_events_per_second", "gauge",
             "The service's events per second over its 1-minute window.",
@@ -244,12 +262,12 @@ ROW_FIGURES: tuple[Figure, ...] = (
     ),
     Figure(
         "events_per_hour", "Events/h", "1/h", "events_per_second x 3600.", float,
-        lambda row: row.events_per_hour, _rounded(2),
+        _known(lambda row: row.events_per_hour), _rounded(2), nullable=True,
         column=(8, 12),
     ),
     Figure(
         "total_events", "Total", "events", "Events counted since the agent started.", int,
-        lambda row: row.total_events, _same,
+        _known(lambda row: row.total_events), _same, nullable=True,
         series=Series(
             "metricsmesh_service_events", "counter",
             "Events the service counted since its agent started.",
@@ -258,7 +276,7 @@ ROW_FIGURES: tuple[Figure, ...] = (
     ),
     Figure(
         "uptime_seconds", "Uptime", "s", "The agent's uptime in seconds.", float,
-        lambda row: to_seconds(row.uptime), _rounded(3),
+        _known(lambda row: to_seconds(row.uptime)), _rounded(3), nullable=True,
         series=Series("metricsmesh_service_uptime_seconds", "gauge", "The service agent's uptime."),
         column=(10, 11),
     ),
@@ -297,38 +315,55 @@ ROW_FIGURES: tuple[Figure, ...] = (
     Figure(
         "errors_per_second", "Errors/s", "1/s", "Failed events per second over the window.",
         float,
-        lambda row: row.events_per_second * row.window_errors / row.window_events
-        if row.window_events else 0.0,
-        _rounded(4),
+        _known(
+            lambda row: row.events_per_second * row.window_errors / row.window_events
+            if row.window_events else 0.0
+        ),
+        _rounded(4), nullable=True,
     ),
     Figure(
         "window_events", "In window", "events", "Events in the agent's rolling window.", int,
-        lambda row: row.window_events, _same,
+        _known(lambda row: row.window_events), _same, nullable=True,
     ),
     Figure(
         "window_errors", "Failed", "events", "Failed events in the agent's rolling window.", int,
-        lambda row: row.window_errors, _same,
+        _known(lambda row: row.window_errors), _same, nullable=True,
     ),
     Figure(
         "total_errors", "Total failed", "events", "Failed events since the agent started.", int,
-        lambda row: row.total_errors, _same,
+        _known(lambda row: row.total_errors), _same, nullable=True,
     ),
     *_latency_figures("service's"),
     Figure(
         "cpu_usage_percent", "CPU", "%",
         "CPU of the service's process over the window, in % of one core (100 = one core).",
-        float, lambda row: row.cpu_usage_percent, _rounded(1),
+        float, _known(lambda row: row.cpu_usage_percent), _rounded(1), nullable=True,
         series=Series(
             "metricsmesh_service_cpu_usage_percent", "gauge",
             "CPU of the service's process over its agent's window, in percent of one core.",
         ),
     ),
     Figure(
+        "last_seen", "Seen", "time",
+        "ISO 8601 UTC time the aggregator received the row's figures: this round's answer when "
+        "active, the last good one when not; null if the service never answered.", str,
+        _last_seen, _iso, nullable=True,
+    ),
+    Figure(
+        "seconds_since_seen", "Seen ago", "s",
+        "Age of the row's figures at the snapshot's time (0 when active); null if never seen.",
+        float, _seconds_since_seen, _rounded(3), nullable=True,
+    ),
+    Figure(
         "kinds", "Kinds", "list", "Per kind of event: its rate, errors and latency.", list,
         _kinds, _kinds_json, items=KIND_FIGURES,
     ),
 )  # fmt: skip
-"""The figures of one service row, in the REST shape's order (story 23.2's, then additive)."""
+"""The figures of one service row, in the REST shape's order (story 23.2's, then additive).
+
+A row that is not active shows the service's last known figures as they were, `last_seen`
+and `seconds_since_seen` saying how old they are; a service that never answered has null
+figures (never zeros). Totals (`TOTAL_FIGURES`) count active rows only."""
 
 
 def _active_sources(rows: Sequence[WireRow]) -> list[str]:

@@ -7,12 +7,13 @@ Each component declares its own options next to its code (`add_arguments(parser)
 from __future__ import annotations
 
 import argparse
-import logging
 import math
 import os
 
+from mesh_common import logs
 from mesh_common.addresses import HostPort
 from mesh_common.errors import AddressError
+from mesh_common.logs import LOG_FORMATS, LOG_LEVELS
 from mesh_common.version import version_line
 
 CONFIG_ENV = "METRICS_MESH_CONFIG"
@@ -61,20 +62,31 @@ def add_version_option(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def add_log_level_option(parser: argparse.ArgumentParser) -> None:
-    """`--log-level LEVEL` (default INFO)."""
+def add_logging_options(parser: argparse.ArgumentParser) -> None:
+    """`--log-level LEVEL` (default INFO) and `--log-format text|json` (default text)."""
     parser.add_argument(
         "--log-level",
         default="INFO",
         type=str.upper,
-        choices=("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"),
+        choices=LOG_LEVELS,
         help="logging level (default INFO)",
+    )
+    parser.add_argument(
+        "--log-format",
+        default="text",
+        choices=LOG_FORMATS,
+        help="log lines on stderr as text, or as one JSON object per line (default text)",
     )
 
 
-def configure_logging(level: str) -> None:
-    """Log to stderr at `level`, one line per record with time, level and logger."""
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+def configure_logging(args: argparse.Namespace) -> None:
+    """Log to stderr as `add_logging_options` asked (`mesh_common.logs.configure`)."""
+    logs.configure(args.log_level, args.log_format)
+
+
+def logging_argv(args: argparse.Namespace) -> list[str]:
+    """The same logging options for a child process (`--log-level X --log-format Y`)."""
+    return ["--log-level", args.log_level, "--log-format", args.log_format]
 
 
 def non_negative_seconds(text: str) -> float:

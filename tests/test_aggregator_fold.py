@@ -8,7 +8,7 @@ from collections.abc import Mapping
 import pytest
 
 from aggregator import Registry, ServiceEntry
-from aggregator._fold import Backoff, RoundTimes, fold_round
+from aggregator._fold import Backoff, RoundTimes, fold_round, status_changes
 from aggregator._model import (
     AgentFigures,
     CallKind,
@@ -64,7 +64,10 @@ def test_totals_and_data_sources_cover_active_rows_only() -> None:
         0.25,
     )
     assert snapshot.rows[2].error_message == "health: NOT_SERVING"
-    assert snapshot.rows[2].figures is None
+    # It answered with good figures: the row shows them (fresh), the totals leave them out.
+    assert snapshot.rows[2].figures is not None
+    assert snapshot.rows[2].figures.events_per_second == 4.0
+    assert snapshot.rows[2].seen_age == 0.0
 
 
 @pytest.mark.parametrize(
@@ -117,7 +120,8 @@ def test_a_skipped_agent_stays_listed_inactive_with_its_last_error() -> None:
 def test_an_answer_resets_the_failure_count() -> None:
     previous = TargetState(consecutive_failures=5, last_error="x", retry_at=90)
     snapshot, states = fold(ok("a"), ok("w"), ok("c"), states={"a": previous})
-    assert states["a"] == TargetState()
+    assert states["a"] == TargetState(last_seen=states["a"].last_seen)
+    assert states["a"].last_seen is not None
     assert snapshot.rows[0].consecutive_failures == 0
 
 
@@ -160,3 +164,77 @@ def test_the_snapshot_is_timed_by_the_round() -> None:
     assert snapshot.taken_at == TIMES.started
     assert snapshot.round_duration == TIMES.finished - TIMES.started
     assert [row.received_at for row in snapshot.rows] == [100.1, 100.1, 100.1]
+
+
+# --- last known figures of services that are not active ---------------------------------------
+
+DEAD = Outcome(CallKind.UNREACHABLE, Health.UNREACHABLE, 0.001, error="UNAVAILABLE: down")
+LATER = RoundTimes(sequence=8, take_time=1_700_000_005.0, started=105.0, finished=105.25)
+
+
+def test_a_stopped_service_keeps_its_last_figures_with_their_age_but_out_of_totals() -> None:
+    _, states = fold(ok("a", eps=1.5, total=10, window=5), ok("w"), ok("c"))
+    by_name = {"a": DEAD, "w": ok("w", total=20, window=5), "c": ok("c", total=30, window=5)}
+    snapshot, later_states = fold_round(REGISTRY, by_name, states, LATER, BACKOFF)
+    row = snapshot.rows[0]
+    assert row.status is Status.INACTIVE
+    assert row.figures is not None
+    assert (row.figures.events_per_second, row.figures.total_events) == (1.5, 10)  # as they were
+    assert row.received_at == 100.1
+    assert row.seen_time == pytest.approx(1_700_000_000.1)
+    assert row.seen_age == pytest.approx(4.9)  # at the round's start: 105.0 - 100.1
+    assert (snapshot.total_events, snapshot.events_per_second) == (50, 4.0)  # w and c only
+    assert snapshot.services_answered == 2 and snapshot.active_count == 2
+    assert later_states["a"].last_seen == states["a"].last_seen  # kept across failures
+
+
+def test_a_service_that_never_answered_has_no_figures_and_no_age() -> None:
+    snapshot, states = fold(DEAD, ok("w"), ok("c"))
+    row = snapshot.rows[0]
+    assert (row.figures, row.received_at, row.seen_time, row.seen_age) == (None,) * 4
+    assert states["a"].last_seen is None
+
+
+def test_nonsense_figures_do_not_replace_the_last_good_ones() -> None:
+    _, states = fold(ok("a", total=10, window=5), ok("w"), ok("c"))
+    by_name = {"a": ok("a", eps=-1.0), "w": ok("w"), "c": ok("c")}
+    snapshot, later = fold_round(REGISTRY, by_name, states, LATER, BACKOFF)
+    assert snapshot.rows[0].status is Status.ERROR
+    assert snapshot.rows[0].figures is not None and snapshot.rows[0].figures.total_events == 10
+    assert later["a"].last_seen == states["a"].last_seen
+
+
+def test_kept_figures_hold_no_parsed_latency_buckets() -> None:
+    from mesh_common.latency import Histogram
+
+    histogram = Histogram(offset=0, counts=(1,), sum_seconds=0.01, max_seconds=0.01)
+    timed = Outcome(
+        CallKind.OK,
+        Health.SERVING,
+        0.01,
+        AgentFigures("a", 2.0, 7200.0, 500, 120, 60.0, latency=histogram),
+        received_at=100.1,
+    )
+    snapshot, states = fold(timed, ok("w"), ok("c"))
+    assert snapshot.latency is not None and snapshot.latency.count == 1  # merged this round
+    assert states["a"].last_seen is not None and states["a"].last_seen.figures.latency is None
+
+
+def test_status_changes_name_each_service_once_from_unknown_then_on_change() -> None:
+    first, states = fold(ok("a"), DEAD, ok("c"))
+    changes = status_changes(None, first)
+    assert [(c.service_name, c.previous, c.status) for c in changes] == [
+        ("a", "unknown", Status.ACTIVE),
+        ("w", "unknown", Status.INACTIVE),
+        ("c", "unknown", Status.ACTIVE),
+    ]
+    assert changes[1].reason == "UNAVAILABLE: down" and changes[0].reason == "answered"
+    same, states = fold_round(
+        REGISTRY, {"a": ok("a"), "w": DEAD, "c": ok("c")}, states, LATER, BACKOFF
+    )
+    assert status_changes(first, same) == []  # still down: nothing new to say
+    back, _ = fold_round(REGISTRY, {"a": DEAD, "w": ok("w"), "c": ok("c")}, states, LATER, BACKOFF)
+    assert [(c.service_name, c.previous, c.status.value) for c in status_changes(same, back)] == [
+        ("a", "active", "inactive"),
+        ("w", "inactive", "active"),
+    ]

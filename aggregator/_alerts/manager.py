@@ -30,6 +30,8 @@ from aggregator._model import SnapshotData
 from mesh_common.clocks import Clocks
 
 _LOG = logging.getLogger(__name__)
+ALERT_LOG = logging.getLogger("aggregator.alerts")
+"""One line per state change of an alert."""
 
 CHANGE_LOG_SIZE = 10_000
 """Changes kept for StreamAlerts resume points."""
@@ -171,13 +173,7 @@ class AlertManager:
         for change in changes:
             self.last_sequence = next(self._sequence)
             self._log.append(NumberedChange(self.last_sequence, change))
-            _LOG.info(
-                "alert %s: %s -> %s (value %s)",
-                change.alert.id,
-                change.previous.value,
-                change.alert.state.value,
-                change.alert.value,
-            )
+            log_alert_change(change)
         if alerts != before:
             await asyncio.to_thread(self._store.save_alerts, list(alerts.values()))
         if changes:
@@ -192,6 +188,37 @@ class AlertManager:
                 self._delivery.send([alert for alert in self.alerts.values() if _delivered(alert)])
             except Exception:
                 _LOG.exception("re-sending alerts failed; the loop goes on")
+
+
+def log_alert_change(change: Change) -> None:
+    """`alert NAME on SERVICE[/KIND]: FROM -> TO (value V)` on ALERT_LOG, with `extra` fields.
+
+    The fields: alert (the rule's name), rule (its id), alert_id, service, kind, from, to,
+    value. A firing alert is a warning, every other change info.
+    """
+    alert = change.alert
+    where = alert.service_name + (f"/{alert.kind}" if alert.kind else "")
+    value = alert.value
+    shown = f"{value:.4g}" if isinstance(value, float) else str(value)
+    ALERT_LOG.log(
+        logging.WARNING if alert.state is State.FIRING else logging.INFO,
+        "alert %s on %s: %s -> %s (value %s)",
+        alert.name,
+        where,
+        change.previous.value,
+        alert.state.value,
+        shown,
+        extra={
+            "alert": alert.name,
+            "rule": alert.rule_id,
+            "alert_id": alert.id,
+            "service": alert.service_name,
+            "kind": alert.kind,
+            "from": change.previous.value,
+            "to": alert.state.value,
+            "value": value,
+        },
+    )
 
 
 def _delivered(alert: Alert) -> bool:

@@ -251,6 +251,8 @@ class ServiceRow(_message.Message):
     TOTAL_ERRORS_FIELD_NUMBER: _builtins.int
     LATENCY_FIELD_NUMBER: _builtins.int
     CPU_USAGE_PERCENT_FIELD_NUMBER: _builtins.int
+    LAST_SEEN_TIME_FIELD_NUMBER: _builtins.int
+    LAST_SEEN_AGE_FIELD_NUMBER: _builtins.int
     service_name: _builtins.str
     """service_name is the service's name in the registry."""
     service_type: _builtins.str
@@ -276,17 +278,18 @@ class ServiceRow(_message.Message):
     consecutive_failures: _builtins.int
     """consecutive_failures counts the rounds in a row in which the call failed."""
     events_per_second: _builtins.float
-    """events_per_second is the agent's rate over its rolling window; zero when
-    the row is not active.
+    """events_per_second is the agent's rate over its rolling window. The figures
+    of a row (events_per_second to cpu_usage_percent) are this round's answer
+    when the row is active; when it is not, they are the last known figures,
+    as they were (not decayed), received at last_seen_time; zero when the
+    agent never answered (last_seen_time unset). Totals count active rows only.
     """
     events_per_hour: _builtins.float
-    """events_per_hour is events_per_second x 3600; zero when not active."""
+    """events_per_hour is events_per_second x 3600."""
     total_events: _builtins.int
-    """total_events is the agent's count since its start; zero when not active."""
+    """total_events is the agent's count since its start."""
     window_events: _builtins.int
-    """window_events counts the service's events in the agent's rolling window;
-    zero when not active.
-    """
+    """window_events counts the service's events in the agent's rolling window."""
     window_errors: _builtins.int
     """window_errors counts the failed events among window_events; the service's
     error rate is window_errors / window_events (none without events).
@@ -295,7 +298,7 @@ class ServiceRow(_message.Message):
     """total_errors counts the service's failed events since its agent started."""
     cpu_usage_percent: _builtins.float
     """cpu_usage_percent is the CPU its agent's process used over the last window,
-    as a percentage of one core; zero when not active.
+    as a percentage of one core.
     """
     @_builtins.property
     def call_latency(self) -> _duration_pb2.Duration:
@@ -305,18 +308,18 @@ class ServiceRow(_message.Message):
 
     @_builtins.property
     def uptime(self) -> _duration_pb2.Duration:
-        """uptime is the agent's uptime; zero when not active."""
+        """uptime is the agent's uptime when it answered."""
 
     @_builtins.property
     def last_event_time(self) -> _timestamp_pb2.Timestamp:
         """last_event_time is the time of the agent's most recent event; unset when
-        it never recorded one or the row is not active.
+        it never recorded one or never answered.
         """
 
     @_builtins.property
     def read_time(self) -> _timestamp_pb2.Timestamp:
-        """read_time is when the agent read the figures in this row; unset when the
-        call failed.
+        """read_time is when the agent read the figures in this row; unset when it
+        never answered.
         """
 
     @_builtins.property
@@ -325,12 +328,27 @@ class ServiceRow(_message.Message):
 
     @_builtins.property
     def kinds(self) -> _containers.RepeatedCompositeFieldContainer[_event_rate_pb2.EventKindRate]:
-        """kinds is the agent's per-kind breakdown; empty when not active."""
+        """kinds is the agent's per-kind breakdown; empty when it never answered."""
 
     @_builtins.property
     def latency(self) -> _latency_pb2.LatencySummary:
         """latency describes the service's timed events in the window, from the merged
-        buckets of its kinds; absent without timed events or when not active.
+        buckets of its kinds; absent without timed events or when it never
+        answered.
+        """
+
+    @_builtins.property
+    def last_seen_time(self) -> _timestamp_pb2.Timestamp:
+        """last_seen_time is the wall-clock time at which the aggregator received the
+        figures of this row: this round's answer when the row is active, the last
+        good answer (figures that made sense) when it is not; unset when the agent
+        never answered with figures.
+        """
+
+    @_builtins.property
+    def last_seen_age(self) -> _duration_pb2.Duration:
+        """last_seen_age is how old those figures were at the snapshot's take_time
+        (zero for this round's answer); unset when last_seen_time is.
         """
 
     def __init__(
@@ -360,10 +378,12 @@ class ServiceRow(_message.Message):
         total_errors: _builtins.int = ...,
         latency: _latency_pb2.LatencySummary | None = ...,
         cpu_usage_percent: _builtins.float = ...,
+        last_seen_time: _timestamp_pb2.Timestamp | None = ...,
+        last_seen_age: _duration_pb2.Duration | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["age", b"age", "call_latency", b"call_latency", "last_event_time", b"last_event_time", "latency", b"latency", "read_time", b"read_time", "uptime", b"uptime"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["age", b"age", "call_latency", b"call_latency", "last_event_time", b"last_event_time", "last_seen_age", b"last_seen_age", "last_seen_time", b"last_seen_time", "latency", b"latency", "read_time", b"read_time", "uptime", b"uptime"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["age", b"age", "agent_port", b"agent_port", "call_latency", b"call_latency", "consecutive_failures", b"consecutive_failures", "cpu_usage_percent", b"cpu_usage_percent", "data_source", b"data_source", "error_message", b"error_message", "events_per_hour", b"events_per_hour", "events_per_second", b"events_per_second", "health", b"health", "host", b"host", "kinds", b"kinds", "last_event_time", b"last_event_time", "latency", b"latency", "port", b"port", "read_time", b"read_time", "service_name", b"service_name", "service_type", b"service_type", "status", b"status", "total_errors", b"total_errors", "total_events", b"total_events", "uptime", b"uptime", "window_errors", b"window_errors", "window_events", b"window_events"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["age", b"age", "agent_port", b"agent_port", "call_latency", b"call_latency", "consecutive_failures", b"consecutive_failures", "cpu_usage_percent", b"cpu_usage_percent", "data_source", b"data_source", "error_message", b"error_message", "events_per_hour", b"events_per_hour", "events_per_second", b"events_per_second", "health", b"health", "host", b"host", "kinds", b"kinds", "last_event_time", b"last_event_time", "last_seen_age", b"last_seen_age", "last_seen_time", b"last_seen_time", "latency", b"latency", "port", b"port", "read_time", b"read_time", "service_name", b"service_name", "service_type", b"service_type", "status", b"status", "total_errors", b"total_errors", "total_events", b"total_events", "uptime", b"uptime", "window_errors", b"window_errors", "window_events", b"window_events"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
