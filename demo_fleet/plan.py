@@ -135,6 +135,10 @@ class FleetPlan:
     demo: DemoSettings
     tables: Mapping[str, Any]
     """The user's mesh file as parsed, copied into the config handed to the children."""
+    log_level: str = "INFO"
+    """`--log-level` of the services and the aggregator (the gateway logs warnings only)."""
+    log_format: str = "text"
+    """`--log-format` of every child that logs (text or json lines, in its log file)."""
 
     @property
     def upstream_url(self) -> str:
@@ -240,6 +244,10 @@ class FleetPlan:
             str(entry.agent_port),
             "--load-scale",
             repr(demo.load_scale),
+            "--log-level",
+            self.log_level,
+            "--log-format",
+            self.log_format,
         ]
         if entry.data_source:
             argv += ["--data-source", entry.data_source, "--upstream", self.upstream_url]
@@ -274,6 +282,10 @@ class FleetPlan:
                     self.aggregator.host,
                     "--port",
                     str(self.aggregator.port),
+                    "--log-level",
+                    self.log_level,
+                    "--log-format",
+                    self.log_format,
                 ),
                 ready=grpc_serving(self.aggregator_address, AGGREGATOR_HEALTH_NAME),
                 summary=f"grpc {self.aggregator_address}",
@@ -295,6 +307,8 @@ class FleetPlan:
                     self.aggregator_address,
                     "--log-level",
                     "warning",
+                    "--log-format",
+                    self.log_format,
                 ),
                 ready=http_ok(f"{self.gateway_url}/health"),
                 summary=f"http {self.gateway_url}/",
@@ -310,12 +324,15 @@ def plan_fleet(
     *,
     port_offset: int = 0,
     use_free_ports: bool = False,
+    log_level: str = "INFO",
+    log_format: str = "text",
 ) -> FleetPlan:
     """Apply the port choice to everything the demo starts.
 
     `port_offset` adds to every configured port; `use_free_ports` picks free ones instead
-    (for tests and crowded machines). Raises ConfigError when an offset leaves 1..65535 or a
-    server is configured on port 0.
+    (for tests and crowded machines). `log_level` and `log_format` are handed to the
+    children. Raises ConfigError when an offset leaves 1..65535 or a server is configured
+    on port 0.
     """
     ports = _Ports(
         services=tuple(mesh.read(SERVICES)),
@@ -338,6 +355,8 @@ def plan_fleet(
         upstream_port=ports.upstream,
         demo=demo,
         tables=mesh.tables,
+        log_level=log_level,
+        log_format=log_format,
     )
 
 

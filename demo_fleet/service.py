@@ -42,8 +42,11 @@ from demo_fleet.faults import FaultInterceptor
 from demo_fleet.profiles import Timing, api_timing, flows_for, kinds_of
 from demo_fleet.schedule import Schedule, schedule_arg
 from demo_fleet.workload import Workload
+from mesh_common import logs
 from mesh_common.addresses import HostPort, format_host_port
 from mesh_common.errors import EXIT_FAILURE
+from mesh_common.logs import LogFormat
+from mesh_common.options import add_logging_options
 from mesh_common.transport import listen_http
 
 log = logging.getLogger("demo-service")
@@ -68,6 +71,8 @@ class ServiceOptions:
     not_serving: Schedule | None = None
     error: Schedule | None = None
     parent_pid: int | None = None
+    log_level: str = "INFO"
+    log_format: LogFormat = "text"
 
 
 def create_app(
@@ -215,6 +220,7 @@ class DemoService:
         config = uvicorn.Config(
             create_app(options, self.tracker, workload, api_timing(self._flows)),
             log_level="warning",
+            log_config=None,  # uvicorn's warnings go through the mesh's handler
             access_log=False,
             http="httptools",
             lifespan="off",
@@ -317,6 +323,7 @@ def parse_args(argv: list[str] | None = None) -> ServiceOptions:
     parser.add_argument("--not-serving", type=schedule_arg, help="START,PERIOD,DURATION")
     parser.add_argument("--error", type=schedule_arg, help="START,PERIOD,DURATION")
     parser.add_argument("--parent-pid", type=int, help="exit when this parent process is gone")
+    add_logging_options(parser)
     args = parser.parse_args(argv)
     return ServiceOptions(
         name=args.name,
@@ -331,6 +338,8 @@ def parse_args(argv: list[str] | None = None) -> ServiceOptions:
         not_serving=args.not_serving,
         error=args.error,
         parent_pid=args.parent_pid,
+        log_level=args.log_level,
+        log_format=args.log_format,
     )
 
 
@@ -347,11 +356,7 @@ def main(argv: list[str] | None = None) -> int:
     options = parse_args(argv)
     if isinstance(sys.stdout, io.TextIOWrapper):
         sys.stdout.reconfigure(line_buffering=True)
-    logging.basicConfig(
-        level=logging.INFO,
-        format=f"%(asctime)s {options.name} %(levelname)s %(message)s",
-        stream=sys.stdout,
-    )
+    logs.configure(options.log_level, options.log_format)
     logging.getLogger("httpx").setLevel(logging.WARNING)
     return asyncio.run(_main(options))
 

@@ -21,7 +21,9 @@ from mesh_common.options import (
     ENV_HELP,
     HelpFormatter,
     add_config_option,
+    add_logging_options,
     add_version_option,
+    configure_logging,
     count,
     host_port,
     non_negative_seconds,
@@ -107,6 +109,7 @@ def declare_demo(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="no service misbehaves on purpose (overrides [demo] misbehave)",
     )
+    add_logging_options(parser)
     parser.set_defaults(handler=run_demo_command)
 
 
@@ -325,6 +328,7 @@ def run_demo_command(args: argparse.Namespace) -> int:
     from gateway import SECTION as GATEWAY
     from mesh_common.registry import SERVICES
 
+    configure_logging(args)
     mesh = load_mesh_file(args.config)
     demo = mesh.read(DEMO)
     if args.load_scale is not None:
@@ -333,7 +337,13 @@ def run_demo_command(args: argparse.Namespace) -> int:
         demo = dataclasses.replace(demo, misbehave=False)
     gateway = mesh.read(GATEWAY, services_configured=len(mesh.read(SERVICES)))
     plan = plan_fleet(
-        mesh, gateway, demo, port_offset=args.port_offset, use_free_ports=args.free_ports
+        mesh,
+        gateway,
+        demo,
+        port_offset=args.port_offset,
+        use_free_ports=args.free_ports,
+        log_level=args.log_level,
+        log_format=args.log_format,
     )
     return run_demo(plan, run_dir=args.run_dir)
 
