@@ -13,6 +13,7 @@ from rich.text import Text
 
 from mesh_common.figures import Figure, columns
 from mesh_common.wire_time import to_seconds
+from metricsmesh_cli.sorting import RowOrder
 
 DETAIL_WIDTH = 60
 """Longest kinds/error text in one-line mode (a wide terminal then shows one line per row)."""
@@ -65,20 +66,6 @@ def _kinds(row: snapshot_pb2.ServiceRow) -> str:
     kinds = sorted(row.kinds, key=lambda kind: (-kind.events_per_second, kind.kind))
     return ", ".join(
         f"{kind.kind} {format_rate(kind.events_per_second)}" for kind in kinds if kind.total_events
-    )
-
-
-def sort_by_rate(
-    rows: Iterable[snapshot_pb2.ServiceRow],
-) -> list[snapshot_pb2.ServiceRow]:
-    """Active rows first, busiest first; then the others by name (as `top` shows them)."""
-    return sorted(
-        rows,
-        key=lambda row: (
-            row.status != snapshot_pb2.SERVICE_STATUS_ACTIVE,
-            -row.events_per_second,
-            row.service_name,
-        ),
     )
 
 
@@ -263,27 +250,31 @@ def snapshot_table(
 def snapshot_view(
     snapshot: snapshot_pb2.Snapshot,
     *,
-    sort_rate: bool = False,
+    order: RowOrder | None = None,
     now: float | None = None,
-    footer: str = "",
+    footer: str | Text = "",
     one_line: bool = False,
     width: int | None = None,
 ) -> Group:
     """The table plus its summary line (and an optional footer), ready to print or to `Live`.
 
-    With a `width` (the terminal's), columns that do not fit are dropped and the footer says
-    which.
+    `order` sorts the rows (default: as the snapshot lists them). With a `width` (the
+    terminal's), columns that do not fit are dropped and a line says which; in `one_line`
+    mode that line is cut to one line rather than wrapped.
     """
-    rows = sort_by_rate(snapshot.services) if sort_rate else None
+    rows = order.apply(snapshot.services) if order is not None else None
     table, hidden = snapshot_table(snapshot, rows=rows, now=now, one_line=one_line, width=width)
     parts: list[Table | Text] = [table, snapshot_summary(snapshot)]
     if hidden:
-        parts.append(
-            Text(
-                f"{len(hidden)} columns hidden to fit {width} columns: {', '.join(hidden)}",
-                style="dim",
-            )
-        )
+        note = f"{len(hidden)} columns hidden to fit {width} columns: {', '.join(hidden)}"
+        parts.append(_line(note, one_line))
     if footer:
-        parts.append(Text(footer, style="dim"))
+        parts.append(footer if isinstance(footer, Text) else _line(footer, one_line))
     return Group(*parts)
+
+
+def _line(text: str, one_line: bool) -> Text:
+    """A dim note; cut with an ellipsis at the width in `one_line` mode."""
+    if one_line:
+        return Text(text, style="dim", no_wrap=True, overflow="ellipsis")
+    return Text(text, style="dim")

@@ -1,22 +1,33 @@
 """`metrics-mesh top`: a live table of the fleet, fed by StreamSnapshots, refreshed in place.
 
-Rows are sorted by rate (busiest active service first), statuses in colour, in the spirit of
-`linkerd viz top`; the line above the table counts the firing and pending alerts. Ctrl-C (or
-SIGTERM) quits cleanly, leaving the last frame on screen; when the aggregator ends the stream,
-top says so and exits with status 1.
+The header names the aggregator, the filters in use (`--type`, `--service`: how many services
+pass them; `--interval`) and the firing and pending alerts; the footer lists the keys, `r`
+rate, `e` errors, `l` p99 latency, `n` name (the current order marked ▼/▲), `q` quits, and
+repeats the filters. Active
+services come first in every order but name, in the spirit of `linkerd viz top`. On a
+terminal, keys are read in cbreak mode (no echo, Ctrl-C still a signal) and the terminal
+settings are put back however top ends. `q`, Ctrl-C and SIGTERM quit cleanly with status 0,
+leaving the last frame on screen; when the aggregator ends the stream, top says so and exits
+with status 1. Every line fits the terminal's width (80 columns included): the table drops
+its least important columns first, and the notes are cut rather than wrapped.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import signal
+import sys
+import termios
 import time
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+import tty
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
 
 import grpc
-from metricsmesh.v1 import aggregator_pb2, aggregator_pb2_grpc
+from metricsmesh.v1 import aggregator_pb2, aggregator_pb2_grpc, snapshot_pb2
 from rich.console import Console, Group
 from rich.live import Live
 from rich.text import Text
@@ -28,9 +39,11 @@ from mesh_common.wire_time import duration
 from metricsmesh_cli.alerts import AlertCounts
 from metricsmesh_cli.client import describe_rpc_error, snapshot_filter
 from metricsmesh_cli.render import snapshot_view
+from metricsmesh_cli.sorting import BY_RATE, ORDERS, RowOrder
 
 STREAM_ENDED_STATUS = EXIT_FAILURE
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+QUIT_KEYS = frozenset("qQ")
 
 
 def stream_request(
@@ -43,22 +56,101 @@ def stream_request(
     return request
 
 
-def footer_text(target: HostPort, services: Sequence[str], types: Sequence[str]) -> str:
-    """The dim line under the table: where the data comes from and what is shown."""
-    filters = ", ".join(
-        part
-        for part in (
-            f"type={','.join(types)}" if types else "",
-            f"service={','.join(services)}" if services else "",
+def filters_text(services: Sequence[str], types: Sequence[str]) -> str:
+    """`type=core,data service=weather-api`, or `all services` without a filter."""
+    parts = [
+        f"type={','.join(types)}" if types else "",
+        f"service={','.join(services)}" if services else "",
+    ]
+    return " ".join(part for part in parts if part) or "all services"
+
+
+@dataclass(slots=True)
+class TopScreen:
+    """What top shows: the filters (header and footer), the current order, the last snapshot."""
+
+    target: HostPort
+    services: Sequence[str] = ()
+    types: Sequence[str] = ()
+    interval: float = 0.0
+    order: RowOrder = BY_RATE
+    alerts: AlertCounts = field(default_factory=AlertCounts)
+    snapshot: snapshot_pb2.Snapshot | None = None
+    shown: int = 0
+    """How many snapshots were shown."""
+
+    def shown_filters(self) -> str:
+        """The filters, after how many services of the fleet pass them (`4 of 15: type=core`)."""
+        text = filters_text(self.services, self.types)
+        if self.snapshot is not None and (self.services or self.types):
+            text = f"{len(self.snapshot.services)} of {self.snapshot.services_total}: {text}"
+        return text
+
+    def header(self, width: int) -> Text:
+        """`top 127.0.0.1:50100 · 4 of 15: type=core · every 2s · ALERTS 0 firing · 0 pending`.
+
+        The filters are cut (…) before the alert counts are: those always show.
+        """
+        alerts = self.alerts.line()
+        every = f" · every {self.interval:g}s" if self.interval > 0 else ""
+        prefix = f"top {self.target} · "
+        room = width - len(prefix) - len(every) - len(" · ") - alerts.cell_len
+        filters = self.shown_filters()
+        if len(filters) > max(room, 1):
+            filters = filters[: max(room - 1, 0)] + "…"
+        text = Text(prefix, style="bold")
+        text.append(f"{filters}{every} · ")
+        text.append_text(alerts)
+        text.no_wrap, text.overflow = True, "ellipsis"
+        return text
+
+    def footer(self) -> Text:
+        """`sort: r rate▼ · e errors · l p99 · n name · q quits │ 4 of 15: type=core`."""
+        text = Text("sort: ", style="dim")
+        for order in ORDERS.values():
+            if order is self.order:
+                mark = "▼" if order.descending else "▲"
+                text.append(f"{order.key} {order.label}{mark}", style="bold reverse")
+            else:
+                text.append(f"{order.key} {order.label}", style="dim")
+            text.append(" · ", style="dim")
+        text.append(f"q quits │ {self.shown_filters()}", style="dim")
+        text.no_wrap, text.overflow = True, "ellipsis"
+        return text
+
+    def render(self, width: int) -> Group | Text:
+        """The whole frame for a terminal `width` columns wide."""
+        if self.snapshot is None:
+            waiting = Text(f"waiting for the first snapshot from {self.target} ...", style="dim")
+            return Group(self.header(width), waiting, self.footer())
+        view = snapshot_view(
+            self.snapshot,
+            order=self.order,
+            now=time.time(),
+            footer=self.footer(),
+            one_line=True,
+            width=width,
         )
-        if part
-    )
-    return f"{target}  {filters or 'all services'}  sorted by rate  (Ctrl-C quits)"
+        return Group(self.header(width), view)
+
+    def press(self, key: str) -> bool:
+        """Apply a sorting key; True when the frame changed."""
+        order = ORDERS.get(key.lower())
+        if order is None or order is self.order:
+            return False
+        self.order = order
+        return True
 
 
 @dataclass(slots=True)
 class _Interrupt:
+    task: asyncio.Task[Any]
     requested: bool = False
+
+    def request(self) -> None:
+        """Stop top: cancel the task that runs it, remembering it was asked for."""
+        self.requested = True
+        self.task.cancel()
 
 
 @contextlib.contextmanager
@@ -67,14 +159,9 @@ def _cancel_on_stop_signals() -> Iterator[_Interrupt]:
     task = asyncio.current_task()
     assert task is not None
     loop = asyncio.get_running_loop()
-    interrupt = _Interrupt()
-
-    def stop() -> None:
-        interrupt.requested = True
-        task.cancel()
-
+    interrupt = _Interrupt(task)
     for signum in STOP_SIGNALS:
-        loop.add_signal_handler(signum, stop)
+        loop.add_signal_handler(signum, interrupt.request)
     try:
         yield interrupt
     finally:
@@ -82,28 +169,64 @@ def _cancel_on_stop_signals() -> Iterator[_Interrupt]:
             loop.remove_signal_handler(signum)
 
 
-@dataclass(slots=True)
-class _Frames:
-    shown: int = 0
+def _terminal_stdin() -> int | None:
+    """The file descriptor of stdin when it is a terminal, else None (no keys are read)."""
+    try:
+        fd = sys.stdin.fileno()
+    except (AttributeError, ValueError, OSError):
+        return None
+    return fd if os.isatty(fd) else None
+
+
+@contextlib.contextmanager
+def read_keys(on_key: Callable[[str], None]) -> Iterator[bool]:
+    """While inside, each key typed on a terminal stdin calls `on_key`; True if there is one.
+
+    The terminal is in cbreak mode meanwhile (keys arrive one by one and are not echoed;
+    Ctrl-C still raises SIGINT), and its settings are restored on the way out.
+    """
+    fd = _terminal_stdin()
+    if fd is None:
+        yield False
+        return
+    saved = termios.tcgetattr(fd)
+    tty.setcbreak(fd, termios.TCSANOW)
+    loop = asyncio.get_running_loop()
+
+    def readable() -> None:
+        for key in os.read(fd, 64).decode(errors="replace"):
+            on_key(key)
+
+    loop.add_reader(fd, readable)
+    try:
+        yield True
+    finally:
+        loop.remove_reader(fd)
+        termios.tcsetattr(fd, termios.TCSADRAIN, saved)
 
 
 async def _show_stream(
-    target: HostPort,
     request: aggregator_pb2.StreamSnapshotsRequest,
     console: Console,
-    footer: str,
+    screen: TopScreen,
     count: int | None,
-    frames: _Frames,
+    interrupt: _Interrupt,
 ) -> bool:
     """Show every snapshot of the stream in place; True once `count` frames were shown."""
-    waiting = Text(f"waiting for the first snapshot from {target} ...", style="dim")
-    alerts = AlertCounts()
-    async with open_channel(target) as channel:
+    async with open_channel(screen.target) as channel:
         stub = aggregator_pb2_grpc.AggregatorServiceStub(channel)
-        follower = asyncio.create_task(alerts.follow(channel), name="top alerts")
+        follower = asyncio.create_task(screen.alerts.follow(channel), name="top alerts")
         try:
-            with Live(waiting, console=console, refresh_per_second=4, transient=False) as live:
-                return await _frames(stub, request, live, console, footer, count, frames, alerts)
+            with Live(screen.render(console.width), console=console, refresh_per_second=4) as live:
+
+                def on_key(key: str) -> None:
+                    if key in QUIT_KEYS:
+                        interrupt.request()
+                    elif screen.press(key):
+                        live.update(screen.render(console.width), refresh=True)
+
+                with read_keys(on_key):
+                    return await _frames(stub, request, live, console, screen, count)
         finally:
             follower.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -115,24 +238,15 @@ async def _frames(
     request: aggregator_pb2.StreamSnapshotsRequest,
     live: Live,
     console: Console,
-    footer: str,
+    screen: TopScreen,
     count: int | None,
-    frames: _Frames,
-    alerts: AlertCounts,
 ) -> bool:
-    """Render each snapshot, the alert counts above it; True once `count` frames were shown."""
+    """Render each snapshot of the stream; True once `count` frames were shown."""
     async for response in stub.StreamSnapshots(request):
-        view = snapshot_view(
-            response.snapshot,
-            sort_rate=True,
-            now=time.time(),
-            footer=footer,
-            one_line=True,
-            width=console.width,
-        )
-        live.update(Group(alerts.line(), view), refresh=True)
-        frames.shown += 1
-        if count is not None and frames.shown >= count:
+        screen.snapshot = response.snapshot
+        live.update(screen.render(console.width), refresh=True)
+        screen.shown += 1
+        if count is not None and screen.shown >= count:
             return True
     return False
 
@@ -147,22 +261,21 @@ async def watch(
     interval: float = 0.0,
     count: int | None = None,
 ) -> int:
-    """Show snapshots from `target` until Ctrl-C, the stream's end or `count` frames.
+    """Show snapshots from `target` until `q`, Ctrl-C, the stream's end or `count` frames.
 
-    Returns 0 after Ctrl-C/SIGTERM or `count` frames, 1 when the stream ended or failed.
+    Returns 0 after `q`, Ctrl-C/SIGTERM or `count` frames, 1 when the stream ended or failed.
     """
     request = stream_request(services, types, interval)
-    footer = footer_text(target, services, types)
-    frames = _Frames()
+    screen = TopScreen(target, services, types, interval)
     with _cancel_on_stop_signals() as interrupt:
         try:
-            if await _show_stream(target, request, console, footer, count, frames):
+            if await _show_stream(request, console, screen, count, interrupt):
                 return EXIT_OK
         except asyncio.CancelledError:
             if not interrupt.requested:
                 raise
             errors.print(
-                f"metrics-mesh top: stopped after {frames.shown} snapshot(s)", markup=False
+                f"metrics-mesh top: stopped after {screen.shown} snapshot(s)", markup=False
             )
             return EXIT_OK
         except grpc.aio.AioRpcError as error:
@@ -170,7 +283,7 @@ async def watch(
             return STREAM_ENDED_STATUS
     errors.print(
         f"metrics-mesh top: the aggregator at {target} ended the stream after "
-        f"{frames.shown} snapshot(s) (is it shutting down?)",
+        f"{screen.shown} snapshot(s) (is it shutting down?)",
         markup=False,
     )
     return STREAM_ENDED_STATUS
