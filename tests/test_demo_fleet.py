@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
+import re
 import shlex
 import shutil
 import signal
@@ -211,6 +213,37 @@ def test_every_status_shows_and_the_restarted_service_comes_back(demo: Demo) -> 
             statuses = [status for status, _ in history]
             assert snapshot_pb2.SERVICE_STATUS_ACTIVE in statuses, (name, history)
             assert snapshot_pb2.SERVICE_STATUS_ERROR not in statuses, (name, history)
+
+
+STATUS_LINE = re.compile(r"aggregator\.status: service (\S+): (\w+) -> (\w+) \((.*)\)$")
+
+
+def test_the_aggregator_log_has_one_line_per_status_change(demo: Demo) -> None:
+    """The demo keeps each child's stdout and stderr in its log; the status lines show there."""
+    log = demo.run_dir / "aggregator.log"
+
+    def changes() -> dict[str, list[tuple[str, str, str]]] | None:
+        found: dict[str, list[tuple[str, str, str]]] = {}
+        for line in log.read_text(encoding="utf-8", errors="replace").splitlines():
+            match = STATUS_LINE.search(line)
+            if match:
+                name, old, new, reason = match.groups()
+                found.setdefault(name, []).append((old, new, reason))
+        calendar = found.get("calendar-service", [])
+        energy = found.get("energy-correlator", [])
+        sports = found.get("sports-data", [])
+        shown = (
+            any(reason == "health: NOT_SERVING" for _, new, reason in calendar if new == "inactive")
+            and any(new == "error" and "simulated fault" in reason for _, new, reason in energy)
+            and any(new == "inactive" for _, new, _ in sports)
+        )
+        return found if shown and len(found) == 15 else None
+
+    found = eventually_sync(changes, timeout=60, what=f"status lines in {log}")
+    for name, history in found.items():
+        assert history[0][0] == "unknown", (name, history)
+        for (_, before, _), (after_from, after_to, _) in itertools.pairwise(history):
+            assert after_from == before != after_to, (name, history)  # a change, each once
 
 
 def test_services_count_several_kinds_at_different_rates(demo: Demo) -> None:
