@@ -1,26 +1,29 @@
-"""WebSocket /ws/metrics: the push protocol of the metric-streaming requirement (seed 002).
+"""WebSocket /ws/metrics: the connection and pusher of seed 002's and seed 003's push protocol.
 
-Client -> server (JSON objects with a `type`):
-  subscribe / unsubscribe  {"metric_types": ["system" | "service" | "all", ...]}
-  set_filters              {"filters": {"service_names": [...], "service_types": [...],
-                                        "fields": [...]}}
+Client -> server (JSON objects with a `type`; the names and their mapping onto the mesh are
+`gateway._ws_vocabulary`'s, the items `gateway._ws_items`'):
+  subscribe / unsubscribe  {"metric_types": ["system", "agent", ...]} or seed 003's
+                           {"data": {"subscription": "metrics" | "alerts"}}
+  set_filters              {"filters": {"agent_ids" | "service_names": [...],
+                                        "service_types": [...], "fields": [...]}}
   set_update_interval      {"interval_seconds": 2.0}
   set_batching             {"batch_size": 20, "batch_timeout_seconds": 0.5}
   ping                     {}                      -> pong
   get_statistics           {}                      -> statistics
-Server -> client: welcome, subscription_confirmed, unsubscription_confirmed, filters_updated,
-update_interval_set, batching_updated, pong, statistics, metric_update (one item),
-metric_batch (several items: by size, or everything pending when the batch timeout expires),
-and error ({"code", "message"}) for a malformed message or an unreachable aggregator; the
-connection stays open after an error.
+Server -> client: welcome, subscription_confirmed / unsubscription_confirmed (`metric_types`:
+the accepted names as sent; `subscriptions`: the whole current set), filters_updated
+(`filters` as sent, `applied`: the filters in effect), update_interval_set, batching_updated,
+pong, statistics, metric_update (one item), metric_batch (several items: by size, or
+everything pending when the batch timeout expires), seed 003's metric_update (`data.metrics`),
+alert, and error ({"code", "message"}) for a wholly wrong message or an unreachable
+aggregator; the connection stays open after an error. Every confirmation carries `ignored`:
+what the message named that the mesh does not have, and why; the rest is applied.
 
-A `system` item carries the fleet totals, a `service` item one service's row. Subscribing to
-`alerts` (also seed 003's `{"type": "subscribe", "data": {"subscription": "alerts"}}`) sends the
-pending and firing alerts of the filtered services at once, then `{"type": "alert", "data":
-{...}}` on every change. Filters are the
-gateway's one `View` (services, types, fields) and pacing its one `Pacer`, as for SSE. New
-subscribers get the current values at once, then one update per snapshot (at most one per
-interval).
+Subscribing to `alerts` sends the pending and firing alerts of the filtered services at once,
+then `{"type": "alert", "data": {...}}` on every change. Filters are the gateway's one `View`
+(services, types, fields) and pacing its one `Pacer`, as for SSE. New subscribers get the
+current values at once, then one update per snapshot (at most one per interval). A client
+costs one pusher task, whatever it subscribed to.
 """
 
 from __future__ import annotations
@@ -30,132 +33,38 @@ import contextlib
 import itertools
 import logging
 import math
-from dataclasses import dataclass, field
 from typing import Any
 
-import orjson
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 
 from gateway._alerts import AlertFeed
-from gateway._errors import FilterError, ProtocolError
+from gateway._errors import ProtocolError
 from gateway._limits import TokenBucket, origin_allowed
 from gateway._pacing import Pacer
 from gateway._state import GatewayState
-from gateway._views import SnapshotEntry, View, json_bytes, make_view
-from mesh_common.bounded import RateLimitedLog, quote, shorten
-from mesh_common.figures import ROW_FIGURE_NAMES, TOTAL_FIGURE_NAMES
+from gateway._views import json_bytes
+from gateway._ws_items import Subscription, items_for, seed_003_update
+from gateway._ws_vocabulary import (
+    ALERTS,
+    ALL,
+    FILTER_KEYS,
+    METRICS,
+    TYPE_NAMES,
+    Ignored,
+    number,
+    parse_message,
+    types_request,
+    update_filters,
+)
+from mesh_common.bounded import RateLimitedLog, shorten
 from mesh_common.wire_time import iso_utc
 
 _LOG = RateLimitedLog(logging.getLogger("gateway.ws"))
 
 PATH = "/ws/metrics"
-METRIC_TYPES = ("system", "service")
-"""The metric types fed by snapshots."""
-ALERTS = "alerts"
-"""The metric type of alert changes: `{"type": "alert", "data": {...}}` per change."""
-SEED_SUBSCRIPTIONS = {"metrics": METRIC_TYPES, ALERTS: (ALERTS,)}
-"""Seed 003's `{"type": "subscribe", "data": {"subscription": ...}}` names -> metric types."""
-SYSTEM_FIELDS = (*TOTAL_FIGURE_NAMES, "snapshot_age_ms")
-"""The figures of a `system` item: the fleet's totals and the snapshot's age."""
-KNOWN_FIELDS = tuple(dict.fromkeys((*ROW_FIGURE_NAMES, *SYSTEM_FIELDS)))
-FILTER_KEYS = ("service_names", "service_types", "fields")
 MAX_BATCH_SIZE = 1000
 MAX_INTERVAL_SECONDS = 3600.0
 MAX_BATCH_TIMEOUT_SECONDS = 60.0
-MESSAGE_TYPES = (
-    "subscribe",
-    "unsubscribe",
-    "set_filters",
-    "set_update_interval",
-    "set_batching",
-    "ping",
-    "get_statistics",
-)
-
-
-@dataclass
-class Subscription:
-    """One client's wishes: what it subscribed to, its view, and its batching."""
-
-    metric_types: set[str] = field(default_factory=set)
-    view: View = field(default_factory=View)
-    batch_size: int = 20
-    batch_timeout: float = 0.0
-
-
-def system_item(entry: SnapshotEntry, now: float) -> dict[str, Any]:
-    """The fleet totals of a snapshot as a `system` item's data."""
-    return {**entry.totals(), "snapshot_age_ms": round(entry.age(now) * 1000.0)}
-
-
-def items_for(sub: Subscription, entry: SnapshotEntry, now: float) -> list[dict[str, Any]]:
-    """The items one snapshot yields for a subscription."""
-    stamp = iso_utc(entry.take_time)
-    view = sub.view
-    items: list[dict[str, Any]] = []
-
-    def item(metric_type: str, data: dict[str, Any]) -> dict[str, Any]:
-        return {
-            "metric_type": metric_type,
-            "timestamp": stamp,
-            "sequence": entry.sequence,
-            "data": data,
-        }
-
-    if "system" in sub.metric_types:
-        data = system_item(entry, now)
-        if view.fields:
-            data = {key: value for key, value in data.items() if key in view.fields}
-        items.append(item("system", data))
-    if "service" in sub.metric_types:
-        items.extend(item("service", view.project(row)) for row in entry.rows if view.keeps(row))
-    return items
-
-
-def _seed_subscription(message: dict[str, Any]) -> tuple[str, ...] | None:
-    """The metric types of seed 003's `"data": {"subscription": "metrics" | "alerts"}`."""
-    data = message.get("data")
-    if "metric_types" in message or not isinstance(data, dict) or "subscription" not in data:
-        return None
-    name = data["subscription"]
-    if not isinstance(name, str) or name not in SEED_SUBSCRIPTIONS:
-        raise ProtocolError(
-            f"unknown subscription {name!r}; known: {', '.join(SEED_SUBSCRIPTIONS)}"
-        )
-    return SEED_SUBSCRIPTIONS[name]
-
-
-def _names(value: Any, what: str) -> list[str]:
-    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-        raise ProtocolError(f"{what} must be a list of strings")
-    return value
-
-
-def _number(value: Any, what: str, low: float, high: float) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        raise ProtocolError(f"{what} must be a number")
-    if not low <= value <= high:
-        raise ProtocolError(f"{what} must be between {low:g} and {high:g}, got {value}")
-    return float(value)
-
-
-def parse_message(text: str) -> dict[str, Any]:
-    """A client message as an object with a known string `type`; ProtocolError otherwise.
-
-    Whatever the text (deep nesting, bad UTF-8, huge numbers), the outcome is a message or
-    a ProtocolError with a short text, never another exception.
-    """
-    try:
-        message = orjson.loads(text)
-    except (ValueError, RecursionError, TypeError, MemoryError) as error:
-        raise ProtocolError(f"not JSON: {shorten(str(error), 120)}") from error
-    if not isinstance(message, dict) or not isinstance(message.get("type"), str):
-        raise ProtocolError('a message must be a JSON object with a string "type"')
-    if message["type"] not in MESSAGE_TYPES:
-        raise ProtocolError(
-            f"unknown message type {quote(message['type'], 60)}; known: {', '.join(MESSAGE_TYPES)}"
-        )
-    return message
 
 
 class Connection:
@@ -197,81 +106,69 @@ class Connection:
         message = parse_message(text)
         await getattr(self, f"_on_{message['type']}")(message)
 
-    def _types(self, message: dict[str, Any]) -> set[str]:
-        seed = _seed_subscription(message)
-        if seed is not None:
-            return set(seed)
-        names = _names(message.get("metric_types"), "metric_types")
-        unknown = sorted(set(names) - {*METRIC_TYPES, ALERTS, "all"})
-        if unknown:
-            raise ProtocolError(
-                f"unknown metric type(s) {', '.join(unknown)}; known: system, service, alerts, all"
-            )
-        return {*METRIC_TYPES, ALERTS} if "all" in names else set(names)
-
     async def _on_subscribe(self, message: dict[str, Any]) -> None:
-        added = self._types(message) - self.sub.metric_types
-        self.sub.metric_types |= added
+        ignored = Ignored()
+        request = types_request(message, ignored)
+        chosen = request.chosen()
+        added = set(chosen) - set(self.sub.chosen)
+        self.sub.chosen.update(chosen)
         if ALERTS in added:
             self._alerts = AlertFeed(self.state.alerts, current=True)
         await self.send(
-            {"type": "subscription_confirmed", "metric_types": sorted(self.sub.metric_types)}
+            self._types_reply(
+                "subscription_confirmed", request.names, request.subscription, ignored
+            )
         )
         self.wake(resend=bool(added - {ALERTS}))
 
     async def _on_unsubscribe(self, message: dict[str, Any]) -> None:
-        self.sub.metric_types -= self._types(message)
-        if ALERTS not in self.sub.metric_types:
+        ignored = Ignored()
+        request = types_request(message, ignored)
+        if ALL in request.names:
+            self.sub.chosen.clear()
+        for metric_type in request.chosen():
+            self.sub.chosen.pop(metric_type, None)
+        if ALERTS not in self.sub.chosen:
             self._alerts = None
         await self.send(
-            {"type": "unsubscription_confirmed", "metric_types": sorted(self.sub.metric_types)}
+            self._types_reply(
+                "unsubscription_confirmed", request.names, request.subscription, ignored
+            )
         )
 
+    def _types_reply(
+        self, kind: str, names: tuple[str, ...], subscription: str | None, ignored: Ignored
+    ) -> dict[str, Any]:
+        reply: dict[str, Any] = {"type": kind, "metric_types": list(names)}
+        if subscription is not None:
+            reply["subscription"] = subscription
+        return {**reply, "subscriptions": self.sub.names(), **ignored.json()}
+
     async def _on_set_filters(self, message: dict[str, Any]) -> None:
+        ignored = Ignored()
+        latest = self.state.hub.latest
+        rows = None if latest is None else latest.rows
         filters = message.get("filters")
         if not isinstance(filters, dict):
-            raise ProtocolError('set_filters needs "filters": {"service_names": [...], ...}')
-        unknown_keys = sorted(set(filters) - set(FILTER_KEYS))
-        if unknown_keys:
-            raise ProtocolError(
-                f"unknown filter(s) {', '.join(unknown_keys)}; known: {', '.join(FILTER_KEYS)}"
-            )
-        current = self.sub.view
-        wanted = {
-            key: _names(filters[key], f"filters.{key}") if key in filters else None
-            for key in FILTER_KEYS
-        }
-        latest = self.state.hub.latest
-        try:
-            view = make_view(
-                sorted(current.services.names)
-                if wanted["service_names"] is None
-                else wanted["service_names"],
-                sorted(current.services.types)
-                if wanted["service_types"] is None
-                else wanted["service_types"],
-                current.fields if wanted["fields"] is None else wanted["fields"],
-                known_services=None
-                if latest is None
-                else (row.service_name for row in latest.rows),
-                known_fields=KNOWN_FIELDS,
-            )
-        except FilterError as error:
-            raise ProtocolError(str(error)) from error
-        self.sub.view = view
+            raise ProtocolError('set_filters needs "filters": {"agent_ids": [...], ...}')
+        self.sub.filters = update_filters(
+            filters,
+            self.sub.filters,
+            services=None if rows is None else [row.service_name for row in rows],
+            service_types=None if rows is None else [row.service_type for row in rows],
+            ignored=ignored,
+        )
         await self.send(
             {
                 "type": "filters_updated",
-                "filters": {
-                    "service_names": sorted(view.services.names),
-                    "service_types": sorted(view.services.types),
-                    "fields": sorted(view.fields),
-                },
+                "filters": {key: filters[key] for key in FILTER_KEYS if key in filters},
+                "applied": self.sub.filters.applied(),
+                **ignored.json(),
             }
         )
 
     async def _on_set_update_interval(self, message: dict[str, Any]) -> None:
-        self.pacer.interval = _number(
+        self.pacer.interval = number(
             message.get("interval_seconds"), "interval_seconds", 0.0, MAX_INTERVAL_SECONDS
         )
         await self.send({"type": "update_interval_set", "interval_seconds": self.pacer.interval})
@@ -279,12 +176,12 @@ class Connection:
 
     async def _on_set_batching(self, message: dict[str, Any]) -> None:
         if "batch_size" in message:
-            size = _number(message["batch_size"], "batch_size", 1, MAX_BATCH_SIZE)
+            size = number(message["batch_size"], "batch_size", 1, MAX_BATCH_SIZE)
             if size != int(size):
                 raise ProtocolError("batch_size must be a whole number")
             self.sub.batch_size = int(size)
         if "batch_timeout_seconds" in message:
-            self.sub.batch_timeout = _number(
+            self.sub.batch_timeout = number(
                 message["batch_timeout_seconds"],
                 "batch_timeout_seconds",
                 0.0,
@@ -315,7 +212,7 @@ class Connection:
                     "client_id": self.client_id,
                     "messages_sent": self.messages_sent,
                     "connected_seconds": round(now - self.connected_at, 3),
-                    "metric_types": sorted(self.sub.metric_types),
+                    "metric_types": self.sub.names(),
                 },
                 "upstream": {
                     "state": str(hub.state),
@@ -331,7 +228,7 @@ class Connection:
             "client_id": self.client_id,
             "timestamp": iso_utc(self.state.clocks.wall()),
             "message": "Connected to real-time metrics stream",
-            "metric_types": [*METRIC_TYPES, ALERTS, "all"],
+            "metric_types": list(TYPE_NAMES),
             "subscriptions": [],
             "update_interval_seconds": self.pacer.interval,
             "batch_size": self.sub.batch_size,
@@ -349,13 +246,20 @@ class Connection:
             else:
                 await self.send({"type": "metric_batch", "count": len(chunk), "data": chunk})
 
+    def _alerts_firing(self) -> int | None:
+        """How many alerts fire in the fleet; None while the gateway does not know them."""
+        alerts = self.state.alerts
+        if not alerts.synced:
+            return None
+        return sum(1 for entry in alerts.current() if entry.firing)
+
     async def _send_alerts(self) -> tuple[asyncio.Event, ...]:
         """Send the alert changes not sent yet; the events that announce the next ones."""
         feed = self._alerts
         if feed is None:
             return ()
         marker = feed.marker()  # before take(): a change after it sets the marker
-        for entry in feed.take(self.sub.view.services.keeps):
+        for entry in feed.take(self.sub.filters.view.services.keeps):
             await self.send({"type": "alert", "data": entry.json})
         return (marker,)
 
@@ -369,7 +273,7 @@ class Connection:
             update = await self.pacer.next(
                 deadline=flush_at,
                 pokes=(self._poke, *alert_markers),
-                snapshots=bool(self.sub.metric_types - {ALERTS}),
+                snapshots=bool(set(self.sub.chosen) - {ALERTS}),
             )
             self._poke.clear()
             now = monotonic()
@@ -385,7 +289,9 @@ class Connection:
                 continue
             if not pending:
                 flush_at = now + self.sub.batch_timeout
-            pending.extend(items_for(self.sub, update.entry, now))
+            if METRICS in self.sub.chosen:
+                await self.send(seed_003_update(self.sub.filters, update.entry))
+            pending.extend(items_for(self.sub, update.entry, now, self._alerts_firing))
             await self._flush(pending, self.sub.batch_timeout == 0)
             if not pending:
                 flush_at = None

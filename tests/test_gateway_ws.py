@@ -1,4 +1,8 @@
-"""WebSocket /ws/metrics: seed 002's message protocol with a real `websockets` client."""
+"""WebSocket /ws/metrics: the protocol's mechanics (pacing, batching, errors) with `websockets`.
+
+The seeds' own snippets and the vocabulary (metric types, filters, ignored parts) are in
+test_gateway_ws_seed.py and, in Chromium, test_gateway_ws_browser.py.
+"""
 
 from __future__ import annotations
 
@@ -51,7 +55,11 @@ async def test_welcome_names_the_client_and_the_metric_types(mesh: Mesh) -> None
         first, second = await receive(one), await receive(two)
     assert first["type"] == second["type"] == "welcome"
     assert first["client_id"] != second["client_id"]
-    assert set(first["metric_types"]) == {"system", "service", "alerts", "all"}
+    assert set(first["metric_types"]) == {
+        *("system", "agent", "service", "business", "hero", "presentation"),
+        *("alerts", "metrics", "all"),
+    }
+    assert first["message"] == "Connected to real-time metrics stream"
     assert first["timestamp"].endswith("Z")
 
 
@@ -62,7 +70,12 @@ async def test_nothing_is_pushed_before_a_subscription(ws: ClientConnection) -> 
 
 async def test_subscribe_system_gets_confirmation_then_updates(ws: ClientConnection) -> None:
     await send(ws, {"type": "subscribe", "metric_types": ["system"]})
-    assert await receive(ws) == {"type": "subscription_confirmed", "metric_types": ["system"]}
+    assert await receive(ws) == {
+        "type": "subscription_confirmed",
+        "metric_types": ["system"],
+        "subscriptions": ["system"],
+        "ignored": [],
+    }
     first = await until(ws, "metric_update")
     second = await until(ws, "metric_update")
     for update in (first, second):
@@ -89,11 +102,13 @@ async def test_service_rows_come_as_a_batch_filtered_by_name_and_field(
     updated = await receive(ws)
     assert updated == {
         "type": "filters_updated",
-        "filters": {
+        "filters": {"service_names": ["weather-api", "admin-api"], "fields": ["events_per_second"]},
+        "applied": {
             "service_names": ["admin-api", "weather-api"],
             "service_types": [],
             "fields": ["events_per_second"],
         },
+        "ignored": [],
     }
     await send(ws, {"type": "subscribe", "metric_types": ["service"]})
     await until(ws, "subscription_confirmed")
@@ -108,7 +123,7 @@ async def test_service_rows_come_as_a_batch_filtered_by_name_and_field(
 
 async def test_service_rows_can_be_filtered_by_service_type(ws: ClientConnection) -> None:
     await send(ws, {"type": "set_filters", "filters": {"service_types": ["analysis", "ai"]}})
-    assert (await until(ws, "filters_updated"))["filters"]["service_types"] == ["ai", "analysis"]
+    assert (await until(ws, "filters_updated"))["applied"]["service_types"] == ["ai", "analysis"]
     await send(ws, {"type": "subscribe", "metric_types": ["service"]})
     batch = await until(ws, "metric_batch")
     names = {item["data"]["service_name"] for item in batch["data"]}
@@ -118,9 +133,9 @@ async def test_service_rows_can_be_filtered_by_service_type(ws: ClientConnection
 async def test_batches_are_cut_by_size(ws: ClientConnection) -> None:
     await send(ws, {"type": "set_batching", "batch_size": 4})
     assert (await receive(ws))["batch_size"] == 4
-    await send(ws, {"type": "subscribe", "metric_types": ["all"]})
+    await send(ws, {"type": "subscribe", "metric_types": ["system", "service"]})
     confirmed = await until(ws, "subscription_confirmed")
-    assert confirmed["metric_types"] == ["alerts", "service", "system"]
+    assert confirmed["subscriptions"] == ["service", "system"]
     counts = []
     sequence = None
     while sum(counts) < 16:  # one system item + 15 rows = one snapshot
@@ -159,7 +174,8 @@ async def test_unsubscribe_stops_the_updates(ws: ClientConnection) -> None:
     await until(ws, "subscription_confirmed")
     await send(ws, {"type": "unsubscribe", "metric_types": ["service", "system"]})
     confirmed = await until(ws, "unsubscription_confirmed")
-    assert confirmed["metric_types"] == []
+    assert confirmed["metric_types"] == ["service", "system"]
+    assert confirmed["subscriptions"] == []
     await send(ws, {"type": "ping"})
     assert (await until(ws, "pong"))["timestamp"].endswith("Z")
     with pytest.raises(TimeoutError):
@@ -173,11 +189,13 @@ async def test_unsubscribe_stops_the_updates(ws: ClientConnection) -> None:
         "[1, 2]",
         {"no": "type"},
         {"type": "dance"},
-        {"type": "subscribe", "metric_types": ["business"]},
+        {"type": "subscribe"},
         {"type": "subscribe", "metric_types": "system"},
-        {"type": "set_filters", "filters": {"agent_ids": ["x"]}},
-        {"type": "set_filters", "filters": {"service_names": ["no-such-service"]}},
-        {"type": "set_filters", "filters": {"fields": ["bogus"]}},
+        {"type": "subscribe", "metric_types": ["system", 3]},
+        {"type": "subscribe", "data": {"subscription": ["metrics"]}},
+        {"type": "set_filters", "filters": ["agent_1"]},
+        {"type": "set_filters", "filters": {"agent_ids": "agent_1"}},
+        {"type": "set_filters", "filters": {"fields": [1, 2]}},
         {"type": "set_update_interval", "interval_seconds": -1},
         {"type": "set_update_interval", "interval_seconds": "fast"},
         {"type": "set_batching", "batch_size": 0},
