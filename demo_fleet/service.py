@@ -357,7 +357,6 @@ def main(argv: list[str] | None = None) -> int:
     if isinstance(sys.stdout, io.TextIOWrapper):
         sys.stdout.reconfigure(line_buffering=True)
     logs.configure(options.log_level, options.log_format)
-    logging.getLogger("httpx").setLevel(logging.WARNING)
     return asyncio.run(_main(options))
 
 

@@ -25,6 +25,9 @@ LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 """The text line: time, level, logger, message."""
 
+CHATTY_LOGGERS = ("httpx", "httpcore")
+"""Libraries that log every request at INFO: kept to warnings unless the level is DEBUG."""
+
 _STANDARD = frozenset(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {
     "message",
     "asctime",
@@ -80,7 +83,8 @@ def configure(
 
     A second call replaces the handler of the first rather than doubling every line; other
     handlers on the root logger (a test's capture) stay. Libraries' loggers that propagate
-    (uvicorn's, when it is given no logging config of its own) end up in the same handler.
+    (uvicorn's, when it is given no logging config of its own) end up in the same handler;
+    the request lines of CHATTY_LOGGERS only at DEBUG.
     """
     handler = _MeshHandler(sys.stderr if stream is None else stream)
     handler.setFormatter(formatter(log_format))
@@ -89,3 +93,5 @@ def configure(
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(level.upper())
+    for name in CHATTY_LOGGERS:
+        logging.getLogger(name).setLevel(logging.NOTSET if level.upper() == "DEBUG" else "WARNING")

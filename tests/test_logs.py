@@ -46,6 +46,7 @@ def test_json_lines_carry_time_level_logger_message_and_the_extra_fields() -> No
             extra={"service": "admin-api", "from": "active", "to": "inactive", "reason": "x"},
         )
         logging.getLogger("quiet").debug("below the level")
+        logging.getLogger("httpx").info("HTTP Request: GET /healthz")  # a probe's chatter
     finally:
         logs.configure("WARNING", "text", stream=io.StringIO())
     lines = stream.getvalue().splitlines()
