@@ -1,0 +1,288 @@
+"""The seeds' JavaScript WebSocket clients, as written, in real headless Chromium.
+
+Each snippet runs in a page of the gateway's own origin with only its URL replaced; a listener
+added after it collects what the page received, and the page's console lines (the snippets'
+own `console.log`) are asserted too. The screenshot shows what the page got.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+
+from tests.eventually import eventually
+from tests.gateway_mesh import Mesh, running_mesh
+from tests.test_gateway_dashboard import ARGS, ARTIFACTS, CHROMIUM, playwright_api
+
+Page = playwright_api.Page
+SERVICES = 15
+
+# Seed 002, "Client Connection (JavaScript)", verbatim but for the URL.
+SEED_002_JS_CLIENT = """
+// Connect to WebSocket server
+const ws = new WebSocket('ws://localhost:8765');
+
+ws.onopen = () => {
+    console.log('Connected to metrics stream');
+
+    // Subscribe to specific metrics
+    ws.send(JSON.stringify({
+        type: 'subscribe',
+        metric_types: ['system', 'agent', 'business']
+    }));
+
+    // Set update interval (2 seconds)
+    ws.send(JSON.stringify({
+        type: 'set_update_interval',
+        interval_seconds: 2
+    }));
+
+    // Set filters (only agent_1 and agent_2)
+    ws.send(JSON.stringify({
+        type: 'set_filters',
+        filters: {
+            agent_ids: ['agent_1', 'agent_2']
+        }
+    }));
+};
+
+ws.onmessage = (event) => {
+    const data = JSON.parse(event.data);
+
+    if (data.type === 'metric_update') {
+        console.log('Metric:', data.data);
+    } else if (data.type === 'metric_batch') {
+        console.log('Batch:', data.count, 'metrics');
+    }
+};
+
+ws.onerror = (error) => {
+    console.error('WebSocket error:', error);
+};
+
+ws.onclose = () => {
+    console.log('Connection closed');
+};
+"""
+
+# Seed 003, "WebSocket Connection", verbatim but for the URL.
+SEED_003_JS_CLIENT = """
+const ws = new WebSocket('ws://localhost:8000/ws/metrics');
+
+ws.onopen = function() {
+    // Subscribe to metric updates
+    ws.send(JSON.stringify({
+        type: 'subscribe',
+        data: { subscription: 'metrics' }
+    }));
+
+    // Subscribe to alerts
+    ws.send(JSON.stringify({
+        type: 'subscribe',
+        data: { subscription: 'alerts' }
+    }));
+};
+
+ws.onmessage = function(event) {
+    const message = JSON.parse(event.data);
+    console.log('Received:', message);
+
+    if (message.type === 'metric_update') {
+        // Handle new metrics
+        console.log('New metrics:', message.data.metrics);
+    } else if (message.type === 'alert') {
+        // Handle alert
+        console.log('Alert:', message.data);
+    }
+};
+"""
+
+# Runs a snippet (its `const ws`), collects every message until `done(received)` says so.
+HARNESS = """
+(url) => new Promise((resolve) => {
+  const received = [];
+  %(snippet)s
+  ws.addEventListener('message', (event) => {
+    received.push(JSON.parse(event.data));
+    if (%(done)s) {
+      ws.close();
+      resolve(received);
+    }
+  });
+})
+"""
+
+
+def run_snippet(snippet: str, seed_url: str, done: str) -> str:
+    """The page function running `snippet` with its URL replaced by the argument `url`."""
+    assert snippet.count(f"'{seed_url}'") == 1
+    return HARNESS % {"snippet": snippet.replace(f"'{seed_url}'", "url"), "done": done}
+
+
+@pytest.fixture
+async def mesh() -> AsyncIterator[Mesh]:
+    async with running_mesh() as running:
+        await running.metrics()
+        yield running
+
+
+@pytest.fixture
+async def page(mesh: Mesh) -> AsyncIterator[Any]:
+    """A Chromium page on the gateway's origin (the WebSocket's origin check lets it in)."""
+    async with playwright_api.async_playwright() as pw:
+        browser = await pw.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        try:
+            page = await browser.new_page(viewport={"width": 1100, "height": 900})
+            errors: list[str] = []
+            page.on("pageerror", lambda error: errors.append(str(error)))
+            page.console_lines = []
+            page.on(  # the snippets' console.log lines (not the browser's own, e.g. a favicon)
+                "console",
+                lambda message: message.type == "log" and page.console_lines.append(message.text),
+            )
+            await page.goto(mesh.url + "/health")
+            yield page
+            assert errors == [], errors
+        finally:
+            await browser.close()
+
+
+async def counted(mesh: Mesh, service: str, events: int) -> None:
+    """Wait until the gateway serves `events` events of `service`."""
+
+    async def probe() -> bool:
+        body = await mesh.metrics()
+        rows = {row["service_name"]: row for row in body["active_apis"]}
+        return service in rows and rows[service]["total_events"] == events
+
+    await eventually(probe, what=f"{events} events of {service}")
+
+
+async def show(page: Any, title: str, received: list[dict[str, Any]], name: str) -> None:
+    """Write what the page received into it, and take the screenshot."""
+    lines = [json.dumps(message)[:160] for message in received]
+    await page.evaluate(
+        """([title, lines, consoleLines]) => {
+          document.body.innerHTML = '';
+          const h = document.createElement('h3');
+          h.textContent = title;
+          const pre = document.createElement('pre');
+          pre.style.fontSize = '11px';
+          pre.textContent = 'console:\\n' + consoleLines.join('\\n') + '\\n\\nreceived:\\n'
+            + lines.join('\\n');
+          document.body.append(h, pre);
+        }""",
+        [title, lines, page.console_lines[:12]],
+    )
+    ARTIFACTS.mkdir(exist_ok=True)
+    await page.screenshot(path=str(ARTIFACTS / name), full_page=True)
+
+
+async def test_seed_002s_javascript_client_gets_confirmations_and_batches(
+    mesh: Mesh, page: Any
+) -> None:
+    mesh.tracker("weather-api").record(n=5)
+    await counted(mesh, "weather-api", 5)
+    done = "received.filter((m) => m.type === 'metric_batch').length >= 4"
+    received = await page.evaluate(
+        run_snippet(SEED_002_JS_CLIENT, "ws://localhost:8765", done), mesh.ws_url
+    )
+    kinds = [message["type"] for message in received]
+    assert kinds[0] == "welcome" and "error" not in kinds
+    confirmed = next(m for m in received if m["type"] == "subscription_confirmed")
+    assert confirmed["metric_types"] == ["system", "agent", "business"]
+    interval = next(m for m in received if m["type"] == "update_interval_set")
+    assert interval["interval_seconds"] == 2
+    updated = next(m for m in received if m["type"] == "filters_updated")
+    assert updated["filters"] == {"agent_ids": ["agent_1", "agent_2"]}
+    assert [entry["agent_id"] for entry in updated["ignored"]] == ["agent_1", "agent_2"]
+    assert all(entry["reason"].startswith("no such service") for entry in updated["ignored"])
+    assert updated["applied"]["service_names"] == []  # the whole fleet, never an empty one
+    batches = [m for m in received if m["type"] == "metric_batch"]
+    # Each snapshot: 1 system + 15 agent + 15 business items, in batches of 20.
+    assert [batch["count"] for batch in batches[-2:]] == [20, 11]
+    items = [item for batch in batches[-2:] for item in batch["data"]]
+    assert [item["metric_type"] for item in items] == (
+        ["system"] + ["agent"] * SERVICES + ["business"] * SERVICES
+    )
+    weather = next(
+        item["data"]
+        for item in items
+        if item["metric_type"] == "agent" and item["data"]["service_name"] == "weather-api"
+    )
+    assert weather["total_events"] == 5
+    sequences = sorted({item["sequence"] for batch in batches for item in batch["data"]})
+    assert len(sequences) >= 2
+    assert page.console_lines[0] == "Connected to metrics stream"
+    assert "Batch: 20 metrics" in page.console_lines
+    assert "Batch: 11 metrics" in page.console_lines
+    await show(page, "seed 002's JavaScript client", received, "ws-seed-002-js.png")
+
+
+async def test_seed_002s_other_javascript_messages_in_the_browser(mesh: Mesh, page: Any) -> None:
+    # "Filtering", "Troubleshooting" and "Message Protocol" messages, as written.
+    snippet = """
+const ws = new WebSocket('ws://localhost:8765');
+ws.onopen = () => {
+    ws.send(JSON.stringify({
+        type: 'set_filters',
+        filters: {
+            fields: ['throughput_tps', 'error_rate', 'cpu_utilization']
+        }
+    }));
+    ws.send(JSON.stringify({
+        type: 'subscribe',
+        metric_types: ['all']
+    }));
+    ws.send(JSON.stringify({
+        type: 'unsubscribe',
+        metric_types: ['hero']
+    }));
+    ws.send(JSON.stringify({
+        type: 'set_update_interval',
+        interval_seconds: 1.0  // Update every second
+    }));
+    ws.send(JSON.stringify({ type: 'ping' }));
+};
+"""
+    done = "received.some((m) => m.type === 'metric_batch')"
+    received = await page.evaluate(run_snippet(snippet, "ws://localhost:8765", done), mesh.ws_url)
+    by_type = {message["type"]: message for message in received}
+    assert "error" not in by_type
+    assert by_type["filters_updated"]["applied"]["fields"] == ["throughput_tps", "error_rate"]
+    assert by_type["filters_updated"]["ignored"][0]["field"] == "cpu_utilization"
+    assert by_type["subscription_confirmed"]["metric_types"] == ["all"]
+    assert by_type["unsubscription_confirmed"]["metric_types"] == ["hero"]
+    assert "hero" not in by_type["unsubscription_confirmed"]["subscriptions"]
+    assert by_type["update_interval_set"]["interval_seconds"] == 1.0
+    assert by_type["pong"]["timestamp"].endswith("Z")
+    batch = by_type["metric_batch"]
+    system = next(item for item in batch["data"] if item["metric_type"] == "system")
+    assert set(system["data"]) == {"throughput_tps", "error_rate"}
+    await show(page, "seed 002's filtering messages", received, "ws-seed-002-filters.png")
+
+
+async def test_seed_003s_javascript_client_gets_data_metrics(mesh: Mesh, page: Any) -> None:
+    mesh.tracker("carbon-intensity-service").record(n=3)
+    await counted(mesh, "carbon-intensity-service", 3)
+    done = "received.some((m) => m.type === 'metric_update')"
+    received = await page.evaluate(
+        run_snippet(SEED_003_JS_CLIENT, "ws://localhost:8000/ws/metrics", done), mesh.ws_url
+    )
+    confirmations = [m for m in received if m["type"] == "subscription_confirmed"]
+    assert [m["subscription"] for m in confirmations] == ["metrics", "alerts"]
+    update = received[-1]
+    assert update["type"] == "metric_update"
+    metrics = update["data"]["metrics"]
+    carbon = [
+        metric
+        for metric in metrics
+        if metric["labels"].get("service") == "carbon-intensity-service"
+        and metric["name"] == "total_events"
+    ]
+    assert carbon and carbon[0]["value"] == 3 and carbon[0]["type"] == "counter"
+    assert any(line.startswith("New metrics:") for line in page.console_lines)
+    await show(page, "seed 003's JavaScript client", received, "ws-seed-003-js.png")
