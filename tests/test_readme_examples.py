@@ -44,6 +44,13 @@ ROOT = Path(__file__).resolve().parent.parent
 README = (ROOT / "README.md").read_text(encoding="utf-8")
 EXAMPLES = ROOT / "examples"
 GRPCURL = Path(sys.executable).with_name("grpcurl")
+VENV = Path(sys.prefix)
+ACTIVATE = (
+    ". .venv/bin/activate"  # the README's own line, when the tests run in the checkout's venv
+    if (ROOT / ".venv").resolve() == VENV.resolve()
+    else f". {shlex.quote(str(VENV / 'bin' / 'activate'))}"
+)
+"""How a README block's first line activates the venv, for this test run."""
 
 SECTIONS: dict[str, Any] = {
     "aggregator": AggregatorSettings(),
@@ -246,10 +253,14 @@ async def test_each_grpcurl_command_of_the_readme_works(
 
 
 def example_command(name: str) -> list[str]:
-    """The README's command line for examples/`name`, run with this interpreter."""
+    """The words of the README's command line for examples/`name` (`python examples/...`)."""
     (line,) = code_lines("sh", f"python examples/{name}")
-    words = shlex.split(line)
-    return [sys.executable, str(ROOT / words[1]), *words[2:]]
+    return shlex.split(line)
+
+
+def as_pasted(words: list[str]) -> list[str]:
+    """`words` run as the README says: from the checkout's root, in the activated venv."""
+    return ["bash", "-c", f"{ACTIVATE} && exec {shlex.join(words)}"]
 
 
 def replace_option(argv: list[str], option: str, value: str) -> list[str]:
@@ -293,7 +304,7 @@ async def test_the_fastapi_example_is_collected_by_a_real_aggregator(tmp_path: P
     log = tmp_path / "example.log"
     with log.open("wb") as output:
         process = await asyncio.create_subprocess_exec(
-            *argv, stdout=output, stderr=subprocess.STDOUT
+            *as_pasted(argv), stdout=output, stderr=subprocess.STDOUT, cwd=ROOT
         )
     server = await start_aggregator(
         [ServiceEntry("weather-api", "127.0.0.1", http_port, agent_port, "data", "weather")]
@@ -326,7 +337,7 @@ async def test_the_threaded_worker_example_is_collected_and_stops_by_itself() ->
     argv = replace_option(example_command("threaded_worker.py"), "--agent-port", str(agent_port))
     argv = replace_option(argv, "--seconds", "4")
     process = await asyncio.create_subprocess_exec(
-        *argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env={**os.environ}
+        *as_pasted(argv), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, cwd=ROOT
     )
     server = await start_aggregator(
         [ServiceEntry("log-aggregator", "127.0.0.1", 8015, agent_port, "core")]
@@ -353,3 +364,154 @@ def test_the_demo_prose_states_the_actual_defaults() -> None:
         f"{demo.error_for_seconds:g} s every {demo.error_every_seconds:g} s",
     ):
         assert claim in text
+
+
+# --- commands as pasted from a fresh clone (after `make run` / `make test` made .venv) --------
+
+VENV_TOOLS = ("python ", "metrics-mesh ", "grpcurl ", "pip ", "curl ")
+
+
+def sh_blocks() -> list[list[str]]:
+    """The lines of every ```sh block of the README."""
+    return [block.splitlines() for block in re.findall(r"```sh\n(.*?)```", README, re.DOTALL)]
+
+
+def run_as_pasted(
+    line: str, env: dict[str, str] | None = None, cwd: Path = ROOT
+) -> subprocess.CompletedProcess[str]:
+    """One README line in a fresh bash that ran the block's first line (the activation)."""
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("METRICS_MESH_")}
+    clean.pop("VIRTUAL_ENV", None)
+    return subprocess.run(
+        ["bash", "-c", f"{ACTIVATE} && {line}"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=cwd,
+        env={**clean, "PATH": "/usr/bin:/bin", **(env or {})},
+        check=False,
+    )
+
+
+def test_every_block_that_runs_a_venv_tool_activates_the_venv_first() -> None:
+    for lines in sh_blocks():
+        if any(line.startswith(VENV_TOOLS) for line in lines):
+            assert lines[0].startswith(". .venv/bin/activate"), lines
+
+
+def test_story_23_2_is_explained_where_the_readme_first_names_it() -> None:
+    first = README.lower().index("story 23.2")
+    paragraph = README[first : README.index("\n\n", first)]
+    assert "requirement" in paragraph and "../shared/seeds/000_*.txt" in paragraph
+    assert "GET /api/v1/real-time-metrics" in paragraph
+    seeds = sorted((ROOT.parent / "shared" / "seeds").glob("000_*.txt"))
+    if seeds:  # the requirement documents sit beside the checkout here
+        assert seeds[0].read_text(encoding="utf-8").startswith("# Story 23.2: Consolidated")
+
+
+def test_the_documented_version_is_the_installed_one() -> None:
+    from importlib import metadata
+
+    text = " ".join(section("The command line").split())
+    assert f"prints `metrics-mesh {metadata.version('metrics-mesh')}`" in text
+    result = run_as_pasted("metrics-mesh --version")
+    assert result.stdout == f"metrics-mesh {metadata.version('metrics-mesh')}\n", result.stderr
+
+
+@pytest.mark.parametrize("line", code_lines("sh", "metrics-mesh config check"))
+def test_each_config_check_command_of_the_readme_runs_as_pasted(line: str) -> None:
+    result = run_as_pasted(line)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.rstrip().endswith(": OK (5 tables)")
+
+
+@pytest.mark.parametrize(
+    "line",
+    [line for line in code_lines("sh", "metrics-mesh snapshot") if "--aggregator" not in line],
+)
+async def test_each_snapshot_command_of_the_readme_runs_as_pasted(
+    line: str, weather_mesh: tuple[str, str]
+) -> None:
+    aggregator, _agent = weather_mesh
+    env = {"METRICS_MESH_AGGREGATOR_PORT": aggregator.rsplit(":", 1)[1], "COLUMNS": "200"}
+    result = await asyncio.to_thread(run_as_pasted, line, env)
+    assert result.returncode == 0, result.stderr
+    assert "weather-api" in result.stdout
+
+
+def test_the_registry_sentence_says_what_the_aggregator_does() -> None:
+    text = " ".join(section("Runnable examples of embedding the agent").split())
+    assert "restart the aggregator: it reads the registry once, when it starts." in text
+    assert "does not reload on SIGHUP (which it does not handle, so SIGHUP ends it" in text
+
+
+def test_sighup_ends_the_aggregator_rather_than_reloading_it(tmp_path: Path) -> None:
+    (agent_port,) = free_ports(1)
+    config = tmp_path / "mesh.toml"
+    config.write_text(
+        f'[aggregator]\nport = 0\n\n[[services]]\nname = "lonely"\nport = 9001\n'
+        f'agent_port = {agent_port}\ntype = "core"\n',
+        encoding="utf-8",
+    )
+    with subprocess.Popen(
+        [sys.executable, "-m", "aggregator", "--config", str(config)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    ) as process:
+        try:
+            assert process.stdout is not None
+            started = process.stdout.readline()
+            assert "aggregator serving on" in started, started
+            process.send_signal(signal.SIGHUP)
+            assert process.wait(timeout=20) == -signal.SIGHUP  # killed: no handler, no reload
+        finally:
+            if process.poll() is None:
+                process.kill()
+
+
+def install_block() -> list[str]:
+    """The README's block that installs the agent in another project."""
+    text = section("Embedding the agent")
+    (block,) = (lines for lines in sh_blocks() if "pip wheel" in "\n".join(lines))
+    assert "\n".join(block) in text
+    return [line.split("  #")[0].strip() for line in block if not line.startswith("#")]
+
+
+CHECKOUT_LITTER = shutil.ignore_patterns(
+    ".venv", ".git", "build", "dist", "*.egg-info", "__pycache__", ".*_cache", ".hypothesis",
+    "test-artifacts",
+)  # fmt: skip
+
+
+def bash(line: str, cwd: Path, home: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["bash", "-c", line],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=cwd,
+        env={"PATH": "/usr/bin:/bin", "HOME": str(home)},
+        check=False,
+    )
+
+
+@pytest.mark.slow
+def test_the_agent_installs_from_a_built_wheel_into_another_virtualenv(tmp_path: Path) -> None:
+    activate, build, from_wheel, from_checkout, check = install_block()
+    assert activate == ". .venv/bin/activate"
+    assert from_checkout == "pip install /path/to/metrics-mesh"
+    checkout = tmp_path / "metrics-mesh"  # a clean copy: the build leaves nothing in ROOT
+    shutil.copytree(ROOT, checkout, ignore=CHECKOUT_LITTER)
+    built = bash(f". {VENV / 'bin' / 'activate'} && {build}", checkout, tmp_path)
+    assert built.returncode == 0, built.stderr
+    assert len(list((checkout / "dist").glob("metrics_mesh-*-py3-none-any.whl"))) == 1
+    other = tmp_path / "other-project"
+    other.mkdir()
+    venv = bash(f"{sys.executable} -m venv .venv", other, tmp_path)
+    assert venv.returncode == 0, venv.stderr
+    install = from_wheel.replace("/path/to/metrics-mesh", str(checkout))
+    for line in (install, check):
+        result = bash(f"{activate} && {line}", other, tmp_path)
+        assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout == "<class 'agent._tracker.EventTracker'>\n"
