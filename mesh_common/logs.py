@@ -32,8 +32,10 @@ _STANDARD = frozenset(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | 
     "message",
     "asctime",
     "taskName",
+    "color_message",
 }
-"""LogRecord attributes that are not `extra=` fields."""
+"""LogRecord attributes that are not `extra=` fields (uvicorn's `color_message` is the
+message again, with terminal colour codes)."""
 
 
 def extra_fields(record: logging.LogRecord) -> dict[str, Any]:

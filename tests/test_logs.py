@@ -286,3 +286,31 @@ def test_every_program_takes_log_format(log_format: str) -> None:
         ["--name", "x", "--port", "1", "--agent-port", "2", "--log-format", log_format]
     )
     assert options.log_format == log_format
+
+
+async def test_the_gateway_logs_json_lines_uvicorn_included() -> None:
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "gateway",
+        "--port",
+        "0",
+        "--aggregator",
+        "127.0.0.1:1",  # nobody there: the upstream state changes are logged too
+        "--log-format",
+        "json",
+        stderr=asyncio.subprocess.PIPE,
+    )
+    items: list[dict[str, Any]] = []
+    try:
+        assert process.stderr is not None
+        while not any(item["message"] == "Application startup complete." for item in items):
+            line = await asyncio.wait_for(process.stderr.readline(), 20)
+            assert line, items
+            items.append(json.loads(line))
+    finally:
+        process.send_signal(signal.SIGTERM)
+        await asyncio.wait_for(process.communicate(), 20)
+    loggers = {item["logger"] for item in items}
+    assert {"gateway", "uvicorn.error"} <= loggers, loggers
+    assert not any("color_message" in item for item in items)
