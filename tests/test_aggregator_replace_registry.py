@@ -185,3 +185,28 @@ async def test_a_replacement_during_a_round_applies_from_the_next_one() -> None:
     assert names(during) == list(mesh.registry.names)
     assert "DEADLINE_EXCEEDED" in rows(during)[mesh.name(HUNG)].error_message
     assert names(after) == list(smaller.names)
+
+
+async def test_last_known_figures_survive_a_replacement_but_not_a_move(clock: FakeClock) -> None:
+    async with fleet(DEFAULT_REGISTRY[:2], broken=False) as mesh:
+        stays, moves = mesh.registry  # healthy agents with 1 and 2 events
+        async with AggregatorServer(
+            mesh.registry, SETTINGS, clocks=fake_clocks(clock), interval_rounds=False
+        ) as server:
+            await fresh(server.address)
+            for entry in mesh.registry:
+                await mesh.agents[entry.name].stop(0)
+            down = await fresh(server.address)
+            moved_away = entry_at(moves, await free_port())  # another agent: nothing known
+            server.loop.replace_registry(Registry((stays, moved_away)))
+            after = await fresh(server.address)
+    before = rows(down)
+    assert [row.status for row in before.values()] == [INACTIVE, INACTIVE]
+    assert (before[stays.name].total_events, before[moves.name].total_events) == (1, 2)
+    assert before[stays.name].HasField("last_seen_time")
+    now = rows(after)
+    assert now[stays.name].status == INACTIVE and now[stays.name].total_events == 1
+    assert now[stays.name].last_seen_time == before[stays.name].last_seen_time
+    assert not now[moves.name].HasField("last_seen_time")
+    assert now[moves.name].total_events == 0 and not now[moves.name].kinds
+    assert after.total_events == 0 and after.services_answered == 0
