@@ -8,8 +8,9 @@ from the first evaluation at which the condition no longer held (as Prometheus c
 with a clear threshold a firing instance resolves only once the value crosses that
 threshold. Resolved instances are kept for `RESOLVED_RETENTION`.
 
-No data is not "fine": a service that is not active has no figures, so a rule on one of its
-figures keeps its instance's state as it is; only the `status` rule speaks about reachability.
+No data is not "fine": the figures in the row of a service that is not active are its last
+known ones (old news, DESIGN.md), so they count as unknown and a rule on one of them keeps its
+instance's state as it is; only the `status` rule speaks about reachability.
 An instance whose service left the registry, or whose rule was deleted, resolves. A manual
 resolve silences an instance until its condition has cleared once. Every time is a wall-clock
 time (epoch seconds), so states can be persisted and survive a restart.
