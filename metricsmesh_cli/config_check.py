@@ -5,9 +5,11 @@ Every table the loader knows (the `metrics_mesh.config` entry points: `[aggregat
 later) is read exactly as the programs read it. With no error, the effective settings are
 listed per component, each key marked with where its value comes from (the built-in default,
 the file, or a `METRICS_MESH_*` environment variable), then the registry's services and the
-alert rules. Errors go to stderr, each naming the file, the table, the key and the problem,
-and the command exits with status 2. Errors of a plain table are collected key by key (every
-unknown key and wrong type at once); `[[services]]` and `[alerts]` stop at their first.
+alert rules, and where the gateway and the CLI will dial the aggregator (with a note when
+that is not where `[aggregator]` listens). Errors go to stderr, each naming the file, the
+table, the key and the problem, and the command exits with status 2. Errors of a plain table
+are collected key by key (every unknown key and wrong type at once); `[[services]]` and
+`[alerts]` stop at their first.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from dataclasses import dataclass
 from importlib import metadata
 from typing import Any, TextIO
 
+from mesh_common.addresses import HostPort
 from mesh_common.config import (
     BUILT_IN,
     ENTRY_POINT_GROUP,
@@ -217,6 +220,35 @@ def listing(checked: list[CheckedTable], mesh: MeshFile) -> list[str]:
     return lines
 
 
+def connection_lines(checked: list[CheckedTable]) -> list[str]:
+    """Where the aggregator listens, where the gateway and the CLI dial it, and any mismatch."""
+    by_name = {table.table.name: table.settings for table in checked}
+    aggregator, gateway = by_name.get("aggregator"), by_name.get("gateway")
+    if aggregator is None or gateway is None:
+        return []
+    listens = HostPort(aggregator.host, aggregator.port)
+    lines = ["connections:", f"  the aggregator listens on {listens}"]
+    try:
+        subscribes: HostPort | None = HostPort.parse(gateway.aggregator).dialable()
+    except ConfigError:
+        subscribes = None
+    lines.append(f"  the gateway subscribes to {gateway.aggregator}")
+    if listens.port == 0:
+        lines += [
+            "  note: [aggregator] port 0 picks a free port: give the gateway and",
+            "        metrics-mesh snapshot / top / alerts its address (--aggregator)",
+        ]
+        return lines
+    dialled = listens.dialable()
+    lines.append(f"  metrics-mesh snapshot, top and alerts dial {dialled}")
+    if subscribes is not None and subscribes != dialled:
+        lines += [
+            f"  note: the gateway's aggregator ({gateway.aggregator}) is not where",
+            f"        [aggregator] listens ({dialled}); right only if it is another aggregator",
+        ]
+    return lines
+
+
 # --- the command ----------------------------------------------------------------------------
 
 
@@ -256,7 +288,7 @@ def run_config_check(
         print(f"{len(problems)} error(s) in {mesh.source}", file=err)
         return EXIT_USAGE
     print(LEGEND + "\n", file=out)
-    for line in listing(checked, mesh):
+    for line in [*listing(checked, mesh), *connection_lines(checked)]:
         print(line, file=out)
     print(f"{mesh.source}: OK ({len(checked)} tables)", file=out)
     return EXIT_OK

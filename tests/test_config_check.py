@@ -216,3 +216,27 @@ def test_a_variable_naming_no_table_is_warned_about(tmp_path: Path) -> None:
     result = check(str(write(tmp_path, GOOD)), env={"METRICS_MESH_GATWAY_PORT": "1"})
     assert result.returncode == 0
     assert "warning: environment METRICS_MESH_GATWAY_PORT names no table" in result.stderr
+
+
+def test_it_says_where_each_component_finds_the_aggregator(tmp_path: Path) -> None:
+    out = check(str(write(tmp_path, GOOD))).stdout
+    assert "  the aggregator listens on 127.0.0.1:50200\n" in out
+    assert "  the gateway subscribes to 127.0.0.1:50200\n" in out
+    assert "  metrics-mesh snapshot, top and alerts dial 127.0.0.1:50200\n" in out
+    assert "note:" not in out
+
+
+def test_a_gateway_pointed_elsewhere_than_the_aggregator_gets_a_note(tmp_path: Path) -> None:
+    result = check(str(write(tmp_path, "[aggregator]\nport = 50200\n")))
+    assert result.returncode == 0  # a note, not an error: it may be another aggregator
+    assert "note: the gateway's aggregator (127.0.0.1:50100) is not where" in result.stdout
+    assert "[aggregator] listens (127.0.0.1:50200)" in result.stdout
+
+
+def test_the_help_says_what_it_checks_and_where_the_file_comes_from() -> None:
+    result = check("--help")
+    assert result.returncode == 0
+    text = " ".join(result.stdout.split())
+    assert "usage: metrics-mesh config check [-h] [--version] [FILE]" in text
+    assert "Without FILE: $METRICS_MESH_CONFIG, else the built-in defaults." in text
+    assert "exit with status 2" in text
