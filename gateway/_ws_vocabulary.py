@@ -105,6 +105,13 @@ UNMAPPED_SEED_FIELDS = {
 NAME_KEYS = ("agent_ids", "service_names")
 """The filters naming services (synonyms: seed 002's agents are the mesh's services)."""
 FILTER_KEYS = (*NAME_KEYS, "service_types", "fields")
+"""Every filter `set_filters` accepts."""
+_SINGULAR = {
+    "agent_ids": "agent_id",
+    "service_names": "service_name",
+    "service_types": "service_type",
+}
+"""How an ignored entry names a value of each name filter."""
 MAX_IGNORED = 10
 """Ignored entries listed in one confirmation; `ignored_more` counts the rest."""
 
@@ -117,6 +124,7 @@ MESSAGE_TYPES = (
     "ping",
     "get_statistics",
 )
+"""Every message `type` a client may send."""
 
 
 class Ignored:
@@ -296,13 +304,6 @@ def update_filters(
         if pairs or not given["fields"]:
             new_fields = tuple(pairs)
     return filters_of(new_names, new_types, new_fields)
-
-
-_SINGULAR = {
-    "agent_ids": "agent_id",
-    "service_names": "service_name",
-    "service_types": "service_type",
-}
 
 
 def _known_part(
