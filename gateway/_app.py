@@ -15,6 +15,7 @@ from starlette.types import ASGIApp
 
 from gateway._alert_routes import alert_router
 from gateway._alerts import AlertHub
+from gateway._docs import install_docs
 from gateway._health import health_router
 from gateway._limits import guard
 from gateway._prometheus import prometheus_router
@@ -88,6 +89,8 @@ def create_app(
         description="Live event rates of every service: REST, SSE, WebSocket, Prometheus.",
         version="0.1.0",
         lifespan=lifespan,
+        docs_url=None,  # gateway._docs serves /docs and /redoc with local assets
+        redoc_url=None,
     )
     app.state.gateway = state
     if settings.cors_origins:
@@ -108,6 +111,7 @@ def create_app(
         page_router(),
     ):
         app.include_router(router)
+    install_docs(app)  # before /static: its assets live under /static/docs
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     return app
 
