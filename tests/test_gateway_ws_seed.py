@@ -306,6 +306,8 @@ async def test_agent_items_are_the_rows_and_service_is_their_synonym(
     assert confirmed["subscriptions"] == ["service"]
     items = await snapshot_items(ws)
     assert [item["metric_type"] for item in items] == ["service"] * SERVICES
+    await send(ws, {"type": "unsubscribe", "metric_types": ["agent"]})
+    assert (await until(ws, "unsubscription_confirmed"))["subscriptions"] == []
 
 
 async def test_business_items_carry_each_services_kinds(mesh: Mesh, ws: ClientConnection) -> None:
