@@ -248,7 +248,8 @@ ws.onopen = () => {
     ws.send(JSON.stringify({ type: 'ping' }));
 };
 """
-    done = "received.some((m) => m.type === 'metric_batch')"
+    # Done at the first batch after the last reply (a batch may come between two replies).
+    done = "received.some((m) => m.type === 'pong') && received.at(-1).type === 'metric_batch'"
     received = await page.evaluate(run_snippet(snippet, "ws://localhost:8765", done), mesh.ws_url)
     by_type = {message["type"]: message for message in received}
     assert "error" not in by_type
@@ -268,7 +269,10 @@ ws.onopen = () => {
 async def test_seed_003s_javascript_client_gets_data_metrics(mesh: Mesh, page: Any) -> None:
     mesh.tracker("carbon-intensity-service").record(n=3)
     await counted(mesh, "carbon-intensity-service", 3)
-    done = "received.some((m) => m.type === 'metric_update')"
+    done = (
+        "received.filter((m) => m.type === 'subscription_confirmed').length === 2"
+        " && received.at(-1).type === 'metric_update'"
+    )
     received = await page.evaluate(
         run_snippet(SEED_003_JS_CLIENT, "ws://localhost:8000/ws/metrics", done), mesh.ws_url
     )
