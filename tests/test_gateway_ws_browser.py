@@ -13,11 +13,10 @@ from typing import Any
 
 import pytest
 
+from tests.browser import artifact, open_page
 from tests.eventually import eventually
 from tests.gateway_mesh import Mesh, running_mesh
-from tests.test_gateway_dashboard import ARGS, ARTIFACTS, CHROMIUM, playwright_api
 
-Page = playwright_api.Page
 SERVICES = 15
 
 # Seed 002, "Client Connection (JavaScript)", verbatim but for the URL.
@@ -132,22 +131,13 @@ async def mesh() -> AsyncIterator[Mesh]:
 @pytest.fixture
 async def page(mesh: Mesh) -> AsyncIterator[Any]:
     """A Chromium page on the gateway's origin (the WebSocket's origin check lets it in)."""
-    async with playwright_api.async_playwright() as pw:
-        browser = await pw.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        try:
-            page = await browser.new_page(viewport={"width": 1100, "height": 900})
-            errors: list[str] = []
-            page.on("pageerror", lambda error: errors.append(str(error)))
-            page.console_lines = []
-            page.on(  # the snippets' console.log lines (not the browser's own, e.g. a favicon)
-                "console",
-                lambda message: message.type == "log" and page.console_lines.append(message.text),
-            )
-            await page.goto(mesh.url + "/health")
-            yield page
-            assert errors == [], errors
-        finally:
-            await browser.close()
+    async with open_page(mesh.url + "/health", width=1100, height=900) as page:
+        page.console_lines = []
+        page.on(  # the snippets' console.log lines (not the browser's own, e.g. a favicon)
+            "console",
+            lambda message: message.type == "log" and page.console_lines.append(message.text),
+        )
+        yield page
 
 
 async def counted(mesh: Mesh, service: str, events: int) -> None:
@@ -177,8 +167,7 @@ async def show(page: Any, title: str, received: list[dict[str, Any]], name: str)
         }""",
         [title, lines, page.console_lines[:12]],
     )
-    ARTIFACTS.mkdir(exist_ok=True)
-    await page.screenshot(path=str(ARTIFACTS / name), full_page=True)
+    await page.screenshot(path=artifact(name), full_page=True)
 
 
 async def test_seed_002s_javascript_client_gets_confirmations_and_batches(
