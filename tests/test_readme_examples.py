@@ -515,3 +515,12 @@ def test_the_agent_installs_from_a_built_wheel_into_another_virtualenv(tmp_path:
         result = bash(f"{activate} && {line}", other, tmp_path)
         assert result.returncode == 0, result.stdout + result.stderr
     assert result.stdout == "<class 'agent._tracker.EventTracker'>\n"
+    # The wheel holds the whole mesh, not only the agent: every package imports from it.
+    everything = bash(
+        f"{activate} && python -c 'import aggregator, gateway, metricsmesh_cli, demo_fleet'"
+        " && metrics-mesh --version",
+        other,
+        tmp_path,
+    )
+    assert everything.returncode == 0, everything.stdout + everything.stderr
+    assert everything.stdout.startswith("metrics-mesh ")
