@@ -112,14 +112,25 @@ def _cells(figure: Figure, row: snapshot_pb2.ServiceRow, now: float, one_line: b
     if name == "service_type":
         return row.service_type + (f" ({row.data_source})" if row.data_source else "")
     if name == "error_message":
-        text = _kinds(row) if active else row.error_message or "-"
+        text = _kinds(row) if active else _down_detail(row)
         if one_line and len(text) > DETAIL_WIDTH:
             text = text[: DETAIL_WIDTH - 1] + "…"
         return Text(text, style="dim" if active or not row.error_message else "red")
     describes_the_call = figure.series is not None and figure.series.when_inactive
-    if not active and not describes_the_call and name != "service_name":
-        return "-"  # an inactive row has no figures of its own
-    return _formatted(figure, figure.read(row), now)
+    if active or describes_the_call or name == "service_name":
+        return _formatted(figure, figure.read(row), now)
+    if not row.HasField("last_seen_time"):
+        return "-"  # never answered: no figures at all
+    stale = _formatted(figure, figure.read(row), now)  # the last known figures, dimmed
+    return Text(stale.plain if isinstance(stale, Text) else stale, style="dim")
+
+
+def _down_detail(row: snapshot_pb2.ServiceRow) -> str:
+    """Why a row is not active, and how old its (last known) figures are."""
+    reason = row.error_message or "-"
+    if not row.HasField("last_seen_time"):
+        return reason
+    return f"figures from {format_duration(to_seconds(row.last_seen_age))} ago · {reason}"
 
 
 def _formatted(figure: Figure, value: object, now: float) -> Text | str:

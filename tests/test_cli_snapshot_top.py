@@ -130,6 +130,29 @@ async def test_snapshot_table_shows_every_service_and_its_status(fleet: Fleet) -
     assert "data sources: weather" in out
 
 
+async def test_a_stopped_service_keeps_its_last_figures_in_the_table_with_their_age(
+    fleet: Fleet,
+) -> None:
+    def quiet_admin_status() -> str | None:
+        latest = fleet.aggregator.loop.latest
+        if latest is None:
+            return None
+        return next(r.status.name for r in latest.rows if r.entry.name == "quiet-admin")
+
+    await eventually(lambda: quiet_admin_status() == "ACTIVE", what="quiet-admin answering")
+    await fleet.agents[1].stop(0)
+    await eventually(lambda: quiet_admin_status() == "INACTIVE", what="quiet-admin down")
+    status, out, err = await cli("snapshot", "--aggregator", fleet.address)
+    assert status == 0, err
+    line = next(line for line in out.splitlines() if "quiet-admin" in line)
+    assert "inactive" in line
+    assert " 3 " in f" {line} "  # its 3 events, not 0 and not "-"
+    assert "figures from" in line and "ago" in line
+    gone = next(line for line in out.splitlines() if "gone-service" in line)
+    assert "figures from" not in gone  # never answered: nothing to show
+    assert "3 active" not in out and "2 active" in out
+
+
 async def test_snapshot_filters_by_type_and_finds_the_aggregator_from_env(fleet: Fleet) -> None:
     env = {"METRICS_MESH_AGGREGATOR_PORT": str(fleet.aggregator.port)}
     status, out, err = await cli("snapshot", "--type", "data", "-o", "json", env=env)
