@@ -2,31 +2,16 @@
 
 from __future__ import annotations
 
-import os
+import re
 from collections.abc import AsyncIterator
-from pathlib import Path
 
 import pytest
 
 from mesh_common.figures import columns
+from tests.browser import ARGS as ARGS
+from tests.browser import ARTIFACTS, open_page, playwright_api
+from tests.browser import CHROMIUM as CHROMIUM
 from tests.gateway_mesh import Mesh, running_mesh
-
-CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
-ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
-ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-
-playwright_api = pytest.importorskip("playwright.async_api")
-if not Path(CHROMIUM).exists():
-    pytest.skip(f"no Chromium at {CHROMIUM} (Debian package `chromium`)", allow_module_level=True)
 
 Page = playwright_api.Page
 
@@ -40,18 +25,8 @@ async def mesh() -> AsyncIterator[Mesh]:
 
 @pytest.fixture
 async def page(mesh: Mesh) -> AsyncIterator[Page]:
-    async with playwright_api.async_playwright() as pw:
-        browser = await pw.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        try:
-            context = await browser.new_context(viewport={"width": 1440, "height": 1000})
-            page = await context.new_page()
-            errors: list[str] = []
-            page.on("pageerror", lambda error: errors.append(str(error)))
-            await page.goto(mesh.url + "/")
-            yield page
-            assert errors == [], errors
-        finally:
-            await browser.close()
+    async with open_page(mesh.url + "/") as page:
+        yield page
 
 
 def cell(service: str, field: str) -> str:
@@ -62,7 +37,7 @@ async def test_fifteen_rows_render_and_numbers_follow_the_events(mesh: Mesh, pag
     expect = playwright_api.expect
     await expect(page.locator("#rows tr[data-service]")).to_have_count(15, timeout=10_000)
     await expect(page.locator("#conn")).to_have_attribute("data-state", "live", timeout=10_000)
-    await expect(page.locator(cell("weather-api", "status"))).to_have_text("active")
+    await expect(page.locator(cell("weather-api", "status") + " .badge")).to_have_text("active")
     await expect(page.locator(cell("weather-api", "service_type"))).to_have_text("data")
     await expect(page.locator(cell("weather-api", "total_events"))).to_have_text("0")
     for name, count in (("weather-api", 40), ("websocket-ingestion", 120), ("admin-api", 9)):
@@ -88,11 +63,15 @@ async def test_fifteen_rows_render_and_numbers_follow_the_events(mesh: Mesh, pag
         "65", timeout=10_000
     )
     await mesh.agents["calendar-service"].stop(0)
-    await expect(page.locator(cell("calendar-service", "status"))).to_have_text(
+    await expect(page.locator(cell("calendar-service", "status") + " .badge")).to_have_text(
         "inactive", timeout=10_000
     )
+    # Its last known figures stay, dimmed, with their age counting up.
+    await expect(page.locator(cell("calendar-service", "status") + " .seen")).to_have_text(
+        re.compile(r"last seen \d+ s ago")
+    )
     await expect(page.locator(cell("calendar-service", "error_message"))).not_to_be_empty()
-    await expect(page.locator("#sys-inactive")).to_have_text("1")
+    await expect(page.locator("#sys-down")).to_have_text("1 down:calendar-service")
     ARTIFACTS.mkdir(exist_ok=True)
     await page.screenshot(path=str(ARTIFACTS / "dashboard.png"), full_page=True)
 

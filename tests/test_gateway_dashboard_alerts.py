@@ -10,8 +10,8 @@ import pytest
 
 from aggregator._alerts.rules import rule_from_table
 from aggregator._alerts.settings import AlertSettings
+from tests.browser import ARTIFACTS, open_page, playwright_api
 from tests.gateway_mesh import Mesh, running_mesh
-from tests.test_gateway_dashboard import ARGS, ARTIFACTS, CHROMIUM, playwright_api
 
 Page = playwright_api.Page
 TOKEN = "dashboard-test-token"
@@ -88,18 +88,8 @@ async def mesh(tmp_path: Path) -> AsyncIterator[Mesh]:
 
 @pytest.fixture
 async def page(mesh: Mesh) -> AsyncIterator[Any]:
-    async with playwright_api.async_playwright() as pw:
-        browser = await pw.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        try:
-            context = await browser.new_context(viewport={"width": 1440, "height": 1000})
-            page = await context.new_page()
-            errors: list[str] = []
-            page.on("pageerror", lambda error: errors.append(str(error)))
-            await page.goto(mesh.url + "/")
-            yield page
-            assert errors == [], errors
-        finally:
-            await browser.close()
+    async with open_page(mesh.url + "/") as page:
+        yield page
 
 
 def strip_item(service: str) -> str:
