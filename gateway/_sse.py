@@ -27,7 +27,7 @@ from gateway._alerts import AlertEntry, AlertFeed
 from gateway._errors import FilterError
 from gateway._pacing import Pacer
 from gateway._state import GatewayState
-from gateway._views import SnapshotEntry, View, json_bytes, make_view, split_names
+from gateway._views import SnapshotEntry, View, json_bytes, view_of_query
 from mesh_common.bounded import quote, shorten
 from mesh_common.wire_time import iso_utc
 
@@ -244,16 +244,8 @@ def sse_router(state: GatewayState) -> APIRouter:
                 f"too many SSE clients: the limit is {cap} (max_sse_clients); retry later",
                 headers={"Retry-After": str(RETRY_MS // 1000)},
             )
-        latest = state.hub.latest
         try:
-            view = make_view(
-                split_names(services),
-                split_names(types),
-                split_names(fields),
-                known_services=None
-                if latest is None
-                else (row.service_name for row in latest.rows),
-            )
+            view = view_of_query(state.hub.latest, services, types, fields)
         except FilterError as error:
             raise HTTPException(422, shorten(str(error))) from error
         after = parse_last_event_id(last_event_id)

@@ -110,6 +110,7 @@ async def test_filters_and_fields_shape_each_event(mesh: Mesh) -> None:
         ({"interval": "soon"}, 422),
         ({"fields": "events_per_second,bogus"}, 422),
         ({"services": "no-such-service"}, 422),
+        ({"types": "nosuch"}, 422),
         ({"replay": "-3"}, 422),
     ],
 )
