@@ -1,0 +1,70 @@
+// How the dashboard writes numbers, spans and times, and builds elements: one place for all.
+
+const nf1 = new Intl.NumberFormat(undefined, { maximumFractionDigits: 1, minimumFractionDigits: 1 });
+const nf2 = new Intl.NumberFormat(undefined, { maximumFractionDigits: 2, minimumFractionDigits: 2 });
+const nf0 = new Intl.NumberFormat(undefined, { maximumFractionDigits: 0 });
+
+export function rate(v) { return v >= 100 ? nf1.format(v) : nf2.format(v); }
+export function count(v) { return nf0.format(v); }
+
+export function duration(seconds) {
+  if (!seconds) return "–";
+  const s = Math.floor(seconds);
+  const d = Math.floor(s / 86400), h = Math.floor((s % 86400) / 3600);
+  const m = Math.floor((s % 3600) / 60), r = s % 60;
+  if (d) return d + "d " + h + "h";
+  if (h) return h + "h " + m + "m";
+  if (m) return m + "m " + r + "s";
+  return r + "s";
+}
+
+export function ago(iso) {
+  if (!iso) return "never";
+  const diff = (Date.now() - Date.parse(iso)) / 1000;
+  if (diff < 1.5) return "just now";
+  if (diff < 60) return Math.round(diff) + " s ago";
+  if (diff < 3600) return Math.round(diff / 60) + " min ago";
+  return new Date(iso).toLocaleString();
+}
+
+// A span in words that stays readable as it grows: "7 s", "3 min 05 s", "2 h 10 min".
+export function age(seconds) {
+  const s = Math.max(0, Math.floor(seconds));
+  if (s < 60) return s + " s";
+  if (s < 3600) return Math.floor(s / 60) + " min " + String(s % 60).padStart(2, "0") + " s";
+  return Math.floor(s / 3600) + " h " + Math.floor((s % 3600) / 60) + " min";
+}
+
+export const clock = new Intl.DateTimeFormat(undefined,
+  { hour: "2-digit", minute: "2-digit", second: "2-digit", hour12: false });
+
+export function millis(v) {
+  if (v === null || v === undefined) return "–";
+  if (v >= 1000) return nf2.format(v / 1000) + " s";
+  if (v >= 100) return nf0.format(v) + " ms";
+  return (v >= 10 ? nf1 : nf2).format(v) + " ms";
+}
+
+export function el(tag, cls, text) {
+  const node = document.createElement(tag);
+  if (cls) node.className = cls;
+  if (text !== undefined) node.textContent = text;
+  return node;
+}
+
+// A cell of a figure, by the figure's unit (the row schema's `unit`).
+export const pct = new Intl.NumberFormat(undefined, { style: "percent", maximumFractionDigits: 1 });
+export const byUnit = {
+  "ratio": (v) => (v === null ? "–" : pct.format(v)),
+  "1/s": (v) => (v === null ? "–" : rate(v)),
+  "1/h": (v) => (v === null ? "–" : count(v)),
+  "events": (v) => (v === null ? "–" : count(v)),
+  "s": (v) => duration(v),
+  "ms": (v) => millis(v),
+};
+// The tooltip's words for a sparkline's value.
+export const UNIT_TEXT = {
+  "1/s": (v) => rate(v) + " events/s",
+  "%": (v) => nf1.format(v) + " % failed",
+  "ms": (v) => millis(v) + " p95",
+};

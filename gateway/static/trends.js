@@ -1,0 +1,156 @@
+// The dashboard's sparklines: their samples, a time axis, a range, values on hover.
+// x is the snapshot's time over the chosen range, ending at the latest snapshot (the
+// server's clock, so a skewed browser clock does not shift it); a null value (the service
+// was down, or had no event) is a gap in the line, not a zero.
+import { UNIT_TEXT, clock, el } from "/static/format.js";
+
+export const RANGES = [1, 5, 15];  // minutes the sparklines can span
+const MAX_SAMPLES = 5000;
+const saved = Number(localStorage.getItem("metrics-mesh.range"));
+export const range = { minutes: RANGES.includes(saved) ? saved : 5 };
+// The figures the sparklines draw, one sample per snapshot, oldest first:
+// {t: snapshot time (ms), eps: fleet events/s, rows: Map(name -> {eps, err, p95, status})}.
+const samples = [];
+
+export const SVG = "http://www.w3.org/2000/svg";
+
+export function recordSample(body) {
+  const t = Date.parse(body.timestamp);
+  if (!Number.isFinite(t)) return false;
+  let i = samples.length;
+  while (i > 0 && samples[i - 1].t > t) i--;
+  if (i > 0 && samples[i - 1].t === t) return false;      // seen on the other stream
+  const rows = new Map();
+  for (const row of body.active_apis.concat(body.inactive_services || [])) {
+    const up = row.status === "active";
+    const known = (v) => (up && v !== null && v !== undefined ? v : null);
+    rows.set(row.service_name, {
+      eps: known(row.events_per_second),
+      err: known(row.error_rate) === null ? null : row.error_rate * 100,
+      p95: known(row.latency_p95_ms),
+      status: row.status,
+    });
+  }
+  samples.splice(i, 0, { t, eps: body.events_per_second, rows });
+  const newest = samples[samples.length - 1].t;
+  let old = 0;
+  while (old < samples.length && samples[old].t < newest - RANGES[RANGES.length - 1] * 60000) old++;
+  old = Math.max(old, samples.length - MAX_SAMPLES);
+  if (old > 0) samples.splice(0, old);
+  return true;
+}
+
+// The points of one series over the current range: [{t, v, status}].
+export function series(name, key) {
+  if (!samples.length) return { points: [], t0: 0, t1: 0 };
+  const t1 = samples[samples.length - 1].t, t0 = t1 - range.minutes * 60000;
+  const points = [];
+  for (const sample of samples) {
+    if (sample.t < t0) continue;
+    if (name === null) { points.push({ t: sample.t, v: sample.eps, status: "active" }); continue; }
+    const row = sample.rows.get(name);
+    if (row) points.push({ t: sample.t, v: row[key], status: row.status });
+  }
+  return { points, t0, t1 };
+}
+
+export function drawSpark(svg, data, width, height) {
+  while (svg.firstChild) svg.removeChild(svg.firstChild);
+  svg.spark = data;
+  const { points, t0, t1 } = data;
+  const span = Math.max(1, t1 - t0);
+  const stride = Math.max(1, Math.floor(points.length / (2 * width)));
+  const drawn = points.filter((p, i) => i % stride === 0 || i === points.length - 1);
+  const max = Math.max(0.001, ...drawn.map((p) => p.v || 0));
+  const x = (p) => ((p.t - t0) / span) * width;
+  const y = (p) => height - 2 - (p.v / max) * (height - 4);
+  let segment = [];
+  const flush = () => {
+    if (!segment.length) return;
+    const line = segment.map((p) => x(p).toFixed(1) + "," + y(p).toFixed(1)).join(" ");
+    const first = x(segment[0]).toFixed(1), last = x(segment[segment.length - 1]).toFixed(1);
+    const area = document.createElementNS(SVG, "polygon");
+    area.setAttribute("class", "area");
+    area.setAttribute("points", first + "," + height + " " + line + " " + last + "," + height);
+    const poly = document.createElementNS(SVG, "polyline");
+    poly.setAttribute("class", "line");
+    poly.setAttribute("points", segment.length > 1 ? line : line + " " + (x(segment[0]) + 0.5).toFixed(1) + "," + y(segment[0]).toFixed(1));
+    svg.appendChild(area);
+    svg.appendChild(poly);
+    segment = [];
+  };
+  for (const p of drawn) { if (p.v === null || p.v === undefined) flush(); else segment.push(p); }
+  flush();
+  const cursor = document.createElementNS(SVG, "line");
+  cursor.setAttribute("class", "cursor");
+  cursor.setAttribute("y1", "0");
+  cursor.setAttribute("y2", String(height));
+  cursor.style.display = "none";
+  svg.appendChild(cursor);
+  svg.dataset.width = String(width);
+  if (svg.hoverX !== undefined) showTip(svg, svg.hoverX);   // a redraw under the pointer
+}
+
+// The tooltip of every sparkline: the sample nearest the pointer, its time and value.
+const tip = el("div", "spark-tip");
+tip.id = "spark-tip";
+tip.setAttribute("role", "tooltip");
+tip.hidden = true;
+document.body.appendChild(tip);
+
+function nearest(points, t) {
+  let lo = 0, hi = points.length - 1;
+  while (lo < hi) {
+    const mid = (lo + hi) >> 1;
+    if (points[mid].t < t) lo = mid + 1; else hi = mid;
+  }
+  if (lo > 0 && t - points[lo - 1].t < points[lo].t - t) lo--;
+  return points[lo];
+}
+
+function showTip(svg, clientX) {
+  svg.hoverX = clientX;
+  const data = svg.spark;
+  if (!data || !data.points.length) { tip.hidden = true; return; }
+  const box = svg.getBoundingClientRect();
+  const f = Math.min(1, Math.max(0, (clientX - box.left) / box.width));
+  const p = nearest(data.points, data.t0 + f * (data.t1 - data.t0));
+  const format = UNIT_TEXT[svg.dataset.unit] || ((v) => String(v));
+  const value = p.v === null || p.v === undefined
+    ? (p.status !== "active" ? p.status : "no events") : format(p.v);
+  tip.textContent = clock.format(new Date(p.t)) + " · " + value;
+  tip.hidden = false;
+  const width = Number(svg.dataset.width);
+  const cursor = svg.querySelector(".cursor");
+  const cx = ((p.t - data.t0) / Math.max(1, data.t1 - data.t0)) * width;
+  cursor.setAttribute("x1", cx.toFixed(1));
+  cursor.setAttribute("x2", cx.toFixed(1));
+  cursor.style.display = "";
+  const left = Math.min(window.innerWidth - tip.offsetWidth - 4, Math.max(4, clientX - tip.offsetWidth / 2));
+  tip.style.left = left + "px";
+  tip.style.top = Math.max(4, box.top - tip.offsetHeight - 6) + "px";
+}
+
+function hideTip(svg) {
+  svg.hoverX = undefined;
+  tip.hidden = true;
+  const cursor = svg.querySelector(".cursor");
+  if (cursor) cursor.style.display = "none";
+}
+
+export function hoverable(svg, unit) {
+  svg.dataset.unit = unit;
+  svg.addEventListener("pointermove", (event) => showTip(svg, event.clientX));
+  svg.addEventListener("pointerleave", () => hideTip(svg));
+}
+
+// Labels under a large sparkline: how far back its left edge and middle are.
+function axisText(minutes) {
+  const mid = minutes / 2;
+  return minutes === 1 ? ["−60 s", "−30 s", "now"] : ["−" + minutes + " min", "−" + mid + " min", "now"];
+}
+
+export function drawAxis(node) {
+  const labels = axisText(range.minutes);
+  node.replaceChildren(...labels.map((text) => el("span", "", text)));
+}
