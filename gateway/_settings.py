@@ -35,8 +35,8 @@ class GatewaySettings:
     )
     history_size: int = setting(
         900,
-        "snapshots kept for SSE resume and the dashboard's sparklines (900: 15 min at 1 "
-        "round/s; about 125 KB each with 15 services of 3 timed kinds)",
+        "snapshots kept for SSE resume and the dashboard's trends (900: 15 min at 1 round/s; "
+        "about 190 KB each in the demo's fleet of 15 services)",
     )
     reconnect_initial_seconds: float = setting(
         0.2, "first reconnect delay after the upstream subscription fails (then doubled)"
