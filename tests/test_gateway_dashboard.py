@@ -8,9 +8,7 @@ from collections.abc import AsyncIterator
 import pytest
 
 from mesh_common.figures import columns
-from tests.browser import ARGS as ARGS
 from tests.browser import ARTIFACTS, open_page, playwright_api
-from tests.browser import CHROMIUM as CHROMIUM
 from tests.gateway_mesh import Mesh, running_mesh
 
 Page = playwright_api.Page
