@@ -36,7 +36,7 @@ class GatewaySettings:
     history_size: int = setting(
         900,
         "snapshots kept for SSE resume and the dashboard's trends (900: 15 min at 1 round/s; "
-        "about 190 KB each in the demo's fleet of 15 services)",
+        "older ones kept serialized, about 30 KB each for 15 services of 3 timed kinds)",
     )
     reconnect_initial_seconds: float = setting(
         0.2, "first reconnect delay after the upstream subscription fails (then doubled)"

@@ -49,12 +49,12 @@ class ResumePoint(NamedTuple):
 
 def event_id(entry: SnapshotEntry) -> str:
     """The SSE id of a snapshot: `EPOCH-SEQUENCE`, unique across aggregator restarts."""
-    return f"{entry.snapshot.epoch}-{entry.sequence}"
+    return f"{entry.epoch}-{entry.sequence}"
 
 
 def frame(entry: SnapshotEntry, view: View, now: float) -> bytes:
     """One `snapshot` event."""
-    head = b"id: %d-%d\nevent: snapshot\ndata: " % (entry.snapshot.epoch, entry.sequence)
+    head = b"id: %d-%d\nevent: snapshot\ndata: " % (entry.epoch, entry.sequence)
     return head + entry.body(view, now) + b"\n\n"
 
 
@@ -75,7 +75,7 @@ def live_gap(state: GatewayState, sent: ResumePoint | None, entry: SnapshotEntry
     """The `gap` event due before a live `entry` when the client missed snapshots, else b""."""
     if sent is None:
         return b""
-    epoch = entry.snapshot.epoch
+    epoch = entry.epoch
     if sent.epoch not in (0, epoch):
         return gap_frame("the aggregator restarted (a new epoch)", sent, entry, None)
     found, missed = state.hub.gap_between(epoch, sent.sequence, entry.sequence)
@@ -145,7 +145,7 @@ async def events(
         for entry in entries:
             yield frame(entry, view, monotonic())
             pacer.mark_sent(entry)
-            sent = ResumePoint(entry.snapshot.epoch, entry.sequence)
+            sent = ResumePoint(entry.epoch, entry.sequence)
         heartbeat = state.settings.heartbeat_seconds
         last_send = monotonic()
         alerts = AlertFeed(state.alerts, current=True)
@@ -170,7 +170,7 @@ async def events(
                 gap = live_gap(state, sent, entry)
                 if gap:
                     yield gap
-                sent = ResumePoint(entry.snapshot.epoch, entry.sequence)
+                sent = ResumePoint(entry.epoch, entry.sequence)
                 yield entry.cached(view, partial(frame, entry, view, now))
             last_send = now
     finally:

@@ -152,7 +152,7 @@ class SnapshotHub:
     @property
     def epoch(self) -> int | None:
         """The aggregator lifetime of the latest snapshot (None before the first)."""
-        return None if self.latest is None else self.latest.snapshot.epoch
+        return None if self.latest is None else self.latest.epoch
 
     def gap_between(self, epoch: int, after: int, upto: int) -> tuple[bool, int | None]:
         """Whether snapshots of `epoch` in (after, upto] follow missed ones; (gap, missed)."""
@@ -209,7 +209,7 @@ class SnapshotHub:
             request = aggregator_pb2.StreamSnapshotsRequest()
             if resume and self.latest is not None:
                 request.after_sequence = self.latest.sequence
-                request.after_epoch = self.latest.snapshot.epoch
+                request.after_epoch = self.latest.epoch
             try:
                 call = stub.StreamSnapshots(request)
                 async for message in call:
@@ -248,13 +248,13 @@ class SnapshotHub:
     def _publish(self, snapshot: snapshot_pb2.Snapshot, gap: bool = False, missed: int = 0) -> None:
         entry = SnapshotEntry(snapshot, self.monotonic())
         latest = self.latest
-        if latest is not None and snapshot.epoch != latest.snapshot.epoch:
+        if latest is not None and snapshot.epoch != latest.epoch:
             log.warning(
                 "aggregator %s is in a new lifetime (epoch %d after %d, restarted?); the "
                 "resume history starts afresh and streams are told of the gap",
                 self.target,
                 snapshot.epoch,
-                latest.snapshot.epoch,
+                latest.epoch,
             )
             self._history.clear()
             self._gaps.append((snapshot.epoch, snapshot.sequence, None))
@@ -279,6 +279,8 @@ class SnapshotHub:
                 latest.sequence,
             )
             self._gaps.append((snapshot.epoch, snapshot.sequence, missed or None))
+        if latest is not None:
+            latest.compact()
         self._history.append(entry)
         self.latest = entry
         self.snapshots_received += 1

@@ -23,6 +23,7 @@ from mesh_common.figures import (
     ROW_FIGURES,
     ROW_KEYS_ALWAYS,
     TOTAL_FIGURES,
+    Figure,
     JSONValue,
 )
 from mesh_common.filters import ServiceFilter
@@ -126,16 +127,22 @@ def view_of_query(
 
 
 class ServiceRow:
-    """One service's row of a snapshot: every row figure, raw and as JSON, computed once."""
+    """One service's row of a snapshot: its figures, raw and as JSON, computed once.
+
+    `figures` are every row figure by default; a row read for one view only may convert just
+    the view's (its `json` then holds only those).
+    """
 
     __slots__ = ("json", "message", "raw", "service_name", "service_type", "status")
 
-    def __init__(self, message: snapshot_pb2.ServiceRow) -> None:
+    def __init__(
+        self, message: snapshot_pb2.ServiceRow, figures: Sequence[Figure] = ROW_FIGURES
+    ) -> None:
         self.message = message
-        self.raw: Mapping[str, Any] = {figure.name: figure.read(message) for figure in ROW_FIGURES}
+        self.raw: Mapping[str, Any] = {figure.name: figure.read(message) for figure in figures}
         """Each figure's raw value (seconds, epoch seconds, None for no data) by name."""
         self.json: JSONObject = {
-            figure.name: figure.to_json(self.raw[figure.name]) for figure in ROW_FIGURES
+            figure.name: figure.to_json(self.raw[figure.name]) for figure in figures
         }
         """The row as the REST shape's object, in the schema's order."""
         self.service_name: str = message.service_name
@@ -149,31 +156,76 @@ class ServiceRow:
 
 
 class SnapshotEntry:
-    """One snapshot as the gateway received it, with its rows converted and bodies cached."""
+    """One snapshot as the gateway received it, with its rows converted and bodies cached.
+
+    While it is the latest snapshot an entry keeps the parsed message, its rows and the
+    bodies of each view. Once a newer one arrives, `compact()` keeps only the serialized
+    message (a parsed snapshot with latency buckets takes about 8x its serialized size) and
+    the frames cached with `cached()`: reading a compacted entry (an SSE resume or replay)
+    parses it again for that use and keeps nothing.
+    """
 
     __slots__ = (
         "_bodies",
+        "_data",
         "_extra",
         "_lock",
+        "_rows",
+        "_snapshot",
         "age_at_receipt",
+        "epoch",
         "received_at",
-        "rows",
         "sequence",
-        "snapshot",
         "take_time",
     )
 
     def __init__(self, snapshot: snapshot_pb2.Snapshot, received_at: float) -> None:
-        self.snapshot = snapshot
+        self._snapshot: snapshot_pb2.Snapshot | None = snapshot
+        self._data: bytes | None = None
         self.sequence = snapshot.sequence
+        self.epoch = snapshot.epoch
+        """The aggregator lifetime the snapshot comes from."""
         self.received_at = received_at
         """Monotonic instant of receipt (the hub's clock)."""
         self.age_at_receipt = to_seconds(snapshot.age)
         self.take_time = to_seconds(snapshot.take_time)
-        self.rows = tuple(ServiceRow(row) for row in snapshot.services)
+        self._rows: tuple[ServiceRow, ...] | None = tuple(
+            ServiceRow(row) for row in snapshot.services
+        )
         self._bodies: dict[View, dict[str, Any]] = {}
         self._extra: dict[Hashable, bytes] = {}
         self._lock = threading.Lock()
+
+    @property
+    def snapshot(self) -> snapshot_pb2.Snapshot:
+        """The snapshot message (parsed again, and not kept, once the entry is compacted)."""
+        if self._snapshot is not None:
+            return self._snapshot
+        assert self._data is not None
+        return snapshot_pb2.Snapshot.FromString(self._data)
+
+    @property
+    def rows(self) -> tuple[ServiceRow, ...]:
+        """The rows in registry order (converted again, and not kept, once compacted)."""
+        if self._rows is not None:
+            return self._rows
+        return tuple(ServiceRow(row) for row in self.snapshot.services)
+
+    @property
+    def compacted(self) -> bool:
+        """True once only the serialized message (and cached frames) are kept."""
+        return self._snapshot is None
+
+    def compact(self) -> None:
+        """Keep only the serialized message and the cached frames (a newer snapshot arrived)."""
+        snapshot = self._snapshot
+        if snapshot is None:
+            return
+        self._data = snapshot.SerializeToString()
+        with self._lock:
+            self._snapshot = None
+            self._rows = None
+            self._bodies = {}
 
     def age(self, now: float) -> float:
         """Seconds since the round started, measured without trusting wall clocks."""
@@ -181,14 +233,18 @@ class SnapshotEntry:
 
     def totals(self, view: View = WHOLE) -> JSONObject:
         """The fleet's figures for a view: the snapshot's own, or the kept rows' for a filter."""
+        return self._totals(self.snapshot, self.rows, view)
+
+    @staticmethod
+    def _totals(
+        snapshot: snapshot_pb2.Snapshot, rows: Sequence[ServiceRow], view: View
+    ) -> JSONObject:
         if view.services.keeps_everything:
-            return {
-                figure.name: figure.to_json(figure.read(self.snapshot)) for figure in TOTAL_FIGURES
-            }
-        kept = [row.message for row in self.rows if view.keeps(row)]
+            return {figure.name: figure.to_json(figure.read(snapshot)) for figure in TOTAL_FIGURES}
+        kept = [row.message for row in rows if view.keeps(row)]
         return {
             figure.name: figure.to_json(
-                figure.read(self.snapshot) if figure.combine is None else figure.combine(kept)
+                figure.read(snapshot) if figure.combine is None else figure.combine(kept)
             )
             for figure in TOTAL_FIGURES
         }
@@ -203,7 +259,7 @@ class SnapshotEntry:
         if parts is None:
             parts = self._body_parts(view, lambda rows: orjson.Fragment(orjson.dumps(rows)))
             with self._lock:
-                if len(self._bodies) < MAX_CACHED_VIEWS:
+                if not self.compacted and len(self._bodies) < MAX_CACHED_VIEWS:
                     self._bodies[view] = parts
         return orjson.dumps({**parts, "snapshot_age_ms": round(self.age(now) * 1000.0)})
 
@@ -217,9 +273,21 @@ class SnapshotEntry:
                     self._extra[key] = value
         return value
 
+    def _rows_for(self, snapshot: snapshot_pb2.Snapshot, view: View) -> tuple[ServiceRow, ...]:
+        """The rows, converted only as far as `view` needs when the entry is compacted."""
+        if self._rows is not None:
+            return self._rows
+        figures: Sequence[Figure] = ROW_FIGURES
+        if view.fields:
+            wanted = {*view.fields, *ROW_KEYS_ALWAYS}
+            figures = [figure for figure in ROW_FIGURES if figure.name in wanted]
+        return tuple(ServiceRow(row, figures) for row in snapshot.services)
+
     def _body_parts(self, view: View, rows_as: Callable[[list[JSONObject]], Any]) -> JSONObject:
-        rows = [row for row in self.rows if view.keeps(row)]
-        totals = self.totals(view)
+        snapshot = self.snapshot
+        every = self._rows_for(snapshot, view)
+        rows = [row for row in every if view.keeps(row)]
+        totals = self._totals(snapshot, every, view)
         return {
             "events_per_second": totals["events_per_second"],
             "events_per_hour": totals["events_per_hour"],

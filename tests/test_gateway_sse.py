@@ -16,6 +16,7 @@ from tests.eventually import eventually
 from tests.gateway_mesh import Mesh, running_mesh
 
 STREAM = "/api/v1/real-time-metrics/stream"
+REST = "/api/v1/real-time-metrics"
 
 
 @dataclass
@@ -209,3 +210,33 @@ async def test_interval_spaces_the_events(mesh: Mesh) -> None:
     ids = [event.id or 0 for event in got]
     # Rounds complete every 0.2 s: events a second apart are at least 4 sequences apart.
     assert ids[1] - ids[0] >= 4 and ids[2] - ids[1] >= 4, ids
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        {},
+        {"services": "weather-api,admin-api", "fields": "events_per_second,latency_p95_ms"},
+        {"types": "data"},
+    ],
+)
+async def test_a_replayed_snapshot_is_the_body_served_while_it_was_the_latest(
+    mesh: Mesh, params: dict[str, str]
+) -> None:
+    """Older snapshots are kept compacted in the ring; replaying one gives back the same body."""
+    for name in ("weather-api", "admin-api"):
+        mesh.tracker(name).observe("call", 0.02, error=name == "admin-api")
+    await eventually(
+        lambda: mesh.tracker("weather-api").read().total_events == 1, what="the events counted"
+    )
+    live = (await mesh.http.get(REST, params=params)).json()
+
+    async def two_newer() -> bool:  # then `live` is an older entry of the ring
+        return bool((await mesh.http.get(REST)).json()["sequence"] >= live["sequence"] + 2)
+
+    await eventually(two_newer, what="two newer snapshots")
+    replayed = await asyncio.wait_for(take(mesh, 8, params={**params, "replay": "8"}), 10)
+    (same,) = [event.json() for event in replayed if event.id == live["sequence"]]
+    for body in (live, same):
+        del body["snapshot_age_ms"]
+    assert same == live
