@@ -17,7 +17,6 @@ import gc
 import random
 import time
 
-import grpc
 from metricsmesh.v1 import aggregator_pb2, aggregator_pb2_grpc, snapshot_pb2
 
 from agent import AgentServer, EventTracker
@@ -51,14 +50,16 @@ async def realistic_snapshot() -> bytes:
         entries.append(dataclasses.replace(entry, host="127.0.0.1", agent_port=agent.port))
     settings = AggregatorSettings(port=0, interval_seconds=0.5, deadline_seconds=0.4)
     try:
-        async with AggregatorServer(Registry(entries), settings) as server:
-            async with open_channel(server.address) as channel:
-                stub = aggregator_pb2_grpc.AggregatorServiceStub(channel)
-                while True:
-                    answer = await stub.GetSnapshot(aggregator_pb2.GetSnapshotRequest())
-                    if answer.snapshot.active_count == len(entries):
-                        return bytes(answer.snapshot.SerializeToString())
-                    await asyncio.sleep(0.2)
+        async with (
+            AggregatorServer(Registry(entries), settings) as server,
+            open_channel(server.address) as channel,
+        ):
+            stub = aggregator_pb2_grpc.AggregatorServiceStub(channel)
+            while True:
+                answer = await stub.GetSnapshot(aggregator_pb2.GetSnapshotRequest())
+                if answer.snapshot.active_count == len(entries):
+                    return bytes(answer.snapshot.SerializeToString())
+                await asyncio.sleep(0.2)
     finally:
         for agent in agents:
             await agent.stop(0)
