@@ -1,8 +1,12 @@
-"""Shared fixtures: a controllable clock for exact, sleep-free timing tests."""
+"""Shared fixtures: a controllable clock for exact, sleep-free timing tests, and a real mesh."""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+
 import pytest
+
+from tests.gateway_mesh import Mesh, running_mesh
 
 
 class FakeClock:
@@ -21,3 +25,14 @@ class FakeClock:
 @pytest.fixture
 def clock() -> FakeClock:
     return FakeClock()
+
+
+@pytest.fixture
+async def mesh() -> AsyncIterator[Mesh]:
+    """15 real agents, an aggregator and the gateway on ephemeral ports, the first snapshot in.
+
+    A test module that needs another mesh (other settings, nothing awaited) defines its own.
+    """
+    async with running_mesh() as running:
+        await running.metrics()
+        yield running

@@ -9,16 +9,9 @@ import pytest
 
 from mesh_common.figures import columns
 from tests.browser import ARTIFACTS, open_page, playwright_api
-from tests.gateway_mesh import Mesh, running_mesh
+from tests.gateway_mesh import Mesh
 
 Page = playwright_api.Page
-
-
-@pytest.fixture
-async def mesh() -> AsyncIterator[Mesh]:
-    async with running_mesh() as running:
-        await running.metrics()
-        yield running
 
 
 @pytest.fixture

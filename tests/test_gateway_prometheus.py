@@ -6,7 +6,6 @@ import asyncio
 import shutil
 import socket
 import subprocess
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -17,14 +16,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from mesh_common import latency
 from tests.eventually import eventually
-from tests.gateway_mesh import Mesh, running_mesh
-
-
-@pytest.fixture
-async def mesh() -> AsyncIterator[Mesh]:
-    async with running_mesh() as running:
-        await running.metrics()
-        yield running
+from tests.gateway_mesh import Mesh
 
 
 async def families(mesh: Mesh) -> dict[str, Metric]:

@@ -14,14 +14,7 @@ from typing import Any
 import pytest
 from websockets.asyncio.client import ClientConnection, connect
 
-from tests.gateway_mesh import Mesh, running_mesh
-
-
-@pytest.fixture
-async def mesh() -> AsyncIterator[Mesh]:
-    async with running_mesh() as running:
-        await running.metrics()
-        yield running
+from tests.gateway_mesh import Mesh
 
 
 @pytest.fixture

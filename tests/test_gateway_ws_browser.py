@@ -15,7 +15,7 @@ import pytest
 
 from tests.browser import artifact, open_page
 from tests.eventually import eventually
-from tests.gateway_mesh import Mesh, running_mesh
+from tests.gateway_mesh import Mesh
 
 SERVICES = 15
 
@@ -119,13 +119,6 @@ def run_snippet(snippet: str, seed_url: str, done: str) -> str:
     """The page function running `snippet` with its URL replaced by the argument `url`."""
     assert snippet.count(f"'{seed_url}'") == 1
     return HARNESS % {"snippet": snippet.replace(f"'{seed_url}'", "url"), "done": done}
-
-
-@pytest.fixture
-async def mesh() -> AsyncIterator[Mesh]:
-    async with running_mesh() as running:
-        await running.metrics()
-        yield running
 
 
 @pytest.fixture

@@ -19,7 +19,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from gateway._ws_vocabulary import ALL_TYPES, HERO_FIELDS, SYSTEM_FIELDS
 from mesh_common.figures import KIND_FIGURES, ROW_FIGURE_NAMES
 from tests.eventually import eventually
-from tests.gateway_mesh import Mesh, running_mesh
+from tests.gateway_mesh import Mesh
 from tests.test_gateway_ws import receive, send, until
 
 SERVICES = 15
@@ -51,13 +51,6 @@ async def connect():
 
 asyncio.run(connect())
 """
-
-
-@pytest.fixture
-async def mesh() -> AsyncIterator[Mesh]:
-    async with running_mesh() as running:
-        await running.metrics()
-        yield running
 
 
 @pytest.fixture
