@@ -107,6 +107,31 @@ def snapshot_to_proto(snapshot: SnapshotData, rows: Iterable[Row]) -> snapshot_p
     return message
 
 
+class WholeSnapshots:
+    """The wire message of a snapshot with every row, built once and shared.
+
+    The streams' unfiltered view and the alert evaluation of a round both read the same
+    message, so each round's rows are converted once (at 1000 services that conversion costs
+    about as much as evaluating 20 rules). Its readers must not change it: responses copy it.
+    The last two snapshots are kept (a replay between two rounds does not evict the latest).
+    """
+
+    def __init__(self, keep: int = 2) -> None:
+        self._keep = keep
+        self._messages: dict[tuple[int, int], snapshot_pb2.Snapshot] = {}
+
+    def get(self, snapshot: SnapshotData) -> snapshot_pb2.Snapshot:
+        """The message of `snapshot` with all its rows (ages unset)."""
+        key = (snapshot.epoch, snapshot.sequence)
+        message = self._messages.get(key)
+        if message is None:
+            message = snapshot_to_proto(snapshot, snapshot.rows)
+            if len(self._messages) >= self._keep:
+                del self._messages[min(self._messages)]
+            self._messages[key] = message
+        return message
+
+
 AGE_RESOLUTION_SECONDS = 0.002
 """Serialized bytes are reused for sends this close together (their ages differ by less)."""
 
@@ -155,11 +180,17 @@ class View:
         return self._services.keeps(row.entry.name, row.entry.type)
 
     def build(
-        self, snapshot: SnapshotData
+        self, snapshot: SnapshotData, whole: WholeSnapshots | None = None
     ) -> tuple[snapshot_pb2.Snapshot, tuple[float | None, ...]]:
-        """The filtered, masked message (ages unset) and each kept row's receive instant."""
+        """The filtered, masked message (ages unset) and each kept row's receive instant.
+
+        Without a service filter the rows come from `whole` when given (shared, not changed).
+        """
         rows = [row for row in snapshot.rows if self.keeps(row)]
-        full = snapshot_to_proto(snapshot, rows)
+        if whole is not None and self._services.keeps_everything:
+            full = whole.get(snapshot)
+        else:
+            full = snapshot_to_proto(snapshot, rows)
         received = tuple(row.received_at for row in rows)
         if self._top is None:
             return full, received
@@ -204,16 +235,17 @@ class View:
 class RenderCache:
     """Built responses per (view key, response kind, snapshot sequence), latest sequences only."""
 
-    def __init__(self, keep_sequences: int = 2) -> None:
+    def __init__(self, keep_sequences: int = 2, whole: WholeSnapshots | None = None) -> None:
         self._keep = keep_sequences
         self._items: dict[tuple[object, ResponseKind, int], _Rendered] = {}
+        self._whole = whole or WholeSnapshots()
 
     def get(self, snapshot: SnapshotData, view: View, kind: ResponseKind) -> _Rendered:
         """The built response of `view` and `kind` for `snapshot`, building it on first use."""
         key = (view.key, kind, snapshot.sequence)
         rendered = self._items.get(key)
         if rendered is None:
-            message, received = view.build(snapshot)
+            message, received = view.build(snapshot, self._whole)
             rendered = _Rendered(_response(kind, message), received)
             floor = snapshot.sequence - self._keep
             if len(self._items) > 64:

@@ -9,6 +9,7 @@ import grpc
 from aggregator._alerts.manager import AlertManager
 from aggregator._alerts.service import AlertServicer
 from aggregator._alerts.settings import IN_MEMORY, AlertSettings
+from aggregator._convert import WholeSnapshots
 from aggregator._loop import RoundLoop
 from aggregator._service import SERVICE, SERVICE_NAME, AggregatorServicer
 from aggregator._settings import AggregatorSettings
@@ -41,8 +42,11 @@ class AggregatorServer:
             registry, self.settings, clocks=clocks, interval_rounds=interval_rounds
         )
         """The rounds (every interval; with `interval_rounds` False only on demand)."""
-        self._servicer = AggregatorServicer(self.loop)
-        self.alerts = AlertManager(alerts or IN_MEMORY, clocks=clocks, persist=alerts is not None)
+        whole = WholeSnapshots()  # a round's rows converted once, for the streams and alerts
+        self._servicer = AggregatorServicer(self.loop, whole)
+        self.alerts = AlertManager(
+            alerts or IN_MEMORY, clocks=clocks, persist=alerts is not None, whole=whole
+        )
         """The alert rules and alerts (persisted only when `alerts` settings are given)."""
         self._alert_servicer = AlertServicer(self.alerts)
         self._host = GrpcHost(

@@ -22,7 +22,7 @@ import grpc
 from google.protobuf.duration_pb2 import Duration
 from metricsmesh.v1 import aggregator_pb2
 
-from aggregator._convert import RenderCache, ResponseKind, View
+from aggregator._convert import RenderCache, ResponseKind, View, WholeSnapshots
 from aggregator._errors import AggregatorStateError, FilterError, TooManySubscribers
 from aggregator._loop import RoundLoop
 from aggregator._model import SnapshotData
@@ -52,9 +52,9 @@ Context = grpc.aio.ServicerContext[Any, Any]
 class AggregatorServicer:
     """The handlers of AggregatorService, reading from one `RoundLoop`."""
 
-    def __init__(self, loop: RoundLoop) -> None:
+    def __init__(self, loop: RoundLoop, whole: WholeSnapshots | None = None) -> None:
         self._loop = loop
-        self._cache = RenderCache()
+        self._cache = RenderCache(whole=whole)
 
     def implementations(self) -> dict[str, Implementation]:
         """The snapshot methods of AggregatorService by .proto name (responses pre-serialized)."""

@@ -3,6 +3,9 @@
 python -m bench alerts
 What one round costs the alert observer: the snapshot to its wire rows (once) and the
 evaluation of every rule on every selected row (and kind), best of several rounds, CPU time.
+The wire message is shared with the streams' unfiltered view (`WholeSnapshots`): with a
+subscriber attached (the gateway) the observer's own cost is the evaluation alone; without
+one it pays the conversion too. Both are printed.
 Targets: <= 1 ms at 15 services, <= 50 ms (5 % of a 1 s interval) at 1000.
 """
 
@@ -93,11 +96,13 @@ def main() -> None:
     print("alert evaluation per round (CPU time, best of 7; 20 rules incl. 3 on kinds):")
     for count, target in TARGETS_MS.items():
         total, convert, instances = cost(count)
-        verdict = "ok" if total <= target else "MISSED"
+        shared = total - convert
         print(
-            f"  {count:5d} services x 20 rules: {total:7.2f} ms per round ({convert:.2f} ms of it "
-            f"building the wire rows; {instances} alert instances)  "
-            f"target <= {target:g} ms: {verdict}"
+            f"  {count:5d} services x 20 rules: {total:7.2f} ms per round alone "
+            f"({convert:.2f} ms of it building the wire rows; {instances} alert instances); "
+            f"{shared:.2f} ms with the wire rows shared with a stream  target <= {target:g} ms: "
+            f"alone {'ok' if total <= target else 'MISSED'}, "
+            f"shared {'ok' if shared <= target else 'MISSED'}"
         )
 
 

@@ -6,8 +6,10 @@ import math
 from collections.abc import Mapping
 
 import pytest
+from metricsmesh.v1 import aggregator_pb2
 
 from aggregator import Registry, ServiceEntry
+from aggregator._convert import RenderCache, View, WholeSnapshots
 from aggregator._fold import Backoff, RoundTimes, fold_round, status_changes
 from aggregator._model import (
     AgentFigures,
@@ -238,3 +240,27 @@ def test_status_changes_name_each_service_once_from_unknown_then_on_change() -> 
         ("a", "active", "inactive"),
         ("w", "inactive", "active"),
     ]
+
+
+def test_a_rounds_wire_rows_are_built_once_for_the_stream_and_the_alerts() -> None:
+    snapshot, _ = fold(ok("a"), ok("w", eps=5.0), ok("c"))
+    whole = WholeSnapshots()
+    cache = RenderCache(whole=whole)
+    sent = aggregator_pb2.StreamSnapshotsResponse.FromString(
+        View(REGISTRY, aggregator_pb2.SnapshotFilter()).render(snapshot, 101.0, cache, "stream")
+    )
+    shared = whole.get(snapshot)  # what the alert observer evaluates
+    assert whole.get(snapshot) is shared  # built once per round
+    assert [row.service_name for row in shared.services] == ["a", "w", "c"]
+    assert sent.snapshot.services[0].age.ToNanoseconds() == 900_000_000  # set when sent
+    for row in sent.snapshot.services:
+        row.ClearField("age")
+    assert sent.snapshot.services == shared.services  # the stream sends those very rows
+    assert sent.snapshot.events_per_second == shared.events_per_second == 9.0
+    assert sent.snapshot.age.ToNanoseconds() == 1_000_000_000  # the sent copy has its age
+    assert not shared.HasField("age")  # the shared message is left as built
+    filtered = View(REGISTRY, aggregator_pb2.SnapshotFilter(service_names=["w"]))
+    only_w = aggregator_pb2.StreamSnapshotsResponse.FromString(
+        filtered.render(snapshot, 101.0, cache, "stream")
+    )
+    assert [row.service_name for row in only_w.snapshot.services] == ["w"]

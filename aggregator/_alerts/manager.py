@@ -24,7 +24,7 @@ from aggregator._alerts.engine import Alert, Change, State, evaluate, resolve_by
 from aggregator._alerts.rules import Rule, RuleError, rule_from_proto
 from aggregator._alerts.settings import AlertSettings
 from aggregator._alerts.store import AlertStore
-from aggregator._convert import snapshot_to_proto
+from aggregator._convert import WholeSnapshots
 from aggregator._errors import AggregatorError
 from aggregator._model import SnapshotData
 from mesh_common.clocks import Clocks
@@ -56,8 +56,17 @@ class NumberedChange:
 class AlertManager:
     """Rules, alerts, the change log and delivery of one aggregator."""
 
-    def __init__(self, settings: AlertSettings, *, clocks: Clocks, persist: bool = True) -> None:
+    def __init__(
+        self,
+        settings: AlertSettings,
+        *,
+        clocks: Clocks,
+        persist: bool = True,
+        whole: WholeSnapshots | None = None,
+    ) -> None:
         self.settings = settings
+        self._whole = whole or WholeSnapshots()
+        """Each round's wire message, shared with the streams' unfiltered view."""
         self._clocks = clocks
         self._store = AlertStore(settings.state_path if persist else None)
         self._config_rules = list(settings.rules)
@@ -102,7 +111,7 @@ class AlertManager:
 
     async def observe(self, snapshot: SnapshotData) -> None:
         """Evaluate every rule on `snapshot` (the round loop's observer)."""
-        message = snapshot_to_proto(snapshot, snapshot.rows)
+        message = self._whole.get(snapshot)
         async with self._lock:
             alerts, changes = evaluate(self.rules, message, self.alerts, self._clocks.wall())
             self.evaluations += 1
