@@ -203,6 +203,7 @@ async def _ours(registry: Registry, rounds: int) -> tuple[list[float], float]:
         deadline_seconds=DEADLINE,
         interval_seconds=DEADLINE + 1,
         backoff_max_seconds=0,  # a slow round must not take agents out of the next ones
+        min_round_spacing_seconds=0,  # every snapshot(0) below is a round of its own
     )
     async with AggregatorServer(registry, settings) as server:
         loop = server.loop
@@ -336,7 +337,11 @@ def bench_hung() -> None:
 
         async def run() -> list[float]:
             settings = AggregatorSettings(
-                port=0, deadline_seconds=deadline, interval_seconds=1.0, backoff_max_seconds=0
+                port=0,
+                deadline_seconds=deadline,
+                interval_seconds=1.0,
+                backoff_max_seconds=0,
+                min_round_spacing_seconds=0,  # every snapshot(0) is a round of its own
             )
             async with AggregatorServer(registry, settings) as server:
                 durations = []
