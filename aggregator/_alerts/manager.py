@@ -110,7 +110,12 @@ class AlertManager:
         self._store.close()
 
     async def observe(self, snapshot: SnapshotData) -> None:
-        """Evaluate every rule on `snapshot` (the round loop's observer)."""
+        """Evaluate every rule on `snapshot` (the round loop's observer).
+
+        With no rule and no alert there is nothing to evaluate: the round is not converted.
+        """
+        if not self._config_rules and not self._api_rules and not self.alerts:
+            return
         message = self._whole.get(snapshot)
         async with self._lock:
             alerts, changes = evaluate(self.rules, message, self.alerts, self._clocks.wall())
