@@ -38,6 +38,7 @@ from gateway._alert_json import (
     rule_json,
 )
 from gateway._errors import AlertFormError, AlertRequestError
+from gateway._params import ServicesParam, TypesParam
 from gateway._state import GatewayState
 from gateway._views import split_names
 from mesh_common.filters import ServiceFilter
@@ -243,12 +244,8 @@ def alert_router(state: GatewayState) -> APIRouter:
         include_resolved: Annotated[
             bool, Query(description="Also the alerts resolved in the last 15 minutes.")
         ] = False,
-        services: Annotated[
-            list[str] | None, Query(description="Only these services (comma-separated).")
-        ] = None,
-        types: Annotated[
-            list[str] | None, Query(description="Only these service types (comma-separated).")
-        ] = None,
+        services: ServicesParam = None,
+        types: TypesParam = None,
     ) -> JSONResponse:
         """From the gateway's alert subscription (no call to the aggregator per request)."""
         if not hub.synced:

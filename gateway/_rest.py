@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Annotated
-
-from fastapi import APIRouter, HTTPException, Query
+from fastapi import APIRouter, HTTPException
 from fastapi.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from gateway._errors import FilterError
 from gateway._models import RealTimeMetrics, RealTimeMetricsError
+from gateway._params import FieldsParam, ServicesParam, TypesParam
 from gateway._state import GatewayState
 from gateway._views import WHOLE, view_of_query
 
@@ -29,16 +28,9 @@ def rest_router(state: GatewayState) -> APIRouter:
         summary="Consolidated real-time metrics of every configured service",
     )
     async def real_time_metrics(
-        services: Annotated[
-            list[str] | None, Query(description="Only these services (comma-separated).")
-        ] = None,
-        types: Annotated[
-            list[str] | None, Query(description="Only these service types (comma-separated).")
-        ] = None,
-        fields: Annotated[
-            list[str] | None,
-            Query(description="Only these row fields (service_name, status always kept)."),
-        ] = None,
+        services: ServicesParam = None,
+        types: TypesParam = None,
+        fields: FieldsParam = None,
     ) -> Response:
         """The latest snapshot in story 23.2's shape; 503 with its error shape when stale.
 

@@ -26,6 +26,7 @@ from fastapi.responses import StreamingResponse
 from gateway._alerts import AlertEntry, AlertFeed
 from gateway._errors import FilterError
 from gateway._pacing import Pacer
+from gateway._params import FieldsParam, ServicesParam, TypesParam
 from gateway._state import GatewayState
 from gateway._views import SnapshotEntry, View, json_bytes, view_of_query
 from mesh_common.bounded import quote, shorten
@@ -212,16 +213,9 @@ def sse_router(state: GatewayState) -> APIRouter:
         responses={200: {"content": {"text/event-stream": {}}}},
     )
     async def stream(
-        services: Annotated[
-            list[str] | None, Query(description="Only these services (comma-separated).")
-        ] = None,
-        types: Annotated[
-            list[str] | None, Query(description="Only these service types (comma-separated).")
-        ] = None,
-        fields: Annotated[
-            list[str] | None,
-            Query(description="Only these row fields (service_name, status always kept)."),
-        ] = None,
+        services: ServicesParam = None,
+        types: TypesParam = None,
+        fields: FieldsParam = None,
         interval: Annotated[
             float, Query(ge=0.0, le=3600.0, description="Least seconds between two events.")
         ] = 0.0,
