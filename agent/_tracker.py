@@ -427,22 +427,12 @@ class EventTracker:
             if last is not None and (last_any is None or last > last_any):
                 last_any = last
             wall = None if last is None else last + to_wall
-            if latency is None:
-                readings.append(
-                    KindReading(
-                        kind,
-                        in_window * per_second,
-                        in_window,
-                        total,
-                        wall,
-                        errors_in_window,
-                        errors,
-                    )
-                )
-                continue
-            window = latency.window_histogram()
-            if window is not None:
-                latencies.append(window)
+            window = since_start = None
+            if latency is not None:
+                window = latency.window_histogram()
+                if window is not None:
+                    latencies.append(window)
+                since_start = latency.since_start_histogram(window)
             readings.append(
                 KindReading(
                     kind,
@@ -453,7 +443,7 @@ class EventTracker:
                     errors_in_window,
                     errors,
                     window,
-                    latency.since_start_histogram(window),
+                    since_start,
                 )
             )
         if wanted:
