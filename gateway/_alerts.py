@@ -15,7 +15,6 @@ client's cursor in that log (SSE, WebSocket). Each alert's JSON is built once pe
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import random
 from collections import deque
@@ -27,9 +26,8 @@ from metricsmesh.v1 import aggregator_pb2_grpc, alerts_pb2
 
 from gateway._alert_json import ACTIVE_STATES, alert_json, alert_order
 from gateway._errors import GatewayError
-from gateway._upstream import UpstreamState, backoff
+from gateway._link import UpstreamLink, UpstreamState
 from mesh_common.clocks import ReadClock
-from mesh_common.transport import open_channel
 from mesh_common.wire_time import to_seconds
 
 log = logging.getLogger("gateway.alerts")
@@ -101,7 +99,7 @@ class AlertFeed:
         return [entry for entry in entries if keeps(entry.service_name, entry.service_type)]
 
 
-class AlertHub:
+class AlertHub(UpstreamLink):
     """The current alerts from one upstream subscription, and the log of their changes.
 
     `start()` opens the channel and the subscription task; `stop()` ends both (a second call
@@ -120,19 +118,19 @@ class AlertHub:
         rng: Callable[[], float] = random.random,
         on_change: Callable[[], None] | None = None,
     ) -> None:
-        self.target = target
-        self.state = UpstreamState.STOPPED
-        self.error: str | None = "the alert subscription has not started"
+        super().__init__(
+            target,
+            "alerts",
+            logger=log,
+            reconnect_initial_seconds=reconnect_initial_seconds,
+            reconnect_max_seconds=reconnect_max_seconds,
+            monotonic=monotonic,
+            rng=rng,
+        )
         self.sequence = 0
         """The aggregator's sequence of the latest change applied (its resume point)."""
-        self.connects = 0
         self.changes_received = 0
-        self.state_since = monotonic()
         self._wall = wall
-        self._monotonic = monotonic
-        self._initial = reconnect_initial_seconds
-        self._max = reconnect_max_seconds
-        self._rng = rng
         self._alerts: dict[str, AlertEntry] = {}
         self._log: deque[tuple[int, AlertEntry]] = deque(maxlen=log_size)
         self.position = 0
@@ -140,29 +138,6 @@ class AlertHub:
         self._changed = asyncio.Event()
         self._on_change = on_change
         """Called on every change too (the snapshot hub's wake-up, for the SSE streams)."""
-        self._channel: grpc.aio.Channel | None = None
-        self._task: asyncio.Task[None] | None = None
-
-    # -- lifecycle -------------------------------------------------------------------------
-
-    def start(self) -> None:
-        """Open the channel and start the subscription task (in the running loop)."""
-        if self._task is not None:
-            return
-        self._channel = open_channel(self.target)
-        self._task = asyncio.create_task(self._run(), name=f"alerts {self.target}")
-
-    async def stop(self) -> None:
-        """Cancel the subscription; idempotent."""
-        task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        channel, self._channel = self._channel, None
-        if channel is not None:
-            await channel.close()
-        self._set_state(UpstreamState.STOPPED, "the gateway is shutting down")
 
     @property
     def stub(self) -> aggregator_pb2_grpc.AggregatorServiceStub:
@@ -201,7 +176,7 @@ class AlertHub:
     # -- the subscription --------------------------------------------------------------------
 
     async def _run(self) -> None:
-        delays = backoff(self._initial, self._max, self._rng)
+        delays = self._delays()
         assert self._channel is not None
         stub = aggregator_pb2_grpc.AggregatorServiceStub(self._channel)
         self._set_state(UpstreamState.CONNECTING, f"connecting to the aggregator at {self.target}")
@@ -217,7 +192,7 @@ class AlertHub:
                 )
                 self.connects += 1
                 self._set_state(UpstreamState.CONNECTED, None)
-                delays = backoff(self._initial, self._max, self._rng)
+                delays = self._delays()
                 async for message in call:
                     self._apply(message.change)
                 reason = "the aggregator ended the alert stream"
@@ -278,19 +253,6 @@ class AlertHub:
         ]
         for key in expired:
             del self._alerts[key]
-
-    def _set_state(self, state: UpstreamState, error: str | None) -> None:
-        changed = state is not self.state
-        self.error = error
-        if not changed:
-            return
-        previous, self.state = self.state, state
-        self.state_since = self._monotonic()
-        if state is UpstreamState.DISCONNECTED:
-            log.warning("alerts %s: %s -> %s: %s", self.target, previous, state, error)
-        else:
-            log.info("alerts %s: %s -> %s", self.target, previous, state)
-        self._notify()
 
     def _notify(self) -> None:
         event, self._changed = self._changed, asyncio.Event()

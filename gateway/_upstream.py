@@ -12,33 +12,22 @@ the hub remembers it, so that streams can tell their clients (`gap_between`).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import random
 from collections import deque
-from collections.abc import AsyncIterator, Callable, Iterator
-from enum import StrEnum
+from collections.abc import AsyncIterator, Callable
 
 import grpc
 from metricsmesh.v1 import aggregator_pb2, aggregator_pb2_grpc, snapshot_pb2
 
+from gateway._link import UpstreamLink, UpstreamState
 from gateway._views import SnapshotEntry
 from mesh_common.clocks import ReadClock
-from mesh_common.transport import open_channel
 
 log = logging.getLogger("gateway.upstream")
 
 MAX_GAPS = 64
 """Missed stretches the hub remembers (streams compare against the recent ones only)."""
-
-
-class UpstreamState(StrEnum):
-    """Where the subscription stands."""
-
-    CONNECTING = "connecting"
-    CONNECTED = "connected"
-    DISCONNECTED = "disconnected"
-    STOPPED = "stopped"
 
 
 _RESUME_REJECTED = {
@@ -48,18 +37,7 @@ _RESUME_REJECTED = {
 }
 
 
-def backoff(initial: float, maximum: float, rng: Callable[[], float]) -> Iterator[float]:
-    """Reconnect delays: doubling from `initial` up to `maximum`, each scaled by [0.5, 1).
-
-    The random half spreads the reconnects of many gateways after an aggregator restart.
-    """
-    delay = initial
-    while True:
-        yield delay * (0.5 + rng() / 2)
-        delay = min(delay * 2, maximum)
-
-
-class SnapshotHub:
+class SnapshotHub(UpstreamLink):
     """Holds the latest snapshot from one upstream subscription and wakes waiting clients.
 
     `start()` opens the subscription in a background task; `stop()` ends it (a second call is
@@ -80,52 +58,34 @@ class SnapshotHub:
         monotonic: ReadClock,
         rng: Callable[[], float] = random.random,
     ) -> None:
-        self.target = target
-        self.monotonic = monotonic
-        self.state = UpstreamState.STOPPED
-        self.error: str | None = "the upstream subscription has not started"
+        super().__init__(
+            target,
+            "upstream",
+            logger=log,
+            reconnect_initial_seconds=reconnect_initial_seconds,
+            reconnect_max_seconds=reconnect_max_seconds,
+            monotonic=monotonic,
+            rng=rng,
+        )
         self.latest: SnapshotEntry | None = None
         self.snapshots_received = 0
-        self.connects = 0
         self.failed_attempts = 0
         """Consecutive failed subscription attempts (0 while connected)."""
-        self.state_since = monotonic()
-        """Monotonic instant of the last state change."""
         self._history: deque[SnapshotEntry] = deque(maxlen=history_size)
         self._gaps: deque[tuple[int, int, int | None]] = deque(maxlen=MAX_GAPS)
         """(epoch, sequence, missed or None) of snapshots that came after missed ones."""
-        self._initial = reconnect_initial_seconds
-        self._max = reconnect_max_seconds
-        self._rng = rng
         self._changed = asyncio.Event()
         self._tick = tick_seconds
         self._last_notify = monotonic()
-        self._channel: grpc.aio.Channel | None = None
-        self._task: asyncio.Task[None] | None = None
-        self._ticker: asyncio.Task[None] | None = None
 
     # -- lifecycle -------------------------------------------------------------------------
 
     def start(self) -> None:
-        """Open the channel and start the subscription task (in the running loop)."""
-        if self._task is not None:
+        """Open the channel, start the subscription task and the idle ticker."""
+        if self._tasks:
             return
-        self._channel = open_channel(self.target)
-        self._task = asyncio.create_task(self._run(), name=f"upstream {self.target}")
-        self._ticker = asyncio.create_task(self._tick_loop(), name="upstream ticker")
-
-    async def stop(self) -> None:
-        """Cancel the subscription, close the channel; idempotent."""
-        for task in (self._task, self._ticker):
-            if task is not None:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
-        self._task = self._ticker = None
-        channel, self._channel = self._channel, None
-        if channel is not None:
-            await channel.close()
-        self._set_state(UpstreamState.STOPPED, "the gateway is shutting down")
+        super().start()
+        self._spawn(self._tick_loop(), "upstream ticker")
 
     # -- reading ---------------------------------------------------------------------------
 
@@ -200,7 +160,7 @@ class SnapshotHub:
     # -- the subscription --------------------------------------------------------------------
 
     async def _run(self) -> None:
-        delays = backoff(self._initial, self._max, self._rng)
+        delays = self._delays()
         resume = True
         assert self._channel is not None
         stub = aggregator_pb2_grpc.AggregatorServiceStub(self._channel)
@@ -216,7 +176,7 @@ class SnapshotHub:
                     if self.state is not UpstreamState.CONNECTED:
                         self.connects += 1
                         self._set_state(UpstreamState.CONNECTED, None)
-                        delays = backoff(self._initial, self._max, self._rng)
+                        delays = self._delays()
                         self.failed_attempts = 0
                     self._publish(message.snapshot, message.gap, message.missed)
                 reason = "the aggregator ended the subscription"
@@ -284,19 +244,6 @@ class SnapshotHub:
         self._history.append(entry)
         self.latest = entry
         self.snapshots_received += 1
-        self._notify()
-
-    def _set_state(self, state: UpstreamState, error: str | None) -> None:
-        changed = state is not self.state
-        self.error = error
-        if not changed:
-            return
-        previous, self.state = self.state, state
-        self.state_since = self.monotonic()
-        if state is UpstreamState.DISCONNECTED:
-            log.warning("upstream %s: %s -> %s: %s", self.target, previous, state, error)
-        else:
-            log.info("upstream %s: %s -> %s", self.target, previous, state)
         self._notify()
 
     def wake_waiters(self) -> None:

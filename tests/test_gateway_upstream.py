@@ -7,7 +7,7 @@ import logging
 
 import pytest
 
-from gateway._upstream import backoff
+from gateway._link import backoff
 from tests.eventually import eventually
 from tests.gateway_mesh import running_mesh
 
