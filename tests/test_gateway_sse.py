@@ -67,6 +67,7 @@ async def take(
 @pytest.fixture
 async def mesh() -> AsyncIterator[Mesh]:
     async with running_mesh(history_size=8, heartbeat_seconds=0.3) as running:
+        await running.metrics()  # the first snapshot is in: no test starts on a 503 body
         yield running
 
 
@@ -197,9 +198,8 @@ async def _next_data(stream: AsyncIterator[Event]) -> Event:
 
 async def _wait_for_sequence(mesh: Mesh, sequence: int) -> None:
     async def reached() -> bool:
-        return (await mesh.http.get("/api/v1/real-time-metrics")).json().get(
-            "sequence", 0
-        ) >= sequence
+        body = (await mesh.http.get("/api/v1/real-time-metrics")).json()
+        return (body.get("sequence") or 0) >= sequence  # null in the 503 body
 
     await eventually(reached, what=f"sequence {sequence}")
 
@@ -229,7 +229,12 @@ async def test_a_replayed_snapshot_is_the_body_served_while_it_was_the_latest(
     await eventually(
         lambda: mesh.tracker("weather-api").read().total_events == 1, what="the events counted"
     )
-    live = (await mesh.http.get(REST, params=params)).json()
+
+    async def served() -> dict[str, Any] | None:
+        response = await mesh.http.get(REST, params=params)
+        return response.json() if response.status_code == 200 else None
+
+    live = await eventually(served, what="a 200 body")
 
     async def two_newer() -> bool:  # then `live` is an older entry of the ring
         return bool((await mesh.http.get(REST)).json()["sequence"] >= live["sequence"] + 2)
