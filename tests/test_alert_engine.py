@@ -3,6 +3,7 @@ selectors, services leaving, manual resolves, persistence across a restart."""
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Mapping
 from dataclasses import replace
 from pathlib import Path
@@ -19,7 +20,7 @@ from aggregator._alerts.engine import (
     resolve_by_hand,
 )
 from aggregator._alerts.rules import Rule, RuleError, check_rule, rule_from_table
-from aggregator._alerts.store import AlertStore
+from aggregator._alerts.store import AlertStore, StoreError
 
 ACTIVE = snapshot_pb2.SERVICE_STATUS_ACTIVE
 INACTIVE = snapshot_pb2.SERVICE_STATUS_INACTIVE
@@ -263,6 +264,26 @@ def test_for_timers_and_firing_alerts_survive_a_restart(tmp_path: Path) -> None:
     assert restarted.state("errors/api") is State.FIRING
     assert restarted.alerts["errors/api"].active_time == T0 + 1
     assert [new for _, _, new, _ in restarted.changes] == [State.FIRING, State.FIRING]
+
+
+def test_closing_the_store_during_a_save_waits_for_it_and_refuses_later_calls(
+    tmp_path: Path,
+) -> None:
+    """A shutdown while the alert observer saves (from its worker thread) once crashed sqlite."""
+    run = Run(ERRORS)
+    run.round(row("api", errors=10))
+    (alert,) = run.alerts.values()
+    many = [replace(alert, id=f"errors/svc-{i}", service_name=f"svc-{i}") for i in range(10_000)]
+    store = AlertStore(tmp_path / "alerts.sqlite3")
+    saving = threading.Thread(target=store.save_alerts, args=(many,))
+    saving.start()
+    while not store._lock.locked() and saving.is_alive():
+        pass  # until the save holds the connection
+    store.close()  # waits for the save instead of freeing the connection under it
+    saving.join()
+    with pytest.raises(StoreError, match="is closed"):
+        store.alerts()
+    assert len(AlertStore(tmp_path / "alerts.sqlite3").alerts()) == 10_000  # saved whole
 
 
 @pytest.mark.parametrize(

@@ -2,14 +2,17 @@
 
 Rules are stored as their AlertRule message (serialized), alerts as JSON of their fields, so
 a restart neither forgets a `for` timer nor re-notifies a firing alert. Every write is one
-transaction. One connection serves every call (the manager makes one call at a time, from a
-worker thread); a store without a path lives in memory (nothing survives a restart).
+transaction. One connection serves every call, one call at a time (the manager calls from
+worker threads): `close()` waits for a call in flight, so a shutdown during a save neither
+cuts the save short nor frees the connection under it; later calls are a StoreError. A store
+without a path lives in memory (nothing survives a restart).
 """
 
 from __future__ import annotations
 
 import json
 import sqlite3
+import threading
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict
@@ -37,6 +40,8 @@ class AlertStore:
 
     def __init__(self, path: Path | None) -> None:
         self.path = path
+        self._lock = threading.Lock()
+        self._closed = False
         try:
             if path is not None:
                 path.parent.mkdir(parents=True, exist_ok=True)
@@ -49,8 +54,11 @@ class AlertStore:
             raise StoreError(f"cannot open the alert store {path}: {error}") from error
 
     def close(self) -> None:
-        """Close the connection; a second call is harmless."""
-        self._db.close()
+        """Close the connection once the call in flight (if any) is done; a second is harmless."""
+        with self._lock:
+            if not self._closed:
+                self._closed = True
+                self._db.close()
 
     def rules(self) -> list[Rule]:
         """The rules created at run time, in creation order."""
@@ -99,13 +107,17 @@ class AlertStore:
 
     @contextmanager
     def _connection(self) -> Iterator[sqlite3.Connection]:
-        try:
-            with self._db as connection:
-                yield connection
-        except sqlite3.Error as error:
-            raise StoreError(
-                f"the alert store {self.path or '(in memory)'} failed: {error}"
-            ) from error
+        """The connection in one transaction, for one call at a time; StoreError once closed."""
+        with self._lock:
+            if self._closed:
+                raise StoreError(f"the alert store {self.path or '(in memory)'} is closed")
+            try:
+                with self._db as connection:
+                    yield connection
+            except sqlite3.Error as error:
+                raise StoreError(
+                    f"the alert store {self.path or '(in memory)'} failed: {error}"
+                ) from error
 
 
 def _fields(alert: Alert) -> dict[str, object]:
