@@ -25,6 +25,7 @@ from mesh_common.figures import (
     TOTAL_FIGURES,
     Figure,
     JSONValue,
+    fleet_values,
 )
 from mesh_common.filters import ServiceFilter
 from mesh_common.wire_time import iso_utc, to_seconds
@@ -239,15 +240,11 @@ class SnapshotEntry:
     def _totals(
         snapshot: snapshot_pb2.Snapshot, rows: Sequence[ServiceRow], view: View
     ) -> JSONObject:
-        if view.services.keeps_everything:
-            return {figure.name: figure.to_json(figure.read(snapshot)) for figure in TOTAL_FIGURES}
-        kept = [row.message for row in rows if view.keeps(row)]
-        return {
-            figure.name: figure.to_json(
-                figure.read(snapshot) if figure.combine is None else figure.combine(kept)
-            )
-            for figure in TOTAL_FIGURES
-        }
+        kept = None
+        if not view.services.keeps_everything:
+            kept = [row.message for row in rows if view.keeps(row)]
+        values = fleet_values(snapshot, kept)
+        return {figure.name: figure.to_json(values[figure.name]) for figure in TOTAL_FIGURES}
 
     def payload(self, view: View = WHOLE) -> JSONObject:
         """The REST body for a view, without `snapshot_age_ms` (it depends on the moment)."""

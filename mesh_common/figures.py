@@ -439,6 +439,24 @@ TOTAL_FIGURES: tuple[Figure, ...] = (
 )  # fmt: skip
 """The fleet's figures of one snapshot (the REST body's top level and the WS `system` item)."""
 
+
+def fleet_values(
+    snapshot: snapshot_pb2.Snapshot, kept: Sequence[WireRow] | None = None
+) -> dict[str, Any]:
+    """Each total figure's value (not yet JSON): the snapshot's own, or over `kept` rows only.
+
+    A filter's totals are its rows' (`kept`), combined as the aggregator combines the fleet's:
+    sums and counts over active rows, latency from their merged buckets. Figures of the round
+    itself (`services_answered`, `services_total`, `collection_time_ms`) stay the snapshot's.
+    """
+    if kept is None:
+        return {figure.name: figure.read(snapshot) for figure in TOTAL_FIGURES}
+    return {
+        figure.name: figure.read(snapshot) if figure.combine is None else figure.combine(kept)
+        for figure in TOTAL_FIGURES
+    }
+
+
 ROW_FIGURE_NAMES: tuple[str, ...] = tuple(figure.name for figure in ROW_FIGURES)
 TOTAL_FIGURE_NAMES: tuple[str, ...] = tuple(figure.name for figure in TOTAL_FIGURES)
 ROW_KEYS_ALWAYS = ("service_name", "status")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections import Counter
 from collections.abc import Iterable
 from datetime import UTC, datetime
 
@@ -11,7 +12,7 @@ from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 
-from mesh_common.figures import Figure, columns
+from mesh_common.figures import Figure, columns, fleet_values
 from mesh_common.wire_time import to_seconds
 from metricsmesh_cli.sorting import RowOrder
 
@@ -80,26 +81,37 @@ def snapshot_title(snapshot: snapshot_pb2.Snapshot) -> str:
 
 
 def snapshot_summary(snapshot: snapshot_pb2.Snapshot) -> Text:
-    """Counts per status, the fleet's rate, error rate and p99, the active data sources."""
+    """Counts per status, the rate, error rate and p99, the active data sources.
+
+    They speak for the rows shown: a filtered snapshot (fewer rows than services configured)
+    gets its rows' totals, as the REST body of a filter does, not the whole fleet's.
+    """
+    rows = snapshot.services
+    filtered = len(rows) < snapshot.services_total
+    figures = fleet_values(snapshot, rows if filtered else None)
+    statuses = Counter(row.status for row in rows)
     text = Text()
-    text.append(f"{snapshot.active_count} active", style="green")
+    text.append(f"{statuses[snapshot_pb2.SERVICE_STATUS_ACTIVE]} active", style="green")
     text.append("  ")
-    text.append(f"{snapshot.inactive_count} inactive", style="yellow")
+    text.append(f"{statuses[snapshot_pb2.SERVICE_STATUS_INACTIVE]} inactive", style="yellow")
     text.append("  ")
-    text.append(f"{snapshot.error_count} error", style="red")
-    text.append(f"  of {snapshot.services_total}   ")
-    text.append(f"{format_rate(snapshot.events_per_second)} ev/s", style="bold")
-    text.append(f"  {snapshot.events_per_hour:,.0f} ev/h  total {snapshot.total_events:,}")
-    if snapshot.window_events:
-        rate = snapshot.window_errors / snapshot.window_events
+    text.append(f"{statuses[snapshot_pb2.SERVICE_STATUS_ERROR]} error", style="red")
+    text.append(
+        f"  of {len(rows)}" + (f" shown ({snapshot.services_total} configured)" if filtered else "")
+    )
+    text.append("   ")
+    text.append(f"{format_rate(figures['events_per_second'])} ev/s", style="bold")
+    text.append(f"  {figures['events_per_hour']:,.0f} ev/h  total {figures['total_events']:,}")
+    rate = figures["error_rate"]
+    if rate is not None:
         text.append("  errors ")
         text.append(f"{rate:.1%}", style=_level_style("error_rate", rate))
-    if snapshot.HasField("latency"):
-        p99 = to_seconds(snapshot.latency.p99) * 1000
+    p99 = figures["latency_p99_ms"]
+    if p99 is not None:
         text.append("  p99 ")
         text.append(format_millis(p99), style=_level_style("latency_p99_ms", p99))
-    if snapshot.data_sources_active:
-        text.append(f"   data sources: {', '.join(snapshot.data_sources_active)}")
+    if figures["data_sources_active"]:
+        text.append(f"   data sources: {', '.join(figures['data_sources_active'])}")
     return text
 
 

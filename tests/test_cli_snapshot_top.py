@@ -162,6 +162,19 @@ async def test_snapshot_filters_by_type_and_finds_the_aggregator_from_env(fleet:
     assert names == ["weather-feed"]
 
 
+async def test_a_filtered_table_sums_up_the_rows_it_shows_not_the_fleet(fleet: Fleet) -> None:
+    await eventually(lambda: fleet.aggregator.loop.history, what="a first round")
+    status, out, err = await cli("snapshot", "--aggregator", fleet.address, "--type", "core")
+    assert status == 0, err
+    summary = next(line for line in out.splitlines() if " ev/s" in line)
+    # busy-ingest 500 + quiet-admin 3 events; weather-feed's 40 and gone-service are not shown.
+    assert "2 active  0 inactive  0 error  of 2 shown (4 configured)" in summary
+    assert "total 503" in summary and "weather" not in summary
+    status, out, err = await cli("snapshot", "--aggregator", fleet.address)
+    summary = next(line for line in out.splitlines() if " ev/s" in line)
+    assert "3 active  1 inactive  0 error  of 4 " in summary and "total 543" in summary
+
+
 async def test_snapshot_of_an_unknown_service_is_refused_naming_it(fleet: Fleet) -> None:
     status, _out, err = await cli("snapshot", "--aggregator", fleet.address, "--service", "nope")
     assert status == 1
