@@ -275,6 +275,19 @@ async def test_readable_at_420_px_wide(mesh: Mesh) -> None:
         await expect(row.locator('td[data-field="error_message"]')).to_be_visible()
 
 
+async def test_the_error_column_shows_only_while_a_service_has_an_error(mesh: Mesh) -> None:
+    expect = playwright_api.expect
+    async with open_page(mesh.url + "/", width=1600, height=900) as page:
+        await shown(page)
+        heading = page.locator('#head-row th[data-field="error_message"]')
+        # Every service active: no reason to show, so no empty column taking room.
+        await expect(heading).to_be_hidden(timeout=10_000)
+        await mesh.agents["calendar-service"].stop(0)
+        row = page.locator('#rows tr[data-service="calendar-service"]')
+        await expect(heading).to_be_visible(timeout=10_000)
+        await expect(row.locator('td[data-field="error_message"]')).not_to_be_empty()
+
+
 async def test_the_stale_banner_counts_the_snapshots_real_age(mesh: Mesh) -> None:
     expect = playwright_api.expect
     async with open_page(mesh.url + "/") as page:

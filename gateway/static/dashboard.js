@@ -256,6 +256,8 @@ function renderRows() {
   for (const [name, node] of rowNodes) {
     if (!seen.has(name)) { node.tr.remove(); rowNodes.delete(name); }
   }
+  // The error column holds why a service is down; while none is, it would only take room.
+  $("services").classList.toggle("no-errors", !rows.some((row) => row.error_message));
   markRows();
   fitColumns();
 }
