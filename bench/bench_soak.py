@@ -28,25 +28,11 @@ import grpc
 import httpx
 from metricsmesh.v1 import aggregator_pb2, aggregator_pb2_grpc, snapshot_pb2
 
+from demo_fleet.steady_agent import SteadyAgent
 from mesh_common.registry import DEFAULT_REGISTRY
 
 ACTIVE = snapshot_pb2.SERVICE_STATUS_ACTIVE
 HISTORY_SECONDS = 60.0
-AGENT_SCRIPT = """
-import asyncio, sys
-from agent import AgentServer, EventTracker
-
-async def main() -> None:
-    tracker = EventTracker(sys.argv[1])
-    server = AgentServer(tracker, port=int(sys.argv[2]), grace_seconds=0)
-    await server.start()
-    print("ready", flush=True)
-    while True:
-        tracker.record(n=3)
-        await asyncio.sleep(0.05)
-
-asyncio.run(main())
-"""
 
 
 def free_port() -> int:
@@ -81,18 +67,6 @@ def spawn(args: list[str]) -> subprocess.Popen[str]:
     return subprocess.Popen(
         [sys.executable, *args], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True
     )
-
-
-class Agent:
-    def __init__(self, name: str, port: int) -> None:
-        self.name, self.port = name, port
-        self.process = self.start()
-
-    def start(self) -> subprocess.Popen[str]:
-        process = spawn(["-c", AGENT_SCRIPT, self.name, str(self.port)])
-        assert process.stdout is not None
-        process.stdout.readline()
-        return process
 
 
 async def subscribe(address: str, watch: Watch) -> None:
@@ -178,7 +152,12 @@ async def soak(minutes: float, agent_count: int) -> None:
             f'type = "{entry.type}"',
         ]
     config.write_text("\n".join(lines) + "\n")
-    agents = [Agent(entry.name, port) for entry, port in zip(DEFAULT_REGISTRY, ports, strict=False)]
+    agents = [
+        SteadyAgent(entry.name, port, per_tick=3)
+        for entry, port in zip(DEFAULT_REGISTRY, ports, strict=False)
+    ]
+    for agent in agents:
+        agent.start()
     aggregator = spawn(["-m", "aggregator", "--config", str(config)])
     gateway = spawn(["-m", "gateway", "--config", str(config)])
     watch = Watch()
@@ -211,24 +190,25 @@ async def soak(minutes: float, agent_count: int) -> None:
             faults[kind] += 1
             at = time.monotonic()
             if kind == "kill -9":
-                agent.process.kill()
-                agent.process.wait()
+                agent.kill()
             else:
-                agent.process.send_signal(signal.SIGSTOP)
+                agent.signal(signal.SIGSTOP)
             detect.append(await until(watch, agent.name, False, at, 10))
             await asyncio.sleep(rng.uniform(2, 6))
             at = time.monotonic()
             if kind == "kill -9":
-                agent.process = agent.start()
+                agent.start()
             else:
-                agent.process.send_signal(signal.SIGCONT)
+                agent.signal(signal.SIGCONT)
             recover.append(await until(watch, agent.name, True, at, 15))
             await asyncio.sleep(1)
         rss["end"] = (rss_mb(aggregator.pid), rss_mb(gateway.pid))
     finally:
         for task in tasks:
             task.cancel()
-        for process in (aggregator, gateway, *(agent.process for agent in agents)):
+        for agent in agents:
+            agent.kill()
+        for process in (aggregator, gateway):
             process.send_signal(signal.SIGCONT)
             process.kill()
             process.wait()

@@ -12,10 +12,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
-import os
 import signal
-import subprocess
-import sys
 import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
@@ -26,6 +23,7 @@ import pytest
 from metricsmesh.v1 import aggregator_pb2, aggregator_pb2_grpc, snapshot_pb2
 
 from aggregator import DEFAULT_REGISTRY, AggregatorServer, AggregatorSettings, Registry
+from demo_fleet.steady_agent import SteadyAgent
 from gateway import GatewaySettings
 from tests.aggregator_fleet import free_port
 from tests.eventually import eventually
@@ -34,65 +32,18 @@ from tests.hardened_gateway import serve_hardened
 INTERVAL = 0.5
 DEADLINE = 0.3
 ACTIVE = snapshot_pb2.SERVICE_STATUS_ACTIVE
-AGENT_SCRIPT = """
-import asyncio, sys
-from agent import AgentServer, EventTracker
-
-async def main() -> None:
-    tracker = EventTracker(sys.argv[1])
-    server = AgentServer(tracker, port=int(sys.argv[2]), grace_seconds=0)
-    await server.start()
-    print("ready", flush=True)
-    while True:
-        tracker.record(n=5)
-        await asyncio.sleep(0.05)
-
-asyncio.run(main())
-"""
-
-
-@dataclasses.dataclass
-class AgentProcess:
-    """One agent in its own process, on a fixed port so it can come back there."""
-
-    name: str
-    port: int
-    process: subprocess.Popen[str] | None = None
-
-    def start(self) -> None:
-        self.process = subprocess.Popen(
-            [sys.executable, "-c", AGENT_SCRIPT, self.name, str(self.port)],
-            stdout=subprocess.PIPE,
-            text=True,
-            env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
-        )
-        assert self.process.stdout is not None
-        assert self.process.stdout.readline().strip() == "ready"
-
-    def signal(self, signum: int) -> None:
-        assert self.process is not None
-        os.kill(self.process.pid, signum)
-
-    def kill(self) -> None:
-        assert self.process is not None
-        self.process.kill()
-        self.process.wait()
-        if self.process.stdout is not None:
-            self.process.stdout.close()
 
 
 @contextmanager
-def agent_processes(count: int, ports: list[int]) -> Iterator[list[AgentProcess]]:
-    agents = [AgentProcess(DEFAULT_REGISTRY[i].name, ports[i]) for i in range(count)]
+def agent_processes(count: int, ports: list[int]) -> Iterator[list[SteadyAgent]]:
+    agents = [SteadyAgent(DEFAULT_REGISTRY[i].name, ports[i]) for i in range(count)]
     try:
         for agent in agents:
             agent.start()
         yield agents
     finally:
         for agent in agents:
-            if agent.process is not None and agent.process.poll() is None:
-                agent.process.send_signal(signal.SIGCONT)
-                agent.kill()
+            agent.kill()
 
 
 @dataclasses.dataclass
