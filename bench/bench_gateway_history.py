@@ -4,7 +4,8 @@ A real fleet (15 agents with 3 timed kinds each, a real aggregator) gives one re
 snapshot; the ring is then filled with 300 parsed copies of it, each served once as the
 latest (its REST body built), as the hub does. Baseline in the same run: the same ring with
 nothing compacted (what the gateway kept before). Then the dashboard's replay of its trend
-fields over the whole ring, compacted vs not.
+fields over the whole ring, compacted vs not. Last, the SSE frames of the clients streaming
+while the ring fills: dropped at compaction vs kept (what the gateway did before).
 
     python -m bench gateway_history
 """
@@ -16,12 +17,15 @@ import dataclasses
 import gc
 import random
 import time
+import tracemalloc
+from functools import partial
 
 from metricsmesh.v1 import aggregator_pb2, aggregator_pb2_grpc, snapshot_pb2
 
 from agent import AgentServer, EventTracker
 from aggregator import DEFAULT_REGISTRY, AggregatorServer, AggregatorSettings, Registry
-from gateway._views import WHOLE, SnapshotEntry, make_view
+from gateway._sse import frame
+from gateway._views import WHOLE, SnapshotEntry, View, make_view
 from mesh_common.transport import open_channel
 
 ENTRIES = 300
@@ -65,6 +69,15 @@ async def realistic_snapshot() -> bytes:
             await agent.stop(0)
 
 
+def streamed_views(count: int) -> list[View]:
+    """The whole view (a dashboard) and `count - 1` SSE clients filtered each another way."""
+    names = [entry.name for entry in DEFAULT_REGISTRY]
+    views = [WHOLE]
+    for index in range(count - 1):
+        views.append(make_view(names[index : index + 3], (), (), known_services=None))
+    return views
+
+
 def fill_ring(data: bytes, compact: bool) -> tuple[list[SnapshotEntry], float]:
     """ENTRIES entries, each served once as the latest; bytes of RSS per entry."""
     gc.collect()
@@ -78,6 +91,36 @@ def fill_ring(data: bytes, compact: bool) -> tuple[list[SnapshotEntry], float]:
         ring.append(entry)
     gc.collect()
     return ring, (rss_bytes() - before) / ENTRIES
+
+
+def frames_kept(data: bytes, views: list[View], keep_frames: bool) -> float:
+    """Python bytes held per compacted entry once each latest entry streamed `views`.
+
+    Measured with tracemalloc (the frames are Python bytes). `keep_frames` holds on to the
+    frames after compaction, as the gateway did before it dropped them: the baseline.
+    """
+    ring: list[SnapshotEntry] = []
+    kept: list[bytes] = []
+    gc.collect()
+    tracemalloc.start()
+    try:
+        start = tracemalloc.get_traced_memory()[0]
+        for _ in range(ENTRIES):
+            entry = SnapshotEntry(snapshot_pb2.Snapshot.FromString(data), 0.0)
+            entry.body(WHOLE, 0.0)
+            for view in views:
+                built = entry.cached(view, partial(frame, entry, view, 0.0))
+                if keep_frames:
+                    kept.append(built)
+            if ring:
+                ring[-1].compact()
+            ring.append(entry)
+        ring[-1].compact()
+        gc.collect()
+        held = tracemalloc.get_traced_memory()[0] - start
+    finally:
+        tracemalloc.stop()
+    return held / ENTRIES
 
 
 def replay_seconds(ring: list[SnapshotEntry]) -> float:
@@ -108,6 +151,17 @@ def main() -> None:
     print(f"trend replay of {ENTRIES} snapshots (first time, nothing cached):")
     print(f"  full {full_replay * 1000:.0f} ms, compacted {small_replay * 1000:.0f} ms", end="")
     print(f" ({small_replay / full_replay:.2f}x)")
+
+    print("SSE clients streaming while the ring fills (a frame per view on each latest entry):")
+    for count in (1, 8):
+        views = streamed_views(count)
+        dropped = frames_kept(data, views, keep_frames=False)
+        kept = frames_kept(data, views, keep_frames=True)
+        print(
+            f"  {count} view(s): Python memory per compacted snapshot {dropped / 1024:,.1f} KB"
+            f" (frames dropped at compaction) vs {kept / 1024:,.1f} KB (kept, as before):"
+            f" {(kept - dropped) * 900 / 2**20:,.1f} MB less for a ring of 900"
+        )
 
 
 if __name__ == "__main__":

@@ -160,10 +160,10 @@ class SnapshotEntry:
     """One snapshot as the gateway received it, with its rows converted and bodies cached.
 
     While it is the latest snapshot an entry keeps the parsed message, its rows and the
-    bodies of each view. Once a newer one arrives, `compact()` keeps only the serialized
-    message (a parsed snapshot with latency buckets takes about 8x its serialized size) and
-    the frames cached with `cached()`: reading a compacted entry (an SSE resume or replay)
-    parses it again for that use and keeps nothing.
+    bodies and frames of each view. Once a newer one arrives, `compact()` keeps only the
+    serialized message (a parsed snapshot with latency buckets takes about 8x its serialized
+    size; a frame of the whole view is about 0.7x, once per view that was streamed): reading
+    a compacted entry (an SSE resume or replay) parses it again for that use and keeps nothing.
     """
 
     __slots__ = (
@@ -214,11 +214,11 @@ class SnapshotEntry:
 
     @property
     def compacted(self) -> bool:
-        """True once only the serialized message (and cached frames) are kept."""
+        """True once only the serialized message is kept."""
         return self._snapshot is None
 
     def compact(self) -> None:
-        """Keep only the serialized message and the cached frames (a newer snapshot arrived)."""
+        """Keep only the serialized message (a newer snapshot arrived)."""
         snapshot = self._snapshot
         if snapshot is None:
             return
@@ -227,6 +227,7 @@ class SnapshotEntry:
             self._snapshot = None
             self._rows = None
             self._bodies = {}
+            self._extra = {}
 
     def age(self, now: float) -> float:
         """Seconds since the round started, measured without trusting wall clocks."""
@@ -261,12 +262,15 @@ class SnapshotEntry:
         return orjson.dumps({**parts, "snapshot_age_ms": round(self.age(now) * 1000.0)})
 
     def cached(self, key: Hashable, build: Callable[[], bytes]) -> bytes:
-        """Bytes built once per snapshot and key (e.g. an SSE frame), shared by every client."""
+        """Bytes built once per snapshot and key (e.g. an SSE frame), shared by every client.
+
+        Only while the entry is the latest: a compacted entry builds them for each use.
+        """
         value = self._extra.get(key)
         if value is None:
             value = build()
             with self._lock:
-                if len(self._extra) < MAX_CACHED_VIEWS:
+                if not self.compacted and len(self._extra) < MAX_CACHED_VIEWS:
                     self._extra[key] = value
         return value
 
