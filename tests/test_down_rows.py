@@ -4,6 +4,7 @@ counts them as live (totals, Prometheus, alert rules), and one never seen has nu
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -131,7 +132,14 @@ async def test_prometheus_leaves_a_down_service_absent_not_zero_nor_stale(mesh: 
 
 async def test_a_service_this_aggregator_never_reached_has_null_figures(mesh: Mesh) -> None:
     await mesh.agents[STOPPED].stop(0)
+
+    async def gone() -> bool:  # unreachable, not just NOT_SERVING while it shuts down
+        row = row_of((await mesh.metrics()), STOPPED)
+        return row is not None and "UNAVAILABLE" in (row["error_message"] or "")
+
+    await eventually(gone, what="weather-api unreachable")
     await mesh.stop_aggregator()
+    restarted = datetime.now(UTC)
     await mesh.start_aggregator()  # a new lifetime: it has never heard from weather-api
 
     async def fresh_lifetime() -> tuple[dict[str, Any], dict[str, Any]] | None:
@@ -139,6 +147,8 @@ async def test_a_service_this_aggregator_never_reached_has_null_figures(mesh: Me
         if response.status_code != 200:
             return None
         body = response.json()
+        if datetime.fromisoformat(body["timestamp"]) < restarted:
+            return None  # the last snapshot of the aggregator's previous lifetime
         row = row_of(body, STOPPED)
         return (body, row) if row is not None and row["status"] == "inactive" else None
 
