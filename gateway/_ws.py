@@ -11,7 +11,7 @@ Client -> server (JSON objects with a `type`; the names and their mapping onto t
   ping                     {}                      -> pong
   get_statistics           {}                      -> statistics
 Server -> client: welcome, subscription_confirmed / unsubscription_confirmed (`metric_types`:
-the accepted names as sent; `subscriptions`: the whole current set), filters_updated
+as sent, unknown names included; `subscriptions`: the whole current set), filters_updated
 (`filters` as sent, `applied`: the filters in effect), update_interval_set, batching_updated,
 pong, statistics, metric_update (one item), metric_batch (several items: by size, or
 everything pending when the batch timeout expires), seed 003's metric_update (`data.metrics`),
@@ -47,10 +47,10 @@ from gateway._ws_items import Subscription, items_for, seed_003_update
 from gateway._ws_vocabulary import (
     ALERTS,
     ALL,
-    FILTER_KEYS,
     METRICS,
     TYPE_NAMES,
     Ignored,
+    TypesRequest,
     number,
     parse_message,
     types_request,
@@ -114,11 +114,7 @@ class Connection:
         self.sub.chosen.update(chosen)
         if ALERTS in added:
             self._alerts = AlertFeed(self.state.alerts, current=True)
-        await self.send(
-            self._types_reply(
-                "subscription_confirmed", request.names, request.subscription, ignored
-            )
-        )
+        await self.send(self._types_reply("subscription_confirmed", request, ignored))
         self.wake(resend=bool(added - {ALERTS}))
 
     async def _on_unsubscribe(self, message: dict[str, Any]) -> None:
@@ -130,18 +126,13 @@ class Connection:
             self.sub.chosen.pop(metric_type, None)
         if ALERTS not in self.sub.chosen:
             self._alerts = None
-        await self.send(
-            self._types_reply(
-                "unsubscription_confirmed", request.names, request.subscription, ignored
-            )
-        )
+        await self.send(self._types_reply("unsubscription_confirmed", request, ignored))
 
-    def _types_reply(
-        self, kind: str, names: tuple[str, ...], subscription: str | None, ignored: Ignored
-    ) -> dict[str, Any]:
-        reply: dict[str, Any] = {"type": kind, "metric_types": list(names)}
-        if subscription is not None:
-            reply["subscription"] = subscription
+    def _types_reply(self, kind: str, request: TypesRequest, ignored: Ignored) -> dict[str, Any]:
+        """The confirmation: what was asked, as sent; the current set; what was ignored."""
+        reply: dict[str, Any] = {"type": kind, "metric_types": list(request.asked)}
+        if request.subscription is not None:
+            reply["subscription"] = request.subscription
         return {**reply, "subscriptions": self.sub.names(), **ignored.json()}
 
     async def _on_set_filters(self, message: dict[str, Any]) -> None:
@@ -161,7 +152,7 @@ class Connection:
         await self.send(
             {
                 "type": "filters_updated",
-                "filters": {key: filters[key] for key in FILTER_KEYS if key in filters},
+                "filters": filters,
                 "applied": self.sub.filters.applied(),
                 **ignored.json(),
             }
@@ -212,7 +203,7 @@ class Connection:
                     "client_id": self.client_id,
                     "messages_sent": self.messages_sent,
                     "connected_seconds": round(now - self.connected_at, 3),
-                    "metric_types": self.sub.names(),
+                    "subscriptions": self.sub.names(),
                 },
                 "upstream": {
                     "state": str(hub.state),
@@ -228,7 +219,7 @@ class Connection:
             "client_id": self.client_id,
             "timestamp": iso_utc(self.state.clocks.wall()),
             "message": "Connected to real-time metrics stream",
-            "metric_types": list(TYPE_NAMES),
+            "known_metric_types": list(TYPE_NAMES),
             "subscriptions": [],
             "update_interval_seconds": self.pacer.interval,
             "batch_size": self.sub.batch_size,

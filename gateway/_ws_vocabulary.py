@@ -194,9 +194,12 @@ class TypesRequest:
     """What a subscribe or unsubscribe names: the accepted names as sent, in order."""
 
     names: tuple[str, ...]
-    """Accepted names as the client sent them (duplicates dropped): the echo."""
+    """Accepted names as the client sent them (duplicates dropped)."""
     subscription: str | None = None
     """Seed 003's `data.subscription` as sent, when the message used that form."""
+    asked: tuple[str, ...] = ()
+    """`metric_types` exactly as sent (unknown names and duplicates included): the echo.
+    For seed 003's form, the metric type its subscription names."""
 
     def chosen(self) -> dict[str, str]:
         """Canonical metric type -> the name its items carry (`all` expanded)."""
@@ -228,18 +231,20 @@ def types_request(message: Mapping[str, Any], ignored: Ignored) -> TypesRequest:
                 f"unknown subscription; known: {', '.join(SEED_003_SUBSCRIPTIONS)}",
             )
             return TypesRequest((), subscription)
-        return TypesRequest((SEED_003_SUBSCRIPTIONS[subscription],), subscription)
+        metric_type = SEED_003_SUBSCRIPTIONS[subscription]
+        return TypesRequest((metric_type,), subscription, (metric_type,))
     if "metric_types" not in message:
         raise ProtocolError(
             f'{message["type"]} needs "metric_types": [...] or "data": {{"subscription": ...}}'
         )
+    sent = names(message["metric_types"], "metric_types")
     accepted: list[str] = []
-    for name in dict.fromkeys(names(message["metric_types"], "metric_types")):
+    for name in dict.fromkeys(sent):
         if name in TYPE_NAMES:
             accepted.append(name)
         else:
             ignored.add("metric_type", name, f"unknown metric type; known: {', '.join(TYPE_NAMES)}")
-    return TypesRequest(tuple(accepted))
+    return TypesRequest(tuple(accepted), asked=tuple(sent))
 
 
 @dataclass(frozen=True, slots=True)

@@ -294,7 +294,7 @@ async def test_websocket_alerts_with_seed_003s_subscribe_message(mesh: Mesh) -> 
     await firing(mesh, "log-aggregator")
     async with connect(mesh.ws_url) as client:
         welcome = await receive(client, "welcome")
-        assert "alerts" in welcome["metric_types"]
+        assert "alerts" in welcome["known_metric_types"]
         await client.send(SEED_SUBSCRIBE_ALERTS)
         confirmed = await receive(client, "subscription_confirmed")
         assert confirmed["metric_types"] == ["alerts"]

@@ -43,12 +43,12 @@ async def until(client: ClientConnection, kind: str) -> dict[str, Any]:
             return message
 
 
-async def test_welcome_names_the_client_and_the_metric_types(mesh: Mesh) -> None:
+async def test_welcome_names_the_client_and_the_known_metric_types(mesh: Mesh) -> None:
     async with connect(mesh.ws_url) as one, connect(mesh.ws_url) as two:
         first, second = await receive(one), await receive(two)
     assert first["type"] == second["type"] == "welcome"
     assert first["client_id"] != second["client_id"]
-    assert set(first["metric_types"]) == {
+    assert set(first["known_metric_types"]) == {
         *("system", "agent", "service", "business", "hero", "presentation"),
         *("alerts", "metrics", "all"),
     }
@@ -206,12 +206,22 @@ async def test_a_malformed_message_gets_an_error_and_the_connection_stays(
     assert (await receive(ws))["type"] == "pong"
 
 
-async def test_statistics(mesh: Mesh, ws: ClientConnection) -> None:
+async def test_statistics_count_what_was_sent(mesh: Mesh, ws: ClientConnection) -> None:
     await send(ws, {"type": "get_statistics"})
-    stats = await until(ws, "statistics")
-    assert stats["connected_clients"] == 1
-    assert stats["client"]["messages_sent"] >= 1
-    assert stats["upstream"]["state"] == "connected"
+    first = await until(ws, "statistics")
+    assert first["connected_clients"] == 1
+    assert first["client"]["messages_sent"] == 1  # the welcome
+    assert first["client"]["subscriptions"] == []
+    assert first["upstream"]["state"] == "connected"
+    await send(ws, {"type": "ping"})
+    await until(ws, "pong")
+    await send(ws, {"type": "get_statistics"})
+    second = await until(ws, "statistics")
+    # Seed 002's figures: the first statistics and the pong went out in between.
+    assert second["total_messages_sent"] == first["total_messages_sent"] + 2
+    assert second["client"]["messages_sent"] == 3
+    assert isinstance(second["uptime_seconds"], float)
+    assert second["uptime_seconds"] >= first["uptime_seconds"] > 0
 
 
 async def test_aggregator_down_is_reported_and_updates_resume(

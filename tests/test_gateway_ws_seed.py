@@ -474,10 +474,11 @@ async def test_unknown_parts_are_ignored_with_reasons_and_the_rest_applies(
         },
     )
     updated = await until(ws, "filters_updated")
-    assert updated["filters"] == {
+    assert updated["filters"] == {  # echoed as sent, the unknown filter included
         "agent_ids": ["weather-api", "agent_1"],
         "service_types": ["data", "quantum"],
         "fields": ["requests_total", "timeout_rate", "bogus"],
+        "colour": "red",
     }
     assert updated["applied"] == {
         "service_names": ["weather-api"],
@@ -504,7 +505,8 @@ async def test_unknown_parts_are_ignored_with_reasons_and_the_rest_applies(
     assert ignored["filter", "colour"].startswith("unknown filter; known: agent_ids, ")
     await send(ws, {"type": "subscribe", "metric_types": ["agent", "foo", "system"]})
     confirmed = await until(ws, "subscription_confirmed")
-    assert confirmed["metric_types"] == ["agent", "system"]
+    assert confirmed["metric_types"] == ["agent", "foo", "system"]  # as asked
+    assert confirmed["subscriptions"] == ["agent", "system"]  # what it now gets
     (entry,) = confirmed["ignored"]
     assert entry["metric_type"] == "foo"
     assert entry["reason"].startswith("unknown metric type; known: system, agent, business")
@@ -524,9 +526,11 @@ async def test_unknown_parts_are_ignored_with_reasons_and_the_rest_applies(
 
 
 async def test_the_ignored_list_is_bounded(ws: ClientConnection) -> None:
-    await send(ws, {"type": "subscribe", "metric_types": [f"type-{n}" * 50 for n in range(30)]})
+    asked = [f"type-{n}" * 50 for n in range(30)]
+    await send(ws, {"type": "subscribe", "metric_types": asked})
     confirmed = await until(ws, "subscription_confirmed")
-    assert confirmed["metric_types"] == [] and len(confirmed["ignored"]) == 10
+    assert confirmed["metric_types"] == asked and confirmed["subscriptions"] == []
+    assert len(confirmed["ignored"]) == 10
     assert confirmed["ignored_more"] == 20
     assert all(len(entry["metric_type"]) < 260 for entry in confirmed["ignored"])
 
