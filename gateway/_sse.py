@@ -28,7 +28,7 @@ from gateway._errors import FilterError
 from gateway._pacing import Pacer
 from gateway._params import FieldsParam, ServicesParam, TypesParam
 from gateway._state import GatewayState
-from gateway._views import SnapshotEntry, View, json_bytes, view_of_query
+from gateway._views import SnapshotEntry, View, json_bytes, late_filter_error, view_of_query
 from mesh_common.bounded import quote, shorten
 from mesh_common.wire_time import iso_utc
 
@@ -127,14 +127,38 @@ async def backlog(
     return entries, b""
 
 
+def filter_error_frame(error: FilterError) -> bytes:
+    """The `error` event of a filter naming what no snapshot has: `{"status": 422, "detail"}`."""
+    body = json_bytes({"status": 422, "detail": shorten(str(error))})
+    return b"event: error\ndata: " + body + b"\n\n"
+
+
 async def events(
-    state: GatewayState, view: View, interval: float, after: ResumePoint | None, replay: int
+    state: GatewayState,
+    view: View,
+    interval: float,
+    after: ResumePoint | None,
+    replay: int,
+    *,
+    unchecked: bool = False,
 ) -> AsyncIterator[bytes]:
     """The event stream of one client: retry hint, backlog, then live snapshots and errors.
 
-    A `gap` event comes before the first snapshot after any the client missed.
+    A `gap` event comes before the first snapshot after any the client missed. A view made
+    before the first snapshot (`unchecked`) is checked against it: a name or type it does not
+    have ends the stream with an `error` event (status 422, as the request would get now).
     """
     monotonic = state.clocks.monotonic
+
+    def refused(entry: SnapshotEntry) -> bytes | None:
+        """The error event when `entry` lacks a name of the unchecked view (checked once)."""
+        nonlocal unchecked
+        if not unchecked:
+            return None
+        unchecked = False
+        error = late_filter_error(view, entry)
+        return None if error is None else filter_error_frame(error)
+
     state.stats.sse_clients += 1
     try:
         yield b"retry: %d\n\n" % RETRY_MS
@@ -144,6 +168,9 @@ async def events(
             yield gap
         sent = after
         for entry in entries:
+            if (refusal := refused(entry)) is not None:
+                yield refusal
+                return
             yield frame(entry, view, monotonic())
             pacer.mark_sent(entry)
             sent = ResumePoint(entry.epoch, entry.sequence)
@@ -168,6 +195,9 @@ async def events(
                 # One frame per snapshot and view, shared by every client (its
                 # snapshot_age_ms is the age when the first client got it).
                 entry = update.entry
+                if (refusal := refused(entry)) is not None:
+                    yield refusal
+                    return
                 gap = live_gap(state, sent, entry)
                 if gap:
                     yield gap
@@ -238,13 +268,15 @@ def sse_router(state: GatewayState) -> APIRouter:
                 f"too many SSE clients: the limit is {cap} (max_sse_clients); retry later",
                 headers={"Retry-After": str(RETRY_MS // 1000)},
             )
+        latest = state.hub.latest
         try:
-            view = view_of_query(state.hub.latest, services, types, fields)
+            view = view_of_query(latest, services, types, fields)
         except FilterError as error:
             raise HTTPException(422, shorten(str(error))) from error
         after = parse_last_event_id(last_event_id)
+        replay = min(replay, state.settings.history_size)
         return StreamingResponse(
-            events(state, view, interval, after, min(replay, state.settings.history_size)),
+            events(state, view, interval, after, replay, unchecked=latest is None),
             media_type="text/event-stream",
             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
         )

@@ -127,6 +127,30 @@ def view_of_query(
     )
 
 
+def late_filter_error(view: View, entry: SnapshotEntry) -> FilterError | None:
+    """The error of a view made before the first snapshot, now checked against `entry`.
+
+    A view made while no snapshot was there could not have its names and types checked
+    (`view_of_query` with no `latest`); the first snapshot tells whether they exist. None
+    when they do (or when the view names none).
+    """
+    wanted = view.services
+    if wanted.keeps_everything:
+        return None
+    rows = entry.rows
+    try:
+        make_view(
+            sorted(wanted.names),
+            sorted(wanted.types),
+            (),
+            known_services=(row.service_name for row in rows),
+            known_types=(row.service_type for row in rows),
+        )
+    except FilterError as error:
+        return error
+    return None
+
+
 class ServiceRow:
     """One service's row of a snapshot: its figures, raw and as JSON, computed once.
 

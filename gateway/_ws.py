@@ -42,7 +42,7 @@ from gateway._errors import ProtocolError
 from gateway._limits import TokenBucket, origin_allowed
 from gateway._pacing import Pacer
 from gateway._state import GatewayState
-from gateway._views import json_bytes
+from gateway._views import SnapshotEntry, json_bytes
 from gateway._ws_items import Subscription, items_for, seed_003_update
 from gateway._ws_vocabulary import (
     ALERTS,
@@ -65,6 +65,8 @@ PATH = "/ws/metrics"
 MAX_BATCH_SIZE = 1000
 MAX_INTERVAL_SECONDS = 3600.0
 MAX_BATCH_TIMEOUT_SECONDS = 60.0
+MAX_UNCHECKED_FILTERS = 32
+"""`set_filters` messages kept for the late check before the first snapshot (later: as sent)."""
 
 
 class Connection:
@@ -84,6 +86,10 @@ class Connection:
         self._poke = asyncio.Event()
         self._alerts: AlertFeed | None = None
         """The client's cursor in the alert changes while it is subscribed to `alerts`."""
+        self._unchecked: list[dict[str, Any]] = []
+        """`set_filters` filters applied before the first snapshot, names not yet checked."""
+        self._unchecked_base = self.sub.filters
+        """The filters before the first of `_unchecked`: where the late check starts from."""
 
     async def send(self, message: dict[str, Any]) -> None:
         """Send one JSON message."""
@@ -138,10 +144,16 @@ class Connection:
     async def _on_set_filters(self, message: dict[str, Any]) -> None:
         ignored = Ignored()
         latest = self.state.hub.latest
+        if latest is not None and self._unchecked:
+            await self._check_late(latest)
         rows = None if latest is None else latest.rows
         filters = message.get("filters")
         if not isinstance(filters, dict):
             raise ProtocolError('set_filters needs "filters": {"agent_ids": [...], ...}')
+        if rows is None and len(self._unchecked) < MAX_UNCHECKED_FILTERS:
+            if not self._unchecked:
+                self._unchecked_base = self.sub.filters
+            self._unchecked.append(filters)
         self.sub.filters = update_filters(
             filters,
             self.sub.filters,
@@ -157,6 +169,36 @@ class Connection:
                 **ignored.json(),
             }
         )
+
+    async def _check_late(self, entry: SnapshotEntry) -> None:
+        """Check the names of the filters set before the first snapshot against `entry`.
+
+        Those filters were applied as sent (nothing to check them against); replayed now
+        with the snapshot's names, an unknown name is left out as it would have been then,
+        and a `filters_updated` with `"rechecked": true` says what was ignored and why.
+        """
+        pending, self._unchecked = self._unchecked, []
+        services = [row.service_name for row in entry.rows]
+        service_types = [row.service_type for row in entry.rows]
+        filters, replies = self._unchecked_base, []
+        for sent in pending:
+            ignored = Ignored()
+            filters = update_filters(
+                sent, filters, services=services, service_types=service_types, ignored=ignored
+            )
+            if ignored.names_a_service():
+                replies.append(
+                    {
+                        "type": "filters_updated",
+                        "filters": sent,
+                        "applied": filters.applied(),
+                        **ignored.json(),
+                        "rechecked": True,
+                    }
+                )
+        self.sub.filters = filters
+        for reply in replies:
+            await self.send(reply)
 
     async def _on_set_update_interval(self, message: dict[str, Any]) -> None:
         self.pacer.interval = number(
@@ -278,6 +320,8 @@ class Connection:
                     {"type": "error", "code": "upstream_unavailable", "message": update.problem}
                 )
                 continue
+            if self._unchecked:
+                await self._check_late(update.entry)
             if not pending:
                 flush_at = now + self.sub.batch_timeout
             if METRICS in self.sub.chosen:

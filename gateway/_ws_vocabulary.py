@@ -142,6 +142,10 @@ class Ignored:
             return
         self.entries.append({what: shorten(value, QUOTE_LIMIT), "reason": reason})
 
+    def names_a_service(self) -> bool:
+        """True when a service name or type is among the listed entries."""
+        return any(key in entry for entry in self.entries for key in _SINGULAR.values())
+
     def json(self) -> dict[str, Any]:
         """`{"ignored": [...]}`, with `ignored_more` when some were not listed."""
         if self.more:

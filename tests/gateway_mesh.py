@@ -138,11 +138,16 @@ def _started(server: uvicorn.Server, task: asyncio.Task[None]) -> Callable[[], A
 
 @asynccontextmanager
 async def running_mesh(
-    *, alerts: AlertSettings | None = None, **gateway_overrides: Any
+    *,
+    alerts: AlertSettings | None = None,
+    aggregator_first: bool = True,
+    **gateway_overrides: Any,
 ) -> AsyncIterator[Mesh]:
     """15 agents named as the built-in registry + aggregator + gateway, all on port 0.
 
     `alerts` are the aggregator's [alerts] settings (rules, admin token, state directory).
+    With `aggregator_first=False` the gateway starts alone, dialling a free port on which
+    the test starts the aggregator later (`mesh.start_aggregator()`).
     """
     agents: dict[str, AgentServer] = {}
     entries = []
@@ -153,7 +158,11 @@ async def running_mesh(
             agents[entry.name] = agent
             entries.append(dataclasses.replace(entry, host="127.0.0.1", agent_port=agent.port))
         mesh = Mesh(agents, Registry(entries), alerts)
-        await mesh.start_aggregator()
+        if aggregator_first:
+            await mesh.start_aggregator()
+        else:
+            with free_socket() as sock:
+                mesh.aggregator_port = sock.getsockname()[1]
         settings = GatewaySettings(
             aggregator=f"127.0.0.1:{mesh.aggregator_port}",
             stale_after_seconds=2.0,
