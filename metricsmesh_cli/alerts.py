@@ -1,4 +1,8 @@
-"""`metrics-mesh alerts`: the aggregator's alerts (ListAlerts) as a table or protobuf JSON.
+"""`metrics-mesh alerts`: the aggregator's alerts (ListAlerts) as a table or JSON.
+
+`-o json` prints the body of the gateway's `GET /api/v1/alerts/active` (the alerts as the
+gateway's alert REST API writes them: snake_case names, the state as a word, ISO 8601 times);
+`-o protobuf-json` prints the ListAlertsResponse in protobuf's JSON mapping.
 
 Also `AlertCounts`, what `top` shows in its header: the firing and pending alerts, followed
 through StreamAlerts next to the snapshot stream.
@@ -7,8 +11,10 @@ through StreamAlerts next to the snapshot stream.
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 import grpc
 from google.protobuf import json_format
@@ -19,7 +25,7 @@ from rich.text import Text
 
 from mesh_common.addresses import HostPort
 from mesh_common.transport import open_channel
-from mesh_common.wire_time import to_seconds
+from mesh_common.wire_time import iso_utc, to_seconds
 from metricsmesh_cli.client import describe_rpc_error
 from metricsmesh_cli.render import format_duration
 
@@ -44,6 +50,38 @@ async def fetch_alerts(
             timeout=timeout,
             wait_for_ready=False,
         )
+
+
+def alerts_rest_body(
+    response: alerts_pb2.ListAlertsResponse, *, now: float | None = None
+) -> dict[str, Any]:
+    """The alerts as the body of the gateway's `GET /api/v1/alerts/active`.
+
+    `{"alerts": [...], "firing", "pending", "sequence", "timestamp"}`: each alert as the
+    gateway's `alert_json()` writes it, in the gateway's order (firing, then pending, then
+    resolved), the counts of the alerts listed, the aggregator's last sequence and the time
+    of the answer (ISO 8601 UTC, `now` or the current time).
+    """
+    from gateway._alert_json import alert_json, alert_order
+
+    alerts = sorted(response.alerts, key=alert_order)
+    return {
+        "alerts": [alert_json(alert) for alert in alerts],
+        "firing": sum(alert.state == alerts_pb2.ALERT_STATE_FIRING for alert in alerts),
+        "pending": sum(alert.state == alerts_pb2.ALERT_STATE_PENDING for alert in alerts),
+        "sequence": response.last_sequence,
+        "timestamp": iso_utc(time.time() if now is None else now),
+    }
+
+
+def alerts_rest_json(response: alerts_pb2.ListAlertsResponse, *, now: float | None = None) -> str:
+    """`alerts_rest_body()` as indented JSON text."""
+    return json.dumps(alerts_rest_body(response, now=now), indent=2)
+
+
+def alerts_json(response: alerts_pb2.ListAlertsResponse) -> str:
+    """The ListAlertsResponse in protobuf's canonical JSON mapping (camelCase, enum names)."""
+    return json_format.MessageToJson(response, indent=2)
 
 
 def _value(alert: alerts_pb2.Alert) -> str:
@@ -94,8 +132,9 @@ def run_alerts(
     except grpc.aio.AioRpcError as error:
         errors.print(f"metrics-mesh alerts: {describe_rpc_error(target, error)}", markup=False)
         return 1
-    if output == "json":
-        console.file.write(json_format.MessageToJson(response, indent=2) + "\n")
+    if output in ("json", "protobuf-json"):
+        text = alerts_rest_json(response) if output == "json" else alerts_json(response)
+        console.file.write(text + "\n")
         console.file.flush()
     else:
         console.print(alerts_table(list(response.alerts)))

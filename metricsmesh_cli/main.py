@@ -218,16 +218,18 @@ def declare_alerts(parser: argparse.ArgumentParser) -> None:
     """`metrics-mesh alerts`: one ListAlerts as a table or JSON."""
     parser.description = (
         "Ask the aggregator for its alerts (ListAlerts): pending and firing, firing first, as "
-        "a table, or with -o json in protobuf's JSON mapping."
+        "a table, with -o json as the REST endpoint's JSON (the body of the gateway's GET "
+        "/api/v1/alerts/active, the same field names), or with -o protobuf-json in protobuf's "
+        "JSON mapping."
     )
     parser.epilog = ENV_HELP
     _add_aggregator_options(parser)
     parser.add_argument(
         "-o",
         "--output",
-        choices=("table", "json"),
+        choices=("table", "json", "protobuf-json"),
         default="table",
-        help="output format (default table)",
+        help="output format (default table; json: the REST body's names)",
     )
     parser.add_argument(
         "--all",

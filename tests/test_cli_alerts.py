@@ -10,7 +10,8 @@ from pathlib import Path
 
 import grpc
 import pytest
-from metricsmesh.v1 import aggregator_pb2, aggregator_pb2_grpc
+from google.protobuf import json_format
+from metricsmesh.v1 import aggregator_pb2, aggregator_pb2_grpc, alerts_pb2
 from rich.console import Console
 
 from agent import AgentServer, EventTracker
@@ -18,8 +19,10 @@ from aggregator import AggregatorServer, AggregatorSettings, Registry, ServiceEn
 from aggregator._alerts.rules import rule_from_table
 from aggregator._alerts.settings import AlertSettings
 from demo_fleet.ports import free_ports
+from gateway._alert_json import ActiveAlerts, alert_json
 from mesh_common.addresses import HostPort
 from mesh_common.transport import open_channel
+from metricsmesh_cli.alerts import fetch_alerts
 from metricsmesh_cli.top import watch
 from tests.eventually import eventually
 from tests.test_cli_snapshot_top import METRICS_MESH, cli
@@ -84,11 +87,32 @@ async def test_alerts_table_shows_the_firing_alert(aggregator: AggregatorServer)
     assert "live-service" not in out
 
 
-async def test_alerts_json_is_the_protobuf_json_of_list_alerts(
-    aggregator: AggregatorServer,
-) -> None:
+async def test_alerts_json_is_the_rest_apis_alert_json(aggregator: AggregatorServer) -> None:
     status, out, err = await cli("alerts", "-o", "json", "--aggregator", aggregator.address)
     assert status == 0, err
+    body = json.loads(out)
+    ActiveAlerts.model_validate(body)  # GET /api/v1/alerts/active's model, field for field
+    listed = await fetch_alerts(HostPort.parse(aggregator.address))
+    assert body["alerts"] == [alert_json(alert) for alert in listed.alerts]  # the gateway's
+    (alert,) = body["alerts"]
+    assert alert["state"] == "firing" and alert["service_name"] == "gone-service"
+    assert alert["severity"] == "critical" and alert["value_text"] == "inactive"
+    assert alert["fired_time"].endswith("Z") and alert["resolved_time"] is None
+    assert "serviceName" not in alert and "firedTime" not in alert
+    assert body["firing"] == 1 and body["pending"] == 0
+    assert body["sequence"] == listed.last_sequence >= 1
+    assert body["timestamp"].endswith("Z")
+
+
+async def test_alerts_protobuf_json_is_the_protobuf_json_of_list_alerts(
+    aggregator: AggregatorServer,
+) -> None:
+    status, out, err = await cli(
+        "alerts", "-o", "protobuf-json", "--aggregator", aggregator.address
+    )
+    assert status == 0, err
+    response = json_format.Parse(out, alerts_pb2.ListAlertsResponse())
+    assert [alert.service_name for alert in response.alerts] == ["gone-service"]
     body = json.loads(out)
     (alert,) = body["alerts"]
     assert alert["state"] == "ALERT_STATE_FIRING" and alert["serviceName"] == "gone-service"
