@@ -12,6 +12,7 @@ from metricsmesh.v1 import aggregator_pb2, aggregator_pb2_grpc, snapshot_pb2
 from rich.console import Console
 
 from mesh_common.addresses import HostPort
+from mesh_common.errors import EXIT_FAILURE, EXIT_USAGE
 from mesh_common.transport import open_channel
 from mesh_common.wire_time import duration
 from metricsmesh_cli.client import describe_rpc_error, snapshot_filter
@@ -34,6 +35,17 @@ async def fetch_snapshot(
         stub = aggregator_pb2_grpc.AggregatorServiceStub(channel)
         response = await stub.GetSnapshot(request, timeout=timeout, wait_for_ready=False)
     return response.snapshot
+
+
+def refusal_status(error: grpc.aio.AioRpcError) -> int:
+    """The exit status of a failed call: EXIT_USAGE for INVALID_ARGUMENT, else EXIT_FAILURE.
+
+    The aggregator answers INVALID_ARGUMENT only for what the command line asked for (an
+    unknown service name or type in the filter, a duration out of range): a usage error.
+    """
+    if error.code() == grpc.StatusCode.INVALID_ARGUMENT:
+        return EXIT_USAGE
+    return EXIT_FAILURE
 
 
 def snapshot_rest_json(
@@ -64,14 +76,20 @@ def run_snapshot(
     max_age: float | None = None,
     timeout: float = 5.0,
 ) -> int:
-    """Fetch and print one snapshot; returns the exit status (1 when the call failed)."""
+    """Fetch and print one snapshot; returns the exit status.
+
+    0 once printed; 2 (EXIT_USAGE) when the aggregator refused the request as INVALID_ARGUMENT
+    (an unknown `--service` or `--type`, a `--max-age` out of range); 1 when the call failed
+    otherwise (an unreachable aggregator, a deadline). The aggregator's message, which names
+    the unknown names and the known ones, goes to `errors`; nothing goes to `console` then.
+    """
     try:
         snapshot = asyncio.run(
             fetch_snapshot(target, services=services, types=types, max_age=max_age, timeout=timeout)
         )
     except grpc.aio.AioRpcError as error:
         errors.print(f"metrics-mesh snapshot: {describe_rpc_error(target, error)}", markup=False)
-        return 1
+        return refusal_status(error)
     if output in ("json", "protobuf-json"):
         text = (
             snapshot_rest_json(snapshot, services, types)

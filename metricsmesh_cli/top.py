@@ -8,8 +8,10 @@ services come first in every order but name, in the spirit of `linkerd viz top`.
 terminal, keys are read in cbreak mode (no echo, Ctrl-C still a signal) and the terminal
 settings are put back however top ends. `q`, Ctrl-C and SIGTERM quit cleanly with status 0,
 leaving the last frame on screen; when the aggregator ends the stream, top says so and exits
-with status 1. Every line fits the terminal's width (80 columns included): the table drops
-its least important columns first, and the notes are cut rather than wrapped.
+with status 1. A request the aggregator refuses (INVALID_ARGUMENT: an unknown `--service` or
+`--type`) exits with status 2, its message on stderr and nothing on stdout. Every line fits
+the terminal's width (80 columns included): the table drops its least important columns
+first, and the notes are cut rather than wrapped.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ import sys
 import termios
 import time
 import tty
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -39,11 +41,18 @@ from mesh_common.wire_time import duration
 from metricsmesh_cli.alerts import AlertCounts
 from metricsmesh_cli.client import describe_rpc_error, snapshot_filter
 from metricsmesh_cli.render import snapshot_view
+from metricsmesh_cli.snapshot import refusal_status
 from metricsmesh_cli.sorting import BY_RATE, ORDERS, RowOrder
 
 STREAM_ENDED_STATUS = EXIT_FAILURE
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 QUIT_KEYS = frozenset("qQ")
+FIRST_ANSWER_SECONDS = 1.0
+"""How long top waits for the aggregator's first answer before it shows the waiting frame.
+
+A refusal (INVALID_ARGUMENT for an unknown `--service` or `--type`) comes at once, so it ends
+top before anything is written to stdout.
+"""
 
 
 def stream_request(
@@ -212,11 +221,21 @@ async def _show_stream(
     count: int | None,
     interrupt: _Interrupt,
 ) -> bool:
-    """Show every snapshot of the stream in place; True once `count` frames were shown."""
+    """Show every snapshot of the stream in place; True once `count` frames were shown.
+
+    Nothing is shown before the aggregator's first answer (for `FIRST_ANSWER_SECONDS` at
+    most): a refused request (an unknown `--service` or `--type`) raises its AioRpcError with
+    nothing written to `console`.
+    """
     async with open_channel(screen.target) as channel:
         stub = aggregator_pb2_grpc.AggregatorServiceStub(channel)
         follower = asyncio.create_task(screen.alerts.follow(channel), name="top alerts")
+        responses = aiter(stub.StreamSnapshots(request))
+        first = asyncio.ensure_future(anext(responses, None))
         try:
+            await asyncio.wait({first}, timeout=FIRST_ANSWER_SECONDS)
+            if first.done():
+                first.result()  # a refusal ends top here, before any frame
             with Live(screen.render(console.width), console=console, refresh_per_second=4) as live:
 
                 def on_key(key: str) -> None:
@@ -226,28 +245,31 @@ async def _show_stream(
                         live.update(screen.render(console.width), refresh=True)
 
                 with read_keys(on_key):
-                    return await _frames(stub, request, live, console, screen, count)
+                    return await _frames(first, responses, live, console, screen, count)
         finally:
+            first.cancel()
             follower.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await follower
 
 
 async def _frames(
-    stub: aggregator_pb2_grpc.AggregatorServiceAsyncStub,
-    request: aggregator_pb2.StreamSnapshotsRequest,
+    first: asyncio.Future[aggregator_pb2.StreamSnapshotsResponse | None],
+    responses: AsyncIterator[aggregator_pb2.StreamSnapshotsResponse],
     live: Live,
     console: Console,
     screen: TopScreen,
     count: int | None,
 ) -> bool:
-    """Render each snapshot of the stream; True once `count` frames were shown."""
-    async for response in stub.StreamSnapshots(request):
+    """Render the first answer, then each snapshot of the stream; True after `count` frames."""
+    response = await first
+    while response is not None:
         screen.snapshot = response.snapshot
         live.update(screen.render(console.width), refresh=True)
         screen.shown += 1
         if count is not None and screen.shown >= count:
             return True
+        response = await anext(responses, None)
     return False
 
 
@@ -263,7 +285,10 @@ async def watch(
 ) -> int:
     """Show snapshots from `target` until `q`, Ctrl-C, the stream's end or `count` frames.
 
-    Returns 0 after `q`, Ctrl-C/SIGTERM or `count` frames, 1 when the stream ended or failed.
+    Returns 0 after `q`, Ctrl-C/SIGTERM or `count` frames; 2 (EXIT_USAGE) when the aggregator
+    refused the request as INVALID_ARGUMENT (an unknown `--service` or `--type`: its message,
+    naming them and the known ones, goes to `errors` and nothing to `console`); 1 when the
+    stream ended or failed otherwise (an unreachable aggregator included).
     """
     request = stream_request(services, types, interval)
     screen = TopScreen(target, services, types, interval)
@@ -280,7 +305,7 @@ async def watch(
             return EXIT_OK
         except grpc.aio.AioRpcError as error:
             errors.print(f"metrics-mesh top: {describe_rpc_error(target, error)}", markup=False)
-            return STREAM_ENDED_STATUS
+            return refusal_status(error)
     errors.print(
         f"metrics-mesh top: the aggregator at {target} ended the stream after "
         f"{screen.shown} snapshot(s) (is it shutting down?)",

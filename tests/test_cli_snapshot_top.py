@@ -176,8 +176,8 @@ async def test_a_filtered_table_sums_up_the_rows_it_shows_not_the_fleet(fleet: F
 
 
 async def test_snapshot_of_an_unknown_service_is_refused_naming_it(fleet: Fleet) -> None:
-    status, _out, err = await cli("snapshot", "--aggregator", fleet.address, "--service", "nope")
-    assert status == 1
+    status, out, err = await cli("snapshot", "--aggregator", fleet.address, "--service", "nope")
+    assert status == EXIT_USAGE and out == ""
     assert fleet.address in err and "nope" in err
 
 
@@ -186,7 +186,7 @@ async def test_an_unknown_type_is_refused_like_an_unknown_service(
     fleet: Fleet, option: str
 ) -> None:
     status, out, err = await cli("snapshot", "--aggregator", fleet.address, option, "nosuch")
-    assert status == 1 and out == ""
+    assert status == EXIT_USAGE and out == ""
     assert "'nosuch'" in err and "known:" in err
 
 
@@ -246,6 +246,25 @@ async def test_top_filters_by_type(fleet: Fleet) -> None:
     assert "busy-ingest" in text and "quiet-admin" in text
     assert "weather-feed" not in text and "gone-service" not in text
     assert "type=core" in text
+
+
+@pytest.mark.parametrize(
+    ("option", "known"), [("--service", "busy-ingest"), ("--type", "analysis")]
+)
+async def test_top_with_an_unknown_service_or_type_exits_2_naming_it(
+    fleet: Fleet, option: str, known: str
+) -> None:
+    status, out, err = await cli("top", "--aggregator", fleet.address, option, "nosuch")
+    assert status == EXIT_USAGE and out == ""  # not even the waiting frame
+    assert fleet.address in err and "'nosuch'" in err
+    assert "known:" in err and known in err
+
+
+async def test_top_without_an_aggregator_exits_1_saying_where_it_looked() -> None:
+    (port,) = free_ports(1)
+    console, errors = recording_console(), recording_console()
+    assert await watch(HostPort("127.0.0.1", port), console, errors) == 1
+    assert f"127.0.0.1:{port}" in errors.export_text()
 
 
 async def test_top_says_so_when_the_stream_ends(fleet: Fleet) -> None:
