@@ -13,6 +13,11 @@ check applies. The aggregator's refusals keep their meaning: INVALID_ARGUMENT is
 message (which names the field), UNAUTHENTICATED 401, NOT_FOUND 404, FAILED_PRECONDITION 409,
 UNAVAILABLE 503, UNIMPLEMENTED (an aggregator without alerts) 501. Every error body is
 `{"detail": ..., "field": ...}`.
+
+The alert list's `services` and `types` are checked as the REST body's are
+(`gateway._views.view_of_query`, against the latest snapshot): an unknown name or type is a
+422 naming it and the known ones, with `field` the parameter. Before the first snapshot the
+names cannot be checked yet and are applied as given (as the REST endpoint does).
 """
 
 from __future__ import annotations
@@ -37,10 +42,10 @@ from gateway._alert_json import (
     alert_json,
     rule_json,
 )
-from gateway._errors import AlertFormError, AlertRequestError
+from gateway._errors import AlertFormError, AlertRequestError, FilterError
 from gateway._params import ServicesParam, TypesParam
 from gateway._state import GatewayState
-from gateway._views import split_names
+from gateway._views import SnapshotEntry, split_names, view_of_query
 from mesh_common.filters import ServiceFilter
 from mesh_common.wire_time import iso_utc
 
@@ -129,6 +134,23 @@ def refusal_of(state: GatewayState, error: grpc.aio.AioRpcError) -> AlertRequest
     challenge = CHALLENGE if status == 401 else None
     name = None if field is None else _FORM_FIELDS.get(field[1], field[1])
     return AlertRequestError(status, details, field=name, challenge=challenge)
+
+
+def alert_filter(
+    latest: SnapshotEntry | None, services: list[str] | None, types: list[str] | None
+) -> ServiceFilter:
+    """The alert list's `services` and `types`, checked as the REST endpoint checks them.
+
+    Raises AlertRequestError(422) with the REST endpoint's message (the unknown names or
+    types and the known ones, from `latest`'s rows) and `field` the parameter that names
+    them. With no snapshot yet (`latest` None) nothing can be checked: the filter is as given.
+    """
+    for field, names, kinds in (("services", services, None), ("types", None, types)):
+        try:
+            view_of_query(latest, names, kinds, None)
+        except FilterError as error:
+            raise AlertRequestError(422, str(error), field=field) from None
+    return ServiceFilter.of(split_names(services), split_names(types))
 
 
 async def read_json(request: Request, *, required: bool) -> Any:
@@ -237,7 +259,14 @@ def alert_router(state: GatewayState) -> APIRouter:
     @router.get(
         "/active",
         response_model=ActiveAlerts,
-        responses={503: {"model": AlertError, "description": "No alert subscription."}},
+        responses={
+            422: {
+                "model": AlertError,
+                "description": "`services` or `types` names a service or type that does not "
+                "exist (the detail lists the known ones).",
+            },
+            503: {"model": AlertError, "description": "No alert subscription."},
+        },
         summary="The pending and firing alerts, firing first",
     )
     async def active(
@@ -247,12 +276,19 @@ def alert_router(state: GatewayState) -> APIRouter:
         services: ServicesParam = None,
         types: TypesParam = None,
     ) -> JSONResponse:
-        """From the gateway's alert subscription (no call to the aggregator per request)."""
+        """From the gateway's alert subscription (no call to the aggregator per request).
+
+        `services` and `types` select as on the REST endpoint; an unknown service or type is
+        a 422 naming it and the known ones.
+        """
+        try:
+            wanted = alert_filter(state.hub.latest, services, types)
+        except AlertRequestError as refusal:
+            return refusal_response(refusal)
         if not hub.synced:
             return refusal_response(
                 AlertRequestError(503, hub.error or f"alert subscription {hub.state}")
             )
-        wanted = ServiceFilter.of(split_names(services), split_names(types))
         entries = [
             entry
             for entry in hub.current(include_resolved=include_resolved)

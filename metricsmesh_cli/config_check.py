@@ -9,7 +9,9 @@ alert rules, and where the gateway and the CLI will dial the aggregator (with a 
 that is not where `[aggregator]` listens). Errors go to stderr, each naming the file, the
 table, the key and the problem, and the command exits with status 2. Errors of a plain table
 are collected key by key (every unknown key and wrong type at once); `[[services]]` and
-`[alerts]` stop at their first.
+`[alerts]` stop at their first. A table whose declaration `reads_registry` (`[alerts]`: its
+rules' `services` and `types`) is read with the file's registry, as the aggregator reads it,
+so a rule selecting a service name or type the registry does not have is an error too.
 """
 
 from __future__ import annotations
@@ -98,16 +100,45 @@ def _key_errors(mesh: MeshFile, section: Section[Any]) -> list[str]:
     return errors
 
 
-def check_table(mesh: MeshFile, table: DeclaredTable) -> CheckedTable:
-    """Read one table as the programs do; every key error of a plain table, else the first."""
+def reads_registry(table: DeclaredTable) -> bool:
+    """Whether the table's declaration checks its values against the registry (`registry=`)."""
+    return bool(getattr(table.spec, "reads_registry", False))
+
+
+def check_table(
+    mesh: MeshFile, table: DeclaredTable, registry: Registry | None = None
+) -> CheckedTable:
+    """Read one table as the programs do; every key error of a plain table, else the first.
+
+    `registry` (the file's `[[services]]`) is given to a table that `reads_registry`; None
+    when the registry itself has an error (the table is then read without it).
+    """
     if isinstance(table.spec, Section):
         errors = _key_errors(mesh, table.spec)
         if errors:
             return CheckedTable(table, None, tuple(errors))
+    derived = {"registry": registry} if registry is not None and reads_registry(table) else {}
     try:
-        return CheckedTable(table, mesh.read(table.spec), ())
+        return CheckedTable(table, mesh.read(table.spec, **derived), ())
     except ConfigError as error:
         return CheckedTable(table, None, (str(error),))
+
+
+def check_tables(mesh: MeshFile, tables: Iterable[DeclaredTable]) -> list[CheckedTable]:
+    """Every table read as the programs read it, in the order given.
+
+    The tables that do not read the registry come first; the registry they yield (the
+    `[[services]]` table's settings) is then given to those that do.
+    """
+    ordered = list(tables)
+    checked = {t.name: check_table(mesh, t) for t in ordered if not reads_registry(t)}
+    registry = next(
+        (c.settings for c in checked.values() if isinstance(c.settings, Registry)), None
+    )
+    for table in ordered:
+        if reads_registry(table):
+            checked[table.name] = check_table(mesh, table, registry)
+    return [checked[table.name] for table in ordered]
 
 
 def stray_variables(environ: Mapping[str, str], tables: Iterable[str]) -> list[str]:
@@ -278,7 +309,7 @@ def run_config_check(
         print(f"error: {error}", file=err)
         return EXIT_USAGE
     tables = declared_tables()
-    checked = [check_table(mesh, table) for table in tables]
+    checked = check_tables(mesh, tables)
     for variable in stray_variables(env, (table.name for table in tables)):
         print(f"warning: environment {variable} names no table; it is ignored", file=err)
     problems = [problem for table in checked for problem in table.errors]

@@ -156,6 +156,15 @@ def test_without_file_it_checks_what_the_programs_would_read(tmp_path: Path) -> 
         pytest.param('[[alerts.rules]]\nname = "R"\nfigure = "nope"\ncomparator = ">"\n'
                      "threshold = 1\n", {}, "[[alerts.rules]] 0: rule field 'figure'",
                      id="bad rule"),
+        pytest.param('[[alerts.rules]]\nname = "R"\nfigure = "error_rate"\ncomparator = ">"\n'
+                     'threshold = 1\nservices = ["weather-api", "nosuch"]\n', {},
+                     "[[alerts.rules]] 0 ('R'): rule field 'services': unknown service name "
+                     "'nosuch'; known: websocket-ingestion, ", id="rule on an unknown service"),
+        pytest.param('[[services]]\nname = "a"\nport = 9000\ntype = "core"\n\n'
+                     '[[alerts.rules]]\nname = "R"\nfigure = "error_rate"\ncomparator = ">"\n'
+                     'threshold = 1\ntypes = ["quantum", "data"]\n', {},
+                     "[[alerts.rules]] 0 ('R'): rule field 'types': unknown service types "
+                     "'data', 'quantum'; known: core", id="rule on an unknown type"),
         pytest.param("", {"METRICS_MESH_DEMO_LOAD_SCALE": "lots"},
                      "environment METRICS_MESH_DEMO_LOAD_SCALE: 'lots' is not a number",
                      id="bad env override"),
@@ -210,6 +219,24 @@ type = "core"
         assert sum(expected in error for error in errors) == 1, (expected, errors)
     assert len(errors) == 5
     assert result.stderr.rstrip().endswith(f"5 error(s) in {path}")
+
+
+def test_a_rule_on_an_unknown_service_is_reported_with_the_other_key_errors(
+    tmp_path: Path,
+) -> None:
+    text = GOOD.replace('types = ["data"]', 'services = ["billing", "biling"]')
+    path = write(tmp_path, text + "\n[gateway.nope]\n")
+    result = check(str(path))
+    assert result.returncode == EXIT_USAGE
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 2, result.stderr
+    assert errors[0] == (
+        f"error: {path}: [[alerts.rules]] 0 ('HighErrorRate'): rule field 'services': "
+        "unknown service name 'biling'; known: billing, rates-feed"
+    )
+    assert errors[1].startswith(f"error: {path}: [gateway] unknown key 'nope'; allowed: ")
+    assert result.stderr.rstrip().endswith(f"2 error(s) in {path}")
+    assert "HighErrorRate:" not in result.stdout  # not listed as a rule in force
 
 
 def test_a_variable_naming_no_table_is_warned_about(tmp_path: Path) -> None:

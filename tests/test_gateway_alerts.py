@@ -20,8 +20,12 @@ from websockets.asyncio.client import ClientConnection, connect
 from aggregator._alerts.rules import rule_from_table
 from aggregator._alerts.settings import AlertSettings
 from gateway._alert_json import ActiveAlerts, AlertOut, AlertRuleList, AlertRuleOut
+from gateway._alert_routes import alert_filter
+from mesh_common.filters import ServiceFilter
+from mesh_common.registry import DEFAULT_REGISTRY
 from tests.eventually import eventually
 from tests.gateway_mesh import Mesh, running_mesh
+from tests.test_alerts_aggregator import needs_the_registry
 from tests.test_gateway_sse import STREAM, events
 
 TOKEN = "s3cret-admin-token"
@@ -142,6 +146,61 @@ async def test_a_bad_rule_is_a_422_naming_the_field(
     refusal = response.json()
     assert refusal["field"] == field
     assert words in refusal["detail"]
+
+
+@needs_the_registry
+@pytest.mark.parametrize(
+    ("selector", "field", "words"),
+    [
+        ({"service_names": ["weather-api", "nosuch"]}, "service_names", "service name 'nosuch'"),
+        ({"service_types": ["quantum"]}, "service_types", "service type 'quantum'"),
+    ],
+)
+async def test_a_rule_on_an_unknown_service_or_type_is_a_422_naming_it(
+    mesh: Mesh, selector: dict[str, list[str]], field: str, words: str
+) -> None:
+    body = {**DOWN_RULE, "name": "Typo", **selector}
+    response = await mesh.http.post("/api/v1/alerts/rules", json=body, headers=AUTH)
+    assert response.status_code == 422, response.text
+    refusal = response.json()
+    assert refusal["field"] == field
+    assert refusal["detail"].startswith(f"rule field '{field}': unknown {words}; known: ")
+    known = (
+        ", ".join(sorted(DEFAULT_REGISTRY.types))
+        if field == "service_types"
+        else DEFAULT_REGISTRY.names[0]
+    )
+    assert known in refusal["detail"]
+    listed = (await mesh.http.get("/api/v1/alerts/rules")).json()
+    assert [r["name"] for r in listed["rules"]] == ["ServiceDown"]
+
+
+@pytest.mark.parametrize(
+    ("params", "field", "words"),
+    [
+        ({"services": "weather-api,nosuch"}, "services", "unknown service(s) nosuch; known: "),
+        ({"types": "quantum"}, "types", "unknown service type(s) quantum; known: ai, analysis"),
+        ({"services": "weather-api", "types": "data,quantum"}, "types", "type(s) quantum;"),
+    ],
+)
+async def test_the_alert_list_refuses_an_unknown_service_or_type_as_the_rest_body_does(
+    mesh: Mesh, params: dict[str, str], field: str, words: str
+) -> None:
+    response = await mesh.http.get("/api/v1/alerts/active", params=params)
+    assert response.status_code == 422, response.text
+    refusal = response.json()
+    assert refusal["field"] == field and words in refusal["detail"]
+    rest = await mesh.http.get("/api/v1/real-time-metrics", params=params)
+    assert rest.status_code == 422
+    assert refusal["detail"] == rest.json()["detail"]  # the same message, word for word
+    known = await mesh.http.get("/api/v1/alerts/active", params={"services": "weather-api"})
+    assert known.status_code == 200 and known.json()["alerts"] == []
+
+
+def test_before_the_first_snapshot_the_alert_list_takes_the_names_as_given() -> None:
+    assert alert_filter(None, ["nosuch,weather-api"], ["quantum"]) == ServiceFilter.of(
+        ["nosuch", "weather-api"], ["quantum"]
+    )
 
 
 async def test_a_body_that_is_not_json_or_too_big_is_refused(mesh: Mesh) -> None:

@@ -5,6 +5,10 @@ evaluation or a slow store never delays a round. Each evaluation's changes are n
 (`sequence`) and kept in a bounded log that StreamAlerts reads from; alerts and rules created
 at run time are persisted in the `AlertStore`; changes are sent to Alertmanager at once, and
 every firing (or recently resolved) alert again each resend interval.
+
+Given the registry (`registry`, read when needed, so a replaced registry counts), the manager
+refuses a rule that selects a service name or type the registry does not have: a configured
+one at construction (ConfigError), one created at run time with RuleError (INVALID_ARGUMENT).
 """
 
 from __future__ import annotations
@@ -12,22 +16,24 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import dataclasses
 import itertools
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from metricsmesh.v1 import alerts_pb2
 
 from aggregator._alerts.delivery import Delivery
 from aggregator._alerts.engine import Alert, Change, State, evaluate, resolve_by_hand
-from aggregator._alerts.rules import Rule, RuleError, rule_from_proto
-from aggregator._alerts.settings import AlertSettings
+from aggregator._alerts.rules import Rule, RuleError, check_selection, rule_from_proto
+from aggregator._alerts.settings import AlertSettings, check_configured_rules
 from aggregator._alerts.store import AlertStore
 from aggregator._convert import WholeSnapshots
 from aggregator._errors import AggregatorError
 from aggregator._model import SnapshotData
 from mesh_common.clocks import Clocks
+from mesh_common.registry import Registry
 
 _LOG = logging.getLogger(__name__)
 ALERT_LOG = logging.getLogger("aggregator.alerts")
@@ -54,7 +60,12 @@ class NumberedChange:
 
 
 class AlertManager:
-    """Rules, alerts, the change log and delivery of one aggregator."""
+    """Rules, alerts, the change log and delivery of one aggregator.
+
+    `registry` returns the registry the rounds call (the round loop's, a pending replacement
+    included); without it no rule's services and types are checked. Raises ConfigError when a
+    configured rule selects a service name or type that registry does not have.
+    """
 
     def __init__(
         self,
@@ -63,7 +74,11 @@ class AlertManager:
         clocks: Clocks,
         persist: bool = True,
         whole: WholeSnapshots | None = None,
+        registry: Callable[[], Registry] | None = None,
     ) -> None:
+        self._registry = registry
+        if registry is not None:
+            check_configured_rules(settings.rules, registry())
         self.settings = settings
         self._whole = whole or WholeSnapshots()
         """Each round's wire message, shared with the streams' unfiltered view."""
@@ -88,13 +103,34 @@ class AlertManager:
         self.evaluations = 0
 
     @property
+    def checks_registry(self) -> bool:
+        """Whether rules are checked against the registry (the manager was given one)."""
+        return self._registry is not None
+
+    @property
     def rules(self) -> list[Rule]:
         """Every rule in force: the config file's first, then those created at run time."""
         return [*self._config_rules, *self._api_rules]
 
     async def start(self) -> None:
-        """Load the persisted rules and alerts, and start the resend loop."""
+        """Load the persisted rules and alerts, and start the resend loop.
+
+        A persisted rule that selects a service the registry no longer has is kept (it was
+        valid when created; the registry may come back) and logged as a warning.
+        """
         self._api_rules = await asyncio.to_thread(self._store.rules)
+        if self._registry is not None:
+            registry = self._registry()
+            for rule in self._api_rules:
+                try:
+                    check_selection(rule, registry)
+                except RuleError as error:
+                    _LOG.warning(
+                        "alert rule %s (%r, created at run time) matches no service: %s",
+                        rule.id,
+                        rule.name,
+                        error,
+                    )
         self.alerts = await asyncio.to_thread(self._store.alerts)
         if self._delivery.configured:
             self._resender = asyncio.get_running_loop().create_task(self._resend_loop())
@@ -123,12 +159,19 @@ class AlertManager:
             await self._apply(alerts, changes)
 
     async def create_rule(self, message: alerts_pb2.AlertRule) -> Rule:
-        """Add a rule from its message (checked, kept in the store); RuleError if it is bad."""
+        """Add a rule from its message (checked, kept in the store); RuleError if it is bad.
+
+        Checked before it takes a rule number: its fields, then (with a registry) that the
+        services and types it selects are known.
+        """
         async with self._lock:
             if any(rule.name == message.name for rule in self.rules):
                 raise RuleError("name", f"a rule called {message.name!r} exists already")
+            rule = rule_from_proto(message, rule_id="", source="api")
+            if self._registry is not None:
+                check_selection(rule, self._registry())
             number = await asyncio.to_thread(self._store.next_rule_number)
-            rule = rule_from_proto(message, rule_id=f"rule-{number}", source="api")
+            rule = dataclasses.replace(rule, id=f"rule-{number}")
             await asyncio.to_thread(self._store.add_rule, rule)
             self._api_rules.append(rule)
             return rule

@@ -2,7 +2,9 @@
 
 Rules come from the `[[alerts.rules]]` tables of the mesh file (read-only at run time) and
 from CreateAlertRule (kept in the store). Both are checked here, and a bad rule is refused
-with a `RuleError` naming the field and the reason.
+with a `RuleError` naming the field and the reason. `check_selection` checks a rule's service
+names and types against the registry: an unknown one would silently select nothing, so it is
+refused naming the unknown and the known ones (the mesh's one rule for unknown names).
 """
 
 from __future__ import annotations
@@ -17,7 +19,10 @@ from typing import Any
 from metricsmesh.v1 import alerts_pb2
 
 from aggregator._errors import AggregatorError
+from mesh_common.bounded import quote, quote_list
 from mesh_common.figures import KIND_FIGURES, ROW_FIGURES
+from mesh_common.filters import ServiceFilter
+from mesh_common.registry import Registry
 from mesh_common.wire_time import set_seconds, to_seconds
 
 COMPARATORS: dict[str, Callable[[Any, Any], bool]] = {
@@ -42,6 +47,10 @@ KIND_RULE_FIGURES = tuple(sorted(_NUMERIC_KIND))
 """Figures a rule on kinds may watch."""
 MAX_RULE_NAME = 200
 _SOURCES = ("config", "api")
+MESSAGE_SELECTORS = ("service_names", "service_types")
+"""The selector fields of an AlertRule message (and of the gateway's native form)."""
+TABLE_SELECTORS = ("services", "types")
+"""The selector keys of an `[[alerts.rules]]` table."""
 
 
 class RuleError(AggregatorError, ValueError):
@@ -142,6 +151,40 @@ def check_rule(rule: Rule) -> Rule:
     if rule.source not in _SOURCES:
         raise RuleError("source", f"must be one of {', '.join(_SOURCES)}")
     return rule
+
+
+def check_selection(
+    rule: Rule, registry: Registry, selectors: tuple[str, str] = MESSAGE_SELECTORS
+) -> Rule:
+    """`rule` if every service name and type it selects is in `registry`, else RuleError.
+
+    The error names the field (`selectors`: how the rule's source spells the names' and the
+    types' field), every unknown name or type, and the known ones, as the gRPC filters do
+    (`aggregator._convert.View`): a name the registry does not have is never read as
+    "nothing matches".
+    """
+    wanted = ServiceFilter.of(rule.service_names, rule.service_types)
+    names_field, types_field = selectors
+    unknown = wanted.unknown_names(registry.names)
+    if unknown:
+        raise RuleError(
+            names_field,
+            f"{_unknown('service name', unknown)}; known: {quote_list(registry.names)}",
+        )
+    unknown_types = sorted(wanted.types - registry.types)
+    if unknown_types:
+        raise RuleError(
+            types_field,
+            f"{_unknown('service type', unknown_types)}; "
+            f"known: {quote_list(sorted(registry.types))}",
+        )
+    return rule
+
+
+def _unknown(what: str, values: list[str]) -> str:
+    """`unknown service name 'a'`, or `unknown service names 'a', 'b'` (bounded echoes)."""
+    plural = "s" if len(values) > 1 else ""
+    return f"unknown {what}{plural} {quote_list(quote(value) for value in values)}"
 
 
 def rule_from_proto(message: alerts_pb2.AlertRule, *, rule_id: str, source: str) -> Rule:

@@ -21,14 +21,21 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from aggregator._alerts.rules import Rule, RuleError, rule_from_table
+from aggregator._alerts.rules import (
+    TABLE_SELECTORS,
+    Rule,
+    RuleError,
+    check_selection,
+    rule_from_table,
+)
 from mesh_common.config import Key, Section, setting
 from mesh_common.errors import ConfigError
+from mesh_common.registry import Registry
 
 
 def default_state_dir() -> str:
@@ -74,6 +81,19 @@ IN_MEMORY = AlertSettings()
 """Alerts without persistence or delivery (an AggregatorServer built without settings)."""
 
 
+def check_configured_rules(rules: Iterable[Rule], registry: Registry) -> None:
+    """ConfigError naming the first `[[alerts.rules]]` table that selects an unknown service.
+
+    The message names the table (its index and the rule's name), the key (`services` or
+    `types`), the unknown names or types and the known ones: such a rule would never fire.
+    """
+    for index, rule in enumerate(rules):
+        try:
+            check_selection(rule, registry, TABLE_SELECTORS)
+        except RuleError as error:
+            raise ConfigError(f"[[alerts.rules]] {index} ({rule.name!r}): {error}") from error
+
+
 _TABLE = Section("alerts", AlertSettings, "alert rules and their delivery", derived=("rules",))
 
 
@@ -82,9 +102,22 @@ class AlertsSection:
 
     table = "alerts"
     summary = _TABLE.summary
+    reads_registry = True
+    """`parse` takes the registry (`registry=`) to check the rules' services and types."""
 
-    def parse(self, value: object, environ: Mapping[str, str], **derived: Any) -> AlertSettings:
-        """The settings of the table; ConfigError naming the rule and field when one is bad."""
+    def parse(
+        self,
+        value: object,
+        environ: Mapping[str, str],
+        *,
+        registry: Registry | None = None,
+        **derived: Any,
+    ) -> AlertSettings:
+        """The settings of the table; ConfigError naming the rule and field when one is bad.
+
+        With `registry` (the mesh file's `[[services]]`), a rule selecting a service name or
+        type that is not in it is an error too (`check_configured_rules`).
+        """
         table = dict(value) if isinstance(value, Mapping) else value
         raw_rules: Any = table.pop("rules", []) if isinstance(table, dict) else []
         if not isinstance(raw_rules, list):
@@ -95,6 +128,8 @@ class AlertsSection:
                 rules.append(rule_from_table(index, item))
             except RuleError as error:
                 raise ConfigError(f"[[alerts.rules]] {index}: {error}") from error
+        if registry is not None:
+            check_configured_rules(rules, registry)
         return _TABLE.parse(table, environ, rules=tuple(rules))
 
     def keys(self) -> tuple[Key, ...]:
