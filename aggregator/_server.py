@@ -45,7 +45,11 @@ class AggregatorServer:
         whole = WholeSnapshots()  # a round's rows converted once, for the streams and alerts
         self._servicer = AggregatorServicer(self.loop, whole)
         self.alerts = AlertManager(
-            alerts or IN_MEMORY, clocks=clocks, persist=alerts is not None, whole=whole
+            alerts or IN_MEMORY,
+            clocks=clocks,
+            persist=alerts is not None,
+            whole=whole,
+            registry=lambda: self.loop.registry,
         )
         """The alert rules and alerts (persisted only when `alerts` settings are given)."""
         self._alert_servicer = AlertServicer(self.alerts)

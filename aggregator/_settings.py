@@ -120,8 +120,9 @@ def load_config(
     Raises ConfigError naming the file, the entry and the problem.
     """
     mesh = load_mesh_file(path, environ=environ)
+    services = mesh.read(SERVICES)
     return AggregatorConfig(
-        services=mesh.read(SERVICES),
+        services=services,
         aggregator=mesh.read(SECTION),
-        alerts=mesh.read(ALERTS_SECTION),
+        alerts=mesh.read(ALERTS_SECTION, registry=services),
     )

@@ -192,19 +192,6 @@ async def test_rules_and_firing_alerts_survive_an_aggregator_restart(mesh: Mesh)
 # ------------------------------------------- rules on services or types the registry lacks
 
 
-def aggregator_checks_rules() -> bool:
-    """Whether AggregatorServer gives its AlertManager the registry to check rules against."""
-    return AggregatorServer(Registry()).alerts.checks_registry
-
-
-needs_the_registry = pytest.mark.xfail(
-    not aggregator_checks_rules(),
-    reason="aggregator/_server.py does not pass the registry to AlertManager yet "
-    "(AlertManager(..., registry=lambda: self.loop.registry))",
-    strict=True,
-)
-"""The checks made by the aggregator itself need its registry in the AlertManager."""
-
 UNKNOWN_SERVICE = {
     "name": "NoSuchDown", "figure": "status", "comparator": "!=", "threshold": "active",
     "services": ["nosuch"],
@@ -215,7 +202,6 @@ UNKNOWN_TYPE = {
 }  # fmt: skip
 
 
-@needs_the_registry
 @pytest.mark.parametrize(
     ("extra", "field", "words"),
     [
@@ -253,7 +239,6 @@ async def test_a_rule_on_an_unknown_service_or_type_is_invalid_argument_naming_t
     assert created.rule.id == "rule-1" and list(created.rule.service_names) == ["api"]
 
 
-@needs_the_registry
 @pytest.mark.parametrize(
     ("table", "key", "words", "known"),
     [
@@ -294,7 +279,6 @@ def test_the_config_file_reader_refuses_such_a_rule_given_the_registry(tmp_path:
     )
 
 
-@needs_the_registry
 def test_the_aggregator_exits_2_naming_the_rule(tmp_path: Path) -> None:
     path = tmp_path / "mesh.toml"
     path.write_text(

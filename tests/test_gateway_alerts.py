@@ -25,7 +25,6 @@ from mesh_common.filters import ServiceFilter
 from mesh_common.registry import DEFAULT_REGISTRY
 from tests.eventually import eventually
 from tests.gateway_mesh import Mesh, running_mesh
-from tests.test_alerts_aggregator import needs_the_registry
 from tests.test_gateway_sse import STREAM, events
 
 TOKEN = "s3cret-admin-token"
@@ -148,7 +147,6 @@ async def test_a_bad_rule_is_a_422_naming_the_field(
     assert words in refusal["detail"]
 
 
-@needs_the_registry
 @pytest.mark.parametrize(
     ("selector", "field", "words"),
     [

@@ -7,15 +7,19 @@ own `console.log`) are asserted too. The screenshot shows what the page got.
 
 from __future__ import annotations
 
+import functools
+import http.server
 import json
-from collections.abc import AsyncIterator
+import threading
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.browser import artifact, open_page
 from tests.eventually import eventually
-from tests.gateway_mesh import Mesh
+from tests.gateway_mesh import Mesh, running_mesh
 
 SERVICES = 15
 
@@ -126,9 +130,14 @@ async def page(mesh: Mesh) -> AsyncIterator[Any]:
     """A Chromium page on the gateway's origin (the WebSocket's origin check lets it in)."""
     async with open_page(mesh.url + "/health", width=1100, height=900) as page:
         page.console_lines = []
+        page.console_errors = []
         page.on(  # the snippets' console.log lines (not the browser's own, e.g. a favicon)
             "console",
             lambda message: message.type == "log" and page.console_lines.append(message.text),
+        )
+        page.on(
+            "console",
+            lambda message: message.type == "error" and page.console_errors.append(message.text),
         )
         yield page
 
@@ -272,3 +281,76 @@ async def test_seed_003s_javascript_client_gets_data_metrics(mesh: Mesh, page: A
     assert carbon and carbon[0]["value"] == 3 and carbon[0]["type"] == "counter"
     assert any(line.startswith("New metrics:") for line in page.console_lines)
     await show(page, "seed 003's JavaScript client", received, "ws-seed-003-js.png")
+
+
+# Seed 002's test client page is served from its own origin ("Then open the test client in
+# your browser: http://localhost:5000/websocket_test_client.html"): here a real HTTP server on
+# localhost and a free port serves it, so the WebSocket's Origin header is that page's.
+SEED_002_PAGE = "websocket_test_client.html"
+REFUSED = """
+(url) => new Promise((resolve) => {
+  const ws = new WebSocket(url);
+  ws.onopen = () => resolve('open');
+  ws.onclose = (event) => resolve('closed ' + event.code);
+})
+"""
+
+
+@pytest.fixture
+def seed_page(tmp_path: Path) -> Iterator[str]:
+    """The URL of seed 002's test client page on its own origin, http://localhost:PORT."""
+    (tmp_path / SEED_002_PAGE).write_text("<!doctype html><h3>seed 002 test client</h3>")
+    handler = functools.partial(QuietHandler, directory=str(tmp_path))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://localhost:{server.server_address[1]}/{SEED_002_PAGE}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+class QuietHandler(http.server.SimpleHTTPRequestHandler):
+    """Serves the page without logging each request."""
+
+    def log_message(self, format: str, *args: Any) -> None:
+        """Log nothing."""
+
+
+async def test_the_seeds_test_page_origin_is_refused_unless_configured(
+    mesh: Mesh, page: Any, seed_page: str
+) -> None:
+    await page.goto(seed_page)
+    assert (await page.evaluate("location.origin")).startswith("http://localhost:")
+    # A page of another origin must not read the fleet with its visitor's browser (CSWSH).
+    assert await page.evaluate(REFUSED, mesh.ws_url) == "closed 1006"
+    handshake = [line for line in page.console_errors if "WebSocket" in line]
+    assert handshake and "403" in handshake[0], page.console_errors
+
+
+async def test_the_seeds_test_page_works_once_its_origin_is_in_cors_origins(
+    seed_page: str,
+) -> None:
+    origin = seed_page.rsplit("/", 1)[0]
+    async with running_mesh(cors_origins=(origin,)) as mesh:
+        await mesh.metrics()
+        async with open_page(seed_page) as page:
+            done = "received.some((m) => m.type === 'metric_batch')"
+            received = await page.evaluate(
+                run_snippet(SEED_002_JS_CLIENT, "ws://localhost:8765", done), mesh.ws_url
+            )
+    kinds = [message["type"] for message in received]
+    assert kinds[0] == "welcome" and "subscription_confirmed" in kinds
+    assert "metric_batch" in kinds
+
+
+async def test_a_standalone_html_file_works_once_null_is_in_cors_origins(tmp_path: Path) -> None:
+    # Seed 002's "standalone HTML file", opened from disk: its Origin is "null".
+    page_file = tmp_path / "websocket_test_client.html"
+    page_file.write_text("<!doctype html><h3>seed 002 test client</h3>")
+    for origins, verdict in (((), "closed 1006"), (("null",), "open")):
+        async with running_mesh(cors_origins=origins) as mesh:
+            await mesh.metrics()
+            async with open_page(page_file.as_uri()) as page:
+                assert await page.evaluate(REFUSED, mesh.ws_url) == verdict, origins

@@ -157,7 +157,7 @@ def test_each_metrics_mesh_command_of_the_readme_parses(line: str) -> None:
 
 def test_the_documented_exit_statuses_are_the_real_ones() -> None:
     text = " ".join(section("The command line").split())
-    assert f"not `HOST:PORT`) exits with status {EXIT_USAGE};" in text
+    assert f"the registry does not have) exits with status {EXIT_USAGE};" in text
     assert f"a port that is already in use exits with status {EXIT_PORT_IN_USE}." in text
     demo = " ".join(section("The demo fleet (`make run`, `metrics-mesh demo`)").split())
     assert f"and exits with status {EXIT_PORT_IN_USE}." in demo

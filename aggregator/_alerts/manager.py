@@ -103,11 +103,6 @@ class AlertManager:
         self.evaluations = 0
 
     @property
-    def checks_registry(self) -> bool:
-        """Whether rules are checked against the registry (the manager was given one)."""
-        return self._registry is not None
-
-    @property
     def rules(self) -> list[Rule]:
         """Every rule in force: the config file's first, then those created at run time."""
         return [*self._config_rules, *self._api_rules]
