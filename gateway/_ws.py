@@ -57,6 +57,7 @@ from gateway._ws_vocabulary import (
     update_filters,
 )
 from mesh_common.bounded import RateLimitedLog, shorten
+from mesh_common.filters import ServiceFilter
 from mesh_common.wire_time import iso_utc
 
 _LOG = RateLimitedLog(logging.getLogger("gateway.ws"))
@@ -279,12 +280,16 @@ class Connection:
             else:
                 await self.send({"type": "metric_batch", "count": len(chunk), "data": chunk})
 
-    def _alerts_firing(self) -> int | None:
-        """How many alerts fire in the fleet; None while the gateway does not know them."""
+    def _alerts_firing(self, services: ServiceFilter) -> int | None:
+        """How many alerts of the kept services fire; None while the gateway does not know."""
         alerts = self.state.alerts
         if not alerts.synced:
             return None
-        return sum(1 for entry in alerts.current() if entry.firing)
+        return sum(
+            1
+            for entry in alerts.current()
+            if entry.firing and services.keeps(entry.service_name, entry.service_type)
+        )
 
     async def _send_alerts(self) -> tuple[asyncio.Event, ...]:
         """Send the alert changes not sent yet; the events that announce the next ones."""

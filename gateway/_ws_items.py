@@ -13,8 +13,11 @@ subscribed to (`gateway._ws_vocabulary` names them):
   presentation  the REST body of GET /api/v1/real-time-metrics for the client's services,
                 types and row fields, byte for byte (built by `SnapshotEntry.body`)
 
-`system` and `hero` describe the whole fleet whatever the service filters; `agent`,
-`business` and `presentation` follow them. A `fields` filter keeps, in `system`, `agent`,
+Every item follows the client's service filters, as the REST body of the same filter does:
+`system` and `hero` sum up the kept services (sums and counts over the active ones, latency
+from their merged buckets; `services_total` and `services_answered` stay the fleet's), `hero`
+counts the firing alerts of the kept services, and `agent`, `business` and `presentation`
+hold the kept services' rows. A `fields` filter keeps, in `system`, `agent`,
 `business` (each kind's figures) and `hero` data, the chosen figures the item has, each under
 the name the client asked for (`throughput_tps` reads `throughput_tps`), and the keys that
 identify the item (`service_name` and `status` of a row, `kind` of a kind). `presentation`
@@ -23,7 +26,7 @@ stays the REST shape: its rows keep the chosen row figures under the REST names.
 Seed 003's `metrics` subscription gets one `{"type": "metric_update", "data": {"metrics":
 [...], "timestamp", "sequence"}}` per snapshot, each metric in seed 003's own model: `{"name",
 "type": "gauge" | "counter", "value", "unit", "labels"}`, one per numeric figure of each kept
-row (labels `service`, `service_type`, `status`) and of the fleet (no labels), figures
+row (labels `service`, `service_type`, `status`) and of their totals (no labels), figures
 without data left out (never a false 0). The list is built once per snapshot and filters.
 """
 
@@ -35,7 +38,7 @@ from typing import Any
 
 import orjson
 
-from gateway._views import ServiceRow, SnapshotEntry
+from gateway._views import ServiceRow, SnapshotEntry, View
 from gateway._ws_vocabulary import (
     AGENT,
     BUSINESS,
@@ -45,6 +48,7 @@ from gateway._ws_vocabulary import (
     Filters,
 )
 from mesh_common.figures import ROW_FIGURES, ROW_KEYS_ALWAYS, TOTAL_FIGURES, Figure
+from mesh_common.filters import ServiceFilter
 from mesh_common.wire_time import iso_utc
 
 Item = dict[str, Any]
@@ -96,14 +100,14 @@ def pick(data: dict[str, Any], fields: Fields, always: Iterable[str] = ()) -> di
     return kept
 
 
-def system_data(entry: SnapshotEntry, now: float) -> dict[str, Any]:
-    """The fleet totals of a snapshot and its age: a `system` item's data, unfiltered."""
-    return {**entry.totals(), "snapshot_age_ms": round(entry.age(now) * 1000.0)}
+def system_data(entry: SnapshotEntry, view: View, now: float) -> dict[str, Any]:
+    """The totals of the view's services and the snapshot's age: a `system` item's data."""
+    return {**entry.totals(view), "snapshot_age_ms": round(entry.age(now) * 1000.0)}
 
 
-def hero_data(entry: SnapshotEntry, alerts_firing: int | None) -> dict[str, Any]:
-    """The headline figures of the fleet: a `hero` item's data, unfiltered."""
-    totals = entry.totals()
+def hero_data(entry: SnapshotEntry, view: View, alerts_firing: int | None) -> dict[str, Any]:
+    """The headline figures of the view's services: a `hero` item's data, all fields."""
+    totals = entry.totals(view)
     return {
         "events_per_second": totals["events_per_second"],
         "active_count": totals["active_count"],
@@ -125,9 +129,12 @@ def items_for(
     sub: Subscription,
     entry: SnapshotEntry,
     now: float,
-    alerts_firing: Callable[[], int | None],
+    alerts_firing: Callable[[ServiceFilter], int | None],
 ) -> list[Item]:
-    """The seed 002 items one snapshot yields for a subscription (`alerts_firing` for hero)."""
+    """The seed 002 items one snapshot yields for a subscription.
+
+    `alerts_firing` counts the firing alerts of the services a filter keeps (for `hero`).
+    """
     chosen, filters = sub.chosen, sub.filters
     fields, view = filters.fields, filters.view
     stamp = iso_utc(entry.take_time)
@@ -142,14 +149,15 @@ def items_for(
         }
 
     if SYSTEM in chosen:
-        items.append(item(SYSTEM, pick(system_data(entry, now), fields)))
+        items.append(item(SYSTEM, pick(system_data(entry, view, now), fields)))
     kept = [row for row in entry.rows if view.keeps(row)] if {AGENT, BUSINESS} & set(chosen) else []
     if AGENT in chosen:
         items.extend(item(AGENT, pick(row.json, fields, ROW_KEYS_ALWAYS)) for row in kept)
     if BUSINESS in chosen:
         items.extend(item(BUSINESS, business_data(row, fields)) for row in kept)
     if HERO in chosen:
-        items.append(item(HERO, pick(hero_data(entry, alerts_firing()), fields)))
+        hero = hero_data(entry, view, alerts_firing(view.services))
+        items.append(item(HERO, pick(hero, fields)))
     if PRESENTATION in chosen:
         items.append(item(PRESENTATION, orjson.Fragment(entry.body(view, now))))
     return items
@@ -171,7 +179,7 @@ def seed_003_update(filters: Filters, entry: SnapshotEntry) -> dict[str, Any]:
 
 def seed_003_metrics(filters: Filters, entry: SnapshotEntry) -> list[dict[str, Any]]:
     """The snapshot's figures as seed 003's metrics: the fleet's first, then each kept row's."""
-    metrics = _points(SEED_003_TOTAL_FIGURES, filters.fields, entry.totals(), {})
+    metrics = _points(SEED_003_TOTAL_FIGURES, filters.fields, entry.totals(filters.view), {})
     for row in entry.rows:
         if filters.view.keeps(row):
             labels = {

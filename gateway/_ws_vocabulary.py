@@ -2,11 +2,11 @@
 
 Metric types (what a subscription yields per snapshot, `gateway._ws_items`):
 
-  system        the fleet's totals (`TOTAL_FIGURES` and `snapshot_age_ms`), one item
+  system        the totals of the kept services (`TOTAL_FIGURES`, `snapshot_age_ms`), one item
   agent         one item per service: its row (`service` is a synonym)
   business      one item per service: its per-kind event figures (the row's `kinds`)
-  hero          one small headline item: fleet events/s, active of total, error rate, p99,
-                firing alerts
+  hero          one small headline item: the kept services' events/s, active of total, error rate,
+                p99, firing alerts
   presentation  the whole dashboard body: the REST body of the client's view
   alerts        `{"type": "alert", "data": {...}}` per alert change
   metrics       seed 003's subscription: `{"type": "metric_update", "data": {"metrics":
@@ -65,7 +65,7 @@ SEED_003_SUBSCRIPTIONS = {METRICS: METRICS, ALERTS: ALERTS}
 """Seed 003's `{"type": "subscribe", "data": {"subscription": ...}}` names -> metric types."""
 
 SYSTEM_FIELDS = (*TOTAL_FIGURE_NAMES, "snapshot_age_ms")
-"""The figures of a `system` item: the fleet's totals and the snapshot's age."""
+"""The figures of a `system` item: the kept services' totals and the snapshot's age."""
 HERO_FIELDS = (
     "events_per_second",
     "active_count",

@@ -352,6 +352,30 @@ async def test_system_and_hero_items_headline_the_fleet(mesh: Mesh, ws: ClientCo
     assert hero["data"]["alerts_firing"] == 0  # an aggregator without rules: none, known
 
 
+async def test_filtered_system_and_hero_sum_up_the_kept_services_as_presentation_does(
+    mesh: Mesh, ws: ClientConnection
+) -> None:
+    mesh.tracker("weather-api").record(n=30)
+    mesh.tracker("admin-api").record(n=90)
+    await send(ws, {"type": "set_filters", "filters": {"agent_ids": ["weather-api"]}})
+    await until(ws, "filters_updated")
+    await send(ws, {"type": "subscribe", "metric_types": ["system", "hero", "presentation"]})
+
+    async def counted() -> list[dict[str, Any]] | None:
+        items = await snapshot_items(ws)
+        return items if items[0]["data"]["total_events"] == 30 else None
+
+    system, hero, presentation = await eventually(counted, what="weather-api's 30 events")
+    # Only weather-api's figures: admin-api's 90 events are not in them.
+    assert system["data"]["active_count"] == hero["data"]["active_count"] == 1
+    assert system["data"]["services_total"] == SERVICES  # the fleet's, as on REST
+    body = presentation["data"]
+    assert system["data"]["events_per_second"] == body["events_per_second"]
+    weather = next(row for row in body["active_apis"] if row["service_name"] == "weather-api")
+    assert hero["data"]["events_per_second"] == weather["events_per_second"] > 0
+    assert system["data"]["total_events"] == body["total_events"] == 30
+
+
 async def test_presentation_is_the_rest_body_of_the_clients_view(
     mesh: Mesh, ws: ClientConnection
 ) -> None:
