@@ -9,6 +9,7 @@ the stale banner's age. Screenshots go to test-artifacts/.
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -16,7 +17,7 @@ import pytest
 
 from tests.browser import artifact, open_page, playwright_api
 from tests.eventually import eventually
-from tests.gateway_mesh import Mesh, running_mesh
+from tests.gateway_mesh import ROUND_SECONDS, Mesh, running_mesh
 
 ROWS = "#rows tr[data-service]"
 
@@ -292,6 +293,7 @@ async def test_the_stale_banner_counts_the_snapshots_real_age(mesh: Mesh) -> Non
     expect = playwright_api.expect
     async with open_page(mesh.url + "/") as page:
         await shown(page)
+        stopped_at = time.monotonic()
         await mesh.stop_aggregator()
         banner = page.locator("#banner")
         await expect(banner).to_be_visible(timeout=10_000)
@@ -302,8 +304,13 @@ async def test_the_stale_banner_counts_the_snapshots_real_age(mesh: Mesh) -> Non
             return int(re.findall(r"\d+", text or "")[0])
 
         # The gateway calls a snapshot stale after 2 s (this mesh's stale_after_seconds).
+        before = time.monotonic() - stopped_at
         first = seconds(await age.text_content())
+        after = time.monotonic() - stopped_at
         assert first >= 2
+        # The age of the last snapshot: taken at most a round before the stop, the page
+        # counting in whole seconds once a second.
+        assert before - 1.5 <= first <= after + ROUND_SECONDS + 1.5, (before, first, after)
 
         async def grown() -> int | None:
             now = seconds(await age.text_content())
