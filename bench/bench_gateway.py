@@ -189,7 +189,7 @@ def naive(gateway_port: int) -> Iterator[int]:
 
 
 @contextlib.contextmanager
-def _process(command: list[str], port: int, ready_path: str) -> Iterator[None]:
+def _process(command: list[str], port: int, ready_path: str) -> Iterator[subprocess.Popen[bytes]]:
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + 30
@@ -203,7 +203,7 @@ def _process(command: list[str], port: int, ready_path: str) -> Iterator[None]:
                 if time.monotonic() > deadline:
                     raise RuntimeError(f"{command[:3]} not ready on port {port}") from None
                 time.sleep(0.1)
-        yield
+        yield process
     finally:
         process.terminate()
         try:

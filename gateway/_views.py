@@ -12,7 +12,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar, cast
 
 import orjson
 from metricsmesh.v1 import snapshot_pb2
@@ -34,6 +34,7 @@ MAX_CACHED_VIEWS = 64
 """Distinct views cached per snapshot; further ones are encoded per use (still correct)."""
 
 JSONObject = dict[str, Any]
+Built = TypeVar("Built")
 
 
 @dataclass(frozen=True, slots=True)
@@ -218,7 +219,7 @@ class SnapshotEntry:
             ServiceRow(row) for row in snapshot.services
         )
         self._bodies: dict[View, dict[str, Any]] = {}
-        self._extra: dict[Hashable, bytes] = {}
+        self._extra: dict[Hashable, object] = {}
         self._lock = threading.Lock()
 
     @property
@@ -285,10 +286,12 @@ class SnapshotEntry:
                     self._bodies[view] = parts
         return orjson.dumps({**parts, "snapshot_age_ms": round(self.age(now) * 1000.0)})
 
-    def cached(self, key: Hashable, build: Callable[[], bytes]) -> bytes:
-        """Bytes built once per snapshot and key (e.g. an SSE frame), shared by every client.
+    def cached(self, key: Hashable, build: Callable[[], Built]) -> Built:
+        """What `build` makes, once per snapshot and key, shared by every client with the key.
 
-        Only while the entry is the latest: a compacted entry builds them for each use.
+        E.g. an SSE frame, or a WebSocket client's messages of the snapshot. Only while the
+        entry is the latest: a compacted entry builds them for each use. Keys of different
+        builders must differ (the value is taken to be what `build` makes).
         """
         value = self._extra.get(key)
         if value is None:
@@ -296,7 +299,7 @@ class SnapshotEntry:
             with self._lock:
                 if not self.compacted and len(self._extra) < MAX_CACHED_VIEWS:
                     self._extra[key] = value
-        return value
+        return cast(Built, value)
 
     def _rows_for(self, snapshot: snapshot_pb2.Snapshot, view: View) -> tuple[ServiceRow, ...]:
         """The rows, converted only as far as `view` needs when the entry is compacted."""

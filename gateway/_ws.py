@@ -70,6 +70,13 @@ MAX_UNCHECKED_FILTERS = 32
 """`set_filters` messages kept for the late check before the first snapshot (later: as sent)."""
 
 
+def batch_message(chunk: list[Any]) -> dict[str, Any]:
+    """Seed 002's message for some items: `metric_update` for one, `metric_batch` for more."""
+    if len(chunk) == 1:
+        return {"type": "metric_update", "data": chunk[0]}
+    return {"type": "metric_batch", "count": len(chunk), "data": chunk}
+
+
 class Connection:
     """One WebSocket client: its subscription, its pusher and its counters."""
 
@@ -94,7 +101,10 @@ class Connection:
 
     async def send(self, message: dict[str, Any]) -> None:
         """Send one JSON message."""
-        text = json_bytes(message).decode()
+        await self.send_text(json_bytes(message).decode())
+
+    async def send_text(self, text: str) -> None:
+        """Send one message already encoded as JSON text."""
         async with self._send_lock:
             await self.ws.send_text(text)
         self.messages_sent += 1
@@ -275,10 +285,30 @@ class Connection:
         size = self.sub.batch_size
         while len(pending) >= size or (everything and pending):
             chunk, pending[:] = pending[:size], pending[size:]
-            if len(chunk) == 1:
-                await self.send({"type": "metric_update", "data": chunk[0]})
-            else:
-                await self.send({"type": "metric_batch", "count": len(chunk), "data": chunk})
+            await self.send(batch_message(chunk))
+
+    def _snapshot_messages(self, entry: SnapshotEntry, now: float) -> tuple[str, ...]:
+        """A snapshot's messages for this client when nothing is pending, as JSON text.
+
+        Built once per snapshot for every client with the same subscription, filters and
+        batch size (their items and batches are the same), then shared.
+        """
+        sub = self.sub
+        key = (
+            "ws",
+            tuple(sorted(sub.chosen.items())),
+            sub.filters.view.services.key(),
+            sub.filters.fields,
+            sub.batch_size,
+        )
+
+        def build() -> tuple[str, ...]:
+            items = items_for(sub, entry, now, self._alerts_firing)
+            size = sub.batch_size
+            chunks = (items[start : start + size] for start in range(0, len(items), size))
+            return tuple(json_bytes(batch_message(chunk)).decode() for chunk in chunks)
+
+        return entry.cached(key, build)
 
     def _alerts_firing(self, services: ServiceFilter) -> int | None:
         """How many alerts of the kept services fire; None while the gateway does not know."""
@@ -331,6 +361,11 @@ class Connection:
                 flush_at = now + self.sub.batch_timeout
             if METRICS in self.sub.chosen:
                 await self.send(seed_003_update(self.sub.filters, update.entry))
+            if self.sub.batch_timeout == 0 and not pending:
+                for text in self._snapshot_messages(update.entry, now):
+                    await self.send_text(text)
+                flush_at = None
+                continue
             pending.extend(items_for(self.sub, update.entry, now, self._alerts_firing))
             await self._flush(pending, self.sub.batch_timeout == 0)
             if not pending:
