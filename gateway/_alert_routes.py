@@ -46,6 +46,7 @@ from gateway._errors import AlertFormError, AlertRequestError, FilterError
 from gateway._params import ServicesParam, TypesParam
 from gateway._state import GatewayState
 from gateway._views import SnapshotEntry, split_names, view_of_query
+from mesh_common.bounded import shorten
 from mesh_common.filters import ServiceFilter
 from mesh_common.wire_time import iso_utc
 
@@ -149,7 +150,7 @@ def alert_filter(
         try:
             view_of_query(latest, names, kinds, None)
         except FilterError as error:
-            raise AlertRequestError(422, str(error), field=field) from None
+            raise AlertRequestError(422, shorten(str(error)), field=field) from None
     return ServiceFilter.of(split_names(services), split_names(types))
 
 

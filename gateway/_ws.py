@@ -47,6 +47,7 @@ from gateway._ws_items import Subscription, items_for, seed_003_update
 from gateway._ws_vocabulary import (
     ALERTS,
     ALL,
+    HERO,
     METRICS,
     TYPE_NAMES,
     Ignored,
@@ -67,7 +68,8 @@ MAX_BATCH_SIZE = 1000
 MAX_INTERVAL_SECONDS = 3600.0
 MAX_BATCH_TIMEOUT_SECONDS = 60.0
 MAX_UNCHECKED_FILTERS = 32
-"""`set_filters` messages kept for the late check before the first snapshot (later: as sent)."""
+"""`set_filters` messages kept for the late check before the first snapshot (older ones are
+applied as sent, unchecked)."""
 
 
 def batch_message(chunk: list[Any]) -> dict[str, Any]:
@@ -161,10 +163,17 @@ class Connection:
         filters = message.get("filters")
         if not isinstance(filters, dict):
             raise ProtocolError('set_filters needs "filters": {"agent_ids": [...], ...}')
-        if rows is None and len(self._unchecked) < MAX_UNCHECKED_FILTERS:
+        if rows is None:
             if not self._unchecked:
                 self._unchecked_base = self.sub.filters
+                self.wake()  # the pusher then waits for the first snapshot, to check them
             self._unchecked.append(filters)
+            if len(self._unchecked) > MAX_UNCHECKED_FILTERS:  # the oldest stays unchecked
+                oldest = self._unchecked.pop(0)
+                self._unchecked_base = update_filters(
+                    oldest, self._unchecked_base, services=None, service_types=None,
+                    ignored=Ignored(),
+                )  # fmt: skip
         self.sub.filters = update_filters(
             filters,
             self.sub.filters,
@@ -186,30 +195,32 @@ class Connection:
 
         Those filters were applied as sent (nothing to check them against); replayed now
         with the snapshot's names, an unknown name is left out as it would have been then,
-        and a `filters_updated` with `"rechecked": true` says what was ignored and why.
+        and one `filters_updated` with `"rechecked": true` (the last filters sent, the filters
+        now in effect) says what was ignored and why.
         """
         pending, self._unchecked = self._unchecked, []
         services = [row.service_name for row in entry.rows]
         service_types = [row.service_type for row in entry.rows]
-        filters, replies = self._unchecked_base, []
+        filters, ignored = self._unchecked_base, Ignored()
         for sent in pending:
-            ignored = Ignored()
             filters = update_filters(
                 sent, filters, services=services, service_types=service_types, ignored=ignored
             )
-            if ignored.names_a_service():
-                replies.append(
-                    {
-                        "type": "filters_updated",
-                        "filters": sent,
-                        "applied": filters.applied(),
-                        **ignored.json(),
-                        "rechecked": True,
-                    }
-                )
+        changed = filters != self.sub.filters
         self.sub.filters = filters
-        for reply in replies:
-            await self.send(reply)
+        if changed and self._alerts is not None:
+            # Alerts were picked by the unchecked filters: the current ones again, rightly.
+            self._alerts = AlertFeed(self.state.alerts, current=True)
+        if ignored.service_named:
+            await self.send(
+                {
+                    "type": "filters_updated",
+                    "filters": pending[-1],
+                    "applied": filters.applied(),
+                    **ignored.json(),
+                    "rechecked": True,
+                }
+            )
 
     async def _on_set_update_interval(self, message: dict[str, Any]) -> None:
         self.pacer.interval = number(
@@ -291,15 +302,21 @@ class Connection:
         """A snapshot's messages for this client when nothing is pending, as JSON text.
 
         Built once per snapshot for every client with the same subscription, filters and
-        batch size (their items and batches are the same), then shared.
+        batch size (their items and batches are the same), then shared; a client served a
+        tenth of a second later, or after an alert change (hero), gets its own.
         """
         sub = self.sub
+        alerts = self.state.alerts
         key = (
             "ws",
             tuple(sorted(sub.chosen.items())),
             sub.filters.view.services.key(),
             sub.filters.fields,
             sub.batch_size,
+            # What else the items hold: the snapshot's age (within 0.1 s) and, for hero,
+            # the alerts as they stand.
+            int(entry.age(now) * 10),
+            (alerts.synced, alerts.position, alerts.sequence) if HERO in sub.chosen else None,
         )
 
         def build() -> tuple[str, ...]:
@@ -341,7 +358,7 @@ class Connection:
             update = await self.pacer.next(
                 deadline=flush_at,
                 pokes=(self._poke, *alert_markers),
-                snapshots=bool(set(self.sub.chosen) - {ALERTS}),
+                snapshots=bool(set(self.sub.chosen) - {ALERTS}) or bool(self._unchecked),
             )
             self._poke.clear()
             now = monotonic()

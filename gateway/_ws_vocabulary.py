@@ -134,17 +134,21 @@ class Ignored:
         self.entries: list[dict[str, str]] = []
         self.more = 0
         """Entries beyond `MAX_IGNORED`, counted only."""
+        self.service_named = False
+        """True once a service name or type was ignored (listed or only counted)."""
+        self._seen: set[tuple[str, str]] = set()
 
     def add(self, what: str, value: str, reason: str) -> None:
-        """Record that `value` (of kind `what`, e.g. `field`) was ignored for `reason`."""
+        """Record that `value` (of kind `what`, e.g. `field`) was ignored for `reason`, once."""
+        if (what, value) in self._seen:
+            return
+        self._seen.add((what, value))
+        if what in _SINGULAR.values():
+            self.service_named = True
         if len(self.entries) >= MAX_IGNORED:
             self.more += 1
             return
         self.entries.append({what: shorten(value, QUOTE_LIMIT), "reason": reason})
-
-    def names_a_service(self) -> bool:
-        """True when a service name or type is among the listed entries."""
-        return any(key in entry for entry in self.entries for key in _SINGULAR.values())
 
     def json(self) -> dict[str, Any]:
         """`{"ignored": [...]}`, with `ignored_more` when some were not listed."""

@@ -285,7 +285,9 @@ async def test_metrics_has_one_alerts_series_per_firing_alert(mesh: Mesh) -> Non
     await firing(mesh, "sports-data")
     text = (await mesh.http.get("/metrics")).text
     (family,) = [f for f in text_string_to_metric_families(text) if f.name == "metricsmesh_alerts"]
-    assert [(s.labels, s.value) for s in family.samples] == [
+    # Only sports-data's: on a loaded machine another agent may miss a round's deadline.
+    samples = [s for s in family.samples if s.labels["service"] == "sports-data"]
+    assert [(s.labels, s.value) for s in samples] == [
         (
             {
                 "alertname": "ServiceDown",
@@ -360,6 +362,8 @@ async def test_websocket_alerts_with_seed_003s_subscribe_message(mesh: Mesh) -> 
         assert current["data"]["state"] == "firing"
         await mesh.agents["energy-correlator"].stop(0)
         new = await receive(client, "alert")
+        while new["data"]["service_name"] != "energy-correlator":  # a loaded machine's flap
+            new = await receive(client, "alert")
         assert (new["data"]["service_name"], new["data"]["state"]) == (
             "energy-correlator", "firing",
         )  # fmt: skip

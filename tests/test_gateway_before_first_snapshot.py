@@ -95,3 +95,30 @@ async def test_sse_with_a_known_name_before_the_first_snapshot_streams_it(mesh: 
         body = await asyncio.wait_for(first_snapshot(), 10)
     rows = [*body["active_apis"], *body["inactive_services"]]  # type: ignore[misc]
     assert [row["service_name"] for row in rows] == ["weather-api"]
+
+
+async def test_ws_an_alerts_only_client_gets_its_early_filters_rechecked(mesh: Mesh) -> None:
+    async with connect(mesh.ws_url) as client:
+        await receive(client)
+        await send(client, {"type": "subscribe", "data": {"subscription": "alerts"}})
+        await send(client, {"type": "set_filters", "filters": {"agent_ids": ["weathr-api"]}})
+        await until(client, "filters_updated")
+        await mesh.start_aggregator()
+        late = await until(client, "filters_updated")
+        assert late["rechecked"] is True and late["applied"]["service_names"] == []
+        assert [entry["agent_id"] for entry in late["ignored"]] == ["weathr-api"]
+
+
+async def test_ws_many_early_filters_end_as_the_last_one_sent(mesh: Mesh) -> None:
+    async with connect(mesh.ws_url) as client:
+        await receive(client)
+        sent = [{"agent_ids": ["agent_1"]}] * 33 + [{"agent_ids": ["weather-api"]}]
+        for filters in sent:
+            await send(client, {"type": "set_filters", "filters": filters})
+        for _ in sent:
+            await until(client, "filters_updated")
+        await mesh.start_aggregator()
+        late = await until(client, "filters_updated")
+        assert late["rechecked"] is True and late["filters"] == sent[-1]
+        assert late["applied"]["service_names"] == ["weather-api"]
+        assert [entry["agent_id"] for entry in late["ignored"]] == ["agent_1"]  # listed once
