@@ -303,7 +303,7 @@ class Connection:
 
         Built once per snapshot for every client with the same subscription, filters and
         batch size (their items and batches are the same), then shared; a client served a
-        tenth of a second later, or after an alert change (hero), gets its own.
+        quarter of a second later, or after an alert change (hero), gets its own.
         """
         sub = self.sub
         alerts = self.state.alerts
@@ -313,9 +313,9 @@ class Connection:
             sub.filters.view.services.key(),
             sub.filters.fields,
             sub.batch_size,
-            # What else the items hold: the snapshot's age (within 0.1 s) and, for hero,
+            # What else the items hold: the snapshot's age (within 0.25 s) and, for hero,
             # the alerts as they stand.
-            int(entry.age(now) * 10),
+            int(entry.age(now) * 4),
             (alerts.synced, alerts.position, alerts.sequence) if HERO in sub.chosen else None,
         )
 
