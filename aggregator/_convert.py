@@ -20,7 +20,7 @@ from aggregator._errors import FilterError
 from aggregator._model import Health, Row, SnapshotData, Status
 from mesh_common import latency
 from mesh_common.bounded import quote, quote_list
-from mesh_common.filters import ServiceFilter
+from mesh_common.filters import ServiceFilter, unknown_message
 from mesh_common.registry import Registry
 from mesh_common.wire_time import set_seconds
 
@@ -153,16 +153,14 @@ class View:
         unknown = services.unknown_names(registry.names)
         if unknown:
             raise FilterError(
-                f"unknown service name {quote(unknown[0])} in filter.service_names"
-                + (f" (and {len(unknown) - 1} more)" if len(unknown) > 1 else "")
-                + f"; known: {quote_list(registry.names)}"
+                unknown_message("service name", unknown, registry.names, "filter.service_names")
             )
         unknown_types = sorted(services.types - registry.types)
         if unknown_types:
             raise FilterError(
-                f"unknown service type {quote(unknown_types[0])} in filter.service_types"
-                + (f" (and {len(unknown_types) - 1} more)" if len(unknown_types) > 1 else "")
-                + f"; known: {quote_list(sorted(registry.types))}"
+                unknown_message(
+                    "service type", unknown_types, registry.types, "filter.service_types"
+                )
             )
         self._services = services
         top, rows = _compile_mask(request.read_mask.paths if request.HasField("read_mask") else ())

@@ -27,7 +27,7 @@ from mesh_common.figures import (
     JSONValue,
     fleet_values,
 )
-from mesh_common.filters import ServiceFilter
+from mesh_common.filters import ServiceFilter, unknown_message
 from mesh_common.wire_time import iso_utc, to_seconds
 
 MAX_CACHED_VIEWS = 64
@@ -97,17 +97,15 @@ def make_view(
         )
     wanted = ServiceFilter.of(services, types)
     if known_services is not None:
-        known = sorted(set(known_services))
+        known = set(known_services)
         unknown = wanted.unknown_names(known)
         if unknown:
-            raise FilterError(f"unknown service(s) {', '.join(unknown)}; known: {', '.join(known)}")
+            raise FilterError(unknown_message("service name", unknown, known))
     if known_types is not None:
-        kinds = sorted(set(known_types))
-        unknown = sorted(wanted.types - set(kinds))
+        kinds = set(known_types)
+        unknown = sorted(wanted.types - kinds)
         if unknown:
-            raise FilterError(
-                f"unknown service type(s) {', '.join(unknown)}; known: {', '.join(kinds)}"
-            )
+            raise FilterError(unknown_message("service type", unknown, kinds))
     return View(wanted, tuple(dict.fromkeys(fields)))
 
 

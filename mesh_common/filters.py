@@ -2,13 +2,16 @@
 
 A `ServiceFilter` keeps the services whose name is among `names` and whose type is among
 `types`; an empty set keeps everything on its side. Names are checked against the registry
-(an unknown name is an error naming it, a typo must not look like an empty fleet).
+(an unknown name is an error naming it, a typo must not look like an empty fleet), and
+`unknown_message` words that error the same way on every surface.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+
+from mesh_common.bounded import quote, quote_list
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,3 +44,18 @@ class ServiceFilter:
     def key(self) -> tuple[tuple[str, ...], tuple[str, ...]]:
         """A sorted, hashable form (for caches keyed on what a view shows)."""
         return tuple(sorted(self.names)), tuple(sorted(self.types))
+
+
+def unknown_message(
+    noun: str, unknown: Sequence[str], known: Iterable[str], where: str = ""
+) -> str:
+    """The one wording of names the registry lacks, on every surface (bounded echoes).
+
+    E.g. `unknown service name 'weathr-api' in filter.service_names; known: admin-api, ...`;
+    plural for several. `noun` is `service name` or `service type`; `where` names the field,
+    when there is one.
+    """
+    plural = "s" if len(unknown) > 1 else ""
+    place = f" in {where}" if where else ""
+    names = quote_list(quote(name) for name in unknown)
+    return f"unknown {noun}{plural} {names}{place}; known: {quote_list(sorted(set(known)), 600)}"

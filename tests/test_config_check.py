@@ -159,7 +159,7 @@ def test_without_file_it_checks_what_the_programs_would_read(tmp_path: Path) -> 
         pytest.param('[[alerts.rules]]\nname = "R"\nfigure = "error_rate"\ncomparator = ">"\n'
                      'threshold = 1\nservices = ["weather-api", "nosuch"]\n', {},
                      "[[alerts.rules]] 0 ('R'): rule field 'services': unknown service name "
-                     "'nosuch'; known: websocket-ingestion, ", id="rule on an unknown service"),
+                     "'nosuch'; known: admin-api, ", id="rule on an unknown service"),
         pytest.param('[[services]]\nname = "a"\nport = 9000\ntype = "core"\n\n'
                      '[[alerts.rules]]\nname = "R"\nfigure = "error_rate"\ncomparator = ">"\n'
                      'threshold = 1\ntypes = ["quantum", "data"]\n', {},

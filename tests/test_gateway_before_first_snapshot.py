@@ -73,7 +73,7 @@ async def test_sse_with_an_unknown_name_before_the_first_snapshot_ends_with_a_42
     assert [event.name for event in got][-1] == "error"  # and the stream ended
     error = got[-1].json()
     assert error["status"] == 422
-    assert error["detail"].startswith("unknown service(s) weathr-api; known: admin-api, ")
+    assert error["detail"].startswith("unknown service name 'weathr-api'; known: admin-api, ")
     assert not [event for event in got if event.name == "snapshot"]
     # The client's reconnect now gets the same verdict at once.
     again = await mesh.http.get(STREAM, params=params)

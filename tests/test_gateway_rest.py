@@ -208,8 +208,8 @@ async def test_rest_takes_the_stream_s_services_types_and_fields(mesh: Mesh) -> 
 @pytest.mark.parametrize(
     ("params", "message"),
     [
-        ({"services": "nope"}, "unknown service(s) nope"),
-        ({"types": "nosuch"}, "unknown service type(s) nosuch"),
+        ({"services": "nope"}, "unknown service name 'nope'"),
+        ({"types": "nosuch"}, "unknown service type 'nosuch'"),
         ({"fields": "colour"}, "unknown field(s) colour"),
     ],
 )

@@ -19,9 +19,8 @@ from typing import Any
 from metricsmesh.v1 import alerts_pb2
 
 from aggregator._errors import AggregatorError
-from mesh_common.bounded import quote, quote_list
 from mesh_common.figures import KIND_FIGURES, ROW_FIGURES
-from mesh_common.filters import ServiceFilter
+from mesh_common.filters import ServiceFilter, unknown_message
 from mesh_common.registry import Registry
 from mesh_common.wire_time import set_seconds, to_seconds
 
@@ -167,24 +166,11 @@ def check_selection(
     names_field, types_field = selectors
     unknown = wanted.unknown_names(registry.names)
     if unknown:
-        raise RuleError(
-            names_field,
-            f"{_unknown('service name', unknown)}; known: {quote_list(registry.names)}",
-        )
+        raise RuleError(names_field, unknown_message("service name", unknown, registry.names))
     unknown_types = sorted(wanted.types - registry.types)
     if unknown_types:
-        raise RuleError(
-            types_field,
-            f"{_unknown('service type', unknown_types)}; "
-            f"known: {quote_list(sorted(registry.types))}",
-        )
+        raise RuleError(types_field, unknown_message("service type", unknown_types, registry.types))
     return rule
-
-
-def _unknown(what: str, values: list[str]) -> str:
-    """`unknown service name 'a'`, or `unknown service names 'a', 'b'` (bounded echoes)."""
-    plural = "s" if len(values) > 1 else ""
-    return f"unknown {what}{plural} {quote_list(quote(value) for value in values)}"
 
 
 def rule_from_proto(message: alerts_pb2.AlertRule, *, rule_id: str, source: str) -> Rule:
