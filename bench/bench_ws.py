@@ -26,7 +26,7 @@ from datetime import datetime
 from multiprocessing.connection import Connection
 from typing import Any
 
-from bench.bench_gateway import BENCH_LIMITS, PYTHON, _process, fleet, free_port
+from bench.bench_gateway import BENCH_LIMITS, PYTHON, _process, _quantile, fleet, free_port
 
 CLIENTS = 300
 SECONDS = 20.0
@@ -115,11 +115,6 @@ def run_clients(url: str, clients: int, seconds: float, pid: int) -> dict[str, A
         process.join(10)
         if process.is_alive():
             process.kill()
-
-
-def _quantile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -7,6 +7,7 @@ times as ISO 8601 UTC (null when unset), durations in seconds.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any, Literal
 
 from metricsmesh.v1 import alerts_pb2
@@ -88,6 +89,24 @@ def rule_json(rule: alerts_pb2.AlertRule) -> dict[str, Any]:
         "labels": dict(rule.labels),
         "annotations": dict(rule.annotations),
         "source": rule.source,
+    }
+
+
+def alert_list_body(
+    alerts: Iterable[tuple[dict[str, Any], int]], sequence: int, wall: float
+) -> dict[str, Any]:
+    """The body of GET /api/v1/alerts/active from (alert JSON, AlertState) pairs, in order.
+
+    `{"alerts", "firing", "pending", "sequence", "timestamp"}`: the alerts, how many of them
+    fire and how many are pending, the aggregator's last change sequence, the time (`wall`).
+    """
+    listed = list(alerts)
+    return {
+        "alerts": [data for data, _ in listed],
+        "firing": sum(state == alerts_pb2.ALERT_STATE_FIRING for _, state in listed),
+        "pending": sum(state == alerts_pb2.ALERT_STATE_PENDING for _, state in listed),
+        "sequence": sequence,
+        "timestamp": iso_utc(wall),
     }
 
 

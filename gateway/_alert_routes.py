@@ -40,6 +40,7 @@ from gateway._alert_json import (
     AlertRuleList,
     AlertRuleOut,
     alert_json,
+    alert_list_body,
     rule_json,
 )
 from gateway._errors import AlertFormError, AlertRequestError, FilterError
@@ -48,7 +49,6 @@ from gateway._state import GatewayState
 from gateway._views import SnapshotEntry, split_names, view_of_query
 from mesh_common.bounded import shorten
 from mesh_common.filters import ServiceFilter
-from mesh_common.wire_time import iso_utc
 
 PREFIX = "/api/v1/alerts"
 MAX_BODY_BYTES = 64 * 1024
@@ -295,15 +295,8 @@ def alert_router(state: GatewayState) -> APIRouter:
             for entry in hub.current(include_resolved=include_resolved)
             if wanted.keeps(entry.service_name, entry.service_type)
         ]
-        return JSONResponse(
-            {
-                "alerts": [entry.json for entry in entries],
-                "firing": sum(entry.firing for entry in entries),
-                "pending": sum(entry.active and not entry.firing for entry in entries),
-                "sequence": hub.sequence,
-                "timestamp": iso_utc(state.clocks.wall()),
-            }
-        )
+        pairs = ((entry.json, entry.alert.state) for entry in entries)
+        return JSONResponse(alert_list_body(pairs, hub.sequence, state.clocks.wall()))
 
     @router.post(
         "/resolve/{alert_id:path}",

@@ -25,7 +25,7 @@ from rich.text import Text
 
 from mesh_common.addresses import HostPort
 from mesh_common.transport import open_channel
-from mesh_common.wire_time import iso_utc, to_seconds
+from mesh_common.wire_time import to_seconds
 from metricsmesh_cli.client import describe_rpc_error
 from metricsmesh_cli.render import format_duration
 
@@ -62,16 +62,11 @@ def alerts_rest_body(
     resolved), the counts of the alerts listed, the aggregator's last sequence and the time
     of the answer (ISO 8601 UTC, `now` or the current time).
     """
-    from gateway._alert_json import alert_json, alert_order
+    from gateway._alert_json import alert_json, alert_list_body, alert_order
 
     alerts = sorted(response.alerts, key=alert_order)
-    return {
-        "alerts": [alert_json(alert) for alert in alerts],
-        "firing": sum(alert.state == alerts_pb2.ALERT_STATE_FIRING for alert in alerts),
-        "pending": sum(alert.state == alerts_pb2.ALERT_STATE_PENDING for alert in alerts),
-        "sequence": response.last_sequence,
-        "timestamp": iso_utc(time.time() if now is None else now),
-    }
+    pairs = ((alert_json(alert), alert.state) for alert in alerts)
+    return alert_list_body(pairs, response.last_sequence, time.time() if now is None else now)
 
 
 def alerts_rest_json(response: alerts_pb2.ListAlertsResponse, *, now: float | None = None) -> str:
