@@ -71,7 +71,8 @@ def row_to_proto(row: Row) -> snapshot_pb2.ServiceRow:
         error_message=row.error_message,
         consecutive_failures=row.consecutive_failures,
     )
-    set_seconds(message.call_latency, row.call_latency)
+    if row.call_latency is not None:
+        set_seconds(message.call_latency, row.call_latency)
     if row.figures is not None and row.figures.answer:
         answer = event_rate_pb2.GetEventRateResponse.FromString(row.figures.answer)
         for name in AGENT_FIELDS:

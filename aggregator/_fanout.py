@@ -14,11 +14,12 @@ from typing import Any
 
 import grpc
 from google.protobuf.message import DecodeError
-from metricsmesh.v1 import event_rate_pb2
+from metricsmesh.v1 import event_rate_pb2, latency_pb2
 
 from aggregator._model import AgentFigures, CallKind, Health, Outcome
 from aggregator._targets import Target, Targets
 from mesh_common import latency
+from mesh_common.bounded import quote
 from mesh_common.clocks import ReadClock
 from mesh_common.errors import MeshError
 from mesh_common.wire_time import to_seconds
@@ -76,7 +77,7 @@ class FanOut:
             reason = target.skip_reason(now)
             if reason is not None:
                 outcomes[target.entry.name] = Outcome(
-                    CallKind.SKIPPED, target.watch.health, 0.0, error=reason
+                    CallKind.SKIPPED, target.watch.health, None, error=reason
                 )
                 continue
             if not target.watch.known:
@@ -123,8 +124,10 @@ class FanOut:
             watch.reconnect_now()
         try:
             figures = parse_figures(data)
-        except (DecodeError, MeshError) as error:
+        except DecodeError as error:
             return Outcome(CallKind.ERROR, health, latency, error=f"undecodable answer: {error}")
+        except MeshError as error:
+            return Outcome(CallKind.ERROR, health, latency, error=f"unusable answer: {error}")
         return Outcome(CallKind.OK, health, latency, figures=figures, received_at=item.ended_at)
 
 
@@ -145,9 +148,11 @@ def _failure(code: grpc.StatusCode, details: str, latency: float, health: Health
 def parse_figures(data: bytes) -> AgentFigures:
     """The figures of one serialized GetEventRate answer.
 
-    Raises DecodeError when it is garbage, MeshError when its latency scheme is not ours.
+    Raises DecodeError when it is garbage, MeshError when a latency histogram is not of the
+    mesh's scheme (`check_histograms`).
     """
     response = event_rate_pb2.GetEventRateResponse.FromString(data)
+    check_histograms(response)
     return AgentFigures(
         service_name=response.service_name,
         events_per_second=response.events_per_second,
@@ -162,3 +167,25 @@ def parse_figures(data: bytes) -> AgentFigures:
         ),
         answer=data,
     )
+
+
+def check_histograms(response: event_rate_pb2.GetEventRateResponse) -> None:
+    """Check every latency histogram of an answer (the service's and each kind's) at the edge.
+
+    Raises MeshError naming the histogram and its problem, so one odd agent gets a row in
+    error instead of breaking every later reader (the fleet's merge, the gateway's /metrics).
+    """
+    if response.HasField("latency"):
+        _check(response.latency.histogram, "the service's latency")
+    for kind in response.kinds:
+        if kind.HasField("latency"):
+            _check(kind.latency.histogram, f"the latency of kind {quote(kind.kind)}")
+        if kind.HasField("latency_since_start"):
+            _check(kind.latency_since_start, f"the latency_since_start of kind {quote(kind.kind)}")
+
+
+def _check(histogram: latency_pb2.LatencyHistogram, what: str) -> None:
+    try:
+        latency.check_proto(histogram)
+    except MeshError as error:
+        raise MeshError(f"{what}: {error}") from None

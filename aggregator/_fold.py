@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -28,8 +29,8 @@ from aggregator._model import (
     TargetState,
     failed_outcome,
 )
-from mesh_common.latency import Histogram, merge
 from mesh_common.registry import Registry, ServiceEntry
+from mesh_common.totals import Contribution, fleet_totals
 
 _TRANSPORT_FAILURES = frozenset({CallKind.UNREACHABLE, CallKind.DEADLINE})
 
@@ -193,44 +194,25 @@ def fold_round(
     """Fold one round's outcomes (by service name) into a snapshot and the next states.
 
     Rows follow the registry's order. A service with no outcome counts as failed, one with
-    no state starts afresh. Totals and `data_sources_active` cover active rows only, the
-    fleet's latency is the merge of their latency buckets (percentiles are never averaged);
-    `services_answered` counts the services whose GetEventRate call returned figures. The
-    last known figures of rows that are not active are shown, never counted.
+    no state starts afresh. The totals are `mesh_common.totals.fleet_totals` of the rows (the
+    rule every filtered view uses too): active rows only, the fleet's latency the merge of
+    their buckets; `services_answered` counts the services whose GetEventRate call returned
+    figures. The last known figures of rows that are not active are shown, never counted.
     """
     rows: list[Row] = []
+    parts: list[Contribution] = []
     new_states: dict[str, TargetState] = {}
-    counts = {Status.ACTIVE: 0, Status.INACTIVE: 0, Status.ERROR: 0}
     answered = 0
-    eps = eph = 0.0
-    total = window_events = window_errors = 0
-    sources: set[str] = set()
-    latencies: list[Histogram] = []
     for entry in registry:
         outcome = outcomes.get(entry.name) or failed_outcome("no outcome was collected")
         state = states.get(entry.name) or TargetState()
         if outcome.kind is CallKind.OK and outcome.figures is not None:
             answered += 1
-        verdict = judge(entry.name, outcome, state)
-        new_state = next_state(outcome, state, times.finished, backoff)
-        fresh = seen_now(outcome, verdict[0], times)
-        if fresh is not None:
-            new_state = dataclasses.replace(new_state, last_seen=fresh)
-        row = fold_row(entry, outcome, verdict, new_state, times)
-        counts[row.status] += 1
-        figures = outcome.figures if row.status is Status.ACTIVE else None
-        if figures is not None:
-            eps += figures.events_per_second
-            eph += figures.events_per_hour
-            total += figures.total_events
-            window_events += figures.window_events
-            window_errors += figures.window_errors
-            if figures.latency is not None:
-                latencies.append(figures.latency)
-            if entry.type == "data" and entry.data_source:
-                sources.add(entry.data_source)
+        row, new_states[entry.name] = fold_service(entry, outcome, state, times, backoff)
         rows.append(row)
-        new_states[entry.name] = new_state
+        parts.append(contribution(row, outcome))
+    totals = fleet_totals(parts)
+    statuses = Counter(row.status for row in rows)
     snapshot = SnapshotData(
         sequence=times.sequence,
         take_time=times.take_time,
@@ -238,18 +220,49 @@ def fold_round(
         round_duration=max(0.0, times.finished - times.started),
         rows=tuple(rows),
         services_answered=answered,
-        active_count=counts[Status.ACTIVE],
-        inactive_count=counts[Status.INACTIVE],
-        error_count=counts[Status.ERROR],
-        events_per_second=eps,
-        events_per_hour=eph,
-        total_events=total,
-        data_sources_active=tuple(sorted(sources)),
-        window_events=window_events,
-        window_errors=window_errors,
-        latency=merge(latencies) if latencies else None,
+        active_count=totals.active_count,
+        inactive_count=statuses[Status.INACTIVE],
+        error_count=statuses[Status.ERROR],
+        events_per_second=totals.events_per_second,
+        events_per_hour=totals.events_per_hour,
+        total_events=totals.total_events,
+        data_sources_active=totals.data_sources_active,
+        window_events=totals.window_events,
+        window_errors=totals.window_errors,
+        latency=totals.latency,
     )
     return snapshot, new_states
+
+
+def fold_service(
+    entry: ServiceEntry, outcome: Outcome, state: TargetState, times: RoundTimes, backoff: Backoff
+) -> tuple[Row, TargetState]:
+    """One service's row of this round and its state for the next."""
+    verdict = judge(entry.name, outcome, state)
+    new_state = next_state(outcome, state, times.finished, backoff)
+    fresh = seen_now(outcome, verdict[0], times)
+    if fresh is not None:
+        new_state = dataclasses.replace(new_state, last_seen=fresh)
+    return fold_row(entry, outcome, verdict, new_state, times), new_state
+
+
+def contribution(row: Row, outcome: Outcome) -> Contribution:
+    """What `row` adds to the fleet totals: this round's figures (with their buckets) if active."""
+    entry = row.entry
+    figures = outcome.figures
+    if row.status is not Status.ACTIVE or figures is None:
+        return Contribution(False, entry.type, entry.data_source)
+    return Contribution(
+        True,
+        entry.type,
+        entry.data_source,
+        figures.events_per_second,
+        figures.events_per_hour,
+        figures.total_events,
+        figures.window_events,
+        figures.window_errors,
+        figures.latency,
+    )
 
 
 def status_changes(previous: SnapshotData | None, current: SnapshotData) -> list[StatusChange]:

@@ -74,8 +74,9 @@ class Outcome:
 
     kind: CallKind
     health: Health
-    latency: float
-    """Seconds from the call's start until it ended (the deadline when it timed out)."""
+    latency: float | None
+    """Seconds from the call's start until it ended (the deadline when it timed out); None
+    when no call was made (skipped while backing off, or the round failed): no data, not 0."""
     figures: AgentFigures | None = None
     error: str = ""
     """The error text: gRPC status code and details, or why the call was skipped."""
@@ -99,7 +100,7 @@ def new_epoch(wall: float) -> int:
 
 def failed_outcome(error: str) -> Outcome:
     """The outcome of a service whose call could not even be made (the round itself failed)."""
-    return Outcome(CallKind.ERROR, Health.UNKNOWN, 0.0, error=error)
+    return Outcome(CallKind.ERROR, Health.UNKNOWN, None, error=error)
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,7 +136,8 @@ class Row:
     status: Status
     health: Health
     error_message: str
-    call_latency: float
+    call_latency: float | None
+    """How long this round's call took; None when no call was made."""
     consecutive_failures: int
     figures: AgentFigures | None
     """This round's figures when the row is active; otherwise the last known ones, as they

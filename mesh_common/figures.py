@@ -17,9 +17,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from metricsmesh.v1 import event_rate_pb2, latency_pb2, snapshot_pb2
+from metricsmesh.v1 import event_rate_pb2, snapshot_pb2
 
 from mesh_common import latency
+from mesh_common.totals import Contribution, FleetTotals, fleet_totals
 from mesh_common.wire_time import iso_utc, to_seconds
 
 JSONValue = str | int | float | bool | None | list[str] | list[dict[str, Any]]
@@ -74,9 +75,9 @@ class Figure:
     table that must narrow drops the columns of highest priority number first; None when
     tables do not show the figure as a column of its own."""
     series: Series | None = None
-    combine: Callable[[Sequence[WireRow]], Any] | None = None
-    """Totals only: the raw total over the wire rows a filtered view keeps; None when the
-    figure is the fleet's whatever the filter."""
+    combine: Callable[[FleetTotals], Any] | None = None
+    """Totals only: the raw total read from the `fleet_totals` of the rows a filtered view
+    keeps; None when the figure is the round's whatever the filter."""
     items: tuple[Figure, ...] = ()
     """For a list of objects (a row's `kinds`): the figures of each object."""
 
@@ -93,20 +94,17 @@ def _iso(value: Any) -> JSONValue:
     return None if value is None else iso_utc(value)
 
 
-def _active(rows: Sequence[WireRow]) -> list[WireRow]:
-    return [row for row in rows if row.status == snapshot_pb2.SERVICE_STATUS_ACTIVE]
-
-
-def _sum_active(name: str) -> Callable[[Sequence[WireRow]], Any]:
-    return lambda rows: sum(getattr(row, name) for row in _active(rows))
-
-
 def _ms(seconds: float | None) -> float | None:
     return None if seconds is None else seconds * 1000.0
 
 
 def _ratio(part: int, whole: int) -> float | None:
     return part / whole if whole else None
+
+
+def _fleet_quantile_ms(q: float) -> Callable[[FleetTotals], float | None]:
+    """A total's quantile: from the merged buckets of the kept active rows."""
+    return lambda totals: None if totals.latency is None else _ms(totals.latency.quantile(q))
 
 
 def _summary_ms(name: str) -> Callable[[Any], float | None]:
@@ -118,22 +116,6 @@ def _summary_ms(name: str) -> Callable[[Any], float | None]:
         return to_seconds(getattr(message.latency, name)) * 1000.0
 
     return read
-
-
-def _histogram(summary: latency_pb2.LatencySummary) -> latency.Histogram:
-    return latency.from_proto(summary.histogram)
-
-
-def _fleet_quantile_ms(q: float) -> Callable[[Sequence[WireRow]], float | None]:
-    """A total's quantile over the kept active rows: from their merged buckets."""
-
-    def combine(rows: Sequence[WireRow]) -> float | None:
-        merged = latency.merge(
-            _histogram(row.latency) for row in _active(rows) if row.HasField("latency")
-        )
-        return _ms(merged.quantile(q))
-
-    return combine
 
 
 def _latency_figures(whose: str) -> tuple[Figure, ...]:
@@ -227,6 +209,10 @@ def _last_seen(row: WireRow) -> float | None:
     return to_seconds(row.last_seen_time) if row.HasField("last_seen_time") else None
 
 
+def _call_latency_ms(row: WireRow) -> float | None:
+    return to_seconds(row.call_latency) * 1000.0 if row.HasField("call_latency") else None
+
+
 def _seconds_since_seen(row: WireRow) -> float | None:
     return to_seconds(row.last_seen_age) if row.HasField("last_seen_time") else None
 
@@ -297,8 +283,9 @@ ROW_FIGURES: tuple[Figure, ...] = (
     ),
     Figure(
         "call_latency_ms", "Call", "ms",
-        "How long this round's call to the agent took (additive).", float,
-        lambda row: to_seconds(row.call_latency) * 1000.0, _rounded(3), nullable=True,
+        "How long this round's call to the agent took (additive); null when no call was made "
+        "(backing off, or the round failed).", float,
+        _call_latency_ms, _rounded(3), nullable=True,
         series=Series(
             "metricsmesh_service_call_latency_seconds", "gauge",
             "How long the latest round's call to the service's agent took.",
@@ -366,37 +353,35 @@ and `seconds_since_seen` saying how old they are; a service that never answered 
 figures (never zeros). Totals (`TOTAL_FIGURES`) count active rows only."""
 
 
-def _active_sources(rows: Sequence[WireRow]) -> list[str]:
-    return sorted({row.data_source for row in _active(rows) if row.data_source})
-
-
 TOTAL_FIGURES: tuple[Figure, ...] = (
     Figure(
         "events_per_second", "Events/s", "1/s", "Sum of events/s over active services.", float,
         lambda snap: snap.events_per_second, _rounded(4),
-        combine=_sum_active("events_per_second"),
+        combine=lambda totals: totals.events_per_second,
     ),
     Figure(
         "events_per_hour", "Events/h", "1/h", "Sum of events/h over active services.", float,
-        lambda snap: snap.events_per_hour, _rounded(2), combine=_sum_active("events_per_hour"),
+        lambda snap: snap.events_per_hour, _rounded(2),
+        combine=lambda totals: totals.events_per_hour,
     ),
     Figure(
         "total_events", "Total", "events",
         "Sum of total_events over active services (additive).", int,
-        lambda snap: snap.total_events, _same, combine=_sum_active("total_events"),
+        lambda snap: snap.total_events, _same, combine=lambda totals: totals.total_events,
     ),
     Figure(
         "active_count", "Active", "services", "How many services are active.", int,
-        lambda snap: snap.active_count, _same, combine=lambda rows: len(_active(rows)),
+        lambda snap: snap.active_count, _same, combine=lambda totals: totals.active_count,
     ),
     Figure(
         "inactive_apis", "Down", "services", "How many services are inactive or in error.", int,
         lambda snap: snap.inactive_count + snap.error_count, _same,
-        combine=lambda rows: len(rows) - len(_active(rows)),
+        combine=lambda totals: totals.not_active_count,
     ),
     Figure(
         "data_sources_active", "Sources", "list", "Data sources of active data services.", list,
-        lambda snap: list(snap.data_sources_active), _same, combine=_active_sources,
+        lambda snap: list(snap.data_sources_active), _same,
+        combine=lambda totals: list(totals.data_sources_active),
     ),
     Figure(
         "services_answered", "Answered", "services",
@@ -416,10 +401,7 @@ TOTAL_FIGURES: tuple[Figure, ...] = (
         "Failed / all events of the active services in the window; null without events.",
         float, lambda snap: _ratio(snap.window_errors, snap.window_events), _rounded(4),
         nullable=True,
-        combine=lambda rows: _ratio(
-            sum(row.window_errors for row in _active(rows)),
-            sum(row.window_events for row in _active(rows)),
-        ),
+        combine=lambda totals: totals.error_rate,
     ),
     Figure(
         "latency_p50_ms", "p50", "ms",
@@ -445,16 +427,35 @@ def fleet_values(
 ) -> dict[str, Any]:
     """Each total figure's value (not yet JSON): the snapshot's own, or over `kept` rows only.
 
-    A filter's totals are its rows' (`kept`), combined as the aggregator combines the fleet's:
-    sums and counts over active rows, latency from their merged buckets. Figures of the round
-    itself (`services_answered`, `services_total`, `collection_time_ms`) stay the snapshot's.
+    A filter's totals are its rows' (`kept`), by `mesh_common.totals.fleet_totals`, the rule
+    the aggregator totals the fleet with: sums and counts over active rows, latency from their
+    merged buckets. Figures of the round itself (`services_answered`, `services_total`,
+    `collection_time_ms`) stay the snapshot's.
     """
     if kept is None:
         return {figure.name: figure.read(snapshot) for figure in TOTAL_FIGURES}
+    totals = fleet_totals(wire_contribution(row) for row in kept)
     return {
-        figure.name: figure.read(snapshot) if figure.combine is None else figure.combine(kept)
+        figure.name: figure.read(snapshot) if figure.combine is None else figure.combine(totals)
         for figure in TOTAL_FIGURES
     }
+
+
+def wire_contribution(row: WireRow) -> Contribution:
+    """What a wire row adds to the totals (`mesh_common.totals`): its figures if active."""
+    if row.status != snapshot_pb2.SERVICE_STATUS_ACTIVE:
+        return Contribution(False, row.service_type, row.data_source)
+    return Contribution(
+        True,
+        row.service_type,
+        row.data_source,
+        row.events_per_second,
+        row.events_per_hour,
+        row.total_events,
+        row.window_events,
+        row.window_errors,
+        latency.from_proto(row.latency.histogram) if row.HasField("latency") else None,
+    )
 
 
 ROW_FIGURE_NAMES: tuple[str, ...] = tuple(figure.name for figure in ROW_FIGURES)

@@ -178,10 +178,32 @@ def to_proto(histogram: Histogram, target: latency_pb2.LatencyHistogram) -> None
     set_seconds(target.max, histogram.max_seconds)
 
 
-def from_proto(message: latency_pb2.LatencyHistogram) -> Histogram:
-    """The histogram of a `LatencyHistogram` message; MeshError when its scale is not ours."""
-    if message.scale != SCALE and message.bucket_counts:
+def check_proto(message: latency_pb2.LatencyHistogram) -> None:
+    """Raise MeshError naming the problem when `message` is not a histogram of the scheme.
+
+    Its scale must be `SCALE`, its buckets within MIN_INDEX..MAX_INDEX (a foreign offset
+    would make a merge allocate without bound) and its count their sum. An empty one passes.
+    """
+    counts = message.bucket_counts
+    if not counts:
+        return
+    if message.scale != SCALE:
         raise MeshError(f"latency histogram of scale {message.scale}; the mesh uses {SCALE}")
+    end = message.offset + len(counts) - 1
+    if message.offset < MIN_INDEX or end > MAX_INDEX:
+        raise MeshError(
+            f"latency histogram buckets {message.offset}..{end} are outside the scheme's "
+            f"{MIN_INDEX}..{MAX_INDEX}"
+        )
+    if message.count != sum(counts):
+        raise MeshError(
+            f"latency histogram count {message.count} is not the sum of its buckets {sum(counts)}"
+        )
+
+
+def from_proto(message: latency_pb2.LatencyHistogram) -> Histogram:
+    """The histogram of a `LatencyHistogram` message; MeshError when `check_proto` refuses it."""
+    check_proto(message)
     return Histogram(
         message.offset,
         tuple(message.bucket_counts),

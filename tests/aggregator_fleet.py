@@ -38,6 +38,16 @@ class HangingServicer(event_rate_pb2_grpc.EventRateServiceServicer):
         return event_rate_pb2.GetEventRateResponse()
 
 
+class AnswerServicer(event_rate_pb2_grpc.EventRateServiceServicer):
+    """GetEventRate answers the same response every time (e.g. one a real agent never sends)."""
+
+    def __init__(self, response: event_rate_pb2.GetEventRateResponse) -> None:
+        self.response = response
+
+    async def GetEventRate(self, request: Any, context: Any) -> Any:
+        return self.response
+
+
 class FailingServicer(event_rate_pb2_grpc.EventRateServiceServicer):
     """GetEventRate aborts with INTERNAL and a recognisable message."""
 
@@ -120,6 +130,12 @@ class Fleet:
         agent = await start_agent(name, events)
         self.extra.append(agent)
         return agent
+
+    async def add_servicer(self, name: str, servicer: Any) -> GrpcHost:
+        """Another agent for `name` served by `servicer` (stopped with the fleet)."""
+        host = await servicer_host(servicer, name)
+        self.extra.append(host)
+        return host
 
     async def add_garbage(self, name: str) -> GrpcHost:
         """Another agent for `name` that answers garbage (stopped with the fleet)."""

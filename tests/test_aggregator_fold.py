@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 import pytest
 from metricsmesh.v1 import aggregator_pb2
 
+from agent import EventTracker
+from agent._convert import reading_to_response
 from aggregator import Registry, ServiceEntry
-from aggregator._convert import RenderCache, View, WholeSnapshots
+from aggregator._convert import RenderCache, View, WholeSnapshots, snapshot_to_proto
+from aggregator._fanout import parse_figures
 from aggregator._fold import Backoff, RoundTimes, fold_round, status_changes
 from aggregator._model import (
     AgentFigures,
@@ -20,6 +23,9 @@ from aggregator._model import (
     Status,
     TargetState,
 )
+from mesh_common import latency
+from mesh_common.figures import TOTAL_FIGURES, fleet_values
+from tests.conftest import FakeClock
 
 REGISTRY = Registry(
     (
@@ -70,6 +76,48 @@ def test_totals_and_data_sources_cover_active_rows_only() -> None:
     assert snapshot.rows[2].figures is not None
     assert snapshot.rows[2].figures.events_per_second == 4.0
     assert snapshot.rows[2].seen_age == 0.0
+
+
+def answered(
+    name: str, work: Callable[[EventTracker], object], health: Health = Health.SERVING
+) -> Outcome:
+    """The outcome of a call to a real agent's tracker once `work` has counted on it."""
+    clock = FakeClock()
+    tracker = EventTracker(name, clock=clock)
+    work(tracker)
+    clock.tick(30.0)
+    answer = reading_to_response(tracker.read()).SerializeToString()
+    return Outcome(CallKind.OK, health, 0.01, parse_figures(answer), received_at=100.1)
+
+
+def as_json(values: dict[str, object]) -> dict[str, object]:
+    return {figure.name: figure.to_json(values[figure.name]) for figure in TOTAL_FIGURES}
+
+
+def test_a_filter_keeping_every_service_totals_exactly_as_the_round_does() -> None:
+    # A core service with a data source, and timed events: the two rules once disagreed.
+    registry = Registry(
+        (
+            ServiceEntry("a", "127.0.0.1", 8001, 18001, "core", "ledger"),
+            ServiceEntry("w", "127.0.0.1", 8009, 18009, "data", "weather"),
+            ServiceEntry("c", "127.0.0.1", 8010, 18010, "data", "carbon"),
+        )
+    )
+    outcomes = {
+        "a": answered("a", lambda tracker: tracker.record("api_call", 90)),
+        "w": answered("w", lambda tracker: [tracker.observe("fetch", 0.02 * n) for n in (1, 2, 3)]),
+        "c": answered("c", lambda tracker: tracker.record_error("fetch", 4), Health.NOT_SERVING),
+    }
+    snapshot, _ = fold_round(registry, outcomes, {}, TIMES, BACKOFF)
+    message = snapshot_to_proto(snapshot, snapshot.rows)
+    plain = as_json(fleet_values(message))
+    filtered = as_json(fleet_values(message, list(message.services)))
+    assert filtered == plain  # as a client reads them (the summary's Durations are in ns)
+    assert plain["data_sources_active"] == ["weather"]  # of active data services only
+    assert (plain["active_count"], plain["inactive_apis"]) == (2, 1)
+    assert plain["events_per_second"] == pytest.approx(93 / 30)  # a's and w's, not c's
+    assert plain["error_rate"] == 0.0
+    assert plain["latency_p99_ms"] == pytest.approx(60.0, rel=latency.RELATIVE_ERROR)
 
 
 @pytest.mark.parametrize(

@@ -7,9 +7,16 @@ import time
 
 import grpc
 import pytest
-from metricsmesh.v1 import aggregator_pb2, aggregator_pb2_grpc, event_rate_pb2_grpc, snapshot_pb2
+from metricsmesh.v1 import (
+    aggregator_pb2,
+    aggregator_pb2_grpc,
+    event_rate_pb2,
+    event_rate_pb2_grpc,
+    snapshot_pb2,
+)
 
 from agent import AgentServer, EventTracker
+from agent._convert import reading_to_response
 from agent._server import EVENT_RATE_SERVICE, EventRateServicer
 from aggregator import (
     DEFAULT_REGISTRY,
@@ -22,7 +29,7 @@ from aggregator import (
 )
 from mesh_common.grpc_host import GrpcHost
 from mesh_common.wire_time import to_seconds
-from tests.aggregator_fleet import FAILING, HUNG, NOT_SERVING, STOPPED, fleet
+from tests.aggregator_fleet import FAILING, HUNG, NOT_SERVING, STOPPED, AnswerServicer, fleet
 from tests.conftest import FakeClock
 from tests.eventually import eventually
 
@@ -161,7 +168,9 @@ async def test_agent_that_keeps_failing_is_skipped_with_backoff_but_still_listed
     assert all(r.status == INACTIVE for r in hung)
     assert "backing off after 2 failed calls, next attempt in 2.0 s" in hung[2].error_message
     assert "DEADLINE_EXCEEDED" in hung[2].error_message
-    assert hung[2].call_latency.ToNanoseconds() == 0
+    # A call that failed has its latency; a call never made has none (not a 0).
+    assert hung[1].HasField("call_latency")
+    assert not hung[2].HasField("call_latency")
     assert seen[2].active_count == 11  # the others are called as usual
     # Once the backoff is over it is called again (and fails a third time).
     assert calls_after == 3
@@ -298,6 +307,47 @@ async def test_an_agent_answering_garbage_is_an_error_row_and_rounds_go_on() -> 
     assert (first.active_count, first.error_count) == (3, 1)
     assert (second.sequence, second.active_count) == (2, 3)
     assert row(second, "garbage-api").consecutive_failures == 2
+
+
+def foreign_answer(name: str, where: str) -> event_rate_pb2.GetEventRateResponse:
+    """A real agent's answer with one latency histogram of scale 3 (the mesh's is 4)."""
+    tracker = EventTracker(name)
+    tracker.observe("api_call", 0.02)
+    response = reading_to_response(tracker.read())
+    kind = response.kinds[0]
+    target = {
+        "service": response.latency.histogram,
+        "kind": kind.latency.histogram,
+        "since_start": kind.latency_since_start,
+    }[where]
+    target.scale = 3
+    return response
+
+
+@pytest.mark.parametrize(
+    ("where", "named"),
+    [
+        ("service", "the service's latency"),
+        ("kind", "the latency of kind 'api_call'"),
+        ("since_start", "the latency_since_start of kind 'api_call'"),
+    ],
+)
+async def test_an_agent_with_a_foreign_histogram_scale_is_an_error_row_naming_it(
+    where: str, named: str
+) -> None:
+    async with fleet(DEFAULT_REGISTRY[:2], broken=False) as mesh:
+        odd = await mesh.add_servicer("odd-api", AnswerServicer(foreign_answer("odd-api", where)))
+        entry = ServiceEntry("odd-api", "127.0.0.1", 8200, odd.port, "core")
+        registry = Registry((*mesh.registry, entry))
+        async with AggregatorServer(registry, settings()) as server:
+            snapshot = await get_snapshot(server.address, fresh=True)
+    odd_row = row(snapshot, "odd-api")
+    assert odd_row.status == ERROR
+    assert odd_row.error_message == (
+        f"unusable answer: {named}: latency histogram of scale 3; the mesh uses 4"
+    )
+    assert not odd_row.kinds  # nothing of the answer reaches the readers of the snapshot
+    assert (snapshot.active_count, snapshot.error_count) == (2, 1)
 
 
 class BreakingWallClock:

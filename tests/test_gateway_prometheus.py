@@ -80,6 +80,22 @@ async def test_a_dead_service_is_down_with_no_rate_or_counter(mesh: Mesh) -> Non
     assert found["metricsmesh_services_answered"].samples[0].value == 14
 
 
+async def test_a_service_not_called_this_round_has_no_call_latency_sample(mesh: Mesh) -> None:
+    await mesh.agents["data-retention"].stop(0)
+
+    async def backing_off() -> dict[str, Metric] | None:
+        body = await mesh.metrics()
+        found = await families(mesh)
+        (sequence,) = found["metricsmesh_snapshot_sequence"].samples
+        errors = [r["error_message"] for r in body["inactive_services"]]
+        skipped = any("backing off" in error for error in errors)
+        return found if skipped and sequence.value == body["sequence"] else None
+
+    found = await eventually(backing_off, what="a round that skips data-retention")
+    calls = {s.labels["service"] for s in found["metricsmesh_service_call_latency_seconds"].samples}
+    assert "data-retention" not in calls and len(calls) == 14  # no data, not a 0
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

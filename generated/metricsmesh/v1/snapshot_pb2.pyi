@@ -303,7 +303,8 @@ class ServiceRow(_message.Message):
     @_builtins.property
     def call_latency(self) -> _duration_pb2.Duration:
         """call_latency is how long this round's GetEventRate call took, or the
-        deadline when the call timed out.
+        deadline when the call timed out; unset when no call was made this round
+        (the agent is backing off, or the round itself failed): no data, not zero.
         """
 
     @_builtins.property
