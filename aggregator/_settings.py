@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from aggregator._alerts.settings import SECTION as ALERTS_SECTION
 from aggregator._alerts.settings import AlertSettings
+from mesh_common.addresses import is_port, port_range
 from mesh_common.config import Section, load_mesh_file, setting
 from mesh_common.errors import ConfigError
 from mesh_common.registry import SERVICES, Registry
@@ -59,8 +60,8 @@ class AggregatorSettings:
         """Check the values; raises ConfigError naming the key."""
         if not self.host:
             raise ConfigError("host: must not be empty")
-        if not 0 <= self.port <= 65535:
-            raise ConfigError(f"port: {self.port} is not in 0..65535")
+        if not is_port(self.port, allow_zero=True):
+            raise ConfigError(f"port: {self.port} is not in {port_range(allow_zero=True)}")
         for key in ("interval_seconds", "deadline_seconds", "history_seconds"):
             value = getattr(self, key)
             if not math.isfinite(value) or value <= 0:

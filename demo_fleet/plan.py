@@ -24,7 +24,7 @@ from demo_fleet.schedule import Schedule
 from demo_fleet.settings import DemoSettings
 from demo_fleet.supervisor import ProcessSpec
 from gateway import GatewaySettings
-from mesh_common.addresses import HostPort
+from mesh_common.addresses import HostPort, is_port, port_range
 from mesh_common.config import MeshFile
 from mesh_common.errors import ConfigError
 from mesh_common.registry import SERVICES, Registry, ServiceEntry
@@ -387,9 +387,10 @@ class _Ports:
 
         def shift(port: int, what: str) -> int:
             moved = port + offset
-            if not 1 <= moved <= 65535:
+            if not is_port(moved):
                 raise ConfigError(
-                    f"--port-offset {offset} moves {what} from {port} to {moved}, outside 1..65535"
+                    f"--port-offset {offset} moves {what} from {port} to {moved}, outside "
+                    f"{port_range()}"
                 )
             return moved
 

@@ -10,6 +10,7 @@ import dataclasses
 import math
 from dataclasses import dataclass
 
+from mesh_common.addresses import is_port, port_range
 from mesh_common.config import Section, setting
 from mesh_common.errors import ConfigError
 
@@ -60,8 +61,10 @@ class DemoSettings:
 
     def __post_init__(self) -> None:
         """Check the values; raises ConfigError naming the key."""
-        if not 0 <= self.upstream_port <= 65535:
-            raise ConfigError(f"upstream_port: {self.upstream_port} is not in 0..65535")
+        if not is_port(self.upstream_port, allow_zero=True):
+            raise ConfigError(
+                f"upstream_port: {self.upstream_port} is not in {port_range(allow_zero=True)}"
+            )
         if not math.isfinite(self.load_scale) or self.load_scale < 0:
             raise ConfigError(f"load_scale: {self.load_scale} must be >= 0")
         for field in dataclasses.fields(self):

@@ -28,6 +28,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gateway._settings import GatewaySettings
 from gateway._state import GatewayState
+from mesh_common.addresses import split_host_port
 
 LOCAL_HOSTS = ("localhost", "127.0.0.1", "::1", "localhost.localdomain")
 WILDCARD_HOSTS = ("0.0.0.0", "::", "")
@@ -66,12 +67,8 @@ class TokenBucket:
 
 def host_name(value: str) -> str:
     """The host of a `Host` header or URL netloc, lower-case, without port or brackets."""
-    text = value.strip().lower()
-    if text.startswith("["):
-        return text[1 : text.find("]")] if "]" in text else text
-    if text.count(":") == 1:
-        text = text.partition(":")[0]
-    return text.rstrip(".")
+    host, _ = split_host_port(value.strip().lower())
+    return host.rstrip(".")
 
 
 def allowed_hosts(settings: GatewaySettings) -> frozenset[str] | None:

@@ -13,7 +13,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from mesh_common.addresses import HostPort
+from mesh_common.addresses import HostPort, is_port, port_range
 from mesh_common.config import Section, load_mesh_file, setting
 from mesh_common.errors import ConfigError
 from mesh_common.registry import DEFAULT_REGISTRY, SERVICES
@@ -77,8 +77,8 @@ class GatewaySettings:
 
     def __post_init__(self) -> None:
         """Raise ConfigError naming the first value that makes no sense."""
-        if not 0 <= self.port <= 65535:
-            raise ConfigError(f"port: {self.port} is not in 0..65535")
+        if not is_port(self.port, allow_zero=True):
+            raise ConfigError(f"port: {self.port} is not in {port_range(allow_zero=True)}")
         HostPort.parse(self.aggregator, what="aggregator")
         for name in ("stale_after_seconds", "heartbeat_seconds", "reconnect_initial_seconds"):
             value = getattr(self, name)

@@ -23,6 +23,7 @@ from google.protobuf.descriptor import ServiceDescriptor
 from google.protobuf.message import DecodeError, Message
 from google.protobuf.message_factory import GetMessageClass
 
+from mesh_common.addresses import split_host_port
 from mesh_common.bounded import RateLimitedLog, quote
 
 M = TypeVar("M", bound=Message)
@@ -75,11 +76,9 @@ async def abort_malformed(
 
 def peer_host(peer: str) -> str:
     """The host of a gRPC peer: "ipv4:127.0.0.1:5000" -> "127.0.0.1", "ipv6:[::1]:5" -> "::1"."""
-    kind, _, rest = urllib.parse.unquote(peer).partition(":")
-    if kind == "ipv6" and rest.startswith("["):
-        return rest[1 : rest.find("]")] if "]" in rest else rest
-    if kind == "ipv4":
-        return rest.rpartition(":")[0] or rest
+    family, _, rest = urllib.parse.unquote(peer).partition(":")
+    if family in ("ipv4", "ipv6"):
+        return split_host_port(rest)[0] or rest
     return peer
 
 

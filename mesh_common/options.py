@@ -11,7 +11,7 @@ import math
 import os
 
 from mesh_common import logs
-from mesh_common.addresses import HostPort
+from mesh_common.addresses import HostPort, is_port, port_range
 from mesh_common.errors import AddressError
 from mesh_common.logs import LOG_FORMATS, LOG_LEVELS
 from mesh_common.version import version_line
@@ -125,8 +125,8 @@ def port_number(text: str) -> int:
         value = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not a port number") from None
-    if not 0 <= value <= 65535:
-        raise argparse.ArgumentTypeError(f"{text!r} is not in 0..65535")
+    if not is_port(value, allow_zero=True):
+        raise argparse.ArgumentTypeError(f"{text!r} is not in {port_range(allow_zero=True)}")
     return value
 
 

@@ -13,7 +13,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from mesh_common.addresses import format_host_port
+from mesh_common.addresses import format_host_port, is_port, port_range
 from mesh_common.config import Key
 from mesh_common.errors import ConfigError
 
@@ -165,10 +165,10 @@ def _entry(index: int, item: Any) -> ServiceEntry:
         agent_port = _port(label, "agent_port", item["agent_port"])
     else:
         agent_port = port + AGENT_PORT_OFFSET
-        if agent_port > 65535:
+        if not is_port(agent_port):
             raise ConfigError(
                 f"{label}: agent_port defaults to port + {AGENT_PORT_OFFSET} = {agent_port}, "
-                "which is not in 1..65535; set agent_port explicitly"
+                f"which is not in {port_range()}; set agent_port explicitly"
             )
     type_ = item.get("type")
     if not isinstance(type_, str) or not type_.strip() or len(type_.split()) != 1:
@@ -182,6 +182,6 @@ def _entry(index: int, item: Any) -> ServiceEntry:
 def _port(label: str, key: str, value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
         raise ConfigError(f"{label}: {key} must be an integer, got {value!r}")
-    if not 1 <= value <= 65535:
-        raise ConfigError(f"{label}: {key} {value} is not in 1..65535")
+    if not is_port(value):
+        raise ConfigError(f"{label}: {key} {value} is not in {port_range()}")
     return value

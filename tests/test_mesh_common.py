@@ -16,7 +16,8 @@ from metricsmesh.v1 import snapshot_pb2
 
 import agent
 import aggregator
-from mesh_common.addresses import HostPort, format_host_port, loopback_for
+from gateway._limits import host_name
+from mesh_common.addresses import HostPort, format_host_port, loopback_for, split_host_port
 from mesh_common.config import (
     BUILT_IN,
     MeshFile,
@@ -37,6 +38,7 @@ from mesh_common.errors import (
     exit_status,
 )
 from mesh_common.filters import ServiceFilter
+from mesh_common.grpc_input import peer_host
 from mesh_common.registry import SERVICES
 from mesh_common.wire_time import duration, iso_utc, set_seconds, timestamp, to_seconds
 
@@ -58,6 +60,25 @@ def test_host_port_parses_and_formats_back(text: str, host: str, port: int) -> N
     assert (parsed.host, parsed.port) == (host, port)
     assert str(parsed) == text.strip()
     assert HostPort.parse(str(parsed)) == parsed
+
+
+@pytest.mark.parametrize(
+    ("text", "split"),
+    [
+        ("gateway.example", ("gateway.example", None)),
+        ("gateway.example:8000", ("gateway.example", "8000")),
+        ("[::1]", ("::1", None)),
+        ("[::1]:8000", ("::1", "8000")),
+        ("::1", ("::1", None)),  # a bare IPv6 address is all host
+        ("[::1", ("[::1", None)),  # unclosed: nothing is guessed
+    ],
+)
+def test_one_splitter_for_host_headers_peers_and_addresses(
+    text: str, split: tuple[str, str | None]
+) -> None:
+    assert split_host_port(text) == split
+    assert host_name(text.upper()) == split[0].lower()  # the gateway's Host check
+    assert peer_host(f"ipv4:{text}" if text.count(":") < 2 else f"ipv6:{text}") == split[0]
 
 
 def test_an_ipv6_host_is_written_in_brackets() -> None:
