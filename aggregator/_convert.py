@@ -17,18 +17,14 @@ from google.protobuf.message import Message
 from metricsmesh.v1 import aggregator_pb2, event_rate_pb2, snapshot_pb2
 
 from aggregator._errors import FilterError
-from aggregator._model import Health, Row, SnapshotData, Status
+from aggregator._model import Health, Row, SnapshotData
 from mesh_common import latency
 from mesh_common.bounded import quote, quote_list
 from mesh_common.filters import ServiceFilter, unknown_message
 from mesh_common.registry import Registry
+from mesh_common.status import to_wire
 from mesh_common.wire_time import set_seconds
 
-_STATUS = {
-    Status.ACTIVE: snapshot_pb2.SERVICE_STATUS_ACTIVE,
-    Status.INACTIVE: snapshot_pb2.SERVICE_STATUS_INACTIVE,
-    Status.ERROR: snapshot_pb2.SERVICE_STATUS_ERROR,
-}
 _HEALTH = {
     Health.UNKNOWN: snapshot_pb2.AGENT_HEALTH_UNSPECIFIED,
     Health.SERVING: snapshot_pb2.AGENT_HEALTH_SERVING,
@@ -66,7 +62,7 @@ def row_to_proto(row: Row) -> snapshot_pb2.ServiceRow:
         host=entry.host,
         port=entry.port,
         agent_port=entry.agent_port,
-        status=_STATUS[row.status],
+        status=to_wire(row.status),
         health=_HEALTH[row.health],
         error_message=row.error_message,
         consecutive_failures=row.consecutive_failures,

@@ -24,12 +24,12 @@ from aggregator._model import (
     Outcome,
     Row,
     SnapshotData,
-    Status,
     StatusChange,
     TargetState,
     failed_outcome,
 )
 from mesh_common.registry import Registry, ServiceEntry
+from mesh_common.status import ServiceStatus
 from mesh_common.totals import Contribution, fleet_totals
 
 _TRANSPORT_FAILURES = frozenset({CallKind.UNREACHABLE, CallKind.DEADLINE})
@@ -100,28 +100,28 @@ def check_figures(expected_name: str, figures: AgentFigures) -> str:
     return ""
 
 
-def judge(name: str, outcome: Outcome, state: TargetState) -> tuple[Status, str]:
+def judge(name: str, outcome: Outcome, state: TargetState) -> tuple[ServiceStatus, str]:
     """The status and error text of one row (DESIGN.md: active, inactive or error)."""
     if outcome.kind is CallKind.SKIPPED:
-        return Status.INACTIVE, outcome.error or state.last_error
+        return ServiceStatus.INACTIVE, outcome.error or state.last_error
     if outcome.kind in _TRANSPORT_FAILURES:
-        return Status.INACTIVE, outcome.error
+        return ServiceStatus.INACTIVE, outcome.error
     if outcome.kind is CallKind.ERROR:
-        return Status.ERROR, outcome.error
+        return ServiceStatus.ERROR, outcome.error
     if outcome.figures is None:
-        return Status.ERROR, "the agent answered without figures"
+        return ServiceStatus.ERROR, "the agent answered without figures"
     problem = check_figures(name, outcome.figures)
     if problem:
-        return Status.ERROR, problem
+        return ServiceStatus.ERROR, problem
     if outcome.health is Health.SERVING:
-        return Status.ACTIVE, ""
+        return ServiceStatus.ACTIVE, ""
     if outcome.health is Health.NOT_SERVING:
-        return Status.INACTIVE, "health: NOT_SERVING"
+        return ServiceStatus.INACTIVE, "health: NOT_SERVING"
     if outcome.health is Health.UNREACHABLE:
-        return Status.INACTIVE, "health: the Watch stream to the agent failed"
+        return ServiceStatus.INACTIVE, "health: the Watch stream to the agent failed"
     if outcome.health is Health.SERVICE_UNKNOWN:
-        return Status.INACTIVE, f"health: the agent does not know service {name!r}"
-    return Status.INACTIVE, "health: no status received within the deadline"
+        return ServiceStatus.INACTIVE, f"health: the agent does not know service {name!r}"
+    return ServiceStatus.INACTIVE, "health: no status received within the deadline"
 
 
 def next_state(outcome: Outcome, state: TargetState, now: float, backoff: Backoff) -> TargetState:
@@ -138,7 +138,7 @@ def next_state(outcome: Outcome, state: TargetState, now: float, backoff: Backof
     return TargetState(failures, outcome.error, retry_at, state.last_seen)
 
 
-def seen_now(outcome: Outcome, status: Status, times: RoundTimes) -> LastSeen | None:
+def seen_now(outcome: Outcome, status: ServiceStatus, times: RoundTimes) -> LastSeen | None:
     """The service's last good figures as of this round, or None when it sent none.
 
     None means no figures that made sense (no answer, an error, nonsense figures). An
@@ -148,7 +148,7 @@ def seen_now(outcome: Outcome, status: Status, times: RoundTimes) -> LastSeen | 
     round's fold needs the buckets, to merge the fleet's.
     """
     figures = outcome.figures
-    if outcome.kind is not CallKind.OK or figures is None or status is Status.ERROR:
+    if outcome.kind is not CallKind.OK or figures is None or status is ServiceStatus.ERROR:
         return None
     if figures.latency is not None:
         figures = dataclasses.replace(figures, latency=None)
@@ -159,7 +159,7 @@ def seen_now(outcome: Outcome, status: Status, times: RoundTimes) -> LastSeen | 
 def fold_row(
     entry: ServiceEntry,
     outcome: Outcome,
-    verdict: tuple[Status, str],
+    verdict: tuple[ServiceStatus, str],
     new_state: TargetState,
     times: RoundTimes,
 ) -> Row:
@@ -221,8 +221,8 @@ def fold_round(
         rows=tuple(rows),
         services_answered=answered,
         active_count=totals.active_count,
-        inactive_count=statuses[Status.INACTIVE],
-        error_count=statuses[Status.ERROR],
+        inactive_count=statuses[ServiceStatus.INACTIVE],
+        error_count=statuses[ServiceStatus.ERROR],
         events_per_second=totals.events_per_second,
         events_per_hour=totals.events_per_hour,
         total_events=totals.total_events,
@@ -250,7 +250,7 @@ def contribution(row: Row, outcome: Outcome) -> Contribution:
     """What `row` adds to the fleet totals: this round's figures (with their buckets) if active."""
     entry = row.entry
     figures = outcome.figures
-    if row.status is not Status.ACTIVE or figures is None:
+    if row.status is not ServiceStatus.ACTIVE or figures is None:
         return Contribution(False, entry.type, entry.data_source)
     return Contribution(
         True,
@@ -277,7 +277,7 @@ def status_changes(previous: SnapshotData | None, current: SnapshotData) -> list
         old = before.get(row.entry.name)
         if old is row.status:
             continue
-        reason = row.error_message if row.status is not Status.ACTIVE else "answered"
+        reason = row.error_message if row.status is not ServiceStatus.ACTIVE else "answered"
         changes.append(
             StatusChange(
                 row.entry.name,

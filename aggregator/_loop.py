@@ -24,13 +24,14 @@ from collections.abc import Callable
 from aggregator._errors import AggregatorStateError, TooManySubscribers
 from aggregator._fanout import FanOut
 from aggregator._fold import Backoff, RoundTimes, fold_round, status_changes
-from aggregator._model import SnapshotData, Status, StatusChange, failed_outcome, new_epoch
+from aggregator._model import SnapshotData, StatusChange, failed_outcome, new_epoch
 from aggregator._observers import ObserverSet, SnapshotObserver
 from aggregator._settings import AggregatorSettings
 from aggregator._subscription import Subscription
 from aggregator._targets import Targets
 from mesh_common.clocks import Clocks
 from mesh_common.registry import Registry
+from mesh_common.status import ServiceStatus
 
 _LOG = logging.getLogger(__name__)
 STATUS_LOG = logging.getLogger("aggregator.status")
@@ -42,7 +43,7 @@ def log_status_change(change: StatusChange) -> None:
 
     A service that stops being active is a warning; one that becomes active is news (info).
     """
-    level = logging.INFO if change.status is Status.ACTIVE else logging.WARNING
+    level = logging.INFO if change.status is ServiceStatus.ACTIVE else logging.WARNING
     STATUS_LOG.log(
         level,
         "service %s: %s -> %s (%s)",

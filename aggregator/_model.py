@@ -12,14 +12,7 @@ from dataclasses import dataclass
 
 from mesh_common.latency import Histogram
 from mesh_common.registry import ServiceEntry
-
-
-class Status(enum.Enum):
-    """The verdict on one service in one round (DESIGN.md, Semantics)."""
-
-    ACTIVE = "active"
-    INACTIVE = "inactive"
-    ERROR = "error"
+from mesh_common.status import ServiceStatus
 
 
 class Health(enum.Enum):
@@ -133,7 +126,7 @@ class Row:
     """One service's line in a snapshot."""
 
     entry: ServiceEntry
-    status: Status
+    status: ServiceStatus
     health: Health
     error_message: str
     call_latency: float | None
@@ -158,7 +151,7 @@ class StatusChange:
     service_name: str
     previous: str
     """The status word before: active, inactive, error, or unknown (no earlier row)."""
-    status: Status
+    status: ServiceStatus
     reason: str
     """Why: the row's error text, or `answered` when it became active."""
 

@@ -7,13 +7,13 @@ fleet's figures come from `mesh_common.figures`, so a new figure appears here by
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
 from mesh_common.figures import KIND_FIGURES, ROW_FIGURES, TOTAL_FIGURES, Figure
+from mesh_common.status import ServiceStatus
 
-Status = Literal["active", "inactive", "error"]
 _STORY_ROW_FIELDS = frozenset(
     {
         "service_name", "port", "service_type", "status", "events_per_second",
@@ -24,7 +24,7 @@ _STORY_ROW_FIELDS = frozenset(
 
 
 def _field(figure: Figure, *, always: bool) -> tuple[Any, Any]:
-    kind: Any = Status if figure.name == "status" else figure.json_type
+    kind: Any = ServiceStatus if figure.name == "status" else figure.json_type
     if figure.json_type is list:
         kind = list[KindMetrics] if figure.items else list[str]  # type: ignore[valid-type]
     if figure.nullable:

@@ -28,6 +28,7 @@ from mesh_common.figures import (
     fleet_values,
 )
 from mesh_common.filters import ServiceFilter, unknown_message
+from mesh_common.status import ServiceStatus
 from mesh_common.wire_time import iso_utc, to_seconds
 
 MAX_CACHED_VIEWS = 64
@@ -176,7 +177,7 @@ class ServiceRow:
     @property
     def active(self) -> bool:
         """True when the service is active in this snapshot."""
-        return self.status == "active"
+        return self.status == ServiceStatus.ACTIVE
 
 
 class SnapshotEntry:

@@ -20,6 +20,7 @@ from typing import Any, Literal
 from metricsmesh.v1 import event_rate_pb2, snapshot_pb2
 
 from mesh_common import latency
+from mesh_common.status import from_wire
 from mesh_common.totals import Contribution, FleetTotals, fleet_totals
 from mesh_common.wire_time import iso_utc, to_seconds
 
@@ -32,13 +33,6 @@ WireRow = snapshot_pb2.ServiceRow
 Unit = Literal["", "1/s", "1/h", "events", "s", "ms", "time", "services", "list", "ratio", "%"]
 """`1/s` events per second, `s`/`ms` spans, `time` an instant (epoch seconds, ISO in JSON),
 `ratio` a fraction in 0..1 (an error rate), `%` a percentage (of one CPU core)."""
-
-STATUS_NAMES = {
-    snapshot_pb2.SERVICE_STATUS_ACTIVE: "active",
-    snapshot_pb2.SERVICE_STATUS_INACTIVE: "inactive",
-    snapshot_pb2.SERVICE_STATUS_ERROR: "error",
-}
-"""The status words of the REST shape, by wire enum value (anything else reads `error`)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -234,7 +228,7 @@ ROW_FIGURES: tuple[Figure, ...] = (
     ),
     Figure(
         "status", "Status", "", "active, inactive (unreachable/NOT_SERVING) or error.", str,
-        lambda row: STATUS_NAMES.get(row.status, "error"), _same,
+        lambda row: from_wire(row.status).value, _same,
         column=(3, 2),
     ),
     Figure(

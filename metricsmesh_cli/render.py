@@ -13,23 +13,24 @@ from rich.table import Table
 from rich.text import Text
 
 from mesh_common.figures import Figure, columns, fleet_values
+from mesh_common.status import ServiceStatus, from_wire
 from mesh_common.wire_time import to_seconds
 from metricsmesh_cli.sorting import RowOrder
 
 DETAIL_WIDTH = 60
 """Longest kinds/error text in one-line mode (a wide terminal then shows one line per row)."""
 
-STATUS_STYLES: dict[int, tuple[str, str]] = {
-    snapshot_pb2.SERVICE_STATUS_ACTIVE: ("active", "bold green"),
-    snapshot_pb2.SERVICE_STATUS_INACTIVE: ("inactive", "bold yellow"),
-    snapshot_pb2.SERVICE_STATUS_ERROR: ("error", "bold red"),
+STATUS_STYLES: dict[ServiceStatus, str] = {
+    ServiceStatus.ACTIVE: "bold green",
+    ServiceStatus.INACTIVE: "bold yellow",
+    ServiceStatus.ERROR: "bold red",
 }
 
 
 def status_text(status: int) -> Text:
-    """The status word in its colour: active green, inactive yellow, error red."""
-    word, style = STATUS_STYLES.get(int(status), ("unknown", "dim"))
-    return Text(word, style=style)
+    """The status word of a wire status in its colour: active green, inactive yellow, error red."""
+    word = from_wire(status)
+    return Text(word.value, style=STATUS_STYLES[word])
 
 
 def format_rate(value: float) -> str:
@@ -89,13 +90,12 @@ def snapshot_summary(snapshot: snapshot_pb2.Snapshot) -> Text:
     rows = snapshot.services
     filtered = len(rows) < snapshot.services_total
     figures = fleet_values(snapshot, rows if filtered else None)
-    statuses = Counter(row.status for row in rows)
+    statuses = Counter(from_wire(row.status) for row in rows)
     text = Text()
-    text.append(f"{statuses[snapshot_pb2.SERVICE_STATUS_ACTIVE]} active", style="green")
-    text.append("  ")
-    text.append(f"{statuses[snapshot_pb2.SERVICE_STATUS_INACTIVE]} inactive", style="yellow")
-    text.append("  ")
-    text.append(f"{statuses[snapshot_pb2.SERVICE_STATUS_ERROR]} error", style="red")
+    for status in ServiceStatus:
+        if status is not ServiceStatus.ACTIVE:
+            text.append("  ")
+        text.append(f"{statuses[status]} {status.value}", style=STATUS_STYLES[status].split()[-1])
     text.append(
         f"  of {len(rows)}" + (f" shown ({snapshot.services_total} configured)" if filtered else "")
     )

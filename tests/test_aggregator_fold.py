@@ -20,11 +20,11 @@ from aggregator._model import (
     Health,
     Outcome,
     SnapshotData,
-    Status,
     TargetState,
 )
 from mesh_common import latency
 from mesh_common.figures import TOTAL_FIGURES, fleet_values
+from mesh_common.status import ServiceStatus
 from tests.conftest import FakeClock
 
 REGISTRY = Registry(
@@ -34,6 +34,7 @@ REGISTRY = Registry(
         ServiceEntry("c", "127.0.0.1", 8010, 18010, "data", "carbon"),
     )
 )
+ACTIVE, INACTIVE, ERROR = ServiceStatus
 BACKOFF = Backoff(base=1.0, maximum=30.0)
 TIMES = RoundTimes(sequence=7, take_time=1_700_000_000.0, started=100.0, finished=100.25)
 
@@ -60,7 +61,11 @@ def test_totals_and_data_sources_cover_active_rows_only() -> None:
         ok("w", eps=2.0, total=20, window=5),
         ok("c", Health.NOT_SERVING, eps=4.0, total=40, window=5),
     )
-    assert [row.status for row in snapshot.rows] == [Status.ACTIVE, Status.ACTIVE, Status.INACTIVE]
+    assert [row.status for row in snapshot.rows] == [
+        ServiceStatus.ACTIVE,
+        ServiceStatus.ACTIVE,
+        ServiceStatus.INACTIVE,
+    ]
     assert snapshot.events_per_second == 3.5
     assert snapshot.events_per_hour == 3.5 * 3600
     assert snapshot.total_events == 30
@@ -132,7 +137,7 @@ def test_a_filter_keeping_every_service_totals_exactly_as_the_round_does() -> No
 def test_nonsense_figures_make_an_error_row(changes: dict[str, float], expected: str) -> None:
     snapshot, states = fold(ok("a", **changes), ok("w"), ok("c"))
     row = snapshot.rows[0]
-    assert row.status is Status.ERROR
+    assert row.status is ServiceStatus.ERROR
     assert expected in row.error_message
     assert snapshot.error_count == 1 and snapshot.total_events == 1000
     assert states["a"].consecutive_failures == 0  # it answered: no backoff
@@ -140,7 +145,7 @@ def test_nonsense_figures_make_an_error_row(changes: dict[str, float], expected:
 
 def test_wrong_agent_at_an_address_is_an_error() -> None:
     snapshot, _ = fold(ok("w"), ok("w"), ok("c"))
-    assert snapshot.rows[0].status is Status.ERROR
+    assert snapshot.rows[0].status is ServiceStatus.ERROR
     assert "reports service_name 'w'" in snapshot.rows[0].error_message
 
 
@@ -161,7 +166,7 @@ def test_a_skipped_agent_stays_listed_inactive_with_its_last_error() -> None:
     skipped = Outcome(CallKind.SKIPPED, Health.SERVING, 0.0, error="not called: backing off")
     snapshot, states = fold(skipped, ok("w"), ok("c"), states={"a": previous})
     row = snapshot.rows[0]
-    assert (row.status, row.consecutive_failures) == (Status.INACTIVE, 3)
+    assert (row.status, row.consecutive_failures) == (ServiceStatus.INACTIVE, 3)
     assert row.error_message == "not called: backing off"
     assert states["a"] == previous
     assert snapshot.services_answered == 2
@@ -178,7 +183,7 @@ def test_an_answer_resets_the_failure_count() -> None:
 def test_error_status_answers_are_error_rows_without_backoff() -> None:
     failing = Outcome(CallKind.ERROR, Health.SERVING, 0.002, error="INTERNAL: boom")
     snapshot, states = fold(failing, ok("w"), ok("c"))
-    assert snapshot.rows[0].status is Status.ERROR
+    assert snapshot.rows[0].status is ServiceStatus.ERROR
     assert states["a"].consecutive_failures == 1 and states["a"].retry_at == 0.0
 
 
@@ -194,7 +199,11 @@ def test_rows_follow_the_registry_whatever_the_order_of_the_outcomes() -> None:
 def test_a_service_without_an_outcome_is_an_error_row_and_counts_a_failure() -> None:
     previous = {"w": TargetState(consecutive_failures=2, last_error="x")}
     snapshot, states = fold_round(REGISTRY, {"a": ok("a")}, previous, TIMES, BACKOFF)
-    assert [row.status for row in snapshot.rows] == [Status.ACTIVE, Status.ERROR, Status.ERROR]
+    assert [row.status for row in snapshot.rows] == [
+        ServiceStatus.ACTIVE,
+        ServiceStatus.ERROR,
+        ServiceStatus.ERROR,
+    ]
     assert snapshot.rows[1].error_message == "no outcome was collected"
     assert (states["w"].consecutive_failures, states["c"].consecutive_failures) == (3, 1)
     assert snapshot.services_total == 3 and snapshot.services_answered == 1
@@ -227,7 +236,7 @@ def test_a_stopped_service_keeps_its_last_figures_with_their_age_but_out_of_tota
     by_name = {"a": DEAD, "w": ok("w", total=20, window=5), "c": ok("c", total=30, window=5)}
     snapshot, later_states = fold_round(REGISTRY, by_name, states, LATER, BACKOFF)
     row = snapshot.rows[0]
-    assert row.status is Status.INACTIVE
+    assert row.status is ServiceStatus.INACTIVE
     assert row.figures is not None
     assert (row.figures.events_per_second, row.figures.total_events) == (1.5, 10)  # as they were
     assert row.received_at == 100.1
@@ -249,7 +258,7 @@ def test_nonsense_figures_do_not_replace_the_last_good_ones() -> None:
     _, states = fold(ok("a", total=10, window=5), ok("w"), ok("c"))
     by_name = {"a": ok("a", eps=-1.0), "w": ok("w"), "c": ok("c")}
     snapshot, later = fold_round(REGISTRY, by_name, states, LATER, BACKOFF)
-    assert snapshot.rows[0].status is Status.ERROR
+    assert snapshot.rows[0].status is ServiceStatus.ERROR
     assert snapshot.rows[0].figures is not None and snapshot.rows[0].figures.total_events == 10
     assert later["a"].last_seen == states["a"].last_seen
 
@@ -274,9 +283,9 @@ def test_status_changes_name_each_service_once_from_unknown_then_on_change() -> 
     first, states = fold(ok("a"), DEAD, ok("c"))
     changes = status_changes(None, first)
     assert [(c.service_name, c.previous, c.status) for c in changes] == [
-        ("a", "unknown", Status.ACTIVE),
-        ("w", "unknown", Status.INACTIVE),
-        ("c", "unknown", Status.ACTIVE),
+        ("a", "unknown", ServiceStatus.ACTIVE),
+        ("w", "unknown", ServiceStatus.INACTIVE),
+        ("c", "unknown", ServiceStatus.ACTIVE),
     ]
     assert changes[1].reason == "UNAVAILABLE: down" and changes[0].reason == "answered"
     same, states = fold_round(

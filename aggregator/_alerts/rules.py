@@ -22,6 +22,7 @@ from aggregator._errors import AggregatorError
 from mesh_common.figures import KIND_FIGURES, ROW_FIGURES
 from mesh_common.filters import ServiceFilter, unknown_message
 from mesh_common.registry import Registry
+from mesh_common.status import STATUS_WORDS
 from mesh_common.wire_time import set_seconds, to_seconds
 
 COMPARATORS: dict[str, Callable[[Any, Any], bool]] = {
@@ -35,7 +36,6 @@ COMPARATORS: dict[str, Callable[[Any, Any], bool]] = {
 SEVERITIES = ("info", "warning", "high", "critical")
 TEXT_FIGURES = frozenset({"status"})
 """Figures compared as text (`status` with active, inactive, error)."""
-STATUS_VALUES = ("active", "inactive", "error")
 _NUMERIC_ROW = frozenset(figure.name for figure in ROW_FIGURES if figure.json_type in (int, float))
 _NUMERIC_KIND = frozenset(
     figure.name for figure in KIND_FIGURES if figure.json_type in (int, float)
@@ -112,9 +112,9 @@ def check_rule(rule: Rule) -> Rule:
     if rule.comparator not in COMPARATORS:
         raise RuleError("comparator", f"{rule.comparator!r} is not one of {' '.join(COMPARATORS)}")
     if rule.figure in TEXT_FIGURES:
-        if rule.threshold not in STATUS_VALUES:
+        if rule.threshold not in STATUS_WORDS:
             raise RuleError(
-                "threshold", f"status is compared with one of {', '.join(STATUS_VALUES)}"
+                "threshold", f"status is compared with one of {', '.join(STATUS_WORDS)}"
             )
         if rule.comparator not in ("==", "!="):
             raise RuleError("comparator", "status is compared with == or !=")
@@ -252,7 +252,7 @@ def rule_from_table(index: int, table: object) -> Rule:
             raise RuleError("threshold", f"must be a number, got {threshold!r}")
         threshold = float(threshold)
     elif not isinstance(threshold, str):
-        raise RuleError("threshold", f"status is compared with one of {', '.join(STATUS_VALUES)}")
+        raise RuleError("threshold", f"status is compared with one of {', '.join(STATUS_WORDS)}")
     clear = table.get("clear_threshold")
     if clear is not None and (isinstance(clear, bool) or not isinstance(clear, int | float)):
         raise RuleError("clear_threshold", f"must be a number, got {clear!r}")
