@@ -238,16 +238,6 @@ def known_tables() -> tuple[str, ...]:
     return tuple(names)
 
 
-def declared_sections() -> dict[str, SectionSpec[Any]]:
-    """Every table's declaration, imported through its entry point (for `config check`)."""
-    return {
-        entry.name: entry.load()
-        for entry in sorted(
-            metadata.entry_points(group=ENTRY_POINT_GROUP), key=lambda entry: entry.name
-        )
-    }
-
-
 @dataclass(frozen=True, slots=True)
 class MeshFile:
     """A parsed mesh file: its tables, not yet interpreted; `read()` interprets one."""

@@ -84,11 +84,6 @@ def configure_logging(args: argparse.Namespace) -> None:
     logs.configure(args.log_level, args.log_format)
 
 
-def logging_argv(args: argparse.Namespace) -> list[str]:
-    """The same logging options for a child process (`--log-level X --log-format Y`)."""
-    return ["--log-level", args.log_level, "--log-format", args.log_format]
-
-
 def non_negative_seconds(text: str) -> float:
     """A number of seconds that is 0 or more (argparse `type=`)."""
     try:
