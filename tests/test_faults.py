@@ -164,7 +164,15 @@ async def test_kill_stop_cont_and_aggregator_restart_are_seen_round_by_round() -
                     killed_at = time.time()
                     dead.kill()
                     assert await rounds_until(seen, killed_at, dead.name, False) <= 2
-                    await asyncio.sleep(4 * INTERVAL)  # long enough for the backoff to grow
+
+                    def backing_off() -> bool:  # the backoff has grown: rounds skip both
+                        last = seen.snapshots[-1]
+                        return all(
+                            "backing off" in row(last, agent.name).error_message
+                            for agent in (frozen, dead)
+                        )
+
+                    await eventually(backing_off, timeout=20, what="both agents backing off")
                     # SIGCONT and a restart: active within two rounds of answering again.
                     resumed_at = time.time()
                     frozen.signal(signal.SIGCONT)
