@@ -7,7 +7,9 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from mesh_common.figures import columns
+from gateway._schema import KIND_COLUMNS
+from mesh_common import thresholds
+from mesh_common.figures import KIND_FIGURES, columns
 from tests.browser import ARTIFACTS, open_page, playwright_api
 from tests.gateway_mesh import Mesh
 
@@ -129,3 +131,22 @@ async def test_failing_and_slow_services_stand_out_and_a_row_opens_its_detail(
     ).to_have_text("0%")
     ARTIFACTS.mkdir(exist_ok=True)
     await page.screenshot(path=str(ARTIFACTS / "dashboard-detail.png"), full_page=True)
+
+
+# --- one definition of the thresholds, served to the dashboard, read by the CLI -------------
+
+
+async def test_the_schema_serves_the_thresholds_stale_age_and_kind_columns_as_defined(
+    mesh: Mesh,
+) -> None:
+    body = (await mesh.http.get("/api/v1/schema")).json()
+    assert {"rows", "totals"} <= body.keys()  # the row schema, as before
+    assert body["thresholds"] == {
+        name: {"warn": levels.warn, "bad": levels.bad}
+        for name, levels in thresholds.WARNING_LEVELS.items()
+    }
+    assert body["thresholds"]["error_rate"] == {"warn": 0.01, "bad": 0.05}
+    assert body["stale_seconds"] == thresholds.STALE_SECONDS == 10.0
+    assert [kind["name"] for kind in body["kinds"]] == [figure.name for figure in KIND_FIGURES]
+    shown = sorted((kind for kind in body["kinds"] if kind["column"]), key=lambda k: k["column"])
+    assert tuple(kind["name"] for kind in shown) == KIND_COLUMNS
