@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import io
 import re
 from collections.abc import AsyncIterator
 
 import pytest
+from rich.console import Console
 
 from gateway._schema import KIND_COLUMNS
 from mesh_common import thresholds
+from mesh_common.addresses import HostPort
 from mesh_common.figures import KIND_FIGURES, columns
+from metricsmesh_cli.top import watch
 from tests.browser import ARTIFACTS, open_page, playwright_api
 from tests.gateway_mesh import Mesh
 
@@ -150,3 +154,44 @@ async def test_the_schema_serves_the_thresholds_stale_age_and_kind_columns_as_de
     assert [kind["name"] for kind in body["kinds"]] == [figure.name for figure in KIND_FIGURES]
     shown = sorted((kind for kind in body["kinds"] if kind["column"]), key=lambda k: k["column"])
     assert tuple(kind["name"] for kind in shown) == KIND_COLUMNS
+
+
+def recording_console() -> Console:
+    return Console(record=True, file=io.StringIO(), width=220, force_terminal=True)
+
+
+async def test_changing_the_one_threshold_definition_changes_the_dashboard_and_the_cli(
+    mesh: Mesh, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # 10 % of the events fail: "bad" by the shipped levels, only "warn" by these.
+    levels = {**thresholds.WARNING_LEVELS, "error_rate": thresholds.Levels(warn=0.05, bad=0.5)}
+    monkeypatch.setattr(thresholds, "WARNING_LEVELS", levels)
+    tracker = mesh.tracker("air-quality-service")
+    for index in range(40):
+        tracker.observe("fetch", 0.01, error=index % 10 == 0)
+    expect = playwright_api.expect
+    async with open_page(mesh.url + "/") as page:
+        errors = page.locator(cell("air-quality-service", "error_rate"))
+        await expect(errors).to_have_text("10%", timeout=10_000)
+        await expect(errors).to_have_attribute("data-level", "warn")
+        kind = page.locator('#detail-kinds tr[data-kind="fetch"] td[data-field="error_rate"]')
+        await page.locator('#rows tr[data-service="air-quality-service"]').click()
+        await expect(kind).to_have_attribute("data-level", "warn")
+    console, problems = recording_console(), recording_console()
+    target = HostPort("127.0.0.1", mesh.aggregator_port)
+    assert await watch(target, console, problems, services=["air-quality-service"], count=1) == 0
+    styled = console.export_text(styles=True)
+    assert "\x1b[33m10.0%" in styled  # yellow: warn
+    assert "\x1b[1;31m10.0%" not in styled  # not bold red: bad
+
+
+async def test_figures_older_than_the_served_stale_age_are_called_stale(
+    mesh: Mesh, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(thresholds, "STALE_SECONDS", 0.0)  # every snapshot is old at once
+    expect = playwright_api.expect
+    async with open_page(mesh.url + "/") as page:
+        await expect(page.locator("#rows tr[data-service]")).to_have_count(15, timeout=10_000)
+        await expect(page.locator("#banner-title")).to_have_text("Data is stale.")
+        await expect(page.locator("#banner")).to_be_visible()
+        await expect(page.locator("#conn")).to_have_attribute("data-state", "stale")

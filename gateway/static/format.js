@@ -35,6 +35,14 @@ export function age(seconds) {
   return Math.floor(s / 3600) + " h " + Math.floor((s % 3600) / 60) + " min";
 }
 
+// How old a down row's figures are: its `seconds_since_seen` at the snapshot's time plus the
+// snapshot's age now (`snapshotAge`, seconds or null); "" for a gateway without the field.
+export function seen(row, snapshotAge) {
+  if (!("last_seen" in row)) return "";
+  if (row.last_seen === null) return "never seen";
+  return "last seen " + age((row.seconds_since_seen || 0) + (snapshotAge || 0)) + " ago";
+}
+
 export const clock = new Intl.DateTimeFormat(undefined,
   { hour: "2-digit", minute: "2-digit", second: "2-digit", hour12: false });
 
