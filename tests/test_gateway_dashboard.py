@@ -195,3 +195,32 @@ async def test_figures_older_than_the_served_stale_age_are_called_stale(
         await expect(page.locator("#banner-title")).to_have_text("Data is stale.")
         await expect(page.locator("#banner")).to_be_visible()
         await expect(page.locator("#conn")).to_have_attribute("data-state", "stale")
+
+
+# --- a browser without storage, zero spans ---------------------------------------------------
+
+# Storage refused as a browser with site data blocked refuses it: reading the property throws.
+BLOCK_STORAGE = """
+Object.defineProperty(window, "localStorage", {
+  configurable: true,
+  get() { throw new DOMException("The operation is insecure.", "SecurityError"); },
+});
+"""
+
+
+async def test_the_dashboard_works_where_the_browser_refuses_storage(
+    mesh: Mesh, page: Page
+) -> None:
+    expect = playwright_api.expect
+    await page.add_init_script(BLOCK_STORAGE)
+    await page.reload()  # the modules load again, storage refused from the start
+    refused = "(() => { try { localStorage; return false; } catch { return true; } })()"
+    assert await page.evaluate(refused)
+    await expect(page.locator("#rows tr[data-service]")).to_have_count(15, timeout=10_000)
+    await expect(page.locator("#conn")).to_have_attribute("data-state", "live", timeout=10_000)
+    # Sorting and the range work; they are just not remembered.
+    heading = page.locator('#head-row th[data-field="service_name"]')
+    await heading.click()
+    await expect(heading).to_have_attribute("aria-sort", "ascending")
+    await page.locator('#range button[data-minutes="1"]').click()
+    await expect(page.locator("#trend-head")).to_have_text("Trend · 1 min")
