@@ -224,3 +224,14 @@ async def test_the_dashboard_works_where_the_browser_refuses_storage(
     await expect(heading).to_have_attribute("aria-sort", "ascending")
     await page.locator('#range button[data-minutes="1"]').click()
     await expect(page.locator("#trend-head")).to_have_text("Trend · 1 min")
+
+
+async def test_a_span_of_zero_seconds_reads_0s_and_no_value_reads_a_dash(page: Page) -> None:
+    written = await page.evaluate(
+        """async () => {
+            const { duration } = await import("/static/format.js");
+            return [duration(0), duration(0.4), duration(null), duration(undefined), duration(75)];
+        }"""
+    )
+    no_value = "\u2013"  # an en dash
+    assert written == ["0s", "0s", no_value, no_value, "1m 15s"]

@@ -7,8 +7,9 @@ const nf0 = new Intl.NumberFormat(undefined, { maximumFractionDigits: 0 });
 export function rate(v) { return v >= 100 ? nf1.format(v) : nf2.format(v); }
 export function count(v) { return nf0.format(v); }
 
+// A span for a table cell: "42s", "3m 5s", "2h 7m", "3d 4h"; "–" without a value (0 is "0s").
 export function duration(seconds) {
-  if (!seconds) return "–";
+  if (seconds === null || seconds === undefined || !Number.isFinite(seconds)) return "–";
   const s = Math.floor(seconds);
   const d = Math.floor(s / 86400), h = Math.floor((s % 86400) / 3600);
   const m = Math.floor((s % 3600) / 60), r = s % 60;
