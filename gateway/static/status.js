@@ -1,5 +1,7 @@
 // How the page's link to the gateway is doing, and how old the figures on screen are: the
-// indicator at the top right and the banner.
+// indicator at the top right and the banner. The banner's message is a live region (role
+// "alert") written only when it changes, so a screen reader announces each change once;
+// its age, counting up every second, sits beside it, outside the region.
 import { age } from "/static/format.js";
 
 const $ = (id) => document.getElementById(id);
@@ -14,6 +16,7 @@ export class Status {
     // The real age of the latest snapshot: its age when it arrived plus the time since.
     this.receivedAt = 0;           // performance.now() when the latest snapshot arrived
     this.ageAtReceipt = 0;         // its snapshot_age_ms then, in seconds
+    this.message = null;           // the banner's message as shown, null while hidden
   }
 
   // A snapshot arrived: the gateway is fine again.
@@ -57,15 +60,23 @@ export class Status {
 
   // The indicator's state and words; the banner's [kind, title, text] (null: no banner) and age.
   show(state, words, message, old) {
-    $("conn").dataset.state = state;
-    $("conn-text").textContent = words;
+    const conn = $("conn");
+    if (conn.dataset.state !== state) conn.dataset.state = state;
+    const connText = $("conn-text");
+    if (connText.textContent !== words) connText.textContent = words;
     const banner = $("banner");
-    if (!message) { banner.hidden = true; return; }
-    banner.hidden = false;
-    const [kind, title, text] = message;
-    banner.dataset.kind = kind;
-    $("banner-title").textContent = title;
-    $("banner-text").textContent = text;
-    $("banner-age").textContent = old;
+    const key = message && message.join("\n");
+    if (key !== this.message) {
+      this.message = key;
+      if (message) {
+        const [kind, title, text] = message;
+        banner.dataset.kind = kind;
+        $("banner-title").textContent = title;
+        $("banner-text").textContent = text;
+      }
+      banner.hidden = !message;
+    }
+    const ageNode = $("banner-age");
+    if (message && ageNode.textContent !== old) ageNode.textContent = old;
   }
 }
