@@ -20,13 +20,13 @@ from gateway._health import health_router
 from gateway._limits import guard
 from gateway._prometheus import prometheus_router
 from gateway._rest import FastPath, rest_router
+from gateway._schema import schema_body
 from gateway._settings import GatewaySettings
 from gateway._sse import sse_router
 from gateway._state import GatewayState
 from gateway._upstream import SnapshotHub
 from gateway._ws import ws_router
 from mesh_common.clocks import SYSTEM_CLOCKS, Clocks
-from mesh_common.figures import ROW_FIGURES, TOTAL_FIGURES, describe
 
 STATIC = Path(__file__).parent / "static"
 
@@ -146,9 +146,13 @@ def page_router() -> APIRouter:
     router = APIRouter()
 
     @router.get("/api/v1/schema", tags=["metrics"], summary="The figures of rows and totals")
-    async def schema() -> dict[str, list[dict[str, str | int | None]]]:
-        """Every figure a row and the fleet totals carry: name, column label, unit, meaning."""
-        return {"rows": describe(ROW_FIGURES), "totals": describe(TOTAL_FIGURES)}
+    async def schema() -> dict[str, Any]:
+        """Every figure of a row, a kind and the totals; the warning thresholds; the stale age.
+
+        Each figure with its name, column label, unit and meaning; `thresholds` and
+        `stale_seconds` as `mesh_common.thresholds` defines them (the CLI's too).
+        """
+        return schema_body()
 
     @router.get("/", include_in_schema=False)
     async def dashboard() -> FileResponse:

@@ -12,6 +12,7 @@ from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 
+from mesh_common import thresholds
 from mesh_common.figures import Figure, columns, fleet_values
 from mesh_common.status import ServiceStatus, from_wire
 from mesh_common.wire_time import to_seconds
@@ -170,19 +171,12 @@ def _formatted(figure: Figure, value: object, now: float) -> Text | str:
     return str(value)
 
 
-WARNING_LEVELS: dict[str, tuple[float, float]] = {
-    "error_rate": (0.01, 0.05),
-    "latency_p95_ms": (500.0, 2000.0),
-    "latency_p99_ms": (1000.0, 2000.0),
-}
-"""(warn, bad) thresholds of the figures an operator watches first (as on the dashboard)."""
+LEVEL_STYLES = {"warn": "yellow", "bad": "bold red"}
+"""How a figure over its warning level looks (the levels: `mesh_common.thresholds`)."""
 
 
 def _level_style(name: str, value: float) -> str:
-    levels = WARNING_LEVELS.get(name)
-    if levels is None:
-        return ""
-    return "bold red" if value >= levels[1] else "yellow" if value >= levels[0] else ""
+    return LEVEL_STYLES.get(thresholds.level(name, value), "")
 
 
 def format_millis(value: float) -> str:

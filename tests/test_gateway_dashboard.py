@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import io
 import re
 from collections.abc import AsyncIterator
 
 import pytest
+from rich.console import Console
 
-from mesh_common.figures import columns
+from gateway._schema import KIND_COLUMNS
+from mesh_common import thresholds
+from mesh_common.addresses import HostPort
+from mesh_common.figures import KIND_FIGURES, columns
+from metricsmesh_cli.top import watch
 from tests.browser import ARTIFACTS, open_page, playwright_api
 from tests.gateway_mesh import Mesh
 
@@ -129,3 +135,103 @@ async def test_failing_and_slow_services_stand_out_and_a_row_opens_its_detail(
     ).to_have_text("0%")
     ARTIFACTS.mkdir(exist_ok=True)
     await page.screenshot(path=str(ARTIFACTS / "dashboard-detail.png"), full_page=True)
+
+
+# --- one definition of the thresholds, served to the dashboard, read by the CLI -------------
+
+
+async def test_the_schema_serves_the_thresholds_stale_age_and_kind_columns_as_defined(
+    mesh: Mesh,
+) -> None:
+    body = (await mesh.http.get("/api/v1/schema")).json()
+    assert {"rows", "totals"} <= body.keys()  # the row schema, as before
+    assert body["thresholds"] == {
+        name: {"warn": levels.warn, "bad": levels.bad}
+        for name, levels in thresholds.WARNING_LEVELS.items()
+    }
+    assert body["thresholds"]["error_rate"] == {"warn": 0.01, "bad": 0.05}
+    assert body["stale_seconds"] == thresholds.STALE_SECONDS == 10.0
+    assert [kind["name"] for kind in body["kinds"]] == [figure.name for figure in KIND_FIGURES]
+    shown = sorted((kind for kind in body["kinds"] if kind["column"]), key=lambda k: k["column"])
+    assert tuple(kind["name"] for kind in shown) == KIND_COLUMNS
+
+
+def recording_console() -> Console:
+    return Console(record=True, file=io.StringIO(), width=220, force_terminal=True)
+
+
+async def test_changing_the_one_threshold_definition_changes_the_dashboard_and_the_cli(
+    mesh: Mesh, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # 10 % of the events fail: "bad" by the shipped levels, only "warn" by these.
+    levels = {**thresholds.WARNING_LEVELS, "error_rate": thresholds.Levels(warn=0.05, bad=0.5)}
+    monkeypatch.setattr(thresholds, "WARNING_LEVELS", levels)
+    tracker = mesh.tracker("air-quality-service")
+    for index in range(40):
+        tracker.observe("fetch", 0.01, error=index % 10 == 0)
+    expect = playwright_api.expect
+    async with open_page(mesh.url + "/") as page:
+        errors = page.locator(cell("air-quality-service", "error_rate"))
+        await expect(errors).to_have_text("10%", timeout=10_000)
+        await expect(errors).to_have_attribute("data-level", "warn")
+        kind = page.locator('#detail-kinds tr[data-kind="fetch"] td[data-field="error_rate"]')
+        await page.locator('#rows tr[data-service="air-quality-service"]').click()
+        await expect(kind).to_have_attribute("data-level", "warn")
+    console, problems = recording_console(), recording_console()
+    target = HostPort("127.0.0.1", mesh.aggregator_port)
+    assert await watch(target, console, problems, services=["air-quality-service"], count=1) == 0
+    styled = console.export_text(styles=True)
+    assert "\x1b[33m10.0%" in styled  # yellow: warn
+    assert "\x1b[1;31m10.0%" not in styled  # not bold red: bad
+
+
+async def test_figures_older_than_the_served_stale_age_are_called_stale(
+    mesh: Mesh, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(thresholds, "STALE_SECONDS", 0.0)  # every snapshot is old at once
+    expect = playwright_api.expect
+    async with open_page(mesh.url + "/") as page:
+        await expect(page.locator("#rows tr[data-service]")).to_have_count(15, timeout=10_000)
+        await expect(page.locator("#banner-title")).to_have_text("Data is stale.")
+        await expect(page.locator("#banner")).to_be_visible()
+        await expect(page.locator("#conn")).to_have_attribute("data-state", "stale")
+
+
+# --- a browser without storage, zero spans ---------------------------------------------------
+
+# Storage refused as a browser with site data blocked refuses it: reading the property throws.
+BLOCK_STORAGE = """
+Object.defineProperty(window, "localStorage", {
+  configurable: true,
+  get() { throw new DOMException("The operation is insecure.", "SecurityError"); },
+});
+"""
+
+
+async def test_the_dashboard_works_where_the_browser_refuses_storage(
+    mesh: Mesh, page: Page
+) -> None:
+    expect = playwright_api.expect
+    await page.add_init_script(BLOCK_STORAGE)
+    await page.reload()  # the modules load again, storage refused from the start
+    refused = "(() => { try { localStorage; return false; } catch { return true; } })()"
+    assert await page.evaluate(refused)
+    await expect(page.locator("#rows tr[data-service]")).to_have_count(15, timeout=10_000)
+    await expect(page.locator("#conn")).to_have_attribute("data-state", "live", timeout=10_000)
+    # Sorting and the range work; they are just not remembered.
+    heading = page.locator('#head-row th[data-field="service_name"]')
+    await heading.click()
+    await expect(heading).to_have_attribute("aria-sort", "ascending")
+    await page.locator('#range button[data-minutes="1"]').click()
+    await expect(page.locator("#trend-head")).to_have_text("Trend · 1 min")
+
+
+async def test_a_span_of_zero_seconds_reads_0s_and_no_value_reads_a_dash(page: Page) -> None:
+    written = await page.evaluate(
+        """async () => {
+            const { duration } = await import("/static/format.js");
+            return [duration(0), duration(0.4), duration(null), duration(undefined), duration(75)];
+        }"""
+    )
+    no_value = "\u2013"  # an en dash
+    assert written == ["0s", "0s", no_value, no_value, "1m 15s"]

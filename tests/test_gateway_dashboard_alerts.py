@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -176,3 +177,43 @@ async def test_seed_003s_websocket_snippet_gets_alerts_in_chromium(mesh: Mesh, p
     assert alert["type"] == "alert"
     assert alert["data"]["name"] == "NoTraffic" and alert["data"]["state"] == "pending"
     assert alert["data"]["service_name"] == "admin-api"
+
+
+# Counts, per batch of DOM changes (one task's), how often the sparkline of one row was drawn:
+# each draw of a row is one "cursor" line added to its svg.
+COUNT_DRAWS = """
+() => {
+  const svg = document.querySelector('#rows tr[data-service="admin-api"] svg');
+  window.drawsPerTask = [];
+  new MutationObserver((records) => {
+    const draws = records.filter((record) => record.target === svg &&
+      [...record.addedNodes].some((node) => node.classList && node.classList.contains("cursor")));
+    if (draws.length) window.drawsPerTask.push(draws.length);
+  }).observe(document.getElementById("rows"), { subtree: true, childList: true });
+}
+"""
+NO_TRAFFIC_ANYWHERE = ({**RULES[2], "services": []},)
+
+
+@pytest.mark.parametrize("rules", [NO_TRAFFIC_ANYWHERE])
+async def test_loading_the_alert_list_draws_the_table_once(mesh: Mesh, page: Any) -> None:
+    expect = playwright_api.expect
+    released = asyncio.Event()
+
+    async def held(route: Any) -> None:  # the list arrives once the table is on screen
+        await released.wait()
+        await route.continue_()
+
+    await page.route("**/api/v1/alerts/active", held)
+    await page.reload()
+    await expect(page.locator("#rows tr[data-service]")).to_have_count(15, timeout=10_000)
+    await page.evaluate(COUNT_DRAWS)
+    released.set()
+    # Fifteen pending alerts (every service sees under 1 event/s), loaded as one list.
+    await expect(page.locator("#alert-list li")).to_have_count(15, timeout=10_000)
+    await expect(page.locator("#alerts-count")).to_have_text("0 firing · 15 pending")
+    await expect(page.locator('#rows tr[data-service="admin-api"]')).to_have_attribute(
+        "data-alert", "pending"
+    )
+    draws = await page.evaluate("window.drawsPerTask")
+    assert draws and max(draws) == 1, draws

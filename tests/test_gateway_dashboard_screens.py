@@ -320,3 +320,43 @@ async def test_the_stale_banner_counts_the_snapshots_real_age(mesh: Mesh) -> Non
         await page.screenshot(path=artifact("dashboard-stale.png"))
         await mesh.start_aggregator()
         await expect(banner).to_be_hidden(timeout=10_000)
+
+
+# Counts the changes to the banner's live region (role "alert": what a screen reader
+# announces), whichever element carries the role.
+COUNT_ANNOUNCEMENTS = """
+() => {
+  const region = document.querySelector("#banner[role=alert], #banner [role=alert]");
+  window.announcements = 0;
+  new MutationObserver((records) => { window.announcements += records.length; })
+    .observe(region, { subtree: true, childList: true, characterData: true, attributes: true });
+}
+"""
+
+
+async def test_the_banner_announces_a_change_once_while_its_age_counts_up(mesh: Mesh) -> None:
+    expect = playwright_api.expect
+    async with open_page(mesh.url + "/") as page:
+        await shown(page)
+        await page.evaluate(COUNT_ANNOUNCEMENTS)
+        await mesh.stop_aggregator()
+        await expect(page.locator("#banner")).to_be_visible(timeout=10_000)
+        await expect(page.locator("#banner-title")).to_have_text("Metrics unavailable.")
+        age = page.locator("#banner-age")
+        announced = await page.evaluate("window.announcements")
+        assert announced > 0  # the change itself is announced
+
+        def seconds(text: str | None) -> int:
+            return int(re.findall(r"\d+", text or "")[0])
+
+        first = seconds(await age.text_content())
+
+        async def counted_up() -> bool:
+            return seconds(await age.text_content()) >= first + 3
+
+        await eventually(counted_up, timeout=10, what="the banner's age to count up 3 s")
+        # Three seconds of the same message: the age changed, the announced region did not.
+        assert await page.evaluate("window.announcements") == announced
+        await expect(page.locator("#banner-message")).to_have_attribute("role", "alert")
+        await mesh.start_aggregator()
+        await expect(page.locator("#banner")).to_be_hidden(timeout=10_000)

@@ -7,8 +7,9 @@ const nf0 = new Intl.NumberFormat(undefined, { maximumFractionDigits: 0 });
 export function rate(v) { return v >= 100 ? nf1.format(v) : nf2.format(v); }
 export function count(v) { return nf0.format(v); }
 
+// A span for a table cell: "42s", "3m 5s", "2h 7m", "3d 4h"; "–" without a value (0 is "0s").
 export function duration(seconds) {
-  if (!seconds) return "–";
+  if (seconds === null || seconds === undefined || !Number.isFinite(seconds)) return "–";
   const s = Math.floor(seconds);
   const d = Math.floor(s / 86400), h = Math.floor((s % 86400) / 3600);
   const m = Math.floor((s % 3600) / 60), r = s % 60;
@@ -33,6 +34,14 @@ export function age(seconds) {
   if (s < 60) return s + " s";
   if (s < 3600) return Math.floor(s / 60) + " min " + String(s % 60).padStart(2, "0") + " s";
   return Math.floor(s / 3600) + " h " + Math.floor((s % 3600) / 60) + " min";
+}
+
+// How old a down row's figures are: its `seconds_since_seen` at the snapshot's time plus the
+// snapshot's age now (`snapshotAge`, seconds or null); "" for a gateway without the field.
+export function seen(row, snapshotAge) {
+  if (!("last_seen" in row)) return "";
+  if (row.last_seen === null) return "never seen";
+  return "last seen " + age((row.seconds_since_seen || 0) + (snapshotAge || 0)) + " ago";
 }
 
 export const clock = new Intl.DateTimeFormat(undefined,

@@ -6,52 +6,59 @@ import { UNIT_TEXT, clock, el } from "/static/format.js";
 
 export const RANGES = [1, 5, 15];  // minutes the sparklines can span
 const MAX_SAMPLES = 5000;
-const saved = Number(localStorage.getItem("metrics-mesh.range"));
-export const range = { minutes: RANGES.includes(saved) ? saved : 5 };
-// The figures the sparklines draw, one sample per snapshot, oldest first:
-// {t: snapshot time (ms), eps: fleet events/s, rows: Map(name -> {eps, err, p95, status})}.
-const samples = [];
 
 export const SVG = "http://www.w3.org/2000/svg";
 
-export function recordSample(body) {
-  const t = Date.parse(body.timestamp);
-  if (!Number.isFinite(t)) return false;
-  let i = samples.length;
-  while (i > 0 && samples[i - 1].t > t) i--;
-  if (i > 0 && samples[i - 1].t === t) return false;      // seen on the other stream
-  const rows = new Map();
-  for (const row of body.active_apis.concat(body.inactive_services || [])) {
-    const up = row.status === "active";
-    const known = (v) => (up && v !== null && v !== undefined ? v : null);
-    rows.set(row.service_name, {
-      eps: known(row.events_per_second),
-      err: known(row.error_rate) === null ? null : row.error_rate * 100,
-      p95: known(row.latency_p95_ms),
-      status: row.status,
-    });
+// The figures the sparklines draw, one sample per snapshot, oldest first, and the range shown.
+export class Trends {
+  constructor(minutes) {
+    this.minutes = RANGES.includes(minutes) ? minutes : 5;
+    // {t: snapshot time (ms), eps: fleet events/s, rows: Map(name -> {eps, err, p95, status})}
+    this.samples = [];
   }
-  samples.splice(i, 0, { t, eps: body.events_per_second, rows });
-  const newest = samples[samples.length - 1].t;
-  let old = 0;
-  while (old < samples.length && samples[old].t < newest - RANGES[RANGES.length - 1] * 60000) old++;
-  old = Math.max(old, samples.length - MAX_SAMPLES);
-  if (old > 0) samples.splice(0, old);
-  return true;
-}
 
-// The points of one series over the current range: [{t, v, status}].
-export function series(name, key) {
-  if (!samples.length) return { points: [], t0: 0, t1: 0 };
-  const t1 = samples[samples.length - 1].t, t0 = t1 - range.minutes * 60000;
-  const points = [];
-  for (const sample of samples) {
-    if (sample.t < t0) continue;
-    if (name === null) { points.push({ t: sample.t, v: sample.eps, status: "active" }); continue; }
-    const row = sample.rows.get(name);
-    if (row) points.push({ t: sample.t, v: row[key], status: row.status });
+  // Keep a snapshot's figures; false when it has no time or was kept already.
+  record(body) {
+    const samples = this.samples;
+    const t = Date.parse(body.timestamp);
+    if (!Number.isFinite(t)) return false;
+    let i = samples.length;
+    while (i > 0 && samples[i - 1].t > t) i--;
+    if (i > 0 && samples[i - 1].t === t) return false;      // seen on the other stream
+    const rows = new Map();
+    for (const row of body.active_apis.concat(body.inactive_services || [])) {
+      const up = row.status === "active";
+      const known = (v) => (up && v !== null && v !== undefined ? v : null);
+      rows.set(row.service_name, {
+        eps: known(row.events_per_second),
+        err: known(row.error_rate) === null ? null : row.error_rate * 100,
+        p95: known(row.latency_p95_ms),
+        status: row.status,
+      });
+    }
+    samples.splice(i, 0, { t, eps: body.events_per_second, rows });
+    const newest = samples[samples.length - 1].t;
+    let old = 0;
+    while (old < samples.length && samples[old].t < newest - RANGES[RANGES.length - 1] * 60000) old++;
+    old = Math.max(old, samples.length - MAX_SAMPLES);
+    if (old > 0) samples.splice(0, old);
+    return true;
   }
-  return { points, t0, t1 };
+
+  // The points of one series over the current range: [{t, v, status}]; name null: the fleet.
+  series(name, key) {
+    const samples = this.samples;
+    if (!samples.length) return { points: [], t0: 0, t1: 0 };
+    const t1 = samples[samples.length - 1].t, t0 = t1 - this.minutes * 60000;
+    const points = [];
+    for (const sample of samples) {
+      if (sample.t < t0) continue;
+      if (name === null) { points.push({ t: sample.t, v: sample.eps, status: "active" }); continue; }
+      const row = sample.rows.get(name);
+      if (row) points.push({ t: sample.t, v: row[key], status: row.status });
+    }
+    return { points, t0, t1 };
+  }
 }
 
 export function drawSpark(svg, data, width, height) {
@@ -91,12 +98,19 @@ export function drawSpark(svg, data, width, height) {
   if (svg.hoverX !== undefined) showTip(svg, svg.hoverX);   // a redraw under the pointer
 }
 
-// The tooltip of every sparkline: the sample nearest the pointer, its time and value.
-const tip = el("div", "spark-tip");
-tip.id = "spark-tip";
-tip.setAttribute("role", "tooltip");
-tip.hidden = true;
-document.body.appendChild(tip);
+// The tooltip of every sparkline (one per page): the sample nearest the pointer, its time
+// and value.
+function tooltip() {
+  let tip = document.getElementById("spark-tip");
+  if (!tip) {
+    tip = el("div", "spark-tip");
+    tip.id = "spark-tip";
+    tip.setAttribute("role", "tooltip");
+    tip.hidden = true;
+    document.body.appendChild(tip);
+  }
+  return tip;
+}
 
 function nearest(points, t) {
   let lo = 0, hi = points.length - 1;
@@ -110,6 +124,7 @@ function nearest(points, t) {
 
 function showTip(svg, clientX) {
   svg.hoverX = clientX;
+  const tip = tooltip();
   const data = svg.spark;
   if (!data || !data.points.length) { tip.hidden = true; return; }
   const box = svg.getBoundingClientRect();
@@ -133,12 +148,13 @@ function showTip(svg, clientX) {
 
 function hideTip(svg) {
   svg.hoverX = undefined;
-  tip.hidden = true;
+  tooltip().hidden = true;
   const cursor = svg.querySelector(".cursor");
   if (cursor) cursor.style.display = "none";
 }
 
 export function hoverable(svg, unit) {
+  tooltip();
   svg.dataset.unit = unit;
   svg.addEventListener("pointermove", (event) => showTip(svg, event.clientX));
   svg.addEventListener("pointerleave", () => hideTip(svg));
@@ -150,7 +166,7 @@ function axisText(minutes) {
   return minutes === 1 ? ["−60 s", "−30 s", "now"] : ["−" + minutes + " min", "−" + mid + " min", "now"];
 }
 
-export function drawAxis(node) {
-  const labels = axisText(range.minutes);
+export function drawAxis(node, minutes) {
+  const labels = axisText(minutes);
   node.replaceChildren(...labels.map((text) => el("span", "", text)));
 }

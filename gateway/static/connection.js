@@ -1,0 +1,100 @@
+// The page's link to the gateway: live over Server-Sent Events, polling every 5 s while the
+// stream is unavailable, and the past replayed once at load on a stream of its own.
+const STREAM_URL = "/api/v1/real-time-metrics/stream";
+// The sparklines' past: the gateway's ring (history_size snapshots) replayed once at load,
+// only the figures they draw, on a stream of its own that closes once it has caught up.
+const HISTORY_URL = STREAM_URL + "?replay=900&fields=events_per_second,error_rate,latency_p95_ms";
+const REST_URL = "/api/v1/real-time-metrics";
+const POLL_MS = 5000;
+const HISTORY_LIMIT_MS = 30000;  // the replay gives up after this
+
+export class Connection {
+  // `status` shows the link's state (its `mode` is set here). The handlers: `snapshot(body)`
+  // for each new snapshot, `alert(alert)` for each alert change on the stream, `poll()` at
+  // each poll (the alert list), `past(body)` for each replayed snapshot (true when it was
+  // new), `caughtUp()` once the replay is over and brought something.
+  constructor(status, handlers) {
+    this.status = status;
+    this.handlers = handlers;
+    this.lastSequence = 0;
+    this.source = null;
+    this.pollTimer = null;
+  }
+
+  start() {
+    this.connect();
+    this.loadHistory();
+  }
+
+  // A snapshot from the stream or a poll; one already seen (the other way) is skipped.
+  receive(body) {
+    if (typeof body.sequence === "number") {
+      if (body.sequence === this.lastSequence) return;
+      this.lastSequence = body.sequence;
+    }
+    this.status.received(body);
+    this.handlers.snapshot(body);
+    this.status.refresh();
+  }
+
+  connect() {
+    const status = this.status;
+    if (!window.EventSource) { this.startPolling(); return; }
+    const source = new EventSource(STREAM_URL);
+    this.source = source;
+    source.addEventListener("open", () => { status.mode = "live"; this.stopPolling(); status.refresh(); });
+    source.addEventListener("alert", (event) => this.handlers.alert(JSON.parse(event.data)));
+    source.addEventListener("snapshot", (event) => this.receive(JSON.parse(event.data)));
+    source.addEventListener("error", (event) => {
+      if (event instanceof MessageEvent && event.data) {
+        status.failed(JSON.parse(event.data));   // the gateway's own `event: error`
+        return;
+      }
+      // The connection itself failed: EventSource retries; poll meanwhile.
+      status.mode = source.readyState === EventSource.CLOSED ? "down" : "polling";
+      this.startPolling();
+      status.refresh();
+      if (source.readyState === EventSource.CLOSED) setTimeout(() => this.connect(), POLL_MS);
+    });
+  }
+
+  async poll() {
+    const status = this.status;
+    this.handlers.poll();
+    try {
+      const response = await fetch(REST_URL, { cache: "no-store" });
+      const body = await response.json();
+      if (status.mode !== "live") status.mode = "polling";
+      if (response.ok) this.receive(body);
+      else status.failed(body);
+    } catch (err) {
+      if (status.mode !== "live") status.mode = "down";
+      status.refresh();
+    }
+  }
+
+  startPolling() {
+    if (this.pollTimer) return;
+    this.poll();
+    this.pollTimer = setInterval(() => this.poll(), POLL_MS);
+  }
+
+  stopPolling() {
+    if (this.pollTimer) { clearInterval(this.pollTimer); this.pollTimer = null; }
+  }
+
+  // The past from the gateway's ring, on a stream of its own that closes when caught up.
+  loadHistory() {
+    if (!window.EventSource) return;
+    const past = new EventSource(HISTORY_URL);
+    let added = 0;
+    const done = () => { past.close(); clearTimeout(limit); if (added) this.handlers.caughtUp(); };
+    const limit = setTimeout(done, HISTORY_LIMIT_MS);
+    past.addEventListener("snapshot", (event) => {
+      const body = JSON.parse(event.data);
+      if (this.handlers.past(body)) added++;
+      if (this.lastSequence && body.sequence >= this.lastSequence) done();   // met the live stream
+    });
+    past.addEventListener("error", done);
+  }
+}
