@@ -253,6 +253,7 @@ class ServiceRow(_message.Message):
     CPU_USAGE_PERCENT_FIELD_NUMBER: _builtins.int
     LAST_SEEN_TIME_FIELD_NUMBER: _builtins.int
     LAST_SEEN_AGE_FIELD_NUMBER: _builtins.int
+    START_TIME_FIELD_NUMBER: _builtins.int
     service_name: _builtins.str
     """service_name is the service's name in the registry."""
     service_type: _builtins.str
@@ -352,6 +353,13 @@ class ServiceRow(_message.Message):
         (zero for this round's answer); unset when last_seen_time is.
         """
 
+    @_builtins.property
+    def start_time(self) -> _timestamp_pb2.Timestamp:
+        """start_time is when the agent's tracker started (its lifetime: a new
+        start_time means the agent restarted and its since-start totals began
+        again); unset when the row has no figures.
+        """
+
     def __init__(
         self,
         *,
@@ -381,10 +389,11 @@ class ServiceRow(_message.Message):
         cpu_usage_percent: _builtins.float = ...,
         last_seen_time: _timestamp_pb2.Timestamp | None = ...,
         last_seen_age: _duration_pb2.Duration | None = ...,
+        start_time: _timestamp_pb2.Timestamp | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["age", b"age", "call_latency", b"call_latency", "last_event_time", b"last_event_time", "last_seen_age", b"last_seen_age", "last_seen_time", b"last_seen_time", "latency", b"latency", "read_time", b"read_time", "uptime", b"uptime"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["age", b"age", "call_latency", b"call_latency", "last_event_time", b"last_event_time", "last_seen_age", b"last_seen_age", "last_seen_time", b"last_seen_time", "latency", b"latency", "read_time", b"read_time", "start_time", b"start_time", "uptime", b"uptime"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["age", b"age", "agent_port", b"agent_port", "call_latency", b"call_latency", "consecutive_failures", b"consecutive_failures", "cpu_usage_percent", b"cpu_usage_percent", "data_source", b"data_source", "error_message", b"error_message", "events_per_hour", b"events_per_hour", "events_per_second", b"events_per_second", "health", b"health", "host", b"host", "kinds", b"kinds", "last_event_time", b"last_event_time", "last_seen_age", b"last_seen_age", "last_seen_time", b"last_seen_time", "latency", b"latency", "port", b"port", "read_time", b"read_time", "service_name", b"service_name", "service_type", b"service_type", "status", b"status", "total_errors", b"total_errors", "total_events", b"total_events", "uptime", b"uptime", "window_errors", b"window_errors", "window_events", b"window_events"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["age", b"age", "agent_port", b"agent_port", "call_latency", b"call_latency", "consecutive_failures", b"consecutive_failures", "cpu_usage_percent", b"cpu_usage_percent", "data_source", b"data_source", "error_message", b"error_message", "events_per_hour", b"events_per_hour", "events_per_second", b"events_per_second", "health", b"health", "host", b"host", "kinds", b"kinds", "last_event_time", b"last_event_time", "last_seen_age", b"last_seen_age", "last_seen_time", b"last_seen_time", "latency", b"latency", "port", b"port", "read_time", b"read_time", "service_name", b"service_name", "service_type", b"service_type", "start_time", b"start_time", "status", b"status", "total_errors", b"total_errors", "total_events", b"total_events", "uptime", b"uptime", "window_errors", b"window_errors", "window_events", b"window_events"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
