@@ -139,7 +139,8 @@ async def test_bad_stream_requests_are_invalid_argument(
 
 async def test_unknown_name_in_get_snapshot_is_invalid_argument(mesh: Fleet) -> None:
     async with (
-        AggregatorServer(mesh.registry, fast_settings()) as server,
+        # No rounds of its own: only a request could make one, and a refused one must not.
+        AggregatorServer(mesh.registry, fast_settings(), interval_rounds=False) as server,
         grpc.aio.insecure_channel(server.address) as channel,
     ):
         request = aggregator_pb2.GetSnapshotRequest()
