@@ -13,7 +13,9 @@ from typing import Any
 
 import pytest
 from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosedError
 
+import gateway._ws
 from tests.gateway_mesh import Mesh
 
 
@@ -236,3 +238,29 @@ async def test_aggregator_down_is_reported_and_updates_resume(
     await mesh.start_aggregator()
     update = await until(ws, "metric_update")
     assert update["data"]["data"]["services_total"] == 15
+
+
+async def test_a_pusher_that_fails_is_logged_and_closes_the_connection_at_once(
+    mesh: Mesh, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The client is told (close 1011) without having to send anything; the log has why."""
+    failure = RuntimeError("injected: the items cannot be built")
+
+    def broken(*args: object) -> list[object]:
+        raise failure
+
+    monkeypatch.setattr(gateway._ws, "items_for", broken)
+    async with connect(mesh.ws_url) as client:
+        assert (await receive(client))["type"] == "welcome"
+        await send(client, {"type": "subscribe", "metric_types": ["system"]})
+        assert (await receive(client))["type"] == "subscription_confirmed"
+        with pytest.raises(ConnectionClosedError) as closed:
+            await receive(client)  # the next snapshot makes the pusher fail
+    assert closed.value.rcvd is not None and closed.value.rcvd.code == 1011
+    failures = [
+        record
+        for record in caplog.records
+        if record.name == "gateway.ws" and record.exc_info is not None
+    ]
+    assert len(failures) == 1, caplog.text
+    assert failures[0].exc_info is not None and failures[0].exc_info[1] is failure
