@@ -422,3 +422,22 @@ async def test_docs_show_the_alert_endpoints_and_models(mesh: Mesh) -> None:
     assert {"AlertOut", "AlertRuleOut", "ActiveAlerts", "AlertRuleList"} <= set(
         spec["components"]["schemas"]
     )
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "detail"),
+    [
+        ("DELETE", "/api/v1/alerts/rules/no-such-rule", "no rule with id 'no-such-rule'"),
+        (
+            "POST",
+            "/api/v1/alerts/resolve/no-such-alert",
+            "no pending or firing alert with id 'no-such-alert'",
+        ),
+    ],
+)
+async def test_a_404_says_what_is_missing_in_plain_words(
+    mesh: Mesh, method: str, path: str, detail: str
+) -> None:
+    response = await mesh.http.request(method, path, headers=AUTH)
+    assert response.status_code == 404, response.text
+    assert response.json() == {"detail": detail, "field": None}  # not the text's repr
