@@ -18,6 +18,7 @@ from gateway import RealTimeMetrics
 from gateway._sse import Admission, EventStreamResponse
 from gateway._state import ClientStats
 from gateway._views import WHOLE
+from mesh_common.bounded import QUOTE_LIMIT
 from tests.eventually import eventually
 from tests.gateway_mesh import Mesh, running_mesh
 
@@ -374,3 +375,19 @@ async def test_a_replay_lets_other_requests_run_between_its_frames(mesh: Mesh) -
     finally:
         counter.cancel()
         await stream.aclose()
+
+
+@pytest.mark.parametrize("path", [REST, STREAM])
+@pytest.mark.parametrize(
+    "fields",
+    ["x" * 5000, ",".join(f"bogus_{index}" for index in range(1000))],
+    ids=["one long name", "a thousand names"],
+)
+async def test_the_422_of_unknown_fields_repeats_a_bounded_part_of_them(
+    mesh: Mesh, path: str, fields: str
+) -> None:
+    response = await mesh.http.get(path, params={"fields": fields})
+    assert response.status_code == 422
+    detail = response.json()["detail"]
+    assert detail.startswith("unknown field(s) ") and "; known: " in detail
+    assert len(detail) <= 2 * QUOTE_LIMIT + 600, len(detail)  # the known names: ~400
