@@ -10,7 +10,8 @@ The write endpoints need `Authorization: Bearer <token>` when `[gateway] admin_t
 (401 with `WWW-Authenticate: Bearer` otherwise, compared in constant time); the client's token
 goes on to the aggregator as the call's `authorization` metadata, where the aggregator's own
 check applies. The aggregator's refusals keep their meaning: INVALID_ARGUMENT is 422 with its
-message (which names the field), UNAUTHENTICATED 401, NOT_FOUND 404, FAILED_PRECONDITION 409,
+message and, as `field`, the field its status details name (`google.rpc.BadRequest`),
+UNAUTHENTICATED 401, NOT_FOUND 404, FAILED_PRECONDITION 409,
 UNAVAILABLE 503, UNIMPLEMENTED (an aggregator without alerts) 501. Every error body is
 `{"detail": ..., "field": ...}`.
 
@@ -23,13 +24,14 @@ names cannot be checked yet and are applied as given (as the REST endpoint does)
 from __future__ import annotations
 
 import hmac
-import re
 from typing import Annotated, Any
 
 import grpc
 import orjson
 from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import JSONResponse
+from google.protobuf.message import DecodeError
+from google.rpc import error_details_pb2, status_pb2
 from metricsmesh.v1 import alerts_pb2
 
 from gateway._alert_forms import EXAMPLES, RuleForm, rule_from_form
@@ -72,9 +74,9 @@ _HTTP_STATUS: dict[grpc.StatusCode, int] = {
     grpc.StatusCode.UNAVAILABLE: 503,
     grpc.StatusCode.DEADLINE_EXCEEDED: 504,
 }
-_FIELD = re.compile(r"^rule field '([a-z_][a-z0-9_]*)'")
-_FORM_FIELDS = {"for": "for_seconds", "keep_firing_for": "keep_firing_for_seconds"}
-"""The aggregator's names of rule fields that the native REST form spells differently."""
+
+STATUS_DETAILS_KEY = "grpc-status-details-bin"
+"""The trailing metadata key of a call's `google.rpc.Status` (gRPC's richer error model)."""
 
 Metadata = tuple[tuple[str, str], ...]
 
@@ -131,10 +133,46 @@ def refusal_of(state: GatewayState, error: grpc.aio.AioRpcError) -> AlertRequest
         details = f"the aggregator at {state.settings.aggregator} serves no alerts ({details})"
     elif status == 502:
         details = f"the aggregator answered {code.name}: {details}"
-    field = _FIELD.match(details) if status == 422 else None
+    field = violated_field(error) if status == 422 else None
     challenge = CHALLENGE if status == 401 else None
-    name = None if field is None else _FORM_FIELDS.get(field[1], field[1])
-    return AlertRequestError(status, details, field=name, challenge=challenge)
+    return AlertRequestError(status, details, field=field, challenge=challenge)
+
+
+def violated_field(error: grpc.aio.AioRpcError) -> str | None:
+    """The field of the first `google.rpc.BadRequest` field violation in `error`'s status.
+
+    The aggregator names a rule's wrong field so (the rule's JSON field names, those of the
+    native form); an error without such details (or with details that contradict its code
+    or message) names no field: the message is for people, never parsed.
+    """
+    status = status_details(error)
+    for detail in status.details if status is not None else ():
+        request = error_details_pb2.BadRequest()
+        if not detail.Unpack(request):  # another kind of detail
+            continue
+        for violation in request.field_violations:
+            if violation.field:
+                return str(violation.field)
+    return None
+
+
+def status_details(error: grpc.aio.AioRpcError) -> status_pb2.Status | None:
+    """The `google.rpc.Status` an aio call failed with (`grpc_status.rpc_status.from_call`'s).
+
+    Read from the trailing metadata `grpc-status-details-bin`; None when there is none, when
+    it is not a Status, or when its code or message are not the call's own.
+    """
+    for key, value in error.trailing_metadata() or ():
+        if key != STATUS_DETAILS_KEY or not isinstance(value, bytes):
+            continue
+        try:
+            status = status_pb2.Status.FromString(value)
+        except DecodeError:
+            return None
+        if status.code != error.code().value[0] or status.message != error.details():
+            return None
+        return status
+    return None
 
 
 def alert_filter(
