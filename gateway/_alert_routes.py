@@ -24,6 +24,7 @@ names cannot be checked yet and are applied as given (as the REST endpoint does)
 from __future__ import annotations
 
 import hmac
+from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
 
 import grpc
@@ -225,9 +226,24 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
 }
 
 
+Call = Callable[..., Awaitable[Any]]
+"""`call(method, request, metadata=())`: one unary call to the aggregator (AlertRequestError)."""
+
+
 def alert_router(state: GatewayState) -> APIRouter:
     """The alert endpoints of seed 003."""
     router = APIRouter(prefix=PREFIX, tags=["alerts"])
+    call = aggregator_caller(state)
+    for add_routes in (_rule_reads, _rule_writes, _active_alerts, _resolve_alerts):
+        add_routes(router, state, call)
+    return router
+
+
+def aggregator_caller(state: GatewayState) -> Call:
+    """Calls to the aggregator over the alert hub's channel, each with its deadline.
+
+    A failed call raises the AlertRequestError of its HTTP answer (`refusal_of`).
+    """
     hub = state.alerts
 
     async def call(method: str, request: Any, metadata: Metadata = ()) -> Any:
@@ -238,6 +254,10 @@ def alert_router(state: GatewayState) -> APIRouter:
         except grpc.aio.AioRpcError as error:
             raise refusal_of(state, error) from None
 
+    return call
+
+
+def _rule_reads(router: APIRouter, state: GatewayState, call: Call) -> None:
     @router.get(
         "/rules",
         response_model=AlertRuleList,
@@ -253,6 +273,8 @@ def alert_router(state: GatewayState) -> APIRouter:
         rules = [rule_json(rule) for rule in response.rules]
         return JSONResponse({"rules": rules, "count": len(rules)})
 
+
+def _rule_writes(router: APIRouter, state: GatewayState, call: Call) -> None:
     @router.post(
         "/rules",
         status_code=201,
@@ -295,6 +317,10 @@ def alert_router(state: GatewayState) -> APIRouter:
             return refusal_response(refusal)
         return JSONResponse(rule_json(response.rule))
 
+
+def _active_alerts(router: APIRouter, state: GatewayState, call: Call) -> None:
+    hub = state.alerts
+
     @router.get(
         "/active",
         response_model=ActiveAlerts,
@@ -336,6 +362,8 @@ def alert_router(state: GatewayState) -> APIRouter:
         pairs = ((entry.json, entry.alert.state) for entry in entries)
         return JSONResponse(alert_list_body(pairs, hub.sequence, state.clocks.wall()))
 
+
+def _resolve_alerts(router: APIRouter, state: GatewayState, call: Call) -> None:
     @router.post(
         "/resolve/{alert_id:path}",
         response_model=AlertOut,
@@ -361,8 +389,6 @@ def alert_router(state: GatewayState) -> APIRouter:
         except AlertRequestError as refusal:
             return refusal_response(refusal)
         return JSONResponse(alert_json(response.alert))
-
-    return router
 
 
 def _mapped(body: Any) -> alerts_pb2.AlertRule:
