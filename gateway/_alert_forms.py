@@ -254,28 +254,9 @@ def rule_from_form(body: object) -> alerts_pb2.AlertRule:
     cond_value: float | str | None = None
     if form.condition is not None:
         cond_figure, cond_op, cond_value = parse_condition(form.condition)
-    figure = _one(
-        "figure",
-        ("figure", form.figure),
-        ("metric_name", None if form.metric_name is None else seed_figure(form.metric_name)),
-        ("condition", None if cond_figure is None else seed_figure(cond_figure)),
-    )
-    if figure is None:
-        raise AlertFormError(
-            "figure",
-            "missing: give figure, metric_name, or a condition such as 'error_rate > 0.05'",
-        )
+    figure = _figure(form, cond_figure)
     comparator = _one("comparator", ("comparator", form.comparator), ("condition", cond_op))
-    number = cond_value if isinstance(cond_value, float) else None
-    word = cond_value if isinstance(cond_value, str) else None
-    given_number, given_word = _number_or_word(form.threshold)
-    threshold = _one("threshold", ("threshold", given_number), ("condition", number))
-    threshold_text = _one(
-        "threshold_text",
-        ("threshold_text", form.threshold_text),
-        ("threshold", given_word),
-        ("condition", word),
-    )
+    threshold, threshold_text = _thresholds(form, cond_value)
     for_seconds = _one(
         "for_duration",
         ("for_seconds", form.for_seconds),
@@ -299,6 +280,43 @@ def rule_from_form(body: object) -> alerts_pb2.AlertRule:
         labels=form.labels or {},
         annotations=form.annotations or {},
     )
+    _set_optional(rule, form, for_seconds)
+    return rule
+
+
+def _figure(form: RuleForm, cond_figure: str | None) -> str:
+    """The one figure the form names (figure, metric_name or the condition's); required."""
+    figure: str | None = _one(
+        "figure",
+        ("figure", form.figure),
+        ("metric_name", None if form.metric_name is None else seed_figure(form.metric_name)),
+        ("condition", None if cond_figure is None else seed_figure(cond_figure)),
+    )
+    if figure is None:
+        raise AlertFormError(
+            "figure",
+            "missing: give figure, metric_name, or a condition such as 'error_rate > 0.05'",
+        )
+    return figure
+
+
+def _thresholds(form: RuleForm, cond_value: float | str | None) -> tuple[float | None, str | None]:
+    """(threshold, threshold_text): a number or a word, from `threshold` or the condition."""
+    number = cond_value if isinstance(cond_value, float) else None
+    word = cond_value if isinstance(cond_value, str) else None
+    given_number, given_word = _number_or_word(form.threshold)
+    threshold = _one("threshold", ("threshold", given_number), ("condition", number))
+    threshold_text = _one(
+        "threshold_text",
+        ("threshold_text", form.threshold_text),
+        ("threshold", given_word),
+        ("condition", word),
+    )
+    return threshold, threshold_text
+
+
+def _set_optional(rule: alerts_pb2.AlertRule, form: RuleForm, for_seconds: Any) -> None:
+    """The fields that stay unset unless the form gives them."""
     if form.notification is not None:
         rule.labels["notification"] = form.notification
     if form.clear_threshold is not None:
@@ -310,4 +328,3 @@ def rule_from_form(body: object) -> alerts_pb2.AlertRule:
             rule.keep_firing_for,
             parse_seconds(form.keep_firing_for_seconds, "keep_firing_for_seconds"),
         )
-    return rule

@@ -10,7 +10,8 @@ The write endpoints need `Authorization: Bearer <token>` when `[gateway] admin_t
 (401 with `WWW-Authenticate: Bearer` otherwise, compared in constant time); the client's token
 goes on to the aggregator as the call's `authorization` metadata, where the aggregator's own
 check applies. The aggregator's refusals keep their meaning: INVALID_ARGUMENT is 422 with its
-message (which names the field), UNAUTHENTICATED 401, NOT_FOUND 404, FAILED_PRECONDITION 409,
+message and, as `field`, the field its status details name (`google.rpc.BadRequest`),
+UNAUTHENTICATED 401, NOT_FOUND 404, FAILED_PRECONDITION 409,
 UNAVAILABLE 503, UNIMPLEMENTED (an aggregator without alerts) 501. Every error body is
 `{"detail": ..., "field": ...}`.
 
@@ -23,13 +24,15 @@ names cannot be checked yet and are applied as given (as the REST endpoint does)
 from __future__ import annotations
 
 import hmac
-import re
+from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
 
 import grpc
 import orjson
 from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import JSONResponse
+from google.protobuf.message import DecodeError
+from google.rpc import error_details_pb2, status_pb2
 from metricsmesh.v1 import alerts_pb2
 
 from gateway._alert_forms import EXAMPLES, RuleForm, rule_from_form
@@ -72,9 +75,9 @@ _HTTP_STATUS: dict[grpc.StatusCode, int] = {
     grpc.StatusCode.UNAVAILABLE: 503,
     grpc.StatusCode.DEADLINE_EXCEEDED: 504,
 }
-_FIELD = re.compile(r"^rule field '([a-z_][a-z0-9_]*)'")
-_FORM_FIELDS = {"for": "for_seconds", "keep_firing_for": "keep_firing_for_seconds"}
-"""The aggregator's names of rule fields that the native REST form spells differently."""
+
+STATUS_DETAILS_KEY = "grpc-status-details-bin"
+"""The trailing metadata key of a call's `google.rpc.Status` (gRPC's richer error model)."""
 
 Metadata = tuple[tuple[str, str], ...]
 
@@ -131,10 +134,46 @@ def refusal_of(state: GatewayState, error: grpc.aio.AioRpcError) -> AlertRequest
         details = f"the aggregator at {state.settings.aggregator} serves no alerts ({details})"
     elif status == 502:
         details = f"the aggregator answered {code.name}: {details}"
-    field = _FIELD.match(details) if status == 422 else None
+    field = violated_field(error) if status == 422 else None
     challenge = CHALLENGE if status == 401 else None
-    name = None if field is None else _FORM_FIELDS.get(field[1], field[1])
-    return AlertRequestError(status, details, field=name, challenge=challenge)
+    return AlertRequestError(status, details, field=field, challenge=challenge)
+
+
+def violated_field(error: grpc.aio.AioRpcError) -> str | None:
+    """The field of the first `google.rpc.BadRequest` field violation in `error`'s status.
+
+    The aggregator names a rule's wrong field so (the rule's JSON field names, those of the
+    native form); an error without such details (or with details that contradict its code
+    or message) names no field: the message is for people, never parsed.
+    """
+    status = status_details(error)
+    for detail in status.details if status is not None else ():
+        request = error_details_pb2.BadRequest()
+        if not detail.Unpack(request):  # another kind of detail
+            continue
+        for violation in request.field_violations:
+            if violation.field:
+                return str(violation.field)
+    return None
+
+
+def status_details(error: grpc.aio.AioRpcError) -> status_pb2.Status | None:
+    """The `google.rpc.Status` an aio call failed with (`grpc_status.rpc_status.from_call`'s).
+
+    Read from the trailing metadata `grpc-status-details-bin`; None when there is none, when
+    it is not a Status, or when its code or message are not the call's own.
+    """
+    for key, value in error.trailing_metadata() or ():
+        if key != STATUS_DETAILS_KEY or not isinstance(value, bytes):
+            continue
+        try:
+            status = status_pb2.Status.FromString(value)
+        except DecodeError:
+            return None
+        if status.code != error.code().value[0] or status.message != error.details():
+            return None
+        return status
+    return None
 
 
 def alert_filter(
@@ -187,9 +226,24 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
 }
 
 
+Call = Callable[..., Awaitable[Any]]
+"""`call(method, request, metadata=())`: one unary call to the aggregator (AlertRequestError)."""
+
+
 def alert_router(state: GatewayState) -> APIRouter:
     """The alert endpoints of seed 003."""
     router = APIRouter(prefix=PREFIX, tags=["alerts"])
+    call = aggregator_caller(state)
+    for add_routes in (_rule_reads, _rule_writes, _active_alerts, _resolve_alerts):
+        add_routes(router, state, call)
+    return router
+
+
+def aggregator_caller(state: GatewayState) -> Call:
+    """Calls to the aggregator over the alert hub's channel, each with its deadline.
+
+    A failed call raises the AlertRequestError of its HTTP answer (`refusal_of`).
+    """
     hub = state.alerts
 
     async def call(method: str, request: Any, metadata: Metadata = ()) -> Any:
@@ -200,6 +254,10 @@ def alert_router(state: GatewayState) -> APIRouter:
         except grpc.aio.AioRpcError as error:
             raise refusal_of(state, error) from None
 
+    return call
+
+
+def _rule_reads(router: APIRouter, state: GatewayState, call: Call) -> None:
     @router.get(
         "/rules",
         response_model=AlertRuleList,
@@ -215,6 +273,8 @@ def alert_router(state: GatewayState) -> APIRouter:
         rules = [rule_json(rule) for rule in response.rules]
         return JSONResponse({"rules": rules, "count": len(rules)})
 
+
+def _rule_writes(router: APIRouter, state: GatewayState, call: Call) -> None:
     @router.post(
         "/rules",
         status_code=201,
@@ -257,6 +317,10 @@ def alert_router(state: GatewayState) -> APIRouter:
             return refusal_response(refusal)
         return JSONResponse(rule_json(response.rule))
 
+
+def _active_alerts(router: APIRouter, state: GatewayState, call: Call) -> None:
+    hub = state.alerts
+
     @router.get(
         "/active",
         response_model=ActiveAlerts,
@@ -298,6 +362,8 @@ def alert_router(state: GatewayState) -> APIRouter:
         pairs = ((entry.json, entry.alert.state) for entry in entries)
         return JSONResponse(alert_list_body(pairs, hub.sequence, state.clocks.wall()))
 
+
+def _resolve_alerts(router: APIRouter, state: GatewayState, call: Call) -> None:
     @router.post(
         "/resolve/{alert_id:path}",
         response_model=AlertOut,
@@ -323,8 +389,6 @@ def alert_router(state: GatewayState) -> APIRouter:
         except AlertRequestError as refusal:
             return refusal_response(refusal)
         return JSONResponse(alert_json(response.alert))
-
-    return router
 
 
 def _mapped(body: Any) -> alerts_pb2.AlertRule:

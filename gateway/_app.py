@@ -27,6 +27,7 @@ from gateway._state import GatewayState
 from gateway._upstream import SnapshotHub
 from gateway._ws import ws_router
 from mesh_common.clocks import SYSTEM_CLOCKS, Clocks
+from mesh_common.version import version
 
 STATIC = Path(__file__).parent / "static"
 
@@ -87,7 +88,7 @@ def create_app(
         state,
         title="metrics-mesh gateway",
         description="Live event rates of every service: REST, SSE, WebSocket, Prometheus.",
-        version="0.1.0",
+        version=version(),  # the installed package's, as `--version` and /metrics say
         lifespan=lifespan,
         docs_url=None,  # gateway._docs serves /docs and /redoc with local assets
         redoc_url=None,

@@ -62,7 +62,9 @@ class GatewaySettings:
         500, "most concurrent SSE clients (503 beyond); each costs about 20 KB"
     )
     max_ws_clients: int = setting(
-        500, "most concurrent WebSocket clients (close 1013 beyond); each costs about 40 KB"
+        500,
+        "most concurrent WebSocket clients (close 1013 beyond); each costs about 45 KB "
+        "(python -m bench ws_memory)",
     )
     ws_max_message_bytes: int = setting(65536, "largest WebSocket client message (close 1009)")
     ws_messages_per_second: float = setting(

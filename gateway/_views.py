@@ -18,6 +18,7 @@ import orjson
 from metricsmesh.v1 import snapshot_pb2
 
 from gateway._errors import FilterError
+from mesh_common.bounded import quote_list
 from mesh_common.figures import (
     ROW_FIGURE_NAMES,
     ROW_FIGURES,
@@ -94,7 +95,7 @@ def make_view(
     unknown_fields = sorted(set(fields) - set(allowed))
     if unknown_fields:
         raise FilterError(
-            f"unknown field(s) {', '.join(unknown_fields)}; known: {', '.join(allowed)}"
+            f"unknown field(s) {quote_list(unknown_fields)}; known: {', '.join(allowed)}"
         )
     wanted = ServiceFilter.of(services, types)
     if known_services is not None:

@@ -76,8 +76,10 @@ class RateLimitedLog:
         self.dropped = 0
         """Lines dropped since the last one written."""
 
-    def log(self, level: int, message: str, *args: object) -> bool:
-        """Write the line if the budget allows; returns whether it was written."""
+    def log(
+        self, level: int, message: str, *args: object, exc_info: BaseException | None = None
+    ) -> bool:
+        """Write the line (with `exc_info`'s traceback) if the budget allows; whether it was."""
         now = self._monotonic()
         if now - self._window_start >= self._period:
             self._window_start, self._written = now, 0
@@ -89,7 +91,7 @@ class RateLimitedLog:
             message += " (%d similar lines dropped)"
             args = (*args, self.dropped)
             self.dropped = 0
-        self._logger.log(level, message, *args)
+        self._logger.log(level, message, *args, exc_info=exc_info)
         return True
 
     def warning(self, message: str, *args: object) -> bool:

@@ -1,7 +1,8 @@
 """The installed version of metrics-mesh, read once from the package metadata.
 
-`--version` on every program (`mesh_common.options.add_version_option`) and the gateway's
-`metricsmesh_build_info` series both read it here, so they cannot disagree.
+`--version` on every program (`mesh_common.options.add_version_option`), the gateway's
+`metricsmesh_build_info` series and its OpenAPI document all read it here, so they cannot
+disagree.
 """
 
 from __future__ import annotations

@@ -9,22 +9,28 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+import grpc
 import httpx
 import pytest
+from google.rpc import error_details_pb2, status_pb2
+from metricsmesh.v1 import aggregator_pb2_grpc, alerts_pb2
 from prometheus_client.parser import text_string_to_metric_families
 from websockets.asyncio.client import ClientConnection, connect
 
 from aggregator._alerts.rules import rule_from_table
 from aggregator._alerts.settings import AlertSettings
+from gateway import GatewaySettings
 from gateway._alert_json import ActiveAlerts, AlertOut, AlertRuleList, AlertRuleOut
-from gateway._alert_routes import alert_filter
+from gateway._alert_routes import STATUS_DETAILS_KEY, alert_filter
 from mesh_common.filters import ServiceFilter
 from mesh_common.registry import DEFAULT_REGISTRY
+from mesh_common.transport import listen
 from tests.eventually import eventually
-from tests.gateway_mesh import Mesh, running_mesh
+from tests.gateway_mesh import Mesh, running_mesh, serve_gateway
 from tests.test_gateway_sse import STREAM, events
 
 TOKEN = "s3cret-admin-token"
@@ -126,17 +132,41 @@ async def test_a_seed_004_condition_is_a_rule_too(mesh: Mesh) -> None:
     assert created.json()["figure"] == "error_rate" and created.json()["threshold"] == 0.05
 
 
+AWAITS_BAD_REQUEST = pytest.mark.xfail(
+    strict=True,
+    reason="the field of the aggregator's refusal comes from its status details "
+    "(google.rpc.BadRequest), which the aggregator sends from issue 16 on",
+)
+"""A case whose field the aggregator names: passes once it sends BadRequest details."""
+
+
 @pytest.mark.parametrize(
     ("body", "field", "words"),
     [
-        ({**SEED_003, "metric_name": "disk_usage_percent"}, "figure", "disk_usage_percent"),
-        ({**DOWN_RULE, "name": "x", "severity": "urgent"}, "severity", "urgent"),
-        ({**DOWN_RULE, "name": "x", "threshold": "sleepy"}, "threshold", "status"),
+        pytest.param(
+            {**SEED_003, "metric_name": "disk_usage_percent"},
+            "figure",
+            "disk_usage_percent",
+            marks=AWAITS_BAD_REQUEST,
+        ),
+        pytest.param(
+            {**DOWN_RULE, "name": "x", "severity": "urgent"},
+            "severity",
+            "urgent",
+            marks=AWAITS_BAD_REQUEST,
+        ),
+        pytest.param(
+            {**DOWN_RULE, "name": "x", "threshold": "sleepy"},
+            "threshold",
+            "status",
+            marks=AWAITS_BAD_REQUEST,
+        ),
         ({"name": "x", "condition": "error_rate is high"}, "condition", "not a condition"),
-        (
+        pytest.param(
             {"name": "x", "figure": "error_rate", "comparator": ">", "threshold": "lots"},
             "threshold",
             "number",
+            marks=AWAITS_BAD_REQUEST,
         ),
     ],
 )
@@ -150,6 +180,7 @@ async def test_a_bad_rule_is_a_422_naming_the_field(
     assert words in refusal["detail"]
 
 
+@AWAITS_BAD_REQUEST
 @pytest.mark.parametrize(
     ("selector", "field", "words"),
     [
@@ -422,3 +453,95 @@ async def test_docs_show_the_alert_endpoints_and_models(mesh: Mesh) -> None:
     assert {"AlertOut", "AlertRuleOut", "ActiveAlerts", "AlertRuleList"} <= set(
         spec["components"]["schemas"]
     )
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "detail"),
+    [
+        ("DELETE", "/api/v1/alerts/rules/no-such-rule", "no rule with id 'no-such-rule'"),
+        (
+            "POST",
+            "/api/v1/alerts/resolve/no-such-alert",
+            "no pending or firing alert with id 'no-such-alert'",
+        ),
+    ],
+)
+async def test_a_404_says_what_is_missing_in_plain_words(
+    mesh: Mesh, method: str, path: str, detail: str
+) -> None:
+    response = await mesh.http.request(method, path, headers=AUTH)
+    assert response.status_code == 404, response.text
+    assert response.json() == {"detail": detail, "field": None}  # not the text's repr
+
+
+REFUSAL = "threshold_text must be one of active, inactive, error"
+"""A refusal's message, worded so no pattern over it could find the field."""
+
+
+class RefusingAggregator(aggregator_pb2_grpc.AggregatorServiceServicer):
+    """A stand-in aggregator whose CreateAlertRule refuses every rule as INVALID_ARGUMENT.
+
+    With `violated` it names that field the way the aggregator does (a `google.rpc.Status`
+    with a BadRequest field violation in the trailing metadata); without, the message alone.
+    """
+
+    def __init__(self, message: str, violated: str | None) -> None:
+        self.message = message
+        self.trailing_metadata: tuple[tuple[str, bytes], ...] = ()
+        if violated is not None:
+            violation = error_details_pb2.BadRequest.FieldViolation(
+                field=violated, description=message
+            )
+            status = status_pb2.Status(
+                code=grpc.StatusCode.INVALID_ARGUMENT.value[0], message=message
+            )
+            status.details.add().Pack(error_details_pb2.BadRequest(field_violations=[violation]))
+            self.trailing_metadata = ((STATUS_DETAILS_KEY, status.SerializeToString()),)
+
+    async def CreateAlertRule(
+        self, request: alerts_pb2.CreateAlertRuleRequest, context: grpc.aio.ServicerContext
+    ) -> alerts_pb2.CreateAlertRuleResponse:
+        await context.abort(
+            grpc.StatusCode.INVALID_ARGUMENT, self.message, trailing_metadata=self.trailing_metadata
+        )
+
+
+@asynccontextmanager
+async def gateway_of(servicer: RefusingAggregator) -> AsyncIterator[httpx.AsyncClient]:
+    """A real gateway in front of `servicer` on a real gRPC server; an HTTP client of it."""
+    server = grpc.aio.server()
+    aggregator_pb2_grpc.add_AggregatorServiceServicer_to_server(servicer, server)
+    port = listen(server, "127.0.0.1", 0)
+    await server.start()
+    try:
+        settings = GatewaySettings(aggregator=f"127.0.0.1:{port}")
+        async with (
+            serve_gateway(settings) as (_, gateway_port),
+            httpx.AsyncClient(base_url=f"http://127.0.0.1:{gateway_port}") as http,
+        ):
+            yield http
+    finally:
+        await server.stop(0)
+
+
+@pytest.mark.parametrize(
+    ("message", "violated", "field"),
+    [
+        (REFUSAL, "threshold_text", "threshold_text"),
+        (REFUSAL, "keep_firing_for_seconds", "keep_firing_for_seconds"),
+        (REFUSAL, None, None),
+        ("rule field 'threshold': must be a number", None, None),  # text, not a protocol
+    ],
+)
+async def test_the_422s_field_is_the_one_the_status_details_name(
+    message: str, violated: str | None, field: str | None
+) -> None:
+    """The field comes from the refusal's BadRequest details; without them, no field at all.
+
+    Never guessed from the message. (A stand-in aggregator until the aggregator sends the
+    details itself; then test_a_bad_rule_is_a_422_naming_the_field covers it end to end.)
+    """
+    async with gateway_of(RefusingAggregator(message, violated)) as http:
+        response = await http.post("/api/v1/alerts/rules", json=DOWN_RULE)
+    assert response.status_code == 422, response.text
+    assert response.json() == {"detail": message, "field": field}

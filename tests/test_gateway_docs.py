@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
+from importlib import metadata
 
+import httpx
 import pytest
 
+import mesh_common.version
+from gateway import GatewaySettings, create_app
 from tests.browser import artifact, open_page, origin, playwright_api
 from tests.gateway_mesh import Mesh, running_mesh
 
@@ -64,3 +68,20 @@ async def test_the_pages_and_their_assets_come_from_the_gateway(mesh: Mesh) -> N
     # The guard still answers only for allowed hosts, the docs included.
     refused = await mesh.http.get("/docs", headers={"Host": "evil.example"})
     assert refused.status_code == 400
+
+
+@pytest.fixture
+def released_as_9_8_7(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """The package metadata says 9.8.7, as a later release's would."""
+    monkeypatch.setattr(metadata, "version", lambda name: "9.8.7")
+    mesh_common.version.version.cache_clear()
+    yield "9.8.7"
+    mesh_common.version.version.cache_clear()
+
+
+async def test_the_openapi_document_has_the_installed_version(released_as_9_8_7: str) -> None:
+    """One version: the one `--version` prints and `metricsmesh_build_info` carries."""
+    transport = httpx.ASGITransport(app=create_app(GatewaySettings()))
+    async with httpx.AsyncClient(transport=transport, base_url="http://localhost") as http:
+        document = (await http.get("/openapi.json")).json()
+    assert document["info"]["version"] == mesh_common.version.version() == released_as_9_8_7

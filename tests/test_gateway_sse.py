@@ -3,15 +3,22 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import gc
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
 import httpx
 import pytest
 
+import gateway._sse
 from gateway import RealTimeMetrics
+from gateway._sse import Admission, EventStreamResponse
+from gateway._state import ClientStats
+from gateway._views import WHOLE
+from mesh_common.bounded import QUOTE_LIMIT
 from tests.eventually import eventually
 from tests.gateway_mesh import Mesh, running_mesh
 
@@ -245,3 +252,142 @@ async def test_a_replayed_snapshot_is_the_body_served_while_it_was_the_latest(
     for body in (live, same):
         del body["snapshot_age_ms"]
     assert same == live
+
+
+def no_sse_client_counted(mesh: Mesh) -> Callable[[], Awaitable[bool]]:
+    """A probe: /health/detailed counts no SSE client (every place was given back)."""
+
+    async def probe() -> bool:
+        return bool((await mesh.http.get("/health/detailed")).json()["clients"]["sse"] == 0)
+
+    return probe
+
+
+async def test_a_burst_of_sse_clients_never_passes_the_cap() -> None:
+    """30 streams opened at once against a cap of 5: five get in, the rest get 503."""
+    async with running_mesh(max_sse_clients=5) as mesh:
+        await mesh.metrics()
+        limits = httpx.Limits(max_connections=40)
+        async with httpx.AsyncClient(base_url=mesh.url, timeout=10, limits=limits) as http:
+            opened = asyncio.Event()
+            statuses: list[int] = []
+
+            async def client() -> None:
+                async with http.stream("GET", STREAM) as response:
+                    statuses.append(response.status_code)
+                    if len(statuses) == 30:
+                        opened.set()
+                    await opened.wait()  # every stream stays open until all have answered
+
+            await asyncio.wait_for(asyncio.gather(*(client() for _ in range(30))), 20)
+        assert sorted(statuses) == [200] * 5 + [503] * 25
+        await eventually(no_sse_client_counted(mesh), what="every SSE place given back")
+
+
+async def test_clients_gone_before_the_first_byte_give_their_place_back() -> None:
+    """Requests whose client hangs up at once never keep a place: the next 5 all get in."""
+    async with running_mesh(max_sse_clients=5) as mesh:
+        await mesh.metrics()
+        request = f"GET {STREAM} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode()
+        for _ in range(20):
+            _, writer = await asyncio.open_connection("127.0.0.1", mesh.port)
+            writer.write(request)
+            await writer.drain()
+            writer.transport.abort()  # gone before the response's first byte
+        await eventually(no_sse_client_counted(mesh), what="every SSE place given back")
+        async with contextlib.AsyncExitStack() as streams:
+            for _ in range(5):
+                response = await streams.enter_async_context(mesh.http.stream("GET", STREAM))
+                assert response.status_code == 200
+        await eventually(no_sse_client_counted(mesh), what="every SSE place given back")
+
+
+async def test_a_stream_that_fails_gives_its_place_back(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A stream ended by an exception (injected: its frames cannot be built) frees its place."""
+    async with running_mesh(max_sse_clients=1) as mesh:
+        await mesh.metrics()
+
+        def broken(*args: object) -> bytes:
+            raise RuntimeError("injected: no frame")
+
+        monkeypatch.setattr(gateway._sse, "frame", broken)
+        for _ in range(3):  # with the place kept, the second would get a 503
+            with pytest.raises(httpx.RemoteProtocolError):  # the response ends mid-stream
+                async with mesh.http.stream("GET", STREAM) as response:
+                    assert response.status_code == 200
+                    async for _ in response.aiter_bytes():
+                        pass
+        await eventually(no_sse_client_counted(mesh), what="the SSE place given back")
+
+
+async def test_a_refused_stream_gives_its_place_back() -> None:
+    """A view checked at the first snapshot and refused ends its stream and frees its place."""
+    async with running_mesh(aggregator_first=False, max_sse_clients=1) as mesh:
+        params = {"services": "no-such-service"}
+        async with mesh.http.stream("GET", STREAM, params=params) as response:
+            assert response.status_code == 200  # nothing to check the name against yet
+            await mesh.start_aggregator()
+            got = [event async for event in events(response) if event.name != "comment"]
+        # An `error` event while no snapshot exists, then the refusal that ends the stream.
+        assert got[-1].name == "error" and got[-1].json()["status"] == 422
+        await eventually(no_sse_client_counted(mesh), what="the SSE place given back")
+
+
+def test_a_response_never_sent_gives_its_place_back() -> None:
+    stats = ClientStats()
+
+    async def body() -> AsyncIterator[bytes]:
+        yield b""
+
+    response = EventStreamResponse(body(), Admission(stats))
+    assert stats.sse_clients == 1
+    del response
+    gc.collect()
+    assert stats.sse_clients == 0
+
+
+async def test_a_replay_lets_other_requests_run_between_its_frames(mesh: Mesh) -> None:
+    """Each replayed frame is made on its own turn of the event loop, never all in one go.
+
+    (50 stalled clients asking `replay=100` once held the loop for 1.6 s: a REST request
+    waited that long.) A task counting loop turns must advance while each frame is made.
+    """
+    await _wait_for_sequence(mesh, 6)
+    state = mesh.server.config.app.state.gateway  # type: ignore[union-attr]
+    stream = gateway._sse.events(state, WHOLE, 0.0, None, 5)
+    turns = 0
+
+    async def count_turns() -> None:
+        nonlocal turns
+        while True:
+            turns += 1
+            await asyncio.sleep(0)
+
+    counter = asyncio.create_task(count_turns())
+    try:
+        assert (await anext(stream)).startswith(b"retry: ")
+        during: list[int] = []
+        for _ in range(5):
+            before = turns
+            assert (await anext(stream)).startswith(b"id: ")
+            during.append(turns - before)
+        assert all(during), during
+    finally:
+        counter.cancel()
+        await stream.aclose()
+
+
+@pytest.mark.parametrize("path", [REST, STREAM])
+@pytest.mark.parametrize(
+    "fields",
+    ["x" * 5000, ",".join(f"bogus_{index}" for index in range(1000))],
+    ids=["one long name", "a thousand names"],
+)
+async def test_the_422_of_unknown_fields_repeats_a_bounded_part_of_them(
+    mesh: Mesh, path: str, fields: str
+) -> None:
+    response = await mesh.http.get(path, params={"fields": fields})
+    assert response.status_code == 422
+    detail = response.json()["detail"]
+    assert detail.startswith("unknown field(s) ") and "; known: " in detail
+    assert len(detail) <= 2 * QUOTE_LIMIT + 600, len(detail)  # the known names: ~400

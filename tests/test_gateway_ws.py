@@ -13,8 +13,12 @@ from typing import Any
 
 import pytest
 from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosedError
 
-from tests.gateway_mesh import Mesh
+import gateway._ws
+from gateway import GatewaySettings
+from tests.gateway_mesh import Mesh, free_socket
+from tests.hardened_gateway import serve_hardened
 
 
 @pytest.fixture
@@ -236,3 +240,48 @@ async def test_aggregator_down_is_reported_and_updates_resume(
     await mesh.start_aggregator()
     update = await until(ws, "metric_update")
     assert update["data"]["data"]["services_total"] == 15
+
+
+async def test_a_pusher_that_fails_is_logged_and_closes_the_connection_at_once(
+    mesh: Mesh, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The client is told (close 1011) without having to send anything; the log has why."""
+    failure = RuntimeError("injected: the items cannot be built")
+
+    def broken(*args: object) -> list[object]:
+        raise failure
+
+    monkeypatch.setattr(gateway._ws, "items_for", broken)
+    async with connect(mesh.ws_url) as client:
+        assert (await receive(client))["type"] == "welcome"
+        await send(client, {"type": "subscribe", "metric_types": ["system"]})
+        assert (await receive(client))["type"] == "subscription_confirmed"
+        with pytest.raises(ConnectionClosedError) as closed:
+            await receive(client)  # the next snapshot makes the pusher fail
+    assert closed.value.rcvd is not None and closed.value.rcvd.code == 1011
+    failures = [
+        record
+        for record in caplog.records
+        if record.name == "gateway.ws" and record.exc_info is not None
+    ]
+    assert len(failures) == 1, caplog.text
+    assert failures[0].exc_info is not None and failures[0].exc_info[1] is failure
+
+
+async def test_the_gateway_as_run_keeps_no_compressor_per_websocket() -> None:
+    """Per-message deflate is declined: its zlib state was half of what a client cost.
+
+    (About 93 KB per client with it, 45 KB without, and twice the CPU: compressing every
+    shared message once per client; `python -m bench ws_memory`.) The client offers it, as
+    browsers do.
+    """
+    with free_socket() as nobody:  # no aggregator: the welcome needs none
+        settings = GatewaySettings(aggregator=f"127.0.0.1:{nobody.getsockname()[1]}")
+    async with (
+        serve_hardened(settings) as port,
+        connect(f"ws://127.0.0.1:{port}/ws/metrics", compression="deflate") as client,
+    ):
+        assert (await receive(client))["type"] == "welcome"
+        assert client.protocol.extensions == []
+        assert client.response is not None
+        assert "Sec-WebSocket-Extensions" not in client.response.headers

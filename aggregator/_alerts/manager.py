@@ -43,8 +43,8 @@ CHANGE_LOG_SIZE = 10_000
 """Changes kept for StreamAlerts resume points."""
 
 
-class AlertNotFound(AggregatorError, KeyError):
-    """No rule or alert has the given id."""
+class AlertNotFound(AggregatorError, LookupError):
+    """No rule or alert has the given id (a LookupError: KeyError's str() would quote it)."""
 
 
 class RuleReadOnly(AggregatorError):
