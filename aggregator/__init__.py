@@ -10,14 +10,13 @@ from aggregator._alerts.settings import AlertSettings
 from aggregator._errors import (
     AggregatorError,
     AggregatorStateError,
-    FilterError,
     TooManySubscribers,
 )
 from aggregator._model import SnapshotData
 from aggregator._server import AggregatorServer
 from aggregator._settings import SECTION, AggregatorConfig, AggregatorSettings, load_config
 from mesh_common.clocks import SYSTEM_CLOCKS, Clocks
-from mesh_common.errors import ConfigError
+from mesh_common.errors import ConfigError, FilterError
 from mesh_common.registry import DEFAULT_REGISTRY, Registry, ServiceEntry
 
 __all__ = [

@@ -16,10 +16,10 @@ from typing import Literal
 from google.protobuf.message import Message
 from metricsmesh.v1 import aggregator_pb2, event_rate_pb2, snapshot_pb2
 
-from aggregator._errors import FilterError
 from aggregator._model import Health, Row, SnapshotData
 from mesh_common import latency
 from mesh_common.bounded import quote, quote_list
+from mesh_common.errors import FilterError
 from mesh_common.filters import ServiceFilter, unknown_message
 from mesh_common.registry import Registry
 from mesh_common.status import to_wire

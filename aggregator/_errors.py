@@ -4,7 +4,6 @@ MeshError (mesh_common.errors)
  └── AggregatorError
       ├── AggregatorStateError   start/stop called in the wrong order, or shutting down
       ├── TooManySubscribers     the StreamSnapshots cap is reached
-      └── FilterError            a request's filter names an unknown service or field
 Configuration errors are mesh_common's ConfigError, shared by every component.
 """
 
@@ -23,7 +22,3 @@ class AggregatorStateError(AggregatorError):
 
 class TooManySubscribers(AggregatorError):
     """The subscriber cap is reached; the message names the limit."""
-
-
-class FilterError(AggregatorError, ValueError):
-    """A request's filter names an unknown service or an unknown field path."""

@@ -23,10 +23,11 @@ from google.protobuf.duration_pb2 import Duration
 from metricsmesh.v1 import aggregator_pb2
 
 from aggregator._convert import RenderCache, ResponseKind, View, WholeSnapshots
-from aggregator._errors import AggregatorStateError, FilterError, TooManySubscribers
+from aggregator._errors import AggregatorStateError, TooManySubscribers
 from aggregator._loop import RoundLoop
 from aggregator._model import SnapshotData
 from mesh_common.bounded import quote
+from mesh_common.errors import FilterError
 from mesh_common.grpc_input import Implementation, peer_host
 from mesh_common.wire_time import to_seconds
 

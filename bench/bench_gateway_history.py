@@ -25,8 +25,9 @@ from metricsmesh.v1 import aggregator_pb2, aggregator_pb2_grpc, snapshot_pb2
 from agent import AgentServer, EventTracker
 from aggregator import DEFAULT_REGISTRY, AggregatorServer, AggregatorSettings, Registry
 from gateway._sse import frame
-from gateway._views import WHOLE, SnapshotEntry, View, make_view
+from gateway._views import SnapshotEntry
 from mesh_common.transport import open_channel
+from mesh_common.views import WHOLE, View, make_view
 
 ENTRIES = 300
 TREND_FIELDS = ("events_per_second", "error_rate", "latency_p95_ms")

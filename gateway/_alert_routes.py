@@ -36,22 +36,16 @@ from google.rpc import error_details_pb2, status_pb2
 from metricsmesh.v1 import alerts_pb2
 
 from gateway._alert_forms import EXAMPLES, RuleForm, rule_from_form
-from gateway._alert_json import (
-    ActiveAlerts,
-    AlertError,
-    AlertOut,
-    AlertRuleList,
-    AlertRuleOut,
-    alert_json,
-    alert_list_body,
-    rule_json,
-)
-from gateway._errors import AlertFormError, AlertRequestError, FilterError
+from gateway._alert_models import ActiveAlerts, AlertError, AlertOut, AlertRuleList, AlertRuleOut
+from gateway._errors import AlertFormError, AlertRequestError
 from gateway._params import ServicesParam, TypesParam
 from gateway._state import GatewayState
-from gateway._views import SnapshotEntry, split_names, view_of_query
+from gateway._views import SnapshotEntry, view_of_query
+from mesh_common.alert_json import alert_json, alert_list_body, rule_json
 from mesh_common.bounded import shorten
+from mesh_common.errors import FilterError
 from mesh_common.filters import ServiceFilter
+from mesh_common.views import split_names
 
 PREFIX = "/api/v1/alerts"
 MAX_BODY_BYTES = 64 * 1024

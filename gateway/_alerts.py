@@ -24,9 +24,9 @@ import grpc
 import orjson
 from metricsmesh.v1 import aggregator_pb2_grpc, alerts_pb2
 
-from gateway._alert_json import ACTIVE_STATES, alert_json, alert_order
 from gateway._errors import GatewayError
 from gateway._link import UpstreamLink, UpstreamState
+from mesh_common.alert_json import ACTIVE_STATES, alert_json, alert_order
 from mesh_common.clocks import ReadClock
 from mesh_common.wire_time import to_seconds
 

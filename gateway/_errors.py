@@ -2,7 +2,6 @@
 
 MeshError (mesh_common.errors)
  └── GatewayError
-      ├── FilterError     a client's view names an unknown service or field
       ├── ProtocolError   a WebSocket client message the protocol cannot accept
       ├── AlertFormError  an alert rule body (REST) that cannot be mapped onto an AlertRule
       └── AlertRequestError  an alert request answered with an HTTP error (status, detail)
@@ -20,10 +19,6 @@ class GatewayError(MeshError):
 
 class ProtocolError(GatewayError):
     """A client message the WebSocket protocol cannot accept; the text goes back to the client."""
-
-
-class FilterError(GatewayError, ValueError):
-    """A client's filter names an unknown service or field; the message lists the known ones."""
 
 
 class AlertFormError(GatewayError, ValueError):

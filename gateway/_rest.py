@@ -6,11 +6,12 @@ from fastapi import APIRouter, HTTPException
 from fastapi.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from gateway._errors import FilterError
 from gateway._models import RealTimeMetrics, RealTimeMetricsError
 from gateway._params import FieldsParam, ServicesParam, TypesParam
 from gateway._state import GatewayState
-from gateway._views import WHOLE, view_of_query
+from gateway._views import view_of_query
+from mesh_common.errors import FilterError
+from mesh_common.views import WHOLE
 
 PATH = "/api/v1/real-time-metrics"
 JSON = "application/json"

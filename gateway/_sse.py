@@ -27,12 +27,13 @@ from fastapi.responses import StreamingResponse
 from starlette.types import Receive, Scope, Send
 
 from gateway._alerts import AlertEntry, AlertFeed
-from gateway._errors import FilterError
 from gateway._pacing import Pacer
 from gateway._params import FieldsParam, ServicesParam, TypesParam
 from gateway._state import ClientStats, GatewayState
-from gateway._views import SnapshotEntry, View, json_bytes, late_filter_error, view_of_query
+from gateway._views import SnapshotEntry, json_bytes, late_filter_error, view_of_query
 from mesh_common.bounded import quote, shorten
+from mesh_common.errors import FilterError
+from mesh_common.views import View
 from mesh_common.wire_time import iso_utc
 
 PATH = "/api/v1/real-time-metrics/stream"

@@ -1,7 +1,7 @@
 """Snapshots as the gateway serves them: typed rows, views, and JSON bodies cached per view.
 
-`SnapshotEntry` wraps one snapshot as received: its rows are converted once (`ServiceRow`,
-every figure of `mesh_common.figures.ROW_FIGURES`), and the JSON body of each `View` is
+`SnapshotEntry` wraps one snapshot as received: its rows are converted once
+(`mesh_common.views.RowValues`), and the JSON body (`mesh_common.views.rest_body`) of each `View` is
 serialized once, with orjson. The one part that depends on the moment, `snapshot_age_ms`, is
 added per request by serializing a small top-level object around the cached row lists
 (`orjson.Fragment`), never by cutting or splicing JSON text.
@@ -11,104 +11,31 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
 from typing import Any, TypeVar, cast
 
 import orjson
 from metricsmesh.v1 import snapshot_pb2
 
-from gateway._errors import FilterError
-from mesh_common.bounded import quote_list
-from mesh_common.figures import (
-    ROW_FIGURE_NAMES,
-    ROW_FIGURES,
-    ROW_KEYS_ALWAYS,
-    TOTAL_FIGURES,
-    Figure,
-    JSONValue,
-    fleet_values,
+from mesh_common.errors import FilterError
+from mesh_common.figures import ROW_FIGURES, ROW_KEYS_ALWAYS, Figure, JSONValue
+from mesh_common.views import (
+    SNAPSHOT_AGE_FIELD,
+    WHOLE,
+    JSONObject,
+    RowValues,
+    View,
+    age_ms,
+    make_view,
+    rest_body,
+    split_names,
+    totals_json,
 )
-from mesh_common.filters import ServiceFilter, unknown_message
-from mesh_common.status import ServiceStatus
-from mesh_common.wire_time import iso_utc, to_seconds
+from mesh_common.wire_time import to_seconds
 
 MAX_CACHED_VIEWS = 64
 """Distinct views cached per snapshot; further ones are encoded per use (still correct)."""
 
-JSONObject = dict[str, Any]
 Built = TypeVar("Built")
-
-
-@dataclass(frozen=True, slots=True)
-class View:
-    """Which part of a snapshot a client wants; the default view is the whole snapshot.
-
-    The one view model of every surface: REST, SSE and the WebSocket build the same `View`
-    from their parameters or messages (`make_view`).
-    """
-
-    services: ServiceFilter = field(default_factory=ServiceFilter)
-    """Which services' rows are kept."""
-    fields: tuple[str, ...] = ()
-    """Keep only these row figures (plus service_name and status); empty keeps all."""
-
-    def keeps(self, row: ServiceRow) -> bool:
-        """Whether a row passes the service and type filters."""
-        return self.services.keeps(row.service_name, row.service_type)
-
-    def project(self, row: ServiceRow) -> JSONObject:
-        """The row as a JSON object, limited to the chosen fields."""
-        if not self.fields:
-            return row.json
-        return {
-            key: value
-            for key, value in row.json.items()
-            if key in self.fields or key in ROW_KEYS_ALWAYS
-        }
-
-
-WHOLE = View()
-
-
-def split_names(values: Iterable[str] | None) -> list[str]:
-    """`a,b&x=c` style parameters as one list, blanks dropped."""
-    return [part.strip() for value in values or () for part in value.split(",") if part.strip()]
-
-
-def make_view(
-    services: Sequence[str],
-    types: Sequence[str],
-    fields: Sequence[str],
-    *,
-    known_services: Iterable[str] | None,
-    known_types: Iterable[str] | None = None,
-    known_fields: Iterable[str] = ROW_FIGURE_NAMES,
-) -> View:
-    """A validated View; FilterError naming what is unknown.
-
-    Service names and types are checked against `known_services` and `known_types` (those of
-    the latest snapshot's rows; None before the first snapshot, when nothing can be checked
-    yet). The rule is the same on every surface: an unknown name or type is an error naming
-    it and listing the known ones, never an empty answer.
-    """
-    allowed = tuple(known_fields)
-    unknown_fields = sorted(set(fields) - set(allowed))
-    if unknown_fields:
-        raise FilterError(
-            f"unknown field(s) {quote_list(unknown_fields)}; known: {', '.join(allowed)}"
-        )
-    wanted = ServiceFilter.of(services, types)
-    if known_services is not None:
-        known = set(known_services)
-        unknown = wanted.unknown_names(known)
-        if unknown:
-            raise FilterError(unknown_message("service name", unknown, known))
-    if known_types is not None:
-        kinds = set(known_types)
-        unknown = sorted(wanted.types - kinds)
-        if unknown:
-            raise FilterError(unknown_message("service type", unknown, kinds))
-    return View(wanted, tuple(dict.fromkeys(fields)))
 
 
 def view_of_query(
@@ -152,35 +79,6 @@ def late_filter_error(view: View, entry: SnapshotEntry) -> FilterError | None:
     return None
 
 
-class ServiceRow:
-    """One service's row of a snapshot: its figures, raw and as JSON, computed once.
-
-    `figures` are every row figure by default; a row read for one view only may convert just
-    the view's (its `json` then holds only those).
-    """
-
-    __slots__ = ("json", "message", "raw", "service_name", "service_type", "status")
-
-    def __init__(
-        self, message: snapshot_pb2.ServiceRow, figures: Sequence[Figure] = ROW_FIGURES
-    ) -> None:
-        self.message = message
-        self.raw: Mapping[str, Any] = {figure.name: figure.read(message) for figure in figures}
-        """Each figure's raw value (seconds, epoch seconds, None for no data) by name."""
-        self.json: JSONObject = {
-            figure.name: figure.to_json(self.raw[figure.name]) for figure in figures
-        }
-        """The row as the REST shape's object, in the schema's order."""
-        self.service_name: str = message.service_name
-        self.service_type: str = message.service_type
-        self.status: str = self.raw["status"]
-
-    @property
-    def active(self) -> bool:
-        """True when the service is active in this snapshot."""
-        return self.status == ServiceStatus.ACTIVE
-
-
 class SnapshotEntry:
     """One snapshot as the gateway received it, with its rows converted and bodies cached.
 
@@ -215,8 +113,8 @@ class SnapshotEntry:
         """Monotonic instant of receipt (the hub's clock)."""
         self.age_at_receipt = to_seconds(snapshot.age)
         self.take_time = to_seconds(snapshot.take_time)
-        self._rows: tuple[ServiceRow, ...] | None = tuple(
-            ServiceRow(row) for row in snapshot.services
+        self._rows: tuple[RowValues, ...] | None = tuple(
+            RowValues(row) for row in snapshot.services
         )
         self._bodies: dict[View, dict[str, Any]] = {}
         self._extra: dict[Hashable, object] = {}
@@ -231,11 +129,11 @@ class SnapshotEntry:
         return snapshot_pb2.Snapshot.FromString(self._data)
 
     @property
-    def rows(self) -> tuple[ServiceRow, ...]:
+    def rows(self) -> tuple[RowValues, ...]:
         """The rows in registry order (converted again, and not kept, once compacted)."""
         if self._rows is not None:
             return self._rows
-        return tuple(ServiceRow(row) for row in self.snapshot.services)
+        return tuple(RowValues(row) for row in self.snapshot.services)
 
     @property
     def compacted(self) -> bool:
@@ -260,17 +158,7 @@ class SnapshotEntry:
 
     def totals(self, view: View = WHOLE) -> JSONObject:
         """The fleet's figures for a view: the snapshot's own, or the kept rows' for a filter."""
-        return self._totals(self.snapshot, self.rows, view)
-
-    @staticmethod
-    def _totals(
-        snapshot: snapshot_pb2.Snapshot, rows: Sequence[ServiceRow], view: View
-    ) -> JSONObject:
-        kept = None
-        if not view.services.keeps_everything:
-            kept = [row.message for row in rows if view.keeps(row)]
-        values = fleet_values(snapshot, kept)
-        return {figure.name: figure.to_json(values[figure.name]) for figure in TOTAL_FIGURES}
+        return totals_json(self.snapshot, self.rows, view)
 
     def payload(self, view: View = WHOLE) -> JSONObject:
         """The REST body for a view, without `snapshot_age_ms` (it depends on the moment)."""
@@ -284,7 +172,7 @@ class SnapshotEntry:
             with self._lock:
                 if not self.compacted and len(self._bodies) < MAX_CACHED_VIEWS:
                     self._bodies[view] = parts
-        return orjson.dumps({**parts, "snapshot_age_ms": round(self.age(now) * 1000.0)})
+        return orjson.dumps({**parts, SNAPSHOT_AGE_FIELD: age_ms(self.age(now))})
 
     def cached(self, key: Hashable, build: Callable[[], Built]) -> Built:
         """What `build` makes, once per snapshot and key, shared by every client with the key.
@@ -301,7 +189,7 @@ class SnapshotEntry:
                     self._extra[key] = value
         return cast(Built, value)
 
-    def _rows_for(self, snapshot: snapshot_pb2.Snapshot, view: View) -> tuple[ServiceRow, ...]:
+    def _rows_for(self, snapshot: snapshot_pb2.Snapshot, view: View) -> tuple[RowValues, ...]:
         """The rows, converted only as far as `view` needs when the entry is compacted."""
         if self._rows is not None:
             return self._rows
@@ -309,31 +197,11 @@ class SnapshotEntry:
         if view.fields:
             wanted = {*view.fields, *ROW_KEYS_ALWAYS}
             figures = [figure for figure in ROW_FIGURES if figure.name in wanted]
-        return tuple(ServiceRow(row, figures) for row in snapshot.services)
+        return tuple(RowValues(row, figures) for row in snapshot.services)
 
     def _body_parts(self, view: View, rows_as: Callable[[list[JSONObject]], Any]) -> JSONObject:
         snapshot = self.snapshot
-        every = self._rows_for(snapshot, view)
-        rows = [row for row in every if view.keeps(row)]
-        totals = self._totals(snapshot, every, view)
-        return {
-            "events_per_second": totals["events_per_second"],
-            "events_per_hour": totals["events_per_hour"],
-            "active_apis": rows_as([view.project(row) for row in rows if row.active]),
-            "inactive_apis": totals["inactive_apis"],
-            "data_sources_active": totals["data_sources_active"],
-            "timestamp": iso_utc(self.take_time),
-            "collection_time_ms": totals["collection_time_ms"],
-            "inactive_services": rows_as([view.project(row) for row in rows if not row.active]),
-            "total_events": totals["total_events"],
-            "sequence": self.sequence,
-            "services_answered": totals["services_answered"],
-            "services_total": totals["services_total"],
-            "error_rate": totals["error_rate"],
-            "latency_p50_ms": totals["latency_p50_ms"],
-            "latency_p95_ms": totals["latency_p95_ms"],
-            "latency_p99_ms": totals["latency_p99_ms"],
-        }
+        return rest_body(snapshot, self._rows_for(snapshot, view), view, rows_as)
 
 
 def json_bytes(value: JSONValue | Mapping[str, Any]) -> bytes:

@@ -38,7 +38,7 @@ from typing import Any
 
 import orjson
 
-from gateway._views import ServiceRow, SnapshotEntry, View
+from gateway._views import SnapshotEntry
 from gateway._ws_vocabulary import (
     AGENT,
     BUSINESS,
@@ -49,6 +49,7 @@ from gateway._ws_vocabulary import (
 )
 from mesh_common.figures import ROW_FIGURES, ROW_KEYS_ALWAYS, TOTAL_FIGURES, Figure
 from mesh_common.filters import ServiceFilter
+from mesh_common.views import RowValues, View
 from mesh_common.wire_time import iso_utc
 
 Item = dict[str, Any]
@@ -118,7 +119,7 @@ def hero_data(entry: SnapshotEntry, view: View, alerts_firing: int | None) -> di
     }
 
 
-def business_data(row: ServiceRow, fields: Fields) -> dict[str, Any]:
+def business_data(row: RowValues, fields: Fields) -> dict[str, Any]:
     """One service's per-kind figures: a `business` item's data."""
     data: dict[str, Any] = {key: row.json[key] for key in BUSINESS_KEYS}
     data["kinds"] = [pick(kind, fields, KIND_KEYS_ALWAYS) for kind in row.json["kinds"]]

@@ -40,9 +40,9 @@ from typing import Any
 import orjson
 
 from gateway._errors import ProtocolError
-from gateway._views import View, make_view
 from mesh_common.bounded import QUOTE_LIMIT, quote, quote_list, shorten
 from mesh_common.figures import KIND_FIGURES, ROW_FIGURE_NAMES, TOTAL_FIGURE_NAMES
+from mesh_common.views import View, make_view
 
 SYSTEM = "system"
 AGENT = "agent"

@@ -5,6 +5,7 @@ MeshError                    every error metrics-mesh raises on purpose
  │    └── AddressError       a value is not a usable HOST:PORT
  ├── PortInUseError          a port to listen on is taken or cannot be bound (exit 3)
  ├── ServerStateError        a server's start/stop was called in the wrong order
+ ├── FilterError             a client's filter names an unknown service, type or field
  ├── agent.AgentError        the agent library's own errors
  ├── aggregator.AggregatorError
  ├── gateway.GatewayError
@@ -53,6 +54,13 @@ class PortInUseError(MeshError):
         )
         self.host = host
         self.port = port
+
+
+class FilterError(MeshError, ValueError):
+    """A client's filter names an unknown service, type or field; the message lists the known ones.
+
+    Every surface raises this one class: gRPC answers it INVALID_ARGUMENT, REST 422.
+    """
 
 
 class ServerStateError(MeshError):

@@ -24,6 +24,7 @@ from rich.table import Table
 from rich.text import Text
 
 from mesh_common.addresses import HostPort
+from mesh_common.alert_json import alert_json, alert_list_body, alert_order
 from mesh_common.transport import open_channel
 from mesh_common.wire_time import to_seconds
 from metricsmesh_cli.client import describe_rpc_error
@@ -58,12 +59,10 @@ def alerts_rest_body(
     """The alerts as the body of the gateway's `GET /api/v1/alerts/active`.
 
     `{"alerts": [...], "firing", "pending", "sequence", "timestamp"}`: each alert as the
-    gateway's `alert_json()` writes it, in the gateway's order (firing, then pending, then
+    gateway writes it (`mesh_common.alert_json`), in the gateway's order (firing, then pending, then
     resolved), the counts of the alerts listed, the aggregator's last sequence and the time
     of the answer (ISO 8601 UTC, `now` or the current time).
     """
-    from gateway._alert_json import alert_json, alert_list_body, alert_order
-
     alerts = sorted(response.alerts, key=alert_order)
     pairs = ((alert_json(alert), alert.state) for alert in alerts)
     return alert_list_body(pairs, response.last_sequence, time.time() if now is None else now)

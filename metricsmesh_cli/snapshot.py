@@ -13,8 +13,10 @@ from rich.console import Console
 
 from mesh_common.addresses import HostPort
 from mesh_common.errors import EXIT_FAILURE, EXIT_USAGE
+from mesh_common.filters import ServiceFilter
 from mesh_common.transport import open_channel
-from mesh_common.wire_time import duration
+from mesh_common.views import SNAPSHOT_AGE_FIELD, RowValues, View, age_ms, rest_body
+from mesh_common.wire_time import duration, to_seconds
 from metricsmesh_cli.client import describe_rpc_error, snapshot_filter
 from metricsmesh_cli.render import snapshot_view
 
@@ -52,12 +54,10 @@ def snapshot_rest_json(
     snapshot: snapshot_pb2.Snapshot, services: Sequence[str] = (), types: Sequence[str] = ()
 ) -> str:
     """The snapshot as the gateway's REST body (the same field names, units and totals)."""
-    from gateway._views import SnapshotEntry, View
-    from mesh_common.filters import ServiceFilter
-
-    entry = SnapshotEntry(snapshot, received_at=0.0)
-    body = entry.payload(View(ServiceFilter.of(services, types)))
-    return json.dumps({**body, "snapshot_age_ms": round(entry.age(0.0) * 1000)}, indent=2)
+    rows = [RowValues(row) for row in snapshot.services]
+    body = rest_body(snapshot, rows, View(ServiceFilter.of(services, types)))
+    age = age_ms(to_seconds(snapshot.age))
+    return json.dumps({**body, SNAPSHOT_AGE_FIELD: age}, indent=2)
 
 
 def snapshot_json(snapshot: snapshot_pb2.Snapshot) -> str:

@@ -19,8 +19,9 @@ from aggregator import AggregatorServer, AggregatorSettings, Registry, ServiceEn
 from aggregator._alerts.rules import rule_from_table
 from aggregator._alerts.settings import AlertSettings
 from demo_fleet.ports import free_ports
-from gateway._alert_json import ActiveAlerts, alert_json
+from gateway._alert_models import ActiveAlerts
 from mesh_common.addresses import HostPort
+from mesh_common.alert_json import alert_json
 from mesh_common.transport import open_channel
 from metricsmesh_cli.alerts import fetch_alerts
 from metricsmesh_cli.top import watch

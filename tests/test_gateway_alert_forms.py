@@ -8,8 +8,8 @@ import pytest
 from metricsmesh.v1 import alerts_pb2
 
 from gateway._alert_forms import parse_condition, parse_seconds, rule_from_form
-from gateway._alert_json import rule_json
 from gateway._errors import AlertFormError, GatewayError
+from mesh_common.alert_json import rule_json
 from mesh_common.wire_time import to_seconds
 
 SEED_003 = {

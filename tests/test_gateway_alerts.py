@@ -24,7 +24,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from aggregator._alerts.rules import rule_from_table
 from aggregator._alerts.settings import AlertSettings
 from gateway import GatewaySettings
-from gateway._alert_json import ActiveAlerts, AlertOut, AlertRuleList, AlertRuleOut
+from gateway._alert_models import ActiveAlerts, AlertOut, AlertRuleList, AlertRuleOut
 from gateway._alert_routes import STATUS_DETAILS_KEY, alert_filter
 from mesh_common.filters import ServiceFilter
 from mesh_common.registry import DEFAULT_REGISTRY

@@ -5,7 +5,8 @@ from __future__ import annotations
 from metricsmesh.v1 import snapshot_pb2
 
 from gateway._sse import frame
-from gateway._views import WHOLE, SnapshotEntry
+from gateway._views import SnapshotEntry
+from mesh_common.views import WHOLE
 
 
 def entry() -> SnapshotEntry:

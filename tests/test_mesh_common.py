@@ -3,6 +3,7 @@ the error tree and its exit statuses, and the import floor the gateway relies on
 
 from __future__ import annotations
 
+import ast
 import dataclasses
 import subprocess
 import sys
@@ -432,10 +433,42 @@ def test_importing_the_gateway_loads_no_aggregator_or_agent_module() -> None:
     assert done.stdout.strip() == "[]"
 
 
+PACKAGES = ("mesh_common", "agent", "aggregator", "gateway", "metricsmesh_cli", "demo_fleet")
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def imported_modules(source: Path) -> set[str]:
+    """Every module a source file imports, at its top or inside a function."""
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(source.read_text(), str(source))):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names.add(node.module)
+            names.update(f"{node.module}.{alias.name}" for alias in node.names)
+    return names
+
+
+def test_no_package_imports_a_private_module_of_another() -> None:
+    found = []
+    for package in PACKAGES:
+        for source in sorted((ROOT / package).rglob("*.py")):
+            for name in imported_modules(source):
+                top, *rest = name.split(".")
+                private = any(part.startswith("_") and not part.startswith("__") for part in rest)
+                if top in PACKAGES and top != package and private:
+                    found.append(f"{source.relative_to(ROOT)} imports {name}")
+    assert found == []
+
+
 def test_mesh_common_stands_on_nothing_of_the_components() -> None:
+    modules = ", ".join(
+        f"mesh_common.{path.stem}"
+        for path in sorted((ROOT / "mesh_common").glob("*.py"))
+        if path.stem != "__init__"
+    )
     code = (
-        "import mesh_common.config, mesh_common.registry, mesh_common.transport, "
-        "mesh_common.grpc_host, mesh_common.options, mesh_common.filters, sys; "
+        f"import {modules}, sys; "
         "print(sorted({m.split('.')[0] for m in sys.modules} & "
         "{'aggregator', 'agent', 'gateway', 'metricsmesh_cli', 'demo_fleet'}))"
     )
