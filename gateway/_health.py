@@ -8,6 +8,7 @@ from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
 from gateway._state import GatewayState
+from mesh_common.views import SNAPSHOT_AGE_FIELD
 from mesh_common.wire_time import iso_utc
 
 
@@ -38,7 +39,7 @@ def health_router(state: GatewayState) -> APIRouter:
             reason = state.problem() if entry is None else (hub.error or str(hub.state))
             return JSONResponse({"status": "not ready", "reason": reason}, 503)
         return JSONResponse(
-            {"status": "ready", "sequence": entry.sequence, "snapshot_age_ms": _age_ms(state)}
+            {"status": "ready", "sequence": entry.sequence, SNAPSHOT_AGE_FIELD: _age_ms(state)}
         )
 
     @router.get("/health/detailed", summary="Everything the gateway knows about its health")
@@ -108,4 +109,4 @@ def _alerts(state: GatewayState) -> dict[str, Any]:
 
 def _age_ms(state: GatewayState) -> int | None:
     entry = state.hub.latest
-    return None if entry is None else round(entry.age(state.clocks.monotonic()) * 1000.0)
+    return None if entry is None else entry.age_ms(state.clocks.monotonic())

@@ -10,6 +10,7 @@ from gateway._settings import GatewaySettings
 from gateway._upstream import SnapshotHub
 from gateway._views import SnapshotEntry, json_bytes
 from mesh_common.clocks import Clocks
+from mesh_common.views import SNAPSHOT_AGE_FIELD
 from mesh_common.wire_time import iso_utc
 
 
@@ -84,7 +85,7 @@ class GatewayState:
             "error": self.problem(),
             "collection_time_ms": round((self.clocks.monotonic() - started_at) * 1000.0),
             "sequence": entry.sequence if entry is not None else None,
-            "snapshot_age_ms": round(entry.age(now) * 1000.0) if entry is not None else None,
+            SNAPSHOT_AGE_FIELD: entry.age_ms(now) if entry is not None else None,
         }
 
     def error_body(self, started_at: float) -> bytes:

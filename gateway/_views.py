@@ -156,6 +156,10 @@ class SnapshotEntry:
         """Seconds since the round started, measured without trusting wall clocks."""
         return self.age_at_receipt + max(0.0, now - self.received_at)
 
+    def age_ms(self, now: float) -> int:
+        """`age()` as `snapshot_age_ms` writes it (whole milliseconds)."""
+        return age_ms(self.age(now))
+
     def totals(self, view: View = WHOLE) -> JSONObject:
         """The fleet's figures for a view: the snapshot's own, or the kept rows' for a filter."""
         return totals_json(self.snapshot, self.rows, view)
@@ -172,7 +176,7 @@ class SnapshotEntry:
             with self._lock:
                 if not self.compacted and len(self._bodies) < MAX_CACHED_VIEWS:
                     self._bodies[view] = parts
-        return orjson.dumps({**parts, SNAPSHOT_AGE_FIELD: age_ms(self.age(now))})
+        return orjson.dumps({**parts, SNAPSHOT_AGE_FIELD: self.age_ms(now)})
 
     def cached(self, key: Hashable, build: Callable[[], Built]) -> Built:
         """What `build` makes, once per snapshot and key, shared by every client with the key.

@@ -49,7 +49,7 @@ from gateway._ws_vocabulary import (
 )
 from mesh_common.figures import ROW_FIGURES, ROW_KEYS_ALWAYS, TOTAL_FIGURES, Figure
 from mesh_common.filters import ServiceFilter
-from mesh_common.views import RowValues, View
+from mesh_common.views import SNAPSHOT_AGE_FIELD, RowValues, View
 from mesh_common.wire_time import iso_utc
 
 Item = dict[str, Any]
@@ -103,7 +103,7 @@ def pick(data: dict[str, Any], fields: Fields, always: Iterable[str] = ()) -> di
 
 def system_data(entry: SnapshotEntry, view: View, now: float) -> dict[str, Any]:
     """The totals of the view's services and the snapshot's age: a `system` item's data."""
-    return {**entry.totals(view), "snapshot_age_ms": round(entry.age(now) * 1000.0)}
+    return {**entry.totals(view), SNAPSHOT_AGE_FIELD: entry.age_ms(now)}
 
 
 def hero_data(entry: SnapshotEntry, view: View, alerts_firing: int | None) -> dict[str, Any]:

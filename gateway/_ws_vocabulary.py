@@ -42,7 +42,7 @@ import orjson
 from gateway._errors import ProtocolError
 from mesh_common.bounded import QUOTE_LIMIT, quote, quote_list, shorten
 from mesh_common.figures import KIND_FIGURES, ROW_FIGURE_NAMES, TOTAL_FIGURE_NAMES
-from mesh_common.views import View, make_view
+from mesh_common.views import SNAPSHOT_AGE_FIELD, View, make_view
 
 SYSTEM = "system"
 AGENT = "agent"
@@ -64,7 +64,7 @@ TYPE_NAMES = (*METRIC_TYPES, *SYNONYMS, ALL)
 SEED_003_SUBSCRIPTIONS = {METRICS: METRICS, ALERTS: ALERTS}
 """Seed 003's `{"type": "subscribe", "data": {"subscription": ...}}` names -> metric types."""
 
-SYSTEM_FIELDS = (*TOTAL_FIGURE_NAMES, "snapshot_age_ms")
+SYSTEM_FIELDS = (*TOTAL_FIGURE_NAMES, SNAPSHOT_AGE_FIELD)
 """The figures of a `system` item: the kept services' totals and the snapshot's age."""
 HERO_FIELDS = (
     "events_per_second",
