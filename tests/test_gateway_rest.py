@@ -96,7 +96,7 @@ async def test_rows_carry_registry_facts_and_the_time_of_the_last_event(mesh: Me
     mesh.tracker("weather-api").record(n=5)
 
     async def recorded() -> dict[str, Any] | None:
-        body = await mesh.metrics()
+        body = await mesh.metrics_all_active()  # a loaded machine may miss a deadline
         rows = {row["service_name"]: row for row in body["active_apis"]}
         return body if rows["weather-api"]["total_events"] == 5 else None
 
