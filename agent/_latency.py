@@ -22,10 +22,7 @@ from itertools import compress
 
 from mesh_common.latency import (
     BUCKETS,
-    INDEX_FACTOR,
-    LARGEST_SECONDS,
     MIN_INDEX,
-    SMALLEST_SECONDS,
     Histogram,
     upper_bound,
 )
@@ -33,26 +30,8 @@ from mesh_common.latency import (
 TARGET_SLOTS = 12
 """About this many latency slots per window (it ages out one slot at a time)."""
 
-LAST_POSITION = BUCKETS - 1
-"""The position of the last bucket (10 min and more)."""
-FIRST_BOUND = SMALLEST_SECONDS
-"""Durations up to this fall in position 0 (10 us and less)."""
-LAST_BOUND = LARGEST_SECONDS
-"""Durations from this on fall in LAST_POSITION."""
-POSITION_OFFSET = -1 - MIN_INDEX
-"""position = ceil(log2(seconds) * INDEX_FACTOR) + POSITION_OFFSET."""
-
 _ZEROS_32 = bytes(4 * BUCKETS)
 _ZEROS_64 = bytes(8 * BUCKETS)
-
-
-def bucket_position(seconds: float) -> int:
-    """The position in a dense bucket array (0 is the scheme's first bucket) of a duration."""
-    if not seconds > FIRST_BOUND:  # also NaN and negative
-        return 0
-    if seconds >= LAST_BOUND:
-        return LAST_POSITION
-    return math.ceil(math.log2(seconds) * INDEX_FACTOR) + POSITION_OFFSET
 
 
 def slot_buckets(buckets: int) -> int:

@@ -17,7 +17,6 @@ buckets, of the fleet from its services' merged buckets; percentiles are never a
 from __future__ import annotations
 
 import math
-from array import array
 from bisect import bisect_left
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -42,24 +41,29 @@ LARGEST_SECONDS = 600.0
 """10 min: longer durations are counted in the last bucket."""
 
 
-def index_of(seconds: float) -> int:
-    """The bucket index of a duration, clamped to MIN_INDEX..MAX_INDEX."""
-    if not seconds > SMALLEST_SECONDS:  # also NaN and negative
-        return MIN_INDEX
-    if seconds >= LARGEST_SECONDS:
-        return MAX_INDEX
-    return math.ceil(math.log2(seconds) * INDEX_FACTOR) - 1
-
-
 MIN_INDEX = math.ceil(math.log2(SMALLEST_SECONDS) * INDEX_FACTOR) - 1
 MAX_INDEX = math.ceil(math.log2(LARGEST_SECONDS) * INDEX_FACTOR) - 1
 BUCKETS = MAX_INDEX - MIN_INDEX + 1
 """How many buckets the scheme has (a dense array of them is indexed by index - MIN_INDEX)."""
+_LAST_POSITION = BUCKETS - 1
+_POSITION_OFFSET = -1 - MIN_INDEX
+_ceil, _log2 = math.ceil, math.log2
 
 
-def lower_bound(index: int) -> float:
-    """The exclusive lower bound of bucket `index`, in seconds."""
-    return float(BASE**index)
+def position_of(seconds: float) -> int:
+    """The position of a duration in a dense array of BUCKETS counts: index_of - MIN_INDEX.
+
+    Durations up to SMALLEST_SECONDS (NaN and negative ones too) are at 0, from
+    LARGEST_SECONDS on at BUCKETS - 1.
+    """
+    if SMALLEST_SECONDS < seconds < LARGEST_SECONDS:
+        return _ceil(_log2(seconds) * INDEX_FACTOR) + _POSITION_OFFSET
+    return _LAST_POSITION if seconds >= LARGEST_SECONDS else 0
+
+
+def index_of(seconds: float) -> int:
+    """The bucket index of a duration, clamped to MIN_INDEX..MAX_INDEX."""
+    return position_of(seconds) + MIN_INDEX
 
 
 def upper_bound(index: int) -> float:
@@ -144,28 +148,6 @@ def merge(histograms: Iterable[Histogram]) -> Histogram:
         math.fsum(item.sum_seconds for item in items),
         max(item.max_seconds for item in items),
     )
-
-
-def trimmed(offset: int, dense: Sequence[int]) -> tuple[int, tuple[int, ...]]:
-    """(offset, counts) of `dense` with the empty buckets at both ends cut off."""
-    low = 0
-    high = len(dense)
-    if isinstance(dense, array):  # find the ends at C speed: strip the zero bytes
-        raw = dense.tobytes()
-        size = dense.itemsize
-        low = (len(raw) - len(raw.lstrip(b"\0"))) // size
-        high = max(low, len(dense) - (len(raw) - len(raw.rstrip(b"\0"))) // size)
-    while low < high and not dense[low]:
-        low += 1
-    while high > low and not dense[high - 1]:
-        high -= 1
-    return offset + low, tuple(dense[low:high])
-
-
-def from_dense(dense: Sequence[int], sum_seconds: float, max_seconds: float) -> Histogram:
-    """A histogram from a dense array over the whole scheme (position 0 is MIN_INDEX)."""
-    offset, counts = trimmed(MIN_INDEX, dense)
-    return Histogram(offset, counts, sum_seconds, max_seconds)
 
 
 def to_proto(histogram: Histogram, target: latency_pb2.LatencyHistogram) -> None:

@@ -194,6 +194,15 @@ def test_record_of_fewer_than_one_event_is_refused(clock: FakeClock, n: int) -> 
     assert tracker.read().total_events == 0
 
 
+@pytest.mark.parametrize("call", ["record", "record_error"])
+def test_a_refused_record_does_not_register_its_kind(clock: FakeClock, call: str) -> None:
+    tracker = make_tracker(clock)
+    with pytest.raises(ValueError, match="n must be >= 1"):
+        getattr(tracker, call)("typo", 0)
+    assert tracker.kinds == ()
+    assert tracker.read().kinds == ()
+
+
 def test_record_n_counts_n_events(clock: FakeClock) -> None:
     tracker = make_tracker(clock)
     tracker.record("batch", 250)
