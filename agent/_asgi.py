@@ -60,12 +60,14 @@ class RequestCountMiddleware:
 
     A request counts once, when the app is done with it, with the time the app took. It
     failed when the app raised (an unhandled exception), or when `failed(status)` is true for
-    the response status: by default 5xx fail and 4xx do not. A request the client abandoned
-    (cancelled) before any response counts without failing. `kind` is a fixed kind (default
-    `"http_request"`) or a function of the finished request's scope (e.g. `http_route_kind`;
-    its routing information is filled in by then). WebSocket sessions pass through uncounted
-    unless `websocket_kind` names a kind for them (each session counts once, when it ends,
-    failed when the app raised); lifespan and any other scope always pass through.
+    the response status: by default 5xx fail and 4xx do not (`failed` is asked once for each
+    status 100..599 when the middleware is built, not per request). A request the client
+    abandoned (cancelled) before any response counts without failing. `kind` is a fixed kind
+    (default `"http_request"`) or a function of the finished request's scope (e.g.
+    `http_route_kind`; its routing information is filled in by then). WebSocket sessions
+    pass through uncounted unless `websocket_kind` names a kind for them (each session counts
+    once, when it ends, failed when the app raised); lifespan and any other scope always pass
+    through.
     """
 
     def __init__(
@@ -80,15 +82,16 @@ class RequestCountMiddleware:
         self.app = app
         self._tracker = tracker
         self._clock = tracker.clock
-        self._failed = failed
+        # `failed` is asked once per status here rather than once per request.
+        self._failing = frozenset(status for status in range(100, 600) if failed(status))
         if isinstance(kind, str):
+            # A fixed kind: its counter's bound observe(), no kind lookup per request.
             fixed_kind = kind
+            self._observe: Callable[..., None] | None = tracker.counter(kind).observe
             self._kind_of: KindOfScope = lambda scope: fixed_kind
-            # The fast path: a bound method, no kind lookup per request.
-            self._observe_http: Callable[..., None] | None = tracker.counter(kind).observe
         elif callable(kind):
+            self._observe = None
             self._kind_of = kind
-            self._observe_http = None
         else:
             raise TypeError(
                 f"kind must be a kind name or a function of the ASGI scope, got {kind!r}"
@@ -98,22 +101,14 @@ class RequestCountMiddleware:
         )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        """Serve one ASGI connection, counting it when it is an HTTP request."""
-        scope_type = scope["type"]
-        if scope_type == "http":
-            await self._http(scope, receive, send)
-        elif scope_type == "websocket" and self._observe_websocket is not None:
-            failed = True
-            started = self._clock()
-            try:
-                await self.app(scope, receive, send)
-                failed = False
-            finally:
-                self._observe_websocket(self._clock() - started, error=failed)
-        else:
-            await self.app(scope, receive, send)
+        """Serve one ASGI connection, counting it when it is an HTTP request.
 
-    async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        An HTTP request is served in this one coroutine (no inner one to await), with one
+        small function noting the response status on its way out.
+        """
+        if scope["type"] != "http":
+            await self._not_http(scope, receive, send)
+            return
         status = 0
 
         def noting_status(message: Message) -> Awaitable[None]:
@@ -123,21 +118,34 @@ class RequestCountMiddleware:
                 status = message["status"]
             return send(message)
 
-        failed = False
         started = self._clock()
         try:
             await self.app(scope, receive, noting_status)
-            failed = status != 0 and self._failed(status)
         except Exception:
             failed = True
             raise
         except BaseException:  # cancelled: failed only if the response said so
-            failed = status != 0 and self._failed(status)
+            failed = status in self._failing
             raise
+        else:
+            failed = status in self._failing
         finally:
             seconds = self._clock() - started
-            observe = self._observe_http
+            observe = self._observe
             if observe is not None:
                 observe(seconds, error=failed)
             else:
                 self._tracker.observe(self._kind_of(scope), seconds, error=failed)
+
+    async def _not_http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """A WebSocket session (counted when it has a kind) or any other scope (passed on)."""
+        if scope["type"] == "websocket" and self._observe_websocket is not None:
+            failed = True
+            started = self._clock()
+            try:
+                await self.app(scope, receive, send)
+                failed = False
+            finally:
+                self._observe_websocket(self._clock() - started, error=failed)
+        else:
+            await self.app(scope, receive, send)
