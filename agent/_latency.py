@@ -19,6 +19,7 @@ import math
 from array import array
 from dataclasses import dataclass
 from itertools import compress
+from typing import NamedTuple
 
 from mesh_common.latency import (
     BUCKETS,
@@ -57,6 +58,14 @@ def _span(dense: array[int]) -> tuple[int, int]:
     low = (len(raw) - len(raw.lstrip(b"\0"))) // size
     high = len(dense) - (len(raw) - len(raw.rstrip(b"\0"))) // size
     return low, max(low, high)
+
+
+class LatencyHistograms(NamedTuple):
+    """A kind's latency histograms as built from its window at `version`."""
+
+    version: tuple[int, int]
+    window: Histogram | None
+    since_start: Histogram | None
 
 
 class LatencyWindow:
@@ -116,6 +125,16 @@ class LatencyWindow:
     def timed(self) -> bool:
         """True once a duration was observed (the window or since start holds one)."""
         return self.count > 0 or self._has_history
+
+    @property
+    def version(self) -> tuple[int, int]:
+        """The slot and its count of durations: while it is the same, so are the histograms."""
+        return self._slot, self.count
+
+    def histograms(self) -> LatencyHistograms:
+        """The window's and since start's histograms (of a copy), with the version."""
+        window = self.window_histogram()
+        return LatencyHistograms(self.version, window, self.since_start_histogram(window))
 
     def copy(self) -> LatencyWindow:
         """A snapshot of the window's state, to read outside the lock."""

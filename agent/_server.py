@@ -11,7 +11,7 @@ from typing import Any
 import grpc
 from metricsmesh.v1 import event_rate_pb2, event_rate_pb2_grpc
 
-from agent._convert import reading_to_response
+from agent._convert import ResponseBuilder
 from agent._tracker import EventTracker
 from mesh_common.bounded import quote
 from mesh_common.errors import ServerStateError
@@ -51,6 +51,7 @@ class EventRateServicer(event_rate_pb2_grpc.EventRateServiceServicer):
 
     def __init__(self, tracker: EventTracker) -> None:
         self._tracker = tracker
+        self._responses = ResponseBuilder()
 
     def register(self, server: grpc.aio.Server) -> None:
         """Add EventRateService to `server`, every request parsed leniently."""
@@ -67,7 +68,7 @@ class EventRateServicer(event_rate_pb2_grpc.EventRateServiceServicer):
         problem = request_problem(request)
         if problem is not None:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, problem)
-        return reading_to_response(self._tracker.read(request.kinds))
+        return self._responses.build(self._tracker.read(request.kinds))
 
 
 class AgentServer:

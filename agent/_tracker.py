@@ -16,13 +16,14 @@ event.
 from __future__ import annotations
 
 import collections
+import operator
 import threading
 import time
 from array import array
 from collections.abc import Iterable
 from typing import NamedTuple, NoReturn
 
-from agent._latency import LatencyWindow, slot_buckets
+from agent._latency import LatencyHistograms, LatencyWindow, slot_buckets
 from mesh_common.clocks import ReadClock
 from mesh_common.latency import Histogram, merge, position_of
 
@@ -220,6 +221,31 @@ class KindCounter:
         finally:
             lock.release()
 
+    def _take(self, now: float, built: LatencyHistograms | None) -> _KindCounts:
+        """The kind's counts at `now`; call under the lock.
+
+        The latency comes as `built` when that was made from the window as it still is,
+        else as a copy of the window to build from outside the lock (None when untimed).
+        """
+        if now >= self._slot_end:
+            self._advance(now)
+        current, errors, last, latency = self._count, self._errors, self._last, self._latency
+        if not latency.timed:
+            histograms: LatencyHistograms | LatencyWindow | None = None
+        elif built is not None and built.version == latency.version:
+            histograms = built
+        else:
+            histograms = latency.copy()
+        return _KindCounts(
+            self.kind,
+            self._ring_sum + current,
+            self._committed_total + current,
+            None if last == NEVER else last,
+            self._error_ring_sum + errors,
+            self._committed_errors + errors,
+            histograms,
+        )
+
     def _advance(self, now: float) -> None:
         """Move the current bucket to the one holding `now`, zeroing the buckets skipped.
 
@@ -261,9 +287,33 @@ def _commit(ring: array[int], ring_sum: int, current: int, slot: int, count: int
     return ring_sum
 
 
-_KindCounts = tuple[str, int, int, float | None, int, int, LatencyWindow | None]
-"""One kind's counts as taken under the lock: kind, window events, total events, last event
-instant, window errors, total errors, and a copy of its latency window (None if untimed)."""
+class _KindCounts(NamedTuple):
+    """One kind's counts as taken under the lock."""
+
+    kind: str
+    window_events: int
+    total_events: int
+    last: float | None
+    window_errors: int
+    total_errors: int
+    latency: LatencyHistograms | LatencyWindow | None
+
+
+def _kind_reading(
+    counts: _KindCounts, built: LatencyHistograms | None, per_second: float, to_wall: float
+) -> KindReading:
+    """One kind's figures from its counts, `per_second` = 1 / covered span."""
+    return KindReading(
+        counts.kind,
+        counts.window_events * per_second,
+        counts.window_events,
+        counts.total_events,
+        None if counts.last is None else counts.last + to_wall,
+        counts.window_errors,
+        counts.total_errors,
+        None if built is None else built.window,
+        None if built is None else built.since_start,
+    )
 
 
 class EventTracker:
@@ -298,6 +348,12 @@ class EventTracker:
         self._full_buckets_span = (buckets - 1) * self._width
         self._clock = clock
         self._lock = threading.Lock()
+        self._read_lock = threading.Lock()
+        """Taken by read(): one reading at a time, so `_built` needs no other guard."""
+        self._built: dict[str, LatencyHistograms] = {}
+        """Each timed kind's last latency histograms: reused while its window is unchanged."""
+        self._last_merge: tuple[list[Histogram], Histogram] | None = None
+        """The kinds' windows last merged, and their merge."""
         self._start = clock()
         self._start_wall = wall_clock()
         self._cpu_clock = cpu_clock
@@ -374,104 +430,101 @@ class EventTracker:
         """The kinds counted so far, sorted."""
         return tuple(self._counters)
 
-    def _counts(self) -> tuple[float, list[_KindCounts]]:
-        """Now, and every kind's counts taken under the lock (latency windows copied)."""
-        with self._lock:
-            now = self._clock()
-            counts: list[_KindCounts] = []
-            for kind, counter in self._counters.items():
-                if now >= counter._slot_end:
-                    counter._advance(now)
-                latency = counter._latency
-                current, errors = counter._count, counter._errors
-                last = counter._last
-                counts.append(
-                    (
-                        kind,
-                        counter._ring_sum + current,
-                        counter._committed_total + current,
-                        None if last == NEVER else last,
-                        counter._error_ring_sum + errors,
-                        counter._committed_errors + errors,
-                        latency.copy() if latency.timed else None,
-                    )
-                )
-        return now, counts
-
     def read(self, kinds: Iterable[str] = ()) -> RateReading:
         """Return the current figures; `kinds` limits the breakdown (unknown kinds read zero).
 
         The totals always cover every kind, whatever `kinds` selects; the service's latency
         comes from the merged buckets of its kinds. Only the counts are taken under the
-        lock; the rest is arithmetic on them afterwards.
+        lock; the rest is arithmetic on them afterwards. A kind's latency histograms are
+        built again only when its window changed since the last reading.
         """
-        wanted = tuple(kinds)
-        now, counts = self._counts()
-        start, start_wall, width = self._start, self._start_wall, self._width
+        with self._read_lock:
+            now, counts = self._counts()
+            histograms = [self._histograms(item) for item in counts]
+            latency = self._merged([built.window for built in histograms if built and built.window])
+            cpu = self._cpu_usage(now)
+        start, width = self._start, self._width
         uptime = now - start if now > start else 0.0
         slot_start = start + (uptime // width) * width
         covered = min(uptime, self._full_buckets_span + (now - slot_start))
         per_second = 1.0 / covered if covered > 0 else 0.0
-        to_wall = start_wall - start
-        readings: list[KindReading] = []
-        latencies: list[Histogram] = []
-        window_total = grand_total = window_errors = total_errors = 0
-        last_any: float | None = None
-        for kind, in_window, total, last, errors_in_window, errors, latency in counts:
-            window_total += in_window
-            grand_total += total
-            window_errors += errors_in_window
-            total_errors += errors
-            if last is not None and (last_any is None or last > last_any):
-                last_any = last
-            wall = None if last is None else last + to_wall
-            window = since_start = None
-            if latency is not None:
-                window = latency.window_histogram()
-                if window is not None:
-                    latencies.append(window)
-                since_start = latency.since_start_histogram(window)
-            readings.append(
-                KindReading(
-                    kind,
-                    in_window * per_second,
-                    in_window,
-                    total,
-                    wall,
-                    errors_in_window,
-                    errors,
-                    window,
-                    since_start,
-                )
-            )
+        to_wall = self._start_wall - start
+        readings = [
+            _kind_reading(item, built, per_second, to_wall)
+            for item, built in zip(counts, histograms, strict=True)
+        ]
+        lasts = [item.last for item in counts if item.last is not None]
+        wanted = tuple(kinds)
         if wanted:
             by_kind = {item.kind: item for item in readings}
             readings = [
                 by_kind.get(kind) or KindReading(kind, 0.0, 0, 0, None)
                 for kind in sorted(set(wanted))
             ]
+        window_total = sum(item.window_events for item in counts)
         return RateReading(
             self.service_name,
             window_total * per_second,
             window_total,
-            grand_total,
+            sum(item.total_events for item in counts),
             uptime,
             self.window_seconds,
             covered,
-            start_wall,
-            start_wall + uptime,
-            None if last_any is None else last_any + to_wall,
+            self._start_wall,
+            self._start_wall + uptime,
+            max(lasts) + to_wall if lasts else None,
             tuple(readings),
-            window_errors,
-            total_errors,
-            merge(latencies) if latencies else None,
-            self._cpu_usage(now),
+            sum(item.window_errors for item in counts),
+            sum(item.total_errors for item in counts),
+            latency,
+            cpu,
         )
+
+    def _counts(self) -> tuple[float, list[_KindCounts]]:
+        """Now, and every kind's counts taken under the lock."""
+        built = self._built
+        with self._lock:
+            now = self._clock()
+            counts = [
+                counter._take(now, built.get(kind)) for kind, counter in self._counters.items()
+            ]
+        return now, counts
+
+    def _histograms(self, counts: _KindCounts) -> LatencyHistograms | None:
+        """The kind's latency histograms: the ones built before, or built now from its copy.
+
+        Call under the read lock.
+        """
+        latency = counts.latency
+        if latency is None or isinstance(latency, LatencyHistograms):
+            return latency
+        built = latency.histograms()
+        self._built[counts.kind] = built
+        return built
+
+    def _merged(self, latencies: list[Histogram]) -> Histogram | None:
+        """The service's latency: its kinds' windows merged (again only when one changed).
+
+        Call under the read lock.
+        """
+        if not latencies:
+            return None
+        last = self._last_merge
+        if (
+            last is not None
+            and len(last[0]) == len(latencies)
+            and all(map(operator.is_, last[0], latencies))
+        ):
+            return last[1]
+        merged = merge(latencies)
+        self._last_merge = (latencies, merged)
+        return merged
 
     def _cpu_usage(self, now: float) -> float:
         """The process's CPU over the readings of the last window, in percent of one core.
 
-        Readings are sampled at most once a bucket (the aggregator reads once a round).
+        Call under the read lock. Readings are sampled at most once a bucket (the aggregator
+        reads once a round).
         """
         cpu = self._cpu_clock()
         samples = self._cpu_samples

@@ -20,6 +20,7 @@ from agent import (
     RpcCountInterceptor,
     ServerStateError,
 )
+from agent._convert import reading_to_response
 from tests.conftest import FakeClock
 
 WALL_START = 1_750_000_000.0
@@ -72,6 +73,39 @@ async def test_get_event_rate_answers_what_was_recorded(
     assert (rows["api_call"].total_events, rows["data_fetch"].total_events) == (30, 10)
     assert rows["api_call"].events_per_second == pytest.approx(3.0)
     assert rows["api_call"].last_event_time.ToNanoseconds() == round(WALL_START * 1e9)
+
+
+async def test_each_answer_has_the_latency_of_its_moment(
+    server: AgentServer, channel: grpc.aio.Channel, clock: FakeClock
+) -> None:
+    # The server reuses latency messages while a kind's window is unchanged: a new duration,
+    # a closed slot and an expired one must each show in the next answer, exactly as an
+    # answer built from nothing shows them.
+    tracker = server.tracker
+    stub = event_rate_pb2_grpc.EventRateServiceStub(channel)
+    request = event_rate_pb2.GetEventRateRequest()
+    answers = []
+    for step in range(5):
+        tracker.observe("api_call", 0.010 * (step + 1))
+        tracker.observe("data_fetch", 0.002)  # the same duration in every step
+        for _ in range(2):  # twice: an unchanged window answers the same
+            answers.append(await stub.GetEventRate(request, timeout=SHORT))
+            expected = reading_to_response(tracker.read())
+            expected.read_time.CopyFrom(answers[-1].read_time)
+            expected.cpu_usage_percent = answers[-1].cpu_usage_percent
+            assert answers[-1] == expected
+        clock.tick(30.0)  # the latency window moves on: slots close, then leave it
+    counts = [answer.latency.histogram.count for answer in answers[::2]]
+    assert counts == [2, 4, 4, 4, 4]  # 60 s of window: two steps of two durations
+    api = [answer.kinds[0] for answer in answers[::2]]
+    assert [row.latency.max.ToMicroseconds() for row in api] == [
+        10_000,
+        20_000,
+        30_000,
+        40_000,
+        50_000,
+    ]
+    assert [row.latency_since_start.count for row in api] == [1, 2, 3, 4, 5]
 
 
 async def test_get_event_rate_limits_the_breakdown_to_the_kinds_asked_for(
