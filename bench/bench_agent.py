@@ -33,7 +33,7 @@ from fastapi import FastAPI
 from prometheus_client import CollectorRegistry, Counter
 
 from agent import EventTracker, RequestCountMiddleware
-from agent._convert import reading_to_response
+from agent._convert import ResponseBuilder, reading_to_response
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -43,6 +43,7 @@ TARGET_RECORD_2_THREADS = 1.0  # x Counter.inc
 TARGET_BYTES_PER_KIND = 4096
 TARGET_READ_US = 10.0
 TARGET_ASGI_LOSS = 0.03
+TARGET_TIMED_ANSWER_US = 40.0
 
 
 def verdict(ok: bool) -> str:
@@ -168,6 +169,48 @@ def bench_read(kinds: int, number: int = 20_000, repeats: int = 7) -> tuple[floa
     return read_best / number * 1e6, answer_best / (number // 4) * 1e6
 
 
+TIMED_KINDS = ("api_call", "data_fetch", "inference")
+
+
+def timed_tracker() -> EventTracker:
+    """A tracker with 3 timed kinds, durations over about 30 buckets each, a few failed."""
+    tracker = EventTracker("answer")
+    for index, kind in enumerate(TIMED_KINDS):
+        for event in range(3000):
+            seconds = 0.002 * (1 + index) * 1.05 ** (event % 30)
+            tracker.observe(kind, seconds, error=event % 40 == 0)
+    return tracker
+
+
+def bench_timed_answer(number: int = 4000, repeats: int = 7) -> dict[str, float]:
+    """us per full GetEventRate answer with 3 timed kinds, built as the server builds them.
+
+    "unchanged": nothing happened since the last answer (the latency messages are reused);
+    "1 kind changed": one duration of one kind between answers; "built anew": every
+    message built from nothing (reading_to_response, no ResponseBuilder kept).
+    """
+    tracker = timed_tracker()
+    builder = ResponseBuilder()
+    busy = tracker.counter(TIMED_KINDS[0]).observe
+
+    def one_changed() -> None:
+        busy(0.0123)
+        builder.build(tracker.read())
+
+    timers = {
+        "unchanged": timeit.Timer(lambda: builder.build(tracker.read()), timer=time.thread_time),
+        "1 kind changed": timeit.Timer(one_changed, timer=time.thread_time),
+        "built anew": timeit.Timer(
+            lambda: reading_to_response(tracker.read()), timer=time.thread_time
+        ),
+    }
+    best = dict.fromkeys(timers, float("inf"))
+    for _ in range(repeats):
+        for name, timer in timers.items():
+            best[name] = min(best[name], timer.timeit(number))
+    return {name: seconds / number * 1e6 for name, seconds in best.items()}
+
+
 # --- the ASGI middleware ----------------------------------------------------------------------
 
 
@@ -251,6 +294,18 @@ async def bare_app(scope: Any, receive: Any, send: Any) -> None:
 VARIANTS = ("plain", "no-op middleware", "RequestCountMiddleware")
 
 
+def asgi_apps() -> dict[str, tuple[Any, ...]]:
+    """Per app (FastAPI, bare), the variants of VARIANTS in that order."""
+    return {
+        "fastapi": (plain_app(), noop_app(), counted_app()),
+        "bare": (
+            bare_app,
+            NoopMiddleware(bare_app),
+            RequestCountMiddleware(bare_app, EventTracker("bare")),
+        ),
+    }
+
+
 def bench_asgi_in_process(
     requests: int = 1000, bare_requests: int = 50_000, rounds: int = 24
 ) -> dict[str, dict[str, tuple[float, float]]]:
@@ -261,14 +316,7 @@ def bench_asgi_in_process(
     the machine's load cancel out in the ratios taken within a round. Returns, per app and
     variant, the best figure and the median of the per-round ratios to the plain variant.
     """
-    groups: dict[str, tuple[Any, ...]] = {
-        "fastapi": (plain_app(), noop_app(), counted_app()),
-        "bare": (
-            bare_app,
-            NoopMiddleware(bare_app),
-            RequestCountMiddleware(bare_app, EventTracker("bare")),
-        ),
-    }
+    groups = asgi_apps()
 
     async def run() -> dict[str, dict[str, tuple[float, float]]]:
         for apps in groups.values():  # build FastAPI's middleware stacks, warm caches
@@ -296,6 +344,86 @@ def bench_asgi_in_process(
         return result
 
     return asyncio.run(run())
+
+
+def asgi_instructions(low: int = 100, high: int = 300) -> dict[str, list[float]] | None:
+    """Instructions per request of each app and variant, counted by valgrind's callgrind.
+
+    Unlike CPU time, the count does not move with the machine's load: it says what a
+    layer costs where timings on a shared machine cannot. Each figure is the difference
+    between `high` and `low` requests (after 300 to warm up), so start-up costs cancel out.
+    """
+    valgrind = shutil.which("valgrind")
+    if valgrind is None or shutil.which("callgrind_control") is None:
+        print("  (valgrind not installed: skipping the instruction counts)")
+        return None
+    counts: dict[str, list[float]] = {}
+    for app, variants in asgi_apps().items():
+        counts[app] = []
+        for index in range(len(variants)):
+            low_count, high_count = (
+                _callgrind(valgrind, app, index, requests) for requests in (low, high)
+            )
+            counts[app].append((high_count - low_count) / (high - low))
+    return counts
+
+
+def _callgrind(valgrind: str, app: str, index: int, requests: int) -> int:
+    """Instructions that `requests` requests to variant `index` of `app` took, under callgrind."""
+    done = subprocess.run(
+        [
+            valgrind,
+            "--tool=callgrind",
+            "--instr-atstart=no",
+            "--callgrind-out-file=/dev/null",
+            sys.executable,
+            "-m",
+            "bench.bench_agent",
+            "instructions",
+            app,
+            str(index),
+            str(requests),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    found = re.search(r"Collected : (\d+)", done.stderr)
+    assert found, done.stderr[-2000:]
+    return int(found.group(1))
+
+
+def _counted_requests(app: str, index: int, requests: int) -> None:
+    """Serve `requests` requests with callgrind's instrumentation on (run under valgrind)."""
+    served = asgi_apps()[app][index]
+
+    def instrument(state: str) -> None:
+        subprocess.run(
+            ["callgrind_control", "-i", state, str(os.getpid())], check=True, capture_output=True
+        )
+
+    async def run() -> None:
+        await drive(served, 300)
+        instrument("on")
+        await drive(served, requests)
+        instrument("off")
+
+    asyncio.run(run())
+
+
+def print_instructions(counts: dict[str, list[float]] | None) -> None:
+    if counts is None:
+        return
+    print("ASGI, in process, instructions per request (callgrind; the load does not move them):")
+    for name, title in (("fastapi", "FastAPI GET /ping -> JSON"), ("bare", "bare ASGI app")):
+        plain = counts[name][0]
+        for variant, count in zip(VARIANTS, counts[name], strict=True):
+            line = f"  {title:<26} {variant:<23} {count:9,.0f}"
+            if variant != "plain":
+                line += f"  +{count - plain:7,.0f} = {count / plain - 1:+.2%}"
+            print(line)
 
 
 class _TimedRecord:
@@ -469,7 +597,18 @@ def main() -> None:
             f"{answer_us:6.2f} us"
         )
 
+    answers = bench_timed_answer()
+    print(
+        "full GetEventRate answer with 3 timed kinds, as the server builds it (target <= "
+        f"{TARGET_TIMED_ANSWER_US:.0f} us): "
+        + "; ".join(
+            f"{name} {us:.1f} us ({verdict(us <= TARGET_TIMED_ANSWER_US)})"
+            for name, us in answers.items()
+        )
+    )
+
     print_asgi(bench_asgi_in_process())
+    print_instructions(asgi_instructions())
 
     in_request, hot = bench_record_inside_fastapi()
     print(
@@ -532,4 +671,7 @@ def print_wrk(wrk: dict[str, tuple[float, float]]) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    if sys.argv[1:2] == ["instructions"]:  # one callgrind run of asgi_instructions()
+        _counted_requests(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]))
+    else:
+        main()
