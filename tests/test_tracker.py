@@ -203,6 +203,17 @@ def test_a_refused_record_does_not_register_its_kind(clock: FakeClock, call: str
     assert tracker.read().kinds == ()
 
 
+def test_failed_events_count_as_events_and_as_errors(clock: FakeClock) -> None:
+    tracker = make_tracker(clock)
+    tracker.counter("job").record(3, error=True)
+    tracker.record_error("job", 2)
+    tracker.record("job", 5)
+    at(clock, 10.0)
+    (row,) = tracker.read().kinds
+    assert (row.window_events, row.window_errors, row.total_errors) == (10, 5, 5)
+    assert row.error_rate == 0.5
+
+
 def test_record_n_counts_n_events(clock: FakeClock) -> None:
     tracker = make_tracker(clock)
     tracker.record("batch", 250)
