@@ -221,22 +221,21 @@ class KindCounter:
         finally:
             lock.release()
 
-    def _take(self, now: float, built: LatencyHistograms | None) -> _KindCounts:
+    def _take(self, now: float, built: dict[str, LatencyHistograms]) -> _KindCounts:
         """The kind's counts at `now`; call under the lock.
 
-        The latency comes as `built` when that was made from the window as it still is,
+        The latency comes as `built[kind]` when that was made from the window as it still is,
         else as a copy of the window to build from outside the lock (None when untimed).
         """
         if now >= self._slot_end:
             self._advance(now)
         current, errors, last, latency = self._count, self._errors, self._last, self._latency
-        if not latency.timed:
-            histograms: LatencyHistograms | LatencyWindow | None = None
-        elif built is not None and built.version == latency.version:
-            histograms = built
-        else:
-            histograms = latency.copy()
-        return _KindCounts(
+        histograms: LatencyHistograms | LatencyWindow | None = None
+        if latency.timed:
+            histograms = built.get(self.kind)
+            if histograms is None or histograms.version != latency.version:
+                histograms = latency.copy()
+        return (
             self.kind,
             self._ring_sum + current,
             self._committed_total + current,
@@ -287,33 +286,10 @@ def _commit(ring: array[int], ring_sum: int, current: int, slot: int, count: int
     return ring_sum
 
 
-class _KindCounts(NamedTuple):
-    """One kind's counts as taken under the lock."""
-
-    kind: str
-    window_events: int
-    total_events: int
-    last: float | None
-    window_errors: int
-    total_errors: int
-    latency: LatencyHistograms | LatencyWindow | None
-
-
-def _kind_reading(
-    counts: _KindCounts, built: LatencyHistograms | None, per_second: float, to_wall: float
-) -> KindReading:
-    """One kind's figures from its counts, `per_second` = 1 / covered span."""
-    return KindReading(
-        counts.kind,
-        counts.window_events * per_second,
-        counts.window_events,
-        counts.total_events,
-        None if counts.last is None else counts.last + to_wall,
-        counts.window_errors,
-        counts.total_errors,
-        None if built is None else built.window,
-        None if built is None else built.since_start,
-    )
+_KindCounts = tuple[str, int, int, float | None, int, int, LatencyHistograms | LatencyWindow | None]
+"""One kind's counts as taken under the lock: kind, window events, total events, last event
+instant, window errors, total errors, and its latency (see `KindCounter._take`). A plain
+tuple: a NamedTuple's construction costs a Python call per kind and reading."""
 
 
 class EventTracker:
@@ -435,25 +411,20 @@ class EventTracker:
 
         The totals always cover every kind, whatever `kinds` selects; the service's latency
         comes from the merged buckets of its kinds. Only the counts are taken under the
-        lock; the rest is arithmetic on them afterwards. A kind's latency histograms are
-        built again only when its window changed since the last reading.
+        counters' lock; the rest is arithmetic on them afterwards. A kind's latency
+        histograms are built again only when its window changed since the last reading.
         """
-        with self._read_lock:
+        with self._read_lock:  # one reading at a time: the built histograms are shared
             now, counts = self._counts()
-            histograms = [self._histograms(item) for item in counts]
-            latency = self._merged([built.window for built in histograms if built and built.window])
+            start, width = self._start, self._width
+            uptime = now - start if now > start else 0.0
+            slot_start = start + (uptime // width) * width
+            covered = min(uptime, self._full_buckets_span + (now - slot_start))
+            per_second = 1.0 / covered if covered > 0 else 0.0
+            to_wall = self._start_wall - start
+            readings, latencies, last, sums = self._kind_readings(counts, per_second, to_wall)
+            latency = self._merged(latencies)
             cpu = self._cpu_usage(now)
-        start, width = self._start, self._width
-        uptime = now - start if now > start else 0.0
-        slot_start = start + (uptime // width) * width
-        covered = min(uptime, self._full_buckets_span + (now - slot_start))
-        per_second = 1.0 / covered if covered > 0 else 0.0
-        to_wall = self._start_wall - start
-        readings = [
-            _kind_reading(item, built, per_second, to_wall)
-            for item, built in zip(counts, histograms, strict=True)
-        ]
-        lasts = [item.last for item in counts if item.last is not None]
         wanted = tuple(kinds)
         if wanted:
             by_kind = {item.kind: item for item in readings}
@@ -461,23 +432,69 @@ class EventTracker:
                 by_kind.get(kind) or KindReading(kind, 0.0, 0, 0, None)
                 for kind in sorted(set(wanted))
             ]
-        window_total = sum(item.window_events for item in counts)
+        window_total, grand_total, window_errors, total_errors = sums
         return RateReading(
             self.service_name,
             window_total * per_second,
             window_total,
-            sum(item.total_events for item in counts),
+            grand_total,
             uptime,
             self.window_seconds,
             covered,
             self._start_wall,
             self._start_wall + uptime,
-            max(lasts) + to_wall if lasts else None,
+            last,
             tuple(readings),
-            sum(item.window_errors for item in counts),
-            sum(item.total_errors for item in counts),
+            window_errors,
+            total_errors,
             latency,
             cpu,
+        )
+
+    def _kind_readings(
+        self, counts: list[_KindCounts], per_second: float, to_wall: float
+    ) -> tuple[list[KindReading], list[Histogram], float | None, tuple[int, int, int, int]]:
+        """Every kind's reading, their latency windows, the last event's wall time, and sums.
+
+        The sums are of window events, total events, window errors and total errors;
+        `per_second` is 1 / the covered span. Call under the read lock.
+        """
+        readings: list[KindReading] = []
+        latencies: list[Histogram] = []
+        last_any: float | None = None
+        window_total = grand_total = window_errors = total_errors = 0
+        for kind, in_window, total, last, errors_in_window, errors, latency in counts:
+            window_total += in_window
+            grand_total += total
+            window_errors += errors_in_window
+            total_errors += errors
+            window = since_start = wall = None
+            if latency is not None:
+                window, since_start = self._histograms(kind, latency)
+                if window is not None:
+                    latencies.append(window)
+            if last is not None:
+                wall = last + to_wall
+                if last_any is None or wall > last_any:
+                    last_any = wall
+            readings.append(
+                KindReading(
+                    kind,
+                    in_window * per_second,
+                    in_window,
+                    total,
+                    wall,
+                    errors_in_window,
+                    errors,
+                    window,
+                    since_start,
+                )
+            )
+        return (
+            readings,
+            latencies,
+            last_any,
+            (window_total, grand_total, window_errors, total_errors),
         )
 
     def _counts(self) -> tuple[float, list[_KindCounts]]:
@@ -485,22 +502,19 @@ class EventTracker:
         built = self._built
         with self._lock:
             now = self._clock()
-            counts = [
-                counter._take(now, built.get(kind)) for kind, counter in self._counters.items()
-            ]
+            counts = [counter._take(now, built) for counter in self._counters.values()]
         return now, counts
 
-    def _histograms(self, counts: _KindCounts) -> LatencyHistograms | None:
-        """The kind's latency histograms: the ones built before, or built now from its copy.
+    def _histograms(
+        self, kind: str, latency: LatencyHistograms | LatencyWindow
+    ) -> tuple[Histogram | None, Histogram | None]:
+        """A kind's latency (window, since start): as built before, or built now from its copy.
 
         Call under the read lock.
         """
-        latency = counts.latency
-        if latency is None or isinstance(latency, LatencyHistograms):
-            return latency
-        built = latency.histograms()
-        self._built[counts.kind] = built
-        return built
+        if isinstance(latency, LatencyWindow):
+            latency = self._built[kind] = latency.histograms()
+        return latency.window, latency.since_start
 
     def _merged(self, latencies: list[Histogram]) -> Histogram | None:
         """The service's latency: its kinds' windows merged (again only when one changed).
