@@ -302,19 +302,23 @@ def bench_timed_answers(counts: tuple[int, ...] = (15, 200)) -> None:
     for count in counts:
         rounds, _ = ROUNDS[count]
         results: dict[str, list[float]] = {"untimed": [], "3 timed kinds": []}
+        agent_cpu: dict[str, list[float]] = {"untimed": [], "3 timed kinds": []}
         sizes: dict[str, int] = {}
         for _ in range(2):
             for name, timed in (("untimed", False), ("3 timed kinds", True)):
                 with agent_fleet(count, timed=timed) as registry:
                     samples, _cpu = asyncio.run(_ours(registry, rounds))
                     results[name].append(_quantiles(samples)[0])
+                    agent_cpu[name].append(LAST_AGENTS_CPU[0] / count)
                     sizes[name] = asyncio.run(_answer_size(registry[1]))
         before, after = min(results["untimed"]), min(results["3 timed kinds"])
         verdict = "ok" if after <= 1.1 * before else "MISSED"
         print(
             f"  {count:5d} agents  untimed p50 {before * 1e3:7.2f} ms (answer {sizes['untimed']} B)"
             f" | 3 timed kinds p50 {after * 1e3:7.2f} ms (answer {sizes['3 timed kinds']} B)"
-            f"  => x{after / before:.2f} (target <= 1.10: {verdict})",
+            f"  => x{after / before:.2f} (target <= 1.10: {verdict}); agent CPU per answer "
+            f"{min(agent_cpu['untimed']) * 1e6:.0f} | "
+            f"{min(agent_cpu['3 timed kinds']) * 1e6:.0f} us",
             flush=True,
         )
 
