@@ -326,7 +326,7 @@ def test_closing_the_store_during_a_save_waits_for_it_and_refuses_later_calls(
                 "threshold": 1,
                 "for_seconds": -5,
             },
-            "for",
+            "for_seconds",
         ),
     ],
 )
