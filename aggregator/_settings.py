@@ -71,7 +71,10 @@ class AggregatorSettings:
         "when the ping is not answered within 20 s",
     )
     max_streams_per_connection: int = setting(
-        256, "calls in flight on one connection; its client queues more until one ends"
+        2048,
+        "calls in flight on one connection, at least max_subscribers (a client process's "
+        "channels to the aggregator share one connection); its client queues more until one "
+        "ends",
     )
 
     def __post_init__(self) -> None:
@@ -109,6 +112,12 @@ class AggregatorSettings:
         for key in ("max_connections", "max_streams_per_connection"):
             if getattr(self, key) < 1:
                 raise ConfigError(f"{key}: {getattr(self, key)} must be >= 1")
+        if self.max_streams_per_connection < self.max_subscribers:
+            raise ConfigError(
+                f"max_streams_per_connection: {self.max_streams_per_connection} must be at "
+                f"least max_subscribers ({self.max_subscribers}): a client's streams share one "
+                "connection, and the ones beyond it would wait for ever"
+            )
         for key in ("connection_idle_seconds", "keepalive_seconds"):
             value = getattr(self, key)
             if not math.isfinite(value) or value <= 0:

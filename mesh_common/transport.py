@@ -51,13 +51,14 @@ class ConnectionLimits:
       has been silent this long and closes it when the ping is not answered within
       KEEPALIVE_TIMEOUT_SECONDS (a subscriber whose host vanished frees its stream).
     - `max_streams_per_connection`: calls in flight on one connection; a client queues
-      more until one ends (HTTP/2 MAX_CONCURRENT_STREAMS).
+      more until one ends (HTTP/2 MAX_CONCURRENT_STREAMS). gRPC channels of one process to
+      one server share a connection, so this must leave room for all of a client's streams.
     """
 
     max_connections: int = 1024
     idle_seconds: float = 20.0
     keepalive_seconds: float = 60.0
-    max_streams_per_connection: int = 256
+    max_streams_per_connection: int = 2048
 
     def server_options(self) -> ChannelOptions:
         """The grpc server options that enforce these limits."""

@@ -208,6 +208,7 @@ def test_the_help_text_lists_every_key_with_its_environment_variable() -> None:
         ("connection_idle_seconds", "0"),
         ("keepalive_seconds", "-1"),
         ("connection_idle_seconds", "inf"),
+        ("max_streams_per_connection", "999"),  # below max_subscribers (1000)
     ],
 )
 def test_connection_limits_must_be_positive(tmp_path: Path, key: str, value: str) -> None:

@@ -444,3 +444,19 @@ async def test_a_connection_beyond_max_connections_is_closed_at_once(agent: Agen
                 return True
 
             await eventually(served, what="a call once a connection was freed")
+
+
+async def test_300_streams_of_one_client_all_start_on_its_one_connection(
+    agent: AgentServer,
+) -> None:
+    async with (
+        AggregatorServer(registry_for(agent), settings(max_subscribers=300)) as server,
+        grpc.aio.insecure_channel(server.address) as channel,
+    ):
+        stub = aggregator_pb2_grpc.AggregatorServiceStub(channel)
+        await stub.GetSnapshot(aggregator_pb2.GetSnapshotRequest(), timeout=5)
+        calls = [stub.StreamSnapshots(aggregator_pb2.StreamSnapshotsRequest()) for _ in range(300)]
+        firsts = await asyncio.wait_for(asyncio.gather(*(call.read() for call in calls)), 20)
+        for call in calls:
+            call.cancel()
+    assert all(isinstance(first, aggregator_pb2.StreamSnapshotsResponse) for first in firsts)
