@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import dataclasses
+import gc
 import logging
 import signal
 import sys
@@ -50,6 +51,27 @@ def epilog() -> str:
     return ENV_HELP + "\n" + SECTION.help_text() + "\n" + ALERTS_SECTION.help_text()
 
 
+GC_THRESHOLDS = (50_000, 10, 10)
+"""The aggregator process's garbage collector thresholds (Python's default: 700, 10, 10)."""
+
+
+def tune_gc() -> None:
+    """Fewer, cheaper cyclic garbage collections for the long-running aggregator process.
+
+    Each message to a StreamSnapshots subscriber allocates a few container objects in grpc's
+    write path; at Python's default threshold a collection ran every ~100 messages and
+    walked the objects of every open stream (bench `python -m bench.bench_aggregator
+    subscribers`, 1000 subscribers: about 13 ms of collections per round, one full
+    collection of 60-90 ms in the middle of a burst every few rounds; with these
+    thresholds none in steady state: aggregator CPU per message 64-72 -> 53-65 us, delivery
+    lag p99 175-193 -> 90-106 ms on a shared 2-core machine). What exists
+    once the server has started (modules, descriptors, the registry) is frozen out of
+    every collection. Cyclic garbage waits for up to GC_THRESHOLDS[0] allocations.
+    """
+    gc.freeze()
+    gc.set_threshold(*GC_THRESHOLDS)
+
+
 async def serve(server: AggregatorServer) -> None:
     """Run `server` until SIGINT/SIGTERM, then stop it gracefully."""
     stop = asyncio.Event()
@@ -57,6 +79,7 @@ async def serve(server: AggregatorServer) -> None:
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
     await server.start()
+    tune_gc()
     _LOG.info(
         "aggregator serving on %s (%d services, interval %.3g s, deadline %.3g s)",
         server.address,

@@ -13,10 +13,12 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
+from google.protobuf.internal.containers import RepeatedCompositeFieldContainer
 from google.protobuf.message import Message
 from metricsmesh.v1 import aggregator_pb2, event_rate_pb2, snapshot_pb2
 
 from aggregator._model import Health, Row, SnapshotData
+from aggregator._retag import Retag, RetagError
 from mesh_common import latency
 from mesh_common.bounded import quote, quote_list
 from mesh_common.errors import FilterError
@@ -48,14 +50,24 @@ ResponseKind = Literal["get", "stream", "replay"]
 """GetSnapshotResponse, StreamSnapshotsResponse, or the latter with `replayed` set."""
 
 
-def row_to_proto(row: Row) -> snapshot_pb2.ServiceRow:
-    """The wire row for one `Row` (ages unset: they are set when sending).
+_AGENT_ROW = Retag(
+    event_rate_pb2.GetEventRateResponse.DESCRIPTOR, snapshot_pb2.ServiceRow.DESCRIPTOR, AGENT_FIELDS
+)
+"""The agent's answer re-tagged as ServiceRow fields (bench `python -m bench alerts`: a
+round's rows convert in about half the time of parsing the answer and copying each field)."""
+
+
+def add_row(
+    rows: RepeatedCompositeFieldContainer[snapshot_pb2.ServiceRow], row: Row
+) -> snapshot_pb2.ServiceRow:
+    """Append the wire row of one `Row` to `rows` (ages unset: they are set when sending).
 
     The figures are this round's for an active row, the last known ones otherwise, with
     `last_seen_time` and `last_seen_age` saying how old they are (unset if never seen).
+    Built in place (`add`): appending a finished message would copy it.
     """
     entry = row.entry
-    message = snapshot_pb2.ServiceRow(
+    message = rows.add(
         service_name=entry.name,
         service_type=entry.type,
         data_source=entry.data_source,
@@ -70,13 +82,22 @@ def row_to_proto(row: Row) -> snapshot_pb2.ServiceRow:
     if row.call_latency is not None:
         set_seconds(message.call_latency, row.call_latency)
     if row.figures is not None and row.figures.answer:
-        answer = event_rate_pb2.GetEventRateResponse.FromString(row.figures.answer)
-        for name in AGENT_FIELDS:
-            copy_field(answer, message, name)
+        answer = row.figures.answer
+        try:
+            message.MergeFromString(_AGENT_ROW(answer))
+        except RetagError:
+            copy_agent_fields(answer, message)
     if row.seen_time is not None:
         set_seconds(message.last_seen_time, row.seen_time)
         set_seconds(message.last_seen_age, row.seen_age or 0.0)
     return message
+
+
+def copy_agent_fields(answer: bytes, message: snapshot_pb2.ServiceRow) -> None:
+    """Copy the AGENT_FIELDS of a serialized GetEventRateResponse into `message`, parsing it."""
+    parsed = event_rate_pb2.GetEventRateResponse.FromString(answer)
+    for name in AGENT_FIELDS:
+        copy_field(parsed, message, name)
 
 
 def snapshot_to_proto(snapshot: SnapshotData, rows: Iterable[Row]) -> snapshot_pb2.Snapshot:
@@ -100,7 +121,9 @@ def snapshot_to_proto(snapshot: SnapshotData, rows: Iterable[Row]) -> snapshot_p
         latency.summarize(snapshot.latency, message.latency)
     set_seconds(message.take_time, snapshot.take_time)
     set_seconds(message.round_duration, snapshot.round_duration)
-    message.services.extend(row_to_proto(row) for row in rows)
+    services = message.services
+    for row in rows:
+        add_row(services, row)
     return message
 
 
@@ -109,7 +132,8 @@ class WholeSnapshots:
 
     The streams' unfiltered view and the alert evaluation of a round both read the same
     message, so each round's rows are converted once (at 1000 services that conversion costs
-    about as much as evaluating 20 rules). Its readers must not change it: responses copy it.
+    about 10 ms, two thirds of evaluating 20 rules). Its readers must not change it:
+    responses copy it.
     The last two snapshots are kept (a replay between two rounds does not evict the latest).
     """
 

@@ -87,14 +87,20 @@ class FanOut:
             remaining += 1
             item.call.add_done_callback(lambda _call, item=item: finished(item))  # type: ignore[misc]
         started = monotonic()
-        if pending:
-            cutoff = loop.call_later(deadline + _DEADLINE_SLACK_SECONDS, _resolve, done)
-            try:
-                await done
-            finally:
-                cutoff.cancel()
-        if health_waits:
-            await asyncio.wait(health_waits, timeout=max(0.0, started + deadline - monotonic()))
+        try:
+            if pending:
+                cutoff = loop.call_later(deadline + _DEADLINE_SLACK_SECONDS, _resolve, done)
+                try:
+                    await done
+                finally:
+                    cutoff.cancel()
+            if health_waits:
+                await asyncio.wait(health_waits, timeout=max(0.0, started + deadline - monotonic()))
+        except asyncio.CancelledError:  # the round is cancelled (shutdown): end its calls too
+            for item in pending:
+                item.call.cancel()
+            raise
+        finally:
             for wait in health_waits:
                 wait.cancel()
         for item in pending:

@@ -113,11 +113,6 @@ class RoundLoop:
         """How many subscribers are attached."""
         return len(self._subscribers)
 
-    @property
-    def round_in_flight(self) -> bool:
-        """True while a round is running."""
-        return self._inflight is not None and not self._inflight.done()
-
     def start(self) -> None:
         """Open the channels and start the interval loop."""
         if self._stopped:

@@ -59,6 +59,7 @@ class AggregatorServer:
             host=self.settings.host,
             port=self.settings.port,
             grace_seconds=grace_seconds,
+            limits=self.settings.connection_limits,
         )
 
     @property

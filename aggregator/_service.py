@@ -15,7 +15,6 @@ older than the history) the first message says so with `gap` (and `missed` when 
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
 from typing import Any
 
 import grpc
@@ -77,8 +76,13 @@ class AggregatorServicer:
 
     async def stream_snapshots(
         self, request: aggregator_pb2.StreamSnapshotsRequest, context: Context
-    ) -> AsyncIterator[bytes]:
-        """Replay (if asked) then live snapshots; ends with UNAVAILABLE on shutdown."""
+    ) -> None:
+        """Replay (if asked) then live snapshots; ends with UNAVAILABLE on shutdown.
+
+        It writes each response itself (`context.write`) rather than yielding it: one
+        async generator less per message on the path every subscriber takes each round
+        (bench `python -m bench.bench_aggregator subscribers`).
+        """
         view = await self._view(request.filter, context)
         min_interval = 0.0
         if request.HasField("min_interval"):
@@ -94,39 +98,49 @@ class AggregatorServicer:
         except AggregatorStateError:
             await context.abort(grpc.StatusCode.UNAVAILABLE, SHUTDOWN_MESSAGE)
         try:
-            resume = request.WhichOneof("resume")
-            gap = b""
-            if resume == "after_sequence":
-                first, missed_any, missed = loop.resume(request.after_epoch, request.after_sequence)
-                if missed_any:
-                    gap = aggregator_pb2.StreamSnapshotsResponse(
-                        gap=True, missed=missed
-                    ).SerializeToString()
-            elif resume == "last_count":
-                first = loop.history_last(request.last_count)
-            else:
-                first = [] if loop.latest is None else [loop.latest]
-            last_sequence = 0
-            for snapshot in first:
-                # Fields appended to a serialized message are set in it (protobuf encoding).
-                yield self._render(view, snapshot, "replay") + gap
-                gap = b""
-                last_sequence = snapshot.sequence
-            if first:
+            last_sequence, gap = await self._replay(request, view, context)
+            if last_sequence:
                 subscription.mark_sent()
-            while True:
-                live = await subscription.next()
-                if live is None:
-                    break
-                if live.sequence <= last_sequence:
-                    continue
-                last_sequence = live.sequence
-                yield self._render(view, live, "stream") + gap
-                gap = b""
+            write = context.write
+            while (live := await subscription.next()) is not None:
+                if live.sequence > last_sequence:
+                    last_sequence = live.sequence
+                    await write(self._render(view, live, "stream") + gap)
+                    gap = b""
             context.set_code(grpc.StatusCode.UNAVAILABLE)
             context.set_details(SHUTDOWN_MESSAGE)
         finally:
             loop.unsubscribe(subscription)
+
+    async def _replay(
+        self, request: aggregator_pb2.StreamSnapshotsRequest, view: View, context: Context
+    ) -> tuple[int, bytes]:
+        """Send what a stream gets first; returns (last sequence sent or 0, gap still to send).
+
+        First come the snapshots after the resume point, the last snapshots asked for, or
+        else the latest. The first message says `gap` when snapshots were missed; with
+        nothing to replay, the first live message carries it.
+        """
+        loop = self._loop
+        resume = request.WhichOneof("resume")
+        gap = b""
+        if resume == "after_sequence":
+            first, missed_any, missed = loop.resume(request.after_epoch, request.after_sequence)
+            if missed_any:
+                gap = aggregator_pb2.StreamSnapshotsResponse(
+                    gap=True, missed=missed
+                ).SerializeToString()
+        elif resume == "last_count":
+            first = loop.history_last(request.last_count)
+        else:
+            first = [] if loop.latest is None else [loop.latest]
+        last_sequence = 0
+        for snapshot in first:
+            # Fields appended to a serialized message are set in it (protobuf encoding).
+            await context.write(self._render(view, snapshot, "replay") + gap)
+            gap = b""
+            last_sequence = snapshot.sequence
+        return last_sequence, gap
 
     def _render(self, view: View, snapshot: SnapshotData, kind: ResponseKind) -> bytes:
         return view.render(snapshot, self._loop.clocks.monotonic(), self._cache, kind)

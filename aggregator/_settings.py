@@ -18,6 +18,7 @@ from mesh_common.addresses import is_port, port_range
 from mesh_common.config import Section, load_mesh_file, setting
 from mesh_common.errors import ConfigError
 from mesh_common.registry import SERVICES, Registry
+from mesh_common.transport import ConnectionLimits
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,6 +56,27 @@ class AggregatorSettings:
     max_streams_per_peer: int = setting(
         32, "most concurrent StreamSnapshots calls of one peer host that is not trusted"
     )
+    max_connections: int = setting(
+        1024,
+        "most open client connections (about 16 KiB each); one more is closed at once, its "
+        "client sees UNAVAILABLE and retries",
+    )
+    connection_idle_seconds: float = setting(
+        20.0,
+        "a connection with no call in flight for this long is closed (GOAWAY; a client "
+        "reconnects on its next call); a stream with nothing to send keeps its connection",
+    )
+    keepalive_seconds: float = setting(
+        60.0,
+        "a connection with calls in flight that is silent this long is pinged, and closed "
+        "when the ping is not answered within 20 s",
+    )
+    max_streams_per_connection: int = setting(
+        2048,
+        "calls in flight on one connection, at least max_subscribers (a client process's "
+        "channels to the aggregator share one connection); its client queues more until one "
+        "ends",
+    )
 
     def __post_init__(self) -> None:
         """Check the values; raises ConfigError naming the key."""
@@ -88,11 +110,34 @@ class AggregatorSettings:
             )
         if not math.isfinite(self.backoff_max_seconds) or self.backoff_max_seconds < 0:
             raise ConfigError(f"backoff_max_seconds: {self.backoff_max_seconds} must be >= 0")
+        for key in ("max_connections", "max_streams_per_connection"):
+            if getattr(self, key) < 1:
+                raise ConfigError(f"{key}: {getattr(self, key)} must be >= 1")
+        if self.max_streams_per_connection < self.max_subscribers:
+            raise ConfigError(
+                f"max_streams_per_connection: {self.max_streams_per_connection} must be at "
+                f"least max_subscribers ({self.max_subscribers}): a client's streams share one "
+                "connection, and the ones beyond it would wait for ever"
+            )
+        for key in ("connection_idle_seconds", "keepalive_seconds"):
+            value = getattr(self, key)
+            if not math.isfinite(value) or value <= 0:
+                raise ConfigError(f"{key}: {value} must be a positive number of seconds")
 
     @property
     def untrusted_subscribers(self) -> int:
         """The most subscribers that are not trusted peers (the rest is reserved)."""
         return max(1, self.max_subscribers - self.reserved_subscribers)
+
+    @property
+    def connection_limits(self) -> ConnectionLimits:
+        """What the AggregatorService's client connections may do."""
+        return ConnectionLimits(
+            max_connections=self.max_connections,
+            idle_seconds=self.connection_idle_seconds,
+            keepalive_seconds=self.keepalive_seconds,
+            max_streams_per_connection=self.max_streams_per_connection,
+        )
 
     @property
     def history_size(self) -> int:

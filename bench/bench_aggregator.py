@@ -31,6 +31,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from metricsmesh.v1 import aggregator_pb2, aggregator_pb2_grpc, event_rate_pb2, event_rate_pb2_grpc
 
 from aggregator import AggregatorServer, AggregatorSettings, Registry, ServiceEntry
+from aggregator.__main__ import tune_gc
 from mesh_common.transport import open_channel
 from mesh_common.wire_time import to_seconds
 
@@ -428,6 +429,9 @@ def _rss_kib() -> int:
 
 SUBSCRIBER_PROCESSES = 2
 CLIENT_CPU = [0.0]
+TUNE_GC = [os.environ.get("BENCH_DEFAULT_GC", "") == ""]
+"""Whether this process's garbage collector is tuned as `python -m aggregator`'s is
+(`aggregator.__main__.tune_gc`); BENCH_DEFAULT_GC=1 keeps Python's defaults, to compare."""
 
 
 @dataclass
@@ -465,6 +469,8 @@ async def _measure_subscribers(registry: Registry, count: int, seconds: float) -
     figures = SubscriberFigures()
     settings = AggregatorSettings(port=0, interval_seconds=1.0, max_subscribers=count)
     async with AggregatorServer(registry, settings) as server:
+        if TUNE_GC[0]:
+            tune_gc()  # as the aggregator process does once its server has started
         await server.loop.snapshot(0)
         await asyncio.sleep(0.5)
         figures.rss_before = _rss_kib()
@@ -497,7 +503,8 @@ def _print_subscribers(figures: SubscriberFigures, count: int, seconds: float) -
     print(
         f"{count} StreamSnapshots subscribers ({SUBSCRIBER_PROCESSES} separate processes, "
         f"grpc.aio, 100 streams per channel) at 1 snapshot/s for {seconds:.0f} s: "
-        f"{received} messages over {rounds} rounds"
+        f"{received} messages over {rounds} rounds; aggregator gc "
+        f"{'tuned as python -m aggregator' if TUNE_GC[0] else 'Python defaults'}"
     )
     print(
         f"  aggregator process CPU {cpu / max(rounds, 1) * 1e3:.1f} ms per round "

@@ -18,11 +18,13 @@ from grpc_reflection.v1alpha import reflection
 
 from mesh_common.addresses import format_host_port
 from mesh_common.errors import ServerStateError
-from mesh_common.transport import SERVER_OPTIONS, listen
+from mesh_common.transport import SERVER_OPTIONS, ConnectionLimits, listen
 
 Registrar = Callable[[grpc.aio.Server], None]
 
 DEFAULT_GRACE_SECONDS = 2.0
+DEFAULT_LIMITS = ConnectionLimits()
+"""What a server's connections may do unless its owner says otherwise."""
 
 
 class GrpcHost:
@@ -32,6 +34,8 @@ class GrpcHost:
     fully-qualified names of those servicers (for reflection and health); `health_names`
     are extra names health answers for (e.g. the service's own name). `max_receive_bytes`
     lowers the largest request gRPC reads (RESOURCE_EXHAUSTED beyond; default 4 MiB).
+    `limits` caps and closes client connections (`ConnectionLimits`: at most 1024, idle
+    ones closed after 20 s, silent ones with calls in flight pinged).
     """
 
     def __init__(
@@ -45,6 +49,7 @@ class GrpcHost:
         grace_seconds: float = DEFAULT_GRACE_SECONDS,
         interceptors: Sequence[Any] = (),
         max_receive_bytes: int | None = None,
+        limits: ConnectionLimits = DEFAULT_LIMITS,
     ) -> None:
         self.host = host
         self.requested_port = port
@@ -53,7 +58,7 @@ class GrpcHost:
         self._service_names = tuple(service_names)
         self._health_names = tuple(dict.fromkeys(("", *self._service_names, *health_names)))
         self._interceptors = tuple(interceptors)
-        self._options = tuple(SERVER_OPTIONS)
+        self._options = (*SERVER_OPTIONS, *limits.server_options())
         if max_receive_bytes is not None:
             self._options += (("grpc.max_receive_message_length", max_receive_bytes),)
         self._server: grpc.aio.Server | None = None

@@ -12,6 +12,7 @@ method without an implementation is an error at start-up, not UNIMPLEMENTED at r
 
 from __future__ import annotations
 
+import inspect
 import logging
 import urllib.parse
 from collections.abc import AsyncIterator, Callable, Collection, Mapping
@@ -30,7 +31,8 @@ M = TypeVar("M", bound=Message)
 
 Context = grpc.aio.ServicerContext[Any, Any]
 Implementation = Callable[[Any, Context], Any]
-"""An async function (unary method) or async generator (server-streaming method)."""
+"""An async function (unary method), or for a server-streaming method an async generator or
+an async function that sends with `await context.write(...)`."""
 
 _LOG = RateLimitedLog(logging.getLogger("mesh_common.grpc_input"))
 
@@ -144,6 +146,9 @@ def _unary(implementation: Implementation) -> Implementation:
 
 
 def _streaming(implementation: Implementation) -> Implementation:
+    if inspect.iscoroutinefunction(implementation):
+        return _unary(implementation)  # it writes its responses itself
+
     async def call(request: Any, context: Context) -> AsyncIterator[Any]:
         if isinstance(request, Malformed):
             await abort_malformed(request, context)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import socket
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import grpc
@@ -26,6 +27,56 @@ SERVER_OPTIONS: ChannelOptions = (
     ("grpc.so_reuseport", 0),
 )
 """Options every gRPC server of the mesh is created with."""
+
+KEEPALIVE_TIMEOUT_SECONDS = 20.0
+"""How long a server waits for the answer to its keepalive ping before closing the connection."""
+MIN_CLIENT_PING_SECONDS = 10.0
+"""The shortest interval between a client's keepalive pings that a server accepts; a client
+that pings more often is sent GOAWAY `too_many_pings` after MAX_PING_STRIKES pings."""
+MAX_PING_STRIKES = 2
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectionLimits:
+    """How a gRPC server of the mesh treats its client connections (gRPC core's own limits).
+
+    - `max_connections`: connections open at once. One more is accepted and closed at
+      once, before any HTTP/2 byte: its client sees UNAVAILABLE and retries with its
+      reconnect backoff. An idle connection costs the server about 16 KiB.
+    - `idle_seconds`: a connection that has carried no call for this long (or never
+      completed its HTTP/2 handshake) is closed: GOAWAY `connection idle`, after which a
+      gRPC client reconnects by itself on its next call. A connection with a call in
+      flight, such as a stream that has had nothing to send for a while, is not idle.
+    - `keepalive_seconds`: while calls are in flight, the server pings a connection that
+      has been silent this long and closes it when the ping is not answered within
+      KEEPALIVE_TIMEOUT_SECONDS (a subscriber whose host vanished frees its stream).
+    - `max_streams_per_connection`: calls in flight on one connection; a client queues
+      more until one ends (HTTP/2 MAX_CONCURRENT_STREAMS). gRPC channels of one process to
+      one server share a connection, so this must leave room for all of a client's streams.
+    """
+
+    max_connections: int = 1024
+    idle_seconds: float = 20.0
+    keepalive_seconds: float = 60.0
+    max_streams_per_connection: int = 2048
+
+    def server_options(self) -> ChannelOptions:
+        """The grpc server options that enforce these limits."""
+        return (
+            ("grpc.max_allowed_incoming_connections", self.max_connections),
+            ("grpc.max_connection_idle_ms", _millis(self.idle_seconds)),
+            ("grpc.server_handshake_timeout_ms", _millis(self.idle_seconds)),
+            ("grpc.keepalive_time_ms", _millis(self.keepalive_seconds)),
+            ("grpc.keepalive_timeout_ms", _millis(KEEPALIVE_TIMEOUT_SECONDS)),
+            ("grpc.keepalive_permit_without_calls", 0),
+            ("grpc.http2.min_recv_ping_interval_without_data_ms", _millis(MIN_CLIENT_PING_SECONDS)),
+            ("grpc.http2.max_ping_strikes", MAX_PING_STRIKES),
+            ("grpc.max_concurrent_streams", self.max_streams_per_connection),
+        )
+
+
+def _millis(seconds: float) -> int:
+    return max(1, round(seconds * 1000))
 
 
 def open_channel(target: str | HostPort, *, options: ChannelOptions = ()) -> grpc.aio.Channel:

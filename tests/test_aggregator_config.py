@@ -193,7 +193,29 @@ def test_the_help_text_lists_every_key_with_its_environment_variable() -> None:
         "trusted_peers",
         "reserved_subscribers",
         "max_streams_per_peer",
+        "max_connections",
+        "connection_idle_seconds",
+        "keepalive_seconds",
+        "max_streams_per_connection",
     ]
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        ("max_connections", "0"),
+        ("max_streams_per_connection", "0"),
+        ("connection_idle_seconds", "0"),
+        ("keepalive_seconds", "-1"),
+        ("connection_idle_seconds", "inf"),
+        ("max_streams_per_connection", "999"),  # below max_subscribers (1000)
+    ],
+)
+def test_connection_limits_must_be_positive(tmp_path: Path, key: str, value: str) -> None:
+    path = write(tmp_path, f"[aggregator]\n{key} = {value}\n")
+    with pytest.raises(ConfigError) as caught:
+        load_config(path, environ={})
+    assert f"{key}: " in str(caught.value)
 
 
 def test_a_missing_file_is_a_config_error(tmp_path: Path) -> None:

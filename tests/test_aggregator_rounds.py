@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import AsyncIterator
 
 import grpc
 import pytest
@@ -28,6 +29,7 @@ from aggregator import (
     SnapshotData,
 )
 from mesh_common.grpc_host import GrpcHost
+from mesh_common.transport import listen
 from mesh_common.wire_time import to_seconds
 from tests.aggregator_fleet import FAILING, HUNG, NOT_SERVING, STOPPED, AnswerServicer, fleet
 from tests.conftest import FakeClock
@@ -348,6 +350,64 @@ async def test_an_agent_with_a_foreign_histogram_scale_is_an_error_row_naming_it
     )
     assert not odd_row.kinds  # nothing of the answer reaches the readers of the snapshot
     assert (snapshot.active_count, snapshot.error_count) == (2, 1)
+
+
+async def hanging_agent(calls: list[str]) -> grpc.aio.Server:
+    """A server whose health Watch and GetEventRate never answer (each call is noted)."""
+
+    async def hang(request: bytes, context: object) -> bytes:
+        calls.append("GetEventRate")
+        await asyncio.Event().wait()
+        return b""
+
+    async def watch(request: bytes, context: object) -> AsyncIterator[bytes]:
+        calls.append("Watch")
+        await asyncio.Event().wait()
+        yield b""
+
+    server = grpc.aio.server()
+    server.add_generic_rpc_handlers(
+        (
+            grpc.method_handlers_generic_handler(
+                EVENT_RATE_SERVICE, {"GetEventRate": grpc.unary_unary_rpc_method_handler(hang)}
+            ),
+            grpc.method_handlers_generic_handler(
+                "grpc.health.v1.Health", {"Watch": grpc.unary_stream_rpc_method_handler(watch)}
+            ),
+        )
+    )
+    return server
+
+
+def waits_for_health() -> list[asyncio.Task[object]]:
+    """The tasks of this loop still waiting for an agent's first health answer."""
+    return [
+        task
+        for task in asyncio.all_tasks()
+        if getattr(task.get_coro(), "__qualname__", "") == "HealthWatch.wait_known"
+    ]
+
+
+async def test_a_cancelled_round_leaves_no_task_waiting_for_health() -> None:
+    calls: list[str] = []
+    agent = await hanging_agent(calls)
+    port = listen(agent, "127.0.0.1", 0)
+    await agent.start()
+    registry = Registry((ServiceEntry("silent-api", "127.0.0.1", 8100, port, "core"),))
+    try:
+        server = AggregatorServer(registry, settings(), interval_rounds=False)
+        await server.start()
+        try:
+            request = asyncio.ensure_future(get_snapshot(server.address))
+            await eventually(lambda: "GetEventRate" in calls and "Watch" in calls)
+            assert waits_for_health()  # the round waits for the agent's first health answer
+        finally:
+            await server.stop(0)  # cancels the round in flight
+        with pytest.raises(grpc.aio.AioRpcError):
+            await request
+        await eventually(lambda: not waits_for_health(), what="the health waits to end")
+    finally:
+        await agent.stop(0)
 
 
 class BreakingWallClock:

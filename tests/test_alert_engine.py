@@ -9,18 +9,23 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from metricsmesh.v1 import event_rate_pb2, snapshot_pb2
 
 from aggregator._alerts.engine import (
     RESOLVED_RETENTION,
     Alert,
     State,
+    alert_id,
     annotations_of,
     evaluate,
     resolve_by_hand,
+    step,
 )
 from aggregator._alerts.rules import Rule, RuleError, check_rule, rule_from_table
 from aggregator._alerts.store import AlertStore, StoreError
+from mesh_common.figures import KIND_FIGURES, ROW_FIGURES
 
 ACTIVE = snapshot_pb2.SERVICE_STATUS_ACTIVE
 INACTIVE = snapshot_pb2.SERVICE_STATUS_INACTIVE
@@ -326,7 +331,7 @@ def test_closing_the_store_during_a_save_waits_for_it_and_refuses_later_calls(
                 "threshold": 1,
                 "for_seconds": -5,
             },
-            "for",
+            "for_seconds",
         ),
     ],
 )
@@ -350,3 +355,114 @@ def test_percent_placeholders_show_a_ratio_as_prometheus_humanize_percentage_doe
     )
     assert annotations_of(rule, "api", "", 0.07858)["summary"] == "api fails 7.86% (> 5%)"
     assert annotations_of(DOWN, "api", "", "unreachable")["summary"].startswith("ServiceDown: api")
+
+
+def plain_evaluate(
+    rules: list[Rule], message: snapshot_pb2.Snapshot, previous: Mapping[str, Alert], now: float
+) -> tuple[dict[str, Alert], list[tuple[str, State, State]]]:
+    """The engine's semantics written as the plain loop: every rule, row and kind, stepped."""
+    row_figures = {figure.name: figure for figure in ROW_FIGURES}
+    kind_figures = {figure.name: figure for figure in KIND_FIGURES}
+    alerts: dict[str, Alert] = {}
+    changes: list[tuple[str, State, State]] = []
+    seen: set[str] = set()
+
+    def record(key: str, before: Alert | None, after: Alert | None) -> None:
+        old = State.INACTIVE if before is None else before.state
+        new = State.INACTIVE if after is None else after.state
+        if old is not new:
+            changes.append((key, old, new))
+
+    def number(value: object) -> float | str | None:
+        return value if value is None or isinstance(value, str) else float(value)  # type: ignore[arg-type]
+
+    for rule in rules:
+        for wire in message.services:
+            if not rule.selects(wire.service_name, wire.service_type):
+                continue
+            active = wire.status == ACTIVE
+            if rule.kinds:
+                kinds = {k.kind: k for k in wire.kinds} if active else {}
+                values = [
+                    (kind, None if kind not in kinds else number(
+                        kind_figures[rule.figure].read(kinds[kind])
+                    ))
+                    for kind in rule.kinds
+                ]  # fmt: skip
+            else:
+                known = active or rule.figure == "status"
+                values = [("", number(row_figures[rule.figure].read(wire)) if known else None)]
+            for kind, value in values:
+                key = alert_id(rule.id, wire.service_name, kind)
+                seen.add(key)
+                before = previous.get(key)
+                after = step(rule, before, value, wire, kind, now)
+                if after is not None:
+                    alerts[key] = after
+                record(key, before, after)
+    for key, before in previous.items():
+        if key in seen:
+            continue
+        # Its service left, or its rule is gone: a firing alert resolves, a pending one drops.
+        after: Alert | None = before
+        if before.state is State.PENDING:
+            after = None
+        elif before.state is State.FIRING:
+            after = replace(before, state=State.RESOLVED, resolved_time=now)
+        elif not before.silenced and now - (before.resolved_time or now) >= RESOLVED_RETENTION:
+            after = None
+        if after is not None:
+            alerts[key] = after
+        record(key, before, after)
+    return alerts, changes
+
+
+SERVICES = [("api", "core"), ("db", "core"), ("feed", "data"), ("meter", "data")]
+RULES = [
+    DOWN,
+    check_rule(replace(ERRORS, for_seconds=2.0, clear_threshold=0.03)),
+    check_rule(replace(ERRORS, id="feeds", service_types=frozenset({"data"}), for_seconds=0.0)),
+    check_rule(replace(DOWN, id="db", service_names=frozenset({"db"}), for_seconds=0.0)),
+    check_rule(replace(ERRORS, id="kinds", kinds=("fetch", "parse"), keep_firing_for_seconds=2.0)),
+    check_rule(replace(ERRORS, id="one-kind", kinds=("parse",), comparator="<", threshold=0.5)),
+]
+
+wire_rows = st.lists(
+    st.tuples(
+        st.sampled_from(SERVICES),
+        st.sampled_from([ACTIVE, ACTIVE, INACTIVE]),
+        st.integers(0, 20),
+        st.dictionaries(
+            st.sampled_from(["fetch", "parse", "other"]),
+            st.tuples(st.integers(0, 20), st.integers(0, 20)),
+            max_size=3,
+        ),
+    ),
+    max_size=4,
+    unique_by=lambda item: item[0][0],
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(rounds=st.lists(st.tuples(wire_rows, st.sampled_from([1.0, 3.0, 600.0])), max_size=8))
+def test_the_engine_steps_exactly_the_instances_the_plain_loop_does(
+    rounds: list[tuple[list[tuple[tuple[str, str], int, int, dict[str, tuple[int, int]]]], float]],
+) -> None:
+    now = T0
+    alerts: dict[str, Alert] = {}
+    plain: dict[str, Alert] = {}
+    for rows_of_round, seconds in rounds:
+        now += seconds
+        message = snapshot(
+            *(
+                row(name, service_type=kind, status=status, events=20, errors=errors, kinds={
+                    each: (events, min(events, errors)) for each, (events, errors) in kinds.items()
+                })
+                for (name, kind), status, errors, kinds in rows_of_round
+            )
+        )  # fmt: skip
+        alerts, changes = evaluate(RULES, message, alerts, now)
+        plain, plain_changes = plain_evaluate(RULES, message, plain, now)
+        assert alerts == plain
+        assert list(alerts) == list(plain)  # rule, then registry, then kind order
+        assert [(c.alert.id, c.previous, c.alert.state) for c in changes] == plain_changes

@@ -17,6 +17,8 @@ from typing import Any
 import grpc
 import httpx
 import pytest
+from google.rpc import code_pb2, error_details_pb2
+from grpc_status import rpc_status
 from metricsmesh.v1 import aggregator_pb2_grpc, alerts_pb2
 
 from agent import AgentServer, EventTracker
@@ -28,6 +30,7 @@ from mesh_common.config import load_mesh_file
 from mesh_common.errors import EXIT_USAGE, ConfigError
 from mesh_common.registry import SERVICES
 from mesh_common.transport import open_channel
+from mesh_common.wire_time import set_seconds
 from tests.eventually import eventually
 
 TOKEN = "s3cret-token"
@@ -118,6 +121,70 @@ async def test_writes_need_the_token_and_a_bad_rule_names_its_field(mesh: Mesh) 
     assert "rule field 'figure'" in (caught.value.details() or "")
     rules = await mesh.stub.ListAlertRules(alerts_pb2.ListAlertRulesRequest())
     assert list(rules.rules) == []
+
+
+def refused_field(error: grpc.aio.AioRpcError) -> tuple[str, str]:
+    """(field, description) of the one BadRequest field violation in the error's details."""
+    status = rpc_status.from_call(error)
+    assert status is not None, "no google.rpc.Status in the trailing metadata"
+    assert status.code == code_pb2.INVALID_ARGUMENT and status.message == error.details()
+    [detail] = status.details
+    bad_request = error_details_pb2.BadRequest()
+    assert detail.Unpack(bad_request)
+    [violation] = bad_request.field_violations
+    return violation.field, violation.description
+
+
+@pytest.mark.parametrize(
+    ("changes", "field"),
+    [
+        ({"figure": "cpu_usage"}, "figure"),
+        ({"comparator": "~"}, "comparator"),
+        ({"figure": "error_rate", "comparator": ">", "threshold_text": "high"}, "threshold"),
+        (
+            {"figure": "error_rate", "comparator": ">", "threshold_text": "", "threshold": 0.05}
+            | {"clear_threshold": 2.0},
+            "clear_threshold",
+        ),
+        ({"for_duration": -5.0}, "for_seconds"),
+        ({"keep_firing_for": 90_000.0}, "keep_firing_for_seconds"),
+        ({"severity": "meh"}, "severity"),
+        ({"service_names": ["nosuch"]}, "service_names"),
+        ({"service_types": ["quantum"]}, "service_types"),
+        ({"labels": {"bad-key": "x"}}, "labels"),
+        ({"name": ""}, "name"),
+    ],
+)
+async def test_a_refused_rule_names_its_field_in_the_status_details(
+    mesh: Mesh, changes: dict[str, Any], field: str
+) -> None:
+    bad = down_rule()
+    for key, value in changes.items():
+        if key in ("for_duration", "keep_firing_for"):
+            set_seconds(getattr(bad, key), value)
+        elif isinstance(value, list):
+            getattr(bad, key).extend(value)
+        elif isinstance(value, dict):
+            getattr(bad, key).update(value)
+        else:
+            setattr(bad, key, value)
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await mesh.stub.CreateAlertRule(alerts_pb2.CreateAlertRuleRequest(rule=bad), metadata=AUTH)
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    named, description = refused_field(caught.value)
+    assert named == field
+    assert caught.value.details() == f"rule field {field!r}: {description}"
+
+
+async def test_a_second_rule_of_the_same_name_is_refused_naming_name(mesh: Mesh) -> None:
+    await mesh.stub.CreateAlertRule(
+        alerts_pb2.CreateAlertRuleRequest(rule=down_rule()), metadata=AUTH
+    )
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await mesh.stub.CreateAlertRule(
+            alerts_pb2.CreateAlertRuleRequest(rule=down_rule()), metadata=AUTH
+        )
+    assert refused_field(caught.value) == ("name", "a rule called 'ServiceDown' exists already")
 
 
 async def test_a_rule_fires_when_its_service_goes_down_and_resolves_when_it_returns(

@@ -132,41 +132,17 @@ async def test_a_seed_004_condition_is_a_rule_too(mesh: Mesh) -> None:
     assert created.json()["figure"] == "error_rate" and created.json()["threshold"] == 0.05
 
 
-AWAITS_BAD_REQUEST = pytest.mark.xfail(
-    strict=True,
-    reason="the field of the aggregator's refusal comes from its status details "
-    "(google.rpc.BadRequest), which the aggregator sends from issue 16 on",
-)
-"""A case whose field the aggregator names: passes once it sends BadRequest details."""
-
-
 @pytest.mark.parametrize(
     ("body", "field", "words"),
     [
-        pytest.param(
-            {**SEED_003, "metric_name": "disk_usage_percent"},
-            "figure",
-            "disk_usage_percent",
-            marks=AWAITS_BAD_REQUEST,
-        ),
-        pytest.param(
-            {**DOWN_RULE, "name": "x", "severity": "urgent"},
-            "severity",
-            "urgent",
-            marks=AWAITS_BAD_REQUEST,
-        ),
-        pytest.param(
-            {**DOWN_RULE, "name": "x", "threshold": "sleepy"},
-            "threshold",
-            "status",
-            marks=AWAITS_BAD_REQUEST,
-        ),
+        ({**SEED_003, "metric_name": "disk_usage_percent"}, "figure", "disk_usage_percent"),
+        ({**DOWN_RULE, "name": "x", "severity": "urgent"}, "severity", "urgent"),
+        ({**DOWN_RULE, "name": "x", "threshold": "sleepy"}, "threshold", "status"),
         ({"name": "x", "condition": "error_rate is high"}, "condition", "not a condition"),
-        pytest.param(
+        (
             {"name": "x", "figure": "error_rate", "comparator": ">", "threshold": "lots"},
             "threshold",
             "number",
-            marks=AWAITS_BAD_REQUEST,
         ),
     ],
 )
@@ -180,7 +156,6 @@ async def test_a_bad_rule_is_a_422_naming_the_field(
     assert words in refusal["detail"]
 
 
-@AWAITS_BAD_REQUEST
 @pytest.mark.parametrize(
     ("selector", "field", "words"),
     [

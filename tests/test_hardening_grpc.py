@@ -7,12 +7,15 @@ method, so the servers' own deserializers see them exactly as sent.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import logging
-from collections.abc import AsyncIterator
+import socket
+from collections.abc import AsyncIterator, Iterator
 
 import grpc
 import pytest
+from google.protobuf.duration_pb2 import Duration
 from metricsmesh.v1 import aggregator_pb2, aggregator_pb2_grpc, event_rate_pb2
 
 from agent import AgentServer, EventTracker
@@ -324,3 +327,136 @@ async def test_malformed_requests_leave_the_servers_serving(agent: AgentServer) 
                 return response.snapshot.active_count == 1
 
             await eventually(active, what="the agent active in a fresh snapshot")
+
+
+HTTP2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + b"\x00\x00\x00\x04\x00\x00\x00\x00\x00"
+"""A client's HTTP/2 connection preface and an empty SETTINGS frame: a connection, no call."""
+
+
+class RawConnection:
+    """A TCP connection to a gRPC server that speaks HTTP/2 but makes no call."""
+
+    def __init__(self, port: int) -> None:
+        self.sock = socket.create_connection(("127.0.0.1", port))
+        self.sock.sendall(HTTP2_PREFACE)
+        self.sock.setblocking(False)
+        self.received = b""
+        self.ended = False
+
+    def closed_by_server(self) -> bool:
+        """True once the server closed it (everything it sent before is in `received`)."""
+        while not self.ended:
+            try:
+                chunk = self.sock.recv(65536)
+            except BlockingIOError:
+                return False
+            except ConnectionResetError:
+                chunk = b""
+            self.received += chunk
+            self.ended = not chunk
+        return True
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+@contextlib.contextmanager
+def raw_connections(port: int, count: int) -> Iterator[list[RawConnection]]:
+    opened = [RawConnection(port) for _ in range(count)]
+    try:
+        yield opened
+    finally:
+        for connection in opened:
+            connection.close()
+
+
+async def get_snapshot(address: str, **request: object) -> aggregator_pb2.GetSnapshotResponse:
+    async with grpc.aio.insecure_channel(address) as channel:
+        stub = aggregator_pb2_grpc.AggregatorServiceStub(channel)
+        message = aggregator_pb2.GetSnapshotRequest(**request)  # type: ignore[arg-type]
+        return await stub.GetSnapshot(message, timeout=5)  # type: ignore[no-any-return]
+
+
+async def test_idle_connections_are_closed_after_the_idle_time(agent: AgentServer) -> None:
+    idle = settings(connection_idle_seconds=0.3)
+    async with AggregatorServer(registry_for(agent), idle) as server:
+        with raw_connections(server.port, 20) as idle_ones:
+            await eventually(
+                lambda: all(each.closed_by_server() for each in idle_ones),
+                what="the server to close 20 connections that made no call",
+            )
+        assert all(b"connection idle" in each.received for each in idle_ones)  # GOAWAY's text
+        async with grpc.aio.insecure_channel(server.address) as channel:
+            stub = aggregator_pb2_grpc.AggregatorServiceStub(channel)
+            await stub.GetSnapshot(aggregator_pb2.GetSnapshotRequest(), timeout=5)
+            await eventually(
+                lambda: channel.get_state() is grpc.ChannelConnectivity.IDLE,
+                what="the server to close the client's connection once its call was over",
+            )
+            # A client reconnects by itself on its next call.
+            await stub.GetSnapshot(aggregator_pb2.GetSnapshotRequest(), timeout=5)
+
+
+async def test_a_stream_with_nothing_to_send_is_not_closed_as_idle(agent: AgentServer) -> None:
+    quiet = settings(connection_idle_seconds=0.3, interval_seconds=60.0)
+    async with AggregatorServer(registry_for(agent), quiet, interval_rounds=False) as server:
+        await get_snapshot(server.address)  # round 1
+        async with grpc.aio.insecure_channel(server.address) as channel:
+            stub = aggregator_pb2_grpc.AggregatorServiceStub(channel)
+            call = stub.StreamSnapshots(aggregator_pb2.StreamSnapshotsRequest())
+            first = await call.read()
+            assert isinstance(first, aggregator_pb2.StreamSnapshotsResponse)
+            # Two idle times pass (two connections opened one after the other are closed as
+            # idle) while the stream has nothing to send ...
+            for _ in range(2):
+                with raw_connections(server.port, 1) as (control,):
+                    await eventually(control.closed_by_server, what="an idle connection closed")
+            # ... and it is still there for the next snapshot.
+            await get_snapshot(server.address, max_age=Duration())  # a round now
+            second = await call.read()
+            call.cancel()
+    assert isinstance(second, aggregator_pb2.StreamSnapshotsResponse)
+    assert (first.snapshot.sequence, second.snapshot.sequence) == (1, 2)
+
+
+async def test_a_connection_beyond_max_connections_is_closed_at_once(agent: AgentServer) -> None:
+    async with AggregatorServer(registry_for(agent), settings(max_connections=3)) as server:
+        with raw_connections(server.port, 3) as held:
+            # Each one was accepted: the server sent its SETTINGS (an HTTP/2 frame of type 4).
+            await eventually(
+                lambda: all(each.closed_by_server() or len(each.received) >= 9 for each in held),
+                what="the server's first frames on 3 connections",
+            )
+            assert all(each.received[3] == 4 and not each.ended for each in held)
+            with raw_connections(server.port, 1) as (extra,):
+                await eventually(extra.closed_by_server, what="the 4th connection closed")
+                assert extra.received == b""  # closed before any HTTP/2
+            with pytest.raises(grpc.aio.AioRpcError) as caught:
+                await get_snapshot(server.address)
+            assert caught.value.code() is grpc.StatusCode.UNAVAILABLE
+            held[0].close()
+
+            async def served() -> bool:
+                try:
+                    await get_snapshot(server.address)
+                except grpc.aio.AioRpcError:
+                    return False
+                return True
+
+            await eventually(served, what="a call once a connection was freed")
+
+
+async def test_300_streams_of_one_client_all_start_on_its_one_connection(
+    agent: AgentServer,
+) -> None:
+    async with (
+        AggregatorServer(registry_for(agent), settings(max_subscribers=300)) as server,
+        grpc.aio.insecure_channel(server.address) as channel,
+    ):
+        stub = aggregator_pb2_grpc.AggregatorServiceStub(channel)
+        await stub.GetSnapshot(aggregator_pb2.GetSnapshotRequest(), timeout=5)
+        calls = [stub.StreamSnapshots(aggregator_pb2.StreamSnapshotsRequest()) for _ in range(300)]
+        firsts = await asyncio.wait_for(asyncio.gather(*(call.read() for call in calls)), 20)
+        for call in calls:
+            call.cancel()
+    assert all(isinstance(first, aggregator_pb2.StreamSnapshotsResponse) for first in firsts)

@@ -53,7 +53,14 @@ TABLE_SELECTORS = ("services", "types")
 
 
 class RuleError(AggregatorError, ValueError):
-    """A rule is refused; the message names the field and the reason."""
+    """A rule is refused; the message names the field and the reason.
+
+    `field` is the rule's key as the mesh file's `[[alerts.rules]]` table and the gateway's
+    native JSON form spell it (`figure`, `threshold`, `for_seconds`, ...; the selectors as
+    the rule's source spells them: `service_names` / `service_types` for an AlertRule
+    message, `services` / `types` for a table). CreateAlertRule sends it in the status
+    details (`aggregator._alerts.service`).
+    """
 
     def __init__(self, field_name: str, reason: str) -> None:
         super().__init__(f"rule field {field_name!r}: {reason}")
@@ -134,8 +141,8 @@ def check_rule(rule: Rule) -> Rule:
                 f"(for {rule.comparator} a value that does not fire)",
             )
     for name, seconds in (
-        ("for", rule.for_seconds),
-        ("keep_firing_for", rule.keep_firing_for_seconds),
+        ("for_seconds", rule.for_seconds),
+        ("keep_firing_for_seconds", rule.keep_firing_for_seconds),
     ):
         if not math.isfinite(seconds) or not 0 <= seconds <= 86400:
             raise RuleError(name, f"must be 0..86400 seconds, got {seconds!r}")

@@ -2,7 +2,16 @@
 
 Write RPCs (CreateAlertRule, DeleteAlertRule, ResolveAlert) need `authorization: Bearer
 <token>` in the call metadata when `[alerts] admin_token` is set (UNAUTHENTICATED otherwise;
-compared with hmac.compare_digest). A bad rule is INVALID_ARGUMENT naming the field.
+compared with hmac.compare_digest).
+
+A rule CreateAlertRule refuses is INVALID_ARGUMENT, and the field is sent as data, not only
+in the text: the status details (`grpc-status-details-bin`, a `google.rpc.Status`) hold one
+`google.rpc.BadRequest` whose single field violation has `field` = the rule's key as the
+gateway's native JSON form and the mesh file spell it (`name`, `figure`, `comparator`,
+`threshold`, `clear_threshold`, `for_seconds`, `keep_firing_for_seconds`, `severity`,
+`service_names`, `service_types`, `labels`, `annotations`) and `description` = the reason.
+The status message stays `rule field 'FIELD': REASON`. Read it with grpcio-status:
+`rpc_status.from_call(error)`, then unpack `details[0]` as a `BadRequest`.
 """
 
 from __future__ import annotations
@@ -12,6 +21,9 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import grpc
+from google.protobuf import any_pb2
+from google.rpc import code_pb2, error_details_pb2, status_pb2
+from grpc_status import rpc_status
 from metricsmesh.v1 import alerts_pb2
 
 from aggregator._alerts.engine import Alert, State
@@ -102,7 +114,8 @@ class AlertServicer:
         try:
             rule = await self._manager.create_rule(request.rule)
         except RuleError as error:
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(error))
+            refusal = invalid_rule_status(error)
+            await context.abort(refusal.code, refusal.details, refusal.trailing_metadata)
         return alerts_pb2.CreateAlertRuleResponse(rule=rule_to_proto(rule))
 
     async def delete_rule(
@@ -182,6 +195,18 @@ class AlertServicer:
                 "this call changes alerts: send `authorization: Bearer <token>` metadata "
                 "with the aggregator's [alerts] admin_token",
             )
+
+
+def invalid_rule_status(error: RuleError) -> grpc.Status:
+    """INVALID_ARGUMENT with `error`'s text, and its field as a BadRequest field violation."""
+    violation = error_details_pb2.BadRequest.FieldViolation(
+        field=error.field, description=error.reason
+    )
+    detail = any_pb2.Any()
+    detail.Pack(error_details_pb2.BadRequest(field_violations=[violation]))
+    status = status_pb2.Status(code=code_pb2.INVALID_ARGUMENT, message=str(error), details=[detail])
+    refusal: grpc.Status = rpc_status.to_status(status)
+    return refusal
 
 
 def _response(alert: Alert) -> alerts_pb2.StreamAlertsResponse:
