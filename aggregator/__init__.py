@@ -5,11 +5,11 @@ async with AggregatorServer(config.services, config.aggregator) as server:
     print(server.address)
 """
 
-from aggregator._alerts.rules import RuleError
 from aggregator._alerts.settings import AlertSettings
 from aggregator._errors import (
     AggregatorError,
     AggregatorStateError,
+    RuleError,
     TooManySubscribers,
 )
 from aggregator._model import SnapshotData

@@ -17,8 +17,9 @@ from google.protobuf.internal.containers import RepeatedCompositeFieldContainer
 from google.protobuf.message import Message
 from metricsmesh.v1 import aggregator_pb2, event_rate_pb2, snapshot_pb2
 
+from aggregator._errors import RetagError
 from aggregator._model import Health, Row, SnapshotData
-from aggregator._retag import Retag, RetagError
+from aggregator._retag import Retag
 from mesh_common import latency
 from mesh_common.bounded import quote, quote_list
 from mesh_common.errors import FilterError

@@ -4,6 +4,11 @@ MeshError (mesh_common.errors)
  └── AggregatorError
       ├── AggregatorStateError   start/stop called in the wrong order, or shutting down
       ├── TooManySubscribers     the StreamSnapshots cap is reached
+      ├── RuleError              an alert rule is refused (names the rule's field)
+      ├── RuleReadOnly           a rule of the config file cannot be deleted at run time
+      ├── AlertNotFound          no rule or alert has the id (a LookupError)
+      ├── AlertStoreError        the alert store cannot be read or written (names the file)
+      └── RetagError             an answer's bytes cannot be re-tagged into a row (parsed instead)
 Configuration errors are mesh_common's ConfigError, shared by every component.
 """
 
@@ -22,3 +27,35 @@ class AggregatorStateError(AggregatorError):
 
 class TooManySubscribers(AggregatorError):
     """The subscriber cap is reached; the message names the limit."""
+
+
+class RuleError(AggregatorError, ValueError):
+    """A rule is refused; the message names the field and the reason.
+
+    `field` is the rule's key as the mesh file's `[[alerts.rules]]` table and the gateway's
+    native JSON form spell it (`figure`, `threshold`, `for_seconds`, ...; the selectors as
+    the rule's source spells them: `service_names` / `service_types` for an AlertRule
+    message, `services` / `types` for a table). CreateAlertRule sends it in the status
+    details (`aggregator._alerts.service`).
+    """
+
+    def __init__(self, field_name: str, reason: str) -> None:
+        super().__init__(f"rule field {field_name!r}: {reason}")
+        self.field = field_name
+        self.reason = reason
+
+
+class RuleReadOnly(AggregatorError):
+    """A rule from the config file cannot be deleted at run time."""
+
+
+class AlertNotFound(AggregatorError, LookupError):
+    """No rule or alert has the given id (a LookupError: KeyError's str() would quote it)."""
+
+
+class AlertStoreError(AggregatorError):
+    """The alert store cannot be read or written; the message names the file."""
+
+
+class RetagError(AggregatorError, ValueError):
+    """The bytes are not a well-formed message (or hold a group): copy by parsing instead."""

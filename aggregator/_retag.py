@@ -17,6 +17,8 @@ from collections.abc import Iterable
 
 from google.protobuf.descriptor import Descriptor, FieldDescriptor
 
+from aggregator._errors import RetagError
+
 _VARINT, _FIXED64, _LENGTH, _FIXED32 = 0, 1, 2, 5
 _WIRE_TYPES = {
     **dict.fromkeys(
@@ -41,10 +43,6 @@ _WIRE_TYPES = {
     ),
 }  # fmt: skip
 """The wire type of each field type (groups are not supported)."""
-
-
-class RetagError(ValueError):
-    """The bytes are not a well-formed message (or hold a group): copy by parsing instead."""
 
 
 def _varint(value: int) -> bytes:

@@ -9,8 +9,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from demo_fleet.errors import DemoError
-from mesh_common.errors import PortInUseError
+from demo_fleet.errors import PortTakenError
 
 
 @dataclass(frozen=True, slots=True)
@@ -21,21 +20,6 @@ class PortClaim:
     port: int
     owner: str
     """Who listens there, e.g. `weather-api (HTTP)`."""
-
-
-class PortTakenError(PortInUseError, DemoError):
-    """A port the demo needs cannot be bound; the message names the port and its owner."""
-
-    def __init__(self, claim: PortClaim, reason: str) -> None:
-        DemoError.__init__(
-            self,
-            f"port {claim.port} on {claim.host} is not available ({reason}), but "
-            f"{claim.owner} needs it; stop whatever listens there, or start the demo with "
-            "--free-ports (any free ports) or --port-offset N (every port + N)",
-        )
-        self.host = claim.host
-        self.port = claim.port
-        self.claim = claim
 
 
 def _family(host: str) -> socket.AddressFamily:

@@ -12,9 +12,9 @@ from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any, TextIO
 
-from demo_fleet.errors import StartupError
+from demo_fleet.errors import PortTakenError, StartupError
 from demo_fleet.plan import FleetPlan, dial, misbehaviour
-from demo_fleet.ports import PortTakenError, check_ports, port_is_free
+from demo_fleet.ports import check_ports, port_is_free
 from demo_fleet.supervisor import Supervisor
 from demo_fleet.toml_out import dumps
 from mesh_common.errors import exit_status

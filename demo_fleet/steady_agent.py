@@ -18,6 +18,7 @@ import sys
 from dataclasses import dataclass
 
 from agent import AgentServer, EventTracker
+from demo_fleet.errors import StartupError
 
 TICK_SECONDS = 0.05
 """How often the agent records its events."""
@@ -53,13 +54,12 @@ class SteadyAgent:
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,
             text=True,
-            env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
         )  # fmt: skip
         assert self.process.stdout is not None
         line = self.process.stdout.readline().strip()
         if line != "ready":
             self.kill()
-            raise RuntimeError(f"steady agent {self.name} on port {self.port} did not start")
+            raise StartupError(f"steady agent {self.name} on port {self.port} did not start")
 
     def signal(self, signum: int) -> None:
         """Send `signum` to the process (SIGSTOP freezes it, SIGCONT thaws it)."""

@@ -21,7 +21,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from demo_fleet.errors import StartupError
+from demo_fleet.errors import StartupError, SupervisorError
 from demo_fleet.exit_codes import NO_RESTART_STATUSES, PLANNED_EXIT_STATUS
 from demo_fleet.probes import Probe
 
@@ -109,7 +109,7 @@ class Supervisor:
     ) -> None:
         if threading.current_thread() is not threading.main_thread():
             # PR_SET_PDEATHSIG fires when the spawning *thread* ends, not the process.
-            raise RuntimeError("the supervisor must run on the main thread")
+            raise SupervisorError("the supervisor must run on the main thread")
         self.run_dir = run_dir
         self._say = say
         self._stop_timeout = stop_timeout

@@ -9,9 +9,10 @@ from metricsmesh.v1 import event_rate_pb2, snapshot_pb2
 from agent import EventTracker
 from agent._convert import reading_to_response
 from aggregator._convert import AGENT_FIELDS, add_row, copy_agent_fields
+from aggregator._errors import RetagError
 from aggregator._fanout import parse_figures
 from aggregator._model import Health, Row
-from aggregator._retag import Retag, RetagError
+from aggregator._retag import Retag
 from mesh_common.registry import ServiceEntry
 from mesh_common.status import ServiceStatus
 

@@ -23,8 +23,9 @@ from aggregator._alerts.engine import (
     resolve_by_hand,
     step,
 )
-from aggregator._alerts.rules import Rule, RuleError, check_rule, rule_from_table
-from aggregator._alerts.store import AlertStore, StoreError
+from aggregator._alerts.rules import Rule, check_rule, rule_from_table
+from aggregator._alerts.store import AlertStore
+from aggregator._errors import AlertStoreError, RuleError
 from mesh_common.figures import KIND_FIGURES, ROW_FIGURES
 
 ACTIVE = snapshot_pb2.SERVICE_STATUS_ACTIVE
@@ -286,7 +287,7 @@ def test_closing_the_store_during_a_save_waits_for_it_and_refuses_later_calls(
         pass  # until the save holds the connection
     store.close()  # waits for the save instead of freeing the connection under it
     saving.join()
-    with pytest.raises(StoreError, match="is closed"):
+    with pytest.raises(AlertStoreError, match="is closed"):
         store.alerts()
     assert len(AlertStore(tmp_path / "alerts.sqlite3").alerts()) == 10_000  # saved whole
 

@@ -26,11 +26,11 @@ from metricsmesh.v1 import alerts_pb2
 
 from aggregator._alerts.delivery import Delivery
 from aggregator._alerts.engine import Alert, Change, State, evaluate, resolve_by_hand
-from aggregator._alerts.rules import Rule, RuleError, check_selection, rule_from_proto
+from aggregator._alerts.rules import Rule, check_selection, rule_from_proto
 from aggregator._alerts.settings import AlertSettings, check_configured_rules
 from aggregator._alerts.store import AlertStore
 from aggregator._convert import WholeSnapshots
-from aggregator._errors import AggregatorError
+from aggregator._errors import AlertNotFound, RuleError, RuleReadOnly
 from aggregator._model import SnapshotData
 from mesh_common.clocks import Clocks
 from mesh_common.registry import Registry
@@ -41,14 +41,6 @@ ALERT_LOG = logging.getLogger("aggregator.alerts")
 
 CHANGE_LOG_SIZE = 10_000
 """Changes kept for StreamAlerts resume points."""
-
-
-class AlertNotFound(AggregatorError, LookupError):
-    """No rule or alert has the given id (a LookupError: KeyError's str() would quote it)."""
-
-
-class RuleReadOnly(AggregatorError):
-    """A rule from the config file cannot be deleted at run time."""
 
 
 @dataclass(frozen=True, slots=True)

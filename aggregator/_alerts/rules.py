@@ -18,7 +18,7 @@ from typing import Any
 
 from metricsmesh.v1 import alerts_pb2
 
-from aggregator._errors import AggregatorError
+from aggregator._errors import RuleError
 from mesh_common.figures import KIND_FIGURES, ROW_FIGURES
 from mesh_common.filters import ServiceFilter, unknown_message
 from mesh_common.registry import Registry
@@ -50,22 +50,6 @@ MESSAGE_SELECTORS = ("service_names", "service_types")
 """The selector fields of an AlertRule message (and of the gateway's native form)."""
 TABLE_SELECTORS = ("services", "types")
 """The selector keys of an `[[alerts.rules]]` table."""
-
-
-class RuleError(AggregatorError, ValueError):
-    """A rule is refused; the message names the field and the reason.
-
-    `field` is the rule's key as the mesh file's `[[alerts.rules]]` table and the gateway's
-    native JSON form spell it (`figure`, `threshold`, `for_seconds`, ...; the selectors as
-    the rule's source spells them: `service_names` / `service_types` for an AlertRule
-    message, `services` / `types` for a table). CreateAlertRule sends it in the status
-    details (`aggregator._alerts.service`).
-    """
-
-    def __init__(self, field_name: str, reason: str) -> None:
-        super().__init__(f"rule field {field_name!r}: {reason}")
-        self.field = field_name
-        self.reason = reason
 
 
 @dataclass(frozen=True, slots=True)

@@ -27,8 +27,9 @@ from grpc_status import rpc_status
 from metricsmesh.v1 import alerts_pb2
 
 from aggregator._alerts.engine import Alert, State
-from aggregator._alerts.manager import AlertManager, AlertNotFound, NumberedChange, RuleReadOnly
-from aggregator._alerts.rules import RuleError, rule_to_proto
+from aggregator._alerts.manager import AlertManager, NumberedChange
+from aggregator._alerts.rules import rule_to_proto
+from aggregator._errors import AlertNotFound, RuleError, RuleReadOnly
 from mesh_common.grpc_input import Implementation
 from mesh_common.wire_time import set_seconds
 

@@ -29,10 +29,10 @@ from typing import Any
 from aggregator._alerts.rules import (
     TABLE_SELECTORS,
     Rule,
-    RuleError,
     check_selection,
     rule_from_table,
 )
+from aggregator._errors import RuleError
 from mesh_common.config import Key, Section, setting
 from mesh_common.errors import ConfigError
 from mesh_common.registry import Registry

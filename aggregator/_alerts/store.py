@@ -4,7 +4,7 @@ Rules are stored as their AlertRule message (serialized), alerts as JSON of thei
 a restart neither forgets a `for` timer nor re-notifies a firing alert. Every write is one
 transaction. One connection serves every call, one call at a time (the manager calls from
 worker threads): `close()` waits for a call in flight, so a shutdown during a save neither
-cuts the save short nor frees the connection under it; later calls are a StoreError. A store
+cuts the save short nor frees the connection under it; later calls are a AlertStoreError. A store
 without a path lives in memory (nothing survives a restart).
 """
 
@@ -22,17 +22,13 @@ from metricsmesh.v1 import alerts_pb2
 
 from aggregator._alerts.engine import Alert, State
 from aggregator._alerts.rules import Rule, rule_from_proto, rule_to_proto
-from aggregator._errors import AggregatorError
+from aggregator._errors import AlertStoreError
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS rules (id TEXT PRIMARY KEY, message BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS alerts (id TEXT PRIMARY KEY, fields TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
-
-
-class StoreError(AggregatorError):
-    """The alert store cannot be read or written; the message names the file."""
 
 
 class AlertStore:
@@ -51,7 +47,7 @@ class AlertStore:
             with self._connection() as connection:
                 connection.executescript(_SCHEMA)
         except (OSError, sqlite3.Error) as error:
-            raise StoreError(f"cannot open the alert store {path}: {error}") from error
+            raise AlertStoreError(f"cannot open the alert store {path}: {error}") from error
 
     def close(self) -> None:
         """Close the connection once the call in flight (if any) is done; a second is harmless."""
@@ -107,15 +103,15 @@ class AlertStore:
 
     @contextmanager
     def _connection(self) -> Iterator[sqlite3.Connection]:
-        """The connection in one transaction, for one call at a time; StoreError once closed."""
+        """The connection in one transaction, one call at a time; AlertStoreError once closed."""
         with self._lock:
             if self._closed:
-                raise StoreError(f"the alert store {self.path or '(in memory)'} is closed")
+                raise AlertStoreError(f"the alert store {self.path or '(in memory)'} is closed")
             try:
                 with self._db as connection:
                     yield connection
             except sqlite3.Error as error:
-                raise StoreError(
+                raise AlertStoreError(
                     f"the alert store {self.path or '(in memory)'} failed: {error}"
                 ) from error
 
