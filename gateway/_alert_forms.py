@@ -27,6 +27,7 @@ from metricsmesh.v1 import alerts_pb2
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from gateway._errors import AlertFormError
+from mesh_common.severity import SEVERITY_CHOICES
 from mesh_common.wire_time import set_seconds
 
 SEED_FIGURES: dict[str, str] = {
@@ -95,7 +96,7 @@ class RuleForm(BaseModel):
     evaluation_interval: Seconds | None = Field(
         default=None, description="Seed 003: accepted and ignored (evaluated on every round)."
     )
-    severity: Text | None = Field(default=None, description="info, warning, high or critical.")
+    severity: Text | None = Field(default=None, description=f"{SEVERITY_CHOICES}.")
     service_names: list[Text] | None = Field(
         default=None, max_length=MAX_ITEMS, description="Only these services (default: all)."
     )

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pydantic import BaseModel, ConfigDict, Field
 
 from mesh_common.alert_json import State
+from mesh_common.severity import SEVERITY_CHOICES
 
 _FORBID = ConfigDict(extra="forbid")
 
@@ -23,7 +24,7 @@ class AlertOut(BaseModel):
     state: State = Field(
         description="pending, firing or resolved (inactive: a dropped pending alert, in changes)."
     )
-    severity: str = Field(description="info, warning, high or critical.")
+    severity: str = Field(description=f"{SEVERITY_CHOICES}.")
     value: float | None = Field(description="The figure's latest value (null for status).")
     value_text: str = Field(description="The figure's latest value for status.")
     active_time: str | None = Field(description="When the condition started to hold (UTC).")
@@ -48,7 +49,7 @@ class AlertRuleOut(BaseModel):
     clear_threshold: float | None = Field(description="Hysteresis: where a firing alert resolves.")
     for_seconds: float = Field(description="How long the condition must hold before firing.")
     keep_firing_for_seconds: float = Field(description="How long it keeps firing afterwards.")
-    severity: str = Field(description="info, warning, high or critical.")
+    severity: str = Field(description=f"{SEVERITY_CHOICES}.")
     service_names: list[str] = Field(description="Only these services; empty means all.")
     service_types: list[str] = Field(description="Only services of these types.")
     kinds: list[str] = Field(description="The kinds of event watched; empty: the whole service.")

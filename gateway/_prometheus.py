@@ -27,6 +27,7 @@ from gateway._state import GatewayState
 from gateway._views import SnapshotEntry
 from mesh_common import latency
 from mesh_common.figures import ROW_FIGURES, Figure
+from mesh_common.severity import severity_of
 from mesh_common.version import python_version, version
 from mesh_common.wire_time import to_seconds
 
@@ -89,7 +90,7 @@ class SnapshotCollector(Collector):
                 alert.name,
                 entry.json["state"],
                 alert.service_name,
-                alert.severity,
+                severity_of(alert),
                 alert.kind,
             )
             if labels not in seen:  # two rules of one name: one series, as in ALERTS

@@ -13,6 +13,7 @@ from typing import Any, Literal
 
 from metricsmesh.v1 import alerts_pb2
 
+from mesh_common.severity import rank, severity_of
 from mesh_common.wire_time import iso_utc, to_seconds
 
 STATE_NAMES: dict[int, str] = {
@@ -24,8 +25,6 @@ STATE_NAMES: dict[int, str] = {
 """Wire states -> the words of the JSON (inactive: a pending alert dropped; only in changes)."""
 ACTIVE_STATES = frozenset({alerts_pb2.ALERT_STATE_PENDING, alerts_pb2.ALERT_STATE_FIRING})
 """The states of an alert that is not over."""
-SEVERITY_RANK = {"critical": 0, "high": 1, "warning": 2, "info": 3}
-"""Most severe first."""
 _STATE_RANK = {
     alerts_pb2.ALERT_STATE_FIRING: 0,
     alerts_pb2.ALERT_STATE_PENDING: 1,
@@ -58,7 +57,7 @@ def alert_json(alert: alerts_pb2.Alert) -> dict[str, Any]:
         "service_type": alert.service_type,
         "kind": alert.kind,
         "state": state_name(alert.state),
-        "severity": alert.severity,
+        "severity": severity_of(alert),
         "value": None if text else alert.value,
         "value_text": text,
         "active_time": _time(alert, "active_time"),
@@ -82,7 +81,7 @@ def rule_json(rule: alerts_pb2.AlertRule) -> dict[str, Any]:
         "clear_threshold": rule.clear_threshold if rule.HasField("clear_threshold") else None,
         "for_seconds": to_seconds(rule.for_duration),
         "keep_firing_for_seconds": to_seconds(rule.keep_firing_for),
-        "severity": rule.severity,
+        "severity": severity_of(rule),
         "service_names": list(rule.service_names),
         "service_types": list(rule.service_types),
         "kinds": list(rule.kinds),
@@ -114,7 +113,7 @@ def alert_order(alert: alerts_pb2.Alert) -> tuple[int, int, float, str]:
     """Sort key: firing, then pending, then resolved; most severe, then longest active first."""
     return (
         _STATE_RANK.get(alert.state, 3),
-        SEVERITY_RANK.get(alert.severity, len(SEVERITY_RANK)),
+        rank(severity_of(alert)),
         to_seconds(alert.active_time),
         alert.id,
     )

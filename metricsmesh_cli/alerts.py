@@ -25,6 +25,7 @@ from rich.text import Text
 
 from mesh_common.addresses import HostPort
 from mesh_common.alert_json import alert_json, alert_list_body, alert_order
+from mesh_common.severity import SEVERITY_WORDS, Severity, severity_of
 from mesh_common.transport import open_channel
 from mesh_common.wire_time import to_seconds
 from metricsmesh_cli.client import describe_rpc_error
@@ -36,7 +37,21 @@ STATE_STYLES: dict[int, tuple[str, str]] = {
     alerts_pb2.ALERT_STATE_RESOLVED: ("resolved", "green"),
     alerts_pb2.ALERT_STATE_INACTIVE: ("inactive", "dim"),
 }
-SEVERITY_STYLES = {"critical": "bold red", "high": "red", "warning": "yellow", "info": "cyan"}
+
+
+def severity_text(word: str) -> Text:
+    """The severity word in its colour (an unknown word plain)."""
+    return Text(
+        word, style=SEVERITY_STYLES.get(Severity(word), "") if word in SEVERITY_WORDS else ""
+    )
+
+
+SEVERITY_STYLES = {
+    Severity.CRITICAL: "bold red",
+    Severity.HIGH: "red",
+    Severity.WARNING: "yellow",
+    Severity.INFO: "cyan",
+}
 SUMMARY_WIDTH = 70
 
 
@@ -98,7 +113,7 @@ def alerts_table(alerts: list[alerts_pb2.Alert], *, now: float | None = None) ->
             summary = summary[: SUMMARY_WIDTH - 1] + "…"
         table.add_row(
             Text(word, style=style),
-            Text(alert.severity, style=SEVERITY_STYLES.get(alert.severity, "")),
+            severity_text(severity_of(alert)),
             alert.name,
             alert.service_name,
             alert.kind or "-",

@@ -149,6 +149,7 @@ def refused_field(error: grpc.aio.AioRpcError) -> tuple[str, str]:
         ({"for_duration": -5.0}, "for_seconds"),
         ({"keep_firing_for": 90_000.0}, "keep_firing_for_seconds"),
         ({"severity": "meh"}, "severity"),
+        ({"severity": "info", "severity_level": alerts_pb2.ALERT_SEVERITY_HIGH}, "severity"),
         ({"service_names": ["nosuch"]}, "service_names"),
         ({"service_types": ["quantum"]}, "service_types"),
         ({"labels": {"bad-key": "x"}}, "labels"),
@@ -176,6 +177,30 @@ async def test_a_refused_rule_names_its_field_in_the_status_details(
     assert caught.value.details() == f"rule field {field!r}: {description}"
 
 
+@pytest.mark.parametrize(
+    ("word", "level", "expected"),
+    [
+        ("critical", alerts_pb2.ALERT_SEVERITY_UNSPECIFIED, alerts_pb2.ALERT_SEVERITY_CRITICAL),
+        ("", alerts_pb2.ALERT_SEVERITY_HIGH, alerts_pb2.ALERT_SEVERITY_HIGH),
+        ("", alerts_pb2.ALERT_SEVERITY_UNSPECIFIED, alerts_pb2.ALERT_SEVERITY_WARNING),
+    ],
+)
+async def test_a_rules_severity_is_its_level_whichever_way_a_client_gave_it(
+    mesh: Mesh, word: str, level: int, expected: int
+) -> None:
+    rule = down_rule()
+    rule.severity = word
+    rule.severity_level = level  # type: ignore[assignment]
+    created = await mesh.stub.CreateAlertRule(
+        alerts_pb2.CreateAlertRuleRequest(rule=rule), metadata=AUTH
+    )
+    assert created.rule.severity_level == expected
+    words = {2: "warning", 3: "high", 4: "critical"}
+    assert created.rule.severity == words[expected]  # the deprecated word, for older clients
+    (listed,) = (await mesh.stub.ListAlertRules(alerts_pb2.ListAlertRulesRequest())).rules
+    assert listed.severity_level == expected
+
+
 async def test_a_second_rule_of_the_same_name_is_refused_naming_name(mesh: Mesh) -> None:
     await mesh.stub.CreateAlertRule(
         alerts_pb2.CreateAlertRuleRequest(rule=down_rule()), metadata=AUTH
@@ -198,6 +223,7 @@ async def test_a_rule_fires_when_its_service_goes_down_and_resolves_when_it_retu
     await mesh.stop_agent()
     (alert,) = await eventually(mesh.firing, what="ServiceDown firing")
     assert (alert.service_name, alert.severity, alert.value_text) == ("api", "critical", "inactive")
+    assert alert.severity_level == alerts_pb2.ALERT_SEVERITY_CRITICAL
     assert alert.annotations["summary"] == "api is inactive"
     assert alert.labels["alertname"] == "ServiceDown" and alert.labels["service"] == "api"
     await mesh.start_agent()

@@ -19,9 +19,11 @@ from typing import Any
 from metricsmesh.v1 import alerts_pb2
 
 from aggregator._errors import RuleError
+from mesh_common.bounded import quote
 from mesh_common.figures import KIND_FIGURES, ROW_FIGURES
 from mesh_common.filters import ServiceFilter, unknown_message
 from mesh_common.registry import Registry
+from mesh_common.severity import DEFAULT_SEVERITY, SEVERITY_WORDS, Severity, severity_of, to_wire
 from mesh_common.status import STATUS_WORDS
 from mesh_common.wire_time import set_seconds, to_seconds
 
@@ -33,7 +35,6 @@ COMPARATORS: dict[str, Callable[[Any, Any], bool]] = {
     "==": operator.eq,
     "!=": operator.ne,
 }
-SEVERITIES = ("info", "warning", "high", "critical")
 TEXT_FIGURES = frozenset({"status"})
 """Figures compared as text (`status` with active, inactive, error)."""
 _NUMERIC_ROW = frozenset(figure.name for figure in ROW_FIGURES if figure.json_type in (int, float))
@@ -64,7 +65,7 @@ class Rule:
     clear_threshold: float | None = None
     for_seconds: float = 0.0
     keep_firing_for_seconds: float = 0.0
-    severity: str = "warning"
+    severity: str = DEFAULT_SEVERITY
     service_names: frozenset[str] = frozenset()
     service_types: frozenset[str] = frozenset()
     kinds: tuple[str, ...] = ()
@@ -130,8 +131,10 @@ def check_rule(rule: Rule) -> Rule:
     ):
         if not math.isfinite(seconds) or not 0 <= seconds <= 86400:
             raise RuleError(name, f"must be 0..86400 seconds, got {seconds!r}")
-    if rule.severity not in SEVERITIES:
-        raise RuleError("severity", f"{rule.severity!r} is not one of {', '.join(SEVERITIES)}")
+    if rule.severity not in SEVERITY_WORDS:
+        raise RuleError(
+            "severity", f"{quote(rule.severity)} is not one of {', '.join(SEVERITY_WORDS)}"
+        )
     for name, mapping in (("labels", rule.labels), ("annotations", rule.annotations)):
         for key, value in mapping.items():
             if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", key) or len(key) > 100:
@@ -184,7 +187,7 @@ def rule_from_proto(message: alerts_pb2.AlertRule, *, rule_id: str, source: str)
             ),
             for_seconds=to_seconds(message.for_duration),
             keep_firing_for_seconds=to_seconds(message.keep_firing_for),
-            severity=message.severity or "warning",
+            severity=_proto_severity(message),
             service_names=frozenset(message.service_names),
             service_types=frozenset(message.service_types),
             kinds=tuple(dict.fromkeys(message.kinds)),
@@ -195,6 +198,17 @@ def rule_from_proto(message: alerts_pb2.AlertRule, *, rule_id: str, source: str)
     )
 
 
+def _proto_severity(message: alerts_pb2.AlertRule) -> str:
+    """The rule's severity word; RuleError when its level and its (deprecated) word disagree."""
+    word = severity_of(message)
+    if message.severity and message.severity != word:
+        raise RuleError(
+            "severity",
+            f"severity {quote(message.severity)} disagrees with severity_level {word!r}",
+        )
+    return word
+
+
 def rule_to_proto(rule: Rule) -> alerts_pb2.AlertRule:
     """The AlertRule message of a rule."""
     message = alerts_pb2.AlertRule(
@@ -203,6 +217,7 @@ def rule_to_proto(rule: Rule) -> alerts_pb2.AlertRule:
         figure=rule.figure,
         comparator=rule.comparator,
         severity=rule.severity,
+        severity_level=to_wire(Severity(rule.severity)),
         service_names=sorted(rule.service_names),
         service_types=sorted(rule.service_types),
         kinds=list(rule.kinds),
@@ -259,7 +274,7 @@ def rule_from_table(index: int, table: object) -> Rule:
             keep_firing_for_seconds=float(
                 _get(table, "keep_firing_for_seconds", (int, float), 0.0)
             ),
-            severity=_get(table, "severity", str, "warning"),
+            severity=_get(table, "severity", str, DEFAULT_SEVERITY.value),
             service_names=frozenset(_strings(table, "services")),
             service_types=frozenset(_strings(table, "types")),
             kinds=tuple(_strings(table, "kinds")),

@@ -31,6 +31,7 @@ from aggregator._alerts.manager import AlertManager, NumberedChange
 from aggregator._alerts.rules import rule_to_proto
 from aggregator._errors import AlertNotFound, RuleError, RuleReadOnly
 from mesh_common.grpc_input import Implementation
+from mesh_common.severity import Severity, to_wire
 from mesh_common.wire_time import set_seconds
 
 Context = grpc.aio.ServicerContext[Any, Any]
@@ -54,6 +55,7 @@ def alert_to_proto(alert: Alert) -> alerts_pb2.Alert:
         kind=alert.kind,
         state=_STATES[alert.state],
         severity=alert.severity,
+        severity_level=to_wire(Severity(alert.severity)),
         resolved_by=alert.resolved_by,
         labels=dict(alert.labels),
         annotations=dict(alert.annotations),

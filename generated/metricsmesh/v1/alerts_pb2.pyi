@@ -19,7 +19,46 @@ if sys.version_info >= (3, 11):
 else:
     from typing_extensions import TypeAlias as _TypeAlias, Never as _Never
 
+if sys.version_info >= (3, 13):
+    from warnings import deprecated as _deprecated
+else:
+    from typing_extensions import deprecated as _deprecated
+
 DESCRIPTOR: _descriptor.FileDescriptor
+
+class _AlertSeverity:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _AlertSeverityEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_AlertSeverity.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    ALERT_SEVERITY_UNSPECIFIED: _AlertSeverity.ValueType  # 0
+    """ALERT_SEVERITY_UNSPECIFIED means not given (a new rule: warning)."""
+    ALERT_SEVERITY_INFO: _AlertSeverity.ValueType  # 1
+    """ALERT_SEVERITY_INFO is for information only."""
+    ALERT_SEVERITY_WARNING: _AlertSeverity.ValueType  # 2
+    """ALERT_SEVERITY_WARNING needs attention soon."""
+    ALERT_SEVERITY_HIGH: _AlertSeverity.ValueType  # 3
+    """ALERT_SEVERITY_HIGH needs attention now."""
+    ALERT_SEVERITY_CRITICAL: _AlertSeverity.ValueType  # 4
+    """ALERT_SEVERITY_CRITICAL is an outage or close to one."""
+
+class AlertSeverity(_AlertSeverity, metaclass=_AlertSeverityEnumTypeWrapper):
+    """AlertSeverity is how severe an alert is, least severe first; its word
+    (info, warning, high, critical) is the Alertmanager label severity.
+    """
+
+ALERT_SEVERITY_UNSPECIFIED: AlertSeverity.ValueType  # 0
+"""ALERT_SEVERITY_UNSPECIFIED means not given (a new rule: warning)."""
+ALERT_SEVERITY_INFO: AlertSeverity.ValueType  # 1
+"""ALERT_SEVERITY_INFO is for information only."""
+ALERT_SEVERITY_WARNING: AlertSeverity.ValueType  # 2
+"""ALERT_SEVERITY_WARNING needs attention soon."""
+ALERT_SEVERITY_HIGH: AlertSeverity.ValueType  # 3
+"""ALERT_SEVERITY_HIGH needs attention now."""
+ALERT_SEVERITY_CRITICAL: AlertSeverity.ValueType  # 4
+"""ALERT_SEVERITY_CRITICAL is an outage or close to one."""
+Global___AlertSeverity: _TypeAlias = AlertSeverity  # noqa: Y015
 
 class _AlertState:
     ValueType = _typing.NewType("ValueType", _builtins.int)
@@ -130,6 +169,7 @@ class AlertRule(_message.Message):
     LABELS_FIELD_NUMBER: _builtins.int
     ANNOTATIONS_FIELD_NUMBER: _builtins.int
     SOURCE_FIELD_NUMBER: _builtins.int
+    SEVERITY_LEVEL_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     """id names the rule; set by the aggregator when a rule is created."""
     name: _builtins.str
@@ -150,10 +190,28 @@ class AlertRule(_message.Message):
     """clear_threshold, when set, is what a firing alert must cross to resolve
     (hysteresis: fire above 5 %, resolve only below 3 %).
     """
-    severity: _builtins.str
-    """severity is info, warning, high or critical."""
+    @_builtins.property
+    @_deprecated("""This field has been marked as deprecated using proto field options.""")
+    def severity(self) -> _builtins.str:
+        """severity is severity_level's word: info, warning, high or critical.
+        Deprecated: read and set severity_level; the aggregator fills both, and
+        takes this word only when severity_level is unspecified.
+        """
+
+    @severity.setter
+    @_deprecated("""This field has been marked as deprecated using proto field options.""")
+    def severity(self, value: _builtins.str) -> None:
+        """severity is severity_level's word: info, warning, high or critical.
+        Deprecated: read and set severity_level; the aggregator fills both, and
+        takes this word only when severity_level is unspecified.
+        """
+
     source: _builtins.str
     """source says where the rule comes from: config (read-only) or api."""
+    severity_level: Global___AlertSeverity.ValueType
+    """severity_level is how severe the rule's alerts are; unspecified on a new
+    rule means warning (or the deprecated severity word, when set).
+    """
     @_builtins.property
     def for_duration(self) -> _duration_pb2.Duration:
         """for_duration is how long the condition must hold before the alert fires
@@ -209,10 +267,11 @@ class AlertRule(_message.Message):
         labels: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
         annotations: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
         source: _builtins.str = ...,
+        severity_level: Global___AlertSeverity.ValueType = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_clear_threshold", b"_clear_threshold", "clear_threshold", b"clear_threshold", "for_duration", b"for_duration", "keep_firing_for", b"keep_firing_for"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_clear_threshold", b"_clear_threshold", "annotations", b"annotations", "clear_threshold", b"clear_threshold", "comparator", b"comparator", "figure", b"figure", "for_duration", b"for_duration", "id", b"id", "keep_firing_for", b"keep_firing_for", "kinds", b"kinds", "labels", b"labels", "name", b"name", "service_names", b"service_names", "service_types", b"service_types", "severity", b"severity", "source", b"source", "threshold", b"threshold", "threshold_text", b"threshold_text"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_clear_threshold", b"_clear_threshold", "annotations", b"annotations", "clear_threshold", b"clear_threshold", "comparator", b"comparator", "figure", b"figure", "for_duration", b"for_duration", "id", b"id", "keep_firing_for", b"keep_firing_for", "kinds", b"kinds", "labels", b"labels", "name", b"name", "service_names", b"service_names", "service_types", b"service_types", "severity", b"severity", "severity_level", b"severity_level", "source", b"source", "threshold", b"threshold", "threshold_text", b"threshold_text"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__clear_threshold: _TypeAlias = _typing.Literal["clear_threshold"]  # noqa: Y015
     _WhichOneofArgType__clear_threshold: _TypeAlias = _typing.Literal["_clear_threshold", b"_clear_threshold"]  # noqa: Y015
@@ -282,6 +341,7 @@ class Alert(_message.Message):
     RESOLVED_BY_FIELD_NUMBER: _builtins.int
     LABELS_FIELD_NUMBER: _builtins.int
     ANNOTATIONS_FIELD_NUMBER: _builtins.int
+    SEVERITY_LEVEL_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     """id names the instance: rule id, service and kind."""
     rule_id: _builtins.str
@@ -296,14 +356,24 @@ class Alert(_message.Message):
     """kind is the kind of event, for a rule on kinds; empty otherwise."""
     state: Global___AlertState.ValueType
     """state is pending, firing or resolved."""
-    severity: _builtins.str
-    """severity is the rule's severity."""
+    @_builtins.property
+    @_deprecated("""This field has been marked as deprecated using proto field options.""")
+    def severity(self) -> _builtins.str:
+        """severity is severity_level's word. Deprecated: read severity_level."""
+
+    @severity.setter
+    @_deprecated("""This field has been marked as deprecated using proto field options.""")
+    def severity(self, value: _builtins.str) -> None:
+        """severity is severity_level's word. Deprecated: read severity_level."""
+
     value: _builtins.float
     """value is the figure's latest known value (numbers; see value_text)."""
     value_text: _builtins.str
     """value_text is the figure's latest value for a text figure (status)."""
     resolved_by: _builtins.str
     """resolved_by says who resolved it by hand; empty when its condition did."""
+    severity_level: Global___AlertSeverity.ValueType
+    """severity_level is the rule's severity."""
     @_builtins.property
     def active_time(self) -> _timestamp_pb2.Timestamp:
         """active_time is when the condition started to hold (pending since)."""
@@ -345,10 +415,11 @@ class Alert(_message.Message):
         resolved_by: _builtins.str = ...,
         labels: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
         annotations: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
+        severity_level: Global___AlertSeverity.ValueType = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["active_time", b"active_time", "fired_time", b"fired_time", "resolved_time", b"resolved_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["active_time", b"active_time", "annotations", b"annotations", "fired_time", b"fired_time", "id", b"id", "kind", b"kind", "labels", b"labels", "name", b"name", "resolved_by", b"resolved_by", "resolved_time", b"resolved_time", "rule_id", b"rule_id", "service_name", b"service_name", "service_type", b"service_type", "severity", b"severity", "state", b"state", "value", b"value", "value_text", b"value_text"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["active_time", b"active_time", "annotations", b"annotations", "fired_time", b"fired_time", "id", b"id", "kind", b"kind", "labels", b"labels", "name", b"name", "resolved_by", b"resolved_by", "resolved_time", b"resolved_time", "rule_id", b"rule_id", "service_name", b"service_name", "service_type", b"service_type", "severity", b"severity", "severity_level", b"severity_level", "state", b"state", "value", b"value", "value_text", b"value_text"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
