@@ -1,10 +1,11 @@
 """The edge: `SnapshotData` to the wire `Snapshot`, with a request's filter and read mask.
 
-A `View` is one request's compiled filter (service names, types, read mask), validated against
-the registry and the Snapshot descriptor. `View.render` returns a serialized response for a
-snapshot at a send instant: the filtered, masked response message is built once per snapshot,
-view and response type and shared by every subscriber with the same view; only the ages are
-set per send. Everything is built with the generated classes.
+A `Projection` is the part of a snapshot one request selects (service names, types, read
+mask), compiled and validated against the registry and the Snapshot descriptor.
+`Projection.render` returns a serialized response for a snapshot at a send instant: the
+filtered, masked response message is built once per snapshot, projection and response type and
+shared by every subscriber with the same projection; only the ages are set per send.
+Everything is built with the generated classes.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from google.protobuf.message import Message
 from metricsmesh.v1 import aggregator_pb2, event_rate_pb2, snapshot_pb2
 
 from aggregator._errors import RetagError
-from aggregator._model import Health, Row, SnapshotData
+from aggregator._model import Health, RowData, SnapshotData
 from aggregator._retag import Retag
 from mesh_common import latency
 from mesh_common.bounded import quote, quote_list
@@ -47,7 +48,7 @@ AGENT_FIELDS = tuple(
 """The row fields copied from the agent's answer: every field ServiceRow shares by name with
 GetEventRateResponse (a field added to both travels without further code)."""
 
-ResponseKind = Literal["get", "stream", "replay"]
+ResponseType = Literal["get", "stream", "replay"]
 """GetSnapshotResponse, StreamSnapshotsResponse, or the latter with `replayed` set."""
 
 
@@ -59,9 +60,9 @@ round's rows convert in about half the time of parsing the answer and copying ea
 
 
 def add_row(
-    rows: RepeatedCompositeFieldContainer[snapshot_pb2.ServiceRow], row: Row
+    rows: RepeatedCompositeFieldContainer[snapshot_pb2.ServiceRow], row: RowData
 ) -> snapshot_pb2.ServiceRow:
-    """Append the wire row of one `Row` to `rows` (ages unset: they are set when sending).
+    """Append the wire row of one `RowData` to `rows` (ages unset: they are set when sending).
 
     The figures are this round's for an active row, the last known ones otherwise, with
     `last_seen_time` and `last_seen_age` saying how old they are (unset if never seen).
@@ -101,7 +102,7 @@ def copy_agent_fields(answer: bytes, message: snapshot_pb2.ServiceRow) -> None:
         copy_field(parsed, message, name)
 
 
-def snapshot_to_proto(snapshot: SnapshotData, rows: Iterable[Row]) -> snapshot_pb2.Snapshot:
+def snapshot_to_proto(snapshot: SnapshotData, rows: Iterable[RowData]) -> snapshot_pb2.Snapshot:
     """The wire snapshot holding `rows` (a subset of snapshot.rows); ages unset."""
     message = snapshot_pb2.Snapshot(
         sequence=snapshot.sequence,
@@ -166,7 +167,7 @@ class _Rendered:
     serialized_at: float = float("-inf")
 
 
-class View:
+class Projection:
     """One request's filter, compiled; renders snapshots for it."""
 
     def __init__(self, registry: Registry, request: aggregator_pb2.SnapshotFilter) -> None:
@@ -195,7 +196,7 @@ class View:
         )
         """Views with equal keys render equal messages (the render cache is keyed on it)."""
 
-    def keeps(self, row: Row) -> bool:
+    def keeps(self, row: RowData) -> bool:
         """True when the filter keeps `row`."""
         return self._services.keeps(row.entry.name, row.entry.type)
 
@@ -230,14 +231,14 @@ class View:
         return masked, received
 
     def render(
-        self, snapshot: SnapshotData, now: float, cache: RenderCache, kind: ResponseKind
+        self, snapshot: SnapshotData, now: float, cache: RenderCache, response_type: ResponseType
     ) -> bytes:
-        """The serialized response of `kind` for `snapshot` sent at monotonic instant `now`.
+        """The serialized `response_type` for `snapshot` sent at monotonic instant `now`.
 
         Ages are those at `now`, to within AGE_RESOLUTION_SECONDS: subscribers woken by the
         same round share one serialization instead of paying one each.
         """
-        rendered = cache.get(snapshot, self, kind)
+        rendered = cache.get(snapshot, self, response_type)
         if 0.0 <= now - rendered.serialized_at < AGE_RESOLUTION_SECONDS:
             return rendered.serialized
         message = rendered.response.snapshot
@@ -253,20 +254,22 @@ class View:
 
 
 class RenderCache:
-    """Built responses per (view key, response kind, snapshot sequence), latest sequences only."""
+    """Built responses per (projection key, response type, snapshot sequence), latest only."""
 
     def __init__(self, keep_sequences: int = 2, whole: WholeSnapshots | None = None) -> None:
         self._keep = keep_sequences
-        self._items: dict[tuple[object, ResponseKind, int], _Rendered] = {}
+        self._items: dict[tuple[object, ResponseType, int], _Rendered] = {}
         self._whole = whole or WholeSnapshots()
 
-    def get(self, snapshot: SnapshotData, view: View, kind: ResponseKind) -> _Rendered:
-        """The built response of `view` and `kind` for `snapshot`, building it on first use."""
-        key = (view.key, kind, snapshot.sequence)
+    def get(
+        self, snapshot: SnapshotData, projection: Projection, response_type: ResponseType
+    ) -> _Rendered:
+        """The built `response_type` of `projection` for `snapshot`, built on first use."""
+        key = (projection.key, response_type, snapshot.sequence)
         rendered = self._items.get(key)
         if rendered is None:
-            message, received = view.build(snapshot, self._whole)
-            rendered = _Rendered(_response(kind, message), received)
+            message, received = projection.build(snapshot, self._whole)
+            rendered = _Rendered(_response(response_type, message), received)
             floor = snapshot.sequence - self._keep
             if len(self._items) > 64:
                 self._items = {k: v for k, v in self._items.items() if k[2] > floor}
@@ -275,11 +278,12 @@ class RenderCache:
 
 
 def _response(
-    kind: ResponseKind, snapshot: snapshot_pb2.Snapshot
+    response_type: ResponseType, snapshot: snapshot_pb2.Snapshot
 ) -> aggregator_pb2.GetSnapshotResponse | aggregator_pb2.StreamSnapshotsResponse:
-    if kind == "get":
+    if response_type == "get":
         return aggregator_pb2.GetSnapshotResponse(snapshot=snapshot)
-    return aggregator_pb2.StreamSnapshotsResponse(snapshot=snapshot, replayed=kind == "replay")
+    replayed = response_type == "replay"
+    return aggregator_pb2.StreamSnapshotsResponse(snapshot=snapshot, replayed=replayed)
 
 
 def _compile_mask(paths: Sequence[str]) -> tuple[frozenset[str] | None, frozenset[str] | None]:

@@ -16,7 +16,7 @@ import grpc
 from google.protobuf.message import DecodeError
 from metricsmesh.v1 import event_rate_pb2, latency_pb2
 
-from aggregator._model import AgentFigures, CallKind, Health, Outcome
+from aggregator._model import AgentFigures, CallResult, Health, Outcome
 from aggregator._targets import Target, Targets
 from mesh_common import latency
 from mesh_common.bounded import quote
@@ -77,7 +77,7 @@ class FanOut:
             reason = target.skip_reason(now)
             if reason is not None:
                 outcomes[target.entry.name] = Outcome(
-                    CallKind.SKIPPED, target.watch.health, None, error=reason
+                    CallResult.SKIPPED, target.watch.health, None, error=reason
                 )
                 continue
             if not target.watch.known:
@@ -113,7 +113,7 @@ class FanOut:
         if not call.done():  # the round's cutoff came first: the call missed its deadline
             call.cancel()
             return Outcome(
-                CallKind.DEADLINE,
+                CallResult.DEADLINE,
                 watch.health,
                 self.deadline,
                 error=f"DEADLINE_EXCEEDED: no answer within {self.deadline:g} s",
@@ -124,17 +124,17 @@ class FanOut:
         except grpc.aio.AioRpcError as error:
             return _failure(error.code(), error.details() or "", latency, watch.health)
         except asyncio.CancelledError:  # the call (not this task) was cancelled: channel closed
-            return Outcome(CallKind.UNREACHABLE, watch.health, latency, error="CANCELLED")
+            return Outcome(CallResult.UNREACHABLE, watch.health, latency, error="CANCELLED")
         health = watch.health
         if health is Health.UNREACHABLE:
             watch.reconnect_now()
         try:
             figures = parse_figures(data)
         except DecodeError as error:
-            return Outcome(CallKind.ERROR, health, latency, error=f"undecodable answer: {error}")
+            return Outcome(CallResult.ERROR, health, latency, error=f"undecodable answer: {error}")
         except MeshError as error:
-            return Outcome(CallKind.ERROR, health, latency, error=f"unusable answer: {error}")
-        return Outcome(CallKind.OK, health, latency, figures=figures, received_at=item.ended_at)
+            return Outcome(CallResult.ERROR, health, latency, error=f"unusable answer: {error}")
+        return Outcome(CallResult.OK, health, latency, figures=figures, received_at=item.ended_at)
 
 
 def _resolve(future: asyncio.Future[None]) -> None:
@@ -145,10 +145,10 @@ def _resolve(future: asyncio.Future[None]) -> None:
 def _failure(code: grpc.StatusCode, details: str, latency: float, health: Health) -> Outcome:
     text = f"{code.name}: {details}" if details else code.name
     if code is grpc.StatusCode.DEADLINE_EXCEEDED:
-        return Outcome(CallKind.DEADLINE, health, latency, error=text)
+        return Outcome(CallResult.DEADLINE, health, latency, error=text)
     if code in _UNREACHABLE_CODES:
-        return Outcome(CallKind.UNREACHABLE, health, latency, error=text)
-    return Outcome(CallKind.ERROR, health, latency, error=text)
+        return Outcome(CallResult.UNREACHABLE, health, latency, error=text)
+    return Outcome(CallResult.ERROR, health, latency, error=text)
 
 
 def parse_figures(data: bytes) -> AgentFigures:

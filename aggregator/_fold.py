@@ -18,11 +18,11 @@ from dataclasses import dataclass
 
 from aggregator._model import (
     AgentFigures,
-    CallKind,
+    CallResult,
     Health,
     LastSeen,
     Outcome,
-    Row,
+    RowData,
     SnapshotData,
     StatusChange,
     TargetState,
@@ -32,7 +32,7 @@ from mesh_common.registry import Registry, ServiceEntry
 from mesh_common.status import ServiceStatus
 from mesh_common.totals import Contribution, fleet_totals
 
-_TRANSPORT_FAILURES = frozenset({CallKind.UNREACHABLE, CallKind.DEADLINE})
+_TRANSPORT_FAILURES = frozenset({CallResult.UNREACHABLE, CallResult.DEADLINE})
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,11 +102,11 @@ def check_figures(expected_name: str, figures: AgentFigures) -> str:
 
 def judge(name: str, outcome: Outcome, state: TargetState) -> tuple[ServiceStatus, str]:
     """The status and error text of one row (DESIGN.md: active, inactive or error)."""
-    if outcome.kind is CallKind.SKIPPED:
+    if outcome.result is CallResult.SKIPPED:
         return ServiceStatus.INACTIVE, outcome.error or state.last_error
-    if outcome.kind in _TRANSPORT_FAILURES:
+    if outcome.result in _TRANSPORT_FAILURES:
         return ServiceStatus.INACTIVE, outcome.error
-    if outcome.kind is CallKind.ERROR:
+    if outcome.result is CallResult.ERROR:
         return ServiceStatus.ERROR, outcome.error
     if outcome.figures is None:
         return ServiceStatus.ERROR, "the agent answered without figures"
@@ -126,13 +126,13 @@ def judge(name: str, outcome: Outcome, state: TargetState) -> tuple[ServiceStatu
 
 def next_state(outcome: Outcome, state: TargetState, now: float, backoff: Backoff) -> TargetState:
     """The per-service state after this round's outcome (the last good figures stay)."""
-    if outcome.kind is CallKind.SKIPPED:
+    if outcome.result is CallResult.SKIPPED:
         return state
-    if outcome.kind is CallKind.OK:
+    if outcome.result is CallResult.OK:
         return TargetState(last_seen=state.last_seen)
     failures = state.consecutive_failures + 1
     retry_at = 0.0
-    if outcome.kind in _TRANSPORT_FAILURES:
+    if outcome.result in _TRANSPORT_FAILURES:
         delay = backoff.delay(failures)
         retry_at = now + delay if delay > 0 else 0.0
     return TargetState(failures, outcome.error, retry_at, state.last_seen)
@@ -148,7 +148,7 @@ def seen_now(outcome: Outcome, status: ServiceStatus, times: RoundTimes) -> Last
     round's fold needs the buckets, to merge the fleet's.
     """
     figures = outcome.figures
-    if outcome.kind is not CallKind.OK or figures is None or status is ServiceStatus.ERROR:
+    if outcome.result is not CallResult.OK or figures is None or status is ServiceStatus.ERROR:
         return None
     if figures.latency is not None:
         figures = dataclasses.replace(figures, latency=None)
@@ -162,7 +162,7 @@ def fold_row(
     verdict: tuple[ServiceStatus, str],
     new_state: TargetState,
     times: RoundTimes,
-) -> Row:
+) -> RowData:
     """One service's row: its verdict, and its figures (this round's or the last known).
 
     A row that is not active shows the service's last good figures as they were, with when
@@ -170,7 +170,7 @@ def fold_row(
     """
     status, error = verdict
     seen = new_state.last_seen
-    return Row(
+    return RowData(
         entry=entry,
         status=status,
         health=outcome.health,
@@ -199,14 +199,14 @@ def fold_round(
     their buckets; `services_answered` counts the services whose GetEventRate call returned
     figures. The last known figures of rows that are not active are shown, never counted.
     """
-    rows: list[Row] = []
+    rows: list[RowData] = []
     parts: list[Contribution] = []
     new_states: dict[str, TargetState] = {}
     answered = 0
     for entry in registry:
         outcome = outcomes.get(entry.name) or failed_outcome("no outcome was collected")
         state = states.get(entry.name) or TargetState()
-        if outcome.kind is CallKind.OK and outcome.figures is not None:
+        if outcome.result is CallResult.OK and outcome.figures is not None:
             answered += 1
         row, new_states[entry.name] = fold_service(entry, outcome, state, times, backoff)
         rows.append(row)
@@ -236,7 +236,7 @@ def fold_round(
 
 def fold_service(
     entry: ServiceEntry, outcome: Outcome, state: TargetState, times: RoundTimes, backoff: Backoff
-) -> tuple[Row, TargetState]:
+) -> tuple[RowData, TargetState]:
     """One service's row of this round and its state for the next."""
     verdict = judge(entry.name, outcome, state)
     new_state = next_state(outcome, state, times.finished, backoff)
@@ -246,7 +246,7 @@ def fold_service(
     return fold_row(entry, outcome, verdict, new_state, times), new_state
 
 
-def contribution(row: Row, outcome: Outcome) -> Contribution:
+def contribution(row: RowData, outcome: Outcome) -> Contribution:
     """What `row` adds to the fleet totals: this round's figures (with their buckets) if active."""
     entry = row.entry
     figures = outcome.figures

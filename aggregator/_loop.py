@@ -27,7 +27,7 @@ from aggregator._fold import Backoff, RoundTimes, fold_round, status_changes
 from aggregator._model import SnapshotData, StatusChange, failed_outcome, new_epoch
 from aggregator._observers import ObserverSet, SnapshotObserver
 from aggregator._settings import AggregatorSettings
-from aggregator._subscription import Subscription
+from aggregator._slot import SnapshotSlot
 from aggregator._targets import Targets
 from mesh_common.clocks import Clocks
 from mesh_common.registry import Registry
@@ -95,7 +95,7 @@ class RoundLoop:
         self._fanout = FanOut(deadline=settings.deadline_seconds, monotonic=clocks.monotonic)
         self._backoff = Backoff(settings.interval_seconds, settings.backoff_max_seconds)
         self._observers = ObserverSet(clocks.monotonic)
-        self._subscribers: set[Subscription] = set()
+        self._subscribers: set[SnapshotSlot] = set()
         self._untrusted_by_peer: collections.Counter[str] = collections.Counter()
         self._inflight: asyncio.Task[SnapshotData] | None = None
         self._ticker: asyncio.Task[None] | None = None
@@ -177,7 +177,7 @@ class RoundLoop:
 
     def subscribe(
         self, min_interval: float, *, peer: str = "", trusted: bool = True
-    ) -> Subscription:
+    ) -> SnapshotSlot:
         """Attach a subscriber; raises TooManySubscribers at the cap.
 
         A subscriber that is not `trusted` may not take the last `reserved_subscribers`
@@ -204,14 +204,14 @@ class RoundLoop:
                     f"too many subscribers from this peer: the limit is "
                     f"{settings.max_streams_per_peer} (max_streams_per_peer)"
                 )
-        subscription = Subscription(min_interval, self.clocks.monotonic)
+        subscription = SnapshotSlot(min_interval, self.clocks.monotonic)
         if not trusted:
             subscription.peer = peer
             self._untrusted_by_peer[peer] += 1
         self._subscribers.add(subscription)
         return subscription
 
-    def unsubscribe(self, subscription: Subscription) -> None:
+    def unsubscribe(self, subscription: SnapshotSlot) -> None:
         """Detach a subscriber (idempotent)."""
         if subscription in self._subscribers and subscription.peer is not None:
             peer = subscription.peer

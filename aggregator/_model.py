@@ -26,7 +26,7 @@ class Health(enum.Enum):
     UNREACHABLE = "unreachable"
 
 
-class CallKind(enum.Enum):
+class CallResult(enum.Enum):
     """How a GetEventRate call ended."""
 
     OK = "ok"
@@ -65,7 +65,7 @@ class AgentFigures:
 class Outcome:
     """What one round's call to one agent produced."""
 
-    kind: CallKind
+    result: CallResult
     health: Health
     latency: float | None
     """Seconds from the call's start until it ended (the deadline when it timed out); None
@@ -93,7 +93,7 @@ def new_epoch(wall: float) -> int:
 
 def failed_outcome(error: str) -> Outcome:
     """The outcome of a service whose call could not even be made (the round itself failed)."""
-    return Outcome(CallKind.ERROR, Health.UNKNOWN, None, error=error)
+    return Outcome(CallResult.ERROR, Health.UNKNOWN, None, error=error)
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,7 +122,7 @@ class TargetState:
 
 
 @dataclass(frozen=True, slots=True)
-class Row:
+class RowData:
     """One service's line in a snapshot."""
 
     entry: ServiceEntry
@@ -170,7 +170,7 @@ class SnapshotData:
     taken_at: float
     """Monotonic instant at which the round started (for ages)."""
     round_duration: float
-    rows: tuple[Row, ...]
+    rows: tuple[RowData, ...]
     services_answered: int
     active_count: int
     inactive_count: int

@@ -14,7 +14,7 @@ import logging
 from collections.abc import Awaitable, Callable
 
 from aggregator._model import SnapshotData
-from aggregator._subscription import Subscription
+from aggregator._slot import SnapshotSlot
 from mesh_common.clocks import ReadClock
 
 _LOG = logging.getLogger(__name__)
@@ -28,14 +28,14 @@ class ObserverSet:
 
     def __init__(self, monotonic: ReadClock) -> None:
         self._monotonic = monotonic
-        self._running: dict[Subscription, asyncio.Task[None]] = {}
+        self._running: dict[SnapshotSlot, asyncio.Task[None]] = {}
 
     def __len__(self) -> int:
         return len(self._running)
 
     def add(self, name: str, observer: SnapshotObserver) -> Callable[[], None]:
         """Register `observer` (needs a running loop); returns the function that removes it."""
-        slot = Subscription(0.0, self._monotonic)
+        slot = SnapshotSlot(0.0, self._monotonic)
         task = asyncio.get_running_loop().create_task(
             self._feed(name, slot, observer), name=f"observer {name}"
         )
@@ -62,7 +62,7 @@ class ObserverSet:
             await asyncio.gather(*running.values(), return_exceptions=True)
 
     @staticmethod
-    async def _feed(name: str, slot: Subscription, observer: SnapshotObserver) -> None:
+    async def _feed(name: str, slot: SnapshotSlot, observer: SnapshotObserver) -> None:
         while (snapshot := await slot.next()) is not None:
             try:
                 await observer(snapshot)

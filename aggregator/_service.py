@@ -3,7 +3,7 @@
 Handlers validate the request (bytes that are no request, unknown service names or field
 paths, too many or too long names, negative or huge durations -> INVALID_ARGUMENT with a short
 message quoting at most ~200 characters of the input), then only read what the loop produced:
-no handler ever runs a round of its own. Responses are serialized once per snapshot, view and
+no handler ever runs a round of its own. Responses are serialized once per snapshot, projection and
 send instant (see `aggregator._convert`), so these methods return bytes sent as they are.
 
 Streams: trusted peers (`trusted_peers`, the gateway) may take every slot; other peers
@@ -21,7 +21,7 @@ import grpc
 from google.protobuf.duration_pb2 import Duration
 from metricsmesh.v1 import aggregator_pb2
 
-from aggregator._convert import RenderCache, ResponseKind, View, WholeSnapshots
+from aggregator._convert import Projection, RenderCache, ResponseType, WholeSnapshots
 from aggregator._errors import AggregatorStateError, TooManySubscribers
 from aggregator._loop import RoundLoop
 from aggregator._model import SnapshotData
@@ -64,7 +64,7 @@ class AggregatorServicer:
         self, request: aggregator_pb2.GetSnapshotRequest, context: Context
     ) -> bytes:
         """The latest snapshot (fresher than max_age), filtered; serialized response."""
-        view = await self._view(request.filter, context)
+        projection = await self._projection(request.filter, context)
         max_age = None
         if request.HasField("max_age"):
             max_age = await _seconds("max_age", request.max_age, context)
@@ -72,7 +72,7 @@ class AggregatorServicer:
             snapshot = await self._loop.snapshot(max_age)
         except AggregatorStateError:
             await context.abort(grpc.StatusCode.UNAVAILABLE, SHUTDOWN_MESSAGE)
-        return self._render(view, snapshot, "get")
+        return self._render(projection, snapshot, "get")
 
     async def stream_snapshots(
         self, request: aggregator_pb2.StreamSnapshotsRequest, context: Context
@@ -83,7 +83,7 @@ class AggregatorServicer:
         async generator less per message on the path every subscriber takes each round
         (bench `python -m bench.bench_aggregator subscribers`).
         """
-        view = await self._view(request.filter, context)
+        projection = await self._projection(request.filter, context)
         min_interval = 0.0
         if request.HasField("min_interval"):
             min_interval = await _seconds("min_interval", request.min_interval, context)
@@ -98,14 +98,14 @@ class AggregatorServicer:
         except AggregatorStateError:
             await context.abort(grpc.StatusCode.UNAVAILABLE, SHUTDOWN_MESSAGE)
         try:
-            last_sequence, gap = await self._replay(request, view, context)
+            last_sequence, gap = await self._replay(request, projection, context)
             if last_sequence:
                 subscription.mark_sent()
             write = context.write
             while (live := await subscription.next()) is not None:
                 if live.sequence > last_sequence:
                     last_sequence = live.sequence
-                    await write(self._render(view, live, "stream") + gap)
+                    await write(self._render(projection, live, "stream") + gap)
                     gap = b""
             context.set_code(grpc.StatusCode.UNAVAILABLE)
             context.set_details(SHUTDOWN_MESSAGE)
@@ -113,7 +113,10 @@ class AggregatorServicer:
             loop.unsubscribe(subscription)
 
     async def _replay(
-        self, request: aggregator_pb2.StreamSnapshotsRequest, view: View, context: Context
+        self,
+        request: aggregator_pb2.StreamSnapshotsRequest,
+        projection: Projection,
+        context: Context,
     ) -> tuple[int, bytes]:
         """Send what a stream gets first; returns (last sequence sent or 0, gap still to send).
 
@@ -137,20 +140,26 @@ class AggregatorServicer:
         last_sequence = 0
         for snapshot in first:
             # Fields appended to a serialized message are set in it (protobuf encoding).
-            await context.write(self._render(view, snapshot, "replay") + gap)
+            await context.write(self._render(projection, snapshot, "replay") + gap)
             gap = b""
             last_sequence = snapshot.sequence
         return last_sequence, gap
 
-    def _render(self, view: View, snapshot: SnapshotData, kind: ResponseKind) -> bytes:
-        return view.render(snapshot, self._loop.clocks.monotonic(), self._cache, kind)
+    def _render(
+        self, projection: Projection, snapshot: SnapshotData, response_type: ResponseType
+    ) -> bytes:
+        return projection.render(
+            snapshot, self._loop.clocks.monotonic(), self._cache, response_type
+        )
 
-    async def _view(self, request: aggregator_pb2.SnapshotFilter, context: Context) -> View:
+    async def _projection(
+        self, request: aggregator_pb2.SnapshotFilter, context: Context
+    ) -> Projection:
         problem = filter_problem(request)
         if problem is not None:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, problem)
         try:
-            return View(self._loop.registry, request)
+            return Projection(self._loop.registry, request)
         except FilterError as error:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(error))
 

@@ -15,7 +15,7 @@ from collections.abc import Iterator, Sequence
 import grpc
 
 from aggregator._health import HealthWatch, RevivalProbe
-from aggregator._model import CallKind, Outcome, TargetState
+from aggregator._model import CallResult, Outcome, TargetState
 from mesh_common.registry import Registry, ServiceEntry
 from mesh_common.transport import open_channel
 
@@ -78,9 +78,9 @@ class Target:
         self.last_outcome = outcome
         if outcome is None:
             return
-        if outcome.kind is CallKind.UNREACHABLE:
+        if outcome.result is CallResult.UNREACHABLE:
             self.probe.start()
-        elif outcome.kind is CallKind.DEADLINE:
+        elif outcome.result is CallResult.DEADLINE:
             self.probe.start(min_wait=self._deadline)
 
     def skip_reason(self, now: float) -> str | None:

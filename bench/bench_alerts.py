@@ -20,7 +20,7 @@ from aggregator._alerts.rules import Rule, check_rule
 from aggregator._convert import snapshot_to_proto
 from aggregator._fanout import parse_figures
 from aggregator._fold import Backoff, RoundTimes, fold_round
-from aggregator._model import CallKind, Health, Outcome, SnapshotData
+from aggregator._model import CallResult, Health, Outcome, SnapshotData
 from mesh_common.registry import Registry, ServiceEntry
 
 TARGETS_MS = {15: 1.0, 1000: 50.0}
@@ -71,7 +71,7 @@ def snapshot(count: int) -> SnapshotData:
                 tracker.observe(kind, seconds, error=(event + index) % 25 == 0)
         answer = reading_to_response(tracker.read()).SerializeToString()
         health = Health.NOT_SERVING if index % 50 == 7 else Health.SERVING
-        outcomes[entry.name] = Outcome(CallKind.OK, health, 0.001, figures=parse_figures(answer))
+        outcomes[entry.name] = Outcome(CallResult.OK, health, 0.001, figures=parse_figures(answer))
     result, _ = fold_round(registry, outcomes, {}, RoundTimes(1, 1.7e9, 0.0, 0.01), Backoff(1, 30))
     return result
 

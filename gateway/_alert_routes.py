@@ -143,7 +143,7 @@ def violated_field(error: grpc.aio.AioRpcError) -> str | None:
     status = status_details(error)
     for detail in status.details if status is not None else ():
         request = error_details_pb2.BadRequest()
-        if not detail.Unpack(request):  # another kind of detail
+        if not detail.Unpack(request):  # another detail type
             continue
         for violation in request.field_violations:
             if violation.field:
@@ -179,9 +179,9 @@ def alert_filter(
     types and the known ones, from `latest`'s rows) and `field` the parameter that names
     them. With no snapshot yet (`latest` None) nothing can be checked: the filter is as given.
     """
-    for field, names, kinds in (("services", services, None), ("types", None, types)):
+    for field, names, service_types in (("services", services, None), ("types", None, types)):
         try:
-            view_of_query(latest, names, kinds, None)
+            view_of_query(latest, names, service_types, None)
         except FilterError as error:
             raise AlertRequestError(422, shorten(str(error)), field=field) from None
     return ServiceFilter.of(split_names(services), split_names(types))

@@ -24,14 +24,14 @@ _STORY_ROW_FIELDS = frozenset(
 
 
 def _field(figure: Figure, *, always: bool) -> tuple[Any, Any]:
-    kind: Any = ServiceStatus if figure.name == "status" else figure.json_type
+    annotation: Any = ServiceStatus if figure.name == "status" else figure.json_type
     if figure.json_type is list:
-        kind = list[KindMetrics] if figure.items else list[str]  # type: ignore[valid-type]
+        annotation = list[KindMetrics] if figure.items else list[str]  # type: ignore[valid-type]
     if figure.nullable:
-        kind = kind | None
+        annotation = annotation | None
     if always:
-        return kind, Field(description=figure.description)
-    return kind, Field(default=None, description=figure.description)
+        return annotation, Field(description=figure.description)
+    return annotation, Field(default=None, description=figure.description)
 
 
 _FORBID = ConfigDict(extra="forbid")

@@ -122,7 +122,9 @@ class SnapshotCollector(Collector):
         families: dict[str, GaugeMetricFamily | CounterMetricFamily] = {}
         for figure in _EXPOSED:
             assert figure.series is not None
-            family = CounterMetricFamily if figure.series.kind == "counter" else GaugeMetricFamily
+            family = (
+                CounterMetricFamily if figure.series.metric_type == "counter" else GaugeMetricFamily
+            )
             families[figure.name] = family(figure.series.name, figure.series.help, labels=LABELS)
         for row in entry.rows:
             labels = [row.service_name, row.service_type]

@@ -161,9 +161,11 @@ class Connection:
             self._alerts = None
         await self.send(self._types_reply("unsubscription_confirmed", request, ignored))
 
-    def _types_reply(self, kind: str, request: TypesRequest, ignored: Ignored) -> dict[str, Any]:
+    def _types_reply(
+        self, message_type: str, request: TypesRequest, ignored: Ignored
+    ) -> dict[str, Any]:
         """The confirmation: what was asked, as sent; the current set; what was ignored."""
-        reply: dict[str, Any] = {"type": kind, "metric_types": list(request.asked)}
+        reply: dict[str, Any] = {"type": message_type, "metric_types": list(request.asked)}
         if request.subscription is not None:
             reply["subscription"] = request.subscription
         return {**reply, "subscriptions": self.sub.names(), **ignored.json()}

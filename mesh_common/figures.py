@@ -27,9 +27,6 @@ from mesh_common.wire_time import iso_utc, to_seconds
 JSONValue = str | int | float | bool | None | list[str] | list[dict[str, Any]]
 """What a figure is in a JSON body."""
 
-WireRow = snapshot_pb2.ServiceRow
-"""A row as the wire carries it (what a total's `combine` receives)."""
-
 Unit = Literal["", "1/s", "1/h", "events", "s", "ms", "time", "services", "list", "ratio", "%"]
 """`1/s` events per second, `s`/`ms` spans, `time` an instant (epoch seconds, ISO in JSON),
 `ratio` a fraction in 0..1 (an error rate), `%` a percentage (of one CPU core)."""
@@ -40,7 +37,7 @@ class Series:
     """How Prometheus exposes a row figure (one sample per service, labels service and type)."""
 
     name: str
-    kind: Literal["gauge", "counter"]
+    metric_type: Literal["gauge", "counter"]
     help: str
     scale: float = 1.0
     """Multiplies the raw value (e.g. 0.001 for a figure in ms exposed in seconds)."""
@@ -174,7 +171,7 @@ KIND_FIGURES: tuple[Figure, ...] = (
 """The figures of one kind of event of a service (the items of a row's `kinds`)."""
 
 
-def _kinds(row: WireRow) -> list[event_rate_pb2.EventKindRate]:
+def _kinds(row: snapshot_pb2.ServiceRow) -> list[event_rate_pb2.EventKindRate]:
     return list(row.kinds)
 
 
@@ -189,25 +186,27 @@ def _last_event(row: snapshot_pb2.ServiceRow) -> float | None:
     return to_seconds(row.last_event_time) if row.HasField("last_event_time") else None
 
 
-def _has_figures(row: WireRow) -> bool:
+def _has_figures(row: snapshot_pb2.ServiceRow) -> bool:
     """Whether the row holds figures: it is active, or shows the last known ones."""
     return row.status == snapshot_pb2.SERVICE_STATUS_ACTIVE or row.HasField("last_seen_time")
 
 
-def _known(read: Callable[[WireRow], Any]) -> Callable[[WireRow], Any]:
+def _known(
+    read: Callable[[snapshot_pb2.ServiceRow], Any],
+) -> Callable[[snapshot_pb2.ServiceRow], Any]:
     """`read`, or None for a row of a service that never answered (no figure, not a 0)."""
     return lambda row: read(row) if _has_figures(row) else None
 
 
-def _last_seen(row: WireRow) -> float | None:
+def _last_seen(row: snapshot_pb2.ServiceRow) -> float | None:
     return to_seconds(row.last_seen_time) if row.HasField("last_seen_time") else None
 
 
-def _call_latency_ms(row: WireRow) -> float | None:
+def _call_latency_ms(row: snapshot_pb2.ServiceRow) -> float | None:
     return to_seconds(row.call_latency) * 1000.0 if row.HasField("call_latency") else None
 
 
-def _seconds_since_seen(row: WireRow) -> float | None:
+def _seconds_since_seen(row: snapshot_pb2.ServiceRow) -> float | None:
     return to_seconds(row.last_seen_age) if row.HasField("last_seen_time") else None
 
 
@@ -417,7 +416,7 @@ TOTAL_FIGURES: tuple[Figure, ...] = (
 
 
 def fleet_values(
-    snapshot: snapshot_pb2.Snapshot, kept: Sequence[WireRow] | None = None
+    snapshot: snapshot_pb2.Snapshot, kept: Sequence[snapshot_pb2.ServiceRow] | None = None
 ) -> dict[str, Any]:
     """Each total figure's value (not yet JSON): the snapshot's own, or over `kept` rows only.
 
@@ -435,7 +434,7 @@ def fleet_values(
     }
 
 
-def wire_contribution(row: WireRow) -> Contribution:
+def wire_contribution(row: snapshot_pb2.ServiceRow) -> Contribution:
     """What a wire row adds to the totals (`mesh_common.totals`): its figures if active."""
     if row.status != snapshot_pb2.SERVICE_STATUS_ACTIVE:
         return Contribution(False, row.service_type, row.data_source)

@@ -6,8 +6,9 @@ get a `Malformed` value instead, and `abort_malformed` ends the call with INVALI
 and writes at most a few log lines a minute however many such requests arrive.
 
 `service_handler` builds a whole service's handler from its descriptor (the contract): each
-method's kind and message types come from the .proto, every request is parsed leniently, and a
-method without an implementation is an error at start-up, not UNIMPLEMENTED at run time.
+method's cardinality (unary or streaming) and message types come from the .proto, every
+request is parsed leniently, and a method without an implementation is an error at start-up,
+not UNIMPLEMENTED at run time.
 """
 
 from __future__ import annotations

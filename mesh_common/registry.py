@@ -136,7 +136,7 @@ class ServicesSection:
 
     def keys(self) -> tuple[Key, ...]:
         """The keys of one `[[services]]` table."""
-        return tuple(Key(name, kind, None, "", text) for name, kind, text in _KEYS)
+        return tuple(Key(name, value_type, None, "", text) for name, value_type, text in _KEYS)
 
 
 SERVICES = ServicesSection()

@@ -104,10 +104,10 @@ def make_view(
         if unknown:
             raise FilterError(unknown_message("service name", unknown, known))
     if known_types is not None:
-        kinds = set(known_types)
-        unknown = sorted(wanted.types - kinds)
+        service_types = set(known_types)
+        unknown = sorted(wanted.types - service_types)
         if unknown:
-            raise FilterError(unknown_message("service type", unknown, kinds))
+            raise FilterError(unknown_message("service type", unknown, service_types))
     return View(wanted, tuple(dict.fromkeys(fields)))
 
 

@@ -15,8 +15,6 @@ from metricsmesh.v1 import snapshot_pb2
 
 from mesh_common.figures import row_figure
 
-Row = snapshot_pb2.ServiceRow
-
 
 @dataclass(frozen=True, slots=True)
 class RowOrder:
@@ -25,23 +23,23 @@ class RowOrder:
     key: str
     label: str
     """The footer's word for it (`rate`, `errors`, `p99`, `name`)."""
-    sort_key: Callable[[Row], Any]
+    sort_key: Callable[[snapshot_pb2.ServiceRow], Any]
     descending: bool = True
     """True when the biggest value comes first (the footer shows ▼, else ▲)."""
 
-    def apply(self, rows: Iterable[Row]) -> list[Row]:
+    def apply(self, rows: Iterable[snapshot_pb2.ServiceRow]) -> list[snapshot_pb2.ServiceRow]:
         """`rows` in this order."""
         return sorted(rows, key=self.sort_key)
 
 
-def _inactive(row: Row) -> bool:
+def _inactive(row: snapshot_pb2.ServiceRow) -> bool:
     return row.status != snapshot_pb2.SERVICE_STATUS_ACTIVE
 
 
-def _biggest_first(figure_name: str) -> Callable[[Row], Any]:
+def _biggest_first(figure_name: str) -> Callable[[snapshot_pb2.ServiceRow], Any]:
     figure = row_figure(figure_name)
 
-    def sort_key(row: Row) -> Any:
+    def sort_key(row: snapshot_pb2.ServiceRow) -> Any:
         value = figure.read(row)
         return (_inactive(row), value is None, -(value or 0.0), row.service_name)
 

@@ -11,7 +11,7 @@ from agent._convert import reading_to_response
 from aggregator._convert import AGENT_FIELDS, add_row, copy_agent_fields
 from aggregator._errors import RetagError
 from aggregator._fanout import parse_figures
-from aggregator._model import Health, Row
+from aggregator._model import Health, RowData
 from aggregator._retag import Retag
 from mesh_common.registry import ServiceEntry
 from mesh_common.status import ServiceStatus
@@ -36,9 +36,11 @@ def answer(events: int, *, timed: bool) -> bytes:
     return reading_to_response(tracker.read()).SerializeToString()
 
 
-def row_of(data: bytes) -> Row:
+def row_of(data: bytes) -> RowData:
     figures = parse_figures(data)
-    return Row(ENTRY, ServiceStatus.ACTIVE, Health.SERVING, "", 0.002, 0, figures, 1.0, 1.7e9, 0.0)
+    return RowData(
+        ENTRY, ServiceStatus.ACTIVE, Health.SERVING, "", 0.002, 0, figures, 1.0, 1.7e9, 0.0
+    )
 
 
 def copied(data: bytes) -> snapshot_pb2.ServiceRow:

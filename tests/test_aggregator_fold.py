@@ -11,12 +11,12 @@ from metricsmesh.v1 import aggregator_pb2
 from agent import EventTracker
 from agent._convert import reading_to_response
 from aggregator import Registry, ServiceEntry
-from aggregator._convert import RenderCache, View, WholeSnapshots, snapshot_to_proto
+from aggregator._convert import Projection, RenderCache, WholeSnapshots, snapshot_to_proto
 from aggregator._fanout import parse_figures
 from aggregator._fold import Backoff, RoundTimes, fold_round, status_changes
 from aggregator._model import (
     AgentFigures,
-    CallKind,
+    CallResult,
     Health,
     Outcome,
     SnapshotData,
@@ -44,7 +44,7 @@ def figures(name: str, eps: float = 2.0, total: int = 500, window: int = 120) ->
 
 
 def ok(name: str, health: Health = Health.SERVING, **changes: float) -> Outcome:
-    return Outcome(CallKind.OK, health, 0.01, figures(name, **changes), received_at=100.1)  # type: ignore[arg-type]
+    return Outcome(CallResult.OK, health, 0.01, figures(name, **changes), received_at=100.1)  # type: ignore[arg-type]
 
 
 def fold(
@@ -92,7 +92,7 @@ def answered(
     work(tracker)
     clock.tick(30.0)
     answer = reading_to_response(tracker.read()).SerializeToString()
-    return Outcome(CallKind.OK, health, 0.01, parse_figures(answer), received_at=100.1)
+    return Outcome(CallResult.OK, health, 0.01, parse_figures(answer), received_at=100.1)
 
 
 def as_json(values: dict[str, object]) -> dict[str, object]:
@@ -150,7 +150,7 @@ def test_wrong_agent_at_an_address_is_an_error() -> None:
 
 
 def test_repeated_transport_failures_back_off_exponentially() -> None:
-    dead = Outcome(CallKind.UNREACHABLE, Health.UNREACHABLE, 0.001, error="UNAVAILABLE: down")
+    dead = Outcome(CallResult.UNREACHABLE, Health.UNREACHABLE, 0.001, error="UNAVAILABLE: down")
     state = TargetState()
     retry_delays = []
     for _ in range(8):
@@ -163,7 +163,7 @@ def test_repeated_transport_failures_back_off_exponentially() -> None:
 
 def test_a_skipped_agent_stays_listed_inactive_with_its_last_error() -> None:
     previous = TargetState(consecutive_failures=3, last_error="DEADLINE_EXCEEDED", retry_at=200)
-    skipped = Outcome(CallKind.SKIPPED, Health.SERVING, 0.0, error="not called: backing off")
+    skipped = Outcome(CallResult.SKIPPED, Health.SERVING, 0.0, error="not called: backing off")
     snapshot, states = fold(skipped, ok("w"), ok("c"), states={"a": previous})
     row = snapshot.rows[0]
     assert (row.status, row.consecutive_failures) == (ServiceStatus.INACTIVE, 3)
@@ -181,7 +181,7 @@ def test_an_answer_resets_the_failure_count() -> None:
 
 
 def test_error_status_answers_are_error_rows_without_backoff() -> None:
-    failing = Outcome(CallKind.ERROR, Health.SERVING, 0.002, error="INTERNAL: boom")
+    failing = Outcome(CallResult.ERROR, Health.SERVING, 0.002, error="INTERNAL: boom")
     snapshot, states = fold(failing, ok("w"), ok("c"))
     assert snapshot.rows[0].status is ServiceStatus.ERROR
     assert states["a"].consecutive_failures == 1 and states["a"].retry_at == 0.0
@@ -227,7 +227,7 @@ def test_the_snapshot_is_timed_by_the_round() -> None:
 
 # --- last known figures of services that are not active ---------------------------------------
 
-DEAD = Outcome(CallKind.UNREACHABLE, Health.UNREACHABLE, 0.001, error="UNAVAILABLE: down")
+DEAD = Outcome(CallResult.UNREACHABLE, Health.UNREACHABLE, 0.001, error="UNAVAILABLE: down")
 LATER = RoundTimes(sequence=8, take_time=1_700_000_005.0, started=105.0, finished=105.25)
 
 
@@ -268,7 +268,7 @@ def test_kept_figures_hold_no_parsed_latency_buckets() -> None:
 
     histogram = Histogram(offset=0, counts=(1,), sum_seconds=0.01, max_seconds=0.01)
     timed = Outcome(
-        CallKind.OK,
+        CallResult.OK,
         Health.SERVING,
         0.01,
         AgentFigures("a", 2.0, 7200.0, 500, 120, 60.0, latency=histogram),
@@ -304,7 +304,9 @@ def test_a_rounds_wire_rows_are_built_once_for_the_stream_and_the_alerts() -> No
     whole = WholeSnapshots()
     cache = RenderCache(whole=whole)
     sent = aggregator_pb2.StreamSnapshotsResponse.FromString(
-        View(REGISTRY, aggregator_pb2.SnapshotFilter()).render(snapshot, 101.0, cache, "stream")
+        Projection(REGISTRY, aggregator_pb2.SnapshotFilter()).render(
+            snapshot, 101.0, cache, "stream"
+        )
     )
     shared = whole.get(snapshot)  # what the alert observer evaluates
     assert whole.get(snapshot) is shared  # built once per round
@@ -316,7 +318,7 @@ def test_a_rounds_wire_rows_are_built_once_for_the_stream_and_the_alerts() -> No
     assert sent.snapshot.events_per_second == shared.events_per_second == 9.0
     assert sent.snapshot.age.ToNanoseconds() == 1_000_000_000  # the sent copy has its age
     assert not shared.HasField("age")  # the shared message is left as built
-    filtered = View(REGISTRY, aggregator_pb2.SnapshotFilter(service_names=["w"]))
+    filtered = Projection(REGISTRY, aggregator_pb2.SnapshotFilter(service_names=["w"]))
     only_w = aggregator_pb2.StreamSnapshotsResponse.FromString(
         filtered.render(snapshot, 101.0, cache, "stream")
     )

@@ -17,7 +17,7 @@ from aggregator._alerts.rules import Rule, check_rule
 from aggregator._convert import snapshot_to_proto
 from aggregator._fanout import parse_figures
 from aggregator._fold import Backoff, RoundTimes, fold_round
-from aggregator._model import CallKind, Health, Outcome
+from aggregator._model import CallResult, Health, Outcome
 from gateway._models import RealTimeMetrics
 from tests.eventually import eventually
 from tests.gateway_mesh import ROUND_SECONDS, Mesh, running_mesh
@@ -186,10 +186,10 @@ def answer(
         total_errors=errors,
     )
     figures = parse_figures(response.SerializeToString())
-    return Outcome(CallKind.OK, health, 0.01, figures, received_at=at)
+    return Outcome(CallResult.OK, health, 0.01, figures, received_at=at)
 
 
-DEAD = Outcome(CallKind.UNREACHABLE, Health.UNREACHABLE, 0.001, error="UNAVAILABLE: gone")
+DEAD = Outcome(CallResult.UNREACHABLE, Health.UNREACHABLE, 0.001, error="UNAVAILABLE: gone")
 ERRORS = check_rule(
     Rule("errors", "HighErrorRate", "error_rate", ">", 0.05, for_seconds=0.0, severity="high")
 )

@@ -13,7 +13,7 @@ from agent import EventTracker
 from agent._convert import reading_to_response
 from aggregator._fanout import parse_figures
 from aggregator._fold import Backoff, RoundTimes, fold_round
-from aggregator._model import CallKind, Health, Outcome
+from aggregator._model import CallResult, Health, Outcome
 from mesh_common import latency
 from mesh_common.registry import Registry, ServiceEntry
 from tests.conftest import FakeClock
@@ -176,7 +176,7 @@ def test_the_fleets_figures_come_from_the_active_services_merged_buckets(
     for entry in registry:
         answer = reading_to_response(trackers[entry.name].read()).SerializeToString()
         health = Health.NOT_SERVING if entry.name == "down" else Health.SERVING
-        outcomes[entry.name] = Outcome(CallKind.OK, health, 0.001, figures=parse_figures(answer))
+        outcomes[entry.name] = Outcome(CallResult.OK, health, 0.001, figures=parse_figures(answer))
     snapshot, _ = fold_round(
         registry, outcomes, {}, RoundTimes(1, WALL, 0.0, 0.01), Backoff(1.0, 30.0)
     )

@@ -68,8 +68,8 @@ class _Endpoint:
     """One URL to post to, and its retry state."""
 
     url: str
-    kind: str
-    """"alertmanager" or "webhook"."""
+    receiver: str
+    """What listens at the URL: "alertmanager" (API v2) or "webhook"."""
     failures: int = 0
     pending: list[Alert] = field(default_factory=list)
     """Alerts whose last post failed, re-sent at the next attempt (latest per id)."""
@@ -137,7 +137,7 @@ class Delivery:
         ]
         body: object = items
         url = f"{endpoint.url}/api/v2/alerts"
-        if endpoint.kind == "webhook":
+        if endpoint.receiver == "webhook":
             url, body = endpoint.url, webhook_payload(items, [alert.state for alert in batch])
         try:
             response = await self._client.post(url, json=body)

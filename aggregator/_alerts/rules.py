@@ -153,7 +153,7 @@ def check_selection(
 
     The error names the field (`selectors`: how the rule's source spells the names' and the
     types' field), every unknown name or type, and the known ones, as the gRPC filters do
-    (`aggregator._convert.View`): a name the registry does not have is never read as
+    (`aggregator._convert.Projection`): a name the registry does not have is never read as
     "nothing matches".
     """
     wanted = ServiceFilter.of(rule.service_names, rule.service_types)
@@ -285,9 +285,9 @@ def rule_from_table(index: int, table: object) -> Rule:
     )
 
 
-def _get(table: Mapping[str, Any], key: str, kind: Any, default: Any) -> Any:
+def _get(table: Mapping[str, Any], key: str, expected: Any, default: Any) -> Any:
     value = table.get(key, default)
-    if isinstance(value, bool) or not isinstance(value, kind):
+    if isinstance(value, bool) or not isinstance(value, expected):
         raise RuleError(key, f"has the wrong type: {value!r}")
     return value
 

@@ -1,4 +1,4 @@
-"""One StreamSnapshots subscriber's mailbox: a slot of size one where the latest wins.
+"""A subscriber's slot of size one where the latest snapshot wins (StreamSnapshots, observers).
 
 The round loop `offer`s every new snapshot to every subscriber without waiting, so a slow or
 stalled reader never holds up the loop or the other readers; it just finds the newest
@@ -15,7 +15,7 @@ from collections.abc import Callable
 from aggregator._model import SnapshotData
 
 
-class Subscription:
+class SnapshotSlot:
     """The slot, the wake-up event and the spacing rule of one subscriber."""
 
     def __init__(self, min_interval: float, monotonic: Callable[[], float]) -> None:
