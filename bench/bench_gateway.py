@@ -7,12 +7,19 @@ Every part runs in separate processes: a fleet (15 agents recording events + the
 the gateway started exactly as users start it (`python -m gateway`: uvicorn, uvloop, httptools,
 no access log), and the load generator (wrk, or a process of asyncio raw-socket SSE clients).
 
-REST baseline, measured in the same run, served the same way (uvicorn uvloop+httptools, no
+REST baselines, measured in the same run, served the same way (uvicorn uvloop+httptools, no
 access log, own process), with the same body: a naive FastAPI route returning the gateway's
 REST body as a dict, re-read from the gateway once per snapshot interval:
   (a) `naive-default`: no response model, FastAPI's default encoding path (jsonable_encoder);
-  (b) `naive-model`: `response_model=Dict[str, Any]`, as story 23.2's snippet declares it.
-Targets: gateway >= 4x (a)'s requests/s, p99 <= 15 ms.
+  (b) `naive-model`: `response_model=Dict[str, Any]`, as story 23.2's snippet declares it;
+and the floor: a bare ASGI app (no framework) answering every request with the gateway's REST
+body bytes, read once from the gateway:
+  (c) `floor`: under uvicorn's own httptools protocol: the server with no application work;
+  (d) `floor, guarded protocol`: under the gateway's `gateway._http` protocol with the bench's
+      settings, so the protocol's own cost (connection cap, header limits and timeout) shows.
+Targets: gateway >= 4x (a)'s requests/s and >= 0.8x (c)'s, p99 <= 15 ms. Each row also gives
+the server process's CPU time per request (Linux /proc), steadier than requests/s while
+other work shares the machine.
 SSE: delivery lag = the moment a client reads an event - the end of its round (timestamp +
 collection_time_ms), 1 client (baseline) then 1000 clients; target p99 <= 200 ms.
 """
@@ -34,7 +41,7 @@ import urllib.request
 from collections.abc import AsyncIterator, Iterator
 from datetime import datetime
 from multiprocessing.connection import Connection
-from typing import Any
+from typing import Any, NamedTuple
 
 PYTHON = sys.executable
 REST_PATH = "/api/v1/real-time-metrics"
@@ -119,14 +126,21 @@ BENCH_LIMITS = {
 }
 
 
+class Served(NamedTuple):
+    """A server process of the bench: its port and process id."""
+
+    port: int
+    pid: int
+
+
 @contextlib.contextmanager
-def gateway(aggregator: str) -> Iterator[int]:
-    """`python -m gateway` in its own process; yields its port once it is ready."""
+def gateway(aggregator: str) -> Iterator[Served]:
+    """`python -m gateway` in its own process, once it is ready."""
     os.environ.update(BENCH_LIMITS)
     port = free_port()
     command = [PYTHON, "-m", "gateway", "--port", str(port), "--aggregator", aggregator]
-    with _process([*command, "--log-level", "warning"], port, "/health/ready"):
-        yield port
+    with _process([*command, "--log-level", "warning"], port, "/health/ready") as process:
+        yield Served(port, process.pid)
 
 
 def _naive(port: int, source: str) -> None:
@@ -179,13 +193,55 @@ def _naive(port: int, source: str) -> None:
 
 
 @contextlib.contextmanager
-def naive(gateway_port: int) -> Iterator[int]:
+def naive(gateway_port: int) -> Iterator[Served]:
     """The baseline in its own process, serving the body of the gateway on `gateway_port`."""
     port = free_port()
     source = f"http://127.0.0.1:{gateway_port}{REST_PATH}"
     code = f"from bench.bench_gateway import _naive; _naive({port}, {source!r})"
-    with _process([PYTHON, "-c", code], port, "/ready"):
-        yield port
+    with _process([PYTHON, "-c", code], port, "/ready") as process:
+        yield Served(port, process.pid)
+
+
+def _floor(port: int, source: str, guarded: bool) -> None:
+    """The floor: a bare ASGI app answering every request with the body of `source` (a URL)."""
+    import uvicorn
+
+    from gateway._http import guarded_protocol
+    from gateway._settings import load_settings
+
+    with urllib.request.urlopen(source, timeout=10) as response:
+        body: bytes = response.read()
+    start = {
+        "type": "http.response.start",
+        "status": 200,
+        "headers": [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(body))],
+    }
+    message = {"type": "http.response.body", "body": body}
+
+    async def bare(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        await send(start)
+        await send(message)
+
+    uvicorn.run(
+        bare,
+        host="127.0.0.1",
+        port=port,
+        loop="uvloop",
+        http=guarded_protocol(load_settings(None)) if guarded else "httptools",
+        access_log=False,
+        log_level="warning",
+        lifespan="off",
+    )
+
+
+@contextlib.contextmanager
+def floor(gateway_port: int, *, guarded: bool) -> Iterator[Served]:
+    """The floor in its own process, serving the body of the gateway on `gateway_port`."""
+    port = free_port()
+    source = f"http://127.0.0.1:{gateway_port}{REST_PATH}"
+    code = f"from bench.bench_gateway import _floor; _floor({port}, {source!r}, {guarded})"
+    with _process([PYTHON, "-c", code], port, "/ready") as process:
+        yield Served(port, process.pid)
 
 
 @contextlib.contextmanager
@@ -217,23 +273,45 @@ def _process(command: list[str], port: int, ready_path: str) -> Iterator[subproc
 _UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3}
 
 
-def wrk(url: str, seconds: int, connections: int = 50) -> dict[str, float]:
-    """Run wrk; requests/s and latency percentiles in ms."""
+def wrk(url: str, seconds: int, connections: int = 50, pid: int | None = None) -> dict[str, float]:
+    """Run wrk; requests/s, latency percentiles in ms and, given the server's `pid`, the
+    server's CPU time per request in microseconds (`cpu_us`, 0 where /proc is missing)."""
+    cpu_before = _cpu_seconds(pid)
     out = subprocess.run(
         ["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", "--latency", url],
         capture_output=True,
         text=True,
         check=True,
     ).stdout
+    cpu = _cpu_seconds(pid) - cpu_before
     figures: dict[str, float] = {"rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out)[1])}  # type: ignore[index]
     for pct, value, unit in re.findall(r"^\s+(50|75|90|99)%\s+([\d.]+)(us|ms|s)\s*$", out, re.M):
         figures[f"p{pct}"] = float(value) * _UNITS[unit]
     bad = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     figures["non2xx"] = float(bad[1]) if bad else 0.0
+    requests = int(re.search(r"(\d+) requests in", out)[1])  # type: ignore[index]
+    figures["cpu_us"] = cpu / requests * 1e6 if requests else 0.0
     errors = re.search(r"Socket errors: (.*)", out)
     if errors:
         print(f"  wrk socket errors for {url}: {errors[1]}")
     return figures
+
+
+def _cpu_seconds(pid: int | None) -> float:
+    """User + system CPU seconds of process `pid` so far (0 without /proc)."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            fields = stat.read().rpartition(")")[2].split()
+    except (OSError, TypeError):
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+NAIVE_DEFAULT = "naive-default (FastAPI dict, jsonable_encoder)"
+NAIVE_MODEL = "naive-model (response_model=Dict[str, Any])"
+FLOOR = "floor (bare ASGI, uvicorn httptools)"
+FLOOR_GUARDED = "floor, guarded protocol (bare ASGI)"
+GATEWAY = "gateway (cached bytes, ASGI fast path)"
 
 
 def bench_rest() -> None:
@@ -242,37 +320,62 @@ def bench_rest() -> None:
         return
     print(
         f"REST {REST_PATH}: wrk -t2 -c50 -d{WRK_SECONDS}s --latency, 15 services, "
-        f"{os.cpu_count()} CPUs shared by server, wrk and the fleet"
+        f"{os.cpu_count()} CPUs shared by server, wrk and the fleet; CPU us/req: the server "
+        "process's CPU time per request (steadier than req/s on a busy machine)"
     )
-    with fleet(1.0) as address, gateway(address) as gw_port, naive(gw_port) as naive_port:
+    with (
+        fleet(1.0) as address,
+        gateway(address) as gw,
+        naive(gw.port) as baseline,
+        floor(gw.port, guarded=False) as bare,
+        floor(gw.port, guarded=True) as guarded,
+    ):
         targets = {
-            "naive-default (FastAPI dict, jsonable_encoder)": f"http://127.0.0.1:{naive_port}{REST_PATH}",
-            "naive-model (response_model=Dict[str, Any])": f"http://127.0.0.1:{naive_port}/model{REST_PATH}",
-            "gateway (cached bytes, ASGI fast path)": f"http://127.0.0.1:{gw_port}{REST_PATH}",
+            NAIVE_DEFAULT: (baseline, REST_PATH),
+            NAIVE_MODEL: (baseline, "/model" + REST_PATH),
+            FLOOR: (bare, REST_PATH),
+            FLOOR_GUARDED: (guarded, REST_PATH),
+            GATEWAY: (gw, REST_PATH),
         }
         results = {}
-        for name, url in targets.items():
+        for name, (server, path) in targets.items():
+            url = f"http://127.0.0.1:{server.port}{path}"
             wrk(url, 2)  # warm-up
-            results[name] = wrk(url, WRK_SECONDS)
-    base = next(iter(results.values()))
-    gw = results["gateway (cached bytes, ASGI fast path)"]
-    print(f"  {'server':48} {'req/s':>9} {'p50 ms':>8} {'p90 ms':>8} {'p99 ms':>8} {'non-2xx':>8}")
+            results[name] = wrk(url, WRK_SECONDS, pid=server.pid)
+    head = ("req/s", "p50 ms", "p90 ms", "p99 ms", "non-2xx", "CPU us/req")
+    print(f"  {'server':48} " + " ".join(f"{word:>8}" for word in head))
     for name, fig in results.items():
         print(
-            f"  {name:48} {fig['rps']:9.0f} {fig['p50']:8.2f} {fig['p90']:8.2f} "
-            f"{fig['p99']:8.2f} {fig['non2xx']:8.0f}"
+            f"  {name:48} {fig['rps']:8.0f} {fig['p50']:8.2f} {fig['p90']:8.2f} "
+            f"{fig['p99']:8.2f} {fig['non2xx']:8.0f} {fig['cpu_us']:10.1f}"
         )
-    model = results["naive-model (response_model=Dict[str, Any])"]
+    _rest_ratios(results)
+
+
+def _rest_ratios(results: dict[str, dict[str, float]]) -> None:
+    gw, base, bottom = results[GATEWAY], results[NAIVE_DEFAULT], results[FLOOR]
     ratio = gw["rps"] / base["rps"]
     print(
         f"  gateway / naive-default requests/s: {ratio:.1f}x (target >= 4x: "
         f"{'met' if ratio >= 4 else 'NOT met'}); gateway / naive-model: "
-        f"{gw['rps'] / model['rps']:.1f}x"
+        f"{gw['rps'] / results[NAIVE_MODEL]['rps']:.1f}x"
     )
+    to_floor = gw["rps"] / bottom["rps"]
+    print(
+        f"  gateway / floor requests/s: {to_floor:.2f}x (target >= 0.8x: "
+        f"{'met' if to_floor >= 0.8 else 'NOT met'}); floor under the guarded protocol / "
+        f"floor: {results[FLOOR_GUARDED]['rps'] / bottom['rps']:.2f}x"
+    )
+    if bottom["cpu_us"] and gw["cpu_us"]:
+        print(
+            f"  floor CPU / gateway CPU per request: {bottom['cpu_us'] / gw['cpu_us']:.2f}x "
+            f"({bottom['cpu_us']:.1f} / {gw['cpu_us']:.1f} us; guarded protocol "
+            f"{results[FLOOR_GUARDED]['cpu_us']:.1f} us)"
+        )
     print(
         f"  gateway p99 {gw['p99']:.2f} ms (target <= 15 ms: "
         f"{'met' if gw['p99'] <= 15 else 'NOT met'}); naive-default p99 / gateway p99: "
-        f"{base['p99'] / gw['p99']:.1f}x"
+        f"{base['p99'] / gw['p99']:.1f}x; floor p99 {bottom['p99']:.2f} ms"
     )
 
 
@@ -436,7 +539,8 @@ def bench_sse() -> None:
         f"SSE {REST_PATH}/stream: 1 snapshot/s, full body; lag = read time - round end "
         "(timestamp + collection_time_ms); clients in their own process (asyncio sockets)"
     )
-    with fleet(1.0) as address, gateway(address) as port:
+    with fleet(1.0) as address, gateway(address) as served:
+        port = served.port
         rows = []
         for clients, seconds in ((1, 8.0), (SSE_CLIENTS, float(SSE_SECONDS))):
             result = run_sse_clients(port, clients, seconds)
