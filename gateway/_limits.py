@@ -5,10 +5,11 @@
 - an allowed-hosts check on every HTTP request and WebSocket: the `Host` header must name
   the bind host, a localhost name, or one of `allowed_hosts` (`"*"` allows any), else 400;
   this is what stops a DNS-rebinding page from reading the API;
-- redirects that never point at a foreign host: an absolute `Location` whose host is not
-  allowed is cut down to its path;
 - a per-client token bucket (`rate_limit_per_second`, `rate_limit_burst`) on the REST and
   API routes, never on the streams (they are capped by count): 429 with `Retry-After`.
+
+`safe_redirects(app, state)` wraps the routes (inside the REST fast path, which never
+redirects): an absolute `Location` whose host is not allowed is cut down to its path.
 
 `TokenBucket` is the one rate-limit model; the WebSocket's per-connection message limit
 uses it too. `origin_allowed` is the one Origin rule of the WebSocket (same origin or a
@@ -17,6 +18,7 @@ configured CORS origin).
 
 from __future__ import annotations
 
+import functools
 import math
 import socket
 import urllib.parse
@@ -82,7 +84,9 @@ def allowed_hosts(settings: GatewaySettings) -> frozenset[str] | None:
     return frozenset(name for name in names if name)
 
 
-def _own_names() -> Iterable[str]:
+@functools.cache
+def _own_names() -> tuple[str, ...]:
+    """The machine's own names, looked up once (getfqdn may ask DNS)."""
     try:
         return (socket.gethostname().lower(), socket.getfqdn().lower())
     except OSError:
@@ -125,7 +129,11 @@ async def _answer(
 
 
 class Guard:
-    """The ASGI middleware of this module (see the module docstring)."""
+    """Allowed hosts and the REST rate limit, in front of everything (module docstring).
+
+    What a request goes through is decided here, once: with `allowed_hosts = ["*"]` no Host
+    is looked at, with `rate_limit_per_second = 0` no bucket (bench/bench_gateway.py).
+    """
 
     def __init__(self, app: ASGIApp, state: GatewayState) -> None:
         self.app = app
@@ -137,33 +145,23 @@ class Guard:
         self._buckets: OrderedDict[str, TokenBucket] = OrderedDict()
         self._seen_hosts: dict[str, bool] = {}
         """Host headers already judged (a handful in practice), so most requests skip parsing."""
+        self._check_hosts = self._hosts is not None
+        self._check_rate = self._rate > 0
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
-        if kind not in ("http", "websocket"):
-            await self.app(scope, receive, send)
-            return
-        host = _header(scope, b"host")
-        if not self._host_ok(host):
-            if kind == "websocket":
-                await send({"type": "websocket.close", "code": 1008, "reason": "host not allowed"})
-                return
-            shown = "no Host header" if host is None else f"Host {host[:80]!r}"
-            await _answer(send, 400, f"{shown} is not served here (allowed_hosts)")
-            return
         if kind == "http":
-            if self._limited(scope):
-                bucket = self._bucket(scope)
-                wait = max(1, math.ceil(bucket.retry_after()))
-                await _answer(
-                    send,
-                    429,
-                    f"rate limit: {self._rate:g} requests/s per client "
-                    "(rate_limit_per_second); retry later",
-                    [(b"retry-after", str(wait).encode())],
-                )
+            if self._check_hosts and not self._host_ok(_header(scope, b"host")):
+                await _answer(send, 400, self._host_refusal(scope))
                 return
-            send = self._safe_redirects(send)
+            if self._check_rate and self._limited(scope):
+                await self._too_many(scope, send)
+                return
+        elif (
+            kind == "websocket" and self._check_hosts and not self._host_ok(_header(scope, b"host"))
+        ):
+            await send({"type": "websocket.close", "code": 1008, "reason": "host not allowed"})
+            return
         await self.app(scope, receive, send)
 
     def _host_ok(self, host: str | None) -> bool:
@@ -178,11 +176,27 @@ class Guard:
                 self._seen_hosts[host] = known
         return known
 
+    @staticmethod
+    def _host_refusal(scope: Scope) -> str:
+        host = _header(scope, b"host")
+        shown = "no Host header" if host is None else f"Host {host[:80]!r}"
+        return f"{shown} is not served here (allowed_hosts)"
+
     def _limited(self, scope: Scope) -> bool:
         path: str = scope.get("path", "")
-        if self._rate <= 0 or not path.startswith("/api/") or path.endswith(STREAM_SUFFIX):
+        if not path.startswith("/api/") or path.endswith(STREAM_SUFFIX):
             return False
         return not self._bucket(scope).take()
+
+    async def _too_many(self, scope: Scope, send: Send) -> None:
+        wait = max(1, math.ceil(self._bucket(scope).retry_after()))
+        await _answer(
+            send,
+            429,
+            f"rate limit: {self._rate:g} requests/s per client (rate_limit_per_second); "
+            "retry later",
+            [(b"retry-after", str(wait).encode())],
+        )
 
     def _bucket(self, scope: Scope) -> TokenBucket:
         client = scope.get("client")
@@ -196,22 +210,38 @@ class Guard:
             self._buckets.move_to_end(key)
         return bucket
 
-    def _safe_redirects(self, send: Send) -> Send:
-        # A plain function handing back send's own awaitable: no coroutine per message on
-        # the hot path (the REST endpoint answers thousands of requests a second).
+
+class SafeRedirects:
+    """Redirects that never point at a foreign host: such a `Location` is cut to its path.
+
+    Inside the REST fast path (which never redirects), so its answers skip the wrapping.
+    """
+
+    def __init__(self, app: ASGIApp, state: GatewayState) -> None:
+        self.app = app
+        self._hosts = allowed_hosts(state.settings)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            send = self._checked(send)
+        await self.app(scope, receive, send)
+
+    def _checked(self, send: Send) -> Send:
+        # A plain function handing back send's own awaitable: no coroutine per message.
         def checked(message: Message) -> Awaitable[None]:
             if message["type"] == "http.response.start" and 300 <= message["status"] < 400:
                 message["headers"] = [
-                    (key, self._local_location(value) if key.lower() == b"location" else value)
+                    (key, self.local_location(value) if key.lower() == b"location" else value)
                     for key, value in message.get("headers", ())
                 ]
             return send(message)
 
         return checked
 
-    def _local_location(self, value: bytes) -> bytes:
+    def local_location(self, value: bytes) -> bytes:
+        """`value` (a Location) if its host is allowed or it has none, else its path and query."""
         url = urllib.parse.urlsplit(value.decode("latin-1"))
-        if not url.netloc or self._host_ok(url.netloc):
+        if not url.netloc or self._hosts is None or host_name(url.netloc) in self._hosts:
             return value
         path = "/" + url.path.lstrip("/")  # never "//host": that is another host again
         relative = urllib.parse.urlunsplit(("", "", path, url.query, url.fragment))
@@ -219,5 +249,10 @@ class Guard:
 
 
 def guard(app: ASGIApp, state: GatewayState) -> ASGIApp:
-    """`app` behind the allowed-hosts check, safe redirects and the REST rate limit."""
+    """`app` behind the allowed-hosts check and the REST rate limit."""
     return Guard(app, state)
+
+
+def safe_redirects(app: ASGIApp, state: GatewayState) -> ASGIApp:
+    """`app` whose redirects never point at a foreign host."""
+    return SafeRedirects(app, state)

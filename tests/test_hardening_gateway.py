@@ -14,11 +14,12 @@ from collections.abc import AsyncIterator
 
 import httpx
 import pytest
+from starlette.responses import RedirectResponse
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from gateway import GatewaySettings, create_app
-from gateway._limits import Guard, TokenBucket
+from gateway._limits import SafeRedirects, TokenBucket
 from gateway._sse import PATH as SSE_PATH
 from mesh_common.clocks import Clocks
 from tests.conftest import FakeClock
@@ -77,9 +78,19 @@ async def test_a_foreign_host_is_refused_and_redirects_stay_home(mesh: SmallMesh
         assert slash.status_code == 400
         local = await http.get(REST, headers={"Host": f"localhost:{mesh.port}"})
         assert local.status_code == 200
-    guard = Guard(create_app(GatewaySettings()), create_app(GatewaySettings()).state.gateway)
-    assert guard._local_location(b"http://evil.example//x.example/a?b=1") == b"/x.example/a?b=1"
-    assert guard._local_location(b"http://localhost:8000/a") == b"http://localhost:8000/a"
+    app = create_app(GatewaySettings())
+    redirects = SafeRedirects(app, app.state.gateway)
+    assert redirects.local_location(b"http://evil.example//x.example/a?b=1") == b"/x.example/a?b=1"
+    assert redirects.local_location(b"http://localhost:8000/a") == b"http://localhost:8000/a"
+
+
+async def test_redirects_to_a_foreign_host_stay_home() -> None:
+    app = create_app(GatewaySettings())
+    app.add_api_route("/away", lambda: RedirectResponse("http://evil.example//x.example/a"))
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://localhost") as http:
+        response = await http.get("/away")
+    assert response.status_code == 307 and response.headers["location"] == "/x.example/a"
 
 
 async def test_configured_hosts_are_answered() -> None:
