@@ -8,7 +8,9 @@ short reason, and the gateway keeps serving everybody else.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import re
 import time
 from collections.abc import AsyncIterator
 
@@ -108,14 +110,107 @@ async def test_headers_over_the_limit_get_431(mesh: SmallMesh) -> None:
     assert answer.startswith(b"HTTP/1.1 431") and b"max_header_bytes" in answer
 
 
+async def test_a_head_that_never_ends_gets_431(mesh: SmallMesh) -> None:
+    answer = await raw(
+        mesh.port, b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Big: " + b"a" * 50_000
+    )
+    assert answer.startswith(b"HTTP/1.1 431") and b"max_header_bytes" in answer
+
+
+async def test_heads_under_the_limit_after_other_requests_are_served(mesh: SmallMesh) -> None:
+    # Header bytes are counted per read: a body, or a request before in the same read,
+    # must not be taken for part of the next head (the limit is 8192 bytes here).
+    pad = b"X-Pad: " + b"a" * 7000 + b"\r\n"
+    small = b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+    post = b"POST /health HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 20000\r\n\r\n"
+    last = b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n" + pad + b"Connection: close\r\n\r\n"
+    answer = await raw(mesh.port, small + post + b"b" * 20_000 + last)
+    assert re.findall(rb"HTTP/1.1 (\d+)", answer) == [b"200", b"405", b"200"]
+
+
+async def test_a_head_pipelined_behind_a_stream_cannot_grow_without_end(mesh: SmallMesh) -> None:
+    reader, writer = await asyncio.open_connection("127.0.0.1", mesh.port)
+    writer.write(f"GET {SSE_PATH} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode())
+    assert (await reader.readuntil(b"\r\n\r\n")).startswith(b"HTTP/1.1 200")
+    closed = asyncio.Event()
+
+    async def read_to_the_end() -> None:
+        with contextlib.suppress(ConnectionError):
+            while await reader.read(65536):
+                pass
+        closed.set()
+
+    reading = asyncio.create_task(read_to_the_end())
+    sent = 0
+    try:
+        writer.write(b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Big: ")
+        while sent < 1_000_000 and not closed.is_set():
+            writer.write(b"a" * 4096)
+            await writer.drain()
+            await asyncio.sleep(0)  # the server runs in this loop: let it read
+            sent += 4096
+    except ConnectionError:
+        pass  # the server closed the connection under our writes
+    finally:
+        await asyncio.wait_for(closed.wait(), 10)
+        await reading
+        writer.close()
+    assert sent < 200_000  # 8192 bytes of head, and what was in flight
+
+
 async def test_idle_and_slow_header_connections_are_closed(mesh: SmallMesh) -> None:
     started = time.monotonic()
     assert await raw(mesh.port, b"") == b""  # idle: closed without a word
+    idle = time.monotonic() - started
     slow = await raw(mesh.port, b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ")
     assert slow.startswith(b"HTTP/1.1 408")
-    assert time.monotonic() - started < 5  # the 0.5 s header timeout, not forever
+    # The 0.5 s header timeout (less the loop clock's millisecond), not forever.
+    assert idle >= 0.45 and time.monotonic() - started < 5
     async with httpx.AsyncClient(base_url=mesh.url) as http:
         assert (await http.get("/health")).status_code == 200
+
+
+async def read_response(reader: asyncio.StreamReader) -> bytes:
+    """One response with a content-length body."""
+    head = await reader.readuntil(b"\r\n\r\n")
+    length = next(
+        int(line.split(b":")[1])
+        for line in head.split(b"\r\n")
+        if line.lower().startswith(b"content-length:")
+    )
+    return head + await reader.readexactly(length)
+
+
+async def test_after_a_response_idle_and_slow_header_connections_are_closed(
+    mesh: SmallMesh,
+) -> None:
+    request = b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+    for then, expected in ((b"", b""), (b"GET /health HTTP/1.1\r\nX-Slow: ", b"HTTP/1.1 408")):
+        reader, writer = await asyncio.open_connection("127.0.0.1", mesh.port)
+        try:
+            writer.write(request)
+            assert (await read_response(reader)).startswith(b"HTTP/1.1 200")
+            answered = time.monotonic()
+            writer.write(then)
+            rest = await asyncio.wait_for(reader.read(), 5)
+            assert rest.startswith(expected) and (expected or rest == b"")
+            assert time.monotonic() - answered >= 0.45  # the 0.5 s header timeout
+        finally:
+            writer.close()
+
+
+async def test_idle_keep_alive_connections_close_after_uvicorns_timeout() -> None:
+    settings = GatewaySettings(port=0, header_timeout_seconds=30)
+    async with serve_hardened(settings, timeout_keep_alive=0.3) as port:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        try:
+            writer.write(b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+            assert (await read_response(reader)).startswith(b"HTTP/1.1 200")
+            answered = time.monotonic()
+            assert await asyncio.wait_for(reader.read(), 5) == b""  # not the 30 s of headers
+            assert time.monotonic() - answered >= 0.25
+        finally:
+            writer.close()
 
 
 async def test_connections_beyond_the_cap_get_503_at_once() -> None:
