@@ -9,7 +9,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from gateway._models import RealTimeMetrics, RealTimeMetricsError
 from gateway._params import FieldsParam, ServicesParam, TypesParam
 from gateway._state import GatewayState
-from gateway._views import view_of_query
+from gateway._views import SnapshotEntry, view_of_query
 from mesh_common.errors import FilterError
 from mesh_common.views import WHOLE
 
@@ -56,12 +56,18 @@ class FastPath:
 
     The route above documents the endpoint (and answers the same way if this middleware is
     not installed); this shortcut skips routing and the framework's request/response objects,
-    which is most of the per-request cost once the body itself is cached.
+    which is most of the per-request cost once the body itself is cached. The whole view's
+    body is serialized again only when its `snapshot_age_ms` changes, once a millisecond at
+    most: requests in between get the same bytes (bench/bench_gateway.py; made afresh for
+    each request, the 13 KB body of 15 services was a sixth of the gateway's own work).
     """
 
     def __init__(self, app: ASGIApp, state: GatewayState) -> None:
         self.app = app
         self.state = state
+        self._monotonic = state.clocks.monotonic
+        self._last: tuple[SnapshotEntry, int, bytes, bytes] | None = None
+        """The last whole-view body: its entry, `snapshot_age_ms`, bytes and length."""
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Serve the REST path; pass everything else on."""
@@ -73,27 +79,33 @@ class FastPath:
         ):
             await self.app(scope, receive, send)
             return
-        state = self.state
-        started_at = state.clocks.monotonic()
-        entry = state.fresh()
+        started_at = self._monotonic()
+        entry = self.state.fresh()
         if entry is None:
-            status, body = 503, state.error_body(started_at)
+            status, body = 503, self.state.error_body(started_at)
+            length = b"%d" % len(body)
         else:
-            status, body = 200, entry.body(WHOLE, started_at)
+            status = 200
+            body, length = self._whole(entry, started_at)
         await send(
             {
                 "type": "http.response.start",
                 "status": status,
-                "headers": [(b"content-type", b"application/json"), _length(body)],
+                "headers": [(b"content-type", b"application/json"), (b"content-length", length)],
             }
         )
         await send(
             {"type": "http.response.body", "body": body if scope["method"] == "GET" else b""}
         )
 
+    def _whole(self, entry: SnapshotEntry, now: float) -> tuple[bytes, bytes]:
+        """The whole view's body at `now` and its length, reused while its age reads the same."""
+        age_ms = entry.age_ms(now)
+        last = self._last
+        if last is None or last[0] is not entry or last[1] != age_ms:
+            body = entry.body(WHOLE, now)
+            last = self._last = (entry, age_ms, body, b"%d" % len(body))
+        return last[2], last[3]
+
 
 _METHODS = frozenset({"GET", "HEAD"})
-
-
-def _length(body: bytes) -> tuple[bytes, bytes]:
-    return (b"content-length", str(len(body)).encode())

@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
 
+import httpx
 import pytest
+from metricsmesh.v1 import snapshot_pb2
 
-from gateway import RealTimeMetrics, RealTimeMetricsError
+from gateway import GatewaySettings, RealTimeMetrics, RealTimeMetricsError, create_app
+from gateway._views import SnapshotEntry
+from mesh_common.clocks import Clocks
+from tests.conftest import FakeClock
 from tests.eventually import eventually
 from tests.gateway_mesh import Mesh, running_mesh
 
@@ -284,3 +290,18 @@ async def test_dashboard_page_and_assets_are_served(mesh: Mesh) -> None:
         assert response.status_code == 200, asset
         # no CDN, nothing fetched from elsewhere
         assert "http" not in response.text.replace("http://www.w3.org/2000/svg", ""), asset
+
+
+async def test_each_answer_tells_the_snapshot_age_at_its_moment(clock: FakeClock) -> None:
+    # The fast path serializes the body again only when snapshot_age_ms changes.
+    app = create_app(GatewaySettings(), clocks=Clocks(monotonic=clock, wall=time.time))
+    snapshot = snapshot_pb2.Snapshot(epoch=7, sequence=3, services_total=1)
+    snapshot.services.add(service_name="weather-api", status=snapshot_pb2.SERVICE_STATUS_ACTIVE)
+    app.state.gateway.hub.latest = SnapshotEntry(snapshot, received_at=clock())
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://localhost") as http:
+        ages = []
+        for step in (0.0, 0.0, 0.0004, 0.0002, 0.25, 0.0):
+            clock.tick(step)
+            ages.append((await http.get("/api/v1/real-time-metrics")).json()["snapshot_age_ms"])
+    assert ages == [0, 0, 0, 1, 251, 251]
