@@ -149,20 +149,21 @@ class Guard:
         self._check_rate = self._rate > 0
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        kind = scope["type"]
-        if kind == "http":
+        scope_type = scope["type"]
+        if scope_type == "http":
             if self._check_hosts and not self._host_ok(_header(scope, b"host")):
                 await _answer(send, 400, self._host_refusal(scope))
                 return
             if self._check_rate and self._limited(scope):
                 await self._too_many(scope, send)
                 return
-        elif (
-            kind == "websocket" and self._check_hosts and not self._host_ok(_header(scope, b"host"))
-        ):
+        elif scope_type == "websocket" and not self._websocket_host_ok(scope):
             await send({"type": "websocket.close", "code": 1008, "reason": "host not allowed"})
             return
         await self.app(scope, receive, send)
+
+    def _websocket_host_ok(self, scope: Scope) -> bool:
+        return not self._check_hosts or self._host_ok(_header(scope, b"host"))
 
     def _host_ok(self, host: str | None) -> bool:
         if self._hosts is None:
