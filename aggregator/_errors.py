@@ -8,7 +8,9 @@ MeshError (mesh_common.errors)
       ├── RuleReadOnly           a rule of the config file cannot be deleted at run time
       ├── AlertNotFound          no rule or alert has the id (a LookupError)
       ├── AlertStoreError        the alert store cannot be read or written (names the file)
-      └── RetagError             an answer's bytes cannot be re-tagged into a row (parsed instead)
+      ├── RetagError             an answer's bytes cannot be re-tagged into a row (parsed instead)
+      ├── HistoryStoreError      the history store cannot be opened, read or written
+      └── HistoryQueryError      a history query asks for what cannot be answered
 Configuration errors are mesh_common's ConfigError, shared by every component.
 """
 
@@ -59,3 +61,20 @@ class AlertStoreError(AggregatorError):
 
 class RetagError(AggregatorError, ValueError):
     """The bytes are not a well-formed message (or hold a group): copy by parsing instead."""
+
+
+class HistoryStoreError(AggregatorError):
+    """A history backend failed; the message names the database and the problem."""
+
+
+class HistoryQueryError(AggregatorError, ValueError):
+    """A history query cannot be answered as asked; `field` names the parameter at fault.
+
+    The message names the limit or the part (a tier and its resolution, a figure); `field`
+    (`query`, `start_time`, `end_time`, `step`, `time`) is what a BadRequest field violation
+    carries, so no caller reads the message to find it.
+    """
+
+    def __init__(self, message: str, *, field: str) -> None:
+        super().__init__(message)
+        self.field = field
