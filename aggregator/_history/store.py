@@ -1,0 +1,139 @@
+"""The history store's interface (one ABC) and what every backend shares.
+
+A backend keeps five things (tables `history_*` in both backends):
+
+    history_series  (id, service, kind, type)              one row per series; ids from the writer
+    history_chunks  (tier, series, start_ms, end_ms, samples, data)   sealed samples (codec.py)
+    history_head    (time_ms, data)                        one row per round not sealed yet
+    history_cursors (series, data, time_ms)                each kind's cursor as of the last seal
+    history_meta    (key, value)                           schema version, tiers, seal progress
+
+Every method blocks: it is called from the writer's worker thread, or from a query thread
+(`series`, `chunks`, `size`), never from the event loop. Reads may run while the worker writes.
+A backend raises `HistoryStoreError` naming the database and the problem. Nothing outside
+`aggregator/_history/` knows SQL; a third backend is one module implementing `HistoryStore`.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
+
+from aggregator._history.model import ChunkRecord, CursorRecord, SeriesRecord, StoreSize, Tier
+from aggregator._history.settings import HistorySettings
+from mesh_common.errors import ConfigError
+
+SCHEMA_VERSION = "1"
+"""`history_meta` key `schema`: the tables' layout (codec.VERSION is the blobs')."""
+META_SCHEMA = "schema"
+META_TIERS = "tiers"
+"""The tiers the store was last written with (comma-separated, as configured)."""
+META_SEALED = "sealed_ms"
+"""The finest tier is sealed up to here: its samples up to it are chunks, later ones head."""
+
+
+def meta_complete(tier: Tier) -> str:
+    """The meta key of a coarse tier's progress: its samples up to the value are stored."""
+    return f"complete_ms.{tier.key}"
+
+
+class HistoryStore(abc.ABC):
+    """One backend: where series, chunks, the head, cursors and meta live.
+
+    `tiers` are those the writer uses; a backend reads the chunk span of a tier from them to
+    bound its scans (`span_ms`).
+    """
+
+    name: str
+    """The database, as messages name it (a file path, a URL without its password)."""
+
+    def __init__(self, tiers: Sequence[Tier]) -> None:
+        self._spans = {tier.key: tier.chunk_ms for tier in tiers}
+
+    def span_ms(self, tier: int) -> int | None:
+        """The chunk span of tier `tier` (every chunk lies within one), None for another tier."""
+        return self._spans.get(tier)
+
+    @abc.abstractmethod
+    def series(self) -> list[SeriesRecord]:
+        """Every series, by id."""
+
+    @abc.abstractmethod
+    def append_round(self, time_ms: int, data: bytes, series: Sequence[SeriesRecord] = ()) -> None:
+        """One round in one transaction: its head row, and `series` that are new or changed type."""
+
+    @abc.abstractmethod
+    def seal(
+        self,
+        chunks: Sequence[ChunkRecord],
+        cursors: Sequence[CursorRecord],
+        head_upto_ms: int,
+        meta: Mapping[str, str],
+    ) -> None:
+        """Store a seal in one transaction.
+
+        Write `chunks` (replacing one of the same tier, series and start), replace `cursors`,
+        delete the head rows up to `head_upto_ms`, set `meta`.
+        """
+
+    @abc.abstractmethod
+    def head(self) -> list[tuple[int, bytes]]:
+        """The head rows (time_ms, data), oldest first."""
+
+    @abc.abstractmethod
+    def cursors(self) -> dict[int, CursorRecord]:
+        """Every stored cursor by series id."""
+
+    @abc.abstractmethod
+    def meta(self) -> dict[str, str]:
+        """The meta table."""
+
+    @abc.abstractmethod
+    def chunks(
+        self, tier: int, series: Collection[int], start_ms: int, end_ms: int
+    ) -> Iterator[ChunkRecord]:
+        """The chunks of `tier` and `series` that may hold samples in `(start_ms, end_ms]`.
+
+        Oldest first per series.
+        """
+
+    @abc.abstractmethod
+    def delete_before(self, tier: int, end_ms: int, limit: int) -> int:
+        """Delete at most `limit` chunks of `tier` whose last sample is older than `end_ms`.
+
+        Returns how many were deleted (retention: fewer than `limit` means done for now).
+        """
+
+    @abc.abstractmethod
+    def size(self) -> StoreSize:
+        """Bytes and rows per tier, the head, and the whole database."""
+
+    @abc.abstractmethod
+    def close(self) -> None:
+        """Release the database; a second call is harmless."""
+
+
+StoreOpener = Callable[[], HistoryStore]
+"""Opens the configured store (called on the writer's worker thread, again after a failure)."""
+
+
+def store_opener(settings: HistorySettings, state_dir: str = "") -> StoreOpener:
+    """The function that opens the store `settings` select; ConfigError for a missing backend.
+
+    `state_dir` is where the alert store is kept (`[alerts] state_dir`); the SQLite file goes
+    beside it unless `path` says otherwise.
+    """
+    tiers = settings.tier_list
+    if settings.url:
+        raise ConfigError(
+            "[history] url selects PostgreSQL, but this build has no PostgreSQL backend yet "
+            "(aggregator/_history/postgres.py); remove url to keep the history in SQLite"
+        )
+    path = settings.database_path(state_dir)
+
+    def open_sqlite() -> HistoryStore:
+        from aggregator._history.sqlite import SqliteStore
+
+        return SqliteStore(path, tiers)
+
+    return open_sqlite
