@@ -1,0 +1,288 @@
+"""What the writer's worker thread does with each round: samples, the head, seals, retention.
+
+`Recorder.record(message)` turns one round's wire snapshot into samples against the cursors,
+encodes them as one head row, adds them to the open chunks (readers see them at once) and puts
+the row in the **retry buffer**; then it writes the buffer's rows in order, one transaction
+each. When the buffer is empty it seals the chunk spans that are complete and, once a minute of
+round time, deletes at most `RETENTION_BATCH` expired chunks per tier.
+
+While the store fails (it cannot be opened, a write or a seal fails), rounds go on: up to
+`buffer_rounds` rounds wait in the buffer (or, while seals fail, in the open chunks) and are
+retried with each new round; later rounds are **dropped** and counted, their samples never
+computed, so the next round kept counts their events (the agents' totals are cumulative): only
+their time resolution and their service samples are lost. The reason is kept (`degraded`) and
+logged at most once a minute; a line says when the store is written again.
+
+A store that could not be opened is tried again at every round. Until then the recorder starts
+from nothing; if the store then holds a history, the rounds buffered meanwhile are dropped
+(their series ids and cursors would not match it) and the stored state is taken.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import time
+from typing import NamedTuple
+
+from metricsmesh.v1 import snapshot_pb2
+
+from aggregator._errors import HistoryStoreError
+from aggregator._history.codec import encode_cursor, encode_head
+from aggregator._history.memory import NEVER, OpenChunks
+from aggregator._history.model import Cursor, CursorRecord, SeriesKey, SeriesRecord
+from aggregator._history.recovery import Recovered, recover
+from aggregator._history.samples import RoundSamples, round_samples, time_ms_of
+from aggregator._history.sealing import SealState, plan_seal, seal_target
+from aggregator._history.store import META_SEALED, META_TIERS, StoreOpener, meta_complete
+from mesh_common.clocks import ReadClock
+
+_LOG = logging.getLogger("aggregator.history")
+
+LOG_INTERVAL_SECONDS = 60.0
+"""At most one line about a failing store per this many seconds."""
+RETENTION_INTERVAL_MS = 60_000
+"""Retention runs once per minute of round time."""
+RETENTION_BATCH = 500
+"""Most chunks one retention run deletes per tier (the rest waits for the next round)."""
+
+
+class PendingRound(NamedTuple):
+    """A round's head row waiting to be written, with the series it introduces."""
+
+    time_ms: int
+    data: bytes
+    series: tuple[SeriesRecord, ...]
+
+
+class Recorder:
+    """The worker thread's state and work; every method runs on that one thread."""
+
+    def __init__(
+        self,
+        opener: StoreOpener,
+        memory: OpenChunks,
+        *,
+        buffer_rounds: int,
+        monotonic: ReadClock,
+    ) -> None:
+        self._opener = opener
+        self._memory = memory
+        self._tiers = memory.tiers
+        self._buffer_rounds = buffer_rounds
+        self._monotonic = monotonic
+        self.store = memory.store
+        self._series: dict[SeriesKey, SeriesRecord] = {}
+        self._cursors: dict[SeriesKey, Cursor] = {}
+        self._changed: set[SeriesKey] = set()
+        self._last_ms = NEVER
+        self._pending: collections.deque[PendingRound] = collections.deque()
+        self._next_id = 1
+        self._unsealed = 0
+        """Rounds kept since a seal failed (they wait in the open chunks): capped as the buffer."""
+        self._sealing_fails = False
+        self._retention_due_ms = NEVER
+        self.dropped = 0
+        self.rounds_written = 0
+        self.last_write_seconds = 0.0
+        self.degraded = ""
+        self._logged_at = float("-inf")
+
+    @property
+    def buffered(self) -> int:
+        """Rounds waiting in the retry buffer."""
+        return len(self._pending)
+
+    def open(self) -> None:
+        """Open the store and take its state (or keep ours for an empty one); failures kept."""
+        try:
+            store = self._opener()
+        except HistoryStoreError as error:
+            self._failed(f"cannot open the history store: {error}")
+            return
+        try:
+            recovered = recover(store, self._tiers)
+        except HistoryStoreError as error:
+            store.close()
+            self._failed(f"cannot read the history store: {error}")
+            return
+        self.store = store
+        if recovered.records or self._last_ms == NEVER:
+            self._adopt(recovered)
+        else:
+            self._memory.use_store(store)  # an empty store: what we kept goes into it
+        self._write_pending()
+
+    def _adopt(self, recovered: Recovered) -> None:
+        if self._pending:
+            _LOG.warning(
+                "history: the store holds a history; %d rounds kept while it could not be "
+                "opened are dropped",
+                len(self._pending),
+            )
+            self.dropped += len(self._pending)
+            self._pending.clear()
+        tiers_text = ",".join(tier.text for tier in self._tiers)
+        if recovered.tiers_text and recovered.tiers_text != tiers_text:
+            _LOG.info(
+                "history: tiers changed from %s to %s (a new tier fills from now on)",
+                recovered.tiers_text,
+                tiers_text,
+            )
+        self._series = {record.key: record for record in recovered.records}
+        self._next_id = max((record.id for record in recovered.records), default=0) + 1
+        self._cursors = dict(recovered.cursors)
+        self._changed = set()
+        self._last_ms = recovered.last_ms
+        self._unsealed = 0
+        self._memory.reset(recovered.records, self.store)
+        self._memory.replace(recovered.open, recovered.sealed_ms, recovered.complete_ms)
+
+    def record(self, message: snapshot_pb2.Snapshot) -> None:
+        """Keep one round (or drop it when the buffer is full), then write, seal, expire."""
+        started = time.perf_counter()
+        if self.store is None:
+            self.open()
+        if len(self._pending) >= self._buffer_rounds or self._unsealed >= self._buffer_rounds:
+            self.dropped += 1
+            self._complain()
+            return
+        time_ms = max(time_ms_of(message.take_time), self._last_ms + 1)
+        samples = round_samples(message, time_ms, self._cursors)
+        self._keep(samples)
+        if self._write_pending() and self._seal() and self._expire():
+            self._healthy()
+        self.last_write_seconds = time.perf_counter() - started
+
+    def _keep(self, samples: RoundSamples) -> None:
+        """Add the round to the cursors, the open chunks and the retry buffer."""
+        records = self._records(samples)
+        series = self._series
+        kinds = [(series[increase.series].id, increase) for increase in samples.kinds]
+        services = [(series[key].id, sample) for key, sample in samples.services]
+        data = encode_head(kinds, services)
+        self._cursors.update(samples.cursors)
+        self._changed.update(samples.cursors)
+        self._last_ms = samples.time_ms
+        self._memory.append_round(
+            ((series_id, increase.sample) for series_id, increase in kinds), services, records
+        )
+        self._pending.append(PendingRound(samples.time_ms, data, tuple(records)))
+        if self._sealing_fails:
+            self._unsealed += 1
+
+    def _records(self, samples: RoundSamples) -> list[SeriesRecord]:
+        """The series of the round that are new or whose type changed (ids given here)."""
+        changed = []
+        series = self._series
+        keys = [increase.series for increase in samples.kinds]
+        keys += [key for key, _ in samples.services]
+        for key in keys:
+            kind_type = samples.types[key.service]
+            record = series.get(key)
+            if record is None:
+                record = SeriesRecord(self._next_id, key.service, key.kind, kind_type)
+                self._next_id += 1
+            elif record.type != kind_type:
+                record = record._replace(type=kind_type)
+            else:
+                continue
+            series[key] = record
+            changed.append(record)
+        return changed
+
+    def _write_pending(self) -> bool:
+        """Write the buffered rounds in order; False (and the reason kept) when the store fails."""
+        store = self.store
+        if store is None:
+            return False
+        while self._pending:
+            pending = self._pending[0]
+            try:
+                store.append_round(pending.time_ms, pending.data, pending.series)
+            except HistoryStoreError as error:
+                self._failed(str(error))
+                return False
+            self._pending.popleft()
+            self.rounds_written += 1
+        return True
+
+    def _seal(self) -> bool:
+        """Seal the complete chunk spans (none due: True); False when the store fails."""
+        store, memory = self.store, self._memory
+        target = seal_target(self._last_ms, self._tiers[0])
+        if store is None or target <= memory.sealed_ms[0]:
+            return True
+        state = SealState(self._tiers, memory.open, memory.sealed_ms, memory.complete_ms)
+        plan = plan_seal(state, target)
+        cursors = [
+            CursorRecord(self._series[key].id, encode_cursor(self._cursors[key]), self._last_ms)
+            for key in self._changed
+        ]
+        meta = {META_SEALED: str(target), META_TIERS: ",".join(t.text for t in self._tiers)}
+        for index, tier in enumerate(self._tiers[1:], start=1):
+            meta[meta_complete(tier)] = str(plan.state.complete_ms[index])
+        try:
+            store.seal(plan.chunks, cursors, target, meta)
+        except HistoryStoreError as error:
+            self._sealing_fails = True
+            self._failed(f"sealing failed: {error}")
+            return False
+        new = plan.state
+        memory.replace(new.open, new.sealed_ms, new.complete_ms)
+        self._changed.clear()
+        self._sealing_fails = False
+        self._unsealed = 0
+        return True
+
+    def _expire(self) -> bool:
+        """Once a minute of round time, delete expired chunks (a batch per tier)."""
+        store = self.store
+        if store is None or self._last_ms < self._retention_due_ms:
+            return True
+        more = False
+        try:
+            for tier in self._tiers:
+                deleted = store.delete_before(
+                    tier.key, self._last_ms - tier.retention_ms, RETENTION_BATCH
+                )
+                more = more or deleted >= RETENTION_BATCH
+        except HistoryStoreError as error:
+            self._failed(f"retention failed: {error}")
+            return False
+        self._retention_due_ms = self._last_ms + (0 if more else RETENTION_INTERVAL_MS)
+        return True
+
+    def _failed(self, reason: str) -> None:
+        self.degraded = reason
+        self._complain()
+
+    def _complain(self) -> None:
+        now = self._monotonic()
+        if now - self._logged_at >= LOG_INTERVAL_SECONDS:
+            self._logged_at = now
+            _LOG.warning(
+                "history degraded: %s (%d rounds buffered, %d dropped so far; rounds go on)",
+                self.degraded,
+                len(self._pending),
+                self.dropped,
+            )
+
+    def _healthy(self) -> None:
+        if self.degraded:
+            _LOG.info(
+                "history: the store is written again (%d rounds dropped so far)", self.dropped
+            )
+            self.degraded = ""
+            self._logged_at = float("-inf")
+
+    def finish(self) -> None:
+        """Write what is buffered (one try) and close the store; a second call is harmless."""
+        if self._pending:
+            self._write_pending()
+        if self._pending:
+            _LOG.warning("history: %d rounds could not be written at shutdown", len(self._pending))
+        store, self.store = self.store, None
+        self._memory.use_store(None)
+        if store is not None:
+            store.close()
