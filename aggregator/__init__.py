@@ -12,6 +12,7 @@ from aggregator._errors import (
     RuleError,
     TooManySubscribers,
 )
+from aggregator._history.settings import HistorySettings
 from aggregator._model import SnapshotData
 from aggregator._server import AggregatorServer
 from aggregator._settings import SECTION, AggregatorConfig, AggregatorSettings, load_config
@@ -32,6 +33,7 @@ __all__ = [
     "Clocks",
     "ConfigError",
     "FilterError",
+    "HistorySettings",
     "Registry",
     "RuleError",
     "ServiceEntry",

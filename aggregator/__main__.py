@@ -14,6 +14,7 @@ import signal
 import sys
 
 from aggregator._alerts.settings import SECTION as ALERTS_SECTION
+from aggregator._history.settings import SECTION as HISTORY_SECTION
 from aggregator._server import AggregatorServer
 from aggregator._settings import SECTION, load_config
 from mesh_common.errors import MeshError, exit_status
@@ -47,8 +48,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def epilog() -> str:
-    """The help text's epilog: configuration sources, the [aggregator] and [alerts] keys."""
-    return ENV_HELP + "\n" + SECTION.help_text() + "\n" + ALERTS_SECTION.help_text()
+    """The help text's epilog: configuration sources, the [aggregator], [alerts], [history] keys."""
+    return (
+        ENV_HELP
+        + "\n"
+        + SECTION.help_text()
+        + "\n"
+        + ALERTS_SECTION.help_text()
+        + "\n"
+        + HISTORY_SECTION.help_text()
+    )
 
 
 GC_THRESHOLDS = (50_000, 10, 10)
@@ -104,7 +113,10 @@ def run(args: argparse.Namespace) -> int:
             config.aggregator,
             **{key: value for key, value in overrides.items() if value is not None},
         )
-        asyncio.run(serve(AggregatorServer(config.services, settings, alerts=config.alerts)))
+        server = AggregatorServer(
+            config.services, settings, alerts=config.alerts, history=config.history
+        )
+        asyncio.run(serve(server))
     except MeshError as error:
         print(f"aggregator: {error}", file=sys.stderr)
         return exit_status(error)

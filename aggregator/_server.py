@@ -10,6 +10,9 @@ from aggregator._alerts.manager import AlertManager
 from aggregator._alerts.service import AlertServicer
 from aggregator._alerts.settings import IN_MEMORY, AlertSettings
 from aggregator._convert import WholeSnapshots
+from aggregator._history.settings import HistorySettings
+from aggregator._history.store import store_opener
+from aggregator._history.writer import HistoryWriter, queue_rounds
 from aggregator._loop import RoundLoop
 from aggregator._service import SERVICE, SERVICE_NAME, AggregatorServicer
 from aggregator._settings import AggregatorSettings
@@ -24,7 +27,10 @@ class AggregatorServer:
 
     `await start()` binds `settings.host:settings.port` (0 picks a free port) and returns the
     port; `await stop()` ends every stream with UNAVAILABLE "aggregator shutting down", then
-    stops the server gracefully. Also an async context manager.
+    stops the server gracefully. Also an async context manager. With `history` settings
+    (enabled), every round is written to the history store (`history`, an observer); without
+    them, nothing is remembered past the in-memory ring. Raises ConfigError when `history`
+    selects a backend this build does not have.
     """
 
     def __init__(
@@ -36,6 +42,7 @@ class AggregatorServer:
         grace_seconds: float = DEFAULT_GRACE_SECONDS,
         alerts: AlertSettings | None = None,
         interval_rounds: bool = True,
+        history: HistorySettings | None = None,
     ) -> None:
         self.settings = settings or AggregatorSettings()
         self.loop = RoundLoop(
@@ -53,6 +60,17 @@ class AggregatorServer:
         )
         """The alert rules and alerts (persisted only when `alerts` settings are given)."""
         self._alert_servicer = AlertServicer(self.alerts)
+        self.history: HistoryWriter | None = None
+        """The history store's writer and reader (None when history is off)."""
+        if history is not None and history.enabled:
+            self.history = HistoryWriter(
+                store_opener(history, alerts.state_dir if alerts is not None else ""),
+                history.tier_list,
+                whole=whole,
+                clocks=clocks,
+                buffer_rounds=history.retry_buffer_rounds,
+                queue_rounds=queue_rounds(self.settings.interval_seconds),
+            )
         self._host = GrpcHost(
             self._register,
             service_names=(SERVICE_NAME,),
@@ -92,18 +110,28 @@ class AggregatorServer:
         await self.alerts.start()
         self.loop.start()
         self.loop.add_observer("alerts", self.alerts.observe)
+        if self.history is not None:
+            self.history.start()
+            self.loop.add_observer("history", self.history.observe)
         try:
             return await self._host.start()
         except BaseException:
             await self.loop.stop()
+            await self._close_history()
             await self.alerts.close()
             raise
 
     async def stop(self, grace_seconds: float | None = None) -> None:
         """End streams with a status, stop rounds, then stop serving; a second call is harmless."""
         await self.loop.stop()
+        await self._close_history()
         await self._host.stop(grace_seconds)
         await self.alerts.close()
+
+    async def _close_history(self) -> None:
+        """Write the rounds queued for the history (the last one too) and close its store."""
+        if self.history is not None:
+            await self.history.close(self.loop.latest)
 
     def _register(self, server: grpc.aio.Server) -> None:
         methods = {**self._servicer.implementations(), **self._alert_servicer.implementations()}

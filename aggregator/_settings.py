@@ -14,6 +14,8 @@ from dataclasses import dataclass
 
 from aggregator._alerts.settings import SECTION as ALERTS_SECTION
 from aggregator._alerts.settings import AlertSettings
+from aggregator._history.settings import SECTION as HISTORY_SECTION
+from aggregator._history.settings import HistorySettings
 from mesh_common.addresses import is_port, port_range
 from mesh_common.config import Section, load_mesh_file, setting
 from mesh_common.errors import ConfigError
@@ -151,11 +153,12 @@ SECTION = Section("aggregator", AggregatorSettings, "the aggregator's port and i
 
 @dataclass(frozen=True, slots=True)
 class AggregatorConfig:
-    """What the aggregator reads from a mesh file: the registry, its settings, its alerts."""
+    """What the aggregator reads from a mesh file: registry, settings, alerts, history."""
 
     services: Registry
     aggregator: AggregatorSettings
     alerts: AlertSettings
+    history: HistorySettings
 
 
 def load_config(
@@ -171,4 +174,5 @@ def load_config(
         services=services,
         aggregator=mesh.read(SECTION),
         alerts=mesh.read(ALERTS_SECTION, registry=services),
+        history=mesh.read(HISTORY_SECTION),
     )
