@@ -98,7 +98,7 @@ class Recorder:
         try:
             store = self._opener()
         except HistoryStoreError as error:
-            self._failed(f"cannot open the history store: {error}")
+            self._failed(str(error))
             return
         try:
             recovered = recover(store, self._tiers)
@@ -143,6 +143,8 @@ class Recorder:
         started = time.perf_counter()
         if self.store is None:
             self.open()
+        elif self.degraded and self._write_pending():  # retried before this round is judged
+            self._seal()
         if len(self._pending) >= self._buffer_rounds or self._unsealed >= self._buffer_rounds:
             self.dropped += 1
             self._complain()

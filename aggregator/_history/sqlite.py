@@ -6,6 +6,10 @@ round is one transaction (`append_round`), every seal another. Two connections: 
 (opened with `check_same_thread=False`, used from the writer's one worker thread) and one for
 reads from query threads, behind a lock; WAL lets reads run while the writer writes.
 
+A write that fails (a read-only file, a full disk) leaves the writer's connection to be opened
+again by the next write: SQLite keeps a connection it opened read-only read-only, so a file
+made writable again is only written through a new one.
+
 The file is locked (`flock`) while open, so a second aggregator pointed at the same file fails
 to open it with a message saying so, instead of interleaving two histories.
 
@@ -67,8 +71,10 @@ class SqliteStore(HistoryStore):
         self._read_lock = threading.Lock()
         self._lock_fd = -1
         self._closed = False
+        self._max_page_count = max_page_count
         self._write: sqlite3.Connection | None = None
         self._read: sqlite3.Connection | None = None
+        self._write_failed = False
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             self._write = self._connect()
@@ -137,14 +143,24 @@ class SqliteStore(HistoryStore):
     @contextlib.contextmanager
     def _writing(self) -> Iterator[sqlite3.Connection]:
         """The writer's connection in one transaction; HistoryStoreError naming the file."""
-        connection = self._write
-        if connection is None:
+        if self._write is None or self._closed:
             raise HistoryStoreError(f"the history store {self.path} is closed")
         try:
-            with _transaction(connection):
-                yield connection
+            if self._write_failed:
+                self._reconnect()
+            with _transaction(self._write):
+                yield self._write
         except sqlite3.Error as error:
+            self._write_failed = True
             raise HistoryStoreError(f"writing the history store {self.path}: {error}") from error
+
+    def _reconnect(self) -> None:
+        """A new writer's connection in place of one whose write failed."""
+        assert self._write is not None
+        self._write.close()
+        self._write = self._connect()
+        self._prepare(self._write, self._max_page_count)
+        self._write_failed = False
 
     @contextlib.contextmanager
     def _reading(self) -> Iterator[sqlite3.Connection]:
