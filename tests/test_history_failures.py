@@ -148,8 +148,8 @@ def test_a_full_disk_keeps_the_rounds_going_and_drops_what_does_not_fit(tmp_path
                 each.observe(kind, 0.001 * (1 + (round_number + index) % 40))
         recorder.record(wire_snapshot(wall(), fleet))
         written.append(recorder.rounds_written)
-    assert "full" in recorder.degraded
-    assert recorder.buffered == 20
+    assert "database or disk is full" in recorder.degraded
+    assert recorder.buffered <= 20  # the head rows waiting; or they were written, the seals fail
     assert recorder.dropped > 100
     assert written[-1] == written[-200] > 0  # nothing written for the last 200 rounds
     recorder.finish()

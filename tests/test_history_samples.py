@@ -14,7 +14,7 @@ from aggregator._history.codec import (
     encode_cursor,
     encode_head,
 )
-from aggregator._history.model import Cursor, Increase, KindSample, SeriesKey, ServiceSample
+from aggregator._history.model import Cursor, KindSample, SeriesKey, ServiceSample
 from aggregator._history.samples import (
     advance_cursor,
     bucket_increase,
@@ -35,16 +35,14 @@ def test_a_kind_sample_is_what_happened_since_the_last_reading() -> None:
     orders = tracker("orders-api", monotonic, wall)
     orders.observe("api_call", 0.010)
     first = round_samples(wire_snapshot(wall(), [orders]), 1000, {})
-    (increase,) = first.kinds
-    assert (increase.reset, increase.sample.events) == (True, 1)  # new to the store: all of it
+    assert (first.resets, first.kind_samples[0].events) == ([True], 1)  # new: all of it
     tick(monotonic, wall, 1.0)
     orders.observe("api_call", 0.200, error=True)
     orders.observe("api_call", 0.020)
     orders.record("api_call")  # untimed
     second = round_samples(wire_snapshot(wall(), [orders]), 2000, first.cursors)
-    (increase,) = second.kinds
-    sample = increase.sample
-    assert not increase.reset
+    (sample,) = second.kind_samples
+    assert second.resets == [False]
     assert (sample.events, sample.errors, sample.timed) == (3, 1, 2)
     assert sample.bucket_indexes == (index_of(0.020), index_of(0.200))
     assert sample.latency_sum_ns == 220_000_000
@@ -60,9 +58,10 @@ def test_an_agent_restart_counts_every_event_of_the_new_lifetime_once() -> None:
     tick(monotonic, wall, 5.0)
     after = tracker("orders-api", monotonic, wall)  # a new lifetime, with fewer events so far
     after.record("api_call", n=3)
-    (increase,) = round_samples(wire_snapshot(wall(), [after]), 6000, cursors).kinds
-    assert increase.reset
-    assert (increase.sample.events, increase.sample.errors, increase.sample.timed) == (3, 0, 0)
+    restarted = round_samples(wire_snapshot(wall(), [after]), 6000, cursors)
+    (sample,) = restarted.kind_samples
+    assert restarted.resets == [True]
+    assert (sample.events, sample.errors, sample.timed) == (3, 0, 0)
 
 
 def test_a_total_that_goes_down_is_a_reset_even_in_the_same_lifetime() -> None:
@@ -72,8 +71,8 @@ def test_a_total_that_goes_down_is_a_reset_even_in_the_same_lifetime() -> None:
     message = wire_snapshot(wall(), [orders])
     cursor = round_samples(message, 1000, {}).cursors[API]
     bigger = {API: cursor._replace(events=50)}
-    (increase,) = round_samples(message, 2000, bigger).kinds
-    assert increase.reset and increase.sample.events == 2
+    lower = round_samples(message, 2000, bigger)
+    assert lower.resets == [True] and lower.kind_samples[0].events == 2
 
 
 def test_a_row_without_fresh_figures_has_a_service_sample_and_no_kind_sample() -> None:
@@ -81,9 +80,9 @@ def test_a_row_without_fresh_figures_has_a_service_sample_and_no_kind_sample() -
     orders = tracker("orders-api", monotonic, wall)
     orders.record("api_call")
     samples = round_samples(wire_snapshot(wall(), [orders], answered=[False]), 1000, {})
-    assert samples.kinds == [] and samples.cursors == {}
-    ((key, service),) = samples.services
-    assert key == SeriesKey("orders-api", "")
+    assert samples.kind_samples == [] and samples.cursors == {}
+    (service,) = samples.service_samples
+    assert samples.service_keys == [SeriesKey("orders-api", "")]
     assert (service.rounds, service.active_rounds, service.status) == (1, 0, "inactive")
     assert (service.calls, service.call_ns, service.cpu_count) == (1, 2_000_000, 0)
 
@@ -102,7 +101,8 @@ def test_replaying_the_increases_rebuilds_the_cursor() -> None:
             orders.record("api_call")
         samples = round_samples(wire_snapshot(wall(), [orders]), step * 7000, cursors)
         cursors.update(samples.cursors)
-        replayed = advance_cursor(replayed, samples.kinds[0])
+        lifetime = samples.lifetimes["orders-api"]
+        replayed = advance_cursor(replayed, samples.kind_samples[0], samples.resets[0], lifetime)
     assert replayed is not None
     now = cursors[API]
     assert (replayed.lifetime_ns, replayed.events, replayed.errors) == (
@@ -176,13 +176,13 @@ def test_chunks_and_head_rows_give_back_what_was_written(
     if samples:
         assert decode_chunk(encode_chunk(columns_of(samples, False))).samples() == samples
     same_time = [sample._replace(time_ms=start) for sample in samples]
-    kinds = [
-        (i + 1, Increase(API, sample, i % 2 == 0, 2**61 + i)) for i, sample in enumerate(same_time)
-    ]
-    services = [(99, ServiceSample(start, 1, 1, ServiceStatus.ERROR, 0, 0, 0, 0))]
-    decoded_kinds, decoded_services = decode_head(start, encode_head(kinds, services))
-    assert decoded_kinds == [(i, inc.sample, inc.reset, inc.lifetime_ns) for i, inc in kinds]
-    assert decoded_services == services
+    ids = list(range(1, len(same_time) + 1))
+    resets = [i % 2 == 0 for i in ids]
+    service = ServiceSample(start, 1, 1, ServiceStatus.ERROR, 0, 0, 0, 0)
+    data = encode_head(ids, same_time, resets, [99], [service], [2**62])
+    decoded_kinds, decoded_services = decode_head(start, data)
+    assert decoded_kinds == list(zip(ids, same_time, resets, strict=True))
+    assert decoded_services == [(99, service, 2**62)]
 
 
 def test_a_cursor_gives_back_what_was_written() -> None:

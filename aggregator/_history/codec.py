@@ -25,11 +25,11 @@ import zlib
 from array import array
 from bisect import bisect_right
 from collections.abc import Iterable, Sequence
-from itertools import accumulate
+from itertools import accumulate, chain
 from operator import sub
 
 from aggregator._errors import HistoryStoreError
-from aggregator._history.model import Cursor, Increase, KindSample, ServiceSample
+from aggregator._history.model import Cursor, KindSample, ServiceSample
 from mesh_common.status import ServiceStatus
 
 VERSION = 1
@@ -97,6 +97,13 @@ class _Columns:
         return self._position == len(self._data)
 
 
+def _times(reader: _Columns, count: int, base_ms: int, stored: bool) -> array[int]:
+    """The times column: stored as deltas from `base_ms`, or all `base_ms`."""
+    if not stored:
+        return array("q", [base_ms]) * count
+    return array("q", accumulate(reader.ints(count), initial=base_ms))[1:]
+
+
 def _deltas(values: Sequence[int], first: int) -> list[int]:
     """Each value minus the one before it (the first minus `first`)."""
     return [values[0] - first, *map(sub, values[1:], values[:-1])] if values else []
@@ -130,6 +137,21 @@ class KindColumns:
         self.counts.extend(sample.bucket_counts)
         self.sums.append(sample.latency_sum_ns)
         self.maxes.append(0 if sample.latency_max_ns is None else sample.latency_max_ns + 1)
+
+    @classmethod
+    def of(cls, samples: Sequence[KindSample]) -> KindColumns:
+        """The columns of `samples`, built column by column (a round's head row: thousands)."""
+        columns = cls()
+        columns.times = array("q", [sample.time_ms for sample in samples])
+        columns.events = array("Q", [sample.events for sample in samples])
+        columns.errors = array("Q", [sample.errors for sample in samples])
+        columns.pairs = array("I", [len(sample.bucket_indexes) for sample in samples])
+        columns.indexes = array("h", chain.from_iterable(s.bucket_indexes for s in samples))
+        columns.counts = array("Q", chain.from_iterable(s.bucket_counts for s in samples))
+        columns.sums = array("Q", [sample.latency_sum_ns for sample in samples])
+        maxes = [sample.latency_max_ns for sample in samples]
+        columns.maxes = array("Q", [0 if top is None else top + 1 for top in maxes])
+        return columns
 
     def slice(self, start: int, stop: int) -> KindColumns:
         """A copy of samples `start` to `stop` (positions, as list slicing)."""
@@ -166,11 +188,13 @@ class KindColumns:
             at = end
         return result
 
-    def encode(self) -> bytes:
-        """The columns as bytes (not compressed): the body of a chunk."""
+    def encode(self, times: bool = True) -> bytes:
+        """The columns as bytes (not compressed): a chunk's body (a head row's: no times)."""
         return b"".join(
             (
-                pack_ints(_deltas(self.times, self.times[0] if self.times else 0)),
+                pack_ints(_deltas(self.times, self.times[0] if self.times else 0))
+                if times
+                else b"",
                 pack_ints(self.events),
                 pack_ints(self.errors),
                 pack_ints(self.pairs),
@@ -182,10 +206,13 @@ class KindColumns:
         )
 
     @classmethod
-    def decode(cls, reader: _Columns, count: int, base_ms: int) -> KindColumns:
-        """Columns of `count` samples read from `reader` (as `encode` wrote them)."""
+    def decode(cls, reader: _Columns, count: int, base_ms: int, times: bool = True) -> KindColumns:
+        """Columns of `count` samples read from `reader` (as `encode` wrote them).
+
+        Without `times`, every sample is at `base_ms`.
+        """
         columns = cls()
-        columns.times = array("q", accumulate(reader.ints(count), initial=base_ms))[1:]
+        columns.times = _times(reader, count, base_ms, times)
         columns.events = reader.ints(count)
         columns.errors = reader.ints(count)
         columns.pairs = reader.ints(count)
@@ -259,13 +286,12 @@ class ServiceColumns:
             )
         ]
 
-    def encode(self) -> bytes:
-        """The columns as bytes (not compressed): the body of a chunk."""
+    def encode(self, times: bool = True) -> bytes:
+        """The columns as bytes (not compressed): a chunk's body (a head row's: no times)."""
         first = self.times[0] if self.times else 0
-        return b"".join(
+        return (pack_ints(_deltas(self.times, first)) if times else b"") + b"".join(
             pack_ints(column)
             for column in (
-                _deltas(self.times, first),
                 self.rounds,
                 self.active,
                 self.status,
@@ -277,10 +303,15 @@ class ServiceColumns:
         )
 
     @classmethod
-    def decode(cls, reader: _Columns, count: int, base_ms: int) -> ServiceColumns:
-        """Columns of `count` samples read from `reader` (as `encode` wrote them)."""
+    def decode(
+        cls, reader: _Columns, count: int, base_ms: int, times: bool = True
+    ) -> ServiceColumns:
+        """Columns of `count` samples read from `reader` (as `encode` wrote them).
+
+        Without `times`, every sample is at `base_ms`.
+        """
         columns = cls()
-        columns.times = array("q", accumulate(reader.ints(count), initial=base_ms))[1:]
+        columns.times = _times(reader, count, base_ms, times)
         for name in ("rounds", "active", "status", "calls", "call_ns", "cpu_milli", "cpu_count"):
             setattr(columns, name, reader.ints(count))
         return columns
@@ -332,35 +363,39 @@ def decode_chunk(data: bytes) -> Columns:
 
 
 def encode_head(
-    kinds: Sequence[tuple[int, Increase]], services: Sequence[tuple[int, ServiceSample]]
+    kind_ids: Sequence[int],
+    kinds: Sequence[KindSample],
+    resets: Sequence[bool],
+    service_ids: Sequence[int],
+    services: Sequence[ServiceSample],
+    lifetimes: Sequence[int],
 ) -> bytes:
-    """One round's samples of every series (series id, sample) as a head row; time is its key.
+    """One round's samples of every series (parallel: ids and samples) as a head row.
 
-    Kind samples carry their reset flag and lifetime, so a restart rebuilds the cursors.
+    The row's time is its key. Kind samples carry their reset flag and each service its
+    lifetime (`lifetimes`, 0 when it did not answer), so a restart rebuilds the cursors. The
+    samples' times are not stored: they are the round's.
     """
-    kind_columns = KindColumns()
-    for _, increase in kinds:
-        kind_columns.append(increase.sample)
     service_columns = ServiceColumns()
-    for _, sample in services:
+    for sample in services:
         service_columns.append(sample)
     return b"".join(
         (
             _HEAD_HEADER.pack(VERSION, len(kinds), len(services)),
-            pack_ints([series for series, _ in kinds]),
-            kind_columns.encode(),
-            pack_ints([int(increase.reset) for _, increase in kinds]),
-            pack_ints([increase.lifetime_ns for _, increase in kinds]),
-            pack_ints([series for series, _ in services]),
-            service_columns.encode(),
+            pack_ints(kind_ids),
+            KindColumns.of(kinds).encode(times=False),
+            pack_ints([int(reset) for reset in resets]),
+            pack_ints(service_ids),
+            service_columns.encode(times=False),
+            pack_ints(lifetimes),
         )
     )
 
 
 def decode_head(
     time_ms: int, data: bytes
-) -> tuple[list[tuple[int, KindSample, bool, int]], list[tuple[int, ServiceSample]]]:
-    """A head row's samples: (series, sample, reset, lifetime) per kind, (series, sample)."""
+) -> tuple[list[tuple[int, KindSample, bool]], list[tuple[int, ServiceSample, int]]]:
+    """A head row's samples: (series, sample, reset) per kind, (series, sample, lifetime)."""
     try:
         version, kind_count, service_count = _HEAD_HEADER.unpack_from(data)
     except struct.error as error:
@@ -369,21 +404,19 @@ def decode_head(
         raise HistoryStoreError(f"a stored head row has version {version}")
     reader = _Columns(data, _HEAD_HEADER.size)
     kind_ids = reader.ints(kind_count)
-    kinds = KindColumns.decode(reader, kind_count, time_ms).samples()
+    kinds = KindColumns.decode(reader, kind_count, time_ms, times=False).samples()
     resets = reader.ints(kind_count)
-    lifetimes = reader.ints(kind_count)
     service_ids = reader.ints(service_count)
-    services = ServiceColumns.decode(reader, service_count, time_ms).samples()
+    services = ServiceColumns.decode(reader, service_count, time_ms, times=False).samples()
+    lifetimes = reader.ints(service_count)
     if not reader.done:
         raise HistoryStoreError("a stored head row has bytes after its columns")
     return (
         [
-            (series, sample, bool(reset), lifetime)
-            for series, sample, reset, lifetime in zip(
-                kind_ids, kinds, resets, lifetimes, strict=True
-            )
+            (series, sample, bool(reset))
+            for series, sample, reset in zip(kind_ids, kinds, resets, strict=True)
         ],
-        list(zip(service_ids, services, strict=True)),
+        list(zip(service_ids, services, lifetimes, strict=True)),
     )
 
 

@@ -63,21 +63,23 @@ class OpenChunks:
 
     def append_round(
         self,
-        kinds: Iterable[tuple[int, KindSample]],
-        services: Iterable[tuple[int, ServiceSample]],
+        kind_ids: Sequence[int],
+        kinds: Sequence[KindSample],
+        service_ids: Sequence[int],
+        services: Sequence[ServiceSample],
         records: Iterable[SeriesRecord],
     ) -> None:
-        """Add one round's samples (by series id) to the finest tier, and new series."""
+        """Add one round's samples (parallel: series ids, samples) to the finest tier."""
         finest = self.open[0]
         with self.lock:
             for record in records:
                 self.records[record.id] = record
-            for series, kind in kinds:
+            for series, kind in zip(kind_ids, kinds, strict=True):
                 columns = finest.get(series)
                 if columns is None:
                     columns = finest[series] = KindColumns()
                 columns.append(kind)  # type: ignore[arg-type]
-            for series, service in services:
+            for series, service in zip(service_ids, services, strict=True):
                 columns = finest.get(series)
                 if columns is None:
                     columns = finest[series] = ServiceColumns()

@@ -117,19 +117,6 @@ class Cursor(NamedTuple):
     latency_sum_ns: int
 
 
-class Increase(NamedTuple):
-    """A kind's sample with what the head needs to rebuild its cursor after a restart.
-
-    `reset` says the sample *is* the new cumulative value (first reading, new lifetime, or a
-    counter that went down); otherwise the cursor advances by the sample.
-    """
-
-    series: SeriesKey
-    sample: KindSample
-    reset: bool
-    lifetime_ns: int
-
-
 class ChunkRecord(NamedTuple):
     """One stored chunk: one series' consecutive samples of one tier, encoded (`codec.py`).
 
@@ -163,9 +150,15 @@ class TierSize(NamedTuple):
 
 
 class StoreSize(NamedTuple):
-    """What a store takes: per tier, the head, and the whole database (pages, indexes, free)."""
+    """What a store takes: per tier, the head, and the whole database.
+
+    `total_bytes` is everything on disk (pages, indexes, free pages, a write-ahead log);
+    `free_bytes` the free pages in it (reused before the file grows) and `log_bytes` the log.
+    """
 
     tiers: tuple[TierSize, ...]
     head_rows: int
     head_bytes: int
     total_bytes: int
+    free_bytes: int = 0
+    log_bytes: int = 0

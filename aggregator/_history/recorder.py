@@ -23,6 +23,7 @@ from __future__ import annotations
 import collections
 import logging
 import time
+from itertools import chain
 from typing import NamedTuple
 
 from metricsmesh.v1 import snapshot_pb2
@@ -32,9 +33,15 @@ from aggregator._history.codec import encode_cursor, encode_head
 from aggregator._history.memory import NEVER, OpenChunks
 from aggregator._history.model import Cursor, CursorRecord, SeriesKey, SeriesRecord
 from aggregator._history.recovery import Recovered, recover
-from aggregator._history.samples import RoundSamples, round_samples, time_ms_of
+from aggregator._history.samples import RoundSamples, RowMemo, round_samples, time_ms_of
 from aggregator._history.sealing import SealState, plan_seal, seal_target
-from aggregator._history.store import META_SEALED, META_TIERS, StoreOpener, meta_complete
+from aggregator._history.store import (
+    META_SEALED,
+    META_TIERS,
+    StoreOpener,
+    meta_checkpoint,
+    meta_complete,
+)
 from mesh_common.clocks import ReadClock
 
 _LOG = logging.getLogger("aggregator.history")
@@ -73,11 +80,17 @@ class Recorder:
         self._monotonic = monotonic
         self.store = memory.store
         self._series: dict[SeriesKey, SeriesRecord] = {}
+        self._keys: dict[tuple[str, str], SeriesKey] = {}
+        self._memos: dict[str, RowMemo] = {}
+        self._types: dict[str, str] = {}
+        """Each service's registry type at its last round."""
+        """The rows' totals at the last round (kept with the cursors, reset with them)."""
         self._cursors: dict[SeriesKey, Cursor] = {}
         self._changed: set[SeriesKey] = set()
         self._last_ms = NEVER
         self._pending: collections.deque[PendingRound] = collections.deque()
         self._next_id = 1
+        self._checkpoint_ms = [NEVER for _ in self._tiers]
         self._unsealed = 0
         """Rounds kept since a seal failed (they wait in the open chunks): capped as the buffer."""
         self._sealing_fails = False
@@ -85,6 +98,8 @@ class Recorder:
         self.dropped = 0
         self.rounds_written = 0
         self.last_write_seconds = 0.0
+        self.cpu_seconds = 0.0
+        """The worker thread's CPU spent on rounds so far (samples, encoding, SQL, seals)."""
         self.degraded = ""
         self._logged_at = float("-inf")
 
@@ -130,17 +145,27 @@ class Recorder:
                 tiers_text,
             )
         self._series = {record.key: record for record in recovered.records}
+        self._types = {record.service: record.type for record in recovered.records}
         self._next_id = max((record.id for record in recovered.records), default=0) + 1
         self._cursors = dict(recovered.cursors)
+        self._memos = {}
         self._changed = set()
         self._last_ms = recovered.last_ms
         self._unsealed = 0
         self._memory.reset(recovered.records, self.store)
         self._memory.replace(recovered.open, recovered.sealed_ms, recovered.complete_ms)
+        self._checkpoint_ms = list(recovered.checkpoint_ms)
 
     def record(self, message: snapshot_pb2.Snapshot) -> None:
         """Keep one round (or drop it when the buffer is full), then write, seal, expire."""
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), time.thread_time()
+        try:
+            self._record(message)
+        finally:
+            self.last_write_seconds = time.perf_counter() - started
+            self.cpu_seconds += time.thread_time() - cpu
+
+    def _record(self, message: snapshot_pb2.Snapshot) -> None:
         if self.store is None:
             self.open()
         elif self.degraded and self._write_pending():  # retried before this round is judged
@@ -150,24 +175,31 @@ class Recorder:
             self._complain()
             return
         time_ms = max(time_ms_of(message.take_time), self._last_ms + 1)
-        samples = round_samples(message, time_ms, self._cursors)
+        samples = round_samples(message, time_ms, self._cursors, self._keys, self._memos)
         self._keep(samples)
         if self._write_pending() and self._seal() and self._expire():
             self._healthy()
-        self.last_write_seconds = time.perf_counter() - started
 
     def _keep(self, samples: RoundSamples) -> None:
         """Add the round to the cursors, the open chunks and the retry buffer."""
         records = self._records(samples)
         series = self._series
-        kinds = [(series[increase.series].id, increase) for increase in samples.kinds]
-        services = [(series[key].id, sample) for key, sample in samples.services]
-        data = encode_head(kinds, services)
+        kind_ids = [series[key].id for key in samples.kind_keys]
+        service_ids = [series[key].id for key in samples.service_keys]
+        lifetimes = [samples.lifetimes.get(key.service, 0) for key in samples.service_keys]
+        data = encode_head(
+            kind_ids,
+            samples.kind_samples,
+            samples.resets,
+            service_ids,
+            samples.service_samples,
+            lifetimes,
+        )
         self._cursors.update(samples.cursors)
         self._changed.update(samples.cursors)
         self._last_ms = samples.time_ms
         self._memory.append_round(
-            ((series_id, increase.sample) for series_id, increase in kinds), services, records
+            kind_ids, samples.kind_samples, service_ids, samples.service_samples, records
         )
         self._pending.append(PendingRound(samples.time_ms, data, tuple(records)))
         if self._sealing_fails:
@@ -176,17 +208,18 @@ class Recorder:
     def _records(self, samples: RoundSamples) -> list[SeriesRecord]:
         """The series of the round that are new or whose type changed (ids given here)."""
         changed = []
-        series = self._series
-        keys = [increase.series for increase in samples.kinds]
-        keys += [key for key, _ in samples.services]
-        for key in keys:
-            kind_type = samples.types[key.service]
+        series, types = self._series, self._types
+        retyped = {
+            name for name, kind_type in samples.types.items() if types.get(name) != kind_type
+        }
+        types.update(samples.types)
+        for key in chain(samples.kind_keys, samples.service_keys):
             record = series.get(key)
             if record is None:
-                record = SeriesRecord(self._next_id, key.service, key.kind, kind_type)
+                record = SeriesRecord(self._next_id, key.service, key.kind, types[key.service])
                 self._next_id += 1
-            elif record.type != kind_type:
-                record = record._replace(type=kind_type)
+            elif retyped and record.type != types[key.service]:
+                record = record._replace(type=types[key.service])
             else:
                 continue
             series[key] = record
@@ -215,7 +248,9 @@ class Recorder:
         target = seal_target(self._last_ms, self._tiers[0])
         if store is None or target <= memory.sealed_ms[0]:
             return True
-        state = SealState(self._tiers, memory.open, memory.sealed_ms, memory.complete_ms)
+        state = SealState(
+            self._tiers, memory.open, memory.sealed_ms, memory.complete_ms, self._checkpoint_ms
+        )
         plan = plan_seal(state, target)
         cursors = [
             CursorRecord(self._series[key].id, encode_cursor(self._cursors[key]), self._last_ms)
@@ -224,6 +259,7 @@ class Recorder:
         meta = {META_SEALED: str(target), META_TIERS: ",".join(t.text for t in self._tiers)}
         for index, tier in enumerate(self._tiers[1:], start=1):
             meta[meta_complete(tier)] = str(plan.state.complete_ms[index])
+            meta[meta_checkpoint(tier)] = str(plan.state.checkpoint_ms[index])
         try:
             store.seal(plan.chunks, cursors, target, meta)
         except HistoryStoreError as error:
@@ -232,6 +268,7 @@ class Recorder:
             return False
         new = plan.state
         memory.replace(new.open, new.sealed_ms, new.complete_ms)
+        self._checkpoint_ms = new.checkpoint_ms
         self._changed.clear()
         self._sealing_fails = False
         self._unsealed = 0

@@ -3,9 +3,10 @@
 The cursors are the stored ones (as of their seal), advanced by the kind samples of every head
 row written after them, in time order: a sample knows whether it was a reset and the lifetime it
 belongs to (`samples.advance_cursor`), so the cursors come out exactly as the writer had them.
-The finest tier's open samples are the head rows; a coarser tier's are its stored samples after
-its last final chunk, up to its roll-up progress (`complete_ms`, kept in `history_meta` by the
-seal that wrote them). Nothing is rolled up again.
+The finest tier's open samples are the head rows. A coarser tier's are its stored samples after
+its last final chunk, up to its last checkpoint (`checkpoint_ms` in `history_meta`), then
+rolled up again from the finer tier up to its progress (`complete_ms`): exactly what a reader
+reads of it, so `HistoryReader` does that part (at most `sealing.CHECKPOINT_MS` of it).
 """
 
 from __future__ import annotations
@@ -21,18 +22,24 @@ from aggregator._history.codec import (
     decode_cursor,
     decode_head,
 )
-from aggregator._history.memory import NEVER
+from aggregator._history.memory import NEVER, OpenChunks
 from aggregator._history.model import (
     Cursor,
-    Increase,
     Sample,
     SeriesKey,
     SeriesRecord,
     ServiceSample,
     Tier,
 )
+from aggregator._history.reader import HistoryReader
 from aggregator._history.samples import advance_cursor
-from aggregator._history.store import META_SEALED, META_TIERS, HistoryStore, meta_complete
+from aggregator._history.store import (
+    META_SEALED,
+    META_TIERS,
+    HistoryStore,
+    meta_checkpoint,
+    meta_complete,
+)
 from aggregator._history.tiers import aligned_below
 
 
@@ -45,6 +52,7 @@ class Recovered:
     open: list[dict[int, Columns]]
     sealed_ms: list[int]
     complete_ms: list[int]
+    checkpoint_ms: list[int]
     last_ms: int
     """The time of the newest round stored (NEVER for an empty store)."""
     tiers_text: str
@@ -56,33 +64,62 @@ def recover(store: HistoryStore, tiers: Sequence[Tier]) -> Recovered:
     records = store.series()
     keys = {record.id: record.key for record in records}
     meta = store.meta()
-    sealed = [int(meta.get(META_SEALED, NEVER))]
-    complete = [NEVER]
+    sealed, complete, checkpoint = [int(meta.get(META_SEALED, NEVER))], [NEVER], [NEVER]
     for tier in tiers[1:]:
         progress = int(meta.get(meta_complete(tier), NEVER))
         complete.append(progress)
+        checkpoint.append(int(meta.get(meta_checkpoint(tier), progress)))
         sealed.append(aligned_below(progress, tier.chunk_ms) if progress > NEVER else NEVER)
+    cursors, finest, last_ms = _replay(store, keys, sealed[0])
+    opened = [{series: _columns(samples) for series, samples in finest.items()}]
+    for index, tier in enumerate(tiers[1:], start=1):
+        opened.append(_coarse_open(store, tier, list(keys), sealed[index], checkpoint[index]))
+    memory = OpenChunks(tiers)
+    memory.reset(records, store)
+    memory.replace(opened, sealed, checkpoint)
+    reader = HistoryReader(memory)
+    for index, tier in enumerate(tiers[1:], start=1):
+        if complete[index] > checkpoint[index]:
+            found = reader.read(list(keys.values()), tier, sealed[index], complete[index])
+            ids = {key: series for series, key in keys.items()}
+            opened[index] = {ids[key]: _columns(samples) for key, samples in found.items()}
+            memory.replace(opened, sealed, [*complete[: index + 1], *checkpoint[index + 1 :]])
+    return Recovered(
+        records,
+        cursors,
+        opened,
+        sealed,
+        complete,
+        checkpoint,
+        last_ms,
+        meta.get(META_TIERS, ""),
+    )
+
+
+def _replay(
+    store: HistoryStore, keys: dict[int, SeriesKey], sealed_ms: int
+) -> tuple[dict[SeriesKey, Cursor], dict[int, list[Sample]], int]:
+    """The cursors advanced by the head rows; the head's samples by series; the newest time."""
     cursors, times = {}, {}
     for series, record in store.cursors().items():
         cursors[keys[series]] = decode_cursor(record.data)
         times[series] = record.time_ms
     finest: dict[int, list[Sample]] = {}
-    last_ms = sealed[0]
+    last_ms = sealed_ms
     for time_ms, data in store.head():
         kinds, services = decode_head(time_ms, data)
-        for series, sample, reset, lifetime in kinds:
+        lifetimes = {}
+        for series, service, lifetime in services:
+            finest.setdefault(series, []).append(service)
+            lifetimes[keys[series].service] = lifetime
+        for series, sample, reset in kinds:
             finest.setdefault(series, []).append(sample)
             if time_ms > times.get(series, NEVER):
                 key = keys[series]
-                increase = Increase(key, sample, reset, lifetime)
-                cursors[key] = advance_cursor(cursors.get(key), increase)
-        for series, service in services:
-            finest.setdefault(series, []).append(service)
+                lifetime = lifetimes.get(key.service, 0)
+                cursors[key] = advance_cursor(cursors.get(key), sample, reset, lifetime)
         last_ms = max(last_ms, time_ms)
-    opened = [{series: _columns(samples) for series, samples in finest.items()}]
-    for index, tier in enumerate(tiers[1:], start=1):
-        opened.append(_coarse_open(store, tier, list(keys), sealed[index], complete[index]))
-    return Recovered(records, cursors, opened, sealed, complete, last_ms, meta.get(META_TIERS, ""))
+    return cursors, finest, last_ms
 
 
 def _columns(samples: list[Sample]) -> Columns:
@@ -90,13 +127,13 @@ def _columns(samples: list[Sample]) -> Columns:
 
 
 def _coarse_open(
-    store: HistoryStore, tier: Tier, series: list[int], sealed_ms: int, complete_ms: int
+    store: HistoryStore, tier: Tier, series: list[int], sealed_ms: int, upto_ms: int
 ) -> dict[int, Columns]:
-    """A coarse tier's stored samples in `(sealed_ms, complete_ms]`, by series."""
-    if complete_ms <= sealed_ms or not series:
+    """A coarse tier's stored samples in `(sealed_ms, upto_ms]`, by series."""
+    if upto_ms <= sealed_ms or not series:
         return {}
     found: dict[int, list[Sample]] = {}
-    for chunk in store.chunks(tier.key, series, sealed_ms, complete_ms):
-        part = between(decode_chunk(chunk.data), sealed_ms, complete_ms).samples()
+    for chunk in store.chunks(tier.key, series, sealed_ms, upto_ms):
+        part = between(decode_chunk(chunk.data), sealed_ms, upto_ms).samples()
         found.setdefault(chunk.series, []).extend(part)
     return {each: _columns(samples) for each, samples in found.items() if samples}

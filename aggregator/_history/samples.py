@@ -11,7 +11,8 @@ no kind sample: their events are counted when they next answer (the totals are c
 lifetime. A first reading, a new lifetime, or any since-start figure lower than the cursor's
 (total events or errors, a bucket, the latency sum) is a reset: the increase is the new
 cumulative value itself, so an agent restart never counts negative and loses nothing the new
-lifetime reported. The sample says it was a reset (`Increase.reset`), so `advance_cursor`
+lifetime reported. The round says which samples are resets (`RoundSamples.resets`, kept in
+the head row), so `advance_cursor`
 rebuilds the cursors exactly when the head is replayed after a restart.
 
 **The maximum** of an interval: the agent's window maximum (`kinds[].latency.max`) when it lies
@@ -39,32 +40,47 @@ from metricsmesh.v1 import event_rate_pb2, snapshot_pb2
 from aggregator._history.codec import STATUSES, Columns, KindColumns, ServiceColumns
 from aggregator._history.model import (
     Cursor,
-    Increase,
     KindSample,
     Sample,
     SeriesKey,
     ServiceSample,
 )
 from aggregator._history.tiers import bucket_end
-from mesh_common.latency import MAX_INDEX, MIN_INDEX, index_of, upper_bound
+from mesh_common.latency import MAX_INDEX, MIN_INDEX, lower_bound, upper_bound
 from mesh_common.status import ServiceStatus, from_wire
 
 _UPPER_NS = {
     index: math.ceil(upper_bound(index) * 1e9) for index in range(MIN_INDEX, MAX_INDEX + 1)
 }
 """Each bucket's upper bound in nanoseconds (rounded up: never below a duration in it)."""
+_LOWER_NS = {index: math.floor(lower_bound(index) * 1e9) for index in _UPPER_NS}
+_LOWER_NS[MIN_INDEX] = -1  # the first and last buckets also hold the durations clamped into them
+_TOP_NS = {**_UPPER_NS, MAX_INDEX: 2**63}
+"""The (exclusive, inclusive) nanosecond bounds of what a bucket holds: a bound check instead
+of a logarithm per kind and round (bench/bench_history.py, `writer`)."""
 
 
 class RoundSamples(NamedTuple):
-    """What one round adds: kind increases, service samples, the kinds' new cursors, types."""
+    """What one round adds: kind samples, service samples, the kinds' new cursors, types.
+
+    Parallel lists rather than a tuple per series: at 1000 services a round holds thousands,
+    and every object that outlives the round's work feeds the garbage collector's young
+    generations (bench/bench_history.py, `writer`).
+    """
 
     time_ms: int
-    kinds: list[Increase]
-    services: list[tuple[SeriesKey, ServiceSample]]
+    kind_keys: list[SeriesKey]
+    kind_samples: list[KindSample]
+    resets: list[bool]
+    """Whether each kind sample is a reset (the new cumulative value itself)."""
+    service_keys: list[SeriesKey]
+    service_samples: list[ServiceSample]
     cursors: dict[SeriesKey, Cursor]
-    """The cursor of every kind that has a sample this round (the others keep theirs)."""
+    """The cursor of every kind whose totals moved this round (the others keep theirs)."""
     types: dict[str, str]
     """The registry type of every service of the round."""
+    lifetimes: dict[str, int]
+    """The lifetime (start_time, ns) of every service that answered this round."""
 
 
 def nanoseconds(value: Duration | Timestamp) -> int:
@@ -77,28 +93,99 @@ def time_ms_of(value: Timestamp) -> int:
     return value.seconds * 1000 + value.nanos // 1_000_000
 
 
+class RowMemo(NamedTuple):
+    """A service's row totals at its last reading, and its kinds' keys then."""
+
+    total_events: int
+    total_errors: int
+    lifetime_ns: int
+    keys: tuple[SeriesKey, ...]
+
+
 def round_samples(
-    snapshot: snapshot_pb2.Snapshot, time_ms: int, cursors: Mapping[SeriesKey, Cursor]
+    snapshot: snapshot_pb2.Snapshot,
+    time_ms: int,
+    cursors: Mapping[SeriesKey, Cursor],
+    keys: dict[tuple[str, str], SeriesKey] | None = None,
+    memos: dict[str, RowMemo] | None = None,
 ) -> RoundSamples:
-    """The samples of one round's rows at `time_ms`, against the kinds' `cursors`."""
-    kinds: list[Increase] = []
-    services: list[tuple[SeriesKey, ServiceSample]] = []
-    new_cursors: dict[SeriesKey, Cursor] = {}
-    types: dict[str, str] = {}
+    """The samples of one round's rows at `time_ms`, against the kinds' `cursors`.
+
+    `keys` caches the series keys from round to round (one object per series, not per round);
+    `memos` the rows' totals at the last round, kept with the cursors: a row whose totals and
+    kinds did not move has only empty kind samples, found without reading its kinds (an idle
+    service costs a third as much: bench/bench_history.py, `writer`).
+    """
+    keys = {} if keys is None else keys
+    memos = {} if memos is None else memos
+    result = RoundSamples(time_ms, [], [], [], [], [], {}, {}, {})
+    idle = KindSample(time_ms, 0, 0, (), (), 0, None)  # shared by every kind without events
     for row in snapshot.services:
         name = row.service_name
-        types[name] = row.service_type
+        result.types[name] = row.service_type
         fresh = _fresh(row)
-        services.append((SeriesKey(name, ""), service_sample(row, time_ms, fresh)))
+        result.service_keys.append(_key(keys, name, ""))
+        result.service_samples.append(service_sample(row, time_ms, fresh))
         if not fresh:
             continue
-        lifetime = nanoseconds(row.start_time) if row.HasField("start_time") else 0
-        for kind in row.kinds:
-            key = SeriesKey(name, kind.kind)
-            increase, cursor = kind_increase(key, kind, lifetime, cursors.get(key), time_ms)
-            kinds.append(increase)
-            new_cursors[key] = cursor
-    return RoundSamples(time_ms, kinds, services, new_cursors, types)
+        lifetime = result.lifetimes[name] = nanoseconds(row.start_time)  # unset: 0
+        memo = memos.get(name)
+        if memo is not None and _unmoved(memo, row, lifetime):
+            result.kind_keys.extend(memo.keys)
+            result.kind_samples.extend([idle] * len(memo.keys))
+            result.resets.extend([False] * len(memo.keys))
+            continue
+        memos[name] = RowMemo(
+            row.total_events,
+            row.total_errors,
+            lifetime,
+            _kind_samples(result, row, cursors, keys, idle),
+        )
+    return result
+
+
+def _unmoved(memo: RowMemo, row: snapshot_pb2.ServiceRow, lifetime_ns: int) -> bool:
+    """True when no kind of the row moved since `memo`: same lifetime, totals and kinds.
+
+    Within a lifetime a kind's totals never go down and kinds are never removed, so equal sums
+    and as many kinds mean every kind is as it was.
+    """
+    return (
+        row.total_events == memo.total_events
+        and row.total_errors == memo.total_errors
+        and lifetime_ns == memo.lifetime_ns
+        and len(row.kinds) == len(memo.keys)
+    )
+
+
+def _kind_samples(
+    result: RoundSamples,
+    row: snapshot_pb2.ServiceRow,
+    cursors: Mapping[SeriesKey, Cursor],
+    keys: dict[tuple[str, str], SeriesKey],
+    idle: KindSample,
+) -> tuple[SeriesKey, ...]:
+    """Add the samples of a fresh row's kinds to `result`; their keys."""
+    name, lifetime = row.service_name, result.lifetimes[row.service_name]
+    found = []
+    for kind in row.kinds:
+        key = _key(keys, name, kind.kind)
+        before = cursors.get(key)
+        sample, reset, cursor = kind_increase(kind, lifetime, before, result.time_ms, idle)
+        found.append(key)
+        result.kind_samples.append(sample)
+        result.resets.append(reset)
+        if cursor is not before:
+            result.cursors[key] = cursor
+    result.kind_keys.extend(found)
+    return tuple(found)
+
+
+def _key(keys: dict[tuple[str, str], SeriesKey], service: str, kind: str) -> SeriesKey:
+    key = keys.get((service, kind))
+    if key is None:
+        key = keys[(service, kind)] = SeriesKey(service, kind)
+    return key
 
 
 def _fresh(row: snapshot_pb2.ServiceRow) -> bool:
@@ -126,19 +213,28 @@ def service_sample(row: snapshot_pb2.ServiceRow, time_ms: int, fresh: bool) -> S
 
 
 def kind_increase(
-    key: SeriesKey,
     kind: event_rate_pb2.EventKindRate,
     lifetime_ns: int,
     cursor: Cursor | None,
     time_ms: int,
-) -> tuple[Increase, Cursor]:
-    """The kind's increase over `cursor` (a reset when it cannot be one) and its new cursor."""
+    idle: KindSample | None = None,
+) -> tuple[KindSample, bool, Cursor]:
+    """The kind's increase over `cursor`, whether it is a reset, and its new cursor.
+
+    A kind whose totals did not move gets `idle` (an empty sample at `time_ms`) and keeps its
+    cursor (the same object): the common idle kind costs no bucket arithmetic and no new
+    object (bench/bench_history.py, `writer`).
+    """
     events, errors = kind.total_events, kind.total_errors
-    offset, total_ns = 0, 0
-    counts: tuple[int, ...] = ()
-    if kind.HasField("latency_since_start"):
-        since = kind.latency_since_start
-        offset, counts, total_ns = since.offset, tuple(since.bucket_counts), nanoseconds(since.sum)
+    if (
+        cursor is not None
+        and events == cursor.events
+        and errors == cursor.errors
+        and cursor.lifetime_ns == lifetime_ns
+    ):
+        return idle or KindSample(time_ms, 0, 0, (), (), 0, None), False, cursor
+    since = kind.latency_since_start  # unset: offset 0, no bucket, sum 0
+    offset, counts, total_ns = since.offset, tuple(since.bucket_counts), nanoseconds(since.sum)
     now = Cursor(lifetime_ns, events, errors, offset, counts, total_ns)
     buckets = None
     if (
@@ -166,7 +262,7 @@ def kind_increase(
         total_ns - base_ns,
         _interval_max(kind, indexes[-1], increments[-1]) if indexes else None,
     )
-    return Increase(key, sample, reset, lifetime_ns), now
+    return sample, reset, now
 
 
 def bucket_increase(
@@ -177,6 +273,13 @@ def bucket_increase(
         return (), ()
     if not old:
         return _sparse(new_offset, new)
+    lead = old_offset - new_offset
+    tail = lead + len(old)
+    if lead >= 0 and tail <= len(new):  # the usual case: the new buckets cover the old ones
+        middle = list(map(sub, new[lead:tail], old))
+        if min(middle) < 0:
+            return None
+        return _sparse(new_offset, [*new[:lead], *middle, *new[tail:]])
     low = min(old_offset, new_offset)
     high = max(old_offset + len(old), new_offset + len(new))
     padded_new = (0,) * (new_offset - low) + new + (0,) * (high - new_offset - len(new))
@@ -184,7 +287,7 @@ def bucket_increase(
     difference = list(map(sub, padded_new, padded_old))
     if min(difference) < 0:
         return None
-    return tuple(compress(range(low, high), difference)), tuple(filter(None, difference))
+    return _sparse(low, difference)
 
 
 def _sparse(offset: int, counts: Sequence[int]) -> tuple[tuple[int, ...], tuple[int, ...]]:
@@ -199,26 +302,26 @@ def _interval_max(kind: event_rate_pb2.EventKindRate, highest: int, count: int) 
     events there (so every one of the interval's is in it): then it is the interval's maximum,
     or above it within that bucket. Otherwise the bucket's upper bound.
     """
-    if kind.HasField("latency"):
-        summary = kind.latency
-        window_max = nanoseconds(summary.max)
+    summary = kind.latency  # unset: no maximum, no bucket
+    window_max = nanoseconds(summary.max)
+    if _LOWER_NS[highest] < window_max <= _TOP_NS[highest]:
         window = summary.histogram
         position = highest - window.offset
-        if (
-            index_of(window_max / 1e9) == highest
-            and 0 <= position < len(window.bucket_counts)
-            and window.bucket_counts[position] >= count
-        ):
+        if 0 <= position < len(window.bucket_counts) and window.bucket_counts[position] >= count:
             return window_max
     return _UPPER_NS[highest]
 
 
-def advance_cursor(cursor: Cursor | None, increase: Increase) -> Cursor:
-    """The cursor after `increase` (its reset flag and lifetime say how): the head's replay."""
-    sample = increase.sample
+def advance_cursor(
+    cursor: Cursor | None, sample: KindSample, reset: bool, lifetime_ns: int
+) -> Cursor:
+    """The cursor after `sample` (a reset or an increase, of lifetime `lifetime_ns`).
+
+    This is the head's replay after a restart: it rebuilds the cursor the writer had.
+    """
     indexes, counts = sample.bucket_indexes, sample.bucket_counts
-    if increase.reset or cursor is None:
-        base = Cursor(increase.lifetime_ns, 0, 0, indexes[0] if indexes else 0, (), 0)
+    if reset or cursor is None:
+        base = Cursor(lifetime_ns, 0, 0, indexes[0] if indexes else 0, (), 0)
     else:
         base = cursor
     dense = dict(zip(range(base.bucket_offset, base.bucket_offset + len(base.bucket_counts)),
@@ -228,7 +331,7 @@ def advance_cursor(cursor: Cursor | None, increase: Increase) -> Cursor:
     offset = min(dense, default=0)
     top = max(dense, default=-1)
     return Cursor(
-        increase.lifetime_ns,
+        lifetime_ns,
         base.events + sample.events,
         base.errors + sample.errors,
         offset,

@@ -3,10 +3,11 @@
 `plan_seal(state, upto_ms)` seals the finest tier's samples up to `upto_ms` (the end of a chunk
 span) into one chunk per series and span, rolls them up into each coarser tier as far as they
 complete it (`complete_ms`: the last multiple of its resolution at or before `upto_ms`), and
-cuts each coarser tier's final chunks (spans that are complete) and partial chunks (the span in
-progress, rewritten at every seal so a restart finds it). Nothing is changed: the writer stores
-the plan's chunks in one transaction, and only then swaps in the plan's open samples and
-progress, so a failed seal leaves everything as it was.
+cuts each coarser tier's final chunks (spans that are complete) and, every `CHECKPOINT_MS` of
+progress, its partial chunks (the span in progress, rewritten), so a restart rolls up at most
+that much again from the finer tier's chunks (`recovery.py`). Nothing is changed: the writer
+stores the plan's chunks in one transaction, and only then swaps in the plan's open samples
+and progress, so a failed seal leaves everything as it was.
 """
 
 from __future__ import annotations
@@ -20,6 +21,19 @@ from aggregator._history.model import ChunkRecord, Tier
 from aggregator._history.samples import rollup_columns
 from aggregator._history.tiers import aligned_below, bucket_end
 
+CHECKPOINT_MS = 600_000
+"""A coarse tier's partial chunks are rewritten once per ten minutes of its progress (at
+1000 services, rewriting them at every seal cost more than sealing itself:
+bench/bench_history.py, `writer`); a restart rolls up at most this much again."""
+
+
+def checkpoint_interval(tiers: tuple[Tier, ...], index: int) -> int:
+    """How much progress of tier `index` may wait before its partial chunks are rewritten.
+
+    Never more than half the finer tier's retention, whose chunks a restart rolls up again.
+    """
+    return max(tiers[index].resolution_ms, min(CHECKPOINT_MS, tiers[index - 1].retention_ms // 2))
+
 
 @dataclass(frozen=True, slots=True)
 class SealState:
@@ -29,6 +43,8 @@ class SealState:
     open: list[dict[int, Columns]]
     sealed_ms: list[int]
     complete_ms: list[int]
+    checkpoint_ms: list[int]
+    """How far each coarse tier's stored chunks (partial ones included) reach."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +85,7 @@ def plan_seal(state: SealState, upto_ms: int) -> SealPlan:
     opened: list[dict[int, Columns]] = [dict(tier_open) for tier_open in state.open]
     sealed = list(state.sealed_ms)
     complete = list(state.complete_ms)
+    checkpoint = list(state.checkpoint_ms)
     finest = tiers[0]
     for series, columns in state.open[0].items():
         cut = bisect_right(columns.times, upto_ms)
@@ -79,13 +96,13 @@ def plan_seal(state: SealState, upto_ms: int) -> SealPlan:
         else:
             del opened[0][series]
     sealed[0] = max(sealed[0], upto_ms)
-    changed: list[set[int]] = [set()]
     for index in range(1, len(tiers)):  # every roll-up first: a tier reads the finer's open
         finer = state.open[0] if index == 1 else opened[index - 1]
-        changed.append(_roll(tiers[index], opened[index], finer, complete, index, upto_ms))
+        _roll(tiers[index], opened[index], finer, complete, index, upto_ms)
     for index in range(1, len(tiers)):
-        chunks += _cut(tiers[index], opened[index], changed[index], sealed, complete[index], index)
-    return SealPlan(chunks, SealState(tiers, opened, sealed, complete))
+        due = complete[index] - checkpoint[index] >= checkpoint_interval(tiers, index)
+        chunks += _cut(tiers[index], opened[index], sealed, checkpoint, complete[index], index, due)
+    return SealPlan(chunks, SealState(tiers, opened, sealed, complete, checkpoint))
 
 
 def _roll(
@@ -95,33 +112,31 @@ def _roll(
     complete: list[int],
     index: int,
     upto_ms: int,
-) -> set[int]:
-    """Roll `finer` up into `tier_open` as far as `upto_ms` completes tier `index`.
-
-    Returns the series that gained samples.
-    """
+) -> None:
+    """Roll `finer` up into `tier_open` as far as `upto_ms` completes tier `index`."""
     target = aligned_below(upto_ms, tier.resolution_ms)
     if target <= complete[index]:
-        return set()
-    changed = set()
+        return
     for series, columns in finer.items():
         rolled = rollup_columns(between(columns, complete[index], target), tier.resolution_ms)
         if rolled.times:
             tier_open[series] = _joined(tier_open.get(series), rolled)
-            changed.add(series)
     complete[index] = target
-    return changed
 
 
 def _cut(
     tier: Tier,
     tier_open: dict[int, Columns],
-    changed: set[int],
     sealed: list[int],
+    checkpoint: list[int],
     complete_ms: int,
     index: int,
+    due: bool,
 ) -> list[ChunkRecord]:
-    """Final chunks of the spans `complete_ms` completes, partial ones of the changed series."""
+    """Final chunks of the spans `complete_ms` completes; partial ones when a checkpoint is due.
+
+    A partial chunk is written for each series with samples newer than the last checkpoint.
+    """
     final = aligned_below(complete_ms, tier.chunk_ms) if complete_ms > NEVER else NEVER
     chunks = []
     for series in list(tier_open):
@@ -132,12 +147,13 @@ def _cut(
         rest = columns.slice(cut, len(columns)) if cut else columns
         if rest.times:
             tier_open[series] = rest
-            if series in changed:
+            if due and rest.times[-1] > checkpoint[index]:
                 chunks.append(chunk_record(tier, series, rest))
         else:
             del tier_open[series]
     if final > sealed[index]:
         sealed[index] = final
+    checkpoint[index] = complete_ms if due else max(checkpoint[index], sealed[index])
     return chunks
 
 

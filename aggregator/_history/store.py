@@ -33,8 +33,13 @@ META_SEALED = "sealed_ms"
 
 
 def meta_complete(tier: Tier) -> str:
-    """The meta key of a coarse tier's progress: its samples up to the value are stored."""
+    """The meta key of a coarse tier's progress: how far it is rolled up."""
     return f"complete_ms.{tier.key}"
+
+
+def meta_checkpoint(tier: Tier) -> str:
+    """The meta key of how far a coarse tier's stored chunks (partial ones included) reach."""
+    return f"checkpoint_ms.{tier.key}"
 
 
 class HistoryStore(abc.ABC):

@@ -63,6 +63,8 @@ class HistoryStatus:
     """Rounds waiting in the retry buffer."""
     last_write_seconds: float
     """Worker time of the last round (samples, encoding, SQL; a seal when there was one)."""
+    cpu_seconds: float
+    """The worker thread's CPU spent on rounds so far."""
 
 
 class _Flush:
@@ -174,6 +176,7 @@ class HistoryWriter:
             recorder.dropped + self._dropped,
             recorder.buffered,
             recorder.last_write_seconds,
+            recorder.cpu_seconds,
         )
 
     def _next(self) -> _Item:
