@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from aggregator._history import SeriesKey, parse_tiers
+from aggregator._history import HistoryStoreError, SeriesKey, parse_tiers
 from aggregator._history.memory import OpenChunks
 from aggregator._history.reader import HistoryReader
 from aggregator._history.recorder import Recorder
@@ -153,3 +153,14 @@ def test_a_full_disk_keeps_the_rounds_going_and_drops_what_does_not_fit(tmp_path
     assert recorder.dropped > 100
     assert written[-1] == written[-200] > 0  # nothing written for the last 200 rounds
     recorder.finish()
+
+
+def test_a_second_aggregator_on_the_same_file_is_told_it_is_in_use(tmp_path: Path) -> None:
+    path = tmp_path / "history.sqlite3"
+    first = SqliteStore(path, TIERS)
+    try:
+        with pytest.raises(HistoryStoreError, match="in use by another aggregator"):
+            SqliteStore(path, TIERS)
+    finally:
+        first.close()
+    SqliteStore(path, TIERS).close()  # free again once the first one closed it

@@ -16,7 +16,7 @@ from collections.abc import Collection
 from aggregator._errors import HistoryStoreError
 from aggregator._history.codec import between, decode_chunk
 from aggregator._history.memory import MemoryView, OpenChunks
-from aggregator._history.model import Sample, SeriesKey, SeriesRecord, Tier
+from aggregator._history.model import Sample, SeriesKey, SeriesRecord, StoreSize, Tier
 from aggregator._history.samples import rollup
 from aggregator._history.tiers import aligned_below
 
@@ -39,6 +39,16 @@ class HistoryReader:
         is the registry type at its last write.
         """
         return self._memory.series()
+
+    def size(self) -> StoreSize:
+        """What the store takes: bytes and rows per tier, the head, the whole database.
+
+        Blocking; HistoryStoreError when the store is not open.
+        """
+        store = self._memory.view((), 0).store
+        if store is None:
+            raise HistoryStoreError("the history store is not open (see the degraded reason)")
+        return store.size()
 
     def read(
         self, keys: Collection[SeriesKey], tier: Tier, start_ms: int, end_ms: int
