@@ -16,6 +16,7 @@ from aggregator._history.codec import (
 )
 from aggregator._history.model import Cursor, KindSample, SeriesKey, ServiceSample
 from aggregator._history.samples import (
+    RowMemo,
     advance_cursor,
     bucket_increase,
     merge_kind,
@@ -188,3 +189,20 @@ def test_chunks_and_head_rows_give_back_what_was_written(
 def test_a_cursor_gives_back_what_was_written() -> None:
     cursor = Cursor(1_700_000_000_123_456_789, 2**40, 17, MIN_INDEX + 3, (1, 0, 2**33), 5)
     assert decode_cursor(encode_cursor(cursor)) == cursor
+
+
+def test_a_kind_that_moved_is_counted_even_when_its_row_totals_did_not() -> None:
+    monotonic, wall, _ = fake_clocks()
+    orders = tracker("orders-api", monotonic, wall)
+    orders.record("api_call", n=4)
+    keys: dict[tuple[str, str], SeriesKey] = {}
+    memos: dict[str, RowMemo] = {}
+    first = wire_snapshot(wall(), [orders])
+    orders.record("api_call", n=3)
+    tick(monotonic, wall, 1.0)
+    second = wire_snapshot(wall(), [orders])
+    for message in (first, second):  # rows whose own totals are not the sum of their kinds'
+        message.services[0].total_events = message.services[0].total_errors = 0
+    cursors = round_samples(first, 1000, {}, keys, memos).cursors
+    (sample,) = round_samples(second, 2000, cursors, keys, memos).kind_samples
+    assert sample.events == 3

@@ -4,7 +4,9 @@
 encodes them as one head row, adds them to the open chunks (readers see them at once) and puts
 the row in the **retry buffer**; then it writes the buffer's rows in order, one transaction
 each. When the buffer is empty it seals the chunk spans that are complete and, once a minute of
-round time, deletes at most `RETENTION_BATCH` expired chunks per tier.
+round time, deletes at most `RETENTION_BATCH` expired chunks per tier. A round's time is its
+take_time in milliseconds, kept strictly increasing (two rounds in one millisecond, or a wall
+clock stepped back, get the previous round's time + 1 ms until the clock catches up).
 
 While the store fails (it cannot be opened, a write or a seal fails), rounds go on: up to
 `buffer_rounds` rounds wait in the buffer (or, while seals fail, in the open chunks) and are

@@ -9,7 +9,9 @@ retry_buffer_rounds = 300                # rounds kept in memory while the store
 
 The state directory is the alert store's (`[alerts] state_dir`, else `$XDG_STATE_HOME/metrics-mesh`
 or `~/.local/state/metrics-mesh`), so a mesh keeps its state in one place. The finest tier holds
-one sample per round: its resolution is the finest step a query may ask of it. While the store
+one sample per round: its resolution is the finest step a query may ask of it. Tiers are kept
+by resolution: changing a retention keeps a tier's data, a new tier fills from then on (no
+backfill), and the chunks of a tier no longer listed stay in the file, unread. While the store
 fails, rounds are kept for `retry_buffer_rounds` rounds (five minutes of 1 s rounds) and
 retried; later ones are dropped and counted, and their events are counted by the next round
 that is kept (the agents' totals are cumulative), so only their time resolution is lost.

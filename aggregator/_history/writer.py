@@ -123,11 +123,11 @@ class HistoryWriter:
         if key <= self._last_seen or self._closed:
             return
         self._last_seen = key
+        if self._queued_rounds >= self._queue_rounds:  # read without the lock: only we add
+            self._dropped += 1
+            return
         message = self._whole.get(snapshot)
         with self._ready:
-            if self._queued_rounds >= self._queue_rounds:
-                self._dropped += 1
-                return
             self._queued_rounds += 1
             self._queue.append(message)
             self._ready.notify()
