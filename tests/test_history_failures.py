@@ -13,6 +13,7 @@ import contextlib
 import logging
 import os
 import shutil
+import sqlite3
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -113,6 +114,7 @@ def test_a_directory_where_the_file_should_be_buffers_then_drops_and_says_so_onc
     assert recorder.degraded.startswith("cannot open the history store")
     assert str(path) in recorder.degraded
     assert (recorder.buffered, recorder.dropped) == (50, 100)
+    assert len([r for r in caplog.records if "cannot open" in r.getMessage()]) <= 3
     warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
     assert 2 <= len(warnings) <= 3  # one per minute at most: at 0, 60 and 120 s
     assert "history degraded: cannot open" in warnings[0].getMessage()
@@ -120,7 +122,7 @@ def test_a_directory_where_the_file_should_be_buffers_then_drops_and_says_so_onc
     reader = HistoryReader(memory)
     assert len(reader.read([API], TIERS[0], 0, 2**62)[API]) == 50
     path.rmdir()
-    tick(monotonic, wall, 1.0)
+    tick(monotonic, wall, 10.0)  # opening is tried again 10 s after the last try
     recorder.record(wire_snapshot(wall(), [orders]))
     assert (recorder.degraded, recorder.buffered, recorder.rounds_written) == ("", 0, 51)
     assert "written again" in caplog.records[-1].getMessage()
@@ -164,3 +166,40 @@ def test_a_second_aggregator_on_the_same_file_is_told_it_is_in_use(tmp_path: Pat
     finally:
         first.close()
     SqliteStore(path, TIERS).close()  # free again once the first one closed it
+
+
+def test_a_damaged_round_in_the_head_is_skipped_and_the_rest_comes_back(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = tmp_path / "history.sqlite3"
+    monotonic, wall, _ = fake_clocks()
+    orders = tracker("orders-api", monotonic, wall)
+    recorder = Recorder(
+        lambda: SqliteStore(path, TIERS), OpenChunks(TIERS), buffer_rounds=5, monotonic=monotonic
+    )
+    recorder.open()
+    for _ in range(30):  # all in the head (the first seal comes after two minutes)
+        tick(monotonic, wall, 1.0)
+        orders.record("api_call", n=2)
+        recorder.record(wire_snapshot(wall(), [orders]))
+    recorder.finish()
+    with sqlite3.connect(path) as database:  # one round's row damaged on disk
+        database.execute(
+            "UPDATE history_head SET data = x'01ff' WHERE time_ms = "
+            "(SELECT time_ms FROM history_head ORDER BY time_ms LIMIT 1 OFFSET 10)"
+        )
+    memory = OpenChunks(TIERS)
+    recorder = Recorder(
+        lambda: SqliteStore(path, TIERS), memory, buffer_rounds=5, monotonic=monotonic
+    )
+    recorder.open()
+    assert recorder.degraded == ""
+    assert "cannot be read back" in caplog.text
+    tick(monotonic, wall, 1.0)
+    recorder.record(wire_snapshot(wall(), [orders]))
+    samples = HistoryReader(memory).read([API], TIERS[0], 0, 2**62)[API]
+    assert len(samples) == 30  # 29 rounds back from the head, and the new one
+    # The cursors are rebuilt without the damaged round: the next round counts its events.
+    assert [sample.events for sample in samples[-2:]] == [2, 2]
+    assert sum(sample.events for sample in samples) == 60
+    recorder.finish()

@@ -15,7 +15,8 @@ computed, so the next round kept counts their events (the agents' totals are cum
 their time resolution and their service samples are lost. The reason is kept (`degraded`) and
 logged at most once a minute; a line says when the store is written again.
 
-A store that could not be opened is tried again at every round. Until then the recorder starts
+A store that could not be opened is tried again with a round at least OPEN_RETRY_SECONDS later
+(opening reads the whole state back). Until then the recorder starts
 from nothing; if the store then holds a history, the rounds buffered meanwhile are dropped
 (their series ids and cursors would not match it) and the stored state is taken.
 """
@@ -54,6 +55,8 @@ RETENTION_INTERVAL_MS = 60_000
 """Retention runs once per minute of round time."""
 RETENTION_BATCH = 500
 """Most chunks one retention run deletes per tier (the rest waits for the next round)."""
+OPEN_RETRY_SECONDS = 10.0
+"""After a failed open, the next round that tries again comes at least this much later."""
 
 
 class PendingRound(NamedTuple):
@@ -104,6 +107,7 @@ class Recorder:
         """The worker thread's CPU spent on rounds so far (samples, encoding, SQL, seals)."""
         self.degraded = ""
         self._logged_at = float("-inf")
+        self._open_after = float("-inf")
 
     @property
     def buffered(self) -> int:
@@ -112,6 +116,7 @@ class Recorder:
 
     def open(self) -> None:
         """Open the store and take its state (or keep ours for an empty one); failures kept."""
+        self._open_after = self._monotonic() + OPEN_RETRY_SECONDS
         try:
             store = self._opener()
         except HistoryStoreError as error:
@@ -121,7 +126,7 @@ class Recorder:
             recovered = recover(store, self._tiers)
         except HistoryStoreError as error:
             store.close()
-            self._failed(f"cannot read the history store: {error}")
+            self._failed(f"cannot read the history store {store.name}: {error}")
             return
         self.store = store
         if recovered.records or self._last_ms == NEVER:
@@ -169,7 +174,8 @@ class Recorder:
 
     def _record(self, message: snapshot_pb2.Snapshot) -> None:
         if self.store is None:
-            self.open()
+            if self._monotonic() >= self._open_after:
+                self.open()
         elif self.degraded and self._write_pending():  # retried before this round is judged
             self._seal()
         if len(self._pending) >= self._buffer_rounds or self._unsealed >= self._buffer_rounds:

@@ -7,13 +7,17 @@ The finest tier's open samples are the head rows. A coarser tier's are its store
 its last final chunk, up to its last checkpoint (`checkpoint_ms` in `history_meta`), then
 rolled up again from the finer tier up to its progress (`complete_ms`): exactly what a reader
 reads of it, so `HistoryReader` does that part (at most `sealing.CHECKPOINT_MS` of it).
+A head row that cannot be decoded is skipped with a warning (that round is lost, its events
+are counted by the next one); anything else that cannot be read fails the recovery.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from aggregator._errors import HistoryStoreError
 from aggregator._history.codec import (
     Columns,
     between,
@@ -41,6 +45,8 @@ from aggregator._history.store import (
     meta_complete,
 )
 from aggregator._history.tiers import aligned_below
+
+_LOG = logging.getLogger("aggregator.history")
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,7 +113,13 @@ def _replay(
     finest: dict[int, list[Sample]] = {}
     last_ms = sealed_ms
     for time_ms, data in store.head():
-        kinds, services = decode_head(time_ms, data)
+        try:
+            kinds, services = decode_head(time_ms, data)
+        except HistoryStoreError as error:  # one damaged round, not the whole history
+            _LOG.warning(
+                "history: the round at %d ms cannot be read back, skipped: %s", time_ms, error
+            )
+            continue
         lifetimes = {}
         for series, service, lifetime in services:
             finest.setdefault(series, []).append(service)
