@@ -69,7 +69,7 @@ from aggregator._history.recorder import Recorder
 from aggregator._history.sqlite import SqliteStore
 from aggregator._history.tiers import DEFAULT_TIERS
 from aggregator._model import SnapshotData
-from mesh_common.latency import MAX_INDEX, MIN_INDEX, RELATIVE_ERROR, lower_bound, upper_bound
+from mesh_common.latency import MAX_INDEX, MIN_INDEX, RELATIVE_ERROR, upper_bound
 from mesh_common.wire_time import set_seconds
 from tests.history_mesh import Workload, exact_windows, fake_clocks, tick, tracker, wire_snapshot
 
@@ -388,11 +388,13 @@ class SyntheticKind:
             if drawn:
                 self.buckets[index] = self.buckets.get(index, 0) + drawn
                 self.events += drawn
-                self.total_ns += round(drawn * lower_bound(index) * rng.uniform(1.0, 1.04) * 1e9)
+                low = upper_bound(index - 1)  # the bucket's lower bound
+                self.total_ns += round(drawn * low * rng.uniform(1.0, 1.04) * 1e9)
                 highest, count = index, drawn
         self.errors += _poisson(self.rate * seconds * 0.01, rng)
         self.errors = min(self.errors, self.events)
-        top = lower_bound(highest) + rng.random() * (upper_bound(highest) - lower_bound(highest))
+        low = upper_bound(highest - 1)
+        top = low + rng.random() * (upper_bound(highest) - low)
         return highest, count, round(top * 1e9) if count else 0
 
     def write(

@@ -46,14 +46,14 @@ from aggregator._history.model import (
     ServiceSample,
 )
 from aggregator._history.tiers import bucket_end
-from mesh_common.latency import MAX_INDEX, MIN_INDEX, lower_bound, upper_bound
+from mesh_common.latency import MAX_INDEX, MIN_INDEX, upper_bound
 from mesh_common.status import ServiceStatus, from_wire
 
 _UPPER_NS = {
     index: math.ceil(upper_bound(index) * 1e9) for index in range(MIN_INDEX, MAX_INDEX + 1)
 }
 """Each bucket's upper bound in nanoseconds (rounded up: never below a duration in it)."""
-_LOWER_NS = {index: math.floor(lower_bound(index) * 1e9) for index in _UPPER_NS}
+_LOWER_NS = {index: math.floor(upper_bound(index - 1) * 1e9) for index in _UPPER_NS}
 _LOWER_NS[MIN_INDEX] = -1  # the first and last buckets also hold the durations clamped into them
 _TOP_NS = {**_UPPER_NS, MAX_INDEX: 2**63}
 """The (exclusive, inclusive) nanosecond bounds of what a bucket holds: a bound check instead
