@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any, TypeVar
@@ -22,6 +21,7 @@ from aggregator import DEFAULT_REGISTRY, AggregatorServer, AggregatorSettings, R
 from aggregator._alerts.settings import AlertSettings
 from gateway import GatewaySettings, create_app
 from tests.eventually import eventually
+from tests.ports import free_port, free_socket
 
 T = TypeVar("T")
 ROUND_SECONDS = 0.2
@@ -96,14 +96,6 @@ class Mesh:
         return await eventually(probe, what="every service active")
 
 
-def free_socket() -> socket.socket:
-    """A listening-ready TCP socket bound to 127.0.0.1 on a free port."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
-    return sock
-
-
 @asynccontextmanager
 async def serve_gateway(settings: GatewaySettings) -> AsyncIterator[tuple[uvicorn.Server, int]]:
     """The gateway app on real uvicorn (httptools) in this loop; yields (server, port)."""
@@ -161,8 +153,7 @@ async def running_mesh(
         if aggregator_first:
             await mesh.start_aggregator()
         else:
-            with free_socket() as sock:
-                mesh.aggregator_port = sock.getsockname()[1]
+            mesh.aggregator_port = free_port()
         settings = GatewaySettings(
             aggregator=f"127.0.0.1:{mesh.aggregator_port}",
             stale_after_seconds=2.0,

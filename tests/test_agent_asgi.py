@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import socket
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
@@ -16,6 +15,7 @@ from websockets.asyncio.client import connect
 
 from agent import EventTracker, RequestCountMiddleware, http_route_kind
 from tests.eventually import eventually
+from tests.ports import free_socket
 
 SHORT = 10.0
 
@@ -61,8 +61,7 @@ def build_app(lifespan_ran: list[str]) -> FastAPI:
 @asynccontextmanager
 async def serving(app: FastAPI) -> AsyncIterator[str]:
     """Serve `app` with uvicorn on a free port; on exit, shut down and wait for every request."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.bind(("127.0.0.1", 0))
+    sock = free_socket()
     port = sock.getsockname()[1]
     server = uvicorn.Server(
         uvicorn.Config(app, lifespan="on", log_level="critical", ws="websockets-sansio")

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import socket
 import subprocess
 import sys
 import threading
@@ -32,6 +31,7 @@ from mesh_common.registry import SERVICES
 from mesh_common.transport import open_channel
 from mesh_common.wire_time import set_seconds
 from tests.eventually import eventually
+from tests.ports import free_port
 
 TOKEN = "s3cret-token"
 AUTH = (("authorization", f"Bearer {TOKEN}"),)
@@ -396,13 +396,6 @@ def test_the_aggregator_exits_2_naming_the_rule(tmp_path: Path) -> None:
 
 
 # ---------------------------------------------------------------- a real Alertmanager
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 @pytest.fixture

@@ -25,9 +25,9 @@ from metricsmesh.v1 import aggregator_pb2, aggregator_pb2_grpc, snapshot_pb2
 from aggregator import DEFAULT_REGISTRY, AggregatorServer, AggregatorSettings, Registry
 from demo_fleet.steady_agent import SteadyAgent
 from gateway import GatewaySettings
-from tests.aggregator_fleet import free_port
 from tests.eventually import eventually
 from tests.hardened_gateway import serve_hardened
+from tests.ports import free_port
 
 INTERVAL = 0.5
 DEADLINE = 0.3
@@ -130,8 +130,8 @@ async def aggregator_on(registry: Registry, port: int) -> AsyncIterator[Aggregat
 
 @pytest.mark.timeout(90)
 async def test_kill_stop_cont_and_aggregator_restart_are_seen_round_by_round() -> None:
-    ports = [await free_port() for _ in range(4)]
-    aggregator_port = await free_port()
+    ports = [free_port() for _ in range(4)]
+    aggregator_port = free_port()
     with agent_processes(4, ports) as agents:
         registry = Registry(
             dataclasses.replace(DEFAULT_REGISTRY[i], host="127.0.0.1", agent_port=ports[i])

@@ -17,8 +17,9 @@ from websockets.exceptions import ConnectionClosedError
 
 import gateway._ws
 from gateway import GatewaySettings
-from tests.gateway_mesh import Mesh, free_socket
+from tests.gateway_mesh import Mesh
 from tests.hardened_gateway import serve_hardened
+from tests.ports import free_port
 
 
 @pytest.fixture
@@ -275,8 +276,8 @@ async def test_the_gateway_as_run_keeps_no_compressor_per_websocket() -> None:
     shared message once per client; `python -m bench ws_memory`.) The client offers it, as
     browsers do.
     """
-    with free_socket() as nobody:  # no aggregator: the welcome needs none
-        settings = GatewaySettings(aggregator=f"127.0.0.1:{nobody.getsockname()[1]}")
+    nobody = free_port()  # no aggregator: the welcome needs none
+    settings = GatewaySettings(aggregator=f"127.0.0.1:{nobody}")
     async with (
         serve_hardened(settings) as port,
         connect(f"ws://127.0.0.1:{port}/ws/metrics", compression="deflate") as client,
