@@ -13,8 +13,8 @@ import pytest
 from websockets.asyncio.client import connect
 
 from tests.gateway_mesh import Mesh, running_mesh
-from tests.test_gateway_sse import STREAM, events
-from tests.test_gateway_ws import receive, send, until
+from tests.sse_client import STREAM, events
+from tests.ws_client import receive, send, until
 
 
 @pytest.fixture
