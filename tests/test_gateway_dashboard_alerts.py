@@ -13,6 +13,7 @@ from aggregator._alerts.rules import rule_from_table
 from aggregator._alerts.settings import AlertSettings
 from tests.browser import ARTIFACTS, open_page, playwright_api
 from tests.gateway_mesh import Mesh, running_mesh
+from tests.seeds import javascript_client, run_snippet
 
 Page = playwright_api.Page
 TOKEN = "dashboard-test-token"
@@ -44,38 +45,6 @@ RULES = (
         "annotations": {"summary": "{service} sees under 1 event/s"},
     },
 )
-
-# Seed 003's client snippet, as it is, collecting what it logs.
-SEED_003_SNIPPET = """
-(url) => new Promise((resolve) => {
-  const received = [];
-  const ws = new WebSocket(url);
-
-  ws.onopen = function() {
-      // Subscribe to metric updates
-      ws.send(JSON.stringify({
-          type: 'subscribe',
-          data: { subscription: 'metrics' }
-      }));
-
-      // Subscribe to alerts
-      ws.send(JSON.stringify({
-          type: 'subscribe',
-          data: { subscription: 'alerts' }
-      }));
-  };
-
-  ws.onmessage = function(event) {
-      const message = JSON.parse(event.data);
-      received.push(message);
-      if (message.type === 'alert') {
-          // Handle alert
-          ws.close();
-          resolve(received);
-      }
-  };
-})
-"""
 
 
 @pytest.fixture
@@ -170,7 +139,11 @@ async def test_a_dropped_pending_alert_leaves_and_an_empty_strip_hides(
 
 
 async def test_seed_003s_websocket_snippet_gets_alerts_in_chromium(mesh: Mesh, page: Any) -> None:
-    received = await page.evaluate(SEED_003_SNIPPET, mesh.ws_url)
+    snippet = javascript_client("003")  # the document's own, until its first alert
+    done = "received.at(-1).type === 'alert'"
+    received = await page.evaluate(
+        run_snippet(snippet, "ws://localhost:8000/ws/metrics", done), mesh.ws_url
+    )
     kinds = [message["type"] for message in received]
     assert kinds[0] == "welcome" and "subscription_confirmed" in kinds
     alert = received[-1]
