@@ -21,7 +21,6 @@ from metricsmesh.v1 import aggregator_pb2_grpc, alerts_pb2
 from prometheus_client.parser import text_string_to_metric_families
 from websockets.asyncio.client import connect
 
-from aggregator._alerts.rules import rule_from_table
 from aggregator._alerts.settings import AlertSettings
 from gateway import GatewaySettings
 from gateway._alert_models import ActiveAlerts, AlertOut, AlertRuleList, AlertRuleOut
@@ -30,12 +29,11 @@ from mesh_common.filters import ServiceFilter
 from mesh_common.registry import DEFAULT_REGISTRY
 from mesh_common.transport import listen
 from tests.eventually import eventually
-from tests.gateway_mesh import Mesh, running_mesh, serve_gateway
+from tests.gateway_mesh import ADMIN_TOKEN, Mesh, running_mesh, serve_gateway
 from tests.sse_client import STREAM, events
 from tests.ws_client import until
 
-TOKEN = "s3cret-admin-token"
-AUTH = {"Authorization": f"Bearer {TOKEN}"}
+AUTH = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 DOWN_RULE = {
     "name": "ServiceDown",
     "figure": "status",
@@ -58,17 +56,7 @@ SEED_003 = {
     "annotations": {"description": "CPU usage is above 80% for 5 minutes"},
 }
 SEED_SUBSCRIBE_ALERTS = '{"type": "subscribe", "data": {"subscription": "alerts"}}'
-
-
-@pytest.fixture
-async def mesh(tmp_path: Path) -> AsyncIterator[Mesh]:
-    alerts = AlertSettings(
-        state_dir=str(tmp_path), admin_token=TOKEN, rules=(rule_from_table(0, DOWN_RULE),)
-    )
-    async with running_mesh(alerts=alerts, admin_token=TOKEN) as running:
-        await running.metrics()
-        await eventually(lambda: active(running), what="the gateway's alert subscription")
-        yield running
+pytestmark = pytest.mark.mesh(alert_rules=(DOWN_RULE,))
 
 
 async def active(mesh: Mesh, **params: Any) -> dict[str, Any] | None:
@@ -240,7 +228,7 @@ async def test_write_endpoints_need_the_bearer_token(mesh: Mesh, method: str, pa
     assert wrong.status_code == 401
     assert 'error="invalid_token"' in wrong.headers["www-authenticate"]
     basic = await mesh.http.request(
-        method, path, content=body, headers={"Authorization": f"Basic {TOKEN}"}
+        method, path, content=body, headers={"Authorization": f"Basic {ADMIN_TOKEN}"}
     )
     assert basic.status_code == 401
     # Reading needs no token.
@@ -248,7 +236,7 @@ async def test_write_endpoints_need_the_bearer_token(mesh: Mesh, method: str, pa
 
 
 async def test_the_aggregator_checks_the_forwarded_token_itself(tmp_path: Path) -> None:
-    alerts = AlertSettings(state_dir=str(tmp_path), admin_token=TOKEN)
+    alerts = AlertSettings(state_dir=str(tmp_path), admin_token=ADMIN_TOKEN)
     async with running_mesh(alerts=alerts) as mesh:  # the gateway itself wants no token
         await mesh.metrics()
         url = "/api/v1/alerts/rules"

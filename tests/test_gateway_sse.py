@@ -21,14 +21,10 @@ from tests.eventually import eventually
 from tests.gateway_mesh import Mesh, running_mesh
 from tests.sse_client import STREAM, Event, events, take
 
+# The first snapshot is in (no test starts on a 503 body); a ring of 8, heartbeats every 0.3 s.
+pytestmark = pytest.mark.mesh(history_size=8, heartbeat_seconds=0.3)
+
 REST = "/api/v1/real-time-metrics"
-
-
-@pytest.fixture
-async def mesh() -> AsyncIterator[Mesh]:
-    async with running_mesh(history_size=8, heartbeat_seconds=0.3) as running:
-        await running.metrics()  # the first snapshot is in: no test starts on a 503 body
-        yield running
 
 
 async def test_snapshots_stream_with_increasing_ids_and_the_rest_body(mesh: Mesh) -> None:
