@@ -14,10 +14,13 @@ from fastapi import FastAPI, HTTPException, WebSocket
 from websockets.asyncio.client import connect
 
 from agent import EventTracker, RequestCountMiddleware, http_route_kind
+from tests.conftest import FakeClock
 from tests.eventually import eventually
 from tests.ports import free_socket
 
 SHORT = 10.0
+WORK_SECONDS = 0.05
+"""How long the timed endpoint works, on the tracker's fake clock."""
 
 
 def build_app(lifespan_ran: list[str]) -> FastAPI:
@@ -43,11 +46,6 @@ def build_app(lifespan_ran: list[str]) -> FastAPI:
     @app.get("/unavailable")
     async def unavailable() -> None:
         raise HTTPException(503, "try later")
-
-    @app.get("/slow")
-    async def slow() -> dict[str, bool]:
-        await asyncio.sleep(0.05)
-        return {"slow": True}
 
     @app.websocket("/ws")
     async def echo(websocket: WebSocket) -> None:
@@ -138,9 +136,15 @@ async def test_a_classifier_decides_which_statuses_fail() -> None:
     assert kind_errors(tracker) == {"http_request": 3}  # the 500, the 404 and the 405
 
 
-async def test_each_request_is_timed() -> None:
-    tracker = EventTracker("web")
+async def test_each_request_is_timed(clock: FakeClock) -> None:
+    tracker = EventTracker("web", clock=clock)
     app = build_app([])
+
+    @app.get("/slow")
+    async def slow() -> dict[str, bool]:
+        clock.tick(WORK_SECONDS)  # the endpoint's work takes 50 ms on the tracker's clock
+        return {"slow": True}
+
     app.add_middleware(RequestCountMiddleware, tracker=tracker, kind=http_route_kind)
 
     async with (
@@ -152,7 +156,9 @@ async def test_each_request_is_timed() -> None:
 
     (kind,) = tracker.read(["GET /slow"]).kinds
     assert kind.latency is not None and kind.latency.count == 3
-    assert kind.latency.max_seconds >= 0.05  # the endpoint sleeps 50 ms: the middleware saw it
+    # Each request lasted the endpoint's 50 ms, no more and no less: the middleware timed it.
+    assert kind.latency.max_seconds == pytest.approx(WORK_SECONDS)
+    assert kind.latency.sum_seconds == pytest.approx(3 * WORK_SECONDS)
 
 
 async def test_kinds_per_route_template_and_method() -> None:
