@@ -1,7 +1,9 @@
-"""Every fixture of the tests: a controllable clock, the gateway's mesh and the other meshes.
+"""The shared fixtures: a fake clock, the gateway's mesh, the agents, an alerting aggregator.
 
-The helpers the fixtures build on live in their own modules (gateway_mesh.py,
-aggregator_fleet.py, alerting_aggregator.py); test modules import helpers, never each other.
+Each is defined here once, under its own name; what they build on lives in helper modules
+(gateway_mesh.py, aggregator_fleet.py, alerting_aggregator.py). A test module asks for options
+with a marker (`@pytest.mark.mesh(...)`) rather than redefining a fixture, and imports helper
+modules, never another test module.
 """
 
 from __future__ import annotations
