@@ -20,6 +20,7 @@ from agent import AgentServer, EventTracker
 from agent._server import EVENT_RATE_SERVICE
 from aggregator import DEFAULT_REGISTRY, Registry, ServiceEntry
 from mesh_common.grpc_host import GrpcHost
+from tests.ports import free_port
 
 STOPPED, HUNG, NOT_SERVING, FAILING = 3, 5, 7, 9
 """Registry indexes of the broken agents in `fleet()`."""
@@ -144,14 +145,6 @@ class Fleet:
         return host
 
 
-async def free_port() -> int:
-    """A port that was just bound and released (nothing listens on it)."""
-    agent = AgentServer(EventTracker("gone"), grace_seconds=0)
-    port = await agent.start()
-    await agent.stop()
-    return port
-
-
 @contextlib.asynccontextmanager
 async def fleet(
     entries: Sequence[ServiceEntry] = DEFAULT_REGISTRY, *, broken: bool = True
@@ -165,7 +158,7 @@ async def fleet(
     try:
         for index, entry in enumerate(entries):
             if broken and index == STOPPED:
-                ports.append(await free_port())
+                ports.append(free_port())
             elif broken and index == HUNG:
                 host = await servicer_host(result.hanging, entry.name)
                 hosts.append(host)

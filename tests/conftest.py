@@ -1,12 +1,21 @@
-"""Shared fixtures: a controllable clock for exact, sleep-free timing tests, and a real mesh."""
+"""The shared fixtures: a fake clock, the gateway's mesh, the agents, an alerting aggregator.
+
+Each is defined here once, under its own name; what they build on lives in helper modules
+(gateway_mesh.py, aggregator_fleet.py, alerting_aggregator.py). A test module asks for options
+with a marker (`@pytest.mark.mesh(...)`) rather than redefining a fixture, and imports helper
+modules, never another test module.
+"""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 
-from tests.gateway_mesh import Mesh, running_mesh
+from tests.aggregator_fleet import Fleet, fleet
+from tests.alerting_aggregator import AlertingAggregator
+from tests.gateway_mesh import ADMIN_TOKEN, Mesh, MeshOptions, running_mesh
 
 
 class FakeClock:
@@ -28,11 +37,39 @@ def clock() -> FakeClock:
 
 
 @pytest.fixture
-async def mesh() -> AsyncIterator[Mesh]:
-    """15 real agents, an aggregator and the gateway on ephemeral ports, the first snapshot in.
+async def mesh(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Mesh]:
+    """15 real agents, an aggregator and the gateway on ephemeral ports, ready as asked.
 
-    A test module that needs another mesh (other settings, nothing awaited) defines its own.
+    The closest `@pytest.mark.mesh(...)` (the test's, else the module's `pytestmark`) sets the
+    options (`tests.gateway_mesh.MeshOptions`): `wait` ("snapshot", the default: the first 200
+    body; "all_active"; "nothing"), `alert_rules` (`[[alerts.rules]]` tables: alerts run with
+    their state in `tmp_path` and ADMIN_TOKEN), `aggregator_first=False` (the gateway starts
+    alone and answers 503) and any `GatewaySettings` field, e.g. `history_size=8`.
     """
-    async with running_mesh() as running:
-        await running.metrics()
+    marker = request.node.get_closest_marker("mesh")
+    options = MeshOptions.of(**(marker.kwargs if marker else {}))
+    async with running_mesh(
+        alerts=options.alerts(tmp_path),
+        aggregator_first=options.aggregator_first,
+        **options.gateway,
+    ) as running:
+        await options.ready(running)
         yield running
+
+
+@pytest.fixture
+async def agents() -> AsyncIterator[Fleet]:
+    """Real, healthy agents for every service of the built-in registry (no aggregator)."""
+    async with fleet(broken=False) as running:
+        yield running
+
+
+@pytest.fixture
+async def alerting(tmp_path: Path) -> AsyncIterator[AlertingAggregator]:
+    """One agent and an aggregator running alerts (ADMIN_TOKEN, state in tmp_path/state)."""
+    running = AlertingAggregator(tmp_path / "state", admin_token=ADMIN_TOKEN)
+    await running.start_agent()
+    await running.start_aggregator()
+    yield running
+    await running.stop_aggregator()
+    await running.stop_agent()

@@ -3,29 +3,35 @@
 Everything listens on 127.0.0.1 port 0 in the test's event loop; clients are real (httpx,
 websockets, Chromium, Prometheus). `Mesh.stop_aggregator()` / `start_aggregator()` take the
 aggregator away and bring it back on the same port, as an operator restarting it would.
+`MeshOptions` reads what a `@pytest.mark.mesh(...)` asks of the `mesh` fixture (conftest.py).
 """
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
-import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from typing import Any, TypeVar
+from pathlib import Path
+from typing import Any, Literal, TypeVar
 
 import httpx
 import uvicorn
 
 from agent import AgentServer, EventTracker
 from aggregator import DEFAULT_REGISTRY, AggregatorServer, AggregatorSettings, Registry
+from aggregator._alerts.rules import rule_from_table
 from aggregator._alerts.settings import AlertSettings
 from gateway import GatewaySettings, create_app
 from tests.eventually import eventually
+from tests.ports import free_port, free_socket
 
 T = TypeVar("T")
 ROUND_SECONDS = 0.2
 DEADLINE_SECONDS = 0.15
+ADMIN_TOKEN = "s3cret-admin-token"
+"""The bearer token of the alert write endpoints, on the gateway and the aggregator alike."""
+Wait = Literal["snapshot", "all_active", "nothing"]
 
 
 class Mesh:
@@ -95,13 +101,70 @@ class Mesh:
 
         return await eventually(probe, what="every service active")
 
+    async def active_alerts(self) -> dict[str, Any]:
+        """GET /api/v1/alerts/active once the gateway's alert subscription answers (200)."""
 
-def free_socket() -> socket.socket:
-    """A listening-ready TCP socket bound to 127.0.0.1 on a free port."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
-    return sock
+        async def probe() -> dict[str, Any] | None:
+            response = await self.http.get("/api/v1/alerts/active")
+            return response.json() if response.status_code == 200 else None
+
+        return await eventually(probe, what="a 200 from /api/v1/alerts/active")
+
+
+@dataclasses.dataclass(frozen=True)
+class MeshOptions:
+    """What a `@pytest.mark.mesh(...)` marker asks of the `mesh` fixture.
+
+    `wait`: "snapshot" (the first 200 body), "all_active" (a body with every service active)
+    or "nothing"; `alert_rules`: `[[alerts.rules]]` tables, and the aggregator runs alerts
+    (the fixture then also waits for the gateway's alert list); `aggregator_first=False`: the
+    gateway starts alone, answering 503, and the test starts the aggregator; every other key
+    is a `GatewaySettings` field.
+    """
+
+    wait: Wait = "snapshot"
+    alert_rules: tuple[dict[str, Any], ...] | None = None
+    aggregator_first: bool = True
+    gateway: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+    @classmethod
+    def of(
+        cls,
+        *,
+        wait: Wait | None = None,
+        alert_rules: tuple[dict[str, Any], ...] | None = None,
+        aggregator_first: bool = True,
+        **gateway: Any,
+    ) -> MeshOptions:
+        """The options of a marker's keyword arguments."""
+        if wait is None:
+            wait = "snapshot" if aggregator_first else "nothing"
+        if wait not in ("snapshot", "all_active", "nothing"):
+            raise ValueError(f"mesh marker: wait={wait!r} is not snapshot, all_active, nothing")
+        if not aggregator_first and (wait != "nothing" or alert_rules is not None):
+            raise ValueError("mesh marker: without the aggregator there is nothing to wait for")
+        if alert_rules is not None:
+            gateway.setdefault("admin_token", ADMIN_TOKEN)
+        return cls(wait, alert_rules, aggregator_first, gateway)
+
+    def alerts(self, state_dir: Path) -> AlertSettings | None:
+        """The aggregator's [alerts] settings: the rules, ADMIN_TOKEN, state in `state_dir`."""
+        if self.alert_rules is None:
+            return None
+        rules = tuple(rule_from_table(index, table) for index, table in enumerate(self.alert_rules))
+        return AlertSettings(state_dir=str(state_dir), admin_token=ADMIN_TOKEN, rules=rules)
+
+    async def ready(self, mesh: Mesh) -> None:
+        """Wait for what the options ask (the 503 start state when the gateway is alone)."""
+        if not self.aggregator_first:
+            response = await mesh.http.get("/api/v1/real-time-metrics")
+            assert response.status_code == 503  # nothing yet: the state such tests start from
+        if self.wait == "snapshot":
+            await mesh.metrics()
+        elif self.wait == "all_active":
+            await mesh.metrics_all_active()
+        if self.alert_rules is not None:
+            await mesh.active_alerts()
 
 
 @asynccontextmanager
@@ -161,8 +224,7 @@ async def running_mesh(
         if aggregator_first:
             await mesh.start_aggregator()
         else:
-            with free_socket() as sock:
-                mesh.aggregator_port = sock.getsockname()[1]
+            mesh.aggregator_port = free_port()
         settings = GatewaySettings(
             aggregator=f"127.0.0.1:{mesh.aggregator_port}",
             stale_after_seconds=2.0,

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import socket
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
@@ -15,9 +14,13 @@ from fastapi import FastAPI, HTTPException, WebSocket
 from websockets.asyncio.client import connect
 
 from agent import EventTracker, RequestCountMiddleware, http_route_kind
+from tests.conftest import FakeClock
 from tests.eventually import eventually
+from tests.ports import free_socket
 
 SHORT = 10.0
+WORK_SECONDS = 0.05
+"""How long the timed endpoint works, on the tracker's fake clock."""
 
 
 def build_app(lifespan_ran: list[str]) -> FastAPI:
@@ -44,11 +47,6 @@ def build_app(lifespan_ran: list[str]) -> FastAPI:
     async def unavailable() -> None:
         raise HTTPException(503, "try later")
 
-    @app.get("/slow")
-    async def slow() -> dict[str, bool]:
-        await asyncio.sleep(0.05)
-        return {"slow": True}
-
     @app.websocket("/ws")
     async def echo(websocket: WebSocket) -> None:
         await websocket.accept()
@@ -61,8 +59,7 @@ def build_app(lifespan_ran: list[str]) -> FastAPI:
 @asynccontextmanager
 async def serving(app: FastAPI) -> AsyncIterator[str]:
     """Serve `app` with uvicorn on a free port; on exit, shut down and wait for every request."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.bind(("127.0.0.1", 0))
+    sock = free_socket()
     port = sock.getsockname()[1]
     server = uvicorn.Server(
         uvicorn.Config(app, lifespan="on", log_level="critical", ws="websockets-sansio")
@@ -139,9 +136,15 @@ async def test_a_classifier_decides_which_statuses_fail() -> None:
     assert kind_errors(tracker) == {"http_request": 3}  # the 500, the 404 and the 405
 
 
-async def test_each_request_is_timed() -> None:
-    tracker = EventTracker("web")
+async def test_each_request_is_timed(clock: FakeClock) -> None:
+    tracker = EventTracker("web", clock=clock)
     app = build_app([])
+
+    @app.get("/slow")
+    async def slow() -> dict[str, bool]:
+        clock.tick(WORK_SECONDS)  # the endpoint's work takes 50 ms on the tracker's clock
+        return {"slow": True}
+
     app.add_middleware(RequestCountMiddleware, tracker=tracker, kind=http_route_kind)
 
     async with (
@@ -153,7 +156,9 @@ async def test_each_request_is_timed() -> None:
 
     (kind,) = tracker.read(["GET /slow"]).kinds
     assert kind.latency is not None and kind.latency.count == 3
-    assert kind.latency.max_seconds >= 0.05  # the endpoint sleeps 50 ms: the middleware saw it
+    # Each request lasted the endpoint's 50 ms, no more and no less: the middleware timed it.
+    assert kind.latency.max_seconds == pytest.approx(WORK_SECONDS)
+    assert kind.latency.sum_seconds == pytest.approx(3 * WORK_SECONDS)
 
 
 async def test_kinds_per_route_template_and_method() -> None:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -14,18 +12,23 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from metricsmesh.v1 import event_rate_pb2, event_rate_pb2_grpc
 
 from agent import AgentServer, EventTracker, RpcCountInterceptor, SyncRpcCountInterceptor
+from tests.conftest import FakeClock
 
 SHORT = 5.0
 SAY = "/demo.Echo/Say"
 FAIL = "/demo.Echo/Fail"
 TICKS = "/demo.Echo/Ticks"
 TICK_SECONDS = 0.02
+"""How long each message of the Ticks stream takes, on the tracker's fake clock."""
 
 StartServer = Callable[[grpc.aio.ServerInterceptor], Awaitable[str]]
 
 
-def echo_handler(asynchronous: bool) -> grpc.GenericRpcHandler:
-    """A tiny bytes-in, bytes-out service `demo.Echo` with a method that always fails."""
+def echo_handler(asynchronous: bool, clock: FakeClock) -> grpc.GenericRpcHandler:
+    """A tiny bytes-in, bytes-out service `demo.Echo` with a method that always fails.
+
+    Its stream `Ticks` sends three messages, each after TICK_SECONDS on `clock`.
+    """
     if asynchronous:
 
         async def say(request: bytes, context: Any) -> bytes:
@@ -37,7 +40,7 @@ def echo_handler(asynchronous: bool) -> grpc.GenericRpcHandler:
 
         async def ticks(request: bytes, context: Any) -> AsyncIterator[bytes]:
             for index in range(3):
-                await asyncio.sleep(TICK_SECONDS)
+                clock.tick(TICK_SECONDS)
                 yield b"%d" % index
             if request == b"then fail":
                 await context.abort(grpc.StatusCode.UNAVAILABLE, "stream broke")
@@ -53,7 +56,7 @@ def echo_handler(asynchronous: bool) -> grpc.GenericRpcHandler:
 
         def ticks(request: bytes, context: Any) -> Iterator[bytes]:  # type: ignore[misc]
             for index in range(3):
-                time.sleep(TICK_SECONDS)
+                clock.tick(TICK_SECONDS)
                 yield b"%d" % index
             if request == b"then fail":
                 context.abort(grpc.StatusCode.UNAVAILABLE, "stream broke")
@@ -77,13 +80,15 @@ def kind_errors(tracker: EventTracker) -> dict[str, int]:
 
 
 @pytest.fixture
-def tracker() -> EventTracker:
-    return EventTracker("rpc-service")
+def tracker(clock: FakeClock) -> EventTracker:
+    return EventTracker("rpc-service", clock=clock)
 
 
-async def start_aio_server(interceptor: grpc.aio.ServerInterceptor) -> tuple[grpc.aio.Server, str]:
+async def start_aio_server(
+    interceptor: grpc.aio.ServerInterceptor, clock: FakeClock
+) -> tuple[grpc.aio.Server, str]:
     server = grpc.aio.server(interceptors=[interceptor])
-    server.add_generic_rpc_handlers([echo_handler(asynchronous=True)])
+    server.add_generic_rpc_handlers([echo_handler(asynchronous=True, clock=clock)])
     health_pb2_grpc.add_HealthServicer_to_server(health.aio.HealthServicer(), server)
     port = server.add_insecure_port("127.0.0.1:0")
     await server.start()
@@ -110,11 +115,11 @@ async def drive_aio(address: str) -> None:
 
 
 @pytest.fixture
-async def aio_server_factory() -> AsyncIterator[StartServer]:
+async def aio_server_factory(clock: FakeClock) -> AsyncIterator[StartServer]:
     started: list[grpc.aio.Server] = []
 
     async def factory(interceptor: grpc.aio.ServerInterceptor) -> str:
-        server, address = await start_aio_server(interceptor)
+        server, address = await start_aio_server(interceptor, clock)
         started.append(server)
         return address
 
@@ -167,8 +172,9 @@ async def test_a_streaming_rpc_is_timed_until_its_last_message(
         assert caught.value.code() == grpc.StatusCode.UNAVAILABLE
     (kind,) = tracker.read([TICKS]).kinds
     assert (kind.total_events, kind.total_errors) == (2, 1)
-    assert kind.latency is not None
-    assert kind.latency.max_seconds >= 3 * TICK_SECONDS * 0.9  # the whole stream, not its start
+    assert kind.latency is not None  # each call: the whole stream (3 ticks), not its start
+    assert kind.latency.max_seconds == pytest.approx(3 * TICK_SECONDS)
+    assert kind.latency.sum_seconds == pytest.approx(2 * 3 * TICK_SECONDS)
 
 
 async def test_uncounted_services_are_configurable(
@@ -200,12 +206,12 @@ async def test_the_aggregators_polling_of_an_agent_is_not_counted_as_work(
 
 
 @pytest.fixture
-def sync_server(tracker: EventTracker) -> Iterator[str]:
+def sync_server(tracker: EventTracker, clock: FakeClock) -> Iterator[str]:
     server = grpc.server(
         ThreadPoolExecutor(max_workers=4),
         interceptors=[SyncRpcCountInterceptor(tracker, kind=lambda method: method)],
     )
-    server.add_generic_rpc_handlers([echo_handler(asynchronous=False)])
+    server.add_generic_rpc_handlers([echo_handler(asynchronous=False, clock=clock)])
     health_pb2_grpc.add_HealthServicer_to_server(health.HealthServicer(), server)
     port = server.add_insecure_port("127.0.0.1:0")
     server.start()
@@ -236,8 +242,9 @@ def test_sync_interceptor_times_a_streaming_rpc(tracker: EventTracker, sync_serv
             list(ticks(b"then fail", timeout=SHORT))
     (kind,) = tracker.read([TICKS]).kinds
     assert (kind.total_events, kind.total_errors) == (2, 1)
-    assert kind.latency is not None
-    assert kind.latency.max_seconds >= 3 * TICK_SECONDS * 0.9
+    assert kind.latency is not None  # each call: the whole stream (3 ticks), not its start
+    assert kind.latency.max_seconds == pytest.approx(3 * TICK_SECONDS)
+    assert kind.latency.sum_seconds == pytest.approx(2 * 3 * TICK_SECONDS)
 
 
 def test_a_kind_that_is_neither_a_name_nor_a_function_is_refused(tracker: EventTracker) -> None:

@@ -21,9 +21,10 @@ from aggregator import (
     Clocks,
     Registry,
 )
-from tests.aggregator_fleet import HUNG, entry_at, fleet, free_port
+from tests.aggregator_fleet import HUNG, entry_at, fleet
 from tests.conftest import FakeClock
 from tests.eventually import eventually
+from tests.ports import free_port
 
 ACTIVE = snapshot_pb2.SERVICE_STATUS_ACTIVE
 INACTIVE = snapshot_pb2.SERVICE_STATUS_INACTIVE
@@ -78,7 +79,7 @@ def names(snapshot: snapshot_pb2.Snapshot) -> Sequence[str]:
 async def test_services_added_removed_and_moved_between_two_rounds(clock: FakeClock) -> None:
     async with fleet(DEFAULT_REGISTRY[:3], broken=False) as mesh:
         removed, moved, kept = mesh.registry  # healthy agents with 1, 2 and 3 events
-        down = entry_at(DEFAULT_REGISTRY[3], await free_port())  # nothing listens there
+        down = entry_at(DEFAULT_REGISTRY[3], free_port())  # nothing listens there
         added = entry_at(
             DEFAULT_REGISTRY[4], (await mesh.add_agent(DEFAULT_REGISTRY[4].name, 50)).port
         )
@@ -136,7 +137,7 @@ async def test_a_new_entry_at_the_same_address_keeps_the_state_and_shows_the_new
 ) -> None:
     async with fleet(DEFAULT_REGISTRY[:1], broken=False) as mesh:
         (healthy,) = mesh.registry
-        down = entry_at(DEFAULT_REGISTRY[1], await free_port())
+        down = entry_at(DEFAULT_REGISTRY[1], free_port())
         async with AggregatorServer(
             Registry((healthy, down)), SETTINGS, clocks=fake_clocks(clock), interval_rounds=False
         ) as server:
@@ -197,7 +198,7 @@ async def test_last_known_figures_survive_a_replacement_but_not_a_move(clock: Fa
             for entry in mesh.registry:
                 await mesh.agents[entry.name].stop(0)
             down = await fresh(server.address)
-            moved_away = entry_at(moves, await free_port())  # another agent: nothing known
+            moved_away = entry_at(moves, free_port())  # another agent: nothing known
             server.loop.replace_registry(Registry((stays, moved_away)))
             after = await fresh(server.address)
     before = rows(down)

@@ -7,25 +7,18 @@ import asyncio
 import dataclasses
 import itertools
 import time
-from collections.abc import AsyncIterator
 
 import grpc
 import pytest
 from metricsmesh.v1 import aggregator_pb2, aggregator_pb2_grpc, snapshot_pb2
 
 from aggregator import AggregatorServer, AggregatorSettings, Clocks
-from tests.aggregator_fleet import Fleet, fleet
+from tests.aggregator_fleet import Fleet
 from tests.conftest import FakeClock
 from tests.eventually import eventually
 
 QUIET = 0.3
 """How long the one test that checks that nothing happens watches for it."""
-
-
-@pytest.fixture
-async def mesh() -> AsyncIterator[Fleet]:
-    async with fleet(broken=False) as agents:
-        yield agents
 
 
 def fast_settings(**changes: object) -> AggregatorSettings:
@@ -68,10 +61,10 @@ def fake_clocks(clock: FakeClock) -> Clocks:
 
 
 async def test_filter_by_names_and_types_keeps_matching_rows_in_registry_order(
-    mesh: Fleet,
+    agents: Fleet,
 ) -> None:
     async with (
-        AggregatorServer(mesh.registry, fast_settings()) as server,
+        AggregatorServer(agents.registry, fast_settings()) as server,
         grpc.aio.insecure_channel(server.address) as channel,
     ):
         request = aggregator_pb2.GetSnapshotRequest()
@@ -83,10 +76,10 @@ async def test_filter_by_names_and_types_keeps_matching_rows_in_registry_order(
     assert response.snapshot.services_total == 15  # totals stay those of the whole fleet
 
 
-async def test_read_mask_keeps_only_the_named_fields(mesh: Fleet) -> None:
+async def test_read_mask_keeps_only_the_named_fields(agents: Fleet) -> None:
     settings = fast_settings(interval_seconds=1.0, deadline_seconds=0.5)
     async with (
-        AggregatorServer(mesh.registry, settings) as server,
+        AggregatorServer(agents.registry, settings) as server,
         grpc.aio.insecure_channel(server.address) as channel,
     ):
         request = aggregator_pb2.StreamSnapshotsRequest(last_count=1)
@@ -100,7 +93,7 @@ async def test_read_mask_keeps_only_the_named_fields(mesh: Fleet) -> None:
     assert snapshot.sequence >= 1 and snapshot.active_count == 15
     assert not snapshot.HasField("take_time") and not snapshot.HasField("age")
     assert snapshot.services_total == 0 and snapshot.events_per_second == 0
-    assert [row.service_name for row in snapshot.services] == list(mesh.registry.names)
+    assert [row.service_name for row in snapshot.services] == list(agents.registry.names)
     for row in snapshot.services:
         assert row.status == snapshot_pb2.SERVICE_STATUS_UNSPECIFIED
         assert row.port == 0 and not row.HasField("call_latency")
@@ -121,12 +114,12 @@ async def test_read_mask_keeps_only_the_named_fields(mesh: Fleet) -> None:
     ],
 )
 async def test_bad_stream_requests_are_invalid_argument(
-    mesh: Fleet, change: object, expected: str
+    agents: Fleet, change: object, expected: str
 ) -> None:
     request = aggregator_pb2.StreamSnapshotsRequest()
     change(request)  # type: ignore[operator]
     async with (
-        AggregatorServer(mesh.registry, fast_settings()) as server,
+        AggregatorServer(agents.registry, fast_settings()) as server,
         grpc.aio.insecure_channel(server.address) as channel,
     ):
         with pytest.raises(grpc.aio.AioRpcError) as caught:
@@ -137,10 +130,10 @@ async def test_bad_stream_requests_are_invalid_argument(
     assert expected in (caught.value.details() or "")
 
 
-async def test_unknown_name_in_get_snapshot_is_invalid_argument(mesh: Fleet) -> None:
+async def test_unknown_name_in_get_snapshot_is_invalid_argument(agents: Fleet) -> None:
     async with (
         # No rounds of its own: only a request could make one, and a refused one must not.
-        AggregatorServer(mesh.registry, fast_settings(), interval_rounds=False) as server,
+        AggregatorServer(agents.registry, fast_settings(), interval_rounds=False) as server,
         grpc.aio.insecure_channel(server.address) as channel,
     ):
         request = aggregator_pb2.GetSnapshotRequest()
@@ -152,12 +145,12 @@ async def test_unknown_name_in_get_snapshot_is_invalid_argument(mesh: Fleet) -> 
 
 
 async def test_min_interval_merges_snapshots_and_the_latest_wins(
-    mesh: Fleet, clock: FakeClock
+    agents: Fleet, clock: FakeClock
 ) -> None:
     # The fake monotonic clock only moves when told to: rounds come from GetSnapshot(max_age=0).
     settings = fast_settings(interval_seconds=30.0, deadline_seconds=0.3)
     server = AggregatorServer(
-        mesh.registry, settings, clocks=fake_clocks(clock), interval_rounds=False
+        agents.registry, settings, clocks=fake_clocks(clock), interval_rounds=False
     )
     async with server, grpc.aio.insecure_channel(server.address) as channel:
         client = stub(channel)
@@ -180,11 +173,11 @@ async def test_min_interval_merges_snapshots_and_the_latest_wins(
 
 
 async def test_resume_after_sequence_and_last_count_replay_history(
-    mesh: Fleet, clock: FakeClock
+    agents: Fleet, clock: FakeClock
 ) -> None:
     settings = fast_settings(interval_seconds=30.0, deadline_seconds=0.3)
     server = AggregatorServer(
-        mesh.registry, settings, clocks=fake_clocks(clock), interval_rounds=False
+        agents.registry, settings, clocks=fake_clocks(clock), interval_rounds=False
     )
     async with server, grpc.aio.insecure_channel(server.address) as channel:
         client = stub(channel)
@@ -206,9 +199,9 @@ async def test_resume_after_sequence_and_last_count_replay_history(
         last.cancel()
 
 
-async def test_stalled_subscriber_does_not_hold_up_a_live_one(mesh: Fleet) -> None:
+async def test_stalled_subscriber_does_not_hold_up_a_live_one(agents: Fleet) -> None:
     async with (
-        AggregatorServer(mesh.registry, fast_settings()) as server,
+        AggregatorServer(agents.registry, fast_settings()) as server,
         # Without BDP probing the stalled call's HTTP/2 window stays at 64 KB, so the server's
         # writes to it really block once that much is unread.
         grpc.aio.insecure_channel(
@@ -241,9 +234,9 @@ async def test_stalled_subscriber_does_not_hold_up_a_live_one(mesh: Fleet) -> No
     assert len(stalled_sequences) < spanned, stalled_sequences
 
 
-async def test_subscriber_cap_refuses_with_resource_exhausted(mesh: Fleet) -> None:
+async def test_subscriber_cap_refuses_with_resource_exhausted(agents: Fleet) -> None:
     async with (
-        AggregatorServer(mesh.registry, fast_settings(max_subscribers=2)) as server,
+        AggregatorServer(agents.registry, fast_settings(max_subscribers=2)) as server,
         grpc.aio.insecure_channel(server.address) as channel,
     ):
         client = stub(channel)
@@ -259,9 +252,9 @@ async def test_subscriber_cap_refuses_with_resource_exhausted(mesh: Fleet) -> No
     assert "limit of 2" in (caught.value.details() or "")
 
 
-async def test_cancelled_streams_detach_and_rounds_go_on_without_listeners(mesh: Fleet) -> None:
+async def test_cancelled_streams_detach_and_rounds_go_on_without_listeners(agents: Fleet) -> None:
     async with (
-        AggregatorServer(mesh.registry, fast_settings()) as server,
+        AggregatorServer(agents.registry, fast_settings()) as server,
         grpc.aio.insecure_channel(server.address) as channel,
     ):
         client = stub(channel)
@@ -277,10 +270,10 @@ async def test_cancelled_streams_detach_and_rounds_go_on_without_listeners(mesh:
         await eventually(lambda: server.rounds >= rounds + 3, what="rounds without listeners")
 
 
-async def test_rounds_run_on_their_interval_before_anybody_asks(mesh: Fleet) -> None:
+async def test_rounds_run_on_their_interval_before_anybody_asks(agents: Fleet) -> None:
     interval = 0.2
     settings = fast_settings(interval_seconds=interval, deadline_seconds=0.15)
-    async with AggregatorServer(mesh.registry, settings) as server:
+    async with AggregatorServer(agents.registry, settings) as server:
         await eventually(lambda: server.rounds >= 8, what="rounds with nobody listening")
         starts = [snapshot.taken_at for snapshot in server.loop.history]
     spacings = sorted(later - earlier for earlier, later in itertools.pairwise(starts))
@@ -291,13 +284,13 @@ async def test_rounds_run_on_their_interval_before_anybody_asks(mesh: Fleet) -> 
 
 
 async def test_max_age_zero_cannot_force_rounds_closer_than_the_minimum_spacing(
-    mesh: Fleet, clock: FakeClock
+    agents: Fleet, clock: FakeClock
 ) -> None:
     settings = dataclasses.replace(
         fast_settings(), interval_seconds=10.0, deadline_seconds=0.5, min_round_spacing_seconds=0.5
     )
     server = AggregatorServer(
-        mesh.registry, settings, clocks=Clocks(clock, time.time), interval_rounds=False
+        agents.registry, settings, clocks=Clocks(clock, time.time), interval_rounds=False
     )
     async with server:
         first = await server.loop.snapshot(0)
@@ -307,8 +300,8 @@ async def test_max_age_zero_cannot_force_rounds_closer_than_the_minimum_spacing(
         assert (await server.loop.snapshot(0)).sequence > first.sequence
 
 
-async def test_shutdown_ends_streams_with_unavailable(mesh: Fleet) -> None:
-    server = AggregatorServer(mesh.registry, fast_settings())
+async def test_shutdown_ends_streams_with_unavailable(agents: Fleet) -> None:
+    server = AggregatorServer(agents.registry, fast_settings())
     await server.start()
     try:
         async with grpc.aio.insecure_channel(server.address) as channel:

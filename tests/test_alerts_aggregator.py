@@ -5,11 +5,10 @@ from __future__ import annotations
 
 import json
 import shutil
-import socket
 import subprocess
 import sys
 import threading
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -19,25 +18,22 @@ import httpx
 import pytest
 from google.rpc import code_pb2, error_details_pb2
 from grpc_status import rpc_status
-from metricsmesh.v1 import aggregator_pb2_grpc, alerts_pb2
+from metricsmesh.v1 import alerts_pb2
 
-from agent import AgentServer, EventTracker
-from aggregator import AggregatorServer, AggregatorSettings, Registry, ServiceEntry
+from aggregator import AggregatorServer, Registry, ServiceEntry
 from aggregator._alerts.rules import rule_from_table
 from aggregator._alerts.settings import SECTION as ALERTS_SECTION
 from aggregator._alerts.settings import AlertSettings
 from mesh_common.config import load_mesh_file
 from mesh_common.errors import EXIT_USAGE, ConfigError
 from mesh_common.registry import SERVICES
-from mesh_common.transport import open_channel
 from mesh_common.wire_time import set_seconds
+from tests.alerting_aggregator import ROUNDS, AlertingAggregator
 from tests.eventually import eventually
+from tests.gateway_mesh import ADMIN_TOKEN
+from tests.ports import free_port
 
-TOKEN = "s3cret-token"
-AUTH = (("authorization", f"Bearer {TOKEN}"),)
-SETTINGS = AggregatorSettings(
-    port=0, interval_seconds=0.2, deadline_seconds=0.1, backoff_max_seconds=0
-)
+AUTH = (("authorization", f"Bearer {ADMIN_TOKEN}"),)
 
 
 def down_rule(**extra: Any) -> alerts_pb2.AlertRule:
@@ -50,76 +46,26 @@ def down_rule(**extra: Any) -> alerts_pb2.AlertRule:
     return rule
 
 
-class Mesh:
-    """One agent, an aggregator with alerts on a state dir, and a stub to call it."""
-
-    def __init__(self, state_dir: Path, **alert_settings: Any) -> None:
-        self.state_dir = state_dir
-        self.alert_settings = AlertSettings(state_dir=str(state_dir), **alert_settings)
-        self.agent: AgentServer | None = None
-        self.agent_port = 0
-        self.server: AggregatorServer | None = None
-        self.channel: grpc.aio.Channel | None = None
-
-    @property
-    def stub(self) -> aggregator_pb2_grpc.AggregatorServiceStub:
-        assert self.channel is not None
-        return aggregator_pb2_grpc.AggregatorServiceStub(self.channel)
-
-    async def start_agent(self) -> None:
-        self.agent = AgentServer(EventTracker("api"), port=self.agent_port, grace_seconds=0)
-        self.agent_port = await self.agent.start()
-
-    async def stop_agent(self) -> None:
-        assert self.agent is not None
-        await self.agent.stop(0)
-
-    async def start_aggregator(self) -> None:
-        registry = Registry([ServiceEntry("api", "127.0.0.1", 8000, self.agent_port, "core")])
-        self.server = AggregatorServer(registry, SETTINGS, alerts=self.alert_settings)
-        await self.server.start()
-        self.server.loop.subscribe(0)  # keep the rounds going
-        self.channel = open_channel(self.server.address)
-
-    async def stop_aggregator(self) -> None:
-        assert self.server is not None and self.channel is not None
-        await self.channel.close()
-        await self.server.stop(0)
-
-    async def alerts(self) -> list[alerts_pb2.Alert]:
-        return list((await self.stub.ListAlerts(alerts_pb2.ListAlertsRequest())).alerts)
-
-    async def firing(self) -> list[alerts_pb2.Alert] | None:
-        alerts = [a for a in await self.alerts() if a.state == alerts_pb2.ALERT_STATE_FIRING]
-        return alerts or None
-
-
-@pytest.fixture
-async def mesh(tmp_path: Path) -> AsyncIterator[Mesh]:
-    running = Mesh(tmp_path / "state", admin_token=TOKEN)
-    await running.start_agent()
-    await running.start_aggregator()
-    yield running
-    await running.stop_aggregator()
-    await running.stop_agent()
-
-
-async def test_writes_need_the_token_and_a_bad_rule_names_its_field(mesh: Mesh) -> None:
+async def test_writes_need_the_token_and_a_bad_rule_names_its_field(
+    alerting: AlertingAggregator,
+) -> None:
     with pytest.raises(grpc.aio.AioRpcError) as caught:
-        await mesh.stub.CreateAlertRule(alerts_pb2.CreateAlertRuleRequest(rule=down_rule()))
+        await alerting.stub.CreateAlertRule(alerts_pb2.CreateAlertRuleRequest(rule=down_rule()))
     assert caught.value.code() == grpc.StatusCode.UNAUTHENTICATED
     with pytest.raises(grpc.aio.AioRpcError) as caught:
         wrong = (("authorization", "Bearer nope"),)
-        await mesh.stub.CreateAlertRule(
+        await alerting.stub.CreateAlertRule(
             alerts_pb2.CreateAlertRuleRequest(rule=down_rule()), metadata=wrong
         )
     assert caught.value.code() == grpc.StatusCode.UNAUTHENTICATED
     bad = down_rule(figure="cpu_usage")
     with pytest.raises(grpc.aio.AioRpcError) as caught:
-        await mesh.stub.CreateAlertRule(alerts_pb2.CreateAlertRuleRequest(rule=bad), metadata=AUTH)
+        await alerting.stub.CreateAlertRule(
+            alerts_pb2.CreateAlertRuleRequest(rule=bad), metadata=AUTH
+        )
     assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert "rule field 'figure'" in (caught.value.details() or "")
-    rules = await mesh.stub.ListAlertRules(alerts_pb2.ListAlertRulesRequest())
+    rules = await alerting.stub.ListAlertRules(alerts_pb2.ListAlertRulesRequest())
     assert list(rules.rules) == []
 
 
@@ -157,7 +103,7 @@ def refused_field(error: grpc.aio.AioRpcError) -> tuple[str, str]:
     ],
 )
 async def test_a_refused_rule_names_its_field_in_the_status_details(
-    mesh: Mesh, changes: dict[str, Any], field: str
+    alerting: AlertingAggregator, changes: dict[str, Any], field: str
 ) -> None:
     bad = down_rule()
     for key, value in changes.items():
@@ -170,7 +116,9 @@ async def test_a_refused_rule_names_its_field_in_the_status_details(
         else:
             setattr(bad, key, value)
     with pytest.raises(grpc.aio.AioRpcError) as caught:
-        await mesh.stub.CreateAlertRule(alerts_pb2.CreateAlertRuleRequest(rule=bad), metadata=AUTH)
+        await alerting.stub.CreateAlertRule(
+            alerts_pb2.CreateAlertRuleRequest(rule=bad), metadata=AUTH
+        )
     assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     named, description = refused_field(caught.value)
     assert named == field
@@ -186,51 +134,53 @@ async def test_a_refused_rule_names_its_field_in_the_status_details(
     ],
 )
 async def test_a_rules_severity_is_its_level_whichever_way_a_client_gave_it(
-    mesh: Mesh, word: str, level: int, expected: int
+    alerting: AlertingAggregator, word: str, level: int, expected: int
 ) -> None:
     rule = down_rule()
     rule.severity = word
     rule.severity_level = level  # type: ignore[assignment]
-    created = await mesh.stub.CreateAlertRule(
+    created = await alerting.stub.CreateAlertRule(
         alerts_pb2.CreateAlertRuleRequest(rule=rule), metadata=AUTH
     )
     assert created.rule.severity_level == expected
     words = {2: "warning", 3: "high", 4: "critical"}
     assert created.rule.severity == words[expected]  # the deprecated word, for older clients
-    (listed,) = (await mesh.stub.ListAlertRules(alerts_pb2.ListAlertRulesRequest())).rules
+    (listed,) = (await alerting.stub.ListAlertRules(alerts_pb2.ListAlertRulesRequest())).rules
     assert listed.severity_level == expected
 
 
-async def test_a_second_rule_of_the_same_name_is_refused_naming_name(mesh: Mesh) -> None:
-    await mesh.stub.CreateAlertRule(
+async def test_a_second_rule_of_the_same_name_is_refused_naming_name(
+    alerting: AlertingAggregator,
+) -> None:
+    await alerting.stub.CreateAlertRule(
         alerts_pb2.CreateAlertRuleRequest(rule=down_rule()), metadata=AUTH
     )
     with pytest.raises(grpc.aio.AioRpcError) as caught:
-        await mesh.stub.CreateAlertRule(
+        await alerting.stub.CreateAlertRule(
             alerts_pb2.CreateAlertRuleRequest(rule=down_rule()), metadata=AUTH
         )
     assert refused_field(caught.value) == ("name", "a rule called 'ServiceDown' exists already")
 
 
 async def test_a_rule_fires_when_its_service_goes_down_and_resolves_when_it_returns(
-    mesh: Mesh,
+    alerting: AlertingAggregator,
 ) -> None:
-    created = await mesh.stub.CreateAlertRule(
+    created = await alerting.stub.CreateAlertRule(
         alerts_pb2.CreateAlertRuleRequest(rule=down_rule()), metadata=AUTH
     )
     assert created.rule.id and created.rule.source == "api"
-    changes = mesh.stub.StreamAlerts(alerts_pb2.StreamAlertsRequest())
-    await mesh.stop_agent()
-    (alert,) = await eventually(mesh.firing, what="ServiceDown firing")
+    changes = alerting.stub.StreamAlerts(alerts_pb2.StreamAlertsRequest())
+    await alerting.stop_agent()
+    (alert,) = await eventually(alerting.firing, what="ServiceDown firing")
     assert (alert.service_name, alert.severity, alert.value_text) == ("api", "critical", "inactive")
     assert alert.severity_level == alerts_pb2.ALERT_SEVERITY_CRITICAL
     assert alert.annotations["summary"] == "api is inactive"
     assert alert.labels["alertname"] == "ServiceDown" and alert.labels["service"] == "api"
-    await mesh.start_agent()
+    await alerting.start_agent()
 
     async def resolved() -> alerts_pb2.Alert | None:
         found = (
-            await mesh.stub.ListAlerts(alerts_pb2.ListAlertsRequest(include_resolved=True))
+            await alerting.stub.ListAlerts(alerts_pb2.ListAlertsRequest(include_resolved=True))
         ).alerts
         done = [a for a in found if a.state == alerts_pb2.ALERT_STATE_RESOLVED]
         return done[0] if done else None
@@ -245,41 +195,47 @@ async def test_a_rule_fires_when_its_service_goes_down_and_resolves_when_it_retu
     assert states == [alerts_pb2.ALERT_STATE_FIRING, alerts_pb2.ALERT_STATE_RESOLVED]
 
 
-async def test_a_manual_resolve_is_recorded_and_silences_the_alert(mesh: Mesh) -> None:
-    await mesh.stub.CreateAlertRule(
+async def test_a_manual_resolve_is_recorded_and_silences_the_alert(
+    alerting: AlertingAggregator,
+) -> None:
+    await alerting.stub.CreateAlertRule(
         alerts_pb2.CreateAlertRuleRequest(rule=down_rule()), metadata=AUTH
     )
-    await mesh.stop_agent()
-    (alert,) = await eventually(mesh.firing, what="ServiceDown firing")
+    await alerting.stop_agent()
+    (alert,) = await eventually(alerting.firing, what="ServiceDown firing")
     with pytest.raises(grpc.aio.AioRpcError) as caught:
-        await mesh.stub.ResolveAlert(alerts_pb2.ResolveAlertRequest(id=alert.id))
+        await alerting.stub.ResolveAlert(alerts_pb2.ResolveAlertRequest(id=alert.id))
     assert caught.value.code() == grpc.StatusCode.UNAUTHENTICATED
-    done = await mesh.stub.ResolveAlert(
+    done = await alerting.stub.ResolveAlert(
         alerts_pb2.ResolveAlertRequest(id=alert.id, resolved_by="ops"), metadata=AUTH
     )
     assert done.alert.state == alerts_pb2.ALERT_STATE_RESOLVED and done.alert.resolved_by == "ops"
-    rounds = mesh.server.rounds if mesh.server else 0
-    await eventually(lambda: mesh.server is not None and mesh.server.rounds >= rounds + 5)
-    assert await mesh.firing() is None  # still down, but silenced until it clears
+    rounds = alerting.server.rounds if alerting.server else 0
+    await eventually(lambda: alerting.server is not None and alerting.server.rounds >= rounds + 5)
+    assert await alerting.firing() is None  # still down, but silenced until it clears
 
 
-async def test_rules_and_firing_alerts_survive_an_aggregator_restart(mesh: Mesh) -> None:
-    created = await mesh.stub.CreateAlertRule(
+async def test_rules_and_firing_alerts_survive_an_aggregator_restart(
+    alerting: AlertingAggregator,
+) -> None:
+    created = await alerting.stub.CreateAlertRule(
         alerts_pb2.CreateAlertRuleRequest(rule=down_rule()), metadata=AUTH
     )
-    await mesh.stop_agent()
-    (before,) = await eventually(mesh.firing, what="ServiceDown firing")
-    await mesh.stop_aggregator()
-    await mesh.start_aggregator()
-    rules = await mesh.stub.ListAlertRules(alerts_pb2.ListAlertRulesRequest())
+    await alerting.stop_agent()
+    (before,) = await eventually(alerting.firing, what="ServiceDown firing")
+    await alerting.stop_aggregator()
+    await alerting.start_aggregator()
+    rules = await alerting.stub.ListAlertRules(alerts_pb2.ListAlertRulesRequest())
     assert [rule.id for rule in rules.rules] == [created.rule.id]
-    (after,) = await eventually(mesh.firing, what="ServiceDown still firing")
+    (after,) = await eventually(alerting.firing, what="ServiceDown still firing")
     assert after.fired_time == before.fired_time  # the same alert: not fired anew
-    deleted = await mesh.stub.DeleteAlertRule(
+    deleted = await alerting.stub.DeleteAlertRule(
         alerts_pb2.DeleteAlertRuleRequest(id=created.rule.id), metadata=AUTH
     )
     assert deleted.rule.name == "ServiceDown"
-    assert list((await mesh.stub.ListAlertRules(alerts_pb2.ListAlertRulesRequest())).rules) == []
+    assert (
+        list((await alerting.stub.ListAlertRules(alerts_pb2.ListAlertRulesRequest())).rules) == []
+    )
 
 
 # ------------------------------------------- rules on services or types the registry lacks
@@ -308,25 +264,27 @@ UNKNOWN_TYPE = {
     ],
 )
 async def test_a_rule_on_an_unknown_service_or_type_is_invalid_argument_naming_them(
-    mesh: Mesh, extra: dict[str, list[str]], field: str, words: str
+    alerting: AlertingAggregator, extra: dict[str, list[str]], field: str, words: str
 ) -> None:
     bad = down_rule()
     for key, values in extra.items():
         getattr(bad, key).extend(values)
     with pytest.raises(grpc.aio.AioRpcError) as caught:
-        await mesh.stub.CreateAlertRule(alerts_pb2.CreateAlertRuleRequest(rule=bad), metadata=AUTH)
+        await alerting.stub.CreateAlertRule(
+            alerts_pb2.CreateAlertRuleRequest(rule=bad), metadata=AUTH
+        )
     assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     details = caught.value.details() or ""
     assert details.startswith(f"rule field '{field}': {words}; known: ")
     known = "core" if field == "service_types" else "api"
     assert details.endswith(f"known: {known}")
-    rules = await mesh.stub.ListAlertRules(alerts_pb2.ListAlertRulesRequest())
+    rules = await alerting.stub.ListAlertRules(alerts_pb2.ListAlertRulesRequest())
     assert list(rules.rules) == []
     # A refused rule takes no number: the next good one is the first.
     good = down_rule(name="ApiDown")
     good.service_names.append("api")
     good.service_types.append("core")
-    created = await mesh.stub.CreateAlertRule(
+    created = await alerting.stub.CreateAlertRule(
         alerts_pb2.CreateAlertRuleRequest(rule=good), metadata=AUTH
     )
     assert created.rule.id == "rule-1" and list(created.rule.service_names) == ["api"]
@@ -345,7 +303,7 @@ def test_a_configured_rule_on_an_unknown_service_or_type_stops_the_aggregator(
     registry = Registry([ServiceEntry("api", "127.0.0.1", 8000, 18000, "core")])
     alerts = AlertSettings(state_dir=str(tmp_path), rules=(rule_from_table(0, table),))
     with pytest.raises(ConfigError) as caught:
-        AggregatorServer(registry, SETTINGS, alerts=alerts)
+        AggregatorServer(registry, ROUNDS, alerts=alerts)
     assert str(caught.value) == (
         f"[[alerts.rules]] 0 ({table['name']!r}): rule field {key!r}: {words}; known: {known}"
     )
@@ -396,13 +354,6 @@ def test_the_aggregator_exits_2_naming_the_rule(tmp_path: Path) -> None:
 
 
 # ---------------------------------------------------------------- a real Alertmanager
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 @pytest.fixture
@@ -471,17 +422,17 @@ async def test_a_real_alertmanager_gets_firing_then_resolved_and_tells_the_webho
                 return False
 
         await eventually(ready, timeout=30, what="Alertmanager to be ready")
-        mesh = Mesh(
+        alerting = AlertingAggregator(
             tmp_path / "state",
             alertmanagers=(alertmanager,),
             resend_interval_seconds=1.0,
             dashboard_url="http://127.0.0.1:8000/",
         )
-        await mesh.start_agent()
-        await mesh.start_aggregator()
+        await alerting.start_agent()
+        await alerting.start_aggregator()
         try:
-            await mesh.stub.CreateAlertRule(alerts_pb2.CreateAlertRuleRequest(rule=down_rule()))
-            await mesh.stop_agent()
+            await alerting.stub.CreateAlertRule(alerts_pb2.CreateAlertRuleRequest(rule=down_rule()))
+            await alerting.stop_agent()
 
             async def active_in_alertmanager() -> list[dict[str, Any]] | None:
                 found = (await client.get("/api/v2/alerts")).json()
@@ -496,7 +447,7 @@ async def test_a_real_alertmanager_gets_firing_then_resolved_and_tells_the_webho
                 lambda: any(n["status"] == "firing" for n in received), timeout=30,
                 what="the webhook to hear it fire",
             )  # fmt: skip
-            await mesh.start_agent()
+            await alerting.start_agent()
             await eventually(
                 lambda: any(n["status"] == "resolved" for n in received), timeout=30,
                 what="the webhook to hear it resolve",
@@ -504,5 +455,5 @@ async def test_a_real_alertmanager_gets_firing_then_resolved_and_tells_the_webho
             resolved = next(n for n in received if n["status"] == "resolved")
             assert resolved["alerts"][0]["labels"]["service"] == "api"
         finally:
-            await mesh.stop_aggregator()
-            await mesh.stop_agent()
+            await alerting.stop_aggregator()
+            await alerting.stop_agent()

@@ -25,8 +25,8 @@ from mesh_common.alert_json import alert_json
 from mesh_common.transport import open_channel
 from metricsmesh_cli.alerts import fetch_alerts
 from metricsmesh_cli.top import watch
+from tests.cli import cli, needs_cli
 from tests.eventually import eventually
-from tests.test_cli_snapshot_top import METRICS_MESH, cli
 
 DOWN_RULE = {
     "name": "ServiceDown",
@@ -37,7 +37,7 @@ DOWN_RULE = {
     "annotations": {"summary": "{service} is {value}"},
 }
 
-pytestmark = pytest.mark.skipif(not METRICS_MESH.exists(), reason="pip install -e . first")
+pytestmark = needs_cli
 
 
 @pytest.fixture

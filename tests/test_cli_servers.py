@@ -5,7 +5,6 @@ from __future__ import annotations
 import signal
 import socket
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,10 +16,10 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from demo_fleet.ports import free_ports, port_is_free
 from mesh_common.errors import EXIT_PORT_IN_USE, EXIT_USAGE
 from mesh_common.transport import open_blocking_channel
+from tests.cli import METRICS_MESH, needs_cli
 from tests.eventually import eventually_sync
 
-METRICS_MESH = Path(sys.executable).with_name("metrics-mesh")
-pytestmark = pytest.mark.skipif(not METRICS_MESH.exists(), reason="pip install -e . first")
+pytestmark = needs_cli
 
 
 @pytest.fixture

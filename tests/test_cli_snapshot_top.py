@@ -8,7 +8,6 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,9 +24,9 @@ from gateway import RealTimeMetrics
 from mesh_common.addresses import HostPort
 from mesh_common.errors import EXIT_USAGE
 from metricsmesh_cli.top import watch
+from tests.cli import METRICS_MESH, cli, needs_cli
 from tests.eventually import eventually
 
-METRICS_MESH = Path(sys.executable).with_name("metrics-mesh")
 NAMES = ("busy-ingest", "quiet-admin", "weather-feed", "gone-service")
 
 
@@ -76,21 +75,7 @@ async def fleet() -> AsyncIterator[Fleet]:
             await agent.stop(0)
 
 
-async def cli(*args: str, env: dict[str, str] | None = None) -> tuple[int, str, str]:
-    """Run the real console script without blocking the loop that serves the fleet."""
-    process = await asyncio.create_subprocess_exec(
-        str(METRICS_MESH),
-        *args,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        env={**os.environ, "COLUMNS": "220", **(env or {})},
-    )
-    out, err = await asyncio.wait_for(process.communicate(), timeout=60)
-    assert process.returncode is not None
-    return process.returncode, out.decode(), err.decode()
-
-
-pytestmark = pytest.mark.skipif(not METRICS_MESH.exists(), reason="pip install -e . first")
+pytestmark = needs_cli
 
 
 async def test_snapshot_json_speaks_the_rest_bodys_field_names(fleet: Fleet) -> None:

@@ -10,22 +10,20 @@ import asyncio
 import os
 import shutil
 import subprocess
-import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
 
 from agent import AgentServer, EventTracker
 from aggregator import AggregatorServer, AggregatorSettings, Registry, ServiceEntry
 from demo_fleet.ports import free_ports
+from tests.cli import METRICS_MESH, needs_cli
 from tests.eventually import eventually
 
-METRICS_MESH = Path(sys.executable).with_name("metrics-mesh")
 WIDTH, HEIGHT = 80, 30
 pytestmark = [
-    pytest.mark.skipif(not METRICS_MESH.exists(), reason="pip install -e . first"),
+    needs_cli,
     pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed"),
 ]
 

@@ -6,15 +6,14 @@ import platform
 import subprocess
 import sys
 from importlib import metadata
-from pathlib import Path
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from metricsmesh_cli.main import SUBCOMMANDS
+from tests.cli import METRICS_MESH, needs_cli
 from tests.gateway_mesh import running_mesh
 
-METRICS_MESH = Path(sys.executable).with_name("metrics-mesh")
 INSTALLED = metadata.version("metrics-mesh")
 
 
@@ -22,7 +21,7 @@ def output_of(*argv: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(argv, capture_output=True, text=True, timeout=60, check=False)
 
 
-@pytest.mark.skipif(not METRICS_MESH.exists(), reason="pip install -e . first")
+@needs_cli
 @pytest.mark.parametrize("command", ["", *sorted(SUBCOMMANDS)])
 def test_metrics_mesh_and_each_subcommand_print_the_installed_version(command: str) -> None:
     result = output_of(str(METRICS_MESH), *([command] if command else []), "--version")

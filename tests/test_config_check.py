@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import re
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -13,9 +12,9 @@ import pytest
 from mesh_common.config import known_tables
 from mesh_common.errors import EXIT_USAGE
 from mesh_common.registry import DEFAULT_REGISTRY
+from tests.cli import METRICS_MESH, needs_cli
 
-METRICS_MESH = Path(sys.executable).with_name("metrics-mesh")
-pytestmark = pytest.mark.skipif(not METRICS_MESH.exists(), reason="pip install -e . first")
+pytestmark = needs_cli
 
 GOOD = """
 [aggregator]

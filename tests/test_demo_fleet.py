@@ -10,7 +10,6 @@ import shlex
 import shutil
 import signal
 import subprocess
-import sys
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -25,12 +24,12 @@ from aggregator import AggregatorConfig, load_config
 from demo_fleet.ports import port_is_free
 from gateway import GatewaySettings, load_settings
 from mesh_common.transport import open_blocking_channel
+from tests.cli import METRICS_MESH
 from tests.eventually import eventually_sync
 from tests.processes import alive, descendants
 
 pytestmark = pytest.mark.slow
 
-METRICS_MESH = Path(sys.executable).with_name("metrics-mesh")
 
 # Misbehaviour on a short clock, so that every status shows within seconds.
 FAST_CHAOS = {

@@ -11,15 +11,14 @@ from pathlib import Path
 import pytest
 
 from demo_fleet.ports import port_is_free
+from tests.cli import METRICS_MESH, needs_cli
 from tests.eventually import eventually_sync
 from tests.processes import alive, descendants
-
-METRICS_MESH = Path(sys.executable).with_name("metrics-mesh")
 
 pytestmark = [
     pytest.mark.slow,
     pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux"),
-    pytest.mark.skipif(not METRICS_MESH.exists(), reason="pip install -e . first"),
+    needs_cli,
 ]
 
 SMALL_FLEET = """

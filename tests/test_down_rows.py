@@ -3,7 +3,6 @@ counts them as live (totals, Prometheus, alert rules), and one never seen has nu
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -20,18 +19,14 @@ from aggregator._fold import Backoff, RoundTimes, fold_round
 from aggregator._model import CallResult, Health, Outcome
 from gateway._models import RealTimeMetrics
 from tests.eventually import eventually
-from tests.gateway_mesh import ROUND_SECONDS, Mesh, running_mesh
+from tests.gateway_mesh import ROUND_SECONDS, Mesh
+
+pytestmark = pytest.mark.mesh(wait="nothing")
 
 STOPPED = "weather-api"
 """A data service (source `weather`) whose agent the tests stop."""
 FIGURES = ("events_per_second", "events_per_hour", "total_events", "window_events")
 KEPT = (*FIGURES, "window_errors", "total_errors", "error_rate", "latency_p99_ms", "kinds")
-
-
-@pytest.fixture
-async def mesh() -> AsyncIterator[Mesh]:
-    async with running_mesh() as running:
-        yield running
 
 
 def row_of(body: dict[str, Any], name: str) -> dict[str, Any] | None:

@@ -25,9 +25,10 @@ from metricsmesh.v1 import aggregator_pb2, aggregator_pb2_grpc, snapshot_pb2
 from aggregator import DEFAULT_REGISTRY, AggregatorServer, AggregatorSettings, Registry
 from demo_fleet.steady_agent import SteadyAgent
 from gateway import GatewaySettings
-from tests.aggregator_fleet import free_port
 from tests.eventually import eventually
 from tests.hardened_gateway import serve_hardened
+from tests.ports import free_port
+from tests.sse_client import events
 
 INTERVAL = 0.5
 DEADLINE = 0.3
@@ -73,7 +74,7 @@ async def subscribe(address: str, seen: Seen) -> None:
                 await asyncio.sleep(0.1)
 
 
-async def read_sse(url: str, events: list[tuple[str, str]]) -> None:
+async def read_sse(url: str, got: list[tuple[str, str]]) -> None:
     """Collect (event name, id or data) of the SSE stream, reconnecting with Last-Event-ID."""
     last_id: str | None = None
     async with httpx.AsyncClient(timeout=None) as http:
@@ -81,17 +82,12 @@ async def read_sse(url: str, events: list[tuple[str, str]]) -> None:
             headers = {} if last_id is None else {"Last-Event-ID": last_id}
             try:
                 async with http.stream("GET", url, headers=headers) as response:
-                    name, ident = "message", ""
-                    async for line in response.aiter_lines():
-                        if line.startswith("event: "):
-                            name = line[7:]
-                        elif line.startswith("id: "):
-                            ident = last_id = line[4:]
-                        elif line.startswith("data: ") and name == "gap":
-                            ident = line[6:]
-                        elif line == "" and name != "message":
-                            events.append((name, ident))
-                            name, ident = "message", ""
+                    async for event in events(response):
+                        last_id = event.last_event_id or last_id
+                        if event.name == "gap":
+                            got.append((event.name, event.data))
+                        elif event.name not in ("message", "comment"):
+                            got.append((event.name, event.last_event_id or ""))
             except httpx.HTTPError:
                 await asyncio.sleep(0.1)
 
@@ -130,8 +126,8 @@ async def aggregator_on(registry: Registry, port: int) -> AsyncIterator[Aggregat
 
 @pytest.mark.timeout(90)
 async def test_kill_stop_cont_and_aggregator_restart_are_seen_round_by_round() -> None:
-    ports = [await free_port() for _ in range(4)]
-    aggregator_port = await free_port()
+    ports = [free_port() for _ in range(4)]
+    aggregator_port = free_port()
     with agent_processes(4, ports) as agents:
         registry = Registry(
             dataclasses.replace(DEFAULT_REGISTRY[i], host="127.0.0.1", agent_port=ports[i])

@@ -19,9 +19,8 @@ import pytest
 from google.rpc import error_details_pb2, status_pb2
 from metricsmesh.v1 import aggregator_pb2_grpc, alerts_pb2
 from prometheus_client.parser import text_string_to_metric_families
-from websockets.asyncio.client import ClientConnection, connect
+from websockets.asyncio.client import connect
 
-from aggregator._alerts.rules import rule_from_table
 from aggregator._alerts.settings import AlertSettings
 from gateway import GatewaySettings
 from gateway._alert_models import ActiveAlerts, AlertOut, AlertRuleList, AlertRuleOut
@@ -30,11 +29,11 @@ from mesh_common.filters import ServiceFilter
 from mesh_common.registry import DEFAULT_REGISTRY
 from mesh_common.transport import listen
 from tests.eventually import eventually
-from tests.gateway_mesh import Mesh, running_mesh, serve_gateway
-from tests.test_gateway_sse import STREAM, events
+from tests.gateway_mesh import ADMIN_TOKEN, Mesh, running_mesh, serve_gateway
+from tests.sse_client import STREAM, events
+from tests.ws_client import until
 
-TOKEN = "s3cret-admin-token"
-AUTH = {"Authorization": f"Bearer {TOKEN}"}
+AUTH = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 DOWN_RULE = {
     "name": "ServiceDown",
     "figure": "status",
@@ -57,17 +56,7 @@ SEED_003 = {
     "annotations": {"description": "CPU usage is above 80% for 5 minutes"},
 }
 SEED_SUBSCRIBE_ALERTS = '{"type": "subscribe", "data": {"subscription": "alerts"}}'
-
-
-@pytest.fixture
-async def mesh(tmp_path: Path) -> AsyncIterator[Mesh]:
-    alerts = AlertSettings(
-        state_dir=str(tmp_path), admin_token=TOKEN, rules=(rule_from_table(0, DOWN_RULE),)
-    )
-    async with running_mesh(alerts=alerts, admin_token=TOKEN) as running:
-        await running.metrics()
-        await eventually(lambda: active(running), what="the gateway's alert subscription")
-        yield running
+pytestmark = pytest.mark.mesh(alert_rules=(DOWN_RULE,))
 
 
 async def active(mesh: Mesh, **params: Any) -> dict[str, Any] | None:
@@ -239,7 +228,7 @@ async def test_write_endpoints_need_the_bearer_token(mesh: Mesh, method: str, pa
     assert wrong.status_code == 401
     assert 'error="invalid_token"' in wrong.headers["www-authenticate"]
     basic = await mesh.http.request(
-        method, path, content=body, headers={"Authorization": f"Basic {TOKEN}"}
+        method, path, content=body, headers={"Authorization": f"Basic {ADMIN_TOKEN}"}
     )
     assert basic.status_code == 401
     # Reading needs no token.
@@ -247,7 +236,7 @@ async def test_write_endpoints_need_the_bearer_token(mesh: Mesh, method: str, pa
 
 
 async def test_the_aggregator_checks_the_forwarded_token_itself(tmp_path: Path) -> None:
-    alerts = AlertSettings(state_dir=str(tmp_path), admin_token=TOKEN)
+    alerts = AlertSettings(state_dir=str(tmp_path), admin_token=ADMIN_TOKEN)
     async with running_mesh(alerts=alerts) as mesh:  # the gateway itself wants no token
         await mesh.metrics()
         url = "/api/v1/alerts/rules"
@@ -350,51 +339,44 @@ async def test_a_new_sse_client_gets_the_current_alerts_first(mesh: Mesh) -> Non
                 break
 
 
-async def receive(client: ClientConnection, kind: str) -> dict[str, Any]:
-    while True:
-        message = json.loads(await asyncio.wait_for(client.recv(), 10))
-        if message["type"] == kind:
-            return message  # type: ignore[no-any-return]
-
-
 async def test_websocket_alerts_with_seed_003s_subscribe_message(mesh: Mesh) -> None:
     await mesh.agents["log-aggregator"].stop(0)
     await firing(mesh, "log-aggregator")
     async with connect(mesh.ws_url) as client:
-        welcome = await receive(client, "welcome")
+        welcome = await until(client, "welcome")
         assert "alerts" in welcome["known_metric_types"]
         await client.send(SEED_SUBSCRIBE_ALERTS)
-        confirmed = await receive(client, "subscription_confirmed")
+        confirmed = await until(client, "subscription_confirmed")
         assert confirmed["metric_types"] == ["alerts"]
-        current = await receive(client, "alert")  # the current one at once
+        current = await until(client, "alert")  # the current one at once
         assert current["data"]["service_name"] == "log-aggregator"
         assert current["data"]["state"] == "firing"
         await mesh.agents["energy-correlator"].stop(0)
         states = []
         while states[-1:] != ["firing"]:  # every change of its alert, in order
-            change = await receive(client, "alert")
+            change = await until(client, "alert")
             if change["data"]["service_name"] == "energy-correlator":
                 states.append(change["data"]["state"])
         assert states == ["pending", "firing"]
         with pytest.raises(TimeoutError):  # alerts only: no snapshot updates
-            await receive(client, "metric_update")
+            await until(client, "metric_update")
 
 
 async def test_websocket_alerts_follow_the_filters(mesh: Mesh) -> None:
     async with connect(mesh.ws_url) as client:
-        await receive(client, "welcome")
+        await until(client, "welcome")
         await client.send(
             json.dumps({"type": "set_filters", "filters": {"service_types": ["analysis"]}})
         )
-        await receive(client, "filters_updated")
+        await until(client, "filters_updated")
         await client.send(json.dumps({"type": "subscribe", "metric_types": ["alerts"]}))
-        await receive(client, "subscription_confirmed")
+        await until(client, "subscription_confirmed")
         await mesh.agents["enrichment-pipeline"].stop(0)  # core: not this client's
         await mesh.agents["energy-correlator"].stop(0)  # analysis
-        message = await receive(client, "alert")
+        message = await until(client, "alert")
         assert message["data"]["service_name"] == "energy-correlator"
         await client.send(json.dumps({"type": "unsubscribe", "metric_types": ["alerts"]}))
-        await receive(client, "unsubscription_confirmed")
+        await until(client, "unsubscription_confirmed")
 
 
 async def test_without_an_aggregator_the_alert_endpoints_say_so(mesh: Mesh) -> None:

@@ -7,22 +7,16 @@ end as a silently empty fleet. The gateway here starts alone and the aggregator 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 
 import pytest
 from websockets.asyncio.client import connect
 
-from tests.gateway_mesh import Mesh, running_mesh
-from tests.test_gateway_sse import STREAM, events
-from tests.test_gateway_ws import receive, send, until
+from tests.gateway_mesh import Mesh
+from tests.sse_client import STREAM, events
+from tests.ws_client import receive, send, until
 
-
-@pytest.fixture
-async def mesh() -> AsyncIterator[Mesh]:
-    async with running_mesh(aggregator_first=False) as running:
-        response = await running.http.get("/api/v1/real-time-metrics")
-        assert response.status_code == 503  # nothing yet: the state these tests start from
-        yield running
+# The gateway starts alone (503: the state these tests start from); they start the aggregator.
+pytestmark = pytest.mark.mesh(aggregator_first=False)
 
 
 async def test_ws_names_set_before_the_first_snapshot_are_checked_when_it_comes(

@@ -4,18 +4,15 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-from aggregator._alerts.rules import rule_from_table
-from aggregator._alerts.settings import AlertSettings
 from tests.browser import ARTIFACTS, open_page, playwright_api
-from tests.gateway_mesh import Mesh, running_mesh
+from tests.gateway_mesh import ADMIN_TOKEN, Mesh
+from tests.seeds import javascript_client, run_snippet
 
 Page = playwright_api.Page
-TOKEN = "dashboard-test-token"
 RULES = (
     {
         "name": "ServiceDown",
@@ -44,53 +41,7 @@ RULES = (
         "annotations": {"summary": "{service} sees under 1 event/s"},
     },
 )
-
-# Seed 003's client snippet, as it is, collecting what it logs.
-SEED_003_SNIPPET = """
-(url) => new Promise((resolve) => {
-  const received = [];
-  const ws = new WebSocket(url);
-
-  ws.onopen = function() {
-      // Subscribe to metric updates
-      ws.send(JSON.stringify({
-          type: 'subscribe',
-          data: { subscription: 'metrics' }
-      }));
-
-      // Subscribe to alerts
-      ws.send(JSON.stringify({
-          type: 'subscribe',
-          data: { subscription: 'alerts' }
-      }));
-  };
-
-  ws.onmessage = function(event) {
-      const message = JSON.parse(event.data);
-      received.push(message);
-      if (message.type === 'alert') {
-          // Handle alert
-          ws.close();
-          resolve(received);
-      }
-  };
-})
-"""
-
-
-@pytest.fixture
-def rules() -> tuple[dict[str, Any], ...]:
-    """The alert rules the mesh runs (a test may narrow them with parametrize)."""
-    return RULES
-
-
-@pytest.fixture
-async def mesh(tmp_path: Path, rules: tuple[dict[str, Any], ...]) -> AsyncIterator[Mesh]:
-    tables = tuple(rule_from_table(index, rule) for index, rule in enumerate(rules))
-    alerts = AlertSettings(state_dir=str(tmp_path), admin_token=TOKEN, rules=tables)
-    async with running_mesh(alerts=alerts, admin_token=TOKEN) as running:
-        await running.metrics()
-        yield running
+pytestmark = pytest.mark.mesh(alert_rules=RULES)  # a test may run fewer with its own marker
 
 
 @pytest.fixture
@@ -146,7 +97,7 @@ async def test_the_strip_shows_firing_alerts_first_and_marks_their_rows(
     # Resolved by hand: it shows as resolved, fades out and leaves the strip.
     resolved = await mesh.http.post(
         "/api/v1/alerts/resolve/config-1/calendar-service",
-        headers={"Authorization": f"Bearer {TOKEN}"},
+        headers={"Authorization": f"Bearer {ADMIN_TOKEN}"},
     )
     assert resolved.status_code == 200, resolved.text
     await expect(down).to_have_attribute("data-state", "resolved", timeout=10_000)
@@ -157,7 +108,7 @@ async def test_the_strip_shows_firing_alerts_first_and_marks_their_rows(
 
 # Only NoTraffic: a loaded machine can miss a deadline, and a ServiceDown that fires and
 # resolves would keep the strip up while it fades (10 s), which is right but not this test.
-@pytest.mark.parametrize("rules", [RULES[2:]])
+@pytest.mark.mesh(alert_rules=RULES[2:])
 async def test_a_dropped_pending_alert_leaves_and_an_empty_strip_hides(
     mesh: Mesh, page: Any
 ) -> None:
@@ -170,7 +121,11 @@ async def test_a_dropped_pending_alert_leaves_and_an_empty_strip_hides(
 
 
 async def test_seed_003s_websocket_snippet_gets_alerts_in_chromium(mesh: Mesh, page: Any) -> None:
-    received = await page.evaluate(SEED_003_SNIPPET, mesh.ws_url)
+    snippet = javascript_client("003")  # the document's own, until its first alert
+    done = "received.at(-1).type === 'alert'"
+    received = await page.evaluate(
+        run_snippet(snippet, "ws://localhost:8000/ws/metrics", done), mesh.ws_url
+    )
     kinds = [message["type"] for message in received]
     assert kinds[0] == "welcome" and "subscription_confirmed" in kinds
     alert = received[-1]
@@ -195,7 +150,7 @@ COUNT_DRAWS = """
 NO_TRAFFIC_ANYWHERE = ({**RULES[2], "services": []},)
 
 
-@pytest.mark.parametrize("rules", [NO_TRAFFIC_ANYWHERE])
+@pytest.mark.mesh(alert_rules=NO_TRAFFIC_ANYWHERE)
 async def test_loading_the_alert_list_draws_the_table_once(mesh: Mesh, page: Any) -> None:
     expect = playwright_api.expect
     released = asyncio.Event()

@@ -10,23 +10,17 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 
 from tests.browser import artifact, open_page, playwright_api
 from tests.eventually import eventually
-from tests.gateway_mesh import ROUND_SECONDS, Mesh, running_mesh
+from tests.gateway_mesh import ROUND_SECONDS, Mesh
+
+pytestmark = pytest.mark.mesh(wait="all_active")
 
 ROWS = "#rows tr[data-service]"
-
-
-@pytest.fixture
-async def mesh() -> AsyncIterator[Mesh]:
-    async with running_mesh() as running:
-        await running.metrics_all_active()
-        yield running
 
 
 async def shown(page: Any) -> None:

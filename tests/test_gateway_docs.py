@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from importlib import metadata
 
 import httpx
@@ -12,13 +12,9 @@ import pytest
 import mesh_common.version
 from gateway import GatewaySettings, create_app
 from tests.browser import artifact, open_page, origin, playwright_api
-from tests.gateway_mesh import Mesh, running_mesh
+from tests.gateway_mesh import Mesh
 
-
-@pytest.fixture
-async def mesh() -> AsyncIterator[Mesh]:
-    async with running_mesh() as running:
-        yield running
+pytestmark = pytest.mark.mesh(wait="nothing")
 
 
 async def test_swagger_ui_renders_its_operations_offline(mesh: Mesh) -> None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import shutil
-import socket
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -17,6 +16,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from mesh_common import latency
 from tests.eventually import eventually
 from tests.gateway_mesh import Mesh
+from tests.ports import free_port
 
 
 async def families(mesh: Mesh) -> dict[str, Metric]:
@@ -94,13 +94,6 @@ async def test_a_service_not_called_this_round_has_no_call_latency_sample(mesh: 
     found = await eventually(backing_off, what="a round that skips data-retention")
     calls = {s.labels["service"] for s in found["metricsmesh_service_call_latency_seconds"].samples}
     assert "data-retention" not in calls and len(calls) == 14  # no data, not a 0
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 async def test_a_real_prometheus_scrapes_the_gateway(mesh: Mesh, tmp_path: Path) -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -17,6 +16,8 @@ from mesh_common.clocks import Clocks
 from tests.conftest import FakeClock
 from tests.eventually import eventually
 from tests.gateway_mesh import Mesh, running_mesh
+
+pytestmark = pytest.mark.mesh(wait="nothing")
 
 # Story 23.2's example, verbatim: the served body must have every one of these fields, with
 # a JSON value of the same kind.
@@ -67,12 +68,6 @@ def parse_iso(text: str) -> datetime:
     """An ISO 8601 UTC timestamp as the story writes it (with a Z)."""
     assert text.endswith("Z"), text
     return datetime.fromisoformat(text.replace("Z", "+00:00"))
-
-
-@pytest.fixture
-async def mesh() -> AsyncIterator[Mesh]:
-    async with running_mesh() as running:
-        yield running
 
 
 async def test_body_has_every_field_of_the_story_with_the_same_json_kinds(mesh: Mesh) -> None:

@@ -5,9 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
-import json
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
 from typing import Any
 
 import httpx
@@ -21,61 +19,12 @@ from gateway._views import WHOLE
 from mesh_common.bounded import QUOTE_LIMIT
 from tests.eventually import eventually
 from tests.gateway_mesh import Mesh, running_mesh
+from tests.sse_client import STREAM, Event, events, take
 
-STREAM = "/api/v1/real-time-metrics/stream"
+# The first snapshot is in (no test starts on a 503 body); a ring of 8, heartbeats every 0.3 s.
+pytestmark = pytest.mark.mesh(history_size=8, heartbeat_seconds=0.3)
+
 REST = "/api/v1/real-time-metrics"
-
-
-@dataclass
-class Event:
-    """One parsed SSE event (or a comment, with name `comment`)."""
-
-    name: str
-    id: int | None
-    data: str
-
-    def json(self) -> Any:
-        return json.loads(self.data)
-
-
-async def events(response: httpx.Response) -> AsyncIterator[Event]:
-    """Parse the text/event-stream of a streaming response."""
-    name, ident, data = "message", None, []
-    async for line in response.aiter_lines():
-        if line.startswith(":"):
-            yield Event("comment", None, line[1:].strip())
-        elif line.startswith("event: "):
-            name = line[7:]
-        elif line.startswith("id: "):
-            ident = int(line[4:].rpartition("-")[2])  # EPOCH-SEQUENCE
-        elif line.startswith("data: "):
-            data.append(line[6:])
-        elif line == "" and data:
-            yield Event(name, ident, "\n".join(data))
-            name, ident, data = "message", None, []
-
-
-async def take(
-    mesh: Mesh, count: int, *, params: dict[str, str] | None = None, **headers: str
-) -> list[Event]:
-    """Open the stream, read `count` events of any kind (comments excluded), close it."""
-    got: list[Event] = []
-    async with mesh.http.stream("GET", STREAM, params=params, headers=headers) as response:
-        assert response.status_code == 200
-        assert response.headers["content-type"].startswith("text/event-stream")
-        async for event in events(response):
-            if event.name != "comment":
-                got.append(event)
-            if len(got) == count:
-                break
-    return got
-
-
-@pytest.fixture
-async def mesh() -> AsyncIterator[Mesh]:
-    async with running_mesh(history_size=8, heartbeat_seconds=0.3) as running:
-        await running.metrics()  # the first snapshot is in: no test starts on a 503 body
-        yield running
 
 
 async def test_snapshots_stream_with_increasing_ids_and_the_rest_body(mesh: Mesh) -> None:

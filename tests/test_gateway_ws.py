@@ -6,8 +6,6 @@ test_gateway_ws_seed.py and, in Chromium, test_gateway_ws_browser.py.
 
 from __future__ import annotations
 
-import asyncio
-import json
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -17,8 +15,10 @@ from websockets.exceptions import ConnectionClosedError
 
 import gateway._ws
 from gateway import GatewaySettings
-from tests.gateway_mesh import Mesh, free_socket
+from tests.gateway_mesh import Mesh
 from tests.hardened_gateway import serve_hardened
+from tests.ports import free_port
+from tests.ws_client import receive, send, until
 
 
 @pytest.fixture
@@ -27,24 +27,6 @@ async def ws(mesh: Mesh) -> AsyncIterator[ClientConnection]:
         welcome = await receive(client)
         assert welcome["type"] == "welcome"
         yield client
-
-
-async def receive(client: ClientConnection, timeout: float = 10.0) -> dict[str, Any]:
-    message = json.loads(await asyncio.wait_for(client.recv(), timeout))
-    assert isinstance(message, dict)
-    return message
-
-
-async def send(client: ClientConnection, message: Any) -> None:
-    await client.send(message if isinstance(message, str) else json.dumps(message))
-
-
-async def until(client: ClientConnection, kind: str) -> dict[str, Any]:
-    """The next message of this type (skipping others)."""
-    while True:
-        message = await receive(client)
-        if message["type"] == kind:
-            return message
 
 
 async def test_welcome_names_the_client_and_the_known_metric_types(mesh: Mesh) -> None:
@@ -275,8 +257,8 @@ async def test_the_gateway_as_run_keeps_no_compressor_per_websocket() -> None:
     shared message once per client; `python -m bench ws_memory`.) The client offers it, as
     browsers do.
     """
-    with free_socket() as nobody:  # no aggregator: the welcome needs none
-        settings = GatewaySettings(aggregator=f"127.0.0.1:{nobody.getsockname()[1]}")
+    nobody = free_port()  # no aggregator: the welcome needs none
+    settings = GatewaySettings(aggregator=f"127.0.0.1:{nobody}")
     async with (
         serve_hardened(settings) as port,
         connect(f"ws://127.0.0.1:{port}/ws/metrics", compression="deflate") as client,

@@ -1,8 +1,9 @@
 """The seeds' JavaScript WebSocket clients, as written, in real headless Chromium.
 
-Each snippet runs in a page of the gateway's own origin with only its URL replaced; a listener
-added after it collects what the page received, and the page's console lines (the snippets'
-own `console.log`) are asserted too. The screenshot shows what the page got.
+Each snippet, read from its requirement document (tests/seeds.py), runs in a page of the
+gateway's own origin with only its URL replaced; a listener added after it collects what the
+page received, and the page's console lines (the snippets' own `console.log`) are asserted
+too. The screenshot shows what the page got.
 """
 
 from __future__ import annotations
@@ -20,109 +21,9 @@ import pytest
 from tests.browser import artifact, open_page
 from tests.eventually import eventually
 from tests.gateway_mesh import Mesh, running_mesh
+from tests.seeds import javascript_client, run_snippet
 
 SERVICES = 15
-
-# Seed 002, "Client Connection (JavaScript)", verbatim but for the URL.
-SEED_002_JS_CLIENT = """
-// Connect to WebSocket server
-const ws = new WebSocket('ws://localhost:8765');
-
-ws.onopen = () => {
-    console.log('Connected to metrics stream');
-
-    // Subscribe to specific metrics
-    ws.send(JSON.stringify({
-        type: 'subscribe',
-        metric_types: ['system', 'agent', 'business']
-    }));
-
-    // Set update interval (2 seconds)
-    ws.send(JSON.stringify({
-        type: 'set_update_interval',
-        interval_seconds: 2
-    }));
-
-    // Set filters (only agent_1 and agent_2)
-    ws.send(JSON.stringify({
-        type: 'set_filters',
-        filters: {
-            agent_ids: ['agent_1', 'agent_2']
-        }
-    }));
-};
-
-ws.onmessage = (event) => {
-    const data = JSON.parse(event.data);
-
-    if (data.type === 'metric_update') {
-        console.log('Metric:', data.data);
-    } else if (data.type === 'metric_batch') {
-        console.log('Batch:', data.count, 'metrics');
-    }
-};
-
-ws.onerror = (error) => {
-    console.error('WebSocket error:', error);
-};
-
-ws.onclose = () => {
-    console.log('Connection closed');
-};
-"""
-
-# Seed 003, "WebSocket Connection", verbatim but for the URL.
-SEED_003_JS_CLIENT = """
-const ws = new WebSocket('ws://localhost:8000/ws/metrics');
-
-ws.onopen = function() {
-    // Subscribe to metric updates
-    ws.send(JSON.stringify({
-        type: 'subscribe',
-        data: { subscription: 'metrics' }
-    }));
-
-    // Subscribe to alerts
-    ws.send(JSON.stringify({
-        type: 'subscribe',
-        data: { subscription: 'alerts' }
-    }));
-};
-
-ws.onmessage = function(event) {
-    const message = JSON.parse(event.data);
-    console.log('Received:', message);
-
-    if (message.type === 'metric_update') {
-        // Handle new metrics
-        console.log('New metrics:', message.data.metrics);
-    } else if (message.type === 'alert') {
-        // Handle alert
-        console.log('Alert:', message.data);
-    }
-};
-"""
-
-# Runs a snippet (its `const ws`), collects every message until `done(received)` says so.
-HARNESS = """
-(url) => new Promise((resolve) => {
-  const received = [];
-  %(snippet)s
-  ws.addEventListener('message', (event) => {
-    received.push(JSON.parse(event.data));
-    if (%(done)s) {
-      ws.close();
-      resolve(received);
-    }
-  });
-})
-"""
-
-
-def run_snippet(snippet: str, seed_url: str, done: str) -> str:
-    """The page function running `snippet` with its URL replaced by the argument `url`."""
-    assert snippet.count(f"'{seed_url}'") == 1
-    return HARNESS % {"snippet": snippet.replace(f"'{seed_url}'", "url"), "done": done}
 
 
 @pytest.fixture
@@ -179,7 +80,7 @@ async def test_seed_002s_javascript_client_gets_confirmations_and_batches(
     await counted(mesh, "weather-api", 5)
     done = "received.filter((m) => m.type === 'metric_batch').length >= 4"
     received = await page.evaluate(
-        run_snippet(SEED_002_JS_CLIENT, "ws://localhost:8765", done), mesh.ws_url
+        run_snippet(javascript_client("002"), "ws://localhost:8765", done), mesh.ws_url
     )
     kinds = [message["type"] for message in received]
     assert kinds[0] == "welcome" and "error" not in kinds
@@ -265,7 +166,7 @@ async def test_seed_003s_javascript_client_gets_data_metrics(mesh: Mesh, page: A
         " && received.at(-1).type === 'metric_update'"
     )
     received = await page.evaluate(
-        run_snippet(SEED_003_JS_CLIENT, "ws://localhost:8000/ws/metrics", done), mesh.ws_url
+        run_snippet(javascript_client("003"), "ws://localhost:8000/ws/metrics", done), mesh.ws_url
     )
     confirmations = [m for m in received if m["type"] == "subscription_confirmed"]
     assert [m["subscription"] for m in confirmations] == ["metrics", "alerts"]
@@ -338,7 +239,7 @@ async def test_the_seeds_test_page_works_once_its_origin_is_in_cors_origins(
         async with open_page(seed_page) as page:
             done = "received.some((m) => m.type === 'metric_batch')"
             received = await page.evaluate(
-                run_snippet(SEED_002_JS_CLIENT, "ws://localhost:8765", done), mesh.ws_url
+                run_snippet(javascript_client("002"), "ws://localhost:8765", done), mesh.ws_url
             )
     kinds = [message["type"] for message in received]
     assert kinds[0] == "welcome" and "subscription_confirmed" in kinds

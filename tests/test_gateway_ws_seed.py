@@ -20,7 +20,7 @@ from gateway._ws_vocabulary import ALL_TYPES, HERO_FIELDS, SYSTEM_FIELDS
 from mesh_common.figures import KIND_FIGURES, ROW_FIGURE_NAMES
 from tests.eventually import eventually
 from tests.gateway_mesh import Mesh
-from tests.test_gateway_ws import receive, send, until
+from tests.ws_client import receive, send, until
 
 SERVICES = 15
 
