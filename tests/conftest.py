@@ -1,4 +1,5 @@
-"""The shared fixtures: a fake clock, the gateway's mesh, the agents, an alerting aggregator.
+"""The shared fixtures: a fake clock, the gateway's mesh, the hardened gateway, the agents, an
+alerting aggregator; and the session's own state directory.
 
 Each is defined here once, under its own name; what they build on lives in helper modules
 (gateway_mesh.py, aggregator_fleet.py, alerting_aggregator.py). A test module asks for options
@@ -8,27 +9,33 @@ modules, never another test module.
 
 from __future__ import annotations
 
+import os
+import shutil
+import tempfile
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from tests.aggregator_fleet import Fleet, fleet
 from tests.alerting_aggregator import AlertingAggregator
+from tests.browser import open_page
+from tests.clocks import FakeClock
 from tests.gateway_mesh import ADMIN_TOKEN, Mesh, MeshOptions, running_mesh
+from tests.hardened_gateway import HARDENED_SETTINGS, SmallMesh, serving_small_mesh
 
 
-class FakeClock:
-    """A clock that only moves when told to: `clock()` reads it, `tick(s)` advances it."""
+def pytest_configure(config: pytest.Config) -> None:
+    """Keep every aggregator's state (alert store, history) out of the user's home.
 
-    def __init__(self, start: float = 1000.0) -> None:
-        self.now = start
-
-    def __call__(self) -> float:
-        return self.now
-
-    def tick(self, seconds: float) -> None:
-        self.now += seconds
+    A test that starts `python -m aggregator` without a state directory writes to the default
+    one, `$XDG_STATE_HOME/metrics-mesh`: pointed at a directory of this session, and inherited
+    by every child process.
+    """
+    state = Path(tempfile.mkdtemp(prefix="metrics-mesh-tests-state-"))
+    os.environ["XDG_STATE_HOME"] = str(state)
+    config.add_cleanup(lambda: shutil.rmtree(state, ignore_errors=True))
 
 
 @pytest.fixture
@@ -55,6 +62,26 @@ async def mesh(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[
     ) as running:
         await options.ready(running)
         yield running
+
+
+@pytest.fixture
+async def hardened(request: pytest.FixtureRequest) -> AsyncIterator[SmallMesh]:
+    """Three agents, an aggregator and the gateway under its guarded protocol, serving.
+
+    Small limits (`tests.hardened_gateway.HARDENED_SETTINGS`) so that tests reach them; the
+    closest `@pytest.mark.hardened(...)` changes any of them.
+    """
+    marker = request.node.get_closest_marker("hardened")
+    settings = {**HARDENED_SETTINGS, **(marker.kwargs if marker else {})}
+    async with serving_small_mesh(**settings) as running:
+        yield running
+
+
+@pytest.fixture
+async def page(mesh: Mesh) -> AsyncIterator[Any]:
+    """A Chromium page showing the `mesh` gateway's dashboard."""
+    async with open_page(mesh.url + "/") as page:
+        yield page
 
 
 @pytest.fixture

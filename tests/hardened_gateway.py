@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
+import httpx
 import uvicorn
 
 from agent import AgentServer, EventTracker
@@ -19,7 +20,7 @@ from aggregator import DEFAULT_REGISTRY, AggregatorServer, AggregatorSettings, R
 from gateway import GatewaySettings
 from gateway.__main__ import uvicorn_config
 from tests.eventually import eventually
-from tests.gateway_mesh import free_socket
+from tests.ports import free_socket
 
 
 @asynccontextmanager
@@ -77,3 +78,27 @@ async def small_mesh(**gateway_settings: Any) -> AsyncIterator[SmallMesh]:
     finally:
         for agent in agents:
             await agent.stop(0)
+
+
+HARDENED_SETTINGS: dict[str, Any] = {
+    "max_header_bytes": 8192,
+    "header_timeout_seconds": 0.5,
+    "max_sse_clients": 2,
+    "max_ws_clients": 2,
+    "ws_messages_per_second": 5.0,
+    "cors_origins": ("https://dash.example",),
+}
+"""The `hardened` fixture's gateway settings: limits small enough for a test to reach."""
+
+
+@asynccontextmanager
+async def serving_small_mesh(**gateway_settings: Any) -> AsyncIterator[SmallMesh]:
+    """`small_mesh` once its gateway answers the REST endpoint with a snapshot (200)."""
+    async with small_mesh(**gateway_settings) as running:
+        async with httpx.AsyncClient(base_url=running.url, timeout=10) as http:
+
+            async def serving() -> bool:
+                return (await http.get("/api/v1/real-time-metrics")).status_code == 200
+
+            await eventually(serving, what="a snapshot from the gateway")
+        yield running

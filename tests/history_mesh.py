@@ -27,7 +27,7 @@ from aggregator._convert import AGENT_FIELDS, copy_field
 from aggregator._history import HistorySettings, HistoryWriter, SeriesKey, Tier
 from mesh_common.latency import RELATIVE_ERROR, index_of, upper_bound
 from mesh_common.wire_time import set_seconds
-from tests.conftest import FakeClock
+from tests.clocks import FakeClock
 
 ACTIVE = snapshot_pb2.SERVICE_STATUS_ACTIVE
 INACTIVE = snapshot_pb2.SERVICE_STATUS_INACTIVE

@@ -14,7 +14,7 @@ from fastapi import FastAPI, HTTPException, WebSocket
 from websockets.asyncio.client import connect
 
 from agent import EventTracker, RequestCountMiddleware, http_route_kind
-from tests.conftest import FakeClock
+from tests.clocks import FakeClock
 from tests.eventually import eventually
 from tests.ports import free_socket
 

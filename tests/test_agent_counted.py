@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator, Iterator
 import pytest
 
 from agent import CallCounter, EventTracker, counted
-from tests.conftest import FakeClock
+from tests.clocks import FakeClock
 
 
 def kind_totals(tracker: EventTracker) -> dict[str, int]:

@@ -12,7 +12,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from metricsmesh.v1 import event_rate_pb2, event_rate_pb2_grpc
 
 from agent import AgentServer, EventTracker, RpcCountInterceptor, SyncRpcCountInterceptor
-from tests.conftest import FakeClock
+from tests.clocks import FakeClock
 
 SHORT = 5.0
 SAY = "/demo.Echo/Say"

@@ -21,7 +21,7 @@ from agent import (
     ServerStateError,
 )
 from agent._convert import reading_to_response
-from tests.conftest import FakeClock
+from tests.clocks import FakeClock
 
 WALL_START = 1_750_000_000.0
 SERVICE = "weather-api"

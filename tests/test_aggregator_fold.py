@@ -25,7 +25,7 @@ from aggregator._model import (
 from mesh_common import latency
 from mesh_common.figures import TOTAL_FIGURES, fleet_values
 from mesh_common.status import ServiceStatus
-from tests.conftest import FakeClock
+from tests.clocks import FakeClock
 
 REGISTRY = Registry(
     (

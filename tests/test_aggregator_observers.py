@@ -16,7 +16,7 @@ from metricsmesh.v1 import aggregator_pb2, aggregator_pb2_grpc
 
 from aggregator import DEFAULT_REGISTRY, AggregatorServer, AggregatorSettings, Clocks, SnapshotData
 from tests.aggregator_fleet import fleet
-from tests.conftest import FakeClock
+from tests.clocks import FakeClock
 from tests.eventually import eventually
 
 SETTINGS = AggregatorSettings(

@@ -22,7 +22,7 @@ from aggregator import (
     Registry,
 )
 from tests.aggregator_fleet import HUNG, entry_at, fleet
-from tests.conftest import FakeClock
+from tests.clocks import FakeClock
 from tests.eventually import eventually
 from tests.ports import free_port
 

@@ -32,7 +32,7 @@ from mesh_common.grpc_host import GrpcHost
 from mesh_common.transport import listen
 from mesh_common.wire_time import to_seconds
 from tests.aggregator_fleet import FAILING, HUNG, NOT_SERVING, STOPPED, AnswerServicer, fleet
-from tests.conftest import FakeClock
+from tests.clocks import FakeClock
 from tests.eventually import eventually
 
 DEADLINE = 0.3

@@ -14,7 +14,7 @@ from metricsmesh.v1 import aggregator_pb2, aggregator_pb2_grpc, snapshot_pb2
 
 from aggregator import AggregatorServer, AggregatorSettings, Clocks
 from tests.aggregator_fleet import Fleet
-from tests.conftest import FakeClock
+from tests.clocks import FakeClock
 from tests.eventually import eventually
 
 QUIET = 0.3

@@ -10,7 +10,7 @@ from metricsmesh.v1 import alerts_pb2
 
 from gateway._alerts import RESOLVED_KEPT_SECONDS, AlertFeed, AlertHub
 from mesh_common.wire_time import timestamp
-from tests.conftest import FakeClock
+from tests.clocks import FakeClock
 
 FIRING = alerts_pb2.ALERT_STATE_FIRING
 PENDING = alerts_pb2.ALERT_STATE_PENDING

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 import re
-from collections.abc import AsyncIterator
 
 import pytest
 from rich.console import Console
@@ -18,12 +17,6 @@ from tests.browser import ARTIFACTS, open_page, playwright_api
 from tests.gateway_mesh import Mesh
 
 Page = playwright_api.Page
-
-
-@pytest.fixture
-async def page(mesh: Mesh) -> AsyncIterator[Page]:
-    async with open_page(mesh.url + "/") as page:
-        yield page
 
 
 def cell(service: str, field: str) -> str:

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 
-from tests.browser import ARTIFACTS, open_page, playwright_api
+from tests.browser import ARTIFACTS, playwright_api
 from tests.gateway_mesh import ADMIN_TOKEN, Mesh
 from tests.seeds import javascript_client, run_snippet
 
@@ -42,12 +41,6 @@ RULES = (
     },
 )
 pytestmark = pytest.mark.mesh(alert_rules=RULES)  # a test may run fewer with its own marker
-
-
-@pytest.fixture
-async def page(mesh: Mesh) -> AsyncIterator[Any]:
-    async with open_page(mesh.url + "/") as page:
-        yield page
 
 
 def strip_item(service: str) -> str:

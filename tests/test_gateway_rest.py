@@ -13,7 +13,7 @@ from metricsmesh.v1 import snapshot_pb2
 from gateway import GatewaySettings, RealTimeMetrics, RealTimeMetricsError, create_app
 from gateway._views import SnapshotEntry
 from mesh_common.clocks import Clocks
-from tests.conftest import FakeClock
+from tests.clocks import FakeClock
 from tests.eventually import eventually
 from tests.gateway_mesh import Mesh, running_mesh
 

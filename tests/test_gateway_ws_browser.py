@@ -27,20 +27,24 @@ SERVICES = 15
 
 
 @pytest.fixture
-async def page(mesh: Mesh) -> AsyncIterator[Any]:
-    """A Chromium page on the gateway's origin (the WebSocket's origin check lets it in)."""
-    async with open_page(mesh.url + "/health", width=1100, height=900) as page:
-        page.console_lines = []
-        page.console_errors = []
-        page.on(  # the snippets' console.log lines (not the browser's own, e.g. a favicon)
+async def console_page(mesh: Mesh) -> AsyncIterator[Any]:
+    """A Chromium console_page on the gateway's origin (the WebSocket's origin check lets it in)."""
+    async with open_page(mesh.url + "/health", width=1100, height=900) as console_page:
+        console_page.console_lines = []
+        console_page.console_errors = []
+        console_page.on(  # the snippets' console.log lines (not the browser's own, e.g. a favicon)
             "console",
-            lambda message: message.type == "log" and page.console_lines.append(message.text),
+            lambda message: (
+                message.type == "log" and console_page.console_lines.append(message.text)
+            ),
         )
-        page.on(
+        console_page.on(
             "console",
-            lambda message: message.type == "error" and page.console_errors.append(message.text),
+            lambda message: (
+                message.type == "error" and console_page.console_errors.append(message.text)
+            ),
         )
-        yield page
+        yield console_page
 
 
 async def counted(mesh: Mesh, service: str, events: int) -> None:
@@ -54,10 +58,10 @@ async def counted(mesh: Mesh, service: str, events: int) -> None:
     await eventually(probe, what=f"{events} events of {service}")
 
 
-async def show(page: Any, title: str, received: list[dict[str, Any]], name: str) -> None:
-    """Write what the page received into it, and take the screenshot."""
+async def show(console_page: Any, title: str, received: list[dict[str, Any]], name: str) -> None:
+    """Write what the console_page received into it, and take the screenshot."""
     lines = [json.dumps(message)[:160] for message in received]
-    await page.evaluate(
+    await console_page.evaluate(
         """([title, lines, consoleLines]) => {
           document.body.innerHTML = '';
           const h = document.createElement('h3');
@@ -68,18 +72,18 @@ async def show(page: Any, title: str, received: list[dict[str, Any]], name: str)
             + lines.join('\\n');
           document.body.append(h, pre);
         }""",
-        [title, lines, page.console_lines[:12]],
+        [title, lines, console_page.console_lines[:12]],
     )
-    await page.screenshot(path=artifact(name), full_page=True)
+    await console_page.screenshot(path=artifact(name), full_page=True)
 
 
 async def test_seed_002s_javascript_client_gets_confirmations_and_batches(
-    mesh: Mesh, page: Any
+    mesh: Mesh, console_page: Any
 ) -> None:
     mesh.tracker("weather-api").record(n=5)
     await counted(mesh, "weather-api", 5)
     done = "received.filter((m) => m.type === 'metric_batch').length >= 4"
-    received = await page.evaluate(
+    received = await console_page.evaluate(
         run_snippet(javascript_client("002"), "ws://localhost:8765", done), mesh.ws_url
     )
     kinds = [message["type"] for message in received]
@@ -108,13 +112,15 @@ async def test_seed_002s_javascript_client_gets_confirmations_and_batches(
     assert weather["total_events"] == 5
     sequences = sorted({item["sequence"] for batch in batches for item in batch["data"]})
     assert len(sequences) >= 2
-    assert page.console_lines[0] == "Connected to metrics stream"
-    assert "Batch: 20 metrics" in page.console_lines
-    assert "Batch: 11 metrics" in page.console_lines
-    await show(page, "seed 002's JavaScript client", received, "ws-seed-002-js.png")
+    assert console_page.console_lines[0] == "Connected to metrics stream"
+    assert "Batch: 20 metrics" in console_page.console_lines
+    assert "Batch: 11 metrics" in console_page.console_lines
+    await show(console_page, "seed 002's JavaScript client", received, "ws-seed-002-js.png")
 
 
-async def test_seed_002s_other_javascript_messages_in_the_browser(mesh: Mesh, page: Any) -> None:
+async def test_seed_002s_other_javascript_messages_in_the_browser(
+    mesh: Mesh, console_page: Any
+) -> None:
     # "Filtering", "Troubleshooting" and "Message Protocol" messages, as written.
     snippet = """
 const ws = new WebSocket('ws://localhost:8765');
@@ -142,7 +148,9 @@ ws.onopen = () => {
 """
     # Done at the first batch after the last reply (a batch may come between two replies).
     done = "received.some((m) => m.type === 'pong') && received.at(-1).type === 'metric_batch'"
-    received = await page.evaluate(run_snippet(snippet, "ws://localhost:8765", done), mesh.ws_url)
+    received = await console_page.evaluate(
+        run_snippet(snippet, "ws://localhost:8765", done), mesh.ws_url
+    )
     by_type = {message["type"]: message for message in received}
     assert "error" not in by_type
     assert by_type["filters_updated"]["applied"]["fields"] == ["throughput_tps", "error_rate"]
@@ -155,17 +163,17 @@ ws.onopen = () => {
     batch = by_type["metric_batch"]
     system = next(item for item in batch["data"] if item["metric_type"] == "system")
     assert set(system["data"]) == {"throughput_tps", "error_rate"}
-    await show(page, "seed 002's filtering messages", received, "ws-seed-002-filters.png")
+    await show(console_page, "seed 002's filtering messages", received, "ws-seed-002-filters.png")
 
 
-async def test_seed_003s_javascript_client_gets_data_metrics(mesh: Mesh, page: Any) -> None:
+async def test_seed_003s_javascript_client_gets_data_metrics(mesh: Mesh, console_page: Any) -> None:
     mesh.tracker("carbon-intensity-service").record(n=3)
     await counted(mesh, "carbon-intensity-service", 3)
     done = (
         "received.filter((m) => m.type === 'subscription_confirmed').length === 2"
         " && received.at(-1).type === 'metric_update'"
     )
-    received = await page.evaluate(
+    received = await console_page.evaluate(
         run_snippet(javascript_client("003"), "ws://localhost:8000/ws/metrics", done), mesh.ws_url
     )
     confirmations = [m for m in received if m["type"] == "subscription_confirmed"]
@@ -180,13 +188,13 @@ async def test_seed_003s_javascript_client_gets_data_metrics(mesh: Mesh, page: A
         and metric["name"] == "total_events"
     ]
     assert carbon and carbon[0]["value"] == 3 and carbon[0]["type"] == "counter"
-    assert any(line.startswith("New metrics:") for line in page.console_lines)
-    await show(page, "seed 003's JavaScript client", received, "ws-seed-003-js.png")
+    assert any(line.startswith("New metrics:") for line in console_page.console_lines)
+    await show(console_page, "seed 003's JavaScript client", received, "ws-seed-003-js.png")
 
 
-# Seed 002's test client page is served from its own origin ("Then open the test client in
+# Seed 002's test client console_page is served from its own origin ("Then open the test client in
 # your browser: http://localhost:5000/websocket_test_client.html"): here a real HTTP server on
-# localhost and a free port serves it, so the WebSocket's Origin header is that page's.
+# localhost and a free port serves it, so the WebSocket's Origin header is that console_page's.
 SEED_002_PAGE = "websocket_test_client.html"
 REFUSED = """
 (url) => new Promise((resolve) => {
@@ -199,7 +207,7 @@ REFUSED = """
 
 @pytest.fixture
 def seed_page(tmp_path: Path) -> Iterator[str]:
-    """The URL of seed 002's test client page on its own origin, http://localhost:PORT."""
+    """The URL of seed 002's test client console_page on its own origin, http://localhost:PORT."""
     (tmp_path / SEED_002_PAGE).write_text("<!doctype html><h3>seed 002 test client</h3>")
     handler = functools.partial(QuietHandler, directory=str(tmp_path))
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
@@ -213,21 +221,21 @@ def seed_page(tmp_path: Path) -> Iterator[str]:
 
 
 class QuietHandler(http.server.SimpleHTTPRequestHandler):
-    """Serves the page without logging each request."""
+    """Serves the console_page without logging each request."""
 
     def log_message(self, format: str, *args: Any) -> None:
         """Log nothing."""
 
 
 async def test_the_seeds_test_page_origin_is_refused_unless_configured(
-    mesh: Mesh, page: Any, seed_page: str
+    mesh: Mesh, console_page: Any, seed_page: str
 ) -> None:
-    await page.goto(seed_page)
-    assert (await page.evaluate("location.origin")).startswith("http://localhost:")
-    # A page of another origin must not read the fleet with its visitor's browser (CSWSH).
-    assert await page.evaluate(REFUSED, mesh.ws_url) == "closed 1006"
-    handshake = [line for line in page.console_errors if "WebSocket" in line]
-    assert handshake and "403" in handshake[0], page.console_errors
+    await console_page.goto(seed_page)
+    assert (await console_page.evaluate("location.origin")).startswith("http://localhost:")
+    # A console_page of another origin must not read the fleet with its visitor's browser (CSWSH).
+    assert await console_page.evaluate(REFUSED, mesh.ws_url) == "closed 1006"
+    handshake = [line for line in console_page.console_errors if "WebSocket" in line]
+    assert handshake and "403" in handshake[0], console_page.console_errors
 
 
 async def test_the_seeds_test_page_works_once_its_origin_is_in_cors_origins(
@@ -236,9 +244,9 @@ async def test_the_seeds_test_page_works_once_its_origin_is_in_cors_origins(
     origin = seed_page.rsplit("/", 1)[0]
     async with running_mesh(cors_origins=(origin,)) as mesh:
         await mesh.metrics()
-        async with open_page(seed_page) as page:
+        async with open_page(seed_page) as console_page:
             done = "received.some((m) => m.type === 'metric_batch')"
-            received = await page.evaluate(
+            received = await console_page.evaluate(
                 run_snippet(javascript_client("002"), "ws://localhost:8765", done), mesh.ws_url
             )
     kinds = [message["type"] for message in received]
@@ -253,5 +261,5 @@ async def test_a_standalone_html_file_works_once_null_is_in_cors_origins(tmp_pat
     for origins, verdict in (((), "closed 1006"), (("null",), "open")):
         async with running_mesh(cors_origins=origins) as mesh:
             await mesh.metrics()
-            async with open_page(page_file.as_uri()) as page:
-                assert await page.evaluate(REFUSED, mesh.ws_url) == verdict, origins
+            async with open_page(page_file.as_uri()) as console_page:
+                assert await console_page.evaluate(REFUSED, mesh.ws_url) == verdict, origins

@@ -25,7 +25,7 @@ from aggregator._service import SERVICE_NAME
 from mesh_common.bounded import QUOTE_LIMIT, RateLimitedLog, quote, quote_list
 from mesh_common.grpc_input import peer_host, service_handler
 from mesh_common.registry import DEFAULT_REGISTRY
-from tests.conftest import FakeClock
+from tests.clocks import FakeClock
 from tests.eventually import eventually
 
 GET_SNAPSHOT = "/metricsmesh.v1.AggregatorService/GetSnapshot"

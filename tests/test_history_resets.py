@@ -15,7 +15,7 @@ from agent import AgentServer
 from aggregator import AggregatorServer
 from aggregator._history import KindSample, SeriesKey
 from aggregator._history.samples import time_ms_of
-from tests.conftest import FakeClock
+from tests.clocks import FakeClock
 from tests.eventually import eventually
 from tests.history_mesh import (
     Workload,

@@ -20,7 +20,7 @@ from aggregator._history.reader import HistoryReader
 from aggregator._history.recorder import Recorder
 from aggregator._history.sqlite import SqliteStore
 from aggregator._history.tiers import DEFAULT_TIERS
-from tests.conftest import FakeClock
+from tests.clocks import FakeClock
 from tests.history_mesh import KINDS, fake_clocks, tick, tracker, wire_snapshot
 
 TIERS = parse_tiers(DEFAULT_TIERS)

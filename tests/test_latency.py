@@ -16,7 +16,7 @@ from aggregator._fold import Backoff, RoundTimes, fold_round
 from aggregator._model import CallResult, Health, Outcome
 from mesh_common import latency
 from mesh_common.registry import Registry, ServiceEntry
-from tests.conftest import FakeClock
+from tests.clocks import FakeClock
 
 WALL = 1_700_000_000.0
 

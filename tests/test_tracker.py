@@ -9,7 +9,7 @@ import tracemalloc
 import pytest
 
 from agent import EventTracker, KindCounter
-from tests.conftest import FakeClock
+from tests.clocks import FakeClock
 
 START = 1000.0  # FakeClock's default start
 WALL_START = 1_700_000_000.0
