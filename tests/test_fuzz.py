@@ -13,6 +13,7 @@ import asyncio
 import json
 import logging
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -55,6 +56,8 @@ class Running:
     aggregator: str
     agent: str
     gateway: str
+    loop: asyncio.AbstractEventLoop
+    """The servers' event loop (their thread's)."""
 
 
 @pytest.fixture(scope="module")
@@ -70,7 +73,7 @@ def running() -> Iterator[Running]:
             rate_limit_per_second=0.0,
             heartbeat_seconds=0.2,
         ) as mesh:
-            found.append(Running(mesh.aggregator.address, mesh.agents[0].address, mesh.url))
+            found.append(Running(mesh.aggregator.address, mesh.agents[0].address, mesh.url, loop))
             ready.set()
             await stop.wait()
 
@@ -102,7 +105,19 @@ def http(running: Running) -> Iterator[httpx.Client]:
         yield client
 
 
-def no_tracebacks(caplog: pytest.LogCaptureFixture) -> None:
+async def _log_canary(text: str) -> None:
+    logging.getLogger("gateway").warning(text)
+
+
+def no_tracebacks(caplog: pytest.LogCaptureFixture, running: Running) -> None:
+    """Nothing was logged with a traceback, by a capture that sees the servers' thread.
+
+    A canary logged on the servers' loop must be captured, so an empty capture (the servers'
+    records going elsewhere) fails instead of passing.
+    """
+    canary = f"fuzz canary {time.monotonic_ns()}"
+    asyncio.run_coroutine_threadsafe(_log_canary(canary), running.loop).result(10)
+    assert canary in caplog.text, "the log capture does not see the servers' records"
     assert not [record for record in caplog.records if record.exc_info], "a traceback was logged"
     assert "Traceback" not in caplog.text
 
@@ -110,7 +125,11 @@ def no_tracebacks(caplog: pytest.LogCaptureFixture) -> None:
 @settings(FUZZ, max_examples=800)
 @given(payload=st.binary(max_size=512), method=st.sampled_from(range(3)))
 def test_grpc_raw_bytes(
-    channels: dict[str, grpc.Channel], payload: bytes, method: int, caplog: pytest.LogCaptureFixture
+    channels: dict[str, grpc.Channel],
+    payload: bytes,
+    method: int,
+    caplog: pytest.LogCaptureFixture,
+    running: Running,
 ) -> None:
     caplog.set_level(logging.WARNING)
     try:
@@ -125,7 +144,7 @@ def test_grpc_raw_bytes(
         code = error.code()  # type: ignore[attr-defined]
         assert code in ACCEPTED or code is grpc.StatusCode.CANCELLED, error
         assert len(error.details() or "") < 1000  # type: ignore[attr-defined]
-    no_tracebacks(caplog)
+    no_tracebacks(caplog, running)
 
 
 TEXT = st.text(st.characters(codec="latin-1", exclude_characters="\r\n\x00"), max_size=80)
@@ -147,6 +166,7 @@ def test_rest_and_sse_parameters_and_headers(
     params: dict[str, str],
     header: tuple[str, str],
     caplog: pytest.LogCaptureFixture,
+    running: Running,
 ) -> None:
     caplog.set_level(logging.WARNING)
     name, value = header
@@ -161,7 +181,7 @@ def test_rest_and_sse_parameters_and_headers(
     except httpx.LocalProtocolError:
         assume(False)
     assert status < 500 or (status == 503 and path != "/api/v1/schema"), status
-    no_tracebacks(caplog)
+    no_tracebacks(caplog, running)
 
 
 @pytest.fixture(scope="module")
@@ -218,7 +238,7 @@ MESSAGES = st.one_of(
 @settings(FUZZ, max_examples=800)
 @given(message=MESSAGES)
 def test_websocket_frames(
-    ws: list[ClientConnection], message: str, caplog: pytest.LogCaptureFixture
+    ws: list[ClientConnection], message: str, caplog: pytest.LogCaptureFixture, running: Running
 ) -> None:
     caplog.set_level(logging.WARNING)
     client = ws[0]
@@ -229,7 +249,7 @@ def test_websocket_frames(
             pass  # replies, errors and pushed updates before the pong
     except ConnectionClosed as closed:  # pragma: no cover - must not happen
         raise AssertionError(f"the connection was dropped: {closed}") from closed
-    no_tracebacks(caplog)
+    no_tracebacks(caplog, running)
 
 
 def test_every_server_answers_correctly_afterwards(
