@@ -51,6 +51,15 @@ STATUSES = tuple(ServiceStatus)
 for _code, _limit in (*_UNSIGNED, *_SIGNED):
     if array(_code).itemsize * 8 < _limit.bit_length():
         raise ImportError(f"array typecode {_code!r} is too small here")
+_UNSIGNED_BY_BITS, _SIGNED_BY_BITS = (
+    tuple(
+        next(code for code, limit in choices if limit.bit_length() >= bits)
+        for bits in range(choices[-1][1].bit_length() + 1)
+    )
+    for choices in (_UNSIGNED, _SIGNED)
+)
+"""The narrowest typecode per bit length of a column's bound: a lookup, not a search per
+column (a seal packs thousands of columns: bench/bench_history.py, `writer`)."""
 
 
 def pack_ints(values: Sequence[int]) -> bytes:
@@ -58,13 +67,17 @@ def pack_ints(values: Sequence[int]) -> bytes:
     if not values:
         return b"B"
     low, high = min(values), max(values)
-    choices = _SIGNED if low < 0 else _UNSIGNED
-    bound = max(high, -low - 1) if low < 0 else high
-    code = next((code for code, limit in choices if bound <= limit), None)
-    if code is None:
+    if low < 0:
+        bound, codes = max(high, -low - 1), _SIGNED_BY_BITS
+    else:
+        bound, codes = high, _UNSIGNED_BY_BITS
+    if bound.bit_length() >= len(codes):
         raise OverflowError(f"a value of {bound} does not fit in 64 bits")
-    column = values if isinstance(values, array) and values.typecode == code else None
-    column = column if column is not None else array(code, values)
+    code = codes[bound.bit_length()]
+    if isinstance(values, array) and values.typecode == code:
+        column = values
+    else:
+        column = array(code, values)
     if _BIG_ENDIAN:
         column = array(code, column)
         column.byteswap()
