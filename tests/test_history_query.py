@@ -1,4 +1,9 @@
-"""Figures over a range from samples: windows, no point without data, merged buckets."""
+"""Figures over a range from samples: windows, no point without data, merged buckets.
+
+A kind has a sample only in the rounds its totals moved; its service's samples say in which
+rounds it answered: an idle window counts 0 events, a window in which it never answered has
+no point (the end-to-end case is in test_history_rollups.py).
+"""
 
 from __future__ import annotations
 
@@ -99,3 +104,26 @@ def test_a_bad_query_names_its_parameter(
     with pytest.raises(HistoryQueryError) as caught:
         evaluate_range([], figure, start, end, step)
     assert caught.value.field == field
+
+
+def test_an_idle_window_counts_0_and_a_window_without_an_answer_has_no_point() -> None:
+    answered = ServiceSample(1_000, 1, 1, ServiceStatus.ACTIVE, 1, 2_000_000, 0, 1, answered=1)
+    down = ServiceSample(2_000, 1, 0, ServiceStatus.INACTIVE, 1, 2_000_000, 0, 0, answered=0)
+    back = ServiceSample(3_000, 1, 1, ServiceStatus.ACTIVE, 1, 2_000_000, 0, 1, answered=1)
+    busy = timed(3_000, [0.1, 0.2], errors=1)
+    series = [[busy], [answered, down, back]]  # the kind's samples and its service's
+    # (0, 1]: answered, no event: 0; (1, 2]: no answer: no point; (2, 3]: the events.
+    assert evaluate_range(series, "events", 1_000, 3_000, 1_000) == [
+        Point(1_000, 0.0),
+        Point(3_000, 2.0),
+    ]
+    assert evaluate_range(series, "errors_per_second", 1_000, 3_000, 1_000) == [
+        Point(1_000, 0.0),
+        Point(3_000, 1.0),
+    ]
+    for undefined in ("error_rate", "latency_p99_ms", "latency_avg_ms", "latency_max_ms"):
+        assert [p.time_ms for p in evaluate_range(series, undefined, 1_000, 3_000, 1_000)] == [
+            3_000
+        ]
+    assert evaluate_latest([[answered]], "events_per_second", 1_000) == Point(1_000, 0.0)
+    assert evaluate_latest([[down]], "events_per_second", 1_000) is None

@@ -1,4 +1,5 @@
-"""The coarse tiers hold the exact sums of the finest one; retention deletes what expired.
+"""The coarse tiers hold the exact sums of the finest one; retention deletes what expired; an
+idle minute counts 0 events in every tier, a minute without an answer has no point.
 
 The recorder (the writer's worker, without its thread) is fed rounds of real trackers under a
 fake clock: 30 minutes of 1 s rounds, then 12 hours of 20 s rounds, restarted in the middle.
@@ -14,7 +15,7 @@ from collections import Counter
 from pathlib import Path
 
 from agent import EventTracker
-from aggregator._history import KindSample, SeriesKey, ServiceSample, parse_tiers
+from aggregator._history import KindSample, SeriesKey, ServiceSample, evaluate_range, parse_tiers
 from aggregator._history.memory import OpenChunks
 from aggregator._history.reader import HistoryReader
 from aggregator._history.recorder import Recorder
@@ -93,6 +94,7 @@ def summed(fine: list, resolution: int) -> list:  # type: ignore[type-arg]
                     sum(s.call_ns for s in group),
                     sum(s.cpu_milli for s in group),
                     sum(s.cpu_count for s in group),
+                    sum(s.answered for s in group),
                 )
             )
     return result
@@ -127,7 +129,7 @@ def test_retention_deletes_expired_chunks_of_each_tier_and_keeps_the_rest(tmp_pa
     recorder, reader = recorder_for(tmp_path / "history.sqlite3", monotonic)
     play(recorder, trackers, (monotonic, wall), 600, 1.0, rng)  # 10 min of 1 s rounds
     first_day = reader.read(KEYS, TIERS[0], *EVERYTHING)
-    assert sum(len(samples) for samples in first_day.values()) > 3000
+    assert sum(len(samples) for samples in first_day.values()) > 2800
     play(recorder, trackers, (monotonic, wall), 160, 600.0, rng)  # 26 h later
     now = int(wall() * 1000)
     store = recorder.store
@@ -140,4 +142,34 @@ def test_retention_deletes_expired_chunks_of_each_tier_and_keeps_the_rest(tmp_pa
         now - TIERS[0].retention_ms
     )
     assert sum(s.events for s in minutes[KEYS[0]][:10]) == sum(s.events for s in first_day[KEYS[0]])
+    recorder.finish()
+
+
+def test_a_minute_without_events_counts_0_and_a_minute_without_an_answer_has_no_point(
+    tmp_path: Path,
+) -> None:
+    monotonic, wall, _ = fake_clocks()
+    orders = tracker("orders-api", monotonic, wall)
+    recorder, reader = recorder_for(tmp_path / "history.sqlite3", monotonic)
+    start = int(wall() * 1000)
+    for second in range(1, 241):  # minute 1 busy then idle, minute 2 down, 3 and 4 idle
+        tick(monotonic, wall, 1.0)
+        if second in (1, 90):  # the events of second 90 wait in the agent until it is back
+            orders.record("api_call", n=5 if second == 1 else 7)
+        answered = not 60 < second <= 120
+        recorder.record(wire_snapshot(wall(), [orders], answered=[answered]))
+    keys = [SeriesKey("orders-api", "api_call"), SeriesKey("orders-api", "")]
+    for tier, step in ((TIERS[0], 60_000), (TIERS[1], 60_000), (TIERS[0], 1000)):
+        samples = reader.read(keys, tier, start, start + 240_000)
+        points = evaluate_range(samples, "events", start + step, start + 240_000, step)
+        counts = {(point.time_ms - start) // 1000: point.value for point in points}
+        if step == 1000:
+            assert counts[1] == 5 and counts[121] == 7 and counts[60] == counts[240] == 0
+            assert not any(61 <= second <= 120 for second in counts)  # down: no point
+            assert len(counts) == 180
+        else:
+            assert counts == {60: 5, 180: 7, 240: 0}, tier.text
+        # The kind's samples alone: a point only where it moved.
+        alone = evaluate_range([samples[keys[0]]], "events", start + step, start + 240_000, step)
+        assert [point.value for point in alone] == [5, 7]
     recorder.finish()

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import struct
+import zlib
+
 from hypothesis import given
 from hypothesis import strategies as st
 
 from aggregator._history.codec import (
+    ServiceColumns,
     columns_of,
     decode_chunk,
     decode_cursor,
@@ -13,6 +17,7 @@ from aggregator._history.codec import (
     encode_chunk,
     encode_cursor,
     encode_head,
+    pack_ints,
 )
 from aggregator._history.model import Cursor, KindSample, SeriesKey, ServiceSample
 from aggregator._history.samples import (
@@ -83,7 +88,7 @@ def test_a_row_without_fresh_figures_has_a_service_sample_and_no_kind_sample() -
     samples = round_samples(wire_snapshot(wall(), [orders], answered=[False]), 1000, {})
     assert samples.kind_samples == [] and samples.cursors == {}
     (service,) = samples.service_samples
-    assert samples.service_keys == [SeriesKey("orders-api", "")]
+    assert samples.services == ["orders-api"]
     assert (service.rounds, service.active_rounds, service.status) == (1, 0, "inactive")
     assert (service.calls, service.call_ns, service.cpu_count) == (1, 2_000_000, 0)
 
@@ -102,8 +107,8 @@ def test_replaying_the_increases_rebuilds_the_cursor() -> None:
             orders.record("api_call")
         samples = round_samples(wire_snapshot(wall(), [orders]), step * 7000, cursors)
         cursors.update(samples.cursors)
-        lifetime = samples.lifetimes["orders-api"]
-        replayed = advance_cursor(replayed, samples.kind_samples[0], samples.resets[0], lifetime)
+        for sample, reset in zip(samples.kind_samples, samples.resets, strict=True):
+            replayed = advance_cursor(replayed, sample, reset, samples.lifetimes[0])
     assert replayed is not None
     now = cursors[API]
     assert (replayed.lifetime_ns, replayed.events, replayed.errors) == (
@@ -179,8 +184,8 @@ def test_chunks_and_head_rows_give_back_what_was_written(
     same_time = [sample._replace(time_ms=start) for sample in samples]
     ids = list(range(1, len(same_time) + 1))
     resets = [i % 2 == 0 for i in ids]
-    service = ServiceSample(start, 1, 1, ServiceStatus.ERROR, 0, 0, 0, 0)
-    data = encode_head(ids, same_time, resets, [99], [service], [2**62])
+    service = ServiceSample(start, 1, 1, ServiceStatus.ERROR, 0, 0, 0, 0, 1)
+    data = encode_head(ids, same_time, resets, [99], columns_of([service], True), [2**62])
     decoded_kinds, decoded_services = decode_head(start, data)
     assert decoded_kinds == list(zip(ids, same_time, resets, strict=True))
     assert decoded_services == [(99, service, 2**62)]
@@ -206,3 +211,24 @@ def test_a_kind_that_moved_is_counted_even_when_its_row_totals_did_not() -> None
     cursors = round_samples(first, 1000, {}, keys, memos).cursors
     (sample,) = round_samples(second, 2000, cursors, keys, memos).kind_samples
     assert sample.events == 3
+
+
+def test_what_version_1_wrote_reads_back_with_answered_0() -> None:
+    """A store written before `answered` existed (its kinds have a sample in every answered
+    round, so a query answers as it did)."""
+    service = ServiceSample(5_000, 1, 1, ServiceStatus.ACTIVE, 1, 5, 2_000, 1, answered=1)
+    columns = columns_of([service], True)
+    assert isinstance(columns, ServiceColumns)
+    version_1 = columns.encode()[: -len(pack_ints(columns.answered))]  # no answered column
+    chunk = zlib.compress(struct.pack("<BcIq", 1, b"S", 1, 5_000) + version_1)
+    assert decode_chunk(chunk).samples() == [service._replace(answered=0)]
+    head = b"".join(
+        (
+            struct.pack("<BII", 1, 0, 1),
+            *(pack_ints([]) for _ in range(9)),  # kind ids, 7 kind columns, resets
+            pack_ints([7]),
+            columns.encode(times=False)[: -len(pack_ints(columns.answered))],
+            pack_ints([123]),
+        )
+    )
+    assert decode_head(5_000, head) == ([], [(7, service._replace(answered=0), 123)])

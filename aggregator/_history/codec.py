@@ -32,8 +32,10 @@ from aggregator._errors import HistoryStoreError
 from aggregator._history.model import Cursor, KindSample, ServiceSample
 from mesh_common.status import ServiceStatus
 
-VERSION = 1
-"""The encoding's version: the first byte of every chunk and head row."""
+VERSION = 2
+"""The encoding's version: the first byte of every chunk and head row. Version 1 (read, no
+longer written) had no `answered` column in a service series: it reads as 0 there."""
+_READABLE = (1, VERSION)
 ZLIB_LEVEL = 6
 """zlib's default: level 9 saves under 1 % more on chunks and costs twice the time."""
 
@@ -42,12 +44,22 @@ _SIGNED = (("b", 0x7F), ("h", 0x7FFF), ("i", 0x7FFF_FFFF), ("q", 0x7FFF_FFFF_FFF
 _BIG_ENDIAN = sys.byteorder == "big"
 _CHUNK_HEADER = struct.Struct("<BcIq")  # version, series type, samples, base time
 _HEAD_HEADER = struct.Struct("<BII")  # version, kind samples, service samples
-_STATUS_CODES = {status: code for code, status in enumerate(ServiceStatus)}
+STATUS_CODES = {status: code for code, status in enumerate(ServiceStatus)}
+"""The code of each status in a status column."""
 STATUSES = tuple(ServiceStatus)
 """The statuses by their code in a status column."""
 for _code, _limit in (*_UNSIGNED, *_SIGNED):
     if array(_code).itemsize * 8 < _limit.bit_length():
         raise ImportError(f"array typecode {_code!r} is too small here")
+_UNSIGNED_BY_BITS, _SIGNED_BY_BITS = (
+    tuple(
+        next(code for code, limit in choices if limit.bit_length() >= bits)
+        for bits in range(choices[-1][1].bit_length() + 1)
+    )
+    for choices in (_UNSIGNED, _SIGNED)
+)
+"""The narrowest typecode per bit length of a column's bound: a lookup, not a search per
+column (a seal packs thousands of columns: bench/bench_history.py, `writer`)."""
 
 
 def pack_ints(values: Sequence[int]) -> bytes:
@@ -55,13 +67,17 @@ def pack_ints(values: Sequence[int]) -> bytes:
     if not values:
         return b"B"
     low, high = min(values), max(values)
-    choices = _SIGNED if low < 0 else _UNSIGNED
-    bound = max(high, -low - 1) if low < 0 else high
-    code = next((code for code, limit in choices if bound <= limit), None)
-    if code is None:
+    if low < 0:
+        bound, codes = max(high, -low - 1), _SIGNED_BY_BITS
+    else:
+        bound, codes = high, _UNSIGNED_BY_BITS
+    if bound.bit_length() >= len(codes):
         raise OverflowError(f"a value of {bound} does not fit in 64 bits")
-    column = values if isinstance(values, array) and values.typecode == code else None
-    column = column if column is not None else array(code, values)
+    code = codes[bound.bit_length()]
+    if isinstance(values, array) and values.typecode == code:
+        column = values
+    else:
+        column = array(code, values)
     if _BIG_ENDIAN:
         column = array(code, column)
         column.byteswap()
@@ -224,11 +240,22 @@ class KindColumns:
         return columns
 
 
+ServiceRow = tuple[int, int, int, int, int, int, int, int]
+"""A service sample's values but its time, in `ServiceColumns.VALUES` order (status as its
+code): how a round hands its service samples over, without a named tuple per service."""
+
+
 class ServiceColumns:
-    """A service series' samples as columns (an open chunk)."""
+    """A service series' samples as columns (an open chunk), or a round's (one per service)."""
+
+    VALUES = (
+        "rounds", "active", "status", "calls", "call_ns", "cpu_milli", "cpu_count", "answered"
+    )  # fmt: skip
+    """The columns of a `ServiceRow`, in its order."""
 
     __slots__ = (
         "active",
+        "answered",
         "call_ns",
         "calls",
         "cpu_count",
@@ -247,6 +274,7 @@ class ServiceColumns:
         self.call_ns = array("Q")
         self.cpu_milli = array("Q")
         self.cpu_count = array("Q")
+        self.answered = array("Q")
 
     def __len__(self) -> int:
         return len(self.times)
@@ -256,11 +284,34 @@ class ServiceColumns:
         self.times.append(sample.time_ms)
         self.rounds.append(sample.rounds)
         self.active.append(sample.active_rounds)
-        self.status.append(_STATUS_CODES[sample.status])
+        self.status.append(STATUS_CODES[sample.status])
         self.calls.append(sample.calls)
         self.call_ns.append(sample.call_ns)
         self.cpu_milli.append(sample.cpu_milli)
         self.cpu_count.append(sample.cpu_count)
+        self.answered.append(sample.answered)
+
+    def append_row(self, time_ms: int, row: ServiceRow) -> None:
+        """Add the sample of `row` at `time_ms` (later than every sample already in)."""
+        self.times.append(time_ms)
+        self.rounds.append(row[0])
+        self.active.append(row[1])
+        self.status.append(row[2])
+        self.calls.append(row[3])
+        self.call_ns.append(row[4])
+        self.cpu_milli.append(row[5])
+        self.cpu_count.append(row[6])
+        self.answered.append(row[7])
+
+    @classmethod
+    def of_rows(cls, time_ms: int, rows: Sequence[ServiceRow]) -> ServiceColumns:
+        """The columns of one round's `rows` (all at `time_ms`), built column by column."""
+        columns = cls()
+        columns.times = array("q", [time_ms]) * len(rows)
+        if rows:
+            for name, values in zip(cls.VALUES, zip(*rows, strict=True), strict=True):
+                setattr(columns, name, array(getattr(columns, name).typecode, values))
+        return columns
 
     def slice(self, start: int, stop: int) -> ServiceColumns:
         """A copy of samples `start` to `stop` (positions, as list slicing)."""
@@ -272,8 +323,8 @@ class ServiceColumns:
     def samples(self) -> list[ServiceSample]:
         """Every sample, oldest first."""
         return [
-            ServiceSample(time, rounds, active, STATUSES[status], calls, call_ns, cpu, cpus)
-            for time, rounds, active, status, calls, call_ns, cpu, cpus in zip(
+            ServiceSample(time, rounds, active, STATUSES[status], calls, call_ns, cpu, cpus, seen)
+            for time, rounds, active, status, calls, call_ns, cpu, cpus, seen in zip(
                 self.times,
                 self.rounds,
                 self.active,
@@ -282,6 +333,7 @@ class ServiceColumns:
                 self.call_ns,
                 self.cpu_milli,
                 self.cpu_count,
+                self.answered,
                 strict=True,
             )
         ]
@@ -299,21 +351,23 @@ class ServiceColumns:
                 self.call_ns,
                 self.cpu_milli,
                 self.cpu_count,
+                self.answered,
             )
         )
 
     @classmethod
     def decode(
-        cls, reader: _Columns, count: int, base_ms: int, times: bool = True
+        cls, reader: _Columns, count: int, base_ms: int, times: bool = True, version: int = VERSION
     ) -> ServiceColumns:
         """Columns of `count` samples read from `reader` (as `encode` wrote them).
 
-        Without `times`, every sample is at `base_ms`.
+        Without `times`, every sample is at `base_ms`; before version 2, `answered` is 0.
         """
         columns = cls()
         columns.times = _times(reader, count, base_ms, times)
         for name in ("rounds", "active", "status", "calls", "call_ns", "cpu_milli", "cpu_count"):
             setattr(columns, name, reader.ints(count))
+        columns.answered = reader.ints(count) if version > 1 else array("B", bytes(count))
         return columns
 
 
@@ -349,14 +403,14 @@ def decode_chunk(data: bytes) -> Columns:
         version, kind, count, base = _CHUNK_HEADER.unpack_from(raw)
     except (zlib.error, struct.error) as error:
         raise HistoryStoreError(f"a stored chunk is damaged: {error}") from None
-    if version != VERSION or kind not in (b"K", b"S"):
+    if version not in _READABLE or kind not in (b"K", b"S"):
         raise HistoryStoreError(f"a stored chunk has version {version}, type {kind!r}")
     reader = _Columns(raw, _CHUNK_HEADER.size)
     columns: Columns
     if kind == b"K":
         columns = KindColumns.decode(reader, count, base)
     else:
-        columns = ServiceColumns.decode(reader, count, base)
+        columns = ServiceColumns.decode(reader, count, base, version=version)
     if not reader.done:
         raise HistoryStoreError("a stored chunk has bytes after its columns")
     return columns
@@ -367,7 +421,7 @@ def encode_head(
     kinds: Sequence[KindSample],
     resets: Sequence[bool],
     service_ids: Sequence[int],
-    services: Sequence[ServiceSample],
+    services: ServiceColumns,
     lifetimes: Sequence[int],
 ) -> bytes:
     """One round's samples of every series (parallel: ids and samples) as a head row.
@@ -376,9 +430,6 @@ def encode_head(
     lifetime (`lifetimes`, 0 when it did not answer), so a restart rebuilds the cursors. The
     samples' times are not stored: they are the round's.
     """
-    service_columns = ServiceColumns()
-    for sample in services:
-        service_columns.append(sample)
     return b"".join(
         (
             _HEAD_HEADER.pack(VERSION, len(kinds), len(services)),
@@ -386,7 +437,7 @@ def encode_head(
             KindColumns.of(kinds).encode(times=False),
             pack_ints([int(reset) for reset in resets]),
             pack_ints(service_ids),
-            service_columns.encode(times=False),
+            services.encode(times=False),
             pack_ints(lifetimes),
         )
     )
@@ -400,14 +451,16 @@ def decode_head(
         version, kind_count, service_count = _HEAD_HEADER.unpack_from(data)
     except struct.error as error:
         raise HistoryStoreError(f"a stored head row is damaged: {error}") from None
-    if version != VERSION:
+    if version not in _READABLE:
         raise HistoryStoreError(f"a stored head row has version {version}")
     reader = _Columns(data, _HEAD_HEADER.size)
     kind_ids = reader.ints(kind_count)
     kinds = KindColumns.decode(reader, kind_count, time_ms, times=False).samples()
     resets = reader.ints(kind_count)
     service_ids = reader.ints(service_count)
-    services = ServiceColumns.decode(reader, service_count, time_ms, times=False).samples()
+    services = ServiceColumns.decode(
+        reader, service_count, time_ms, times=False, version=version
+    ).samples()
     lifetimes = reader.ints(service_count)
     if not reader.done:
         raise HistoryStoreError("a stored head row has bytes after its columns")

@@ -18,8 +18,8 @@ import threading
 from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 
-from aggregator._history.codec import Columns, KindColumns, ServiceColumns
-from aggregator._history.model import KindSample, SeriesRecord, ServiceSample, Tier
+from aggregator._history.codec import Columns, KindColumns, ServiceColumns, ServiceRow
+from aggregator._history.model import KindSample, SeriesRecord, Tier
 from aggregator._history.store import HistoryStore
 
 NEVER = -(2**62)
@@ -63,10 +63,11 @@ class OpenChunks:
 
     def append_round(
         self,
+        time_ms: int,
         kind_ids: Sequence[int],
         kinds: Sequence[KindSample],
         service_ids: Sequence[int],
-        services: Sequence[ServiceSample],
+        services: Sequence[ServiceRow],
         records: Iterable[SeriesRecord],
     ) -> None:
         """Add one round's samples (parallel: series ids, samples) to the finest tier."""
@@ -83,7 +84,7 @@ class OpenChunks:
                 columns = finest.get(series)
                 if columns is None:
                     columns = finest[series] = ServiceColumns()
-                columns.append(service)  # type: ignore[arg-type]
+                columns.append_row(time_ms, service)  # type: ignore[union-attr]
 
     def view(self, series: Collection[int], tier: int) -> MemoryView:
         """Copies of tiers 0..`tier`'s open samples of `series`, with their progress."""

@@ -12,6 +12,7 @@ tier's sample at `T` covers `(T - resolution, T]` (see `tiers.py`).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import NamedTuple
 
 from mesh_common.status import ServiceStatus
@@ -63,6 +64,8 @@ class KindSample(NamedTuple):
     and `bucket_counts` their counts: the timed events of the interval. `latency_max_ns` is the
     interval's longest duration where the agent's window shows it, else the upper bound of the
     highest bucket (within one bucket, never below the true maximum); None without timed events.
+    A round has a kind's sample only when its totals moved (or were reset): an idle kind costs
+    nothing, and its service's sample says the round saw it (`ServiceSample.answered`).
     """
 
     time_ms: int
@@ -86,6 +89,10 @@ class ServiceSample(NamedTuple):
     and keeps the last status. `calls` counts the rounds that called the agent (none while it
     backs off) and `call_ns` their call latencies; `cpu_milli` sums the agent's
     `cpu_usage_percent` in thousandths of a percent over the `cpu_count` rounds with fresh figures.
+    `answered` counts the rounds whose figures were that round's (the agent answered): in such a
+    round a kind without a sample had no event (its totals did not move), so its count there is
+    0, not unknown (`query.py`). Samples written before it existed have 0 (their kinds have a
+    sample in every round their service answered).
     """
 
     time_ms: int
@@ -96,6 +103,7 @@ class ServiceSample(NamedTuple):
     call_ns: int
     cpu_milli: int
     cpu_count: int
+    answered: int = 0
 
 
 Sample = KindSample | ServiceSample
@@ -106,14 +114,15 @@ class Cursor(NamedTuple):
     """The since-start figures of a kind at its last reading: what the next increase is taken from.
 
     `lifetime_ns` is the agent's `start_time` (its lifetime) in nanoseconds since the epoch;
-    `bucket_offset` and `bucket_counts` are the cumulative latency buckets, dense from the offset.
+    `bucket_offset` and `bucket_counts` are the cumulative latency buckets, dense from the offset
+    (a list as read from the wire, a tuple as read back from the store: never changed).
     """
 
     lifetime_ns: int
     events: int
     errors: int
     bucket_offset: int
-    bucket_counts: tuple[int, ...]
+    bucket_counts: Sequence[int]
     latency_sum_ns: int
 
 

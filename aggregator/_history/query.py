@@ -26,6 +26,18 @@ all their buckets merged, never an average of percentiles). The caller picks the
 labels) and the tier (`choose_tier`), reads them (`HistoryReader.read(keys, tier, start - step,
 end)`) and calls `evaluate_range`. Quantiles are within `mesh_common.latency.RELATIVE_ERROR` of
 the exact ones, at every tier (every tier keeps the agents' buckets).
+
+**Idle is 0, down is no point.** The store keeps a kind's sample only for the rounds its totals
+moved (`samples.py`): a round in which the kind had no event has none. What tells "0 events"
+from "no data" is the service's own series: its samples count the rounds it `answered`. So a
+kind figure's caller passes, beside the kind series, the own series of their services
+(`SeriesKey(service, "")`): a window in which one of them answered has a point for a count
+(`events`, `errors`, their rates: 0 when no kind sample falls in it), a window in which none of
+them answered and no kind sample falls has none. Figures undefined without events (error rate,
+latencies) have no point in an idle window either. Without the services' samples, a window
+has a point only where a kind sample falls (an idle window then has none: never a wrong
+value, only a missing 0). Service samples written before `answered` existed count 0 there,
+and their kinds have a sample in every round the service answered: the same answer.
 """
 
 from __future__ import annotations
@@ -200,9 +212,10 @@ def evaluate_range(
     """The points of `figure` at `start_ms + i * step_ms` up to `end_ms` (module doc).
 
     `samples_by_series` holds the sample lists (any order) summed into the answer; samples of
-    the other type than the figure reads are ignored. Raises HistoryQueryError for an unknown
-    figure (field `query`), a step that is not positive (`step`) or an end before the start
-    (`end_time`).
+    the other type than the figure reads are ignored, but for a kind figure a service sample
+    that answered gives its window a point (idle: 0 events; module doc). Raises
+    HistoryQueryError for an unknown figure (field `query`), a step that is not positive
+    (`step`) or an end before the start (`end_time`).
     """
     spec = figure_named(figure)
     if step_ms <= 0:
@@ -238,11 +251,14 @@ def _accumulate(
     step_ms: int,
     last: int,
 ) -> None:
-    """Add each sample of the figure's type to the window its time falls in."""
+    """Add each sample of the figure's type to the window its time falls in.
+
+    For a kind figure, a service sample that answered opens its window (module doc).
+    """
     kind = spec.reads == "kind"
     wanted = KindSample if kind else ServiceSample
     for sample in samples:
-        if not isinstance(sample, wanted):
+        if not isinstance(sample, wanted) and not (kind and _answered(sample)):
             continue
         index = -((start_ms - sample.time_ms) // step_ms)  # ceil((time - start) / step)
         if not 0 <= index <= last:
@@ -250,10 +266,15 @@ def _accumulate(
         window = windows.get(index)
         if window is None:
             window = windows[index] = _KindWindow() if kind else _ServiceWindow()
-        if kind:
-            _add_kind(window, sample, spec.buckets)  # type: ignore[arg-type]
-        else:
+        if not kind:
             _add_service(window, sample)  # type: ignore[arg-type]
+        elif isinstance(sample, KindSample):
+            _add_kind(window, sample, spec.buckets)  # type: ignore[arg-type]
+
+
+def _answered(sample: Sample) -> bool:
+    """True for the sample of a service that answered in its interval."""
+    return isinstance(sample, ServiceSample) and sample.answered > 0
 
 
 def evaluate_instant(
@@ -278,13 +299,21 @@ def evaluate_latest(
     """`figure` at the newest sample's time `T`, over `(T - resolution_ms, T]`.
 
     With a tier's resolution, that is the newest round of the finest tier, or the newest
-    sample of a coarser one. None without samples of the type the figure reads.
+    sample of a coarser one. None without samples of the type the figure reads (for a kind
+    figure, a service sample that answered counts: module doc).
     """
     spec = figure_named(figure)
-    wanted = KindSample if spec.reads == "kind" else ServiceSample
+    kind = spec.reads == "kind"
+    wanted = KindSample if kind else ServiceSample
     lists = list(_lists(samples_by_series))
     newest = max(
-        (s.time_ms for samples in lists for s in samples if isinstance(s, wanted)), default=None
+        (
+            s.time_ms
+            for samples in lists
+            for s in samples
+            if isinstance(s, wanted) or (kind and _answered(s))
+        ),
+        default=None,
     )
     if newest is None:
         return None

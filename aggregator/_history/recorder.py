@@ -26,13 +26,12 @@ from __future__ import annotations
 import collections
 import logging
 import time
-from itertools import chain
 from typing import NamedTuple
 
 from metricsmesh.v1 import snapshot_pb2
 
 from aggregator._errors import HistoryStoreError
-from aggregator._history.codec import encode_cursor, encode_head
+from aggregator._history.codec import ServiceColumns, encode_cursor, encode_head
 from aggregator._history.memory import NEVER, OpenChunks
 from aggregator._history.model import Cursor, CursorRecord, SeriesKey, SeriesRecord
 from aggregator._history.recovery import Recovered, recover
@@ -85,11 +84,13 @@ class Recorder:
         self._monotonic = monotonic
         self.store = memory.store
         self._series: dict[SeriesKey, SeriesRecord] = {}
+        self._service_ids: dict[str, int] = {}
+        """Each service's own series id, by name (a round looks up every service)."""
         self._keys: dict[tuple[str, str], SeriesKey] = {}
         self._memos: dict[str, RowMemo] = {}
+        """The rows' totals at the last round (kept with the cursors, reset with them)."""
         self._types: dict[str, str] = {}
         """Each service's registry type at its last round."""
-        """The rows' totals at the last round (kept with the cursors, reset with them)."""
         self._cursors: dict[SeriesKey, Cursor] = {}
         self._changed: set[SeriesKey] = set()
         self._last_ms = NEVER
@@ -152,6 +153,7 @@ class Recorder:
                 tiers_text,
             )
         self._series = {record.key: record for record in recovered.records}
+        self._service_ids = {r.service: r.id for r in recovered.records if not r.kind}
         self._types = {record.service: record.type for record in recovered.records}
         self._next_id = max((record.id for record in recovered.records), default=0) + 1
         self._cursors = dict(recovered.cursors)
@@ -193,22 +195,22 @@ class Recorder:
         records = self._records(samples)
         series = self._series
         kind_ids = [series[key].id for key in samples.kind_keys]
-        service_ids = [series[key].id for key in samples.service_keys]
-        lifetimes = [samples.lifetimes.get(key.service, 0) for key in samples.service_keys]
+        service_ids = list(map(self._service_ids.__getitem__, samples.services))
         data = encode_head(
             kind_ids,
             samples.kind_samples,
             samples.resets,
             service_ids,
-            samples.service_samples,
-            lifetimes,
+            ServiceColumns.of_rows(samples.time_ms, samples.service_rows),
+            samples.lifetimes,
         )
         self._cursors.update(samples.cursors)
         self._changed.update(samples.cursors)
         self._last_ms = samples.time_ms
         self._memory.append_round(
-            kind_ids, samples.kind_samples, service_ids, samples.service_samples, records
-        )
+            samples.time_ms, kind_ids, samples.kind_samples, service_ids, samples.service_rows,
+            records,
+        )  # fmt: skip
         self._pending.append(PendingRound(samples.time_ms, data, tuple(records)))
         if self._sealing_fails:
             self._unsealed += 1
@@ -216,22 +218,35 @@ class Recorder:
     def _records(self, samples: RoundSamples) -> list[SeriesRecord]:
         """The series of the round that are new or whose type changed (ids given here)."""
         changed = []
+        if not samples.types.items() <= self._types.items():  # rare: checked at C speed
+            changed = self._services_changed(samples.types)
         series, types = self._series, self._types
-        retyped = {
-            name for name, kind_type in samples.types.items() if types.get(name) != kind_type
-        }
-        types.update(samples.types)
-        for key in chain(samples.kind_keys, samples.service_keys):
-            record = series.get(key)
-            if record is None:
+        for key in samples.kind_keys:
+            if key not in series:
                 record = SeriesRecord(self._next_id, key.service, key.kind, types[key.service])
                 self._next_id += 1
-            elif retyped and record.type != types[key.service]:
-                record = record._replace(type=types[key.service])
-            else:
-                continue
-            series[key] = record
-            changed.append(record)
+                series[key] = record
+                changed.append(record)
+        return changed
+
+    def _services_changed(self, types: dict[str, str]) -> list[SeriesRecord]:
+        """The records of services that are new or changed type (their kinds' too)."""
+        changed = []
+        retyped = set()
+        for name, service_type in types.items():
+            if name not in self._service_ids:
+                record = SeriesRecord(self._next_id, name, "", service_type)
+                self._next_id += 1
+                self._series[record.key] = record
+                self._service_ids[name] = record.id
+                changed.append(record)
+            elif self._types.get(name) != service_type:
+                retyped.add(name)
+        self._types.update(types)
+        for key, record in self._series.items():
+            if key.service in retyped and record.type != types[key.service]:
+                self._series[key] = record = record._replace(type=types[key.service])
+                changed.append(record)
         return changed
 
     def _write_pending(self) -> bool:

@@ -1,19 +1,22 @@
 """The pure part of the history: a round's wire rows and cursors in, samples out; rollups.
 
 `round_samples(snapshot, time_ms, cursors)` reads the round's shared wire `Snapshot` (never
-changing it) and returns, for every row, a `ServiceSample` of the service's own series, and
-for each kind of a row whose figures are this round's (`last_seen_age` 0: it answered), the
-*increase* of the agent's since-start figures over the kind's cursor: events, errors, the
-latency buckets and sum of the interval, and its maximum. Rows whose figures are older produce
-no kind sample: their events are counted when they next answer (the totals are cumulative).
+changing it) and returns, for every row, the service's own sample (`RoundSamples.service_rows`,
+with `answered` 1 when the row's figures are this round's: `last_seen_age` 0), and for each
+kind of an answered row whose totals moved, the *increase* of the agent's since-start figures
+over the kind's cursor: events, errors, the latency buckets and sum of the interval, and its
+maximum. A kind whose totals did not move has **no sample**: an idle kind costs nothing, and its
+count in the round is known all the same (0: its service answered; `query.py`). Rows whose
+figures are older produce no kind sample: their events are counted when they next answer (the
+totals are cumulative).
 
 **Resets**, as Prometheus's `increase()` treats them: the row's `start_time` is the agent's
 lifetime. A first reading, a new lifetime, or any since-start figure lower than the cursor's
 (total events or errors, a bucket, the latency sum) is a reset: the increase is the new
 cumulative value itself, so an agent restart never counts negative and loses nothing the new
 lifetime reported. The round says which samples are resets (`RoundSamples.resets`, kept in
-the head row), so `advance_cursor`
-rebuilds the cursors exactly when the head is replayed after a restart.
+the head row), so `advance_cursor` rebuilds the cursors exactly when the head is replayed after
+a restart. A kind whose totals and lifetime did not move keeps its cursor.
 
 **The maximum** of an interval: the agent's window maximum (`kinds[].latency.max`) when it lies
 in the highest bucket of the increase and the window still holds every event of the interval
@@ -30,14 +33,21 @@ import math
 from bisect import bisect_right
 from collections.abc import Iterable, Mapping, Sequence
 from itertools import accumulate, compress, groupby
-from operator import sub
+from operator import ne, sub
 from typing import NamedTuple
 
 from google.protobuf.duration_pb2 import Duration
 from google.protobuf.timestamp_pb2 import Timestamp
 from metricsmesh.v1 import event_rate_pb2, snapshot_pb2
 
-from aggregator._history.codec import STATUSES, Columns, KindColumns, ServiceColumns
+from aggregator._history.codec import (
+    STATUS_CODES,
+    STATUSES,
+    Columns,
+    KindColumns,
+    ServiceColumns,
+    ServiceRow,
+)
 from aggregator._history.model import (
     Cursor,
     KindSample,
@@ -58,29 +68,45 @@ _LOWER_NS[MIN_INDEX] = -1  # the first and last buckets also hold the durations 
 _TOP_NS = {**_UPPER_NS, MAX_INDEX: 2**63}
 """The (exclusive, inclusive) nanosecond bounds of what a bucket holds: a bound check instead
 of a logarithm per kind and round (bench/bench_history.py, `writer`)."""
+_NS = 1_000_000_000
+_ACTIVE = STATUS_CODES[ServiceStatus.ACTIVE]
+_ERROR = STATUS_CODES[ServiceStatus.ERROR]
+_STATUS_OF_WIRE = {
+    wire: STATUS_CODES[from_wire(wire)] for wire in snapshot_pb2.ServiceStatus.values()
+}
+"""A wire status's code in a status column (anything else is an error: `from_wire`)."""
 
 
 class RoundSamples(NamedTuple):
     """What one round adds: kind samples, service samples, the kinds' new cursors, types.
 
-    Parallel lists rather than a tuple per series: at 1000 services a round holds thousands,
-    and every object that outlives the round's work feeds the garbage collector's young
-    generations (bench/bench_history.py, `writer`).
+    Parallel lists rather than a tuple per series, and a service's sample as a plain tuple of
+    its column values: at 1000 services a round holds thousands, and every object that
+    outlives the round's work feeds the garbage collector's young generations
+    (bench/bench_history.py, `writer`).
     """
 
     time_ms: int
     kind_keys: list[SeriesKey]
     kind_samples: list[KindSample]
+    """The kinds whose totals moved (or were reset) this round: the others have no sample."""
     resets: list[bool]
     """Whether each kind sample is a reset (the new cumulative value itself)."""
-    service_keys: list[SeriesKey]
-    service_samples: list[ServiceSample]
+    services: list[str]
+    """Every service of the round (its own series is `SeriesKey(name, "")`)."""
+    service_rows: list[ServiceRow]
+    """Each service's sample (`ServiceColumns.VALUES` order), parallel to `services`."""
+    lifetimes: list[int]
+    """Each service's lifetime (start_time, ns) when it answered this round, else 0."""
     cursors: dict[SeriesKey, Cursor]
     """The cursor of every kind whose totals moved this round (the others keep theirs)."""
     types: dict[str, str]
     """The registry type of every service of the round."""
-    lifetimes: dict[str, int]
-    """The lifetime (start_time, ns) of every service that answered this round."""
+
+    @property
+    def service_samples(self) -> list[ServiceSample]:
+        """The service samples as values (built on demand: the writer keeps the rows)."""
+        return ServiceColumns.of_rows(self.time_ms, self.service_rows).samples()
 
 
 def nanoseconds(value: Duration | Timestamp) -> int:
@@ -94,12 +120,10 @@ def time_ms_of(value: Timestamp) -> int:
 
 
 class RowMemo(NamedTuple):
-    """A service's kinds at its last reading: their totals, lifetime and keys."""
+    """A service's lifetime and its kinds' (events, errors) totals at its last reading."""
 
-    events: tuple[int, ...]
-    errors: tuple[int, ...]
     lifetime_ns: int
-    keys: tuple[SeriesKey, ...]
+    totals: list[tuple[int, int]]
 
 
 def round_samples(
@@ -112,59 +136,75 @@ def round_samples(
     """The samples of one round's rows at `time_ms`, against the kinds' `cursors`.
 
     `keys` caches the series keys from round to round (one object per series, not per round);
-    `memos` the kinds' totals at the last round, kept with the cursors: a row none of whose
-    kinds moved has only empty kind samples, found from two totals per kind instead of its
-    buckets and cursors (an idle service costs half as much: bench/bench_history.py, `writer`).
+    `memos` the rows' totals at their last reading, kept with the cursors: a row none of whose
+    kinds moved is found idle from two totals per kind, without a look at its kinds' cursors.
+    One pass, the service's fields read inline into one tuple per row: at 1000 services the
+    per-row work is most of a round (bench/bench_history.py, `writer`).
     """
     keys = {} if keys is None else keys
     memos = {} if memos is None else memos
-    result = RoundSamples(time_ms, [], [], [], [], [], {}, {}, {})
-    idle = KindSample(time_ms, 0, 0, (), (), 0, None)  # shared by every kind without events
+    result = RoundSamples(time_ms, [], [], [], [], [], [], {}, {})
+    services, service_rows = result.services, result.service_rows
+    lifetimes, types = result.lifetimes, result.types
     for row in snapshot.services:
         name = row.service_name
-        result.types[name] = row.service_type
-        fresh = _fresh(row)
-        result.service_keys.append(_key(keys, name, ""))
-        result.service_samples.append(service_sample(row, time_ms, fresh))
-        if not fresh:
+        types[name] = row.service_type
+        services.append(name)
+        status = _STATUS_OF_WIRE.get(row.status, _ERROR)
+        call_ns = calls = 0
+        if row.HasField("call_latency"):
+            call = row.call_latency
+            call_ns, calls = call.seconds * _NS + call.nanos, 1
+        age = row.last_seen_age
+        if age.seconds or age.nanos or not row.HasField("last_seen_time"):  # not this round's
+            service_rows.append((1, status == _ACTIVE, status, calls, call_ns, 0, 0, 0))
+            lifetimes.append(0)
             continue
-        lifetime = result.lifetimes[name] = nanoseconds(row.start_time)  # unset: 0
+        cpu = row.cpu_usage_percent
+        measured = 0.0 <= cpu < math.inf
+        cpu_milli = round(cpu * 1000) if measured else 0
+        service_rows.append((1, status == _ACTIVE, status, calls, call_ns, cpu_milli, measured, 1))
+        start = row.start_time  # unset: 0
+        lifetime = start.seconds * _NS + start.nanos
+        lifetimes.append(lifetime)
         kinds = row.kinds
-        events = tuple([kind.total_events for kind in kinds])
-        errors = tuple([kind.total_errors for kind in kinds])
+        totals = [(kind.total_events, kind.total_errors) for kind in kinds]
         memo = memos.get(name)
-        if memo is not None and memo[:3] == (events, errors, lifetime):
-            result.kind_keys.extend(memo.keys)
-            result.kind_samples.extend([idle] * len(memo.keys))
-            result.resets.extend([False] * len(memo.keys))
-            continue
-        memos[name] = RowMemo(
-            events, errors, lifetime, _kind_samples(result, row, cursors, keys, idle)
-        )
+        if memo is not None and memo.totals == totals and memo.lifetime_ns == lifetime:
+            continue  # an idle row: no kind moved
+        memos[name] = RowMemo(lifetime, totals)
+        _moved_kinds(result, name, kinds, totals, lifetime, cursors, keys)
     return result
 
 
-def _kind_samples(
+def _moved_kinds(
     result: RoundSamples,
-    row: snapshot_pb2.ServiceRow,
+    name: str,
+    kinds: Iterable[event_rate_pb2.EventKindRate],
+    totals: list[tuple[int, int]],
+    lifetime: int,
     cursors: Mapping[SeriesKey, Cursor],
     keys: dict[tuple[str, str], SeriesKey],
-    idle: KindSample,
-) -> tuple[SeriesKey, ...]:
-    """Add the samples of a fresh row's kinds to `result`; their keys."""
-    name, lifetime = row.service_name, result.lifetimes[row.service_name]
-    found = []
-    for kind in row.kinds:
-        key = _key(keys, name, kind.kind)
-        before = cursors.get(key)
-        sample, reset, cursor = kind_increase(kind, lifetime, before, result.time_ms, idle)
-        found.append(key)
+) -> None:
+    """Add the samples of the kinds of an answered row whose totals moved to `result`."""
+    time_ms = result.time_ms
+    for kind, (events, errors) in zip(kinds, totals, strict=True):
+        kind_name = kind.kind
+        key = keys.get((name, kind_name)) or _key(keys, name, kind_name)
+        cursor = cursors.get(key)
+        if (
+            cursor is not None
+            and cursor.events == events
+            and cursor.errors == errors
+            and cursor.lifetime_ns == lifetime
+        ):
+            continue  # idle: no sample, the cursor stays
+        sample, reset, result.cursors[key] = kind_increase(
+            kind, events, errors, lifetime, cursor, time_ms
+        )
+        result.kind_keys.append(key)
         result.kind_samples.append(sample)
         result.resets.append(reset)
-        if cursor is not before:
-            result.cursors[key] = cursor
-    result.kind_keys.extend(found)
-    return tuple(found)
 
 
 def _key(keys: dict[tuple[str, str], SeriesKey], service: str, kind: str) -> SeriesKey:
@@ -174,53 +214,22 @@ def _key(keys: dict[tuple[str, str], SeriesKey], service: str, kind: str) -> Ser
     return key
 
 
-def _fresh(row: snapshot_pb2.ServiceRow) -> bool:
-    """True when the row's figures are this round's (the agent answered: age 0)."""
-    age = row.last_seen_age
-    return row.HasField("last_seen_time") and age.seconds == 0 and age.nanos == 0
-
-
-def service_sample(row: snapshot_pb2.ServiceRow, time_ms: int, fresh: bool) -> ServiceSample:
-    """The service's own sample of one round: status, its call, its CPU when fresh."""
-    status = from_wire(row.status)
-    called = row.HasField("call_latency")
-    cpu = row.cpu_usage_percent
-    measured = fresh and math.isfinite(cpu) and cpu >= 0
-    return ServiceSample(
-        time_ms,
-        1,
-        int(status is ServiceStatus.ACTIVE),
-        status,
-        int(called),
-        nanoseconds(row.call_latency) if called else 0,
-        round(cpu * 1000) if measured else 0,
-        int(measured),
-    )
-
-
 def kind_increase(
     kind: event_rate_pb2.EventKindRate,
+    events: int,
+    errors: int,
     lifetime_ns: int,
     cursor: Cursor | None,
     time_ms: int,
-    idle: KindSample | None = None,
 ) -> tuple[KindSample, bool, Cursor]:
-    """The kind's increase over `cursor`, whether it is a reset, and its new cursor.
+    """The increase of a kind that moved over its `cursor`; whether it is a reset; its cursor.
 
-    A kind whose totals did not move gets `idle` (an empty sample at `time_ms`) and keeps its
-    cursor (the same object): the common idle kind costs no bucket arithmetic and no new
-    object (bench/bench_history.py, `writer`).
+    `events` and `errors` are the kind's totals (read by the caller).
     """
-    events, errors = kind.total_events, kind.total_errors
-    if (
-        cursor is not None
-        and events == cursor.events
-        and errors == cursor.errors
-        and cursor.lifetime_ns == lifetime_ns
-    ):
-        return idle or KindSample(time_ms, 0, 0, (), (), 0, None), False, cursor
     since = kind.latency_since_start  # unset: offset 0, no bucket, sum 0
-    offset, counts, total_ns = since.offset, tuple(since.bucket_counts), nanoseconds(since.sum)
+    offset, total = since.offset, since.sum
+    counts = since.bucket_counts[:]  # a list: faster to take than a tuple (bench_history writer)
+    total_ns = total.seconds * _NS + total.nanos
     now = Cursor(lifetime_ns, events, errors, offset, counts, total_ns)
     buckets = None
     if (
@@ -231,14 +240,13 @@ def kind_increase(
         and total_ns >= cursor.latency_sum_ns
     ):
         buckets = bucket_increase(cursor.bucket_offset, cursor.bucket_counts, offset, counts)
-    reset = buckets is None
     if buckets is None:
-        buckets = _sparse(offset, counts)
+        indexes, increments = _sparse(offset, counts)
         base_events = base_errors = base_ns = 0
     else:
         assert cursor is not None
+        indexes, increments = buckets
         base_events, base_errors, base_ns = cursor.events, cursor.errors, cursor.latency_sum_ns
-    indexes, increments = buckets
     sample = KindSample(
         time_ms,
         events - base_events,
@@ -248,28 +256,42 @@ def kind_increase(
         total_ns - base_ns,
         _interval_max(kind, indexes[-1], increments[-1]) if indexes else None,
     )
-    return sample, reset, now
+    return sample, buckets is None, now
 
 
 def bucket_increase(
-    old_offset: int, old: tuple[int, ...], new_offset: int, new: tuple[int, ...]
+    old_offset: int, old: Sequence[int], new_offset: int, new: Sequence[int]
 ) -> tuple[tuple[int, ...], tuple[int, ...]] | None:
     """The sparse increase from cumulative buckets `old` to `new`; None when one went down."""
-    if old_offset == new_offset and old == new:
-        return (), ()
     if not old:
         return _sparse(new_offset, new)
     lead = old_offset - new_offset
     tail = lead + len(old)
-    if lead >= 0 and tail <= len(new):  # the usual case: the new buckets cover the old ones
-        middle = list(map(sub, new[lead:tail], old))
-        if min(middle) < 0:
-            return None
-        return _sparse(new_offset, [*new[:lead], *middle, *new[tail:]])
+    if lead < 0 or tail > len(new):  # the new buckets do not cover the old ones (rare)
+        return _padded_increase(old_offset, old, new_offset, new)
+    # Only the buckets that changed, found at C speed (map, compress): a round moves few of
+    # the dozens a kind has (bench/bench_history.py, `writer`).
+    middle = new if lead == 0 and tail == len(new) else new[lead:tail]
+    changed = list(compress(range(lead, tail), map(ne, middle, old)))
+    increments = [new[position] - old[position - lead] for position in changed]
+    if increments and min(increments) < 0:
+        return None
+    if lead or tail < len(new):  # buckets beyond the old ones: their whole count
+        before = [position for position in range(lead) if new[position]]
+        after = [position for position in range(tail, len(new)) if new[position]]
+        increments = [new[p] for p in before] + increments + [new[p] for p in after]
+        changed = before + changed + after
+    return tuple([position + new_offset for position in changed]), tuple(increments)
+
+
+def _padded_increase(
+    old_offset: int, old: Sequence[int], new_offset: int, new: Sequence[int]
+) -> tuple[tuple[int, ...], tuple[int, ...]] | None:
+    """`bucket_increase` over both spans padded to their union."""
     low = min(old_offset, new_offset)
     high = max(old_offset + len(old), new_offset + len(new))
-    padded_new = (0,) * (new_offset - low) + new + (0,) * (high - new_offset - len(new))
-    padded_old = (0,) * (old_offset - low) + old + (0,) * (high - old_offset - len(old))
+    padded_new = [0] * (new_offset - low) + [*new] + [0] * (high - new_offset - len(new))
+    padded_old = [0] * (old_offset - low) + [*old] + [0] * (high - old_offset - len(old))
     difference = list(map(sub, padded_new, padded_old))
     if min(difference) < 0:
         return None
@@ -360,6 +382,7 @@ def merge_service(samples: Sequence[ServiceSample], time_ms: int) -> ServiceSamp
         sum(sample.call_ns for sample in samples),
         sum(sample.cpu_milli for sample in samples),
         sum(sample.cpu_count for sample in samples),
+        sum(sample.answered for sample in samples),
     )
 
 
@@ -434,4 +457,5 @@ def _service_group(columns: ServiceColumns, end: int, start: int, stop: int) -> 
         sum(columns.call_ns[start:stop]),
         sum(columns.cpu_milli[start:stop]),
         sum(columns.cpu_count[start:stop]),
+        sum(columns.answered[start:stop]),
     )
