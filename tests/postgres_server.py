@@ -3,7 +3,7 @@
 `PostgresServer.start()` finds `initdb` and `pg_ctl` (on PATH, else the newest
 `/usr/lib/postgresql/<version>/bin`), runs `initdb` into a new temporary directory and starts
 the server on 127.0.0.1 at a free port, with its unix socket in that directory and `fsync` off
-(a throwaway cluster: a test never survives a power cut). PostgreSQL refuses to run as root;
+(a throwaway cluster: a test never survives a power cut; the benchmarks keep the defaults). PostgreSQL refuses to run as root;
 when the tests are root (as in CI) the server runs as `nobody` (`setpriv`, else `runuser`).
 
 The superuser `postgres` connects over the socket (trust) to create a database per test
@@ -36,7 +36,8 @@ RUN_AS = "nobody"
 """The unprivileged user the server runs as when the tests run as root."""
 START_TRIES = 3
 """A free port may be taken before the server binds it: so many ports are tried."""
-_SETTINGS = ("fsync=off", "synchronous_commit=off", "full_page_writes=off", "max_connections=60")
+THROWAWAY = ("fsync=off", "synchronous_commit=off", "full_page_writes=off")
+"""The tests' server settings: nothing survives a power cut, nothing needs to."""
 
 
 class Unavailable(Exception):
@@ -84,6 +85,7 @@ class PostgresServer:
     bin: Path
     directory: Path
     prefix: list[str]
+    settings: tuple[str, ...] = THROWAWAY
     port: int = 0
     _names: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
 
@@ -92,12 +94,15 @@ class PostgresServer:
         return self.directory / "data"
 
     @classmethod
-    def start_new(cls) -> PostgresServer:
-        """initdb into a new temporary directory, then start; Unavailable naming the problem."""
+    def start_new(cls, settings: tuple[str, ...] = THROWAWAY) -> PostgresServer:
+        """initdb into a new temporary directory, then start; Unavailable naming the problem.
+
+        `settings` are `-c` settings of the server (() for PostgreSQL's defaults: durable).
+        """
         prefix, uid, gid = _demotion()
         directory = Path(tempfile.mkdtemp(prefix="mesh-pg-"))
         os.chown(directory, uid, gid)
-        server = cls(binaries(), directory, prefix)
+        server = cls(binaries(), directory, prefix, settings)
         try:
             server._run(
                 "initdb", "-D", str(server.data), "-U", "postgres", "-E", "UTF8",
@@ -125,7 +130,7 @@ class PostgresServer:
             port = self.port or free_port()
             options = " ".join(
                 [f"-p {port}", f"-k {self.directory}", "-c listen_addresses=127.0.0.1"]
-                + [f"-c {setting}" for setting in _SETTINGS]
+                + [f"-c {setting}" for setting in self.settings]
             )
             try:
                 self._run("pg_ctl", "-D", str(self.data), "-l", str(self.directory / "log"),

@@ -42,7 +42,7 @@ health" SQL runs unchanged and reads a few thousand index entries:
 |---|---|
 | response_time | mean latency of the service's timed events, ms (none without timed events) |
 | error_rate | failed / all events, a ratio (none without events) |
-| events_per_second | events / 60 (none while no kind reported in the minute) |
+| events_per_second | events / 60 (none in a minute the agent never answered) |
 | cpu_usage_percent | the agent's mean CPU % (none without fresh figures) |
 | availability | active rounds / rounds, a ratio |
 
@@ -52,9 +52,10 @@ as `timestamptz`, where seed 004 writes `TIMESTAMP`: with a zone the seed's
 index. `tags` is `{"type": <registry type>}`. The kinds are not rows of their own: seed 004's
 query groups by service only, and a kind's rows would be averaged into its service's.
 **Freshness:** a minute appears when the finest tier seals it: with the default 2-minute
-chunks, one to two minutes after it ends (never a partial minute: a minute a seal only partly
-covers is kept hidden until the next seal completes it). A finest tier coarser than a minute
-gives rows of its own resolution (the rate divides by their span).
+chunks, 0 to 60 s after it ends, so the view is at most two minutes behind the rounds (never a
+partial minute: one a seal only partly covers stays hidden until the next seal completes it).
+A finest tier coarser than a minute gives rows of its resolution rounded up to whole minutes
+(the rate divides by their span).
 """
 
 from __future__ import annotations
