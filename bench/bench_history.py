@@ -67,6 +67,7 @@ from aggregator._history.memory import OpenChunks
 from aggregator._history.reader import HistoryReader
 from aggregator._history.recorder import Recorder
 from aggregator._history.sqlite import SqliteStore
+from aggregator._history.store import StoreOpener
 from aggregator._history.tiers import DEFAULT_TIERS
 from aggregator._model import SnapshotData
 from mesh_common.latency import MAX_INDEX, MIN_INDEX, RELATIVE_ERROR, upper_bound
@@ -234,11 +235,17 @@ def _cpu_pairs(
 # ---------------------------------------------------------------- 2. writer
 
 
-def _recorder(directory: str, monotonic: Any) -> tuple[Recorder, OpenChunks]:
+def _recorder(
+    directory: str, monotonic: Any, opener: StoreOpener | None = None
+) -> tuple[Recorder, OpenChunks]:
+    """A recorder on a new SQLite file in `directory` (or on the store `opener` opens)."""
     memory = OpenChunks(TIERS)
     path = Path(directory) / "history.sqlite3"
     recorder = Recorder(
-        lambda: SqliteStore(path, TIERS), memory, buffer_rounds=300, monotonic=monotonic
+        opener or (lambda: SqliteStore(path, TIERS)),
+        memory,
+        buffer_rounds=300,
+        monotonic=monotonic,
     )
     recorder.open()
     return recorder, memory
@@ -255,34 +262,42 @@ def _load(trackers: list[Any], busy: float, rng: random.Random, number: int) -> 
                 each.observe(kind, seconds, error=(event + index + number) % 50 == 0)
 
 
-def _writer_run(services: int, busy: float, rounds: int) -> dict[str, float]:
+def _writer_run(
+    services: int, busy: float, rounds: int, opener: StoreOpener | None = None
+) -> dict[str, float]:
     monotonic, wall, _ = fake_clocks()
     rng = random.Random(3)
     trackers = [tracker(f"svc-{index}", monotonic, wall) for index in range(services)]
     _load(trackers, 1.0, rng, 0)  # every kind timed once: 3000 kind series
     times: list[float] = []
+    walls: list[float] = []  # with a server, the worker also waits for it (not CPU)
     seals = 0
     with tempfile.TemporaryDirectory() as directory:
-        recorder, memory = _recorder(directory, monotonic)
+        recorder, memory = _recorder(directory, monotonic, opener)
         for number in range(rounds):
             tick(monotonic, wall, 1.0)
             if busy:
                 _load(trackers, busy, rng, number)
             message = wire_snapshot(wall(), trackers)
             sealed = memory.sealed_ms[0]
-            started = time.thread_time()
+            started, wall_started = time.thread_time(), time.perf_counter()
             recorder.record(message)
             times.append(time.thread_time() - started)
+            walls.append(time.perf_counter() - wall_started)
             seals += memory.sealed_ms[0] != sealed
         assert recorder.degraded == "" and recorder.dropped == 0
         recorder.finish()
-    steady = sorted(times[5:])
+    steady, wall = sorted(times[5:]), sorted(walls[5:])
     return {
         "mean": statistics.fmean(steady) * 1e3,
         "p50": statistics.median(steady) * 1e3,
         "p99": steady[min(len(steady) - 1, round(0.99 * (len(steady) - 1)))] * 1e3,
         "max": steady[-1] * 1e3,
         "seals": seals,
+        "wall_mean": statistics.fmean(wall) * 1e3,
+        "wall_p50": statistics.median(wall) * 1e3,
+        "wall_p99": wall[min(len(wall) - 1, round(0.99 * (len(wall) - 1)))] * 1e3,
+        "wall_max": wall[-1] * 1e3,
     }
 
 

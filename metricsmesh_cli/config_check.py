@@ -36,6 +36,7 @@ from mesh_common.config import (
 )
 from mesh_common.errors import EXIT_OK, EXIT_USAGE, ConfigError
 from mesh_common.options import CONFIG_ENV
+from mesh_common.redact import redact
 from mesh_common.registry import Registry
 
 COMPONENTS: dict[str, str] = {
@@ -157,13 +158,13 @@ def stray_variables(environ: Mapping[str, str], tables: Iterable[str]) -> list[s
 
 
 def format_value(key: str, value: object) -> str:
-    """A value as TOML writes it; a secret only says whether it is set."""
+    """A value as TOML writes it; a secret only says whether it is set, a URL hides its password."""
     if key.endswith(SECRET_SUFFIXES) and isinstance(value, str):
         return f"(set, {len(value)} characters)" if value else '""'
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, str):
-        return json.dumps(value)
+        return json.dumps(redact(value))  # a URL's password, e.g. [history] url
     if isinstance(value, tuple | list):
         return "[" + ", ".join(format_value("", item) for item in value) + "]"
     return repr(value)
@@ -315,7 +316,7 @@ def run_config_check(
     problems = [problem for table in checked for problem in table.errors]
     if problems:
         for problem in problems:
-            print(f"error: {problem}", file=err)
+            print(f"error: {redact(problem)}", file=err)
         print(f"{len(problems)} error(s) in {mesh.source}", file=err)
         return EXIT_USAGE
     print(LEGEND + "\n", file=out)

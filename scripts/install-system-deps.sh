@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs the Debian packages the tests and benchmarks drive for real: headless Chromium
 # (dashboard test), Prometheus and promtool (scrape and rule tests), Alertmanager (alert
-# delivery test), wrk (gateway benchmark) and tmux (`top` test).
+# delivery test), wrk (gateway benchmark), tmux (`top` test) and the PostgreSQL server (the
+# history's PostgreSQL backend: tests/postgres_server.py runs initdb/pg_ctl from it).
 # Does nothing when they are already there; says so and carries on when it cannot install
 # (not root, no apt): the tests that need a missing tool are then skipped with that reason.
 set -uo pipefail
@@ -11,6 +12,9 @@ command -v prometheus >/dev/null 2>&1 || need+=(prometheus)
 command -v wrk >/dev/null 2>&1 || need+=(wrk)
 command -v tmux >/dev/null 2>&1 || need+=(tmux)
 command -v prometheus-alertmanager >/dev/null 2>&1 || need+=(prometheus-alertmanager)
+# Debian keeps the server's binaries off PATH, in /usr/lib/postgresql/<version>/bin.
+{ command -v initdb || compgen -G '/usr/lib/postgresql/*/bin/initdb'; } >/dev/null 2>&1 \
+  || need+=(postgresql)
 [ ${#need[@]} -eq 0 ] && exit 0
 if ! command -v apt-get >/dev/null 2>&1; then
   echo "system-deps: no apt-get here; missing ${need[*]} (tests needing them will be skipped)" >&2

@@ -1,8 +1,10 @@
 """The shared fixtures: a fake clock, the gateway's mesh, the hardened gateway, the agents, an
-alerting aggregator; and the session's own state directory.
+alerting aggregator, a PostgreSQL server and the history's backends; and the session's own state
+directory.
 
 Each is defined here once, under its own name; what they build on lives in helper modules
-(gateway_mesh.py, aggregator_fleet.py, alerting_aggregator.py). A test module asks for options
+(gateway_mesh.py, aggregator_fleet.py, alerting_aggregator.py, postgres_server.py,
+history_backends.py). A test module asks for options
 with a marker (`@pytest.mark.mesh(...)`) rather than redefining a fixture, and imports helper
 modules, never another test module.
 """
@@ -12,7 +14,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +26,8 @@ from tests.browser import open_page
 from tests.clocks import FakeClock
 from tests.gateway_mesh import ADMIN_TOKEN, Mesh, MeshOptions, running_mesh
 from tests.hardened_gateway import HARDENED_SETTINGS, SmallMesh, serving_small_mesh
+from tests.history_backends import HistoryBackend, PostgresBackend, SqliteBackend
+from tests.postgres_server import PostgresServer, Unavailable
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -100,3 +104,38 @@ async def alerting(tmp_path: Path) -> AsyncIterator[AlertingAggregator]:
     yield running
     await running.stop_aggregator()
     await running.stop_agent()
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresServer]:
+    """One real PostgreSQL server for the session (tests/postgres_server.py); a test that
+    needs it is skipped, with the reason, when it cannot be started here."""
+    try:
+        server = PostgresServer.start_new()
+    except Unavailable as reason:
+        pytest.skip(f"no PostgreSQL server: {reason}")
+    yield server
+    server.close()
+
+
+@pytest.fixture
+def own_postgres() -> Iterator[PostgresServer]:
+    """A PostgreSQL server of the test's own, to stop and start (skipped like `postgres`)."""
+    try:
+        server = PostgresServer.start_new()
+    except Unavailable as reason:
+        pytest.skip(f"no PostgreSQL server: {reason}")
+    yield server
+    server.close()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def history_backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[HistoryBackend]:
+    """Each history backend in turn: a SQLite file in tmp_path, a new PostgreSQL database."""
+    if request.param == "sqlite":
+        yield SqliteBackend(tmp_path / "history.sqlite3")
+        return
+    server: PostgresServer = request.getfixturevalue("postgres")
+    database = server.new_database()
+    yield PostgresBackend(server, database)
+    server.drop_database(database)

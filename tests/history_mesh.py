@@ -28,6 +28,7 @@ from aggregator._history import HistorySettings, HistoryWriter, SeriesKey, Tier
 from mesh_common.latency import RELATIVE_ERROR, index_of, upper_bound
 from mesh_common.wire_time import set_seconds
 from tests.clocks import FakeClock
+from tests.history_backends import HistoryBackend
 
 ACTIVE = snapshot_pb2.SERVICE_STATUS_ACTIVE
 INACTIVE = snapshot_pb2.SERVICE_STATUS_INACTIVE
@@ -171,15 +172,17 @@ def aggregator_settings() -> AggregatorSettings:
 
 @contextlib.asynccontextmanager
 async def history_server(
-    registry: Registry, path: Path, clocks: Clocks, **history: Any
+    registry: Registry, where: Path | HistoryBackend, clocks: Clocks, **history: Any
 ) -> AsyncIterator[AggregatorServer]:
-    """A real aggregator (rounds on demand) writing its history to `path`."""
+    """A real aggregator (rounds on demand) writing its history to `where` (a SQLite file, or
+    a backend's database)."""
+    settings = (
+        where.history_settings(**history)
+        if isinstance(where, HistoryBackend)
+        else HistorySettings(path=str(where), **history)
+    )
     server = AggregatorServer(
-        registry,
-        aggregator_settings(),
-        clocks=clocks,
-        interval_rounds=False,
-        history=HistorySettings(path=str(path), **history),
+        registry, aggregator_settings(), clocks=clocks, interval_rounds=False, history=settings
     )
     async with server:
         yield server

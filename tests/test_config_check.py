@@ -111,6 +111,24 @@ def test_a_secret_is_never_printed(tmp_path: Path) -> None:
     assert "(set, 12 characters)" in setting_line(out, "admin_token", "[gateway]")
 
 
+def test_a_url_is_printed_without_its_password(tmp_path: Path) -> None:
+    url = "postgresql://mesh:mesh-s3cret%40pw@db.internal:5432/metrics?sslmode=require"
+    done = check(str(write(tmp_path, f'[history]\nurl = "{url}"\n')))
+    assert done.returncode == 0, done.stderr
+    line = setting_line(done.stdout, "url", "[history]")
+    assert '"postgresql://mesh:***@db.internal:5432/metrics?sslmode=require"' in line
+    assert "s3cret" not in done.stdout + done.stderr
+    # libpq's query form; an environment override; an error about the URL: the same.
+    done = check(str(write(tmp_path, '[history]\nurl = "postgresql://db/m?password=s3cret"\n')))
+    assert "password=***" in setting_line(done.stdout, "url", "[history]")
+    env = {"METRICS_MESH_HISTORY_URL": "postgres://mesh:s3cret@db/m"}
+    done = check(str(write(tmp_path, "")), env=env)
+    assert '"postgres://mesh:***@db/m"' in setting_line(done.stdout, "url", "[history]")
+    done = check(str(write(tmp_path, '[history]\nurl = "postgresql://mesh:zq9x/wv7k@db/m"\n')))
+    assert done.returncode == 2 and "not a valid URL" in done.stderr  # an unencoded /
+    assert "zq9x" not in done.stdout + done.stderr and "wv7k" not in done.stdout + done.stderr
+
+
 def test_an_environment_override_is_shown_as_such(tmp_path: Path) -> None:
     path = write(tmp_path, GOOD)
     env = {"METRICS_MESH_AGGREGATOR_PORT": "50300", "METRICS_MESH_GATEWAY_PORT": "8123"}

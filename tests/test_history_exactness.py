@@ -1,22 +1,22 @@
 """The history's figures are the exact figures of the events the agents counted, at any step.
 
 Two real agents count known events (durations, failures, untimed ones) under a fake clock; a
-real aggregator writes each round to its history. Rounds come every second, then every ten
-minutes for two days, then every second again. The store's rate, error rate, mean, p50, p95,
-p99 and maximum, read from each tier at 1 s, 1 min, 1 h and 1 day steps, are compared with the
-same figures computed from the events themselves (each event belongs to the round that
-reported it): counts and rates equal, quantiles within the buckets' stated error, the maximum
-within its bucket.
+real aggregator writes each round to its history (SQLite, then PostgreSQL). Rounds come every
+second, then every ten minutes for two days, then every second again. The store's rate, error
+rate, mean, p50, p95, p99 and maximum, read from each tier at 1 s, 1 min, 1 h and 1 day steps,
+are compared with the same figures computed from the events themselves (each event belongs to
+the round that reported it): counts and rates equal, quantiles within the buckets' stated
+error, the maximum within its bucket.
 """
 
 from __future__ import annotations
 
 import math
 import random
-from pathlib import Path
 
 from aggregator._history import HistoryReader, Sample, SeriesKey, Tier, evaluate_range
 from aggregator._history.samples import time_ms_of
+from tests.history_backends import HistoryBackend
 from tests.history_mesh import (
     EPOCH,
     KINDS,
@@ -82,14 +82,16 @@ def check_figures(
     return len(expected)
 
 
-async def test_figures_from_the_store_are_exact_at_every_step_and_tier(tmp_path: Path) -> None:
+async def test_figures_from_the_store_are_exact_at_every_step_and_tier(
+    history_backend: HistoryBackend,
+) -> None:
     monotonic, wall, clocks = fake_clocks()
     rng = random.Random(17)
     trackers = {name: tracker(name, monotonic, wall) for name in SERVICES}
     work = Workload(trackers)
     async with (
         agents(list(trackers.values())) as servers,
-        history_server(registry_of(servers), tmp_path / "history.sqlite3", clocks) as server,
+        history_server(registry_of(servers), history_backend, clocks) as server,
     ):
         for gap in SCHEDULE:
             tick(monotonic, wall, gap / 2)

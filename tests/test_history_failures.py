@@ -4,7 +4,8 @@ Three failures as an operator meets them: the file is read-only, a directory sit
 file should be, the disk is full (a tiny `PRAGMA max_page_count`). Rounds go on; up to
 `retry_buffer_rounds` rounds wait and are retried; later ones are dropped and counted (their
 events are counted by the next round kept); the reason is in the writer's status; the log says
-so at most once a minute.
+so at most once a minute. The last two (a second aggregator on the same store, a damaged
+round) run on both backends; PostgreSQL's own failures are in test_history_postgres.py.
 """
 
 from __future__ import annotations
@@ -13,7 +14,6 @@ import contextlib
 import logging
 import os
 import shutil
-import sqlite3
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -26,6 +26,7 @@ from aggregator._history.reader import HistoryReader
 from aggregator._history.recorder import Recorder
 from aggregator._history.sqlite import SqliteStore
 from aggregator._history.tiers import DEFAULT_TIERS
+from tests.history_backends import HistoryBackend
 from tests.history_mesh import (
     agents,
     fake_clocks,
@@ -157,25 +158,25 @@ def test_a_full_disk_keeps_the_rounds_going_and_drops_what_does_not_fit(tmp_path
     recorder.finish()
 
 
-def test_a_second_aggregator_on_the_same_file_is_told_it_is_in_use(tmp_path: Path) -> None:
-    path = tmp_path / "history.sqlite3"
-    first = SqliteStore(path, TIERS)
+def test_a_second_aggregator_on_the_same_store_is_told_it_is_in_use(
+    history_backend: HistoryBackend,
+) -> None:
+    first = history_backend.open()
     try:
         with pytest.raises(HistoryStoreError, match="in use by another aggregator"):
-            SqliteStore(path, TIERS)
+            history_backend.open()
     finally:
         first.close()
-    SqliteStore(path, TIERS).close()  # free again once the first one closed it
+    history_backend.open().close()  # free again once the first one closed it
 
 
 def test_a_damaged_round_in_the_head_is_skipped_and_the_rest_comes_back(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
+    history_backend: HistoryBackend, caplog: pytest.LogCaptureFixture
 ) -> None:
-    path = tmp_path / "history.sqlite3"
     monotonic, wall, _ = fake_clocks()
     orders = tracker("orders-api", monotonic, wall)
     recorder = Recorder(
-        lambda: SqliteStore(path, TIERS), OpenChunks(TIERS), buffer_rounds=5, monotonic=monotonic
+        history_backend.opener(), OpenChunks(TIERS), buffer_rounds=5, monotonic=monotonic
     )
     recorder.open()
     for _ in range(30):  # all in the head (the first seal comes after two minutes)
@@ -183,15 +184,9 @@ def test_a_damaged_round_in_the_head_is_skipped_and_the_rest_comes_back(
         orders.record("api_call", n=2)
         recorder.record(wire_snapshot(wall(), [orders]))
     recorder.finish()
-    with sqlite3.connect(path) as database:  # one round's row damaged on disk
-        database.execute(
-            "UPDATE history_head SET data = x'01ff' WHERE time_ms = "
-            "(SELECT time_ms FROM history_head ORDER BY time_ms LIMIT 1 OFFSET 10)"
-        )
+    history_backend.damage_head_row(10)  # one round's row damaged on disk
     memory = OpenChunks(TIERS)
-    recorder = Recorder(
-        lambda: SqliteStore(path, TIERS), memory, buffer_rounds=5, monotonic=monotonic
-    )
+    recorder = Recorder(history_backend.opener(), memory, buffer_rounds=5, monotonic=monotonic)
     recorder.open()
     assert recorder.degraded == ""
     assert "cannot be read back" in caplog.text

@@ -2,34 +2,31 @@
 
 A reader thread reads the history over and over while the recorder writes rounds and seals
 (every 120 rounds) on the main thread; each read must hold every round written before it
-started, in order, none twice, in the finest tier and in the 1 min tier rolled up on read.
+started, in order, none twice, in the finest tier and in the 1 min tier rolled up on read,
+on each backend.
 """
 
 from __future__ import annotations
 
 import threading
-from pathlib import Path
 
 from aggregator._history import SeriesKey, parse_tiers
 from aggregator._history.memory import OpenChunks
 from aggregator._history.reader import HistoryReader
 from aggregator._history.recorder import Recorder
-from aggregator._history.sqlite import SqliteStore
 from aggregator._history.tiers import DEFAULT_TIERS
+from tests.history_backends import HistoryBackend
 from tests.history_mesh import fake_clocks, tick, tracker, wire_snapshot
 
 TIERS = parse_tiers(DEFAULT_TIERS)
 SERVICE = SeriesKey("orders-api", "")
 
 
-def test_reads_during_seals_see_every_round_once(tmp_path: Path) -> None:
+def test_reads_during_seals_see_every_round_once(history_backend: HistoryBackend) -> None:
     monotonic, wall, _ = fake_clocks()
     orders = tracker("orders-api", monotonic, wall)
     memory = OpenChunks(TIERS)
-    path = tmp_path / "history.sqlite3"
-    recorder = Recorder(
-        lambda: SqliteStore(path, TIERS), memory, buffer_rounds=10, monotonic=monotonic
-    )
+    recorder = Recorder(history_backend.opener(), memory, buffer_rounds=10, monotonic=monotonic)
     recorder.open()
     reader = HistoryReader(memory)
     written = [0]

@@ -2,12 +2,11 @@
 
 A real aggregator writes its history while one agent restarts (a new tracker, a new
 start_time: its totals begin again) and while another is unreachable for some rounds and then
-answers again (its events of the gap are counted in the round it comes back).
+answers again (its events of the gap are counted in the round it comes back). Each backend
+in turn.
 """
 
 from __future__ import annotations
-
-from pathlib import Path
 
 from metricsmesh.v1 import snapshot_pb2
 
@@ -17,6 +16,7 @@ from aggregator._history import KindSample, SeriesKey
 from aggregator._history.samples import time_ms_of
 from tests.clocks import FakeClock
 from tests.eventually import eventually
+from tests.history_backends import HistoryBackend
 from tests.history_mesh import (
     Workload,
     agents,
@@ -48,7 +48,7 @@ async def round_until_active(
 
 
 async def test_an_agent_restart_counts_nothing_twice_and_loses_nothing_it_reported(
-    tmp_path: Path,
+    history_backend: HistoryBackend,
 ) -> None:
     monotonic, wall, clocks = fake_clocks()
     first = tracker("orders-api", monotonic, wall)
@@ -56,7 +56,7 @@ async def test_an_agent_restart_counts_nothing_twice_and_loses_nothing_it_report
     agent = AgentServer(first, grace_seconds=0)
     port = await agent.start()
     try:
-        async with history_server(registry_of([agent]), tmp_path / "h.sqlite3", clocks) as server:
+        async with history_server(registry_of([agent]), history_backend, clocks) as server:
             for _ in range(5):
                 tick(monotonic, wall, 1.0)
                 for _ in range(4):
@@ -96,13 +96,13 @@ async def test_an_agent_restart_counts_nothing_twice_and_loses_nothing_it_report
 
 
 async def test_an_agent_unreachable_for_rounds_has_its_events_in_the_round_it_comes_back(
-    tmp_path: Path,
+    history_backend: HistoryBackend,
 ) -> None:
     monotonic, wall, clocks = fake_clocks()
     orders = tracker("orders-api", monotonic, wall)
     async with agents([orders]) as servers:
         registry = registry_of(servers)
-        async with history_server(registry, tmp_path / "h.sqlite3", clocks) as server:
+        async with history_server(registry, history_backend, clocks) as server:
             orders.record("api_call", n=10)
             tick(monotonic, wall, 1.0)
             await run_round(server)

@@ -1,13 +1,13 @@
 """The history survives the aggregator: a restart finds all of it, a kill -9 loses at most 2 s.
 
-The first test stops and starts a real aggregator on the same file under a fake clock; the
-second runs `python -m aggregator` as a user does, kills it with SIGKILL, and reads the file.
+The first test stops and starts a real aggregator on the same store under a fake clock; the
+second runs `python -m aggregator` as a user does, kills it with SIGKILL, and reads the store.
+Both run on each backend (a SQLite file, a PostgreSQL database).
 """
 
 from __future__ import annotations
 
 import asyncio
-import os
 import re
 import signal
 import sys
@@ -23,8 +23,8 @@ from aggregator._history.memory import OpenChunks
 from aggregator._history.reader import HistoryReader
 from aggregator._history.recorder import Recorder
 from aggregator._history.samples import time_ms_of
-from aggregator._history.sqlite import SqliteStore
 from aggregator._history.tiers import DEFAULT_TIERS
+from tests.history_backends import HistoryBackend
 from tests.history_mesh import (
     agents,
     fake_clocks,
@@ -43,13 +43,15 @@ TIERS = parse_tiers(DEFAULT_TIERS)
 EVERYTHING = (-(2**62), 2**62)
 
 
-async def test_after_a_restart_the_history_before_it_is_all_there(tmp_path: Path) -> None:
-    path = tmp_path / "history.sqlite3"
+async def test_after_a_restart_the_history_before_it_is_all_there(
+    history_backend: HistoryBackend,
+) -> None:
+
     monotonic, wall, clocks = fake_clocks()
     orders = tracker("orders-api", monotonic, wall)
     async with agents([orders]) as servers:
         registry = registry_of(servers)
-        async with history_server(registry, path, clocks) as server:
+        async with history_server(registry, history_backend, clocks) as server:
             for number in range(200):  # 3 min 20 s: one seal, a head after it
                 tick(monotonic, wall, 1.0)
                 orders.observe("api_call", 0.001 * (1 + number % 50), error=number % 7 == 0)
@@ -59,7 +61,7 @@ async def test_after_a_restart_the_history_before_it_is_all_there(tmp_path: Path
         assert len(before["1s:24h"][SERVICE]) == 200
         tick(monotonic, wall, 30.0)
         orders.observe("api_call", 0.5)
-        async with history_server(registry, path, clocks) as server:
+        async with history_server(registry, history_backend, clocks) as server:
             writer = writer_of(server)
             await writer.flush()
             after = {
@@ -75,7 +77,7 @@ async def test_after_a_restart_the_history_before_it_is_all_there(tmp_path: Path
                 assert stored_events(writer, API, tier) == 211, tier.text
 
 
-def config_file(tmp_path: Path, agent_port: int) -> Path:
+def config_file(tmp_path: Path, backend: HistoryBackend, agent_port: int) -> Path:
     path = tmp_path / "mesh.toml"
     path.write_text(
         "\n".join(
@@ -86,7 +88,7 @@ def config_file(tmp_path: Path, agent_port: int) -> Path:
                 "[alerts]",
                 f'state_dir = "{tmp_path}"',
                 "[history]",
-                f'path = "{tmp_path / "history.sqlite3"}"',
+                backend.toml(),
                 "[[services]]",
                 'name = "orders-api"',
                 "port = 9000",
@@ -129,12 +131,10 @@ async def take_times(address: str, count: int, until: EventTracker | None = None
     raise AssertionError("the stream ended")
 
 
-def read_history(path: Path) -> tuple[list[int], int]:
+def read_history(backend: HistoryBackend) -> tuple[list[int], int]:
     """The stored round times of the service and the events stored for its kind."""
     memory = OpenChunks(TIERS)
-    recorder = Recorder(
-        lambda: SqliteStore(path, TIERS), memory, buffer_rounds=10, monotonic=time.monotonic
-    )
+    recorder = Recorder(backend.opener(), memory, buffer_rounds=10, monotonic=time.monotonic)
     recorder.open()
     try:
         assert recorder.degraded == ""
@@ -146,10 +146,12 @@ def read_history(path: Path) -> tuple[list[int], int]:
         recorder.finish()
 
 
-async def test_kill_9_loses_at_most_the_last_two_seconds_of_rounds(tmp_path: Path) -> None:
+async def test_kill_9_loses_at_most_the_last_two_seconds_of_rounds(
+    tmp_path: Path, history_backend: HistoryBackend
+) -> None:
     orders = EventTracker("orders-api")
     async with agents([orders]) as servers:
-        config = config_file(tmp_path, servers[0].port)
+        config = config_file(tmp_path, history_backend, servers[0].port)
         process, address = await start_aggregator(config)
         try:
             orders.record("api_call", n=5)
@@ -160,7 +162,7 @@ async def test_kill_9_loses_at_most_the_last_two_seconds_of_rounds(tmp_path: Pat
             process.send_signal(signal.SIGKILL)
             await process.wait()
         assert process.returncode == -signal.SIGKILL
-        rounds, _ = read_history(tmp_path / "history.sqlite3")
+        rounds, _ = read_history(history_backend)
         newest = max(streamed)
         missing = [t for t in streamed if t not in set(rounds)]
         assert all(newest - t < 2000 for t in missing), (missing, newest)
@@ -174,7 +176,6 @@ async def test_kill_9_loses_at_most_the_last_two_seconds_of_rounds(tmp_path: Pat
             process.send_signal(signal.SIGTERM)
             await process.wait()
         assert process.returncode == 0
-    rounds_after, events = read_history(tmp_path / "history.sqlite3")
+    rounds_after, events = read_history(history_backend)
     assert events == orders.read().total_events == 23
     assert rounds_after[: len(rounds)] == rounds
-    assert os.path.exists(tmp_path / "history.sqlite3")

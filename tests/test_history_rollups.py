@@ -5,23 +5,22 @@ The recorder (the writer's worker, without its thread) is fed rounds of real tra
 fake clock: 30 minutes of 1 s rounds, then 12 hours of 20 s rounds, restarted in the middle.
 Every 1 min and 5 min sample must be the sum of the 1 s samples it covers, computed here
 independently (counts add, buckets merge, the largest maximum, the last status), whether it
-was sealed, is in a partial chunk, or is still rolled up on read.
+was sealed, is in a partial chunk, or is still rolled up on read. Each backend in turn.
 """
 
 from __future__ import annotations
 
 import random
 from collections import Counter
-from pathlib import Path
 
 from agent import EventTracker
 from aggregator._history import KindSample, SeriesKey, ServiceSample, evaluate_range, parse_tiers
 from aggregator._history.memory import OpenChunks
 from aggregator._history.reader import HistoryReader
 from aggregator._history.recorder import Recorder
-from aggregator._history.sqlite import SqliteStore
 from aggregator._history.tiers import DEFAULT_TIERS
 from tests.clocks import FakeClock
+from tests.history_backends import HistoryBackend
 from tests.history_mesh import KINDS, fake_clocks, tick, tracker, wire_snapshot
 
 TIERS = parse_tiers(DEFAULT_TIERS)
@@ -30,11 +29,9 @@ KEYS = [SeriesKey(s, k) for s in SERVICES for k in KINDS] + [SeriesKey(s, "") fo
 EVERYTHING = (-(2**62), 2**62)
 
 
-def recorder_for(path: Path, monotonic: FakeClock) -> tuple[Recorder, HistoryReader]:
+def recorder_for(backend: HistoryBackend, monotonic: FakeClock) -> tuple[Recorder, HistoryReader]:
     memory = OpenChunks(TIERS)
-    recorder = Recorder(
-        lambda: SqliteStore(path, TIERS), memory, buffer_rounds=300, monotonic=monotonic
-    )
+    recorder = Recorder(backend.opener(), memory, buffer_rounds=300, monotonic=monotonic)
     recorder.open()
     assert recorder.degraded == ""
     return recorder, HistoryReader(memory)
@@ -100,16 +97,17 @@ def summed(fine: list, resolution: int) -> list:  # type: ignore[type-arg]
     return result
 
 
-def test_the_1m_and_5m_tiers_hold_the_exact_sums_of_the_1s_tier(tmp_path: Path) -> None:
-    path = tmp_path / "history.sqlite3"
+def test_the_1m_and_5m_tiers_hold_the_exact_sums_of_the_1s_tier(
+    history_backend: HistoryBackend,
+) -> None:
     monotonic, wall, _ = fake_clocks()
     rng = random.Random(5)
     trackers = [tracker(name, monotonic, wall) for name in SERVICES]
-    recorder, _ = recorder_for(path, monotonic)
+    recorder, _ = recorder_for(history_backend, monotonic)
     play(recorder, trackers, (monotonic, wall), 1800, 1.0, rng)
     play(recorder, trackers, (monotonic, wall), 1000, 20.0, rng)
     recorder.finish()  # a restart: the state comes back from the file
-    recorder, reader = recorder_for(path, monotonic)
+    recorder, reader = recorder_for(history_backend, monotonic)
     play(recorder, trackers, (monotonic, wall), 1160, 20.0, rng)
     fine = reader.read(KEYS, TIERS[0], *EVERYTHING)
     for tier in TIERS[1:]:
@@ -122,11 +120,13 @@ def test_the_1m_and_5m_tiers_hold_the_exact_sums_of_the_1s_tier(tmp_path: Path) 
     recorder.finish()
 
 
-def test_retention_deletes_expired_chunks_of_each_tier_and_keeps_the_rest(tmp_path: Path) -> None:
+def test_retention_deletes_expired_chunks_of_each_tier_and_keeps_the_rest(
+    history_backend: HistoryBackend,
+) -> None:
     monotonic, wall, _ = fake_clocks()
     rng = random.Random(9)
     trackers = [tracker(name, monotonic, wall) for name in SERVICES]
-    recorder, reader = recorder_for(tmp_path / "history.sqlite3", monotonic)
+    recorder, reader = recorder_for(history_backend, monotonic)
     play(recorder, trackers, (monotonic, wall), 600, 1.0, rng)  # 10 min of 1 s rounds
     first_day = reader.read(KEYS, TIERS[0], *EVERYTHING)
     assert sum(len(samples) for samples in first_day.values()) > 2800
@@ -146,11 +146,11 @@ def test_retention_deletes_expired_chunks_of_each_tier_and_keeps_the_rest(tmp_pa
 
 
 def test_a_minute_without_events_counts_0_and_a_minute_without_an_answer_has_no_point(
-    tmp_path: Path,
+    history_backend: HistoryBackend,
 ) -> None:
     monotonic, wall, _ = fake_clocks()
     orders = tracker("orders-api", monotonic, wall)
-    recorder, reader = recorder_for(tmp_path / "history.sqlite3", monotonic)
+    recorder, reader = recorder_for(history_backend, monotonic)
     start = int(wall() * 1000)
     for second in range(1, 241):  # minute 1 busy then idle, minute 2 down, 3 and 4 idle
         tick(monotonic, wall, 1.0)

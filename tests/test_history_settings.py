@@ -7,10 +7,11 @@ from pathlib import Path
 import pytest
 
 from aggregator import AggregatorServer, AlertSettings, load_config
-from aggregator._errors import HistoryQueryError
+from aggregator._errors import HistoryQueryError, HistoryStoreError
 from aggregator._history import HistorySettings, choose_tier, parse_tiers
 from aggregator._history.store import store_opener
 from mesh_common.errors import ConfigError
+from tests.ports import free_port
 
 HOUR, DAY = 3_600_000, 86_400_000
 
@@ -84,12 +85,18 @@ def test_a_url_that_is_not_postgresql_is_refused(url: str, message: str) -> None
         HistorySettings(url=url)
 
 
-def test_a_postgresql_url_is_refused_at_start_while_its_backend_is_missing() -> None:
-    settings = HistorySettings(url="postgresql://mesh@db.internal:5432/metrics")
-    with pytest.raises(ConfigError, match="no PostgreSQL backend"):
-        store_opener(settings)
-    with pytest.raises(ConfigError, match="no PostgreSQL backend"):
-        AggregatorServer(history=settings, alerts=AlertSettings())
+def test_a_postgresql_url_selects_the_postgresql_backend_named_without_its_password() -> None:
+    url = f"postgresql://mesh:zq9x%2Fwv7k@127.0.0.1:{free_port()}/metrics"
+    settings = HistorySettings(url=url)
+    AggregatorServer(history=settings, alerts=AlertSettings())  # starts; the writer connects
+    with pytest.raises(HistoryStoreError) as caught:
+        store_opener(settings)()  # nothing listens there
+    said = str(caught.value)
+    assert said.startswith(
+        f"cannot connect to the history store {url.replace('zq9x%2Fwv7k', '***')}"
+    )
+    assert "Connection refused" in said
+    assert "zq9x" not in said and "wv7k" not in said
 
 
 def test_url_and_path_together_are_refused() -> None:

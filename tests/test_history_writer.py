@@ -1,16 +1,18 @@
-"""The writer as the round loop sees it: observe() never waits; close() writes what is queued."""
+"""The writer as the round loop sees it: observe() never waits; close() writes what is queued.
+
+Each on both backends.
+"""
 
 from __future__ import annotations
 
 import threading
 import time
-from pathlib import Path
 
 from aggregator._convert import WholeSnapshots
 from aggregator._history import HistoryStore, HistoryWriter, parse_tiers
-from aggregator._history.sqlite import SqliteStore
 from aggregator._history.tiers import DEFAULT_TIERS
 from aggregator._model import SnapshotData
+from tests.history_backends import HistoryBackend
 from tests.history_mesh import EPOCH, fake_clocks
 
 TIERS = parse_tiers(DEFAULT_TIERS)
@@ -22,13 +24,13 @@ def snapshot(sequence: int) -> SnapshotData:
 
 
 async def test_a_writer_that_falls_behind_drops_rounds_without_delaying_one(
-    tmp_path: Path,
+    history_backend: HistoryBackend,
 ) -> None:
     release = threading.Event()
 
     def slow_store() -> HistoryStore:
         release.wait(10)  # the worker is stuck (a slow disk) until the test lets it go
-        return SqliteStore(tmp_path / "history.sqlite3", TIERS)
+        return history_backend.open()
 
     _, _, clocks = fake_clocks()
     writer = HistoryWriter(slow_store, TIERS, whole=WholeSnapshots(), clocks=clocks)
@@ -45,18 +47,17 @@ async def test_a_writer_that_falls_behind_drops_rounds_without_delaying_one(
     await writer.close()
 
 
-async def test_close_writes_the_last_round_and_what_is_queued(tmp_path: Path) -> None:
-    path = tmp_path / "history.sqlite3"
+async def test_close_writes_the_last_round_and_what_is_queued(
+    history_backend: HistoryBackend,
+) -> None:
     _, _, clocks = fake_clocks()
-    writer = HistoryWriter(
-        lambda: SqliteStore(path, TIERS), TIERS, whole=WholeSnapshots(), clocks=clocks
-    )
+    writer = HistoryWriter(history_backend.opener(), TIERS, whole=WholeSnapshots(), clocks=clocks)
     writer.start()
     await writer.observe(snapshot(1))
     await writer.close(snapshot(2))  # the newest round, not yet seen by the observer
     await writer.close(snapshot(3))  # a second close changes nothing
     assert writer.status().rounds_written == 2
-    store = SqliteStore(path, TIERS)
+    store = history_backend.open()
     try:
         assert [time_ms for time_ms, _ in store.head()] == [
             int((EPOCH + 1) * 1000),

@@ -1,5 +1,6 @@
 """The neutral package every component stands on: addresses, the config loader, wire times,
-the error tree and its exit statuses, and the import floor the gateway relies on."""
+the error tree and its exit statuses, passwords masked, and the import floor the gateway
+relies on."""
 
 from __future__ import annotations
 
@@ -40,6 +41,7 @@ from mesh_common.errors import (
 )
 from mesh_common.filters import ServiceFilter
 from mesh_common.grpc_input import peer_host
+from mesh_common.redact import redact
 from mesh_common.registry import SERVICES
 from mesh_common.wire_time import duration, iso_utc, set_seconds, timestamp, to_seconds
 
@@ -477,3 +479,24 @@ def test_mesh_common_stands_on_nothing_of_the_components() -> None:
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize(
+    ("text", "shown"),
+    [
+        ("postgresql://mesh:s3cret@db:5432/m", "postgresql://mesh:***@db:5432/m"),
+        ("postgres://mesh:p@ss@db/m?sslmode=require", "postgres://mesh:***@db/m?sslmode=require"),
+        ("postgresql://db/m?user=mesh&password=s3cret&x=1", "postgresql://db/m?user=mesh&password=***&x=1"),
+        ("host=db password='s e c' user=mesh", "host=db password=*** user=mesh"),
+        ("at postgresql://mesh:s3cret@db/m: refused", "at postgresql://mesh:***@db/m: refused"),
+        ("postgresql://mesh@db/m", "postgresql://mesh@db/m"),  # no password: unchanged
+        ("password authentication failed for user", "password authentication failed for user"),
+    ],
+)  # fmt: skip
+def test_redact_masks_a_url_password_in_every_form(text: str, shown: str) -> None:
+    assert redact(text) == shown
+
+
+def test_redact_also_masks_the_configured_password_quoted_outside_a_url() -> None:
+    url = "postgresql://mesh:p%40ss-w0rd@db/m"
+    assert redact("bad password p@ss-w0rd or p%40ss-w0rd", url) == "bad password *** or ***"

@@ -3,7 +3,7 @@
 [history]
 enabled = true                           # write every round to the store
 path = ""                                # SQLite file; "" = history.sqlite3 in the state directory
-url = ""                                 # "postgresql://user@host/db" selects PostgreSQL instead
+url = ""                                 # "postgresql://user:password@host/db": PostgreSQL instead
 tiers = ["1s:24h", "1m:30d", "5m:90d"]   # Graphite's resolution:retention, finest first
 retry_buffer_rounds = 300                # rounds kept in memory while the store fails
 
@@ -15,6 +15,10 @@ backfill), and the chunks of a tier no longer listed stay in the file, unread. W
 fails, rounds are kept for `retry_buffer_rounds` rounds (five minutes of 1 s rounds) and
 retried; later ones are dropped and counted, and their events are counted by the next round
 that is kept (the agents' totals are cumulative), so only their time resolution is lost.
+
+A password in `url` is never printed: `metrics-mesh config check`, log lines and error texts
+show `postgresql://user:***@host/db` (`mesh_common.redact`). libpq's own sources work too: leave
+the password out of the URL and set `PGPASSWORD` or a `~/.pgpass` line for the aggregator.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from aggregator._history.model import Tier
 from aggregator._history.tiers import DEFAULT_TIERS, parse_tiers
 from mesh_common.config import Section, setting
 from mesh_common.errors import ConfigError
+from mesh_common.redact import redact
 
 DATABASE_NAME = "history.sqlite3"
 """The SQLite file's name in the state directory."""
@@ -81,8 +86,12 @@ def check_postgres_url(url: str) -> None:
     try:
         parts = urlsplit(url)
         parts.port  # noqa: B018 (a bad port raises ValueError here)
-    except ValueError as error:
-        raise ConfigError(f"url: not a valid URL: {error}") from None
+    except ValueError:
+        # Not the parser's words: they quote the "port", which may be part of a password.
+        raise ConfigError(
+            f"url: not a valid URL ({redact(url)}): its host or port cannot be read; the port "
+            "must be a number in 0..65535, and a password's / # ? @ : written %2F %23 %3F %40 %3A"
+        ) from None
     if parts.scheme not in POSTGRES_SCHEMES:
         raise ConfigError(
             f"url: scheme {parts.scheme!r} is not PostgreSQL's; use postgresql://user@host/db "

@@ -21,7 +21,6 @@ from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 
 from aggregator._history.model import ChunkRecord, CursorRecord, SeriesRecord, StoreSize, Tier
 from aggregator._history.settings import HistorySettings
-from mesh_common.errors import ConfigError
 
 SCHEMA_VERSION = "1"
 """`history_meta` key `schema`: the tables' layout (codec.VERSION is the blobs')."""
@@ -123,17 +122,21 @@ StoreOpener = Callable[[], HistoryStore]
 
 
 def store_opener(settings: HistorySettings, state_dir: str = "") -> StoreOpener:
-    """The function that opens the store `settings` select; ConfigError for a missing backend.
+    """The function that opens the store `settings` select: PostgreSQL for a `url`, else SQLite.
 
     `state_dir` is where the alert store is kept (`[alerts] state_dir`); the SQLite file goes
     beside it unless `path` says otherwise.
     """
     tiers = settings.tier_list
     if settings.url:
-        raise ConfigError(
-            "[history] url selects PostgreSQL, but this build has no PostgreSQL backend yet "
-            "(aggregator/_history/postgres.py); remove url to keep the history in SQLite"
-        )
+        url = settings.url
+
+        def open_postgres() -> HistoryStore:
+            from aggregator._history.postgres import PostgresStore
+
+            return PostgresStore(url, tiers)
+
+        return open_postgres
     path = settings.database_path(state_dir)
 
     def open_sqlite() -> HistoryStore:
