@@ -29,14 +29,13 @@ its buffer when a connect succeeds. libpq settings the URL does not set: `connec
 while connected: a second aggregator pointed at the same database and schema is told it is in
 use (as SQLite's `flock`), instead of interleaving two histories.
 
-**Seed 004's `system_metrics` view.** Chunks are compressed blobs, so SQL cannot read them
-cheaply: each seal also adds, per service and minute, the sums of the minute to
-`history_minutes` (events, errors, timed events and their latency sum from the service's
-kinds; rounds, answered rounds, active rounds and CPU from its own series), indexed on the
-minute's end and kept for the minute tier's retention (the first tier of a minute or coarser:
-`1m:30d` by default). The view `system_metrics (service_name, metric_name, value, timestamp, tags)` shows them as
-seed 004's table does, one row per service, minute and figure, so seed 004's "Get service
-health" SQL runs unchanged and reads a few thousand index entries:
+**Seed 004's `system_metrics` view.** Chunks are compressed blobs, so SQL cannot read them cheaply:
+each seal also adds, per service and minute, the sums of the minute to `history_minutes` (events,
+errors, timed events and their latency sum from the service's kinds; rounds, answered rounds, active
+rounds and CPU from its own series), indexed on the minute's end and kept for the minute tier's
+retention (the first tier of a minute or coarser: `1m:30d` by default). The view `system_metrics
+(service_name, metric_name, value, timestamp, tags)` shows them as seed 004's table does, one row
+per service, minute and figure, so seed 004's "Get service health" SQL runs unchanged and reads a few thousand index entries:
 
 | metric_name | value over the minute (numeric(10,2), rounded to 2 places) |
 |---|---|
