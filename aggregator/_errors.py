@@ -10,8 +10,9 @@ MeshError (mesh_common.errors)
       ├── AlertStoreError        the alert store cannot be read or written (names the file)
       ├── RetagError             an answer's bytes cannot be re-tagged into a row (parsed instead)
       ├── HistoryStoreError      the history store cannot be opened, read or written
-      └── HistoryQueryError      a history query asks for what cannot be answered
-           └── SelectorError     a series selector is malformed or asks for what is unsupported
+      ├── HistoryQueryError      a history query asks for what cannot be answered
+      │    └── SelectorError     a series selector is malformed or asks for what is unsupported
+      └── HistoryTimeout         a history query ran past its time limit
 Configuration errors are mesh_common's ConfigError, shared by every component.
 """
 
@@ -92,3 +93,7 @@ class SelectorError(HistoryQueryError):
         super().__init__(f"{reason} (at position {position})", field=field)
         self.reason = reason
         self.position = position
+
+
+class HistoryTimeout(AggregatorError):
+    """A history query ran past its time limit (the query timeout or the call's deadline)."""
