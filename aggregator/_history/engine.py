@@ -313,6 +313,7 @@ class QueryEngine:
         """Each point: functions of the figure's values at the resolution within its step."""
         now = self.now_ms()
         first_ms = start_ms - step_ms  # values after it fall in the first window
+        end_ms = start_ms + (end_ms - start_ms) // step_ms * step_ms  # the last point's time
         resolution_ms = resolution_ms or self._default_resolution(first_ms, end_ms, step_ms, now)
         if resolution_ms <= 0 or step_ms % resolution_ms:
             raise HistoryQueryError(
