@@ -12,6 +12,7 @@ MeshError (mesh_common.errors)
       ├── HistoryStoreError      the history store cannot be opened, read or written
       ├── HistoryQueryError      a history query asks for what cannot be answered
       │    └── SelectorError     a series selector is malformed or asks for what is unsupported
+      ├── RegexError             a label regex is not in the supported RE2 syntax
       └── HistoryTimeout         a history query ran past its time limit
 Configuration errors are mesh_common's ConfigError, shared by every component.
 """
@@ -91,6 +92,15 @@ class SelectorError(HistoryQueryError):
 
     def __init__(self, reason: str, position: int, *, field: str = "query") -> None:
         super().__init__(f"{reason} (at position {position})", field=field)
+        self.reason = reason
+        self.position = position
+
+
+class RegexError(AggregatorError, ValueError):
+    """A label regex that is not in the supported RE2 syntax; `position` is where (0-based)."""
+
+    def __init__(self, reason: str, position: int) -> None:
+        super().__init__(f"{reason} (at position {position} of the regex)")
         self.reason = reason
         self.position = position
 

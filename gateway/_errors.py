@@ -5,9 +5,9 @@ MeshError (mesh_common.errors)
       ├── ProtocolError   a WebSocket client message the protocol cannot accept
       ├── AlertFormError  an alert rule body (REST) that cannot be mapped onto an AlertRule
       ├── AlertRequestError  an alert request answered with an HTTP error (status, detail)
-      ├── HistoryParamError  a history endpoint's parameter that cannot be read (names it)
       └── HistoryCallError   a history call the aggregator refused or could not answer
-Configuration errors are mesh_common's ConfigError, shared by every component.
+Configuration errors are mesh_common's ConfigError, and a request parameter that cannot be
+read its ParamError, shared by every component.
 """
 
 from __future__ import annotations
@@ -46,16 +46,6 @@ class AlertRequestError(GatewayError):
         """The offending field of the body, when there is one."""
         self.challenge = challenge
         """The `WWW-Authenticate` value of a 401."""
-
-
-class HistoryParamError(GatewayError, ValueError):
-    """A history endpoint's parameter (a time, a duration, a body field) that cannot be read."""
-
-    def __init__(self, param: str, reason: str) -> None:
-        super().__init__(f'invalid parameter "{param}": {reason}')
-        self.param = param
-        """The parameter as the endpoint names it (`start`, `step`, `metric_name`, ...)."""
-        self.reason = reason
 
 
 class HistoryCallError(GatewayError):

@@ -27,11 +27,12 @@ from metricsmesh.v1 import history_pb2
 from pydantic import BaseModel, Field
 
 from gateway._alert_routes import _body, read_json
-from gateway._errors import AlertRequestError, HistoryCallError, HistoryParamError
+from gateway._errors import AlertRequestError, HistoryCallError
 from gateway._history_calls import call_history
-from gateway._history_params import format_duration, parse_duration, parse_time
 from gateway._state import GatewayState
 from mesh_common.bounded import quote
+from mesh_common.errors import ParamError
+from mesh_common.prometheus_api import format_duration, parse_duration, parse_time
 from mesh_common.wire_time import iso_utc
 
 PREFIX = "/api/v1/metrics"
@@ -222,7 +223,7 @@ def _query_route(router: APIRouter, state: GatewayState) -> None:
             response = await call_history(state, "QueryRange", body.request)
         except AlertRequestError as error:
             return _refusal(error.status, error.detail, error.field)
-        except (HistoryParamError, HistoryCallError) as error:
+        except (ParamError, HistoryCallError) as error:
             return _error_response(error, {"query": "metric_name"})
         series = [
             {
@@ -256,10 +257,10 @@ class _QueryBody:
 
 def _query_body(body: Any) -> _QueryBody:
     if not isinstance(body, dict):
-        raise HistoryParamError("body", "must be a JSON object")
+        raise ParamError("body", "must be a JSON object")
     unknown = sorted(set(body) - set(BODY_KEYS))
     if unknown:
-        raise HistoryParamError(unknown[0], f"unknown field; the fields are {', '.join(BODY_KEYS)}")
+        raise ParamError(unknown[0], f"unknown field; the fields are {', '.join(BODY_KEYS)}")
     name = _metric_name(body.get("metric_name"))
     labels = _labels(body.get("labels", {}))
     times = {key: parse_time(key, _text(key, body.get(key))) for key in ("start_time", "end_time")}
@@ -267,7 +268,7 @@ def _query_body(body: Any) -> _QueryBody:
     step = parse_duration("step", step_text)
     aggregation = body.get("aggregation", "avg")
     if aggregation not in AGGREGATIONS:
-        raise HistoryParamError("aggregation", f"must be one of {', '.join(AGGREGATIONS)}")
+        raise ParamError("aggregation", f"must be one of {', '.join(AGGREGATIONS)}")
     request = history_pb2.QueryRangeRequest(
         query=selector(name, labels), aggregations=[AGGREGATIONS[aggregation]]
     )
@@ -310,7 +311,7 @@ def _latest_route(router: APIRouter, state: GatewayState) -> None:
             response = await call_history(
                 state, "QueryLatest", history_pb2.QueryLatestRequest(query=query)
             )
-        except (HistoryParamError, HistoryCallError) as error:
+        except (ParamError, HistoryCallError) as error:
             return _error_response(error, {"query": "metric_name"})
         values = [
             {
@@ -372,7 +373,7 @@ def _aggregated_route(router: APIRouter, state: GatewayState) -> None:
             if tier is not None:
                 request.resolution.FromMilliseconds(parse_duration("tier", tier))
             response = await call_history(state, "QueryRange", request)
-        except (HistoryParamError, HistoryCallError) as error:
+        except (ParamError, HistoryCallError) as error:
             fields = {"query": "metric_name", "start_time": "start", "end_time": "end"}
             return _error_response(error, fields | {"resolution": "tier"})
         return JSONResponse(_aggregated_body(response, metric_name, step, start_ms, end_ms))
@@ -428,36 +429,34 @@ def selector(name: str, labels: dict[str, str]) -> str:
 def _metric_name(value: Any) -> str:
     text = _text("metric_name", value)
     if len(text) > MAX_NAME_LENGTH or not _NAME.fullmatch(text):
-        raise HistoryParamError("metric_name", f"{quote(text, 60)} is not a figure's name")
+        raise ParamError("metric_name", f"{quote(text, 60)} is not a figure's name")
     return text
 
 
 def _labels(value: Any) -> dict[str, str]:
     if not isinstance(value, dict):
-        raise HistoryParamError("labels", "must be an object of label: value")
+        raise ParamError("labels", "must be an object of label: value")
     labels = {}
     for label, text in value.items():
         if text is None:
             continue
         if label not in LABELS:
-            raise HistoryParamError(
+            raise ParamError(
                 "labels", f"unknown label {quote(label, 40)}; the labels are {', '.join(LABELS)}"
             )
         if not isinstance(text, str) or len(text) > MAX_NAME_LENGTH:
-            raise HistoryParamError(
-                label, f"must be a text of at most {MAX_NAME_LENGTH} characters"
-            )
+            raise ParamError(label, f"must be a text of at most {MAX_NAME_LENGTH} characters")
         labels[label] = text
     return labels
 
 
 def _text(name: str, value: Any) -> str:
     if isinstance(value, bool) or value is None:
-        raise HistoryParamError(name, "missing" if value is None else "must be a text")
+        raise ParamError(name, "missing" if value is None else "must be a text")
     if isinstance(value, int | float):
         return repr(value)
     if not isinstance(value, str):
-        raise HistoryParamError(name, "must be a text")
+        raise ParamError(name, "must be a text")
     return value
 
 
@@ -465,10 +464,8 @@ def _label_order(series: history_pb2.HistorySeries) -> list[tuple[str, str]]:
     return sorted(series.labels.items())
 
 
-def _error_response(
-    error: HistoryParamError | HistoryCallError, fields: dict[str, str]
-) -> JSONResponse:
-    if isinstance(error, HistoryParamError):
+def _error_response(error: ParamError | HistoryCallError, fields: dict[str, str]) -> JSONResponse:
+    if isinstance(error, ParamError):
         return _refusal(422, error.reason, error.param)
     field = fields.get(error.field or "", error.field)
     return _refusal(_STATUS.get(error.code, 502), error.detail, field)

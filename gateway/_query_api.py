@@ -9,7 +9,7 @@ As Prometheus's HTTP API (`/api/v1/query_range`, `/api/v1/query`) takes and answ
 seconds; `step` is a duration (`15s`, `5m`, `1h30m`) or float seconds; `time` defaults to now.
 A success is `{"status": "success", "data": {"resultType": ..., "result": [...]}}` with the
 series sorted by their labels, timestamps in seconds and values as strings
-(`gateway._history_params`). A refusal is `{"status": "error", "errorType": ..., "error":
+(`mesh_common.prometheus_api`). A refusal is `{"status": "error", "errorType": ..., "error":
 ...}`: 400 `bad_data` for a parameter that cannot be read or a query the aggregator refuses
 (the error names the parameter, as Prometheus's `invalid parameter "step": ...`), 503
 `timeout` past the aggregator's query timeout, 503 `unavailable` when the aggregator is
@@ -22,7 +22,6 @@ A request line longer than the gateway's `max_header_bytes` is refused before it
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from typing import Annotated, Any, Literal
 
 import orjson
@@ -31,15 +30,17 @@ from fastapi.responses import Response
 from metricsmesh.v1 import history_pb2
 from pydantic import BaseModel
 
-from gateway._errors import HistoryCallError, HistoryParamError
+from gateway._errors import HistoryCallError
 from gateway._history_calls import call_history
-from gateway._history_params import (
+from gateway._state import GatewayState
+from mesh_common.errors import ParamError
+from mesh_common.prometheus_api import (
+    matrix_json,
     parse_duration,
     parse_time,
-    prometheus_timestamp,
-    prometheus_value,
+    success_json,
+    vector_json,
 )
-from gateway._state import GatewayState
 
 PREFIX = "/api/v1/metrics/query"
 JSON = "application/json"
@@ -135,16 +136,16 @@ def query_api_router(state: GatewayState) -> APIRouter:
             request.end_time.FromMilliseconds(parse_time("end", _required("end", end)))
             step_ms = parse_duration("step", _required("step", step))
             if step_ms <= 0:
-                raise HistoryParamError(
+                raise ParamError(
                     "step",
                     "zero or negative query resolution step widths are not accepted. "
                     "Try a positive integer",
                 )
             request.step.FromMilliseconds(step_ms)
             response = await call_history(state, "QueryRange", request)
-        except (HistoryParamError, HistoryCallError) as error:
+        except (ParamError, HistoryCallError) as error:
             return error_response(error)
-        return _answer(_matrix(response.series))
+        return _answer(matrix_json(response.series))
 
     @router.get(
         "/instant",
@@ -164,22 +165,22 @@ def query_api_router(state: GatewayState) -> APIRouter:
             if time is not None:
                 request.time.FromMilliseconds(parse_time("time", time))
             response = await call_history(state, "QueryInstant", request)
-        except (HistoryParamError, HistoryCallError) as error:
+        except (ParamError, HistoryCallError) as error:
             return error_response(error)
-        return _answer(_vector(response.series))
+        return _answer(vector_json(response.series))
 
     return router
 
 
 def _required(name: str, value: str | None) -> str:
     if value is None or value == "":
-        raise HistoryParamError(name, "missing")
+        raise ParamError(name, "missing")
     return value
 
 
-def error_response(error: HistoryParamError | HistoryCallError) -> Response:
+def error_response(error: ParamError | HistoryCallError) -> Response:
     """Prometheus's error envelope for `error`, with its HTTP status."""
-    if isinstance(error, HistoryParamError):
+    if isinstance(error, ParamError):
         status, kind, text = 400, "bad_data", str(error)
     else:
         status, kind = _STATUS.get(error.code, (502, "internal"))
@@ -190,36 +191,4 @@ def error_response(error: HistoryParamError | HistoryCallError) -> Response:
 
 
 def _answer(data: bytes) -> Response:
-    return Response(b'{"status":"success","data":' + data + b"}", media_type=JSON)
-
-
-def _metric(series: history_pb2.HistorySeries) -> dict[str, str]:
-    return {"__name__": series.figure, **dict(series.labels)}
-
-
-def _sorted(series: Iterable[history_pb2.HistorySeries]) -> list[tuple[bytes, Any]]:
-    """(the metric's JSON, the series), sorted by the labels as Prometheus sorts them."""
-    labelled = [(sorted(_metric(one).items()), one) for one in series]
-    labelled.sort(key=lambda pair: pair[0])
-    return [(orjson.dumps(dict(labels)), one) for labels, one in labelled]
-
-
-def _matrix(series: Iterable[history_pb2.HistorySeries]) -> bytes:
-    """A matrix written directly: timestamps as Prometheus writes them are not floats' repr."""
-    parts = []
-    for metric, one in _sorted(series):
-        values = ",".join(
-            f'[{prometheus_timestamp(p.time_millis)},"{prometheus_value(p.value)}"]'
-            for p in one.points
-        )
-        parts.append(b'{"metric":' + metric + b',"values":[' + values.encode() + b"]}")
-    return b'{"resultType":"matrix","result":[' + b",".join(parts) + b"]}"
-
-
-def _vector(series: Iterable[history_pb2.HistorySeries]) -> bytes:
-    parts = []
-    for metric, one in _sorted(series):
-        (point,) = one.points
-        value = f'[{prometheus_timestamp(point.time_millis)},"{prometheus_value(point.value)}"]'
-        parts.append(b'{"metric":' + metric + b',"value":' + value.encode() + b"}")
-    return b'{"resultType":"vector","result":[' + b",".join(parts) + b"]}"
+    return Response(success_json(data), media_type=JSON)

@@ -29,6 +29,8 @@ import functools
 from dataclasses import dataclass, field
 from typing import Any
 
+from aggregator._errors import RegexError
+
 __all__ = ["MAX_PROGRAM", "MAX_REPEAT", "Regex", "RegexError", "compile_regex"]
 
 MAX_REPEAT = 1000
@@ -71,15 +73,6 @@ _REFUSED_ESCAPES = {
     "U": "\\U is not RE2 syntax (use \\x{...})",
     "N": "\\N is not RE2 syntax",
 }
-
-
-class RegexError(ValueError):
-    """A pattern that is not in the supported RE2 syntax; `position` is where (0-based)."""
-
-    def __init__(self, reason: str, position: int) -> None:
-        super().__init__(f"{reason} (at position {position} of the regex)")
-        self.reason = reason
-        self.position = position
 
 
 @dataclass(frozen=True, slots=True)
