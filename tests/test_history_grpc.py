@@ -109,6 +109,18 @@ async def test_aggregations_work_on_the_values_at_the_resolution(fleet: HistoryF
     assert [point.value for point in count.points] == [60.0, 60.0]  # one value per round
 
 
+async def test_aggregated_points_never_fall_after_the_end(fleet: HistoryFleet) -> None:
+    request = range_request(fleet, 'events{service="weather-api", kind=""}', step=5 * MINUTE)
+    request.aggregations.append(history_pb2.HISTORY_AGGREGATION_SUM)
+    response = await call(fleet.address, "QueryRange", request)
+    # start + 1 min to start + 2 min at a 5 min step: one point, at start + 1 min, summing the
+    # 5 min before it (the first minute's rounds); the next minute's rounds belong to a step
+    # that ends after the end, so no point stands after it.
+    ((point,),) = [one.points for one in response.series]
+    assert point.time_millis == round((fleet.start + MINUTE) * 1000)
+    assert point.value == 3 * LOAD["weather-api"] * MINUTE
+
+
 async def test_an_instant_is_the_minute_before_it_and_latest_the_newest_round(
     fleet: HistoryFleet,
 ) -> None:
