@@ -10,7 +10,10 @@ MeshError (mesh_common.errors)
       ├── AlertStoreError        the alert store cannot be read or written (names the file)
       ├── RetagError             an answer's bytes cannot be re-tagged into a row (parsed instead)
       ├── HistoryStoreError      the history store cannot be opened, read or written
-      └── HistoryQueryError      a history query asks for what cannot be answered
+      ├── HistoryQueryError      a history query asks for what cannot be answered
+      │    └── SelectorError     a series selector is malformed or asks for what is unsupported
+      ├── RegexError             a label regex is not in the supported RE2 syntax
+      └── HistoryTimeout         a history query ran past its time limit
 Configuration errors are mesh_common's ConfigError, shared by every component.
 """
 
@@ -78,3 +81,29 @@ class HistoryQueryError(AggregatorError, ValueError):
     def __init__(self, message: str, *, field: str) -> None:
         super().__init__(message)
         self.field = field
+
+
+class SelectorError(HistoryQueryError):
+    """A series selector that cannot be read; names the part and where it starts.
+
+    `position` is the 0-based character offset of the part in the selector's text (also in
+    the message, as "at position N").
+    """
+
+    def __init__(self, reason: str, position: int, *, field: str = "query") -> None:
+        super().__init__(f"{reason} (at position {position})", field=field)
+        self.reason = reason
+        self.position = position
+
+
+class RegexError(AggregatorError, ValueError):
+    """A label regex that is not in the supported RE2 syntax; `position` is where (0-based)."""
+
+    def __init__(self, reason: str, position: int) -> None:
+        super().__init__(f"{reason} (at position {position} of the regex)")
+        self.reason = reason
+        self.position = position
+
+
+class HistoryTimeout(AggregatorError):
+    """A history query ran past its time limit (the query timeout or the call's deadline)."""

@@ -10,6 +10,8 @@ from aggregator._alerts.manager import AlertManager
 from aggregator._alerts.service import AlertServicer
 from aggregator._alerts.settings import IN_MEMORY, AlertSettings
 from aggregator._convert import WholeSnapshots
+from aggregator._history.engine import QueryLimits
+from aggregator._history.service import HistoryServicer
 from aggregator._history.settings import HistorySettings
 from aggregator._history.store import store_opener
 from aggregator._history.writer import HistoryWriter, queue_rounds
@@ -71,6 +73,7 @@ class AggregatorServer:
                 buffer_rounds=history.retry_buffer_rounds,
                 queue_rounds=queue_rounds(self.settings.interval_seconds),
             )
+        self._history_servicer = HistoryServicer(self.history, _limits(history), clocks)
         self._host = GrpcHost(
             self._register,
             service_names=(SERVICE_NAME,),
@@ -126,6 +129,7 @@ class AggregatorServer:
         await self.loop.stop()
         await self._close_history()
         await self._host.stop(grace_seconds)
+        self._history_servicer.close()
         await self.alerts.close()
 
     async def _close_history(self) -> None:
@@ -134,7 +138,11 @@ class AggregatorServer:
             await self.history.close(self.loop.latest)
 
     def _register(self, server: grpc.aio.Server) -> None:
-        methods = {**self._servicer.implementations(), **self._alert_servicer.implementations()}
+        methods = {
+            **self._servicer.implementations(),
+            **self._alert_servicer.implementations(),
+            **self._history_servicer.implementations(),
+        }
         server.add_generic_rpc_handlers(
             (service_handler(SERVICE, methods, serialized=self._servicer.implementations()),)
         )
@@ -154,3 +162,12 @@ class AggregatorServer:
         traceback: TracebackType | None,
     ) -> None:
         await self.stop()
+
+
+def _limits(history: HistorySettings | None) -> QueryLimits:
+    """The history queries' bounds from the `[history]` settings (defaults without them)."""
+    if history is None:
+        return QueryLimits()
+    return QueryLimits(
+        history.max_points_per_series, history.max_series, history.query_timeout_seconds
+    )

@@ -17,8 +17,11 @@ from gateway._alert_routes import alert_router
 from gateway._alerts import AlertHub
 from gateway._docs import install_docs
 from gateway._health import health_router
+from gateway._history_routes import history_router
+from gateway._history_status import HistoryStatusPoller
 from gateway._limits import guard, safe_redirects
 from gateway._prometheus import prometheus_router
+from gateway._query_api import query_api_router
 from gateway._rest import FastPath, rest_router
 from gateway._schema import schema_body
 from gateway._settings import GatewaySettings
@@ -65,34 +68,40 @@ def create_app(
 ) -> FastAPI:
     """The gateway app; its lifespan opens (and closes) the one aggregator subscription.
 
-    The alert subscription (`AlertHub`) runs beside it, with the same lifespan.
+    The alert subscription (`AlertHub`) and the history status poll run beside it, with the
+    same lifespan.
     `app.state.gateway` is the shared `GatewayState` (settings, clocks, hubs, client counts).
     """
     settings = settings or GatewaySettings()
     snapshots = _hub(settings, clocks)
+    alert_hub = _alert_hub(settings, clocks, on_change=snapshots.wake_waiters)
     state = GatewayState(
         settings,
         snapshots,
         clocks,
-        _alert_hub(settings, clocks, on_change=snapshots.wake_waiters),
+        alert_hub,
+        HistoryStatusPoller(alert_hub),
         started_at=clocks.monotonic(),
     )
-    hub, alerts = state.hub, state.alerts
+    hub, alerts, history = state.hub, state.alerts, state.history
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         hub.start()
         alerts.start()
+        history.start()  # after the alert hub: it calls on the hub's channel
         try:
             yield
         finally:
+            await history.stop()
             await alerts.stop()
             await hub.stop()
 
     app = GatewayApp(
         state,
         title="metrics-mesh gateway",
-        description="Live event rates of every service: REST, SSE, WebSocket, Prometheus.",
+        description="Live event rates of every service and their history: REST, SSE, "
+        "WebSocket, Prometheus.",
         version=version(),  # the installed package's, as `--version` and /metrics say
         lifespan=lifespan,
         docs_url=None,  # gateway._docs serves /docs and /redoc with local assets
@@ -110,6 +119,8 @@ def create_app(
     for router in (
         rest_router(state),
         alert_router(state),
+        query_api_router(state),
+        history_router(state),
         sse_router(state),
         ws_router(state),
         health_router(state),

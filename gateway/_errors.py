@@ -4,8 +4,10 @@ MeshError (mesh_common.errors)
  └── GatewayError
       ├── ProtocolError   a WebSocket client message the protocol cannot accept
       ├── AlertFormError  an alert rule body (REST) that cannot be mapped onto an AlertRule
-      └── AlertRequestError  an alert request answered with an HTTP error (status, detail)
-Configuration errors are mesh_common's ConfigError, shared by every component.
+      ├── AlertRequestError  an alert request answered with an HTTP error (status, detail)
+      └── HistoryCallError   a history call the aggregator refused or could not answer
+Configuration errors are mesh_common's ConfigError, and a request parameter that cannot be
+read its ParamError, shared by every component.
 """
 
 from __future__ import annotations
@@ -44,3 +46,15 @@ class AlertRequestError(GatewayError):
         """The offending field of the body, when there is one."""
         self.challenge = challenge
         """The `WWW-Authenticate` value of a 401."""
+
+
+class HistoryCallError(GatewayError):
+    """A history call to the aggregator that failed: its gRPC code, why, the field at fault."""
+
+    def __init__(self, code: str, detail: str, field: str | None = None) -> None:
+        super().__init__(detail)
+        self.code = code
+        """The gRPC status code's name (INVALID_ARGUMENT, DEADLINE_EXCEEDED, ...)."""
+        self.detail = detail
+        self.field = field
+        """The request field a BadRequest field violation named (`query`, `step`, ...)."""

@@ -44,7 +44,9 @@ def health_router(state: GatewayState) -> APIRouter:
 
     @router.get("/health/detailed", summary="Everything the gateway knows about its health")
     async def detailed() -> JSONResponse:
-        """Upstream state, the latest snapshot's freshness and rows' status, client counts.
+        """Upstream state, the snapshot's freshness and rows' status, clients, the history.
+
+        The history says "history degraded: <reason>" when the aggregator cannot write it.
 
         Always 200 (the body says `ok` or `degraded`); /health/ready is the probe that fails.
         """
@@ -58,8 +60,10 @@ def detailed_health(state: GatewayState) -> dict[str, Any]:
     hub, settings = state.hub, state.settings
     entry = hub.latest
     fresh = state.fresh() is not None
+    history = state.history
+    healthy = fresh and hub.state == "connected" and history.state != "degraded"
     body: dict[str, Any] = {
-        "status": "ok" if fresh and hub.state == "connected" else "degraded",
+        "status": "ok" if healthy else "degraded",
         "timestamp": iso_utc(state.clocks.wall()),
         "uptime_seconds": round(state.uptime(), 3),
         "upstream": {
@@ -72,6 +76,7 @@ def detailed_health(state: GatewayState) -> dict[str, Any]:
             "snapshots_received": hub.snapshots_received,
         },
         "alerts": _alerts(state),
+        "history": _history(state),
         "snapshot": None,
         "stale_after_seconds": settings.stale_after_seconds,
         "clients": {
@@ -104,6 +109,19 @@ def _alerts(state: GatewayState) -> dict[str, Any]:
         "sequence": alerts.sequence,
         "firing": sum(entry.firing for entry in current),
         "pending": sum(not entry.firing for entry in current),
+    }
+
+
+def _history(state: GatewayState) -> dict[str, Any]:
+    """The aggregator's history status as last polled: "history degraded: <reason>" when so."""
+    poller = state.history
+    status = poller.status
+    return {
+        "state": poller.state,
+        "message": poller.message(),
+        "degraded_reason": status.degraded_reason if status is not None else None,
+        "rounds_written": status.rounds_written if status is not None else None,
+        "dropped_rounds": status.dropped_rounds if status is not None else None,
     }
 
 

@@ -10,6 +10,12 @@ the `le` bounds of `mesh_common.latency.PROMETHEUS_BOUNDS`. Rows that are not ac
 as absent data, not as a false zero or a counter reset. `metricsmesh_alerts{alertname,
 alertstate,service,severity,kind}` is 1 per pending or firing alert, like Prometheus's `ALERTS`.
 `metricsmesh_build_info{version,python}` is always 1 (the Prometheus `*_build_info` convention).
+The history store's own figures come from the aggregator's GetHistoryStatus as the gateway last
+polled it (every few seconds, never per scrape: `gateway._history_status`):
+`metricsmesh_history_up` (1 while rounds are written, 0 when degraded, disabled or unknown),
+and while it answers `metricsmesh_history_bytes{tier}`, `metricsmesh_history_rows_written_total`
+(one row per round), `metricsmesh_history_write_seconds` (the writer's time on the last round),
+`metricsmesh_history_dropped_total` and `metricsmesh_history_buffered_rounds`.
 """
 
 from __future__ import annotations
@@ -55,6 +61,7 @@ class SnapshotCollector(Collector):
         """Build the families from whatever snapshot is latest right now."""
         yield from self._gateway_families()
         yield self._alert_family()
+        yield from self._history_families()
         entry = self._state.hub.latest
         if entry is not None:
             yield from self._snapshot_families(entry)
@@ -75,6 +82,47 @@ class SnapshotCollector(Collector):
         clients.add_metric(["sse"], state.stats.sse_clients)
         clients.add_metric(["websocket"], state.stats.ws_clients)
         yield clients
+
+    def _history_families(self) -> Iterator[Metric]:
+        poller = self._state.history
+        yield GaugeMetricFamily(
+            "metricsmesh_history_up",
+            "1 while the aggregator writes every round to its history store (0: degraded, "
+            "disabled or unknown).",
+            value=1.0 if poller.state == "ok" else 0.0,
+        )
+        status = poller.status
+        if status is None:
+            return
+        size = GaugeMetricFamily(
+            "metricsmesh_history_bytes",
+            "Bytes of each tier's chunks in the history store.",
+            labels=["tier"],
+        )
+        for tier in status.tiers:
+            size.add_metric([tier.tier.text], tier.bytes)
+        yield size
+        yield CounterMetricFamily(
+            "metricsmesh_history_rows_written",
+            "Rounds written to the history store (one row each).",
+            value=status.rounds_written,
+        )
+        yield GaugeMetricFamily(
+            "metricsmesh_history_write_seconds",
+            "The history writer's time on the last round (samples, encoding, the write).",
+            value=to_seconds(status.last_write_duration),
+        )
+        yield CounterMetricFamily(
+            "metricsmesh_history_dropped",
+            "Rounds never stored (queue or retry buffer full); the next round kept counts "
+            "their events.",
+            value=status.dropped_rounds,
+        )
+        yield GaugeMetricFamily(
+            "metricsmesh_history_buffered_rounds",
+            "Rounds waiting to be written again while the store fails.",
+            value=status.buffered_rounds,
+        )
 
     def _alert_family(self) -> Metric:
         """`metricsmesh_alerts` = 1 per pending or firing alert, like Prometheus's `ALERTS`."""

@@ -1,4 +1,4 @@
-"""What every route shares: settings, clocks, snapshot and alert hubs, the error shape, counts."""
+"""What every route shares: settings, clocks, hubs, the history status, the error shape, counts."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from gateway._alerts import AlertHub
+from gateway._history_status import HistoryStatusPoller
 from gateway._settings import GatewaySettings
 from gateway._upstream import SnapshotHub
 from gateway._views import SnapshotEntry, json_bytes
@@ -32,6 +33,8 @@ class GatewayState:
     clocks: Clocks
     alerts: AlertHub
     """The alert subscription: the current alerts and their changes."""
+    history: HistoryStatusPoller
+    """The aggregator's history status, polled every few seconds."""
     started_at: float = 0.0
     """Monotonic instant at which the gateway started."""
     stats: ClientStats = field(default_factory=ClientStats)

@@ -6,6 +6,7 @@ MeshError                    every error metrics-mesh raises on purpose
  ├── PortInUseError          a port to listen on is taken or cannot be bound (exit 3)
  ├── ServerStateError        a server's start/stop was called in the wrong order
  ├── FilterError             a client's filter names an unknown service, type or field
+ ├── ParamError              a request's time, duration or field cannot be read (names it)
  ├── agent.AgentError        the agent library's own errors
  ├── aggregator.AggregatorError
  ├── gateway.GatewayError
@@ -74,3 +75,15 @@ def exit_status(error: BaseException) -> int:
     if isinstance(error, ConfigError):
         return EXIT_USAGE
     return EXIT_FAILURE
+
+
+class ParamError(MeshError, ValueError):
+    """A request's parameter (a time, a duration, a body field) that cannot be read.
+
+    `param` names it as the request spells it (`start`, `step`, `metric_name`, ...).
+    """
+
+    def __init__(self, param: str, reason: str) -> None:
+        super().__init__(f'invalid parameter "{param}": {reason}')
+        self.param = param
+        self.reason = reason

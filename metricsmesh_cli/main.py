@@ -1,4 +1,4 @@
-"""Entry point of the `metrics-mesh` command: demo, aggregator, gateway, snapshot, top, alerts.
+"""Entry point of the `metrics-mesh` command: demo, servers, snapshot, top, alerts, query.
 
 Each subcommand is declared by one small function below. `aggregator` and `gateway` are built
 from the components' own declarations (`DESCRIPTION`, `add_arguments()`, `epilog()` and `run()`
@@ -247,6 +247,81 @@ def declare_alerts(parser: argparse.ArgumentParser) -> None:
     parser.set_defaults(handler=run_alerts_command)
 
 
+QUERY_EXAMPLES = """examples:
+  metrics-mesh query 'events_per_second{service="weather-api"}' --since 6h --step 5m
+  metrics-mesh query 'latency_p99_ms{service=~"weather.*", kind=""}' --since 1h --sparkline
+  metrics-mesh query 'error_rate{service=""}' --start 2026-01-01T00:00:00Z --step 1h \\
+      --end 2026-01-02T00:00:00Z
+  metrics-mesh query status --since 30m -o json
+
+A selector is a figure (events_per_second, error_rate, latency_p50_ms, latency_p95_ms,
+latency_p99_ms, latency_max_ms, latency_avg_ms, events, errors, errors_per_second, status,
+availability, call_latency_ms, cpu_usage_percent) with matchers on service, type and kind
+(=, !=, =~, !~); service="" is the fleet, kind="" a service as a whole.
+"""
+
+
+def declare_query(parser: argparse.ArgumentParser) -> None:
+    """`metrics-mesh query SELECTOR`: figures over time from the history (QueryRange)."""
+    from mesh_common.prometheus_api import parse_duration, parse_time
+
+    parser.description = (
+        "Ask the aggregator's history for a selector's figures over a range (QueryRange) and "
+        "print one row per series (points, min, mean, max, last), a sparkline per series with "
+        "--sparkline, or with -o json the gateway's Prometheus-style answer "
+        "(GET /api/v1/metrics/query/range). Exits 2 when the aggregator refuses the query, 1 "
+        "when it cannot answer."
+    )
+    parser.epilog = QUERY_EXAMPLES + "\n" + ENV_HELP
+    _add_aggregator_options(parser)
+    parser.add_argument("selector", metavar="SELECTOR", help="a series selector (see examples)")
+    when = parser.add_mutually_exclusive_group()
+    when.add_argument(
+        "--since",
+        type=_parsed(parse_duration, "since"),
+        metavar="DURATION",
+        help="the range ends now and starts this long before (e.g. 6h, 30m; default 1h)",
+    )
+    when.add_argument(
+        "--start", type=_parsed(parse_time, "start"), metavar="TIME",
+        help="the range's start: RFC 3339 or Unix seconds",
+    )  # fmt: skip
+    parser.add_argument(
+        "--end", type=_parsed(parse_time, "end"), metavar="TIME",
+        help="the range's end: RFC 3339 or Unix seconds (default now)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--step", type=_parsed(parse_duration, "step"), metavar="DURATION",
+        help="time between points, and the window each covers (e.g. 15s, 5m, 1h30m; default "
+        "about a hundredth of the range, as the tier holding the start allows)",
+    )  # fmt: skip
+    parser.add_argument(
+        "-o", "--output", choices=("table", "json"), default="table",
+        help="a table (default), or Prometheus's HTTP API JSON",
+    )  # fmt: skip
+    parser.add_argument(
+        "--sparkline", action="store_true", help="add each series' trend as a sparkline"
+    )
+    parser.add_argument(
+        "--timeout", type=positive_seconds, default=30.0, metavar="SECONDS",
+        help="call deadline (default 30)",
+    )  # fmt: skip
+    parser.set_defaults(handler=run_query_command)
+
+
+def _parsed(parse: Callable[[str, str], int], name: str) -> Callable[[str], int]:
+    """An argparse type from a Prometheus parser: a ParamError becomes a usage error."""
+    from mesh_common.errors import ParamError
+
+    def read(text: str) -> int:
+        try:
+            return parse(name, text)
+        except ParamError as error:
+            raise argparse.ArgumentTypeError(error.reason) from None
+
+    return read
+
+
 def declare_config(parser: argparse.ArgumentParser) -> None:
     """`metrics-mesh config check [FILE]`: validate a mesh file and show what is used."""
     parser.description = "Look at a mesh configuration file before the programs read it."
@@ -291,6 +366,10 @@ SUBCOMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None]]] = 
     "alerts": (
         "print the pending and firing alerts (ListAlerts) as a table or JSON",
         declare_alerts,
+    ),
+    "query": (
+        "figures over time from the history (QueryRange) as a table, sparklines or JSON",
+        declare_query,
     ),
     "config": (
         "config check [FILE]: validate a mesh file, list what each component will use",
@@ -400,6 +479,32 @@ def run_alerts_command(args: argparse.Namespace) -> int:
         console=Console(),
         errors=Console(stderr=True),
         include_resolved=args.include_resolved,
+        timeout=args.timeout,
+    )
+
+
+def run_query_command(args: argparse.Namespace) -> int:
+    """Ask the history for the range and print it."""
+    import time
+
+    from rich.console import Console
+
+    from metricsmesh_cli.client import aggregator_target
+    from metricsmesh_cli.query import RangeAsked, run_query
+
+    now_ms = int(time.time() * 1000)
+    end_ms = args.end if args.end is not None else now_ms
+    if args.start is not None:
+        start_ms = args.start
+    else:
+        start_ms = end_ms - (args.since if args.since is not None else 3_600_000)
+    return run_query(
+        aggregator_target(load_mesh_file(args.config), args.aggregator),
+        RangeAsked(args.selector, start_ms, end_ms, args.step or 0),
+        output=args.output,
+        sparkline=args.sparkline,
+        console=Console(),
+        errors=Console(stderr=True),
         timeout=args.timeout,
     )
 

@@ -79,7 +79,7 @@ async def test_malformed_bytes_are_a_short_invalid_argument_and_no_traceback(
             (server.address, f"/{SERVICE_NAME}/{method.name}", method.server_streaming)
             for method in aggregator_methods
         ]
-        assert len(targets) == 9  # GetEventRate, 2 snapshot and 6 alert methods
+        assert len(targets) == 14  # GetEventRate, 2 snapshot, 6 alert and 5 history methods
         for address, method, streaming in targets:
             for _ in range(10):
                 if streaming:

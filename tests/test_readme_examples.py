@@ -11,6 +11,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
 import tomllib
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -524,3 +525,52 @@ def test_the_agent_installs_from_a_built_wheel_into_another_virtualenv(tmp_path:
     )
     assert everything.returncode == 0, everything.stdout + everything.stderr
     assert everything.stdout.startswith("metrics-mesh ")
+
+
+# --- the History section, against a real history ------------------------------------------------
+
+
+def history_lines() -> list[str]:
+    """The commands of the History section's ```sh blocks (the activation line aside)."""
+    blocks = re.findall(r"```sh\n(.*?)```", section("History"), flags=re.DOTALL)
+    return [line for block in blocks for line in block.splitlines()[1:] if line.strip()]
+
+
+def test_the_history_section_shows_every_client() -> None:
+    text = "\n".join(history_lines())
+    for shown in (
+        "/api/v1/metrics/query/range", "/api/v1/metrics/query/instant", "/api/v1/metrics/query ",
+        "/api/v1/metrics/latest/", "/api/v1/metrics/aggregated", "AggregatorService/QueryRange",
+        "AggregatorService/QueryInstant", "GetHistoryStatus", "metrics-mesh query",
+    ):  # fmt: skip
+        assert shown in text, shown
+
+
+def history_output_ok(line: str, out: str) -> bool:
+    """What a History example prints when it worked: points, weather-api's data, the tiers."""
+    if "GetHistoryStatus" in line:
+        return '"1s:24h"' in out
+    if "grpcurl" in line:
+        return '"points"' in out
+    if "/api/v1/metrics/query/" in line:
+        return '"status":"success"' in out and '"result":[]' not in out
+    return "weather-api" in out
+
+
+async def test_each_history_example_of_the_readme_runs_as_pasted(tmp_path: Path) -> None:
+    from tests.history_fleet import history_fleet, minute_aligned
+
+    start = minute_aligned(time.time()) - 180  # the rounds end before the commands' "now"
+    failed = []
+    async with history_fleet(tmp_path, start=start, gateway=True) as fleet:
+        await fleet.rounds(120)
+        gateway = fleet.gateway_url.removeprefix("http://")
+        env = {"METRICS_MESH_AGGREGATOR_PORT": fleet.address.rsplit(":", 1)[1], "COLUMNS": "200"}
+        for line in history_lines():
+            pointed = line.replace("127.0.0.1:8000", gateway).replace(
+                "127.0.0.1:50100", fleet.address
+            )
+            result = await asyncio.to_thread(run_as_pasted, pointed, env)
+            if result.returncode != 0 or not history_output_ok(line, result.stdout):
+                failed.append((line, result.returncode, result.stdout[-300:], result.stderr[-300:]))
+    assert not failed, failed

@@ -202,12 +202,19 @@ class AlertServicer:
 
 def invalid_rule_status(error: RuleError) -> grpc.Status:
     """INVALID_ARGUMENT with `error`'s text, and its field as a BadRequest field violation."""
-    violation = error_details_pb2.BadRequest.FieldViolation(
-        field=error.field, description=error.reason
-    )
+    return invalid_argument_status(error.field, error.reason, str(error))
+
+
+def invalid_argument_status(field: str, description: str, message: str) -> grpc.Status:
+    """INVALID_ARGUMENT with `message`, and one BadRequest field violation (`field`, why).
+
+    The one helper for every refusal that names a request's field (alert rules, history
+    queries), so a client reads the field from the status details, never from the text.
+    """
+    violation = error_details_pb2.BadRequest.FieldViolation(field=field, description=description)
     detail = any_pb2.Any()
     detail.Pack(error_details_pb2.BadRequest(field_violations=[violation]))
-    status = status_pb2.Status(code=code_pb2.INVALID_ARGUMENT, message=str(error), details=[detail])
+    status = status_pb2.Status(code=code_pb2.INVALID_ARGUMENT, message=message, details=[detail])
     refusal: grpc.Status = rpc_status.to_status(status)
     return refusal
 

@@ -6,6 +6,9 @@ path = ""                                # SQLite file; "" = history.sqlite3 in 
 url = ""                                 # "postgresql://user:password@host/db": PostgreSQL instead
 tiers = ["1s:24h", "1m:30d", "5m:90d"]   # Graphite's resolution:retention, finest first
 retry_buffer_rounds = 300                # rounds kept in memory while the store fails
+max_points_per_series = 11000            # a range query's points per series (Prometheus's limit)
+max_series = 500                         # series in one query's answer
+query_timeout_seconds = 10.0             # a query running longer is ended (DEADLINE_EXCEEDED)
 
 The state directory is the alert store's (`[alerts] state_dir`, else `$XDG_STATE_HOME/metrics-mesh`
 or `~/.local/state/metrics-mesh`), so a mesh keeps its state in one place. The finest tier holds
@@ -40,6 +43,8 @@ POSTGRES_SCHEMES = ("postgresql", "postgres")
 """URL schemes that select the PostgreSQL backend (libpq's two spellings)."""
 MAX_RETRY_BUFFER_ROUNDS = 100_000
 """More buffered rounds than this is a mistake (a day of 1 s rounds is 86,400)."""
+MAX_QUERY_TIMEOUT_SECONDS = 300.0
+"""A longer query timeout is a mistake (a query holds one of the query threads)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,6 +60,13 @@ class HistorySettings:
     retry_buffer_rounds: int = setting(
         300, "rounds kept in memory and retried while the store fails; later ones are dropped"
     )
+    max_points_per_series: int = setting(
+        11_000, "most points per series of a range query (Prometheus's limit)"
+    )
+    max_series: int = setting(500, "most series in the answer to one history query")
+    query_timeout_seconds: float = setting(
+        10.0, "a history query still running after this long is ended (DEADLINE_EXCEEDED)"
+    )
 
     def __post_init__(self) -> None:
         """Check the values; raises ConfigError naming the key."""
@@ -63,6 +75,17 @@ class HistorySettings:
             raise ConfigError(
                 f"retry_buffer_rounds: {self.retry_buffer_rounds} must be in "
                 f"1..{MAX_RETRY_BUFFER_ROUNDS}"
+            )
+        for name, value in (
+            ("max_points_per_series", self.max_points_per_series),
+            ("max_series", self.max_series),
+        ):
+            if not 1 <= value <= 1_000_000:
+                raise ConfigError(f"{name}: {value} must be in 1..1000000")
+        if not 0 < self.query_timeout_seconds <= MAX_QUERY_TIMEOUT_SECONDS:
+            raise ConfigError(
+                f"query_timeout_seconds: {self.query_timeout_seconds} must be in "
+                f"(0, {MAX_QUERY_TIMEOUT_SECONDS:g}]"
             )
         if self.url:
             if self.path:

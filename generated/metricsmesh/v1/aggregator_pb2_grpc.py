@@ -5,6 +5,7 @@ import warnings
 
 from metricsmesh.v1 import aggregator_pb2 as metricsmesh_dot_v1_dot_aggregator__pb2
 from metricsmesh.v1 import alerts_pb2 as metricsmesh_dot_v1_dot_alerts__pb2
+from metricsmesh.v1 import history_pb2 as metricsmesh_dot_v1_dot_history__pb2
 
 GRPC_GENERATED_VERSION = '1.85.1'
 GRPC_VERSION = grpc.__version__
@@ -78,6 +79,31 @@ class AggregatorServiceStub:
                 request_serializer=metricsmesh_dot_v1_dot_alerts__pb2.StreamAlertsRequest.SerializeToString,
                 response_deserializer=metricsmesh_dot_v1_dot_alerts__pb2.StreamAlertsResponse.FromString,
                 _registered_method=True)
+        self.QueryRange = channel.unary_unary(
+                '/metricsmesh.v1.AggregatorService/QueryRange',
+                request_serializer=metricsmesh_dot_v1_dot_history__pb2.QueryRangeRequest.SerializeToString,
+                response_deserializer=metricsmesh_dot_v1_dot_history__pb2.QueryRangeResponse.FromString,
+                _registered_method=True)
+        self.QueryInstant = channel.unary_unary(
+                '/metricsmesh.v1.AggregatorService/QueryInstant',
+                request_serializer=metricsmesh_dot_v1_dot_history__pb2.QueryInstantRequest.SerializeToString,
+                response_deserializer=metricsmesh_dot_v1_dot_history__pb2.QueryInstantResponse.FromString,
+                _registered_method=True)
+        self.QueryLatest = channel.unary_unary(
+                '/metricsmesh.v1.AggregatorService/QueryLatest',
+                request_serializer=metricsmesh_dot_v1_dot_history__pb2.QueryLatestRequest.SerializeToString,
+                response_deserializer=metricsmesh_dot_v1_dot_history__pb2.QueryLatestResponse.FromString,
+                _registered_method=True)
+        self.ListSeries = channel.unary_unary(
+                '/metricsmesh.v1.AggregatorService/ListSeries',
+                request_serializer=metricsmesh_dot_v1_dot_history__pb2.ListSeriesRequest.SerializeToString,
+                response_deserializer=metricsmesh_dot_v1_dot_history__pb2.ListSeriesResponse.FromString,
+                _registered_method=True)
+        self.GetHistoryStatus = channel.unary_unary(
+                '/metricsmesh.v1.AggregatorService/GetHistoryStatus',
+                request_serializer=metricsmesh_dot_v1_dot_history__pb2.GetHistoryStatusRequest.SerializeToString,
+                response_deserializer=metricsmesh_dot_v1_dot_history__pb2.GetHistoryStatusResponse.FromString,
+                _registered_method=True)
 
 
 class AggregatorServiceServicer:
@@ -148,6 +174,49 @@ class AggregatorServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def QueryRange(self, request, context):
+        """QueryRange answers figures of the history over a range, one point per
+        step. Refusals are INVALID_ARGUMENT with a google.rpc.BadRequest field
+        violation naming the parameter; FAILED_PRECONDITION when history is
+        disabled; DEADLINE_EXCEEDED past the query timeout.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def QueryInstant(self, request, context):
+        """QueryInstant answers figures of the history at one time (errors as
+        QueryRange).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def QueryLatest(self, request, context):
+        """QueryLatest answers the newest stored value of each selected series
+        (errors as QueryRange).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListSeries(self, request, context):
+        """ListSeries lists the label sets of the series the history holds that the
+        matchers select (errors as QueryRange).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetHistoryStatus(self, request, context):
+        """GetHistoryStatus says how the history store is doing: tiers and their
+        size, rounds written, the last write's time, dropped rounds, and why it is
+        degraded. FAILED_PRECONDITION when history is disabled.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AggregatorServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -190,6 +259,31 @@ def add_AggregatorServiceServicer_to_server(servicer, server):
                     servicer.StreamAlerts,
                     request_deserializer=metricsmesh_dot_v1_dot_alerts__pb2.StreamAlertsRequest.FromString,
                     response_serializer=metricsmesh_dot_v1_dot_alerts__pb2.StreamAlertsResponse.SerializeToString,
+            ),
+            'QueryRange': grpc.unary_unary_rpc_method_handler(
+                    servicer.QueryRange,
+                    request_deserializer=metricsmesh_dot_v1_dot_history__pb2.QueryRangeRequest.FromString,
+                    response_serializer=metricsmesh_dot_v1_dot_history__pb2.QueryRangeResponse.SerializeToString,
+            ),
+            'QueryInstant': grpc.unary_unary_rpc_method_handler(
+                    servicer.QueryInstant,
+                    request_deserializer=metricsmesh_dot_v1_dot_history__pb2.QueryInstantRequest.FromString,
+                    response_serializer=metricsmesh_dot_v1_dot_history__pb2.QueryInstantResponse.SerializeToString,
+            ),
+            'QueryLatest': grpc.unary_unary_rpc_method_handler(
+                    servicer.QueryLatest,
+                    request_deserializer=metricsmesh_dot_v1_dot_history__pb2.QueryLatestRequest.FromString,
+                    response_serializer=metricsmesh_dot_v1_dot_history__pb2.QueryLatestResponse.SerializeToString,
+            ),
+            'ListSeries': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListSeries,
+                    request_deserializer=metricsmesh_dot_v1_dot_history__pb2.ListSeriesRequest.FromString,
+                    response_serializer=metricsmesh_dot_v1_dot_history__pb2.ListSeriesResponse.SerializeToString,
+            ),
+            'GetHistoryStatus': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetHistoryStatus,
+                    request_deserializer=metricsmesh_dot_v1_dot_history__pb2.GetHistoryStatusRequest.FromString,
+                    response_serializer=metricsmesh_dot_v1_dot_history__pb2.GetHistoryStatusResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -411,6 +505,141 @@ class AggregatorService:
             '/metricsmesh.v1.AggregatorService/StreamAlerts',
             metricsmesh_dot_v1_dot_alerts__pb2.StreamAlertsRequest.SerializeToString,
             metricsmesh_dot_v1_dot_alerts__pb2.StreamAlertsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def QueryRange(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/metricsmesh.v1.AggregatorService/QueryRange',
+            metricsmesh_dot_v1_dot_history__pb2.QueryRangeRequest.SerializeToString,
+            metricsmesh_dot_v1_dot_history__pb2.QueryRangeResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def QueryInstant(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/metricsmesh.v1.AggregatorService/QueryInstant',
+            metricsmesh_dot_v1_dot_history__pb2.QueryInstantRequest.SerializeToString,
+            metricsmesh_dot_v1_dot_history__pb2.QueryInstantResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def QueryLatest(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/metricsmesh.v1.AggregatorService/QueryLatest',
+            metricsmesh_dot_v1_dot_history__pb2.QueryLatestRequest.SerializeToString,
+            metricsmesh_dot_v1_dot_history__pb2.QueryLatestResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListSeries(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/metricsmesh.v1.AggregatorService/ListSeries',
+            metricsmesh_dot_v1_dot_history__pb2.ListSeriesRequest.SerializeToString,
+            metricsmesh_dot_v1_dot_history__pb2.ListSeriesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetHistoryStatus(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/metricsmesh.v1.AggregatorService/GetHistoryStatus',
+            metricsmesh_dot_v1_dot_history__pb2.GetHistoryStatusRequest.SerializeToString,
+            metricsmesh_dot_v1_dot_history__pb2.GetHistoryStatusResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -7,6 +7,7 @@ from collections import abc as _abc
 from grpc import aio as _aio
 from metricsmesh.v1 import aggregator_pb2 as _aggregator_pb2
 from metricsmesh.v1 import alerts_pb2 as _alerts_pb2
+from metricsmesh.v1 import history_pb2 as _history_pb2
 import abc as _abc_1
 import grpc as _grpc
 import sys
@@ -65,6 +66,29 @@ class AggregatorServiceStub:
     """
     StreamAlerts: _grpc.UnaryStreamMultiCallable[_alerts_pb2.StreamAlertsRequest, _alerts_pb2.StreamAlertsResponse]
     """StreamAlerts sends every alert change as it happens, from a resume point."""
+    QueryRange: _grpc.UnaryUnaryMultiCallable[_history_pb2.QueryRangeRequest, _history_pb2.QueryRangeResponse]
+    """QueryRange answers figures of the history over a range, one point per
+    step. Refusals are INVALID_ARGUMENT with a google.rpc.BadRequest field
+    violation naming the parameter; FAILED_PRECONDITION when history is
+    disabled; DEADLINE_EXCEEDED past the query timeout.
+    """
+    QueryInstant: _grpc.UnaryUnaryMultiCallable[_history_pb2.QueryInstantRequest, _history_pb2.QueryInstantResponse]
+    """QueryInstant answers figures of the history at one time (errors as
+    QueryRange).
+    """
+    QueryLatest: _grpc.UnaryUnaryMultiCallable[_history_pb2.QueryLatestRequest, _history_pb2.QueryLatestResponse]
+    """QueryLatest answers the newest stored value of each selected series
+    (errors as QueryRange).
+    """
+    ListSeries: _grpc.UnaryUnaryMultiCallable[_history_pb2.ListSeriesRequest, _history_pb2.ListSeriesResponse]
+    """ListSeries lists the label sets of the series the history holds that the
+    matchers select (errors as QueryRange).
+    """
+    GetHistoryStatus: _grpc.UnaryUnaryMultiCallable[_history_pb2.GetHistoryStatusRequest, _history_pb2.GetHistoryStatusResponse]
+    """GetHistoryStatus says how the history store is doing: tiers and their
+    size, rounds written, the last write's time, dropped rounds, and why it is
+    degraded. FAILED_PRECONDITION when history is disabled.
+    """
 
 @_typing.type_check_only
 class AggregatorServiceAsyncStub(AggregatorServiceStub):
@@ -102,6 +126,29 @@ class AggregatorServiceAsyncStub(AggregatorServiceStub):
     """
     StreamAlerts: _aio.UnaryStreamMultiCallable[_alerts_pb2.StreamAlertsRequest, _alerts_pb2.StreamAlertsResponse]  # type: ignore[assignment]
     """StreamAlerts sends every alert change as it happens, from a resume point."""
+    QueryRange: _aio.UnaryUnaryMultiCallable[_history_pb2.QueryRangeRequest, _history_pb2.QueryRangeResponse]  # type: ignore[assignment]
+    """QueryRange answers figures of the history over a range, one point per
+    step. Refusals are INVALID_ARGUMENT with a google.rpc.BadRequest field
+    violation naming the parameter; FAILED_PRECONDITION when history is
+    disabled; DEADLINE_EXCEEDED past the query timeout.
+    """
+    QueryInstant: _aio.UnaryUnaryMultiCallable[_history_pb2.QueryInstantRequest, _history_pb2.QueryInstantResponse]  # type: ignore[assignment]
+    """QueryInstant answers figures of the history at one time (errors as
+    QueryRange).
+    """
+    QueryLatest: _aio.UnaryUnaryMultiCallable[_history_pb2.QueryLatestRequest, _history_pb2.QueryLatestResponse]  # type: ignore[assignment]
+    """QueryLatest answers the newest stored value of each selected series
+    (errors as QueryRange).
+    """
+    ListSeries: _aio.UnaryUnaryMultiCallable[_history_pb2.ListSeriesRequest, _history_pb2.ListSeriesResponse]  # type: ignore[assignment]
+    """ListSeries lists the label sets of the series the history holds that the
+    matchers select (errors as QueryRange).
+    """
+    GetHistoryStatus: _aio.UnaryUnaryMultiCallable[_history_pb2.GetHistoryStatusRequest, _history_pb2.GetHistoryStatusResponse]  # type: ignore[assignment]
+    """GetHistoryStatus says how the history store is doing: tiers and their
+    size, rounds written, the last write's time, dropped rounds, and why it is
+    degraded. FAILED_PRECONDITION when history is disabled.
+    """
 
 class AggregatorServiceServicer(metaclass=_abc_1.ABCMeta):
     """AggregatorService serves the consolidated view of the fleet. One shared loop
@@ -184,5 +231,58 @@ class AggregatorServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_abc.Iterator[_alerts_pb2.StreamAlertsResponse], _abc.AsyncIterator[_alerts_pb2.StreamAlertsResponse]]:
         """StreamAlerts sends every alert change as it happens, from a resume point."""
+
+    @_abc_1.abstractmethod
+    def QueryRange(
+        self,
+        request: _history_pb2.QueryRangeRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_history_pb2.QueryRangeResponse, _abc.Awaitable[_history_pb2.QueryRangeResponse]]:
+        """QueryRange answers figures of the history over a range, one point per
+        step. Refusals are INVALID_ARGUMENT with a google.rpc.BadRequest field
+        violation naming the parameter; FAILED_PRECONDITION when history is
+        disabled; DEADLINE_EXCEEDED past the query timeout.
+        """
+
+    @_abc_1.abstractmethod
+    def QueryInstant(
+        self,
+        request: _history_pb2.QueryInstantRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_history_pb2.QueryInstantResponse, _abc.Awaitable[_history_pb2.QueryInstantResponse]]:
+        """QueryInstant answers figures of the history at one time (errors as
+        QueryRange).
+        """
+
+    @_abc_1.abstractmethod
+    def QueryLatest(
+        self,
+        request: _history_pb2.QueryLatestRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_history_pb2.QueryLatestResponse, _abc.Awaitable[_history_pb2.QueryLatestResponse]]:
+        """QueryLatest answers the newest stored value of each selected series
+        (errors as QueryRange).
+        """
+
+    @_abc_1.abstractmethod
+    def ListSeries(
+        self,
+        request: _history_pb2.ListSeriesRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_history_pb2.ListSeriesResponse, _abc.Awaitable[_history_pb2.ListSeriesResponse]]:
+        """ListSeries lists the label sets of the series the history holds that the
+        matchers select (errors as QueryRange).
+        """
+
+    @_abc_1.abstractmethod
+    def GetHistoryStatus(
+        self,
+        request: _history_pb2.GetHistoryStatusRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_history_pb2.GetHistoryStatusResponse, _abc.Awaitable[_history_pb2.GetHistoryStatusResponse]]:
+        """GetHistoryStatus says how the history store is doing: tiers and their
+        size, rounds written, the last write's time, dropped rounds, and why it is
+        degraded. FAILED_PRECONDITION when history is disabled.
+        """
 
 def add_AggregatorServiceServicer_to_server(servicer: AggregatorServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

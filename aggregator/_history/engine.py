@@ -1,0 +1,470 @@
+"""Answers history queries: a selector's series, the tier, the bounds, the points.
+
+`QueryEngine` is blocking (it reads the store through `HistoryReader`): the query RPCs run it on
+their own threads, never on the event loop. Every refusal is a `HistoryQueryError` whose
+`field` names the request's parameter (`query`, `start_time`, `end_time`, `step`, `time`,
+`resolution`, `matchers`); a query that runs past its deadline raises `HistoryTimeout`.
+
+**Series.** From the series the store knows (`HistoryReader.series()`), each figure of the
+selector (`selector.Selector.figures`) has:
+- for a kind figure (`events_per_second`, `latency_p99_ms`, ...): one series per kind
+  (labels `service`, `type`, `kind`), one per service (`service`, `type`: its kinds summed)
+  and the fleet's (no label: every kind of every service summed, quantiles from all their
+  buckets merged);
+- for a service figure (`status`, `availability`, `call_latency_ms`, `cpu_usage_percent`):
+  one series per service.
+`type` is the service's registry type at its last round. The selector keeps the series whose
+labels (with the figure as `__name__`) it matches; more than `max_series` is refused.
+
+**Range** (`query_range`): points at `start + i * step` up to `end` (at most
+`max_points_per_series`), each the figure over `(t - step, t]` (`query.evaluate_range`), from
+the tier `tiers.choose_tier` picks. With `aggregations`, each point is instead the average,
+minimum, maximum, sum or count of the figure's values at `resolution` within the step (as
+`avg_over_time(figure[step:resolution])` in PromQL): resolution defaults to the finest tier
+holding `start` whose values per series stay within `MAX_VALUES`.
+
+**Instant** (`query_instant`): the figure over the minute ending at the time (the agents'
+window), read from the finest tier holding it (its resolution when that is longer).
+**Latest** (`query_latest`): per series, the figure over its newest sample, from the finest
+tier that has one (looking back `LATEST_LOOKBACK_CHUNKS` chunks of each tier but the last,
+the whole retention of the last).
+
+A range may not start in the future nor end before it starts; a step must be positive; an
+instant may not be in the future. Times are integer milliseconds since the epoch.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+
+from aggregator._errors import HistoryQueryError, HistoryTimeout
+from aggregator._history.model import Sample, SeriesKey, SeriesRecord, Tier
+from aggregator._history.query import (
+    FIGURES,
+    INSTANT_WINDOW_MS,
+    Point,
+    evaluate_instant,
+    evaluate_latest,
+    evaluate_range,
+)
+from aggregator._history.reader import HistoryReader
+from aggregator._history.selector import Selector, parse_selector
+from aggregator._history.tiers import choose_tier
+
+__all__ = [
+    "LATEST_LOOKBACK_CHUNKS",
+    "MAX_LISTED_SERIES",
+    "MAX_MATCHER_SELECTORS",
+    "MAX_VALUES",
+    "Aggregation",
+    "QueryEngine",
+    "QueryLimits",
+    "SeriesAnswer",
+    "SeriesSpec",
+]
+
+MAX_VALUES = 100_000
+"""The most values per series an aggregated range query works on (24 h of 1 s rounds fit)."""
+MAX_LISTED_SERIES = 10_000
+"""The most series one ListSeries answers."""
+MAX_MATCHER_SELECTORS = 32
+"""The most selectors one ListSeries takes."""
+LATEST_LOOKBACK_CHUNKS = 2
+"""How many chunk spans of a tier (not the last) a latest query looks back for a sample."""
+
+
+class Aggregation(StrEnum):
+    """What a range query's point stands for (`HistoryAggregation` on the wire)."""
+
+    FIGURE = ""
+    """The figure over the whole step."""
+    AVG = "avg"
+    MIN = "min"
+    MAX = "max"
+    SUM = "sum"
+    COUNT = "count"
+
+
+_AGGREGATE: dict[Aggregation, Callable[[list[float]], float]] = {
+    Aggregation.AVG: lambda values: math.fsum(values) / len(values),
+    Aggregation.MIN: min,
+    Aggregation.MAX: max,
+    Aggregation.SUM: math.fsum,
+    Aggregation.COUNT: lambda values: float(len(values)),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class QueryLimits:
+    """The bounds of a query (the `[history]` settings of the same names)."""
+
+    max_points_per_series: int = 11_000
+    max_series: int = 500
+    timeout_seconds: float = 10.0
+
+
+@dataclass(frozen=True, slots=True)
+class SeriesSpec:
+    """One series of an answer, before it is read: its figure, labels and stored series."""
+
+    figure: str
+    labels: tuple[tuple[str, str], ...]
+    """`service`, `type`, `kind` as the series has them (sorted; the figure is not one)."""
+    keys: tuple[SeriesKey, ...]
+    """The stored series whose samples it sums."""
+
+    def label_set(self) -> dict[str, str]:
+        """The labels with the figure as `__name__`, as a selector matches them."""
+        return {"__name__": self.figure, **dict(self.labels)}
+
+
+@dataclass(frozen=True, slots=True)
+class SeriesAnswer:
+    """One series of an answer: what it is, its points and the tier they come from."""
+
+    figure: str
+    labels: dict[str, str]
+    points: list[Point]
+    tier: Tier
+    aggregation: Aggregation = Aggregation.FIGURE
+
+
+@dataclass(frozen=True, slots=True)
+class RangeAnswer:
+    """A range query's series, and the spacing of aggregated values (0 without)."""
+
+    series: list[SeriesAnswer]
+    resolution_ms: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class InstantAnswer:
+    """An instant query's series (one point each) and the window each value covers."""
+
+    series: list[SeriesAnswer]
+    window_ms: int
+
+
+@dataclass(slots=True)
+class _Deadline:
+    """The monotonic instant a query must be done by; `check()` raises past it."""
+
+    at: float
+    seconds: float
+    monotonic: Callable[[], float]
+
+    def check(self) -> None:
+        if self.monotonic() > self.at:
+            raise HistoryTimeout(
+                f"the query ran longer than {self.seconds:g} s (the query timeout: [history] "
+                "query_timeout_seconds, or the call's deadline); narrow the range or the selector"
+            )
+
+
+class QueryEngine:
+    """Answers queries over one history (see the module doc); blocking, thread-safe."""
+
+    def __init__(
+        self,
+        reader: HistoryReader,
+        limits: QueryLimits,
+        *,
+        wall: Callable[[], float],
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._reader = reader
+        self.limits = limits
+        self._wall = wall
+        self._monotonic = monotonic
+
+    @property
+    def tiers(self) -> tuple[Tier, ...]:
+        """The tiers, finest first."""
+        return self._reader.tiers
+
+    def now_ms(self) -> int:
+        """The wall clock, in milliseconds since the epoch."""
+        return int(self._wall() * 1000)
+
+    def deadline(self, seconds: float | None = None) -> _Deadline:
+        """A deadline `seconds` from now (default: the query timeout)."""
+        limit = self.limits.timeout_seconds if seconds is None else seconds
+        return _Deadline(self._monotonic() + limit, limit, self._monotonic)
+
+    # --- series ---------------------------------------------------------------------------
+
+    def series_of(self, selector: Selector, *, limit: int | None = None) -> list[SeriesSpec]:
+        """The series `selector` selects (refused past `limit`, default `max_series`)."""
+        limit = self.limits.max_series if limit is None else limit
+        found = [
+            spec
+            for figure in selector.figures()
+            for spec in _candidates(figure, self._reader.series())
+            if selector.matches(spec.label_set())
+        ]
+        if len(found) > limit:
+            raise HistoryQueryError(
+                f"the selector matches {len(found)} series; the limit is {limit} "
+                "([history] max_series): narrow it with service=, type= or kind=",
+                field="query",
+            )
+        return found
+
+    def list_series(
+        self, selectors: Sequence[str], *, deadline: _Deadline | None = None
+    ) -> list[dict[str, str]]:
+        """The label sets (with `__name__`) of the series any of `selectors` selects."""
+        if not selectors:
+            raise HistoryQueryError("give at least one selector", field="matchers")
+        if len(selectors) > MAX_MATCHER_SELECTORS:
+            raise HistoryQueryError(
+                f"{len(selectors)} selectors; the limit is {MAX_MATCHER_SELECTORS}",
+                field="matchers",
+            )
+        seen: dict[tuple[tuple[str, str], ...], dict[str, str]] = {}
+        for text in selectors:
+            if deadline is not None:
+                deadline.check()
+            selector = parse_selector(text, field="matchers")
+            for spec in self.series_of(selector, limit=MAX_LISTED_SERIES):
+                labels = spec.label_set()
+                seen[tuple(sorted(labels.items()))] = labels
+                if len(seen) > MAX_LISTED_SERIES:
+                    raise HistoryQueryError(
+                        f"the selectors match more than {MAX_LISTED_SERIES} series",
+                        field="matchers",
+                    )
+        return [seen[key] for key in sorted(seen)]
+
+    # --- range ----------------------------------------------------------------------------
+
+    def query_range(
+        self,
+        query: str,
+        start_ms: int,
+        end_ms: int,
+        step_ms: int,
+        *,
+        aggregations: Sequence[Aggregation] = (),
+        resolution_ms: int = 0,
+        deadline: _Deadline | None = None,
+    ) -> RangeAnswer:
+        """The series of `query` over `[start_ms, end_ms]` at `step_ms` (module doc)."""
+        deadline = deadline or self.deadline()
+        now = self.now_ms()
+        self._check_range(start_ms, end_ms, step_ms, now)
+        specs = self.series_of(parse_selector(query))
+        wanted = [a for a in dict.fromkeys(aggregations) if a is not Aggregation.FIGURE]
+        if len(wanted) * len(specs) > self.limits.max_series:
+            raise HistoryQueryError(
+                f"{len(specs)} series x {len(wanted)} aggregations is more than "
+                f"{self.limits.max_series} series ([history] max_series)",
+                field="query",
+            )
+        if not wanted:
+            tier = choose_tier(self.tiers, start_ms, now, step_ms)
+            samples = self._read(specs, tier, start_ms - step_ms, end_ms, deadline)
+            series = []
+            for spec in specs:
+                deadline.check()
+                points = evaluate_range(_of(samples, spec), spec.figure, start_ms, end_ms, step_ms)
+                if points:
+                    series.append(SeriesAnswer(spec.figure, dict(spec.labels), points, tier))
+            return RangeAnswer(series)
+        return self._aggregated(specs, wanted, start_ms, end_ms, step_ms, resolution_ms, deadline)
+
+    def _check_range(self, start_ms: int, end_ms: int, step_ms: int, now: int) -> None:
+        if step_ms <= 0:
+            raise HistoryQueryError(
+                f"step {step_ms / 1000:g}s: must be positive (e.g. 60s)", field="step"
+            )
+        if end_ms < start_ms:
+            raise HistoryQueryError("end_time is before start_time", field="end_time")
+        if start_ms > now:
+            raise HistoryQueryError(
+                "start_time is in the future: the history holds what has happened",
+                field="start_time",
+            )
+        points = (end_ms - start_ms) // step_ms + 1
+        limit = self.limits.max_points_per_series
+        if points > limit:
+            raise HistoryQueryError(
+                f"{points} points per series: more than the limit of {limit} "
+                f"([history] max_points_per_series); use a step of at least "
+                f"{math.ceil((end_ms - start_ms) / (limit - 1) / 1000)}s or a shorter range",
+                field="step",
+            )
+
+    def _aggregated(
+        self,
+        specs: Sequence[SeriesSpec],
+        wanted: Sequence[Aggregation],
+        start_ms: int,
+        end_ms: int,
+        step_ms: int,
+        resolution_ms: int,
+        deadline: _Deadline,
+    ) -> RangeAnswer:
+        """Each point: functions of the figure's values at the resolution within its step."""
+        now = self.now_ms()
+        first_ms = start_ms - step_ms  # values after it fall in the first window
+        end_ms = start_ms + (end_ms - start_ms) // step_ms * step_ms  # the last point's time
+        resolution_ms = resolution_ms or self._default_resolution(first_ms, end_ms, step_ms, now)
+        if resolution_ms <= 0 or step_ms % resolution_ms:
+            raise HistoryQueryError(
+                f"resolution {resolution_ms / 1000:g}s must be positive and divide the step "
+                f"({step_ms / 1000:g}s)",
+                field="resolution",
+            )
+        values = (end_ms - first_ms) // resolution_ms
+        if values > MAX_VALUES:
+            raise HistoryQueryError(
+                f"{values} values per series at a resolution of {resolution_ms / 1000:g}s: more "
+                f"than {MAX_VALUES}; use a coarser resolution or a shorter range",
+                field="resolution",
+            )
+        tier = choose_tier(self.tiers, first_ms, now, resolution_ms)
+        samples = self._read(specs, tier, first_ms, end_ms, deadline)
+        series = []
+        for spec in specs:
+            deadline.check()
+            inner = evaluate_range(
+                _of(samples, spec), spec.figure, first_ms + resolution_ms, end_ms, resolution_ms
+            )
+            windows: dict[int, list[float]] = defaultdict(list)
+            for point in inner:
+                windows[-((start_ms - point.time_ms) // step_ms)].append(point.value)
+            for aggregation in wanted:
+                points = [
+                    Point(start_ms + index * step_ms, _AGGREGATE[aggregation](values))
+                    for index, values in sorted(windows.items())
+                ]
+                if points:
+                    labels = dict(spec.labels)
+                    series.append(SeriesAnswer(spec.figure, labels, points, tier, aggregation))
+        return RangeAnswer(series, resolution_ms)
+
+    def _default_resolution(self, first_ms: int, end_ms: int, step_ms: int, now: int) -> int:
+        """The resolution of the values an aggregated query works on.
+
+        That of the finest tier holding `first_ms` whose resolution divides the step, within
+        MAX_VALUES values per series.
+        """
+        for tier in self.tiers:
+            if now - tier.retention_ms > first_ms and tier is not self.tiers[-1]:
+                continue
+            resolution = tier.resolution_ms
+            if step_ms % resolution == 0 and (end_ms - first_ms) // resolution <= MAX_VALUES:
+                return resolution
+        raise HistoryQueryError(
+            f"no tier's resolution divides the step {step_ms / 1000:g}s within {MAX_VALUES} "
+            "values per series; use a step that is a multiple of a coarser tier's resolution",
+            field="step",
+        )
+
+    # --- instant and latest -----------------------------------------------------------------
+
+    def query_instant(
+        self, query: str, time_ms: int | None = None, *, deadline: _Deadline | None = None
+    ) -> InstantAnswer:
+        """The series of `query` over the minute ending at `time_ms` (default now)."""
+        deadline = deadline or self.deadline()
+        now = self.now_ms()
+        at = now if time_ms is None else time_ms
+        if at > now:
+            raise HistoryQueryError(
+                "time is in the future: the history holds what has happened", field="time"
+            )
+        specs = self.series_of(parse_selector(query))
+        reaching = [t for t in self.tiers if now - t.retention_ms <= at - INSTANT_WINDOW_MS]
+        tier = reaching[0] if reaching else self.tiers[-1]
+        window = -(-INSTANT_WINDOW_MS // tier.resolution_ms) * tier.resolution_ms
+        samples = self._read(specs, tier, at - window, at, deadline)
+        series = []
+        for spec in specs:
+            deadline.check()
+            point = evaluate_instant(_of(samples, spec), spec.figure, at, window)
+            if point is not None:
+                series.append(SeriesAnswer(spec.figure, dict(spec.labels), [point], tier))
+        return InstantAnswer(series, window)
+
+    def query_latest(self, query: str, *, deadline: _Deadline | None = None) -> list[SeriesAnswer]:
+        """Per series of `query`, the figure over its newest sample (module doc)."""
+        deadline = deadline or self.deadline()
+        now = self.now_ms()
+        specs = self.series_of(parse_selector(query))
+        left = list(range(len(specs)))
+        found: dict[int, SeriesAnswer] = {}
+        for tier in self.tiers:
+            if not left:
+                break
+            last = tier is self.tiers[-1]
+            span = tier.retention_ms if last else LATEST_LOOKBACK_CHUNKS * tier.chunk_ms
+            end = now + tier.resolution_ms  # a coarse tier's newest sample ends after now
+            samples = self._read([specs[i] for i in left], tier, now - span, end, deadline)
+            missing = []
+            for index in left:
+                deadline.check()
+                spec = specs[index]
+                point = evaluate_latest(_of(samples, spec), spec.figure, tier.resolution_ms)
+                if point is None:
+                    missing.append(index)
+                else:
+                    found[index] = SeriesAnswer(spec.figure, dict(spec.labels), [point], tier)
+            left = missing
+        return [found[index] for index in sorted(found)]
+
+    def _read(
+        self,
+        specs: Iterable[SeriesSpec],
+        tier: Tier,
+        start_ms: int,
+        end_ms: int,
+        deadline: _Deadline,
+    ) -> dict[SeriesKey, list[Sample]]:
+        """The samples of every key of `specs` in `(start_ms, end_ms]` of `tier`."""
+        keys = {key for spec in specs for key in spec.keys}
+        deadline.check()
+        samples = self._reader.read(keys, tier, start_ms, end_ms)
+        deadline.check()
+        return samples
+
+
+def _of(samples: Mapping[SeriesKey, list[Sample]], spec: SeriesSpec) -> list[list[Sample]]:
+    """The sample lists of `spec`'s stored series."""
+    return [found for key in spec.keys if (found := samples.get(key))]
+
+
+def _candidates(figure: str, records: Iterable[SeriesRecord]) -> list[SeriesSpec]:
+    """Every series of `figure` the stored series make up (module doc)."""
+    types: dict[str, str] = {}
+    kinds: dict[str, list[SeriesRecord]] = defaultdict(list)
+    for record in records:
+        if record.kind:
+            kinds[record.service].append(record)
+            types.setdefault(record.service, record.type)
+        else:
+            types[record.service] = record.type
+    if FIGURES[figure].reads == "service":
+        return [
+            SeriesSpec(figure, (("service", service), ("type", types[service])),
+                       (SeriesKey(service, ""),))
+            for service in sorted(types)
+        ]  # fmt: skip
+    specs = []
+    every: list[SeriesKey] = []
+    for service in sorted(kinds):
+        service_labels = (("service", service), ("type", types[service]))
+        keys = sorted(SeriesKey(service, record.kind) for record in kinds[service])
+        every += keys
+        for key in keys:
+            specs.append(SeriesSpec(figure, (("kind", key.kind), *service_labels), (key,)))
+        specs.append(SeriesSpec(figure, service_labels, tuple(keys)))
+    if every:
+        specs.append(SeriesSpec(figure, (), tuple(every)))
+    return specs
