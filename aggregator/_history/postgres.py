@@ -35,7 +35,8 @@ errors, timed events and their latency sum from the service's kinds; rounds, ans
 rounds and CPU from its own series), indexed on the minute's end and kept for the minute tier's
 retention (the first tier of a minute or coarser: `1m:30d` by default). The view `system_metrics
 (service_name, metric_name, value, timestamp, tags)` shows them as seed 004's table does, one row
-per service, minute and figure, so seed 004's "Get service health" SQL runs unchanged and reads a few thousand index entries:
+per service, minute and figure, so seed 004's "Get service health" SQL runs unchanged and reads a
+few thousand index entries:
 
 | metric_name | value over the minute (numeric(10,2), rounded to 2 places) |
 |---|---|
