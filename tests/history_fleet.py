@@ -22,7 +22,7 @@ from typing import Any
 from agent import EventTracker
 from aggregator import AggregatorServer
 from gateway import GatewaySettings
-from tests.conftest import FakeClock
+from tests.clocks import FakeClock
 from tests.gateway_mesh import serve_gateway
 from tests.history_mesh import (
     EPOCH,
@@ -78,11 +78,13 @@ class HistoryFleet:
         """The fake wall clock."""
         return self.wall()
 
-    async def rounds(self, count: int, seconds: float = 1.0) -> None:
-        """`count` rounds, `seconds` apart, each after one round's load (`LOAD`)."""
+    async def rounds(self, count: int, seconds: float = 1.0, *, idle: bool = False) -> None:
+        """`count` rounds, `seconds` apart, each after one round's load (`LOAD`; none if idle)."""
         for _ in range(count):
             tick(self.monotonic, self.wall, seconds)
             for name, load in LOAD.items():
+                if idle:
+                    break
                 counter = self.trackers[name]
                 for _ in range(load):
                     counter.observe("api_call", 0.010)

@@ -81,6 +81,18 @@ async def test_a_range_has_each_kind_each_service_and_the_fleet_exactly(
     assert {one.tier.text for one in response.series} == {"1m:30d"}
 
 
+async def test_an_idle_minute_is_a_rate_of_0_for_each_kind_each_service_and_the_fleet(
+    fleet: HistoryFleet,
+) -> None:
+    await fleet.rounds(MINUTE, idle=True)  # the agents answer, nothing happens
+    request = range_request(fleet, "events_per_second", end=fleet.start + 3 * MINUTE)
+    found = by_labels((await call(fleet.address, "QueryRange", request)).series)
+    third = round((fleet.start + 3 * MINUTE) * 1000)
+    assert len(found) == 7
+    for labels, points in found.items():
+        assert points[-1] == (third, 0.0), labels  # a point of 0, not a missing one
+
+
 async def test_quantiles_error_rates_and_service_figures_over_a_range(fleet: HistoryFleet) -> None:
     query = 'latency_p99_ms{service="sports-data", kind=""} '
     (service,) = (await call(fleet.address, "QueryRange", range_request(fleet, query))).series

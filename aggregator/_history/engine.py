@@ -444,12 +444,14 @@ def _candidates(figure: str, records: Iterable[SeriesRecord]) -> list[SeriesSpec
     """Every series of `figure` the stored series make up (module doc)."""
     types: dict[str, str] = {}
     kinds: dict[str, list[SeriesRecord]] = defaultdict(list)
+    own: dict[str, tuple[SeriesKey, ...]] = defaultdict(tuple)
     for record in records:
         if record.kind:
             kinds[record.service].append(record)
             types.setdefault(record.service, record.type)
         else:
             types[record.service] = record.type
+            own[record.service] = (SeriesKey(record.service, ""),)
     if FIGURES[figure].reads == "service":
         return [
             SeriesSpec(figure, (("service", service), ("type", types[service])),
@@ -461,10 +463,13 @@ def _candidates(figure: str, records: Iterable[SeriesRecord]) -> list[SeriesSpec
     for service in sorted(kinds):
         service_labels = (("service", service), ("type", types[service]))
         keys = sorted(SeriesKey(service, record.kind) for record in kinds[service])
-        every += keys
+        answered = own[service]  # tells an idle window (0 events) from one without an answer
+        every += [*keys, *answered]
         for key in keys:
-            specs.append(SeriesSpec(figure, (("kind", key.kind), *service_labels), (key,)))
-        specs.append(SeriesSpec(figure, service_labels, tuple(keys)))
+            specs.append(
+                SeriesSpec(figure, (("kind", key.kind), *service_labels), (key, *answered))
+            )
+        specs.append(SeriesSpec(figure, service_labels, (*keys, *answered)))
     if every:
         specs.append(SeriesSpec(figure, (), tuple(every)))
     return specs
