@@ -1,9 +1,10 @@
 """The history store: every round kept, in tiers, with exact figures over any range.
 
 The writer (`HistoryWriter`, an observer of the round loop) turns each round into samples and
-keeps them in a `HistoryStore` (SQLite by default, `sqlite.py`); `HistoryReader` reads a tier's
-samples back and `query.py` computes figures over a range and step from them. DESIGN.md's
-History section and HISTORY_DESIGN.md describe the shapes; each module's docstring its part.
+keeps them in a `HistoryStore` (SQLite by default, `sqlite.py`; PostgreSQL, `postgres.py`);
+`HistoryReader` reads a tier's samples back, `query.py` computes figures over a range and step
+from them and `engine.py` answers the queries. docs/architecture.md's "The history store" draws
+the whole; each module's docstring describes its part.
 """
 
 from aggregator._errors import HistoryQueryError, HistoryStoreError
