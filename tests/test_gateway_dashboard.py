@@ -215,8 +215,8 @@ async def test_the_dashboard_works_where_the_browser_refuses_storage(
     heading = page.locator('#head-row th[data-field="service_name"]')
     await heading.click()
     await expect(heading).to_have_attribute("aria-sort", "ascending")
-    await page.locator('#range button[data-minutes="1"]').click()
-    await expect(page.locator("#trend-head")).to_have_text("Trend · 1 min")
+    await page.locator('#range button[data-range="1h"]').click()
+    await expect(page.locator("#trend-head")).to_have_text("Trend · 1 h")
 
 
 async def test_a_span_of_zero_seconds_reads_0s_and_no_value_reads_a_dash(page: Page) -> None:

@@ -8,10 +8,15 @@
 //   detail.js      one service's kinds and trends
 //   summary.js     the fleet's figures at the top
 //   trends.js      the sparklines' samples and drawing; format.js how figures are written;
+//   history.js     the trends' past, from the history store (the range query)
+//   eventshour.js  the "Events / hour" card: the last hour's count from the history
 //   storage.js     what is remembered across reloads
 import { AlertStrip } from "/static/alerts.js";
 import { Connection } from "/static/connection.js";
 import { DetailPanel } from "/static/detail.js";
+import { EventsHourCard } from "/static/eventshour.js";
+import { el } from "/static/format.js";
+import { RANGES, StoredTrends } from "/static/history.js";
 import { Schema } from "/static/schema.js";
 import { Status } from "/static/status.js";
 import { load, save } from "/static/storage.js";
@@ -22,59 +27,87 @@ import { Trends, drawAxis, drawSpark, hoverable } from "/static/trends.js";
 const RANGE_KEY = "metrics-mesh.range";
 const $ = (id) => document.getElementById(id);
 
-// The range of the sparklines (1, 5 or 15 minutes), chosen above the table and remembered.
-function rangeSelector(trends, redraw) {
+// The range of the sparklines (15 min to 90 days), chosen above the table and remembered;
+// `choose(range)` applies one. Returns the function that marks the chosen button.
+function rangeSelector(trends, choose) {
+  const buttons = RANGES.map((range) => {
+    const button = el("button", "", range.label);
+    button.type = "button";
+    button.dataset.range = range.key;
+    button.addEventListener("click", () => choose(range));
+    return button;
+  });
+  $("range").replaceChildren(...buttons);
   const mark = () => {
-    for (const button of $("range").querySelectorAll("button")) {
-      button.setAttribute("aria-pressed", String(Number(button.dataset.minutes) === trends.minutes));
-    }
+    for (const button of buttons) button.setAttribute("aria-pressed", String(button.dataset.range === trends.range.key));
   };
-  for (const button of $("range").querySelectorAll("button")) {
-    button.addEventListener("click", () => {
-      trends.minutes = Number(button.dataset.minutes);
-      save(RANGE_KEY, String(trends.minutes));
-      mark();
-      redraw();
-    });
-  }
   mark();
+  return mark;
 }
 
+// The fleet's sparkline, every time axis, and the note on the history beside the range.
+// Once the range's stored points are in (or the history said why not), the sparkline says
+// so (`data-drawn`, for tests) and the page marks it (`trends-drawn`, for the benchmark).
 function fleetTrends(trends) {
-  drawSpark($("sys-spark"), trends.series(null, "eps"), 200, 40);
-  document.querySelectorAll(".axis").forEach((node) => drawAxis(node, trends.minutes));
+  const data = trends.series(null, "eps");
+  const spark = $("sys-spark");
+  drawSpark(spark, data, 200, 40);
+  document.querySelectorAll(".axis").forEach((node) => drawAxis(node, data.t0, data.t1));
+  const stored = trends.stored;
+  const note = $("range-note");
+  note.textContent = stored.state === "loading" ? "loading history…" : stored.note;
+  note.dataset.state = stored.state;
+  const settled = ["ok", "unavailable", "error"].includes(stored.state);
+  if (settled && spark.dataset.drawn !== trends.range.key) {
+    spark.dataset.drawn = trends.range.key;
+    performance.mark("trends-drawn", { detail: trends.range.key });
+  } else if (!settled) {
+    delete spark.dataset.drawn;
+  }
 }
 
 async function start() {
-  const trends = new Trends(Number(load(RANGE_KEY)));
+  let redraw = () => fleetTrends(trends);   // until the table and the detail exist
+  const stored = new StoredTrends({ onChange: () => redraw() });
+  const trends = new Trends(load(RANGE_KEY), stored);
+  stored.select(trends.range);
   hoverable($("sys-spark"), "1/s");
   hoverable($("detail-eps"), "1/s");
   hoverable($("detail-errors"), "%");
   hoverable($("detail-p95"), "ms");
-  let redraw = () => fleetTrends(trends);   // until the table and the detail exist
-  rangeSelector(trends, () => redraw());
+  const mark = rangeSelector(trends, (range) => {
+    performance.mark("range-chosen", { detail: range.key });
+    trends.range = range;
+    save(RANGE_KEY, range.key);
+    mark();
+    stored.select(range);
+    redraw();
+  });
   redraw();
   const schema = await Schema.load();
   const status = new Status(schema.staleSeconds);
   const age = () => status.age();
-  const detail = new DetailPanel(schema, trends, { age });
+  const detail = new DetailPanel(schema, trends, { age, watch: (name) => stored.watch(name) });
   const table = new ServicesTable(schema, trends, { age, onOpen: (name) => detail.open(name) });
   const alerts = new AlertStrip({ onChange: (worst) => table.markAlerts(worst) });
+  const hour = new EventsHourCard();
   redraw = () => { fleetTrends(trends); table.trendHeading(); table.drawTrends(); detail.render(); };
   const connection = new Connection(status, {
     snapshot(body) {
       trends.record(body);
+      stored.refresh(trends.now());
+      hour.update(body);
       const rows = body.active_apis.concat(body.inactive_services || []);
       const byName = new Map(rows.map((row) => [row.service_name, row]));
       renderSummary(body, rows, { order: (some) => table.defaultOrdered(some), onOpen: (name) => detail.open(name) });
-      drawSpark($("sys-spark"), trends.series(null, "eps"), 200, 40);
+      fleetTrends(trends);
       table.update(byName);
       detail.update(byName);
     },
     alert: (alert) => alerts.apply(alert),
     poll: () => alerts.load(),
     past: (body) => trends.record(body),
-    caughtUp: () => redraw(),
+    caughtUp: () => { stored.refresh(trends.now()); redraw(); },
   });
   setInterval(() => { status.refresh(); alerts.tick(); table.tick(); detail.tick(); }, 1000);
   alerts.load();

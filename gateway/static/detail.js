@@ -5,11 +5,13 @@ import { drawSpark } from "/static/trends.js";
 const $ = (id) => document.getElementById(id);
 
 export class DetailPanel {
-  // `age()` is the latest snapshot's age now (seconds or null).
-  constructor(schema, trends, { age }) {
+  // `age()` is the latest snapshot's age now (seconds or null); `watch(name)` asks for the
+  // stored trends of the service shown (null: none).
+  constructor(schema, trends, { age, watch }) {
     this.schema = schema;
     this.trends = trends;
     this.age = age;
+    this.watch = watch;
     this.name = null;              // the service shown, null while closed
     this.rows = new Map();         // service name -> its latest row
     $("detail-close").addEventListener("click", () => this.close());
@@ -18,12 +20,14 @@ export class DetailPanel {
   open(name) {
     this.name = name;
     $("detail").hidden = false;
+    this.watch(name);
     this.render();
   }
 
   close() {
     this.name = null;
     $("detail").hidden = true;
+    this.watch(null);
   }
 
   // The latest rows (a Map of name -> row).

@@ -47,6 +47,31 @@ export function seen(row, snapshotAge) {
 export const clock = new Intl.DateTimeFormat(undefined,
   { hour: "2-digit", minute: "2-digit", second: "2-digit", hour12: false });
 
+const hm = new Intl.DateTimeFormat(undefined, { hour: "2-digit", minute: "2-digit", hour12: false });
+const dayHm = new Intl.DateTimeFormat(undefined,
+  { weekday: "short", hour: "2-digit", minute: "2-digit", hour12: false });
+const day = new Intl.DateTimeFormat(undefined, { month: "short", day: "numeric" });
+const dayTime = new Intl.DateTimeFormat(undefined,
+  { month: "short", day: "numeric", hour: "2-digit", minute: "2-digit", hour12: false });
+const HOUR_MS = 3600000;
+
+export function hourMinute(t) { return hm.format(new Date(t)); }
+
+// The labels of a time axis from t0 to t1 (ms): its left edge and middle, written to fit
+// the span: "17:40" up to 6 h, "Mon 17:40" up to a day, "Dec 1" beyond.
+export function axisTimes(t0, t1) {
+  const span = t1 - t0;
+  const format = span <= 6 * HOUR_MS ? hm : span <= 24 * HOUR_MS ? dayHm : day;
+  return [t0, (t0 + t1) / 2].map((t) => format.format(new Date(t)));
+}
+
+// The time of a sparkline's point, as precise as its span needs: "17:40:05" up to an hour,
+// "Mon 17:40" up to a day, "Dec 1, 17:40" beyond.
+export function pointTime(t, span) {
+  const format = span <= HOUR_MS ? clock : span <= 24 * HOUR_MS ? dayHm : dayTime;
+  return format.format(new Date(t));
+}
+
 export function millis(v) {
   if (v === null || v === undefined) return "–";
   if (v >= 1000) return nf2.format(v / 1000) + " s";

@@ -8,7 +8,6 @@ const $ = (id) => document.getElementById(id);
 // order; `onOpen(name)`: opens a service's detail (a click on its chip).
 export function renderSummary(body, rows, { order, onOpen }) {
   $("sys-eps").textContent = rate(body.events_per_second);
-  $("sys-eph").textContent = count(body.events_per_hour);
   $("sys-total").textContent = "total " + count(body.total_events || 0) + " events";
   $("sys-active").textContent = body.active_apis.length;
   $("sys-count").textContent = rows.length;

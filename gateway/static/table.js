@@ -152,7 +152,7 @@ export class ServicesTable {
 
   trendHeading() {
     const th = document.getElementById("trend-head");
-    if (th) th.textContent = "Trend · " + this.trends.minutes + " min";
+    if (th) th.textContent = "Trend · " + this.trends.range.label;
   }
 
   makeRow(name) {

@@ -1,18 +1,24 @@
 // The dashboard's sparklines: their samples, a time axis, a range, values on hover.
-// x is the snapshot's time over the chosen range, ending at the latest snapshot (the
-// server's clock, so a skewed browser clock does not shift it); a null value (the service
-// was down, or had no event) is a gap in the line, not a zero.
-import { UNIT_TEXT, clock, el } from "/static/format.js";
+// x is time over the chosen range, ending at the latest snapshot (the server's clock, so a
+// skewed browser clock does not shift it). The past comes from the history store
+// (history.js: points a step apart); the live ring of snapshots (one sample each, the last
+// 15 minutes) draws what came after the newest stored step, or everything when the history
+// is unavailable. A null value (the service was down, or had no event) is a gap in the line,
+// not a zero; so is a stored step without a point.
+import { UNIT_TEXT, axisTimes, el, pointTime } from "/static/format.js";
+import { rangeOf } from "/static/history.js";
 
-export const RANGES = [1, 5, 15];  // minutes the sparklines can span
+const LIVE_MS = 15 * 60000;  // the live ring's span
 const MAX_SAMPLES = 5000;
 
 export const SVG = "http://www.w3.org/2000/svg";
 
-// The figures the sparklines draw, one sample per snapshot, oldest first, and the range shown.
+// The figures the sparklines draw: the live samples, one per snapshot, oldest first; the
+// stored points (`stored`, a StoredTrends); and the range shown (a history.js RANGES entry).
 export class Trends {
-  constructor(minutes) {
-    this.minutes = RANGES.includes(minutes) ? minutes : 5;
+  constructor(rangeKey, stored) {
+    this.range = rangeOf(rangeKey);
+    this.stored = stored;
     // {t: snapshot time (ms), eps: fleet events/s, rows: Map(name -> {eps, err, p95, status})}
     this.samples = [];
   }
@@ -39,25 +45,42 @@ export class Trends {
     samples.splice(i, 0, { t, eps: body.events_per_second, rows });
     const newest = samples[samples.length - 1].t;
     let old = 0;
-    while (old < samples.length && samples[old].t < newest - RANGES[RANGES.length - 1] * 60000) old++;
+    while (old < samples.length && samples[old].t < newest - LIVE_MS) old++;
     old = Math.max(old, samples.length - MAX_SAMPLES);
     if (old > 0) samples.splice(0, old);
     return true;
   }
 
-  // The points of one series over the current range: [{t, v, status}]; name null: the fleet.
+  // The server's time now: the latest snapshot's (0 before the first).
+  now() {
+    return this.samples.length ? this.samples[this.samples.length - 1].t : 0;
+  }
+
+  // The points of one series over the current range: {points: [{t, v, status}], t0, t1,
+  // stored: how many came from the history}; name null: the fleet.
   series(name, key) {
-    const samples = this.samples;
-    if (!samples.length) return { points: [], t0: 0, t1: 0 };
-    const t1 = samples[samples.length - 1].t, t0 = t1 - this.minutes * 60000;
+    const stored = this.stored.series(name, key);
+    const end = stored.length ? this.stored.end : -Infinity;
+    const t1 = Math.max(this.now(), stored.length ? end : 0);
+    if (!t1) return { points: [], t0: 0, t1: 0, stored: 0 };
+    const t0 = t1 - this.range.seconds * 1000;
+    const step = this.range.step * 1000;
     const points = [];
-    for (const sample of samples) {
-      if (sample.t < t0) continue;
+    let last = null;
+    for (const p of stored) {
+      if (p.t < t0) continue;
+      if (last !== null && p.t - last > step) points.push({ t: last + step, v: null, status: "no data" });
+      points.push({ t: p.t, v: p.v, status: "active" });
+      last = p.t;
+    }
+    const count = points.filter((p) => p.v !== null).length;
+    for (const sample of this.samples) {
+      if (sample.t < t0 || sample.t <= end) continue;
       if (name === null) { points.push({ t: sample.t, v: sample.eps, status: "active" }); continue; }
       const row = sample.rows.get(name);
       if (row) points.push({ t: sample.t, v: row[key], status: row.status });
     }
-    return { points, t0, t1 };
+    return { points, t0, t1, stored: count };
   }
 }
 
@@ -95,6 +118,8 @@ export function drawSpark(svg, data, width, height) {
   cursor.style.display = "none";
   svg.appendChild(cursor);
   svg.dataset.width = String(width);
+  svg.dataset.points = String(points.filter((p) => p.v !== null && p.v !== undefined).length);
+  svg.dataset.stored = String(data.stored || 0);
   if (svg.hoverX !== undefined) showTip(svg, svg.hoverX);   // a redraw under the pointer
 }
 
@@ -133,7 +158,7 @@ function showTip(svg, clientX) {
   const format = UNIT_TEXT[svg.dataset.unit] || ((v) => String(v));
   const value = p.v === null || p.v === undefined
     ? (p.status !== "active" ? p.status : "no events") : format(p.v);
-  tip.textContent = clock.format(new Date(p.t)) + " · " + value;
+  tip.textContent = pointTime(p.t, data.t1 - data.t0) + " · " + value;
   tip.hidden = false;
   const width = Number(svg.dataset.width);
   const cursor = svg.querySelector(".cursor");
@@ -160,13 +185,9 @@ export function hoverable(svg, unit) {
   svg.addEventListener("pointerleave", () => hideTip(svg));
 }
 
-// Labels under a large sparkline: how far back its left edge and middle are.
-function axisText(minutes) {
-  const mid = minutes / 2;
-  return minutes === 1 ? ["−60 s", "−30 s", "now"] : ["−" + minutes + " min", "−" + mid + " min", "now"];
-}
-
-export function drawAxis(node, minutes) {
-  const labels = axisText(minutes);
+// Labels under a large sparkline: the times of its left edge and middle (clock times for
+// the short ranges, days for the long ones), and "now".
+export function drawAxis(node, t0, t1) {
+  const labels = t1 ? [...axisTimes(t0, t1), "now"] : ["", "", "now"];
   node.replaceChildren(...labels.map((text) => el("span", "", text)));
 }
