@@ -12,7 +12,7 @@
 //   eventshour.js  the "Events / hour" card: the last hour's count from the history
 //   storage.js     what is remembered across reloads
 import { AlertStrip } from "/static/alerts.js";
-import { Connection } from "/static/connection.js";
+import { Connection, latestSnapshot } from "/static/connection.js";
 import { DetailPanel } from "/static/detail.js";
 import { EventsHourCard } from "/static/eventshour.js";
 import { el } from "/static/format.js";
@@ -84,6 +84,7 @@ async function start() {
     redraw();
   });
   redraw();
+  latestSnapshot().then((body) => { if (body && trends.record(body)) stored.refresh(trends.now()); });
   const schema = await Schema.load();
   const status = new Status(schema.staleSeconds);
   const age = () => status.age();
