@@ -240,7 +240,9 @@ ROW_FIGURES: tuple[Figure, ...] = (
         column=(4, 3),
     ),
     Figure(
-        "events_per_hour", "Events/h", "1/h", "events_per_second x 3600.", float,
+        "events_per_hour", "Events/h", "1/h",
+        "events_per_second x 3600: the 1-minute rate projected over an hour, not a count (the "
+        "history's `events` over the last hour counts them).", float,
         _known(lambda row: row.events_per_hour), _rounded(2), nullable=True,
         column=(8, 12),
     ),
@@ -353,7 +355,10 @@ TOTAL_FIGURES: tuple[Figure, ...] = (
         combine=lambda totals: totals.events_per_second,
     ),
     Figure(
-        "events_per_hour", "Events/h", "1/h", "Sum of events/h over active services.", float,
+        "events_per_hour", "Events/h", "1/h",
+        "Sum of events/h over active services: events/s x 3600, a projection, not a count (the "
+        "history's `events{service=\"\"}` over the last hour counts them; the dashboard's "
+        "Events / hour card shows that count).", float,
         lambda snap: snap.events_per_hour, _rounded(2),
         combine=lambda totals: totals.events_per_hour,
     ),
