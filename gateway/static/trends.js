@@ -76,6 +76,8 @@ export class Trends {
     const count = points.filter((p) => p.v !== null).length;
     for (const sample of this.samples) {
       if (sample.t < t0 || sample.t <= end) continue;
+      if (last !== null && sample.t - last > 2 * step) points.push({ t: last + step, v: null, status: "no data" });
+      last = sample.t;
       if (name === null) { points.push({ t: sample.t, v: sample.eps, status: "active" }); continue; }
       const row = sample.rows.get(name);
       if (row) points.push({ t: sample.t, v: row[key], status: row.status });
