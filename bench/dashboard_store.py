@@ -1,7 +1,8 @@
 """A dashboard over a filled history: a simulated past for 15 services, then the real parts.
 
 `fill_store(path, days)` writes `days` of the synthetic fleet of `bench_history` (15 services
-x 3 timed kinds at the demo's rates, Poisson arrivals, log-normal durations) ending now: one
+x 3 timed kinds at the demo's rates, swinging over the day, Poisson arrivals, log-normal
+durations) ending now: one
 round a minute until the last hour, then one a second (what the 1 s tier holds for the short
 ranges; a 1 m sample holds exactly what 60 1 s samples would, so the coarse tiers are the same
 as a day of 1 s rounds would give). `filled_dashboard(path)` then serves it: 15 real agents
@@ -39,6 +40,8 @@ SERVICES = [f"svc-{index}" for index in range(15)]
 """The stored services' names (bench_history's synthetic fleet)."""
 FINE_SECONDS = 3600
 """The last hour is written one round a second."""
+DAILY_SWING = 0.6
+"""The rates follow the day: +-60 % around bench_history's, highest at 06:00 UTC."""
 
 
 def fill_store(path: Path, days: float, seed: int = 11) -> int:
@@ -53,10 +56,15 @@ def fill_store(path: Path, days: float, seed: int = 11) -> int:
     monotonic, wall, _ = fake_clocks(float(end - span))
     recorder, _ = _recorder(str(path.parent), monotonic)
     assert path.name == "history.sqlite3", "bench_history's recorder names the file"
+    base = [[kind.rate for kind in kinds] for kinds in fleet]
     rounds = 0
     while wall() < end:
         gap = 1.0 if end - wall() <= FINE_SECONDS else 60.0
         tick(monotonic, wall, gap)
+        daily = 1.0 + DAILY_SWING * math.sin(2 * math.pi * (wall() % 86400) / 86400)
+        for kinds, rates in zip(fleet, base, strict=True):
+            for kind, rate in zip(kinds, rates, strict=True):
+                kind.rate = rate * daily
         recorder.record(_synthetic_round(fleet, wall(), gap, rng))
         rounds += 1
     assert recorder.degraded == "" and recorder.dropped == 0
