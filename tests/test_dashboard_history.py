@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import re
+import urllib.parse
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -105,7 +106,56 @@ async def test_the_24h_trend_draws_the_stored_steps_and_the_hour_card_counts_the
         assert expected == (12 + 60) * EVENTS_PER_ROUND
         await expect(page.locator("#sys-eph")).to_have_text(str(expected))
         await expect(page.locator("#sys-eph-note")).to_contain_text("counted")
+        # A row's detail: its error % and p95 over the day, from the store too.
+        await page.locator('#rows tr[data-service="weather-api"]').click()
+        for trend in ("#detail-eps", "#detail-errors", "#detail-p95"):
+            await expect(page.locator(trend)).to_have_attribute("data-stored", "288")
+        errors = page.locator("#detail-errors")
+        box = await errors.bounding_box()
+        assert box is not None
+        await page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+        await expect(tip).to_have_text(re.compile(r"^\w+ \d\d:\d\d · 33[.,]3 % failed$"))
         await page.screenshot(path=artifact("dashboard-history-24h.png"), full_page=True)
+
+
+async def test_refreshes_ask_only_the_steps_closed_since_one_fetch_at_a_time(
+    day: tuple[HistoryFleet, list[float]],
+) -> None:
+    fleet, _ = day
+    async with open_page(fleet.gateway_url + "/") as page:
+        await fleet.rounds(1, 1.0)
+        await choose(page, "15m")
+        asked: list[dict[str, str]] = []
+        in_flight = [0, 0]  # now, most
+
+        def trends_query(request: Any) -> dict[str, str] | None:
+            """The parameters of a range query of the trends (not the Events / hour card's)."""
+            query = dict(urllib.parse.parse_qsl(urllib.parse.urlsplit(request.url).query))
+            trends = "/query/range" in request.url and query["query"].startswith("events_per")
+            return query if trends else None
+
+        def started(request: Any) -> None:
+            if query := trends_query(request):
+                asked.append(query)
+                in_flight[0] += 1
+                in_flight[1] = max(in_flight)
+
+        def ended(request: Any) -> None:
+            if trends_query(request):
+                in_flight[0] -= 1
+
+        page.on("request", started)
+        page.on("requestfinished", ended)
+        page.on("requestfailed", ended)
+        for _ in range(30):  # 30 s of rounds: six 5 s steps close
+            await fleet.rounds(1, 1.0)
+            await expect(page.locator("#meta-seq")).to_have_text(f"snapshot #{await seq(fleet)}")
+        await eventually(lambda: len(asked) >= 6, what="a fetch per closed step")
+        assert in_flight[1] == 1, asked
+        assert 6 <= len(asked) <= 7, asked
+        for query in asked:  # each asks one step (or two), not the 15 minutes again
+            assert float(query["end"]) - float(query["start"]) <= 5, query
+            assert query["step"] == "5"
 
 
 async def test_every_range_asks_a_step_the_store_accepts(
@@ -125,6 +175,13 @@ async def ready(url: str) -> bool:
     """The gateway's subscription is up with a fresh snapshot."""
     async with httpx.AsyncClient(timeout=5) as client:
         return (await client.get(url + "health/ready")).status_code == 200
+
+
+async def seq(fleet: HistoryFleet) -> int:
+    """The sequence of the aggregator's latest snapshot."""
+    latest = fleet.server.loop.latest
+    assert latest is not None
+    return latest.sequence
 
 
 @contextlib.asynccontextmanager
