@@ -56,6 +56,7 @@ function fleetTrends(trends) {
   const stored = trends.stored;
   const note = $("range-note");
   note.textContent = stored.state === "loading" ? "loading history…" : stored.note;
+  note.title = stored.reason;
   note.dataset.state = stored.state;
   const settled = ["ok", "unavailable", "error"].includes(stored.state);
   if (settled && spark.dataset.drawn !== trends.range.key) {

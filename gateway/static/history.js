@@ -34,7 +34,7 @@ export function rangeOf(key) {
 export class HistoryError extends Error {
   constructor(message, unavailable) {
     super(message);
-    this.unavailable = unavailable;   // history off or unreachable (503), not a bad query
+    this.unavailable = unavailable;   // history off or unreachable, not a refused query
   }
 }
 
@@ -52,7 +52,8 @@ export async function queryRange(selector, startMs, endMs, stepSeconds, signal) 
   }
   const body = await response.json().catch(() => ({}));
   if (!response.ok || body.status !== "success") {
-    throw new HistoryError(body.error || "history answered " + response.status, response.status === 503);
+    const unavailable = body.errorType === "unavailable" || (response.status >= 500 && !body.errorType);
+    throw new HistoryError(body.error || "history answered " + response.status, unavailable);
   }
   return body.data.result.map((series) => ({
     figure: series.metric.__name__,
@@ -74,7 +75,8 @@ export class StoredTrends {
     this.fetched = new Map();      // selector -> the newest step it has been fetched to (ms)
     this.end = 0;                  // the newest step fetched (ms); live points go after it
     this.state = "idle";           // "idle", "loading", "ok", "unavailable", "error"
-    this.note = "";
+    this.note = "";                // why the stored points are missing ("" when they are not)
+    this.reason = "";              // the gateway's words for it
     this.controller = null;        // the fetch in flight
     this.retryAt = 0;
     this.nowMs = 0;
@@ -164,7 +166,7 @@ export class StoredTrends {
     }
     this.end = end;
     this.state = "ok";
-    this.note = "";
+    this.note = this.reason = "";
     this.onChange();
     this.refresh(this.nowMs);   // a snapshot that came meanwhile may have made more due
   }
@@ -175,6 +177,7 @@ export class StoredTrends {
     this.retryAt = now + RETRY_MS;
     this.state = err.unavailable ? "unavailable" : "error";
     this.note = err.unavailable ? "history unavailable: live trend only" : "history: " + err.message;
+    this.reason = err.message;
     this.onChange();
   }
 }
