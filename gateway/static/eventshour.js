@@ -53,8 +53,8 @@ export class EventsHourCard {
     if (this.unavailable || this.count === null) {
       card.dataset.source = this.unavailable ? "projected" : "";
       value.textContent = this.unavailable && this.projection !== null ? count(this.projection) : "–";
-      note.textContent = this.unavailable ? "projected (events/s × 3600): " + this.unavailable : "counting…";
-      note.title = this.unavailable;
+      note.textContent = this.unavailable ? "projected (events/s × 3600): no history" : "counting…";
+      note.title = this.unavailable;   // the gateway's words: history off, unreachable, ...
       return;
     }
     card.dataset.source = "stored";
