@@ -265,4 +265,8 @@ async def test_without_history_the_card_says_projected_and_the_trend_live_only(
         await expect(page.locator("#sys-eph-note")).to_contain_text(
             "projected (events/s \u00d7 3600)"
         )
+        # Why, in the gateway's words, on hover.
+        await expect(page.locator("#sys-eph-note")).to_have_attribute(
+            "title", re.compile("history is disabled")
+        )
         await expect(page.locator("#sys-eph")).not_to_have_text("\u2013")  # the dash of no figure
