@@ -5,7 +5,7 @@ async with AggregatorServer(config.services, config.aggregator) as server:
     print(server.address)
 """
 
-from aggregator._alerts.settings import AlertSettings
+from aggregator._alerts.settings import AlertSettings, default_state_dir
 from aggregator._errors import (
     AggregatorError,
     AggregatorStateError,
@@ -39,5 +39,6 @@ __all__ = [
     "ServiceEntry",
     "SnapshotData",
     "TooManySubscribers",
+    "default_state_dir",
     "load_config",
 ]

@@ -165,13 +165,19 @@ class FleetPlan:
         claims.append(PortClaim(self.gateway.host, self.gateway.port, "the gateway"))
         return claims
 
-    def config_document(self, state_dir: Path | None = None) -> dict[str, Any]:
+    def config_document(
+        self, state_dir: Path | None = None, history: Path | None = None
+    ) -> dict[str, Any]:
         """The mesh config for the aggregator and the gateway: the user's, with our ports.
 
         Without an `[alerts]` table of the user's, the demo's own rules apply (DEMO_RULES),
-        with their state in `state_dir` (the run directory's).
+        with their state in `state_dir` (the run directory's). Without a `[history]` table of
+        the user's, the history is the file `history` (kept from one demo to the next, so a
+        restarted demo still shows the past).
         """
         document = copy.deepcopy(dict(self.tables))
+        if "history" not in document and history is not None:
+            document["history"] = {"path": str(history)}
         if "alerts" not in document:
             document["alerts"] = {
                 "dashboard_url": f"{self.gateway_url}/",

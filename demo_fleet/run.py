@@ -12,6 +12,7 @@ from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any, TextIO
 
+from aggregator import default_state_dir
 from demo_fleet.errors import PortTakenError, StartupError
 from demo_fleet.plan import FleetPlan, dial, misbehaviour
 from demo_fleet.ports import check_ports, port_is_free
@@ -20,7 +21,13 @@ from demo_fleet.toml_out import dumps
 from mesh_common.errors import exit_status
 
 CONFIG_FILE_NAME = "metrics-mesh.toml"
+HISTORY_FILE_NAME = "demo-history.sqlite3"
 PORT_RELEASE_SECONDS = 3.0
+
+
+def demo_history() -> Path:
+    """The demo's history file, in the user's state directory: kept from one demo to the next."""
+    return Path(default_state_dir()) / HISTORY_FILE_NAME
 
 
 def installed_command(name: str) -> str:
@@ -96,7 +103,8 @@ class DemoRun:
         plan = self.plan
         config_path = self.run_dir / CONFIG_FILE_NAME
         config_path.write_text(
-            dumps(plan.config_document(state_dir=self.run_dir / "state")), encoding="utf-8"
+            dumps(plan.config_document(state_dir=self.run_dir / "state", history=demo_history())),
+            encoding="utf-8",
         )
         self.say(
             f"starting {len(plan.services)} demo services and the fake upstream "

@@ -173,3 +173,16 @@ def test_the_children_dial_the_aggregator_where_it_listens(host: str, dialled: s
     plan = plan_fleet(mesh, GatewaySettings(), DemoSettings())
     assert plan.aggregator_address == dialled == plan.gateway.aggregator
     assert plan.config_document()["gateway"]["aggregator"] == dialled
+
+
+def test_the_demo_keeps_its_history_in_the_state_directory_unless_the_file_says(
+    tmp_path: Path,
+) -> None:
+    kept = tmp_path / "state" / "demo-history.sqlite3"
+    path = tmp_path / "mesh.toml"
+    path.write_text(dumps(default_plan().config_document(history=kept)), encoding="utf-8")
+    assert load_config(path, environ={}).history.database_path() == kept
+    own = tmp_path / "own.toml"
+    own.write_text("[history]\nenabled = false\n", encoding="utf-8")
+    plan = plan_fleet(load_mesh_file(own, environ={}), GatewaySettings(), DemoSettings())
+    assert plan.config_document(history=kept)["history"] == {"enabled": False}
