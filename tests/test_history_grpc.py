@@ -167,7 +167,8 @@ async def test_list_series_names_every_label_set_the_matchers_select(fleet: Hist
 
 async def test_the_status_tells_tiers_sizes_and_rounds(fleet: HistoryFleet) -> None:
     status = await call(fleet.address, "GetHistoryStatus", history_pb2.GetHistoryStatusRequest())
-    assert [tier.tier.text for tier in status.tiers] == ["1s:24h", "1m:30d", "5m:90d"]
+    assert [tier.tier.text for tier in status.tiers] == ["1s:24h", "1m:30d", "5m:90d", "1h:90d"]
+    assert [tier.tier.summary for tier in status.tiers] == [False, False, False, True]
     assert status.tiers[0].bytes > 0 and status.tiers[0].chunks > 0
     assert status.rounds_written == 2 * MINUTE
     assert status.dropped_rounds == 0 and status.degraded_reason == ""

@@ -216,22 +216,26 @@ class HistoryServicer:
             )
 
     def _series(self, answers: Sequence[SeriesAnswer]) -> list[history_pb2.HistorySeries]:
-        point = history_pb2.HistoryPoint
-        return [
-            history_pb2.HistorySeries(
+        found = []
+        for answer in answers:
+            series = history_pb2.HistorySeries(
                 labels=answer.labels,
                 figure=answer.figure,
                 aggregation=_WIRE_AGGREGATIONS[answer.aggregation],
-                points=[point(time_millis=t, value=v) for t, v in answer.points],
                 tier=self._tier(answer.tier),
             )
-            for answer in answers
-        ]
+            add = series.points.add  # in place: half the time of building points to copy in
+            for time_millis, value in answer.points:  # (bench/bench_history_query.py, gRPC)
+                add(time_millis=time_millis, value=value)
+            found.append(series)
+        return found
 
     def _tier(self, tier: Tier) -> history_pb2.HistoryTier:
         message = self._tiers.get(tier)
         if message is None:
-            message = self._tiers[tier] = history_pb2.HistoryTier(text=tier.text)
+            message = self._tiers[tier] = history_pb2.HistoryTier(
+                text=tier.text, summary=tier.summary
+            )
             set_seconds(message.resolution, tier.resolution_ms / 1000)
             set_seconds(message.retention, tier.retention_ms / 1000)
         return message

@@ -80,8 +80,14 @@ class HistoryTier(_message.Message):
     TEXT_FIELD_NUMBER: _builtins.int
     RESOLUTION_FIELD_NUMBER: _builtins.int
     RETENTION_FIELD_NUMBER: _builtins.int
+    SUMMARY_FIELD_NUMBER: _builtins.int
     text: _builtins.str
     """text is the tier as configured, resolution:retention (e.g. "1m:30d")."""
+    summary: _builtins.bool
+    """summary is true for the hourly summary the store adds after the configured
+    tiers (1 h resolution, the last tier's retention): not in `[history] tiers`,
+    it answers long ranges at a step of whole hours.
+    """
     @_builtins.property
     def resolution(self) -> _duration_pb2.Duration:
         """resolution is the time one sample of the tier covers."""
@@ -96,10 +102,11 @@ class HistoryTier(_message.Message):
         text: _builtins.str = ...,
         resolution: _duration_pb2.Duration | None = ...,
         retention: _duration_pb2.Duration | None = ...,
+        summary: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["resolution", b"resolution", "retention", b"retention"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["resolution", b"resolution", "retention", b"retention", "text", b"text"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["resolution", b"resolution", "retention", b"retention", "summary", b"summary", "text", b"text"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
