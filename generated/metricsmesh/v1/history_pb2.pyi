@@ -171,6 +171,8 @@ class HistorySeries(_message.Message):
     AGGREGATION_FIELD_NUMBER: _builtins.int
     POINTS_FIELD_NUMBER: _builtins.int
     TIER_FIELD_NUMBER: _builtins.int
+    POINT_TIMES_MILLIS_FIELD_NUMBER: _builtins.int
+    POINT_VALUES_FIELD_NUMBER: _builtins.int
     figure: _builtins.str
     """figure is the figure's name (the selector's __name__), e.g.
     events_per_second.
@@ -193,6 +195,17 @@ class HistorySeries(_message.Message):
     def tier(self) -> Global___HistoryTier:
         """tier is the tier the points were read from."""
 
+    @_builtins.property
+    def point_times_millis(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]:
+        """point_times_millis are the points' times, when the request asked for
+        `columns`: then the points are these two columns (`points` is empty), the
+        i-th point at point_times_millis[i] with point_values[i].
+        """
+
+    @_builtins.property
+    def point_values(self) -> _containers.RepeatedScalarFieldContainer[_builtins.float]:
+        """point_values are the points' values, when the request asked for `columns`."""
+
     def __init__(
         self,
         *,
@@ -201,10 +214,12 @@ class HistorySeries(_message.Message):
         aggregation: Global___HistoryAggregation.ValueType = ...,
         points: _abc.Iterable[Global___HistoryPoint] | None = ...,
         tier: Global___HistoryTier | None = ...,
+        point_times_millis: _abc.Iterable[_builtins.int] | None = ...,
+        point_values: _abc.Iterable[_builtins.float] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["tier", b"tier"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["aggregation", b"aggregation", "figure", b"figure", "labels", b"labels", "points", b"points", "tier", b"tier"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["aggregation", b"aggregation", "figure", b"figure", "labels", b"labels", "point_times_millis", b"point_times_millis", "point_values", b"point_values", "points", b"points", "tier", b"tier"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -222,9 +237,15 @@ class QueryRangeRequest(_message.Message):
     STEP_FIELD_NUMBER: _builtins.int
     AGGREGATIONS_FIELD_NUMBER: _builtins.int
     RESOLUTION_FIELD_NUMBER: _builtins.int
+    COLUMNS_FIELD_NUMBER: _builtins.int
     query: _builtins.str
     """query is a series selector, e.g. latency_p99_ms{service="weather-api"}:
     a figure and matchers on service, type and kind (=, !=, =~, !~).
+    """
+    columns: _builtins.bool
+    """columns asks for each series' points as two packed columns
+    (point_times_millis, point_values) instead of `points`: a tenth of the time
+    to build and to read for thousands of points (the gateway asks so).
     """
     @_builtins.property
     def start_time(self) -> _timestamp_pb2.Timestamp:
@@ -263,10 +284,11 @@ class QueryRangeRequest(_message.Message):
         step: _duration_pb2.Duration | None = ...,
         aggregations: _abc.Iterable[Global___HistoryAggregation.ValueType] | None = ...,
         resolution: _duration_pb2.Duration | None = ...,
+        columns: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["end_time", b"end_time", "resolution", b"resolution", "start_time", b"start_time", "step", b"step"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["aggregations", b"aggregations", "end_time", b"end_time", "query", b"query", "resolution", b"resolution", "start_time", b"start_time", "step", b"step"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["aggregations", b"aggregations", "columns", b"columns", "end_time", b"end_time", "query", b"query", "resolution", b"resolution", "start_time", b"start_time", "step", b"step"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
