@@ -21,7 +21,9 @@ labels (with the figure as `__name__`) it matches; more than `max_series` is ref
 the tier `tiers.choose_tier` picks. With `aggregations`, each point is instead the average,
 minimum, maximum, sum or count of the figure's values at `resolution` within the step (as
 `avg_over_time(figure[step:resolution])` in PromQL): resolution defaults to the finest tier
-holding `start` whose values per series stay within `MAX_VALUES`.
+holding `start` whose values per series stay within `MAX_VALUES`. The values of final windows
+(sealed, out of retention's reach) are kept (`window_cache.py`): the same query asked again
+reads and evaluates only its first window and those after the last sealed chunk.
 
 **Instant** (`query_instant`): the figure over the minute ending at the time (the agents'
 window), read from the finest tier holding it (its resolution when that is longer).
