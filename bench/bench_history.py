@@ -74,7 +74,8 @@ from mesh_common.latency import MAX_INDEX, MIN_INDEX, RELATIVE_ERROR, upper_boun
 from mesh_common.wire_time import set_seconds
 from tests.history_mesh import Workload, exact_windows, fake_clocks, tick, tracker, wire_snapshot
 
-TIERS = parse_tiers(DEFAULT_TIERS)
+TIERS = parse_tiers(DEFAULT_TIERS, summary=True)
+"""The default tiers and the hourly summary the store adds after them."""
 TIMED_KINDS = ("api_call", "data_fetch", "inference")
 PROMETHEUS_BYTES_PER_SAMPLE = 1.5
 """Prometheus TSDB's bytes per sample, the disk baseline (its documentation's 1-2 bytes)."""
@@ -493,9 +494,15 @@ def _tier_numbers(store: SqliteStore, tier: Tier) -> tuple[int, int, int]:
     return len(chunks), sum(len(chunk.data) for chunk in chunks), numbers
 
 
-DISK_RUNS = {0: (1.0, 7200, 24 / 2), 1: (60.0, 4320, 30 / 3), 2: (60.0, 4320, 90 / 3)}
+DISK_RUNS = {
+    0: (1.0, 7200, 24 / 2),
+    1: (60.0, 4320, 30 / 3),
+    2: (60.0, 4320, 90 / 3),
+    3: (60.0, 4320, 90 / 3),
+}
 """Per tier: the round gap (s) and rounds of the run that fills it, and the factor to its
-retention (2 h of 1 s rounds x 12; 3 days of 60 s rounds x 10 and x 30)."""
+retention (2 h of 1 s rounds x 12; 3 days of 60 s rounds x 10, x 30, and x 30 for the hourly
+summary)."""
 
 
 def _disk_line(
@@ -522,7 +529,8 @@ def bench_disk() -> None:
     """Bytes per stored number per tier and the total for the default retention."""
     print(
         "disk, 15 services x 3 timed kinds (busy 20/s, steady 2/s, quiet 0.3/s per service, "
-        f"scaled 0.5-1.5x), default tiers {', '.join(DEFAULT_TIERS)}"
+        f"scaled 0.5-1.5x), default tiers {', '.join(DEFAULT_TIERS)} and the hourly summary "
+        f"{TIERS[-1].text}"
     )
     chunk_bytes = sqlite_bytes = fixed = 0.0
     with tempfile.TemporaryDirectory() as directory:
@@ -613,7 +621,8 @@ def bench_exactness() -> None:
     )
     print("  tier     step   windows  rate |err|  err.rate |err|  p50 rel   p95 rel   p99 rel")
     for tier, step in ((TIERS[0], 60_000), (TIERS[1], 60_000), (TIERS[1], 3_600_000),
-                       (TIERS[2], 300_000), (TIERS[2], 3_600_000)):  # fmt: skip
+                       (TIERS[2], 300_000), (TIERS[2], 3_600_000),
+                       (TIERS[3], 3_600_000)):  # fmt: skip
         worst = _errors(reader, work, tier, step, now)
         windows = len(exact_windows(work.reported, now - 7_200_000, now, step))
         print(

@@ -131,7 +131,7 @@ def query_api_router(state: GatewayState) -> APIRouter:
         The answer is Prometheus's `matrix`; a window without data has no point.
         """
         try:
-            request = history_pb2.QueryRangeRequest(query=_required("query", query))
+            request = history_pb2.QueryRangeRequest(query=_required("query", query), columns=True)
             request.start_time.FromMilliseconds(parse_time("start", _required("start", start)))
             request.end_time.FromMilliseconds(parse_time("end", _required("end", end)))
             step_ms = parse_duration("step", _required("step", step))

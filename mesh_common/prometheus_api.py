@@ -20,9 +20,10 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime, timedelta, timezone
 from decimal import ROUND_FLOOR, ROUND_HALF_UP, Decimal
+from operator import attrgetter
 from typing import Any
 
 import orjson
@@ -151,10 +152,40 @@ def _point(point: history_pb2.HistoryPoint) -> str:
     return f'[{prometheus_timestamp(point.time_millis)},"{prometheus_value(point.value)}"]'
 
 
+_TIME_AND_VALUE = attrgetter("time_millis", "value")
+
+
+def _columns(series: history_pb2.HistorySeries) -> tuple[Sequence[int], Sequence[float]]:
+    """A series' point times and values: its packed columns, or read from its points."""
+    if series.point_values or not series.points:
+        return series.point_times_millis, series.point_values
+    pairs = list(map(_TIME_AND_VALUE, series.points))
+    return [time for time, _ in pairs], [value for _, value in pairs]
+
+
+def _points(times: Sequence[int], values: Sequence[float]) -> str:
+    """`[t,"v"],...` of the points, exactly as `_point` writes each, in one pass.
+
+    Whole-second timestamps and values without an exponent, NaN or infinity (nearly all)
+    are written by one f-string each, Go's shortest form of a value being `repr` without
+    a trailing `.0`; the rest point by point. A third less time per point than `_point`
+    (bench/bench_history_query.py, the gateway's figures).
+    """
+    pairs = zip(times, values, strict=True)
+    text = ",".join([f'[{time // 1000},"{value!r}"]' for time, value in pairs])
+    if "e" in text or "n" in text or any(time % 1000 for time in times):
+        # an exponent, nan, inf or milliseconds: as Prometheus writes them
+        return ",".join(
+            f'[{prometheus_timestamp(time)},"{prometheus_value(value)}"]'
+            for time, value in zip(times, values, strict=True)
+        )
+    return text.replace('.0"]', '"]')
+
+
 def matrix_json(series: Iterable[history_pb2.HistorySeries]) -> bytes:
     """A range answer's `data`, written directly (a float's repr is not Prometheus's time)."""
     parts = [
-        b'{"metric":' + metric + b',"values":[' + ",".join(map(_point, one.points)).encode() + b"]}"
+        b'{"metric":' + metric + b',"values":[' + _points(*_columns(one)).encode() + b"]}"
         for metric, one in _sorted(series)
     ]
     return b'{"resultType":"matrix","result":[' + b",".join(parts) + b"]}"

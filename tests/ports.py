@@ -12,7 +12,8 @@ import socket
 
 def free_socket() -> socket.socket:
     """A TCP socket bound to 127.0.0.1 on a free port, ready to listen (SO_REUSEADDR set)."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    # IPPROTO_TCP: asyncio sets TCP_NODELAY only on connections of a socket that says so.
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
     return sock

@@ -318,7 +318,9 @@ async def test_metrics_has_the_history_stores_own_figures(fleet: HistoryFleet) -
     text = await eventually(polled, timeout=15, what="the polled status of 120 rounds")
     assert samples_of(text, "metricsmesh_history_up") == {"": 1.0}
     sizes = samples_of(text, "metricsmesh_history_bytes")
-    assert set(sizes) == {'{tier="1s:24h"}', '{tier="1m:30d"}', '{tier="5m:90d"}'}
+    assert set(sizes) == {
+        '{tier="1s:24h"}', '{tier="1m:30d"}', '{tier="5m:90d"}', '{tier="1h:90d"}'
+    }  # fmt: skip
     assert sizes['{tier="1s:24h"}'] > 0
     assert samples_of(text, "metricsmesh_history_dropped_total") == {"": 0.0}
     (latency,) = samples_of(text, "metricsmesh_history_write_seconds").values()

@@ -108,6 +108,22 @@ async def test_quantiles_error_rates_and_service_figures_over_a_range(fleet: His
     assert all(point.value == 1.0 for one in status.series for point in one.points)
 
 
+async def test_a_range_asked_in_columns_has_the_same_points(fleet: HistoryFleet) -> None:
+    request = range_request(fleet, 'latency_p99_ms{kind=""}', step=1)
+    as_points = await call(fleet.address, "QueryRange", request)
+    request.columns = True
+    as_columns = await call(fleet.address, "QueryRange", request)
+    assert sum(len(one.points) for one in as_points.series) > 100
+    assert [
+        (dict(one.labels), [(p.time_millis, p.value) for p in one.points])
+        for one in as_points.series
+    ] == [
+        (dict(one.labels), list(zip(one.point_times_millis, one.point_values, strict=True)))
+        for one in as_columns.series
+    ]
+    assert not any(one.points for one in as_columns.series)
+
+
 async def test_aggregations_work_on_the_values_at_the_resolution(fleet: HistoryFleet) -> None:
     request = range_request(fleet, 'events_per_second{service="weather-api", kind="api_call"}')
     request.aggregations.extend(
@@ -165,7 +181,8 @@ async def test_list_series_names_every_label_set_the_matchers_select(fleet: Hist
 
 async def test_the_status_tells_tiers_sizes_and_rounds(fleet: HistoryFleet) -> None:
     status = await call(fleet.address, "GetHistoryStatus", history_pb2.GetHistoryStatusRequest())
-    assert [tier.tier.text for tier in status.tiers] == ["1s:24h", "1m:30d", "5m:90d"]
+    assert [tier.tier.text for tier in status.tiers] == ["1s:24h", "1m:30d", "5m:90d", "1h:90d"]
+    assert [tier.tier.summary for tier in status.tiers] == [False, False, False, True]
     assert status.tiers[0].bytes > 0 and status.tiers[0].chunks > 0
     assert status.rounds_written == 2 * MINUTE
     assert status.dropped_rounds == 0 and status.degraded_reason == ""

@@ -24,8 +24,30 @@ def test_defaults_keep_a_day_of_rounds_a_month_of_minutes_and_90_days_of_5_minut
         (1000, DAY),
         (60_000, 30 * DAY),
         (300_000, 90 * DAY),
+        (HOUR, 90 * DAY),  # the hourly summary, added after the configured tiers
     ]
-    assert [t.chunk_ms for t in tiers] == [120_000, HOUR, 5 * HOUR]
+    assert [t.chunk_ms for t in tiers] == [120_000, HOUR, 5 * HOUR, 60 * HOUR]
+    assert [t.summary for t in tiers] == [False, False, False, True]
+    assert tiers[-1].text == "1h:90d"
+
+
+@pytest.mark.parametrize(
+    ("tiers", "summary"),
+    [
+        (["1m:30d", "10m:1y"], "1h:1y"),
+        (["1s:1h"], "1h:1h"),
+        (["1m:30d", "7m:90d"], None),  # 7 min does not divide an hour
+        (["1m:30d", "1h:1y"], None),  # already hourly
+        (["1m:30d", "1d:5y"], None),
+    ],
+)
+def test_the_hourly_summary_follows_a_last_tier_that_divides_an_hour(
+    tiers: list[str], summary: str | None
+) -> None:
+    parsed = HistorySettings(tiers=tuple(tiers)).tier_list
+    added = [tier.text for tier in parsed if tier.summary]
+    assert added == ([] if summary is None else [summary])
+    assert [tier.text for tier in parsed if not tier.summary] == tiers
 
 
 def test_graphite_forms_are_understood() -> None:
@@ -113,6 +135,16 @@ def test_a_query_uses_the_coarsest_tier_that_divides_its_step_and_reaches_its_st
     assert choose_tier(tiers, now - 7 * DAY, now, 60_000).text == "1m:30d"
     assert choose_tier(tiers, now - 60 * DAY, now, HOUR).text == "5m:90d"
     assert choose_tier(tiers, now - 400 * DAY, now, HOUR).text == "5m:90d"  # beyond: longest
+
+
+def test_a_step_of_whole_hours_reads_the_hourly_summary() -> None:
+    tiers = parse_tiers(["1s:24h", "1m:30d", "5m:90d"], summary=True)
+    now = 100 * DAY
+    assert choose_tier(tiers, now - 60 * DAY, now, HOUR).text == "1h:90d"
+    assert choose_tier(tiers, now - 60 * DAY, now, 3 * HOUR).text == "1h:90d"
+    assert choose_tier(tiers, now - 400 * DAY, now, HOUR).text == "1h:90d"
+    assert choose_tier(tiers, now - 60 * DAY, now, 1_800_000).text == "5m:90d"
+    assert choose_tier(tiers, now - HOUR, now, 60_000).text == "1m:30d"
 
 
 def test_a_step_finer_than_the_tier_holding_the_range_names_the_tier() -> None:

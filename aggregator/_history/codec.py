@@ -107,6 +107,20 @@ class _Columns:
         self._position = end
         return column
 
+    def skip(self, count: int) -> None:
+        """Pass over the next column of `count` values."""
+        data, position = self._data, self._position
+        if position >= len(data):
+            raise HistoryStoreError("a stored column is shorter than its samples say")
+        try:
+            size = array(chr(data[position])).itemsize
+        except ValueError as error:
+            raise HistoryStoreError(f"a stored column is damaged: {error}") from None
+        end = position + 1 + count * size
+        if end > len(data):
+            raise HistoryStoreError("a stored column is shorter than its samples say")
+        self._position = end
+
     @property
     def done(self) -> bool:
         """True when every byte was read."""
@@ -181,6 +195,14 @@ class KindColumns:
         part.counts = self.counts[pairs_before:pairs_end]
         return part
 
+    def without_buckets(self) -> KindColumns:
+        """The samples without their buckets (`pairs` all 0), sharing the other columns."""
+        bare = KindColumns()
+        for name in ("times", "events", "errors", "sums", "maxes"):
+            setattr(bare, name, getattr(self, name))
+        bare.pairs = array("I", bytes(4 * len(self.times)))
+        return bare
+
     def samples(self) -> list[KindSample]:
         """Every sample, oldest first."""
         result = []
@@ -222,19 +244,34 @@ class KindColumns:
         )
 
     @classmethod
-    def decode(cls, reader: _Columns, count: int, base_ms: int, times: bool = True) -> KindColumns:
+    def decode(
+        cls,
+        reader: _Columns,
+        count: int,
+        base_ms: int,
+        times: bool = True,
+        buckets: bool = True,
+    ) -> KindColumns:
         """Columns of `count` samples read from `reader` (as `encode` wrote them).
 
-        Without `times`, every sample is at `base_ms`.
+        Without `times`, every sample is at `base_ms`. Without `buckets`, the samples have no
+        buckets (`pairs` all 0): what a figure that reads none needs, without the cost of
+        restoring them (most of a chunk's numbers: bench/bench_history_query.py).
         """
         columns = cls()
         columns.times = _times(reader, count, base_ms, times)
         columns.events = reader.ints(count)
         columns.errors = reader.ints(count)
-        columns.pairs = reader.ints(count)
-        total = sum(columns.pairs)
-        columns.indexes = array("h", accumulate(reader.ints(total)))
-        columns.counts = reader.ints(total)
+        pairs = reader.ints(count)
+        total = sum(pairs)
+        if buckets:
+            columns.pairs = pairs
+            columns.indexes = array("h", accumulate(reader.ints(total)))
+            columns.counts = reader.ints(total)
+        else:
+            columns.pairs = array("I", bytes(4 * count))
+            reader.skip(total)
+            reader.skip(total)
         columns.sums = reader.ints(count)
         columns.maxes = reader.ints(count)
         return columns
@@ -396,8 +433,25 @@ def encode_chunk(columns: Columns) -> bytes:
     return zlib.compress(header + columns.encode(), ZLIB_LEVEL)
 
 
-def decode_chunk(data: bytes) -> Columns:
-    """The columns of a chunk written by `encode_chunk`; HistoryStoreError when damaged."""
+def joined(parts: Sequence[Columns]) -> Columns:
+    """The samples of `parts` (one series' columns, in time order) in one columns object.
+
+    One part is returned as it is (never changed by a reader).
+    """
+    if len(parts) == 1:
+        return parts[0]
+    whole = type(parts[0])()
+    for name in whole.__slots__:
+        wide = getattr(whole, name).typecode  # a decoded column may be narrower
+        setattr(whole, name, array(wide, chain.from_iterable(getattr(p, name) for p in parts)))
+    return whole
+
+
+def decode_chunk(data: bytes, buckets: bool = True) -> Columns:
+    """The columns of a chunk written by `encode_chunk`; HistoryStoreError when damaged.
+
+    Without `buckets`, a kind chunk's samples come without their buckets (`KindColumns.decode`).
+    """
     try:
         raw = zlib.decompress(data)
         version, kind, count, base = _CHUNK_HEADER.unpack_from(raw)
@@ -408,7 +462,7 @@ def decode_chunk(data: bytes) -> Columns:
     reader = _Columns(raw, _CHUNK_HEADER.size)
     columns: Columns
     if kind == b"K":
-        columns = KindColumns.decode(reader, count, base)
+        columns = KindColumns.decode(reader, count, base, buckets=buckets)
     else:
         columns = ServiceColumns.decode(reader, count, base, version=version)
     if not reader.done:

@@ -21,7 +21,9 @@ labels (with the figure as `__name__`) it matches; more than `max_series` is ref
 the tier `tiers.choose_tier` picks. With `aggregations`, each point is instead the average,
 minimum, maximum, sum or count of the figure's values at `resolution` within the step (as
 `avg_over_time(figure[step:resolution])` in PromQL): resolution defaults to the finest tier
-holding `start` whose values per series stay within `MAX_VALUES`.
+holding `start` whose values per series stay within `MAX_VALUES`. The values of final windows
+(sealed, out of retention's reach) are kept (`window_cache.py`): the same query asked again
+reads and evaluates only its first window and those after the last sealed chunk.
 
 **Instant** (`query_instant`): the figure over the minute ending at the time (the agents'
 window), read from the finest tier holding it (its resolution when that is longer).
@@ -37,24 +39,29 @@ from __future__ import annotations
 
 import math
 import time
+from array import array
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
+from itertools import compress
+from operator import eq
 
 from aggregator._errors import HistoryQueryError, HistoryTimeout
-from aggregator._history.model import Sample, SeriesKey, SeriesRecord, Tier
+from aggregator._history.codec import Columns
+from aggregator._history.model import SeriesKey, SeriesRecord, Tier
 from aggregator._history.query import (
     FIGURES,
     INSTANT_WINDOW_MS,
     Point,
-    evaluate_instant,
+    evaluate_columns,
     evaluate_latest,
-    evaluate_range,
+    points_of,
 )
 from aggregator._history.reader import HistoryReader
 from aggregator._history.selector import Selector, parse_selector
 from aggregator._history.tiers import choose_tier
+from aggregator._history.window_cache import Extent, WindowCache
 
 __all__ = [
     "LATEST_LOOKBACK_CHUNKS",
@@ -179,6 +186,7 @@ class QueryEngine:
     ) -> None:
         self._reader = reader
         self.limits = limits
+        self._windows = WindowCache()
         self._wall = wall
         self._monotonic = monotonic
 
@@ -267,16 +275,84 @@ class QueryEngine:
                 field="query",
             )
         if not wanted:
-            tier = choose_tier(self.tiers, start_ms, now, step_ms)
-            samples = self._read(specs, tier, start_ms - step_ms, end_ms, deadline)
+            tier = choose_tier(self._holding(start_ms - step_ms), start_ms, now, step_ms)
             series = []
-            for spec in specs:
-                deadline.check()
-                points = evaluate_range(_of(samples, spec), spec.figure, start_ms, end_ms, step_ms)
+            answers = self._ranges(specs, tier, start_ms, end_ms, step_ms, now, deadline)
+            for spec, points in zip(specs, answers, strict=True):
                 if points:
                     series.append(SeriesAnswer(spec.figure, dict(spec.labels), points, tier))
             return RangeAnswer(series)
         return self._aggregated(specs, wanted, start_ms, end_ms, step_ms, resolution_ms, deadline)
+
+    def _ranges(
+        self,
+        specs: Sequence[SeriesSpec],
+        tier: Tier,
+        start_ms: int,
+        end_ms: int,
+        step_ms: int,
+        now: int,
+        deadline: _Deadline,
+    ) -> list[list[Point]]:
+        """Each spec's points at `start_ms + i * step_ms` up to `end_ms`, from `tier`.
+
+        Final windows are taken from the window cache (`window_cache.py`) where it holds
+        them; the windows before the first final one retention cannot touch (the head) and
+        those after the cached ones (the tail) are read and evaluated, and the final ones
+        kept for the next query.
+        """
+        last = (end_ms - start_ms) // step_ms
+        generation, sealed_ms = self._reader.final_ms(tier)
+        safe_ms = now - tier.retention_ms + step_ms  # its window starts inside retention
+        first = min(last + 1, max(0, -((start_ms - safe_ms) // step_ms)))
+        final = min(last, (sealed_ms - start_ms) // step_ms)
+        scope = (generation, tier.key, step_ms, start_ms % step_ms)
+        keys = [(*scope, spec.figure, spec.keys) for spec in specs]
+        extents = [self._windows.get(key) for key in keys]
+        tail = min((_covered(e, start_ms, step_ms, first, final) for e in extents), default=first)
+        head = self._evaluate(specs, tier, start_ms, step_ms, (0, first - 1), deadline)
+        fresh = self._evaluate(specs, tier, start_ms, step_ms, (tail, last), deadline)
+        answers = []
+        for key, extent, before, after in zip(keys, extents, head, fresh, strict=True):
+            points = before + _cached(extent, start_ms, step_ms, first, tail - 1) + after
+            self._keep(key, points, start_ms, step_ms, first, final)
+            answers.append(points)
+        return answers
+
+    def _evaluate(
+        self,
+        specs: Sequence[SeriesSpec],
+        tier: Tier,
+        start_ms: int,
+        step_ms: int,
+        windows: tuple[int, int],
+        deadline: _Deadline,
+    ) -> list[list[Point]]:
+        """Each spec's points of windows `lo` to `hi` (`start_ms + i * step_ms`), read now."""
+        lo, hi = windows
+        if hi < lo:
+            return [[] for _ in specs]
+        at, to = start_ms + lo * step_ms, start_ms + hi * step_ms
+        parts = self._read(specs, tier, at - step_ms, to, deadline)
+        found = []
+        for spec in specs:
+            deadline.check()
+            found.append(evaluate_columns(_of(parts, spec), spec.figure, at, to, step_ms))
+        return found
+
+    def _keep(
+        self, key: Hashable, points: list[Point], start_ms: int, step_ms: int, lo: int, hi: int
+    ) -> None:
+        """Keep the values of windows `lo` to `hi` (all final) of `points` in the cache."""
+        if hi < lo:
+            return
+        first_ms = start_ms + lo * step_ms
+        values = array("d", [math.nan]) * (hi - lo + 1)
+        for time_ms, value in points:
+            index = (time_ms - first_ms) // step_ms
+            if 0 <= index <= hi - lo:
+                values[index] = value
+        self._windows.put(key, Extent(first_ms, step_ms, values))
 
     def _check_range(self, start_ms: int, end_ms: int, step_ms: int, now: int) -> None:
         if step_ms <= 0:
@@ -328,13 +404,13 @@ class QueryEngine:
                 f"than {MAX_VALUES}; use a coarser resolution or a shorter range",
                 field="resolution",
             )
-        tier = choose_tier(self.tiers, first_ms, now, resolution_ms)
-        samples = self._read(specs, tier, first_ms, end_ms, deadline)
+        tier = choose_tier(self._holding(first_ms), first_ms, now, resolution_ms)
+        parts = self._read(specs, tier, first_ms, end_ms, deadline)
         series = []
         for spec in specs:
             deadline.check()
-            inner = evaluate_range(
-                _of(samples, spec), spec.figure, first_ms + resolution_ms, end_ms, resolution_ms
+            inner = evaluate_columns(
+                _of(parts, spec), spec.figure, first_ms + resolution_ms, end_ms, resolution_ms
             )
             windows: dict[int, list[float]] = defaultdict(list)
             for point in inner:
@@ -355,8 +431,9 @@ class QueryEngine:
         That of the finest tier holding `first_ms` whose resolution divides the step, within
         MAX_VALUES values per series.
         """
-        for tier in self.tiers:
-            if now - tier.retention_ms > first_ms and tier is not self.tiers[-1]:
+        longest = max(tier.retention_ms for tier in self.tiers)
+        for tier in self._holding(first_ms):
+            if now - tier.retention_ms > first_ms and tier.retention_ms < longest:
                 continue
             resolution = tier.resolution_ms
             if step_ms % resolution == 0 and (end_ms - first_ms) // resolution <= MAX_VALUES:
@@ -381,15 +458,17 @@ class QueryEngine:
                 "time is in the future: the history holds what has happened", field="time"
             )
         specs = self.series_of(parse_selector(query))
-        reaching = [t for t in self.tiers if now - t.retention_ms <= at - INSTANT_WINDOW_MS]
-        tier = reaching[0] if reaching else self.tiers[-1]
+        configured = self._configured()
+        reaching = [t for t in configured if now - t.retention_ms <= at - INSTANT_WINDOW_MS]
+        tier = reaching[0] if reaching else configured[-1]
         window = -(-INSTANT_WINDOW_MS // tier.resolution_ms) * tier.resolution_ms
-        samples = self._read(specs, tier, at - window, at, deadline)
+        parts = self._read(specs, tier, at - window, at, deadline)
         series = []
         for spec in specs:
             deadline.check()
-            point = evaluate_instant(_of(samples, spec), spec.figure, at, window)
-            if point is not None:
+            found = evaluate_columns(_of(parts, spec), spec.figure, at, at, window)
+            if found:
+                point = found[0]
                 series.append(SeriesAnswer(spec.figure, dict(spec.labels), [point], tier))
         return InstantAnswer(series, window)
 
@@ -400,18 +479,22 @@ class QueryEngine:
         specs = self.series_of(parse_selector(query))
         left = list(range(len(specs)))
         found: dict[int, SeriesAnswer] = {}
-        for tier in self.tiers:
+        configured = self._configured()
+        for tier in configured:
             if not left:
                 break
-            last = tier is self.tiers[-1]
+            last = tier is configured[-1]
             span = tier.retention_ms if last else LATEST_LOOKBACK_CHUNKS * tier.chunk_ms
             end = now + tier.resolution_ms  # a coarse tier's newest sample ends after now
-            samples = self._read([specs[i] for i in left], tier, now - span, end, deadline)
+            parts = self._read([specs[i] for i in left], tier, now - span, end, deadline)
             missing = []
             for index in left:
                 deadline.check()
                 spec = specs[index]
-                point = evaluate_latest(_of(samples, spec), spec.figure, tier.resolution_ms)
+                samples = [
+                    [s for part in found for s in part.samples()] for found in _of(parts, spec)
+                ]
+                point = evaluate_latest(samples, spec.figure, tier.resolution_ms)
                 if point is None:
                     missing.append(index)
                 else:
@@ -419,25 +502,57 @@ class QueryEngine:
             left = missing
         return [found[index] for index in sorted(found)]
 
+    def _configured(self) -> tuple[Tier, ...]:
+        """The configured tiers, without the hourly summary (instant and latest read these)."""
+        return tuple(tier for tier in self.tiers if not tier.summary)
+
+    def _holding(self, start_ms: int) -> tuple[Tier, ...]:
+        """The tiers that hold every sample after `start_ms` (`HistoryReader.held_from_ms`)."""
+        reader = self._reader
+        return tuple(tier for tier in reader.tiers if reader.held_from_ms(tier) <= start_ms)
+
     def _read(
         self,
-        specs: Iterable[SeriesSpec],
+        specs: Sequence[SeriesSpec],
         tier: Tier,
         start_ms: int,
         end_ms: int,
         deadline: _Deadline,
-    ) -> dict[SeriesKey, list[Sample]]:
-        """The samples of every key of `specs` in `(start_ms, end_ms]` of `tier`."""
+    ) -> dict[SeriesKey, list[Columns]]:
+        """The samples of every key of `specs` in `(start_ms, end_ms]` of `tier`, as columns.
+
+        Kind samples come with their buckets only when a figure of `specs` reads them.
+        """
         keys = {key for spec in specs for key in spec.keys}
+        buckets = any(FIGURES[spec.figure].buckets for spec in specs)
         deadline.check()
-        samples = self._reader.read(keys, tier, start_ms, end_ms)
+        parts = self._reader.read_columns(keys, tier, start_ms, end_ms, buckets=buckets)
         deadline.check()
-        return samples
+        return parts
 
 
-def _of(samples: Mapping[SeriesKey, list[Sample]], spec: SeriesSpec) -> list[list[Sample]]:
-    """The sample lists of `spec`'s stored series."""
-    return [found for key in spec.keys if (found := samples.get(key))]
+def _covered(extent: Extent | None, start_ms: int, step_ms: int, lo: int, hi: int) -> int:
+    """The first of windows `lo` to `hi` the extent does not hold, from `lo` on."""
+    if extent is None or not extent.holds(start_ms + lo * step_ms):
+        return lo
+    return min(hi, (extent.last_ms - start_ms) // step_ms) + 1
+
+
+def _cached(extent: Extent | None, start_ms: int, step_ms: int, lo: int, hi: int) -> list[Point]:
+    """The points of windows `lo` to `hi`, which `extent` holds."""
+    if extent is None or hi < lo:
+        return []
+    first_ms = start_ms + lo * step_ms
+    offset = (first_ms - extent.first_ms) // step_ms
+    values = extent.values[offset : offset + hi - lo + 1]
+    held = list(map(eq, values, values))  # NaN (no point) is not equal to itself
+    times = range(first_ms, first_ms + len(values) * step_ms, step_ms)
+    return points_of(compress(times, held), compress(values, held))
+
+
+def _of(parts: Mapping[SeriesKey, list[Columns]], spec: SeriesSpec) -> list[list[Columns]]:
+    """The column parts of `spec`'s stored series."""
+    return [found for key in spec.keys if (found := parts.get(key))]
 
 
 def _candidates(figure: str, records: Iterable[SeriesRecord]) -> list[SeriesSpec]:

@@ -42,6 +42,8 @@ class MemoryView:
 
     tiers: tuple[TierView, ...]
     store: HistoryStore | None
+    generation: int = 0
+    """`OpenChunks.generation` at the copy: the same store read the same way."""
 
 
 class OpenChunks:
@@ -56,6 +58,10 @@ class OpenChunks:
         self.records: dict[int, SeriesRecord] = {}
         self.store: HistoryStore | None = None
         """The store readers read (None while it cannot be opened)."""
+        self.summary_since_ms = NEVER
+        """From when the hourly summary holds every hour (`tiers.py`; NEVER: always)."""
+        self.generation = 0
+        """Counts `reset`s: a store read back anew may hold other samples than before."""
 
     def rounds_open(self) -> int:
         """How many rounds the finest tier holds (the service series have one sample each)."""
@@ -102,7 +108,17 @@ class OpenChunks:
                 )
                 for index in range(tier + 1)
             )
-            return MemoryView(views, self.store)
+            return MemoryView(views, self.store, self.generation)
+
+    def final_ms(self, tier: Tier) -> tuple[int, int]:
+        """(`generation`, the tier's `sealed_ms`): its samples up to then never change."""
+        with self.lock:
+            return self.generation, self.sealed_ms[self.tiers.index(tier)]
+
+    def held_from_ms(self, tier: Tier) -> int:
+        """From when `tier` holds every sample (`HistoryReader.held_from_ms`)."""
+        with self.lock:
+            return self.summary_since_ms if tier.summary else NEVER
 
     def series(self) -> list[SeriesRecord]:
         """Every series known (stored or only in memory), by id."""
@@ -124,11 +140,22 @@ class OpenChunks:
     def use_store(self, store: HistoryStore | None) -> None:
         """Have readers read `store` from now on (None: the store is closed)."""
         with self.lock:
+            self.generation += 1
             self.store = store
 
-    def reset(self, records: Iterable[SeriesRecord], store: HistoryStore | None) -> None:
-        """Forget every sample; know `records`; read from `store` from now on."""
+    def reset(
+        self,
+        records: Iterable[SeriesRecord],
+        store: HistoryStore | None,
+        summary_since_ms: int = NEVER,
+    ) -> None:
+        """Forget every sample; know `records`; read from `store` from now on.
+
+        `summary_since_ms`: from when the hourly summary holds every hour.
+        """
         with self.lock:
+            self.generation += 1
+            self.summary_since_ms = summary_since_ms
             self.open = [{} for _ in self.tiers]
             self.sealed_ms = [NEVER for _ in self.tiers]
             self.complete_ms = [NEVER for _ in self.tiers]

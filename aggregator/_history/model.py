@@ -22,13 +22,15 @@ class Tier(NamedTuple):
     """One tier of the store, as Graphite writes it: `resolution:retention` (e.g. `1m:30d`).
 
     `chunk_ms` is the span of one chunk: chunks cover aligned spans `(S, S + chunk_ms]`, and a
-    chunk span is a whole number of the next tier's resolution (`tiers.parse_tiers`).
+    chunk span is a whole number of the next tier's resolution (`tiers.parse_tiers`). `summary`
+    marks the hourly summary the store adds after the configured tiers (`tiers.SUMMARY_MS`).
     """
 
     resolution_ms: int
     retention_ms: int
     chunk_ms: int
     text: str
+    summary: bool = False
 
     @property
     def key(self) -> int:

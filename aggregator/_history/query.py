@@ -42,14 +42,20 @@ and their kinds have a sample in every round the service answered: the same answ
 
 from __future__ import annotations
 
+import math
+from array import array
+from bisect import bisect_left, bisect_right
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from itertools import accumulate, compress, pairwise, repeat
+from operator import add, or_
 from typing import Any, Literal, NamedTuple
 
 from aggregator._errors import HistoryQueryError
+from aggregator._history.codec import STATUS_CODES, Columns, KindColumns, ServiceColumns, columns_of
 from aggregator._history.model import KindSample, Sample, ServiceSample
 from aggregator._history.tiers import choose_tier
-from mesh_common.latency import quantiles
+from mesh_common.latency import representative
 from mesh_common.status import ServiceStatus
 
 __all__ = [
@@ -58,6 +64,7 @@ __all__ = [
     "Figure",
     "Point",
     "choose_tier",
+    "evaluate_columns",
     "evaluate_instant",
     "evaluate_latest",
     "evaluate_range",
@@ -75,29 +82,60 @@ class Point(NamedTuple):
     value: float
 
 
-@dataclass(slots=True)
-class _KindWindow:
-    events: int = 0
-    errors: int = 0
-    timed: int = 0
-    latency_sum_ns: int = 0
-    latency_max_ns: int | None = None
-    buckets: dict[int, int] = field(default_factory=dict)
+NEVER = -(2**62)
+_new_tuple = tuple.__new__
 
 
-@dataclass(slots=True)
-class _ServiceWindow:
-    rounds: int = 0
-    active_rounds: int = 0
-    last_ms: int = -(2**62)
-    status: ServiceStatus = ServiceStatus.ERROR
-    calls: int = 0
-    call_ns: int = 0
-    cpu_milli: int = 0
-    cpu_count: int = 0
+def points_of(times: Iterable[int], values: Iterable[float]) -> list[Point]:
+    """The points of parallel times and values (as long as each other), built at C speed.
+
+    What `Point(t, v)` does without its Python-level `__new__`: half the time for the 32,400
+    points of a 90-day answer (bench/bench_history_query.py).
+    """
+    return list(map(_new_tuple, repeat(Point), zip(times, values, strict=True)))
 
 
-Window = _KindWindow | _ServiceWindow
+class Totals:
+    """What the samples of each window of a range add up to, one list per total, by window.
+
+    Only the totals a figure `needs` exist. A kind window's `maxes` hold the largest maximum
+    plus 1 (0: no timed event, as stored), `buckets` the merged buckets (None for a window
+    without buckets); a service window's `status` is the status code of its
+    latest sample (`codec.STATUSES`), at `last_ms`.
+    """
+
+    __slots__ = (
+        "active", "buckets", "call_ns", "calls", "cpu_count", "cpu_milli", "errors", "events",
+        "last_ms", "maxes", "present", "rounds", "status", "sums", "timed",
+    )  # fmt: skip
+
+    present: bytearray
+    """1 for a window with a point (a sample of the figure's type, or a service that answered
+    for a kind figure: module doc)."""
+    events: list[int]
+    errors: list[int]
+    timed: list[int]
+    sums: list[int]
+    maxes: list[int]
+    buckets: list[Buckets | None]
+    rounds: list[int]
+    active: list[int]
+    last_ms: list[int]
+    status: list[int]
+    calls: list[int]
+    call_ns: list[int]
+    cpu_milli: list[int]
+    cpu_count: list[int]
+
+    def __init__(self, size: int, needs: Iterable[str]) -> None:
+        self.present = bytearray(size)
+        for name in needs:
+            start: Any = None if name == "buckets" else NEVER if name == "last_ms" else 0
+            setattr(self, name, [start] * size)
+
+
+Value = Callable[[Totals, int, float], float | None]
+"""A figure's value on window `i` of `Totals`, the step in seconds; None: no point."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,21 +147,30 @@ class Figure:
     """Kind samples (events, errors, latency) or the service's own samples (status, calls)."""
     unit: str
     description: str
-    value: Callable[[Any, float], float | None]
-    """The value on a window (its accumulated samples, the step in seconds); None: no point."""
-    buckets: bool = False
-    """True when the value needs the window's merged buckets (quantiles)."""
+    value: Value
+    """The value on a window (the totals, the window's index, the step in seconds)."""
+    needs: tuple[str, ...] = ()
+    """The `Totals` it reads."""
+
+    @property
+    def buckets(self) -> bool:
+        """True when the value needs the samples' buckets (timed events, quantiles)."""
+        return "buckets" in self.needs or "timed" in self.needs
 
 
-def _quantile(q: float) -> Callable[[_KindWindow, float], float | None]:
-    def value(window: _KindWindow, step: float) -> float | None:
-        if not window.timed:
+def _quantile(q: float) -> Value:
+    def value(totals: Totals, i: int, step: float) -> float | None:
+        merged = totals.buckets[i]
+        if merged is None:
             return None
-        low = min(window.buckets)
-        dense = [window.buckets.get(index, 0) for index in range(low, max(window.buckets) + 1)]
-        top = window.latency_max_ns
-        found = quantiles(low, dense, (q,), float("inf") if top is None else top / 1e9)[0]
-        return None if found is None else found * 1000.0
+        cumulative = list(accumulate(merged.counts))
+        total = cumulative[-1]
+        if total <= 0:
+            return None
+        index = merged.offset + bisect_left(cumulative, max(1, math.ceil(q * total)))
+        top = totals.maxes[i]
+        found = representative(index)
+        return (found if not top else min(found, (top - 1) / 1e9)) * 1000.0
 
     return value
 
@@ -132,35 +179,40 @@ def _ratio(part: int, whole: int, scale: float = 1.0) -> float | None:
     return part / whole * scale if whole else None
 
 
+_BUCKETS = ("buckets", "maxes")
 _KIND_FIGURES = (
     Figure("events_per_second", "kind", "1/s", "events / step seconds",
-           lambda w, step: w.events / step),
+           lambda t, i, step: t.events[i] / step, ("events",)),
     Figure("errors_per_second", "kind", "1/s", "failed events / step seconds",
-           lambda w, step: w.errors / step),
+           lambda t, i, step: t.errors[i] / step, ("errors",)),
     Figure("error_rate", "kind", "ratio", "failed / all events; no point without events",
-           lambda w, step: _ratio(w.errors, w.events)),
+           lambda t, i, step: _ratio(t.errors[i], t.events[i]), ("events", "errors")),
     Figure("latency_avg_ms", "kind", "ms", "latency sum / timed events",
-           lambda w, step: _ratio(w.latency_sum_ns, w.timed, 1e-6)),
-    Figure("latency_p50_ms", "kind", "ms", "median of the merged buckets", _quantile(0.5), True),
+           lambda t, i, step: _ratio(t.sums[i], t.timed[i], 1e-6), ("sums", "timed")),
+    Figure("latency_p50_ms", "kind", "ms", "median of the merged buckets", _quantile(0.5),
+           _BUCKETS),
     Figure("latency_p95_ms", "kind", "ms", "95th percentile of the merged buckets",
-           _quantile(0.95), True),
+           _quantile(0.95), _BUCKETS),
     Figure("latency_p99_ms", "kind", "ms", "99th percentile of the merged buckets",
-           _quantile(0.99), True),
+           _quantile(0.99), _BUCKETS),
     Figure("latency_max_ms", "kind", "ms", "the longest duration",
-           lambda w, step: None if w.latency_max_ns is None else w.latency_max_ns / 1e6),
-    Figure("events", "kind", "events", "events in the window", lambda w, step: float(w.events)),
+           lambda t, i, step: (t.maxes[i] - 1) / 1e6 if t.maxes[i] else None, ("maxes",)),
+    Figure("events", "kind", "events", "events in the window",
+           lambda t, i, step: float(t.events[i]), ("events",)),
     Figure("errors", "kind", "events", "failed events in the window",
-           lambda w, step: float(w.errors)),
+           lambda t, i, step: float(t.errors[i]), ("errors",)),
 )  # fmt: skip
+_ACTIVE = STATUS_CODES[ServiceStatus.ACTIVE]
 _SERVICE_FIGURES = (
     Figure("status", "service", "", "1 when the last round in the window was active, else 0",
-           lambda w, step: float(w.status is ServiceStatus.ACTIVE)),
+           lambda t, i, step: float(t.status[i] == _ACTIVE), ("last_ms", "status")),
     Figure("availability", "service", "ratio", "active rounds / rounds",
-           lambda w, step: _ratio(w.active_rounds, w.rounds)),
+           lambda t, i, step: _ratio(t.active[i], t.rounds[i]), ("active", "rounds")),
     Figure("call_latency_ms", "service", "ms", "call time / calls to the agent",
-           lambda w, step: _ratio(w.call_ns, w.calls, 1e-6)),
+           lambda t, i, step: _ratio(t.call_ns[i], t.calls[i], 1e-6), ("call_ns", "calls")),
     Figure("cpu_usage_percent", "service", "%", "mean CPU of the agent's process",
-           lambda w, step: _ratio(w.cpu_milli, w.cpu_count, 1e-3)),
+           lambda t, i, step: _ratio(t.cpu_milli[i], t.cpu_count[i], 1e-3),
+           ("cpu_milli", "cpu_count")),
 )  # fmt: skip
 FIGURES: Mapping[str, Figure] = {figure.name: figure for figure in _KIND_FIGURES + _SERVICE_FIGURES}
 """Every figure by name."""
@@ -174,32 +226,6 @@ def figure_named(name: str) -> Figure:
             f"unknown figure {name!r}; known: {', '.join(sorted(FIGURES))}", field="query"
         )
     return found
-
-
-def _add_kind(window: _KindWindow, sample: KindSample, buckets: bool) -> None:
-    window.events += sample.events
-    window.errors += sample.errors
-    window.latency_sum_ns += sample.latency_sum_ns
-    top = sample.latency_max_ns
-    if top is not None and (window.latency_max_ns is None or top > window.latency_max_ns):
-        window.latency_max_ns = top
-    counts = sample.bucket_counts
-    window.timed += sum(counts)
-    if buckets:
-        merged = window.buckets
-        for index, count in zip(sample.bucket_indexes, counts, strict=True):
-            merged[index] = merged.get(index, 0) + count
-
-
-def _add_service(window: _ServiceWindow, sample: ServiceSample) -> None:
-    window.rounds += sample.rounds
-    window.active_rounds += sample.active_rounds
-    if sample.time_ms >= window.last_ms:
-        window.last_ms, window.status = sample.time_ms, sample.status
-    window.calls += sample.calls
-    window.call_ns += sample.call_ns
-    window.cpu_milli += sample.cpu_milli
-    window.cpu_count += sample.cpu_count
 
 
 def evaluate_range(
@@ -217,22 +243,59 @@ def evaluate_range(
     HistoryQueryError for an unknown figure (field `query`), a step that is not positive
     (`step`) or an end before the start (`end_time`).
     """
+    parts = []
+    for samples in _lists(samples_by_series):
+        kinds = [sample for sample in samples if isinstance(sample, KindSample)]
+        services = [sample for sample in samples if isinstance(sample, ServiceSample)]
+        parts += [columns_of(kinds, False), columns_of(services, True)]
+    return evaluate_columns([parts], figure, start_ms, end_ms, step_ms)
+
+
+def evaluate_columns(
+    parts_by_series: Iterable[Sequence[Columns]],
+    figure: str,
+    start_ms: int,
+    end_ms: int,
+    step_ms: int,
+) -> list[Point]:
+    """`evaluate_range` of samples held in columns (`HistoryReader.read_columns`' parts).
+
+    Column by column, without an object per sample (bench/bench_history_query.py); each
+    series' parts in time order.
+    """
     spec = figure_named(figure)
     if step_ms <= 0:
         raise HistoryQueryError(f"step {step_ms} ms: must be positive", field="step")
     if end_ms < start_ms:
         raise HistoryQueryError("end_time is before start_time", field="end_time")
     last = (end_ms - start_ms) // step_ms
-    windows: dict[int, Any] = {}
-    for samples in _lists(samples_by_series):
-        _accumulate(windows, samples, spec, start_ms, step_ms, last)
+    totals = Totals(last + 1, spec.needs)
+    kind = spec.reads == "kind"
+    low, high = start_ms - step_ms, start_ms + last * step_ms
+    for parts in parts_by_series:
+        for part in parts:
+            times = part.times
+            lo, hi = bisect_right(times, low), bisect_right(times, high)
+            if hi <= lo:
+                continue
+            windows = _windows(times[lo:hi], start_ms, step_ms)
+            if isinstance(part, KindColumns):
+                if kind:
+                    _add_kinds(totals, spec.needs, part, windows, lo, hi)
+            elif kind:
+                _mark(totals.present, windows, part.answered[lo:hi])
+            else:
+                _add_services(totals, spec.needs, part, windows, lo, hi)
     step_seconds = step_ms / 1000.0
-    points = []
-    for index in sorted(windows):
-        value = spec.value(windows[index], step_seconds)
-        if value is not None:
-            points.append(Point(start_ms + index * step_ms, value))
-    return points
+    value = spec.value
+    found_times: list[int] = []
+    found_values: list[float] = []
+    for index in compress(range(last + 1), totals.present):
+        found = value(totals, index, step_seconds)
+        if found is not None:
+            found_times.append(start_ms + index * step_ms)
+            found_values.append(found)
+    return points_of(found_times, found_values)
 
 
 def _lists(
@@ -243,38 +306,141 @@ def _lists(
     return samples_by_series
 
 
-def _accumulate(
-    windows: dict[int, Any],
-    samples: Iterable[Sample],
-    spec: Figure,
-    start_ms: int,
-    step_ms: int,
-    last: int,
-) -> None:
-    """Add each sample of the figure's type to the window its time falls in.
+_ALWAYS = repeat(1)
+Windows = range | list[int]
+"""The window of each sample of a part: a range when they are one per window, in a row."""
 
-    For a kind figure, a service sample that answered opens its window (module doc).
+
+def _windows(times: Sequence[int], start_ms: int, step_ms: int) -> Windows:
+    """The window index of each of `times` (`ceil((time - start) / step)`).
+
+    Samples exactly a step apart (a tier's samples at a step of its resolution, the common
+    case) fill windows in a row: a range, which every total then takes as a slice at C speed
+    (bench/bench_history_query.py).
     """
-    kind = spec.reads == "kind"
-    wanted = KindSample if kind else ServiceSample
-    for sample in samples:
-        if not isinstance(sample, wanted) and not (kind and _answered(sample)):
-            continue
-        index = -((start_ms - sample.time_ms) // step_ms)  # ceil((time - start) / step)
-        if not 0 <= index <= last:
-            continue
-        window = windows.get(index)
-        if window is None:
-            window = windows[index] = _KindWindow() if kind else _ServiceWindow()
-        if not kind:
-            _add_service(window, sample)  # type: ignore[arg-type]
-        elif isinstance(sample, KindSample):
-            _add_kind(window, sample, spec.buckets)  # type: ignore[arg-type]
+    count, first_time = len(times), times[0]
+    first = -((start_ms - first_time) // step_ms)
+    if times[-1] - first_time == (count - 1) * step_ms and (
+        count < 3 or times == array("q", range(first_time, times[-1] + 1, step_ms))
+    ):
+        return range(first, first + count)
+    return [-((start_ms - time) // step_ms) for time in times]
 
 
-def _answered(sample: Sample) -> bool:
-    """True for the sample of a service that answered in its interval."""
-    return isinstance(sample, ServiceSample) and sample.answered > 0
+def _mark(present: bytearray, windows: Windows, flags: Iterable[int]) -> None:
+    """Mark the windows whose flag is set as having a point."""
+    if isinstance(windows, range):
+        first, end = windows.start, windows.stop
+        present[first:end] = bytes(map(or_, present[first:end], map(bool, flags)))
+        return
+    for window in compress(windows, flags):
+        present[window] = 1
+
+
+def _sum_into(totals: list[int], windows: Windows, values: Sequence[int]) -> None:
+    """Add each value to its window's total."""
+    if isinstance(windows, range):
+        first, end = windows.start, windows.stop
+        totals[first:end] = map(add, totals[first:end], values)
+        return
+    for window, each in zip(windows, values, strict=True):
+        totals[window] += each
+
+
+def _add_kinds(
+    totals: Totals, needs: Sequence[str], part: KindColumns, windows: Windows, lo: int, hi: int
+) -> None:
+    """Add kind samples `lo` to `hi` of `part` (in `windows`) to `totals`."""
+    _mark(totals.present, windows, _ALWAYS)
+    for name in ("events", "errors", "sums"):
+        if name in needs:
+            _sum_into(getattr(totals, name), windows, getattr(part, name)[lo:hi])
+    if "maxes" in needs:
+        maxes = totals.maxes
+        if isinstance(windows, range):
+            first, end = windows.start, windows.stop
+            maxes[first:end] = map(max, maxes[first:end], part.maxes[lo:hi])
+        else:
+            for window, top in zip(windows, part.maxes[lo:hi], strict=True):
+                if top > maxes[window]:
+                    maxes[window] = top
+    if "timed" in needs or "buckets" in needs:
+        cuts = list(accumulate(part.pairs[:hi], initial=0))[lo:]
+        if "timed" in needs:
+            counts = part.counts
+            timed = [sum(counts[a:b]) for a, b in pairwise(cuts)]
+            _sum_into(totals.timed, windows, timed)
+        if "buckets" in needs:
+            _merge_buckets(totals.buckets, windows, part, cuts)
+
+
+class Buckets:
+    """A window's merged buckets, dense: `counts[i]` is bucket `offset + i`'s count."""
+
+    __slots__ = ("counts", "offset")
+
+    def __init__(self, offset: int, counts: list[int]) -> None:
+        self.offset = offset
+        self.counts = counts
+
+    def cover(self, low: int, high: int) -> None:
+        """Grow to hold buckets `low` to `high` (zeros where new)."""
+        if low < self.offset:
+            self.counts[0:0] = [0] * (self.offset - low)
+            self.offset = low
+        missing = high + 1 - self.offset - len(self.counts)
+        if missing > 0:
+            self.counts += [0] * missing
+
+
+def _merge_buckets(
+    merged: list[Buckets | None], windows: Windows, part: KindColumns, cuts: list[int]
+) -> None:
+    """Merge each sample's buckets into its window's (counts add index by index).
+
+    A sample's non-empty buckets are nearly always consecutive: they are added to the
+    window's as one slice at C speed, a few times faster than index by index in a dict
+    (bench/bench_history_query.py, `latency_p99_ms`).
+    """
+    indexes, counts = part.indexes, part.counts
+    for window, a, b in zip(windows, cuts, cuts[1:], strict=False):
+        if a == b:
+            continue
+        low, high = indexes[a], indexes[b - 1]
+        buckets = merged[window]
+        if buckets is None:
+            buckets = merged[window] = Buckets(low, [0] * (high - low + 1))
+        else:
+            buckets.cover(low, high)
+        dense, offset = buckets.counts, buckets.offset
+        if high - low == b - a - 1:  # consecutive
+            start, end = low - offset, high + 1 - offset
+            dense[start:end] = map(add, dense[start:end], counts[a:b])
+        else:
+            for index, count in zip(indexes[a:b], counts[a:b], strict=True):
+                dense[index - offset] += count
+
+
+def _add_services(
+    totals: Totals, needs: Sequence[str], part: ServiceColumns, windows: Windows, lo: int, hi: int
+) -> None:
+    """Add service samples `lo` to `hi` of `part` (in `windows`) to `totals`."""
+    _mark(totals.present, windows, _ALWAYS)
+    for name, column in (
+        ("rounds", part.rounds),
+        ("active", part.active),
+        ("calls", part.calls),
+        ("call_ns", part.call_ns),
+        ("cpu_milli", part.cpu_milli),
+        ("cpu_count", part.cpu_count),
+    ):
+        if name in needs:
+            _sum_into(getattr(totals, name), windows, column[lo:hi])
+    if "status" in needs:
+        last_ms, status = totals.last_ms, totals.status
+        for window, time, code in zip(windows, part.times[lo:hi], part.status[lo:hi], strict=True):
+            if time >= last_ms[window]:
+                last_ms[window], status[window] = time, code
 
 
 def evaluate_instant(
@@ -318,3 +484,8 @@ def evaluate_latest(
     if newest is None:
         return None
     return evaluate_instant(lists, figure, newest, resolution_ms)
+
+
+def _answered(sample: Sample) -> bool:
+    """True for the sample of a service that answered in its interval."""
+    return isinstance(sample, ServiceSample) and sample.answered > 0

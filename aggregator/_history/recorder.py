@@ -39,6 +39,7 @@ from aggregator._history.samples import RoundSamples, RowMemo, round_samples, ti
 from aggregator._history.sealing import SealState, plan_seal, seal_target
 from aggregator._history.store import (
     META_SEALED,
+    META_SUMMARY_SINCE,
     META_TIERS,
     StoreOpener,
     meta_checkpoint,
@@ -161,7 +162,7 @@ class Recorder:
         self._changed = set()
         self._last_ms = recovered.last_ms
         self._unsealed = 0
-        self._memory.reset(recovered.records, self.store)
+        self._memory.reset(recovered.records, self.store, recovered.summary_since_ms)
         self._memory.replace(recovered.open, recovered.sealed_ms, recovered.complete_ms)
         self._checkpoint_ms = list(recovered.checkpoint_ms)
 
@@ -280,6 +281,8 @@ class Recorder:
             for key in self._changed
         ]
         meta = {META_SEALED: str(target), META_TIERS: ",".join(t.text for t in self._tiers)}
+        if memory.summary_since_ms > NEVER:
+            meta[META_SUMMARY_SINCE] = str(memory.summary_since_ms)
         for index, tier in enumerate(self._tiers[1:], start=1):
             meta[meta_complete(tier)] = str(plan.state.complete_ms[index])
             meta[meta_checkpoint(tier)] = str(plan.state.checkpoint_ms[index])

@@ -39,6 +39,7 @@ from aggregator._history.reader import HistoryReader
 from aggregator._history.samples import advance_cursor
 from aggregator._history.store import (
     META_SEALED,
+    META_SUMMARY_SINCE,
     META_TIERS,
     HistoryStore,
     meta_checkpoint,
@@ -63,6 +64,8 @@ class Recovered:
     """The time of the newest round stored (NEVER for an empty store)."""
     tiers_text: str
     """The tiers the store was last sealed with ("" if never)."""
+    summary_since_ms: int = NEVER
+    """From when the hourly summary holds every hour (`tiers.py`; NEVER: always)."""
 
 
 def recover(store: HistoryStore, tiers: Sequence[Tier]) -> Recovered:
@@ -99,7 +102,21 @@ def recover(store: HistoryStore, tiers: Sequence[Tier]) -> Recovered:
         checkpoint,
         last_ms,
         meta.get(META_TIERS, ""),
+        _summary_since(meta, tiers, sealed),
     )
+
+
+def _summary_since(meta: dict[str, str], tiers: Sequence[Tier], sealed: list[int]) -> int:
+    """From when the hourly summary holds every hour.
+
+    A store sealed before it had a summary fills it from the samples the finer tier keeps
+    open, those after its `sealed_ms` (a whole number of hours: `tiers.parse_tiers`).
+    """
+    if META_SUMMARY_SINCE in meta:
+        return int(meta[META_SUMMARY_SINCE])
+    if not tiers[-1].summary or META_SEALED not in meta or meta_complete(tiers[-1]) in meta:
+        return NEVER
+    return sealed[-2]
 
 
 def _replay(

@@ -15,7 +15,9 @@ query_timeout_seconds`) or the call's deadline when that is sooner. Errors:
 
 Points go on the wire as `HistoryPoint{time_millis, value}`: a Timestamp per point made
 building and reading 15 series of 1,441 points three times as slow (72 ms against 26 ms,
-measured with upb beside bench/bench_history_query.py).
+measured with upb beside bench/bench_history_query.py). A range request with `columns` gets
+them as two packed columns instead (what the gateway asks for): 32,400 points of a 90-day
+answer take ~1 ms to build instead of ~20.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import asyncio
 import concurrent.futures
 import functools
 from collections.abc import Callable, Sequence
+from operator import itemgetter
 from typing import Any, NoReturn, TypeVar
 
 import grpc
@@ -107,7 +110,9 @@ class HistoryServicer:
             resolution_ms=_millis(request.resolution) if request.HasField("resolution") else 0,
         )
         answer = await self._run(context, query)
-        response = history_pb2.QueryRangeResponse(series=self._series(answer.series))
+        response = history_pb2.QueryRangeResponse(
+            series=self._series(answer.series, columns=request.columns)
+        )
         if answer.resolution_ms:
             set_seconds(response.resolution, answer.resolution_ms / 1000)
         return response
@@ -215,23 +220,33 @@ class HistoryServicer:
                 grpc.StatusCode.UNAVAILABLE, f"the history store cannot be read: {error}"
             )
 
-    def _series(self, answers: Sequence[SeriesAnswer]) -> list[history_pb2.HistorySeries]:
-        point = history_pb2.HistoryPoint
-        return [
-            history_pb2.HistorySeries(
+    def _series(
+        self, answers: Sequence[SeriesAnswer], *, columns: bool = False
+    ) -> list[history_pb2.HistorySeries]:
+        found = []
+        for answer in answers:
+            series = history_pb2.HistorySeries(
                 labels=answer.labels,
                 figure=answer.figure,
                 aggregation=_WIRE_AGGREGATIONS[answer.aggregation],
-                points=[point(time_millis=t, value=v) for t, v in answer.points],
                 tier=self._tier(answer.tier),
             )
-            for answer in answers
-        ]
+            if columns:  # two packed columns: ~20 ns a point against ~500 for a message
+                series.point_times_millis.extend(map(itemgetter(0), answer.points))
+                series.point_values.extend(map(itemgetter(1), answer.points))
+            else:
+                add = series.points.add  # in place: half the time of building then copying
+                for time_millis, value in answer.points:  # (bench/bench_history_query.py)
+                    add(time_millis=time_millis, value=value)
+            found.append(series)
+        return found
 
     def _tier(self, tier: Tier) -> history_pb2.HistoryTier:
         message = self._tiers.get(tier)
         if message is None:
-            message = self._tiers[tier] = history_pb2.HistoryTier(text=tier.text)
+            message = self._tiers[tier] = history_pb2.HistoryTier(
+                text=tier.text, summary=tier.summary
+            )
             set_seconds(message.resolution, tier.resolution_ms / 1000)
             set_seconds(message.retention, tier.retention_ms / 1000)
         return message

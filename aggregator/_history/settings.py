@@ -94,8 +94,8 @@ class HistorySettings:
 
     @property
     def tier_list(self) -> tuple[Tier, ...]:
-        """The tiers, parsed."""
-        return parse_tiers(self.tiers)
+        """The tiers, parsed, and the hourly summary the store adds (`tiers.py`)."""
+        return parse_tiers(self.tiers, summary=True)
 
     def database_path(self, state_dir: str = "") -> Path:
         """The SQLite file: `path`, else `history.sqlite3` in `state_dir` (or the default one)."""

@@ -31,6 +31,10 @@ META_SEALED = "sealed_ms"
 """The finest tier is sealed up to here: its samples up to it are chunks, later ones head."""
 
 
+META_SUMMARY_SINCE = "summary_since_ms"
+"""From when the hourly summary holds every hour, in a store that had a history before it."""
+
+
 def meta_complete(tier: Tier) -> str:
     """The meta key of a coarse tier's progress: how far it is rolled up."""
     return f"complete_ms.{tier.key}"

@@ -26,7 +26,7 @@ from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1cmetricsmesh/v1/history.proto\x12\x0emetricsmesh.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"x\n\x0bHistoryTier\x12\x0c\n\x04text\x18\x01 \x01(\t\x12-\n\nresolution\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration\x12,\n\tretention\x18\x03 \x01(\x0b\x32\x19.google.protobuf.Duration\"2\n\x0cHistoryPoint\x12\x13\n\x0btime_millis\x18\x01 \x01(\x03\x12\r\n\x05value\x18\x02 \x01(\x01\"\x9b\x02\n\rHistorySeries\x12\x39\n\x06labels\x18\x01 \x03(\x0b\x32).metricsmesh.v1.HistorySeries.LabelsEntry\x12\x0e\n\x06\x66igure\x18\x02 \x01(\t\x12\x37\n\x0b\x61ggregation\x18\x03 \x01(\x0e\x32\".metricsmesh.v1.HistoryAggregation\x12,\n\x06points\x18\x04 \x03(\x0b\x32\x1c.metricsmesh.v1.HistoryPoint\x12)\n\x04tier\x18\x05 \x01(\x0b\x32\x1b.metricsmesh.v1.HistoryTier\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x92\x02\n\x11QueryRangeRequest\x12\r\n\x05query\x18\x01 \x01(\t\x12.\n\nstart_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\'\n\x04step\x18\x04 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x38\n\x0c\x61ggregations\x18\x05 \x03(\x0e\x32\".metricsmesh.v1.HistoryAggregation\x12-\n\nresolution\x18\x06 \x01(\x0b\x32\x19.google.protobuf.Duration\"r\n\x12QueryRangeResponse\x12-\n\x06series\x18\x01 \x03(\x0b\x32\x1d.metricsmesh.v1.HistorySeries\x12-\n\nresolution\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration\"N\n\x13QueryInstantRequest\x12\r\n\x05query\x18\x01 \x01(\t\x12(\n\x04time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"p\n\x14QueryInstantResponse\x12-\n\x06series\x18\x01 \x03(\x0b\x32\x1d.metricsmesh.v1.HistorySeries\x12)\n\x06window\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration\"#\n\x12QueryLatestRequest\x12\r\n\x05query\x18\x01 \x01(\t\"D\n\x13QueryLatestResponse\x12-\n\x06series\x18\x01 \x03(\x0b\x32\x1d.metricsmesh.v1.HistorySeries\"%\n\x11ListSeriesRequest\x12\x10\n\x08matchers\x18\x01 \x03(\t\"w\n\x0cSeriesLabels\x12\x38\n\x06labels\x18\x01 \x03(\x0b\x32(.metricsmesh.v1.SeriesLabels.LabelsEntry\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"B\n\x12ListSeriesResponse\x12,\n\x06series\x18\x01 \x03(\x0b\x32\x1c.metricsmesh.v1.SeriesLabels\"\x19\n\x17GetHistoryStatusRequest\"n\n\x11HistoryTierStatus\x12)\n\x04tier\x18\x01 \x01(\x0b\x32\x1b.metricsmesh.v1.HistoryTier\x12\r\n\x05\x62ytes\x18\x02 \x01(\x03\x12\x0e\n\x06\x63hunks\x18\x03 \x01(\x03\x12\x0f\n\x07samples\x18\x04 \x01(\x03\"\x8d\x02\n\x18GetHistoryStatusResponse\x12\x10\n\x08\x64\x61tabase\x18\x01 \x01(\t\x12\x30\n\x05tiers\x18\x02 \x03(\x0b\x32!.metricsmesh.v1.HistoryTierStatus\x12\x13\n\x0btotal_bytes\x18\x03 \x01(\x03\x12\x16\n\x0erounds_written\x18\x04 \x01(\x04\x12\x36\n\x13last_write_duration\x18\x05 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x16\n\x0e\x64ropped_rounds\x18\x06 \x01(\x04\x12\x17\n\x0f\x62uffered_rounds\x18\x07 \x01(\x04\x12\x17\n\x0f\x64\x65graded_reason\x18\x08 \x01(\t*\xcc\x01\n\x12HistoryAggregation\x12#\n\x1fHISTORY_AGGREGATION_UNSPECIFIED\x10\x00\x12\x1b\n\x17HISTORY_AGGREGATION_AVG\x10\x01\x12\x1b\n\x17HISTORY_AGGREGATION_MIN\x10\x02\x12\x1b\n\x17HISTORY_AGGREGATION_MAX\x10\x03\x12\x1b\n\x17HISTORY_AGGREGATION_SUM\x10\x04\x12\x1d\n\x19HISTORY_AGGREGATION_COUNT\x10\x05\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1cmetricsmesh/v1/history.proto\x12\x0emetricsmesh.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x89\x01\n\x0bHistoryTier\x12\x0c\n\x04text\x18\x01 \x01(\t\x12-\n\nresolution\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration\x12,\n\tretention\x18\x03 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x0f\n\x07summary\x18\x04 \x01(\x08\"2\n\x0cHistoryPoint\x12\x13\n\x0btime_millis\x18\x01 \x01(\x03\x12\r\n\x05value\x18\x02 \x01(\x01\"\xcd\x02\n\rHistorySeries\x12\x39\n\x06labels\x18\x01 \x03(\x0b\x32).metricsmesh.v1.HistorySeries.LabelsEntry\x12\x0e\n\x06\x66igure\x18\x02 \x01(\t\x12\x37\n\x0b\x61ggregation\x18\x03 \x01(\x0e\x32\".metricsmesh.v1.HistoryAggregation\x12,\n\x06points\x18\x04 \x03(\x0b\x32\x1c.metricsmesh.v1.HistoryPoint\x12)\n\x04tier\x18\x05 \x01(\x0b\x32\x1b.metricsmesh.v1.HistoryTier\x12\x1a\n\x12point_times_millis\x18\x06 \x03(\x03\x12\x14\n\x0cpoint_values\x18\x07 \x03(\x01\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xa3\x02\n\x11QueryRangeRequest\x12\r\n\x05query\x18\x01 \x01(\t\x12.\n\nstart_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\'\n\x04step\x18\x04 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x38\n\x0c\x61ggregations\x18\x05 \x03(\x0e\x32\".metricsmesh.v1.HistoryAggregation\x12-\n\nresolution\x18\x06 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x0f\n\x07\x63olumns\x18\x07 \x01(\x08\"r\n\x12QueryRangeResponse\x12-\n\x06series\x18\x01 \x03(\x0b\x32\x1d.metricsmesh.v1.HistorySeries\x12-\n\nresolution\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration\"N\n\x13QueryInstantRequest\x12\r\n\x05query\x18\x01 \x01(\t\x12(\n\x04time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"p\n\x14QueryInstantResponse\x12-\n\x06series\x18\x01 \x03(\x0b\x32\x1d.metricsmesh.v1.HistorySeries\x12)\n\x06window\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration\"#\n\x12QueryLatestRequest\x12\r\n\x05query\x18\x01 \x01(\t\"D\n\x13QueryLatestResponse\x12-\n\x06series\x18\x01 \x03(\x0b\x32\x1d.metricsmesh.v1.HistorySeries\"%\n\x11ListSeriesRequest\x12\x10\n\x08matchers\x18\x01 \x03(\t\"w\n\x0cSeriesLabels\x12\x38\n\x06labels\x18\x01 \x03(\x0b\x32(.metricsmesh.v1.SeriesLabels.LabelsEntry\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"B\n\x12ListSeriesResponse\x12,\n\x06series\x18\x01 \x03(\x0b\x32\x1c.metricsmesh.v1.SeriesLabels\"\x19\n\x17GetHistoryStatusRequest\"n\n\x11HistoryTierStatus\x12)\n\x04tier\x18\x01 \x01(\x0b\x32\x1b.metricsmesh.v1.HistoryTier\x12\r\n\x05\x62ytes\x18\x02 \x01(\x03\x12\x0e\n\x06\x63hunks\x18\x03 \x01(\x03\x12\x0f\n\x07samples\x18\x04 \x01(\x03\"\x8d\x02\n\x18GetHistoryStatusResponse\x12\x10\n\x08\x64\x61tabase\x18\x01 \x01(\t\x12\x30\n\x05tiers\x18\x02 \x03(\x0b\x32!.metricsmesh.v1.HistoryTierStatus\x12\x13\n\x0btotal_bytes\x18\x03 \x01(\x03\x12\x16\n\x0erounds_written\x18\x04 \x01(\x04\x12\x36\n\x13last_write_duration\x18\x05 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x16\n\x0e\x64ropped_rounds\x18\x06 \x01(\x04\x12\x17\n\x0f\x62uffered_rounds\x18\x07 \x01(\x04\x12\x17\n\x0f\x64\x65graded_reason\x18\x08 \x01(\t*\xcc\x01\n\x12HistoryAggregation\x12#\n\x1fHISTORY_AGGREGATION_UNSPECIFIED\x10\x00\x12\x1b\n\x17HISTORY_AGGREGATION_AVG\x10\x01\x12\x1b\n\x17HISTORY_AGGREGATION_MIN\x10\x02\x12\x1b\n\x17HISTORY_AGGREGATION_MAX\x10\x03\x12\x1b\n\x17HISTORY_AGGREGATION_SUM\x10\x04\x12\x1d\n\x19HISTORY_AGGREGATION_COUNT\x10\x05\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -37,40 +37,40 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_HISTORYSERIES_LABELSENTRY']._serialized_options = b'8\001'
   _globals['_SERIESLABELS_LABELSENTRY']._loaded_options = None
   _globals['_SERIESLABELS_LABELSENTRY']._serialized_options = b'8\001'
-  _globals['_HISTORYAGGREGATION']._serialized_start=1907
-  _globals['_HISTORYAGGREGATION']._serialized_end=2111
-  _globals['_HISTORYTIER']._serialized_start=113
-  _globals['_HISTORYTIER']._serialized_end=233
-  _globals['_HISTORYPOINT']._serialized_start=235
-  _globals['_HISTORYPOINT']._serialized_end=285
-  _globals['_HISTORYSERIES']._serialized_start=288
-  _globals['_HISTORYSERIES']._serialized_end=571
-  _globals['_HISTORYSERIES_LABELSENTRY']._serialized_start=526
-  _globals['_HISTORYSERIES_LABELSENTRY']._serialized_end=571
-  _globals['_QUERYRANGEREQUEST']._serialized_start=574
-  _globals['_QUERYRANGEREQUEST']._serialized_end=848
-  _globals['_QUERYRANGERESPONSE']._serialized_start=850
-  _globals['_QUERYRANGERESPONSE']._serialized_end=964
-  _globals['_QUERYINSTANTREQUEST']._serialized_start=966
-  _globals['_QUERYINSTANTREQUEST']._serialized_end=1044
-  _globals['_QUERYINSTANTRESPONSE']._serialized_start=1046
-  _globals['_QUERYINSTANTRESPONSE']._serialized_end=1158
-  _globals['_QUERYLATESTREQUEST']._serialized_start=1160
-  _globals['_QUERYLATESTREQUEST']._serialized_end=1195
-  _globals['_QUERYLATESTRESPONSE']._serialized_start=1197
-  _globals['_QUERYLATESTRESPONSE']._serialized_end=1265
-  _globals['_LISTSERIESREQUEST']._serialized_start=1267
-  _globals['_LISTSERIESREQUEST']._serialized_end=1304
-  _globals['_SERIESLABELS']._serialized_start=1306
-  _globals['_SERIESLABELS']._serialized_end=1425
-  _globals['_SERIESLABELS_LABELSENTRY']._serialized_start=526
-  _globals['_SERIESLABELS_LABELSENTRY']._serialized_end=571
-  _globals['_LISTSERIESRESPONSE']._serialized_start=1427
-  _globals['_LISTSERIESRESPONSE']._serialized_end=1493
-  _globals['_GETHISTORYSTATUSREQUEST']._serialized_start=1495
-  _globals['_GETHISTORYSTATUSREQUEST']._serialized_end=1520
-  _globals['_HISTORYTIERSTATUS']._serialized_start=1522
-  _globals['_HISTORYTIERSTATUS']._serialized_end=1632
-  _globals['_GETHISTORYSTATUSRESPONSE']._serialized_start=1635
-  _globals['_GETHISTORYSTATUSRESPONSE']._serialized_end=1904
+  _globals['_HISTORYAGGREGATION']._serialized_start=1992
+  _globals['_HISTORYAGGREGATION']._serialized_end=2196
+  _globals['_HISTORYTIER']._serialized_start=114
+  _globals['_HISTORYTIER']._serialized_end=251
+  _globals['_HISTORYPOINT']._serialized_start=253
+  _globals['_HISTORYPOINT']._serialized_end=303
+  _globals['_HISTORYSERIES']._serialized_start=306
+  _globals['_HISTORYSERIES']._serialized_end=639
+  _globals['_HISTORYSERIES_LABELSENTRY']._serialized_start=594
+  _globals['_HISTORYSERIES_LABELSENTRY']._serialized_end=639
+  _globals['_QUERYRANGEREQUEST']._serialized_start=642
+  _globals['_QUERYRANGEREQUEST']._serialized_end=933
+  _globals['_QUERYRANGERESPONSE']._serialized_start=935
+  _globals['_QUERYRANGERESPONSE']._serialized_end=1049
+  _globals['_QUERYINSTANTREQUEST']._serialized_start=1051
+  _globals['_QUERYINSTANTREQUEST']._serialized_end=1129
+  _globals['_QUERYINSTANTRESPONSE']._serialized_start=1131
+  _globals['_QUERYINSTANTRESPONSE']._serialized_end=1243
+  _globals['_QUERYLATESTREQUEST']._serialized_start=1245
+  _globals['_QUERYLATESTREQUEST']._serialized_end=1280
+  _globals['_QUERYLATESTRESPONSE']._serialized_start=1282
+  _globals['_QUERYLATESTRESPONSE']._serialized_end=1350
+  _globals['_LISTSERIESREQUEST']._serialized_start=1352
+  _globals['_LISTSERIESREQUEST']._serialized_end=1389
+  _globals['_SERIESLABELS']._serialized_start=1391
+  _globals['_SERIESLABELS']._serialized_end=1510
+  _globals['_SERIESLABELS_LABELSENTRY']._serialized_start=594
+  _globals['_SERIESLABELS_LABELSENTRY']._serialized_end=639
+  _globals['_LISTSERIESRESPONSE']._serialized_start=1512
+  _globals['_LISTSERIESRESPONSE']._serialized_end=1578
+  _globals['_GETHISTORYSTATUSREQUEST']._serialized_start=1580
+  _globals['_GETHISTORYSTATUSREQUEST']._serialized_end=1605
+  _globals['_HISTORYTIERSTATUS']._serialized_start=1607
+  _globals['_HISTORYTIERSTATUS']._serialized_end=1717
+  _globals['_GETHISTORYSTATUSRESPONSE']._serialized_start=1720
+  _globals['_GETHISTORYSTATUSRESPONSE']._serialized_end=1989
 # @@protoc_insertion_point(module_scope)
