@@ -309,8 +309,8 @@ def bench_writer(rounds: int = 250) -> None:
 
 _PAD = """
 INSERT INTO history_minutes AS m (end_time, service, seconds, complete, kind_samples, events,
-    errors, timed, latency_ns, rounds, active_rounds, cpu_milli, cpu_count)
-SELECT t, s.id, 60, true, 3, 1300, 13, 1300, 1300 * 20000000::bigint, 60, 60, 600000, 60
+    errors, timed, latency_ns, rounds, active_rounds, cpu_milli, cpu_count, answered)
+SELECT t, s.id, 60, true, 3, 1300, 13, 1300, 1300 * 20000000::bigint, 60, 60, 600000, 60, 60
 FROM history_series s,
      generate_series(date_trunc('minute', now()) - interval '30 days', date_trunc('minute', now()),
                      interval '1 minute') AS t
