@@ -6,6 +6,7 @@ test_gateway_ws_seed.py and, in Chromium, test_gateway_ws_browser.py.
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -143,9 +144,12 @@ async def test_update_interval_spaces_the_updates(ws: ClientConnection) -> None:
     await send(ws, {"type": "subscribe", "metric_types": ["system"]})
     await until(ws, "subscription_confirmed")
     first = (await until(ws, "metric_update"))["data"]["sequence"]
+    arrived = time.monotonic()
     second = (await until(ws, "metric_update"))["data"]["sequence"]
-    # Rounds complete every 0.2 s: a second apart means at least 4 rounds apart.
-    assert second - first >= 4
+    # Sent a second apart (the socket's delivery may shift each by a little), and the rounds
+    # between them (every 0.2 s, fewer on a loaded machine) were skipped, not queued.
+    assert time.monotonic() - arrived >= 0.8
+    assert second - first >= 2
 
 
 async def test_unsubscribe_stops_the_updates(ws: ClientConnection) -> None:
