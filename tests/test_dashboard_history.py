@@ -189,7 +189,7 @@ async def seq(fleet: HistoryFleet) -> int:
 async def aggregator_on(registry: Any, path: Path, clocks: Any, port: int) -> AsyncIterator[Any]:
     """A real aggregator (rounds on demand) on `port` (0: any) writing history to `path`."""
     settings = AggregatorSettings(
-        port=port, interval_seconds=1.0, deadline_seconds=0.3, min_round_spacing_seconds=0.0
+        port=port, interval_seconds=10.0, deadline_seconds=5.0, min_round_spacing_seconds=0.0
     )
     server = AggregatorServer(
         registry,
