@@ -28,7 +28,7 @@ SERVICES = 15
 
 @pytest.fixture
 async def console_page(mesh: Mesh) -> AsyncIterator[Any]:
-    """A Chromium console_page on the gateway's origin (the WebSocket's origin check lets it in)."""
+    """A Chromium page on the gateway's origin (the WebSocket's origin check lets it in)."""
     async with open_page(mesh.url + "/health", width=1100, height=900) as console_page:
         console_page.console_lines = []
         console_page.console_errors = []
@@ -59,7 +59,7 @@ async def counted(mesh: Mesh, service: str, events: int) -> None:
 
 
 async def show(console_page: Any, title: str, received: list[dict[str, Any]], name: str) -> None:
-    """Write what the console_page received into it, and take the screenshot."""
+    """Write what the page received into it, and take the screenshot."""
     lines = [json.dumps(message)[:160] for message in received]
     await console_page.evaluate(
         """([title, lines, consoleLines]) => {
@@ -192,9 +192,9 @@ async def test_seed_003s_javascript_client_gets_data_metrics(mesh: Mesh, console
     await show(console_page, "seed 003's JavaScript client", received, "ws-seed-003-js.png")
 
 
-# Seed 002's test client console_page is served from its own origin ("Then open the test client in
+# Seed 002's test client page is served from its own origin ("Then open the test client in
 # your browser: http://localhost:5000/websocket_test_client.html"): here a real HTTP server on
-# localhost and a free port serves it, so the WebSocket's Origin header is that console_page's.
+# localhost and a free port serves it, so the WebSocket's Origin header is that page's.
 SEED_002_PAGE = "websocket_test_client.html"
 REFUSED = """
 (url) => new Promise((resolve) => {
@@ -207,7 +207,7 @@ REFUSED = """
 
 @pytest.fixture
 def seed_page(tmp_path: Path) -> Iterator[str]:
-    """The URL of seed 002's test client console_page on its own origin, http://localhost:PORT."""
+    """The URL of seed 002's test client page on its own origin, http://localhost:PORT."""
     (tmp_path / SEED_002_PAGE).write_text("<!doctype html><h3>seed 002 test client</h3>")
     handler = functools.partial(QuietHandler, directory=str(tmp_path))
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
@@ -221,7 +221,7 @@ def seed_page(tmp_path: Path) -> Iterator[str]:
 
 
 class QuietHandler(http.server.SimpleHTTPRequestHandler):
-    """Serves the console_page without logging each request."""
+    """Serves the page without logging each request."""
 
     def log_message(self, format: str, *args: Any) -> None:
         """Log nothing."""
@@ -232,7 +232,7 @@ async def test_the_seeds_test_page_origin_is_refused_unless_configured(
 ) -> None:
     await console_page.goto(seed_page)
     assert (await console_page.evaluate("location.origin")).startswith("http://localhost:")
-    # A console_page of another origin must not read the fleet with its visitor's browser (CSWSH).
+    # A page of another origin must not read the fleet with its visitor's browser (CSWSH).
     assert await console_page.evaluate(REFUSED, mesh.ws_url) == "closed 1006"
     handshake = [line for line in console_page.console_errors if "WebSocket" in line]
     assert handshake and "403" in handshake[0], console_page.console_errors
