@@ -114,7 +114,11 @@ def run(args: argparse.Namespace) -> int:
             **{key: value for key, value in overrides.items() if value is not None},
         )
         server = AggregatorServer(
-            config.services, settings, alerts=config.alerts, history=config.history
+            config.services,
+            settings,
+            alerts=config.alerts,
+            history=config.history,
+            ingest=config.ingest,
         )
         asyncio.run(serve(server))
     except MeshError as error:

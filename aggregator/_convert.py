@@ -19,6 +19,7 @@ from google.protobuf.message import Message
 from metricsmesh.v1 import aggregator_pb2, event_rate_pb2, snapshot_pb2
 
 from aggregator._errors import RetagError
+from aggregator._ingest.wire import to_pushed_value
 from aggregator._model import Health, RowData, SnapshotData
 from aggregator._retag import Retag
 from mesh_common import latency
@@ -76,6 +77,7 @@ def add_row(
         host=entry.host,
         port=entry.port,
         agent_port=entry.agent_port,
+        pushed=entry.pushed,
         status=to_wire(row.status),
         health=_HEALTH[row.health],
         error_message=row.error_message,
@@ -118,7 +120,11 @@ def snapshot_to_proto(snapshot: SnapshotData, rows: Iterable[RowData]) -> snapsh
         window_events=snapshot.window_events,
         window_errors=snapshot.window_errors,
         epoch=snapshot.epoch,
+        pushed_omitted=snapshot.pushed_omitted,
     )
+    add_pushed = message.pushed.add
+    for series in snapshot.pushed[: len(snapshot.pushed) - snapshot.pushed_omitted]:
+        to_pushed_value(series, add_pushed())
     if snapshot.latency is not None:
         latency.summarize(snapshot.latency, message.latency)
     set_seconds(message.take_time, snapshot.take_time)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from aggregator._model import (
@@ -28,11 +28,11 @@ from aggregator._model import (
     TargetState,
     failed_outcome,
 )
-from mesh_common.registry import Registry, ServiceEntry
+from mesh_common.registry import ServiceEntry
 from mesh_common.status import ServiceStatus
 from mesh_common.totals import Contribution, fleet_totals
 
-_TRANSPORT_FAILURES = frozenset({CallResult.UNREACHABLE, CallResult.DEADLINE})
+_TRANSPORT_FAILURES = frozenset({CallResult.UNREACHABLE, CallResult.DEADLINE, CallResult.STALE})
 
 
 @dataclass(frozen=True, slots=True)
@@ -185,7 +185,7 @@ def fold_row(
 
 
 def fold_round(
-    registry: Registry,
+    registry: Sequence[ServiceEntry],
     outcomes: Mapping[str, Outcome],
     states: Mapping[str, TargetState],
     times: RoundTimes,
@@ -193,11 +193,12 @@ def fold_round(
 ) -> tuple[SnapshotData, dict[str, TargetState]]:
     """Fold one round's outcomes (by service name) into a snapshot and the next states.
 
-    Rows follow the registry's order. A service with no outcome counts as failed, one with
-    no state starts afresh. The totals are `mesh_common.totals.fleet_totals` of the rows (the
-    rule every filtered view uses too): active rows only, the fleet's latency the merge of
-    their buckets; `services_answered` counts the services whose GetEventRate call returned
-    figures. The last known figures of rows that are not active are shown, never counted.
+    Rows follow the registry's order (pushed services after the polled ones). A service with
+    no outcome counts as failed, one with no state starts afresh. The totals are
+    `mesh_common.totals.fleet_totals` of the rows (the rule every filtered view uses too):
+    active rows only, the fleet's latency the merge of their buckets; `services_answered`
+    counts the services whose GetEventRate call returned figures. The last known figures of
+    rows that are not active are shown, never counted.
     """
     rows: list[RowData] = []
     parts: list[Contribution] = []

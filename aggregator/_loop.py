@@ -19,18 +19,19 @@ import asyncio
 import collections
 import dataclasses
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from aggregator._errors import AggregatorStateError, TooManySubscribers
 from aggregator._fanout import FanOut
 from aggregator._fold import Backoff, RoundTimes, fold_round, status_changes
-from aggregator._model import SnapshotData, StatusChange, failed_outcome, new_epoch
+from aggregator._ingest.ingestor import Ingestor
+from aggregator._model import SnapshotData, StatusChange, TargetState, failed_outcome, new_epoch
 from aggregator._observers import ObserverSet, SnapshotObserver
 from aggregator._settings import AggregatorSettings
 from aggregator._slot import SnapshotSlot
 from aggregator._targets import Targets
 from mesh_common.clocks import Clocks
-from mesh_common.registry import Registry
+from mesh_common.registry import Registry, ServiceEntry
 from mesh_common.status import ServiceStatus
 
 _LOG = logging.getLogger(__name__)
@@ -77,6 +78,7 @@ class RoundLoop:
         clocks: Clocks,
         epoch: int | None = None,
         interval_rounds: bool = True,
+        ingestor: Ingestor | None = None,
     ) -> None:
         self.settings = settings
         self.clocks = clocks
@@ -101,6 +103,10 @@ class RoundLoop:
         self._ticker: asyncio.Task[None] | None = None
         self._stopped = False
         self._interval_rounds = interval_rounds
+        self._ingestor = ingestor
+        self._pushed_states: dict[str, TargetState] = {}
+        if ingestor is not None:
+            ingestor.reserve(entry.name for entry in registry)
 
     @property
     def registry(self) -> Registry:
@@ -143,6 +149,8 @@ class RoundLoop:
         new ones are called from the next round, removed ones no longer appear.
         """
         self._next_registry = registry
+        if self._ingestor is not None:
+            self._ingestor.reserve(entry.name for entry in registry)
 
     def add_observer(self, name: str, observer: SnapshotObserver) -> Callable[[], None]:
         """Have `observer` awaited with every new snapshot; returns the function to remove it.
@@ -295,10 +303,23 @@ class RoundLoop:
             _LOG.exception("collecting a round failed")
             failed = failed_outcome(f"round failed: {error!r}")
             outcomes = {target.entry.name: failed for target in targets}
-        times = RoundTimes(self.rounds + 1, take_time, started, monotonic())
+        pushed = None if self._ingestor is None else self._ingestor.round()
+        entries: Sequence[ServiceEntry] = targets.registry
         states = {target.entry.name: target.state for target in targets}
-        snapshot, new_states = fold_round(targets.registry, outcomes, states, times, self._backoff)
+        if pushed is not None:
+            entries = (*entries, *pushed.entries)
+            outcomes.update(pushed.outcomes)
+            states.update(self._pushed_states)
+        times = RoundTimes(self.rounds + 1, take_time, started, monotonic())
+        snapshot, new_states = fold_round(entries, outcomes, states, times, self._backoff)
         snapshot = dataclasses.replace(snapshot, epoch=self.epoch)
+        if pushed is not None:
+            self._pushed_states = {entry.name: new_states[entry.name] for entry in pushed.entries}
+            snapshot = dataclasses.replace(
+                snapshot,
+                pushed=pushed.series,
+                pushed_omitted=max(0, len(pushed.series) - pushed.stream_limit),
+            )
         for target in targets:
             target.state = new_states[target.entry.name]
             target.record(outcomes.get(target.entry.name))

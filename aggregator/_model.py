@@ -10,6 +10,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
+from aggregator._ingest.model import PushedSeries
 from mesh_common.latency import Histogram
 from mesh_common.registry import ServiceEntry
 from mesh_common.status import ServiceStatus
@@ -39,6 +40,8 @@ class CallResult(enum.Enum):
     """The agent answered with an error status (UNKNOWN, INTERNAL, UNIMPLEMENTED, ...)."""
     SKIPPED = "skipped"
     """The call was not made: the agent is backing off after repeated failures."""
+    STALE = "stale"
+    """A pushed service sent nothing within its staleness window (no call is made)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -187,6 +190,11 @@ class SnapshotData:
     """The merged latency buckets of the active services' windows; None without any."""
     epoch: int = 0
     """The aggregator lifetime that took it (`new_epoch()`); (epoch, sequence) names it."""
+    pushed: tuple[PushedSeries, ...] = ()
+    """The pushed series whose value changed since the previous snapshot (all of them)."""
+    pushed_omitted: int = 0
+    """How many of them the wire snapshot leaves out (past `max_pushed_per_snapshot`): the
+    streams get the first ones, history all."""
 
     @property
     def services_total(self) -> int:

@@ -15,6 +15,9 @@ from aggregator._history.service import HistoryServicer
 from aggregator._history.settings import HistorySettings
 from aggregator._history.store import store_opener
 from aggregator._history.writer import HistoryWriter, queue_rounds
+from aggregator._ingest.ingestor import Ingestor
+from aggregator._ingest.service import IngestServicer
+from aggregator._ingest.settings import IngestSettings
 from aggregator._loop import RoundLoop
 from aggregator._service import SERVICE, SERVICE_NAME, AggregatorServicer
 from aggregator._settings import AggregatorSettings
@@ -31,7 +34,8 @@ class AggregatorServer:
     port; `await stop()` ends every stream with UNAVAILABLE "aggregator shutting down", then
     stops the server gracefully. Also an async context manager. With `history` settings
     (enabled), every round is written to the history store (`history`, an observer); without
-    them, nothing is remembered past the in-memory ring. Raises ConfigError when `history`
+    them, nothing is remembered past the in-memory ring. Metrics and events pushed to it
+    (`ingest` settings, on by default) become rows and series. Raises ConfigError when `history`
     selects a backend this build does not have.
     """
 
@@ -45,10 +49,20 @@ class AggregatorServer:
         alerts: AlertSettings | None = None,
         interval_rounds: bool = True,
         history: HistorySettings | None = None,
+        ingest: IngestSettings | None = None,
     ) -> None:
         self.settings = settings or AggregatorSettings()
+        self.ingestor: Ingestor | None = None
+        """The pushed metrics and services (None when ingestion is off)."""
+        ingest = ingest or IngestSettings()
+        if ingest.enabled:
+            self.ingestor = Ingestor(ingest, clocks)
         self.loop = RoundLoop(
-            registry, self.settings, clocks=clocks, interval_rounds=interval_rounds
+            registry,
+            self.settings,
+            clocks=clocks,
+            interval_rounds=interval_rounds,
+            ingestor=self.ingestor,
         )
         """The rounds (every interval; with `interval_rounds` False only on demand)."""
         whole = WholeSnapshots()  # a round's rows converted once, for the streams and alerts
@@ -74,6 +88,7 @@ class AggregatorServer:
                 queue_rounds=queue_rounds(self.settings.interval_seconds),
             )
         self._history_servicer = HistoryServicer(self.history, _limits(history), clocks)
+        self._ingest_servicer = IngestServicer(self.ingestor, clocks.wall)
         self._host = GrpcHost(
             self._register,
             service_names=(SERVICE_NAME,),
@@ -142,6 +157,7 @@ class AggregatorServer:
             **self._servicer.implementations(),
             **self._alert_servicer.implementations(),
             **self._history_servicer.implementations(),
+            **self._ingest_servicer.implementations(),
         }
         server.add_generic_rpc_handlers(
             (service_handler(SERVICE, methods, serialized=self._servicer.implementations()),)

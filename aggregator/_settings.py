@@ -16,6 +16,8 @@ from aggregator._alerts.settings import SECTION as ALERTS_SECTION
 from aggregator._alerts.settings import AlertSettings
 from aggregator._history.settings import SECTION as HISTORY_SECTION
 from aggregator._history.settings import HistorySettings
+from aggregator._ingest.settings import SECTION as INGEST_SECTION
+from aggregator._ingest.settings import IngestSettings
 from mesh_common.addresses import is_port, port_range
 from mesh_common.config import Section, load_mesh_file, setting
 from mesh_common.errors import ConfigError
@@ -153,12 +155,13 @@ SECTION = Section("aggregator", AggregatorSettings, "the aggregator's port and i
 
 @dataclass(frozen=True, slots=True)
 class AggregatorConfig:
-    """What the aggregator reads from a mesh file: registry, settings, alerts, history."""
+    """What the aggregator reads from a mesh file: registry, settings, alerts, history, ingest."""
 
     services: Registry
     aggregator: AggregatorSettings
     alerts: AlertSettings
     history: HistorySettings
+    ingest: IngestSettings
 
 
 def load_config(
@@ -175,4 +178,5 @@ def load_config(
         aggregator=mesh.read(SECTION),
         alerts=mesh.read(ALERTS_SECTION, registry=services),
         history=mesh.read(HISTORY_SECTION),
+        ingest=mesh.read(INGEST_SECTION),
     )

@@ -43,6 +43,8 @@ class ServiceEntry:
     type: str
     data_source: str = ""
     """The external source a `data` service reads; empty when it has none."""
+    pushed: bool = False
+    """True for a service that pushes its figures (no agent to call: host and ports are empty)."""
 
     @property
     def target(self) -> str:

@@ -26,26 +26,27 @@ from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb
 from google.protobuf import field_mask_pb2 as google_dot_protobuf_dot_field__mask__pb2
 from metricsmesh.v1 import alerts_pb2 as metricsmesh_dot_v1_dot_alerts__pb2
 from metricsmesh.v1 import history_pb2 as metricsmesh_dot_v1_dot_history__pb2
+from metricsmesh.v1 import ingest_pb2 as metricsmesh_dot_v1_dot_ingest__pb2
 from metricsmesh.v1 import snapshot_pb2 as metricsmesh_dot_v1_dot_snapshot__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1fmetricsmesh/v1/aggregator.proto\x12\x0emetricsmesh.v1\x1a\x1egoogle/protobuf/duration.proto\x1a google/protobuf/field_mask.proto\x1a\x1bmetricsmesh/v1/alerts.proto\x1a\x1cmetricsmesh/v1/history.proto\x1a\x1dmetricsmesh/v1/snapshot.proto\"m\n\x0eSnapshotFilter\x12\x15\n\rservice_names\x18\x01 \x03(\t\x12\x15\n\rservice_types\x18\x02 \x03(\t\x12-\n\tread_mask\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.FieldMask\"p\n\x12GetSnapshotRequest\x12.\n\x06\x66ilter\x18\x01 \x01(\x0b\x32\x1e.metricsmesh.v1.SnapshotFilter\x12*\n\x07max_age\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration\"A\n\x13GetSnapshotResponse\x12*\n\x08snapshot\x18\x01 \x01(\x0b\x32\x18.metricsmesh.v1.Snapshot\"\xc8\x01\n\x16StreamSnapshotsRequest\x12.\n\x06\x66ilter\x18\x01 \x01(\x0b\x32\x1e.metricsmesh.v1.SnapshotFilter\x12/\n\x0cmin_interval\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x18\n\x0e\x61\x66ter_sequence\x18\x03 \x01(\x04H\x00\x12\x14\n\nlast_count\x18\x04 \x01(\rH\x00\x12\x13\n\x0b\x61\x66ter_epoch\x18\x05 \x01(\x04\x42\x08\n\x06resume\"t\n\x17StreamSnapshotsResponse\x12*\n\x08snapshot\x18\x01 \x01(\x0b\x32\x18.metricsmesh.v1.Snapshot\x12\x10\n\x08replayed\x18\x02 \x01(\x08\x12\x0b\n\x03gap\x18\x03 \x01(\x08\x12\x0e\n\x06missed\x18\x04 \x01(\x04\x32\xcb\t\n\x11\x41ggregatorService\x12V\n\x0bGetSnapshot\x12\".metricsmesh.v1.GetSnapshotRequest\x1a#.metricsmesh.v1.GetSnapshotResponse\x12\x64\n\x0fStreamSnapshots\x12&.metricsmesh.v1.StreamSnapshotsRequest\x1a\'.metricsmesh.v1.StreamSnapshotsResponse0\x01\x12_\n\x0eListAlertRules\x12%.metricsmesh.v1.ListAlertRulesRequest\x1a&.metricsmesh.v1.ListAlertRulesResponse\x12\x62\n\x0f\x43reateAlertRule\x12&.metricsmesh.v1.CreateAlertRuleRequest\x1a\'.metricsmesh.v1.CreateAlertRuleResponse\x12\x62\n\x0f\x44\x65leteAlertRule\x12&.metricsmesh.v1.DeleteAlertRuleRequest\x1a\'.metricsmesh.v1.DeleteAlertRuleResponse\x12S\n\nListAlerts\x12!.metricsmesh.v1.ListAlertsRequest\x1a\".metricsmesh.v1.ListAlertsResponse\x12Y\n\x0cResolveAlert\x12#.metricsmesh.v1.ResolveAlertRequest\x1a$.metricsmesh.v1.ResolveAlertResponse\x12[\n\x0cStreamAlerts\x12#.metricsmesh.v1.StreamAlertsRequest\x1a$.metricsmesh.v1.StreamAlertsResponse0\x01\x12S\n\nQueryRange\x12!.metricsmesh.v1.QueryRangeRequest\x1a\".metricsmesh.v1.QueryRangeResponse\x12Y\n\x0cQueryInstant\x12#.metricsmesh.v1.QueryInstantRequest\x1a$.metricsmesh.v1.QueryInstantResponse\x12V\n\x0bQueryLatest\x12\".metricsmesh.v1.QueryLatestRequest\x1a#.metricsmesh.v1.QueryLatestResponse\x12S\n\nListSeries\x12!.metricsmesh.v1.ListSeriesRequest\x1a\".metricsmesh.v1.ListSeriesResponse\x12\x65\n\x10GetHistoryStatus\x12\'.metricsmesh.v1.GetHistoryStatusRequest\x1a(.metricsmesh.v1.GetHistoryStatusResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1fmetricsmesh/v1/aggregator.proto\x12\x0emetricsmesh.v1\x1a\x1egoogle/protobuf/duration.proto\x1a google/protobuf/field_mask.proto\x1a\x1bmetricsmesh/v1/alerts.proto\x1a\x1cmetricsmesh/v1/history.proto\x1a\x1bmetricsmesh/v1/ingest.proto\x1a\x1dmetricsmesh/v1/snapshot.proto\"m\n\x0eSnapshotFilter\x12\x15\n\rservice_names\x18\x01 \x03(\t\x12\x15\n\rservice_types\x18\x02 \x03(\t\x12-\n\tread_mask\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.FieldMask\"p\n\x12GetSnapshotRequest\x12.\n\x06\x66ilter\x18\x01 \x01(\x0b\x32\x1e.metricsmesh.v1.SnapshotFilter\x12*\n\x07max_age\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration\"A\n\x13GetSnapshotResponse\x12*\n\x08snapshot\x18\x01 \x01(\x0b\x32\x18.metricsmesh.v1.Snapshot\"\xc8\x01\n\x16StreamSnapshotsRequest\x12.\n\x06\x66ilter\x18\x01 \x01(\x0b\x32\x1e.metricsmesh.v1.SnapshotFilter\x12/\n\x0cmin_interval\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x18\n\x0e\x61\x66ter_sequence\x18\x03 \x01(\x04H\x00\x12\x14\n\nlast_count\x18\x04 \x01(\rH\x00\x12\x13\n\x0b\x61\x66ter_epoch\x18\x05 \x01(\x04\x42\x08\n\x06resume\"t\n\x17StreamSnapshotsResponse\x12*\n\x08snapshot\x18\x01 \x01(\x0b\x32\x18.metricsmesh.v1.Snapshot\x12\x10\n\x08replayed\x18\x02 \x01(\x08\x12\x0b\n\x03gap\x18\x03 \x01(\x08\x12\x0e\n\x06missed\x18\x04 \x01(\x04\x32\xca\x0b\n\x11\x41ggregatorService\x12V\n\x0bGetSnapshot\x12\".metricsmesh.v1.GetSnapshotRequest\x1a#.metricsmesh.v1.GetSnapshotResponse\x12\x64\n\x0fStreamSnapshots\x12&.metricsmesh.v1.StreamSnapshotsRequest\x1a\'.metricsmesh.v1.StreamSnapshotsResponse0\x01\x12_\n\x0eListAlertRules\x12%.metricsmesh.v1.ListAlertRulesRequest\x1a&.metricsmesh.v1.ListAlertRulesResponse\x12\x62\n\x0f\x43reateAlertRule\x12&.metricsmesh.v1.CreateAlertRuleRequest\x1a\'.metricsmesh.v1.CreateAlertRuleResponse\x12\x62\n\x0f\x44\x65leteAlertRule\x12&.metricsmesh.v1.DeleteAlertRuleRequest\x1a\'.metricsmesh.v1.DeleteAlertRuleResponse\x12S\n\nListAlerts\x12!.metricsmesh.v1.ListAlertsRequest\x1a\".metricsmesh.v1.ListAlertsResponse\x12Y\n\x0cResolveAlert\x12#.metricsmesh.v1.ResolveAlertRequest\x1a$.metricsmesh.v1.ResolveAlertResponse\x12[\n\x0cStreamAlerts\x12#.metricsmesh.v1.StreamAlertsRequest\x1a$.metricsmesh.v1.StreamAlertsResponse0\x01\x12S\n\nQueryRange\x12!.metricsmesh.v1.QueryRangeRequest\x1a\".metricsmesh.v1.QueryRangeResponse\x12Y\n\x0cQueryInstant\x12#.metricsmesh.v1.QueryInstantRequest\x1a$.metricsmesh.v1.QueryInstantResponse\x12V\n\x0bQueryLatest\x12\".metricsmesh.v1.QueryLatestRequest\x1a#.metricsmesh.v1.QueryLatestResponse\x12S\n\nListSeries\x12!.metricsmesh.v1.ListSeriesRequest\x1a\".metricsmesh.v1.ListSeriesResponse\x12\x65\n\x10GetHistoryStatus\x12\'.metricsmesh.v1.GetHistoryStatusRequest\x1a(.metricsmesh.v1.GetHistoryStatusResponse\x12G\n\x06Ingest\x12\x1d.metricsmesh.v1.IngestRequest\x1a\x1e.metricsmesh.v1.IngestResponse\x12S\n\nListPushed\x12!.metricsmesh.v1.ListPushedRequest\x1a\".metricsmesh.v1.ListPushedResponse\x12_\n\x0eGetIngestStats\x12%.metricsmesh.v1.GetIngestStatsRequest\x1a&.metricsmesh.v1.GetIngestStatsResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'metricsmesh.v1.aggregator_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_SNAPSHOTFILTER']._serialized_start=207
-  _globals['_SNAPSHOTFILTER']._serialized_end=316
-  _globals['_GETSNAPSHOTREQUEST']._serialized_start=318
-  _globals['_GETSNAPSHOTREQUEST']._serialized_end=430
-  _globals['_GETSNAPSHOTRESPONSE']._serialized_start=432
-  _globals['_GETSNAPSHOTRESPONSE']._serialized_end=497
-  _globals['_STREAMSNAPSHOTSREQUEST']._serialized_start=500
-  _globals['_STREAMSNAPSHOTSREQUEST']._serialized_end=700
-  _globals['_STREAMSNAPSHOTSRESPONSE']._serialized_start=702
-  _globals['_STREAMSNAPSHOTSRESPONSE']._serialized_end=818
-  _globals['_AGGREGATORSERVICE']._serialized_start=821
-  _globals['_AGGREGATORSERVICE']._serialized_end=2048
+  _globals['_SNAPSHOTFILTER']._serialized_start=236
+  _globals['_SNAPSHOTFILTER']._serialized_end=345
+  _globals['_GETSNAPSHOTREQUEST']._serialized_start=347
+  _globals['_GETSNAPSHOTREQUEST']._serialized_end=459
+  _globals['_GETSNAPSHOTRESPONSE']._serialized_start=461
+  _globals['_GETSNAPSHOTRESPONSE']._serialized_end=526
+  _globals['_STREAMSNAPSHOTSREQUEST']._serialized_start=529
+  _globals['_STREAMSNAPSHOTSREQUEST']._serialized_end=729
+  _globals['_STREAMSNAPSHOTSRESPONSE']._serialized_start=731
+  _globals['_STREAMSNAPSHOTSRESPONSE']._serialized_end=847
+  _globals['_AGGREGATORSERVICE']._serialized_start=850
+  _globals['_AGGREGATORSERVICE']._serialized_end=2332
 # @@protoc_insertion_point(module_scope)

@@ -6,6 +6,7 @@ import warnings
 from metricsmesh.v1 import aggregator_pb2 as metricsmesh_dot_v1_dot_aggregator__pb2
 from metricsmesh.v1 import alerts_pb2 as metricsmesh_dot_v1_dot_alerts__pb2
 from metricsmesh.v1 import history_pb2 as metricsmesh_dot_v1_dot_history__pb2
+from metricsmesh.v1 import ingest_pb2 as metricsmesh_dot_v1_dot_ingest__pb2
 
 GRPC_GENERATED_VERSION = '1.85.1'
 GRPC_VERSION = grpc.__version__
@@ -103,6 +104,21 @@ class AggregatorServiceStub:
                 '/metricsmesh.v1.AggregatorService/GetHistoryStatus',
                 request_serializer=metricsmesh_dot_v1_dot_history__pb2.GetHistoryStatusRequest.SerializeToString,
                 response_deserializer=metricsmesh_dot_v1_dot_history__pb2.GetHistoryStatusResponse.FromString,
+                _registered_method=True)
+        self.Ingest = channel.unary_unary(
+                '/metricsmesh.v1.AggregatorService/Ingest',
+                request_serializer=metricsmesh_dot_v1_dot_ingest__pb2.IngestRequest.SerializeToString,
+                response_deserializer=metricsmesh_dot_v1_dot_ingest__pb2.IngestResponse.FromString,
+                _registered_method=True)
+        self.ListPushed = channel.unary_unary(
+                '/metricsmesh.v1.AggregatorService/ListPushed',
+                request_serializer=metricsmesh_dot_v1_dot_ingest__pb2.ListPushedRequest.SerializeToString,
+                response_deserializer=metricsmesh_dot_v1_dot_ingest__pb2.ListPushedResponse.FromString,
+                _registered_method=True)
+        self.GetIngestStats = channel.unary_unary(
+                '/metricsmesh.v1.AggregatorService/GetIngestStats',
+                request_serializer=metricsmesh_dot_v1_dot_ingest__pb2.GetIngestStatsRequest.SerializeToString,
+                response_deserializer=metricsmesh_dot_v1_dot_ingest__pb2.GetIngestStatsResponse.FromString,
                 _registered_method=True)
 
 
@@ -217,6 +233,31 @@ class AggregatorServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Ingest(self, request, context):
+        """Ingest takes metrics and events pushed from outside the agents (the one
+        ingestion path the gateway's REST and OTLP surfaces feed). It keeps every
+        item it can and lists each refused one with its reason; a request over
+        max_batch is INVALID_ARGUMENT. Needs a write token when tokens are
+        configured.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListPushed(self, request, context):
+        """ListPushed answers the latest value of each pushed series.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetIngestStats(self, request, context):
+        """GetIngestStats answers the ingestion counters.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AggregatorServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -284,6 +325,21 @@ def add_AggregatorServiceServicer_to_server(servicer, server):
                     servicer.GetHistoryStatus,
                     request_deserializer=metricsmesh_dot_v1_dot_history__pb2.GetHistoryStatusRequest.FromString,
                     response_serializer=metricsmesh_dot_v1_dot_history__pb2.GetHistoryStatusResponse.SerializeToString,
+            ),
+            'Ingest': grpc.unary_unary_rpc_method_handler(
+                    servicer.Ingest,
+                    request_deserializer=metricsmesh_dot_v1_dot_ingest__pb2.IngestRequest.FromString,
+                    response_serializer=metricsmesh_dot_v1_dot_ingest__pb2.IngestResponse.SerializeToString,
+            ),
+            'ListPushed': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListPushed,
+                    request_deserializer=metricsmesh_dot_v1_dot_ingest__pb2.ListPushedRequest.FromString,
+                    response_serializer=metricsmesh_dot_v1_dot_ingest__pb2.ListPushedResponse.SerializeToString,
+            ),
+            'GetIngestStats': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetIngestStats,
+                    request_deserializer=metricsmesh_dot_v1_dot_ingest__pb2.GetIngestStatsRequest.FromString,
+                    response_serializer=metricsmesh_dot_v1_dot_ingest__pb2.GetIngestStatsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -640,6 +696,87 @@ class AggregatorService:
             '/metricsmesh.v1.AggregatorService/GetHistoryStatus',
             metricsmesh_dot_v1_dot_history__pb2.GetHistoryStatusRequest.SerializeToString,
             metricsmesh_dot_v1_dot_history__pb2.GetHistoryStatusResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Ingest(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/metricsmesh.v1.AggregatorService/Ingest',
+            metricsmesh_dot_v1_dot_ingest__pb2.IngestRequest.SerializeToString,
+            metricsmesh_dot_v1_dot_ingest__pb2.IngestResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListPushed(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/metricsmesh.v1.AggregatorService/ListPushed',
+            metricsmesh_dot_v1_dot_ingest__pb2.ListPushedRequest.SerializeToString,
+            metricsmesh_dot_v1_dot_ingest__pb2.ListPushedResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetIngestStats(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/metricsmesh.v1.AggregatorService/GetIngestStats',
+            metricsmesh_dot_v1_dot_ingest__pb2.GetIngestStatsRequest.SerializeToString,
+            metricsmesh_dot_v1_dot_ingest__pb2.GetIngestStatsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -8,6 +8,7 @@ from grpc import aio as _aio
 from metricsmesh.v1 import aggregator_pb2 as _aggregator_pb2
 from metricsmesh.v1 import alerts_pb2 as _alerts_pb2
 from metricsmesh.v1 import history_pb2 as _history_pb2
+from metricsmesh.v1 import ingest_pb2 as _ingest_pb2
 import abc as _abc_1
 import grpc as _grpc
 import sys
@@ -89,6 +90,17 @@ class AggregatorServiceStub:
     size, rounds written, the last write's time, dropped rounds, and why it is
     degraded. FAILED_PRECONDITION when history is disabled.
     """
+    Ingest: _grpc.UnaryUnaryMultiCallable[_ingest_pb2.IngestRequest, _ingest_pb2.IngestResponse]
+    """Ingest takes metrics and events pushed from outside the agents (the one
+    ingestion path the gateway's REST and OTLP surfaces feed). It keeps every
+    item it can and lists each refused one with its reason; a request over
+    max_batch is INVALID_ARGUMENT. Needs a write token when tokens are
+    configured.
+    """
+    ListPushed: _grpc.UnaryUnaryMultiCallable[_ingest_pb2.ListPushedRequest, _ingest_pb2.ListPushedResponse]
+    """ListPushed answers the latest value of each pushed series."""
+    GetIngestStats: _grpc.UnaryUnaryMultiCallable[_ingest_pb2.GetIngestStatsRequest, _ingest_pb2.GetIngestStatsResponse]
+    """GetIngestStats answers the ingestion counters."""
 
 @_typing.type_check_only
 class AggregatorServiceAsyncStub(AggregatorServiceStub):
@@ -149,6 +161,17 @@ class AggregatorServiceAsyncStub(AggregatorServiceStub):
     size, rounds written, the last write's time, dropped rounds, and why it is
     degraded. FAILED_PRECONDITION when history is disabled.
     """
+    Ingest: _aio.UnaryUnaryMultiCallable[_ingest_pb2.IngestRequest, _ingest_pb2.IngestResponse]  # type: ignore[assignment]
+    """Ingest takes metrics and events pushed from outside the agents (the one
+    ingestion path the gateway's REST and OTLP surfaces feed). It keeps every
+    item it can and lists each refused one with its reason; a request over
+    max_batch is INVALID_ARGUMENT. Needs a write token when tokens are
+    configured.
+    """
+    ListPushed: _aio.UnaryUnaryMultiCallable[_ingest_pb2.ListPushedRequest, _ingest_pb2.ListPushedResponse]  # type: ignore[assignment]
+    """ListPushed answers the latest value of each pushed series."""
+    GetIngestStats: _aio.UnaryUnaryMultiCallable[_ingest_pb2.GetIngestStatsRequest, _ingest_pb2.GetIngestStatsResponse]  # type: ignore[assignment]
+    """GetIngestStats answers the ingestion counters."""
 
 class AggregatorServiceServicer(metaclass=_abc_1.ABCMeta):
     """AggregatorService serves the consolidated view of the fleet. One shared loop
@@ -284,5 +307,34 @@ class AggregatorServiceServicer(metaclass=_abc_1.ABCMeta):
         size, rounds written, the last write's time, dropped rounds, and why it is
         degraded. FAILED_PRECONDITION when history is disabled.
         """
+
+    @_abc_1.abstractmethod
+    def Ingest(
+        self,
+        request: _ingest_pb2.IngestRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_ingest_pb2.IngestResponse, _abc.Awaitable[_ingest_pb2.IngestResponse]]:
+        """Ingest takes metrics and events pushed from outside the agents (the one
+        ingestion path the gateway's REST and OTLP surfaces feed). It keeps every
+        item it can and lists each refused one with its reason; a request over
+        max_batch is INVALID_ARGUMENT. Needs a write token when tokens are
+        configured.
+        """
+
+    @_abc_1.abstractmethod
+    def ListPushed(
+        self,
+        request: _ingest_pb2.ListPushedRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_ingest_pb2.ListPushedResponse, _abc.Awaitable[_ingest_pb2.ListPushedResponse]]:
+        """ListPushed answers the latest value of each pushed series."""
+
+    @_abc_1.abstractmethod
+    def GetIngestStats(
+        self,
+        request: _ingest_pb2.GetIngestStatsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_ingest_pb2.GetIngestStatsResponse, _abc.Awaitable[_ingest_pb2.GetIngestStatsResponse]]:
+        """GetIngestStats answers the ingestion counters."""
 
 def add_AggregatorServiceServicer_to_server(servicer: AggregatorServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -11,6 +11,7 @@ from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from metricsmesh.v1 import event_rate_pb2 as _event_rate_pb2
+from metricsmesh.v1 import ingest_pb2 as _ingest_pb2
 from metricsmesh.v1 import latency_pb2 as _latency_pb2
 import builtins as _builtins
 import sys
@@ -125,6 +126,8 @@ class Snapshot(_message.Message):
     WINDOW_ERRORS_FIELD_NUMBER: _builtins.int
     LATENCY_FIELD_NUMBER: _builtins.int
     EPOCH_FIELD_NUMBER: _builtins.int
+    PUSHED_FIELD_NUMBER: _builtins.int
+    PUSHED_OMITTED_FIELD_NUMBER: _builtins.int
     sequence: _builtins.int
     """sequence numbers snapshots from 1, increasing by one per round; it orders
     snapshots and names a resume point for StreamSnapshots.
@@ -158,6 +161,8 @@ class Snapshot(_message.Message):
     aggregator has a new epoch and numbers its snapshots from 1 again, so a
     resume point is (epoch, sequence).
     """
+    pushed_omitted: _builtins.int
+    """pushed_omitted is how many changed series were left out of pushed."""
     @_builtins.property
     def take_time(self) -> _timestamp_pb2.Timestamp:
         """take_time is the wall-clock time at which the round started."""
@@ -191,6 +196,12 @@ class Snapshot(_message.Message):
         active service has a timed event in its window.
         """
 
+    @_builtins.property
+    def pushed(self) -> _containers.RepeatedCompositeFieldContainer[_ingest_pb2.PushedValue]:
+        """pushed holds the pushed series whose value changed since the previous
+        snapshot (at most the aggregator's max_pushed_per_snapshot of them).
+        """
+
     def __init__(
         self,
         *,
@@ -212,10 +223,12 @@ class Snapshot(_message.Message):
         window_errors: _builtins.int = ...,
         latency: _latency_pb2.LatencySummary | None = ...,
         epoch: _builtins.int = ...,
+        pushed: _abc.Iterable[_ingest_pb2.PushedValue] | None = ...,
+        pushed_omitted: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["age", b"age", "latency", b"latency", "round_duration", b"round_duration", "take_time", b"take_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["active_count", b"active_count", "age", b"age", "data_sources_active", b"data_sources_active", "epoch", b"epoch", "error_count", b"error_count", "events_per_hour", b"events_per_hour", "events_per_second", b"events_per_second", "inactive_count", b"inactive_count", "latency", b"latency", "round_duration", b"round_duration", "sequence", b"sequence", "services", b"services", "services_answered", b"services_answered", "services_total", b"services_total", "take_time", b"take_time", "total_events", b"total_events", "window_errors", b"window_errors", "window_events", b"window_events"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["active_count", b"active_count", "age", b"age", "data_sources_active", b"data_sources_active", "epoch", b"epoch", "error_count", b"error_count", "events_per_hour", b"events_per_hour", "events_per_second", b"events_per_second", "inactive_count", b"inactive_count", "latency", b"latency", "pushed", b"pushed", "pushed_omitted", b"pushed_omitted", "round_duration", b"round_duration", "sequence", b"sequence", "services", b"services", "services_answered", b"services_answered", "services_total", b"services_total", "take_time", b"take_time", "total_events", b"total_events", "window_errors", b"window_errors", "window_events", b"window_events"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -254,6 +267,7 @@ class ServiceRow(_message.Message):
     LAST_SEEN_TIME_FIELD_NUMBER: _builtins.int
     LAST_SEEN_AGE_FIELD_NUMBER: _builtins.int
     START_TIME_FIELD_NUMBER: _builtins.int
+    PUSHED_FIELD_NUMBER: _builtins.int
     service_name: _builtins.str
     """service_name is the service's name in the registry."""
     service_type: _builtins.str
@@ -300,6 +314,11 @@ class ServiceRow(_message.Message):
     cpu_usage_percent: _builtins.float
     """cpu_usage_percent is the CPU its agent's process used over the last window,
     as a percentage of one core.
+    """
+    pushed: _builtins.bool
+    """pushed is true when the service pushes its figures (OTLP or seed 004's
+    events) instead of being polled: its status comes from freshness (active
+    while it pushed within its staleness window), and it has no agent port.
     """
     @_builtins.property
     def call_latency(self) -> _duration_pb2.Duration:
@@ -390,10 +409,11 @@ class ServiceRow(_message.Message):
         last_seen_time: _timestamp_pb2.Timestamp | None = ...,
         last_seen_age: _duration_pb2.Duration | None = ...,
         start_time: _timestamp_pb2.Timestamp | None = ...,
+        pushed: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["age", b"age", "call_latency", b"call_latency", "last_event_time", b"last_event_time", "last_seen_age", b"last_seen_age", "last_seen_time", b"last_seen_time", "latency", b"latency", "read_time", b"read_time", "start_time", b"start_time", "uptime", b"uptime"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["age", b"age", "agent_port", b"agent_port", "call_latency", b"call_latency", "consecutive_failures", b"consecutive_failures", "cpu_usage_percent", b"cpu_usage_percent", "data_source", b"data_source", "error_message", b"error_message", "events_per_hour", b"events_per_hour", "events_per_second", b"events_per_second", "health", b"health", "host", b"host", "kinds", b"kinds", "last_event_time", b"last_event_time", "last_seen_age", b"last_seen_age", "last_seen_time", b"last_seen_time", "latency", b"latency", "port", b"port", "read_time", b"read_time", "service_name", b"service_name", "service_type", b"service_type", "start_time", b"start_time", "status", b"status", "total_errors", b"total_errors", "total_events", b"total_events", "uptime", b"uptime", "window_errors", b"window_errors", "window_events", b"window_events"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["age", b"age", "agent_port", b"agent_port", "call_latency", b"call_latency", "consecutive_failures", b"consecutive_failures", "cpu_usage_percent", b"cpu_usage_percent", "data_source", b"data_source", "error_message", b"error_message", "events_per_hour", b"events_per_hour", "events_per_second", b"events_per_second", "health", b"health", "host", b"host", "kinds", b"kinds", "last_event_time", b"last_event_time", "last_seen_age", b"last_seen_age", "last_seen_time", b"last_seen_time", "latency", b"latency", "port", b"port", "pushed", b"pushed", "read_time", b"read_time", "service_name", b"service_name", "service_type", b"service_type", "start_time", b"start_time", "status", b"status", "total_errors", b"total_errors", "total_events", b"total_events", "uptime", b"uptime", "window_errors", b"window_errors", "window_events", b"window_events"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
