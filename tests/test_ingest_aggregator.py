@@ -20,6 +20,7 @@ from tests.aggregator_fleet import fleet
 from tests.clocks import FakeClock
 
 WALL = 1_800_000_000.0
+Stub = aggregator_pb2_grpc.AggregatorServiceStub
 SETTINGS = AggregatorSettings(
     port=0, interval_seconds=10.0, deadline_seconds=5.0, min_round_spacing_seconds=0
 )
@@ -42,7 +43,7 @@ async def server(clock: FakeClock) -> AsyncIterator[AggregatorServer]:
 
 
 @pytest.fixture
-async def stub(server: AggregatorServer) -> AsyncIterator[aggregator_pb2_grpc.AggregatorServiceStub]:
+async def stub(server: AggregatorServer) -> AsyncIterator[Stub]:
     async with grpc.aio.insecure_channel(server.address) as channel:
         yield aggregator_pb2_grpc.AggregatorServiceStub(channel)
 
@@ -75,7 +76,7 @@ async def test_pushed_events_are_a_row_beside_the_polled_ones(
     assert row.pushed and row.service_type == "pushed" and row.port == 0
     assert row.status == snapshot_pb2.SERVICE_STATUS_ACTIVE
     assert (row.total_events, row.total_errors) == (10, 1)
-    assert row.events_per_second == pytest.approx(10 / 10)  # 10 events over the 10 s since the first
+    assert row.events_per_second == pytest.approx(10 / 10)  # 10 events in the 10 s since the first
     assert not row.HasField("call_latency")  # no call was made
     assert snapshot.services_total == 3
     assert snapshot.active_count == 3
@@ -142,9 +143,7 @@ async def test_refused_items_are_listed_and_the_rest_kept(
 async def test_a_request_past_max_batch_is_invalid_argument(
     stub: aggregator_pb2_grpc.AggregatorServiceStub,
 ) -> None:
-    metric = ingest_pb2.PushedMetric(
-        name="m", type=ingest_pb2.PUSHED_METRIC_TYPE_GAUGE, value=1.0
-    )
+    metric = ingest_pb2.PushedMetric(name="m", type=ingest_pb2.PUSHED_METRIC_TYPE_GAUGE, value=1.0)
     with pytest.raises(grpc.aio.AioRpcError) as raised:
         await stub.Ingest(ingest_pb2.IngestRequest(metrics=[metric] * 1001))
     assert raised.value.code() is grpc.StatusCode.INVALID_ARGUMENT

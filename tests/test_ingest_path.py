@@ -136,7 +136,8 @@ def test_pushed_events_make_an_active_row_with_an_exact_rate(clock: FakeClock) -
     ingestor.ingest(kinds=[events("metrics-service", "user_login", errors=1)])
     pushed = ingestor.round()
     (entry,) = pushed.entries
-    assert (entry.name, entry.type, entry.pushed, entry.port) == ("metrics-service", "pushed", True, 0)
+    assert (entry.name, entry.type, entry.pushed) == ("metrics-service", "pushed", True)
+    assert (entry.host, entry.port, entry.agent_port) == ("", 0, 0)
     outcome = pushed.outcomes["metrics-service"]
     assert outcome.result is CallResult.OK
     figures = outcome.figures
