@@ -217,8 +217,9 @@ ROW_FIGURES: tuple[Figure, ...] = (
         column=(1, 1),
     ),
     Figure(
-        "port", "Port", "", "The service's own HTTP port from the registry.", int,
-        lambda row: row.port, _same,
+        "port", "Port", "",
+        "The service's own HTTP port from the registry; null for a pushed service (no port).",
+        int, lambda row: row.port or None, _same, nullable=True,
     ),
     Figure(
         "service_type", "Type", "", "Registry category: core, data, analysis, ai, ...", str,
@@ -275,6 +276,12 @@ ROW_FIGURES: tuple[Figure, ...] = (
     Figure(
         "data_source", "Source", "", "External data source of a data service (additive).", str,
         lambda row: row.data_source or None, _same, nullable=True,
+    ),
+    Figure(
+        "pushed", "Pushed", "",
+        "True when the service pushes its figures (OTLP or seed 004's events) instead of being "
+        "polled: it is active while it pushed within its staleness window (additive).", bool,
+        lambda row: row.pushed, _same,
     ),
     Figure(
         "call_latency_ms", "Call", "ms",
