@@ -13,6 +13,7 @@ from aggregator._errors import (
     TooManySubscribers,
 )
 from aggregator._history.settings import HistorySettings
+from aggregator._ingest.settings import IngestSettings
 from aggregator._model import SnapshotData
 from aggregator._server import AggregatorServer
 from aggregator._settings import SECTION, AggregatorConfig, AggregatorSettings, load_config
@@ -34,6 +35,7 @@ __all__ = [
     "ConfigError",
     "FilterError",
     "HistorySettings",
+    "IngestSettings",
     "Registry",
     "RuleError",
     "ServiceEntry",

@@ -22,11 +22,11 @@ import pytest
 from metricsmesh.v1 import aggregator_pb2, aggregator_pb2_grpc, snapshot_pb2
 
 from agent import AgentServer, EventTracker
-from aggregator._ingest.settings import IngestSettings
 from aggregator import (
     DEFAULT_REGISTRY,
     AggregatorServer,
     AggregatorSettings,
+    IngestSettings,
     Registry,
     ServiceEntry,
     load_config,
