@@ -18,6 +18,7 @@ from typing import Any
 
 from aggregator import SECTION as AGGREGATOR_SECTION
 from aggregator import AggregatorSettings
+from aggregator._ingest.settings import SECTION as INGEST_SECTION
 from demo_fleet.ports import PortClaim, free_ports
 from demo_fleet.probes import all_of, grpc_serving, http_ok
 from demo_fleet.schedule import Schedule
@@ -139,6 +140,8 @@ class FleetPlan:
     """`--log-level` of the services and the aggregator (the gateway logs warnings only)."""
     log_format: str = "text"
     """`--log-format` of every child that logs (text or json lines, in its log file)."""
+    otlp_port: int = -1
+    """The aggregator's OTLP/gRPC port (`[ingest] otlp_port`; -1: none)."""
 
     @property
     def upstream_url(self) -> str:
@@ -162,6 +165,8 @@ class FleetPlan:
             claims.append(PortClaim(entry.host, entry.port, f"{entry.name} (HTTP port)"))
             claims.append(PortClaim(entry.host, entry.agent_port, f"{entry.name} (agent port)"))
         claims.append(PortClaim(self.aggregator.host, self.aggregator.port, "the aggregator"))
+        if self.otlp_port != -1:
+            claims.append(PortClaim(self.aggregator.host, self.otlp_port, "the aggregator (OTLP)"))
         claims.append(PortClaim(self.gateway.host, self.gateway.port, "the gateway"))
         return claims
 
@@ -185,6 +190,7 @@ class FleetPlan:
                 **({"state_dir": str(state_dir)} if state_dir is not None else {}),
             }
         document.setdefault("aggregator", {})["port"] = self.aggregator.port
+        document.setdefault("ingest", {})["otlp_port"] = self.otlp_port
         gateway = document.setdefault("gateway", {})
         gateway["port"] = self.gateway.port
         gateway["aggregator"] = self.aggregator_address
@@ -345,6 +351,7 @@ def plan_fleet(
         aggregator=mesh.read(AGGREGATOR_SECTION),
         gateway=gateway,
         upstream=demo.upstream_port,
+        otlp=mesh.read(INGEST_SECTION).otlp_port,
     )
     if use_free_ports:
         ports = ports.on_free_ports()
@@ -363,6 +370,7 @@ def plan_fleet(
         tables=mesh.tables,
         log_level=log_level,
         log_format=log_format,
+        otlp_port=ports.otlp,
     )
 
 
@@ -374,10 +382,12 @@ class _Ports:
     aggregator: AggregatorSettings
     gateway: GatewaySettings
     upstream: int
+    otlp: int = -1
+    """The aggregator's OTLP port; -1 (none) stays -1."""
 
     def on_free_ports(self) -> _Ports:
         """Every port replaced by one that is free now."""
-        ports = iter(free_ports(2 * len(self.services) + 3))
+        ports = iter(free_ports(2 * len(self.services) + 4))
         return _Ports(
             services=tuple(
                 dataclasses.replace(entry, port=next(ports), agent_port=next(ports))
@@ -386,6 +396,7 @@ class _Ports:
             aggregator=dataclasses.replace(self.aggregator, port=next(ports)),
             gateway=dataclasses.replace(self.gateway, port=next(ports)),
             upstream=next(ports),
+            otlp=-1 if self.otlp == -1 else next(ports),
         )
 
     def shifted(self, offset: int) -> _Ports:
@@ -416,6 +427,7 @@ class _Ports:
                 self.gateway, port=shift(self.gateway.port, "the gateway's port")
             ),
             upstream=shift(self.upstream, "the fake upstream's port"),
+            otlp=-1 if self.otlp == -1 else shift(self.otlp, "the aggregator's OTLP port"),
         )
 
     def check_fixed(self) -> None:

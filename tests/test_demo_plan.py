@@ -47,7 +47,9 @@ def test_port_offset_moves_every_port() -> None:
 def test_free_ports_are_all_distinct() -> None:
     plan = default_plan(use_free_ports=True)
     ports = [claim.port for claim in plan.claims()]
-    assert len(ports) == 2 * 15 + 3 == len(set(ports))
+    assert (
+        len(ports) == 2 * 15 + 4 == len(set(ports))
+    )  # services, upstream, aggregator, OTLP, gateway
 
 
 def test_the_generated_config_is_what_the_aggregator_and_gateway_read(tmp_path: Path) -> None:
@@ -58,6 +60,7 @@ def test_the_generated_config_is_what_the_aggregator_and_gateway_read(tmp_path: 
     assert config.services == plan.services
     assert [entry.name for entry in config.services] == list(DEFAULT_REGISTRY.names)
     assert config.aggregator.port == plan.aggregator.port
+    assert config.ingest.otlp_port == plan.otlp_port != -1
     gateway = load_settings(path, environ={})
     assert (gateway.port, gateway.aggregator) == (plan.gateway.port, plan.aggregator_address)
 
