@@ -13,6 +13,7 @@ Adding a figure: a field in the proto, an entry here, and the code that computes
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -202,6 +203,12 @@ def _last_seen(row: snapshot_pb2.ServiceRow) -> float | None:
     return to_seconds(row.last_seen_time) if row.HasField("last_seen_time") else None
 
 
+def _cpu(row: snapshot_pb2.ServiceRow) -> float | None:
+    """The row's CPU; None when unmeasured (NaN: a pushed row has no process of ours)."""
+    value = row.cpu_usage_percent
+    return value if math.isfinite(value) else None
+
+
 def _call_latency_ms(row: snapshot_pb2.ServiceRow) -> float | None:
     return to_seconds(row.call_latency) * 1000.0 if row.HasField("call_latency") else None
 
@@ -326,7 +333,7 @@ ROW_FIGURES: tuple[Figure, ...] = (
     Figure(
         "cpu_usage_percent", "CPU", "%",
         "CPU of the service's process over the window, in % of one core (100 = one core).",
-        float, _known(lambda row: row.cpu_usage_percent), _rounded(1), nullable=True,
+        float, _known(_cpu), _rounded(1), nullable=True,
         series=Series(
             "metricsmesh_service_cpu_usage_percent", "gauge",
             "CPU of the service's process over its agent's window, in percent of one core.",

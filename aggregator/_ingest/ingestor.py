@@ -173,6 +173,8 @@ class Ingestor:
                 error=f"no push for {silent:.0f} s (its staleness window is {window:g} s)",
             )
         data = self.services.read(service, now, wall).SerializeToString()
-        end = now if service.live else service.last_push
-        figures = parse_figures(data)
-        return Outcome(CallResult.OK, Health.SERVING, None, figures=figures, received_at=end)
+        # Read this round (its `read_time` says how old the pushed figures are), so history
+        # takes the row's increase like an agent's answer of this round.
+        return Outcome(
+            CallResult.OK, Health.SERVING, None, figures=parse_figures(data), received_at=now
+        )

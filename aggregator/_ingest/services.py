@@ -22,6 +22,7 @@ the row exactly like a polled one:
 from __future__ import annotations
 
 import collections
+import math
 import statistics
 from collections.abc import Hashable
 from dataclasses import dataclass, field
@@ -247,7 +248,10 @@ class PushedServices:
     ) -> event_rate_pb2.GetEventRateResponse:
         """The service's figures at the monotonic `now` (wall clock `wall`), as an agent's."""
         end = now if service.live else service.last_push
-        response = event_rate_pb2.GetEventRateResponse(service_name=service.name)
+        response = event_rate_pb2.GetEventRateResponse(
+            service_name=service.name,
+            cpu_usage_percent=math.nan,  # no process of ours to measure
+        )
         total_events = total_errors = window_events = window_errors = 0
         rate = 0.0
         window_latency: list[Histogram] = []

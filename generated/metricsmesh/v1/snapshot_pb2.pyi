@@ -313,7 +313,7 @@ class ServiceRow(_message.Message):
     """total_errors counts the service's failed events since its agent started."""
     cpu_usage_percent: _builtins.float
     """cpu_usage_percent is the CPU its agent's process used over the last window,
-    as a percentage of one core.
+    as a percentage of one core; NaN for a pushed row (no agent measures it).
     """
     pushed: _builtins.bool
     """pushed is true when the service pushes its figures (OTLP or seed 004's
