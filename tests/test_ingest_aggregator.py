@@ -138,6 +138,7 @@ async def test_refused_items_are_listed_and_the_rest_kept(
     )
     stats = (await stub.GetIngestStats(ingest_pb2.GetIngestStatsRequest())).stats
     assert (stats.accepted_total, stats.rejected_total, stats.series) == (1, 3, 1)
+    assert dict(stats.rejected_by_limit) == {"": 3}
 
 
 async def test_a_request_past_max_batch_is_invalid_argument(

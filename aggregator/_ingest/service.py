@@ -110,6 +110,7 @@ class IngestServicer:
                 rejected_total=sum(ingestor.refused_total.values()),
                 series=ingestor.series.count,
                 services=len(ingestor.services.services),
+                rejected_by_limit=dict(ingestor.refused_total),
             )
         )
 

@@ -26,7 +26,7 @@ from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1bmetricsmesh/v1/ingest.proto\x12\x0emetricsmesh.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x8f\x02\n\x0cPushedMetric\x12\x0c\n\x04name\x18\x01 \x01(\t\x12.\n\x04type\x18\x02 \x01(\x0e\x32 .metricsmesh.v1.PushedMetricType\x12\r\n\x05value\x18\x03 \x01(\x01\x12\x38\n\x06labels\x18\x04 \x03(\x0b\x32(.metricsmesh.v1.PushedMetric.LabelsEntry\x12\x11\n\thelp_text\x18\x05 \x01(\t\x12\x0c\n\x04unit\x18\x06 \x01(\t\x12(\n\x04time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xa7\x01\n\x0bPushedEvent\x12\x14\n\x0cservice_name\x18\x01 \x01(\t\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12\r\n\x05\x63ount\x18\x03 \x01(\x04\x12\x0e\n\x06\x65rrors\x18\x04 \x01(\x04\x12+\n\x08\x64uration\x18\x05 \x01(\x0b\x32\x19.google.protobuf.Duration\x12(\n\x04time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"{\n\rIngestRequest\x12-\n\x07metrics\x18\x01 \x03(\x0b\x32\x1c.metricsmesh.v1.PushedMetric\x12+\n\x06\x65vents\x18\x02 \x03(\x0b\x32\x1b.metricsmesh.v1.PushedEvent\x12\x0e\n\x06\x63lient\x18\x03 \x01(\t\">\n\x0fIngestRejection\x12\x0c\n\x04item\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12\r\n\x05limit\x18\x03 \x01(\t\"U\n\x0eIngestResponse\x12\x10\n\x08\x61\x63\x63\x65pted\x18\x01 \x01(\r\x12\x31\n\x08rejected\x18\x02 \x03(\x0b\x32\x1f.metricsmesh.v1.IngestRejection\"\xcb\x02\n\x0bPushedValue\x12\x0c\n\x04name\x18\x01 \x01(\t\x12.\n\x04type\x18\x02 \x01(\x0e\x32 .metricsmesh.v1.PushedMetricType\x12\x37\n\x06labels\x18\x03 \x03(\x0b\x32\'.metricsmesh.v1.PushedValue.LabelsEntry\x12\r\n\x05value\x18\x04 \x01(\x01\x12(\n\x04time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x11\n\thelp_text\x18\x06 \x01(\t\x12\x0c\n\x04unit\x18\x07 \x01(\t\x12\x14\n\x0cservice_name\x18\x08 \x01(\t\x12&\n\x03\x61ge\x18\t \x01(\x0b\x32\x19.google.protobuf.Duration\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"0\n\x11ListPushedRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05limit\x18\x02 \x01(\r\"R\n\x12ListPushedResponse\x12+\n\x06values\x18\x01 \x03(\x0b\x32\x1b.metricsmesh.v1.PushedValue\x12\x0f\n\x07omitted\x18\x02 \x01(\r\"_\n\x0bIngestStats\x12\x16\n\x0e\x61\x63\x63\x65pted_total\x18\x01 \x01(\x04\x12\x16\n\x0erejected_total\x18\x02 \x01(\x04\x12\x0e\n\x06series\x18\x03 \x01(\r\x12\x10\n\x08services\x18\x04 \x01(\r\"\x17\n\x15GetIngestStatsRequest\"D\n\x16GetIngestStatsResponse\x12*\n\x05stats\x18\x01 \x01(\x0b\x32\x1b.metricsmesh.v1.IngestStats*t\n\x10PushedMetricType\x12\"\n\x1ePUSHED_METRIC_TYPE_UNSPECIFIED\x10\x00\x12\x1c\n\x18PUSHED_METRIC_TYPE_GAUGE\x10\x01\x12\x1e\n\x1aPUSHED_METRIC_TYPE_COUNTER\x10\x02\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1bmetricsmesh/v1/ingest.proto\x12\x0emetricsmesh.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x8f\x02\n\x0cPushedMetric\x12\x0c\n\x04name\x18\x01 \x01(\t\x12.\n\x04type\x18\x02 \x01(\x0e\x32 .metricsmesh.v1.PushedMetricType\x12\r\n\x05value\x18\x03 \x01(\x01\x12\x38\n\x06labels\x18\x04 \x03(\x0b\x32(.metricsmesh.v1.PushedMetric.LabelsEntry\x12\x11\n\thelp_text\x18\x05 \x01(\t\x12\x0c\n\x04unit\x18\x06 \x01(\t\x12(\n\x04time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xa7\x01\n\x0bPushedEvent\x12\x14\n\x0cservice_name\x18\x01 \x01(\t\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12\r\n\x05\x63ount\x18\x03 \x01(\x04\x12\x0e\n\x06\x65rrors\x18\x04 \x01(\x04\x12+\n\x08\x64uration\x18\x05 \x01(\x0b\x32\x19.google.protobuf.Duration\x12(\n\x04time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"{\n\rIngestRequest\x12-\n\x07metrics\x18\x01 \x03(\x0b\x32\x1c.metricsmesh.v1.PushedMetric\x12+\n\x06\x65vents\x18\x02 \x03(\x0b\x32\x1b.metricsmesh.v1.PushedEvent\x12\x0e\n\x06\x63lient\x18\x03 \x01(\t\">\n\x0fIngestRejection\x12\x0c\n\x04item\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12\r\n\x05limit\x18\x03 \x01(\t\"U\n\x0eIngestResponse\x12\x10\n\x08\x61\x63\x63\x65pted\x18\x01 \x01(\r\x12\x31\n\x08rejected\x18\x02 \x03(\x0b\x32\x1f.metricsmesh.v1.IngestRejection\"\xcb\x02\n\x0bPushedValue\x12\x0c\n\x04name\x18\x01 \x01(\t\x12.\n\x04type\x18\x02 \x01(\x0e\x32 .metricsmesh.v1.PushedMetricType\x12\x37\n\x06labels\x18\x03 \x03(\x0b\x32\'.metricsmesh.v1.PushedValue.LabelsEntry\x12\r\n\x05value\x18\x04 \x01(\x01\x12(\n\x04time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x11\n\thelp_text\x18\x06 \x01(\t\x12\x0c\n\x04unit\x18\x07 \x01(\t\x12\x14\n\x0cservice_name\x18\x08 \x01(\t\x12&\n\x03\x61ge\x18\t \x01(\x0b\x32\x19.google.protobuf.Duration\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"0\n\x11ListPushedRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05limit\x18\x02 \x01(\r\"R\n\x12ListPushedResponse\x12+\n\x06values\x18\x01 \x03(\x0b\x32\x1b.metricsmesh.v1.PushedValue\x12\x0f\n\x07omitted\x18\x02 \x01(\r\"\xe4\x01\n\x0bIngestStats\x12\x16\n\x0e\x61\x63\x63\x65pted_total\x18\x01 \x01(\x04\x12\x16\n\x0erejected_total\x18\x02 \x01(\x04\x12\x0e\n\x06series\x18\x03 \x01(\r\x12\x10\n\x08services\x18\x04 \x01(\r\x12K\n\x11rejected_by_limit\x18\x05 \x03(\x0b\x32\x30.metricsmesh.v1.IngestStats.RejectedByLimitEntry\x1a\x36\n\x14RejectedByLimitEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x04:\x02\x38\x01\"\x17\n\x15GetIngestStatsRequest\"D\n\x16GetIngestStatsResponse\x12*\n\x05stats\x18\x01 \x01(\x0b\x32\x1b.metricsmesh.v1.IngestStats*t\n\x10PushedMetricType\x12\"\n\x1ePUSHED_METRIC_TYPE_UNSPECIFIED\x10\x00\x12\x1c\n\x18PUSHED_METRIC_TYPE_GAUGE\x10\x01\x12\x1e\n\x1aPUSHED_METRIC_TYPE_COUNTER\x10\x02\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -37,8 +37,10 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_PUSHEDMETRIC_LABELSENTRY']._serialized_options = b'8\001'
   _globals['_PUSHEDVALUE_LABELSENTRY']._loaded_options = None
   _globals['_PUSHEDVALUE_LABELSENTRY']._serialized_options = b'8\001'
-  _globals['_PUSHEDMETRICTYPE']._serialized_start=1492
-  _globals['_PUSHEDMETRICTYPE']._serialized_end=1608
+  _globals['_INGESTSTATS_REJECTEDBYLIMITENTRY']._loaded_options = None
+  _globals['_INGESTSTATS_REJECTEDBYLIMITENTRY']._serialized_options = b'8\001'
+  _globals['_PUSHEDMETRICTYPE']._serialized_start=1626
+  _globals['_PUSHEDMETRICTYPE']._serialized_end=1742
   _globals['_PUSHEDMETRIC']._serialized_start=113
   _globals['_PUSHEDMETRIC']._serialized_end=384
   _globals['_PUSHEDMETRIC_LABELSENTRY']._serialized_start=339
@@ -59,10 +61,12 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_LISTPUSHEDREQUEST']._serialized_end=1214
   _globals['_LISTPUSHEDRESPONSE']._serialized_start=1216
   _globals['_LISTPUSHEDRESPONSE']._serialized_end=1298
-  _globals['_INGESTSTATS']._serialized_start=1300
-  _globals['_INGESTSTATS']._serialized_end=1395
-  _globals['_GETINGESTSTATSREQUEST']._serialized_start=1397
-  _globals['_GETINGESTSTATSREQUEST']._serialized_end=1420
-  _globals['_GETINGESTSTATSRESPONSE']._serialized_start=1422
-  _globals['_GETINGESTSTATSRESPONSE']._serialized_end=1490
+  _globals['_INGESTSTATS']._serialized_start=1301
+  _globals['_INGESTSTATS']._serialized_end=1529
+  _globals['_INGESTSTATS_REJECTEDBYLIMITENTRY']._serialized_start=1475
+  _globals['_INGESTSTATS_REJECTEDBYLIMITENTRY']._serialized_end=1529
+  _globals['_GETINGESTSTATSREQUEST']._serialized_start=1531
+  _globals['_GETINGESTSTATSREQUEST']._serialized_end=1554
+  _globals['_GETINGESTSTATSRESPONSE']._serialized_start=1556
+  _globals['_GETINGESTSTATSRESPONSE']._serialized_end=1624
 # @@protoc_insertion_point(module_scope)

@@ -406,10 +406,31 @@ class IngestStats(_message.Message):
 
     DESCRIPTOR: _descriptor.Descriptor
 
+    @_typing.final
+    class RejectedByLimitEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.int
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _builtins.int = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
     ACCEPTED_TOTAL_FIELD_NUMBER: _builtins.int
     REJECTED_TOTAL_FIELD_NUMBER: _builtins.int
     SERIES_FIELD_NUMBER: _builtins.int
     SERVICES_FIELD_NUMBER: _builtins.int
+    REJECTED_BY_LIMIT_FIELD_NUMBER: _builtins.int
     accepted_total: _builtins.int
     """accepted_total counts the items kept."""
     rejected_total: _builtins.int
@@ -418,6 +439,13 @@ class IngestStats(_message.Message):
     """series is how many pushed series are held now."""
     services: _builtins.int
     """services is how many pushed services are held now."""
+    @_builtins.property
+    def rejected_by_limit(self) -> _containers.ScalarMap[_builtins.str, _builtins.int]:
+        """rejected_by_limit counts the refused items by the setting of the cap that
+        refused them (e.g. max_series); "" counts items refused for what they were
+        (a bad name, a NaN, a time out of bounds).
+        """
+
     def __init__(
         self,
         *,
@@ -425,10 +453,11 @@ class IngestStats(_message.Message):
         rejected_total: _builtins.int = ...,
         series: _builtins.int = ...,
         services: _builtins.int = ...,
+        rejected_by_limit: _abc.Mapping[_builtins.str, _builtins.int] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["accepted_total", b"accepted_total", "rejected_total", b"rejected_total", "series", b"series", "services", b"services"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["accepted_total", b"accepted_total", "rejected_by_limit", b"rejected_by_limit", "rejected_total", b"rejected_total", "series", b"series", "services", b"services"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
