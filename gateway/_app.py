@@ -19,6 +19,7 @@ from gateway._docs import install_docs
 from gateway._health import health_router
 from gateway._history_routes import history_router
 from gateway._history_status import HistoryStatusPoller
+from gateway._ingest_routes import ingest_router
 from gateway._limits import guard, safe_redirects
 from gateway._prometheus import prometheus_router
 from gateway._query_api import query_api_router
@@ -121,6 +122,7 @@ def create_app(
         alert_router(state),
         query_api_router(state),
         history_router(state),
+        ingest_router(state),
         sse_router(state),
         ws_router(state),
         health_router(state),
