@@ -119,7 +119,10 @@ class EventAnswer(BaseModel):
     """The answer to POST /metrics/events (201)."""
 
     accepted: int
-    service_name: str = Field(description="The pushed row the event was counted for.")
+    service_name: str | None = Field(
+        description="The pushed row the event was counted for; null: the aggregator's "
+        "`[ingest] default_service` (metrics-service unless configured otherwise)."
+    )
     event_type: str
     count: int
 
