@@ -149,6 +149,47 @@ def metric_message(form: MetricForm) -> ingest_pb2.PushedMetric:
     return message
 
 
+_FAST_KEYS = frozenset({"name", "type", "value", "labels", "help_text", "unit"})
+
+
+def add_metric(request: ingest_pb2.IngestRequest, item: Any) -> None:
+    """Append `item` (one metric of a body, as parsed) to `request`'s metrics.
+
+    Raises pydantic's ValidationError (or ParamError for its timestamp) when the item is not a
+    `MetricForm`. A plain item (only `MetricForm`'s keys without `timestamp`, strings where it
+    wants strings, a JSON number as `value`) skips the model: checking 1000 of them by hand
+    and building the messages straight from the dicts took a third of the time of
+    `model_validate` + `metric_message` (bench/bench_ingest_batch.py). Anything else goes
+    through the model, which accepts a superset of these and says what is wrong.
+    """
+    if type(item) is dict and item.keys() <= _FAST_KEYS:
+        name, kind, value = item.get("name"), item.get("type"), item.get("value")
+        labels = item.get("labels", _NO_LABELS)
+        help_text, unit = item.get("help_text", ""), item.get("unit", "")
+        if (
+            type(name) is str
+            and kind in TYPES
+            and type(value) in (float, int)
+            and type(labels) is dict
+            and type(help_text) is str
+            and type(unit) is str
+            and all(type(k) is str and type(v) is str for k, v in labels.items())
+        ):
+            request.metrics.add(
+                name=name,
+                type=TYPES[kind],
+                value=value,
+                labels=labels,
+                help_text=help_text,
+                unit=unit,
+            )
+            return
+    request.metrics.append(metric_message(MetricForm.model_validate(item)))
+
+
+_NO_LABELS: dict[str, str] = {}
+
+
 def event_message(form: EventForm) -> ingest_pb2.PushedEvent:
     """The contract's PushedEvent of a checked form (ParamError for an unreadable timestamp)."""
     message = ingest_pb2.PushedEvent(

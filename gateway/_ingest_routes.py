@@ -36,7 +36,7 @@ from gateway._ingest_forms import (
     IngestError,
     MetricForm,
     Rejection,
-    metric_message,
+    add_metric,
 )
 from gateway._state import GatewayState
 from gateway._views import json_bytes
@@ -131,21 +131,17 @@ async def _ingest(
     """Check each item's shape, send the good ones to Ingest, answer what was kept."""
     names = ["metric"] if single else [f"metrics[{index}]" for index in range(len(items))]
     refused: dict[int, Rejection] = {}
-    forms: list[MetricForm] = []
     sent: list[int] = []
     request = ingest_pb2.IngestRequest()
-    add = request.metrics.append
     for index, item in enumerate(items):
         try:
-            form = MetricForm.model_validate(item)
-            add(metric_message(form))
+            add_metric(request, item)
         except ValidationError as error:
             refused[index] = Rejection(item=names[index], reason=_reason(error), limit="")
             continue
         except ParamError as error:
             refused[index] = Rejection(item=names[index], reason=str(error), limit="")
             continue
-        forms.append(form)
         sent.append(index)
     if sent:
         request.client = client
@@ -159,7 +155,7 @@ async def _ingest(
     rejected = [refused[index].model_dump() for index in sorted(refused)]
     answer: dict[str, Any] = {"accepted": len(kept), "kept": kept, "rejected": rejected}
     if single and not refused:
-        answer["metric"] = forms[0].model_dump(exclude_none=True)
+        answer["metric"] = MetricForm.model_validate(items[0]).model_dump(exclude_none=True)
     if refused:
         first = rejected[0]
         answer["detail"] = (

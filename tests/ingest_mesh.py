@@ -96,7 +96,7 @@ async def ingest_mesh(
             settings,
             clocks=Clocks(monotonic=monotonic, wall=wall),
             interval_rounds=False,
-            ingest=ingest,
+            ingest=ingest or IngestSettings(otlp_port=-1),  # no fixed OTLP port in tests
         ) as aggregator:
             gateway_settings = GatewaySettings(
                 aggregator=aggregator.address,
