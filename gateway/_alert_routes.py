@@ -187,16 +187,19 @@ def alert_filter(
     return ServiceFilter.of(split_names(services), split_names(types))
 
 
-async def read_json(request: Request, *, required: bool) -> Any:
-    """The request's JSON body (None when empty and not required); AlertRequestError 413/422."""
+async def read_json(request: Request, *, required: bool, limit: int = MAX_BODY_BYTES) -> Any:
+    """The request's JSON body (None when empty and not required); AlertRequestError 413/422.
+
+    A body over `limit` bytes is a 413 naming the limit.
+    """
     declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > MAX_BODY_BYTES:
-        raise AlertRequestError(413, f"the body is larger than {MAX_BODY_BYTES} bytes")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise AlertRequestError(413, f"the body is larger than {limit} bytes")
     body = bytearray()
     async for chunk in request.stream():
         body += chunk
-        if len(body) > MAX_BODY_BYTES:
-            raise AlertRequestError(413, f"the body is larger than {MAX_BODY_BYTES} bytes")
+        if len(body) > limit:
+            raise AlertRequestError(413, f"the body is larger than {limit} bytes")
     if not body.strip():
         if required:
             raise AlertRequestError(422, "missing: the body must be a JSON object", field="body")

@@ -19,11 +19,14 @@ from gateway._docs import install_docs
 from gateway._health import health_router
 from gateway._history_routes import history_router
 from gateway._history_status import HistoryStatusPoller
+from gateway._ingest_routes import ingest_router
 from gateway._limits import guard, safe_redirects
 from gateway._prometheus import prometheus_router
 from gateway._query_api import query_api_router
+from gateway._query_count import QueryCount
 from gateway._rest import FastPath, rest_router
 from gateway._schema import schema_body
+from gateway._seed004_routes import seed_004_router
 from gateway._settings import GatewaySettings
 from gateway._sse import sse_router
 from gateway._state import GatewayState
@@ -49,7 +52,7 @@ class GatewayApp(FastAPI):
     def __init__(self, state: GatewayState, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self._gateway_state = state
-        routes: ASGIApp = super().__call__
+        routes: ASGIApp = QueryCount(super().__call__, state)
         if not state.settings.cors_origins:
             routes = FastPath(routes, state)
         self._front = guard(routes, state)
@@ -121,6 +124,8 @@ def create_app(
         alert_router(state),
         query_api_router(state),
         history_router(state),
+        ingest_router(state),
+        seed_004_router(state),
         sse_router(state),
         ws_router(state),
         health_router(state),

@@ -5,7 +5,8 @@ MeshError (mesh_common.errors)
       ├── ProtocolError   a WebSocket client message the protocol cannot accept
       ├── AlertFormError  an alert rule body (REST) that cannot be mapped onto an AlertRule
       ├── AlertRequestError  an alert request answered with an HTTP error (status, detail)
-      └── HistoryCallError   a history call the aggregator refused or could not answer
+      ├── HistoryCallError   a history call the aggregator refused or could not answer
+      └── IngestCallError    an ingestion call (Ingest, ListPushed, GetIngestStats) that failed
 Configuration errors are mesh_common's ConfigError, and a request parameter that cannot be
 read its ParamError, shared by every component.
 """
@@ -58,3 +59,13 @@ class HistoryCallError(GatewayError):
         self.detail = detail
         self.field = field
         """The request field a BadRequest field violation named (`query`, `step`, ...)."""
+
+
+class IngestCallError(GatewayError):
+    """An ingestion call to the aggregator that failed: the HTTP status that answers it, why."""
+
+    def __init__(self, status: int, detail: str) -> None:
+        super().__init__(detail)
+        self.status = status
+        """422, 401, 403, 429, 503 (unreachable, ingestion disabled), 504 or 502."""
+        self.detail = detail

@@ -1,7 +1,8 @@
 """Seed 003's metric queries, answered from the aggregator's history.
 
 POST /api/v1/metrics/query                 QueryRange with an aggregation (seed 003's body)
-GET  /api/v1/metrics/latest/{metric_name}  QueryLatest: the newest value per label set
+GET  /api/v1/metrics/latest/{metric_name}  QueryLatest: the newest value per label set, and
+                                           ListPushed: a pushed metric's latest values
 GET  /api/v1/metrics/aggregated            QueryRange with avg, min, max and count: a tier's rows
 
 `metric_name` is a figure of the history (`events_per_second`, `error_rate`,
@@ -17,6 +18,7 @@ history, 504 past its query timeout.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 from typing import Annotated, Any
@@ -29,6 +31,7 @@ from pydantic import BaseModel, Field
 from gateway._alert_routes import _body, read_json
 from gateway._errors import AlertRequestError, HistoryCallError
 from gateway._history_calls import call_history
+from gateway._pushed_reads import pushed_latest
 from gateway._state import GatewayState
 from mesh_common.bounded import quote
 from mesh_common.errors import ParamError
@@ -101,7 +104,14 @@ class LatestValue(BaseModel):
     labels: dict[str, str]
     value: float
     timestamp: str
-    tier: str
+    tier: str | None = Field(description="The history tier it comes from; null when pushed.")
+    source: str = Field(
+        description="history (a figure of the mesh, stored per round) or pushed (a series "
+        "pushed to the mesh: its latest value as the aggregator holds it, ListPushed)."
+    )
+    type: str | None = Field(default=None, description="A pushed series': gauge or counter.")
+    help_text: str | None = Field(default=None, description="A pushed series' help text.")
+    unit: str | None = Field(default=None, description="A pushed series' unit.")
 
 
 class LatestAnswer(BaseModel):
@@ -299,30 +309,57 @@ def _latest_route(router: APIRouter, state: GatewayState) -> None:
         type: Annotated[str | None, Query(description="Only services of this type.")] = None,
         kind: Annotated[str | None, Query(description="Only this kind of event.")] = None,
     ) -> JSONResponse:
-        """The figure over each series' newest stored sample, with that sample's time.
+        """The latest value per label set, with its time: pushed series, then the mesh's own.
 
-        The sample is a round of the finest tier that has one. Event figures have a series
-        per kind, per service and for the fleet; status, availability, call latency and CPU
-        one per service.
+        A metric pushed to the mesh (seed 003's ingest) answers the latest value of each of
+        its label sets as the aggregator holds it (`source` pushed; `service`, `type`, `kind`
+        keep the series whose labels have those values). A figure of the mesh answers each
+        series' newest stored sample (`source` history), a round of the finest tier that has
+        one: event figures have a series per kind, per service and for the fleet; status,
+        availability, call latency and CPU one per service. A name that is both (a pushed
+        `cpu_usage_percent` beside the services' own) answers both; a label set held by both
+        is answered once, from the pushed value. A history error (none kept, unreachable) is
+        the answer only when there is no pushed value.
         """
         try:
             labels = _labels({"service": service, "type": type, "kind": kind})
-            query = selector(_metric_name(metric_name), labels)
-            response = await call_history(
-                state, "QueryLatest", history_pb2.QueryLatestRequest(query=query)
-            )
-        except (ParamError, HistoryCallError) as error:
-            return _error_response(error, {"query": "metric_name"})
-        values = [
-            {
-                "labels": dict(one.labels),
-                "value": one.points[0].value,
-                "timestamp": iso_utc(one.points[0].time_millis / 1000),
-                "tier": one.tier.text,
-            }
-            for one in sorted(response.series, key=_label_order)
+            name = _metric_name(metric_name)
+        except ParamError as error:
+            return _error_response(error, {})
+        pushed, stored = await asyncio.gather(
+            pushed_latest(state, name, labels), _stored_latest(state, selector(name, labels))
+        )
+        if isinstance(stored, HistoryCallError):
+            if not pushed:
+                return _error_response(stored, {"query": "metric_name"})
+            stored = []
+        held = {tuple(sorted(value["labels"].items())) for value in pushed}
+        values = pushed + [
+            value for value in stored if tuple(sorted(value["labels"].items())) not in held
         ]
         return JSONResponse({"metric_name": metric_name, "values": values, "count": len(values)})
+
+
+async def _stored_latest(
+    state: GatewayState, query: str
+) -> list[dict[str, Any]] | HistoryCallError:
+    """The newest stored sample of each series of `query` (QueryLatest), or why not."""
+    try:
+        response = await call_history(
+            state, "QueryLatest", history_pb2.QueryLatestRequest(query=query)
+        )
+    except HistoryCallError as error:
+        return error
+    return [
+        {
+            "labels": dict(one.labels),
+            "value": one.points[0].value,
+            "timestamp": iso_utc(one.points[0].time_millis / 1000),
+            "tier": one.tier.text,
+            "source": "history",
+        }
+        for one in sorted(response.series, key=_label_order)
+    ]
 
 
 def _aggregated_route(router: APIRouter, state: GatewayState) -> None:

@@ -16,6 +16,9 @@ polled it (every few seconds, never per scrape: `gateway._history_status`):
 and while it answers `metricsmesh_history_bytes{tier}`, `metricsmesh_history_rows_written_total`
 (one row per round), `metricsmesh_history_write_seconds` (the writer's time on the last round),
 `metricsmesh_history_dropped_total` and `metricsmesh_history_buffered_rounds`.
+Seed 003's monitoring names and the series pushed to the mesh follow, asked of the aggregator
+once per scrape (`gateway._pushed_exposition`). `/metrics/prometheus` (seed 004's path) serves
+the same page.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 
+from gateway._pushed_exposition import scrape_families
 from gateway._state import GatewayState
 from gateway._views import SnapshotEntry
 from mesh_common import latency
@@ -224,9 +228,39 @@ def prometheus_router(state: GatewayState) -> APIRouter:
     registry.register(SnapshotCollector(state))
     router = APIRouter(tags=["metrics"])
 
+    async def exposition() -> Response:
+        extra = CollectorRegistry(auto_describe=False)
+        extra.register(_Fixed(await scrape_families(state)))
+        page = generate_latest(registry) + generate_latest(extra)
+        return Response(page, media_type=CONTENT_TYPE_LATEST)
+
     @router.get("/metrics", response_class=Response, summary="Prometheus exposition")
     async def metrics() -> Response:
-        """The latest snapshot in the Prometheus text format."""
-        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+        """The latest snapshot in the Prometheus text format, with the pushed series.
+
+        Also seed 003's monitoring names and the pushed series with their help text
+        (`gateway._pushed_exposition`).
+        """
+        return await exposition()
+
+    @router.get(
+        "/metrics/prometheus",
+        response_class=Response,
+        summary="Prometheus exposition (seed 004's path; the same page as /metrics)",
+    )
+    async def seed_004_metrics() -> Response:
+        """The same page as /metrics, at seed 004's path."""
+        return await exposition()
 
     return router
+
+
+class _Fixed(Collector):
+    """Families built before the scrape (the pushed series asked of the aggregator)."""
+
+    def __init__(self, families: list[Metric]) -> None:
+        self._families = families
+
+    def collect(self) -> Iterator[Metric]:
+        """The families as built."""
+        return iter(self._families)

@@ -22,6 +22,8 @@ class ClientStats:
     sse_clients: int = 0
     ws_clients: int = 0
     ws_messages_sent: int = 0
+    query_requests: int = 0
+    """History queries answered (seed 003's `query_requests_total`: `gateway._query_count`)."""
 
 
 @dataclass

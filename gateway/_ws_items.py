@@ -27,7 +27,12 @@ Seed 003's `metrics` subscription gets one `{"type": "metric_update", "data": {"
 [...], "timestamp", "sequence"}}` per snapshot, each metric in seed 003's own model: `{"name",
 "type": "gauge" | "counter", "value", "unit", "labels"}`, one per numeric figure of each kept
 row (labels `service`, `service_type`, `status`) and of their totals (no labels), figures
-without data left out (never a false 0). The list is built once per snapshot and filters.
+without data left out (never a false 0). Then the pushed series whose value changed in that
+snapshot (`Snapshot.pushed`: seed 003's ingest, OTLP), each `{"name", "type", "value", "unit",
+"labels", "timestamp", "help_text", "pushed": true}` with `service` when it came with a pushed
+service; a client whose update interval skips snapshots does not get the changes of the
+skipped ones (the next snapshot carries only its own). The list is built once per snapshot
+and filters.
 """
 
 from __future__ import annotations
@@ -37,7 +42,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
+from metricsmesh.v1 import ingest_pb2
 
+from gateway._ingest_forms import TYPE_NAMES
 from gateway._views import SnapshotEntry
 from gateway._ws_vocabulary import (
     AGENT,
@@ -50,7 +57,10 @@ from gateway._ws_vocabulary import (
 from mesh_common.figures import ROW_FIGURES, ROW_KEYS_ALWAYS, TOTAL_FIGURES, Figure
 from mesh_common.filters import ServiceFilter
 from mesh_common.views import SNAPSHOT_AGE_FIELD, RowValues, View
-from mesh_common.wire_time import iso_utc
+from mesh_common.wire_time import iso_utc, to_seconds
+
+PUSHED_TYPE = "pushed"
+"""The service type of a pushed row (the aggregator's)."""
 
 Item = dict[str, Any]
 Fields = tuple[tuple[str, str], ...]
@@ -189,7 +199,44 @@ def seed_003_metrics(filters: Filters, entry: SnapshotEntry) -> list[dict[str, A
                 "status": row.status,
             }
             metrics.extend(_points(SEED_003_ROW_FIGURES, filters.fields, row.json, labels))
+    metrics.extend(pushed_points(filters, entry.snapshot.pushed))
     return metrics
+
+
+def pushed_points(
+    filters: Filters, values: Iterable[ingest_pb2.PushedValue]
+) -> list[dict[str, Any]]:
+    """The pushed series that changed in a snapshot, as seed 003's metrics (see module doc).
+
+    A series of a pushed service (OTLP) follows the service filters by its service name; seed
+    003's series (no service) are kept when the filters keep every service. A `fields` filter
+    keeps the series whose name it lists.
+    """
+    services = filters.view.services
+    names = {name for name, _ in filters.fields}
+    points = []
+    for value in values:
+        if value.service_name:
+            if not services.keeps(value.service_name, PUSHED_TYPE):
+                continue
+        elif not services.keeps_everything:
+            continue
+        if names and value.name not in names:
+            continue
+        point: dict[str, Any] = {
+            "name": value.name,
+            "type": TYPE_NAMES.get(value.type, "gauge"),
+            "value": value.value,
+            "unit": value.unit,
+            "labels": dict(value.labels),
+            "timestamp": iso_utc(to_seconds(value.time)),
+            "help_text": value.help_text,
+            "pushed": True,
+        }
+        if value.service_name:
+            point["service"] = value.service_name
+        points.append(point)
+    return points
 
 
 def _points(
