@@ -20,6 +20,7 @@ from gateway._health import health_router
 from gateway._history_routes import history_router
 from gateway._history_status import HistoryStatusPoller
 from gateway._limits import guard, safe_redirects
+from gateway._otlp_routes import otlp_router
 from gateway._prometheus import prometheus_router
 from gateway._query_api import query_api_router
 from gateway._rest import FastPath, rest_router
@@ -121,6 +122,7 @@ def create_app(
         alert_router(state),
         query_api_router(state),
         history_router(state),
+        otlp_router(state),
         sse_router(state),
         ws_router(state),
         health_router(state),

@@ -5,12 +5,15 @@ MeshError (mesh_common.errors)
       ├── ProtocolError   a WebSocket client message the protocol cannot accept
       ├── AlertFormError  an alert rule body (REST) that cannot be mapped onto an AlertRule
       ├── AlertRequestError  an alert request answered with an HTTP error (status, detail)
-      └── HistoryCallError   a history call the aggregator refused or could not answer
+      ├── HistoryCallError   a history call the aggregator refused or could not answer
+      └── OtlpHttpError      an OTLP/HTTP request answered with an error (status, gRPC code)
 Configuration errors are mesh_common's ConfigError, and a request parameter that cannot be
 read its ParamError, shared by every component.
 """
 
 from __future__ import annotations
+
+import grpc
 
 from mesh_common.errors import MeshError
 
@@ -58,3 +61,16 @@ class HistoryCallError(GatewayError):
         self.detail = detail
         self.field = field
         """The request field a BadRequest field violation named (`query`, `step`, ...)."""
+
+
+class OtlpHttpError(GatewayError):
+    """An OTLP/HTTP request answered with an error: its HTTP status, why, and the gRPC code.
+
+    The code goes into the `google.rpc.Status` body OTLP/HTTP answers errors with.
+    """
+
+    def __init__(self, status: int, detail: str, code: grpc.StatusCode) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.detail = detail
+        self.code = code

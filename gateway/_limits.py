@@ -6,7 +6,8 @@
   the bind host, a localhost name, or one of `allowed_hosts` (`"*"` allows any), else 400;
   this is what stops a DNS-rebinding page from reading the API;
 - a per-client token bucket (`rate_limit_per_second`, `rate_limit_burst`) on the REST and
-  API routes, never on the streams (they are capped by count): 429 with `Retry-After`.
+  API routes and OTLP/HTTP's `/v1/`, never on the streams (they are capped by count): 429
+  with `Retry-After`.
 
 `safe_redirects(app, state)` wraps the routes (inside the REST fast path, which never
 redirects): an absolute `Location` whose host is not allowed is cut down to its path.
@@ -36,6 +37,8 @@ LOCAL_HOSTS = ("localhost", "127.0.0.1", "::1", "localhost.localdomain")
 WILDCARD_HOSTS = ("0.0.0.0", "::", "")
 MAX_TRACKED_CLIENTS = 4096
 """Client addresses whose buckets are kept (about 100 bytes each); the idlest go first."""
+LIMITED_PREFIXES = ("/api/", "/v1/")
+"""Paths under these are rate-limited: the REST API and OTLP/HTTP (`POST /v1/metrics`)."""
 STREAM_SUFFIX = "/stream"
 """API paths ending like this are streams: capped by count, not rate-limited."""
 
@@ -185,7 +188,7 @@ class Guard:
 
     def _limited(self, scope: Scope) -> bool:
         path: str = scope.get("path", "")
-        if not path.startswith("/api/") or path.endswith(STREAM_SUFFIX):
+        if not path.startswith(LIMITED_PREFIXES) or path.endswith(STREAM_SUFFIX):
             return False
         return not self._bucket(scope).take()
 
