@@ -21,6 +21,7 @@ bound.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 from collections.abc import Mapping
@@ -38,6 +39,9 @@ from mesh_common.latency import (
     upper_bound,
 )
 
+MAX_CACHED_BOUNDS = 64
+"""Bound lists up to this long have their buckets cached (256 lists at most, so a hostile
+pusher's lists cost a bounded 256 x 64 floats)."""
 MIN_SCALE, MAX_SCALE = -10, 20
 """The scales OTLP defines; a point outside them is refused."""
 _LOG2_LARGEST = math.log2(upper_bound(MAX_INDEX))
@@ -48,33 +52,45 @@ def explicit(point: metrics_pb2.HistogramDataPoint, factor: float) -> Histogram 
 
     Refused when its buckets do not fit its bounds or do not add up to its count.
     """
-    counts, bounds = point.bucket_counts, point.explicit_bounds
+    counts = point.bucket_counts
     if not counts:
         return None
-    if len(counts) != len(bounds) + 1:
-        raise Refused(f"{len(counts)} bucket counts for {len(bounds)} bounds (needs bounds + 1)")
+    bounds = tuple(point.explicit_bounds)
+    cached = len(bounds) <= MAX_CACHED_BOUNDS
+    indexes = _cached_indexes(bounds, factor) if cached else _bound_indexes(bounds, factor)
+    if len(counts) != len(indexes):
+        raise Refused(f"{len(counts)} bucket counts for {len(indexes) - 1} bounds (needs + 1)")
+    total = sum(counts)
+    if total != point.count:
+        raise Refused(f"count {point.count} is not the sum of its bucket counts {total}")
+    if not total:
+        return None
+    stated_max = point.max * factor if point.HasField("max") else None
+    placed: dict[int, int] = {}
+    for i, count in enumerate(counts):
+        if count:
+            placed[indexes[i]] = placed.get(indexes[i], 0) + count
+            top = i
+    if stated_max is not None:  # the highest non-empty bucket holds the max: place it there
+        placed[indexes[top]] -= counts[top]
+        if not placed[indexes[top]]:
+            del placed[indexes[top]]
+        at = index_of(stated_max)
+        placed[at] = placed.get(at, 0) + counts[top]
+    return _histogram(placed, point.sum * factor if point.HasField("sum") else None, stated_max)
+
+
+def _bound_indexes(bounds: tuple[float, ...], factor: float) -> tuple[int, ...]:
+    """The mesh bucket of each explicit bucket (the +Inf one at the last finite bound).
+
+    Refused for bounds that are not finite and increasing.
+    """
     if any(not math.isfinite(b) for b in bounds) or any(
         a >= b for a, b in itertools.pairwise(bounds)
     ):
         raise Refused("explicit bounds must be finite and increasing")
-    total = sum(counts)
-    if total != point.count:
-        raise Refused(f"count {point.count} is not the sum of its bucket counts {total}")
-    stated_max = point.max * factor if point.HasField("max") else None
-    top = max((i for i, count in enumerate(counts) if count), default=None)
-    placed: dict[int, int] = {}
-    for i, count in enumerate(counts):
-        if not count:
-            continue
-        if i == top and stated_max is not None:
-            seconds = stated_max
-        else:
-            seconds = bounds[min(i, len(bounds) - 1)] * factor if bounds else 0.0
-        index = index_of(seconds)
-        placed[index] = placed.get(index, 0) + count
-    if not placed:
-        return None
-    return _histogram(placed, point.sum * factor if point.HasField("sum") else None, stated_max)
+    indexes = tuple(index_of(bound * factor) for bound in bounds)
+    return (*indexes, indexes[-1]) if indexes else (index_of(0.0),)
 
 
 def exponential(
@@ -117,11 +133,19 @@ def _index_of_log2(log2_seconds: float) -> int:
     return index_of(2.0**log2_seconds)
 
 
+_cached_indexes = functools.lru_cache(maxsize=256)(_bound_indexes)
+"""`_bound_indexes` cached: a pusher sends the same bounds in every point
+(bench/bench_ingest_otlp.py)."""
+
+
 def _histogram(
     placed: Mapping[int, int], sum_seconds: float | None, max_seconds: float | None
 ) -> Histogram:
     low, high = min(placed), max(placed)
-    counts = tuple(placed.get(index, 0) for index in range(low, high + 1))
+    dense = [0] * (high - low + 1)
+    for index, count in placed.items():
+        dense[index - low] += count
+    counts = tuple(dense)
     if sum_seconds is None or not math.isfinite(sum_seconds):
         sum_seconds = math.fsum(representative(i) * count for i, count in placed.items())
     if max_seconds is None or not math.isfinite(max_seconds):
