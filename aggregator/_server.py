@@ -16,6 +16,8 @@ from aggregator._history.settings import HistorySettings
 from aggregator._history.store import store_opener
 from aggregator._history.writer import HistoryWriter, queue_rounds
 from aggregator._ingest.ingestor import Ingestor
+from aggregator._ingest.otlp_service import SERVICE_NAME as OTLP_SERVICE_NAME
+from aggregator._ingest.otlp_service import OtlpMetricsServicer
 from aggregator._ingest.service import IngestServicer
 from aggregator._ingest.settings import IngestSettings
 from aggregator._loop import RoundLoop
@@ -35,8 +37,10 @@ class AggregatorServer:
     stops the server gracefully. Also an async context manager. With `history` settings
     (enabled), every round is written to the history store (`history`, an observer); without
     them, nothing is remembered past the in-memory ring. Metrics and events pushed to it
-    (`ingest` settings, on by default) become rows and series. Raises ConfigError when `history`
-    selects a backend this build does not have.
+    (`ingest` settings, on by default) become rows and series; OTLP/gRPC's MetricsService is
+    served on its port, and on a second one (`otlp_port`) only when `ingest` settings are given
+    with `otlp_port` not -1 (so servers built without them never contend for 4317). Raises
+    ConfigError when `history` selects a backend this build does not have.
     """
 
     def __init__(
@@ -54,6 +58,7 @@ class AggregatorServer:
         self.settings = settings or AggregatorSettings()
         self.ingestor: Ingestor | None = None
         """The pushed metrics and services (None when ingestion is off)."""
+        otlp_ports = () if ingest is None or ingest.otlp_port == -1 else (ingest.otlp_port,)
         ingest = ingest or IngestSettings()
         if ingest.enabled:
             self.ingestor = Ingestor(ingest, clocks)
@@ -89,9 +94,11 @@ class AggregatorServer:
             )
         self._history_servicer = HistoryServicer(self.history, _limits(history), clocks)
         self._ingest_servicer = IngestServicer(self.ingestor, clocks.wall)
+        self._otlp_servicer = OtlpMetricsServicer(self.ingestor)
         self._host = GrpcHost(
             self._register,
-            service_names=(SERVICE_NAME,),
+            service_names=(SERVICE_NAME, OTLP_SERVICE_NAME),
+            extra_ports=otlp_ports,
             host=self.settings.host,
             port=self.settings.port,
             grace_seconds=grace_seconds,
@@ -112,6 +119,12 @@ class AggregatorServer:
     def address(self) -> str:
         """`host:port` to dial, e.g. `grpcurl -plaintext ADDRESS list`."""
         return self._host.address
+
+    @property
+    def otlp_port(self) -> int | None:
+        """The bound second port for OTLP/gRPC; None without one (`port` serves OTLP too)."""
+        extra = self._host.bound_extra_ports
+        return extra[0] if extra else None
 
     @property
     def rounds(self) -> int:
@@ -160,7 +173,10 @@ class AggregatorServer:
             **self._ingest_servicer.implementations(),
         }
         server.add_generic_rpc_handlers(
-            (service_handler(SERVICE, methods, serialized=self._servicer.implementations()),)
+            (
+                service_handler(SERVICE, methods, serialized=self._servicer.implementations()),
+                self._otlp_servicer.handler(),
+            )
         )
 
     async def wait_for_termination(self) -> None:

@@ -142,9 +142,14 @@ class AlertHub(UpstreamLink):
     @property
     def stub(self) -> aggregator_pb2_grpc.AggregatorServiceStub:
         """A stub over the hub's channel, for the REST endpoints' unary calls."""
+        return aggregator_pb2_grpc.AggregatorServiceStub(self.channel)
+
+    @property
+    def channel(self) -> grpc.aio.Channel:
+        """The hub's open channel, for unary calls to the aggregator's other services (OTLP)."""
         if self._channel is None:
             raise GatewayError("the gateway's aggregator channel is not open (not started?)")
-        return aggregator_pb2_grpc.AggregatorServiceStub(self._channel)
+        return self._channel
 
     # -- reading ---------------------------------------------------------------------------
 

@@ -21,6 +21,7 @@ from gateway._history_routes import history_router
 from gateway._history_status import HistoryStatusPoller
 from gateway._ingest_routes import ingest_router
 from gateway._limits import guard, safe_redirects
+from gateway._otlp_routes import otlp_router
 from gateway._prometheus import prometheus_router
 from gateway._query_api import query_api_router
 from gateway._query_count import QueryCount
@@ -126,6 +127,7 @@ def create_app(
         history_router(state),
         ingest_router(state),
         seed_004_router(state),
+        otlp_router(state),
         sse_router(state),
         ws_router(state),
         health_router(state),

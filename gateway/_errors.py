@@ -6,12 +6,15 @@ MeshError (mesh_common.errors)
       ├── AlertFormError  an alert rule body (REST) that cannot be mapped onto an AlertRule
       ├── AlertRequestError  an alert request answered with an HTTP error (status, detail)
       ├── HistoryCallError   a history call the aggregator refused or could not answer
-      └── IngestCallError    an ingestion call (Ingest, ListPushed, GetIngestStats) that failed
+      ├── IngestCallError    an ingestion call (Ingest, ListPushed, GetIngestStats) that failed
+      └── OtlpHttpError      an OTLP/HTTP request answered with an error (status, gRPC code)
 Configuration errors are mesh_common's ConfigError, and a request parameter that cannot be
 read its ParamError, shared by every component.
 """
 
 from __future__ import annotations
+
+import grpc
 
 from mesh_common.errors import MeshError
 
@@ -69,3 +72,16 @@ class IngestCallError(GatewayError):
         self.status = status
         """422, 401, 403, 429, 503 (unreachable, ingestion disabled), 504 or 502."""
         self.detail = detail
+
+
+class OtlpHttpError(GatewayError):
+    """An OTLP/HTTP request answered with an error: its HTTP status, why, and the gRPC code.
+
+    The code goes into the `google.rpc.Status` body OTLP/HTTP answers errors with.
+    """
+
+    def __init__(self, status: int, detail: str, code: grpc.StatusCode) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.detail = detail
+        self.code = code

@@ -6,8 +6,8 @@
   the bind host, a localhost name, or one of `allowed_hosts` (`"*"` allows any), else 400;
   this is what stops a DNS-rebinding page from reading the API;
 - a per-client token bucket (`rate_limit_per_second`, `rate_limit_burst`) on the REST and
-  API routes (`/api/...` and seed 004's `/metrics/...`), never on the streams (they are
-  capped by count): 429 with `Retry-After`.
+  API routes (`/api/...`, seed 004's `/metrics/...` and OTLP/HTTP's `/v1/`), never on the
+  streams (they are capped by count): 429 with `Retry-After`.
 
 `safe_redirects(app, state)` wraps the routes (inside the REST fast path, which never
 redirects): an absolute `Location` whose host is not allowed is cut down to its path.
@@ -37,8 +37,9 @@ LOCAL_HOSTS = ("localhost", "127.0.0.1", "::1", "localhost.localdomain")
 WILDCARD_HOSTS = ("0.0.0.0", "::", "")
 MAX_TRACKED_CLIENTS = 4096
 """Client addresses whose buckets are kept (about 100 bytes each); the idlest go first."""
-RATE_LIMITED = ("/api/", "/metrics/")
-"""Path prefixes under the REST rate limit: the API and seed 004's `/metrics/...` routes."""
+RATE_LIMITED = ("/api/", "/metrics/", "/v1/")
+"""Path prefixes under the REST rate limit: the API, seed 004's `/metrics/...` routes and
+OTLP/HTTP (`POST /v1/metrics`)."""
 STREAM_SUFFIX = "/stream"
 """API paths ending like this are streams: capped by count, not rate-limited."""
 

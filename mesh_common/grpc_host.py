@@ -35,7 +35,9 @@ class GrpcHost:
     are extra names health answers for (e.g. the service's own name). `max_receive_bytes`
     lowers the largest request gRPC reads (RESOURCE_EXHAUSTED beyond; default 4 MiB).
     `limits` caps and closes client connections (`ConnectionLimits`: at most 1024, idle
-    ones closed after 20 s, silent ones with calls in flight pinged).
+    ones closed after 20 s, silent ones with calls in flight pinged). `extra_ports` are more
+    ports on the same host serving the same services (0: a free one), e.g. OTLP's 4317 beside
+    the aggregator's own; `bound_extra_ports` says which were bound.
     """
 
     def __init__(
@@ -50,9 +52,11 @@ class GrpcHost:
         interceptors: Sequence[Any] = (),
         max_receive_bytes: int | None = None,
         limits: ConnectionLimits = DEFAULT_LIMITS,
+        extra_ports: Sequence[int] = (),
     ) -> None:
         self.host = host
         self.requested_port = port
+        self.requested_extra_ports = tuple(extra_ports)
         self.grace_seconds = grace_seconds
         self._register = register
         self._service_names = tuple(service_names)
@@ -64,6 +68,7 @@ class GrpcHost:
         self._server: grpc.aio.Server | None = None
         self._health: health.aio.HealthServicer | None = None
         self._port: int | None = None
+        self._extra_ports: tuple[int, ...] = ()
         self._stopped = False
 
     @property
@@ -72,6 +77,13 @@ class GrpcHost:
         if self._port is None:
             raise ServerStateError("the server is not started: no port is bound yet")
         return self._port
+
+    @property
+    def bound_extra_ports(self) -> tuple[int, ...]:
+        """The extra ports listened on, in the order asked (the real ones for 0)."""
+        if self._port is None:
+            raise ServerStateError("the server is not started: no port is bound yet")
+        return self._extra_ports
 
     @property
     def address(self) -> str:
@@ -97,11 +109,13 @@ class GrpcHost:
             (*self._service_names, health.SERVICE_NAME, reflection.SERVICE_NAME), server
         )
         port = listen(server, self.host, self.requested_port)
+        extra = tuple(listen(server, self.host, each) for each in self.requested_extra_ports)
         for name in self._health_names:
             await self._health.set(name, health_pb2.HealthCheckResponse.SERVING)
         await server.start()
         self._server = server
         self._port = port
+        self._extra_ports = extra
         return port
 
     async def set_serving(self, serving: bool, name: str | None = None) -> None:

@@ -50,7 +50,9 @@ async def test_seed_004_events_make_an_active_row_then_an_inactive_one_with_its_
         await mesh.round()
         after = await mesh.metrics()
     assert active["status"] == "active" and active["service_type"] == "pushed"
-    assert active["port"] is None and active["pushed"] is True and active["cpu_usage_percent"] is None
+    assert (
+        active["port"] is None and active["pushed"] is True and active["cpu_usage_percent"] is None
+    )
     assert active["total_events"] == 3
     assert active["events_per_second"] == pytest.approx(3 / 15)
     assert active["kinds"][0]["kind"] == "user_login"
