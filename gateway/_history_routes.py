@@ -8,10 +8,10 @@ GET  /api/v1/metrics/aggregated            QueryRange with avg, min, max and cou
 `latency_p99_ms`, `cpu_usage_percent`, ...; `/api/v1/schema` and the README list them) or a
 metric pushed to the mesh (seed 003's `cpu_usage_percent{host="server01"}`: each label set is a
 series); the label filters are exact values of `service`, `type` and `kind` (a body's `labels`
-object, or query parameters), and of any label of a pushed metric (a body's `labels`; another
-label with a name nothing was pushed under is refused with the field `labels`). Times are RFC 3339 or Unix seconds,
-steps and tiers Prometheus durations
-(`5m`) or seconds. Answers carry ISO 8601 UTC timestamps, as the gateway's other bodies do.
+object, or query parameters), and of any label of a pushed metric (a body's `labels`; such a
+label on a name nothing was pushed under is refused with the field `labels`). Times are RFC 3339
+or Unix seconds, steps and tiers Prometheus durations (`5m`) or seconds. Answers carry ISO 8601
+UTC timestamps, as the gateway's other bodies do.
 A refusal is `{"detail": ..., "field": ...}`: 422 for a body or parameter that cannot be read
 or a query the aggregator refuses (`field` names it: an unknown figure is `metric_name`), 413
 for a body over 64 KiB, 503 when the aggregator is unreachable or keeps no
