@@ -78,6 +78,7 @@ class AggregatorServer:
             persist=alerts is not None,
             whole=whole,
             registry=lambda: self.loop.registry,
+            pushed=None if self.ingestor is None else self.ingestor.series.read,
         )
         """The alert rules and alerts (persisted only when `alerts` settings are given)."""
         self._alert_servicer = AlertServicer(self.alerts)

@@ -13,6 +13,9 @@ into the `AlertRule` that `CreateAlertRule` takes; the aggregator then validates
   `evaluation_interval` (accepted and ignored: rules are evaluated on every round).
 - Seed 004's form: `condition: "error_rate > 0.05"` names the figure too; `notification`
   becomes the label `notification` (Alertmanager's routing decides where it goes).
+- Every form may add `matchers`, PromQL label matchers of pushed series (`{host="server01"}`):
+  the rule then watches only the series pushed under its name that they select. Without them a
+  rule on `cpu_usage_percent` watches the agents' CPU and the pushed series of that name alike.
 
 The seeds' figure names are mapped (`SEED_FIGURES`); any other name is passed on as it is.
 """
@@ -116,6 +119,11 @@ class RuleForm(BaseModel):
     )
     notification: Text | None = Field(
         default=None, description="Seed 004: kept as the label `notification`."
+    )
+    matchers: Text | None = Field(
+        default=None,
+        description='Label matchers of pushed series, e.g. {host="server01"}: only those '
+        "series of the figure's name are watched ({} for all of them).",
     )
 
 
@@ -280,6 +288,7 @@ def rule_from_form(body: object) -> alerts_pb2.AlertRule:
         kinds=form.kinds or [],
         labels=form.labels or {},
         annotations=form.annotations or {},
+        matchers=form.matchers or "",
     )
     _set_optional(rule, form, for_seconds)
     return rule

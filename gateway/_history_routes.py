@@ -6,10 +6,13 @@ GET  /api/v1/metrics/latest/{metric_name}  QueryLatest: the newest value per lab
 GET  /api/v1/metrics/aggregated            QueryRange with avg, min, max and count: a tier's rows
 
 `metric_name` is a figure of the history (`events_per_second`, `error_rate`,
-`latency_p99_ms`, `cpu_usage_percent`, ...; `/api/v1/schema` and the README list them); the
-label filters are exact values of `service`, `type` and `kind` (a body's `labels` object, or
-query parameters). Times are RFC 3339 or Unix seconds, steps and tiers Prometheus durations
-(`5m`) or seconds. Answers carry ISO 8601 UTC timestamps, as the gateway's other bodies do.
+`latency_p99_ms`, `cpu_usage_percent`, ...; `/api/v1/schema` and the README list them) or a
+metric pushed to the mesh (seed 003's `cpu_usage_percent{host="server01"}`: each label set is a
+series); the label filters are exact values of `service`, `type` and `kind` (a body's `labels`
+object, or query parameters), and of any label of a pushed metric (a body's `labels`; such a
+label on a name nothing was pushed under is refused with the field `labels`). Times are RFC 3339
+or Unix seconds, steps and tiers Prometheus durations (`5m`) or seconds. Answers carry ISO 8601
+UTC timestamps, as the gateway's other bodies do.
 A refusal is `{"detail": ..., "field": ...}`: 422 for a body or parameter that cannot be read
 or a query the aggregator refuses (`field` names it: an unknown figure is `metric_name`), 413
 for a body over 64 KiB, 503 when the aggregator is unreachable or keeps no
@@ -40,7 +43,7 @@ from mesh_common.wire_time import iso_utc
 
 PREFIX = "/api/v1/metrics"
 LABELS = ("service", "type", "kind")
-"""The labels a query may filter on."""
+"""The labels of the mesh's own series (a pushed metric's may be any label name)."""
 AGGREGATIONS = {
     "avg": history_pb2.HISTORY_AGGREGATION_AVG,
     "min": history_pb2.HISTORY_AGGREGATION_MIN,
@@ -54,6 +57,7 @@ MAX_NAME_LENGTH = 200
 DEFAULT_AGGREGATED_SECONDS = 86_400
 """`/aggregated` without `start`: the last day."""
 _NAME = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*")
+_LABEL = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
 _STATUS = {
     "INVALID_ARGUMENT": 422,
     "DEADLINE_EXCEEDED": 504,
@@ -228,13 +232,14 @@ def _query_route(router: APIRouter, state: GatewayState) -> None:
         Defaults: `step` 5m, `aggregation` avg. A range with no stored data answers an empty
         `series`.
         """
+        body: _QueryBody | None = None
         try:
             body = _query_body(await read_json(request, required=True))
             response = await call_history(state, "QueryRange", body.request)
         except AlertRequestError as error:
             return _refusal(error.status, error.detail, error.field)
         except (ParamError, HistoryCallError) as error:
-            return _error_response(error, {"query": "metric_name"})
+            return _error_response(error, {"query": body_field(body)})
         series = [
             {
                 "labels": dict(one.labels),
@@ -263,6 +268,16 @@ class _QueryBody:
     def __init__(self, request: history_pb2.QueryRangeRequest, echo: dict[str, Any]) -> None:
         self.request = request
         self.echo = echo
+
+
+def body_field(body: _QueryBody | None) -> str:
+    """The body's field a refused selector points at.
+
+    `labels` when they name a label other than the mesh's (only a pushed metric has those),
+    else `metric_name`.
+    """
+    labels = {} if body is None else body.echo["labels"]
+    return "labels" if set(labels) - set(LABELS) else "metric_name"
 
 
 def _query_body(body: Any) -> _QueryBody:
@@ -477,9 +492,11 @@ def _labels(value: Any) -> dict[str, str]:
     for label, text in value.items():
         if text is None:
             continue
-        if label not in LABELS:
+        if not _LABEL.fullmatch(label) or label == "__name__":
             raise ParamError(
-                "labels", f"unknown label {quote(label, 40)}; the labels are {', '.join(LABELS)}"
+                "labels",
+                f"{quote(label, 40)} is not a label name ({', '.join(LABELS)}, or a pushed "
+                "metric's label)",
             )
         if not isinstance(text, str) or len(text) > MAX_NAME_LENGTH:
             raise ParamError(label, f"must be a text of at most {MAX_NAME_LENGTH} characters")

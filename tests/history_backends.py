@@ -8,6 +8,7 @@ stored row through it, never through backend-specific code of its own.
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -56,6 +57,18 @@ class HistoryBackend:
         """Overwrite the data of the head row at `offset` (oldest first) with garbage."""
         raise NotImplementedError
 
+    def execute(self, *statements: str) -> None:
+        """Run SQL on the database as another client (no placeholders)."""
+        raise NotImplementedError
+
+    def make_schema_1(self) -> None:
+        """Turn the store into one written before pushed series: schema 1, no pushed tables."""
+        self.execute(
+            "DROP TABLE pushed_points",
+            "DROP TABLE pushed_series",
+            "UPDATE history_meta SET value = '1' WHERE key = 'schema'",
+        )
+
 
 @dataclass
 class SqliteBackend(HistoryBackend):
@@ -68,6 +81,11 @@ class SqliteBackend(HistoryBackend):
     @property
     def settings(self) -> dict[str, str]:
         return {"path": str(self.path)}
+
+    def execute(self, *statements: str) -> None:
+        with contextlib.closing(sqlite3.connect(self.path)) as database, database:
+            for statement in statements:
+                database.execute(statement)
 
     def damage_head_row(self, offset: int) -> None:
         with sqlite3.connect(self.path) as database:
@@ -98,6 +116,11 @@ class PostgresBackend(HistoryBackend):
     def connect(self) -> psycopg.Connection[tuple[Any, ...]]:
         """A connection of its own to the database (autocommit), as another client's."""
         return psycopg.connect(self.url, autocommit=True)
+
+    def execute(self, *statements: str) -> None:
+        with self.connect() as database:
+            for statement in statements:
+                database.execute(statement.encode())
 
     def damage_head_row(self, offset: int) -> None:
         with self.connect() as database:

@@ -8,6 +8,12 @@ from the first evaluation at which the condition no longer held (as Prometheus c
 with a clear threshold a firing instance resolves only once the value crosses that
 threshold. Resolved instances are kept for `RESOLVED_RETENTION`.
 
+**Pushed series.** A rule without kinds also watches the series pushed to the mesh under its
+figure's name (`rules.py`: a rule with `matchers` watches only those), one instance per label
+set, whose labels the alert carries (`host="server01"`), id `RULE/NAME{LABELS}`. A series'
+value is its latest, while read within `PUSHED_LOOKBACK_SECONDS` (Prometheus's 5 minutes):
+older, it is unknown (neither fires nor resolves); a series the mesh forgot resolves.
+
 No data is not "fine": the figures in the row of a service that is not active are its last
 known ones (old news, DESIGN.md), so they count as unknown and a rule on one of them keeps its
 instance's state as it is; only the `status` rule speaks about reachability.
@@ -19,13 +25,15 @@ time (epoch seconds), so states can be persisted and survive a restart.
 from __future__ import annotations
 
 import enum
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 from metricsmesh.v1 import snapshot_pb2
 
 from aggregator._alerts.rules import COMPARATORS, TEXT_FIGURES, Rule
+from aggregator._ingest.ingestor import PUSHED_TYPE
+from aggregator._ingest.model import PUSHED_LOOKBACK_SECONDS, PushedSeries
 from mesh_common.figures import KIND_FIGURES, ROW_FIGURES
 
 RESOLVED_RETENTION = 900.0
@@ -84,13 +92,21 @@ def alert_id(rule_id: str, service_name: str, kind: str) -> str:
     return f"{rule_id}/{service_name}" + (f"/{kind}" if kind else "")
 
 
+PushedReader = Callable[[str], Iterable[PushedSeries]]
+"""The latest value of every pushed series of a metric name (`SeriesTable.read`)."""
+
+
 def evaluate(
     rules: Sequence[Rule],
     snapshot: snapshot_pb2.Snapshot,
     previous: Mapping[str, Alert],
     now: float,
+    pushed: PushedReader | None = None,
 ) -> tuple[dict[str, Alert], list[Change]]:
-    """The alerts after this snapshot, and their state changes, in rule and registry order."""
+    """The alerts after this snapshot, and their state changes, in rule and registry order.
+
+    `pushed` reads the pushed series (module doc); without it, rules watch rows only.
+    """
     alerts: dict[str, Alert] = {}
     changes: list[Change] = []
     seen: set[str] = set()
@@ -99,6 +115,16 @@ def evaluate(
     for alert in previous.values():
         earlier.setdefault(alert.rule_id, []).append(alert)
     for rule in rules:
+        for key, series, reading in _pushed_candidates(rule, pushed, now):
+            before = previous.get(key)
+            seen.add(key)
+            after = step(rule, before, reading, None, "", now, series=series)
+            if after is not None:
+                alerts[key] = after
+            if after is not before:
+                _record(changes, before, after, now)
+        if rule.matchers:
+            continue  # pushed series only
         for index, kind, value in table.candidates(rule, earlier.get(rule.id, ())):
             row = table.rows[index]
             key = alert_id(rule.id, row.service_name, kind)
@@ -118,15 +144,44 @@ def evaluate(
     return alerts, changes
 
 
+def _pushed_candidates(
+    rule: Rule, pushed: PushedReader | None, now: float
+) -> Iterator[tuple[str, PushedSeries, float | None]]:
+    """(alert id, series, value or None when stale) of each pushed series `rule` watches."""
+    if pushed is None or rule.kinds or isinstance(rule.threshold, str):
+        return  # a text rule (status) is about rows
+    for series in pushed(rule.figure):
+        if not rule.selects(series.service, PUSHED_TYPE) or not rule.watches(series.labels):
+            continue
+        fresh = now - series.time <= PUSHED_LOOKBACK_SECONDS
+        yield pushed_alert_id(rule.id, series), series, series.value if fresh else None
+
+
+def pushed_alert_id(rule_id: str, series: PushedSeries) -> str:
+    """The id of the instance of a rule for a pushed series: `RULE/NAME{LABELS}`."""
+    return f"{rule_id}/{series_text(series)}"
+
+
+def series_text(series: PushedSeries) -> str:
+    """A pushed series as Prometheus writes it: `name{label="value",...}`."""
+    labels = ",".join(f'{name}="{value}"' for name, value in series.labels)
+    return f"{series.name}{{{labels}}}"
+
+
 def step(
     rule: Rule,
     before: Alert | None,
     value: float | str | None,
-    row: snapshot_pb2.ServiceRow,
+    row: snapshot_pb2.ServiceRow | None,
     kind: str,
     now: float,
+    *,
+    series: PushedSeries | None = None,
 ) -> Alert | None:
-    """One instance's next state; None is inactive. `value` None means no data."""
+    """One instance's next state; None is inactive. `value` None means no data.
+
+    The instance is of `row` (and `kind`), or of the pushed `series`.
+    """
     if before is not None and before.state is State.RESOLVED and _forgotten(before, now):
         before = None  # the next firing is a new alert
     if value is None:
@@ -141,7 +196,11 @@ def step(
             return before if not before.silenced else replace(before, silenced=False)
         elif before.silenced:
             return before  # resolved by hand: quiet until it clears
-        pending = _new(rule, row, kind, value, now)
+        if series is not None:
+            pending = _new_pushed(rule, series, value, now)
+        else:
+            assert row is not None
+            pending = _new(rule, row, kind, value, now)
         return _fire(rule, pending, now) if rule.for_seconds <= 0 else pending
     if before.state is State.PENDING:
         if not holds:
@@ -312,6 +371,32 @@ def _new(
     )
 
 
+def _new_pushed(rule: Rule, series: PushedSeries, value: float | str, now: float) -> Alert:
+    """A new pending instance for a pushed series: its labels on the alert."""
+    labels = {
+        **rule.labels,
+        **dict(series.labels),
+        "alertname": rule.name,
+        "severity": rule.severity,
+        **({"service": series.service} if series.service else {}),
+    }
+    where = series_text(series)
+    return Alert(
+        id=pushed_alert_id(rule.id, series),
+        rule_id=rule.id,
+        name=rule.name,
+        service_name=series.service,
+        service_type=PUSHED_TYPE,
+        kind="",
+        state=State.PENDING,
+        severity=rule.severity,
+        value=value,
+        active_time=now,
+        labels=labels,
+        annotations=annotations_of(rule, where, "", value),
+    )
+
+
 def annotations_of(rule: Rule, service: str, kind: str, value: float | str) -> dict[str, str]:
     """The rule's annotations with {service}, {kind}, {value}, {threshold}, {name} filled in.
 
@@ -347,8 +432,15 @@ def _fire(rule: Rule, alert: Alert, now: float) -> Alert:
         alert,
         state=State.FIRING,
         fired_time=now,
-        annotations=annotations_of(rule, alert.service_name, alert.kind, value),
+        annotations=annotations_of(rule, _subject(alert), alert.kind, value),
     )
+
+
+def _subject(alert: Alert) -> str:
+    """What an alert is about, as annotations name it: its service, or its pushed series."""
+    if alert.service_type == PUSHED_TYPE and alert.id.endswith("}"):
+        return alert.id.partition("/")[2]
+    return alert.service_name
 
 
 def _gone(before: Alert, now: float) -> Alert | None:

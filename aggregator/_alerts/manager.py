@@ -25,7 +25,14 @@ from dataclasses import dataclass
 from metricsmesh.v1 import alerts_pb2
 
 from aggregator._alerts.delivery import Delivery
-from aggregator._alerts.engine import Alert, Change, State, evaluate, resolve_by_hand
+from aggregator._alerts.engine import (
+    Alert,
+    Change,
+    PushedReader,
+    State,
+    evaluate,
+    resolve_by_hand,
+)
 from aggregator._alerts.rules import Rule, check_selection, rule_from_proto
 from aggregator._alerts.settings import AlertSettings, check_configured_rules
 from aggregator._alerts.store import AlertStore
@@ -55,8 +62,10 @@ class AlertManager:
     """Rules, alerts, the change log and delivery of one aggregator.
 
     `registry` returns the registry the rounds call (the round loop's, a pending replacement
-    included); without it no rule's services and types are checked. Raises ConfigError when a
-    configured rule selects a service name or type that registry does not have.
+    included); without it no rule's services and types are checked. `pushed` reads the
+    series pushed to the mesh (`Ingestor.series.read`): rules watch them too (`engine.py`).
+    Raises ConfigError when a configured rule selects a service name or type that registry
+    does not have.
     """
 
     def __init__(
@@ -67,8 +76,11 @@ class AlertManager:
         persist: bool = True,
         whole: WholeSnapshots | None = None,
         registry: Callable[[], Registry] | None = None,
+        pushed: PushedReader | None = None,
     ) -> None:
         self._registry = registry
+        self._pushed = pushed
+        """Reads the latest values of the pushed series (rules watch them too)."""
         if registry is not None:
             check_configured_rules(settings.rules, registry())
         self.settings = settings
@@ -141,7 +153,9 @@ class AlertManager:
             return
         message = self._whole.get(snapshot)
         async with self._lock:
-            alerts, changes = evaluate(self.rules, message, self.alerts, self._clocks.wall())
+            alerts, changes = evaluate(
+                self.rules, message, self.alerts, self._clocks.wall(), self._pushed
+            )
             self.evaluations += 1
             await self._apply(alerts, changes)
 

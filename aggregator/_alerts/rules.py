@@ -5,6 +5,14 @@ from CreateAlertRule (kept in the store). Both are checked here, and a bad rule 
 with a `RuleError` naming the field and the reason. `check_selection` checks a rule's service
 names and types against the registry: an unknown one would silently select nothing, so it is
 refused naming the unknown and the known ones (the mesh's one rule for unknown names).
+
+**Pushed series.** A rule on a row figure (no kinds) also watches the series pushed to the mesh
+under that name (seed 003's `cpu_usage_percent{host="server01"}`), one alert per label set,
+beside the rows: the name `cpu_usage_percent` is both the agents' process CPU (a row figure)
+and whatever was pushed under it, and a rule on it watches both (its service selectors apply to
+a pushed series' service, "" for seed 003's, and type `pushed`). With `matchers`, label matchers
+in PromQL syntax (`{host=~"server0[12]"}`, `{}` for every label set), a rule watches only the
+pushed series of its figure's name that they select, and the figure may be any metric name.
 """
 
 from __future__ import annotations
@@ -12,13 +20,13 @@ from __future__ import annotations
 import math
 import operator
 import re
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
-from typing import Any
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Any
 
 from metricsmesh.v1 import alerts_pb2
 
-from aggregator._errors import RuleError
+from aggregator._errors import RuleError, SelectorError
 from mesh_common.bounded import quote
 from mesh_common.figures import KIND_FIGURES, ROW_FIGURES
 from mesh_common.filters import ServiceFilter, unknown_message
@@ -26,6 +34,9 @@ from mesh_common.registry import Registry
 from mesh_common.severity import DEFAULT_SEVERITY, SEVERITY_WORDS, Severity, severity_of, to_wire
 from mesh_common.status import STATUS_WORDS
 from mesh_common.wire_time import set_seconds, to_seconds
+
+if TYPE_CHECKING:
+    from aggregator._history.selector import Selector
 
 COMPARATORS: dict[str, Callable[[Any, Any], bool]] = {
     ">": operator.gt,
@@ -47,6 +58,7 @@ KIND_RULE_FIGURES = tuple(sorted(_NUMERIC_KIND))
 """Figures a rule on kinds may watch."""
 MAX_RULE_NAME = 200
 _SOURCES = ("config", "api")
+_METRIC_NAME = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*")
 MESSAGE_SELECTORS = ("service_names", "service_types")
 """The selector fields of an AlertRule message (and of the gateway's native form)."""
 TABLE_SELECTORS = ("services", "types")
@@ -72,6 +84,15 @@ class Rule:
     labels: Mapping[str, str] = field(default_factory=dict)
     annotations: Mapping[str, str] = field(default_factory=dict)
     source: str = "api"
+    matchers: str = ""
+    """Label matchers of the pushed series watched (`{host="server01"}`); "" for rows too."""
+    selector: Selector | None = field(default=None, compare=False, repr=False)
+    """The figure and `matchers` parsed (`check_rule` sets it)."""
+
+    def watches(self, labels: Iterable[tuple[str, str]]) -> bool:
+        """Whether the rule watches the pushed series of its figure with `labels`."""
+        selector = self.selector
+        return selector is None or selector.matches({**dict(labels), "__name__": self.figure})
 
     def holds(self, value: float | str, *, firing: bool) -> bool:
         """Whether the condition holds for `value`.
@@ -95,15 +116,40 @@ def check_rule(rule: Rule) -> Rule:
     """`rule` if it makes sense, else RuleError naming the field."""
     if not rule.name.strip() or len(rule.name) > MAX_RULE_NAME:
         raise RuleError("name", f"must be a non-empty name of at most {MAX_RULE_NAME} characters")
+    if rule.matchers:
+        return _check_rest(_with_selector(rule))
+    return _check_rest(rule)
+
+
+def _with_selector(rule: Rule) -> Rule:
+    """`rule` with its matchers parsed; RuleError naming `matchers` or `kinds`."""
+    if rule.kinds:
+        raise RuleError("kinds", "a rule on pushed series (with matchers) has no kinds")
+    if not _METRIC_NAME.fullmatch(rule.figure):
+        raise RuleError("figure", f"{quote(rule.figure, 60)} is not a metric name")
+    if not rule.matchers.lstrip().startswith("{"):
+        raise RuleError("matchers", 'must be label matchers in braces, e.g. {host="server01"}')
+    # Imported here: the history package imports the alert settings, which import this module.
+    from aggregator._history.selector import parse_selector
+
+    try:
+        selector = parse_selector(rule.figure + rule.matchers, pushed={rule.figure})
+    except SelectorError as error:
+        raise RuleError("matchers", str(error)) from None
+    return replace(rule, selector=selector)
+
+
+def _check_rest(rule: Rule) -> Rule:
+    """`check_rule`'s checks after the name's (`rule.selector` is set for pushed series)."""
     known = KIND_RULE_FIGURES if rule.kinds else ROW_RULE_FIGURES
-    if rule.figure not in known:
+    if rule.selector is None and rule.figure not in known:
         where = "of a kind" if rule.kinds else "of a service"
         raise RuleError(
             "figure", f"{rule.figure!r} is not a figure {where}; known: {', '.join(known)}"
         )
     if rule.comparator not in COMPARATORS:
         raise RuleError("comparator", f"{rule.comparator!r} is not one of {' '.join(COMPARATORS)}")
-    if rule.figure in TEXT_FIGURES:
+    if rule.selector is None and rule.figure in TEXT_FIGURES:
         if rule.threshold not in STATUS_WORDS:
             raise RuleError(
                 "threshold", f"status is compared with one of {', '.join(STATUS_WORDS)}"
@@ -169,7 +215,7 @@ def check_selection(
 
 def rule_from_proto(message: alerts_pb2.AlertRule, *, rule_id: str, source: str) -> Rule:
     """A checked rule from an AlertRule message (its own id and source are ignored)."""
-    text = message.figure in TEXT_FIGURES
+    text = message.figure in TEXT_FIGURES and not message.matchers
     if not text and message.threshold_text and message.figure in (_NUMERIC_ROW | _NUMERIC_KIND):
         raise RuleError(
             "threshold",
@@ -194,6 +240,7 @@ def rule_from_proto(message: alerts_pb2.AlertRule, *, rule_id: str, source: str)
             labels=dict(message.labels),
             annotations=dict(message.annotations),
             source=source,
+            matchers=message.matchers,
         )
     )
 
@@ -224,6 +271,7 @@ def rule_to_proto(rule: Rule) -> alerts_pb2.AlertRule:
         labels=dict(rule.labels),
         annotations=dict(rule.annotations),
         source=rule.source,
+        matchers=rule.matchers,
     )
     if isinstance(rule.threshold, str):
         message.threshold_text = rule.threshold
@@ -239,7 +287,7 @@ def rule_to_proto(rule: Rule) -> alerts_pb2.AlertRule:
 _CONFIG_KEYS = (
     "name", "figure", "comparator", "threshold", "clear_threshold", "for_seconds",
     "keep_firing_for_seconds", "severity", "services", "types", "kinds", "labels",
-    "annotations",
+    "annotations", "matchers",
 )  # fmt: skip
 
 
@@ -252,8 +300,9 @@ def rule_from_table(index: int, table: object) -> Rule:
         raise RuleError(unknown[0], f"unknown key; allowed: {', '.join(_CONFIG_KEYS)}")
     name = _get(table, "name", str, "")
     figure = _get(table, "figure", str, "")
+    matchers = _get(table, "matchers", str, "")
     threshold: Any = table.get("threshold")
-    if figure not in TEXT_FIGURES:
+    if figure not in TEXT_FIGURES or matchers:
         if isinstance(threshold, bool) or not isinstance(threshold, int | float):
             raise RuleError("threshold", f"must be a number, got {threshold!r}")
         threshold = float(threshold)
@@ -281,6 +330,7 @@ def rule_from_table(index: int, table: object) -> Rule:
             labels=_mapping(table, "labels"),
             annotations=_mapping(table, "annotations"),
             source="config",
+            matchers=matchers,
         )
     )
 

@@ -16,6 +16,14 @@ selector (`selector.Selector.figures`) has:
 `type` is the service's registry type at its last round. The selector keeps the series whose
 labels (with the figure as `__name__`) it matches; more than `max_series` is refused.
 
+**Pushed series** (`pushed.py`): a selector naming a metric pushed to the mesh (any label name
+allowed then, `selector.py`) also selects its stored label sets, each a series of the answer
+with its own labels. Their values follow Prometheus's staleness rule (`pushed_query.py`): at a
+step, the last value read at or before it within 5 minutes; an aggregation takes the values
+read within the step; instant is the last value within 5 minutes of the time, latest the
+newest value. A name that is both (`cpu_usage_percent`: the agents' CPU, and a pushed gauge)
+selects the series of both; labels tell them apart (`service=` for the mesh's, `host=` ...).
+
 **Range** (`query_range`): points at `start + i * step` up to `end` (at most
 `max_points_per_series`), each the figure over `(t - step, t]` (`query.evaluate_range`), from
 the tier `tiers.choose_tier` picks. With `aggregations`, each point is instead the average,
@@ -50,6 +58,8 @@ from operator import eq
 from aggregator._errors import HistoryQueryError, HistoryTimeout
 from aggregator._history.codec import Columns
 from aggregator._history.model import SeriesKey, SeriesRecord, Tier
+from aggregator._history.pushed import LOOKBACK_MS, PushedPoint, PushedRecord
+from aggregator._history.pushed_query import by_series, last_values, newest, step_values
 from aggregator._history.query import (
     FIGURES,
     INSTANT_WINDOW_MS,
@@ -207,21 +217,34 @@ class QueryEngine:
     # --- series ---------------------------------------------------------------------------
 
     def series_of(self, selector: Selector, *, limit: int | None = None) -> list[SeriesSpec]:
-        """The series `selector` selects (refused past `limit`, default `max_series`)."""
-        limit = self.limits.max_series if limit is None else limit
+        """The mesh's series `selector` selects (refused past `limit`, default `max_series`)."""
         found = [
             spec
             for figure in selector.figures()
             for spec in _candidates(figure, self._reader.series())
             if selector.matches(spec.label_set())
         ]
-        if len(found) > limit:
-            raise HistoryQueryError(
-                f"the selector matches {len(found)} series; the limit is {limit} "
-                "([history] max_series): narrow it with service=, type= or kind=",
-                field="query",
-            )
+        _check_count(len(found), self.limits.max_series if limit is None else limit)
         return found
+
+    def select(
+        self, text: str, *, field: str = "query", limit: int | None = None
+    ) -> tuple[list[SeriesSpec], list[PushedRecord]]:
+        """The mesh's series and the pushed series selector `text` selects (module doc).
+
+        Refused past `limit` (default `max_series`) series in all.
+        """
+        limit = self.limits.max_series if limit is None else limit
+        names = self._reader.pushed_names()
+        selector = parse_selector(text, field=field, pushed=names)
+        specs = self.series_of(selector, limit=limit)
+        pushed = [
+            record
+            for record in self._reader.pushed_series(selector.names(names))
+            if selector.matches({**record.label_set(), "__name__": record.name})
+        ]
+        _check_count(len(specs) + len(pushed), limit)
+        return specs, pushed
 
     def list_series(
         self, selectors: Sequence[str], *, deadline: _Deadline | None = None
@@ -238,9 +261,11 @@ class QueryEngine:
         for text in selectors:
             if deadline is not None:
                 deadline.check()
-            selector = parse_selector(text, field="matchers")
-            for spec in self.series_of(selector, limit=MAX_LISTED_SERIES):
-                labels = spec.label_set()
+            specs, pushed = self.select(text, field="matchers", limit=MAX_LISTED_SERIES)
+            label_sets = [spec.label_set() for spec in specs] + [
+                {**record.label_set(), "__name__": record.name} for record in pushed
+            ]
+            for labels in label_sets:
                 seen[tuple(sorted(labels.items()))] = labels
                 if len(seen) > MAX_LISTED_SERIES:
                     raise HistoryQueryError(
@@ -266,11 +291,11 @@ class QueryEngine:
         deadline = deadline or self.deadline()
         now = self.now_ms()
         self._check_range(start_ms, end_ms, step_ms, now)
-        specs = self.series_of(parse_selector(query))
+        specs, pushed = self.select(query)
         wanted = [a for a in dict.fromkeys(aggregations) if a is not Aggregation.FIGURE]
-        if len(wanted) * len(specs) > self.limits.max_series:
+        if len(wanted) * (len(specs) + len(pushed)) > self.limits.max_series:
             raise HistoryQueryError(
-                f"{len(specs)} series x {len(wanted)} aggregations is more than "
+                f"{len(specs) + len(pushed)} series x {len(wanted)} aggregations is more than "
                 f"{self.limits.max_series} series ([history] max_series)",
                 field="query",
             )
@@ -281,8 +306,59 @@ class QueryEngine:
             for spec, points in zip(specs, answers, strict=True):
                 if points:
                     series.append(SeriesAnswer(spec.figure, dict(spec.labels), points, tier))
+            if pushed:
+                tier = choose_tier(self.tiers, start_ms - LOOKBACK_MS, now, step_ms)
+                read = self._pushed(pushed, tier, start_ms - LOOKBACK_MS, end_ms, deadline)
+                for record, found in read:
+                    points = last_values(found, start_ms, end_ms, step_ms)
+                    if points:
+                        series.append(_pushed_answer(record, points, tier))
             return RangeAnswer(series)
-        return self._aggregated(specs, wanted, start_ms, end_ms, step_ms, resolution_ms, deadline)
+        answer = self._aggregated(specs, wanted, start_ms, end_ms, step_ms, resolution_ms, deadline)
+        if pushed:
+            answer.series.extend(
+                self._pushed_aggregated(pushed, wanted, start_ms, end_ms, step_ms, answer, deadline)
+            )
+        return answer
+
+    def _pushed(
+        self,
+        records: Sequence[PushedRecord],
+        tier: Tier,
+        start_ms: int,
+        end_ms: int,
+        deadline: _Deadline,
+    ) -> list[tuple[PushedRecord, list[PushedPoint]]]:
+        """Each pushed series with its points of `tier` read in `(start_ms, end_ms]`."""
+        deadline.check()
+        by_id = {record.id: record for record in records}
+        points = self._reader.pushed_points(by_id, tier, start_ms, end_ms)
+        deadline.check()
+        found = dict(by_series(points))
+        return [(record, found.get(record.id, [])) for record in records]
+
+    def _pushed_aggregated(
+        self,
+        records: Sequence[PushedRecord],
+        wanted: Sequence[Aggregation],
+        start_ms: int,
+        end_ms: int,
+        step_ms: int,
+        answer: RangeAnswer,
+        deadline: _Deadline,
+    ) -> list[SeriesAnswer]:
+        """Each aggregation of the pushed values read within each step, at the resolution."""
+        now = self.now_ms()
+        first_ms = start_ms - step_ms
+        resolution_ms = answer.resolution_ms
+        tier = choose_tier(self.tiers, first_ms, now, resolution_ms)
+        found = []
+        for record, points in self._pushed(records, tier, first_ms, end_ms, deadline):
+            for aggregation in wanted:
+                values = step_values(points, start_ms, end_ms, step_ms, _AGGREGATE[aggregation])
+                if values:
+                    found.append(_pushed_answer(record, values, tier, aggregation))
+        return found
 
     def _ranges(
         self,
@@ -457,7 +533,7 @@ class QueryEngine:
             raise HistoryQueryError(
                 "time is in the future: the history holds what has happened", field="time"
             )
-        specs = self.series_of(parse_selector(query))
+        specs, pushed = self.select(query)
         configured = self._configured()
         reaching = [t for t in configured if now - t.retention_ms <= at - INSTANT_WINDOW_MS]
         tier = reaching[0] if reaching else configured[-1]
@@ -470,21 +546,62 @@ class QueryEngine:
             if found:
                 point = found[0]
                 series.append(SeriesAnswer(spec.figure, dict(spec.labels), [point], tier))
+        if pushed:
+            reaching = [t for t in configured if now - t.retention_ms <= at - LOOKBACK_MS]
+            tier = reaching[0] if reaching else configured[-1]
+            for record, points in self._pushed(pushed, tier, at - LOOKBACK_MS, at, deadline):
+                values = last_values(points, at, at, 1)
+                if values:
+                    series.append(_pushed_answer(record, values, tier))
         return InstantAnswer(series, window)
 
     def query_latest(self, query: str, *, deadline: _Deadline | None = None) -> list[SeriesAnswer]:
         """Per series of `query`, the figure over its newest sample (module doc)."""
         deadline = deadline or self.deadline()
         now = self.now_ms()
-        specs = self.series_of(parse_selector(query))
+        specs, pushed = self.select(query)
+        answers = self._latest(specs, now, deadline)
+        if pushed:
+            answers += self._pushed_latest(pushed, now, deadline)
+        return answers
+
+    def _pushed_latest(
+        self, records: Sequence[PushedRecord], now: int, deadline: _Deadline
+    ) -> list[SeriesAnswer]:
+        """Per pushed series, its newest value, from the finest tier that has one."""
+        left = list(records)
+        found: dict[int, SeriesAnswer] = {}
+        configured = self._configured()
+        for tier in configured:
+            if not left:
+                break
+            span = tier.retention_ms if tier is configured[-1] else self._latest_span(tier)
+            missing = []
+            for record, points in self._pushed(left, tier, now - span, now, deadline):
+                point = newest(points)
+                if point is None:
+                    missing.append(record)
+                else:
+                    found[record.id] = _pushed_answer(record, [point], tier)
+            left = missing
+        return [found[record.id] for record in records if record.id in found]
+
+    @staticmethod
+    def _latest_span(tier: Tier) -> int:
+        """How far back a latest query looks in a tier that is not the last."""
+        return LATEST_LOOKBACK_CHUNKS * tier.chunk_ms
+
+    def _latest(
+        self, specs: Sequence[SeriesSpec], now: int, deadline: _Deadline
+    ) -> list[SeriesAnswer]:
+        """Per mesh series, the figure over its newest sample."""
         left = list(range(len(specs)))
         found: dict[int, SeriesAnswer] = {}
         configured = self._configured()
         for tier in configured:
             if not left:
                 break
-            last = tier is configured[-1]
-            span = tier.retention_ms if last else LATEST_LOOKBACK_CHUNKS * tier.chunk_ms
+            span = tier.retention_ms if tier is configured[-1] else self._latest_span(tier)
             end = now + tier.resolution_ms  # a coarse tier's newest sample ends after now
             parts = self._read([specs[i] for i in left], tier, now - span, end, deadline)
             missing = []
@@ -529,6 +646,27 @@ class QueryEngine:
         parts = self._reader.read_columns(keys, tier, start_ms, end_ms, buckets=buckets)
         deadline.check()
         return parts
+
+
+def _check_count(count: int, limit: int) -> None:
+    """HistoryQueryError past `limit` series."""
+    if count > limit:
+        raise HistoryQueryError(
+            f"the selector matches {count} series; the limit is {limit} "
+            "([history] max_series): narrow it with service=, type=, kind= or a pushed "
+            "metric's labels",
+            field="query",
+        )
+
+
+def _pushed_answer(
+    record: PushedRecord,
+    points: list[Point],
+    tier: Tier,
+    aggregation: Aggregation = Aggregation.FIGURE,
+) -> SeriesAnswer:
+    """The answer's series of a pushed series: its name as the figure, its own labels."""
+    return SeriesAnswer(record.name, record.label_set(), points, tier, aggregation)
 
 
 def _covered(extent: Extent | None, start_ms: int, step_ms: int, lo: int, hi: int) -> int:

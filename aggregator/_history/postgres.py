@@ -83,8 +83,24 @@ from aggregator._history.model import (
     Tier,
     TierSize,
 )
+from aggregator._history.pushed import (
+    DELETE_POINTS,
+    SELECT_POINTS,
+    SELECT_SERIES,
+    UPSERT_POINT,
+    UPSERT_SERIES,
+    PushedPoint,
+    PushedRecord,
+    select_points_args,
+)
 from aggregator._history.samples import rollup_columns
-from aggregator._history.store import META_SCHEMA, META_SEALED, SCHEMA_VERSION, HistoryStore
+from aggregator._history.store import (
+    META_SCHEMA,
+    META_SEALED,
+    MIGRATIONS,
+    SCHEMA_VERSION,
+    HistoryStore,
+)
 from mesh_common.clocks import ReadClock
 from mesh_common.redact import redact
 
@@ -115,6 +131,17 @@ _TABLES = (
         cpu_count integer NOT NULL, answered integer NOT NULL,
         PRIMARY KEY (end_time, service))""",
 )
+_PUSHED_TABLES = (
+    """CREATE TABLE IF NOT EXISTS pushed_series (
+        id integer PRIMARY KEY, name text NOT NULL, labels text NOT NULL, type text NOT NULL,
+        help text NOT NULL, unit text NOT NULL, UNIQUE (name, labels))""",
+    """CREATE TABLE IF NOT EXISTS pushed_points (
+        series integer NOT NULL, tier bigint NOT NULL, bucket_ms bigint NOT NULL,
+        time_ms bigint NOT NULL, value double precision,
+        PRIMARY KEY (series, tier, bucket_ms))""",
+    "CREATE INDEX IF NOT EXISTS pushed_points_end ON pushed_points (tier, bucket_ms)",
+)
+"""The pushed series' tables (`pushed.py`): part of a new store, added to one of schema 1."""
 VIEW = "system_metrics"
 """Seed 004's table name, here a view over `history_minutes`."""
 _VIEW_SQL = f"""CREATE OR REPLACE VIEW {VIEW} AS
@@ -324,6 +351,13 @@ class PostgresStore(HistoryStore):
                     "INSERT INTO history_meta (key, value) VALUES (%s, %s)",
                     (META_SCHEMA, SCHEMA_VERSION),
                 )
+            elif MIGRATIONS.get(found[0]) == SCHEMA_VERSION:
+                for statement in _PUSHED_TABLES:
+                    connection.execute(statement)
+                connection.execute(
+                    "UPDATE history_meta SET value = %s WHERE key = %s",
+                    (SCHEMA_VERSION, META_SCHEMA),
+                )
             elif found[0] != SCHEMA_VERSION:
                 raise HistoryStoreError(
                     f"the database has history schema {found[0]}; this aggregator writes "
@@ -340,7 +374,7 @@ class PostgresStore(HistoryStore):
 
     def _create(self, connection: psycopg.Connection[Any]) -> None:
         """The tables, and seed 004's view unless a relation of that name is there already."""
-        for statement in _TABLES:
+        for statement in (*_TABLES, *_PUSHED_TABLES):
             connection.execute(statement)
         other = connection.execute(
             "SELECT c.relkind FROM pg_class c WHERE c.oid = to_regclass(%s)", (VIEW,)
@@ -589,6 +623,41 @@ class PostgresStore(HistoryStore):
                     deleted = max(deleted, limit)
             return max(0, deleted)
 
+    def pushed_series(self) -> list[PushedRecord]:
+        """Every pushed series, by id."""
+        rows = self._read(lambda connection: connection.execute(SELECT_SERIES).fetchall())
+        return [PushedRecord(*row) for row in rows]
+
+    def append_pushed(self, series: Sequence[PushedRecord], points: Sequence[PushedPoint]) -> None:
+        """New or changed series, then the points, in one transaction."""
+        with self._writing() as connection, connection.cursor() as cursor:
+            if series:  # as new mesh series: later points refer to them, so it waits for the disk
+                cursor.execute("SET LOCAL synchronous_commit = on")
+                cursor.executemany(_pg(UPSERT_SERIES), series)
+            cursor.executemany(_pg(UPSERT_POINT), points)
+
+    def pushed_points(
+        self, series: Collection[int], tier: int, start_ms: int, end_ms: int
+    ) -> list[PushedPoint]:
+        """The points of `series` in `tier` read in `(start_ms, end_ms]`, by series then time."""
+
+        def read(connection: psycopg.Connection[Any]) -> list[PushedPoint]:
+            found: list[PushedPoint] = []
+            with connection.cursor() as cursor:
+                for each in sorted(series):
+                    rows = cursor.execute(
+                        _pg(SELECT_POINTS), select_points_args(each, tier, start_ms, end_ms)
+                    )
+                    found.extend(PushedPoint(*row) for row in rows)
+            return found
+
+        return self._read(read)
+
+    def delete_pushed_before(self, tier: int, end_ms: int, limit: int) -> int:
+        """Delete at most `limit` points of `tier` whose bucket ends before `end_ms`."""
+        with self._writing() as connection:
+            return max(0, connection.execute(_pg(DELETE_POINTS), (tier, end_ms, limit)).rowcount)
+
     def size(self) -> StoreSize:
         """Bytes and rows per tier, the head, and every history table with its indexes."""
         tiers, head, total = self._read(_sizes)
@@ -601,6 +670,11 @@ class PostgresStore(HistoryStore):
             int(head[1]),
             total,
         )
+
+
+def _pg(sql: str) -> str:
+    """SQL shared with SQLite (`?` placeholders) in psycopg's placeholders."""
+    return sql.replace("?", "%s")
 
 
 def _add(sums: list[int], sample: KindSample | ServiceSample) -> None:
@@ -633,7 +707,7 @@ def _sizes(
     total = connection.execute(
         "SELECT coalesce(sum(pg_total_relation_size(c.oid)), 0) FROM pg_class c "
         "WHERE c.relkind = 'r' AND c.relnamespace = current_schema()::regnamespace "
-        "AND c.relname LIKE 'history\\_%'"
+        "AND (c.relname LIKE 'history\\_%' OR c.relname LIKE 'pushed\\_%')"
     ).fetchone()
     assert head is not None and total is not None
     return tiers, head, int(total[0])

@@ -18,6 +18,7 @@ from aggregator._history.codec import Columns, KindColumns, between, decode_chun
 from aggregator._history.decoded import DecodedChunks
 from aggregator._history.memory import MemoryView, OpenChunks
 from aggregator._history.model import Sample, SeriesKey, SeriesRecord, StoreSize, Tier
+from aggregator._history.pushed import PushedCatalog, PushedPoint, PushedRecord
 from aggregator._history.samples import rollup_columns
 from aggregator._history.tiers import aligned_below
 
@@ -25,9 +26,32 @@ from aggregator._history.tiers import aligned_below
 class HistoryReader:
     """Reads the history the writer keeps (`HistoryWriter.reader`)."""
 
-    def __init__(self, memory: OpenChunks) -> None:
+    def __init__(self, memory: OpenChunks, pushed: PushedCatalog | None = None) -> None:
         self._memory = memory
         self._decoded = DecodedChunks()
+        self._pushed = pushed or PushedCatalog()
+
+    def pushed_names(self) -> frozenset[str]:
+        """The metric names of the pushed series the history holds (`pushed.py`)."""
+        return self._pushed.names()
+
+    def pushed_series(self, names: Collection[str]) -> list[PushedRecord]:
+        """The pushed series of metrics `names`, by name then labels."""
+        return self._pushed.records(names)
+
+    def pushed_points(
+        self, series: Collection[int], tier: Tier, start_ms: int, end_ms: int
+    ) -> list[PushedPoint]:
+        """The points of pushed `series` in `tier` read in `(start_ms, end_ms]`.
+
+        By series then time; HistoryStoreError when the store cannot be read.
+        """
+        store = self._memory.view((), 0).store
+        if store is None:
+            raise HistoryStoreError("the history store is not open (see the degraded reason)")
+        if not series or end_ms <= start_ms:
+            return []
+        return store.pushed_points(series, tier.key, start_ms, end_ms)
 
     @property
     def tiers(self) -> tuple[Tier, ...]:

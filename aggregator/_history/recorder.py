@@ -15,6 +15,11 @@ computed, so the next round kept counts their events (the agents' totals are cum
 their time resolution and their service samples are lost. The reason is kept (`degraded`) and
 logged at most once a minute; a line says when the store is written again.
 
+Pushed series (`pushed.py`): each round's changed series are upserted, one point per tier, in a
+transaction of their own after the round's. While the store fails, the last point per series
+and tier waits (so memory stays bounded by the series held): an older bucket of the same series
+and tier read meanwhile is lost, the newest is written when the store comes back.
+
 A store that could not be opened is tried again with a round at least OPEN_RETRY_SECONDS later
 (opening reads the whole state back). Until then the recorder starts
 from nothing; if the store then holds a history, the rounds buffered meanwhile are dropped
@@ -26,6 +31,7 @@ from __future__ import annotations
 import collections
 import logging
 import time
+from collections.abc import Sequence
 from typing import NamedTuple
 
 from metricsmesh.v1 import snapshot_pb2
@@ -34,6 +40,7 @@ from aggregator._errors import HistoryStoreError
 from aggregator._history.codec import ServiceColumns, encode_cursor, encode_head
 from aggregator._history.memory import NEVER, OpenChunks
 from aggregator._history.model import Cursor, CursorRecord, SeriesKey, SeriesRecord
+from aggregator._history.pushed import PushedCatalog, PushedPoint, PushedRecord, points_of
 from aggregator._history.recovery import Recovered, recover
 from aggregator._history.samples import RoundSamples, RowMemo, round_samples, time_ms_of
 from aggregator._history.sealing import SealState, plan_seal, seal_target
@@ -45,6 +52,7 @@ from aggregator._history.store import (
     meta_checkpoint,
     meta_complete,
 )
+from aggregator._ingest.model import PushedSeries
 from mesh_common.clocks import ReadClock
 
 _LOG = logging.getLogger("aggregator.history")
@@ -77,8 +85,14 @@ class Recorder:
         *,
         buffer_rounds: int,
         monotonic: ReadClock,
+        pushed: PushedCatalog | None = None,
     ) -> None:
         self._opener = opener
+        self.pushed = pushed or PushedCatalog()
+        """The pushed series stored (or waiting to be), shared with the readers."""
+        self._pushed_records: dict[int, PushedRecord] = {}
+        self._pushed_points: dict[tuple[int, int], PushedPoint] = {}
+        """The points waiting to be written, the last per (series, tier)."""
         self._memory = memory
         self._tiers = memory.tiers
         self._buffer_rounds = buffer_rounds
@@ -130,6 +144,16 @@ class Recorder:
             store.close()
             self._failed(f"cannot read the history store {store.name}: {error}")
             return
+        try:
+            pushed = store.pushed_series()
+        except HistoryStoreError as error:
+            store.close()
+            self._failed(f"cannot read the history store {store.name}: {error}")
+            return
+        if pushed:  # the store's ids win: what waits with ours is dropped
+            self.pushed.reset(pushed)
+            self._pushed_records.clear()
+            self._pushed_points.clear()
         self.store = store
         if recovered.records or self._last_ms == NEVER:
             self._adopt(recovered)
@@ -166,11 +190,15 @@ class Recorder:
         self._memory.replace(recovered.open, recovered.sealed_ms, recovered.complete_ms)
         self._checkpoint_ms = list(recovered.checkpoint_ms)
 
-    def record(self, message: snapshot_pb2.Snapshot) -> None:
-        """Keep one round (or drop it when the buffer is full), then write, seal, expire."""
+    def record(self, message: snapshot_pb2.Snapshot, pushed: Sequence[PushedSeries] = ()) -> None:
+        """Keep one round (or drop it when the buffer is full), then write, seal, expire.
+
+        `pushed` are the series changed since the previous round (`SnapshotData.pushed`).
+        """
         started, cpu = time.perf_counter(), time.thread_time()
         try:
             self._record(message)
+            self._record_pushed(pushed)
         finally:
             self.last_write_seconds = time.perf_counter() - started
             self.cpu_seconds += time.thread_time() - cpu
@@ -190,6 +218,31 @@ class Recorder:
         self._keep(samples)
         if self._write_pending() and self._seal() and self._expire():
             self._healthy()
+
+    def _record_pushed(self, pushed: Sequence[PushedSeries]) -> None:
+        """Upsert the changed series' points (one per tier); kept to retry when the store fails."""
+        if pushed:
+            ids, records = self.pushed.update(pushed)
+            self._pushed_records.update((record.id, record) for record in records)
+            waiting = self._pushed_points
+            for series, each in zip(ids, pushed, strict=True):
+                for point in points_of(series, each.value, round(each.time * 1000), self._tiers):
+                    key = (point.series, point.tier)
+                    before = waiting.get(key)
+                    if before is None or before.time_ms <= point.time_ms:
+                        waiting[key] = point
+        store = self.store
+        if store is None or not (self._pushed_points or self._pushed_records):
+            return
+        try:
+            store.append_pushed(
+                list(self._pushed_records.values()), list(self._pushed_points.values())
+            )
+        except HistoryStoreError as error:
+            self._failed(f"writing pushed series failed: {error}")
+            return
+        self._pushed_records.clear()
+        self._pushed_points.clear()
 
     def _keep(self, samples: RoundSamples) -> None:
         """Add the round to the cursors, the open chunks and the retry buffer."""
@@ -308,10 +361,10 @@ class Recorder:
         more = False
         try:
             for tier in self._tiers:
-                deleted = store.delete_before(
-                    tier.key, self._last_ms - tier.retention_ms, RETENTION_BATCH
-                )
-                more = more or deleted >= RETENTION_BATCH
+                before = self._last_ms - tier.retention_ms
+                deleted = store.delete_before(tier.key, before, RETENTION_BATCH)
+                points = store.delete_pushed_before(tier.key, before, RETENTION_BATCH)
+                more = more or max(deleted, points) >= RETENTION_BATCH
         except HistoryStoreError as error:
             self._failed(f"retention failed: {error}")
             return False

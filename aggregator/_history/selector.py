@@ -5,6 +5,11 @@
     {__name__="figure", label="v", ...}
 
 `figure` is one of `query.FIGURES`; the labels are `service`, `type`, `kind` and `__name__`.
+A selector may also name a metric pushed to the mesh (`cpu_usage_percent{host="server01"}`,
+`{__name__="queue_depth", region=~"us-.*"}`): when its name matchers accept one of the pushed
+metric names the caller passes (`pushed`), any label name is allowed, as in Prometheus
+(`cpu_usage_percent` is both a mesh figure and, once pushed, a pushed metric: the selector
+selects the series of both whose labels it matches).
 Strings are PromQL's: double or single quotes with Go's escapes, or backquotes (raw). A label a
 series does not have reads as "" (so `service=""` selects the fleet's series, as in PromQL),
 and a regex is anchored at both ends and read with RE2's syntax (`regex.py`: linear time, what
@@ -19,7 +24,7 @@ binary operators, numbers, unknown figures or labels, and trailing text. A selec
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 
 from aggregator._errors import SelectorError
@@ -96,28 +101,41 @@ class Selector:
 
     def figures(self) -> list[str]:
         """The figures whose name the `__name__` matchers accept (sorted)."""
-        names = [matcher for matcher in self.matchers if matcher.label == "__name__"]
-        return [name for name in sorted(FIGURES) if all(m.matches(name) for m in names)]
+        return self.names(FIGURES)
+
+    def names(self, names: Collection[str]) -> list[str]:
+        """Those of `names` the `__name__` matchers accept (sorted)."""
+        matchers = [matcher for matcher in self.matchers if matcher.label == "__name__"]
+        return [name for name in sorted(names) if all(m.matches(name) for m in matchers)]
 
 
-def parse_selector(text: str, *, field: str = "query") -> Selector:
-    """The selector `text`; SelectorError (its `field` as given) naming what is wrong."""
+def parse_selector(
+    text: str, *, field: str = "query", pushed: Collection[str] = frozenset()
+) -> Selector:
+    """The selector `text`; SelectorError (its `field` as given) naming what is wrong.
+
+    `pushed` are the names of metrics pushed to the mesh: a selector may name them, with any
+    label (module doc).
+    """
     if len(text) > MAX_QUERY_LENGTH:
         raise SelectorError(
             f"the selector is {len(text)} characters long; the limit is {MAX_QUERY_LENGTH}",
             MAX_QUERY_LENGTH,
             field=field,
         )
-    return _Reader(text, field).selector()
+    return _Reader(text, field, pushed).selector()
 
 
 class _Reader:
     """One pass over a selector's text, left to right."""
 
-    def __init__(self, text: str, field: str) -> None:
+    def __init__(self, text: str, field: str, pushed: Collection[str]) -> None:
         self.text = text
         self.at = 0
         self.field = field
+        self.pushed = pushed
+        self.other_labels: list[tuple[str, int]] = []
+        """Labels not of the mesh's series, with their position (allowed for pushed metrics)."""
 
     def fail(self, reason: str, position: int | None = None) -> SelectorError:
         return SelectorError(reason, self.at if position is None else position, field=self.field)
@@ -240,9 +258,7 @@ class _Reader:
             raise self.fail(self.unexpected("expected a label name (service, type, kind)"))
         label = self.name(_NAME_CHARS - {":"})
         if label not in LABELS:
-            raise self.fail(
-                f"unknown label {quote(label, 40)}; the labels are {', '.join(LABELS)}", start
-            )
+            self.other_labels.append((label, start))
         self.skip_space()
         op = next((op for op in OPERATORS if self.text.startswith(op, self.at)), None)
         if op is None:
@@ -323,13 +339,21 @@ class _Reader:
         if name and len(names) > 1:
             raise self.fail(f"the figure is named twice: {name!r} and {names[1].value!r}", name_at)
         for matcher in names:
-            if matcher.value not in FIGURES:
+            if matcher.value not in FIGURES and matcher.value not in self.pushed:
                 at = name_at if matcher.value == name else self.text.find("__name__")
                 raise self.fail(
                     f"unknown figure {quote(matcher.value, 60)}; "
-                    f"known: {', '.join(sorted(FIGURES))}",
+                    f"known: {', '.join(sorted(FIGURES))}"
+                    + (", or a metric pushed to the mesh" if self.pushed else ""),
                     max(at, 0),
                 )
+        if self.other_labels and not selector.names(self.pushed):
+            label, at = self.other_labels[0]
+            raise self.fail(
+                f"unknown label {quote(label, 40)}; the labels are {', '.join(LABELS)} "
+                "(any label of a metric pushed to the mesh)",
+                at,
+            )
         if all(matcher.matches("") for matcher in selector.matchers):
             raise self.fail(
                 "a selector needs at least one matcher that does not match the empty text "

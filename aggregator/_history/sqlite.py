@@ -37,7 +37,17 @@ from aggregator._history.model import (
     Tier,
     TierSize,
 )
-from aggregator._history.store import META_SCHEMA, SCHEMA_VERSION, HistoryStore
+from aggregator._history.pushed import (
+    DELETE_POINTS,
+    SELECT_POINTS,
+    SELECT_SERIES,
+    UPSERT_POINT,
+    UPSERT_SERIES,
+    PushedPoint,
+    PushedRecord,
+    select_points_args,
+)
+from aggregator._history.store import META_SCHEMA, MIGRATIONS, SCHEMA_VERSION, HistoryStore
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS history_series (
@@ -52,6 +62,13 @@ CREATE TABLE IF NOT EXISTS history_head (time_ms INTEGER PRIMARY KEY, data BLOB 
 CREATE TABLE IF NOT EXISTS history_cursors (
     series INTEGER PRIMARY KEY, data BLOB NOT NULL, time_ms INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS history_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS pushed_series (
+    id INTEGER PRIMARY KEY, name TEXT NOT NULL, labels TEXT NOT NULL, type TEXT NOT NULL,
+    help TEXT NOT NULL, unit TEXT NOT NULL, UNIQUE (name, labels));
+CREATE TABLE IF NOT EXISTS pushed_points (
+    series INTEGER NOT NULL, tier INTEGER NOT NULL, bucket_ms INTEGER NOT NULL,
+    time_ms INTEGER NOT NULL, value REAL, PRIMARY KEY (series, tier, bucket_ms)) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS pushed_points_end ON pushed_points (tier, bucket_ms);
 """
 PAGE_SIZE = 8192
 """Bytes per page of a new file."""
@@ -128,6 +145,10 @@ class SqliteStore(HistoryStore):
                 connection.execute(
                     "INSERT INTO history_meta (key, value) VALUES (?, ?)",
                     (META_SCHEMA, SCHEMA_VERSION),
+                )
+            elif MIGRATIONS.get(row[0]) == SCHEMA_VERSION:  # the new tables exist by now
+                connection.execute(
+                    "UPDATE history_meta SET value = ? WHERE key = ?", (SCHEMA_VERSION, META_SCHEMA)
                 )
             elif row[0] != SCHEMA_VERSION:
                 raise HistoryStoreError(
@@ -272,6 +293,37 @@ class SqliteStore(HistoryStore):
                 (tier, end_ms, limit),
             )
             return max(0, cursor.rowcount)
+
+    def pushed_series(self) -> list[PushedRecord]:
+        """Every pushed series, by id."""
+        with self._reading() as connection:
+            rows = connection.execute(SELECT_SERIES).fetchall()
+        return [PushedRecord(*row) for row in rows]
+
+    def append_pushed(self, series: Sequence[PushedRecord], points: Sequence[PushedPoint]) -> None:
+        """New or changed series, then the points, in one transaction."""
+        with self._writing() as connection:
+            if series:
+                connection.executemany(UPSERT_SERIES, series)
+            connection.executemany(UPSERT_POINT, points)
+
+    def pushed_points(
+        self, series: Collection[int], tier: int, start_ms: int, end_ms: int
+    ) -> list[PushedPoint]:
+        """The points of `series` in `tier` read in `(start_ms, end_ms]`, by series then time."""
+        found: list[PushedPoint] = []
+        with self._reading() as connection:
+            for each in sorted(series):
+                rows = connection.execute(
+                    SELECT_POINTS, select_points_args(each, tier, start_ms, end_ms)
+                )
+                found.extend(PushedPoint(*row) for row in rows)
+        return found
+
+    def delete_pushed_before(self, tier: int, end_ms: int, limit: int) -> int:
+        """Delete at most `limit` points of `tier` whose bucket ends before `end_ms`."""
+        with self._writing() as connection:
+            return max(0, connection.execute(DELETE_POINTS, (tier, end_ms, limit)).rowcount)
 
     def size(self) -> StoreSize:
         """Bytes and rows per tier, the head, and the whole file (pages in use or free)."""

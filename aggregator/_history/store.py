@@ -8,6 +8,9 @@ A backend keeps five things (tables `history_*` in both backends):
     history_cursors (series, data, time_ms)                each kind's cursor as of the last seal
     history_meta    (key, value)                           schema version, tiers, seal progress
 
+and the pushed series (`pushed.py`): `pushed_series` and `pushed_points`, the last value of
+each series per tier bucket.
+
 Every method blocks: it is called from the writer's worker thread, or from a query thread
 (`series`, `chunks`, `size`), never from the event loop. Reads may run while the worker writes.
 A backend raises `HistoryStoreError` naming the database and the problem. Nothing outside
@@ -20,10 +23,15 @@ import abc
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 
 from aggregator._history.model import ChunkRecord, CursorRecord, SeriesRecord, StoreSize, Tier
+from aggregator._history.pushed import PushedPoint, PushedRecord
 from aggregator._history.settings import HistorySettings
 
-SCHEMA_VERSION = "1"
-"""`history_meta` key `schema`: the tables' layout (codec.VERSION is the blobs')."""
+SCHEMA_VERSION = "2"
+"""`history_meta` key `schema`: the tables' layout (codec.VERSION is the blobs').
+
+2 added the pushed series' tables; a store of schema 1 gets them when it opens (`MIGRATIONS`)."""
+MIGRATIONS = {"1": "2"}
+"""A schema a backend upgrades when it opens it -> the schema after: the missing tables added."""
 META_SCHEMA = "schema"
 META_TIERS = "tiers"
 """The tiers the store was last written with (comma-separated, as configured)."""
@@ -111,6 +119,27 @@ class HistoryStore(abc.ABC):
 
         Returns how many were deleted (retention: fewer than `limit` means done for now).
         """
+
+    @abc.abstractmethod
+    def pushed_series(self) -> list[PushedRecord]:
+        """Every pushed series, by id."""
+
+    @abc.abstractmethod
+    def append_pushed(self, series: Sequence[PushedRecord], points: Sequence[PushedPoint]) -> None:
+        """In one transaction: `series` new or changed (by id), then `points`.
+
+        A point replaces the one of its series, tier and bucket unless that one was read later.
+        """
+
+    @abc.abstractmethod
+    def pushed_points(
+        self, series: Collection[int], tier: int, start_ms: int, end_ms: int
+    ) -> list[PushedPoint]:
+        """The points of `series` in `tier` read in `(start_ms, end_ms]`, by series then time."""
+
+    @abc.abstractmethod
+    def delete_pushed_before(self, tier: int, end_ms: int, limit: int) -> int:
+        """Delete at most `limit` points of `tier` whose bucket ends before `end_ms`; how many."""
 
     @abc.abstractmethod
     def size(self) -> StoreSize:

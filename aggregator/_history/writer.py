@@ -7,7 +7,8 @@ encodes them and runs the SQL; it seals, rolls up and expires chunks between rou
 holds at most `queue_rounds` rounds (two seconds of them): that, and the round in flight, is
 what a `kill -9` can lose, since a round is durable once its head row is committed. When the
 queue is full (the worker is behind), a round is dropped and counted; its events are counted
-by the next round kept.
+by the next round kept, and its pushed series (`SnapshotData.pushed`, the full tuple, not the
+wire's capped copy) go with the next round kept (the latest value of each).
 
 Lifecycle: `start()` starts the thread, which opens the store and rebuilds its state
 (`recovery.py`) before the first round; `close()` writes what is queued, closes the store and
@@ -24,15 +25,18 @@ import math
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from metricsmesh.v1 import snapshot_pb2
 
 from aggregator._convert import WholeSnapshots
 from aggregator._history.memory import OpenChunks
 from aggregator._history.model import Tier
+from aggregator._history.pushed import PushedCatalog
 from aggregator._history.reader import HistoryReader
 from aggregator._history.recorder import Recorder
 from aggregator._history.store import StoreOpener
+from aggregator._ingest.model import Labels, PushedSeries
 from aggregator._model import SnapshotData
 from mesh_common.clocks import Clocks
 
@@ -74,8 +78,15 @@ class _Flush:
         self.done = done
 
 
+class _Round(NamedTuple):
+    """A round for the worker: its wire message and the pushed series changed since the last."""
+
+    message: snapshot_pb2.Snapshot
+    pushed: tuple[PushedSeries, ...]
+
+
 _STOP = object()
-_Item = snapshot_pb2.Snapshot | _Flush | object
+_Item = _Round | _Flush | object
 
 
 class HistoryWriter:
@@ -92,11 +103,18 @@ class HistoryWriter:
         queue_rounds: int = 2,
     ) -> None:
         self.memory = OpenChunks(tiers)
-        self.reader = HistoryReader(self.memory)
+        pushed = PushedCatalog()
+        self.reader = HistoryReader(self.memory, pushed)
         """Reads the history (stored chunks and the open ones); thread-safe, blocking."""
         self._recorder = Recorder(
-            opener, self.memory, buffer_rounds=buffer_rounds, monotonic=clocks.monotonic
+            opener,
+            self.memory,
+            buffer_rounds=buffer_rounds,
+            monotonic=clocks.monotonic,
+            pushed=pushed,
         )
+        self._carried: dict[tuple[str, Labels], PushedSeries] = {}
+        """The pushed series of rounds dropped from the queue, for the next round queued."""
         self._whole = whole
         self._queue: collections.deque[_Item] = collections.deque()
         self._ready = threading.Condition()
@@ -123,13 +141,19 @@ class HistoryWriter:
         if key <= self._last_seen or self._closed:
             return
         self._last_seen = key
+        pushed = snapshot.pushed
         if self._queued_rounds >= self._queue_rounds:  # read without the lock: only we add
             self._dropped += 1
+            self._carried.update(((each.name, each.labels), each) for each in pushed)
             return
+        if self._carried:
+            carried, self._carried = self._carried, {}
+            carried.update(((each.name, each.labels), each) for each in pushed)
+            pushed = tuple(carried.values())
         message = self._whole.get(snapshot)
         with self._ready:
             self._queued_rounds += 1
-            self._queue.append(message)
+            self._queue.append(_Round(message, pushed))
             self._ready.notify()
 
     def _put(self, item: _Item) -> None:
@@ -184,7 +208,7 @@ class HistoryWriter:
             while not self._queue:
                 self._ready.wait()
             item = self._queue.popleft()
-            if isinstance(item, snapshot_pb2.Snapshot):
+            if isinstance(item, _Round):
                 self._queued_rounds -= 1
             return item
 
@@ -194,8 +218,8 @@ class HistoryWriter:
         while (item := self._next()) is not _STOP:
             if isinstance(item, _Flush):
                 item.done()
-            elif isinstance(item, snapshot_pb2.Snapshot):
-                self._guarded(functools.partial(recorder.record, item))
+            elif isinstance(item, _Round):
+                self._guarded(functools.partial(recorder.record, item.message, item.pushed))
         self._guarded(recorder.finish)
 
     @staticmethod

@@ -16,6 +16,10 @@ from mesh_common.latency import Histogram
 Labels = tuple[tuple[str, str], ...]
 """A label set: (name, value) pairs sorted by name."""
 
+PUSHED_LOOKBACK_SECONDS = 300.0
+"""A pushed series' value stands for this long after it was read, then it is unknown
+(Prometheus's 5-minute lookback): history's steps and alert rules read it so."""
+
 
 class MetricType(StrEnum):
     """How a pushed series' values are read."""

@@ -170,6 +170,7 @@ class AlertRule(_message.Message):
     ANNOTATIONS_FIELD_NUMBER: _builtins.int
     SOURCE_FIELD_NUMBER: _builtins.int
     SEVERITY_LEVEL_FIELD_NUMBER: _builtins.int
+    MATCHERS_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     """id names the rule; set by the aggregator when a rule is created."""
     name: _builtins.str
@@ -211,6 +212,13 @@ class AlertRule(_message.Message):
     severity_level: Global___AlertSeverity.ValueType
     """severity_level is how severe the rule's alerts are; unspecified on a new
     rule means warning (or the deprecated severity word, when set).
+    """
+    matchers: _builtins.str
+    """matchers, when set, are PromQL label matchers ({host="server01"}, {} for
+    every label set): the rule then watches only the series pushed to the
+    mesh under its figure's name that they select, and the figure may be any
+    metric name. Without them a rule on a row figure watches the rows and the
+    pushed series of that name.
     """
     @_builtins.property
     def for_duration(self) -> _duration_pb2.Duration:
@@ -268,10 +276,11 @@ class AlertRule(_message.Message):
         annotations: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
         source: _builtins.str = ...,
         severity_level: Global___AlertSeverity.ValueType = ...,
+        matchers: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_clear_threshold", b"_clear_threshold", "clear_threshold", b"clear_threshold", "for_duration", b"for_duration", "keep_firing_for", b"keep_firing_for"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_clear_threshold", b"_clear_threshold", "annotations", b"annotations", "clear_threshold", b"clear_threshold", "comparator", b"comparator", "figure", b"figure", "for_duration", b"for_duration", "id", b"id", "keep_firing_for", b"keep_firing_for", "kinds", b"kinds", "labels", b"labels", "name", b"name", "service_names", b"service_names", "service_types", b"service_types", "severity", b"severity", "severity_level", b"severity_level", "source", b"source", "threshold", b"threshold", "threshold_text", b"threshold_text"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_clear_threshold", b"_clear_threshold", "annotations", b"annotations", "clear_threshold", b"clear_threshold", "comparator", b"comparator", "figure", b"figure", "for_duration", b"for_duration", "id", b"id", "keep_firing_for", b"keep_firing_for", "kinds", b"kinds", "labels", b"labels", "matchers", b"matchers", "name", b"name", "service_names", b"service_names", "service_types", b"service_types", "severity", b"severity", "severity_level", b"severity_level", "source", b"source", "threshold", b"threshold", "threshold_text", b"threshold_text"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__clear_threshold: _TypeAlias = _typing.Literal["clear_threshold"]  # noqa: Y015
     _WhichOneofArgType__clear_threshold: _TypeAlias = _typing.Literal["_clear_threshold", b"_clear_threshold"]  # noqa: Y015
