@@ -45,6 +45,18 @@ class MetricPoint(NamedTuple):
     """The pushed service it came with (OTLP's `service.name`); "" for seed 003's series."""
 
 
+class Durations(NamedTuple):
+    """Timed events as sparse mesh buckets, their sum and their longest, in seconds.
+
+    `buckets` maps a mesh bucket index to its count (non-empty ones only): what a surface that
+    builds buckets itself hands in (an OTLP histogram fills a few dozen of the mesh's hundreds).
+    """
+
+    buckets: Mapping[int, int]
+    sum_seconds: float
+    max_seconds: float
+
+
 class KindPoint(NamedTuple):
     """Events of one kind of a pushed service.
 
@@ -59,7 +71,7 @@ class KindPoint(NamedTuple):
     kind: str
     events: int
     errors: int
-    latency: Histogram | None = None
+    latency: Histogram | Durations | None = None
     time: float | None = None
     stream: Hashable | None = None
     start_time: float | None = None

@@ -29,11 +29,11 @@ from collections.abc import Mapping
 from opentelemetry.proto.metrics.v1 import metrics_pb2
 
 from aggregator._ingest.bounds import Refused
+from aggregator._ingest.model import Durations
 from mesh_common.latency import (
     MAX_INDEX,
     MIN_INDEX,
     SCALE,
-    Histogram,
     index_of,
     representative,
     upper_bound,
@@ -47,7 +47,7 @@ MIN_SCALE, MAX_SCALE = -10, 20
 _LOG2_LARGEST = math.log2(upper_bound(MAX_INDEX))
 
 
-def explicit(point: metrics_pb2.HistogramDataPoint, factor: float) -> Histogram | None:
+def explicit(point: metrics_pb2.HistogramDataPoint, factor: float) -> Durations | None:
     """The point's durations (bounds times `factor`: seconds); None when it has no buckets.
 
     Refused when its buckets do not fit its bounds or do not add up to its count.
@@ -67,16 +67,18 @@ def explicit(point: metrics_pb2.HistogramDataPoint, factor: float) -> Histogram 
         return None
     stated_max = point.max * factor if point.HasField("max") else None
     placed: dict[int, int] = {}
-    for i, count in enumerate(counts):
+    get = placed.get
+    top = top_count = 0
+    for index, count in zip(indexes, counts, strict=True):
         if count:
-            placed[indexes[i]] = placed.get(indexes[i], 0) + count
-            top = i
+            placed[index] = get(index, 0) + count
+            top, top_count = index, count
     if stated_max is not None:  # the highest non-empty bucket holds the max: place it there
-        placed[indexes[top]] -= counts[top]
-        if not placed[indexes[top]]:
-            del placed[indexes[top]]
+        placed[top] -= top_count
+        if not placed[top]:
+            del placed[top]
         at = index_of(stated_max)
-        placed[at] = placed.get(at, 0) + counts[top]
+        placed[at] = get(at, 0) + top_count
     return _histogram(placed, point.sum * factor if point.HasField("sum") else None, stated_max)
 
 
@@ -95,7 +97,7 @@ def _bound_indexes(bounds: tuple[float, ...], factor: float) -> tuple[int, ...]:
 
 def exponential(
     point: metrics_pb2.ExponentialHistogramDataPoint, factor: float
-) -> Histogram | None:
+) -> Durations | None:
     """The point's durations (bucket bounds times `factor`: seconds); None when it is empty.
 
     Refused for negative durations, a scale OTLP does not define, or a count that is not the
@@ -140,14 +142,10 @@ _cached_indexes = functools.lru_cache(maxsize=256)(_bound_indexes)
 
 def _histogram(
     placed: Mapping[int, int], sum_seconds: float | None, max_seconds: float | None
-) -> Histogram:
-    low, high = min(placed), max(placed)
-    dense = [0] * (high - low + 1)
-    for index, count in placed.items():
-        dense[index - low] += count
-    counts = tuple(dense)
+) -> Durations:
+    high = max(placed)
     if sum_seconds is None or not math.isfinite(sum_seconds):
         sum_seconds = math.fsum(representative(i) * count for i, count in placed.items())
     if max_seconds is None or not math.isfinite(max_seconds):
         max_seconds = upper_bound(high)
-    return Histogram(low, counts, max(0.0, sum_seconds), max(0.0, max_seconds))
+    return Durations(placed, max(0.0, sum_seconds), max(0.0, max_seconds))

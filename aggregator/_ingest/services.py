@@ -24,13 +24,13 @@ from __future__ import annotations
 import collections
 import math
 import statistics
-from collections.abc import Hashable
+from collections.abc import Hashable, Mapping
 from dataclasses import dataclass, field
 
 from metricsmesh.v1 import event_rate_pb2
 
 from aggregator._ingest.bounds import Refused
-from aggregator._ingest.model import KindPoint
+from aggregator._ingest.model import Durations, KindPoint
 from aggregator._ingest.settings import (
     DEFAULT_STALENESS_SECONDS,
     STALENESS_INTERVALS,
@@ -50,31 +50,37 @@ MIN_STALENESS_SECONDS = 5.0
 _INTERVALS_KEPT = 8
 
 
-def difference(newer: Histogram, older: Histogram) -> Histogram:
-    """The durations in `newer` and not in `older`.
+Buckets = dict[int, int]
+"""Sparse latency buckets: mesh bucket index -> count (only the non-empty ones). Pushes keep
+their buckets sparse: an OTLP histogram fills a few dozen of the mesh's hundreds, and adding
+or subtracting dense spans per data point was most of an Export's cost
+(`python -m bench ingest_otlp`)."""
 
-    `older` is an earlier state of the same running totals, so each of its counts is at most
-    `newer`'s.
-    """
-    if not older.counts:
-        return newer
-    low = min(newer.offset, older.offset)
-    high = max(newer.offset + len(newer.counts), older.offset + len(older.counts))
-    dense = [0] * (high - low)
-    for index, count in enumerate(newer.counts, newer.offset - low):
-        dense[index] += count
-    for index, count in enumerate(older.counts, older.offset - low):
-        dense[index] -= count
-    first = next((i for i, count in enumerate(dense) if count), None)
-    if first is None:
+
+def sparse(latency: Histogram | Durations | None) -> Mapping[int, int]:
+    """The non-empty buckets of `latency` ({} for None); never changed by the caller."""
+    if latency is None:
+        return {}
+    if isinstance(latency, Durations):
+        return latency.buckets
+    return {index: count for index, count in enumerate(latency.counts, latency.offset) if count}
+
+
+def dense(buckets: Buckets, sum_seconds: float, max_seconds: float) -> Histogram:
+    """The Histogram of sparse `buckets` (EMPTY when there is none)."""
+    if not buckets:
         return EMPTY
-    last = max(i for i, count in enumerate(dense) if count)
-    return Histogram(
-        low + first,
-        tuple(max(0, count) for count in dense[first : last + 1]),
-        max(0.0, newer.sum_seconds - older.sum_seconds),
-        newer.max_seconds,
-    )
+    low, high = min(buckets), max(buckets)
+    counts = [0] * (high - low + 1)
+    for index, count in buckets.items():
+        counts[index - low] = count
+    return Histogram(low, tuple(counts), sum_seconds, max_seconds)
+
+
+def _minus(newer: Mapping[int, int], older: Mapping[int, int]) -> Buckets:
+    """The buckets of `newer` not in `older` (an earlier state of the same running totals)."""
+    get = older.get
+    return {index: count - get(index, 0) for index, count in newer.items() if count > get(index, 0)}
 
 
 @dataclass(slots=True)
@@ -83,9 +89,11 @@ class _Checkpoint:
     """Monotonic instant of the totals."""
     events: int
     errors: int
-    latency: Histogram
+    buckets: Buckets
+    """The kind's latency buckets since start, as of `at` (its own copy)."""
+    sum_seconds: float
     max_seconds: float
-    """The longest duration pushed since the previous checkpoint (0 when none)."""
+    """The longest duration pushed since the previous checkpoint (0 when none was stated)."""
 
 
 @dataclass(slots=True)
@@ -94,7 +102,9 @@ class _Stream:
 
     events: int
     errors: int
-    latency: Histogram
+    buckets: Mapping[int, int]
+    sum_seconds: float
+    max_seconds: float
     start_time: float | None
 
 
@@ -102,7 +112,9 @@ class _Stream:
 class _Kind:
     events: int = 0
     errors: int = 0
-    latency: Histogram = EMPTY
+    buckets: Buckets = field(default_factory=dict)
+    sum_seconds: float = 0.0
+    max_seconds: float = 0.0
     last_event_time: float | None = None
     checkpoints: collections.deque[_Checkpoint] = field(default_factory=collections.deque)
 
@@ -141,6 +153,8 @@ class PushedServices:
         self.services: dict[str, PushedService] = {}
         self.polled: frozenset[str] = frozenset()
         """Names of the registry's services: a push may not take one of them."""
+        self.stream_count = 0
+        """Cumulative streams held (every service's), capped by `max_series`."""
 
     def add(self, point: KindPoint, time: float, received: float, wall: float) -> None:
         """Count `point` (time checked, epoch seconds) received at the monotonic `received`.
@@ -162,23 +176,24 @@ class PushedServices:
                 )
             kind = service.kinds[point.kind] = _Kind()
             start = received if point.start_time is None else received - (wall - point.start_time)
-            kind.checkpoints.append(_Checkpoint(min(start, received), 0, 0, EMPTY, 0.0))
-        events, errors, durations = self._increase(service, point)
+            kind.checkpoints.append(_Checkpoint(min(start, received), 0, 0, {}, 0.0, 0.0))
+        events, errors, buckets, sum_seconds, max_seconds = self._increase(service, point)
         if service.last_push and received - service.last_push >= CHECKPOINT_SECONDS / 2:
             service.intervals.append(received - service.last_push)
         service.last_push = max(service.last_push, received)
         if point.stream is None:
             service.live = service.live or point.start_time is None
-        if events == 0 and errors == 0 and durations is None:
-            self._checkpoint(kind, received, 0.0)
-            return
         kind.events += events
         kind.errors += errors
-        if durations is not None and durations.counts:
-            kind.latency = latency.merge((kind.latency, durations))
+        if buckets:
+            totals = kind.buckets
+            for index, count in buckets.items():
+                totals[index] = totals.get(index, 0) + count
+            kind.sum_seconds += sum_seconds
+            kind.max_seconds = max(kind.max_seconds, max_seconds)
         if events:
             kind.last_event_time = time
-        self._checkpoint(kind, received, 0.0 if durations is None else durations.max_seconds)
+        self._checkpoint(kind, received, buckets, max_seconds)
 
     def _service(self, point: KindPoint, time: float, wall: float) -> PushedService:
         service = self.services.get(point.service)
@@ -199,39 +214,66 @@ class PushedServices:
         service = self.services[point.service] = PushedService(point.service, start)
         return service
 
-    @staticmethod
-    def _increase(service: PushedService, point: KindPoint) -> tuple[int, int, Histogram | None]:
+    def _increase(
+        self, service: PushedService, point: KindPoint
+    ) -> tuple[int, int, Mapping[int, int], float, float]:
+        """(events, errors, latency buckets, their sum, their max or 0) new with `point`."""
+        latency = point.latency
+        buckets = sparse(latency)
+        sum_seconds = 0.0 if latency is None else latency.sum_seconds
+        max_seconds = 0.0 if latency is None else latency.max_seconds
         if point.stream is None:
-            return point.events, point.errors, point.latency
+            return point.events, point.errors, buckets, sum_seconds, max_seconds
         previous = service.streams.get(point.stream)
-        reading = _Stream(point.events, point.errors, point.latency or EMPTY, point.start_time)
-        service.streams[point.stream] = reading
+        if previous is None:
+            if self.stream_count >= self._settings.max_series:
+                raise Refused(
+                    f"new stream of {quote(point.service)} refused: {self._settings.max_series} "
+                    "cumulative streams (attribute sets) are held already",
+                    "max_series",
+                )
+            self.stream_count += 1
+        service.streams[point.stream] = _Stream(
+            point.events, point.errors, buckets, sum_seconds, max_seconds, point.start_time
+        )
         if previous is None:
             # The first reading of a stream: its counts since its start. They enter the
             # window only when that start is known (the kind's first checkpoint sits there).
-            return point.events, point.errors, point.latency
+            return point.events, point.errors, buckets, sum_seconds, max_seconds
         restarted = (
             point.events < previous.events
             or point.errors < previous.errors
             or (point.start_time is not None and point.start_time != previous.start_time)
         )
         if restarted:
-            return point.events, point.errors, point.latency
-        durations = None
-        if point.latency is not None:
-            durations = difference(point.latency, previous.latency)
-        return point.events - previous.events, point.errors - previous.errors, durations
+            return point.events, point.errors, buckets, sum_seconds, max_seconds
+        return (
+            point.events - previous.events,
+            point.errors - previous.errors,
+            _minus(buckets, previous.buckets),
+            max(0.0, sum_seconds - previous.sum_seconds),
+            # The stream's maximum since its start says something of this interval only
+            # when it grew in it.
+            max_seconds if max_seconds > previous.max_seconds else 0.0,
+        )
 
     @staticmethod
-    def _checkpoint(kind: _Kind, at: float, max_seconds: float) -> None:
+    def _checkpoint(kind: _Kind, at: float, new: Mapping[int, int], max_seconds: float) -> None:
         checkpoints = kind.checkpoints
-        last = checkpoints[-1] if checkpoints else None
-        if last is not None and at - last.at < CHECKPOINT_SECONDS and len(checkpoints) > 1:
-            last.events, last.errors, last.latency = kind.events, kind.errors, kind.latency
+        last = checkpoints[-1]
+        if at - last.at < CHECKPOINT_SECONDS and len(checkpoints) > 1:
+            last.events, last.errors, last.sum_seconds = kind.events, kind.errors, kind.sum_seconds
+            held = last.buckets
+            for index in new:
+                held[index] = kind.buckets[index]
             last.max_seconds = max(last.max_seconds, max_seconds)
             last.at = max(last.at, at)
             return
-        checkpoints.append(_Checkpoint(at, kind.events, kind.errors, kind.latency, max_seconds))
+        checkpoints.append(
+            _Checkpoint(
+                at, kind.events, kind.errors, dict(kind.buckets), kind.sum_seconds, max_seconds
+            )
+        )
         # Keep one checkpoint at or before the oldest window start still needed.
         while len(checkpoints) > 2 and checkpoints[1].at <= at - WINDOW_SECONDS:
             checkpoints.popleft()
@@ -240,7 +282,7 @@ class PushedServices:
         """Drop the services whose last push was before the monotonic `before`; their names."""
         gone = [name for name, service in self.services.items() if service.last_push < before]
         for name in gone:
-            del self.services[name]
+            self.stream_count -= len(self.services.pop(name).streams)
         return gone
 
     def read(
@@ -275,18 +317,23 @@ class PushedServices:
             if kind.last_event_time is not None:
                 set_seconds(row.last_event_time, kind.last_event_time)
                 last_event = max(last_event or kind.last_event_time, kind.last_event_time)
-            window = difference(newest.latency, reference.latency)
-            if window.counts:
-                window = Histogram(
-                    window.offset,
-                    window.counts,
-                    window.sum_seconds,
-                    _window_max(kind.checkpoints, reference, window),
+            buckets = _minus(newest.buckets, reference.buckets)
+            if buckets:
+                stated = max(
+                    (c.max_seconds for c in kind.checkpoints if c.at > reference.at), default=0.0
+                )
+                window = dense(
+                    buckets,
+                    max(0.0, newest.sum_seconds - reference.sum_seconds),
+                    _within_top(stated, max(buckets)),
                 )
                 latency.summarize(window, row.latency)
                 window_latency.append(window)
-            if kind.latency.counts:
-                latency.to_proto(kind.latency, row.latency_since_start)
+            if kind.buckets:
+                since_start = dense(
+                    kind.buckets, kind.sum_seconds, _within_top(kind.max_seconds, max(kind.buckets))
+                )
+                latency.to_proto(since_start, row.latency_since_start)
             total_events += kind.events
             total_errors += kind.errors
             window_events += events
@@ -325,15 +372,10 @@ def _span(
     return reference, checkpoints[-1]
 
 
-def _window_max(
-    checkpoints: collections.deque[_Checkpoint], reference: _Checkpoint, window: Histogram
-) -> float:
-    """The longest duration pushed after `reference`.
+def _within_top(stated: float, top: int) -> float:
+    """The longest duration: `stated` when it lies in bucket `top` (the highest non-empty).
 
-    The upper bound of the window's highest bucket when the pushes did not state one (within
-    one bucket, never below).
+    Else that bucket's upper bound: within one bucket, never below the true maximum.
     """
-    stated = max((c.max_seconds for c in checkpoints if c.at > reference.at), default=0.0)
-    top = window.offset + len(window.counts) - 1
     highest = latency.upper_bound(top)
     return stated if latency.upper_bound(top - 1) < stated <= highest else highest
