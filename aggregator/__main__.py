@@ -15,8 +15,10 @@ import sys
 
 from aggregator._alerts.settings import SECTION as ALERTS_SECTION
 from aggregator._history.settings import SECTION as HISTORY_SECTION
+from aggregator._ingest.settings import SECTION as INGEST_SECTION
 from aggregator._server import AggregatorServer
 from aggregator._settings import SECTION, load_config
+from mesh_common.addresses import format_host_port
 from mesh_common.errors import MeshError, exit_status
 from mesh_common.options import (
     ENV_HELP,
@@ -48,16 +50,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def epilog() -> str:
-    """The help text's epilog: configuration sources, the [aggregator], [alerts], [history] keys."""
-    return (
-        ENV_HELP
-        + "\n"
-        + SECTION.help_text()
-        + "\n"
-        + ALERTS_SECTION.help_text()
-        + "\n"
-        + HISTORY_SECTION.help_text()
-    )
+    """The help text's epilog: configuration sources, then the keys of the aggregator's tables."""
+    sections = (SECTION, ALERTS_SECTION, HISTORY_SECTION, INGEST_SECTION)
+    return ENV_HELP + "".join("\n" + section.help_text() for section in sections)
 
 
 GC_THRESHOLDS = (50_000, 10, 10)
@@ -96,6 +91,11 @@ async def serve(server: AggregatorServer) -> None:
         server.settings.interval_seconds,
         server.settings.deadline_seconds,
     )
+    if server.otlp_port is not None:
+        _LOG.info(
+            "OTLP/gRPC MetricsService/Export on %s",
+            format_host_port(server.settings.host, server.otlp_port),
+        )
     try:
         await stop.wait()
     finally:

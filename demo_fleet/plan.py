@@ -165,7 +165,7 @@ class FleetPlan:
             claims.append(PortClaim(entry.host, entry.port, f"{entry.name} (HTTP port)"))
             claims.append(PortClaim(entry.host, entry.agent_port, f"{entry.name} (agent port)"))
         claims.append(PortClaim(self.aggregator.host, self.aggregator.port, "the aggregator"))
-        if self.otlp_port != -1:
+        if self.otlp_port > 0:
             claims.append(PortClaim(self.aggregator.host, self.otlp_port, "the aggregator (OTLP)"))
         claims.append(PortClaim(self.gateway.host, self.gateway.port, "the gateway"))
         return claims
@@ -383,7 +383,7 @@ class _Ports:
     gateway: GatewaySettings
     upstream: int
     otlp: int = -1
-    """The aggregator's OTLP port; -1 (none) stays -1."""
+    """The aggregator's OTLP port; -1 (none) stays -1, 0 (any free one) is not shifted."""
 
     def on_free_ports(self) -> _Ports:
         """Every port replaced by one that is free now."""
@@ -396,7 +396,7 @@ class _Ports:
             aggregator=dataclasses.replace(self.aggregator, port=next(ports)),
             gateway=dataclasses.replace(self.gateway, port=next(ports)),
             upstream=next(ports),
-            otlp=-1 if self.otlp == -1 else next(ports),
+            otlp=self.otlp if self.otlp == -1 else next(ports),
         )
 
     def shifted(self, offset: int) -> _Ports:
@@ -427,7 +427,7 @@ class _Ports:
                 self.gateway, port=shift(self.gateway.port, "the gateway's port")
             ),
             upstream=shift(self.upstream, "the fake upstream's port"),
-            otlp=-1 if self.otlp == -1 else shift(self.otlp, "the aggregator's OTLP port"),
+            otlp=self.otlp if self.otlp <= 0 else shift(self.otlp, "the aggregator's OTLP port"),
         )
 
     def check_fixed(self) -> None:

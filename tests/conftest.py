@@ -31,14 +31,18 @@ from tests.postgres_server import PostgresServer, Unavailable
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    """Keep every aggregator's state (alert store, history) out of the user's home.
+    """Keep every aggregator's state (alert store, history) out of the user's home, and off
+    the fixed OTLP port.
 
     A test that starts `python -m aggregator` without a state directory writes to the default
     one, `$XDG_STATE_HOME/metrics-mesh`: pointed at a directory of this session, and inherited
-    by every child process.
+    by every child process. Such an aggregator also opens its OTLP port, 4317 by default: two
+    at once (or a demo, a local OpenTelemetry collector) would collide, so the session's
+    children take a free one (`[ingest] otlp_port = 0`) unless a test says otherwise.
     """
     state = Path(tempfile.mkdtemp(prefix="metrics-mesh-tests-state-"))
     os.environ["XDG_STATE_HOME"] = str(state)
+    os.environ.setdefault("METRICS_MESH_INGEST_OTLP_PORT", "0")
     config.add_cleanup(lambda: shutil.rmtree(state, ignore_errors=True))
 
 
