@@ -67,6 +67,7 @@ DEMO_RULES: tuple[dict[str, Any], ...] = (
 """The alert rules the demo runs with when the user's file has no `[alerts]` table: its
 misbehaving services fire and resolve them while `make run` runs."""
 UPSTREAM_NAME = "fake-upstream"
+PUSHER_NAME = "pusher"
 
 
 def dial(host: str, port: int) -> str:
@@ -278,6 +279,33 @@ class FleetPlan:
             )
             argv += ["--error", schedule.text()]
         return argv
+
+    def pusher_spec(self, python: str = sys.executable) -> ProcessSpec | None:
+        """The process pushing seed 003 metrics, seed 004 events and OTLP.
+
+        None without an OTLP port to push to (`[ingest] otlp_port` -1 or 0).
+        """
+        if self.otlp_port <= 0:
+            return None
+        otlp = dial(self.aggregator.host, self.otlp_port)
+        return ProcessSpec(
+            name=PUSHER_NAME,
+            argv=(
+                python,
+                "-m",
+                "demo_fleet.pusher",
+                "--gateway",
+                self.gateway_url,
+                "--otlp",
+                otlp,
+                "--parent-pid",
+                str(os.getpid()),
+            ),
+            # Ready once its OTLP row is in: every way of pushing has worked once by then.
+            ready=http_ok(f"{self.gateway_url}/metrics/services/health", '"checkout"'),
+            summary=f"pushes to {self.gateway_url} and OTLP {otlp}",
+            restart_delay=2.0,
+        )
 
     def mesh_specs(self, config_path: Path, python: str = sys.executable) -> list[ProcessSpec]:
         """The aggregator and the gateway, both reading the generated config file."""

@@ -1,4 +1,4 @@
-"""Readiness probes: is a gRPC server SERVING, does an HTTP endpoint answer 200."""
+"""Readiness probes: is a gRPC server SERVING, does an HTTP endpoint answer 200 (with a text)."""
 
 from __future__ import annotations
 
@@ -39,8 +39,8 @@ def grpc_serving(address: str | HostPort, service: str = "", *, any_status: bool
     return probe
 
 
-def http_ok(url: str) -> Probe:
-    """A probe: GET `url` answers 200."""
+def http_ok(url: str, containing: str = "") -> Probe:
+    """A probe: GET `url` answers 200 (with `containing` in its body, when given)."""
 
     async def probe() -> bool:
         async with httpx.AsyncClient(timeout=PROBE_TIMEOUT_SECONDS) as client:
@@ -48,7 +48,7 @@ def http_ok(url: str) -> Probe:
                 response = await client.get(url)
             except httpx.HTTPError:
                 return False
-        return response.status_code == 200
+        return response.status_code == 200 and containing in response.text
 
     return probe
 

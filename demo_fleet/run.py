@@ -55,6 +55,15 @@ def banner(plan: FleetPlan, config_path: Path, run_dir: Path) -> str:
         f"  Prometheus   {plan.gateway_url}/metrics",
         f"  aggregator   {agg}  (gRPC, metricsmesh.v1.AggregatorService)",
         f"  agents       one per service, e.g. {example.name} at {agent}",
+        *(
+            [
+                f"  pushed       OTLP/gRPC {dial(plan.aggregator.host, plan.otlp_port)}, "
+                f"OTLP/HTTP {plan.gateway_url}/v1/metrics, seed 003/004 REST "
+                "(the pusher sends all three)"
+            ]
+            if plan.otlp_port > 0
+            else []
+        ),
         "",
         "Ready to paste:",
         f"  {grpcurl} -plaintext {agg} list",
@@ -65,6 +74,8 @@ def banner(plan: FleetPlan, config_path: Path, run_dir: Path) -> str:
         f'  {grpcurl} -plaintext -d \'{{"service": "{example.name}"}}\' {agent} '
         "grpc.health.v1.Health/Check",
         f"  curl -s {plan.gateway_url}/api/v1/real-time-metrics",
+        f"  curl -s {plan.gateway_url}/metrics/services/health",
+        f"  curl -s {plan.gateway_url}/api/v1/metrics/latest/cpu_usage_percent",
         f"  {cli} top --config {config_path}",
         f"  {cli} snapshot --config {config_path}",
         "",
@@ -121,6 +132,11 @@ class DemoRun:
             self.say("starting the aggregator, then the gateway")
             for spec in plan.mesh_specs(config_path):
                 if not await self._until_stopped(self.supervisor.start([spec], timeout=timeout)):
+                    return 130
+            pusher = plan.pusher_spec()
+            if pusher is not None:
+                self.say("starting the pusher (seed 003 metrics, seed 004 events, OTLP)")
+                if not await self._until_stopped(self.supervisor.start([pusher], timeout=timeout)):
                     return 130
             self.say(f"everything is up in {time.monotonic() - started:.1f} s")
             self.say(banner(plan, config_path, self.run_dir))
