@@ -40,11 +40,16 @@ DESCRIPTION = (
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """The aggregator's options: --config, --host, --port, --log-level, --log-format."""
+    """The aggregator's options: --config, --host, --port, --otlp-port, --log-*."""
     add_config_option(parser)
     parser.add_argument("--host", help="bind host (overrides [aggregator] host)")
     parser.add_argument(
         "--port", type=port_number, help="port, 0 = any free one (overrides [aggregator] port)"
+    )
+    parser.add_argument(
+        "--otlp-port",
+        type=int,
+        help="OTLP/gRPC port, 0 = any free one, -1 = none (overrides [ingest] otlp_port)",
     )
     add_logging_options(parser)
 
@@ -113,12 +118,15 @@ def run(args: argparse.Namespace) -> int:
             config.aggregator,
             **{key: value for key, value in overrides.items() if value is not None},
         )
+        ingest = config.ingest
+        if args.otlp_port is not None:
+            ingest = dataclasses.replace(ingest, otlp_port=args.otlp_port)  # checked: ConfigError
         server = AggregatorServer(
             config.services,
             settings,
             alerts=config.alerts,
             history=config.history,
-            ingest=config.ingest,
+            ingest=ingest,
         )
         asyncio.run(serve(server))
     except MeshError as error:

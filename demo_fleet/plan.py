@@ -322,6 +322,8 @@ class FleetPlan:
                     self.aggregator.host,
                     "--port",
                     str(self.aggregator.port),
+                    "--otlp-port",
+                    str(self.otlp_port),
                     "--log-level",
                     self.log_level,
                     "--log-format",

@@ -182,8 +182,11 @@ def push_forever(gateway: str, otlp: str, parent_pid: int | None) -> None:
                 if started >= next_otlp:
                     export(checkout.request(), timeout=5.0)
                     next_otlp = started + OTLP_EVERY_SECONDS
-            except (httpx.HTTPError, grpc.RpcError) as error:
-                print(f"pusher: a push failed, trying again next second: {error}", flush=True)
+            except httpx.HTTPError as error:
+                print(f"pusher: a REST push failed ({error}); trying again", flush=True)
+            except grpc.RpcError as error:
+                reason = error.details() if isinstance(error, grpc.Call) else repr(error)
+                print(f"pusher: an OTLP Export failed ({reason}); trying again", flush=True)
             time.sleep(max(0.0, 1.0 - (time.monotonic() - started)))
 
 

@@ -88,7 +88,7 @@ def test_stopping_the_demo_takes_every_child_down(tmp_path: Path, signum: signal
     try:
         wait_until_up(process)
         children = descendants(process.pid)
-        assert len(children) == 5  # 2 services, the fake upstream, aggregator, gateway
+        assert len(children) == 6  # 2 services, the fake upstream, aggregator, gateway, pusher
         ports = generated_ports(tmp_path)
         process.send_signal(signum)
         status = process.wait(timeout=30)
