@@ -9,7 +9,7 @@ The gateway checks the JSON's shape and hands every well-formed item to the aggr
 ones (`kept`: they are stored) and the refused ones (`rejected`: item, reason, and `limit`, the
 aggregator's `[ingest]` setting of the cap it hit). A body that is not JSON, a batch without a
 `metrics` list, or over `max_batch` items is refused whole: 422 `{"detail", "field"}`, nothing
-kept. A body over `MAX_BODY_BYTES` is a 413 naming the limit.
+kept. A body over `PUSH_BODY_BYTES` is a 413 naming the limit.
 
 `Authorization: Bearer <token>` is accepted; it is checked only when the gateway has an
 `admin_token` (the alert write endpoints' token: 401 otherwise), and goes on to the aggregator
@@ -38,13 +38,12 @@ from gateway._ingest_forms import (
     Rejection,
     add_metric,
 )
+from gateway._limits import PUSH_BODY_BYTES
 from gateway._state import GatewayState
 from gateway._views import json_bytes
 from mesh_common.errors import ParamError
 
 PREFIX = "/api/v1/metrics"
-MAX_BODY_BYTES = 4 * 1024 * 1024
-"""Largest ingestion body: 1000 metrics of about 4 KB each (labels, help text)."""
 JSON = "application/json"
 
 SEED_EXAMPLE = {
@@ -57,7 +56,7 @@ SEED_EXAMPLE = {
 }
 ERRORS: dict[int | str, dict[str, Any]] = {
     401: {"model": IngestError, "description": "The gateway has an admin_token; this is not it."},
-    413: {"model": IngestError, "description": f"The body is over {MAX_BODY_BYTES} bytes."},
+    413: {"model": IngestError, "description": f"The body is over {PUSH_BODY_BYTES} bytes."},
     422: {
         "model": IngestAnswer,
         "description": "Items were refused: `rejected` names each with its reason and the "
@@ -87,7 +86,7 @@ def ingest_router(state: GatewayState) -> APIRouter:
         """Keep one gauge or counter value; 201 with the metric as kept, 422 naming why not."""
         try:
             metadata = authorize(state, request)
-            body = await read_json(request, required=True, limit=MAX_BODY_BYTES)
+            body = await read_json(request, required=True, limit=PUSH_BODY_BYTES)
             return await _ingest(state, [body], metadata, _client(request), single=True)
         except AlertRequestError as error:
             return _refusal(error.status, error.detail, error.field, error.challenge)
@@ -110,7 +109,7 @@ def ingest_router(state: GatewayState) -> APIRouter:
         """Keep every metric that passes; 201 when all did, else 422 with `kept` and `rejected`."""
         try:
             metadata = authorize(state, request)
-            body = await read_json(request, required=True, limit=MAX_BODY_BYTES)
+            body = await read_json(request, required=True, limit=PUSH_BODY_BYTES)
             if not isinstance(body, dict) or not isinstance(body.get("metrics"), list):
                 raise AlertRequestError(422, 'the body must be {"metrics": [...]}', field="metrics")
             if set(body) != {"metrics"}:

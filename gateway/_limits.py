@@ -40,6 +40,9 @@ MAX_TRACKED_CLIENTS = 4096
 RATE_LIMITED = ("/api/", "/metrics/", "/v1/")
 """Path prefixes under the REST rate limit: the API, seed 004's `/metrics/...` routes and
 OTLP/HTTP (`POST /v1/metrics`)."""
+PUSH_BODY_BYTES = 4 * 1024 * 1024
+"""The largest pushed body (seed 003 ingest and batch, seed 004 events, OTLP/HTTP after gzip
+inflation): the aggregator's gRPC receive limit, 4 MiB. Past it, 413 naming the limit."""
 STREAM_SUFFIX = "/stream"
 """API paths ending like this are streams: capped by count, not rate-limited."""
 

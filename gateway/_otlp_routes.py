@@ -9,7 +9,7 @@ request's content type: `partial_success` counts and names what was refused.
 
 Errors, as OTLP/HTTP defines them (the body a `google.rpc.Status` in the request's content
 type, JSON when that type is not one of the two): 400 an undecodable body, 413 a body (read or
-inflated) past `MAX_BODY_BYTES`, 415 another content type or encoding, 429 past the gateway's
+inflated) past `PUSH_BODY_BYTES`, 415 another content type or encoding, 429 past the gateway's
 per-client rate limit (`gateway._limits`, with `Retry-After`), 503 the aggregator unreachable
 (retryable), 504 no answer in time, 409 ingestion turned off on the aggregator.
 """
@@ -28,14 +28,13 @@ from google.rpc import status_pb2
 from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2, metrics_service_pb2_grpc
 
 from gateway._errors import GatewayError, OtlpHttpError
+from gateway._limits import PUSH_BODY_BYTES
 from gateway._state import GatewayState
 from mesh_common.bounded import shorten
 
 PATH = "/v1/metrics"
 PROTOBUF = "application/x-protobuf"
 JSON = "application/json"
-MAX_BODY_BYTES = 4 * 1024 * 1024
-"""Largest body, after gzip inflation too: the aggregator's gRPC receive limit (4 MiB)."""
 CALL_TIMEOUT_SECONDS = 10.0
 """Deadline of the Export call to the aggregator."""
 Request_ = metrics_service_pb2.ExportMetricsServiceRequest
@@ -51,14 +50,14 @@ _HTTP_STATUS = {
 
 
 async def read_body(request: Request) -> bytes:
-    """The request's body, inflated when gzip; OtlpHttpError 413 past MAX_BODY_BYTES, 415."""
+    """The request's body, inflated when gzip; OtlpHttpError 413 past PUSH_BODY_BYTES, 415."""
     too_large = OtlpHttpError(
         413,
-        f"the body is larger than {MAX_BODY_BYTES} bytes (the gateway's OTLP body limit)",
+        f"the body is larger than {PUSH_BODY_BYTES} bytes (the gateway's OTLP body limit)",
         grpc.StatusCode.RESOURCE_EXHAUSTED,
     )
     declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > MAX_BODY_BYTES:
+    if declared.isdigit() and int(declared) > PUSH_BODY_BYTES:
         raise too_large
     encoding = request.headers.get("content-encoding", "identity").strip().lower()
     if encoding not in ("identity", "gzip"):
@@ -72,7 +71,7 @@ async def read_body(request: Request) -> bytes:
     async for chunk in request.stream():
         if inflate is not None:
             try:
-                chunk = inflate.decompress(chunk, MAX_BODY_BYTES + 1 - len(body))
+                chunk = inflate.decompress(chunk, PUSH_BODY_BYTES + 1 - len(body))
             except zlib.error as error:
                 raise OtlpHttpError(
                     400,
@@ -82,7 +81,7 @@ async def read_body(request: Request) -> bytes:
             if inflate.unconsumed_tail:
                 raise too_large
         body += chunk
-        if len(body) > MAX_BODY_BYTES:
+        if len(body) > PUSH_BODY_BYTES:
             raise too_large
     return bytes(body)
 
@@ -152,7 +151,7 @@ _DOC_RESPONSES: dict[int | str, dict[str, Any]] = {
         for status, text in (
             (400, "The body does not decode (protobuf, OTLP JSON or gzip): a `google.rpc.Status`."),
             (409, "Ingestion is turned off on the aggregator (`[ingest] enabled = false`)."),
-            (413, f"The body, or its gzip inflation, is larger than {MAX_BODY_BYTES} bytes."),
+            (413, f"The body, or its gzip inflation, is larger than {PUSH_BODY_BYTES} bytes."),
             (
                 415,
                 "A content type other than application/x-protobuf or application/json, or "

@@ -28,7 +28,8 @@ from gateway._alert_routes import _body, authorize, read_json
 from gateway._errors import AlertRequestError, IngestCallError
 from gateway._ingest_calls import call_ingest
 from gateway._ingest_forms import EventAnswer, EventForm, IngestError, event_message
-from gateway._ingest_routes import MAX_BODY_BYTES, _client, _reason
+from gateway._ingest_routes import _client, _reason
+from gateway._limits import PUSH_BODY_BYTES
 from gateway._models import RealTimeMetrics, RealTimeMetricsError
 from gateway._params import FieldsParam, ServicesParam, TypesParam
 from gateway._state import GatewayState
@@ -133,7 +134,7 @@ def _events_route(router: APIRouter, state: GatewayState) -> None:
             status: {"model": IngestError, "description": text}
             for status, text in (
                 (401, "The gateway has an admin_token; this is not it."),
-                (413, f"The body is over {MAX_BODY_BYTES} bytes."),
+                (413, f"The body is over {PUSH_BODY_BYTES} bytes."),
                 (
                     422,
                     "The body is not an event, or the aggregator refused it (the reason "
@@ -151,7 +152,7 @@ def _events_route(router: APIRouter, state: GatewayState) -> None:
         """Count one event of kind `event_type` for `service_name` (default metrics-service)."""
         try:
             metadata = authorize(state, request)
-            body = await read_json(request, required=True, limit=MAX_BODY_BYTES)
+            body = await read_json(request, required=True, limit=PUSH_BODY_BYTES)
             try:
                 form = EventForm.model_validate(body)
                 message = event_message(form)

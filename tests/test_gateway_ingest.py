@@ -13,7 +13,7 @@ from typing import Any
 import httpx
 from websockets.asyncio.client import connect
 
-from gateway._ingest_routes import MAX_BODY_BYTES
+from gateway._limits import PUSH_BODY_BYTES
 from tests.gateway_mesh import ADMIN_TOKEN
 from tests.ingest_mesh import ingest_mesh
 from tests.seed_curl import curl_commands, run_curl
@@ -106,11 +106,11 @@ async def test_a_batch_over_1000_is_refused_whole_and_nothing_is_kept() -> None:
 
 
 async def test_a_body_over_the_limit_is_a_413_naming_it() -> None:
-    big = {**GAUGE, "help_text": "x" * (MAX_BODY_BYTES + 1)}
+    big = {**GAUGE, "help_text": "x" * (PUSH_BODY_BYTES + 1)}
     async with ingest_mesh() as mesh:
         response = await mesh.http.post("/api/v1/metrics/ingest", json=big)
     assert response.status_code == 413
-    assert response.json()["detail"] == f"the body is larger than {MAX_BODY_BYTES} bytes"
+    assert response.json()["detail"] == f"the body is larger than {PUSH_BODY_BYTES} bytes"
 
 
 async def test_a_body_that_is_not_json_is_a_422() -> None:

@@ -580,3 +580,41 @@ async def test_each_history_example_of_the_readme_runs_as_pasted(tmp_path: Path)
             if result.returncode != 0 or not history_output_ok(line, result.stdout):
                 failed.append((line, result.returncode, result.stdout[-300:], result.stderr[-300:]))
     assert not failed, failed
+
+
+# --- the Pushing metrics section, against a real aggregator and gateway -------------------------
+
+
+def pushing_lines() -> list[str]:
+    """The commands of the Pushing metrics section's ```sh blocks (the activation line aside)."""
+    blocks = re.findall(r"```sh\n(.*?)```", section("Pushing metrics"), flags=re.DOTALL)
+    return [line for block in blocks for line in block.splitlines()[1:] if line.strip()]
+
+
+async def test_each_pushing_example_of_the_readme_runs_as_pasted(tmp_path: Path) -> None:
+    from aggregator import IngestSettings
+    from tests.ingest_mesh import ingest_mesh
+
+    async with ingest_mesh(IngestSettings(otlp_port=0)) as mesh:
+        gateway = mesh.url.removeprefix("http://")
+        failed = []
+        for line in pushing_lines():
+            result = await asyncio.to_thread(run_as_pasted, line.replace("127.0.0.1:8000", gateway))
+            if result.returncode != 0 or not result.stdout.strip():
+                failed.append((line, result.returncode, result.stdout[-300:], result.stderr[-300:]))
+        assert not failed, failed
+        (program,) = re.findall(r"```python\n(.*?)```", section("Pushing metrics"), re.DOTALL)
+        otlp = f"127.0.0.1:{mesh.aggregator.otlp_port}"
+        script = tmp_path / "otel_example.py"
+        script.write_text(program.replace("127.0.0.1:4317", otlp), encoding="utf-8")
+        argv = [sys.executable, str(script)]
+        done = await asyncio.to_thread(
+            subprocess.run, argv, capture_output=True, text=True, timeout=60
+        )
+        assert done.returncode == 0, done.stderr
+        snapshot = await mesh.round()
+    rows = {row.service_name: row for row in snapshot.services}
+    assert rows["metrics-service"].total_events == 1  # the seed 004 event
+    assert rows["checkout"].total_events == 1  # the OpenTelemetry program's one request
+    latest = [line for line in pushing_lines() if "/latest/" in line]
+    assert latest, "the section shows the latest value"
