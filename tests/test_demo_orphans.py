@@ -102,6 +102,9 @@ def test_stopping_the_demo_takes_every_child_down(tmp_path: Path, signum: signal
         assert process.stdout is not None
         process.stdout.close()
         kill_leftovers(children)
+        if process.poll() is None:  # the test failed before it stopped the demo
+            process.kill()
+            process.wait(timeout=30)
     assert len(ports) >= 6
     eventually_sync(
         lambda: all(port_is_free("127.0.0.1", port)[0] for port in ports),
