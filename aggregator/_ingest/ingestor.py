@@ -120,14 +120,13 @@ class Ingestor:
                     raise Refused("the kind of event is empty")
                 if kind.events < 0 or kind.errors < 0:
                     raise Refused("counts must not be negative")
-                checked_kind = kind._replace(
-                    service=bounds.text(kind.service, "service name"),
-                    kind=bounds.text(kind.kind, "kind"),
-                )
+                # Checked, not copied: a service and kind name is kept once, as a dict key.
+                bounds.text(kind.service, "service name")
+                bounds.text(kind.kind, "kind")
                 time = bounds.time(kind.time, wall)
                 if kind.start_time is not None:
                     bounds.time(max(kind.start_time, wall - self.settings.max_past_seconds), wall)
-                self.services.add(checked_kind, time, now, wall)
+                self.services.add(kind, time, now, wall)
             except Refused as refusal:
                 refused.append(Refusal(f"events[{index}]", refusal.reason, refusal.limit))
         accepted = len(metrics) + len(kinds) - len(refused)

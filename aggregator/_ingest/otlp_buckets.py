@@ -66,19 +66,26 @@ def explicit(point: metrics_pb2.HistogramDataPoint, factor: float) -> Durations 
     if not total:
         return None
     stated_max = point.max * factor if point.HasField("max") else None
-    placed: dict[int, int] = {}
-    get = placed.get
-    top = top_count = 0
-    for index, count in zip(indexes, counts, strict=True):
-        if count:
-            placed[index] = get(index, 0) + count
-            top, top_count = index, count
+    if len(set(indexes)) == len(indexes) - 1:  # each finite bound in a mesh bucket of its own
+        finite = zip(indexes[:-1], counts, strict=False)  # counts has the +Inf one more
+        placed = {index: count for index, count in finite if count}
+        if counts[-1]:  # the +Inf bucket, at the last finite bound
+            placed[indexes[-1]] = placed.get(indexes[-1], 0) + counts[-1]
+    else:
+        placed = {}
+        for index, count in zip(indexes, counts, strict=True):
+            if count:
+                placed[index] = placed.get(index, 0) + count
+    top_position = len(counts) - 1
+    while not counts[top_position]:
+        top_position -= 1
+    top, top_count = indexes[top_position], counts[top_position]
     if stated_max is not None:  # the highest non-empty bucket holds the max: place it there
         placed[top] -= top_count
         if not placed[top]:
             del placed[top]
         at = index_of(stated_max)
-        placed[at] = get(at, 0) + top_count
+        placed[at] = placed.get(at, 0) + top_count
     return _histogram(placed, point.sum * factor if point.HasField("sum") else None, stated_max)
 
 

@@ -80,7 +80,7 @@ def dense(buckets: Buckets, sum_seconds: float, max_seconds: float) -> Histogram
 def _minus(newer: Mapping[int, int], older: Mapping[int, int]) -> Buckets:
     """The buckets of `newer` not in `older` (an earlier state of the same running totals)."""
     get = older.get
-    return {index: count - get(index, 0) for index, count in newer.items() if count > get(index, 0)}
+    return {index: count - old for index, count in newer.items() if (old := get(index, 0)) < count}
 
 
 @dataclass(slots=True)
