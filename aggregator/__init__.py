@@ -13,6 +13,7 @@ from aggregator._errors import (
     TooManySubscribers,
 )
 from aggregator._history.settings import HistorySettings
+from aggregator._ingest.settings import SECTION as INGEST_SECTION
 from aggregator._ingest.settings import IngestSettings
 from aggregator._model import SnapshotData
 from aggregator._server import AggregatorServer
@@ -23,6 +24,7 @@ from mesh_common.registry import DEFAULT_REGISTRY, Registry, ServiceEntry
 
 __all__ = [
     "DEFAULT_REGISTRY",
+    "INGEST_SECTION",
     "SECTION",
     "SYSTEM_CLOCKS",
     "AggregatorConfig",

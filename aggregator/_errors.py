@@ -13,7 +13,10 @@ MeshError (mesh_common.errors)
       ├── HistoryQueryError      a history query asks for what cannot be answered
       │    └── SelectorError     a series selector is malformed or asks for what is unsupported
       ├── RegexError             a label regex is not in the supported RE2 syntax
-      └── HistoryTimeout         a history query ran past its time limit
+      ├── HistoryTimeout         a history query ran past its time limit
+      ├── Refused                a pushed item is not kept (says why, names the cap's setting)
+      ├── BatchTooLarge          a push holds more items than max_batch (refused whole)
+      └── UnknownType            a pushed metric is neither a gauge nor a counter
 Configuration errors are mesh_common's ConfigError, shared by every component.
 """
 
@@ -107,3 +110,24 @@ class RegexError(AggregatorError, ValueError):
 
 class HistoryTimeout(AggregatorError):
     """A history query ran past its time limit (the query timeout or the call's deadline)."""
+
+
+class Refused(AggregatorError):
+    """A pushed item the ingestion path does not keep.
+
+    `reason` says why; `limit` names the `[ingest]` setting of the cap that refused it ("" when
+    the item itself was wrong).
+    """
+
+    def __init__(self, reason: str, limit: str = "") -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.limit = limit
+
+
+class BatchTooLarge(AggregatorError):
+    """A push holds more items than `max_batch` (refused whole: INVALID_ARGUMENT, 422)."""
+
+
+class UnknownType(AggregatorError, ValueError):
+    """A pushed metric without a type (PUSHED_METRIC_TYPE_UNSPECIFIED or unknown)."""

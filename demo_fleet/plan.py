@@ -16,9 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from aggregator import INGEST_SECTION, AggregatorSettings
 from aggregator import SECTION as AGGREGATOR_SECTION
-from aggregator import AggregatorSettings
-from aggregator._ingest.settings import SECTION as INGEST_SECTION
 from demo_fleet.ports import PortClaim, free_ports
 from demo_fleet.probes import all_of, grpc_serving, http_ok
 from demo_fleet.schedule import Schedule

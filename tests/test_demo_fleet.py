@@ -273,19 +273,6 @@ def test_services_count_several_kinds_at_different_rates(demo: Demo) -> None:
     assert busiest.service_name in ("log-aggregator", "websocket-ingestion")
 
 
-def test_sigint_stops_every_process_and_frees_every_port(demo: Demo) -> None:
-    config, gateway = demo.config, demo.gateway
-    children = descendants(demo.process.pid)
-    assert len(children) >= 19  # 15 services, the fake upstream, aggregator, gateway, pusher
-    demo.process.send_signal(signal.SIGINT)
-    assert demo.process.wait(timeout=30) == 0
-    assert [pid for pid in children if alive(pid)] == []
-    ports = [gateway.port, config.aggregator.port]
-    for entry in config.services:
-        ports += [entry.port, entry.agent_port]
-    assert [port for port in ports if not port_is_free("127.0.0.1", port)[0]] == []
-
-
 def test_the_pusher_makes_pushed_rows_and_series(demo: Demo) -> None:
     """Seed 004's events, seed 003's batches and OTLP from the demo's pusher all land."""
 
@@ -304,3 +291,16 @@ def test_the_pusher_makes_pushed_rows_and_series(demo: Demo) -> None:
     url = f"http://127.0.0.1:{demo.gateway.port}/api/v1/metrics/latest/cpu_usage_percent"
     hosts = {value["labels"].get("host") for value in httpx.get(url, timeout=5).json()["values"]}
     assert {"server01", "server02", "server03"} <= hosts
+
+
+def test_sigint_stops_every_process_and_frees_every_port(demo: Demo) -> None:
+    config, gateway = demo.config, demo.gateway
+    children = descendants(demo.process.pid)
+    assert len(children) >= 19  # 15 services, the fake upstream, aggregator, gateway, pusher
+    demo.process.send_signal(signal.SIGINT)
+    assert demo.process.wait(timeout=30) == 0
+    assert [pid for pid in children if alive(pid)] == []
+    ports = [gateway.port, config.aggregator.port]
+    for entry in config.services:
+        ports += [entry.port, entry.agent_port]
+    assert [port for port in ports if not port_is_free("127.0.0.1", port)[0]] == []

@@ -66,6 +66,9 @@ async def raw_unary(address: str, method: str, payload: bytes) -> grpc.aio.AioRp
             return error
 
 
+OTLP_EXPORT = "/opentelemetry.proto.collector.metrics.v1.MetricsService/Export"
+
+
 async def test_malformed_bytes_are_a_short_invalid_argument_and_no_traceback(
     agent: AgentServer, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -75,11 +78,13 @@ async def test_malformed_bytes_are_a_short_invalid_argument_and_no_traceback(
     monkeypatch.setattr(grpc_input, "_LOG", budget)
     aggregator_methods = aggregator_pb2.DESCRIPTOR.services_by_name["AggregatorService"].methods
     async with AggregatorServer(registry_for(agent), settings()) as server:
-        targets = [(agent.address, GET_EVENT_RATE, False)] + [
+        targets = [(agent.address, GET_EVENT_RATE, False), (server.address, OTLP_EXPORT, False)]
+        targets += [
             (server.address, f"/{SERVICE_NAME}/{method.name}", method.server_streaming)
             for method in aggregator_methods
         ]
-        assert len(targets) == 14  # GetEventRate, 2 snapshot, 6 alert and 5 history methods
+        # GetEventRate, OTLP's Export, 2 snapshot, 6 alert, 5 history and 3 ingest methods
+        assert len(targets) == 18
         for address, method, streaming in targets:
             for _ in range(10):
                 if streaming:

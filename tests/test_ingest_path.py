@@ -9,7 +9,8 @@ import math
 
 import pytest
 
-from aggregator._ingest.ingestor import BatchTooLarge, Ingestor
+from aggregator._errors import BatchTooLarge
+from aggregator._ingest.ingestor import Ingestor
 from aggregator._ingest.model import KindPoint, MetricPoint, MetricType
 from aggregator._ingest.settings import IngestSettings
 from aggregator._model import CallResult

@@ -14,6 +14,7 @@ import re
 import sys
 from collections.abc import Mapping
 
+from aggregator._errors import Refused
 from aggregator._ingest.model import Labels
 from aggregator._ingest.settings import IngestSettings
 from mesh_common.bounded import quote
@@ -23,15 +24,6 @@ METRIC_NAME = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*")
 LABEL_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
 """Prometheus's label name syntax."""
 _intern = sys.intern
-
-
-class Refused(Exception):
-    """An item the path does not keep: `reason` says why, `limit` names the cap's setting."""
-
-    def __init__(self, reason: str, limit: str = "") -> None:
-        super().__init__(reason)
-        self.reason = reason
-        self.limit = limit
 
 
 class Bounds:

@@ -18,8 +18,9 @@ import collections
 from collections.abc import Iterable, Sequence
 from typing import NamedTuple
 
+from aggregator._errors import BatchTooLarge, Refused
 from aggregator._fanout import parse_figures
-from aggregator._ingest.bounds import Bounds, Refused
+from aggregator._ingest.bounds import Bounds
 from aggregator._ingest.model import (
     IngestResult,
     KindPoint,
@@ -32,15 +33,10 @@ from aggregator._ingest.services import PushedService, PushedServices
 from aggregator._ingest.settings import IngestSettings
 from aggregator._model import CallResult, Health, Outcome
 from mesh_common.clocks import Clocks
-from mesh_common.errors import MeshError
 from mesh_common.registry import ServiceEntry
 
 PUSHED_TYPE = "pushed"
 """The service type of a pushed row."""
-
-
-class BatchTooLarge(MeshError):
-    """A request holds more items than `max_batch` (refused whole: INVALID_ARGUMENT, 413/422)."""
 
 
 class PushedRound(NamedTuple):

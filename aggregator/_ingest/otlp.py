@@ -64,7 +64,7 @@ from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2
 from opentelemetry.proto.common.v1 import common_pb2
 from opentelemetry.proto.metrics.v1 import metrics_pb2
 
-from aggregator._ingest.bounds import Refused
+from aggregator._errors import Refused
 from aggregator._ingest.ingestor import Ingestor
 from aggregator._ingest.model import KindPoint, Labels, MetricPoint, MetricType, Refusal
 from aggregator._ingest.otlp_buckets import explicit, exponential

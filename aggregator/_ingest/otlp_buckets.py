@@ -28,7 +28,7 @@ from collections.abc import Mapping
 
 from opentelemetry.proto.metrics.v1 import metrics_pb2
 
-from aggregator._ingest.bounds import Refused
+from aggregator._errors import Refused
 from aggregator._ingest.model import Durations
 from mesh_common.latency import (
     MAX_INDEX,

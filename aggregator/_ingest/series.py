@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from aggregator._ingest.bounds import Refused
+from aggregator._errors import Refused
 from aggregator._ingest.model import Labels, MetricPoint, MetricType, PushedSeries
 from aggregator._ingest.settings import IngestSettings
 from mesh_common.bounded import quote

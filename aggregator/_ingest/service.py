@@ -13,10 +13,10 @@ from typing import Any
 import grpc
 from metricsmesh.v1 import ingest_pb2
 
-from aggregator._ingest.ingestor import BatchTooLarge, Ingestor
+from aggregator._errors import BatchTooLarge, UnknownType
+from aggregator._ingest.ingestor import Ingestor
 from aggregator._ingest.model import KindPoint, MetricPoint
 from aggregator._ingest.wire import (
-    UnknownType,
     kind_point,
     metric_point,
     metric_type,

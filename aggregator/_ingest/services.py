@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 
 from metricsmesh.v1 import event_rate_pb2
 
-from aggregator._ingest.bounds import Refused
+from aggregator._errors import Refused
 from aggregator._ingest.model import Durations, KindPoint
 from aggregator._ingest.settings import (
     DEFAULT_STALENESS_SECONDS,

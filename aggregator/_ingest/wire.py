@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from metricsmesh.v1 import ingest_pb2
 
+from aggregator._errors import UnknownType
 from aggregator._ingest.model import (
     IngestResult,
     KindPoint,
@@ -19,10 +20,6 @@ _TYPES = {
     ingest_pb2.PUSHED_METRIC_TYPE_COUNTER: MetricType.COUNTER,
 }
 _WIRE_TYPES = {value: key for key, value in _TYPES.items()}
-
-
-class UnknownType(ValueError):
-    """A pushed metric without a type (PUSHED_METRIC_TYPE_UNSPECIFIED or unknown)."""
 
 
 def metric_type(value: int) -> MetricType:
