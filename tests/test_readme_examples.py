@@ -618,3 +618,12 @@ async def test_each_pushing_example_of_the_readme_runs_as_pasted(tmp_path: Path)
     assert rows["checkout"].total_events == 1  # the OpenTelemetry program's one request
     latest = [line for line in pushing_lines() if "/latest/" in line]
     assert latest, "the section shows the latest value"
+
+
+def test_the_readme_otlp_mapping_is_the_receivers_own() -> None:
+    from aggregator._ingest import otlp
+
+    assert otlp.__doc__ is not None
+    start = otlp.__doc__.index("| OTLP | The mesh |")
+    mapping = otlp.__doc__[start : otlp.__doc__.index("The bounds of `[ingest]`")].strip()
+    assert mapping in section("Pushing metrics")
