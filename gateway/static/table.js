@@ -284,7 +284,7 @@ function sortValue(row, column) {
 const renderers = {
   service_name(td, row) {
     td.textContent = row.service_name;
-    td.appendChild(el("span", "port", ":" + row.port));
+    if (row.port != null) td.appendChild(el("span", "port", ":" + row.port)); // pushed: none
   },
   service_type(td, row) {
     td.replaceChildren(el("span", "type type-" + row.service_type, row.service_type));
