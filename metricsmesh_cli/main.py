@@ -322,6 +322,13 @@ def _parsed(parse: Callable[[str, str], int], name: str) -> Callable[[str], int]
     return read
 
 
+def declare_auth(parser: argparse.ArgumentParser) -> None:
+    """`metrics-mesh auth hash-password`: a password hash for the `[auth]` table."""
+    from metricsmesh_cli.auth import declare
+
+    declare(parser)
+
+
 def declare_config(parser: argparse.ArgumentParser) -> None:
     """`metrics-mesh config check [FILE]`: validate a mesh file and show what is used."""
     parser.description = "Look at a mesh configuration file before the programs read it."
@@ -375,6 +382,7 @@ SUBCOMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None]]] = 
         "config check [FILE]: validate a mesh file, list what each component will use",
         declare_config,
     ),
+    "auth": ("auth hash-password: a password hash for [[auth.users]]", declare_auth),
 }
 """Every subcommand: its one-line help (for `metrics-mesh --help`) and its declaration."""
 

@@ -36,6 +36,8 @@ from demo_fleet.ports import free_ports, port_is_free
 from demo_fleet.settings import SECTION as DEMO
 from demo_fleet.settings import DemoSettings
 from gateway import GatewaySettings, load_settings
+from mesh_common.auth_settings import SECTION as AUTH
+from mesh_common.auth_settings import AuthSettings
 from mesh_common.config import load_mesh_file
 from mesh_common.errors import EXIT_PORT_IN_USE, EXIT_USAGE
 from mesh_common.transport import open_channel
@@ -60,6 +62,7 @@ SECTIONS: dict[str, Any] = {
     "demo": DemoSettings(),
     "alerts": AlertSettings(),
     "ingest": IngestSettings(),
+    "auth": AuthSettings(),
 }
 
 
@@ -86,7 +89,8 @@ def reference_rows() -> list[tuple[str, str, str, str]]:
 
 def settings_fields(section: str) -> set[str]:
     names = {field.name for field in dataclasses.fields(SECTIONS[section])}
-    return names - {"services_configured", "rules"}  # derived, not keys of their own
+    # derived, not keys of their own; the [auth] arrays are documented as auth.users[].KEY
+    return names - {"services_configured", "rules", "api_tokens", "users"}
 
 
 def test_the_reference_lists_every_key_of_every_section_and_nothing_else() -> None:
@@ -125,6 +129,8 @@ def test_each_documented_default_and_environment_variable_is_real(
         loaded = load_config(None, environ=environ).alerts
     elif section == "ingest":
         loaded = load_config(None, environ=environ).ingest
+    elif section == "auth":
+        loaded = load_mesh_file(None, environ=environ).read(AUTH)
     else:
         loaded = load_mesh_file(None, environ=environ).read(DEMO)
     assert loaded == SECTIONS[section] or getattr(loaded, key) == actual
@@ -142,6 +148,7 @@ def test_the_example_config_holds_every_key_at_its_default() -> None:
     assert load_mesh_file(path, environ={}).read(DEMO) == DemoSettings()
     assert config.alerts == AlertSettings()
     assert config.ingest == IngestSettings()
+    assert load_mesh_file(path, environ={}).read(AUTH) == AuthSettings()
 
 
 def test_the_readme_registry_table_is_the_built_in_registry() -> None:
