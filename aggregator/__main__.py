@@ -19,6 +19,8 @@ from aggregator._ingest.settings import SECTION as INGEST_SECTION
 from aggregator._server import AggregatorServer
 from aggregator._settings import SECTION, load_config
 from mesh_common.addresses import format_host_port
+from mesh_common.auth_settings import SECTION as AUTH_SECTION
+from mesh_common.config import load_mesh_file
 from mesh_common.errors import MeshError, exit_status
 from mesh_common.options import (
     ENV_HELP,
@@ -127,6 +129,7 @@ def run(args: argparse.Namespace) -> int:
             alerts=config.alerts,
             history=config.history,
             ingest=ingest,
+            auth=load_mesh_file(args.config).read(AUTH_SECTION),
         )
         asyncio.run(serve(server))
     except MeshError as error:

@@ -9,6 +9,7 @@ import grpc
 from aggregator._alerts.manager import AlertManager
 from aggregator._alerts.service import AlertServicer
 from aggregator._alerts.settings import IN_MEMORY, AlertSettings
+from aggregator._auth import auth_interceptors
 from aggregator._convert import WholeSnapshots
 from aggregator._history.engine import QueryLimits
 from aggregator._history.service import HistoryServicer
@@ -23,6 +24,7 @@ from aggregator._ingest.settings import IngestSettings
 from aggregator._loop import RoundLoop
 from aggregator._service import SERVICE, SERVICE_NAME, AggregatorServicer
 from aggregator._settings import AggregatorSettings
+from mesh_common.auth_settings import AuthSettings
 from mesh_common.clocks import SYSTEM_CLOCKS, Clocks
 from mesh_common.grpc_host import DEFAULT_GRACE_SECONDS, GrpcHost
 from mesh_common.grpc_input import service_handler
@@ -40,7 +42,8 @@ class AggregatorServer:
     (`ingest` settings, on by default) become rows and series; OTLP/gRPC's MetricsService is
     served on its port, and on a second one (`otlp_port`) only when `ingest` settings are given
     with `otlp_port` not -1 (so servers built without them never contend for 4317). Raises
-    ConfigError when `history` selects a backend this build does not have.
+    ConfigError when `history` selects a backend this build does not have. With `auth` (an
+    `[auth]` table that is on), every call but health and reflection needs a bearer token.
     """
 
     def __init__(
@@ -54,6 +57,7 @@ class AggregatorServer:
         interval_rounds: bool = True,
         history: HistorySettings | None = None,
         ingest: IngestSettings | None = None,
+        auth: AuthSettings | None = None,
     ) -> None:
         self.settings = settings or AggregatorSettings()
         self.ingestor: Ingestor | None = None
@@ -104,6 +108,7 @@ class AggregatorServer:
             port=self.settings.port,
             grace_seconds=grace_seconds,
             limits=self.settings.connection_limits,
+            interceptors=auth_interceptors(auth, clocks=clocks),
         )
 
     @property

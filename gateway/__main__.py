@@ -17,6 +17,9 @@ from gateway._app import create_app
 from gateway._http import guarded_protocol
 from gateway._settings import SECTION, GatewaySettings, load_settings
 from mesh_common.addresses import format_host_port, loopback_for
+from mesh_common.auth_settings import SECTION as AUTH_SECTION
+from mesh_common.auth_settings import AuthSettings
+from mesh_common.config import load_mesh_file
 from mesh_common.errors import MeshError, exit_status
 from mesh_common.options import (
     ENV_HELP,
@@ -77,6 +80,7 @@ def run(args: argparse.Namespace) -> int:
     """Run the gateway until SIGINT/SIGTERM; returns the exit status."""
     try:
         settings = settings_from_args(args)
+        auth = load_mesh_file(args.config).read(AUTH_SECTION)
         sock = listen_http(settings.host, settings.port)
     except MeshError as error:
         print(f"gateway: {error}", file=sys.stderr)
@@ -86,13 +90,15 @@ def run(args: argparse.Namespace) -> int:
     _LOG.info("gateway serving on %s (aggregator %s)", url, settings.aggregator)
     # log_config None: uvicorn's own lines go through the mesh's handler (text or JSON).
     config = uvicorn_config(
-        settings, loop="uvloop", log_level=args.log_level.lower(), log_config=None
+        settings, auth=auth, loop="uvloop", log_level=args.log_level.lower(), log_config=None
     )
     uvicorn.Server(config).run(sockets=[sock])
     return 0
 
 
-def uvicorn_config(settings: GatewaySettings, **options: Any) -> uvicorn.Config:
+def uvicorn_config(
+    settings: GatewaySettings, *, auth: AuthSettings | None = None, **options: Any
+) -> uvicorn.Config:
     """The uvicorn configuration of the gateway app, with the limits of `settings`.
 
     The HTTP protocol is httptools with the connection cap, header size limit and header
@@ -101,7 +107,7 @@ def uvicorn_config(settings: GatewaySettings, **options: Any) -> uvicorn.Config:
     per-message deflate: its zlib compressor and decompressor per connection were half of
     what a client cost (about 93 KB with it, 45 KB without), and compressing each shared
     message once per client doubled the gateway's CPU (python -m bench ws_memory). `options`
-    are uvicorn's, over these.
+    are uvicorn's, over these. `auth` is the `[auth]` table (tokens and logins).
     """
     config: dict[str, Any] = {
         "http": guarded_protocol(settings),
@@ -110,7 +116,7 @@ def uvicorn_config(settings: GatewaySettings, **options: Any) -> uvicorn.Config:
         "ws_max_size": settings.ws_max_message_bytes + 4096,
         "ws_per_message_deflate": False,
     }
-    return uvicorn.Config(create_app(settings), **{**config, **options})
+    return uvicorn.Config(create_app(settings, auth=auth), **{**config, **options})
 
 
 def parser() -> argparse.ArgumentParser:

@@ -15,6 +15,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from gateway._alert_routes import alert_router
 from gateway._alerts import AlertHub
+from gateway._auth import authenticate
 from gateway._docs import install_docs
 from gateway._health import health_router
 from gateway._history_routes import history_router
@@ -33,6 +34,9 @@ from gateway._sse import sse_router
 from gateway._state import GatewayState
 from gateway._upstream import SnapshotHub
 from gateway._ws import ws_router
+from mesh_common.auth import Verifier
+from mesh_common.auth_client import bearer_interceptors
+from mesh_common.auth_settings import AuthSettings
 from mesh_common.clocks import SYSTEM_CLOCKS, Clocks
 from mesh_common.version import version
 
@@ -50,13 +54,15 @@ class GatewayApp(FastAPI):
     stack (`gateway._limits.safe_redirects`).
     """
 
-    def __init__(self, state: GatewayState, **kwargs: Any) -> None:
+    def __init__(
+        self, state: GatewayState, *, verifier: Verifier | None = None, **kwargs: Any
+    ) -> None:
         super().__init__(**kwargs)
         self._gateway_state = state
         routes: ASGIApp = QueryCount(super().__call__, state)
         if not state.settings.cors_origins:
             routes = FastPath(routes, state)
-        self._front = guard(routes, state)
+        self._front = guard(authenticate(routes, verifier, state.clocks.monotonic), state)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """The guard, the fast path, then FastAPI."""
@@ -68,13 +74,18 @@ class GatewayApp(FastAPI):
 
 
 def create_app(
-    settings: GatewaySettings | None = None, *, clocks: Clocks = SYSTEM_CLOCKS
+    settings: GatewaySettings | None = None,
+    *,
+    clocks: Clocks = SYSTEM_CLOCKS,
+    auth: AuthSettings | None = None,
 ) -> FastAPI:
     """The gateway app; its lifespan opens (and closes) the one aggregator subscription.
 
     The alert subscription (`AlertHub`) and the history status poll run beside it, with the
     same lifespan.
     `app.state.gateway` is the shared `GatewayState` (settings, clocks, hubs, client counts).
+    With `auth` on, every route but health needs a bearer token (`gateway._auth`), and the
+    calls to the aggregator carry `auth.client_token`.
     """
     settings = settings or GatewaySettings()
     snapshots = _hub(settings, clocks)
@@ -88,6 +99,10 @@ def create_app(
         started_at=clocks.monotonic(),
     )
     hub, alerts, history = state.hub, state.alerts, state.history
+    verifier = None
+    if auth is not None and auth.enabled:
+        verifier = Verifier(auth, clocks=clocks)
+        hub.interceptors = alerts.interceptors = bearer_interceptors(auth.client_token)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -108,6 +123,7 @@ def create_app(
         "WebSocket, Prometheus.",
         version=version(),  # the installed package's, as `--version` and /metrics say
         lifespan=lifespan,
+        verifier=verifier,
         docs_url=None,  # gateway._docs serves /docs and /redoc with local assets
         redoc_url=None,
     )

@@ -70,12 +70,14 @@ class UpstreamLink:
         self._rng = rng
         self._channel: grpc.aio.Channel | None = None
         self._tasks: list[asyncio.Task[None]] = []
+        self.interceptors: tuple[grpc.aio.ClientInterceptor, ...] = ()
+        """What every call on the channel goes through (`[auth] client_token`); set before start."""
 
     def start(self) -> None:
         """Open the channel and start the subscription task (in the running loop)."""
         if self._tasks:
             return
-        self._channel = open_channel(self.target)
+        self._channel = open_channel(self.target, interceptors=self.interceptors)
         self._spawn(self._run(), f"{self._label} {self.target}")
 
     async def stop(self) -> None:

@@ -79,9 +79,19 @@ def _millis(seconds: float) -> int:
     return max(1, round(seconds * 1000))
 
 
-def open_channel(target: str | HostPort, *, options: ChannelOptions = ()) -> grpc.aio.Channel:
-    """An asyncio channel to `target` (`host:port`); connects lazily, reconnects by itself."""
-    return grpc.aio.insecure_channel(str(target), options=options)
+def open_channel(
+    target: str | HostPort,
+    *,
+    options: ChannelOptions = (),
+    interceptors: Sequence[grpc.aio.ClientInterceptor] = (),
+) -> grpc.aio.Channel:
+    """An asyncio channel to `target` (`host:port`); connects lazily, reconnects by itself.
+
+    `interceptors` see every call (`mesh_common.auth_client`: the bearer token of `[auth]`).
+    """
+    return grpc.aio.insecure_channel(
+        str(target), options=options, interceptors=list(interceptors) or None
+    )
 
 
 def open_blocking_channel(target: str | HostPort, *, options: ChannelOptions = ()) -> grpc.Channel:

@@ -2,17 +2,27 @@
 
 from __future__ import annotations
 
+import logging
 import subprocess
 import sys
+import time
+from collections.abc import AsyncIterator, Awaitable
 from pathlib import Path
+from typing import Any
 
+import grpc
 import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from metricsmesh.v1 import aggregator_pb2, aggregator_pb2_grpc, alerts_pb2, ingest_pb2
 
+from aggregator import AggregatorServer, AggregatorSettings, Registry
 from mesh_common.auth import Identity, ScopeError, TokenError, Verifier, bearer_token
+from mesh_common.auth_client import bearer_interceptors
 from mesh_common.auth_settings import SECTION, AuthSettings
 from mesh_common.clocks import Clocks
 from mesh_common.errors import ConfigError
 from mesh_common.passwords import check_password
+from mesh_common.transport import open_channel
 from tests.auth_fixtures import PASSWORD, READ_TOKEN, SECRET, WRITE_TOKEN, auth_settings, signed
 from tests.clocks import FakeClock
 
@@ -118,3 +128,100 @@ def test_secret_is_never_in_a_config_error() -> None:
     with pytest.raises(ConfigError) as caught:
         auth_settings(jwt_secret=SECRET[:20])
     assert SECRET[:20] not in str(caught.value)
+
+
+# --- the aggregator's interceptor, with real gRPC clients ----------------------------------
+
+
+@pytest.fixture
+async def aggregator(clock: FakeClock) -> AsyncIterator[AggregatorServer]:
+    """An aggregator with `[auth]`; its wall clock (token expiry) is the fake one."""
+    clocks = Clocks(monotonic=time.monotonic, wall=clock)
+    settings = AggregatorSettings(port=0, interval_seconds=0.2, deadline_seconds=0.15)
+    async with AggregatorServer(
+        Registry([]), settings, clocks=clocks, auth=auth_settings()
+    ) as server:
+        yield server
+
+
+def metadata(token: str) -> tuple[tuple[str, str], ...]:
+    return (("authorization", f"Bearer {token}"),)
+
+
+async def code_of(call: Awaitable[object]) -> grpc.StatusCode:
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await call
+    return caught.value.code()
+
+
+async def first_of(stream: grpc.aio.UnaryStreamCall[Any, Any]) -> object:
+    async for item in stream:
+        return item
+    raise AssertionError("the stream ended empty")
+
+
+async def test_unary_calls_need_a_valid_token(
+    aggregator: AggregatorServer, clock: FakeClock
+) -> None:
+    async with open_channel(aggregator.address) as channel:
+        stub = aggregator_pb2_grpc.AggregatorServiceStub(channel)
+        request = aggregator_pb2.GetSnapshotRequest()
+        assert await code_of(stub.GetSnapshot(request)) == grpc.StatusCode.UNAUTHENTICATED
+        forged = signed({"sub": "x", "scope": "read", "exp": NOW + 60}, secret="y" * 40)
+        call = stub.GetSnapshot(request, metadata=metadata(forged))
+        assert await code_of(call) == grpc.StatusCode.UNAUTHENTICATED
+        token = signed({"sub": "ci", "scope": "read", "exp": NOW + 60})
+        assert await stub.GetSnapshot(request, metadata=metadata(token)) is not None
+        clock.tick(60)
+        call = stub.GetSnapshot(request, metadata=metadata(token))
+        assert await code_of(call) == grpc.StatusCode.UNAUTHENTICATED
+
+
+async def test_streaming_calls_need_a_valid_token(aggregator: AggregatorServer) -> None:
+    async with open_channel(aggregator.address) as channel:
+        stub = aggregator_pb2_grpc.AggregatorServiceStub(channel)
+        request = aggregator_pb2.StreamSnapshotsRequest()
+        refused = first_of(stub.StreamSnapshots(request))
+        assert await code_of(refused) == grpc.StatusCode.UNAUTHENTICATED
+        assert await first_of(stub.StreamSnapshots(request, metadata=metadata(READ_TOKEN)))
+
+
+async def test_writes_need_the_write_scope(aggregator: AggregatorServer) -> None:
+    rule = alerts_pb2.AlertRule(name="Busy", severity="warning")
+    request = alerts_pb2.CreateAlertRuleRequest(rule=rule)
+    async with open_channel(aggregator.address) as channel:
+        stub = aggregator_pb2_grpc.AggregatorServiceStub(channel)
+        call = stub.CreateAlertRule(request, metadata=metadata(READ_TOKEN))
+        assert await code_of(call) == grpc.StatusCode.PERMISSION_DENIED
+        call = stub.Ingest(ingest_pb2.IngestRequest(), metadata=metadata(READ_TOKEN))
+        assert await code_of(call) == grpc.StatusCode.PERMISSION_DENIED
+        # With write, the call reaches the servicer (which judges the rule itself).
+        call = stub.CreateAlertRule(request, metadata=metadata(WRITE_TOKEN))
+        assert await code_of(call) == grpc.StatusCode.INVALID_ARGUMENT
+
+
+async def test_a_channel_with_the_client_token_needs_nothing_else(
+    aggregator: AggregatorServer,
+) -> None:
+    async with open_channel(
+        aggregator.address, interceptors=bearer_interceptors(WRITE_TOKEN)
+    ) as channel:
+        stub = aggregator_pb2_grpc.AggregatorServiceStub(channel)
+        assert await stub.GetSnapshot(aggregator_pb2.GetSnapshotRequest()) is not None
+        stream = stub.StreamSnapshots(aggregator_pb2.StreamSnapshotsRequest())
+        assert await first_of(stream)
+
+
+async def test_health_stays_open_and_refusals_log_no_secret(
+    aggregator: AggregatorServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO)
+    async with open_channel(aggregator.address) as channel:
+        health = health_pb2_grpc.HealthStub(channel)
+        answer = await health.Check(health_pb2.HealthCheckRequest())
+        assert answer.status == health_pb2.HealthCheckResponse.SERVING
+        stub = aggregator_pb2_grpc.AggregatorServiceStub(channel)
+        call = stub.GetSnapshot(aggregator_pb2.GetSnapshotRequest(), metadata=metadata("guess"))
+        assert await code_of(call) == grpc.StatusCode.UNAUTHENTICATED
+    assert "refused /metricsmesh.v1.AggregatorService/GetSnapshot" in caplog.text
+    assert "guess" not in caplog.text and SECRET not in caplog.text

@@ -436,7 +436,7 @@ def test_the_documented_version_is_the_installed_one() -> None:
 def test_each_config_check_command_of_the_readme_runs_as_pasted(line: str) -> None:
     result = run_as_pasted(line)
     assert result.returncode == 0, result.stderr
-    assert result.stdout.rstrip().endswith(": OK (7 tables)")
+    assert result.stdout.rstrip().endswith(": OK (8 tables)")
 
 
 @pytest.mark.parametrize(

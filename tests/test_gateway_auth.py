@@ -1,0 +1,164 @@
+"""The gateway with `[auth]`: tokens, scopes, logins and what stays open (real servers, curl)."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import re
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import httpx
+import pytest
+
+from agent import AgentServer, EventTracker
+from aggregator import DEFAULT_REGISTRY, AggregatorServer, AggregatorSettings, Registry
+from gateway import GatewaySettings
+from mesh_common.auth_settings import AuthSettings
+from tests.auth_fixtures import PASSWORD, READ_TOKEN, WRITE_TOKEN, auth_settings, signed
+from tests.eventually import eventually
+from tests.hardened_gateway import serve_hardened
+from tests.seed_curl import run_curl
+from tests.seeds import document
+
+RULE = {
+    "name": "Busy",
+    "figure": "events_per_second",
+    "comparator": ">",
+    "threshold": 1000,
+    "for_seconds": 5,
+    "severity": "warning",
+}
+
+
+@asynccontextmanager
+async def secure_mesh(auth: AuthSettings) -> AsyncIterator[str]:
+    """An agent, an aggregator and a gateway, both with `auth`; yields the gateway's URL."""
+    entry = DEFAULT_REGISTRY[0]
+    agent = AgentServer(EventTracker(entry.name), grace_seconds=0)
+    await agent.start()
+    try:
+        registry = Registry([dataclasses.replace(entry, host="127.0.0.1", agent_port=agent.port)])
+        settings = AggregatorSettings(port=0, interval_seconds=0.2, deadline_seconds=0.15)
+        async with AggregatorServer(registry, settings, auth=auth) as aggregator:
+            gateway = GatewaySettings(port=0, aggregator=aggregator.address, services_configured=1)
+            async with serve_hardened(gateway, auth=auth) as port:
+                yield f"http://127.0.0.1:{port}"
+    finally:
+        await agent.stop(0)
+
+
+@pytest.fixture
+async def http() -> AsyncIterator[httpx.AsyncClient]:
+    async with (
+        secure_mesh(auth_settings()) as url,
+        httpx.AsyncClient(base_url=url, timeout=10) as client,
+    ):
+        yield client
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+async def test_health_and_the_consolidated_endpoint_need_no_token(http: httpx.AsyncClient) -> None:
+    assert (await http.get("/health/live")).status_code == 200
+
+    async def consolidated() -> bool:
+        return (await http.get("/api/v1/real-time-metrics")).status_code == 200
+
+    # 200 only once the gateway's own calls to the aggregator carry its client_token.
+    await eventually(consolidated, what="a snapshot through the authenticated aggregator")
+    assert (await http.get("/health/ready")).status_code == 200
+
+
+async def test_a_missing_token_is_401_with_a_bearer_challenge(http: httpx.AsyncClient) -> None:
+    for path in ("/api/v1/alerts/active", "/api/v1/services", "/metrics", "/"):
+        answer = await http.get(path)
+        assert answer.status_code == 401, path
+        assert answer.headers["www-authenticate"] == "Bearer"
+    answer = await http.post("/api/v1/alerts/rules", json=RULE)
+    assert answer.status_code == 401
+
+
+async def test_expired_and_forged_tokens_are_401(http: httpx.AsyncClient) -> None:
+    expired = signed({"sub": "ci", "scope": "read", "exp": int(time.time()) - 1})
+    answer = await http.get("/api/v1/alerts/active", headers=bearer(expired))
+    assert answer.status_code == 401 and "expired" in answer.json()["detail"]
+    forged = signed({"sub": "ci", "scope": "admin", "exp": 2**40}, secret="f" * 40)
+    answer = await http.get("/api/v1/alerts/active", headers=bearer(forged))
+    assert answer.status_code == 401 and "signature" in answer.json()["detail"]
+
+
+async def test_a_read_token_reads_but_a_write_is_403_naming_the_scope(
+    http: httpx.AsyncClient,
+) -> None:
+    assert (await http.get("/api/v1/alerts/active", headers=bearer(READ_TOKEN))).status_code == 200
+    refused = await http.post("/api/v1/alerts/rules", json=RULE, headers=bearer(READ_TOKEN))
+    assert refused.status_code == 403
+    assert "'write' scope" in refused.json()["detail"]
+    assert 'scope="write"' in refused.headers["www-authenticate"]
+    created = await http.post("/api/v1/alerts/rules", json=RULE, headers=bearer(WRITE_TOKEN))
+    assert created.status_code == 201, created.text  # and the aggregator took the client_token
+
+
+async def test_login_issues_a_working_token_and_a_strict_cookie(http: httpx.AsyncClient) -> None:
+    answer = await http.post("/auth/login", json={"username": "user", "password": PASSWORD})
+    assert answer.status_code == 200
+    body = answer.json()
+    assert body["token_type"] == "bearer" and body["expires_in"] == 3600
+    token = body["access_token"]
+    assert (await http.get("/api/v1/alerts/active", headers=bearer(token))).status_code == 200
+    cookie = answer.headers["set-cookie"]
+    assert "HttpOnly" in cookie and "SameSite=Strict" in cookie
+    # The cookie reads (a browser's EventSource), but never writes.
+    cookies = {"mesh_token": token}
+    async with httpx.AsyncClient(base_url=str(http.base_url), cookies=cookies) as browser:
+        assert (await browser.get("/api/v1/alerts/active")).status_code == 200
+        assert (await browser.post("/api/v1/alerts/rules", json=RULE)).status_code == 401
+
+
+async def test_failed_logins_are_401_then_rate_limited_and_never_logged_with_the_password(
+    http: httpx.AsyncClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO)
+    wrong = "not-the-password-x7"
+    for _ in range(5):
+        answer = await http.post("/auth/login", json={"username": "user", "password": wrong})
+        assert answer.status_code == 401
+        assert answer.headers["www-authenticate"] == "Bearer"
+    # Past 5 failures a minute, even the right password waits.
+    answer = await http.post("/auth/login", json={"username": "user", "password": PASSWORD})
+    assert answer.status_code == 429 and "retry-after" in answer.headers
+    assert "login failed: user 'user'" in caplog.text
+    for secret in (wrong, PASSWORD, READ_TOKEN, WRITE_TOKEN):
+        assert secret not in caplog.text
+
+
+async def test_the_consolidated_endpoint_can_be_closed_too() -> None:
+    auth = auth_settings(public_consolidated=False)
+    async with secure_mesh(auth) as url, httpx.AsyncClient(base_url=url, timeout=10) as http:
+        assert (await http.get("/api/v1/real-time-metrics")).status_code == 401
+
+        async def with_token() -> bool:
+            answer = await http.get("/api/v1/real-time-metrics", headers=bearer(READ_TOKEN))
+            return answer.status_code == 200
+
+        await eventually(with_token, what="the consolidated endpoint with a token")
+
+
+async def test_seed_003_login_curl_line_works_as_written(http: httpx.AsyncClient) -> None:
+    text = document("003")
+    start = text.index("\n## Authentication\n")
+    block = re.search(r"```bash\n(.*?)```", text[start:], flags=re.DOTALL)
+    assert block is not None
+    login = block.group(1).split("# Use token")[0]
+    command = " ".join(
+        line.rstrip("\\").strip() for line in login.splitlines() if line and "#" not in line
+    )
+    status, body = await run_curl(command, str(http.base_url).rstrip("/"))
+    assert status == 200, body
+    token = httpx.Response(200, content=body).json()["access_token"]
+    answer = await http.get("/api/v1/alerts/active", headers=bearer(token))
+    assert answer.status_code == 200
