@@ -25,6 +25,7 @@ from rich.text import Text
 
 from mesh_common.addresses import HostPort
 from mesh_common.alert_json import alert_json, alert_list_body, alert_order
+from mesh_common.auth_client import bearer_interceptors
 from mesh_common.severity import SEVERITY_WORDS, Severity, severity_of
 from mesh_common.transport import open_channel
 from mesh_common.wire_time import to_seconds
@@ -56,10 +57,10 @@ SUMMARY_WIDTH = 70
 
 
 async def fetch_alerts(
-    target: HostPort, *, include_resolved: bool = False, timeout: float = 5.0
+    target: HostPort, *, include_resolved: bool = False, timeout: float = 5.0, token: str = ""
 ) -> alerts_pb2.ListAlertsResponse:
     """One ListAlerts from the aggregator at `target`; raises grpc.aio.AioRpcError."""
-    async with open_channel(target) as channel:
+    async with open_channel(target, interceptors=bearer_interceptors(token)) as channel:
         stub = aggregator_pb2_grpc.AggregatorServiceStub(channel)
         return await stub.ListAlerts(
             alerts_pb2.ListAlertsRequest(include_resolved=include_resolved),
@@ -132,11 +133,12 @@ def run_alerts(
     errors: Console,
     include_resolved: bool = False,
     timeout: float = 5.0,
+    token: str = "",
 ) -> int:
     """Fetch and print the alerts; returns the exit status (1 when the call failed)."""
     try:
         response = asyncio.run(
-            fetch_alerts(target, include_resolved=include_resolved, timeout=timeout)
+            fetch_alerts(target, include_resolved=include_resolved, timeout=timeout, token=token)
         )
     except grpc.aio.AioRpcError as error:
         errors.print(f"metrics-mesh alerts: {describe_rpc_error(target, error)}", markup=False)

@@ -31,6 +31,13 @@ def aggregator_target(mesh: MeshFile, override: HostPort | None = None) -> HostP
     return HostPort(settings.host, settings.port).dialable()
 
 
+def client_token(mesh: MeshFile) -> str:
+    """The bearer token to send the aggregator: `[auth] client_token` of `mesh` ('' = none)."""
+    from mesh_common.auth_settings import SECTION
+
+    return mesh.read(SECTION).client_token
+
+
 def snapshot_filter(
     services: Sequence[str] = (), types: Sequence[str] = ()
 ) -> aggregator_pb2.SnapshotFilter:
@@ -50,6 +57,11 @@ def describe_rpc_error(target: HostPort, error: grpc.aio.AioRpcError) -> str:
         )
     if code == grpc.StatusCode.DEADLINE_EXCEEDED:
         return f"the aggregator at {target} did not answer in time ({details})"
+    if code in (grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED):
+        return (
+            f"the aggregator at {target} refused the call ({details}); set [auth] client_token "
+            "(or METRICS_MESH_AUTH_CLIENT_TOKEN) to a token with the scope it needs"
+        )
     if code == grpc.StatusCode.INVALID_ARGUMENT:
         return f"the aggregator at {target} refused the request: {details}"
     name = code.name if code is not None else "UNKNOWN"

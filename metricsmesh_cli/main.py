@@ -441,11 +441,13 @@ def run_snapshot_command(args: argparse.Namespace) -> int:
     """Fetch one snapshot and print it."""
     from rich.console import Console
 
-    from metricsmesh_cli.client import aggregator_target
+    from metricsmesh_cli.client import aggregator_target, client_token
     from metricsmesh_cli.snapshot import run_snapshot
 
+    mesh = load_mesh_file(args.config)
     return run_snapshot(
-        aggregator_target(load_mesh_file(args.config), args.aggregator),
+        aggregator_target(mesh, args.aggregator),
+        token=client_token(mesh),
         output=args.output,
         console=Console(),
         errors=Console(stderr=True),
@@ -460,17 +462,19 @@ def run_top_command(args: argparse.Namespace) -> int:
     """Show the live table until Ctrl-C, the stream's end or `--count` frames."""
     from rich.console import Console
 
-    from metricsmesh_cli.client import aggregator_target
+    from metricsmesh_cli.client import aggregator_target, client_token
     from metricsmesh_cli.top import run_top
 
+    mesh = load_mesh_file(args.config)
     return run_top(
-        aggregator_target(load_mesh_file(args.config), args.aggregator),
+        aggregator_target(mesh, args.aggregator),
         Console(),
         Console(stderr=True),
         services=args.services,
         types=args.types,
         interval=args.interval,
         count=args.count,
+        token=client_token(mesh),
     )
 
 
@@ -479,10 +483,12 @@ def run_alerts_command(args: argparse.Namespace) -> int:
     from rich.console import Console
 
     from metricsmesh_cli.alerts import run_alerts
-    from metricsmesh_cli.client import aggregator_target
+    from metricsmesh_cli.client import aggregator_target, client_token
 
+    mesh = load_mesh_file(args.config)
     return run_alerts(
-        aggregator_target(load_mesh_file(args.config), args.aggregator),
+        aggregator_target(mesh, args.aggregator),
+        token=client_token(mesh),
         output=args.output,
         console=Console(),
         errors=Console(stderr=True),
@@ -497,7 +503,7 @@ def run_query_command(args: argparse.Namespace) -> int:
 
     from rich.console import Console
 
-    from metricsmesh_cli.client import aggregator_target
+    from metricsmesh_cli.client import aggregator_target, client_token
     from metricsmesh_cli.query import RangeAsked, run_query
 
     now_ms = int(time.time() * 1000)
@@ -507,13 +513,14 @@ def run_query_command(args: argparse.Namespace) -> int:
     else:
         start_ms = end_ms - (args.since if args.since is not None else 3_600_000)
     return run_query(
-        aggregator_target(load_mesh_file(args.config), args.aggregator),
+        aggregator_target(mesh := load_mesh_file(args.config), args.aggregator),
         RangeAsked(args.selector, start_ms, end_ms, args.step or 0),
         output=args.output,
         sparkline=args.sparkline,
         console=Console(),
         errors=Console(stderr=True),
         timeout=args.timeout,
+        token=client_token(mesh),
     )
 
 

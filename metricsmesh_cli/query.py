@@ -27,6 +27,7 @@ from rich.console import Console
 from rich.table import Table
 
 from mesh_common.addresses import HostPort
+from mesh_common.auth_client import bearer_interceptors
 from mesh_common.errors import EXIT_FAILURE, EXIT_USAGE
 from mesh_common.prometheus_api import matrix_json, metric_labels, success_json
 from mesh_common.transport import open_channel
@@ -56,13 +57,13 @@ class RangeAsked:
 
 
 async def fetch_range(
-    target: HostPort, asked: RangeAsked, *, timeout: float
+    target: HostPort, asked: RangeAsked, *, timeout: float, token: str = ""
 ) -> tuple[history_pb2.QueryRangeResponse, int]:
     """The QueryRange answer and its step (a default one chosen first).
 
     Raises grpc.aio.AioRpcError.
     """
-    async with open_channel(target) as channel:
+    async with open_channel(target, interceptors=bearer_interceptors(token)) as channel:
         stub: Any = aggregator_pb2_grpc.AggregatorServiceStub(channel)
         step_ms = asked.step_ms
         if not step_ms:
@@ -102,10 +103,11 @@ def run_query(
     console: Console,
     errors: Console,
     timeout: float = 30.0,
+    token: str = "",
 ) -> int:
     """Ask and print (module doc); returns the exit status."""
     try:
-        response, step_ms = asyncio.run(fetch_range(target, asked, timeout=timeout))
+        response, step_ms = asyncio.run(fetch_range(target, asked, timeout=timeout, token=token))
     except grpc.aio.AioRpcError as error:
         errors.print(f"metrics-mesh query: {describe_rpc_error(target, error)}", markup=False)
         return EXIT_USAGE if error.code() == grpc.StatusCode.INVALID_ARGUMENT else EXIT_FAILURE

@@ -35,6 +35,7 @@ from rich.live import Live
 from rich.text import Text
 
 from mesh_common.addresses import HostPort
+from mesh_common.auth_client import bearer_interceptors
 from mesh_common.errors import EXIT_FAILURE, EXIT_OK
 from mesh_common.transport import open_channel
 from mesh_common.wire_time import duration
@@ -87,6 +88,8 @@ class TopScreen:
     snapshot: snapshot_pb2.Snapshot | None = None
     shown: int = 0
     """How many snapshots were shown."""
+    token: str = ""
+    """The bearer token the calls carry (`[auth] client_token`; '' = none)."""
 
     def shown_filters(self) -> str:
         """The filters, after how many services of the fleet pass them (`4 of 15: type=core`)."""
@@ -227,7 +230,8 @@ async def _show_stream(
     most): a refused request (an unknown `--service` or `--type`) raises its AioRpcError with
     nothing written to `console`.
     """
-    async with open_channel(screen.target) as channel:
+    interceptors = bearer_interceptors(screen.token)
+    async with open_channel(screen.target, interceptors=interceptors) as channel:
         stub = aggregator_pb2_grpc.AggregatorServiceStub(channel)
         follower = asyncio.create_task(screen.alerts.follow(channel), name="top alerts")
         responses = aiter(stub.StreamSnapshots(request))
@@ -282,6 +286,7 @@ async def watch(
     types: Sequence[str] = (),
     interval: float = 0.0,
     count: int | None = None,
+    token: str = "",
 ) -> int:
     """Show snapshots from `target` until `q`, Ctrl-C, the stream's end or `count` frames.
 
@@ -291,7 +296,7 @@ async def watch(
     stream ended or failed otherwise (an unreachable aggregator included).
     """
     request = stream_request(services, types, interval)
-    screen = TopScreen(target, services, types, interval)
+    screen = TopScreen(target, services, types, interval, token=token)
     with _cancel_on_stop_signals() as interrupt:
         try:
             if await _show_stream(request, console, screen, count, interrupt):
@@ -323,6 +328,7 @@ def run_top(
     types: Sequence[str] = (),
     interval: float = 0.0,
     count: int | None = None,
+    token: str = "",
 ) -> int:
     """Run `watch` on a fresh event loop; returns its exit status."""
     return asyncio.run(
@@ -334,5 +340,6 @@ def run_top(
             types=types,
             interval=interval,
             count=count,
+            token=token,
         )
     )

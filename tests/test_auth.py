@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import os
 import subprocess
 import sys
 import time
@@ -225,3 +227,21 @@ async def test_health_stays_open_and_refusals_log_no_secret(
         assert await code_of(call) == grpc.StatusCode.UNAUTHENTICATED
     assert "refused /metricsmesh.v1.AggregatorService/GetSnapshot" in caplog.text
     assert "guess" not in caplog.text and SECRET not in caplog.text
+
+
+async def test_the_cli_sends_the_configured_client_token(aggregator: AggregatorServer) -> None:
+    cli = Path(sys.executable).with_name("metrics-mesh")
+    env = {**os.environ, "METRICS_MESH_AGGREGATOR_PORT": str(aggregator.port)}
+    env.pop("METRICS_MESH_AUTH_CLIENT_TOKEN", None)
+
+    def snapshot(extra: dict[str, str]) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [str(cli), "snapshot", "-o", "json"], env={**env, **extra}, capture_output=True,
+            text=True, timeout=60,
+        )  # fmt: skip
+
+    refused = await asyncio.to_thread(snapshot, {})
+    assert refused.returncode == 1
+    assert "refused the call" in refused.stderr and "client_token" in refused.stderr
+    allowed = await asyncio.to_thread(snapshot, {"METRICS_MESH_AUTH_CLIENT_TOKEN": READ_TOKEN})
+    assert allowed.returncode == 0, allowed.stderr
