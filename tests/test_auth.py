@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import base64
+import hashlib
+import hmac
+import json
 import logging
 import os
 import subprocess
@@ -13,7 +17,10 @@ from pathlib import Path
 from typing import Any
 
 import grpc
+import jwt
 import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from metricsmesh.v1 import aggregator_pb2, aggregator_pb2_grpc, alerts_pb2, ingest_pb2
 
@@ -245,3 +252,38 @@ async def test_the_cli_sends_the_configured_client_token(aggregator: AggregatorS
     assert "refused the call" in refused.stderr and "client_token" in refused.stderr
     allowed = await asyncio.to_thread(snapshot, {"METRICS_MESH_AUTH_CLIENT_TOKEN": READ_TOKEN})
     assert allowed.returncode == 0, allowed.stderr
+
+
+def test_es256_and_rs256_tokens_verify_with_the_public_key_file(
+    tmp_path: Path, clock: FakeClock
+) -> None:
+    ec_key = ec.generate_private_key(ec.SECP256R1())
+    rsa_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    claims = {"sub": "ops", "scope": "write", "exp": NOW + 60}
+    clocks = Clocks(monotonic=clock, wall=clock)
+    for key, algorithm in ((ec_key, "ES256"), (rsa_key, "RS256")):
+        pem = key.public_key().public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+        path = tmp_path / f"{algorithm}.pem"
+        path.write_bytes(pem)
+        verifier = Verifier(SECTION.parse({"jwt_public_key_file": str(path)}, {}), clocks=clocks)
+        token = jwt.encode(claims, key, algorithm=algorithm)
+        assert verifier.identify(token) == Identity("ops", frozenset({"read", "write"}))
+        # The public key is never an HMAC secret (the algorithm confusion attack).
+        with pytest.raises(TokenError, match="alg value is not allowed"):
+            verifier.identify(hmac_signed_with(pem, claims))
+        with pytest.raises(TokenError):
+            verifier.identify(signed(claims))  # HS256: no jwt_secret here
+
+
+def hmac_signed_with(key: bytes, claims: dict[str, object]) -> str:
+    """A HS256 JWT whose HMAC key is `key`, built by hand (pyjwt refuses PEM secrets)."""
+
+    def part(data: bytes) -> str:
+        return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+    head = part(json.dumps({"alg": "HS256", "typ": "JWT"}).encode())
+    body = part(json.dumps(claims).encode())
+    mac = hmac.new(key, f"{head}.{body}".encode(), hashlib.sha256).digest()
+    return f"{head}.{body}.{part(mac)}"

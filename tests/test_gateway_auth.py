@@ -11,16 +11,22 @@ from contextlib import asynccontextmanager
 
 import httpx
 import pytest
+from websockets.asyncio.client import connect
+from websockets.exceptions import InvalidStatus
 
 from agent import AgentServer, EventTracker
 from aggregator import DEFAULT_REGISTRY, AggregatorServer, AggregatorSettings, Registry
 from gateway import GatewaySettings
+from gateway._sse import PATH as SSE_PATH
+from gateway._ws import PATH as WS_PATH
 from mesh_common.auth_settings import AuthSettings
 from tests.auth_fixtures import PASSWORD, READ_TOKEN, WRITE_TOKEN, auth_settings, signed
 from tests.eventually import eventually
 from tests.hardened_gateway import serve_hardened
 from tests.seed_curl import run_curl
 from tests.seeds import document
+from tests.sse_client import events
+from tests.ws_client import receive
 
 RULE = {
     "name": "Busy",
@@ -162,3 +168,34 @@ async def test_seed_003_login_curl_line_works_as_written(http: httpx.AsyncClient
     token = httpx.Response(200, content=body).json()["access_token"]
     answer = await http.get("/api/v1/alerts/active", headers=bearer(token))
     assert answer.status_code == 200
+
+
+async def login_cookie(http: httpx.AsyncClient) -> str:
+    answer = await http.post("/auth/login", json={"username": "user", "password": PASSWORD})
+    assert answer.status_code == 200
+    return str(answer.json()["access_token"])
+
+
+async def test_sse_needs_a_token_and_takes_the_login_cookie(http: httpx.AsyncClient) -> None:
+    assert (await http.get(SSE_PATH)).status_code == 401
+    token = await login_cookie(http)
+    headers = {"Cookie": f"mesh_token={token}"}
+    async with http.stream("GET", SSE_PATH, headers=headers) as response:
+        assert response.status_code == 200
+        first = await anext(events(response))
+        assert first.name
+
+
+async def test_websocket_needs_a_token_and_takes_the_login_cookie(http: httpx.AsyncClient) -> None:
+    url = str(http.base_url).replace("http://", "ws://").rstrip("/") + WS_PATH
+    with pytest.raises(InvalidStatus) as refused:
+        async with connect(url):
+            pass
+    assert refused.value.response.status_code == 403  # closed before the upgrade
+    forged = signed({"sub": "x", "scope": "read", "exp": 2**40}, secret="z" * 40)
+    with pytest.raises(InvalidStatus):
+        async with connect(url, additional_headers={"Cookie": f"mesh_token={forged}"}):
+            pass
+    token = await login_cookie(http)
+    async with connect(url, additional_headers={"Cookie": f"mesh_token={token}"}) as client:
+        assert (await receive(client))["type"]
