@@ -20,6 +20,7 @@ from aggregator._server import AggregatorServer
 from aggregator._settings import SECTION, load_config
 from mesh_common.addresses import format_host_port
 from mesh_common.auth_settings import SECTION as AUTH_SECTION
+from mesh_common.auth_settings import AuthSettings, exposure_warning
 from mesh_common.config import load_mesh_file
 from mesh_common.errors import MeshError, exit_status
 from mesh_common.options import (
@@ -83,8 +84,8 @@ def tune_gc() -> None:
     gc.set_threshold(*GC_THRESHOLDS)
 
 
-async def serve(server: AggregatorServer) -> None:
-    """Run `server` until SIGINT/SIGTERM, then stop it gracefully."""
+async def serve(server: AggregatorServer, auth: AuthSettings | None = None) -> None:
+    """Run `server` until SIGINT/SIGTERM, then stop it gracefully; warn if it is exposed."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
@@ -98,6 +99,9 @@ async def serve(server: AggregatorServer) -> None:
         server.settings.interval_seconds,
         server.settings.deadline_seconds,
     )
+    warning = exposure_warning("the aggregator", server.settings.host, auth or AuthSettings())
+    if warning is not None:
+        _LOG.warning("%s", warning)
     if server.otlp_port is not None:
         _LOG.info(
             "OTLP/gRPC MetricsService/Export on %s",
@@ -129,9 +133,9 @@ def run(args: argparse.Namespace) -> int:
             alerts=config.alerts,
             history=config.history,
             ingest=ingest,
-            auth=load_mesh_file(args.config).read(AUTH_SECTION),
+            auth=(auth := load_mesh_file(args.config).read(AUTH_SECTION)),
         )
-        asyncio.run(serve(server))
+        asyncio.run(serve(server, auth))
     except MeshError as error:
         print(f"aggregator: {error}", file=sys.stderr)
         return exit_status(error)

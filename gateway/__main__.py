@@ -18,7 +18,7 @@ from gateway._http import guarded_protocol
 from gateway._settings import SECTION, GatewaySettings, load_settings
 from mesh_common.addresses import format_host_port, loopback_for
 from mesh_common.auth_settings import SECTION as AUTH_SECTION
-from mesh_common.auth_settings import AuthSettings
+from mesh_common.auth_settings import AuthSettings, exposure_warning
 from mesh_common.config import load_mesh_file
 from mesh_common.errors import MeshError, exit_status
 from mesh_common.options import (
@@ -88,6 +88,9 @@ def run(args: argparse.Namespace) -> int:
     configure_logging(args)
     url = f"http://{format_host_port(loopback_for(settings.host), sock.getsockname()[1])}/"
     _LOG.info("gateway serving on %s (aggregator %s)", url, settings.aggregator)
+    warning = exposure_warning("the gateway", settings.host, auth)
+    if warning is not None:
+        _LOG.warning("%s", warning)
     # log_config None: uvicorn's own lines go through the mesh's handler (text or JSON).
     config = uvicorn_config(
         settings, auth=auth, loop="uvloop", log_level=args.log_level.lower(), log_config=None

@@ -199,3 +199,17 @@ async def test_websocket_needs_a_token_and_takes_the_login_cookie(http: httpx.As
     token = await login_cookie(http)
     async with connect(url, additional_headers={"Cookie": f"mesh_token={token}"}) as client:
         assert (await receive(client))["type"]
+
+
+async def test_seed_003_ingest_needs_write_and_its_query_needs_read(
+    http: httpx.AsyncClient,
+) -> None:
+    metric = {"name": "cpu_usage_percent", "type": "gauge", "value": 45.2}
+    answer = await http.post("/api/v1/metrics/ingest", json=metric, headers=bearer(READ_TOKEN))
+    assert answer.status_code == 403
+    answer = await http.post("/api/v1/metrics/ingest", json=metric, headers=bearer(WRITE_TOKEN))
+    assert answer.status_code == 201, answer.text  # through the aggregator's write check
+    query = {"metric_name": "cpu_usage_percent"}
+    answer = await http.post("/api/v1/metrics/query", json=query, headers=bearer(READ_TOKEN))
+    assert answer.status_code not in (401, 403), answer.text
+    assert (await http.post("/api/v1/metrics/query", json=query)).status_code == 401
