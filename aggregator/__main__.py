@@ -59,7 +59,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def epilog() -> str:
     """The help text's epilog: configuration sources, then the keys of the aggregator's tables."""
-    sections = (SECTION, ALERTS_SECTION, HISTORY_SECTION, INGEST_SECTION)
+    sections = (SECTION, ALERTS_SECTION, HISTORY_SECTION, INGEST_SECTION, AUTH_SECTION)
     return ENV_HELP + "".join("\n" + section.help_text() for section in sections)
 
 

@@ -57,8 +57,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def epilog() -> str:
-    """The help text's epilog: configuration sources and the [gateway] keys."""
-    return ENV_HELP + "\n" + SECTION.help_text()
+    """The help text's epilog: configuration sources, the [gateway] and [auth] keys."""
+    return ENV_HELP + "\n" + SECTION.help_text() + "\n" + AUTH_SECTION.help_text()
 
 
 def settings_from_args(args: argparse.Namespace) -> GatewaySettings:

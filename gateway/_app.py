@@ -134,7 +134,8 @@ def create_app(
             CORSMiddleware,
             allow_origins=list(settings.cors_origins),
             allow_methods=["GET"],
-            allow_headers=["Last-Event-ID"],
+            # A cross-origin page sends its bearer token in a header the preflight must allow.
+            allow_headers=["Last-Event-ID", *(["Authorization"] if verifier else [])],
         )
     for router in (
         rest_router(state),

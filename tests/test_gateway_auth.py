@@ -213,3 +213,22 @@ async def test_seed_003_ingest_needs_write_and_its_query_needs_read(
     answer = await http.post("/api/v1/metrics/query", json=query, headers=bearer(READ_TOKEN))
     assert answer.status_code not in (401, 403), answer.text
     assert (await http.post("/api/v1/metrics/query", json=query)).status_code == 401
+
+
+async def test_a_cors_preflight_allows_the_authorization_header() -> None:
+    origin = "https://dash.example"
+    settings = GatewaySettings(
+        port=0, aggregator="127.0.0.1:9", services_configured=1, cors_origins=(origin,)
+    )
+    headers = {
+        "Origin": origin,
+        "Access-Control-Request-Method": "GET",
+        "Access-Control-Request-Headers": "authorization",
+    }
+    async with (
+        serve_hardened(settings, auth=auth_settings()) as port,
+        httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as http,
+    ):
+        answer = await http.options("/api/v1/services", headers=headers)
+    assert answer.status_code == 200, answer.text
+    assert "authorization" in answer.headers["access-control-allow-headers"].lower()
