@@ -22,6 +22,7 @@ from gateway._history_routes import history_router
 from gateway._history_status import HistoryStatusPoller
 from gateway._ingest_routes import ingest_router
 from gateway._limits import guard, safe_redirects
+from gateway._login import login_router
 from gateway._otlp_routes import otlp_router
 from gateway._prometheus import prometheus_router
 from gateway._query_api import query_api_router
@@ -62,7 +63,7 @@ class GatewayApp(FastAPI):
         routes: ASGIApp = QueryCount(super().__call__, state)
         if not state.settings.cors_origins:
             routes = FastPath(routes, state)
-        self._front = guard(authenticate(routes, verifier, state.clocks.monotonic), state)
+        self._front = guard(authenticate(routes, verifier), state)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """The guard, the fast path, then FastAPI."""
@@ -152,6 +153,8 @@ def create_app(
         page_router(),
     ):
         app.include_router(router)
+    if verifier is not None:
+        app.include_router(login_router(verifier, clocks.monotonic))
     install_docs(app)  # before /static: its assets live under /static/docs
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     return app

@@ -17,9 +17,9 @@ from http.cookies import CookieError, SimpleCookie
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from gateway._limits import _answer, _header
-from gateway._login import COOKIE, PATH, Login
+from gateway._login import COOKIE
+from gateway._login import PATH as LOGIN
 from mesh_common.auth import AuthError, ScopeError, Verifier, bearer_token
-from mesh_common.clocks import ReadClock
 
 _LOG = logging.getLogger("gateway.auth")
 OPEN_PATHS = frozenset({"/health/live", "/health/ready"})
@@ -45,12 +45,13 @@ def _cookie_token(scope: Scope) -> str | None:
 class Authenticate:
     """Checks each request's token and scope before `app` sees it (module docstring)."""
 
-    def __init__(self, app: ASGIApp, verifier: Verifier, monotonic: ReadClock) -> None:
+    def __init__(self, app: ASGIApp, verifier: Verifier) -> None:
         self.app = app
         self._verifier = verifier
-        self._login = Login(verifier, monotonic)
-        self._open = OPEN_PATHS | (
-            {CONSOLIDATED} if verifier.settings.public_consolidated else set()
+        self._open = (
+            OPEN_PATHS
+            | {LOGIN}
+            | ({CONSOLIDATED} if verifier.settings.public_consolidated else set())
         )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -62,9 +63,6 @@ class Authenticate:
         method: str = scope.get("method", "GET")
         if path in self._open or method == "OPTIONS":
             await self.app(scope, receive, send)
-            return
-        if path == PATH and scope_type == "http":
-            await self._login(scope, receive, send)
             return
         needed = "read" if method in READ_METHODS or path in READ_POSTS else "write"
         try:
@@ -96,6 +94,6 @@ class Authenticate:
         await _answer(send, 401, str(error), [(b"www-authenticate", b"Bearer")])
 
 
-def authenticate(app: ASGIApp, verifier: Verifier | None, monotonic: ReadClock) -> ASGIApp:
+def authenticate(app: ASGIApp, verifier: Verifier | None) -> ASGIApp:
     """`app` behind the token check when `[auth]` is on (`verifier`), else `app` itself."""
-    return app if verifier is None else Authenticate(app, verifier, monotonic)
+    return app if verifier is None else Authenticate(app, verifier)

@@ -1,6 +1,6 @@
 r"""Seed 003's `POST /auth/login`: a username and password in, a JWT out.
 
-    curl -X POST http://localhost:8000/auth/login -H "Content-Type: application/json" \\
+    curl -X POST http://localhost:8000/auth/login -H "Content-Type: application/json" \
       -d '{"username": "user", "password": "pass"}'
     {"access_token": "eyJ...", "token_type": "bearer", "expires_in": 3600}
 
@@ -17,8 +17,9 @@ from __future__ import annotations
 import logging
 from collections import OrderedDict, deque
 
-import orjson
-from starlette.types import Receive, Scope, Send
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
 
 from mesh_common.auth import TokenError, Verifier
 from mesh_common.clocks import ReadClock
@@ -30,8 +31,8 @@ COOKIE = "mesh_token"
 """The cookie holding the token for browsers' streams."""
 WINDOW_SECONDS = 60.0
 """The span failures are counted over."""
-MAX_BODY_BYTES = 4096
-"""The largest login body read."""
+NO_STORE = {"cache-control": "no-store"}
+"""A token answer is never cached."""
 MAX_TRACKED = 4096
 """Clients and usernames whose failures are kept; the idlest go first."""
 
@@ -65,93 +66,59 @@ class FailureCounter:
         times.append(self._monotonic())
 
 
-async def _body(receive: Receive) -> bytes:
-    chunks: list[bytes] = []
-    size = 0
-    while True:
-        message = await receive()
-        chunk = message.get("body", b"")
-        size += len(chunk)
-        if size > MAX_BODY_BYTES:
-            raise ValueError(f"a login body is at most {MAX_BODY_BYTES} bytes")
-        chunks.append(chunk)
-        if not message.get("more_body", False):
-            return b"".join(chunks)
+class LoginIn(BaseModel):
+    """Seed 003's login body."""
+
+    username: str = Field(max_length=256, description="a `[[auth.users]]` username")
+    password: str = Field(max_length=1024, description="its password")
 
 
-def _credentials(body: bytes) -> tuple[str, str]:
-    try:
-        value = orjson.loads(body)
-    except orjson.JSONDecodeError:
-        raise ValueError('the body must be JSON: {"username": ..., "password": ...}') from None
-    if not isinstance(value, dict):
-        raise ValueError("the body must be a JSON object with username and password")
-    username, password = value.get("username"), value.get("password")
-    if not isinstance(username, str) or not isinstance(password, str):
-        raise ValueError("username and password must be strings")
-    return username, password
+class LoginOut(BaseModel):
+    """A token for `Authorization: Bearer ...`."""
+
+    access_token: str = Field(description="a signed JWT (HS256)")
+    token_type: str = Field("bearer", description="always `bearer`")
+    expires_in: int = Field(description="seconds the token is valid for")
 
 
-async def _send_json(
-    send: Send, status: int, value: object, headers: list[tuple[bytes, bytes]] | None = None
-) -> None:
-    body = orjson.dumps(value)
-    await send(
-        {
-            "type": "http.response.start",
-            "status": status,
-            "headers": [
-                (b"content-type", b"application/json"),
-                (b"content-length", str(len(body)).encode()),
-                (b"cache-control", b"no-store"),
-                *(headers or []),
-            ],
-        }
-    )
-    await send({"type": "http.response.body", "body": body})
+def _refusal(status: int, detail: str, headers: dict[str, str]) -> JSONResponse:
+    return JSONResponse({"detail": detail}, status, headers={**headers, **NO_STORE})
 
 
-class Login:
-    """The `POST /auth/login` endpoint (module docstring)."""
+def login_router(verifier: Verifier, monotonic: ReadClock) -> APIRouter:
+    """The `POST /auth/login` route (module docstring); only with `[auth]` on."""
+    router = APIRouter(tags=["auth"])
+    limit = verifier.settings.login_attempts_per_minute
+    clients, users = FailureCounter(limit, monotonic), FailureCounter(limit, monotonic)
 
-    def __init__(self, verifier: Verifier, monotonic: ReadClock) -> None:
-        self._verifier = verifier
-        limit = verifier.settings.login_attempts_per_minute
-        self._clients = FailureCounter(limit, monotonic)
-        self._users = FailureCounter(limit, monotonic)
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        """Answer one login request."""
-        if scope["method"] != "POST":
-            await _send_json(send, 405, {"detail": "POST a username and password"})
-            return
-        try:
-            username, password = _credentials(await _body(receive))
-        except ValueError as error:
-            await _send_json(send, 422, {"detail": str(error)})
-            return
-        client = str(scope["client"][0]) if scope.get("client") else ""
-        if self._clients.blocked(client) or self._users.blocked(username):
+    @router.post(
+        PATH,
+        response_model=LoginOut,
+        responses={401: {"description": "unknown username or wrong password"},
+                   429: {"description": "too many failed logins from this client or user"}},
+        summary="Log in (seed 003): a bearer token for a configured user",
+    )  # fmt: skip
+    async def login(body: LoginIn, request: Request) -> JSONResponse:
+        client = request.client.host if request.client else ""
+        username = body.username
+        if clients.blocked(client) or users.blocked(username):
             _LOG.warning("login refused (too many failures): user %.64r from %s", username, client)
-            await _send_json(
-                send, 429, {"detail": "too many failed logins; retry in a minute"},
-                [(b"retry-after", str(int(WINDOW_SECONDS)).encode())],
-            )  # fmt: skip
-            return
+            retry = {"retry-after": str(int(WINDOW_SECONDS))}
+            return _refusal(429, "too many failed logins; retry in a minute", retry)
         try:
-            identity = self._verifier.login(username, password)
+            identity = verifier.login(username, body.password)
         except TokenError as error:
-            self._clients.fail(client)
-            self._users.fail(username)
+            clients.fail(client)
+            users.fail(username)
             _LOG.warning("login failed: user %.64r from %s", username, client)
-            await _send_json(send, 401, {"detail": str(error)}, [(b"www-authenticate", b"Bearer")])
-            return
-        await self._issue(send, identity.name, self._verifier.issue(identity))
+            return _refusal(401, str(error), {"www-authenticate": "Bearer"})
+        token, ttl = verifier.issue(identity)
+        _LOG.info("login: user %.64r from %s", identity.name, client)
+        answer = LoginOut(access_token=token, token_type="bearer", expires_in=int(ttl))
+        response = JSONResponse(answer.model_dump(), headers=NO_STORE)
+        response.set_cookie(
+            COOKIE, token, max_age=int(ttl), httponly=True, samesite="strict", path="/"
+        )
+        return response
 
-    @staticmethod
-    async def _issue(send: Send, name: str, issued: tuple[str, float]) -> None:
-        token, ttl = issued
-        _LOG.info("login: user %.64r", name)
-        cookie = f"{COOKIE}={token}; HttpOnly; SameSite=Strict; Path=/; Max-Age={int(ttl)}"
-        answer = {"access_token": token, "token_type": "bearer", "expires_in": int(ttl)}
-        await _send_json(send, 200, answer, [(b"set-cookie", cookie.encode("latin-1"))])
+    return router

@@ -294,3 +294,22 @@ def test_a_non_loopback_bind_without_auth_is_named_at_start() -> None:
     assert exposure_warning("the gateway", "0.0.0.0", auth_settings()) is None
     warning = exposure_warning("the gateway", "0.0.0.0", AuthSettings())
     assert warning is not None and "0.0.0.0 without [auth]" in warning
+
+
+async def test_grpcurl_lists_freely_and_calls_with_a_bearer_header(
+    aggregator: AggregatorServer,
+) -> None:
+    grpcurl = str(Path(sys.executable).with_name("grpcurl"))
+    method = "metricsmesh.v1.AggregatorService/GetSnapshot"
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        command = [grpcurl, "-plaintext", *args]
+        return subprocess.run(command, capture_output=True, text=True, timeout=60)
+
+    listed = await asyncio.to_thread(run, aggregator.address, "list")
+    assert "metricsmesh.v1.AggregatorService" in listed.stdout  # reflection stays open
+    refused = await asyncio.to_thread(run, aggregator.address, method)
+    assert refused.returncode != 0 and "Unauthenticated" in refused.stderr
+    header = f"authorization: Bearer {READ_TOKEN}"
+    allowed = await asyncio.to_thread(run, "-H", header, aggregator.address, method)
+    assert allowed.returncode == 0, allowed.stderr

@@ -117,7 +117,7 @@ async def test_login_issues_a_working_token_and_a_strict_cookie(http: httpx.Asyn
     token = body["access_token"]
     assert (await http.get("/api/v1/alerts/active", headers=bearer(token))).status_code == 200
     cookie = answer.headers["set-cookie"]
-    assert "HttpOnly" in cookie and "SameSite=Strict" in cookie
+    assert "httponly" in cookie.lower() and "samesite=strict" in cookie.lower()
     # The cookie reads (a browser's EventSource), but never writes.
     cookies = {"mesh_token": token}
     async with httpx.AsyncClient(base_url=str(http.base_url), cookies=cookies) as browser:
@@ -232,3 +232,11 @@ async def test_a_cors_preflight_allows_the_authorization_header() -> None:
         answer = await http.options("/api/v1/services", headers=headers)
     assert answer.status_code == 200, answer.text
     assert "authorization" in answer.headers["access-control-allow-headers"].lower()
+
+
+async def test_the_login_is_in_the_openapi_document_and_a_bad_body_is_422(
+    http: httpx.AsyncClient,
+) -> None:
+    schema = (await http.get("/openapi.json", headers=bearer(READ_TOKEN))).json()
+    assert "post" in schema["paths"]["/auth/login"]
+    assert (await http.post("/auth/login", json={"username": "user"})).status_code == 422
