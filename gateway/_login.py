@@ -14,6 +14,7 @@ Failures are logged with the username and the client, never the password.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections import OrderedDict, deque
 
@@ -106,7 +107,8 @@ def login_router(verifier: Verifier, monotonic: ReadClock) -> APIRouter:
             retry = {"retry-after": str(int(WINDOW_SECONDS))}
             return _refusal(429, "too many failed logins; retry in a minute", retry)
         try:
-            identity = verifier.login(username, body.password)
+            # scrypt takes tens of milliseconds (and frees the GIL): off the event loop.
+            identity = await asyncio.to_thread(verifier.login, username, body.password)
         except TokenError as error:
             clients.fail(client)
             users.fail(username)
