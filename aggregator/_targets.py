@@ -17,6 +17,7 @@ import grpc
 from aggregator._health import HealthWatch, RevivalProbe
 from aggregator._model import CallResult, Outcome, TargetState
 from mesh_common.registry import Registry, ServiceEntry
+from mesh_common.tls import TlsSettings
 from mesh_common.transport import open_channel
 
 _LOG = logging.getLogger(__name__)
@@ -50,13 +51,19 @@ class Target:
     """What the latest round's call produced (None before the first round)."""
 
     def __init__(
-        self, entry: ServiceEntry, *, reconnect_max_seconds: float = 1.0, deadline: float = 0.5
+        self,
+        entry: ServiceEntry,
+        *,
+        reconnect_max_seconds: float = 1.0,
+        deadline: float = 0.5,
+        tls: TlsSettings | None = None,
     ) -> None:
         self.entry = entry
         self._deadline = deadline
         self.state = TargetState()
         self.last_outcome = None
-        self._channel = open_channel(entry.target, options=channel_options(reconnect_max_seconds))
+        options = channel_options(reconnect_max_seconds)
+        self._channel = open_channel(entry.target, options=options, tls=tls)
         self.get_event_rate: grpc.aio.UnaryUnaryMultiCallable[bytes, bytes] = (
             self._channel.unary_unary(GET_EVENT_RATE)
         )
@@ -118,9 +125,15 @@ class Targets:
     """Every agent of the current registry, by service name, in registry order."""
 
     def __init__(
-        self, registry: Registry, *, reconnect_max_seconds: float = 1.0, deadline: float = 0.5
+        self,
+        registry: Registry,
+        *,
+        reconnect_max_seconds: float = 1.0,
+        deadline: float = 0.5,
+        tls: TlsSettings | None = None,
     ) -> None:
         self.registry = registry
+        self._tls = tls
         self._by_name: dict[str, Target] = {}
         self._started = False
         self._reconnect_max = reconnect_max_seconds
@@ -177,6 +190,8 @@ class Targets:
         await asyncio.gather(*(target.close() for target in targets), return_exceptions=True)
 
     def _open(self, entry: ServiceEntry) -> None:
-        target = Target(entry, reconnect_max_seconds=self._reconnect_max, deadline=self._deadline)
+        target = Target(
+            entry, reconnect_max_seconds=self._reconnect_max, deadline=self._deadline, tls=self._tls
+        )
         target.start()
         self._by_name[entry.name] = target
