@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import json
 import os
 import shutil
 import socket
@@ -12,6 +14,7 @@ import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 import grpc
 import httpx
@@ -21,6 +24,7 @@ from metricsmesh.v1 import aggregator_pb2, aggregator_pb2_grpc, snapshot_pb2
 
 from agent import AgentServer, EventTracker
 from aggregator import AggregatorServer, AggregatorSettings, Registry, ServiceEntry
+from demo_fleet.ports import free_ports
 from gateway import GatewaySettings
 from mesh_common.config import load_mesh_file
 from mesh_common.errors import ConfigError
@@ -29,6 +33,7 @@ from mesh_common.tls import TlsSettings
 from mesh_common.transport import open_channel
 from metricsmesh_cli.certs import Certificates, write_certificates
 from metricsmesh_cli.main import main
+from tests.cli import METRICS_MESH, cli, needs_cli
 from tests.eventually import eventually
 from tests.hardened_gateway import serve_hardened
 
@@ -359,3 +364,99 @@ async def test_rotated_certificates_are_used_by_new_connections(
         async with AggregatorServer(registry, settings(), tls=serving(fresh)) as server:
             snapshot = await fresh_snapshot(server.address, client(fresh))
     assert snapshot.services[0].status == ACTIVE, snapshot.services[0].error_message
+
+
+# --- the name to verify ---------------------------------------------------------------------
+
+
+async def test_server_name_verifies_a_certificate_for_another_name(tmp_path: Path) -> None:
+    files = write_certificates(tmp_path, ["mesh.example"])  # not valid for 127.0.0.1
+    named = dataclasses.replace(client(files), server_name="mesh.example")
+    async with aggregator_of({}, serving(files)) as address:
+        assert (await fresh_snapshot(address, named)).epoch
+        error = await refusal(address, client(files))
+    assert error.code() == grpc.StatusCode.UNAVAILABLE
+
+
+# --- the programs read [tls] from the mesh file ---------------------------------------------
+
+
+def mesh_file(path: Path, ports: dict[str, int], tls: str) -> Path:
+    path.write_text(
+        f"""
+[aggregator]
+port = {ports["aggregator"]}
+interval_seconds = 0.5
+deadline_seconds = 0.3
+
+[gateway]
+port = {ports["gateway"]}
+aggregator = "127.0.0.1:{ports["aggregator"]}"
+
+[[services]]
+name = "weather-api"
+port = 9001
+agent_port = {ports["agent"]}
+type = "core"
+
+{tls}
+""",
+        encoding="utf-8",
+    )
+    return path
+
+
+@needs_cli
+async def test_aggregator_gateway_and_cli_read_tls_from_the_mesh_file(
+    tmp_path: Path, certs: Certificates
+) -> None:
+    agent_port, aggregator_port, gateway_port = free_ports(3)
+    ports = {"agent": agent_port, "aggregator": aggregator_port, "gateway": gateway_port}
+    secure = mesh_file(tmp_path / "secure.toml", ports, certs.tls_lines())
+    plain = mesh_file(tmp_path / "plain.toml", ports, "")
+    context = ssl.create_default_context(cafile=str(certs.ca))
+    context.load_cert_chain(str(certs.client), str(certs.client_key))
+    tracker = EventTracker("weather-api")
+    tracker.record("api_call", 2)
+    async with (
+        AgentServer(tracker, port=agent_port, tls=serving(certs)),
+        running("aggregator", "--config", str(secure)),
+        running("gateway", "--config", str(secure)) as gateway,
+        httpx.AsyncClient(verify=context, timeout=5) as http,
+    ):
+
+        async def snapshot() -> dict[str, Any] | None:
+            status, out, _ = await cli("snapshot", "--config", str(secure), "-o", "json")
+            body: dict[str, Any] = json.loads(out) if status == 0 else {}
+            return body if body.get("active_apis") else None
+
+        body = await eventually(snapshot, timeout=30, what="an active row through the CLI")
+        status, _, err = await cli("snapshot", "--config", str(plain), "-o", "json")
+        url = f"https://127.0.0.1:{gateway_port}/api/v1/real-time-metrics"
+
+        async def served() -> bool:
+            try:
+                return (await http.get(url)).status_code == 200
+            except httpx.HTTPError:
+                return False
+
+        assert await eventually(served, timeout=30, what="the gateway over HTTPS")
+    assert body["active_apis"][0]["service_name"] == "weather-api"
+    assert status == 1 and "cannot reach the aggregator" in err
+    assert f"https://127.0.0.1:{gateway_port}/" in (await gateway).decode()
+
+
+@asynccontextmanager
+async def running(*args: str) -> AsyncIterator[asyncio.Future[bytes]]:
+    """`metrics-mesh ARGS` until the block ends (SIGTERM); yields its future output."""
+    process = await asyncio.create_subprocess_exec(
+        str(METRICS_MESH), *args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+    )
+    output: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
+    try:
+        yield output
+    finally:
+        if process.returncode is None:
+            process.terminate()
+        out, _ = await asyncio.wait_for(process.communicate(), timeout=20)
+        output.set_result(out)
