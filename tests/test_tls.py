@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
+import logging
 import os
 import shutil
 import socket
@@ -347,7 +348,7 @@ def replace(source: Path, target: Path) -> None:
 
 
 async def test_rotated_certificates_are_used_by_new_connections(
-    tmp_path: Path, certs: Certificates
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     live = write_certificates(tmp_path / "live", ["127.0.0.1"])
     tls = serving(live, client_auth=False)
@@ -359,6 +360,12 @@ async def test_rotated_certificates_are_used_by_new_connections(
             replace(fresh.ca.parent / name, live.ca.parent / name)
         new = x509.load_pem_x509_certificate(live.server.read_bytes()).serial_number
         assert await asyncio.to_thread(served_serial, agent.port) == new
+        # A broken set (a key of another certificate) is not taken: the last good one stays.
+        replace(fresh.client_key, live.server_key)
+        with caplog.at_level(logging.WARNING, logger="mesh_common.tls_credentials"):
+            assert await asyncio.to_thread(served_serial, agent.port) == new
+        assert "the key does not belong to the certificate" in caplog.text
+        replace(fresh.server_key, live.server_key)
         # A client trusting only the new CA is served.
         registry = Registry([entry("weather-api", agent.port)])
         async with AggregatorServer(registry, settings(), tls=serving(fresh)) as server:
@@ -408,7 +415,7 @@ type = "core"
 
 @needs_cli
 async def test_aggregator_gateway_and_cli_read_tls_from_the_mesh_file(
-    tmp_path: Path, certs: Certificates
+    tmp_path: Path, certs: Certificates, strangers: Certificates
 ) -> None:
     agent_port, aggregator_port, gateway_port = free_ports(3)
     ports = {"agent": agent_port, "aggregator": aggregator_port, "gateway": gateway_port}
@@ -432,6 +439,8 @@ async def test_aggregator_gateway_and_cli_read_tls_from_the_mesh_file(
 
         body = await eventually(snapshot, timeout=30, what="an active row through the CLI")
         status, _, err = await cli("snapshot", "--config", str(plain), "-o", "json")
+        wrong_ca = {"METRICS_MESH_TLS_CA_FILE": str(strangers.ca)}
+        refused = await cli("snapshot", "--config", str(plain), env=wrong_ca)
         url = f"https://127.0.0.1:{gateway_port}/api/v1/real-time-metrics"
 
         async def served() -> bool:
@@ -443,6 +452,8 @@ async def test_aggregator_gateway_and_cli_read_tls_from_the_mesh_file(
         assert await eventually(served, timeout=30, what="the gateway over HTTPS")
     assert body["active_apis"][0]["service_name"] == "weather-api"
     assert status == 1 and "cannot reach the aggregator" in err
+    assert refused[0] == 1
+    assert "TLS: handshake failed: its certificate is not signed by ca_file" in refused[2]
     assert f"https://127.0.0.1:{gateway_port}/" in (await gateway).decode()
 
 
