@@ -294,6 +294,7 @@ class RoundLoop:
         if self._next_registry is not None:
             registry, self._next_registry = self._next_registry, None
             await self._targets.replace(registry)
+        await self._targets.renew_channels()  # a few stat calls: rotated [tls] files
         targets = self._targets
         monotonic = self.clocks.monotonic
         started = monotonic()

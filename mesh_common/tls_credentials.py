@@ -5,7 +5,8 @@ handshake gRPC asks `RotatingFiles` for the certificate to use, which compares t
 modification times and sizes (three `stat` calls) with those it last loaded and loads them
 again when they differ, so rotated certificates are used by new connections without a restart.
 A half-written or broken set is logged once and the previous one kept. A channel's credentials
-are read when the channel is opened (a long-lived channel keeps its own).
+are read when the channel is opened: a long-lived client compares `files_stamp` now and then
+and opens new channels when it changed (the aggregator does, before each round).
 """
 
 from __future__ import annotations
@@ -63,14 +64,23 @@ def server_credentials(tls: TlsSettings) -> grpc.ServerCredentials:
     )
 
 
+Stamp = tuple[tuple[int, int], ...]
+"""The modification times and sizes of a set of files."""
+
+
+def files_stamp(tls: TlsSettings) -> Stamp:
+    """The modification time and size of each file `tls` names (raises OSError)."""
+    paths = (path for path in (tls.cert_file, tls.key_file, tls.ca_file) if path)
+    return tuple((each.st_mtime_ns, each.st_size) for each in map(os.stat, paths))
+
+
 class RotatingFiles:
     """The server's certificate configuration, loaded again whenever its files change."""
 
     def __init__(self, tls: TlsSettings) -> None:
         self._tls = tls
-        self._paths = tuple(path for path in (tls.cert_file, tls.key_file, tls.ca_file) if path)
         self._lock = threading.Lock()
-        self._stamp = self._stamps()
+        self._stamp = files_stamp(tls)
         self.initial = self._load()
         """The configuration the server starts with."""
         self.reloads = 0
@@ -80,7 +90,7 @@ class RotatingFiles:
         """The new configuration when the files changed since the last load, else None."""
         with self._lock:
             try:
-                stamp = self._stamps()
+                stamp = files_stamp(self._tls)
             except OSError as error:
                 _LOG.warning("[tls] cannot stat the certificate files: %s; keeping the old", error)
                 return None
@@ -95,9 +105,6 @@ class RotatingFiles:
             self.reloads += 1
             _LOG.info("[tls] certificate files changed: new connections use the new ones")
             return configuration
-
-    def _stamps(self) -> tuple[tuple[int, int], ...]:
-        return tuple((each.st_mtime_ns, each.st_size) for each in map(os.stat, self._paths))
 
     def _load(self) -> grpc.ServerCertificateConfiguration:
         tls = self._tls

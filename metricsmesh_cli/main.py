@@ -441,10 +441,17 @@ def run_demo_command(args: argparse.Namespace) -> int:
     from demo_fleet.run import run_demo
     from demo_fleet.settings import SECTION as DEMO
     from gateway import SECTION as GATEWAY
+    from mesh_common.errors import ConfigError
     from mesh_common.registry import SERVICES
+    from mesh_common.tls import SECTION as TLS
 
     configure_logging(args)
     mesh = load_mesh_file(args.config)
+    if mesh.read(TLS).enabled:  # its services' agents and its probes are plaintext
+        raise ConfigError(
+            f"{mesh.source}: the demo runs plaintext; remove [tls] (and METRICS_MESH_TLS_* "
+            "variables) to run it"
+        )
     demo = mesh.read(DEMO)
     if args.load_scale is not None:
         demo = dataclasses.replace(demo, load_scale=args.load_scale)

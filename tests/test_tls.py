@@ -163,6 +163,15 @@ def test_an_expired_certificate_is_refused_and_named(tmp_path: Path) -> None:
         serving(files)
 
 
+def test_the_demo_refuses_a_tls_table_it_cannot_honour(
+    certs: Certificates, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "mesh.toml"
+    path.write_text(certs.tls_lines(), encoding="utf-8")
+    assert main(["demo", "--config", str(path), "--free-ports"]) == 2
+    assert "the demo runs plaintext; remove [tls]" in capsys.readouterr().err
+
+
 # --- metrics-mesh certs ---------------------------------------------------------------------
 
 
@@ -471,3 +480,29 @@ async def running(*args: str) -> AsyncIterator[asyncio.Future[bytes]]:
             process.terminate()
         out, _ = await asyncio.wait_for(process.communicate(), timeout=20)
         output.set_result(out)
+
+
+async def test_the_aggregator_dials_with_rotated_files_without_a_restart(tmp_path: Path) -> None:
+    live = write_certificates(tmp_path / "live", ["127.0.0.1"])
+    tls = serving(live)  # the agent and the aggregator read the same files
+    agent = AgentServer(EventTracker("weather-api"), tls=tls)
+    port = await agent.start()
+    registry = Registry([entry("weather-api", port)])
+    async with AggregatorServer(registry, settings(), tls=tls) as server:
+        try:
+            first = await fresh_snapshot(server.address, client(live))
+            assert first.services[0].status == ACTIVE, first.services[0].error_message
+            fresh = write_certificates(tmp_path / "fresh", ["127.0.0.1"])  # a new CA as well
+            for name in ("server.pem", "server-key.pem", "ca.pem"):
+                replace(fresh.ca.parent / name, live.ca.parent / name)
+            await agent.stop(0)  # a new connection is needed: the agent restarts, new files
+            agent = AgentServer(EventTracker("weather-api"), port=port, tls=tls)
+            await agent.start()
+
+            async def active() -> snapshot_pb2.ServiceRow | None:
+                (row,) = (await fresh_snapshot(server.address, client(fresh))).services
+                return row if row.status == ACTIVE else None
+
+            await eventually(active, what="the agent's row active over the rotated files")
+        finally:
+            await agent.stop(0)
