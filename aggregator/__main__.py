@@ -127,6 +127,7 @@ def run(args: argparse.Namespace) -> int:
             alerts=config.alerts,
             history=config.history,
             ingest=ingest,
+            tls=config.tls,
         )
         asyncio.run(serve(server))
     except MeshError as error:

@@ -27,6 +27,7 @@ from mesh_common.clocks import SYSTEM_CLOCKS, Clocks
 from mesh_common.grpc_host import DEFAULT_GRACE_SECONDS, GrpcHost
 from mesh_common.grpc_input import service_handler
 from mesh_common.registry import DEFAULT_REGISTRY, Registry
+from mesh_common.tls import TlsSettings
 
 
 class AggregatorServer:
@@ -39,7 +40,9 @@ class AggregatorServer:
     them, nothing is remembered past the in-memory ring. Metrics and events pushed to it
     (`ingest` settings, on by default) become rows and series; OTLP/gRPC's MetricsService is
     served on its port, and on a second one (`otlp_port`) only when `ingest` settings are given
-    with `otlp_port` not -1 (so servers built without them never contend for 4317). Raises
+    with `otlp_port` not -1 (so servers built without them never contend for 4317). With `tls`
+    (the `[tls]` table) it serves TLS and dials its agents with TLS (mutual under
+    `client_auth`: it presents its own certificate to them). Raises
     ConfigError when `history` selects a backend this build does not have.
     """
 
@@ -54,6 +57,7 @@ class AggregatorServer:
         interval_rounds: bool = True,
         history: HistorySettings | None = None,
         ingest: IngestSettings | None = None,
+        tls: TlsSettings | None = None,
     ) -> None:
         self.settings = settings or AggregatorSettings()
         self.ingestor: Ingestor | None = None
@@ -68,6 +72,7 @@ class AggregatorServer:
             clocks=clocks,
             interval_rounds=interval_rounds,
             ingestor=self.ingestor,
+            tls=tls,
         )
         """The rounds (every interval; with `interval_rounds` False only on demand)."""
         whole = WholeSnapshots()  # a round's rows converted once, for the streams and alerts
@@ -104,6 +109,7 @@ class AggregatorServer:
             port=self.settings.port,
             grace_seconds=grace_seconds,
             limits=self.settings.connection_limits,
+            tls=tls,
         )
 
     @property

@@ -34,6 +34,7 @@ from gateway._state import GatewayState
 from gateway._upstream import SnapshotHub
 from gateway._ws import ws_router
 from mesh_common.clocks import SYSTEM_CLOCKS, Clocks
+from mesh_common.tls import TlsSettings
 from mesh_common.version import version
 
 STATIC = Path(__file__).parent / "static"
@@ -68,17 +69,22 @@ class GatewayApp(FastAPI):
 
 
 def create_app(
-    settings: GatewaySettings | None = None, *, clocks: Clocks = SYSTEM_CLOCKS
+    settings: GatewaySettings | None = None,
+    *,
+    clocks: Clocks = SYSTEM_CLOCKS,
+    tls: TlsSettings | None = None,
 ) -> FastAPI:
     """The gateway app; its lifespan opens (and closes) the one aggregator subscription.
 
     The alert subscription (`AlertHub`) and the history status poll run beside it, with the
     same lifespan.
     `app.state.gateway` is the shared `GatewayState` (settings, clocks, hubs, client counts).
+    With `tls` (the `[tls]` table) the channel to the aggregator is TLS; serving HTTPS is
+    uvicorn's part (`gateway.__main__.uvicorn_config`).
     """
     settings = settings or GatewaySettings()
-    snapshots = _hub(settings, clocks)
-    alert_hub = _alert_hub(settings, clocks, on_change=snapshots.wake_waiters)
+    snapshots = _hub(settings, clocks, tls)
+    alert_hub = _alert_hub(settings, clocks, tls, on_change=snapshots.wake_waiters)
     state = GatewayState(
         settings,
         snapshots,
@@ -140,7 +146,7 @@ def create_app(
     return app
 
 
-def _hub(settings: GatewaySettings, clocks: Clocks) -> SnapshotHub:
+def _hub(settings: GatewaySettings, clocks: Clocks, tls: TlsSettings | None) -> SnapshotHub:
     return SnapshotHub(
         settings.aggregator,
         history_size=settings.history_size,
@@ -149,11 +155,16 @@ def _hub(settings: GatewaySettings, clocks: Clocks) -> SnapshotHub:
         # Waiters re-check at least this often: heartbeats and staleness need no own timers.
         tick_seconds=min(1.0, settings.heartbeat_seconds / 2, settings.stale_after_seconds / 4),
         monotonic=clocks.monotonic,
+        tls=tls,
     )
 
 
 def _alert_hub(
-    settings: GatewaySettings, clocks: Clocks, *, on_change: Callable[[], None]
+    settings: GatewaySettings,
+    clocks: Clocks,
+    tls: TlsSettings | None,
+    *,
+    on_change: Callable[[], None],
 ) -> AlertHub:
     return AlertHub(
         settings.aggregator,
@@ -162,6 +173,7 @@ def _alert_hub(
         wall=clocks.wall,
         monotonic=clocks.monotonic,
         on_change=on_change,
+        tls=tls,
     )
 
 

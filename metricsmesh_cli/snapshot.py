@@ -14,6 +14,7 @@ from rich.console import Console
 from mesh_common.addresses import HostPort
 from mesh_common.errors import EXIT_FAILURE, EXIT_USAGE
 from mesh_common.filters import ServiceFilter
+from mesh_common.tls import TlsSettings
 from mesh_common.transport import open_channel
 from mesh_common.views import SNAPSHOT_AGE_FIELD, RowValues, View, age_ms, rest_body
 from mesh_common.wire_time import duration, to_seconds
@@ -28,12 +29,16 @@ async def fetch_snapshot(
     types: Sequence[str] = (),
     max_age: float | None = None,
     timeout: float = 5.0,
+    tls: TlsSettings | None = None,
 ) -> snapshot_pb2.Snapshot:
-    """One GetSnapshot from the aggregator at `target`; raises grpc.aio.AioRpcError."""
+    """One GetSnapshot from the aggregator at `target` (over TLS with `tls`).
+
+    Raises grpc.aio.AioRpcError.
+    """
     request = aggregator_pb2.GetSnapshotRequest(filter=snapshot_filter(services, types))
     if max_age is not None:
         request.max_age.CopyFrom(duration(max_age))
-    async with open_channel(target) as channel:
+    async with open_channel(target, tls=tls) as channel:
         stub = aggregator_pb2_grpc.AggregatorServiceStub(channel)
         response = await stub.GetSnapshot(request, timeout=timeout, wait_for_ready=False)
     return response.snapshot
@@ -75,6 +80,7 @@ def run_snapshot(
     types: Sequence[str] = (),
     max_age: float | None = None,
     timeout: float = 5.0,
+    tls: TlsSettings | None = None,
 ) -> int:
     """Fetch and print one snapshot; returns the exit status.
 
@@ -85,7 +91,9 @@ def run_snapshot(
     """
     try:
         snapshot = asyncio.run(
-            fetch_snapshot(target, services=services, types=types, max_age=max_age, timeout=timeout)
+            fetch_snapshot(
+                target, services=services, types=types, max_age=max_age, timeout=timeout, tls=tls
+            )
         )
     except grpc.aio.AioRpcError as error:
         errors.print(f"metrics-mesh snapshot: {describe_rpc_error(target, error)}", markup=False)

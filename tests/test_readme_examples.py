@@ -38,6 +38,7 @@ from demo_fleet.settings import DemoSettings
 from gateway import GatewaySettings, load_settings
 from mesh_common.config import load_mesh_file
 from mesh_common.errors import EXIT_PORT_IN_USE, EXIT_USAGE
+from mesh_common.tls import TlsSettings
 from mesh_common.transport import open_channel
 from metricsmesh_cli.main import build_parser
 from tests.eventually import eventually
@@ -60,6 +61,7 @@ SECTIONS: dict[str, Any] = {
     "demo": DemoSettings(),
     "alerts": AlertSettings(),
     "ingest": IngestSettings(),
+    "tls": TlsSettings(),
 }
 
 
@@ -125,6 +127,8 @@ def test_each_documented_default_and_environment_variable_is_real(
         loaded = load_config(None, environ=environ).alerts
     elif section == "ingest":
         loaded = load_config(None, environ=environ).ingest
+    elif section == "tls":
+        loaded = load_config(None, environ=environ).tls
     else:
         loaded = load_mesh_file(None, environ=environ).read(DEMO)
     assert loaded == SECTIONS[section] or getattr(loaded, key) == actual
@@ -142,6 +146,7 @@ def test_the_example_config_holds_every_key_at_its_default() -> None:
     assert load_mesh_file(path, environ={}).read(DEMO) == DemoSettings()
     assert config.alerts == AlertSettings()
     assert config.ingest == IngestSettings()
+    assert config.tls == TlsSettings()
 
 
 def test_the_readme_registry_table_is_the_built_in_registry() -> None:
@@ -429,7 +434,7 @@ def test_the_documented_version_is_the_installed_one() -> None:
 def test_each_config_check_command_of_the_readme_runs_as_pasted(line: str) -> None:
     result = run_as_pasted(line)
     assert result.returncode == 0, result.stderr
-    assert result.stdout.rstrip().endswith(": OK (7 tables)")
+    assert result.stdout.rstrip().endswith(": OK (8 tables)")
 
 
 @pytest.mark.parametrize(
