@@ -17,6 +17,7 @@ from mesh_common.bounded import quote
 from mesh_common.errors import ServerStateError
 from mesh_common.grpc_host import DEFAULT_GRACE_SECONDS, GrpcHost, run_coroutine_blocking
 from mesh_common.grpc_input import service_handler
+from mesh_common.tls import TlsSettings
 
 _SERVICE = event_rate_pb2.DESCRIPTOR.services_by_name["EventRateService"]
 EVENT_RATE_SERVICE = _SERVICE.full_name
@@ -78,7 +79,8 @@ class AgentServer:
     name; `set_serving(False)` marks the service NOT_SERVING (the aggregator then shows it
     inactive) and `set_serving(True)` brings it back. Use `async with AgentServer(...)` or
     `await start()` / `await stop()`. From a program without an event loop, use
-    `AgentServerThread`.
+    `AgentServerThread`. `tls` (a `mesh_common.tls.TlsSettings`, the `[tls]` table) makes it
+    serve TLS, requiring the aggregator's client certificate under `client_auth`.
     """
 
     def __init__(
@@ -89,6 +91,7 @@ class AgentServer:
         port: int = 0,
         grace_seconds: float = DEFAULT_GRACE_SECONDS,
         interceptors: Sequence[Any] = (),
+        tls: TlsSettings | None = None,
     ) -> None:
         self.tracker = tracker
         self._host = GrpcHost(
@@ -100,6 +103,7 @@ class AgentServer:
             grace_seconds=grace_seconds,
             interceptors=interceptors,
             max_receive_bytes=MAX_REQUEST_BYTES,
+            tls=tls,
         )
 
     @property
@@ -156,6 +160,7 @@ class AgentServerThread:
         port: int = 0,
         grace_seconds: float = DEFAULT_GRACE_SECONDS,
         interceptors: Sequence[Any] = (),
+        tls: TlsSettings | None = None,
     ) -> None:
         self.tracker = tracker
         self._server_args: dict[str, Any] = {
@@ -163,6 +168,7 @@ class AgentServerThread:
             "port": port,
             "grace_seconds": grace_seconds,
             "interceptors": interceptors,
+            "tls": tls,
         }
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None

@@ -134,6 +134,7 @@ def run(args: argparse.Namespace) -> int:
             history=config.history,
             ingest=ingest,
             auth=(auth := load_mesh_file(args.config).read(AUTH_SECTION)),
+            tls=config.tls,
         )
         asyncio.run(serve(server, auth))
     except MeshError as error:

@@ -22,6 +22,7 @@ from mesh_common import latency
 from mesh_common.bounded import quote
 from mesh_common.clocks import ReadClock
 from mesh_common.errors import MeshError
+from mesh_common.tls import handshake_failure
 from mesh_common.wire_time import to_seconds
 
 _REQUEST = event_rate_pb2.GetEventRateRequest().SerializeToString()
@@ -143,7 +144,7 @@ def _resolve(future: asyncio.Future[None]) -> None:
 
 
 def _failure(code: grpc.StatusCode, details: str, latency: float, health: Health) -> Outcome:
-    text = f"{code.name}: {details}" if details else code.name
+    text = handshake_failure(details) or (f"{code.name}: {details}" if details else code.name)
     if code is grpc.StatusCode.DEADLINE_EXCEEDED:
         return Outcome(CallResult.DEADLINE, health, latency, error=text)
     if code in _UNREACHABLE_CODES:

@@ -33,6 +33,7 @@ from aggregator._targets import Targets
 from mesh_common.clocks import Clocks
 from mesh_common.registry import Registry, ServiceEntry
 from mesh_common.status import ServiceStatus
+from mesh_common.tls import TlsSettings
 
 _LOG = logging.getLogger(__name__)
 STATUS_LOG = logging.getLogger("aggregator.status")
@@ -79,6 +80,7 @@ class RoundLoop:
         epoch: int | None = None,
         interval_rounds: bool = True,
         ingestor: Ingestor | None = None,
+        tls: TlsSettings | None = None,
     ) -> None:
         self.settings = settings
         self.clocks = clocks
@@ -92,6 +94,7 @@ class RoundLoop:
             registry,
             reconnect_max_seconds=settings.interval_seconds,
             deadline=settings.deadline_seconds,
+            tls=tls,
         )
         self._next_registry: Registry | None = None
         self._fanout = FanOut(deadline=settings.deadline_seconds, monotonic=clocks.monotonic)
@@ -291,6 +294,7 @@ class RoundLoop:
         if self._next_registry is not None:
             registry, self._next_registry = self._next_registry, None
             await self._targets.replace(registry)
+        await self._targets.renew_channels()  # a few stat calls: rotated [tls] files
         targets = self._targets
         monotonic = self.clocks.monotonic
         started = monotonic()

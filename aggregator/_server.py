@@ -29,6 +29,7 @@ from mesh_common.clocks import SYSTEM_CLOCKS, Clocks
 from mesh_common.grpc_host import DEFAULT_GRACE_SECONDS, GrpcHost
 from mesh_common.grpc_input import service_handler
 from mesh_common.registry import DEFAULT_REGISTRY, Registry
+from mesh_common.tls import TlsSettings
 
 
 class AggregatorServer:
@@ -41,9 +42,11 @@ class AggregatorServer:
     them, nothing is remembered past the in-memory ring. Metrics and events pushed to it
     (`ingest` settings, on by default) become rows and series; OTLP/gRPC's MetricsService is
     served on its port, and on a second one (`otlp_port`) only when `ingest` settings are given
-    with `otlp_port` not -1 (so servers built without them never contend for 4317). Raises
-    ConfigError when `history` selects a backend this build does not have. With `auth` (an
-    `[auth]` table that is on), every call but health and reflection needs a bearer token.
+    with `otlp_port` not -1 (so servers built without them never contend for 4317). With `tls`
+    (the `[tls]` table) it serves TLS and dials its agents with TLS (mutual under
+    `client_auth`: it presents its own certificate to them). With `auth` (an `[auth]` table
+    that is on), every call but health and reflection needs a bearer token. Raises
+    ConfigError when `history` selects a backend this build does not have.
     """
 
     def __init__(
@@ -58,6 +61,7 @@ class AggregatorServer:
         history: HistorySettings | None = None,
         ingest: IngestSettings | None = None,
         auth: AuthSettings | None = None,
+        tls: TlsSettings | None = None,
     ) -> None:
         self.settings = settings or AggregatorSettings()
         self.ingestor: Ingestor | None = None
@@ -72,6 +76,7 @@ class AggregatorServer:
             clocks=clocks,
             interval_rounds=interval_rounds,
             ingestor=self.ingestor,
+            tls=tls,
         )
         """The rounds (every interval; with `interval_rounds` False only on demand)."""
         whole = WholeSnapshots()  # a round's rows converted once, for the streams and alerts
@@ -109,6 +114,7 @@ class AggregatorServer:
             grace_seconds=grace_seconds,
             limits=self.settings.connection_limits,
             interceptors=auth_interceptors(auth, clocks=clocks),
+            tls=tls,
         )
 
     @property

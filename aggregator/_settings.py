@@ -22,6 +22,8 @@ from mesh_common.addresses import is_port, port_range
 from mesh_common.config import Section, load_mesh_file, setting
 from mesh_common.errors import ConfigError
 from mesh_common.registry import SERVICES, Registry
+from mesh_common.tls import SECTION as TLS_SECTION
+from mesh_common.tls import TlsSettings
 from mesh_common.transport import ConnectionLimits
 
 
@@ -155,13 +157,14 @@ SECTION = Section("aggregator", AggregatorSettings, "the aggregator's port and i
 
 @dataclass(frozen=True, slots=True)
 class AggregatorConfig:
-    """What the aggregator reads from a mesh file: registry, settings, alerts, history, ingest."""
+    """What the aggregator reads from a mesh file: registry, settings and the other tables."""
 
     services: Registry
     aggregator: AggregatorSettings
     alerts: AlertSettings
     history: HistorySettings
     ingest: IngestSettings
+    tls: TlsSettings
 
 
 def load_config(
@@ -179,4 +182,5 @@ def load_config(
         alerts=mesh.read(ALERTS_SECTION, registry=services),
         history=mesh.read(HISTORY_SECTION),
         ingest=mesh.read(INGEST_SECTION),
+        tls=mesh.read(TLS_SECTION),
     )

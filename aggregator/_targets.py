@@ -9,6 +9,7 @@ opened, removed ones closed, and one whose agent address changed starts afresh.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from collections.abc import Iterator, Sequence
 
@@ -16,7 +17,10 @@ import grpc
 
 from aggregator._health import HealthWatch, RevivalProbe
 from aggregator._model import CallResult, Outcome, TargetState
+from mesh_common.errors import ConfigError
 from mesh_common.registry import Registry, ServiceEntry
+from mesh_common.tls import TlsSettings
+from mesh_common.tls_credentials import Stamp, files_stamp
 from mesh_common.transport import open_channel
 
 _LOG = logging.getLogger(__name__)
@@ -50,13 +54,19 @@ class Target:
     """What the latest round's call produced (None before the first round)."""
 
     def __init__(
-        self, entry: ServiceEntry, *, reconnect_max_seconds: float = 1.0, deadline: float = 0.5
+        self,
+        entry: ServiceEntry,
+        *,
+        reconnect_max_seconds: float = 1.0,
+        deadline: float = 0.5,
+        tls: TlsSettings | None = None,
     ) -> None:
         self.entry = entry
         self._deadline = deadline
         self.state = TargetState()
         self.last_outcome = None
-        self._channel = open_channel(entry.target, options=channel_options(reconnect_max_seconds))
+        options = channel_options(reconnect_max_seconds)
+        self._channel = open_channel(entry.target, options=options, tls=tls)
         self.get_event_rate: grpc.aio.UnaryUnaryMultiCallable[bytes, bytes] = (
             self._channel.unary_unary(GET_EVENT_RATE)
         )
@@ -118,9 +128,16 @@ class Targets:
     """Every agent of the current registry, by service name, in registry order."""
 
     def __init__(
-        self, registry: Registry, *, reconnect_max_seconds: float = 1.0, deadline: float = 0.5
+        self,
+        registry: Registry,
+        *,
+        reconnect_max_seconds: float = 1.0,
+        deadline: float = 0.5,
+        tls: TlsSettings | None = None,
     ) -> None:
         self.registry = registry
+        self._tls = tls
+        self._tls_stamp = _stamp(tls)
         self._by_name: dict[str, Target] = {}
         self._started = False
         self._reconnect_max = reconnect_max_seconds
@@ -171,12 +188,49 @@ class Targets:
             _LOG.info("agent of %r removed or moved: closing its channel", target.entry.name)
         await asyncio.gather(*(target.close() for target in closing), return_exceptions=True)
 
+    async def renew_channels(self) -> None:
+        """Open new channels to every agent when the `[tls]` files changed (rotated).
+
+        A target keeps its state and last outcome; its old channel is closed. A set of files
+        that does not fit together (half-written) is logged and the old channels kept.
+        """
+        tls = self._tls
+        stamp = _stamp(tls)
+        if tls is None or stamp == self._tls_stamp or not self._started:
+            return
+        self._tls_stamp = stamp
+        try:
+            dataclasses.replace(tls)  # checks the new files as at load
+        except ConfigError as error:
+            _LOG.warning("[tls] files changed but %s; keeping the current channels", error)
+            return
+        _LOG.info("[tls] files changed: new channels to the %d agents", len(self._by_name))
+        old = self._by_name
+        self._by_name = {}
+        for target in old.values():
+            renewed = self._open(target.entry)
+            renewed.state, renewed.last_outcome = target.state, target.last_outcome
+        await asyncio.gather(*(target.close() for target in old.values()), return_exceptions=True)
+
     async def close(self) -> None:
         """Close every target; a second call is harmless."""
         targets, self._by_name = list(self._by_name.values()), {}
         await asyncio.gather(*(target.close() for target in targets), return_exceptions=True)
 
-    def _open(self, entry: ServiceEntry) -> None:
-        target = Target(entry, reconnect_max_seconds=self._reconnect_max, deadline=self._deadline)
+    def _open(self, entry: ServiceEntry) -> Target:
+        target = Target(
+            entry, reconnect_max_seconds=self._reconnect_max, deadline=self._deadline, tls=self._tls
+        )
         target.start()
         self._by_name[entry.name] = target
+        return target
+
+
+def _stamp(tls: TlsSettings | None) -> Stamp | None:
+    """The stamp of the `[tls]` files (None without TLS, or when one cannot be read)."""
+    if tls is None or not tls.enabled:
+        return None
+    try:
+        return files_stamp(tls)
+    except OSError:
+        return None

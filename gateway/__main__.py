@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import logging
+import ssl
 import sys
 from typing import Any
 
@@ -31,6 +32,8 @@ from mesh_common.options import (
     host_port,
     port_number,
 )
+from mesh_common.tls import PLAINTEXT, TlsSettings
+from mesh_common.tls import SECTION as TLS_SECTION
 from mesh_common.transport import listen_http
 
 _LOG = logging.getLogger("gateway")
@@ -81,26 +84,37 @@ def run(args: argparse.Namespace) -> int:
     try:
         settings = settings_from_args(args)
         auth = load_mesh_file(args.config).read(AUTH_SECTION)
+        tls = load_mesh_file(args.config).read(TLS_SECTION)
         sock = listen_http(settings.host, settings.port)
     except MeshError as error:
         print(f"gateway: {error}", file=sys.stderr)
         return exit_status(error)
     configure_logging(args)
-    url = f"http://{format_host_port(loopback_for(settings.host), sock.getsockname()[1])}/"
+    scheme = "https" if tls.can_serve else "http"
+    url = f"{scheme}://{format_host_port(loopback_for(settings.host), sock.getsockname()[1])}/"
     _LOG.info("gateway serving on %s (aggregator %s)", url, settings.aggregator)
     warning = exposure_warning("the gateway", settings.host, auth)
     if warning is not None:
         _LOG.warning("%s", warning)
     # log_config None: uvicorn's own lines go through the mesh's handler (text or JSON).
     config = uvicorn_config(
-        settings, auth=auth, loop="uvloop", log_level=args.log_level.lower(), log_config=None
+        settings,
+        auth=auth,
+        tls=tls,
+        loop="uvloop",
+        log_level=args.log_level.lower(),
+        log_config=None,
     )
     uvicorn.Server(config).run(sockets=[sock])
     return 0
 
 
 def uvicorn_config(
-    settings: GatewaySettings, *, auth: AuthSettings | None = None, **options: Any
+    settings: GatewaySettings,
+    *,
+    auth: AuthSettings | None = None,
+    tls: TlsSettings | None = None,
+    **options: Any,
 ) -> uvicorn.Config:
     """The uvicorn configuration of the gateway app, with the limits of `settings`.
 
@@ -109,8 +123,10 @@ def uvicorn_config(
     limit (the app closes with 1009 at the limit itself, naming it). WebSockets go without
     per-message deflate: its zlib compressor and decompressor per connection were half of
     what a client cost (about 93 KB with it, 45 KB without), and compressing each shared
-    message once per client doubled the gateway's CPU (python -m bench ws_memory). `options`
-    are uvicorn's, over these. `auth` is the `[auth]` table (tokens and logins).
+    message once per client doubled the gateway's CPU (python -m bench ws_memory).
+    `auth` is the `[auth]` table (tokens and logins). With a
+    certificate in `tls` (the `[tls]` table) it serves HTTPS (requiring a client certificate
+    signed by its CA under `client_auth`). `options` are uvicorn's, over these.
     """
     config: dict[str, Any] = {
         "http": guarded_protocol(settings),
@@ -118,8 +134,20 @@ def uvicorn_config(
         "ws": "websockets-sansio",
         "ws_max_size": settings.ws_max_message_bytes + 4096,
         "ws_per_message_deflate": False,
+        **https_options(tls or PLAINTEXT),
     }
-    return uvicorn.Config(create_app(settings, auth=auth), **{**config, **options})
+    return uvicorn.Config(create_app(settings, tls=tls, auth=auth), **{**config, **options})
+
+
+def https_options(tls: TlsSettings) -> dict[str, Any]:
+    """Uvicorn's TLS options for `tls` (none when it has no certificate to serve)."""
+    if not tls.can_serve:
+        return {}
+    options: dict[str, Any] = {"ssl_certfile": tls.cert_file, "ssl_keyfile": tls.key_file}
+    if tls.ca_file:
+        options["ssl_ca_certs"] = tls.ca_file
+        options["ssl_cert_reqs"] = ssl.CERT_REQUIRED if tls.client_auth else ssl.CERT_NONE
+    return options
 
 
 def parser() -> argparse.ArgumentParser:

@@ -28,6 +28,7 @@ from gateway._errors import GatewayError
 from gateway._link import UpstreamLink, UpstreamState
 from mesh_common.alert_json import ACTIVE_STATES, alert_json, alert_order
 from mesh_common.clocks import ReadClock
+from mesh_common.tls import TlsSettings
 from mesh_common.wire_time import to_seconds
 
 log = logging.getLogger("gateway.alerts")
@@ -117,6 +118,7 @@ class AlertHub(UpstreamLink):
         log_size: int = LOG_SIZE,
         rng: Callable[[], float] = random.random,
         on_change: Callable[[], None] | None = None,
+        tls: TlsSettings | None = None,
     ) -> None:
         super().__init__(
             target,
@@ -126,6 +128,7 @@ class AlertHub(UpstreamLink):
             reconnect_max_seconds=reconnect_max_seconds,
             monotonic=monotonic,
             rng=rng,
+            tls=tls,
         )
         self.sequence = 0
         """The aggregator's sequence of the latest change applied (its resume point)."""

@@ -39,6 +39,7 @@ from mesh_common.auth import Verifier
 from mesh_common.auth_client import bearer_interceptors
 from mesh_common.auth_settings import AuthSettings
 from mesh_common.clocks import SYSTEM_CLOCKS, Clocks
+from mesh_common.tls import TlsSettings
 from mesh_common.version import version
 
 STATIC = Path(__file__).parent / "static"
@@ -79,6 +80,7 @@ def create_app(
     *,
     clocks: Clocks = SYSTEM_CLOCKS,
     auth: AuthSettings | None = None,
+    tls: TlsSettings | None = None,
 ) -> FastAPI:
     """The gateway app; its lifespan opens (and closes) the one aggregator subscription.
 
@@ -87,10 +89,12 @@ def create_app(
     `app.state.gateway` is the shared `GatewayState` (settings, clocks, hubs, client counts).
     With `auth` on, every route but health needs a bearer token (`gateway._auth`), and the
     calls to the aggregator carry `auth.client_token`.
+    With `tls` (the `[tls]` table) the channel to the aggregator is TLS; serving HTTPS is
+    uvicorn's part (`gateway.__main__.uvicorn_config`).
     """
     settings = settings or GatewaySettings()
-    snapshots = _hub(settings, clocks)
-    alert_hub = _alert_hub(settings, clocks, on_change=snapshots.wake_waiters)
+    snapshots = _hub(settings, clocks, tls)
+    alert_hub = _alert_hub(settings, clocks, tls, on_change=snapshots.wake_waiters)
     state = GatewayState(
         settings,
         snapshots,
@@ -160,7 +164,7 @@ def create_app(
     return app
 
 
-def _hub(settings: GatewaySettings, clocks: Clocks) -> SnapshotHub:
+def _hub(settings: GatewaySettings, clocks: Clocks, tls: TlsSettings | None) -> SnapshotHub:
     return SnapshotHub(
         settings.aggregator,
         history_size=settings.history_size,
@@ -169,11 +173,16 @@ def _hub(settings: GatewaySettings, clocks: Clocks) -> SnapshotHub:
         # Waiters re-check at least this often: heartbeats and staleness need no own timers.
         tick_seconds=min(1.0, settings.heartbeat_seconds / 2, settings.stale_after_seconds / 4),
         monotonic=clocks.monotonic,
+        tls=tls,
     )
 
 
 def _alert_hub(
-    settings: GatewaySettings, clocks: Clocks, *, on_change: Callable[[], None]
+    settings: GatewaySettings,
+    clocks: Clocks,
+    tls: TlsSettings | None,
+    *,
+    on_change: Callable[[], None],
 ) -> AlertHub:
     return AlertHub(
         settings.aggregator,
@@ -182,6 +191,7 @@ def _alert_hub(
         wall=clocks.wall,
         monotonic=clocks.monotonic,
         on_change=on_change,
+        tls=tls,
     )
 
 

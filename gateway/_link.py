@@ -18,6 +18,7 @@ from typing import Any
 import grpc
 
 from mesh_common.clocks import ReadClock
+from mesh_common.tls import TlsSettings
 from mesh_common.transport import open_channel
 
 
@@ -54,8 +55,11 @@ class UpstreamLink:
         reconnect_max_seconds: float,
         monotonic: ReadClock,
         rng: Callable[[], float],
+        tls: TlsSettings | None = None,
     ) -> None:
         self.target = target
+        self.tls = tls
+        """How the channel to the aggregator is secured (None: plaintext)."""
         self.monotonic = monotonic
         self.state = UpstreamState.STOPPED
         self.error: str | None = f"the {label} subscription has not started"
@@ -77,7 +81,7 @@ class UpstreamLink:
         """Open the channel and start the subscription task (in the running loop)."""
         if self._tasks:
             return
-        self._channel = open_channel(self.target, interceptors=self.interceptors)
+        self._channel = open_channel(self.target, tls=self.tls, interceptors=self.interceptors)
         self._spawn(self._run(), f"{self._label} {self.target}")
 
     async def stop(self) -> None:

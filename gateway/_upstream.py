@@ -23,6 +23,7 @@ from metricsmesh.v1 import aggregator_pb2, aggregator_pb2_grpc, snapshot_pb2
 from gateway._link import UpstreamLink, UpstreamState
 from gateway._views import SnapshotEntry
 from mesh_common.clocks import ReadClock
+from mesh_common.tls import TlsSettings
 
 log = logging.getLogger("gateway.upstream")
 
@@ -57,6 +58,7 @@ class SnapshotHub(UpstreamLink):
         tick_seconds: float = 1.0,
         monotonic: ReadClock,
         rng: Callable[[], float] = random.random,
+        tls: TlsSettings | None = None,
     ) -> None:
         super().__init__(
             target,
@@ -66,6 +68,7 @@ class SnapshotHub(UpstreamLink):
             reconnect_max_seconds=reconnect_max_seconds,
             monotonic=monotonic,
             rng=rng,
+            tls=tls,
         )
         self.latest: SnapshotEntry | None = None
         self.snapshots_received = 0

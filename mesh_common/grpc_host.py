@@ -18,6 +18,7 @@ from grpc_reflection.v1alpha import reflection
 
 from mesh_common.addresses import format_host_port
 from mesh_common.errors import ServerStateError
+from mesh_common.tls import TlsSettings
 from mesh_common.transport import SERVER_OPTIONS, ConnectionLimits, listen
 
 Registrar = Callable[[grpc.aio.Server], None]
@@ -37,7 +38,8 @@ class GrpcHost:
     `limits` caps and closes client connections (`ConnectionLimits`: at most 1024, idle
     ones closed after 20 s, silent ones with calls in flight pinged). `extra_ports` are more
     ports on the same host serving the same services (0: a free one), e.g. OTLP's 4317 beside
-    the aggregator's own; `bound_extra_ports` says which were bound.
+    the aggregator's own; `bound_extra_ports` says which were bound. `tls` makes every port
+    TLS (or mutual TLS), plaintext when absent.
     """
 
     def __init__(
@@ -53,6 +55,7 @@ class GrpcHost:
         max_receive_bytes: int | None = None,
         limits: ConnectionLimits = DEFAULT_LIMITS,
         extra_ports: Sequence[int] = (),
+        tls: TlsSettings | None = None,
     ) -> None:
         self.host = host
         self.requested_port = port
@@ -62,6 +65,7 @@ class GrpcHost:
         self._service_names = tuple(service_names)
         self._health_names = tuple(dict.fromkeys(("", *self._service_names, *health_names)))
         self._interceptors = tuple(interceptors)
+        self._tls = tls
         self._options = (*SERVER_OPTIONS, *limits.server_options())
         if max_receive_bytes is not None:
             self._options += (("grpc.max_receive_message_length", max_receive_bytes),)
@@ -108,8 +112,10 @@ class GrpcHost:
         reflection.enable_server_reflection(
             (*self._service_names, health.SERVICE_NAME, reflection.SERVICE_NAME), server
         )
-        port = listen(server, self.host, self.requested_port)
-        extra = tuple(listen(server, self.host, each) for each in self.requested_extra_ports)
+        port = listen(server, self.host, self.requested_port, self._tls)
+        extra = tuple(
+            listen(server, self.host, each, self._tls) for each in self.requested_extra_ports
+        )
         for name in self._health_names:
             await self._health.set(name, health_pb2.HealthCheckResponse.SERVING)
         await server.start()

@@ -3,8 +3,9 @@
 Every gRPC channel the mesh opens (aggregator to agents, gateway and CLI to the aggregator,
 the demo's probes) comes from `open_channel` / `open_blocking_channel`, every gRPC port it
 listens on is added by `listen`, and every HTTP socket is bound by `listen_http`. Transport
-security is therefore decided here and nowhere else: today every channel and port is
-plaintext, for loopback and trusted networks. A taken port is a `PortInUseError` everywhere.
+security is therefore decided here and nowhere else: each takes the `[tls]` settings
+(`mesh_common.tls`), plaintext when they are absent or empty (loopback and trusted networks),
+TLS or mutual TLS otherwise. A taken port is a `PortInUseError` everywhere.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import grpc
 
 from mesh_common.addresses import HostPort, format_host_port
 from mesh_common.errors import PortInUseError
+from mesh_common.tls import TlsSettings
 
 ChannelOptions = Sequence[tuple[str, Any]]
 
@@ -83,29 +85,58 @@ def open_channel(
     target: str | HostPort,
     *,
     options: ChannelOptions = (),
+    tls: TlsSettings | None = None,
     interceptors: Sequence[grpc.aio.ClientInterceptor] = (),
 ) -> grpc.aio.Channel:
     """An asyncio channel to `target` (`host:port`); connects lazily, reconnects by itself.
 
-    `interceptors` see every call (`mesh_common.auth_client`: the bearer token of `[auth]`).
+    TLS when `tls` is enabled (the CA, the client certificate and the name to verify come
+    from it), plaintext otherwise. `interceptors` see every call (`mesh_common.auth_client`:
+    the bearer token of `[auth]`).
     """
-    return grpc.aio.insecure_channel(
-        str(target), options=options, interceptors=list(interceptors) or None
+    chain = list(interceptors) or None
+    if tls is None or not tls.enabled:
+        return grpc.aio.insecure_channel(str(target), options=options, interceptors=chain)
+    from mesh_common.tls_credentials import channel_credentials, channel_options
+
+    return grpc.aio.secure_channel(
+        str(target),
+        channel_credentials(tls),
+        options=(*options, *channel_options(tls)),
+        interceptors=chain,
     )
 
 
-def open_blocking_channel(target: str | HostPort, *, options: ChannelOptions = ()) -> grpc.Channel:
+def open_blocking_channel(
+    target: str | HostPort, *, options: ChannelOptions = (), tls: TlsSettings | None = None
+) -> grpc.Channel:
     """A blocking (thread-based) channel to `target`, for code without an event loop."""
-    return grpc.insecure_channel(str(target), options=options)
+    if tls is None or not tls.enabled:
+        return grpc.insecure_channel(str(target), options=options)
+    from mesh_common.tls_credentials import channel_credentials, channel_options
+
+    return grpc.secure_channel(
+        str(target), channel_credentials(tls), options=(*options, *channel_options(tls))
+    )
 
 
-def listen(server: grpc.aio.Server | grpc.Server, host: str, port: int) -> int:
+def listen(
+    server: grpc.aio.Server | grpc.Server, host: str, port: int, tls: TlsSettings | None = None
+) -> int:
     """Add a listening port to `server` and return it (the real one when `port` is 0).
 
-    Raises PortInUseError when the port is taken or the address cannot be bound.
+    TLS when `tls` is enabled (its certificate files re-read when they change; a client
+    certificate required under `client_auth`). Raises PortInUseError when the port is taken
+    or the address cannot be bound, ConfigError when `tls` has no certificate to serve.
     """
+    address = format_host_port(host, port)
     try:
-        bound: int = server.add_insecure_port(format_host_port(host, port))
+        if tls is None or not tls.enabled:
+            bound: int = server.add_insecure_port(address)
+        else:
+            from mesh_common.tls_credentials import server_credentials
+
+            bound = server.add_secure_port(address, server_credentials(tls))
     except RuntimeError as error:
         raise PortInUseError(host, port) from error
     if bound == 0:

@@ -27,6 +27,7 @@ from mesh_common.addresses import HostPort
 from mesh_common.alert_json import alert_json, alert_list_body, alert_order
 from mesh_common.auth_client import bearer_interceptors
 from mesh_common.severity import SEVERITY_WORDS, Severity, severity_of
+from mesh_common.tls import TlsSettings
 from mesh_common.transport import open_channel
 from mesh_common.wire_time import to_seconds
 from metricsmesh_cli.client import describe_rpc_error
@@ -57,10 +58,19 @@ SUMMARY_WIDTH = 70
 
 
 async def fetch_alerts(
-    target: HostPort, *, include_resolved: bool = False, timeout: float = 5.0, token: str = ""
+    target: HostPort,
+    *,
+    include_resolved: bool = False,
+    timeout: float = 5.0,
+    tls: TlsSettings | None = None,
+    token: str = "",
 ) -> alerts_pb2.ListAlertsResponse:
-    """One ListAlerts from the aggregator at `target`; raises grpc.aio.AioRpcError."""
-    async with open_channel(target, interceptors=bearer_interceptors(token)) as channel:
+    """One ListAlerts from the aggregator at `target` (over TLS with `tls`, with bearer `token`).
+
+    Raises grpc.aio.AioRpcError.
+    """
+    interceptors = bearer_interceptors(token)
+    async with open_channel(target, tls=tls, interceptors=interceptors) as channel:
         stub = aggregator_pb2_grpc.AggregatorServiceStub(channel)
         return await stub.ListAlerts(
             alerts_pb2.ListAlertsRequest(include_resolved=include_resolved),
@@ -134,11 +144,14 @@ def run_alerts(
     include_resolved: bool = False,
     timeout: float = 5.0,
     token: str = "",
+    tls: TlsSettings | None = None,
 ) -> int:
     """Fetch and print the alerts; returns the exit status (1 when the call failed)."""
     try:
         response = asyncio.run(
-            fetch_alerts(target, include_resolved=include_resolved, timeout=timeout, token=token)
+            fetch_alerts(
+                target, include_resolved=include_resolved, timeout=timeout, tls=tls, token=token
+            )
         )
     except grpc.aio.AioRpcError as error:
         errors.print(f"metrics-mesh alerts: {describe_rpc_error(target, error)}", markup=False)

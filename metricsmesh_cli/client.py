@@ -10,6 +10,7 @@ from metricsmesh.v1 import aggregator_pb2
 from mesh_common.addresses import HostPort
 from mesh_common.config import MeshFile
 from mesh_common.errors import ConfigError
+from mesh_common.tls import handshake_failure
 
 
 def aggregator_target(mesh: MeshFile, override: HostPort | None = None) -> HostPort:
@@ -49,6 +50,9 @@ def describe_rpc_error(target: HostPort, error: grpc.aio.AioRpcError) -> str:
     """A message an operator can act on, for a failed call to the aggregator."""
     code = error.code()
     details = error.details() or ""
+    handshake = handshake_failure(details)
+    if handshake is not None:
+        return f"no secure connection to the aggregator at {target}: {handshake}; check [tls]"
     if code == grpc.StatusCode.UNAVAILABLE:
         return (
             f"cannot reach the aggregator at {target} ({details}); is it running? "

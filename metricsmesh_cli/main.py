@@ -355,6 +355,36 @@ def declare_config(parser: argparse.ArgumentParser) -> None:
     check.set_defaults(handler=run_config_check_command)
 
 
+def declare_certs(parser: argparse.ArgumentParser) -> None:
+    """`metrics-mesh certs DIR --hosts ...`: a local CA and certificates for trying TLS."""
+    parser.description = (
+        "Write a local CA (ca.pem, ca-key.pem), a server certificate and key valid for the "
+        "given hosts (server.pem, server-key.pem; also a client certificate, for a server "
+        "that dials, like the aggregator) and a client certificate and key (client.pem, "
+        "client-key.pem) into DIR, then print the [tls] tables that use them. For trying TLS "
+        "and mutual TLS out; not a production CA. Existing files are overwritten."
+    )
+    parser.epilog = ENV_HELP
+    add_config_option(parser)
+    parser.add_argument("directory", metavar="DIR", help="where to write the files")
+    parser.add_argument(
+        "--hosts",
+        type=_host_list,
+        metavar="HOST,...",
+        help="IP addresses and DNS names the server certificate is valid for (default: "
+        "127.0.0.1, ::1, localhost and the hosts of the config's [aggregator], [gateway] and "
+        "[[services]])",
+    )
+    parser.set_defaults(handler=run_certs_command)
+
+
+def _host_list(text: str) -> tuple[str, ...]:
+    hosts = tuple(part.strip() for part in text.split(",") if part.strip())
+    if not hosts:
+        raise argparse.ArgumentTypeError("give at least one host")
+    return hosts
+
+
 SUBCOMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None]]] = {
     "demo": (
         "run the demo fleet: 15 services, the aggregator and the gateway (Ctrl-C stops all)",
@@ -377,6 +407,10 @@ SUBCOMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None]]] = 
     "query": (
         "figures over time from the history (QueryRange) as a table, sparklines or JSON",
         declare_query,
+    ),
+    "certs": (
+        "certs DIR --hosts ...: write a local CA and TLS certificates, print the [tls] table",
+        declare_certs,
     ),
     "config": (
         "config check [FILE]: validate a mesh file, list what each component will use",
@@ -415,10 +449,17 @@ def run_demo_command(args: argparse.Namespace) -> int:
     from demo_fleet.run import run_demo
     from demo_fleet.settings import SECTION as DEMO
     from gateway import SECTION as GATEWAY
+    from mesh_common.errors import ConfigError
     from mesh_common.registry import SERVICES
+    from mesh_common.tls import SECTION as TLS
 
     configure_logging(args)
     mesh = load_mesh_file(args.config)
+    if mesh.read(TLS).enabled:  # its services' agents and its probes are plaintext
+        raise ConfigError(
+            f"{mesh.source}: the demo runs plaintext; remove [tls] (and METRICS_MESH_TLS_* "
+            "variables) to run it"
+        )
     demo = mesh.read(DEMO)
     if args.load_scale is not None:
         demo = dataclasses.replace(demo, load_scale=args.load_scale)
@@ -441,6 +482,7 @@ def run_snapshot_command(args: argparse.Namespace) -> int:
     """Fetch one snapshot and print it."""
     from rich.console import Console
 
+    from mesh_common.tls import SECTION as TLS
     from metricsmesh_cli.client import aggregator_target, client_token
     from metricsmesh_cli.snapshot import run_snapshot
 
@@ -455,6 +497,7 @@ def run_snapshot_command(args: argparse.Namespace) -> int:
         types=args.types,
         max_age=args.max_age,
         timeout=args.timeout,
+        tls=mesh.read(TLS),
     )
 
 
@@ -462,6 +505,7 @@ def run_top_command(args: argparse.Namespace) -> int:
     """Show the live table until Ctrl-C, the stream's end or `--count` frames."""
     from rich.console import Console
 
+    from mesh_common.tls import SECTION as TLS
     from metricsmesh_cli.client import aggregator_target, client_token
     from metricsmesh_cli.top import run_top
 
@@ -475,6 +519,7 @@ def run_top_command(args: argparse.Namespace) -> int:
         interval=args.interval,
         count=args.count,
         token=client_token(mesh),
+        tls=mesh.read(TLS),
     )
 
 
@@ -482,6 +527,7 @@ def run_alerts_command(args: argparse.Namespace) -> int:
     """Fetch the alerts and print them."""
     from rich.console import Console
 
+    from mesh_common.tls import SECTION as TLS
     from metricsmesh_cli.alerts import run_alerts
     from metricsmesh_cli.client import aggregator_target, client_token
 
@@ -494,6 +540,7 @@ def run_alerts_command(args: argparse.Namespace) -> int:
         errors=Console(stderr=True),
         include_resolved=args.include_resolved,
         timeout=args.timeout,
+        tls=mesh.read(TLS),
     )
 
 
@@ -503,6 +550,7 @@ def run_query_command(args: argparse.Namespace) -> int:
 
     from rich.console import Console
 
+    from mesh_common.tls import SECTION as TLS
     from metricsmesh_cli.client import aggregator_target, client_token
     from metricsmesh_cli.query import RangeAsked, run_query
 
@@ -512,8 +560,9 @@ def run_query_command(args: argparse.Namespace) -> int:
         start_ms = args.start
     else:
         start_ms = end_ms - (args.since if args.since is not None else 3_600_000)
+    mesh = load_mesh_file(args.config)
     return run_query(
-        aggregator_target(mesh := load_mesh_file(args.config), args.aggregator),
+        aggregator_target(mesh, args.aggregator),
         RangeAsked(args.selector, start_ms, end_ms, args.step or 0),
         output=args.output,
         sparkline=args.sparkline,
@@ -521,7 +570,30 @@ def run_query_command(args: argparse.Namespace) -> int:
         errors=Console(stderr=True),
         timeout=args.timeout,
         token=client_token(mesh),
+        tls=mesh.read(TLS),
     )
+
+
+def run_certs_command(args: argparse.Namespace) -> int:
+    """Write the CA and certificates and say what was written and how to use it."""
+    from metricsmesh_cli.certs import mesh_hosts, write_certificates
+
+    hosts = args.hosts or mesh_hosts(load_mesh_file(args.config))
+    written = write_certificates(args.directory, hosts)
+    print(f"wrote into {args.directory} (server certificate for {', '.join(hosts)}):")
+    for path in (written.ca, written.ca_key, written.server, written.server_key):
+        print(f"  {path}")
+    for path in (written.client, written.client_key):
+        print(f"  {path}")
+    print("\nservers and the aggregator (mesh file):\n")
+    print(written.tls_lines())
+    print("a client (CLI, grpcurl-like tools) under mutual TLS:\n")
+    print(written.tls_lines(client=True))
+    print(
+        f"grpcurl -cacert {written.ca} -cert {written.client} -key {written.client_key} "
+        "HOST:PORT list"
+    )
+    return 0
 
 
 def run_config_check_command(args: argparse.Namespace) -> int:

@@ -30,6 +30,7 @@ from mesh_common.addresses import HostPort
 from mesh_common.auth_client import bearer_interceptors
 from mesh_common.errors import EXIT_FAILURE, EXIT_USAGE
 from mesh_common.prometheus_api import matrix_json, metric_labels, success_json
+from mesh_common.tls import TlsSettings
 from mesh_common.transport import open_channel
 from metricsmesh_cli.client import describe_rpc_error
 
@@ -57,13 +58,19 @@ class RangeAsked:
 
 
 async def fetch_range(
-    target: HostPort, asked: RangeAsked, *, timeout: float, token: str = ""
+    target: HostPort,
+    asked: RangeAsked,
+    *,
+    timeout: float,
+    tls: TlsSettings | None = None,
+    token: str = "",
 ) -> tuple[history_pb2.QueryRangeResponse, int]:
     """The QueryRange answer and its step (a default one chosen first).
 
     Raises grpc.aio.AioRpcError.
     """
-    async with open_channel(target, interceptors=bearer_interceptors(token)) as channel:
+    interceptors = bearer_interceptors(token)
+    async with open_channel(target, tls=tls, interceptors=interceptors) as channel:
         stub: Any = aggregator_pb2_grpc.AggregatorServiceStub(channel)
         step_ms = asked.step_ms
         if not step_ms:
@@ -104,10 +111,13 @@ def run_query(
     errors: Console,
     timeout: float = 30.0,
     token: str = "",
+    tls: TlsSettings | None = None,
 ) -> int:
     """Ask and print (module doc); returns the exit status."""
     try:
-        response, step_ms = asyncio.run(fetch_range(target, asked, timeout=timeout, token=token))
+        response, step_ms = asyncio.run(
+            fetch_range(target, asked, timeout=timeout, tls=tls, token=token)
+        )
     except grpc.aio.AioRpcError as error:
         errors.print(f"metrics-mesh query: {describe_rpc_error(target, error)}", markup=False)
         return EXIT_USAGE if error.code() == grpc.StatusCode.INVALID_ARGUMENT else EXIT_FAILURE

@@ -15,6 +15,7 @@ from mesh_common.addresses import HostPort
 from mesh_common.auth_client import bearer_interceptors
 from mesh_common.errors import EXIT_FAILURE, EXIT_USAGE
 from mesh_common.filters import ServiceFilter
+from mesh_common.tls import TlsSettings
 from mesh_common.transport import open_channel
 from mesh_common.views import SNAPSHOT_AGE_FIELD, RowValues, View, age_ms, rest_body
 from mesh_common.wire_time import duration, to_seconds
@@ -30,15 +31,17 @@ async def fetch_snapshot(
     max_age: float | None = None,
     timeout: float = 5.0,
     token: str = "",
+    tls: TlsSettings | None = None,
 ) -> snapshot_pb2.Snapshot:
-    """One GetSnapshot from the aggregator at `target` (with bearer `token`, if any).
+    """One GetSnapshot from the aggregator at `target` (over TLS with `tls`, bearer `token`).
 
     Raises grpc.aio.AioRpcError.
     """
     request = aggregator_pb2.GetSnapshotRequest(filter=snapshot_filter(services, types))
     if max_age is not None:
         request.max_age.CopyFrom(duration(max_age))
-    async with open_channel(target, interceptors=bearer_interceptors(token)) as channel:
+    interceptors = bearer_interceptors(token)
+    async with open_channel(target, tls=tls, interceptors=interceptors) as channel:
         stub = aggregator_pb2_grpc.AggregatorServiceStub(channel)
         response = await stub.GetSnapshot(request, timeout=timeout, wait_for_ready=False)
     return response.snapshot
@@ -81,6 +84,7 @@ def run_snapshot(
     max_age: float | None = None,
     timeout: float = 5.0,
     token: str = "",
+    tls: TlsSettings | None = None,
 ) -> int:
     """Fetch and print one snapshot; returns the exit status.
 
@@ -98,6 +102,7 @@ def run_snapshot(
                 max_age=max_age,
                 timeout=timeout,
                 token=token,
+                tls=tls,
             )
         )
     except grpc.aio.AioRpcError as error:

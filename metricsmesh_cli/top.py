@@ -37,6 +37,7 @@ from rich.text import Text
 from mesh_common.addresses import HostPort
 from mesh_common.auth_client import bearer_interceptors
 from mesh_common.errors import EXIT_FAILURE, EXIT_OK
+from mesh_common.tls import TlsSettings
 from mesh_common.transport import open_channel
 from mesh_common.wire_time import duration
 from metricsmesh_cli.alerts import AlertCounts
@@ -223,6 +224,7 @@ async def _show_stream(
     screen: TopScreen,
     count: int | None,
     interrupt: _Interrupt,
+    tls: TlsSettings | None,
 ) -> bool:
     """Show every snapshot of the stream in place; True once `count` frames were shown.
 
@@ -231,7 +233,7 @@ async def _show_stream(
     nothing written to `console`.
     """
     interceptors = bearer_interceptors(screen.token)
-    async with open_channel(screen.target, interceptors=interceptors) as channel:
+    async with open_channel(screen.target, tls=tls, interceptors=interceptors) as channel:
         stub = aggregator_pb2_grpc.AggregatorServiceStub(channel)
         follower = asyncio.create_task(screen.alerts.follow(channel), name="top alerts")
         responses = aiter(stub.StreamSnapshots(request))
@@ -287,8 +289,9 @@ async def watch(
     interval: float = 0.0,
     count: int | None = None,
     token: str = "",
+    tls: TlsSettings | None = None,
 ) -> int:
-    """Show snapshots from `target` until `q`, Ctrl-C, the stream's end or `count` frames.
+    """Show snapshots from `target` (TLS with `tls`) until `q`, Ctrl-C, the end or `count` frames.
 
     Returns 0 after `q`, Ctrl-C/SIGTERM or `count` frames; 2 (EXIT_USAGE) when the aggregator
     refused the request as INVALID_ARGUMENT (an unknown `--service` or `--type`: its message,
@@ -299,7 +302,7 @@ async def watch(
     screen = TopScreen(target, services, types, interval, token=token)
     with _cancel_on_stop_signals() as interrupt:
         try:
-            if await _show_stream(request, console, screen, count, interrupt):
+            if await _show_stream(request, console, screen, count, interrupt, tls):
                 return EXIT_OK
         except asyncio.CancelledError:
             if not interrupt.requested:
@@ -329,6 +332,7 @@ def run_top(
     interval: float = 0.0,
     count: int | None = None,
     token: str = "",
+    tls: TlsSettings | None = None,
 ) -> int:
     """Run `watch` on a fresh event loop; returns its exit status."""
     return asyncio.run(
@@ -341,5 +345,6 @@ def run_top(
             interval=interval,
             count=count,
             token=token,
+            tls=tls,
         )
     )

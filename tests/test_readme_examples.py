@@ -40,6 +40,7 @@ from mesh_common.auth_settings import SECTION as AUTH
 from mesh_common.auth_settings import AuthSettings
 from mesh_common.config import load_mesh_file
 from mesh_common.errors import EXIT_PORT_IN_USE, EXIT_USAGE
+from mesh_common.tls import TlsSettings
 from mesh_common.transport import open_channel
 from metricsmesh_cli.main import build_parser
 from tests.eventually import eventually
@@ -63,6 +64,7 @@ SECTIONS: dict[str, Any] = {
     "alerts": AlertSettings(),
     "ingest": IngestSettings(),
     "auth": AuthSettings(),
+    "tls": TlsSettings(),
 }
 
 
@@ -131,6 +133,8 @@ def test_each_documented_default_and_environment_variable_is_real(
         loaded = load_config(None, environ=environ).ingest
     elif section == "auth":
         loaded = load_mesh_file(None, environ=environ).read(AUTH)
+    elif section == "tls":
+        loaded = load_config(None, environ=environ).tls
     else:
         loaded = load_mesh_file(None, environ=environ).read(DEMO)
     assert loaded == SECTIONS[section] or getattr(loaded, key) == actual
@@ -149,6 +153,7 @@ def test_the_example_config_holds_every_key_at_its_default() -> None:
     assert config.alerts == AlertSettings()
     assert config.ingest == IngestSettings()
     assert load_mesh_file(path, environ={}).read(AUTH) == AuthSettings()
+    assert config.tls == TlsSettings()
 
 
 def test_the_readme_registry_table_is_the_built_in_registry() -> None:
@@ -436,7 +441,7 @@ def test_the_documented_version_is_the_installed_one() -> None:
 def test_each_config_check_command_of_the_readme_runs_as_pasted(line: str) -> None:
     result = run_as_pasted(line)
     assert result.returncode == 0, result.stderr
-    assert result.stdout.rstrip().endswith(": OK (8 tables)")
+    assert result.stdout.rstrip().endswith(": OK (9 tables)")
 
 
 @pytest.mark.parametrize(

@@ -301,7 +301,8 @@ class PushedServices:
         covered = 0.0
         for name in sorted(service.kinds):
             kind = service.kinds[name]
-            reference, newest = _span(kind.checkpoints, end)
+            reference, stated = _span(kind.checkpoints, end)
+            newest = kind.checkpoints[-1]
             span = max(end - reference.at, 0.0)
             events = newest.events - reference.events
             errors = newest.errors - reference.errors
@@ -319,9 +320,6 @@ class PushedServices:
                 last_event = max(last_event or kind.last_event_time, kind.last_event_time)
             buckets = _minus(newest.buckets, reference.buckets)
             if buckets:
-                stated = max(
-                    (c.max_seconds for c in kind.checkpoints if c.at > reference.at), default=0.0
-                )
                 window = dense(
                     buckets,
                     max(0.0, newest.sum_seconds - reference.sum_seconds),
@@ -359,17 +357,21 @@ class PushedServices:
         return response
 
 
-def _span(
-    checkpoints: collections.deque[_Checkpoint], end: float
-) -> tuple[_Checkpoint, _Checkpoint]:
-    """(the newest checkpoint at least a window before `end`, else the first; the newest)."""
-    reference = checkpoints[0]
-    for checkpoint in checkpoints:
-        if checkpoint.at <= end - WINDOW_SECONDS:
-            reference = checkpoint
-        else:
-            break
-    return reference, checkpoints[-1]
+def _span(checkpoints: collections.deque[_Checkpoint], end: float) -> tuple[_Checkpoint, float]:
+    """The window's reference checkpoint and the longest duration stated after it.
+
+    The reference is the newest checkpoint at least a window before `end`, else the first; the
+    duration is 0 when no push after it stated one. One pass, from the newest back.
+    """
+    start = end - WINDOW_SECONDS
+    first = checkpoints[0]
+    stated = 0.0
+    for checkpoint in reversed(checkpoints):
+        if checkpoint.at <= start or checkpoint is first:
+            return checkpoint, stated
+        if checkpoint.max_seconds > stated:
+            stated = checkpoint.max_seconds
+    return first, stated  # not reached: the loop ends at the first checkpoint
 
 
 def _within_top(stated: float, top: int) -> float:
