@@ -5,9 +5,11 @@ from __future__ import annotations
 import dataclasses
 import logging
 import re
+import ssl
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 import httpx
 import pytest
@@ -20,6 +22,8 @@ from gateway import GatewaySettings
 from gateway._sse import PATH as SSE_PATH
 from gateway._ws import PATH as WS_PATH
 from mesh_common.auth_settings import AuthSettings
+from mesh_common.tls import TlsSettings
+from metricsmesh_cli.certs import write_certificates
 from tests.auth_fixtures import PASSWORD, READ_TOKEN, WRITE_TOKEN, auth_settings, signed
 from tests.eventually import eventually
 from tests.hardened_gateway import serve_hardened
@@ -240,3 +244,31 @@ async def test_the_login_is_in_the_openapi_document_and_a_bad_body_is_422(
     schema = (await http.get("/openapi.json", headers=bearer(READ_TOKEN))).json()
     assert "post" in schema["paths"]["/auth/login"]
     assert (await http.post("/auth/login", json={"username": "user"})).status_code == 422
+
+
+async def test_tokens_and_mutual_tls_together_on_every_hop(tmp_path: Path) -> None:
+    files = write_certificates(tmp_path, ["127.0.0.1", "localhost"])
+    tls = TlsSettings(
+        ca_file=str(files.ca),
+        cert_file=str(files.server),
+        key_file=str(files.server_key),
+        client_auth=True,
+    )
+    auth = auth_settings(public_consolidated=False)
+    context = ssl.create_default_context(cafile=str(files.ca))
+    context.load_cert_chain(str(files.client), str(files.client_key))
+    settings = AggregatorSettings(port=0, interval_seconds=0.2, deadline_seconds=0.15)
+    async with (
+        AggregatorServer(Registry([]), settings, tls=tls, auth=auth) as aggregator,
+        serve_hardened(
+            GatewaySettings(port=0, aggregator=aggregator.address), tls=tls, auth=auth
+        ) as port,
+        httpx.AsyncClient(base_url=f"https://127.0.0.1:{port}", verify=context) as https,
+    ):
+        assert (await https.get("/api/v1/real-time-metrics")).status_code == 401
+
+        async def answered() -> bool:
+            answer = await https.get("/api/v1/real-time-metrics", headers=bearer(READ_TOKEN))
+            return answer.status_code == 200  # the gateway's TLS channel carries its token
+
+        await eventually(answered, what="a snapshot over HTTPS, TLS and tokens")
