@@ -14,10 +14,11 @@ from typing import Any
 
 import grpc
 
-from mesh_common.auth import AuthError, ScopeError, Verifier, bearer_token
+from mesh_common.auth import Verifier, bearer_token
 from mesh_common.auth_client import AUTHORIZATION
 from mesh_common.auth_settings import AuthSettings
 from mesh_common.clocks import SYSTEM_CLOCKS, Clocks
+from mesh_common.errors import AuthError, ScopeError
 
 _LOG = logging.getLogger("aggregator.auth")
 OPEN_SERVICES = (

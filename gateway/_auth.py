@@ -19,7 +19,8 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from gateway._limits import _answer, _header
 from gateway._login import COOKIE
 from gateway._login import PATH as LOGIN
-from mesh_common.auth import AuthError, ScopeError, Verifier, bearer_token
+from mesh_common.auth import Verifier, bearer_token
+from mesh_common.errors import AuthError, ScopeError
 
 _LOG = logging.getLogger("gateway.auth")
 OPEN_PATHS = frozenset({"/health/live", "/health/ready"})

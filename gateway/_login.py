@@ -22,8 +22,9 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
-from mesh_common.auth import TokenError, Verifier
+from mesh_common.auth import Verifier
 from mesh_common.clocks import ReadClock
+from mesh_common.errors import TokenError
 
 _LOG = logging.getLogger("gateway.auth")
 PATH = "/auth/login"

@@ -27,7 +27,7 @@ import jwt.types
 
 from mesh_common.auth_settings import SCOPES, AuthSettings, User, expand_scopes
 from mesh_common.clocks import SYSTEM_CLOCKS, Clocks
-from mesh_common.errors import ConfigError, MeshError
+from mesh_common.errors import ConfigError, ScopeError, TokenError
 from mesh_common.passwords import check_password, hash_password
 
 ISSUER = "metrics-mesh"
@@ -46,22 +46,6 @@ _OPTIONS: jwt.types.Options = {
 def _dummy_hash() -> str:
     """Checked for an unknown username, so that a login takes as long either way."""
     return hash_password("no such user")
-
-
-class AuthError(MeshError):
-    """A call that may not go on; the message says why without quoting any secret."""
-
-
-class TokenError(AuthError):
-    """No token, or one that is not valid (bad signature, expired, unknown): 401."""
-
-
-class ScopeError(AuthError):
-    """A valid token that lacks the scope the call needs: 403."""
-
-    def __init__(self, name: str, scope: str) -> None:
-        super().__init__(f"{name!r} lacks the {scope!r} scope this call needs")
-        self.scope = scope
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,6 +7,9 @@ MeshError                    every error metrics-mesh raises on purpose
  ├── ServerStateError        a server's start/stop was called in the wrong order
  ├── FilterError             a client's filter names an unknown service, type or field
  ├── ParamError              a request's time, duration or field cannot be read (names it)
+ ├── AuthError               a call that may not go on (never quotes a secret)
+ │    ├── TokenError         no token, or one that is not valid (bad signature, expired): 401
+ │    └── ScopeError         a valid token without the scope the call needs: 403
  ├── agent.AgentError        the agent library's own errors
  ├── aggregator.AggregatorError
  ├── gateway.GatewayError
@@ -87,3 +90,19 @@ class ParamError(MeshError, ValueError):
         super().__init__(f'invalid parameter "{param}": {reason}')
         self.param = param
         self.reason = reason
+
+
+class AuthError(MeshError):
+    """A call that may not go on; the message says why without quoting any secret."""
+
+
+class TokenError(AuthError):
+    """No token, or one that is not valid (bad signature, expired, unknown): 401."""
+
+
+class ScopeError(AuthError):
+    """A valid token that lacks the scope the call needs: 403."""
+
+    def __init__(self, name: str, scope: str) -> None:
+        super().__init__(f"{name!r} lacks the {scope!r} scope this call needs")
+        self.scope = scope

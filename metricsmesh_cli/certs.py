@@ -44,7 +44,7 @@ WILDCARDS = frozenset({"", "0.0.0.0", "::"})
 def mesh_hosts(mesh: MeshFile) -> tuple[str, ...]:
     """DEFAULT_HOSTS and the hosts `mesh` binds or dials: [aggregator], [gateway], [[services]]."""
     from aggregator import SECTION as AGGREGATOR
-    from gateway._settings import SECTION as GATEWAY
+    from gateway import SECTION as GATEWAY
     from mesh_common.registry import SERVICES
 
     gateway = mesh.read(GATEWAY, services_configured=0)

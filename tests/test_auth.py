@@ -25,11 +25,11 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from metricsmesh.v1 import aggregator_pb2, aggregator_pb2_grpc, alerts_pb2, ingest_pb2
 
 from aggregator import AggregatorServer, AggregatorSettings, Registry
-from mesh_common.auth import Identity, ScopeError, TokenError, Verifier, bearer_token
+from mesh_common.auth import Identity, Verifier, bearer_token
 from mesh_common.auth_client import bearer_interceptors
 from mesh_common.auth_settings import SECTION, AuthSettings, exposure_warning
 from mesh_common.clocks import Clocks
-from mesh_common.errors import ConfigError
+from mesh_common.errors import ConfigError, ScopeError, TokenError
 from mesh_common.passwords import check_password
 from mesh_common.transport import open_channel
 from tests.auth_fixtures import PASSWORD, READ_TOKEN, SECRET, WRITE_TOKEN, auth_settings, signed
