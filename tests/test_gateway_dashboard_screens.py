@@ -215,8 +215,16 @@ async def test_hovering_a_sparkline_tells_time_and_value(mesh: Mesh) -> None:
         await expect(cursor).to_have_attribute("x1", re.compile(r"^19\d"))
         # A row's sparkline, then the detail's error trend.
         row_spark = page.locator('#rows tr[data-service="air-quality-service"] svg')
-        await row_spark.hover(position={"x": 118, "y": 10})
-        await expect(tip).to_have_text(re.compile(r"^\d\d:\d\d:\d\d · [\d.,]+ events/s$"))
+        rate_tip = re.compile(r"^\d\d:\d\d:\d\d · [\d.,]+ events/s$")
+
+        async def tip_with_a_rate() -> str | None:
+            # On a loaded machine the newest sample may be a round the agent missed (its tip
+            # says `inactive`): hover again as new samples arrive until one had a rate.
+            await row_spark.hover(position={"x": 118, "y": 10})
+            text = await tip.text_content() or ""
+            return text if rate_tip.match(text) else None
+
+        await eventually(tip_with_a_rate, what="a rate in the row sparkline's tooltip")
         await page.locator('#rows tr[data-service="air-quality-service"]').click()
         errors = page.locator("#detail-errors")
         await errors.scroll_into_view_if_needed()

@@ -316,9 +316,10 @@ async def test_the_gateway_serves_https_from_a_tls_aggregator(certs: Certificate
 
         async def answered() -> httpx.Response | None:
             response = await http.get(url)
-            return response if response.status_code == 200 else None
+            active = response.status_code == 200 and response.json()["active_apis"]
+            return response if active else None  # the first rounds may precede the handshake
 
-        response = await eventually(answered, what="an HTTPS snapshot")
+        response = await eventually(answered, what="an HTTPS snapshot with the agent active")
         plain_url = f"http://127.0.0.1:{port}/api/v1/real-time-metrics"
         async with httpx.AsyncClient(timeout=5) as plain:
             with pytest.raises(httpx.HTTPError):
