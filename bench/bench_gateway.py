@@ -100,13 +100,23 @@ async def _fleet_main(interval: float, conn: Connection) -> None:
 @contextlib.contextmanager
 def fleet(interval: float) -> Iterator[str]:
     """A fleet process; yields the aggregator's address."""
+    with spawned(_fleet, (interval,), "the fleet") as address:
+        yield address
+
+
+@contextlib.contextmanager
+def spawned(target: Any, args: tuple[Any, ...], what: str) -> Iterator[Any]:
+    """`target(*args, pipe)` in a spawned process; yields what it first sends on the pipe.
+
+    On exit it sends "stop" and waits, then kills the process if it is still running.
+    """
     ctx = multiprocessing.get_context("spawn")
     parent, child = ctx.Pipe()
-    process = ctx.Process(target=_fleet, args=(interval, child), daemon=True)
+    process = ctx.Process(target=target, args=(*args, child), daemon=True)
     process.start()
     try:
         if not parent.poll(30):
-            raise RuntimeError("the fleet did not start within 30 s")
+            raise RuntimeError(f"{what} did not start within 30 s")
         yield parent.recv()
     finally:
         with contextlib.suppress(OSError):

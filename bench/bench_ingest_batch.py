@@ -20,13 +20,12 @@ import asyncio
 import contextlib
 import http.client
 import json
-import multiprocessing
 import statistics
 import time
 from collections.abc import Iterator
 from multiprocessing.connection import Connection
 
-from bench.bench_gateway import _cpu_seconds, gateway
+from bench.bench_gateway import _cpu_seconds, gateway, spawned
 
 BATCH = 1000
 SECONDS = 10.0
@@ -54,20 +53,8 @@ async def _aggregator_main(conn: Connection) -> None:
 @contextlib.contextmanager
 def aggregator() -> Iterator[tuple[str, int]]:
     """An aggregator process; yields its address and pid."""
-    ctx = multiprocessing.get_context("spawn")
-    parent, child = ctx.Pipe()
-    process = ctx.Process(target=_aggregator, args=(child,), daemon=True)
-    process.start()
-    try:
-        if not parent.poll(30):
-            raise RuntimeError("the aggregator did not start within 30 s")
-        yield parent.recv()
-    finally:
-        with contextlib.suppress(OSError):
-            parent.send("stop")
-        process.join(15)
-        if process.is_alive():
-            process.kill()
+    with spawned(_aggregator, (), "the aggregator") as started:
+        yield started
 
 
 def batch_body(round_number: int) -> bytes:

@@ -20,7 +20,6 @@ JSON = "application/json"
 def rest_router(state: GatewayState) -> APIRouter:
     """The REST endpoint, reading the hub's latest snapshot (never calling the aggregator)."""
     router = APIRouter(tags=["metrics"])
-    monotonic = state.clocks.monotonic
 
     @router.get(
         PATH,
@@ -38,17 +37,31 @@ def rest_router(state: GatewayState) -> APIRouter:
         `services`, `types` and `fields` select as on the SSE stream (the totals then cover
         the kept rows); an unknown service, type or field is a 422 naming it.
         """
-        started_at = monotonic()
-        try:
-            view = view_of_query(state.hub.latest, services, types, fields)
-        except FilterError as error:
-            raise HTTPException(422, str(error)) from error
-        entry = state.fresh()
-        if entry is None:
-            return Response(state.error_body(started_at), 503, media_type=JSON)
-        return Response(entry.body(view, started_at), media_type=JSON)
+        return consolidated(state, services, types, fields)
 
     return router
+
+
+def consolidated(
+    state: GatewayState,
+    services: list[str] | None,
+    types: list[str] | None,
+    fields: list[str] | None,
+) -> Response:
+    """Story 23.2's body of the latest snapshot for a filter, or its 503 error shape when stale.
+
+    HTTPException 422 naming an unknown service, type or field. Seed 004's `/metrics/dashboard`
+    answers with it too.
+    """
+    started_at = state.clocks.monotonic()
+    try:
+        view = view_of_query(state.hub.latest, services, types, fields)
+    except FilterError as error:
+        raise HTTPException(422, str(error)) from error
+    entry = state.fresh()
+    if entry is None:
+        return Response(state.error_body(started_at), 503, media_type=JSON)
+    return Response(entry.body(view, started_at), media_type=JSON)
 
 
 class FastPath:

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, HTTPException, Request
+from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 from metricsmesh.v1 import ingest_pb2, snapshot_pb2
 from pydantic import BaseModel, Field, ValidationError
@@ -32,9 +32,10 @@ from gateway._ingest_routes import _client, _reason
 from gateway._limits import PUSH_BODY_BYTES
 from gateway._models import RealTimeMetrics, RealTimeMetricsError
 from gateway._params import FieldsParam, ServicesParam, TypesParam
+from gateway._rest import consolidated
 from gateway._state import GatewayState
-from gateway._views import SnapshotEntry, json_bytes, view_of_query
-from mesh_common.errors import FilterError, ParamError
+from gateway._views import SnapshotEntry, json_bytes
+from mesh_common.errors import ParamError
 from mesh_common.views import WHOLE
 from mesh_common.wire_time import iso_utc
 
@@ -244,15 +245,7 @@ def _dashboard_route(router: APIRouter, state: GatewayState) -> None:
         fields: FieldsParam = None,
     ) -> Response:
         """GET /api/v1/real-time-metrics's body, with the same parameters and errors."""
-        started_at = state.clocks.monotonic()
-        try:
-            view = view_of_query(state.hub.latest, services, types, fields)
-        except FilterError as error:
-            raise HTTPException(422, str(error)) from error
-        entry = _fresh_or_503(state, started_at)
-        if isinstance(entry, Response):
-            return entry
-        return Response(entry.body(view, started_at), media_type=JSON)
+        return consolidated(state, services, types, fields)
 
 
 def _health_route(router: APIRouter, state: GatewayState) -> None:
