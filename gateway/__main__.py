@@ -10,6 +10,7 @@ import dataclasses
 import logging
 import ssl
 import sys
+from collections.abc import Callable
 from typing import Any
 
 import uvicorn
@@ -34,6 +35,7 @@ from mesh_common.options import (
 )
 from mesh_common.tls import PLAINTEXT, TlsSettings
 from mesh_common.tls import SECTION as TLS_SECTION
+from mesh_common.tls_https import RotatingContext
 from mesh_common.transport import listen_http
 
 _LOG = logging.getLogger("gateway")
@@ -126,7 +128,8 @@ def uvicorn_config(
     message once per client doubled the gateway's CPU (python -m bench ws_memory).
     `auth` is the `[auth]` table (tokens and logins). With a
     certificate in `tls` (the `[tls]` table) it serves HTTPS (requiring a client certificate
-    signed by its CA under `client_auth`). `options` are uvicorn's, over these.
+    signed by its CA under `client_auth`), following rotated files (`https_options`).
+    `options` are uvicorn's, over these.
     """
     config: dict[str, Any] = {
         "http": guarded_protocol(settings),
@@ -140,13 +143,22 @@ def uvicorn_config(
 
 
 def https_options(tls: TlsSettings) -> dict[str, Any]:
-    """Uvicorn's TLS options for `tls` (none when it has no certificate to serve)."""
+    """Uvicorn's TLS options for `tls` (none when it has no certificate to serve).
+
+    The context follows rotated files: new connections get the new certificate (and CA)
+    within a handshake of the change, without a restart (`mesh_common.tls_https`).
+    """
     if not tls.can_serve:
         return {}
     options: dict[str, Any] = {"ssl_certfile": tls.cert_file, "ssl_keyfile": tls.key_file}
     if tls.ca_file:
         options["ssl_ca_certs"] = tls.ca_file
         options["ssl_cert_reqs"] = ssl.CERT_REQUIRED if tls.client_auth else ssl.CERT_NONE
+
+    def rotating(_: uvicorn.Config, build: Callable[[], ssl.SSLContext]) -> ssl.SSLContext:
+        return RotatingContext(tls, build).context
+
+    options["ssl_context_factory"] = rotating
     return options
 
 
