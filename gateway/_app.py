@@ -89,8 +89,9 @@ def create_app(
     `app.state.gateway` is the shared `GatewayState` (settings, clocks, hubs, client counts).
     With `auth` on, every route but health needs a bearer token (`gateway._auth`), and the
     calls to the aggregator carry `auth.client_token`.
-    With `tls` (the `[tls]` table) the channel to the aggregator is TLS; serving HTTPS is
-    uvicorn's part (`gateway.__main__.uvicorn_config`).
+    With `tls` (the `[tls]` table) the channels to the aggregator are TLS (opened again when
+    the files are rotated, `gateway._link`); serving HTTPS is uvicorn's part
+    (`gateway.__main__.uvicorn_config`).
     """
     settings = settings or GatewaySettings()
     snapshots = _hub(settings, clocks, tls)

@@ -167,7 +167,6 @@ class SnapshotHub(UpstreamLink):
         resume = True
         assert self._channel is not None
         stub = aggregator_pb2_grpc.AggregatorServiceStub(self._channel)
-        self._set_state(UpstreamState.CONNECTING, f"connecting to the aggregator at {self.target}")
         while True:
             request = aggregator_pb2.StreamSnapshotsRequest()
             if resume and self.latest is not None:
