@@ -50,6 +50,8 @@ class Target:
     """Consecutive failures and backoff, as the last fold left them."""
     last_outcome: Outcome | None
     """What the latest round's call produced (None before the first round)."""
+    plaintext: bool
+    """Whether the channel to the agent is plaintext (no `[tls]`)."""
 
     def __init__(
         self,
@@ -63,6 +65,7 @@ class Target:
         self._deadline = deadline
         self.state = TargetState()
         self.last_outcome = None
+        self.plaintext = tls is None or not tls.enabled
         options = channel_options(reconnect_max_seconds)
         self._channel = open_channel(entry.target, options=options, tls=tls)
         self.get_event_rate: grpc.aio.UnaryUnaryMultiCallable[bytes, bytes] = (

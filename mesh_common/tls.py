@@ -162,5 +162,27 @@ def handshake_failure(details: str) -> str | None:
     )
 
 
+_CLOSED_AT_ONCE = re.compile(r"failed to connect to all addresses.*: Socket closed", re.S)
+"""What gRPC says when a connection was closed before its HTTP/2 handshake ended."""
+
+
+def connection_failure(details: str, *, plaintext: bool) -> str | None:
+    """Why a connection failed when TLS is the likely cause, from a gRPC error's details.
+
+    "TLS: handshake failed: ..." for a failed handshake (`handshake_failure`). Over a
+    plaintext channel (`plaintext`), a peer that closed new connections at once is most often
+    a TLS server reading our plaintext as a broken handshake (else one at its connection
+    limit); gRPC only says "Socket closed", so the text says what to check. None when
+    neither applies (a peer that went away mid-call is not one of these).
+    """
+    handshake = handshake_failure(details)
+    if handshake is not None or not plaintext or not _CLOSED_AT_ONCE.search(details):
+        return handshake
+    return (
+        "TLS: the peer closed the plaintext connection at once: it may require TLS (this end "
+        f"has no [tls] table) or be at its connection limit (UNAVAILABLE: {details})"
+    )
+
+
 SECTION = Section("tls", TlsSettings, "TLS and mutual TLS on every gRPC hop and the gateway")
 """The `[tls]` table's declaration."""
