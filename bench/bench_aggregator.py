@@ -32,6 +32,7 @@ from metricsmesh.v1 import aggregator_pb2, aggregator_pb2_grpc, event_rate_pb2, 
 
 from aggregator import AggregatorServer, AggregatorSettings, Registry, ServiceEntry
 from aggregator.__main__ import tune_gc
+from mesh_common.tls import TlsSettings
 from mesh_common.transport import open_channel
 from mesh_common.wire_time import to_seconds
 
@@ -44,9 +45,11 @@ EVENT_RATE_SERVICE = event_rate_pb2.DESCRIPTOR.services_by_name["EventRateServic
 # ---------------------------------------------------------------- agent worker processes
 
 
-def _agent_worker(count: int, first: int, hang: bool, timed: bool, conn: Connection) -> None:
+def _agent_worker(
+    count: int, first: int, hang: bool, timed: bool, tls: TlsSettings | None, conn: Connection
+) -> None:
     """Host `count` agents (the first one hanging when `hang`) until told to stop."""
-    asyncio.run(_host_agents(count, first, hang, timed, conn))
+    asyncio.run(_host_agents(count, first, hang, timed, tls, conn))
 
 
 TIMED_KINDS = ("api_call", "data_fetch", "inference")
@@ -61,7 +64,9 @@ def _observe_three_kinds(tracker: Any, index: int) -> None:
             tracker.observe(kind, seconds, error=(event + index) % 50 == 0)
 
 
-async def _host_agents(count: int, first: int, hang: bool, timed: bool, conn: Connection) -> None:
+async def _host_agents(
+    count: int, first: int, hang: bool, timed: bool, tls: TlsSettings | None, conn: Connection
+) -> None:
     from agent import AgentServer, EventTracker
     from mesh_common.grpc_host import GrpcHost
 
@@ -89,7 +94,7 @@ async def _host_agents(count: int, first: int, hang: bool, timed: bool, conn: Co
         tracker.record(n=index + 1)
         if timed:
             _observe_three_kinds(tracker, index)
-        agent = AgentServer(tracker, grace_seconds=0)
+        agent = AgentServer(tracker, grace_seconds=0, tls=tls)
         ports.append(await agent.start())
         stops.append(agent.stop)
     conn.send(ports)
@@ -112,8 +117,13 @@ def agents_cpu() -> float:
 
 
 @contextlib.contextmanager
-def agent_fleet(count: int, *, hang: bool = False, timed: bool = False) -> Iterator[Registry]:
-    """`count` agents in WORKERS processes; yields the registry that points at them."""
+def agent_fleet(
+    count: int, *, hang: bool = False, timed: bool = False, tls: TlsSettings | None = None
+) -> Iterator[Registry]:
+    """`count` agents in WORKERS processes; yields the registry that points at them.
+
+    With `tls` the agents serve TLS (bench_tls).
+    """
     context = multiprocessing.get_context("spawn")
     pipes, processes, ports = [], [], []
     share = -(-count // WORKERS)
@@ -125,7 +135,7 @@ def agent_fleet(count: int, *, hang: bool = False, timed: bool = False) -> Itera
         parent, child = context.Pipe()
         process = context.Process(
             target=_agent_worker,
-            args=(size, first, hang and worker == 0, timed, child),
+            args=(size, first, hang and worker == 0, timed, tls, child),
             daemon=True,
         )
         process.start()
