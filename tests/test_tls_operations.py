@@ -27,6 +27,7 @@ from tests.tls_files import (
     client,
     https_client,
     install,
+    replace,
     running,
     serving,
     shown_certificate,
@@ -70,6 +71,9 @@ async def test_the_gateway_shows_rotated_https_files_to_new_connections(tmp_path
         after = await eventually(
             lambda: shown_or_none(port, https_client(fresh)), what="the rotated certificate"
         )
+        # A set that does not fit (a key of another certificate) is not taken.
+        replace(first.server_key, live.server_key)
+        kept = await shown_or_none(port, https_client(fresh))
         async with httpx.AsyncClient(verify=https_client(fresh), timeout=5) as http:
             answered = await http.get(url)
         retired = ssl.create_default_context(cafile=str(fresh.ca))
@@ -78,9 +82,11 @@ async def test_the_gateway_shows_rotated_https_files_to_new_connections(tmp_path
             with pytest.raises(httpx.HTTPError):
                 await http.get(url)
     assert before == certificate_of(first.server)
-    assert after == certificate_of(fresh.server)
+    assert after == kept == certificate_of(fresh.server)
     assert answered.status_code == 200
-    assert "HTTPS certificate files changed" in (await output).decode()
+    logged = (await output).decode()
+    assert "HTTPS certificate files changed" in logged
+    assert "the key does not belong to the certificate of cert_file; keeping the old" in logged
 
 
 def aggregator_of(name: str, tls: TlsSettings, port: int = 0) -> AggregatorServer:
