@@ -3,6 +3,7 @@
 [auth]
 jwt_secret = ""                 # HS256 key: verifies JWTs and signs /auth/login's tokens
 jwt_public_key_file = ""        # PEM public key: verifies RS256/ES256 JWTs
+jwks_file = ""                  # JSON Web Key Set: verifies RS256/ES256 JWTs by their kid
 token_ttl_seconds = 3600.0      # lifetime of a token issued by /auth/login
 public_consolidated = true      # /api/v1/real-time-metrics answers without a token
 client_token = ""               # the token the gateway and the CLI send to the aggregator
@@ -73,6 +74,9 @@ class AuthSettings:
 
     jwt_secret: str = setting("", "HS256 key: verifies JWTs and signs /auth/login's tokens")
     jwt_public_key_file: str = setting("", "PEM public key file verifying RS256/ES256 JWTs")
+    jwks_file: str = setting(
+        "", "JSON Web Key Set file verifying RS256/ES256 JWTs by their kid (re-read on change)"
+    )
     token_ttl_seconds: float = setting(3600.0, "lifetime of a token issued by /auth/login")
     public_consolidated: bool = setting(
         True, "/api/v1/real-time-metrics (story 23.2) answers without a token"
@@ -100,7 +104,13 @@ class AuthSettings:
     @property
     def enabled(self) -> bool:
         """True when a token can be checked: a JWT key, an API token or a user."""
-        return bool(self.jwt_secret or self.jwt_public_key_file or self.api_tokens or self.users)
+        return bool(
+            self.jwt_secret
+            or self.jwt_public_key_file
+            or self.jwks_file
+            or self.api_tokens
+            or self.users
+        )
 
 
 LOOPBACK_HOSTS = ("127.0.0.1", "::1", "localhost")
