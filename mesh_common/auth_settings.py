@@ -113,20 +113,6 @@ class AuthSettings:
         )
 
 
-LOOPBACK_HOSTS = ("127.0.0.1", "::1", "localhost")
-"""Bind hosts only this machine can reach."""
-
-
-def exposure_warning(program: str, host: str, auth: AuthSettings) -> str | None:
-    """The start-up warning of a `program` bound to `host` without `[auth]`; None if loopback."""
-    if auth.enabled or host in LOOPBACK_HOSTS:
-        return None
-    return (
-        f"{program} listens on {host or '*'} without [auth]: every endpoint is open to whoever "
-        "reaches the port; configure [auth] (README: Configuration reference)"
-    )
-
-
 def _scopes(where: str, table: Mapping[str, Any]) -> frozenset[str]:
     scopes = table.get("scopes", ["read"])
     if not isinstance(scopes, list) or not all(scope in SCOPES for scope in scopes):

@@ -27,7 +27,7 @@ from metricsmesh.v1 import aggregator_pb2, aggregator_pb2_grpc, alerts_pb2, inge
 from aggregator import AggregatorServer, AggregatorSettings, Registry
 from mesh_common.auth import Identity, Verifier, bearer_token
 from mesh_common.auth_client import bearer_interceptors
-from mesh_common.auth_settings import SECTION, AuthSettings, exposure_warning
+from mesh_common.auth_settings import SECTION, AuthSettings
 from mesh_common.clocks import Clocks
 from mesh_common.errors import ConfigError, ScopeError, TokenError
 from mesh_common.passwords import check_password
@@ -287,13 +287,6 @@ def hmac_signed_with(key: bytes, claims: dict[str, object]) -> str:
     body = part(json.dumps(claims).encode())
     mac = hmac.new(key, f"{head}.{body}".encode(), hashlib.sha256).digest()
     return f"{head}.{body}.{part(mac)}"
-
-
-def test_a_non_loopback_bind_without_auth_is_named_at_start() -> None:
-    assert exposure_warning("the gateway", "127.0.0.1", AuthSettings()) is None
-    assert exposure_warning("the gateway", "0.0.0.0", auth_settings()) is None
-    warning = exposure_warning("the gateway", "0.0.0.0", AuthSettings())
-    assert warning is not None and "0.0.0.0 without [auth]" in warning
 
 
 async def test_grpcurl_lists_freely_and_calls_with_a_bearer_header(
