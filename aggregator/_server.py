@@ -24,7 +24,7 @@ from aggregator._ingest.settings import IngestSettings
 from aggregator._loop import RoundLoop
 from aggregator._service import SERVICE, SERVICE_NAME, AggregatorServicer
 from aggregator._settings import AggregatorSettings
-from mesh_common.auth_settings import AuthSettings
+from mesh_common.auth_settings import AuthSettings, check_admin_token
 from mesh_common.clocks import SYSTEM_CLOCKS, Clocks
 from mesh_common.grpc_host import DEFAULT_GRACE_SECONDS, GrpcHost
 from mesh_common.grpc_input import service_handler
@@ -64,6 +64,7 @@ class AggregatorServer:
         tls: TlsSettings | None = None,
     ) -> None:
         self.settings = settings or AggregatorSettings()
+        check_admin_token("alerts", alerts.admin_token if alerts else "", auth)
         self.ingestor: Ingestor | None = None
         """The pushed metrics and services (None when ingestion is off)."""
         otlp_ports = () if ingest is None or ingest.otlp_port == -1 else (ingest.otlp_port,)

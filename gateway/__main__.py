@@ -19,7 +19,7 @@ from gateway._http import guarded_protocol
 from gateway._settings import SECTION, GatewaySettings, load_settings
 from mesh_common.addresses import format_host_port, loopback_for
 from mesh_common.auth_settings import SECTION as AUTH_SECTION
-from mesh_common.auth_settings import AuthSettings
+from mesh_common.auth_settings import AuthSettings, check_admin_token
 from mesh_common.config import load_mesh_file
 from mesh_common.errors import MeshError, exit_status
 from mesh_common.exposure import exposure_warning
@@ -86,6 +86,7 @@ def run(args: argparse.Namespace) -> int:
         settings = settings_from_args(args)
         auth = load_mesh_file(args.config).read(AUTH_SECTION)
         tls = load_mesh_file(args.config).read(TLS_SECTION)
+        check_admin_token("gateway", settings.admin_token, auth)
         sock = listen_http(settings.host, settings.port)
     except MeshError as error:
         print(f"gateway: {error}", file=sys.stderr)

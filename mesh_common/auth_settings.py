@@ -113,6 +113,20 @@ class AuthSettings:
         )
 
 
+def check_admin_token(table: str, admin_token: str, auth: AuthSettings | None) -> None:
+    """ConfigError when `[table] admin_token` is set beside `[auth]`.
+
+    A call carries one Authorization header: with both, an alert write would need a token
+    that is both the admin token and a bearer token with the write scope. `[auth]`'s scopes
+    replace the older admin token.
+    """
+    if admin_token and auth is not None and auth.enabled:
+        raise ConfigError(
+            f"[{table}] admin_token: with [auth] on, alert writes need a bearer token with the "
+            "write scope; remove admin_token"
+        )
+
+
 def _scopes(where: str, table: Mapping[str, Any]) -> frozenset[str]:
     scopes = table.get("scopes", ["read"])
     if not isinstance(scopes, list) or not all(scope in SCOPES for scope in scopes):
