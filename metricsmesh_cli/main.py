@@ -360,9 +360,11 @@ def declare_certs(parser: argparse.ArgumentParser) -> None:
     parser.description = (
         "Write a local CA (ca.pem, ca-key.pem), a server certificate and key valid for the "
         "given hosts (server.pem, server-key.pem; also a client certificate, for a server "
-        "that dials, like the aggregator) and a client certificate and key (client.pem, "
-        "client-key.pem) into DIR, then print the [tls] tables that use them. For trying TLS "
-        "and mutual TLS out; not a production CA. Existing files are overwritten."
+        "that dials, like the aggregator), the gateway's (gateway.pem, gateway-key.pem: the "
+        "same hosts, named 'gateway' for [aggregator] trusted_clients) and a client "
+        "certificate and key (client.pem, client-key.pem) into DIR, then print the [tls] "
+        "tables that use them. For trying TLS and mutual TLS out; not a production CA. "
+        "Existing files are overwritten."
     )
     parser.epilog = ENV_HELP
     add_config_option(parser)
@@ -583,10 +585,14 @@ def run_certs_command(args: argparse.Namespace) -> int:
     print(f"wrote into {args.directory} (server certificate for {', '.join(hosts)}):")
     for path in (written.ca, written.ca_key, written.server, written.server_key):
         print(f"  {path}")
-    for path in (written.client, written.client_key):
+    for path in (written.gateway, written.gateway_key, written.client, written.client_key):
         print(f"  {path}")
     print("\nservers and the aggregator (mesh file):\n")
     print(written.tls_lines())
+    print(
+        'the gateway (its slots on the aggregator: [aggregator] trusted_clients = ["gateway"]):\n'
+    )
+    print(written.tls_lines(gateway=True))
     print("a client (CLI, grpcurl-like tools) under mutual TLS:\n")
     print(written.tls_lines(client=True))
     print(
