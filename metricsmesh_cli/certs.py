@@ -209,6 +209,12 @@ def _write_private(path: Path, key: ec.EllipticCurvePrivateKey) -> None:
         serialization.PrivateFormat.PKCS8,
         serialization.NoEncryption(),
     )
+    write_private(path, data)
+
+
+def write_private(path: Path, data: bytes) -> None:
+    """Write `data` to `path` readable by its owner only (mode 0600), whatever was there."""
     descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(descriptor, "wb") as file:
+        os.fchmod(file.fileno(), 0o600)  # a file that existed kept its mode through os.open
         file.write(data)

@@ -109,6 +109,13 @@ def declare_demo(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="no service misbehaves on purpose (overrides [demo] misbehave)",
     )
+    parser.add_argument(
+        "--secure",
+        action="store_true",
+        help="mutual TLS on every hop and a bearer token on every call: writes a CA, "
+        "certificates, a token and a login into the run directory, prints where they are and "
+        "grpcurl and curl lines that use them (replaces the file's [tls] and [auth])",
+    )
     add_logging_options(parser)
     parser.set_defaults(handler=run_demo_command)
 
@@ -449,19 +456,14 @@ def run_demo_command(args: argparse.Namespace) -> int:
     """Read the mesh file once, plan the fleet from it and run it until Ctrl-C."""
     from demo_fleet.plan import plan_fleet
     from demo_fleet.run import run_demo
+    from demo_fleet.secure import check_mesh
     from demo_fleet.settings import SECTION as DEMO
     from gateway import SECTION as GATEWAY
-    from mesh_common.errors import ConfigError
     from mesh_common.registry import SERVICES
-    from mesh_common.tls import SECTION as TLS
 
     configure_logging(args)
     mesh = load_mesh_file(args.config)
-    if mesh.read(TLS).enabled:  # its services' agents and its probes are plaintext
-        raise ConfigError(
-            f"{mesh.source}: the demo runs plaintext; remove [tls] (and METRICS_MESH_TLS_* "
-            "variables) to run it"
-        )
+    check_mesh(mesh, secure=args.secure)
     demo = mesh.read(DEMO)
     if args.load_scale is not None:
         demo = dataclasses.replace(demo, load_scale=args.load_scale)
@@ -477,7 +479,7 @@ def run_demo_command(args: argparse.Namespace) -> int:
         log_level=args.log_level,
         log_format=args.log_format,
     )
-    return run_demo(plan, run_dir=args.run_dir)
+    return run_demo(plan, run_dir=args.run_dir, secure=args.secure)
 
 
 def run_snapshot_command(args: argparse.Namespace) -> int:
