@@ -11,8 +11,9 @@
 
 Secrets are files of mode 0600 and the config holds only their hashes, except what a client
 of the mesh must send itself: `[auth] jwt_secret` and `client_token` (a second static token,
-scope `write`, that the gateway, the pusher and the CLI send), which is why the generated
-config is mode 0600 too. `check_mesh` decides what the user's file may hold with or without
+scopes `write` and `gateway`, that the gateway, the pusher and the CLI send: the gateway
+needs `gateway` for its reserved subscriber slots; this local demo lets the others share
+it), which is why the generated config is mode 0600 too. `check_mesh` decides what the user's file may hold with or without
 `--secure`.
 """
 
@@ -67,7 +68,7 @@ class DemoCredentials:
     password_file: Path
     jwt_secret: str
     mesh_token: str
-    """The `client_token` of the mesh's own clients (scope write)."""
+    """The `client_token` of the mesh's own clients (scopes write and gateway)."""
 
     @property
     def server_tls(self) -> TlsSettings:
@@ -115,7 +116,7 @@ class DemoCredentials:
                     {
                         "name": MESH_TOKEN_NAME,
                         "sha256": token_digest(self.mesh_token),
-                        "scopes": ["write"],
+                        "scopes": ["write", "gateway"],
                     },
                 ],
                 "users": [
