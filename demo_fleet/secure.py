@@ -13,8 +13,8 @@ Secrets are files of mode 0600 and the config holds only their hashes, except wh
 of the mesh must send itself: `[auth] jwt_secret` and `client_token` (a second static token,
 scopes `write` and `gateway`, that the gateway, the pusher and the CLI send: the gateway
 needs `gateway` for its reserved subscriber slots; this local demo lets the others share
-it), which is why the generated config is mode 0600 too. `check_mesh` decides what the user's file may hold with or without
-`--secure`.
+it), which is why the generated config is mode 0600 too. `check_mesh` decides what the
+user's file may hold with or without `--secure`.
 """
 
 from __future__ import annotations
