@@ -20,9 +20,10 @@ from gateway._http import guarded_protocol
 from gateway._settings import SECTION, GatewaySettings, load_settings
 from mesh_common.addresses import format_host_port, loopback_for
 from mesh_common.auth_settings import SECTION as AUTH_SECTION
-from mesh_common.auth_settings import AuthSettings, exposure_warning
+from mesh_common.auth_settings import AuthSettings, check_admin_token
 from mesh_common.config import load_mesh_file
 from mesh_common.errors import MeshError, exit_status
+from mesh_common.exposure import exposure_warning
 from mesh_common.options import (
     ENV_HELP,
     HelpFormatter,
@@ -87,6 +88,7 @@ def run(args: argparse.Namespace) -> int:
         settings = settings_from_args(args)
         auth = load_mesh_file(args.config).read(AUTH_SECTION)
         tls = load_mesh_file(args.config).read(TLS_SECTION)
+        check_admin_token("gateway", settings.admin_token, auth)
         sock = listen_http(settings.host, settings.port)
     except MeshError as error:
         print(f"gateway: {error}", file=sys.stderr)
@@ -95,7 +97,7 @@ def run(args: argparse.Namespace) -> int:
     scheme = "https" if tls.can_serve else "http"
     url = f"{scheme}://{format_host_port(loopback_for(settings.host), sock.getsockname()[1])}/"
     _LOG.info("gateway serving on %s (aggregator %s)", url, settings.aggregator)
-    warning = exposure_warning("the gateway", settings.host, auth)
+    warning = exposure_warning("the gateway", settings.host, auth=auth, tls=tls)
     if warning is not None:
         _LOG.warning("%s", warning)
     # log_config None: uvicorn's own lines go through the mesh's handler (text or JSON).

@@ -37,7 +37,7 @@ from gateway._upstream import SnapshotHub
 from gateway._ws import ws_router
 from mesh_common.auth import Verifier
 from mesh_common.auth_client import bearer_interceptors
-from mesh_common.auth_settings import AuthSettings
+from mesh_common.auth_settings import AuthSettings, check_admin_token
 from mesh_common.clocks import SYSTEM_CLOCKS, Clocks
 from mesh_common.tls import TlsSettings
 from mesh_common.version import version
@@ -94,6 +94,7 @@ def create_app(
     (`gateway.__main__.uvicorn_config`).
     """
     settings = settings or GatewaySettings()
+    check_admin_token("gateway", settings.admin_token, auth)
     snapshots = _hub(settings, clocks, tls)
     alert_hub = _alert_hub(settings, clocks, tls, on_change=snapshots.wake_waiters)
     state = GatewayState(

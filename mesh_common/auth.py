@@ -5,7 +5,8 @@
     identity.require("write")                     # ScopeError: 403 / PERMISSION_DENIED
 
 A token is either a JWT (three dot-separated parts: HS256 with `jwt_secret`, RS256/ES256 with
-the key of `jwt_public_key_file`; `exp` required, `scope` a space-separated list as in OAuth)
+the key of `jwt_public_key_file` or the key its header's `kid` names in `jwks_file`,
+`mesh_common.jwks`; `exp` required, `scope` a space-separated list as in OAuth)
 or a static API token, known by its SHA-256 (`[[auth.api_tokens]]`). Every comparison of a
 secret uses `hmac.compare_digest`; expiry is read from the injected wall clock. Errors:
 
@@ -25,9 +26,10 @@ from pathlib import Path
 import jwt
 import jwt.types
 
-from mesh_common.auth_settings import SCOPES, AuthSettings, User, expand_scopes
+from mesh_common.auth_settings import ALL_SCOPES, AuthSettings, User, expand_scopes
 from mesh_common.clocks import SYSTEM_CLOCKS, Clocks
 from mesh_common.errors import ConfigError, ScopeError, TokenError
+from mesh_common.jwks import KeySet
 from mesh_common.passwords import check_password, hash_password
 
 ISSUER = "metrics-mesh"
@@ -98,6 +100,9 @@ class Verifier:
             except OSError as error:
                 raise ConfigError(f"[auth] jwt_public_key_file: cannot read it: {error}") from None
             self._keys.append((key, ASYMMETRIC))
+        self._key_set = (
+            KeySet(Path(settings.jwks_file), clocks.monotonic) if settings.jwks_file else None
+        )
         self._tokens = tuple((token.sha256, token) for token in settings.api_tokens)
         self._users = {user.username: user for user in settings.users}
         # Verified JWTs by their SHA-256: a repeat costs a hash, not a signature check
@@ -131,11 +136,18 @@ class Verifier:
         self._verified[digest] = (identity, expires, not_before)
         return identity
 
-    def _decode(self, token: str) -> tuple[Identity, float, float]:
-        if not self._keys:
+    def _candidates(self, token: str) -> list[tuple[str | bytes | jwt.PyJWK, tuple[str, ...]]]:
+        candidates: list[tuple[str | bytes | jwt.PyJWK, tuple[str, ...]]] = list(self._keys)
+        if self._key_set is not None:
+            key, algorithm = self._key_set.key_for(token)
+            candidates.append((key, (algorithm,)))
+        if not candidates:
             raise TokenError("JWTs are not accepted here (no [auth] jwt_secret or public key)")
+        return candidates
+
+    def _decode(self, token: str) -> tuple[Identity, float, float]:
         claims = None
-        for key, algorithms in self._keys:
+        for key, algorithms in self._candidates(token):
             try:
                 claims = jwt.decode(
                     token, key, algorithms=list(algorithms),
@@ -175,7 +187,7 @@ class Verifier:
         ttl = self.settings.token_ttl_seconds
         claims = {
             "sub": identity.name,
-            "scope": " ".join(scope for scope in SCOPES if scope in identity.scopes),
+            "scope": " ".join(scope for scope in ALL_SCOPES if scope in identity.scopes),
             "iss": ISSUER,
             "iat": int(now),
             "exp": int(now + ttl),

@@ -16,7 +16,8 @@ without importing other components:
 
 Keys are strict: an unknown key, a wrong type or a value the dataclass refuses is a
 `ConfigError` naming the file, the table and the key. `METRICS_MESH_<TABLE>_<KEY>` environment
-variables override the file (a `tuple[str, ...]` key is comma-separated there).
+variables override the file (a `tuple[str, ...]` key is comma-separated there), and so do
+seed 003's own names for a few keys (`mesh_common.seed_environment`).
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from pathlib import Path
 from typing import Any, Generic, Protocol, TypeVar
 
 from mesh_common.errors import ConfigError
+from mesh_common.seed_environment import with_seed_names
 
 ENTRY_POINT_GROUP = "metrics_mesh.config"
 """The entry-point group naming every table a mesh file may hold (value: its declaration)."""
@@ -267,7 +269,7 @@ def load_mesh_file(
     Checks the TOML and the top-level table names (against `known_tables()`); each table's
     keys are checked when it is read. Raises ConfigError naming the file.
     """
-    env = os.environ if environ is None else environ
+    env = with_seed_names(os.environ if environ is None else environ)
     if path is None:
         return MeshFile(BUILT_IN, {}, env)
     source = str(path)

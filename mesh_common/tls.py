@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import datetime
 import re
+import ssl
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -78,6 +79,19 @@ class TlsSettings:
 
 PLAINTEXT = TlsSettings()
 """No TLS: every hop plaintext."""
+
+
+def https_client_context(tls: TlsSettings) -> ssl.SSLContext:
+    """An SSL context for an HTTPS client of the gateway under `tls`.
+
+    It verifies the server with `ca_file` (the system's roots when empty) and presents
+    `cert_file` under `client_auth`. The name verified is the URL's host (`server_name` is
+    gRPC's override and does not apply).
+    """
+    context = ssl.create_default_context(cafile=tls.ca_file or None)
+    if tls.client_auth and tls.cert_file:
+        context.load_cert_chain(tls.cert_file, tls.key_file)
+    return context
 
 
 def read_pem(key: str, path: str) -> bytes:

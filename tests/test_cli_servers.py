@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import socket
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import grpc
 import httpx
+import jwt
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
@@ -155,3 +158,60 @@ def test_gateway_subcommand_serves_the_rest_endpoint_from_the_aggregator(
     finally:
         gateway.send_signal(signal.SIGINT)
         gateway.communicate(timeout=20)
+
+
+def test_the_gateway_reads_seed_003_environment_names() -> None:
+    (port,) = free_ports(1)
+    secret = "s" * 40
+    environ = {
+        **os.environ,
+        "CORS_ORIGINS": "https://a.example,https://b.example",
+        "JWT_SECRET_KEY": secret,
+    }
+    gateway = subprocess.Popen(
+        [str(METRICS_MESH), "gateway", "--port", str(port), "--aggregator", "127.0.0.1:9"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=environ,
+    )
+    base = f"http://127.0.0.1:{port}"
+
+    def live() -> bool:
+        try:
+            return httpx.get(f"{base}/health/live").status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    try:
+        eventually_sync(live, timeout=30, what="the gateway's /health/live")
+        preflight = {"Origin": "https://b.example", "Access-Control-Request-Method": "GET"}
+        answer = httpx.options(f"{base}/api/v1/services", headers=preflight)
+        assert answer.headers["access-control-allow-origin"] == "https://b.example"
+        stranger = httpx.options(
+            f"{base}/api/v1/services", headers={**preflight, "Origin": "https://c.example"}
+        )
+        assert "access-control-allow-origin" not in stranger.headers
+        # JWT_SECRET_KEY turned [auth] on: a token signed with it passes, none is 401.
+        assert httpx.get(f"{base}/api/v1/services").status_code == 401
+        token = jwt.encode({"sub": "seed", "scope": "read", "exp": time.time() + 60}, secret)
+        answer = httpx.get(f"{base}/api/v1/services", headers={"Authorization": f"Bearer {token}"})
+        assert answer.status_code not in (401, 403), answer.text
+    finally:
+        gateway.send_signal(signal.SIGINT)
+        gateway.communicate(timeout=20)
+
+
+@pytest.mark.parametrize(("command", "table"), [("gateway", "gateway"), ("aggregator", "alerts")])
+def test_an_admin_token_beside_auth_is_refused_at_start(
+    tmp_path: Path, command: str, table: str
+) -> None:
+    config = tmp_path / "mesh.toml"
+    config.write_text(
+        f'[{table}]\nadmin_token = "old-style"\n\n[auth]\njwt_secret = "{"s" * 40}"\n',
+        encoding="utf-8",
+    )
+    result = run(command, "--config", str(config), "--port", "0")
+    assert result.returncode == EXIT_USAGE, result.stderr
+    assert f"[{table}] admin_token: with [auth] on" in result.stderr
+    assert "Traceback" not in result.stderr

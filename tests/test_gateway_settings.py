@@ -198,3 +198,18 @@ def test_the_package_exports_exactly_its_public_names() -> None:
         "load_settings",
     ]
     assert all(hasattr(gateway, name) for name in gateway.__all__)
+
+
+def test_seed_003_names_set_the_same_keys_and_a_conflict_is_an_error() -> None:
+    settings = load_settings(None, environ={"CORS_ORIGINS": "https://a.example, https://b.example"})
+    assert settings.cors_origins == ("https://a.example", "https://b.example")
+    settings = load_settings(None, environ={"WEBSOCKET_MAX_CONNECTIONS": "7"})
+    assert settings.max_ws_clients == 7
+    same = {
+        "CORS_ORIGINS": "https://a.example",
+        "METRICS_MESH_GATEWAY_CORS_ORIGINS": "https://a.example",
+    }
+    assert load_settings(None, environ=same).cors_origins == ("https://a.example",)
+    conflict = {**same, "METRICS_MESH_GATEWAY_CORS_ORIGINS": "https://b.example"}
+    with pytest.raises(ConfigError, match="CORS_ORIGINS and METRICS_MESH_GATEWAY_CORS_ORIGINS"):
+        load_settings(None, environ=conflict)

@@ -7,6 +7,7 @@ import dataclasses
 import json
 import logging
 import ssl
+import stat
 import subprocess
 import sys
 from collections.abc import AsyncIterator
@@ -29,7 +30,7 @@ from mesh_common.errors import ConfigError
 from mesh_common.tls import SECTION as TLS
 from mesh_common.tls import TlsSettings
 from mesh_common.transport import open_channel
-from metricsmesh_cli.certs import Certificates, write_certificates
+from metricsmesh_cli.certs import Certificates, write_certificates, write_private
 from metricsmesh_cli.main import main
 from tests.cli import cli, needs_cli
 from tests.eventually import eventually
@@ -170,6 +171,19 @@ def test_certs_writes_a_ca_and_certificates_for_the_hosts(
     mesh = tmp_path / "mesh.toml"
     mesh.write_text(table + "\n", encoding="utf-8")
     assert load_mesh_file(mesh, environ={}).read(TLS).client_auth
+
+
+def test_keys_written_over_readable_files_become_owner_only(tmp_path: Path) -> None:
+    """A directory used before (the demo's run directory): old files do not keep their mode."""
+    key, config = tmp_path / "server-key.pem", tmp_path / "metrics-mesh.toml"
+    for path in (key, config):
+        path.write_text("old\n", encoding="utf-8")
+        path.chmod(0o644)
+    write_certificates(tmp_path, ["127.0.0.1"])
+    write_private(config, b"[auth]\n")
+    assert stat.S_IMODE(key.stat().st_mode) == 0o600
+    assert stat.S_IMODE(config.stat().st_mode) == 0o600
+    assert config.read_bytes() == b"[auth]\n"
 
 
 # --- gRPC: agent -> aggregator -> clients ---------------------------------------------------
