@@ -10,6 +10,7 @@ rename each); `shown_certificate` is the certificate a new TLS connection is sho
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 import shutil
 import socket
@@ -67,17 +68,13 @@ def install(source: Certificates, target: Path) -> Certificates:
     a key and certificate that fit, under the old CA at worst.
     """
     target.mkdir(parents=True, exist_ok=True)
-    names = ("server.pem", "server-key.pem", "client.pem", "client-key.pem", "ca-key.pem")
-    for name in (*names, "ca.pem"):
-        replace(source.ca.parent / name, target / name)
-    return Certificates(
-        ca=target / "ca.pem",
-        ca_key=target / "ca-key.pem",
-        server=target / "server.pem",
-        server_key=target / "server-key.pem",
-        client=target / "client.pem",
-        client_key=target / "client-key.pem",
-    )
+    placed = {
+        field.name: target / getattr(source, field.name).name
+        for field in dataclasses.fields(source)
+    }
+    for name in sorted(placed, key=lambda name: name == "ca"):
+        replace(getattr(source, name), placed[name])
+    return dataclasses.replace(source, **placed)
 
 
 def certificate_of(path: Path) -> x509.Certificate:
