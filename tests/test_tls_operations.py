@@ -17,11 +17,13 @@ from metricsmesh.v1 import aggregator_pb2, aggregator_pb2_grpc, snapshot_pb2
 from agent import AgentServer, EventTracker
 from aggregator import AggregatorServer, AggregatorSettings, Registry, ServiceEntry
 from demo_fleet.ports import free_ports
+from gateway import GatewaySettings
 from mesh_common.tls import TlsSettings
 from mesh_common.transport import open_channel
 from metricsmesh_cli.certs import Certificates, write_certificates
 from tests.cli import needs_cli
 from tests.eventually import eventually
+from tests.hardened_gateway import serve_hardened
 from tests.tls_files import (
     certificate_of,
     client,
@@ -225,3 +227,22 @@ async def test_peers_that_disagree_about_tls_get_a_tls_reason_logged_once(
         ]
         assert len(lines) == 1, lines  # one status change, not one line per attempt
         assert f"service {name}: unknown -> inactive (TLS: " in lines[0]
+
+
+async def test_a_plaintext_gateway_says_its_tls_aggregator_wants_tls(tmp_path: Path) -> None:
+    files = write_certificates(tmp_path, HOSTS)
+    settings = AggregatorSettings(port=0, interval_seconds=0.2, deadline_seconds=0.15)
+    async with AggregatorServer(Registry([]), settings, tls=serving(files)) as aggregator:
+        gateway = GatewaySettings(port=0, aggregator=aggregator.address, services_configured=0)
+        async with (
+            serve_hardened(gateway) as port,
+            httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as http,
+        ):
+
+            async def told() -> str | None:
+                upstream = (await http.get("/health/detailed")).json()["upstream"]
+                error = upstream.get("error") or ""
+                return error if "TLS:" in error else None
+
+            error = await eventually(told, what="the upstream error naming TLS")
+    assert "may require TLS (this end has no [tls] table)" in error
