@@ -273,8 +273,8 @@ async def test_tokens_and_mutual_tls_together_on_every_hop(tmp_path: Path) -> No
 async def test_the_dashboard_page_and_its_files_need_no_token(http: httpx.AsyncClient) -> None:
     # They hold no data, and the page must load to show its sign-in form.
     page = await http.get("/")
-    assert page.status_code == 200
-    for asset in ("dashboard.js", "dashboard.css"):
+    assert page.status_code == 200 and 'id="signin"' in page.text
+    for asset in ("dashboard.js", "auth.js", "signin.js", "dashboard.css"):
         assert (await http.get(f"/static/{asset}")).status_code == 200, asset
     assert (await http.get("/static/../api/v1/schema")).status_code == 401
 
