@@ -60,8 +60,8 @@ def _secured(credentials: DemoCredentials, config_path: Path) -> list[str]:
         f"{credentials.password_file}, mode 0600)",
         f"  config       {config_path} (mode 0600: it holds the JWT secret and the mesh's "
         "client_token)",
-        f"  browser      import {credentials.browser_bundle} (its password is the login's) and "
-        f"trust {files.ca.name} as an authority to open the dashboard",
+        f"  browser      trust {files.ca} as an authority (or accept the warning), then sign "
+        f"in as {USERNAME!r} or paste the API token",
     ]
 
 
@@ -78,7 +78,7 @@ def _paste(plan: FleetPlan, example: ServiceEntry, config_path: Path) -> list[st
         ca, cert, key = (shlex.quote(str(path)) for path in paths)
         dial_flags = f"-cacert {ca} -cert {cert} -key {key}"
         bearer = f" -H {shlex.quote(f'authorization: Bearer {credentials.token}')}"
-        curl = f"curl -s --cacert {ca} --cert {cert} --key {key}"
+        curl = f"curl -s --cacert {ca}"  # the gateway's HTTPS asks no client certificate
         body = json.dumps({"username": USERNAME, "password": credentials.password})
         login = [
             f"{curl} -X POST {gateway}/auth/login -H 'Content-Type: application/json' "

@@ -213,6 +213,8 @@ class FleetPlan:
         document.setdefault("ingest", {})["otlp_port"] = self.otlp_port
         gateway = document.setdefault("gateway", {})
         gateway["port"] = self.gateway.port
+        if self.credentials is not None:
+            gateway["https_client_auth"] = False  # browsers sign in; no certificate to import
         gateway["aggregator"] = self.aggregator_address
         document["services"] = [
             {

@@ -4,8 +4,8 @@
 
 - `tls/`: a CA, a server certificate for 127.0.0.1 and localhost (every server of the demo
   presents it, and dials with it under mutual TLS) and a client certificate, all from
-  `metricsmesh_cli.certs`; `tls/client.p12` bundles the client certificate for a browser,
-  locked with the demo user's password;
+  `metricsmesh_cli.certs` (a browser needs no certificate: the gateway's HTTPS asks none,
+  `[gateway] https_client_auth = false`, and the login guards it);
 - `token`: a static API token with the `admin` scope, for the operator's grpcurl and curl;
 - `password`: the password of the login `demo` (`POST /auth/login`).
 
@@ -25,11 +25,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from cryptography import x509
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.hazmat.primitives.serialization import pkcs12
-
 from mesh_common.auth import token_digest
 from mesh_common.auth_settings import SECTION as AUTH
 from mesh_common.config import ENV_ROOT, MeshFile
@@ -48,7 +43,6 @@ MESH_TOKEN_NAME = "demo-mesh"
 TLS_DIR = "tls"
 TOKEN_FILE = "token"
 PASSWORD_FILE = "password"
-BROWSER_BUNDLE = "client.p12"
 SECURED_TABLES = ("tls", "auth")
 """The tables `--secure` writes itself, whatever the user's file says."""
 
@@ -58,8 +52,6 @@ class DemoCredentials:
     """What `write_credentials` wrote and made: files, and the secrets a client sends."""
 
     certificates: Certificates
-    browser_bundle: Path
-    """The client certificate and key as PKCS#12, locked with `password`."""
     token: str
     """The operator's static API token (scope admin); its text is in `token_file`."""
     token_file: Path
@@ -133,7 +125,6 @@ def write_credentials(run_dir: Path) -> DemoCredentials:
     password = secrets.token_urlsafe(12)
     credentials = DemoCredentials(
         certificates=certificates,
-        browser_bundle=certificates.ca.parent / BROWSER_BUNDLE,
         token=token,
         token_file=run_dir / TOKEN_FILE,
         password=password,
@@ -143,21 +134,7 @@ def write_credentials(run_dir: Path) -> DemoCredentials:
     )
     write_private(credentials.token_file, f"{token}\n".encode())
     write_private(credentials.password_file, f"{password}\n".encode())
-    write_private(credentials.browser_bundle, _bundle(certificates, password))
     return credentials
-
-
-def _bundle(certificates: Certificates, password: str) -> bytes:
-    """The client certificate, its key and the CA as PKCS#12, locked with `password`."""
-    key = serialization.load_pem_private_key(certificates.client_key.read_bytes(), None)
-    assert isinstance(key, ec.EllipticCurvePrivateKey)  # what write_certificates makes
-    return pkcs12.serialize_key_and_certificates(
-        b"metrics-mesh demo client",
-        key,
-        x509.load_pem_x509_certificate(certificates.client.read_bytes()),
-        [x509.load_pem_x509_certificate(certificates.ca.read_bytes())],
-        serialization.BestAvailableEncryption(password.encode()),
-    )
 
 
 def check_mesh(mesh: MeshFile, *, secure: bool) -> None:

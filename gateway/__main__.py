@@ -139,13 +139,16 @@ def uvicorn_config(
         "ws": "websockets-sansio",
         "ws_max_size": settings.ws_max_message_bytes + 4096,
         "ws_per_message_deflate": False,
-        **https_options(tls or PLAINTEXT),
+        **https_options(tls or PLAINTEXT, client_auth=settings.https_client_auth),
     }
     return uvicorn.Config(create_app(settings, tls=tls, auth=auth), **{**config, **options})
 
 
-def https_options(tls: TlsSettings) -> dict[str, Any]:
+def https_options(tls: TlsSettings, *, client_auth: bool = True) -> dict[str, Any]:
     """Uvicorn's TLS options for `tls` (none when it has no certificate to serve).
+
+    A client certificate is required under `tls.client_auth` unless `client_auth` is False
+    (`[gateway] https_client_auth`: browsers that hold no certificate, tokens instead).
 
     The context follows rotated files: new connections get the new certificate (and CA)
     within a handshake of the change, without a restart (`mesh_common.tls_https`).
@@ -155,7 +158,8 @@ def https_options(tls: TlsSettings) -> dict[str, Any]:
     options: dict[str, Any] = {"ssl_certfile": tls.cert_file, "ssl_keyfile": tls.key_file}
     if tls.ca_file:
         options["ssl_ca_certs"] = tls.ca_file
-        options["ssl_cert_reqs"] = ssl.CERT_REQUIRED if tls.client_auth else ssl.CERT_NONE
+        required = tls.client_auth and client_auth
+        options["ssl_cert_reqs"] = ssl.CERT_REQUIRED if required else ssl.CERT_NONE
 
     def rotating(_: uvicorn.Config, build: Callable[[], ssl.SSLContext]) -> ssl.SSLContext:
         return RotatingContext(tls, build).context
