@@ -74,8 +74,13 @@ def row(snapshot: snapshot_pb2.Snapshot, name: str) -> snapshot_pb2.ServiceRow:
     return next(each for each in snapshot.services if each.service_name == name)
 
 
+PATIENT = 0.8
+"""A deadline no healthy agent misses on a loaded machine (0.3 s did, one run in three)."""
+
+
 async def test_fleet_with_broken_agents_gives_every_row_its_status() -> None:
-    async with fleet() as mesh, AggregatorServer(mesh.registry, settings()) as server:
+    patient = settings(deadline_seconds=PATIENT)
+    async with fleet() as mesh, AggregatorServer(mesh.registry, patient) as server:
         snapshot = await get_snapshot(server.address)
     rows = {row.service_name: row for row in snapshot.services}
     assert [row.service_name for row in snapshot.services] == list(mesh.registry.names)
@@ -99,7 +104,7 @@ async def test_fleet_with_broken_agents_gives_every_row_its_status() -> None:
     assert hung.status == INACTIVE
     assert "DEADLINE_EXCEEDED" in hung.error_message
     # It was given its whole deadline (a lower bound: a loaded machine only adds to it).
-    assert to_seconds(hung.call_latency) >= DEADLINE * 0.9
+    assert to_seconds(hung.call_latency) >= PATIENT * 0.9
     not_serving = rows[mesh.name(NOT_SERVING)]
     assert not_serving.status == INACTIVE
     assert "NOT_SERVING" in not_serving.error_message
