@@ -50,7 +50,7 @@ def _secured(credentials: DemoCredentials, config_path: Path) -> list[str]:
     files = credentials.certificates
     return [
         "",
-        "Secured (--secure): mutual TLS on every hop, a bearer token on every call",
+        "Secured (--secure): mutual TLS on every gRPC hop, HTTPS, a bearer token on every call",
         f"  CA           {files.ca}",
         f"  client       {files.client}  key {files.client_key}",
         f"  API token    {credentials.token}",
