@@ -7,7 +7,8 @@ of percentiles. Uptime and start time are the longest-running instance's, the la
 the reading the latest. The result is an `AgentFigures` like one agent's, with a GetEventRate
 answer of its own (`answer`), so the wire row and the totals read it as they read any row.
 `instances_error` names the instances that are not active and why; `row_health` is the
-health a row of several instances shows.
+health a row of several instances shows. Folding 3 instances' answers costs a few times
+converting one row (bench/bench_instances.py).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from collections.abc import Iterable, Sequence
 from google.protobuf.internal.containers import RepeatedCompositeFieldContainer
 from google.protobuf.message import Message
 from google.protobuf.timestamp_pb2 import Timestamp
-from metricsmesh.v1 import event_rate_pb2, latency_pb2
+from metricsmesh.v1 import event_rate_pb2
 
 from aggregator._model import AgentFigures, Health, InstanceData
 from mesh_common import latency
@@ -78,7 +79,12 @@ def _fold_kinds(
     target: RepeatedCompositeFieldContainer[event_rate_pb2.EventKindRate],
     answers: Sequence[_Answer],
 ) -> None:
-    """Each kind of any instance once, sorted by name: counts added, buckets merged."""
+    """Each kind of any instance once, sorted by name: counts added, window buckets merged.
+
+    Without `latency_since_start`: summed over the instances that answered, it would be no
+    cumulative histogram (it goes down when one stops), and no reader of a row of several
+    instances needs it (history and /metrics read each instance's own).
+    """
     by_kind: dict[str, list[event_rate_pb2.EventKindRate]] = {}
     for answer in answers:
         for kind in answer.kinds:
@@ -94,19 +100,11 @@ def _fold_kinds(
             total_errors=sum(part.total_errors for part in parts),
         )
         _latest(item.last_event_time, parts, "last_event_time")
-        window = _merged(part.latency.histogram for part in parts if part.HasField("latency"))
+        window = latency.merge_proto(
+            part.latency.histogram for part in parts if part.HasField("latency")
+        )
         if window.counts:
             latency.summarize(window, item.latency)
-        since = _merged(
-            part.latency_since_start for part in parts if part.HasField("latency_since_start")
-        )
-        if since.counts:
-            latency.to_proto(since, item.latency_since_start)
-
-
-def _merged(histograms: Iterable[latency_pb2.LatencyHistogram]) -> latency.Histogram:
-    """The merge of wire histograms (already checked at the edge: `_fanout.check_histograms`)."""
-    return latency.merge(latency.from_proto(histogram) for histogram in histograms)
 
 
 def _latest(target: Timestamp, owners: Iterable[Message], field: str) -> None:

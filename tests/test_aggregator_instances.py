@@ -175,6 +175,15 @@ async def test_three_instances_make_one_row_whose_figures_are_their_sum() -> Non
         if kind.kind == "api_call"
     )
     assert summary_ms(kinds["api_call"].latency) == pytest.approx(quantiles_ms(api), abs=1e-6)
+    # Since-start buckets summed over the instances that answered would be no cumulative
+    # histogram: the row's kinds have none, each instance's kinds have theirs.
+    assert not kinds["api_call"].HasField("latency_since_start")
+    assert all(
+        kind.HasField("latency_since_start")
+        for each in instances
+        for kind in each.kinds
+        if kind.kind == "api_call"
+    )
     # The fleet's totals count the row once, with the summed figures.
     assert (snapshot.active_count, snapshot.services_total) == (1, 1)
     assert snapshot.total_events == row.total_events

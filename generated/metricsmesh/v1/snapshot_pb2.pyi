@@ -373,7 +373,12 @@ class ServiceRow(_message.Message):
 
     @_builtins.property
     def kinds(self) -> _containers.RepeatedCompositeFieldContainer[_event_rate_pb2.EventKindRate]:
-        """kinds is the agent's per-kind breakdown; empty when it never answered."""
+        """kinds is the agent's per-kind breakdown; empty when it never answered. For
+        a service of several instances, its active instances' kinds folded (counts
+        added, window buckets merged) without latency_since_start: summed over the
+        instances that answered, it would go down when one stops (each instance's
+        kinds in instances have theirs).
+        """
 
     @_builtins.property
     def latency(self) -> _latency_pb2.LatencySummary:
