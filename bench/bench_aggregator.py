@@ -44,9 +44,15 @@ EVENT_RATE_SERVICE = event_rate_pb2.DESCRIPTOR.services_by_name["EventRateServic
 # ---------------------------------------------------------------- agent worker processes
 
 
-def _agent_worker(count: int, first: int, hang: bool, timed: bool, conn: Connection) -> None:
-    """Host `count` agents (the first one hanging when `hang`) until told to stop."""
-    asyncio.run(_host_agents(count, first, hang, timed, conn))
+def _agent_worker(
+    count: int, first: int, hang: bool, timed: bool, conn: Connection, group: int = 1
+) -> None:
+    """Host `count` agents (the first one hanging when `hang`) until told to stop.
+
+    Agent `i` is service `svc-{i // group}`: `group` agents in a row are one service's
+    instances.
+    """
+    asyncio.run(_host_agents(count, first, hang, timed, conn, group))
 
 
 TIMED_KINDS = ("api_call", "data_fetch", "inference")
@@ -61,7 +67,9 @@ def _observe_three_kinds(tracker: Any, index: int) -> None:
             tracker.observe(kind, seconds, error=(event + index) % 50 == 0)
 
 
-async def _host_agents(count: int, first: int, hang: bool, timed: bool, conn: Connection) -> None:
+async def _host_agents(
+    count: int, first: int, hang: bool, timed: bool, conn: Connection, group: int = 1
+) -> None:
     from agent import AgentServer, EventTracker
     from mesh_common.grpc_host import GrpcHost
 
@@ -72,7 +80,7 @@ async def _host_agents(count: int, first: int, hang: bool, timed: bool, conn: Co
     stops: list[Callable[[], Awaitable[None]]] = []
     ports = []
     for index in range(first, first + count):
-        name = f"svc-{index}"
+        name = f"svc-{index // group}"
         if hang and index == first:
             host = GrpcHost(
                 lambda server: event_rate_pb2_grpc.add_EventRateServiceServicer_to_server(
@@ -112,11 +120,18 @@ def agents_cpu() -> float:
 
 
 @contextlib.contextmanager
-def agent_fleet(count: int, *, hang: bool = False, timed: bool = False) -> Iterator[Registry]:
-    """`count` agents in WORKERS processes; yields the registry that points at them."""
+def agent_fleet(
+    count: int, *, hang: bool = False, timed: bool = False, group: int = 1
+) -> Iterator[Registry]:
+    """`count` agents in WORKERS processes; yields the registry that points at them.
+
+    With `group` > 1, every `group` agents in a row are the instances of one service (a
+    worker's share is a whole number of services).
+    """
     context = multiprocessing.get_context("spawn")
     pipes, processes, ports = [], [], []
     share = -(-count // WORKERS)
+    share += -share % group
     for worker in range(WORKERS):
         first = worker * share
         size = min(share, count - first)
@@ -125,7 +140,7 @@ def agent_fleet(count: int, *, hang: bool = False, timed: bool = False) -> Itera
         parent, child = context.Pipe()
         process = context.Process(
             target=_agent_worker,
-            args=(size, first, hang and worker == 0, timed, child),
+            args=(size, first, hang and worker == 0, timed, child, group),
             daemon=True,
         )
         process.start()
@@ -136,8 +151,17 @@ def agent_fleet(count: int, *, hang: bool = False, timed: bool = False) -> Itera
         for parent in pipes:
             ports.extend(parent.recv())
         yield Registry(
-            ServiceEntry(f"svc-{i}", "127.0.0.1", 20000 + i, port, "data" if i % 3 else "core")
-            for i, port in enumerate(ports)
+            ServiceEntry(
+                f"svc-{i}",
+                "127.0.0.1",
+                20000 + i,
+                ports[i * group],
+                "data" if i % 3 else "core",
+                instances=tuple(f"127.0.0.1:{port}" for port in ports[i * group : (i + 1) * group])
+                if group > 1
+                else (),
+            )
+            for i in range(len(ports) // group)
         )
     finally:
         for parent in pipes:
