@@ -153,7 +153,9 @@ def merge_proto(messages: Iterable[latency_pb2.LatencyHistogram]) -> Histogram:
     items = [message for message in messages if message.bucket_counts]
     if not items:
         return EMPTY
-    offset, counts = _dense_sum([(item.offset, item.bucket_counts) for item in items])
+    # A list of each one's counts first: reading a repeated field element by element costs
+    # more than copying it whole (bench/bench_instances.py, `fold`).
+    offset, counts = _dense_sum([(item.offset, item.bucket_counts[:]) for item in items])
     return Histogram(
         offset,
         counts,
@@ -163,17 +165,22 @@ def merge_proto(messages: Iterable[latency_pb2.LatencyHistogram]) -> Histogram:
 
 
 def _dense_sum(parts: Sequence[tuple[int, Sequence[int]]]) -> tuple[int, tuple[int, ...]]:
-    """(offset, counts) of the index-by-index sum of bucket counts that start at offsets."""
+    """(offset, counts) of the index-by-index sum of bucket counts that start at offsets.
+
+    Each part padded to the common span, then summed column by column at C speed (zip):
+    about 3x faster than adding slices in place (bench/bench_instances.py, `fold`).
+    """
     if len(parts) == 1:
         return parts[0][0], tuple(parts[0][1])
     low = min(offset for offset, _ in parts)
     high = max(offset + len(counts) for offset, counts in parts)
-    dense = [0] * (high - low)
-    for offset, counts in parts:
-        start = offset - low
-        end = start + len(counts)
-        dense[start:end] = map(int.__add__, dense[start:end], counts)
-    return low, tuple(dense)
+    padded = [
+        counts
+        if offset == low and len(counts) == high - low
+        else [*([0] * (offset - low)), *counts, *([0] * (high - offset - len(counts)))]
+        for offset, counts in parts
+    ]
+    return low, tuple(map(sum, zip(*padded, strict=True)))
 
 
 def to_proto(histogram: Histogram, target: latency_pb2.LatencyHistogram) -> None:
