@@ -14,6 +14,7 @@ import pytest
 from metricsmesh.v1 import (
     aggregator_pb2,
     aggregator_pb2_grpc,
+    alerts_pb2,
     event_rate_pb2,
     event_rate_pb2_grpc,
     latency_pb2,
@@ -30,7 +31,12 @@ from aggregator import (
     ServiceEntry,
     load_config,
 )
+from aggregator._alerts.rules import rule_from_table
+from aggregator._alerts.settings import AlertSettings
+from aggregator._convert import add_row
+from aggregator._model import Health, RowData
 from mesh_common import latency
+from mesh_common.status import ServiceStatus
 from mesh_common.wire_time import to_seconds
 from tests.aggregator_fleet import HangingServicer, servicer_host
 from tests.clocks import FakeClock
@@ -295,6 +301,35 @@ async def test_a_service_of_one_agent_has_one_instance_and_no_list() -> None:
             _, row = await row_when(server, 1, "the one agent active")
     assert (row.instances_up, row.instances_total, len(row.instances)) == (1, 1, 0)
     assert row.total_events == SHAPES[0][0] + 4
+
+
+async def test_a_rule_on_instances_up_fires_when_one_instance_stops(tmp_path: Path) -> None:
+    rule = {"name": "FewInstances", "figure": "instances_up", "comparator": "<", "threshold": 3}
+    alerts = AlertSettings(state_dir=str(tmp_path), rules=(rule_from_table(0, rule),))
+    async with replicas() as agents:
+        registry = Registry([several(addresses_of(agents))])
+        async with AggregatorServer(registry, settings(), alerts=alerts) as server:
+            await row_when(server, 3, "3 of 3 instances active")
+            await agents[2].stop(0)
+
+            async def firing() -> list[alerts_pb2.Alert] | None:
+                async with grpc.aio.insecure_channel(server.address) as channel:
+                    stub = aggregator_pb2_grpc.AggregatorServiceStub(channel)
+                    found = await stub.ListAlerts(alerts_pb2.ListAlertsRequest())
+                chosen = [a for a in found.alerts if a.state == alerts_pb2.ALERT_STATE_FIRING]
+                return chosen or None
+
+            (alert,) = await eventually(firing, what="FewInstances firing")
+    assert (alert.service_name, alert.value) == (NAME, 2.0)
+
+
+@pytest.mark.parametrize(("status", "up"), [(ServiceStatus.ACTIVE, 1), (ServiceStatus.INACTIVE, 0)])
+def test_a_pushed_row_is_one_instance_with_no_list(status: ServiceStatus, up: int) -> None:
+    entry = ServiceEntry("otel-svc", "", 0, 0, "pushed", pushed=True)
+    assert entry.addresses == ()
+    row = RowData(entry, status, Health.UNKNOWN, "", None, 0, None, None)
+    message = add_row(snapshot_pb2.Snapshot().services, row)
+    assert (message.instances_up, message.instances_total, len(message.instances)) == (up, 1, 0)
 
 
 # ---------------------------------------------------------------- the registry file
