@@ -410,7 +410,7 @@ ROW_FIGURES: tuple[Figure, ...] = (
         _instances_up, _same,
         series=Series(
             "metricsmesh_service_instances_up", "gauge",
-            "How many of the service's instances are active.", when_inactive=True,
+            "How many of the service's instances are active (an active service only).",
         ),
     ),
     Figure(
@@ -420,7 +420,7 @@ ROW_FIGURES: tuple[Figure, ...] = (
         _instances_total, _same,
         series=Series(
             "metricsmesh_service_instances", "gauge",
-            "How many instances the registry gives the service.", when_inactive=True,
+            "How many instances the registry gives the service (an active service only).",
         ),
     ),
     Figure(
