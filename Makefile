@@ -25,7 +25,7 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP) ## create/refresh the virtualenv (.venv) with every package
 
-system-deps: ## install Debian's chromium, prometheus, wrk, tmux and postgresql when missing
+system-deps: ## install Debian's chromium, certutil, prometheus, wrk, tmux and postgresql when missing
 	@scripts/install-system-deps.sh
 
 run: $(STAMP) ## install, then run the demo fleet + aggregator + gateway (Ctrl-C stops all)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 from collections.abc import Sequence
 from types import TracebackType
@@ -15,9 +16,12 @@ from agent._convert import ResponseBuilder
 from agent._tracker import EventTracker
 from mesh_common.bounded import quote
 from mesh_common.errors import ServerStateError
+from mesh_common.exposure import exposure_warning
 from mesh_common.grpc_host import DEFAULT_GRACE_SECONDS, GrpcHost, run_coroutine_blocking
 from mesh_common.grpc_input import service_handler
 from mesh_common.tls import TlsSettings
+
+_LOG = logging.getLogger("agent")
 
 _SERVICE = event_rate_pb2.DESCRIPTOR.services_by_name["EventRateService"]
 EVENT_RATE_SERVICE = _SERVICE.full_name
@@ -94,6 +98,7 @@ class AgentServer:
         tls: TlsSettings | None = None,
     ) -> None:
         self.tracker = tracker
+        self._tls = tls
         self._host = GrpcHost(
             EventRateServicer(tracker).register,
             service_names=(EVENT_RATE_SERVICE,),
@@ -117,8 +122,15 @@ class AgentServer:
         return self._host.address
 
     async def start(self) -> int:
-        """Start serving; returns the bound port. Raises PortInUseError if it is taken."""
-        return await self._host.start()
+        """Start serving; returns the bound port. Raises PortInUseError if it is taken.
+
+        Bound past loopback without mutual TLS, it logs a warning naming what is open.
+        """
+        port = await self._host.start()
+        warning = exposure_warning("the agent", self._host.host, auth=None, tls=self._tls)
+        if warning is not None:
+            _LOG.warning("%s", warning)
+        return port
 
     async def set_serving(self, serving: bool) -> None:
         """Report the service (and the server as a whole) SERVING or NOT_SERVING."""

@@ -5,6 +5,10 @@ async with AggregatorServer(config.services, config.aggregator) as server:
     print(server.address)
 """
 
+from mesh_common import grpc_verbosity  # noqa: F401  # first: gRPC reads it on import
+
+# isort: split
+
 from aggregator._alerts.settings import AlertSettings, default_state_dir
 from aggregator._errors import (
     AggregatorError,

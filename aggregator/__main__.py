@@ -20,9 +20,10 @@ from aggregator._server import AggregatorServer
 from aggregator._settings import SECTION, load_config
 from mesh_common.addresses import format_host_port
 from mesh_common.auth_settings import SECTION as AUTH_SECTION
-from mesh_common.auth_settings import AuthSettings, exposure_warning
+from mesh_common.auth_settings import AuthSettings
 from mesh_common.config import load_mesh_file
 from mesh_common.errors import MeshError, exit_status
+from mesh_common.exposure import exposure_warning
 from mesh_common.options import (
     ENV_HELP,
     HelpFormatter,
@@ -32,6 +33,7 @@ from mesh_common.options import (
     configure_logging,
     port_number,
 )
+from mesh_common.tls import TlsSettings
 
 _LOG = logging.getLogger("aggregator")
 
@@ -84,7 +86,9 @@ def tune_gc() -> None:
     gc.set_threshold(*GC_THRESHOLDS)
 
 
-async def serve(server: AggregatorServer, auth: AuthSettings | None = None) -> None:
+async def serve(
+    server: AggregatorServer, auth: AuthSettings | None = None, tls: TlsSettings | None = None
+) -> None:
     """Run `server` until SIGINT/SIGTERM, then stop it gracefully; warn if it is exposed."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -99,7 +103,9 @@ async def serve(server: AggregatorServer, auth: AuthSettings | None = None) -> N
         server.settings.interval_seconds,
         server.settings.deadline_seconds,
     )
-    warning = exposure_warning("the aggregator", server.settings.host, auth or AuthSettings())
+    warning = exposure_warning(
+        "the aggregator", server.settings.host, auth=auth or AuthSettings(), tls=tls
+    )
     if warning is not None:
         _LOG.warning("%s", warning)
     if server.otlp_port is not None:
@@ -136,7 +142,7 @@ def run(args: argparse.Namespace) -> int:
             auth=(auth := load_mesh_file(args.config).read(AUTH_SECTION)),
             tls=config.tls,
         )
-        asyncio.run(serve(server, auth))
+        asyncio.run(serve(server, auth, config.tls))
     except MeshError as error:
         print(f"aggregator: {error}", file=sys.stderr)
         return exit_status(error)

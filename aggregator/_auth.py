@@ -4,17 +4,24 @@ Health and reflection stay open (load balancers and grpcurl's `list` need no tok
 other method needs `authorization: Bearer TOKEN` in its metadata (UNAUTHENTICATED without a
 valid one) and a scope (PERMISSION_DENIED without it): the writes (`WRITE_METHODS`) need
 `write`, every other method `read`. Built only when `[auth]` is on (`auth_interceptors`).
+
+The handler learns who calls through one channel: `caller_identity()`. The interceptor sets
+it (a ContextVar) once the token is checked; grpc.aio finds the handler, interceptors
+included, in the task that then runs the handler, and each call has a task of its own, so a
+handler reads its own call's Identity and nobody else's. None without `[auth]` and for the
+open methods.
 """
 
 from __future__ import annotations
 
+import contextvars
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import grpc
 
-from mesh_common.auth import Verifier, bearer_token
+from mesh_common.auth import Identity, Verifier, bearer_token
 from mesh_common.auth_client import AUTHORIZATION
 from mesh_common.auth_settings import AuthSettings
 from mesh_common.clocks import SYSTEM_CLOCKS, Clocks
@@ -38,6 +45,16 @@ WRITE_METHODS = frozenset(
     }
 )
 """Methods that change state: they need the `write` scope."""
+
+_CALLER: contextvars.ContextVar[Identity | None] = contextvars.ContextVar(
+    "metrics_mesh_caller", default=None
+)
+
+
+def caller_identity() -> Identity | None:
+    """The Identity of the call being handled (module docstring); None without `[auth]`."""
+    return _CALLER.get()
+
 
 Continuation = Callable[
     [grpc.HandlerCallDetails], Awaitable["grpc.RpcMethodHandler[Any, Any] | None"]
@@ -86,6 +103,7 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
         except AuthError as error:
             _LOG.info("refused %s: %s", method, error)
             return _refusal(handler, grpc.StatusCode.UNAUTHENTICATED, str(error))
+        _CALLER.set(identity)
         return handler
 
 

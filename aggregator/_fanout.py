@@ -22,7 +22,7 @@ from mesh_common import latency
 from mesh_common.bounded import quote
 from mesh_common.clocks import ReadClock
 from mesh_common.errors import MeshError
-from mesh_common.tls import handshake_failure
+from mesh_common.tls import connection_failure
 from mesh_common.wire_time import to_seconds
 
 _REQUEST = event_rate_pb2.GetEventRateRequest().SerializeToString()
@@ -123,7 +123,7 @@ class FanOut:
         try:
             data: Any = await call  # already done: returns at once
         except grpc.aio.AioRpcError as error:
-            return _failure(error.code(), error.details() or "", latency, watch.health)
+            return _failure(error, latency, watch.health, plaintext=item.target.plaintext)
         except asyncio.CancelledError:  # the call (not this task) was cancelled: channel closed
             return Outcome(CallResult.UNREACHABLE, watch.health, latency, error="CANCELLED")
         health = watch.health
@@ -143,8 +143,12 @@ def _resolve(future: asyncio.Future[None]) -> None:
         future.set_result(None)
 
 
-def _failure(code: grpc.StatusCode, details: str, latency: float, health: Health) -> Outcome:
-    text = handshake_failure(details) or (f"{code.name}: {details}" if details else code.name)
+def _failure(
+    error: grpc.aio.AioRpcError, latency: float, health: Health, *, plaintext: bool
+) -> Outcome:
+    code, details = error.code(), error.details() or ""
+    why = connection_failure(details, plaintext=plaintext)
+    text = why or (f"{code.name}: {details}" if details else code.name)
     if code is grpc.StatusCode.DEADLINE_EXCEEDED:
         return Outcome(CallResult.DEADLINE, health, latency, error=text)
     if code in _UNREACHABLE_CODES:

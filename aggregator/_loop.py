@@ -21,6 +21,7 @@ import dataclasses
 import logging
 from collections.abc import Callable, Sequence
 
+from aggregator._callers import IN_PROCESS, Caller
 from aggregator._errors import AggregatorStateError, TooManySubscribers
 from aggregator._fanout import FanOut
 from aggregator._fold import Backoff, RoundTimes, fold_round, status_changes
@@ -109,7 +110,7 @@ class RoundLoop:
         self._backoff = Backoff(settings.interval_seconds, settings.backoff_max_seconds)
         self._observers = ObserverSet(clocks.monotonic)
         self._subscribers: set[SnapshotSlot] = set()
-        self._untrusted_by_peer: collections.Counter[str] = collections.Counter()
+        self._untrusted_by_caller: collections.Counter[str] = collections.Counter()
         self._inflight: asyncio.Task[SnapshotData] | None = None
         self._ticker: asyncio.Task[None] | None = None
         self._stopped = False
@@ -196,13 +197,11 @@ class RoundLoop:
                 raise AggregatorStateError("the aggregator is shutting down") from None
             raise
 
-    def subscribe(
-        self, min_interval: float, *, peer: str = "", trusted: bool = True
-    ) -> SnapshotSlot:
+    def subscribe(self, min_interval: float, caller: Caller = IN_PROCESS) -> SnapshotSlot:
         """Attach a subscriber; raises TooManySubscribers at the cap.
 
-        A subscriber that is not `trusted` may not take the last `reserved_subscribers`
-        slots, and its `peer` (host) may hold at most `max_streams_per_peer` of them.
+        A `caller` that is not trusted may not take the last `reserved_subscribers` slots,
+        and may hold at most `max_streams_per_peer` of the others (`aggregator._callers`).
         """
         if self._stopped:
             raise AggregatorStateError("the aggregator is shutting down")
@@ -213,32 +212,33 @@ class RoundLoop:
                 f"too many subscribers: the limit of {settings.max_subscribers} "
                 "concurrent StreamSnapshots calls is reached (max_subscribers); retry later"
             )
-        if not trusted:
+        if not caller.trusted:
             if count >= settings.untrusted_subscribers:
                 raise TooManySubscribers(
                     f"too many subscribers: the {settings.untrusted_subscribers} slots open to "
-                    "untrusted peers are taken (max_subscribers - reserved_subscribers); retry "
+                    "callers other than the gateway are taken (max_subscribers - "
+                    "reserved_subscribers: the reserved ones are kept for the gateway); retry "
                     "later"
                 )
-            if self._untrusted_by_peer[peer] >= settings.max_streams_per_peer:
+            if self._untrusted_by_caller[caller.name] >= settings.max_streams_per_peer:
                 raise TooManySubscribers(
-                    f"too many subscribers from this peer: the limit is "
+                    f"too many subscribers of one caller ({caller.name}): the limit is "
                     f"{settings.max_streams_per_peer} (max_streams_per_peer)"
                 )
         subscription = SnapshotSlot(min_interval, self.clocks.monotonic)
-        if not trusted:
-            subscription.peer = peer
-            self._untrusted_by_peer[peer] += 1
+        if not caller.trusted:
+            subscription.caller = caller.name
+            self._untrusted_by_caller[caller.name] += 1
         self._subscribers.add(subscription)
         return subscription
 
     def unsubscribe(self, subscription: SnapshotSlot) -> None:
         """Detach a subscriber (idempotent)."""
-        if subscription in self._subscribers and subscription.peer is not None:
-            peer = subscription.peer
-            self._untrusted_by_peer[peer] -= 1
-            if self._untrusted_by_peer[peer] <= 0:
-                del self._untrusted_by_peer[peer]
+        if subscription in self._subscribers and subscription.caller is not None:
+            name = subscription.caller
+            self._untrusted_by_caller[name] -= 1
+            if self._untrusted_by_caller[name] <= 0:
+                del self._untrusted_by_caller[name]
         self._subscribers.discard(subscription)
         subscription.close()
 

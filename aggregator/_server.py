@@ -10,6 +10,7 @@ from aggregator._alerts.manager import AlertManager
 from aggregator._alerts.service import AlertServicer
 from aggregator._alerts.settings import IN_MEMORY, AlertSettings
 from aggregator._auth import auth_interceptors
+from aggregator._callers import caller_rules
 from aggregator._convert import WholeSnapshots
 from aggregator._history.engine import QueryLimits
 from aggregator._history.service import HistoryServicer
@@ -24,7 +25,7 @@ from aggregator._ingest.settings import IngestSettings
 from aggregator._loop import RoundLoop
 from aggregator._service import SERVICE, SERVICE_NAME, AggregatorServicer
 from aggregator._settings import AggregatorSettings
-from mesh_common.auth_settings import AuthSettings
+from mesh_common.auth_settings import AuthSettings, check_admin_token
 from mesh_common.clocks import SYSTEM_CLOCKS, Clocks
 from mesh_common.grpc_host import DEFAULT_GRACE_SECONDS, GrpcHost
 from mesh_common.grpc_input import service_handler
@@ -45,8 +46,11 @@ class AggregatorServer:
     with `otlp_port` not -1 (so servers built without them never contend for 4317). With `tls`
     (the `[tls]` table) it serves TLS and dials its agents with TLS (mutual under
     `client_auth`: it presents its own certificate to them). With `auth` (an `[auth]` table
-    that is on), every call but health and reflection needs a bearer token. Raises
-    ConfigError when `history` selects a backend this build does not have.
+    that is on), every call but health and reflection needs a bearer token. The reserved
+    StreamSnapshots slots are the gateway's: its token's `gateway` scope or a `trusted_clients`
+    certificate, by address (`trusted_peers`) only without `auth` and mutual TLS
+    (`aggregator._callers`). Raises ConfigError when `history` selects a backend this build
+    does not have, or `trusted_clients` is set without mutual TLS.
     """
 
     def __init__(
@@ -64,6 +68,10 @@ class AggregatorServer:
         tls: TlsSettings | None = None,
     ) -> None:
         self.settings = settings or AggregatorSettings()
+        check_admin_token("alerts", alerts.admin_token if alerts else "", auth)
+        callers = caller_rules(
+            self.settings, auth_enabled=auth is not None and auth.enabled, tls=tls
+        )
         self.ingestor: Ingestor | None = None
         """The pushed metrics and services (None when ingestion is off)."""
         otlp_ports = () if ingest is None or ingest.otlp_port == -1 else (ingest.otlp_port,)
@@ -80,7 +88,7 @@ class AggregatorServer:
         )
         """The rounds (every interval; with `interval_rounds` False only on demand)."""
         whole = WholeSnapshots()  # a round's rows converted once, for the streams and alerts
-        self._servicer = AggregatorServicer(self.loop, whole)
+        self._servicer = AggregatorServicer(self.loop, whole, callers)
         self.alerts = AlertManager(
             alerts or IN_MEMORY,
             clocks=clocks,

@@ -6,8 +6,9 @@ message quoting at most ~200 characters of the input), then only read what the l
 no handler ever runs a round of its own. Responses are serialized once per snapshot, projection and
 send instant (see `aggregator._convert`), so these methods return bytes sent as they are.
 
-Streams: trusted peers (`trusted_peers`, the gateway) may take every slot; other peers
-leave `reserved_subscribers` free and hold at most `max_streams_per_peer` each. A resume
+Streams: the gateway (a token with the `gateway` scope, a `trusted_clients` certificate, or
+on an open mesh a `trusted_peers` host: `aggregator._callers`) may take every slot; other
+callers leave `reserved_subscribers` free and hold at most `max_streams_per_peer` each. A resume
 point names (after_epoch, after_sequence); when snapshots were missed (another lifetime, or
 older than the history) the first message says so with `gap` (and `missed` when known).
 """
@@ -21,13 +22,14 @@ import grpc
 from google.protobuf.duration_pb2 import Duration
 from metricsmesh.v1 import aggregator_pb2
 
+from aggregator._callers import CallerRules
 from aggregator._convert import Projection, RenderCache, ResponseType, WholeSnapshots
 from aggregator._errors import AggregatorStateError, TooManySubscribers
 from aggregator._loop import RoundLoop
 from aggregator._model import SnapshotData
 from mesh_common.bounded import quote
 from mesh_common.errors import FilterError
-from mesh_common.grpc_input import Implementation, peer_host
+from mesh_common.grpc_input import Implementation
 from mesh_common.wire_time import to_seconds
 
 _LOG = logging.getLogger(__name__)
@@ -52,9 +54,15 @@ Context = grpc.aio.ServicerContext[Any, Any]
 class AggregatorServicer:
     """The handlers of AggregatorService, reading from one `RoundLoop`."""
 
-    def __init__(self, loop: RoundLoop, whole: WholeSnapshots | None = None) -> None:
+    def __init__(
+        self,
+        loop: RoundLoop,
+        whole: WholeSnapshots | None = None,
+        callers: CallerRules | None = None,
+    ) -> None:
         self._loop = loop
         self._cache = RenderCache(whole=whole)
+        self._callers = callers or CallerRules(loop.settings, identities=False)
 
     def implementations(self) -> dict[str, Implementation]:
         """The snapshot methods of AggregatorService by .proto name (responses pre-serialized)."""
@@ -88,11 +96,8 @@ class AggregatorServicer:
         if request.HasField("min_interval"):
             min_interval = await _seconds("min_interval", request.min_interval, context)
         loop = self._loop
-        peer = peer_host(context.peer())
         try:
-            subscription = loop.subscribe(
-                min_interval, peer=peer, trusted=peer in loop.settings.trusted_peers
-            )
+            subscription = loop.subscribe(min_interval, self._callers.caller(context))
         except TooManySubscribers as error:
             await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, str(error))
         except AggregatorStateError:

@@ -53,14 +53,25 @@ class AggregatorSettings:
     )
     trusted_peers: tuple[str, ...] = setting(
         ("127.0.0.1", "::1"),
-        "peer hosts (the gateway's) that may take the reserved subscriber slots and are not "
-        "capped per peer",
+        "peer hosts (the gateway's) that may take the reserved subscriber slots, uncapped, "
+        "only while the mesh is open (no [auth], no mutual TLS: the loopback demo); ignored "
+        "once callers have identities, where the gateway scope or trusted_clients decide",
+    )
+    trusted_clients: tuple[str, ...] = setting(
+        (),
+        "under mutual TLS, client certificate names (subject CN, DNS or URI SAN) that may take "
+        "the reserved subscriber slots, uncapped, as a token with the gateway scope may",
     )
     reserved_subscribers: int = setting(
-        16, "subscriber slots (of max_subscribers) only trusted_peers may take"
+        16,
+        "subscriber slots (of max_subscribers) only trusted callers may take (the gateway: its "
+        "token's gateway scope, a trusted_clients certificate, or on an open mesh trusted_peers)",
     )
     max_streams_per_peer: int = setting(
-        32, "most concurrent StreamSnapshots calls of one peer host that is not trusted"
+        32,
+        "most concurrent StreamSnapshots calls of one caller that is not trusted: one token "
+        "identity or client certificate name under [auth] or mutual TLS, one peer host on an "
+        "open mesh",
     )
     max_connections: int = setting(
         1024,
@@ -108,6 +119,8 @@ class AggregatorSettings:
             raise ConfigError(f"max_subscribers: {self.max_subscribers} must be >= 1")
         if self.reserved_subscribers < 0:
             raise ConfigError(f"reserved_subscribers: {self.reserved_subscribers} must be >= 0")
+        if any(not name.strip() for name in self.trusted_clients):
+            raise ConfigError("trusted_clients: a name must not be empty")
         if self.max_streams_per_peer < 1:
             raise ConfigError(f"max_streams_per_peer: {self.max_streams_per_peer} must be >= 1")
         if not math.isfinite(self.min_round_spacing_seconds) or self.min_round_spacing_seconds < 0:
@@ -132,7 +145,7 @@ class AggregatorSettings:
 
     @property
     def untrusted_subscribers(self) -> int:
-        """The most subscribers that are not trusted peers (the rest is reserved)."""
+        """The most subscribers that are not trusted callers (the rest is reserved)."""
         return max(1, self.max_subscribers - self.reserved_subscribers)
 
     @property

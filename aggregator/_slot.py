@@ -25,8 +25,8 @@ class SnapshotSlot:
         self._event = asyncio.Event()
         self._last_sent: float | None = None
         self.closed = False
-        self.peer: str | None = None
-        """The peer host of an untrusted subscriber (counted against its cap); None if trusted."""
+        self.caller: str | None = None
+        """The caller of an untrusted subscriber (counted against its cap); None if trusted."""
 
     def offer(self, snapshot: SnapshotData) -> None:
         """Put `snapshot` in the slot, replacing an undelivered one; never blocks."""

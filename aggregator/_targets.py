@@ -11,7 +11,6 @@ whose agent address changed starts afresh.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import logging
 from collections.abc import Iterator, Sequence
 
@@ -19,10 +18,9 @@ import grpc
 
 from aggregator._health import HealthWatch, RevivalProbe
 from aggregator._model import CallResult, Outcome, TargetKey, TargetState, target_key
-from mesh_common.errors import ConfigError
 from mesh_common.registry import Registry, ServiceEntry
 from mesh_common.tls import TlsSettings
-from mesh_common.tls_credentials import Stamp, files_stamp
+from mesh_common.tls_credentials import Rotation
 from mesh_common.transport import open_channel
 
 _LOG = logging.getLogger(__name__)
@@ -58,6 +56,8 @@ class Target:
     """Consecutive failures and backoff, as the last fold left them."""
     last_outcome: Outcome | None
     """What the latest round's call produced (None before the first round)."""
+    plaintext: bool
+    """Whether the channel to the agent is plaintext (no `[tls]`)."""
 
     def __init__(
         self,
@@ -74,6 +74,7 @@ class Target:
         self._deadline = deadline
         self.state = TargetState()
         self.last_outcome = None
+        self.plaintext = tls is None or not tls.enabled
         options = channel_options(reconnect_max_seconds)
         self._channel = open_channel(self.address, options=options, tls=tls)
         self.get_event_rate: grpc.aio.UnaryUnaryMultiCallable[bytes, bytes] = (
@@ -146,7 +147,11 @@ class Targets:
     ) -> None:
         self.registry = registry
         self._tls = tls
-        self._tls_stamp = _stamp(tls)
+        self._rotation = (
+            Rotation(tls, keeping="keeping the current channels")
+            if tls is not None and tls.enabled
+            else None
+        )
         self._by_key: dict[TargetKey, Target] = {}
         self._started = False
         self._reconnect_max = reconnect_max_seconds
@@ -216,15 +221,7 @@ class Targets:
         A target keeps its state and last outcome; its old channel is closed. A set of files
         that does not fit together (half-written) is logged and the old channels kept.
         """
-        tls = self._tls
-        stamp = _stamp(tls)
-        if tls is None or stamp == self._tls_stamp or not self._started:
-            return
-        self._tls_stamp = stamp
-        try:
-            dataclasses.replace(tls)  # checks the new files as at load
-        except ConfigError as error:
-            _LOG.warning("[tls] files changed but %s; keeping the current channels", error)
+        if self._rotation is None or not self._started or not self._rotation.check():
             return
         _LOG.info("[tls] files changed: new channels to the %d agents", len(self._by_key))
         old = self._by_key
@@ -250,13 +247,3 @@ class Targets:
         target.start()
         self._by_key[target.key] = target
         return target
-
-
-def _stamp(tls: TlsSettings | None) -> Stamp | None:
-    """The stamp of the `[tls]` files (None without TLS, or when one cannot be read)."""
-    if tls is None or not tls.enabled:
-        return None
-    try:
-        return files_stamp(tls)
-    except OSError:
-        return None

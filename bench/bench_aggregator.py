@@ -32,6 +32,7 @@ from metricsmesh.v1 import aggregator_pb2, aggregator_pb2_grpc, event_rate_pb2, 
 
 from aggregator import AggregatorServer, AggregatorSettings, Registry, ServiceEntry
 from aggregator.__main__ import tune_gc
+from mesh_common.tls import TlsSettings
 from mesh_common.transport import open_channel
 from mesh_common.wire_time import to_seconds
 
@@ -45,14 +46,20 @@ EVENT_RATE_SERVICE = event_rate_pb2.DESCRIPTOR.services_by_name["EventRateServic
 
 
 def _agent_worker(
-    count: int, first: int, hang: bool, timed: bool, conn: Connection, group: int = 1
+    count: int,
+    first: int,
+    hang: bool,
+    timed: bool,
+    tls: TlsSettings | None,
+    conn: Connection,
+    group: int = 1,
 ) -> None:
     """Host `count` agents (the first one hanging when `hang`) until told to stop.
 
     Agent `i` is service `svc-{i // group}`: `group` agents in a row are one service's
     instances.
     """
-    asyncio.run(_host_agents(count, first, hang, timed, conn, group))
+    asyncio.run(_host_agents(count, first, hang, timed, tls, conn, group))
 
 
 TIMED_KINDS = ("api_call", "data_fetch", "inference")
@@ -68,7 +75,13 @@ def _observe_three_kinds(tracker: Any, index: int) -> None:
 
 
 async def _host_agents(
-    count: int, first: int, hang: bool, timed: bool, conn: Connection, group: int = 1
+    count: int,
+    first: int,
+    hang: bool,
+    timed: bool,
+    tls: TlsSettings | None,
+    conn: Connection,
+    group: int = 1,
 ) -> None:
     from agent import AgentServer, EventTracker
     from mesh_common.grpc_host import GrpcHost
@@ -97,7 +110,7 @@ async def _host_agents(
         tracker.record(n=index + 1)
         if timed:
             _observe_three_kinds(tracker, index)
-        agent = AgentServer(tracker, grace_seconds=0)
+        agent = AgentServer(tracker, grace_seconds=0, tls=tls)
         ports.append(await agent.start())
         stops.append(agent.stop)
     conn.send(ports)
@@ -121,12 +134,17 @@ def agents_cpu() -> float:
 
 @contextlib.contextmanager
 def agent_fleet(
-    count: int, *, hang: bool = False, timed: bool = False, group: int = 1
+    count: int,
+    *,
+    hang: bool = False,
+    timed: bool = False,
+    tls: TlsSettings | None = None,
+    group: int = 1,
 ) -> Iterator[Registry]:
     """`count` agents in WORKERS processes; yields the registry that points at them.
 
-    With `group` > 1, every `group` agents in a row are the instances of one service (a
-    worker's share is a whole number of services).
+    With `tls` the agents serve TLS (bench_tls). With `group` > 1, every `group` agents in a
+    row are the instances of one service (a worker's share is a whole number of services).
     """
     context = multiprocessing.get_context("spawn")
     pipes, processes, ports = [], [], []
@@ -140,7 +158,7 @@ def agent_fleet(
         parent, child = context.Pipe()
         process = context.Process(
             target=_agent_worker,
-            args=(size, first, hang and worker == 0, timed, child, group),
+            args=(size, first, hang and worker == 0, timed, tls, child, group),
             daemon=True,
         )
         process.start()

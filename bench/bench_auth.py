@@ -20,6 +20,7 @@ import jwt
 from starlette.types import Message, Receive, Scope, Send
 
 from gateway._auth import Authenticate
+from gateway._tickets import TicketBook
 from mesh_common.auth import Verifier, token_digest
 from mesh_common.auth_settings import SECTION
 
@@ -98,7 +99,7 @@ def main() -> None:
     cold_us = best_us(lambda: check._decode(token))  # what a JWT's first use costs
     print(f"identify, HS256 JWT, repeat:           {jwt_us:6.2f} us")
     print(f"identify, HS256 JWT, first use:        {cold_us:6.2f} us (signature check)")
-    guarded = Authenticate(bare, check)
+    guarded = Authenticate(bare, check, TicketBook(time.monotonic))
     baseline = asyncio.run(best_request_us(bare, STATIC))
     for name, value in (("static token", STATIC), ("HS256 JWT", token)):
         with_auth = asyncio.run(best_request_us(guarded, value))

@@ -33,6 +33,7 @@ import os
 import re
 import shutil
 import socket
+import ssl
 import statistics
 import subprocess
 import sys
@@ -146,12 +147,19 @@ class Served(NamedTuple):
 
 
 @contextlib.contextmanager
-def gateway(aggregator: str) -> Iterator[Served]:
-    """`python -m gateway` in its own process, once it is ready."""
+def gateway(
+    aggregator: str, *, config: str | None = None, https: ssl.SSLContext | None = None
+) -> Iterator[Served]:
+    """`python -m gateway` in its own process, once it is ready.
+
+    `config` is a mesh file to read (its `[tls]`, for bench_tls); with `https`, the context
+    to check its readiness over HTTPS with.
+    """
     os.environ.update(BENCH_LIMITS)
     port = free_port()
     command = [PYTHON, "-m", "gateway", "--port", str(port), "--aggregator", aggregator]
-    with _process([*command, "--log-level", "warning"], port, "/health/ready") as process:
+    command += ["--config", config] if config else []
+    with _process([*command, "--log-level", "warning"], port, "/health/ready", https) as process:
         yield Served(port, process.pid)
 
 
@@ -257,15 +265,18 @@ def floor(gateway_port: int, *, guarded: bool) -> Iterator[Served]:
 
 
 @contextlib.contextmanager
-def _process(command: list[str], port: int, ready_path: str) -> Iterator[subprocess.Popen[bytes]]:
+def _process(
+    command: list[str], port: int, ready_path: str, https: ssl.SSLContext | None = None
+) -> Iterator[subprocess.Popen[bytes]]:
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL)
+    url = f"{'https' if https else 'http'}://127.0.0.1:{port}{ready_path}"
     try:
         deadline = time.monotonic() + 30
         while True:
             if process.poll() is not None:
                 raise RuntimeError(f"{command[:3]} exited with {process.returncode}")
             try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}{ready_path}", timeout=2):
+                with urllib.request.urlopen(url, timeout=2, context=https):
                     break
             except OSError:
                 if time.monotonic() > deadline:

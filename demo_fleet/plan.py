@@ -1,8 +1,10 @@
 """The demo's plan: every process, on which ports, with which misbehaviour.
 
 `plan_fleet` applies `--port-offset` or `--free-ports` to the registry, the aggregator, the
-gateway and the fake upstream; `FleetPlan.config_document` is the TOML handed to the
-aggregator and the gateway; `FleetPlan.specs` lists the processes for the supervisor.
+gateway and the fake upstream; `FleetPlan.config_document` is the TOML handed to every child;
+the `*_specs` methods list the processes for the supervisor. A plan with `credentials`
+(`--secure`, `demo_fleet.secure`) runs every hop over mutual TLS with tokens: the children
+read `[tls]` and `[auth]` from the config, the probes use the client certificate.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from aggregator import SECTION as AGGREGATOR_SECTION
 from demo_fleet.ports import PortClaim, free_ports
 from demo_fleet.probes import all_of, grpc_serving, http_ok
 from demo_fleet.schedule import Schedule
+from demo_fleet.secure import DemoCredentials
 from demo_fleet.settings import DemoSettings
 from demo_fleet.supervisor import ProcessSpec
 from gateway import GatewaySettings
@@ -28,6 +31,7 @@ from mesh_common.addresses import HostPort, is_port, port_range
 from mesh_common.config import MeshFile
 from mesh_common.errors import ConfigError
 from mesh_common.registry import SERVICES, Registry, ServiceEntry
+from mesh_common.tls import PLAINTEXT, TlsSettings
 
 AGGREGATOR_HEALTH_NAME = "metricsmesh.v1.AggregatorService"
 
@@ -142,6 +146,18 @@ class FleetPlan:
     """`--log-format` of every child that logs (text or json lines, in its log file)."""
     otlp_port: int = -1
     """The aggregator's OTLP/gRPC port (`[ingest] otlp_port`; -1: none)."""
+    credentials: DemoCredentials | None = None
+    """`--secure`: the certificates and secrets written into the run directory."""
+
+    @property
+    def client_tls(self) -> TlsSettings:
+        """The `[tls]` the demo's own probes dial with (plaintext without credentials)."""
+        return self.credentials.client_tls if self.credentials else PLAINTEXT
+
+    @property
+    def probe_token(self) -> str:
+        """The bearer token of the probes that need one ('' without credentials)."""
+        return self.credentials.mesh_token if self.credentials else ""
 
     @property
     def upstream_url(self) -> str:
@@ -155,8 +171,9 @@ class FleetPlan:
 
     @property
     def gateway_url(self) -> str:
-        """Base URL of the gateway (the dashboard)."""
-        return f"http://{dial(self.gateway.host, self.gateway.port)}"
+        """Base URL of the gateway (the dashboard): https with credentials."""
+        scheme = "https" if self.credentials else "http"
+        return f"{scheme}://{dial(self.gateway.host, self.gateway.port)}"
 
     def claims(self) -> list[PortClaim]:
         """Every port the demo will listen on, with its owner, in start order."""
@@ -173,14 +190,17 @@ class FleetPlan:
     def config_document(
         self, state_dir: Path | None = None, history: Path | None = None
     ) -> dict[str, Any]:
-        """The mesh config for the aggregator and the gateway: the user's, with our ports.
+        """The mesh config of every child: the user's, with our ports (and our security).
 
-        Without an `[alerts]` table of the user's, the demo's own rules apply (DEMO_RULES),
+        With `credentials`, the demo's `[tls]` and `[auth]` replace the user's. Without an
+        `[alerts]` table of the user's, the demo's own rules apply (DEMO_RULES),
         with their state in `state_dir` (the run directory's). Without a `[history]` table of
         the user's, the history is the file `history` (kept from one demo to the next, so a
         restarted demo still shows the past).
         """
         document = copy.deepcopy(dict(self.tables))
+        if self.credentials is not None:
+            document.update(self.credentials.tables())
         if "history" not in document and history is not None:
             document["history"] = {"path": str(history)}
         if "alerts" not in document:
@@ -193,6 +213,8 @@ class FleetPlan:
         document.setdefault("ingest", {})["otlp_port"] = self.otlp_port
         gateway = document.setdefault("gateway", {})
         gateway["port"] = self.gateway.port
+        if self.credentials is not None:
+            gateway["https_client_auth"] = False  # browsers sign in; no certificate to import
         gateway["aggregator"] = self.aggregator_address
         document["services"] = [
             {
@@ -207,12 +229,12 @@ class FleetPlan:
         ]
         return document
 
-    def service_specs(self, python: str = sys.executable) -> list[ProcessSpec]:
-        """The fake upstream and one process per service."""
+    def service_specs(self, config_path: Path, python: str = sys.executable) -> list[ProcessSpec]:
+        """The fake upstream and one process per service (its agent's `[tls]` from the config)."""
         chaos = misbehaviour(self.demo, self.services)
         return [
             self._upstream_spec(python),
-            *(self._service_spec(entry, chaos, python) for entry in self.services),
+            *(self._service_spec(entry, chaos, python, config_path) for entry in self.services),
         ]
 
     def _upstream_spec(self, python: str) -> ProcessSpec:
@@ -225,14 +247,20 @@ class FleetPlan:
             restart_delay=1.0,
         )
 
-    def _service_spec(self, entry: ServiceEntry, chaos: Misbehaviour, python: str) -> ProcessSpec:
+    def _service_spec(
+        self, entry: ServiceEntry, chaos: Misbehaviour, python: str, config_path: Path
+    ) -> ProcessSpec:
         http = dial(entry.host, entry.port)
         agent = dial(entry.host, entry.agent_port)
         restarting = entry.name == chaos.restarting
+        argv = self._service_argv(entry, chaos, python)
         return ProcessSpec(
             name=entry.name,
-            argv=(*self._service_argv(entry, chaos, python), "--parent-pid", str(os.getpid())),
-            ready=all_of(grpc_serving(agent, any_status=True), http_ok(f"http://{http}/healthz")),
+            argv=(*argv, "--config", str(config_path), "--parent-pid", str(os.getpid())),
+            ready=all_of(
+                grpc_serving(agent, any_status=True, tls=self.client_tls),
+                http_ok(f"http://{http}/healthz"),
+            ),
             summary=f"http {http}  agent {agent}",
             restart_delay=self.demo.down_seconds if restarting else 2.0,
         )
@@ -279,10 +307,11 @@ class FleetPlan:
             argv += ["--error", schedule.text()]
         return argv
 
-    def pusher_spec(self, python: str = sys.executable) -> ProcessSpec | None:
+    def pusher_spec(self, config_path: Path, python: str = sys.executable) -> ProcessSpec | None:
         """The process pushing seed 003 metrics, seed 004 events and OTLP.
 
-        None without an OTLP port to push to (`[ingest] otlp_port` -1 or 0).
+        It reads `[tls]` and `[auth] client_token` from the config. None without an OTLP port
+        to push to (`[ingest] otlp_port` -1 or 0).
         """
         if self.otlp_port <= 0:
             return None
@@ -297,11 +326,18 @@ class FleetPlan:
                 self.gateway_url,
                 "--otlp",
                 otlp,
+                "--config",
+                str(config_path),
                 "--parent-pid",
                 str(os.getpid()),
             ),
             # Ready once its OTLP row is in: every way of pushing has worked once by then.
-            ready=http_ok(f"{self.gateway_url}/metrics/services/health", '"checkout"'),
+            ready=http_ok(
+                f"{self.gateway_url}/metrics/services/health",
+                '"checkout"',
+                tls=self.client_tls,
+                token=self.probe_token,
+            ),
             summary=f"pushes to {self.gateway_url} and OTLP {otlp}",
             restart_delay=2.0,
         )
@@ -328,7 +364,9 @@ class FleetPlan:
                     "--log-format",
                     self.log_format,
                 ),
-                ready=grpc_serving(self.aggregator_address, AGGREGATOR_HEALTH_NAME),
+                ready=grpc_serving(
+                    self.aggregator_address, AGGREGATOR_HEALTH_NAME, tls=self.client_tls
+                ),
                 summary=f"grpc {self.aggregator_address}",
                 restart_delay=2.0,
             ),
@@ -351,8 +389,10 @@ class FleetPlan:
                     "--log-format",
                     self.log_format,
                 ),
-                ready=http_ok(f"{self.gateway_url}/health"),
-                summary=f"http {self.gateway_url}/",
+                ready=http_ok(
+                    f"{self.gateway_url}/health", tls=self.client_tls, token=self.probe_token
+                ),
+                summary=self.gateway_url + "/",
                 restart_delay=2.0,
             ),
         ]

@@ -12,6 +12,10 @@ stopped (or its parent goes away):
   `http.server.request.duration` histogram of a `checkout` service that is not in the
   registry, built with the `opentelemetry-proto` messages as any OTLP SDK sends them. It shows
   as a row with its rate, error rate (its 500s) and latency.
+
+With `--config FILE` it pushes as the mesh's programs do: over TLS with the file's `[tls]`
+(its certificate shown under mutual TLS) and with `[auth] client_token` as its bearer token
+(`metrics-mesh demo --secure`).
 """
 
 from __future__ import annotations
@@ -33,6 +37,15 @@ from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2, metric
 from opentelemetry.proto.common.v1 import common_pb2
 from opentelemetry.proto.metrics.v1 import metrics_pb2
 from opentelemetry.proto.resource.v1 import resource_pb2
+
+from mesh_common.auth_client import AUTHORIZATION
+from mesh_common.auth_settings import SECTION as AUTH
+from mesh_common.config import load_mesh_file
+from mesh_common.errors import ConfigError
+from mesh_common.options import add_config_option
+from mesh_common.tls import PLAINTEXT, TlsSettings, https_client_context
+from mesh_common.tls import SECTION as TLS
+from mesh_common.transport import open_blocking_channel
 
 EVENT_TYPES = ("user_login", "appointment_created", "notification_sent")
 HOSTS = ("server01", "server02", "server03")
@@ -156,17 +169,35 @@ def _gauge(name: str, value: float, host: str, help_text: str) -> dict[str, obje
     }
 
 
-def push_forever(gateway: str, otlp: str, parent_pid: int | None) -> None:
-    """Push every second until stopped; a failed push is logged and the next one tried."""
+def push_forever(
+    gateway: str,
+    otlp: str,
+    parent_pid: int | None,
+    *,
+    tls: TlsSettings = PLAINTEXT,
+    token: str = "",
+) -> None:
+    """Push every second until stopped; a failed push is logged and the next one tried.
+
+    `tls` secures both the gateway's HTTPS and the OTLP channel; `token` ('' = none) is the
+    bearer token of every push.
+    """
     checkout = Checkout()
     gauges = Gauges()
     next_otlp = time.monotonic()
+    bearer = f"Bearer {token}"
     with (
-        httpx.Client(base_url=gateway, timeout=5.0) as http,
-        grpc.insecure_channel(otlp) as channel,
+        httpx.Client(
+            base_url=gateway,
+            timeout=5.0,
+            verify=https_client_context(tls) if tls.enabled else True,
+            headers={"Authorization": bearer} if token else {},
+        ) as http,
+        open_blocking_channel(otlp, tls=tls) as channel,
     ):
         stub = metrics_service_pb2_grpc.MetricsServiceStub(channel)  # type: ignore[no-untyped-call]
         export = stub.Export
+        metadata = ((AUTHORIZATION, bearer),) if token else ()
         while parent_pid is None or os.getppid() == parent_pid:
             started = time.monotonic()
             try:
@@ -180,7 +211,7 @@ def push_forever(gateway: str, otlp: str, parent_pid: int | None) -> None:
                 http.post("/api/v1/metrics/batch", json=gauges.batch()).raise_for_status()
                 checkout.serve(random.randint(20, 40))
                 if started >= next_otlp:
-                    export(checkout.request(), timeout=5.0)
+                    export(checkout.request(), timeout=5.0, metadata=metadata)
                     next_otlp = started + OTLP_EVERY_SECONDS
             except httpx.HTTPError as error:
                 print(f"pusher: a REST push failed ({error}); trying again", flush=True)
@@ -203,10 +234,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--gateway", required=True, help="the gateway's base URL")
     parser.add_argument("--otlp", required=True, help="host:port of the aggregator's OTLP port")
     parser.add_argument("--parent-pid", type=int, help="exit when this parent process is gone")
+    add_config_option(parser)
     args = parser.parse_args(argv)
+    try:
+        mesh = load_mesh_file(args.config)
+        tls, token = mesh.read(TLS), mesh.read(AUTH).client_token
+    except ConfigError as error:
+        parser.error(str(error))
     signal.signal(signal.SIGTERM, _stop)
     with contextlib.suppress(KeyboardInterrupt):
-        push_forever(args.gateway, args.otlp, args.parent_pid)
+        push_forever(args.gateway, args.otlp, args.parent_pid, tls=tls, token=token)
     return 0
 
 

@@ -1,9 +1,13 @@
-"""`metrics-mesh demo`: start the whole fleet, print where everything is, stop it all on Ctrl-C."""
+"""`metrics-mesh demo`: start the whole fleet, print where everything is, stop it all on Ctrl-C.
+
+With `secure`, the run directory gets the demo's own certificates and secrets first
+(`demo_fleet.secure`) and every process runs with them.
+"""
 
 from __future__ import annotations
 
 import asyncio
-import shutil
+import dataclasses
 import signal
 import sys
 import tempfile
@@ -13,12 +17,15 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from aggregator import default_state_dir
+from demo_fleet.banner import banner
 from demo_fleet.errors import PortTakenError, StartupError
-from demo_fleet.plan import FleetPlan, dial, misbehaviour
+from demo_fleet.plan import FleetPlan
 from demo_fleet.ports import check_ports, port_is_free
+from demo_fleet.secure import replaced_tables, write_credentials
 from demo_fleet.supervisor import Supervisor
 from demo_fleet.toml_out import dumps
 from mesh_common.errors import exit_status
+from metricsmesh_cli.certs import write_private
 
 CONFIG_FILE_NAME = "metrics-mesh.toml"
 HISTORY_FILE_NAME = "demo-history.sqlite3"
@@ -28,65 +35,6 @@ PORT_RELEASE_SECONDS = 3.0
 def demo_history() -> Path:
     """The demo's history file, in the user's state directory: kept from one demo to the next."""
     return Path(default_state_dir()) / HISTORY_FILE_NAME
-
-
-def installed_command(name: str) -> str:
-    """The program to suggest: the one beside this Python (the venv's), else the one on PATH."""
-    beside = Path(sys.executable).with_name(name)
-    return str(beside) if beside.exists() else (shutil.which(name) or name)
-
-
-def banner(plan: FleetPlan, config_path: Path, run_dir: Path) -> str:
-    """What the operator needs once everything is up: URLs, addresses, commands to paste."""
-    grpcurl = installed_command("grpcurl")
-    cli = installed_command("metrics-mesh")
-    agg = plan.aggregator_address
-    chaos = misbehaviour(plan.demo, plan.services)
-    calm = [e for e in plan.services if e.name not in (chaos.restarting, chaos.not_serving)]
-    # The example agent is one that stays up, a data service if there is one.
-    example = next((e for e in calm if e.data_source), calm[0] if calm else plan.services[0])
-    agent = dial(example.host, example.agent_port)
-    lines = [
-        "",
-        f"metrics-mesh demo is up: {len(plan.services)} services, the aggregator and the gateway",
-        "",
-        f"  dashboard    {plan.gateway_url}/",
-        f"  REST         {plan.gateway_url}/api/v1/real-time-metrics",
-        f"  Prometheus   {plan.gateway_url}/metrics",
-        f"  aggregator   {agg}  (gRPC, metricsmesh.v1.AggregatorService)",
-        f"  agents       one per service, e.g. {example.name} at {agent}",
-        *(
-            [
-                f"  pushed       OTLP/gRPC {dial(plan.aggregator.host, plan.otlp_port)}, "
-                f"OTLP/HTTP {plan.gateway_url}/v1/metrics, seed 003/004 REST "
-                "(the pusher sends all three)"
-            ]
-            if plan.otlp_port > 0
-            else []
-        ),
-        "",
-        "Ready to paste:",
-        f"  {grpcurl} -plaintext {agg} list",
-        f"  {grpcurl} -plaintext -d '{{}}' {agg} metricsmesh.v1.AggregatorService/GetSnapshot",
-        f'  {grpcurl} -plaintext -d \'{{"filter": {{"service_types": ["data"]}}}}\' '
-        f"{agg} metricsmesh.v1.AggregatorService/StreamSnapshots",
-        f"  {grpcurl} -plaintext {agent} metricsmesh.v1.EventRateService/GetEventRate",
-        f'  {grpcurl} -plaintext -d \'{{"service": "{example.name}"}}\' {agent} '
-        "grpc.health.v1.Health/Check",
-        f"  curl -s {plan.gateway_url}/api/v1/real-time-metrics",
-        f"  curl -s {plan.gateway_url}/metrics/services/health",
-        f"  curl -s {plan.gateway_url}/api/v1/metrics/latest/cpu_usage_percent",
-        f"  {cli} top --config {config_path}",
-        f"  {cli} snapshot --config {config_path}",
-        "",
-        "Misbehaving on purpose:",
-        *(f"  {note}" for note in chaos.notes),
-        "",
-        f"Logs and the generated config: {run_dir}",
-        "Press Ctrl-C to stop every process.",
-        "",
-    ]
-    return "\n".join(lines)
 
 
 class DemoRun:
@@ -113,10 +61,12 @@ class DemoRun:
         """Start everything, wait for a stop request, stop everything; the exit status."""
         plan = self.plan
         config_path = self.run_dir / CONFIG_FILE_NAME
-        config_path.write_text(
-            dumps(plan.config_document(state_dir=self.run_dir / "state", history=demo_history())),
-            encoding="utf-8",
-        )
+        document = plan.config_document(state_dir=self.run_dir / "state", history=demo_history())
+        write_private(config_path, dumps(document).encode())  # --secure: it holds secrets
+        replaced = replaced_tables(plan.tables) if plan.credentials else []
+        if replaced:
+            verb = "replaces" if len(replaced) == 1 else "replace"
+            self.say(f"--secure: the demo's own {' and '.join(replaced)} {verb} the file's")
         self.say(
             f"starting {len(plan.services)} demo services and the fake upstream "
             f"(logs in {self.run_dir})"
@@ -126,14 +76,14 @@ class DemoRun:
         try:
             timeout = plan.demo.startup_timeout_seconds
             if not await self._until_stopped(
-                self.supervisor.start(plan.service_specs(), timeout=timeout)
+                self.supervisor.start(plan.service_specs(config_path), timeout=timeout)
             ):
                 return 130
             self.say("starting the aggregator, then the gateway")
             for spec in plan.mesh_specs(config_path):
                 if not await self._until_stopped(self.supervisor.start([spec], timeout=timeout)):
                     return 130
-            pusher = plan.pusher_spec()
+            pusher = plan.pusher_spec(config_path)
             if pusher is not None:
                 self.say("starting the pusher (seed 003 metrics, seed 004 events, OTLP)")
                 if not await self._until_stopped(self.supervisor.start([pusher], timeout=timeout)):
@@ -200,8 +150,18 @@ async def _run(plan: FleetPlan, run_dir: Path, out: TextIO) -> int:
     return await demo.run()
 
 
-def run_demo(plan: FleetPlan, *, run_dir: str | None = None, out: TextIO = sys.stdout) -> int:
-    """Check the ports, run the fleet until SIGINT/SIGTERM; returns the exit status."""
+def run_demo(
+    plan: FleetPlan,
+    *,
+    run_dir: str | None = None,
+    out: TextIO = sys.stdout,
+    secure: bool = False,
+) -> int:
+    """Check the ports, run the fleet until SIGINT/SIGTERM; returns the exit status.
+
+    With `secure`, mutual TLS and tokens everywhere, from credentials written into the run
+    directory.
+    """
     try:
         check_ports(plan.claims())
     except PortTakenError as error:
@@ -213,4 +173,6 @@ def run_demo(plan: FleetPlan, *, run_dir: str | None = None, out: TextIO = sys.s
         path.mkdir(parents=True, exist_ok=True)
     else:
         path = Path(tempfile.mkdtemp(prefix="metrics-mesh-demo-"))
+    if secure:
+        plan = dataclasses.replace(plan, credentials=write_credentials(path))
     return asyncio.run(_run(plan, path, out))

@@ -5,7 +5,8 @@
 
 - HTTP on `--port`: `/`, `/healthz`, `/api/status`, `/api/items/{n}`, `/api/latest`; every
   request is counted as `api_call` by the agent's middleware;
-- the agent (EventRateService, health, reflection) on `--agent-port`;
+- the agent (EventRateService, health, reflection) on `--agent-port`, over TLS when the
+  `--config` file has a `[tls]` table (`metrics-mesh demo --secure`);
 - its own workload (`workload.Workload`, profile from `profiles.flows_for`).
 
 Misbehaviour on request (the demo turns it on for a few services):
@@ -44,9 +45,12 @@ from demo_fleet.schedule import Schedule, schedule_arg
 from demo_fleet.workload import Workload
 from mesh_common import logs
 from mesh_common.addresses import HostPort, format_host_port
-from mesh_common.errors import EXIT_FAILURE
+from mesh_common.config import load_mesh_file
+from mesh_common.errors import EXIT_FAILURE, ConfigError
 from mesh_common.logs import LogFormat
-from mesh_common.options import add_logging_options
+from mesh_common.options import add_config_option, add_logging_options
+from mesh_common.tls import PLAINTEXT, TlsSettings
+from mesh_common.tls import SECTION as TLS
 from mesh_common.transport import listen_http
 
 log = logging.getLogger("demo-service")
@@ -73,6 +77,8 @@ class ServiceOptions:
     parent_pid: int | None = None
     log_level: str = "INFO"
     log_format: LogFormat = "text"
+    tls: TlsSettings = PLAINTEXT
+    """The agent's `[tls]` (the HTTP API stays plaintext: it is the service's own)."""
 
 
 def create_app(
@@ -152,7 +158,11 @@ class DemoService:
                 )
             )
         self.agent = AgentServer(
-            self.tracker, host=options.host, port=options.agent_port, interceptors=interceptors
+            self.tracker,
+            host=options.host,
+            port=options.agent_port,
+            interceptors=interceptors,
+            tls=options.tls,
         )
 
     def elapsed(self) -> float:
@@ -323,8 +333,13 @@ def parse_args(argv: list[str] | None = None) -> ServiceOptions:
     parser.add_argument("--not-serving", type=schedule_arg, help="START,PERIOD,DURATION")
     parser.add_argument("--error", type=schedule_arg, help="START,PERIOD,DURATION")
     parser.add_argument("--parent-pid", type=int, help="exit when this parent process is gone")
+    add_config_option(parser)
     add_logging_options(parser)
     args = parser.parse_args(argv)
+    try:
+        tls = load_mesh_file(args.config).read(TLS)
+    except ConfigError as error:
+        parser.error(str(error))  # exits with the usage status: the supervisor gives up
     return ServiceOptions(
         name=args.name,
         service_type=args.service_type,
@@ -340,6 +355,7 @@ def parse_args(argv: list[str] | None = None) -> ServiceOptions:
         parent_pid=args.parent_pid,
         log_level=args.log_level,
         log_format=args.log_format,
+        tls=tls,
     )
 
 

@@ -10,6 +10,7 @@ import dataclasses
 import logging
 import ssl
 import sys
+from collections.abc import Callable
 from typing import Any
 
 import uvicorn
@@ -19,9 +20,10 @@ from gateway._http import guarded_protocol
 from gateway._settings import SECTION, GatewaySettings, load_settings
 from mesh_common.addresses import format_host_port, loopback_for
 from mesh_common.auth_settings import SECTION as AUTH_SECTION
-from mesh_common.auth_settings import AuthSettings, exposure_warning
+from mesh_common.auth_settings import AuthSettings, check_admin_token
 from mesh_common.config import load_mesh_file
 from mesh_common.errors import MeshError, exit_status
+from mesh_common.exposure import exposure_warning
 from mesh_common.options import (
     ENV_HELP,
     HelpFormatter,
@@ -34,6 +36,7 @@ from mesh_common.options import (
 )
 from mesh_common.tls import PLAINTEXT, TlsSettings
 from mesh_common.tls import SECTION as TLS_SECTION
+from mesh_common.tls_https import RotatingContext
 from mesh_common.transport import listen_http
 
 _LOG = logging.getLogger("gateway")
@@ -85,6 +88,7 @@ def run(args: argparse.Namespace) -> int:
         settings = settings_from_args(args)
         auth = load_mesh_file(args.config).read(AUTH_SECTION)
         tls = load_mesh_file(args.config).read(TLS_SECTION)
+        check_admin_token("gateway", settings.admin_token, auth)
         sock = listen_http(settings.host, settings.port)
     except MeshError as error:
         print(f"gateway: {error}", file=sys.stderr)
@@ -93,7 +97,7 @@ def run(args: argparse.Namespace) -> int:
     scheme = "https" if tls.can_serve else "http"
     url = f"{scheme}://{format_host_port(loopback_for(settings.host), sock.getsockname()[1])}/"
     _LOG.info("gateway serving on %s (aggregator %s)", url, settings.aggregator)
-    warning = exposure_warning("the gateway", settings.host, auth)
+    warning = exposure_warning("the gateway", settings.host, auth=auth, tls=tls)
     if warning is not None:
         _LOG.warning("%s", warning)
     # log_config None: uvicorn's own lines go through the mesh's handler (text or JSON).
@@ -126,7 +130,8 @@ def uvicorn_config(
     message once per client doubled the gateway's CPU (python -m bench ws_memory).
     `auth` is the `[auth]` table (tokens and logins). With a
     certificate in `tls` (the `[tls]` table) it serves HTTPS (requiring a client certificate
-    signed by its CA under `client_auth`). `options` are uvicorn's, over these.
+    signed by its CA under `client_auth`), following rotated files (`https_options`).
+    `options` are uvicorn's, over these.
     """
     config: dict[str, Any] = {
         "http": guarded_protocol(settings),
@@ -134,19 +139,32 @@ def uvicorn_config(
         "ws": "websockets-sansio",
         "ws_max_size": settings.ws_max_message_bytes + 4096,
         "ws_per_message_deflate": False,
-        **https_options(tls or PLAINTEXT),
+        **https_options(tls or PLAINTEXT, client_auth=settings.https_client_auth),
     }
     return uvicorn.Config(create_app(settings, tls=tls, auth=auth), **{**config, **options})
 
 
-def https_options(tls: TlsSettings) -> dict[str, Any]:
-    """Uvicorn's TLS options for `tls` (none when it has no certificate to serve)."""
+def https_options(tls: TlsSettings, *, client_auth: bool = True) -> dict[str, Any]:
+    """Uvicorn's TLS options for `tls` (none when it has no certificate to serve).
+
+    A client certificate is required under `tls.client_auth` unless `client_auth` is False
+    (`[gateway] https_client_auth`: browsers that hold no certificate, tokens instead).
+
+    The context follows rotated files: new connections get the new certificate (and CA)
+    within a handshake of the change, without a restart (`mesh_common.tls_https`).
+    """
     if not tls.can_serve:
         return {}
     options: dict[str, Any] = {"ssl_certfile": tls.cert_file, "ssl_keyfile": tls.key_file}
     if tls.ca_file:
         options["ssl_ca_certs"] = tls.ca_file
-        options["ssl_cert_reqs"] = ssl.CERT_REQUIRED if tls.client_auth else ssl.CERT_NONE
+        required = tls.client_auth and client_auth
+        options["ssl_cert_reqs"] = ssl.CERT_REQUIRED if required else ssl.CERT_NONE
+
+    def rotating(_: uvicorn.Config, build: Callable[[], ssl.SSLContext]) -> ssl.SSLContext:
+        return RotatingContext(tls, build).context
+
+    options["ssl_context_factory"] = rotating
     return options
 
 

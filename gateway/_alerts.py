@@ -187,7 +187,6 @@ class AlertHub(UpstreamLink):
         delays = self._delays()
         assert self._channel is not None
         stub = aggregator_pb2_grpc.AggregatorServiceStub(self._channel)
-        self._set_state(UpstreamState.CONNECTING, f"connecting to the aggregator at {self.target}")
         while True:
             try:
                 listed = await stub.ListAlerts(

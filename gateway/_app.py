@@ -22,7 +22,7 @@ from gateway._history_routes import history_router
 from gateway._history_status import HistoryStatusPoller
 from gateway._ingest_routes import ingest_router
 from gateway._limits import guard, safe_redirects
-from gateway._login import login_router
+from gateway._login import identity_router, login_router
 from gateway._otlp_routes import otlp_router
 from gateway._prometheus import prometheus_router
 from gateway._query_api import query_api_router
@@ -33,11 +33,12 @@ from gateway._seed004_routes import seed_004_router
 from gateway._settings import GatewaySettings
 from gateway._sse import sse_router
 from gateway._state import GatewayState
+from gateway._tickets import TicketBook, ticket_router
 from gateway._upstream import SnapshotHub
 from gateway._ws import ws_router
 from mesh_common.auth import Verifier
 from mesh_common.auth_client import bearer_interceptors
-from mesh_common.auth_settings import AuthSettings
+from mesh_common.auth_settings import AuthSettings, check_admin_token
 from mesh_common.clocks import SYSTEM_CLOCKS, Clocks
 from mesh_common.tls import TlsSettings
 from mesh_common.version import version
@@ -57,14 +58,21 @@ class GatewayApp(FastAPI):
     """
 
     def __init__(
-        self, state: GatewayState, *, verifier: Verifier | None = None, **kwargs: Any
+        self,
+        state: GatewayState,
+        *,
+        verifier: Verifier | None = None,
+        tickets: TicketBook | None = None,
+        **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         self._gateway_state = state
         routes: ASGIApp = QueryCount(super().__call__, state)
         if not state.settings.cors_origins:
             routes = FastPath(routes, state)
-        self._front = guard(authenticate(routes, verifier), state)
+        if tickets is None:
+            tickets = TicketBook(state.clocks.monotonic)
+        self._front = guard(authenticate(routes, verifier, tickets), state)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """The guard, the fast path, then FastAPI."""
@@ -87,12 +95,15 @@ def create_app(
     The alert subscription (`AlertHub`) and the history status poll run beside it, with the
     same lifespan.
     `app.state.gateway` is the shared `GatewayState` (settings, clocks, hubs, client counts).
-    With `auth` on, every route but health needs a bearer token (`gateway._auth`), and the
-    calls to the aggregator carry `auth.client_token`.
-    With `tls` (the `[tls]` table) the channel to the aggregator is TLS; serving HTTPS is
-    uvicorn's part (`gateway.__main__.uvicorn_config`).
+    With `auth` on, every route but health and the dashboard's page needs a bearer token
+    (`gateway._auth`), browsers log in or get single-use stream tickets (`gateway._login`,
+    `gateway._tickets`), and the calls to the aggregator carry `auth.client_token`.
+    With `tls` (the `[tls]` table) the channels to the aggregator are TLS (opened again when
+    the files are rotated, `gateway._link`); serving HTTPS is uvicorn's part
+    (`gateway.__main__.uvicorn_config`).
     """
     settings = settings or GatewaySettings()
+    check_admin_token("gateway", settings.admin_token, auth)
     snapshots = _hub(settings, clocks, tls)
     alert_hub = _alert_hub(settings, clocks, tls, on_change=snapshots.wake_waiters)
     state = GatewayState(
@@ -105,6 +116,7 @@ def create_app(
     )
     hub, alerts, history = state.hub, state.alerts, state.history
     verifier = None
+    tickets = TicketBook(clocks.monotonic)
     if auth is not None and auth.enabled:
         verifier = Verifier(auth, clocks=clocks)
         hub.interceptors = alerts.interceptors = bearer_interceptors(auth.client_token)
@@ -129,6 +141,7 @@ def create_app(
         version=version(),  # the installed package's, as `--version` and /metrics say
         lifespan=lifespan,
         verifier=verifier,
+        tickets=tickets,
         docs_url=None,  # gateway._docs serves /docs and /redoc with local assets
         redoc_url=None,
     )
@@ -155,10 +168,12 @@ def create_app(
         health_router(state),
         prometheus_router(state),
         page_router(),
+        identity_router(verifier is not None),
     ):
         app.include_router(router)
     if verifier is not None:
         app.include_router(login_router(verifier, clocks.monotonic))
+        app.include_router(ticket_router(tickets))
     install_docs(app)  # before /static: its assets live under /static/docs
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     return app

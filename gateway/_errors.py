@@ -7,7 +7,8 @@ MeshError (mesh_common.errors)
       ├── AlertRequestError  an alert request answered with an HTTP error (status, detail)
       ├── HistoryCallError   a history call the aggregator refused or could not answer
       ├── IngestCallError    an ingestion call (Ingest, ListPushed, GetIngestStats) that failed
-      └── OtlpHttpError      an OTLP/HTTP request answered with an error (status, gRPC code)
+      ├── OtlpHttpError      an OTLP/HTTP request answered with an error (status, gRPC code)
+      └── TicketLimitError   a stream ticket refused: too many unspent (429 per identity, 503)
 Configuration errors are mesh_common's ConfigError, and a request parameter that cannot be
 read its ParamError, shared by every component.
 """
@@ -85,3 +86,14 @@ class OtlpHttpError(GatewayError):
         self.status = status
         self.detail = detail
         self.code = code
+
+
+class TicketLimitError(GatewayError):
+    """A stream ticket refused because too many are unspent: its HTTP status and Retry-After."""
+
+    def __init__(self, status: int, detail: str, retry_after: int) -> None:
+        super().__init__(detail)
+        self.status = status
+        """429 (one identity's limit) or 503 (the gateway's)."""
+        self.retry_after = retry_after
+        """Whole seconds until the oldest unspent ticket concerned runs out."""

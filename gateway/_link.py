@@ -4,6 +4,12 @@ The gateway holds two, the snapshots (`SnapshotHub`) and the alerts (`AlertHub`)
 channel on `start()`, run their subscription loop in a task, reconnect with `backoff`, report
 where they stand (`state`, `error`, `state_since`, `connects`), log each state change once,
 and close everything on `stop()`. A hub implements `_run()` and `_notify()`.
+
+With TLS, a link checks every RENEWAL_CHECK_SECONDS whether the `[tls]` files were rotated
+(`mesh_common.tls_credentials.Rotation`, as the aggregator does for its agents) and then opens
+a new channel with them and restarts its subscription on it (a hub resumes where it was, its
+state stays `connected` when the new channel connects); calls in flight on the old channel
+get RENEWAL_GRACE_SECONDS to end.
 """
 
 from __future__ import annotations
@@ -19,7 +25,13 @@ import grpc
 
 from mesh_common.clocks import ReadClock
 from mesh_common.tls import TlsSettings
+from mesh_common.tls_credentials import Rotation
 from mesh_common.transport import open_channel
+
+RENEWAL_CHECK_SECONDS = 2.0
+"""How often a link with TLS looks for rotated `[tls]` files (three `stat` calls)."""
+RENEWAL_GRACE_SECONDS = 5.0
+"""How long calls in flight on a link's old channel may go on after a renewal."""
 
 
 class UpstreamState(StrEnum):
@@ -73,32 +85,77 @@ class UpstreamLink:
         self._max = reconnect_max_seconds
         self._rng = rng
         self._channel: grpc.aio.Channel | None = None
+        self._retiring: grpc.aio.Channel | None = None
+        """The channel a renewal replaced, until its calls in flight have ended."""
         self._tasks: list[asyncio.Task[None]] = []
+        self._subscription: asyncio.Task[None] | None = None
         self.interceptors: tuple[grpc.aio.ClientInterceptor, ...] = ()
         """What every call on the channel goes through (`[auth] client_token`); set before start."""
 
     def start(self) -> None:
-        """Open the channel and start the subscription task (in the running loop)."""
+        """Open the channel and start the subscription task (in the running loop).
+
+        With TLS, also the task that renews the channel when the `[tls]` files are rotated.
+        """
         if self._tasks:
             return
-        self._channel = open_channel(self.target, tls=self.tls, interceptors=self.interceptors)
-        self._spawn(self._run(), f"{self._label} {self.target}")
+        self._channel = self._open_channel()
+        self._set_state(UpstreamState.CONNECTING, f"connecting to the aggregator at {self.target}")
+        self._subscription = self._spawn(self._run(), f"{self._label} {self.target}")
+        if self.tls is not None and self.tls.enabled:
+            rotation = Rotation(self.tls, keeping="keeping the current channel")
+            self._spawn(self._follow_rotation(rotation), f"{self._label} [tls] rotation")
 
     async def stop(self) -> None:
         """Cancel the subscription (and the hub's other tasks), close the channel; idempotent."""
-        tasks, self._tasks = self._tasks, []
+        tasks, self._tasks, self._subscription = self._tasks, [], None
         for task in tasks:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        channel, self._channel = self._channel, None
-        if channel is not None:
-            await channel.close()
+        for channel in (self._channel, self._retiring):
+            if channel is not None:
+                await channel.close()
+        self._channel = self._retiring = None
         self._set_state(UpstreamState.STOPPED, "the gateway is shutting down")
 
-    def _spawn(self, work: Coroutine[Any, Any, None], name: str) -> None:
+    def _open_channel(self) -> grpc.aio.Channel:
+        return open_channel(self.target, tls=self.tls, interceptors=self.interceptors)
+
+    def _spawn(self, work: Coroutine[Any, Any, None], name: str) -> asyncio.Task[None]:
         """Run `work` as one of the hub's tasks (cancelled by `stop()`)."""
-        self._tasks.append(asyncio.create_task(work, name=name))
+        task = asyncio.create_task(work, name=name)
+        self._tasks.append(task)
+        return task
+
+    async def _follow_rotation(self, rotation: Rotation) -> None:
+        while True:
+            await asyncio.sleep(RENEWAL_CHECK_SECONDS)
+            try:
+                if rotation.check():
+                    await self._renew_channel()
+            except Exception:  # keep following whatever happens; the old channel stays
+                self._logger.exception(
+                    "%s %s: renewing the channel failed", self._label, self.target
+                )
+
+    async def _renew_channel(self) -> None:
+        """Open a new channel (the rotated files) and restart the subscription on it."""
+        fresh = self._open_channel()
+        self._logger.info(
+            "%s %s: [tls] files changed: a new channel with them", self._label, self.target
+        )
+        self._retiring, self._channel = self._channel, fresh
+        old = self._subscription
+        if old is not None:
+            old.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await old
+            self._tasks.remove(old)
+        self._subscription = self._spawn(self._run(), f"{self._label} {self.target}")
+        if self._retiring is not None:
+            await self._retiring.close(RENEWAL_GRACE_SECONDS)
+            self._retiring = None
 
     def _delays(self) -> Iterator[float]:
         """A fresh sequence of reconnect delays."""

@@ -1,15 +1,22 @@
-r"""Seed 003's `POST /auth/login`: a username and password in, a JWT out.
+r"""The browser's session with the gateway: seed 003's `POST /auth/login`, its logout, who it is.
 
     curl -X POST http://localhost:8000/auth/login -H "Content-Type: application/json" \
       -d '{"username": "user", "password": "pass"}'
     {"access_token": "eyJ...", "token_type": "bearer", "expires_in": 3600}
 
-The answer also sets the token as an HttpOnly, SameSite=Strict cookie (`COOKIE`), which the
-gateway accepts on GET requests and WebSocket upgrades only: EventSource and WebSocket
-cannot send headers, and a write always needs the header, so a forged cross-site write has
-nothing to ride on. A failed login is 401; past `login_attempts_per_minute` failures in a
-minute from one client or for one username, 429 before the password is even checked.
-Failures are logged with the username and the client, never the password.
+The answer also sets the token as an HttpOnly, SameSite=Strict cookie (`COOKIE`; Secure over
+HTTPS), which the gateway accepts on GET requests and WebSocket upgrades only: EventSource
+and WebSocket cannot send headers, and a write always needs the header, so a forged
+cross-site write has nothing to ride on. A failed login is 401; past
+`login_attempts_per_minute` failures in a minute from one client or for one username, 429
+before the password is even checked. Failures are logged with the username and the client,
+never the password.
+
+`POST /auth/logout` clears the cookie (JavaScript cannot: it is HttpOnly); it needs no token,
+but a browser's request must come from the gateway's own origin. `GET /auth/identity` says
+who the caller's credentials speak for, and whether `[auth]` is on at all: the dashboard asks
+it first and shows its sign-in form on a 401. The auth check (gateway._auth) hands the
+caller's identity to the routes in `request.state` (`request_identity`).
 """
 
 from __future__ import annotations
@@ -19,16 +26,24 @@ import logging
 from collections import OrderedDict, deque
 
 from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field
 
-from mesh_common.auth import Verifier
+from gateway._limits import origin_allowed
+from mesh_common.auth import Identity, Verifier
+from mesh_common.auth_settings import ALL_SCOPES
 from mesh_common.clocks import ReadClock
 from mesh_common.errors import TokenError
 
 _LOG = logging.getLogger("gateway.auth")
 PATH = "/auth/login"
 """Where logins are posted."""
+LOGOUT = "/auth/logout"
+"""Where a browser signs out (the cookie is cleared)."""
+IDENTITY_PATH = "/auth/identity"
+"""Who the caller is (and whether `[auth]` is on)."""
+IDENTITY = "identity"
+"""The key of `request.state` where the auth check leaves the caller's `Identity`."""
 COOKIE = "mesh_token"
 """The cookie holding the token for browsers' streams."""
 WINDOW_SECONDS = 60.0
@@ -88,7 +103,7 @@ def _refusal(status: int, detail: str, headers: dict[str, str]) -> JSONResponse:
 
 
 def login_router(verifier: Verifier, monotonic: ReadClock) -> APIRouter:
-    """The `POST /auth/login` route (module docstring); only with `[auth]` on."""
+    """`POST /auth/login` and `POST /auth/logout` (module docstring); only with `[auth]` on."""
     router = APIRouter(tags=["auth"])
     limit = verifier.settings.login_attempts_per_minute
     clients, users = FailureCounter(limit, monotonic), FailureCounter(limit, monotonic)
@@ -120,8 +135,80 @@ def login_router(verifier: Verifier, monotonic: ReadClock) -> APIRouter:
         answer = LoginOut(access_token=token, token_type="bearer", expires_in=int(ttl))
         response = JSONResponse(answer.model_dump(), headers=NO_STORE)
         response.set_cookie(
-            COOKIE, token, max_age=int(ttl), httponly=True, samesite="strict", path="/"
+            COOKIE,
+            token,
+            max_age=int(ttl),
+            httponly=True,
+            samesite="strict",
+            secure=request.url.scheme == "https",
+            path="/",
         )
         return response
+
+    router.add_api_route(
+        LOGOUT,
+        logout,
+        methods=["POST"],
+        status_code=204,
+        response_class=Response,
+        responses={403: {"description": "the request came from another origin"}},
+        summary="Log out: clear the login's cookie",
+    )
+    return router
+
+
+async def logout(request: Request) -> Response:
+    """Clears the login's HttpOnly cookie (the token itself stays valid until it expires).
+
+    Needs no token; a browser's request (one with an `Origin`) must come from this origin.
+    """
+    if not origin_allowed(request.headers.get("origin"), request.headers.get("host"), ()):
+        return _refusal(403, "a logout must come from the gateway's own pages", {})
+    response = Response(status_code=204, headers=NO_STORE)
+    response.delete_cookie(
+        COOKIE, path="/", httponly=True, samesite="strict", secure=request.url.scheme == "https"
+    )
+    return response
+
+
+class IdentityOut(BaseModel):
+    """Who the caller's credentials speak for."""
+
+    authentication: bool = Field(description="false when `[auth]` is off: every call is open")
+    name: str = Field(default="", description="a user, an API token's name or a JWT's `sub`")
+    scopes: list[str] = Field(
+        default_factory=list, description="`read`, `write`, `admin`, `gateway`: those it has"
+    )
+
+
+def request_identity(request: Request) -> Identity:
+    """Who the auth check let `request` through as; TokenError when it did not run."""
+    identity = getattr(request.state, IDENTITY, None)
+    if not isinstance(identity, Identity):
+        raise TokenError("no identity: the auth check did not run")
+    return identity
+
+
+def identity_router(authentication: bool) -> APIRouter:
+    """`GET /auth/identity` (module docstring), with `[auth]` on (`authentication`) or off."""
+    router = APIRouter(tags=["auth"])
+
+    @router.get(
+        IDENTITY_PATH,
+        response_model=IdentityOut,
+        responses={401: {"description": "no credentials, or bad ones (`[auth]` is on)"}},
+        summary="Who the caller is, and whether authentication is on",
+    )
+    async def identity(request: Request) -> JSONResponse:
+        """The identity of the token (header or login cookie) and its scopes.
+
+        With `[auth]` off: `{"authentication": false}`. The dashboard asks this first.
+        """
+        if not authentication:
+            return JSONResponse(IdentityOut(authentication=False).model_dump(), headers=NO_STORE)
+        who = request_identity(request)
+        scopes = [scope for scope in ALL_SCOPES if scope in who.scopes]
+        body = IdentityOut(authentication=True, name=who.name, scopes=scopes)
+        return JSONResponse(body.model_dump(), headers=NO_STORE)
 
     return router

@@ -74,6 +74,12 @@ class GatewaySettings:
         50.0, "REST/API requests per second per client address (429 beyond); 0 = no limit"
     )
     rate_limit_burst: int = setting(200, "REST/API requests a client may send at once")
+    https_client_auth: bool = setting(
+        True,
+        "under [tls] client_auth, HTTPS clients (browsers) must present a client certificate "
+        "too; false: they need only trust the CA, and tokens guard the endpoints (the channel "
+        "to the aggregator keeps presenting the certificate)",
+    )
     services_configured: int = field(default=len(DEFAULT_REGISTRY))
     """Configured service count (from the registry): the error shape's `inactive_apis`."""
 

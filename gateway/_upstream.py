@@ -23,7 +23,7 @@ from metricsmesh.v1 import aggregator_pb2, aggregator_pb2_grpc, snapshot_pb2
 from gateway._link import UpstreamLink, UpstreamState
 from gateway._views import SnapshotEntry
 from mesh_common.clocks import ReadClock
-from mesh_common.tls import TlsSettings
+from mesh_common.tls import TlsSettings, connection_failure
 
 log = logging.getLogger("gateway.upstream")
 
@@ -167,7 +167,6 @@ class SnapshotHub(UpstreamLink):
         resume = True
         assert self._channel is not None
         stub = aggregator_pb2_grpc.AggregatorServiceStub(self._channel)
-        self._set_state(UpstreamState.CONNECTING, f"connecting to the aggregator at {self.target}")
         while True:
             request = aggregator_pb2.StreamSnapshotsRequest()
             if resume and self.latest is not None:
@@ -186,7 +185,11 @@ class SnapshotHub(UpstreamLink):
             except asyncio.CancelledError:
                 raise
             except grpc.aio.AioRpcError as error:
-                reason = f"{error.code().name}: {error.details()}"
+                details = error.details() or ""
+                plaintext = self.tls is None or not self.tls.enabled
+                reason = connection_failure(details, plaintext=plaintext) or (
+                    f"{error.code().name}: {details}"
+                )
                 if request.HasField("after_sequence") and error.code() in _RESUME_REJECTED:
                     resume = False  # the aggregator restarted or forgot; take the latest
                     self.error = reason

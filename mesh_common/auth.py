@@ -26,7 +26,7 @@ from pathlib import Path
 import jwt
 import jwt.types
 
-from mesh_common.auth_settings import SCOPES, AuthSettings, User, expand_scopes
+from mesh_common.auth_settings import ALL_SCOPES, AuthSettings, User, expand_scopes
 from mesh_common.clocks import SYSTEM_CLOCKS, Clocks
 from mesh_common.errors import ConfigError, ScopeError, TokenError
 from mesh_common.jwks import KeySet
@@ -187,7 +187,7 @@ class Verifier:
         ttl = self.settings.token_ttl_seconds
         claims = {
             "sub": identity.name,
-            "scope": " ".join(scope for scope in SCOPES if scope in identity.scopes),
+            "scope": " ".join(scope for scope in ALL_SCOPES if scope in identity.scopes),
             "iss": ISSUER,
             "iat": int(now),
             "exp": int(now + ttl),

@@ -21,7 +21,10 @@ scopes = ["read"]
 
 Authentication is on only when the table configures a way to check a token (a JWT key, an
 API token or a user): with none, every endpoint stays open as without the table. Scopes are
-`read`, `write` and `admin`; `admin` implies `write`, which implies `read`.
+`read`, `write` and `admin`; `admin` implies `write`, which implies `read`. Beside them,
+`gateway` marks the mesh's own gateway: the aggregator keeps its reserved StreamSnapshots
+slots for callers holding it, with no per-caller cap (`[aggregator] reserved_subscribers`). It
+implies nothing else, so the gateway's token carries `read` (or `write`) too.
 """
 
 from __future__ import annotations
@@ -37,7 +40,11 @@ from mesh_common.errors import ConfigError
 from mesh_common.passwords import parse_hash
 
 SCOPES = ("read", "write", "admin")
-"""Every scope, weakest first: each implies the ones before it."""
+"""The access scopes, weakest first: each implies the ones before it."""
+GATEWAY_SCOPE = "gateway"
+"""The scope of the mesh's gateway: the reserved subscriber slots, no per-caller cap; no access."""
+ALL_SCOPES = (*SCOPES, GATEWAY_SCOPE)
+"""Every scope a token or a user may carry."""
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 
 
@@ -47,6 +54,8 @@ def expand_scopes(scopes: tuple[str, ...] | list[str]) -> frozenset[str]:
     for scope in scopes:
         if scope in SCOPES:
             granted.update(SCOPES[: SCOPES.index(scope) + 1])
+        elif scope == GATEWAY_SCOPE:
+            granted.add(scope)
     return frozenset(granted)
 
 
@@ -113,24 +122,24 @@ class AuthSettings:
         )
 
 
-LOOPBACK_HOSTS = ("127.0.0.1", "::1", "localhost")
-"""Bind hosts only this machine can reach."""
+def check_admin_token(table: str, admin_token: str, auth: AuthSettings | None) -> None:
+    """ConfigError when `[table] admin_token` is set beside `[auth]`.
 
-
-def exposure_warning(program: str, host: str, auth: AuthSettings) -> str | None:
-    """The start-up warning of a `program` bound to `host` without `[auth]`; None if loopback."""
-    if auth.enabled or host in LOOPBACK_HOSTS:
-        return None
-    return (
-        f"{program} listens on {host or '*'} without [auth]: every endpoint is open to whoever "
-        "reaches the port; configure [auth] (README: Configuration reference)"
-    )
+    A call carries one Authorization header: with both, an alert write would need a token
+    that is both the admin token and a bearer token with the write scope. `[auth]`'s scopes
+    replace the older admin token.
+    """
+    if admin_token and auth is not None and auth.enabled:
+        raise ConfigError(
+            f"[{table}] admin_token: with [auth] on, alert writes need a bearer token with the "
+            "write scope; remove admin_token"
+        )
 
 
 def _scopes(where: str, table: Mapping[str, Any]) -> frozenset[str]:
     scopes = table.get("scopes", ["read"])
-    if not isinstance(scopes, list) or not all(scope in SCOPES for scope in scopes):
-        raise ConfigError(f"{where} scopes: must be a list of {', '.join(SCOPES)}")
+    if not isinstance(scopes, list) or not all(scope in ALL_SCOPES for scope in scopes):
+        raise ConfigError(f"{where} scopes: must be a list of {', '.join(ALL_SCOPES)}")
     return expand_scopes(scopes)
 
 

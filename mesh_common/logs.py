@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import sys
 from typing import Any, Literal, TextIO
 
@@ -89,12 +88,10 @@ def configure(
     (uvicorn's, when it is given no logging config of its own) end up in the same handler;
     the request lines of CHATTY_LOGGERS only at DEBUG.
 
-    gRPC's core writes its own lines to stderr, past Python's logging (plain text, even in
-    the json format: e.g. an INFO "Got goaway" when an agent goes away mid-stream). Unless
-    `GRPC_VERBOSITY` is set already, it is set to ERROR here, before any channel or server
-    exists (gRPC reads it then): the mesh logs those events itself, once, in its format.
+    gRPC's core writes its own lines to stderr, past Python's logging; it reads their
+    level when grpc is imported, long before this runs: `mesh_common.grpc_verbosity`,
+    imported first by the programs' packages, keeps them to errors.
     """
-    os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
     handler = _MeshHandler(sys.stderr if stream is None else stream)
     handler.setFormatter(formatter(log_format))
     root = logging.getLogger()

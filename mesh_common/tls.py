@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import datetime
 import re
+import ssl
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -78,6 +79,19 @@ class TlsSettings:
 
 PLAINTEXT = TlsSettings()
 """No TLS: every hop plaintext."""
+
+
+def https_client_context(tls: TlsSettings) -> ssl.SSLContext:
+    """An SSL context for an HTTPS client of the gateway under `tls`.
+
+    It verifies the server with `ca_file` (the system's roots when empty) and presents
+    `cert_file` under `client_auth`. The name verified is the URL's host (`server_name` is
+    gRPC's override and does not apply).
+    """
+    context = ssl.create_default_context(cafile=tls.ca_file or None)
+    if tls.client_auth and tls.cert_file:
+        context.load_cert_chain(tls.cert_file, tls.key_file)
+    return context
 
 
 def read_pem(key: str, path: str) -> bytes:
@@ -159,6 +173,28 @@ def handshake_failure(details: str) -> str | None:
         f"TLS: handshake failed: {known} ({reason})"
         if known
         else f"TLS: handshake failed: {reason}"
+    )
+
+
+_CLOSED_AT_ONCE = re.compile(r"failed to connect to all addresses.*: Socket closed", re.S)
+"""What gRPC says when a connection was closed before its HTTP/2 handshake ended."""
+
+
+def connection_failure(details: str, *, plaintext: bool) -> str | None:
+    """Why a connection failed when TLS is the likely cause, from a gRPC error's details.
+
+    "TLS: handshake failed: ..." for a failed handshake (`handshake_failure`). Over a
+    plaintext channel (`plaintext`), a peer that closed new connections at once is most often
+    a TLS server reading our plaintext as a broken handshake (else one at its connection
+    limit); gRPC only says "Socket closed", so the text says what to check. None when
+    neither applies (a peer that went away mid-call is not one of these).
+    """
+    handshake = handshake_failure(details)
+    if handshake is not None or not plaintext or not _CLOSED_AT_ONCE.search(details):
+        return handshake
+    return (
+        "TLS: the peer closed the plaintext connection at once: it may require TLS (this end "
+        f"has no [tls] table) or be at its connection limit (UNAVAILABLE: {details})"
     )
 
 

@@ -1,16 +1,19 @@
-"""gRPC credentials from the `[tls]` table: what `transport` binds and dials with.
+"""gRPC credentials from the `[tls]` table, and `Rotation`: when its files were rotated.
 
 A server's credentials re-read the files when they change: before each new connection's
-handshake gRPC asks `RotatingFiles` for the certificate to use, which compares the files'
-modification times and sizes (three `stat` calls) with those it last loaded and loads them
-again when they differ, so rotated certificates are used by new connections without a restart.
-A half-written or broken set is logged once and the previous one kept. A channel's credentials
-are read when the channel is opened: a long-lived client compares `files_stamp` now and then
-and opens new channels when it changed (the aggregator does, before each round).
+handshake gRPC asks `RotatingFiles` for the certificate to use, which asks its `Rotation`
+(three `stat` calls: the files' modification times and sizes against those last loaded) and
+loads the files again when they changed, so rotated certificates are used by new connections
+without a restart. A half-written or broken set is logged once and the previous one kept. A
+channel's credentials are read when the channel is opened: a long-lived client asks a
+`Rotation` now and then and opens new channels when it says so (the aggregator before each
+round, the gateway's links to the aggregator every few seconds); the gateway's HTTPS context
+does the same per handshake (`mesh_common.tls_https`).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import threading
@@ -74,37 +77,69 @@ def files_stamp(tls: TlsSettings) -> Stamp:
     return tuple((each.st_mtime_ns, each.st_size) for each in map(os.stat, paths))
 
 
+class Rotation:
+    """Tells when the files of a `[tls]` table were rotated into a new set that fits together.
+
+    `check()` compares the files' modification times and sizes (three `stat` calls) with
+    those of the last check. When they changed, it checks the new set as at load (each file
+    readable, the key of the certificate, valid now): True when it fits, else a warning
+    naming the problem, logged once per change, and False (the caller keeps what it has).
+    Thread-safe: gRPC asks from its own threads.
+    """
+
+    def __init__(self, tls: TlsSettings, *, keeping: str) -> None:
+        """`keeping` ends the warning about a broken set: what the caller goes on using."""
+        self._tls = tls
+        self._keeping = keeping
+        self._lock = threading.Lock()
+        self._stamp = _stamp(tls)
+        self.rotations = 0
+        """How many rotated sets `check()` has reported."""
+
+    def check(self) -> bool:
+        """True once per change of the files into a set that fits together."""
+        stamp = _stamp(self._tls)
+        with self._lock:
+            if stamp == self._stamp:
+                return False
+            self._stamp = stamp
+            try:
+                dataclasses.replace(self._tls)  # the checks of the table's load
+            except ConfigError as error:
+                _LOG.warning("[tls] the files changed but %s; %s", error, self._keeping)
+                return False
+            self.rotations += 1
+            return True
+
+
+def _stamp(tls: TlsSettings) -> Stamp | None:
+    """The stamp of the files (None when one cannot be read: the check will say why)."""
+    try:
+        return files_stamp(tls)
+    except OSError:
+        return None
+
+
 class RotatingFiles:
-    """The server's certificate configuration, loaded again whenever its files change."""
+    """The server's certificate configuration, loaded again whenever its files are rotated."""
 
     def __init__(self, tls: TlsSettings) -> None:
         self._tls = tls
-        self._lock = threading.Lock()
-        self._stamp = files_stamp(tls)
+        self._rotation = Rotation(tls, keeping="keeping the old certificate")
         self.initial = self._load()
         """The configuration the server starts with."""
-        self.reloads = 0
-        """How many times changed files were loaded."""
 
     def fetch(self) -> grpc.ServerCertificateConfiguration | None:
-        """The new configuration when the files changed since the last load, else None."""
-        with self._lock:
-            try:
-                stamp = files_stamp(self._tls)
-            except OSError as error:
-                _LOG.warning("[tls] cannot stat the certificate files: %s; keeping the old", error)
-                return None
-            if stamp == self._stamp:
-                return None
-            self._stamp = stamp
-            try:
-                configuration = self._load()
-            except ConfigError as error:
-                _LOG.warning("[tls] the certificate files changed but %s; keeping the old", error)
-                return None
-            self.reloads += 1
-            _LOG.info("[tls] certificate files changed: new connections use the new ones")
-            return configuration
+        """The new configuration when the files were rotated since the last load, else None."""
+        if not self._rotation.check():
+            return None
+        try:
+            configuration = self._load()
+        except ConfigError as error:  # changed again since the check
+            _LOG.warning("[tls] the files changed but %s; keeping the old certificate", error)
+            return None
+        _LOG.info("[tls] certificate files changed: new connections use the new ones")
+        return configuration
 
     def _load(self) -> grpc.ServerCertificateConfiguration:
         tls = self._tls

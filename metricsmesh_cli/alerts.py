@@ -154,7 +154,7 @@ def run_alerts(
             )
         )
     except grpc.aio.AioRpcError as error:
-        errors.print(f"metrics-mesh alerts: {describe_rpc_error(target, error)}", markup=False)
+        errors.print(f"metrics-mesh alerts: {describe_rpc_error(target, error, tls)}", markup=False)
         return 1
     if output in ("json", "protobuf-json"):
         text = alerts_rest_json(response) if output == "json" else alerts_json(response)

@@ -2,9 +2,13 @@
 
 Writes into DIR: `ca.pem` and `ca-key.pem` (a CA valid 10 years), `server.pem` and
 `server-key.pem` (valid for every host given, as IP or DNS names; also usable as a client
-certificate, since a server such as the aggregator dials too), and `client.pem` and
-`client-key.pem` (for mutual TLS). Keys are ECDSA P-256; private keys are written with mode 0600.
-Not for production: a real fleet's certificates come from its own CA.
+certificate, since a server such as the aggregator dials too), `gateway.pem` and
+`gateway-key.pem` (the same hosts, subject CN `gateway`: the gateway serves HTTPS with it and
+presents it to the aggregator, whose `[aggregator] trusted_clients = ["gateway"]` keeps the
+reserved subscriber slots for it under mutual TLS), and `client.pem` and `client-key.pem`
+(CN `metrics-mesh client`, for the CLI and other clients under mutual TLS). Keys are ECDSA
+P-256; private keys are written with mode 0600. Not for production: a real fleet's
+certificates come from its own CA.
 """
 
 from __future__ import annotations
@@ -30,6 +34,8 @@ VALID_DAYS = 825
 """How long the server and client certificates are valid."""
 CA_VALID_DAYS = 3650
 """How long the CA is valid."""
+GATEWAY_NAME = "gateway"
+"""The subject CN of the gateway's certificate (what `[aggregator] trusted_clients` names)."""
 # A program that serves also dials (the aggregator dials its agents): its certificate is
 # presented as a client certificate too under mutual TLS.
 _BOTH_WAYS = x509.ExtendedKeyUsage(
@@ -63,10 +69,18 @@ class Certificates:
     server_key: Path
     client: Path
     client_key: Path
+    gateway: Path
+    gateway_key: Path
 
-    def tls_lines(self, *, client: bool = False, client_auth: bool = True) -> str:
-        """The `[tls]` table using these files: a server's, or with `client` a client's."""
-        cert, key = (self.client, self.client_key) if client else (self.server, self.server_key)
+    def tls_lines(
+        self, *, client: bool = False, client_auth: bool = True, gateway: bool = False
+    ) -> str:
+        """The `[tls]` table using these files: a server's, a client's or the gateway's."""
+        cert, key = (self.server, self.server_key)
+        if client:
+            cert, key = (self.client, self.client_key)
+        elif gateway:
+            cert, key = (self.gateway, self.gateway_key)
         return (
             "[tls]\n"
             f'ca_file = "{self.ca}"\n'
@@ -83,10 +97,10 @@ def write_certificates(
     now: datetime.datetime | None = None,
     valid_days: int = VALID_DAYS,
 ) -> Certificates:
-    """Write a CA, a server certificate for `hosts` and a client certificate into `directory`.
+    """Write a CA, server and gateway certificates for `hosts` and a client certificate.
 
-    `now` and `valid_days` set the validity of the server and client certificates (an expired
-    one for tests: a `now` in the past). Existing files are overwritten.
+    `now` and `valid_days` set the validity of the leaf certificates (an expired one for
+    tests: a `now` in the past). Existing files in `directory` are overwritten.
     """
     folder = Path(directory).resolve()
     folder.mkdir(parents=True, exist_ok=True)
@@ -100,36 +114,36 @@ def write_certificates(
         .add_extension(_usage(sign=True), critical=True)
         .sign(ca_key, hashes.SHA256())
     )
-    server_key = ec.generate_private_key(ec.SECP256R1())
-    server = (
-        _leaf(ca_name, hosts[0] if hosts else "metrics-mesh", server_key, start, valid_days)
-        .add_extension(x509.SubjectAlternativeName(_names(hosts)), critical=False)
-        .add_extension(_BOTH_WAYS, critical=False)
-        .sign(ca_key, hashes.SHA256())
-    )
-    client_key = ec.generate_private_key(ec.SECP256R1())
-    client = (
-        _leaf(ca_name, "metrics-mesh client", client_key, start, valid_days)
-        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
-        .sign(ca_key, hashes.SHA256())
-    )
-    written = Certificates(
-        ca=folder / "ca.pem",
-        ca_key=folder / "ca-key.pem",
-        server=folder / "server.pem",
-        server_key=folder / "server-key.pem",
-        client=folder / "client.pem",
-        client_key=folder / "client-key.pem",
-    )
-    for path, certificate in ((written.ca, ca), (written.server, server), (written.client, client)):
-        path.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
-    for path, key in (
-        (written.ca_key, ca_key),
-        (written.server_key, server_key),
-        (written.client_key, client_key),
-    ):
-        _write_private(path, key)
-    return written
+    keys = {
+        name: ec.generate_private_key(ec.SECP256R1()) for name in ("server", "gateway", "client")
+    }
+
+    def for_hosts(common_name: str, key: ec.EllipticCurvePrivateKey) -> x509.Certificate:
+        return (
+            _leaf(ca_name, common_name, key, start, valid_days)
+            .add_extension(x509.SubjectAlternativeName(_names(hosts)), critical=False)
+            .add_extension(_BOTH_WAYS, critical=False)
+            .sign(ca_key, hashes.SHA256())
+        )
+
+    certificates = {
+        "ca": ca,
+        "server": for_hosts(hosts[0] if hosts else "metrics-mesh", keys["server"]),
+        "gateway": for_hosts(GATEWAY_NAME, keys["gateway"]),
+        "client": (
+            _leaf(ca_name, "metrics-mesh client", keys["client"], start, valid_days)
+            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
+            .sign(ca_key, hashes.SHA256())
+        ),
+    }
+    keys["ca"] = ca_key
+    files: dict[str, Path] = {}
+    for name, certificate in certificates.items():
+        files[name] = folder / f"{name}.pem"
+        files[f"{name}_key"] = folder / f"{name}-key.pem"
+        files[name].write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+        _write_private(files[f"{name}_key"], keys[name])
+    return Certificates(**files)
 
 
 def _builder(
@@ -195,6 +209,12 @@ def _write_private(path: Path, key: ec.EllipticCurvePrivateKey) -> None:
         serialization.PrivateFormat.PKCS8,
         serialization.NoEncryption(),
     )
+    write_private(path, data)
+
+
+def write_private(path: Path, data: bytes) -> None:
+    """Write `data` to `path` readable by its owner only (mode 0600), whatever was there."""
     descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(descriptor, "wb") as file:
+        os.fchmod(file.fileno(), 0o600)  # a file that existed kept its mode through os.open
         file.write(data)

@@ -10,7 +10,7 @@ from metricsmesh.v1 import aggregator_pb2
 from mesh_common.addresses import HostPort
 from mesh_common.config import MeshFile
 from mesh_common.errors import ConfigError
-from mesh_common.tls import handshake_failure
+from mesh_common.tls import TlsSettings, connection_failure
 
 
 def aggregator_target(mesh: MeshFile, override: HostPort | None = None) -> HostPort:
@@ -46,11 +46,14 @@ def snapshot_filter(
     return aggregator_pb2.SnapshotFilter(service_names=list(services), service_types=list(types))
 
 
-def describe_rpc_error(target: HostPort, error: grpc.aio.AioRpcError) -> str:
-    """A message an operator can act on, for a failed call to the aggregator."""
+def describe_rpc_error(
+    target: HostPort, error: grpc.aio.AioRpcError, tls: TlsSettings | None = None
+) -> str:
+    """A message an operator can act on, for a failed call to the aggregator (over `tls`)."""
     code = error.code()
     details = error.details() or ""
-    handshake = handshake_failure(details)
+    plaintext = tls is None or not tls.enabled
+    handshake = connection_failure(details, plaintext=plaintext)
     if handshake is not None:
         return f"no secure connection to the aggregator at {target}: {handshake}; check [tls]"
     if code == grpc.StatusCode.UNAVAILABLE:

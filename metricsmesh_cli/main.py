@@ -109,6 +109,13 @@ def declare_demo(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="no service misbehaves on purpose (overrides [demo] misbehave)",
     )
+    parser.add_argument(
+        "--secure",
+        action="store_true",
+        help="mutual TLS on every hop and a bearer token on every call: writes a CA, "
+        "certificates, a token and a login into the run directory, prints where they are and "
+        "grpcurl and curl lines that use them (replaces the file's [tls] and [auth])",
+    )
     add_logging_options(parser)
     parser.set_defaults(handler=run_demo_command)
 
@@ -360,9 +367,11 @@ def declare_certs(parser: argparse.ArgumentParser) -> None:
     parser.description = (
         "Write a local CA (ca.pem, ca-key.pem), a server certificate and key valid for the "
         "given hosts (server.pem, server-key.pem; also a client certificate, for a server "
-        "that dials, like the aggregator) and a client certificate and key (client.pem, "
-        "client-key.pem) into DIR, then print the [tls] tables that use them. For trying TLS "
-        "and mutual TLS out; not a production CA. Existing files are overwritten."
+        "that dials, like the aggregator), the gateway's (gateway.pem, gateway-key.pem: the "
+        "same hosts, named 'gateway' for [aggregator] trusted_clients) and a client "
+        "certificate and key (client.pem, client-key.pem) into DIR, then print the [tls] "
+        "tables that use them. For trying TLS and mutual TLS out; not a production CA. "
+        "Existing files are overwritten."
     )
     parser.epilog = ENV_HELP
     add_config_option(parser)
@@ -447,19 +456,14 @@ def run_demo_command(args: argparse.Namespace) -> int:
     """Read the mesh file once, plan the fleet from it and run it until Ctrl-C."""
     from demo_fleet.plan import plan_fleet
     from demo_fleet.run import run_demo
+    from demo_fleet.secure import check_mesh
     from demo_fleet.settings import SECTION as DEMO
     from gateway import SECTION as GATEWAY
-    from mesh_common.errors import ConfigError
     from mesh_common.registry import SERVICES
-    from mesh_common.tls import SECTION as TLS
 
     configure_logging(args)
     mesh = load_mesh_file(args.config)
-    if mesh.read(TLS).enabled:  # its services' agents and its probes are plaintext
-        raise ConfigError(
-            f"{mesh.source}: the demo runs plaintext; remove [tls] (and METRICS_MESH_TLS_* "
-            "variables) to run it"
-        )
+    check_mesh(mesh, secure=args.secure)
     demo = mesh.read(DEMO)
     if args.load_scale is not None:
         demo = dataclasses.replace(demo, load_scale=args.load_scale)
@@ -475,7 +479,7 @@ def run_demo_command(args: argparse.Namespace) -> int:
         log_level=args.log_level,
         log_format=args.log_format,
     )
-    return run_demo(plan, run_dir=args.run_dir)
+    return run_demo(plan, run_dir=args.run_dir, secure=args.secure)
 
 
 def run_snapshot_command(args: argparse.Namespace) -> int:
@@ -583,10 +587,14 @@ def run_certs_command(args: argparse.Namespace) -> int:
     print(f"wrote into {args.directory} (server certificate for {', '.join(hosts)}):")
     for path in (written.ca, written.ca_key, written.server, written.server_key):
         print(f"  {path}")
-    for path in (written.client, written.client_key):
+    for path in (written.gateway, written.gateway_key, written.client, written.client_key):
         print(f"  {path}")
     print("\nservers and the aggregator (mesh file):\n")
     print(written.tls_lines())
+    print(
+        'the gateway (its slots on the aggregator: [aggregator] trusted_clients = ["gateway"]):\n'
+    )
+    print(written.tls_lines(gateway=True))
     print("a client (CLI, grpcurl-like tools) under mutual TLS:\n")
     print(written.tls_lines(client=True))
     print(

@@ -119,7 +119,7 @@ def run_query(
             fetch_range(target, asked, timeout=timeout, tls=tls, token=token)
         )
     except grpc.aio.AioRpcError as error:
-        errors.print(f"metrics-mesh query: {describe_rpc_error(target, error)}", markup=False)
+        errors.print(f"metrics-mesh query: {describe_rpc_error(target, error, tls)}", markup=False)
         return EXIT_USAGE if error.code() == grpc.StatusCode.INVALID_ARGUMENT else EXIT_FAILURE
     if output == "json":
         console.file.write(success_json(matrix_json(response.series)).decode() + "\n")

@@ -106,7 +106,9 @@ def run_snapshot(
             )
         )
     except grpc.aio.AioRpcError as error:
-        errors.print(f"metrics-mesh snapshot: {describe_rpc_error(target, error)}", markup=False)
+        errors.print(
+            f"metrics-mesh snapshot: {describe_rpc_error(target, error, tls)}", markup=False
+        )
         return refusal_status(error)
     if output in ("json", "protobuf-json"):
         text = (

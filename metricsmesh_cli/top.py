@@ -332,7 +332,9 @@ async def watch(
             )
             return EXIT_OK
         except grpc.aio.AioRpcError as error:
-            errors.print(f"metrics-mesh top: {describe_rpc_error(target, error)}", markup=False)
+            errors.print(
+                f"metrics-mesh top: {describe_rpc_error(target, error, tls)}", markup=False
+            )
             return refusal_status(error)
     errors.print(
         f"metrics-mesh top: the aggregator at {target} ended the stream after "

@@ -1,13 +1,16 @@
 #!/usr/bin/env bash
 # Installs the Debian packages the tests and benchmarks drive for real: headless Chromium
-# (dashboard test), Prometheus and promtool (scrape and rule tests), Alertmanager (alert
-# delivery test), wrk (gateway benchmark), tmux (`top` test) and the PostgreSQL server (the
-# history's PostgreSQL backend: tests/postgres_server.py runs initdb/pg_ctl from it).
+# (dashboard tests) and NSS's certutil (libnss3-tools: the HTTPS dashboard test trusts its
+# test CA in a Chromium profile's certificate database), Prometheus and promtool (scrape and
+# rule tests), Alertmanager (alert delivery test), wrk (gateway benchmark), tmux (`top` test)
+# and the PostgreSQL server (the history's PostgreSQL backend: tests/postgres_server.py runs
+# initdb/pg_ctl from it).
 # Does nothing when they are already there; says so and carries on when it cannot install
 # (not root, no apt): the tests that need a missing tool are then skipped with that reason.
 set -uo pipefail
 need=()
 command -v chromium >/dev/null 2>&1 || need+=(chromium)
+command -v certutil >/dev/null 2>&1 || need+=(libnss3-tools)
 command -v prometheus >/dev/null 2>&1 || need+=(prometheus)
 command -v wrk >/dev/null 2>&1 || need+=(wrk)
 command -v tmux >/dev/null 2>&1 || need+=(tmux)

@@ -5,11 +5,19 @@ missing. `open_page(url)` is the one browser setup of the dashboard and /docs te
 browser, a page of the given size and colour scheme at `url`, and an assertion at the end
 that the page raised no JavaScript error. `offline=True` aborts every request to another
 origin, as a machine without internet would (the aborted URLs are listed on the page object).
+Every URL the browser asked for, WebSockets included, is listed too (`page.requested`).
+
+`trusting_home(directory, ca)` makes a HOME whose NSS database trusts the CA `ca` (as
+`certutil` of Debian's `libnss3-tools` writes it): `open_page(url, home=...)` then opens an
+HTTPS page signed by that CA as a user who trusts it would, with no certificate check
+turned off.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
+import subprocess
 import urllib.parse
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -53,13 +61,16 @@ async def open_page(
     height: int = 1000,
     color_scheme: Literal["light", "dark"] | None = None,
     offline: bool = False,
+    home: Path | None = None,
 ) -> AsyncIterator[Any]:
     """A Chromium page at `url`; on exit, asserts that no JavaScript error was raised.
 
     `offline`: requests to any origin but `url`'s are aborted; `page.blocked` lists them.
+    `home`: Chromium's HOME (`trusting_home`: the certificates it trusts).
     """
+    env = None if home is None else {**os.environ, "HOME": str(home)}
     async with playwright_api.async_playwright() as pw:
-        browser = await pw.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        browser = await pw.chromium.launch(executable_path=CHROMIUM, args=ARGS, env=env)
         try:
             context = await browser.new_context(
                 viewport={"width": width, "height": height}, color_scheme=color_scheme
@@ -68,6 +79,9 @@ async def open_page(
             errors: list[str] = []
             page.on("pageerror", lambda error: errors.append(str(error)))
             page.blocked = []
+            page.requested = []
+            context.on("request", lambda request: page.requested.append(request.url))
+            page.on("websocket", lambda socket: page.requested.append(socket.url))
             if offline:
                 await _stay_on_origin(page, url)
             await page.goto(url)
@@ -75,6 +89,29 @@ async def open_page(
             assert errors == [], errors
         finally:
             await browser.close()
+
+
+def trusting_home(directory: Path, ca: Path) -> Path:
+    """`directory` made a HOME whose NSS database trusts `ca` to sign servers.
+
+    Skips the test when `certutil` (Debian's `libnss3-tools`) is missing.
+    """
+    certutil = shutil.which("certutil")
+    if certutil is None:
+        pytest.skip("no certutil to trust the test CA (Debian package `libnss3-tools`)")
+    database = directory / ".pki" / "nssdb"
+    database.mkdir(parents=True, exist_ok=True)
+    for arguments in (
+        ["-N", "--empty-password"],
+        ["-A", "-t", "C,,", "-n", "mesh-ca", "-i", str(ca)],
+    ):
+        subprocess.run(
+            [certutil, "-d", f"sql:{database}", *arguments],
+            check=True,
+            capture_output=True,
+            timeout=30,
+        )
+    return directory
 
 
 def origin(url: str) -> str:

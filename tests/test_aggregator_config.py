@@ -191,6 +191,7 @@ def test_the_help_text_lists_every_key_with_its_environment_variable() -> None:
         "backoff_max_seconds",
         "min_round_spacing_seconds",
         "trusted_peers",
+        "trusted_clients",
         "reserved_subscribers",
         "max_streams_per_peer",
         "max_connections",

@@ -12,7 +12,7 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -23,16 +23,25 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from metricsmesh.v1 import aggregator_pb2, aggregator_pb2_grpc, alerts_pb2, ingest_pb2
+from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2, metrics_service_pb2_grpc
 
 from aggregator import AggregatorServer, AggregatorSettings, Registry
 from mesh_common.auth import Identity, Verifier, bearer_token
 from mesh_common.auth_client import bearer_interceptors
-from mesh_common.auth_settings import SECTION, AuthSettings, exposure_warning
+from mesh_common.auth_settings import SECTION, AuthSettings
 from mesh_common.clocks import Clocks
 from mesh_common.errors import ConfigError, ScopeError, TokenError
-from mesh_common.passwords import check_password
+from mesh_common.passwords import check_password, hash_password
 from mesh_common.transport import open_channel
-from tests.auth_fixtures import PASSWORD, READ_TOKEN, SECRET, WRITE_TOKEN, auth_settings, signed
+from tests.auth_fixtures import (
+    GATEWAY_TOKEN,
+    PASSWORD,
+    READ_TOKEN,
+    SECRET,
+    WRITE_TOKEN,
+    auth_settings,
+    signed,
+)
 from tests.clocks import FakeClock
 
 NOW = 1_800_000_000.0
@@ -62,6 +71,25 @@ def test_static_tokens_carry_their_scopes_and_admin_implies_the_rest(verifier: V
     assert verifier.identify(WRITE_TOKEN).scopes == {"read", "write"}
     admin = signed({"sub": "root", "scope": "admin", "exp": NOW + 60})
     assert verifier.identify(admin).scopes == {"read", "write", "admin"}
+
+
+def test_the_gateway_scope_is_carried_by_tokens_and_logins_and_implies_nothing(
+    clock: FakeClock,
+) -> None:
+    settings = auth_settings(
+        users=[{"username": "gw", "password_hash": hash_password(PASSWORD, cost=2**10),
+                "scopes": ["read", "gateway"]}],
+    )  # fmt: skip
+    verifier = Verifier(settings, clocks=Clocks(monotonic=clock, wall=clock))
+    assert verifier.identify(GATEWAY_TOKEN).scopes == {"read", "write", "gateway"}
+    alone = verifier.identify(signed({"sub": "gw", "scope": "gateway", "exp": NOW + 60}))
+    assert alone.scopes == {"gateway"}
+    with pytest.raises(ScopeError, match="'read' scope"):
+        alone.require("read")
+    token, _ = verifier.issue(verifier.login("gw", PASSWORD))
+    assert verifier.identify(token) == Identity("gw", frozenset({"read", "gateway"}))
+    with pytest.raises(ConfigError, match="read, write, admin, gateway"):
+        auth_settings(api_tokens=[{"name": "a", "sha256": "0" * 64, "scopes": ["gateways"]}])
 
 
 def test_an_unknown_static_token_is_refused(verifier: Verifier) -> None:
@@ -153,7 +181,10 @@ async def aggregator(clock: FakeClock) -> AsyncIterator[AggregatorServer]:
         yield server
 
 
-def metadata(token: str) -> tuple[tuple[str, str], ...]:
+Metadata = tuple[tuple[str, str], ...]
+
+
+def metadata(token: str) -> Metadata:
     return (("authorization", f"Bearer {token}"),)
 
 
@@ -169,30 +200,82 @@ async def first_of(stream: grpc.aio.UnaryStreamCall[Any, Any]) -> object:
     raise AssertionError("the stream ended empty")
 
 
-async def test_unary_calls_need_a_valid_token(
-    aggregator: AggregatorServer, clock: FakeClock
+def otlp_export(channel: grpc.aio.Channel, call_metadata: Metadata) -> Awaitable[object]:
+    stub = metrics_service_pb2_grpc.MetricsServiceStub(channel)  # type: ignore[no-untyped-call]
+    request = metrics_service_pb2.ExportMetricsServiceRequest()
+    return stub.Export(request, metadata=call_metadata)  # type: ignore[no-any-return]
+
+
+CALLS: dict[str, tuple[str, Callable[[grpc.aio.Channel, Metadata], Awaitable[object]]]] = {
+    "unary GetSnapshot": (
+        "read",
+        lambda channel, call_metadata: aggregator_pb2_grpc.AggregatorServiceStub(
+            channel
+        ).GetSnapshot(aggregator_pb2.GetSnapshotRequest(), metadata=call_metadata),
+    ),
+    "server-streaming StreamSnapshots": (
+        "read",
+        lambda channel, call_metadata: first_of(
+            aggregator_pb2_grpc.AggregatorServiceStub(channel).StreamSnapshots(
+                aggregator_pb2.StreamSnapshotsRequest(), metadata=call_metadata
+            )
+        ),
+    ),
+    "write Ingest": (
+        "write",
+        lambda channel, call_metadata: aggregator_pb2_grpc.AggregatorServiceStub(channel).Ingest(
+            ingest_pb2.IngestRequest(), metadata=call_metadata
+        ),
+    ),
+    "OTLP Export on the aggregator's port": ("write", otlp_export),
+}
+"""One call of each kind the interceptor guards: the scope it needs and how to make it."""
+
+
+def token_of(case: str, needed: str) -> str | None:
+    """The bearer token of `case` for a call needing the `needed` scope (None: no header)."""
+    if case == "missing":
+        return None
+    if case == "expired":
+        return signed({"sub": "ci", "scope": needed, "exp": NOW - 1})
+    if case == "wrong signature":
+        return signed({"sub": "ci", "scope": needed, "exp": NOW + 60}, secret="y" * 40)
+    if case == "wrong scope":  # `gateway` implies nothing: neither read nor write
+        lacking = "gateway" if needed == "read" else "read gateway"
+        return signed({"sub": "ci", "scope": lacking, "exp": NOW + 60})
+    return signed({"sub": "ci", "scope": needed, "exp": NOW + 60})
+
+
+@pytest.mark.parametrize(
+    ("case", "expected"),
+    [
+        ("missing", grpc.StatusCode.UNAUTHENTICATED),
+        ("expired", grpc.StatusCode.UNAUTHENTICATED),
+        ("wrong signature", grpc.StatusCode.UNAUTHENTICATED),
+        ("wrong scope", grpc.StatusCode.PERMISSION_DENIED),
+        ("valid", None),
+    ],
+)
+@pytest.mark.parametrize("kind", list(CALLS))
+async def test_every_kind_of_call_needs_a_valid_token_with_its_scope_and_logs_none_of_it(
+    aggregator: AggregatorServer,
+    caplog: pytest.LogCaptureFixture,
+    kind: str,
+    case: str,
+    expected: grpc.StatusCode | None,
 ) -> None:
+    caplog.set_level(logging.DEBUG)
+    needed, call = CALLS[kind]
+    token = token_of(case, needed)
     async with open_channel(aggregator.address) as channel:
-        stub = aggregator_pb2_grpc.AggregatorServiceStub(channel)
-        request = aggregator_pb2.GetSnapshotRequest()
-        assert await code_of(stub.GetSnapshot(request)) == grpc.StatusCode.UNAUTHENTICATED
-        forged = signed({"sub": "x", "scope": "read", "exp": NOW + 60}, secret="y" * 40)
-        call = stub.GetSnapshot(request, metadata=metadata(forged))
-        assert await code_of(call) == grpc.StatusCode.UNAUTHENTICATED
-        token = signed({"sub": "ci", "scope": "read", "exp": NOW + 60})
-        assert await stub.GetSnapshot(request, metadata=metadata(token)) is not None
-        clock.tick(60)
-        call = stub.GetSnapshot(request, metadata=metadata(token))
-        assert await code_of(call) == grpc.StatusCode.UNAUTHENTICATED
-
-
-async def test_streaming_calls_need_a_valid_token(aggregator: AggregatorServer) -> None:
-    async with open_channel(aggregator.address) as channel:
-        stub = aggregator_pb2_grpc.AggregatorServiceStub(channel)
-        request = aggregator_pb2.StreamSnapshotsRequest()
-        refused = first_of(stub.StreamSnapshots(request))
-        assert await code_of(refused) == grpc.StatusCode.UNAUTHENTICATED
-        assert await first_of(stub.StreamSnapshots(request, metadata=metadata(READ_TOKEN)))
+        made = call(channel, () if token is None else metadata(token))
+        if expected is None:
+            assert await made is not None
+        else:
+            assert await code_of(made) == expected
+    if token is not None:
+        for part in (token, *token.split(".")):
+            assert part not in caplog.text
 
 
 async def test_writes_need_the_write_scope(aggregator: AggregatorServer) -> None:
@@ -201,8 +284,6 @@ async def test_writes_need_the_write_scope(aggregator: AggregatorServer) -> None
     async with open_channel(aggregator.address) as channel:
         stub = aggregator_pb2_grpc.AggregatorServiceStub(channel)
         call = stub.CreateAlertRule(request, metadata=metadata(READ_TOKEN))
-        assert await code_of(call) == grpc.StatusCode.PERMISSION_DENIED
-        call = stub.Ingest(ingest_pb2.IngestRequest(), metadata=metadata(READ_TOKEN))
         assert await code_of(call) == grpc.StatusCode.PERMISSION_DENIED
         # With write, the call reaches the servicer (which judges the rule itself).
         call = stub.CreateAlertRule(request, metadata=metadata(WRITE_TOKEN))
@@ -287,13 +368,6 @@ def hmac_signed_with(key: bytes, claims: dict[str, object]) -> str:
     body = part(json.dumps(claims).encode())
     mac = hmac.new(key, f"{head}.{body}".encode(), hashlib.sha256).digest()
     return f"{head}.{body}.{part(mac)}"
-
-
-def test_a_non_loopback_bind_without_auth_is_named_at_start() -> None:
-    assert exposure_warning("the gateway", "127.0.0.1", AuthSettings()) is None
-    assert exposure_warning("the gateway", "0.0.0.0", auth_settings()) is None
-    warning = exposure_warning("the gateway", "0.0.0.0", AuthSettings())
-    assert warning is not None and "0.0.0.0 without [auth]" in warning
 
 
 async def test_grpcurl_lists_freely_and_calls_with_a_bearer_header(

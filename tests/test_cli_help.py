@@ -64,7 +64,17 @@ def test_the_table_keys_in_the_help_are_exactly_the_settings(
 @pytest.mark.parametrize(
     ("command", "options"),
     [
-        ("demo", ["--port-offset", "--free-ports", "--run-dir", "--load-scale", "--no-misbehave"]),
+        (
+            "demo",
+            [
+                "--port-offset",
+                "--free-ports",
+                "--run-dir",
+                "--load-scale",
+                "--no-misbehave",
+                "--secure",
+            ],
+        ),
         ("aggregator", ["--host", "--port", "--log-level"]),
         ("gateway", ["--host", "--port", "--aggregator", "--access-log", "--log-level"]),
         ("snapshot", ["--aggregator", "--type", "--service", "--output", "--max-age", "--timeout"]),

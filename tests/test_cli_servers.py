@@ -200,3 +200,18 @@ def test_the_gateway_reads_seed_003_environment_names() -> None:
     finally:
         gateway.send_signal(signal.SIGINT)
         gateway.communicate(timeout=20)
+
+
+@pytest.mark.parametrize(("command", "table"), [("gateway", "gateway"), ("aggregator", "alerts")])
+def test_an_admin_token_beside_auth_is_refused_at_start(
+    tmp_path: Path, command: str, table: str
+) -> None:
+    config = tmp_path / "mesh.toml"
+    config.write_text(
+        f'[{table}]\nadmin_token = "old-style"\n\n[auth]\njwt_secret = "{"s" * 40}"\n',
+        encoding="utf-8",
+    )
+    result = run(command, "--config", str(config), "--port", "0")
+    assert result.returncode == EXIT_USAGE, result.stderr
+    assert f"[{table}] admin_token: with [auth] on" in result.stderr
+    assert "Traceback" not in result.stderr

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import itertools
 import os
 import re
@@ -10,21 +9,15 @@ import shlex
 import shutil
 import signal
 import subprocess
-import threading
 from collections.abc import Iterator
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from metricsmesh.v1 import aggregator_pb2, aggregator_pb2_grpc, snapshot_pb2
+from metricsmesh.v1 import snapshot_pb2
 
-from aggregator import AggregatorConfig, load_config
 from demo_fleet.ports import port_is_free
-from gateway import GatewaySettings, load_settings
-from mesh_common.transport import open_blocking_channel
-from tests.cli import METRICS_MESH
+from tests.demo_process import Demo, running_demo
 from tests.eventually import eventually_sync
 from tests.processes import alive, descendants
 
@@ -46,78 +39,11 @@ FAST_CHAOS = {
 }
 
 
-@dataclass
-class Demo:
-    process: subprocess.Popen[str]
-    run_dir: Path
-    lines: list[str] = field(default_factory=list)
-
-    def read_output(self) -> None:
-        assert self.process.stdout is not None
-        for line in self.process.stdout:
-            self.lines.append(line.rstrip("\n"))
-
-    def wait_for_line(self, text: str, timeout: float) -> None:
-        def seen() -> bool:
-            if self.process.poll() is not None:
-                pytest.fail(f"the demo exited before printing {text!r}:\n{self.output()}")
-            return any(text in line for line in self.lines)
-
-        eventually_sync(seen, timeout=timeout, what=f"{text!r} in the demo's output")
-
-    def output(self) -> str:
-        return "\n".join(self.lines)
-
-    @property
-    def config(self) -> AggregatorConfig:
-        """The registry and aggregator settings of the config the demo generated."""
-        return load_config(self.run_dir / "metrics-mesh.toml", environ={})
-
-    @property
-    def gateway(self) -> GatewaySettings:
-        return load_settings(self.run_dir / "metrics-mesh.toml", environ={})
-
-    def snapshot(self) -> snapshot_pb2.Snapshot:
-        """One GetSnapshot from the demo's aggregator."""
-        with open_blocking_channel(f"127.0.0.1:{self.config.aggregator.port}") as channel:
-            stub = aggregator_pb2_grpc.AggregatorServiceStub(channel)
-            return stub.GetSnapshot(aggregator_pb2.GetSnapshotRequest(), timeout=5).snapshot
-
-
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Demo]:
-    if not METRICS_MESH.exists():
-        pytest.skip(f"{METRICS_MESH} is not installed (pip install -e .)")
-    run_dir = tmp_path_factory.mktemp("demo")
-    env = {**os.environ, **FAST_CHAOS, "PYTHONUNBUFFERED": "1"}
-    process = subprocess.Popen(
-        [str(METRICS_MESH), "demo", "--free-ports", "--run-dir", str(run_dir)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        env=env,
-        start_new_session=True,
-    )
-    running = Demo(process, run_dir)
-    reader = threading.Thread(target=running.read_output, daemon=True)
-    reader.start()
-    try:
-        running.wait_for_line("Press Ctrl-C", timeout=90)
+    env = {**os.environ, **FAST_CHAOS}
+    with running_demo(tmp_path_factory.mktemp("demo"), env=env) as running:
         yield running
-    finally:
-        if process.poll() is None:  # a test failed before the SIGINT test: clean up anyway
-            leftovers = descendants(process.pid)
-            process.terminate()
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                for pid in leftovers | {process.pid}:
-                    with contextlib.suppress(ProcessLookupError):
-                        os.kill(pid, signal.SIGKILL)
-                process.wait()
-        reader.join(timeout=10)
-        assert process.stdout is not None
-        process.stdout.close()
 
 
 def test_demo_prints_where_everything_is(demo: Demo) -> None:
@@ -132,11 +58,10 @@ def test_demo_prints_where_everything_is(demo: Demo) -> None:
 
 
 def test_the_printed_commands_work_as_pasted(demo: Demo) -> None:
-    text = demo.output()
-    block = text[text.index("Ready to paste:") :].split("\n\n")[0].splitlines()[1:]
+    block = demo.paste_lines()
     assert len(block) >= 6
     for line in block:
-        argv = shlex.split(line.strip())
+        argv = shlex.split(line)
         if shutil.which(argv[0]) is None:
             continue  # e.g. no curl on this machine
         if argv[1:2] == ["top"]:

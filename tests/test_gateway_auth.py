@@ -1,8 +1,10 @@
-"""The gateway with `[auth]`: tokens, scopes, logins and what stays open (real servers, curl)."""
+"""The gateway with `[auth]`: tokens, scopes, logins, stream tickets and what stays open.
+
+Real servers and clients (httpx, websockets, curl); the tickets' expiry with a fake clock.
+"""
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import re
 import ssl
@@ -16,17 +18,22 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
-from agent import AgentServer, EventTracker
-from aggregator import DEFAULT_REGISTRY, AggregatorServer, AggregatorSettings, Registry
-from gateway import GatewaySettings
+from aggregator import AggregatorServer, AggregatorSettings, Registry
+from gateway import GatewaySettings, create_app
+from gateway._errors import TicketLimitError
 from gateway._sse import PATH as SSE_PATH
+from gateway._tickets import MAX_TICKETS_PER_IDENTITY, TicketBook
 from gateway._ws import PATH as WS_PATH
-from mesh_common.auth_settings import AuthSettings
+from mesh_common.auth import Identity
+from mesh_common.clocks import Clocks
+from mesh_common.errors import TokenError
 from mesh_common.tls import TlsSettings
 from metricsmesh_cli.certs import write_certificates
 from tests.auth_fixtures import PASSWORD, READ_TOKEN, WRITE_TOKEN, auth_settings, signed
+from tests.clocks import FakeClock
 from tests.eventually import eventually
 from tests.hardened_gateway import serve_hardened
+from tests.secure_mesh import secure_mesh
 from tests.seed_curl import run_curl
 from tests.seeds import document
 from tests.sse_client import events
@@ -42,28 +49,11 @@ RULE = {
 }
 
 
-@asynccontextmanager
-async def secure_mesh(auth: AuthSettings) -> AsyncIterator[str]:
-    """An agent, an aggregator and a gateway, both with `auth`; yields the gateway's URL."""
-    entry = DEFAULT_REGISTRY[0]
-    agent = AgentServer(EventTracker(entry.name), grace_seconds=0)
-    await agent.start()
-    try:
-        registry = Registry([dataclasses.replace(entry, host="127.0.0.1", agent_port=agent.port)])
-        settings = AggregatorSettings(port=0, interval_seconds=0.2, deadline_seconds=0.15)
-        async with AggregatorServer(registry, settings, auth=auth) as aggregator:
-            gateway = GatewaySettings(port=0, aggregator=aggregator.address, services_configured=1)
-            async with serve_hardened(gateway, auth=auth) as port:
-                yield f"http://127.0.0.1:{port}"
-    finally:
-        await agent.stop(0)
-
-
 @pytest.fixture
 async def http() -> AsyncIterator[httpx.AsyncClient]:
     async with (
-        secure_mesh(auth_settings()) as url,
-        httpx.AsyncClient(base_url=url, timeout=10) as client,
+        secure_mesh(auth_settings()) as mesh,
+        httpx.AsyncClient(base_url=mesh.url, timeout=10) as client,
     ):
         yield client
 
@@ -84,7 +74,7 @@ async def test_health_and_the_consolidated_endpoint_need_no_token(http: httpx.As
 
 
 async def test_a_missing_token_is_401_with_a_bearer_challenge(http: httpx.AsyncClient) -> None:
-    for path in ("/api/v1/alerts/active", "/api/v1/services", "/metrics", "/"):
+    for path in ("/api/v1/alerts/active", "/api/v1/services", "/metrics", "/auth/identity"):
         answer = await http.get(path)
         assert answer.status_code == 401, path
         assert answer.headers["www-authenticate"] == "Bearer"
@@ -120,8 +110,9 @@ async def test_login_issues_a_working_token_and_a_strict_cookie(http: httpx.Asyn
     assert body["token_type"] == "bearer" and body["expires_in"] == 3600
     token = body["access_token"]
     assert (await http.get("/api/v1/alerts/active", headers=bearer(token))).status_code == 200
-    cookie = answer.headers["set-cookie"]
-    assert "httponly" in cookie.lower() and "samesite=strict" in cookie.lower()
+    cookie = answer.headers["set-cookie"].lower()
+    assert "httponly" in cookie and "samesite=strict" in cookie
+    assert "secure" not in cookie  # plain HTTP here; over HTTPS it is Secure
     # The cookie reads (a browser's EventSource), but never writes.
     cookies = {"mesh_token": token}
     async with httpx.AsyncClient(base_url=str(http.base_url), cookies=cookies) as browser:
@@ -148,7 +139,10 @@ async def test_failed_logins_are_401_then_rate_limited_and_never_logged_with_the
 
 async def test_the_consolidated_endpoint_can_be_closed_too() -> None:
     auth = auth_settings(public_consolidated=False)
-    async with secure_mesh(auth) as url, httpx.AsyncClient(base_url=url, timeout=10) as http:
+    async with (
+        secure_mesh(auth) as mesh,
+        httpx.AsyncClient(base_url=mesh.url, timeout=10) as http,
+    ):
         assert (await http.get("/api/v1/real-time-metrics")).status_code == 401
 
         async def with_token() -> bool:
@@ -272,3 +266,179 @@ async def test_tokens_and_mutual_tls_together_on_every_hop(tmp_path: Path) -> No
             return answer.status_code == 200  # the gateway's TLS channel carries its token
 
         await eventually(answered, what="a snapshot over HTTPS, TLS and tokens")
+        login = await https.post("/auth/login", json={"username": "user", "password": PASSWORD})
+        assert "; secure" in login.headers["set-cookie"].lower()
+
+
+async def test_the_dashboard_page_and_its_files_need_no_token(http: httpx.AsyncClient) -> None:
+    # They hold no data, and the page must load to show its sign-in form.
+    page = await http.get("/")
+    assert page.status_code == 200 and 'id="signin"' in page.text
+    for asset in ("dashboard.js", "auth.js", "signin.js", "dashboard.css"):
+        assert (await http.get(f"/static/{asset}")).status_code == 200, asset
+    assert (await http.get("/static/../api/v1/schema")).status_code == 401
+
+
+async def test_the_identity_says_who_the_credentials_speak_for(http: httpx.AsyncClient) -> None:
+    answer = await http.get("/auth/identity", headers=bearer(READ_TOKEN))
+    assert answer.json() == {"authentication": True, "name": "reader", "scopes": ["read"]}
+    token = await login_cookie(http)
+    answer = await http.get("/auth/identity", headers={"Cookie": f"mesh_token={token}"})
+    assert answer.json() == {
+        "authentication": True,
+        "name": "user",
+        "scopes": ["read", "write"],
+    }
+
+
+async def test_without_auth_the_identity_says_so() -> None:
+    settings = GatewaySettings(port=0, aggregator="127.0.0.1:9", services_configured=1)
+    async with (
+        serve_hardened(settings) as port,
+        httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as http,
+    ):
+        answer = await http.get("/auth/identity")
+        assert answer.json() == {"authentication": False, "name": "", "scopes": []}
+        assert (await http.post("/auth/ticket")).status_code == 404
+
+
+async def test_logout_clears_the_cookie_but_only_from_the_gateways_own_pages(
+    http: httpx.AsyncClient,
+) -> None:
+    answer = await http.post("/auth/logout", headers={"Origin": str(http.base_url).rstrip("/")})
+    assert answer.status_code == 204
+    cleared = answer.headers["set-cookie"].lower()
+    assert cleared.startswith("mesh_token=") and "max-age=0" in cleared
+    assert "httponly" in cleared and "samesite=strict" in cleared
+    forged = await http.post("/auth/logout", headers={"Origin": "https://evil.example"})
+    assert forged.status_code == 403 and "set-cookie" not in forged.headers
+
+
+# --- stream tickets -------------------------------------------------------------------------
+
+
+async def ticket(http: httpx.AsyncClient, token: str = READ_TOKEN) -> str:
+    answer = await http.post("/auth/ticket", headers=bearer(token))
+    assert answer.status_code == 200, answer.text
+    body = answer.json()
+    assert body["expires_in"] == 30 and answer.headers["cache-control"] == "no-store"
+    return str(body["ticket"])
+
+
+async def test_a_ticket_opens_one_sse_stream_once(http: httpx.AsyncClient) -> None:
+    issued = await ticket(http)
+    async with http.stream("GET", f"{SSE_PATH}?ticket={issued}") as response:
+        assert response.status_code == 200
+        assert (await anext(events(response))).name
+    again = await http.get(f"{SSE_PATH}?ticket={issued}")
+    assert again.status_code == 401 and "already used" in again.json()["detail"]
+    assert again.headers["www-authenticate"] == "Bearer"
+
+
+async def test_a_ticket_opens_one_websocket_once(http: httpx.AsyncClient) -> None:
+    url = str(http.base_url).replace("http://", "ws://").rstrip("/") + WS_PATH
+    issued = await ticket(http)
+    async with connect(f"{url}?ticket={issued}") as client:
+        assert (await receive(client))["type"] == "welcome"
+    with pytest.raises(InvalidStatus) as refused:
+        async with connect(f"{url}?ticket={issued}"):
+            pass
+    assert refused.value.response.status_code == 403  # closed (1008) before the upgrade
+
+
+async def test_tickets_need_the_header_and_the_read_scope(http: httpx.AsyncClient) -> None:
+    assert (await http.post("/auth/ticket")).status_code == 401
+    token = await login_cookie(http)
+    cookie_only = await http.post("/auth/ticket", headers={"Cookie": f"mesh_token={token}"})
+    assert cookie_only.status_code == 401  # a forged cross-site POST would carry no more
+    no_scope = signed({"sub": "nobody", "scope": "", "exp": 2**40})
+    refused = await http.post("/auth/ticket", headers=bearer(no_scope))
+    assert refused.status_code == 403 and "'read' scope" in refused.json()["detail"]
+    assert (await http.get(f"{SSE_PATH}?ticket=made-up")).status_code == 401
+
+
+async def test_a_ticket_is_no_good_on_writes_nor_on_other_routes(http: httpx.AsyncClient) -> None:
+    issued = await ticket(http, WRITE_TOKEN)
+    assert (await http.get(f"/api/v1/alerts/active?ticket={issued}")).status_code == 401
+    assert (await http.get(f"/metrics?ticket={issued}")).status_code == 401
+    write = await http.post(f"/api/v1/alerts/rules?ticket={issued}", json=RULE)
+    assert write.status_code == 401
+    assert (await http.post(f"{SSE_PATH}?ticket={issued}")).status_code == 401
+    # None of those spent it: it still opens its stream.
+    async with http.stream("GET", f"{SSE_PATH}?ticket={issued}") as response:
+        assert response.status_code == 200
+    fresh = await ticket(http)
+    twice = await http.get(f"{SSE_PATH}?ticket={fresh}&ticket={fresh}")
+    assert twice.status_code == 401 and "one stream ticket" in twice.json()["detail"]
+
+
+async def test_the_ticket_route_and_its_errors_are_in_the_openapi_document(
+    http: httpx.AsyncClient,
+) -> None:
+    schema = (await http.get("/openapi.json", headers=bearer(READ_TOKEN))).json()
+    operation = schema["paths"]["/auth/ticket"]["post"]
+    assert {"200", "401", "429", "503"} <= set(operation["responses"])
+    assert "single-use" in operation["summary"] and "?ticket=" in operation["description"]
+    assert "get" in schema["paths"]["/auth/identity"]
+    assert "post" in schema["paths"]["/auth/logout"]
+
+
+@asynccontextmanager
+async def app_client(clock: FakeClock) -> AsyncIterator[httpx.AsyncClient]:
+    """The real app with `[auth]` and a fake monotonic clock, called in process (no aggregator)."""
+    settings = GatewaySettings(aggregator="127.0.0.1:9")
+    clocks = Clocks(monotonic=clock, wall=time.time)
+    app = create_app(settings, auth=auth_settings(), clocks=clocks)
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://localhost") as http:
+        yield http
+
+
+async def let_through(http: httpx.AsyncClient, issued: str) -> bool:
+    """Whether the auth check lets the SSE path through with `issued`, spending it.
+
+    The route answers `replay=-1` with 422 before it opens a stream; a refused ticket is 401.
+    """
+    answer = await http.get(SSE_PATH, params={"ticket": issued, "replay": "-1"})
+    assert answer.status_code in (401, 422), answer.text
+    return answer.status_code == 422
+
+
+async def test_a_ticket_runs_out_after_thirty_seconds(clock: FakeClock) -> None:
+    async with app_client(clock) as http:
+        first, second = await ticket(http), await ticket(http)
+        clock.tick(29.9)
+        assert await let_through(http, first)
+        assert not await let_through(http, first)  # spent
+        clock.tick(0.1)
+        assert not await let_through(http, second)  # expired, never used
+
+
+async def test_one_identity_holds_at_most_32_unspent_tickets(clock: FakeClock) -> None:
+    async with app_client(clock) as http:
+        held = [await ticket(http) for _ in range(MAX_TICKETS_PER_IDENTITY)]
+        clock.tick(10)
+        refused = await http.post("/auth/ticket", headers=bearer(READ_TOKEN))
+        assert refused.status_code == 429 and "32 unspent" in refused.json()["detail"]
+        assert refused.headers["retry-after"] == "20"  # when the oldest runs out
+        await ticket(http, WRITE_TOKEN)  # another identity is not held back
+        assert await let_through(http, held[0])  # spending one frees its place
+        await ticket(http)
+        clock.tick(30)  # all of them expired
+        await ticket(http)
+
+
+def test_the_gateway_holds_at_most_its_capacity_of_tickets(clock: FakeClock) -> None:
+    book = TicketBook(clock, capacity=3, per_identity=2)
+    alice, bob = Identity("alice", frozenset({"read"})), Identity("bob", frozenset({"read"}))
+    issued = [book.issue(alice), book.issue(alice), book.issue(bob)]
+    clock.tick(5)
+    with pytest.raises(TicketLimitError) as full:
+        book.issue(bob)
+    assert full.value.status == 503 and full.value.retry_after == 25
+    assert book.redeem(issued[2]) == bob
+    with pytest.raises(TokenError):
+        book.redeem(issued[2])
+    book.issue(bob)
+    clock.tick(25)
+    assert [book.issue(alice), book.issue(bob)]  # the expired ones made room

@@ -17,8 +17,8 @@ from websockets.exceptions import InvalidStatus
 from gateway._sse import PATH as SSE_PATH
 from gateway._ws import PATH as WS_PATH
 from tests.auth_fixtures import READ_TOKEN, WRITE_TOKEN, auth_settings, signed
+from tests.secure_mesh import secure_mesh
 from tests.sse_client import events
-from tests.test_gateway_auth import secure_mesh
 from tests.ws_client import receive
 
 FAR = 2**40
@@ -45,8 +45,8 @@ RULE = {
 @pytest.fixture
 async def http() -> AsyncIterator[httpx.AsyncClient]:
     async with (
-        secure_mesh(auth_settings()) as url,
-        httpx.AsyncClient(base_url=url, timeout=10) as client,
+        secure_mesh(auth_settings()) as mesh,
+        httpx.AsyncClient(base_url=mesh.url, timeout=10) as client,
     ):
         yield client
 

@@ -21,6 +21,7 @@ from metricsmesh.v1 import aggregator_pb2, aggregator_pb2_grpc, event_rate_pb2
 from agent import AgentServer, EventTracker
 from agent._server import MAX_KINDS
 from aggregator import AggregatorServer, AggregatorSettings, Registry
+from aggregator._callers import Caller
 from aggregator._service import SERVICE_NAME
 from mesh_common import grpc_input
 from mesh_common.bounded import QUOTE_LIMIT, RateLimitedLog, quote, quote_list
@@ -235,13 +236,13 @@ async def test_untrusted_peers_leave_the_reserved_slots_and_are_capped_per_peer(
         for call in streams:
             call.cancel()
         await eventually(lambda: server.subscriber_count == 0, what="streams to end")
-    # The loop's own rule: untrusted peers never take the reserved slot, trusted ones may.
+    # The loop's own rule: untrusted callers never take the reserved slot, trusted ones may.
     async with AggregatorServer(registry_for(agent), untrusted) as server:
         loop = server.loop
-        taken = [loop.subscribe(0.0, peer=f"10.0.0.{i}", trusted=False) for i in range(3)]
+        taken = [loop.subscribe(0.0, Caller(f"peer host 10.0.0.{i}", False)) for i in range(3)]
         with pytest.raises(Exception, match="reserved_subscribers"):
-            loop.subscribe(0.0, peer="10.0.0.9", trusted=False)
-        gateway = loop.subscribe(0.0, peer="127.0.0.1", trusted=True)
+            loop.subscribe(0.0, Caller("peer host 10.0.0.9", False))
+        gateway = loop.subscribe(0.0, Caller("peer host 127.0.0.1", True))
         for subscription in (*taken, gateway):
             loop.unsubscribe(subscription)
         assert loop.subscriber_count == 0

@@ -6,10 +6,8 @@ import asyncio
 import dataclasses
 import json
 import logging
-import os
-import shutil
-import socket
 import ssl
+import stat
 import subprocess
 import sys
 from collections.abc import AsyncIterator
@@ -32,11 +30,12 @@ from mesh_common.errors import ConfigError
 from mesh_common.tls import SECTION as TLS
 from mesh_common.tls import TlsSettings
 from mesh_common.transport import open_channel
-from metricsmesh_cli.certs import Certificates, write_certificates
+from metricsmesh_cli.certs import Certificates, write_certificates, write_private
 from metricsmesh_cli.main import main
-from tests.cli import METRICS_MESH, cli, needs_cli
+from tests.cli import cli, needs_cli
 from tests.eventually import eventually
 from tests.hardened_gateway import serve_hardened
+from tests.tls_files import client, replace, running, serving, shown_certificate
 
 GRPCURL = Path(sys.executable).with_name("grpcurl")
 ACTIVE = snapshot_pb2.SERVICE_STATUS_ACTIVE
@@ -52,26 +51,6 @@ def certs(tmp_path_factory: pytest.TempPathFactory) -> Certificates:
 def strangers(tmp_path_factory: pytest.TempPathFactory) -> Certificates:
     """Certificates of another CA: nobody of the mesh trusts them."""
     return write_certificates(tmp_path_factory.mktemp("strangers"), ["127.0.0.1"])
-
-
-def serving(files: Certificates, *, client_auth: bool = True) -> TlsSettings:
-    """A server's (or the aggregator's) `[tls]`: its certificate, the CA, mutual TLS."""
-    return TlsSettings(
-        ca_file=str(files.ca),
-        cert_file=str(files.server),
-        key_file=str(files.server_key),
-        client_auth=client_auth,
-    )
-
-
-def client(files: Certificates) -> TlsSettings:
-    """A client's `[tls]` under mutual TLS: the CA and the client certificate."""
-    return TlsSettings(
-        ca_file=str(files.ca),
-        cert_file=str(files.client),
-        key_file=str(files.client_key),
-        client_auth=True,
-    )
 
 
 def settings() -> AggregatorSettings:
@@ -192,6 +171,19 @@ def test_certs_writes_a_ca_and_certificates_for_the_hosts(
     mesh = tmp_path / "mesh.toml"
     mesh.write_text(table + "\n", encoding="utf-8")
     assert load_mesh_file(mesh, environ={}).read(TLS).client_auth
+
+
+def test_keys_written_over_readable_files_become_owner_only(tmp_path: Path) -> None:
+    """A directory used before (the demo's run directory): old files do not keep their mode."""
+    key, config = tmp_path / "server-key.pem", tmp_path / "metrics-mesh.toml"
+    for path in (key, config):
+        path.write_text("old\n", encoding="utf-8")
+        path.chmod(0o644)
+    write_certificates(tmp_path, ["127.0.0.1"])
+    write_private(config, b"[auth]\n")
+    assert stat.S_IMODE(key.stat().st_mode) == 0o600
+    assert stat.S_IMODE(config.stat().st_mode) == 0o600
+    assert config.read_bytes() == b"[auth]\n"
 
 
 # --- gRPC: agent -> aggregator -> clients ---------------------------------------------------
@@ -337,24 +329,7 @@ async def test_the_gateway_serves_https_from_a_tls_aggregator(certs: Certificate
 
 def served_serial(port: int) -> int:
     """The serial number of the certificate a new TLS connection to `port` is shown."""
-    context = ssl.create_default_context()
-    context.check_hostname = False
-    context.verify_mode = ssl.CERT_NONE
-    context.set_alpn_protocols(["h2"])
-    with (
-        socket.create_connection(("127.0.0.1", port), timeout=5) as raw,
-        context.wrap_socket(raw) as wrapped,
-    ):
-        der = wrapped.getpeercert(binary_form=True)
-    assert der is not None
-    return x509.load_der_x509_certificate(der).serial_number
-
-
-def replace(source: Path, target: Path) -> None:
-    """Put `source`'s content at `target` in one step, as a deployment tool would."""
-    staging = target.with_suffix(".new")
-    shutil.copyfile(source, staging)
-    os.replace(staging, target)
+    return shown_certificate(port).serial_number
 
 
 async def test_rotated_certificates_are_used_by_new_connections(
@@ -461,26 +436,10 @@ async def test_aggregator_gateway_and_cli_read_tls_from_the_mesh_file(
 
         assert await eventually(served, timeout=30, what="the gateway over HTTPS")
     assert body["active_apis"][0]["service_name"] == "weather-api"
-    assert status == 1 and "cannot reach the aggregator" in err
+    assert status == 1 and "TLS: the peer closed the plaintext connection at once" in err, err
     assert refused[0] == 1
     assert "TLS: handshake failed: its certificate is not signed by ca_file" in refused[2]
     assert f"https://127.0.0.1:{gateway_port}/" in (await gateway).decode()
-
-
-@asynccontextmanager
-async def running(*args: str) -> AsyncIterator[asyncio.Future[bytes]]:
-    """`metrics-mesh ARGS` until the block ends (SIGTERM); yields its future output."""
-    process = await asyncio.create_subprocess_exec(
-        str(METRICS_MESH), *args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
-    )
-    output: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
-    try:
-        yield output
-    finally:
-        if process.returncode is None:
-            process.terminate()
-        out, _ = await asyncio.wait_for(process.communicate(), timeout=20)
-        output.set_result(out)
 
 
 async def test_the_aggregator_dials_with_rotated_files_without_a_restart(tmp_path: Path) -> None:

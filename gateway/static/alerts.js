@@ -1,6 +1,7 @@
 // The alert strip at the top, and which alert each service's row is marked with.
 // Fed by the stream's `event: alert` (every change) and GET /api/v1/alerts/active (at load,
 // after a reconnect, and while polling). Firing first, then pending; resolved ones fade out.
+import { authFetch } from "/static/auth.js";
 import { ago, el } from "/static/format.js";
 
 const ALERTS_URL = "/api/v1/alerts/active";
@@ -72,7 +73,7 @@ export class AlertStrip {
 
   async load() {
     try {
-      const response = await fetch(ALERTS_URL, { cache: "no-store" });
+      const response = await authFetch(ALERTS_URL, { cache: "no-store" });
       if (response.ok) this.replace((await response.json()).alerts);
     } catch (err) { /* the stream or the next poll brings them */ }
   }

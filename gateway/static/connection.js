@@ -1,5 +1,10 @@
 // The page's link to the gateway: live over Server-Sent Events, polling every 5 s while the
-// stream is unavailable, and the past replayed once at load on a stream of its own.
+// stream is unavailable, and the past replayed once at load on a stream of its own. With a
+// pasted API token each stream opens with a single-use ticket (auth.js): EventSource's own
+// reconnect would reuse the spent one, so such a stream is closed on error and opened again
+// with a fresh ticket.
+import { authFetch, streamUrl } from "/static/auth.js";
+
 const STREAM_URL = "/api/v1/real-time-metrics/stream";
 // The sparklines' past: the gateway's ring (history_size snapshots) replayed once at load,
 // only the figures they draw, on a stream of its own that closes once it has caught up.
@@ -7,6 +12,7 @@ const HISTORY_URL = STREAM_URL + "?replay=900&fields=events_per_second,error_rat
 const REST_URL = "/api/v1/real-time-metrics";
 const POLL_MS = 5000;
 const HISTORY_LIMIT_MS = 30000;  // the replay gives up after this
+const RECONNECT_MS = 2000;       // a ticketed stream's reconnect: the gateway's own retry hint
 
 // The latest snapshot, read once (null when there is none to serve): the page reads it beside
 // the schema, so that the history's fetch, which needs the server's time, starts before the
@@ -14,7 +20,7 @@ const HISTORY_LIMIT_MS = 30000;  // the replay gives up after this
 // about 340 ms after navigation instead of 660 ms).
 export async function latestSnapshot() {
   try {
-    const response = await fetch(REST_URL, { cache: "no-store" });
+    const response = await authFetch(REST_URL, { cache: "no-store" });
     return response.ok ? await response.json() : null;
   } catch (err) {
     return null;
@@ -50,10 +56,18 @@ export class Connection {
     this.status.refresh();
   }
 
-  connect() {
+  async connect() {
     const status = this.status;
     if (!window.EventSource) { this.startPolling(); return; }
-    const source = new EventSource(STREAM_URL);
+    let url;
+    try {
+      url = await streamUrl(STREAM_URL);
+    } catch (err) {   // no ticket (unreachable, refused): poll, try again later
+      this.lost(null, false);
+      return;
+    }
+    const ticketed = url !== STREAM_URL;
+    const source = new EventSource(url);
     this.source = source;
     source.addEventListener("open", () => { status.mode = "live"; this.stopPolling(); status.refresh(); });
     source.addEventListener("alert", (event) => this.handlers.alert(JSON.parse(event.data)));
@@ -63,19 +77,27 @@ export class Connection {
         status.failed(JSON.parse(event.data));   // the gateway's own `event: error`
         return;
       }
-      // The connection itself failed: EventSource retries; poll meanwhile.
-      status.mode = source.readyState === EventSource.CLOSED ? "down" : "polling";
-      this.startPolling();
-      status.refresh();
-      if (source.readyState === EventSource.CLOSED) setTimeout(() => this.connect(), POLL_MS);
+      if (ticketed) source.close();   // its ticket is spent: a new one next time
+      this.lost(source, ticketed);
     });
+  }
+
+  // The stream's connection failed: EventSource retries by itself (the login's cookie);
+  // a closed one (or a ticketed one) is opened again later. Polling meanwhile.
+  lost(source, ticketed) {
+    const status = this.status;
+    const closed = !source || source.readyState === EventSource.CLOSED;
+    status.mode = closed && !ticketed ? "down" : "polling";
+    this.startPolling();
+    status.refresh();
+    if (closed) setTimeout(() => this.connect(), ticketed ? RECONNECT_MS : POLL_MS);
   }
 
   async poll() {
     const status = this.status;
     this.handlers.poll();
     try {
-      const response = await fetch(REST_URL, { cache: "no-store" });
+      const response = await authFetch(REST_URL, { cache: "no-store" });
       const body = await response.json();
       if (status.mode !== "live") status.mode = "polling";
       if (response.ok) this.receive(body);
@@ -97,9 +119,15 @@ export class Connection {
   }
 
   // The past from the gateway's ring, on a stream of its own that closes when caught up.
-  loadHistory() {
+  async loadHistory() {
     if (!window.EventSource) return;
-    const past = new EventSource(HISTORY_URL);
+    let url;
+    try {
+      url = await streamUrl(HISTORY_URL);
+    } catch (err) {
+      return;   // the trends start from the live stream instead
+    }
+    const past = new EventSource(url);
     let added = 0;
     const done = () => { past.close(); clearTimeout(limit); if (added) this.handlers.caughtUp(); };
     const limit = setTimeout(done, HISTORY_LIMIT_MS);

@@ -10,7 +10,9 @@
 //   trends.js      the sparklines' samples and drawing; format.js how figures are written;
 //   history.js     the trends' past, from the history store (the range query)
 //   eventshour.js  the "Events / hour" card: the last hour's count from the history
-//   storage.js     what is remembered across reloads
+//   storage.js     what is remembered across reloads and for the tab's session
+//   auth.js        the credentials every call carries (login cookie, or token and tickets)
+//   signin.js      the sign-in form and the session in the header ([auth] on)
 import { AlertStrip } from "/static/alerts.js";
 import { Connection, latestSnapshot } from "/static/connection.js";
 import { DetailPanel } from "/static/detail.js";
@@ -18,6 +20,7 @@ import { EventsHourCard } from "/static/eventshour.js";
 import { el } from "/static/format.js";
 import { RANGES, StoredTrends } from "/static/history.js";
 import { Schema } from "/static/schema.js";
+import { SignIn } from "/static/signin.js";
 import { Status } from "/static/status.js";
 import { load, save } from "/static/storage.js";
 import { renderSummary } from "/static/summary.js";
@@ -68,6 +71,7 @@ function fleetTrends(trends) {
 }
 
 async function start() {
+  await new SignIn().ready();   // at once without [auth] or with good credentials
   let redraw = () => fleetTrends(trends);   // until the table and the detail exist
   const stored = new StoredTrends({ onChange: () => redraw() });
   const trends = new Trends(load(RANGE_KEY), stored);

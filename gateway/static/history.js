@@ -9,6 +9,7 @@
 // (trends.js) draws the time since. Fetches never pile up: one at a time, a range change
 // cancels the one in flight. Times are the server's (the latest snapshot's), never the
 // browser's clock.
+import { authFetch } from "/static/auth.js";
 
 export const RANGES = [   // step: seconds between points, a multiple of the tier holding the range
   { key: "15m", label: "15 min", seconds: 900, step: 5 },
@@ -45,7 +46,7 @@ export async function queryRange(selector, startMs, endMs, stepSeconds, signal) 
   });
   let response;
   try {
-    response = await fetch(RANGE_URL + "?" + params, { cache: "no-store", signal });
+    response = await authFetch(RANGE_URL + "?" + params, { cache: "no-store", signal });
   } catch (err) {
     if (err.name === "AbortError") throw err;
     throw new HistoryError("history unreachable", true);

@@ -2,6 +2,7 @@
 // detail panel's kind and instance columns, the warning thresholds and the age from which the figures on
 // screen are stale. The thresholds are the CLI's too (mesh_common/thresholds.py): defined
 // there, used here as served.
+import { authFetch } from "/static/auth.js";
 
 const SCHEMA_URL = "/api/v1/schema";
 
@@ -23,7 +24,7 @@ export class Schema {
   // The gateway's schema; an empty one (no columns, no thresholds) when it cannot be read.
   static async load() {
     try {
-      const response = await fetch(SCHEMA_URL, { cache: "no-store" });
+      const response = await authFetch(SCHEMA_URL, { cache: "no-store" });
       if (response.ok) return new Schema(await response.json());
     } catch (err) { /* below */ }
     return new Schema({});
