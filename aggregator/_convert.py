@@ -20,7 +20,7 @@ from metricsmesh.v1 import aggregator_pb2, event_rate_pb2, snapshot_pb2
 
 from aggregator._errors import RetagError
 from aggregator._ingest.wire import to_pushed_value
-from aggregator._model import Health, RowData, SnapshotData
+from aggregator._model import Health, InstanceData, RowData, SnapshotData
 from aggregator._retag import Retag
 from mesh_common import latency
 from mesh_common.bounded import quote, quote_list
@@ -58,6 +58,18 @@ _AGENT_ROW = Retag(
 )
 """The agent's answer re-tagged as ServiceRow fields (bench `python -m bench alerts`: a
 round's rows convert in about half the time of parsing the answer and copying each field)."""
+INSTANCE_FIELDS = tuple(
+    sorted(
+        set(snapshot_pb2.InstanceRow.DESCRIPTOR.fields_by_name)
+        & set(event_rate_pb2.GetEventRateResponse.DESCRIPTOR.fields_by_name)
+    )
+)
+"""The instance fields copied from the instance's answer (as AGENT_FIELDS are for a row)."""
+_AGENT_INSTANCE = Retag(
+    event_rate_pb2.GetEventRateResponse.DESCRIPTOR,
+    snapshot_pb2.InstanceRow.DESCRIPTOR,
+    INSTANCE_FIELDS,
+)
 
 
 def add_row(
@@ -82,6 +94,8 @@ def add_row(
         health=_HEALTH[row.health],
         error_message=row.error_message,
         consecutive_failures=row.consecutive_failures,
+        instances_up=row.instances_up,
+        instances_total=row.instances_total,
     )
     if row.call_latency is not None:
         set_seconds(message.call_latency, row.call_latency)
@@ -90,17 +104,43 @@ def add_row(
         try:
             message.MergeFromString(_AGENT_ROW(answer))
         except RetagError:
-            copy_agent_fields(answer, message)
+            copy_agent_fields(answer, message, AGENT_FIELDS)
     if row.seen_time is not None:
         set_seconds(message.last_seen_time, row.seen_time)
         set_seconds(message.last_seen_age, row.seen_age or 0.0)
+    for instance in row.instances:
+        add_instance(message.instances, instance)
     return message
 
 
-def copy_agent_fields(answer: bytes, message: snapshot_pb2.ServiceRow) -> None:
-    """Copy the AGENT_FIELDS of a serialized GetEventRateResponse into `message`, parsing it."""
+def add_instance(
+    instances: RepeatedCompositeFieldContainer[snapshot_pb2.InstanceRow], instance: InstanceData
+) -> None:
+    """Append the wire entry of one instance of a row (its age unset: set when sending)."""
+    message = instances.add(
+        address=instance.address,
+        status=to_wire(instance.status),
+        health=_HEALTH[instance.health],
+        error_message=instance.error_message,
+        consecutive_failures=instance.consecutive_failures,
+    )
+    if instance.call_latency is not None:
+        set_seconds(message.call_latency, instance.call_latency)
+    if instance.figures is not None and instance.figures.answer:
+        answer = instance.figures.answer
+        try:
+            message.MergeFromString(_AGENT_INSTANCE(answer))
+        except RetagError:
+            copy_agent_fields(answer, message, INSTANCE_FIELDS)
+    if instance.seen_time is not None:
+        set_seconds(message.last_seen_time, instance.seen_time)
+        set_seconds(message.last_seen_age, instance.seen_age or 0.0)
+
+
+def copy_agent_fields(answer: bytes, message: Message, names: Sequence[str] = AGENT_FIELDS) -> None:
+    """Copy the fields `names` of a serialized GetEventRateResponse into `message`, parsing it."""
     parsed = event_rate_pb2.GetEventRateResponse.FromString(answer)
-    for name in AGENT_FIELDS:
+    for name in names:
         copy_field(parsed, message, name)
 
 
@@ -165,10 +205,14 @@ AGE_RESOLUTION_SECONDS = 0.002
 """Serialized bytes are reused for sends this close together (their ages differ by less)."""
 
 
+Received = tuple[tuple[float | None, tuple[float | None, ...]], ...]
+"""Per kept row: when its figures arrived, and when each of its instances' did (monotonic)."""
+
+
 @dataclass(slots=True)
 class _Rendered:
     response: aggregator_pb2.GetSnapshotResponse | aggregator_pb2.StreamSnapshotsResponse
-    received: tuple[float | None, ...]
+    received: Received
     serialized: bytes = b""
     serialized_at: float = float("-inf")
 
@@ -208,8 +252,8 @@ class Projection:
 
     def build(
         self, snapshot: SnapshotData, whole: WholeSnapshots | None = None
-    ) -> tuple[snapshot_pb2.Snapshot, tuple[float | None, ...]]:
-        """The filtered, masked message (ages unset) and each kept row's receive instant.
+    ) -> tuple[snapshot_pb2.Snapshot, Received]:
+        """The filtered, masked message (ages unset) and each kept row's receive instants.
 
         Without a service filter the rows come from `whole` when given (shared, not changed).
         """
@@ -218,7 +262,9 @@ class Projection:
             full = whole.get(snapshot)
         else:
             full = snapshot_to_proto(snapshot, rows)
-        received = tuple(row.received_at for row in rows)
+        received = tuple(
+            (row.received_at, tuple([each.received_at for each in row.instances])) for row in rows
+        )
         if self._top is None:
             return full, received
         masked = snapshot_pb2.Snapshot()
@@ -250,10 +296,15 @@ class Projection:
         message = rendered.response.snapshot
         if self._top is None or "age" in self._top:
             set_seconds(message.age, max(0.0, now - snapshot.taken_at))
-        if self._row_fields is None or "age" in self._row_fields:
-            for row, received in zip(message.services, rendered.received, strict=False):
-                if received is not None:
-                    set_seconds(row.age, max(0.0, now - received))
+        row_ages = self._row_fields is None or "age" in self._row_fields
+        instance_ages = self._row_fields is None or "instances" in self._row_fields
+        for row, (received, instances) in zip(message.services, rendered.received, strict=False):
+            if row_ages and received is not None:
+                set_seconds(row.age, max(0.0, now - received))
+            if instance_ages and instances:
+                for instance, arrived in zip(row.instances, instances, strict=False):
+                    if arrived is not None:
+                        set_seconds(instance.age, max(0.0, now - arrived))
         rendered.serialized = rendered.response.SerializeToString()
         rendered.serialized_at = now
         return rendered.serialized

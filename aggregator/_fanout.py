@@ -16,7 +16,7 @@ import grpc
 from google.protobuf.message import DecodeError
 from metricsmesh.v1 import event_rate_pb2, latency_pb2
 
-from aggregator._model import AgentFigures, CallResult, Health, Outcome
+from aggregator._model import AgentFigures, CallResult, Health, Outcome, TargetKey
 from aggregator._targets import Target, Targets
 from mesh_common import latency
 from mesh_common.bounded import quote
@@ -51,8 +51,8 @@ class FanOut:
         self.deadline = deadline
         self._monotonic = monotonic
 
-    async def collect(self, targets: Targets) -> dict[str, Outcome]:
-        """Call every target that is not backing off; return each one's outcome by name.
+    async def collect(self, targets: Targets) -> dict[TargetKey, Outcome]:
+        """Call every target that is not backing off; return each one's outcome by its key.
 
         Returns once every call has ended (answered, failed or hit its deadline); never
         raises for a failed call. A target that is backing off gets a SKIPPED outcome.
@@ -62,7 +62,7 @@ class FanOut:
         deadline = self.deadline
         done = loop.create_future()
         now = monotonic()
-        outcomes: dict[str, Outcome] = {}
+        outcomes: dict[TargetKey, Outcome] = {}
         pending: list[_Pending] = []
         health_waits = []
         remaining = 0
@@ -77,7 +77,7 @@ class FanOut:
         for target in targets:
             reason = target.skip_reason(now)
             if reason is not None:
-                outcomes[target.entry.name] = Outcome(
+                outcomes[target.key] = Outcome(
                     CallResult.SKIPPED, target.watch.health, None, error=reason
                 )
                 continue
@@ -105,7 +105,7 @@ class FanOut:
             for wait in health_waits:
                 wait.cancel()
         for item in pending:
-            outcomes[item.target.entry.name] = await self._outcome(item)
+            outcomes[item.target.key] = await self._outcome(item)
         return outcomes
 
     async def _outcome(self, item: _Pending) -> Outcome:

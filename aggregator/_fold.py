@@ -4,8 +4,11 @@ Like OpenTelemetry's aggregation, `fold_round` has no I/O and no clock of its ow
 outcomes, the previous per-service state and the times, and returns the snapshot and the next
 state. Every rule of DESIGN.md's Semantics about statuses and totals lives here: a service
 that is not active keeps its last good figures in its row (kept in its `TargetState`, with
-when they arrived), and totals count active rows only. `status_changes` compares two
-snapshots' statuses (the round loop logs them).
+when they arrived), and totals count active rows only. A service of several instances gets
+one row: each instance is judged as a service of one agent is (its own verdict, state and
+backoff), the row is active while one instance is, and its figures are the fold of the
+active instances' (`aggregator._instances`). `status_changes` compares two snapshots'
+statuses (the round loop logs them).
 """
 
 from __future__ import annotations
@@ -16,15 +19,18 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+from aggregator._instances import fold_figures, instances_error, row_health
 from aggregator._model import (
     AgentFigures,
     CallResult,
     Health,
+    InstanceData,
     LastSeen,
     Outcome,
     RowData,
     SnapshotData,
     StatusChange,
+    TargetKey,
     TargetState,
     failed_outcome,
 )
@@ -186,32 +192,38 @@ def fold_row(
 
 def fold_round(
     registry: Sequence[ServiceEntry],
-    outcomes: Mapping[str, Outcome],
-    states: Mapping[str, TargetState],
+    outcomes: Mapping[TargetKey, Outcome],
+    states: Mapping[TargetKey, TargetState],
     times: RoundTimes,
     backoff: Backoff,
-) -> tuple[SnapshotData, dict[str, TargetState]]:
-    """Fold one round's outcomes (by service name) into a snapshot and the next states.
+) -> tuple[SnapshotData, dict[TargetKey, TargetState]]:
+    """Fold one round's outcomes (by `TargetKey`) into a snapshot and the next states.
 
-    Rows follow the registry's order (pushed services after the polled ones). A service with
+    Rows follow the registry's order (pushed services after the polled ones). An agent with
     no outcome counts as failed, one with no state starts afresh. The totals are
     `mesh_common.totals.fleet_totals` of the rows (the rule every filtered view uses too):
     active rows only, the fleet's latency the merge of their buckets; `services_answered`
-    counts the services whose GetEventRate call returned figures. The last known figures of
-    rows that are not active are shown, never counted.
+    counts the services whose GetEventRate call (one of their instances' calls) returned
+    figures. The last known figures of rows that are not active are shown, never counted.
     """
     rows: list[RowData] = []
     parts: list[Contribution] = []
-    new_states: dict[str, TargetState] = {}
+    new_states: dict[TargetKey, TargetState] = {}
     answered = 0
     for entry in registry:
-        outcome = outcomes.get(entry.name) or failed_outcome("no outcome was collected")
-        state = states.get(entry.name) or TargetState()
-        if outcome.result is CallResult.OK and outcome.figures is not None:
-            answered += 1
-        row, new_states[entry.name] = fold_service(entry, outcome, state, times, backoff)
+        if entry.instances:
+            row, figures, answers = fold_several(
+                entry, outcomes, states, times, backoff, new_states
+            )
+        else:
+            outcome = outcomes.get(entry.name) or failed_outcome("no outcome was collected")
+            state = states.get(entry.name) or TargetState()
+            answers = outcome.result is CallResult.OK and outcome.figures is not None
+            row, new_states[entry.name] = fold_service(entry, outcome, state, times, backoff)
+            figures = outcome.figures
+        answered += answers
         rows.append(row)
-        parts.append(contribution(row, outcome))
+        parts.append(contribution(row, figures))
     totals = fleet_totals(parts)
     statuses = Counter(row.status for row in rows)
     snapshot = SnapshotData(
@@ -247,10 +259,85 @@ def fold_service(
     return fold_row(entry, outcome, verdict, new_state, times), new_state
 
 
-def contribution(row: RowData, outcome: Outcome) -> Contribution:
-    """What `row` adds to the fleet totals: this round's figures (with their buckets) if active."""
+def fold_several(
+    entry: ServiceEntry,
+    outcomes: Mapping[TargetKey, Outcome],
+    states: Mapping[TargetKey, TargetState],
+    times: RoundTimes,
+    backoff: Backoff,
+    new_states: dict[TargetKey, TargetState],
+) -> tuple[RowData, AgentFigures | None, bool]:
+    """The row of a service of several instances: (row, this round's figures, answered).
+
+    Each instance is judged and backs off as a service of one agent does (its state in
+    `new_states` under (name, address)). The row is active while at least one instance is;
+    its figures fold the active instances' (None when none is: the row then shows the last
+    folded figures, kept in `new_states` under the service's name); the error text names
+    the instances that are not active, even while the row is.
+    """
+    instances: list[InstanceData] = []
+    active: list[AgentFigures] = []
+    received: list[float] = []
+    answered = False
+    for address in entry.instances:
+        key = (entry.name, address)
+        outcome = outcomes.get(key) or failed_outcome("no outcome was collected")
+        state = states.get(key) or TargetState()
+        row, new_states[key] = fold_service(entry, outcome, state, times, backoff)
+        instances.append(_instance(address, row))
+        answered = answered or (outcome.result is CallResult.OK and outcome.figures is not None)
+        if row.status is ServiceStatus.ACTIVE and outcome.figures is not None:
+            active.append(outcome.figures)
+            received.append(outcome.received_at)
+    folded = fold_figures(entry.name, active) if active else None
+    seen = (states.get(entry.name) or TargetState()).last_seen
+    if folded is not None:
+        arrived = max(received)
+        kept = dataclasses.replace(folded, latency=None)
+        seen = LastSeen(kept, arrived, times.take_time + (arrived - times.started))
+    new_states[entry.name] = TargetState(last_seen=seen)
+    if folded is not None:
+        status = ServiceStatus.ACTIVE
+    elif any(instance.status is ServiceStatus.ERROR for instance in instances):
+        status = ServiceStatus.ERROR
+    else:
+        status = ServiceStatus.INACTIVE
+    latencies = [each.call_latency for each in instances if each.call_latency is not None]
+    row = RowData(
+        entry=entry,
+        status=status,
+        health=row_health(instances),
+        error_message=instances_error(instances),
+        call_latency=max(latencies) if latencies else None,
+        consecutive_failures=min(instance.consecutive_failures for instance in instances),
+        figures=None if seen is None else seen.figures,
+        received_at=None if seen is None else seen.received_at,
+        seen_time=None if seen is None else seen.wall_time,
+        seen_age=None if seen is None else max(0.0, times.started - seen.received_at),
+        instances=tuple(instances),
+    )
+    return row, folded, answered
+
+
+def _instance(address: str, row: RowData) -> InstanceData:
+    """An instance's part of its service's row, from the row it would have on its own."""
+    return InstanceData(
+        address,
+        row.status,
+        row.health,
+        row.error_message,
+        row.call_latency,
+        row.consecutive_failures,
+        row.figures,
+        row.received_at,
+        row.seen_time,
+        row.seen_age,
+    )
+
+
+def contribution(row: RowData, figures: AgentFigures | None) -> Contribution:
+    """What `row` adds to the totals: this round's `figures` (with their buckets) if active."""
     entry = row.entry
-    figures = outcome.figures
     if row.status is not ServiceStatus.ACTIVE or figures is None:
         return Contribution(False, entry.type, entry.data_source)
     return Contribution(

@@ -26,7 +26,15 @@ from aggregator._errors import AggregatorStateError, TooManySubscribers
 from aggregator._fanout import FanOut
 from aggregator._fold import Backoff, RoundTimes, fold_round, status_changes
 from aggregator._ingest.ingestor import Ingestor
-from aggregator._model import SnapshotData, StatusChange, TargetState, failed_outcome, new_epoch
+from aggregator._model import (
+    Outcome,
+    SnapshotData,
+    StatusChange,
+    TargetKey,
+    TargetState,
+    failed_outcome,
+    new_epoch,
+)
 from aggregator._observers import ObserverSet, SnapshotObserver
 from aggregator._settings import AggregatorSettings
 from aggregator._slot import SnapshotSlot
@@ -109,6 +117,8 @@ class RoundLoop:
         self._interval_rounds = interval_rounds
         self._ingestor = ingestor
         self._pushed_states: dict[str, TargetState] = {}
+        self._row_states: dict[TargetKey, TargetState] = {}
+        """The rows' own states of the services of several instances (last folded figures)."""
         if ingestor is not None:
             ingestor.reserve(entry.name for entry in registry)
 
@@ -300,16 +310,17 @@ class RoundLoop:
         started = monotonic()
         take_time = self.clocks.wall()
         try:
-            outcomes = await self._fanout.collect(targets)
+            outcomes: dict[TargetKey, Outcome] = await self._fanout.collect(targets)
         except asyncio.CancelledError:
             raise
         except Exception as error:
             _LOG.exception("collecting a round failed")
             failed = failed_outcome(f"round failed: {error!r}")
-            outcomes = {target.entry.name: failed for target in targets}
+            outcomes = {target.key: failed for target in targets}
         pushed = None if self._ingestor is None else self._ingestor.round()
         entries: Sequence[ServiceEntry] = targets.registry
-        states = {target.entry.name: target.state for target in targets}
+        states: dict[TargetKey, TargetState] = {target.key: target.state for target in targets}
+        states.update(self._row_states)
         if pushed is not None:
             entries = (*entries, *pushed.entries)
             outcomes.update(pushed.outcomes)
@@ -324,9 +335,12 @@ class RoundLoop:
                 pushed=pushed.series,
                 pushed_omitted=max(0, len(pushed.series) - pushed.stream_limit),
             )
+        self._row_states = {
+            entry.name: new_states[entry.name] for entry in targets.registry if entry.instances
+        }
         for target in targets:
-            target.state = new_states[target.entry.name]
-            target.record(outcomes.get(target.entry.name))
+            target.state = new_states[target.key]
+            target.record(outcomes.get(target.key))
         for change in status_changes(self.latest, snapshot):
             log_status_change(change)
         self.latest = snapshot

@@ -1,7 +1,8 @@
 """The aggregator's values: what a round learned, as frozen dataclasses (no protobuf).
 
-A round produces one `Outcome` per configured service (what its GetEventRate call did and
-the agent's health); `fold_round` turns them into a `SnapshotData`. Conversion to the wire
+A round produces one `Outcome` per agent (what its GetEventRate call did and the agent's
+health): one per service of one agent, one per instance of a service of several, each under
+its `TargetKey`; `fold_round` turns them into a `SnapshotData`. Conversion to the wire
 `Snapshot` happens at the edge (`aggregator._convert`).
 """
 
@@ -14,6 +15,16 @@ from aggregator._ingest.model import PushedSeries
 from mesh_common.latency import Histogram
 from mesh_common.registry import ServiceEntry
 from mesh_common.status import ServiceStatus
+
+TargetKey = str | tuple[str, str]
+"""Whose outcome and state: a service of one agent's name (as it always was), or (name,
+address) for one instance of a service of several instances. A service of several keeps
+its row's own state (its last folded figures) under its name."""
+
+
+def target_key(entry: ServiceEntry, address: str) -> TargetKey:
+    """The key of the agent at `address` of `entry` (see `TargetKey`)."""
+    return (entry.name, address) if entry.instances else entry.name
 
 
 class Health(enum.Enum):
@@ -125,6 +136,26 @@ class TargetState:
 
 
 @dataclass(frozen=True, slots=True)
+class InstanceData:
+    """One instance's part of the row of a service of several instances.
+
+    Its own verdict and figures, read as a row's are: this round's when active, else the
+    last good ones.
+    """
+
+    address: str
+    status: ServiceStatus
+    health: Health
+    error_message: str
+    call_latency: float | None
+    consecutive_failures: int
+    figures: AgentFigures | None
+    received_at: float | None
+    seen_time: float | None
+    seen_age: float | None
+
+
+@dataclass(frozen=True, slots=True)
 class RowData:
     """One service's line in a snapshot."""
 
@@ -145,6 +176,21 @@ class RowData:
     seen_age: float | None = None
     """How old the figures were at the snapshot's start, in seconds (0 for this round's
     answer; None without figures)."""
+    instances: tuple[InstanceData, ...] = ()
+    """Each instance of a service of several instances, in registry order; empty for a
+    service of one agent (and a pushed one)."""
+
+    @property
+    def instances_total(self) -> int:
+        """How many instances the service has (1 for a service of one agent)."""
+        return len(self.instances) or 1
+
+    @property
+    def instances_up(self) -> int:
+        """How many of them are active this round."""
+        if not self.instances:
+            return 1 if self.status is ServiceStatus.ACTIVE else 0
+        return sum(1 for instance in self.instances if instance.status is ServiceStatus.ACTIVE)
 
 
 @dataclass(frozen=True, slots=True)

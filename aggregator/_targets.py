@@ -1,9 +1,11 @@
-"""What the aggregator keeps about each agent between rounds, one `Target` per service name.
+"""What the aggregator keeps about each agent between rounds, one `Target` per agent address.
 
 A `Target` owns the agent's persistent channel, its health watch, its backoff state and its
-last outcome. `Targets` holds them by service name and can be given a new registry at any
-time between two rounds: targets that stay keep their channel, watch and state, new ones are
-opened, removed ones closed, and one whose agent address changed starts afresh.
+last outcome: a service of one agent has one, a service of several instances one per
+instance (so channels, watches and backoff are per instance). `Targets` holds them by
+`TargetKey` and can be given a new registry at any time between two rounds: targets that
+stay keep their channel, watch and state, new ones are opened, removed ones closed, and one
+whose agent address changed starts afresh.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from collections.abc import Iterator, Sequence
 import grpc
 
 from aggregator._health import HealthWatch, RevivalProbe
-from aggregator._model import CallResult, Outcome, TargetState
+from aggregator._model import CallResult, Outcome, TargetKey, TargetState, target_key
 from mesh_common.registry import Registry, ServiceEntry
 from mesh_common.tls import TlsSettings
 from mesh_common.tls_credentials import Rotation
@@ -43,9 +45,13 @@ def channel_options(reconnect_max_seconds: float) -> Sequence[tuple[str, int]]:
 
 
 class Target:
-    """One agent: its entry, channel, health watch, backoff state and last outcome."""
+    """One agent: its entry, address, channel, health watch, backoff state and last outcome."""
 
     entry: ServiceEntry
+    address: str
+    """The agent's address: the entry's `target`, or one of its `instances`."""
+    key: TargetKey
+    """Its outcome's and state's key in a round (`aggregator._model.TargetKey`)."""
     state: TargetState
     """Consecutive failures and backoff, as the last fold left them."""
     last_outcome: Outcome | None
@@ -56,18 +62,21 @@ class Target:
     def __init__(
         self,
         entry: ServiceEntry,
+        address: str | None = None,
         *,
         reconnect_max_seconds: float = 1.0,
         deadline: float = 0.5,
         tls: TlsSettings | None = None,
     ) -> None:
         self.entry = entry
+        self.address = entry.target if address is None else address
+        self.key = target_key(entry, self.address)
         self._deadline = deadline
         self.state = TargetState()
         self.last_outcome = None
         self.plaintext = tls is None or not tls.enabled
         options = channel_options(reconnect_max_seconds)
-        self._channel = open_channel(entry.target, options=options, tls=tls)
+        self._channel = open_channel(self.address, options=options, tls=tls)
         self.get_event_rate: grpc.aio.UnaryUnaryMultiCallable[bytes, bytes] = (
             self._channel.unary_unary(GET_EVENT_RATE)
         )
@@ -126,7 +135,7 @@ class Target:
 
 
 class Targets:
-    """Every agent of the current registry, by service name, in registry order."""
+    """Every agent of the current registry, by `TargetKey`, in registry order."""
 
     def __init__(
         self,
@@ -143,20 +152,25 @@ class Targets:
             if tls is not None and tls.enabled
             else None
         )
-        self._by_name: dict[str, Target] = {}
+        self._by_key: dict[TargetKey, Target] = {}
         self._started = False
         self._reconnect_max = reconnect_max_seconds
         self._deadline = deadline
 
     def __iter__(self) -> Iterator[Target]:
-        return (self._by_name[name] for name in self.registry.names if name in self._by_name)
+        by_key = self._by_key
+        for entry in self.registry:
+            for address in entry.addresses:
+                target = by_key.get(target_key(entry, address))
+                if target is not None:
+                    yield target
 
     def __len__(self) -> int:
-        return len(self._by_name)
+        return len(self._by_key)
 
-    def get(self, name: str) -> Target | None:
-        """The target of service `name`, if it is in the registry."""
-        return self._by_name.get(name)
+    def get(self, key: TargetKey) -> Target | None:
+        """The target of `key` (a service's name, or (name, address) for an instance)."""
+        return self._by_key.get(key)
 
     def start(self) -> None:
         """Open every channel and start every watch (once); needs a running loop."""
@@ -164,33 +178,41 @@ class Targets:
             return
         self._started = True
         for entry in self.registry:
-            if entry.name not in self._by_name:
-                self._open(entry)
+            for address in entry.addresses:
+                if target_key(entry, address) not in self._by_key:
+                    self._open(entry, address)
 
     async def replace(self, registry: Registry) -> None:
         """Make the targets those of `registry`, keeping what stays the same.
 
-        A service whose agent address is unchanged keeps its channel, watch and state (its
+        An agent whose key and address are unchanged keeps its channel, watch and state (its
         entry is updated); a new or moved one gets a fresh target; a removed one is closed.
         """
         closing: list[Target] = []
-        kept: dict[str, Target] = {}
+        kept: dict[TargetKey, Target] = {}
         for entry in registry:
-            target = self._by_name.pop(entry.name, None)
-            if target is not None and target.entry.target == entry.target:
-                target.entry = entry
-                kept[entry.name] = target
-            elif target is not None:
-                closing.append(target)
-        closing.extend(self._by_name.values())
-        self._by_name = kept
+            for address in entry.addresses:
+                key = target_key(entry, address)
+                target = self._by_key.pop(key, None)
+                if target is not None and target.address == address:
+                    target.entry = entry
+                    kept[key] = target
+                elif target is not None:
+                    closing.append(target)
+        closing.extend(self._by_key.values())
+        self._by_key = kept
         self.registry = registry
         if self._started:
             for entry in registry:
-                if entry.name not in kept:
-                    self._open(entry)
+                for address in entry.addresses:
+                    if target_key(entry, address) not in kept:
+                        self._open(entry, address)
         for target in closing:
-            _LOG.info("agent of %r removed or moved: closing its channel", target.entry.name)
+            _LOG.info(
+                "agent %s of %r removed or moved: closing its channel",
+                target.address,
+                target.entry.name,
+            )
         await asyncio.gather(*(target.close() for target in closing), return_exceptions=True)
 
     async def renew_channels(self) -> None:
@@ -201,23 +223,27 @@ class Targets:
         """
         if self._rotation is None or not self._started or not self._rotation.check():
             return
-        _LOG.info("[tls] files changed: new channels to the %d agents", len(self._by_name))
-        old = self._by_name
-        self._by_name = {}
+        _LOG.info("[tls] files changed: new channels to the %d agents", len(self._by_key))
+        old = self._by_key
+        self._by_key = {}
         for target in old.values():
-            renewed = self._open(target.entry)
+            renewed = self._open(target.entry, target.address)
             renewed.state, renewed.last_outcome = target.state, target.last_outcome
         await asyncio.gather(*(target.close() for target in old.values()), return_exceptions=True)
 
     async def close(self) -> None:
         """Close every target; a second call is harmless."""
-        targets, self._by_name = list(self._by_name.values()), {}
+        targets, self._by_key = list(self._by_key.values()), {}
         await asyncio.gather(*(target.close() for target in targets), return_exceptions=True)
 
-    def _open(self, entry: ServiceEntry) -> Target:
+    def _open(self, entry: ServiceEntry, address: str) -> Target:
         target = Target(
-            entry, reconnect_max_seconds=self._reconnect_max, deadline=self._deadline, tls=self._tls
+            entry,
+            address,
+            reconnect_max_seconds=self._reconnect_max,
+            deadline=self._deadline,
+            tls=self._tls,
         )
         target.start()
-        self._by_name[entry.name] = target
+        self._by_key[target.key] = target
         return target

@@ -46,10 +46,20 @@ EVENT_RATE_SERVICE = event_rate_pb2.DESCRIPTOR.services_by_name["EventRateServic
 
 
 def _agent_worker(
-    count: int, first: int, hang: bool, timed: bool, tls: TlsSettings | None, conn: Connection
+    count: int,
+    first: int,
+    hang: bool,
+    timed: bool,
+    tls: TlsSettings | None,
+    conn: Connection,
+    group: int = 1,
 ) -> None:
-    """Host `count` agents (the first one hanging when `hang`) until told to stop."""
-    asyncio.run(_host_agents(count, first, hang, timed, tls, conn))
+    """Host `count` agents (the first one hanging when `hang`) until told to stop.
+
+    Agent `i` is service `svc-{i // group}`: `group` agents in a row are one service's
+    instances.
+    """
+    asyncio.run(_host_agents(count, first, hang, timed, tls, conn, group))
 
 
 TIMED_KINDS = ("api_call", "data_fetch", "inference")
@@ -65,7 +75,13 @@ def _observe_three_kinds(tracker: Any, index: int) -> None:
 
 
 async def _host_agents(
-    count: int, first: int, hang: bool, timed: bool, tls: TlsSettings | None, conn: Connection
+    count: int,
+    first: int,
+    hang: bool,
+    timed: bool,
+    tls: TlsSettings | None,
+    conn: Connection,
+    group: int = 1,
 ) -> None:
     from agent import AgentServer, EventTracker
     from mesh_common.grpc_host import GrpcHost
@@ -77,7 +93,7 @@ async def _host_agents(
     stops: list[Callable[[], Awaitable[None]]] = []
     ports = []
     for index in range(first, first + count):
-        name = f"svc-{index}"
+        name = f"svc-{index // group}"
         if hang and index == first:
             host = GrpcHost(
                 lambda server: event_rate_pb2_grpc.add_EventRateServiceServicer_to_server(
@@ -118,15 +134,22 @@ def agents_cpu() -> float:
 
 @contextlib.contextmanager
 def agent_fleet(
-    count: int, *, hang: bool = False, timed: bool = False, tls: TlsSettings | None = None
+    count: int,
+    *,
+    hang: bool = False,
+    timed: bool = False,
+    tls: TlsSettings | None = None,
+    group: int = 1,
 ) -> Iterator[Registry]:
     """`count` agents in WORKERS processes; yields the registry that points at them.
 
-    With `tls` the agents serve TLS (bench_tls).
+    With `tls` the agents serve TLS (bench_tls). With `group` > 1, every `group` agents in a
+    row are the instances of one service (a worker's share is a whole number of services).
     """
     context = multiprocessing.get_context("spawn")
     pipes, processes, ports = [], [], []
     share = -(-count // WORKERS)
+    share += -share % group
     for worker in range(WORKERS):
         first = worker * share
         size = min(share, count - first)
@@ -135,7 +158,7 @@ def agent_fleet(
         parent, child = context.Pipe()
         process = context.Process(
             target=_agent_worker,
-            args=(size, first, hang and worker == 0, timed, tls, child),
+            args=(size, first, hang and worker == 0, timed, tls, child, group),
             daemon=True,
         )
         process.start()
@@ -146,8 +169,17 @@ def agent_fleet(
         for parent in pipes:
             ports.extend(parent.recv())
         yield Registry(
-            ServiceEntry(f"svc-{i}", "127.0.0.1", 20000 + i, port, "data" if i % 3 else "core")
-            for i, port in enumerate(ports)
+            ServiceEntry(
+                f"svc-{i}",
+                "127.0.0.1",
+                20000 + i,
+                ports[i * group],
+                "data" if i % 3 else "core",
+                instances=tuple(f"127.0.0.1:{port}" for port in ports[i * group : (i + 1) * group])
+                if group > 1
+                else (),
+            )
+            for i in range(len(ports) // group)
         )
     finally:
         for parent in pipes:

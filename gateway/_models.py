@@ -11,7 +11,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
-from mesh_common.figures import KIND_FIGURES, ROW_FIGURES, TOTAL_FIGURES, Figure
+from mesh_common.figures import INSTANCE_FIGURES, KIND_FIGURES, ROW_FIGURES, TOTAL_FIGURES, Figure
 from mesh_common.status import ServiceStatus
 
 _STORY_ROW_FIELDS = frozenset(
@@ -26,7 +26,8 @@ _STORY_ROW_FIELDS = frozenset(
 def _field(figure: Figure, *, always: bool) -> tuple[Any, Any]:
     annotation: Any = ServiceStatus if figure.name == "status" else figure.json_type
     if figure.json_type is list:
-        annotation = list[KindMetrics] if figure.items else list[str]  # type: ignore[valid-type]
+        item: Any = _ITEM_MODELS[figure.name] if figure.items else str
+        annotation = list[item]
     if figure.nullable:
         annotation = annotation | None
     if always:
@@ -43,6 +44,17 @@ KindMetrics: type[BaseModel] = create_model(
     __doc__="One kind of event of a service (the items of a row's `kinds`).",
     **_KIND_FIELDS,
 )
+_INSTANCE_FIELDS: dict[str, Any] = {
+    figure.name: _field(figure, always=True) for figure in INSTANCE_FIGURES
+}
+InstanceMetrics: type[BaseModel] = create_model(
+    "InstanceMetrics",
+    __config__=_FORBID,
+    __doc__="One instance of a service of several instances (the items of a row's `instances`).",
+    **_INSTANCE_FIELDS,
+)
+_ITEM_MODELS = {"kinds": KindMetrics, "instances": InstanceMetrics}
+"""The model of each list-of-objects row figure's items."""
 
 _ROW_FIELDS: dict[str, Any] = {
     figure.name: _field(figure, always=figure.name in _STORY_ROW_FIELDS) for figure in ROW_FIGURES

@@ -7,7 +7,13 @@ families come from the row schema (`mesh_common.figures`, each figure's `series`
 histogram of every timed event since the agent started, its fine buckets folded exactly into
 the `le` bounds of `mesh_common.latency.PROMETHEUS_BOUNDS`. Rows that are not active get
 `metricsmesh_service_up 0` and no rate, counter or histogram samples, so a dead service shows
-as absent data, not as a false zero or a counter reset. `metricsmesh_alerts{alertname,
+as absent data, not as a false zero or a counter reset. A service of several instances gets
+label `instance` (its agent's address) where one series per instance is what Prometheus
+needs: its counters and latency histograms are per active instance (their sum over instances
+that come and go is no counter: `sum by (service)` of their rates is the service's), and
+`metricsmesh_instance_up{service,type,instance}` says which are active; its gauges stay the
+service's (the row's figures). Prometheus renames an exposed `instance` label to
+`exported_instance` unless the scrape job sets `honor_labels: true`. `metricsmesh_alerts{alertname,
 alertstate,service,severity,kind}` is 1 per pending or firing alert, like Prometheus's `ALERTS`.
 `metricsmesh_build_info{version,python}` is always 1 (the Prometheus `*_build_info` convention).
 The history store's own figures come from the aggregator's GetHistoryStatus as the gateway last
@@ -23,10 +29,12 @@ the same page.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
+from typing import Any
 
 from fastapi import APIRouter
 from fastapi.responses import Response
+from metricsmesh.v1 import event_rate_pb2, snapshot_pb2
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.metrics_core import Metric
@@ -39,10 +47,13 @@ from mesh_common import latency
 from mesh_common.figures import ROW_FIGURES, Figure
 from mesh_common.severity import severity_of
 from mesh_common.version import python_version, version
+from mesh_common.views import RowValues
 from mesh_common.wire_time import to_seconds
 
 LABELS = ["service", "type"]
 KIND_LABELS = ["service", "type", "kind"]
+INSTANCE_LABEL = "instance"
+"""Added to the series of one instance of a service of several instances (its address)."""
 ALERT_LABELS = ["alertname", "alertstate", "service", "severity", "kind"]
 """The labels of `metricsmesh_alerts` (`kind` empty unless the rule watches kinds)."""
 _LE = [repr(bound) for bound in latency.PROMETHEUS_BOUNDS]
@@ -171,6 +182,12 @@ class SnapshotCollector(Collector):
         up = GaugeMetricFamily(
             "metricsmesh_service_up", "1 when the service is active, else 0.", labels=LABELS
         )
+        instance_up = GaugeMetricFamily(
+            "metricsmesh_instance_up",
+            "1 when the instance (label instance: its agent's address) of a service of several "
+            "instances is active, else 0.",
+            labels=[*LABELS, INSTANCE_LABEL],
+        )
         families: dict[str, GaugeMetricFamily | CounterMetricFamily] = {}
         for figure in _EXPOSED:
             assert figure.series is not None
@@ -181,13 +198,23 @@ class SnapshotCollector(Collector):
         for row in entry.rows:
             labels = [row.service_name, row.service_type]
             up.add_metric(labels, 1.0 if row.active else 0.0)
+            instances = row.message.instances
+            for instance in instances:
+                active = instance.status == snapshot_pb2.SERVICE_STATUS_ACTIVE
+                instance_up.add_metric([*labels, instance.address], 1.0 if active else 0.0)
             for figure in _EXPOSED:
                 series = figure.series
+                if series is None:
+                    continue
+                if instances and series.metric_type == "counter":
+                    _per_instance(families[figure.name], labels, instances, figure, series.scale)
+                    continue
                 value = row.raw[figure.name]
-                if series is None or value is None or not (row.active or series.when_inactive):
+                if value is None or not (row.active or series.when_inactive):
                     continue
                 families[figure.name].add_metric(labels, value * series.scale)
         yield up
+        yield instance_up
         yield from families.values()
         yield from self._kind_families(entry)
 
@@ -210,16 +237,58 @@ class SnapshotCollector(Collector):
         for row in entry.rows:
             if not row.active:
                 continue
-            for kind in row.message.kinds:
-                labels = [row.service_name, row.service_type, kind.kind]
-                events.add_metric(labels, kind.total_events)
-                errors.add_metric(labels, kind.total_errors)
-                if kind.HasField("latency_since_start"):
-                    histogram = latency.from_proto(kind.latency_since_start)
-                    counts = latency.cumulative_at(histogram, latency.PROMETHEUS_BOUNDS)
-                    buckets = [*zip(_LE, counts, strict=True), ("+Inf", histogram.count)]
-                    durations.add_metric(labels, buckets, histogram.sum_seconds)
+            message = row.message
+            if not message.instances:
+                _add_kinds((events, errors, durations), row, message.kinds, "")
+                continue
+            for instance in message.instances:
+                if instance.status == snapshot_pb2.SERVICE_STATUS_ACTIVE:
+                    _add_kinds((events, errors, durations), row, instance.kinds, instance.address)
         yield from (events, errors, durations)
+
+
+def _add(family: Any, labels: list[str], address: str, *values: Any) -> None:
+    """`family.add_metric(labels, *values)`, its samples labelled `instance` when `address`."""
+    start = len(family.samples)
+    family.add_metric(labels, *values)
+    if address:
+        family.samples[start:] = [
+            sample._replace(labels={**sample.labels, INSTANCE_LABEL: address})
+            for sample in family.samples[start:]
+        ]
+
+
+def _per_instance(
+    family: GaugeMetricFamily | CounterMetricFamily,
+    labels: list[str],
+    instances: Iterable[snapshot_pb2.InstanceRow],
+    figure: Figure,
+    scale: float,
+) -> None:
+    """A counter of a service of several instances: one series per active instance."""
+    for instance in instances:
+        value = figure.read(instance)
+        if instance.status == snapshot_pb2.SERVICE_STATUS_ACTIVE and value is not None:
+            _add(family, labels, instance.address, value * scale)
+
+
+def _add_kinds(
+    families: tuple[CounterMetricFamily, CounterMetricFamily, HistogramMetricFamily],
+    row: RowValues,
+    kinds: Iterable[event_rate_pb2.EventKindRate],
+    address: str,
+) -> None:
+    """Each kind's event and error totals and latency histogram (of one instance: `address`)."""
+    events, errors, durations = families
+    for kind in kinds:
+        labels = [row.service_name, row.service_type, kind.kind]
+        _add(events, labels, address, kind.total_events)
+        _add(errors, labels, address, kind.total_errors)
+        if kind.HasField("latency_since_start"):
+            histogram = latency.from_proto(kind.latency_since_start)
+            counts = latency.cumulative_at(histogram, latency.PROMETHEUS_BOUNDS)
+            buckets = [*zip(_LE, counts, strict=True), ("+Inf", histogram.count)]
+            _add(durations, labels, address, buckets, histogram.sum_seconds)
 
 
 def prometheus_router(state: GatewayState) -> APIRouter:

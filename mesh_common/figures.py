@@ -217,7 +217,29 @@ def _seconds_since_seen(row: snapshot_pb2.ServiceRow) -> float | None:
     return to_seconds(row.last_seen_age) if row.HasField("last_seen_time") else None
 
 
-ROW_FIGURES: tuple[Figure, ...] = (
+def _instances_total(row: snapshot_pb2.ServiceRow) -> int:
+    """The row's instance count (a row from an aggregator without instances has one)."""
+    return row.instances_total or 1
+
+
+def _instances_up(row: snapshot_pb2.ServiceRow) -> int:
+    if row.instances_total:
+        return row.instances_up
+    return 1 if row.status == snapshot_pb2.SERVICE_STATUS_ACTIVE else 0
+
+
+def _instances(row: snapshot_pb2.ServiceRow) -> list[snapshot_pb2.InstanceRow]:
+    return list(row.instances)
+
+
+def _instances_json(instances: Any) -> JSONValue:
+    return [
+        {figure.name: figure.to_json(figure.read(instance)) for figure in INSTANCE_FIGURES}
+        for instance in instances
+    ]
+
+
+_SERVICE_FIGURES: tuple[Figure, ...] = (
     Figure(
         "service_name", "Service", "", "The service's name in the registry.", str,
         lambda row: row.service_name, _same,
@@ -276,7 +298,9 @@ ROW_FIGURES: tuple[Figure, ...] = (
         column=(11, 10),
     ),
     Figure(
-        "error_message", "Error", "", "Why the row is not active; null when it is.", str,
+        "error_message", "Error", "",
+        "Why the row is not active; null when it is (a row of several instances names its "
+        "instances that are not active, even while it is).", str,
         lambda row: row.error_message or None, _same, nullable=True,
         column=(13, 8),
     ),
@@ -353,6 +377,58 @@ ROW_FIGURES: tuple[Figure, ...] = (
     Figure(
         "kinds", "Kinds", "list", "Per kind of event: its rate, errors and latency.", list,
         _kinds, _kinds_json, items=KIND_FIGURES,
+    ),
+)  # fmt: skip
+"""The figures of a service's row that an instance has too (`INSTANCE_FIGURES` reads them)."""
+
+INSTANCE_FIGURES: tuple[Figure, ...] = (
+    Figure(
+        "address", "Address", "", "The instance's agent address (HOST:PORT) in the registry.",
+        str, lambda instance: instance.address, _same,
+    ),
+    *(
+        figure
+        for name in (
+            "status", "events_per_second", "events_per_hour", "total_events", "uptime_seconds",
+            "last_activity", "error_message", "call_latency_ms", "error_rate", "window_events",
+            "total_errors", "latency_p50_ms", "latency_p95_ms", "latency_p99_ms",
+            "cpu_usage_percent", "last_seen", "seconds_since_seen",
+        )
+        for figure in _SERVICE_FIGURES
+        if figure.name == name
+    ),
+)  # fmt: skip
+"""The figures of one instance (the items of a row's `instances`): the row figures of the same
+name, read from the instance's own figures (an `InstanceRow` has the fields they read)."""
+
+ROW_FIGURES: tuple[Figure, ...] = (
+    *_SERVICE_FIGURES,
+    Figure(
+        "instances_up", "Up", "",
+        "How many of the service's instances are active (the k of k-of-n; for a service of one "
+        "agent 1 when active, else 0). The row is active while one instance is (additive).", int,
+        _instances_up, _same,
+        series=Series(
+            "metricsmesh_service_instances_up", "gauge",
+            "How many of the service's instances are active (an active service only).",
+        ),
+    ),
+    Figure(
+        "instances_total", "Instances", "",
+        "How many instances the registry gives the service (1 for a service of one agent or a "
+        "pushed one; additive).", int,
+        _instances_total, _same,
+        series=Series(
+            "metricsmesh_service_instances", "gauge",
+            "How many instances the registry gives the service (an active service only).",
+        ),
+    ),
+    Figure(
+        "instances", "Instances", "list",
+        "Per instance of a service of several instances: its agent's address, status, own "
+        "figures and their age (the row's figures fold those of the active ones); empty for a "
+        "service of one agent (additive).", list,
+        _instances, _instances_json, items=INSTANCE_FIGURES,
     ),
 )  # fmt: skip
 """The figures of one service row, in the REST shape's order (story 23.2's, then additive).

@@ -5,6 +5,11 @@ DESIGN.md with `agent_port = port + 10000`. Every component that needs the regis
 aggregator calls the agents, the demo starts the services, the gateway counts them) reads it
 from here. Strict: a duplicate name or agent address, a bad port or an unknown key is a
 `ConfigError` naming the entry, e.g. `services[1] ('weather-api'): port 70000 is not in 1..65535`.
+
+A service runs one agent (`host` and `agent_port`) or several instances, each an agent of its
+own: `instances = ["10.0.0.5:18009", "10.0.0.6:18009"]` in place of `host` and `agent_port`
+(setting both is an error, as are an empty list, an address that is not HOST:PORT and an
+address listed twice). A list of one address is the same entry as that `host` and `agent_port`.
 """
 
 from __future__ import annotations
@@ -13,7 +18,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from mesh_common.addresses import format_host_port, is_port, port_range
+from mesh_common.addresses import HostPort, format_host_port, is_port, port_range
 from mesh_common.config import Key
 from mesh_common.errors import ConfigError
 
@@ -27,6 +32,12 @@ _KEYS: tuple[tuple[str, str, str], ...] = (
     ("agent_port", "an integer", f"its agent's gRPC port (default port + {AGENT_PORT_OFFSET})"),
     ("type", "a string", "one word grouping services: core, data, analysis, ai, ..."),
     ("data_source", "a string", "the external source a data service reads (optional)"),
+    (
+        "instances",
+        "an array of strings",
+        "the agents of a service of several instances, HOST:PORT each (instead of host and "
+        "agent_port)",
+    ),
 )
 
 
@@ -45,11 +56,31 @@ class ServiceEntry:
     """The external source a `data` service reads; empty when it has none."""
     pushed: bool = False
     """True for a service that pushes its figures (no agent to call: host and ports are empty)."""
+    instances: tuple[str, ...] = ()
+    """The agent addresses (HOST:PORT) of a service of several instances, in registry order;
+    `host` and `agent_port` are then the first one's. Empty for a service of one agent."""
 
     @property
     def target(self) -> str:
-        """The gRPC target of the service's agent, `host:agent_port`."""
+        """The gRPC target of the service's agent, `host:agent_port` (its first instance's)."""
         return format_host_port(self.host, self.agent_port)
+
+    @property
+    def addresses(self) -> tuple[str, ...]:
+        """Every agent address of the service: its `instances`, or its one `target`.
+
+        None for a pushed service.
+        """
+        if self.instances:
+            return self.instances
+        return () if self.pushed else (self.target,)
+
+    @property
+    def hosts(self) -> tuple[str, ...]:
+        """The hosts its agents run on, without repeats, in registry order."""
+        if not self.instances:
+            return (self.host,)
+        return tuple(dict.fromkeys(HostPort.parse(address).host for address in self.instances))
 
 
 class Registry(tuple[ServiceEntry, ...]):
@@ -68,14 +99,15 @@ class Registry(tuple[ServiceEntry, ...]):
                     f"services[{index}] ({entry.name!r}): duplicate name, already used by "
                     f"services[{names[entry.name]}]"
                 )
-            if entry.target in targets:
-                other = items[targets[entry.target]].name
-                raise ConfigError(
-                    f"services[{index}] ({entry.name!r}): agent address {entry.target} is "
-                    f"already used by services[{targets[entry.target]}] ({other!r})"
-                )
             names[entry.name] = index
-            targets[entry.target] = index
+            for address in entry.addresses:
+                if address in targets:
+                    other = items[targets[address]].name
+                    raise ConfigError(
+                        f"services[{index}] ({entry.name!r}): agent address {address} is "
+                        f"already used by services[{targets[address]}] ({other!r})"
+                    )
+                targets[address] = index
         return super().__new__(cls, items)
 
     @property
@@ -157,12 +189,12 @@ def _entry(index: int, item: Any) -> ServiceEntry:
     unknown = [key for key in item if key not in allowed]
     if unknown:
         raise ConfigError(f"{label}: unknown key {unknown[0]!r}; allowed: {', '.join(allowed)}")
+    if "instances" in item:
+        return _several(label, name, item)
     host = item.get("host", "127.0.0.1")
     if not isinstance(host, str) or not host:
         raise ConfigError(f"{label}: host must be a non-empty string, got {host!r}")
-    if "port" not in item:
-        raise ConfigError(f"{label}: port is missing")
-    port = _port(label, "port", item["port"])
+    port = _service_port(label, item)
     if "agent_port" in item:
         agent_port = _port(label, "agent_port", item["agent_port"])
     else:
@@ -172,13 +204,62 @@ def _entry(index: int, item: Any) -> ServiceEntry:
                 f"{label}: agent_port defaults to port + {AGENT_PORT_OFFSET} = {agent_port}, "
                 f"which is not in {port_range()}; set agent_port explicitly"
             )
+    type_, data_source = _grouping(label, item)
+    return ServiceEntry(name, host, port, agent_port, type_, data_source)
+
+
+def _several(label: str, name: str, item: Mapping[str, Any]) -> ServiceEntry:
+    """The entry of a service with `instances` (one address makes it a single-agent entry)."""
+    port = _service_port(label, item)
+    instances = _instances(label, item)
+    type_, data_source = _grouping(label, item)
+    first = HostPort.parse(instances[0])
+    several = instances if len(instances) > 1 else ()
+    return ServiceEntry(name, first.host, port, first.port, type_, data_source, instances=several)
+
+
+def _service_port(label: str, item: Mapping[str, Any]) -> int:
+    if "port" not in item:
+        raise ConfigError(f"{label}: port is missing")
+    return _port(label, "port", item["port"])
+
+
+def _grouping(label: str, item: Mapping[str, Any]) -> tuple[str, str]:
+    """The entry's type and data source."""
     type_ = item.get("type")
     if not isinstance(type_, str) or not type_.strip() or len(type_.split()) != 1:
         raise ConfigError(f"{label}: type must be one non-empty word, got {type_!r}")
     data_source = item.get("data_source", "")
     if not isinstance(data_source, str):
         raise ConfigError(f"{label}: data_source must be a string, got {data_source!r}")
-    return ServiceEntry(name, host, port, agent_port, type_, data_source)
+    return type_, data_source
+
+
+def _instances(label: str, item: Mapping[str, Any]) -> tuple[str, ...]:
+    """The `instances` of an entry, each as `format_host_port` writes it; ConfigError if bad."""
+    single = [key for key in ("host", "agent_port") if key in item]
+    if single:
+        raise ConfigError(
+            f"{label}: {single[0]} and instances both set; a service of several instances "
+            "names every agent in instances (HOST:PORT each), without host or agent_port"
+        )
+    value = item["instances"]
+    if not isinstance(value, list) or not value:
+        raise ConfigError(
+            f"{label}: instances must be a non-empty array of HOST:PORT strings, got {value!r}"
+        )
+    addresses: dict[str, int] = {}
+    for position, text in enumerate(value):
+        what = f"{label}: instances[{position}]"
+        if not isinstance(text, str):
+            raise ConfigError(f"{what} must be a HOST:PORT string, got {text!r}")
+        address = str(HostPort.parse(text, what=what))  # AddressError is a ConfigError
+        if address in addresses:
+            raise ConfigError(
+                f"{what}: {address} is listed twice (also instances[{addresses[address]}])"
+            )
+        addresses[address] = position
+    return tuple(addresses)
 
 
 def _port(label: str, key: str, value: Any) -> int:

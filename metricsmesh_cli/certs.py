@@ -55,7 +55,7 @@ def mesh_hosts(mesh: MeshFile) -> tuple[str, ...]:
 
     gateway = mesh.read(GATEWAY, services_configured=0)
     hosts = [*DEFAULT_HOSTS, mesh.read(AGGREGATOR).host, gateway.host]
-    hosts.extend(entry.host for entry in mesh.read(SERVICES))
+    hosts.extend(host for entry in mesh.read(SERVICES) for host in entry.hosts)
     return tuple(host for host in dict.fromkeys(hosts) if host not in WILDCARDS)
 
 

@@ -13,13 +13,16 @@ from rich.table import Table
 from rich.text import Text
 
 from mesh_common import thresholds
-from mesh_common.figures import Figure, columns, fleet_values
+from mesh_common.figures import INSTANCE_FIGURES, Figure, columns, fleet_values
 from mesh_common.status import ServiceStatus, from_wire
 from mesh_common.wire_time import to_seconds
 from metricsmesh_cli.sorting import RowOrder
 
 DETAIL_WIDTH = 60
 """Longest kinds/error text in one-line mode (a wide terminal then shows one line per row)."""
+
+INSTANCE_FIGURE_NAMES = frozenset(figure.name for figure in INSTANCE_FIGURES)
+"""The columns an instance's line fills (the others stay empty)."""
 
 STATUS_STYLES: dict[ServiceStatus, str] = {
     ServiceStatus.ACTIVE: "bold green",
@@ -65,7 +68,7 @@ def _last_event(row: snapshot_pb2.ServiceRow, now: float) -> str:
     return f"{format_duration(now - when)} ago"
 
 
-def _kinds(row: snapshot_pb2.ServiceRow) -> str:
+def _kinds(row: snapshot_pb2.ServiceRow | snapshot_pb2.InstanceRow) -> str:
     kinds = sorted(row.kinds, key=lambda kind: (-kind.events_per_second, kind.kind))
     return ", ".join(
         f"{kind.kind} {format_rate(kind.events_per_second)}" for kind in kinds if kind.total_events
@@ -121,7 +124,10 @@ def _cells(figure: Figure, row: snapshot_pb2.ServiceRow, now: float, one_line: b
     active = row.status == snapshot_pb2.SERVICE_STATUS_ACTIVE
     name = figure.name
     if name == "status":
-        return status_text(row.status)
+        word = status_text(row.status)
+        if row.instances:  # a service of several instances: k of n
+            word.append(f" {row.instances_up}/{row.instances_total}")
+        return word
     if name == "service_type":
         return row.service_type + (f" ({row.data_source})" if row.data_source else "")
     if name == "error_message":
@@ -138,7 +144,33 @@ def _cells(figure: Figure, row: snapshot_pb2.ServiceRow, now: float, one_line: b
     return Text(stale.plain if isinstance(stale, Text) else stale, style="dim")
 
 
-def _down_detail(row: snapshot_pb2.ServiceRow) -> str:
+def _instance_cell(
+    figure: Figure, instance: snapshot_pb2.InstanceRow, now: float, one_line: bool
+) -> Text | str:
+    """One cell of an instance's line under its service's row (`top`'s `i`)."""
+    name = figure.name
+    if name == "service_name":
+        return Text(f" └ {instance.address}", style="dim")
+    if name == "status":
+        return status_text(instance.status)
+    if name not in INSTANCE_FIGURE_NAMES:
+        return ""
+    active = instance.status == snapshot_pb2.SERVICE_STATUS_ACTIVE
+    if name == "error_message":
+        text = _kinds(instance) if active else _down_detail(instance)
+        if one_line and len(text) > DETAIL_WIDTH:
+            text = text[: DETAIL_WIDTH - 1] + "…"
+        return Text(text, style="dim" if active or not instance.error_message else "red")
+    describes_the_call = figure.series is not None and figure.series.when_inactive
+    if active or describes_the_call:
+        return _formatted(figure, figure.read(instance), now)
+    if not instance.HasField("last_seen_time"):
+        return "-"
+    stale = _formatted(figure, figure.read(instance), now)
+    return Text(stale.plain if isinstance(stale, Text) else stale, style="dim")
+
+
+def _down_detail(row: snapshot_pb2.ServiceRow | snapshot_pb2.InstanceRow) -> str:
     """Why a row is not active, and how old its (last known) figures are."""
     reason = row.error_message or "-"
     if not row.HasField("last_seen_time"):
@@ -236,18 +268,27 @@ def snapshot_table(
     now: float | None = None,
     one_line: bool = False,
     width: int | None = None,
+    instances: bool = False,
 ) -> tuple[Table, list[str]]:
     """The services of `snapshot` as a table (`rows` picks and orders them), and what it hid.
 
     The columns are the row schema's (`mesh_common.figures.columns()`). With a `width`, the
     least important columns are dropped until the table fits; their labels are returned so
     the caller can say so. `one_line` cuts long kinds/error texts (with an ellipsis), so that
-    every row is one line and a table refreshed in place does not jump.
+    every row is one line and a table refreshed in place does not jump. With `instances`,
+    each instance of a service of several gets a line of its own under the service's row.
     """
     now = time.time() if now is None else now
     figures = columns()
     chosen = list(snapshot.services if rows is None else rows)
-    cells = [[_cells(figure, row, now, one_line) for figure in figures] for row in chosen]
+    cells: list[list[Text | str]] = []
+    for row in chosen:
+        cells.append([_cells(figure, row, now, one_line) for figure in figures])
+        if instances:
+            cells.extend(
+                [_instance_cell(figure, instance, now, one_line) for figure in figures]
+                for instance in row.instances
+            )
     shown = fitted_columns(cells, figures, width)
     table = Table(title=snapshot_title(snapshot), title_justify="left", expand=False)
     for position in shown:
@@ -272,15 +313,19 @@ def snapshot_view(
     footer: str | Text = "",
     one_line: bool = False,
     width: int | None = None,
+    instances: bool = False,
 ) -> Group:
     """The table plus its summary line (and an optional footer), ready to print or to `Live`.
 
     `order` sorts the rows (default: as the snapshot lists them). With a `width` (the
     terminal's), columns that do not fit are dropped and a line says which; in `one_line`
-    mode that line is cut to one line rather than wrapped.
+    mode that line is cut to one line rather than wrapped. `instances` adds each instance's
+    line under its service's row.
     """
     rows = order.apply(snapshot.services) if order is not None else None
-    table, hidden = snapshot_table(snapshot, rows=rows, now=now, one_line=one_line, width=width)
+    table, hidden = snapshot_table(
+        snapshot, rows=rows, now=now, one_line=one_line, width=width, instances=instances
+    )
     parts: list[Table | Text] = [table, snapshot_summary(snapshot)]
     if hidden:
         note = f"{len(hidden)} columns hidden to fit {width} columns: {', '.join(hidden)}"

@@ -2,8 +2,9 @@
 
 The header names the aggregator, the filters in use (`--type`, `--service`: how many services
 pass them; `--interval`) and the firing and pending alerts; the footer lists the keys, `r`
-rate, `e` errors, `l` p99 latency, `n` name (the current order marked ▼/▲), `q` quits, and
-repeats the filters. Active
+rate, `e` errors, `l` p99 latency, `n` name (the current order marked ▼/▲), `i` instances
+(when a service of several instances is shown: each instance gets a line under its
+service's row, marked while on), `q` quits, and repeats the filters. Active
 services come first in every order but name, in the spirit of `linkerd viz top`. On a
 terminal, keys are read in cbreak mode (no echo, Ctrl-C still a signal) and the terminal
 settings are put back however top ends. `q`, Ctrl-C and SIGTERM quit cleanly with status 0,
@@ -49,6 +50,8 @@ from metricsmesh_cli.sorting import BY_RATE, ORDERS, RowOrder
 STREAM_ENDED_STATUS = EXIT_FAILURE
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 QUIT_KEYS = frozenset("qQ")
+INSTANCES_KEY = "i"
+"""Shows (or hides again) a line per instance under each service of several instances."""
 FIRST_ANSWER_SECONDS = 1.0
 """How long top waits for the aggregator's first answer before it shows the waiting frame.
 
@@ -91,6 +94,8 @@ class TopScreen:
     """How many snapshots were shown."""
     token: str = ""
     """The bearer token the calls carry (`[auth] client_token`; '' = none)."""
+    instances: bool = False
+    """Whether each instance of a service of several has a line of its own (key `i`)."""
 
     def shown_filters(self) -> str:
         """The filters, after how many services of the fleet pass them (`4 of 15: type=core`)."""
@@ -118,7 +123,10 @@ class TopScreen:
         return text
 
     def footer(self) -> Text:
-        """`sort: r rate▼ · e errors · l p99 · n name · q quits │ 4 of 15: type=core`."""
+        """`sort: r rate▼ · e errors · l p99 · n name · q quits │ 4 of 15: type=core`.
+
+        `i instances` comes before `q quits` while a service of several instances is shown.
+        """
         text = Text("sort: ", style="dim")
         for order in ORDERS.values():
             if order is self.order:
@@ -127,9 +135,17 @@ class TopScreen:
             else:
                 text.append(f"{order.key} {order.label}", style="dim")
             text.append(" · ", style="dim")
+        if self.instances or self._has_instances():
+            style = "bold reverse" if self.instances else "dim"
+            text.append(f"{INSTANCES_KEY} instances", style=style)
+            text.append(" · ", style="dim")
         text.append(f"q quits │ {self.shown_filters()}", style="dim")
         text.no_wrap, text.overflow = True, "ellipsis"
         return text
+
+    def _has_instances(self) -> bool:
+        snapshot = self.snapshot
+        return snapshot is not None and any(row.instances for row in snapshot.services)
 
     def render(self, width: int) -> Group | Text:
         """The whole frame for a terminal `width` columns wide."""
@@ -143,11 +159,15 @@ class TopScreen:
             footer=self.footer(),
             one_line=True,
             width=width,
+            instances=self.instances,
         )
         return Group(self.header(width), view)
 
     def press(self, key: str) -> bool:
-        """Apply a sorting key; True when the frame changed."""
+        """Apply a key (an order, or `i`); True when the frame changed."""
+        if key.lower() == INSTANCES_KEY:
+            self.instances = not self.instances
+            return True
         order = ORDERS.get(key.lower())
         if order is None or order is self.order:
             return False

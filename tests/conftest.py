@@ -59,13 +59,15 @@ async def mesh(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[
     options (`tests.gateway_mesh.MeshOptions`): `wait` ("snapshot", the default: the first 200
     body; "all_active"; "nothing"), `alert_rules` (`[[alerts.rules]]` tables: alerts run with
     their state in `tmp_path` and ADMIN_TOKEN), `aggregator_first=False` (the gateway starts
-    alone and answers 503) and any `GatewaySettings` field, e.g. `history_size=8`.
+    alone and answers 503), `instances` (service name -> its number of agents) and any
+    `GatewaySettings` field, e.g. `history_size=8`.
     """
     marker = request.node.get_closest_marker("mesh")
     options = MeshOptions.of(**(marker.kwargs if marker else {}))
     async with running_mesh(
         alerts=options.alerts(tmp_path),
         aggregator_first=options.aggregator_first,
+        instances=options.instances,
         **options.gateway,
     ) as running:
         await options.ready(running)

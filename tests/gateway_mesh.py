@@ -42,8 +42,12 @@ class Mesh:
         agents: dict[str, AgentServer],
         registry: Registry,
         alerts: AlertSettings | None = None,
+        instances: dict[str, list[AgentServer]] | None = None,
     ) -> None:
         self.agents = agents
+        """Each service's agent (its first instance's, for a service of several)."""
+        self.instances = instances or {}
+        """The agents of each service of several instances, in registry order."""
         self.registry = registry
         self.alerts = alerts
         """The aggregator's [alerts] settings (None: in memory, no rules)."""
@@ -118,14 +122,16 @@ class MeshOptions:
     `wait`: "snapshot" (the first 200 body), "all_active" (a body with every service active)
     or "nothing"; `alert_rules`: `[[alerts.rules]]` tables, and the aggregator runs alerts
     (the fixture then also waits for the gateway's alert list); `aggregator_first=False`: the
-    gateway starts alone, answering 503, and the test starts the aggregator; every other key
-    is a `GatewaySettings` field.
+    gateway starts alone, answering 503, and the test starts the aggregator; `instances`:
+    service name -> how many instances (agents) it runs; every other key is a
+    `GatewaySettings` field.
     """
 
     wait: Wait = "snapshot"
     alert_rules: tuple[dict[str, Any], ...] | None = None
     aggregator_first: bool = True
     gateway: dict[str, Any] = dataclasses.field(default_factory=dict)
+    instances: dict[str, int] = dataclasses.field(default_factory=dict)
 
     @classmethod
     def of(
@@ -134,6 +140,7 @@ class MeshOptions:
         wait: Wait | None = None,
         alert_rules: tuple[dict[str, Any], ...] | None = None,
         aggregator_first: bool = True,
+        instances: dict[str, int] | None = None,
         **gateway: Any,
     ) -> MeshOptions:
         """The options of a marker's keyword arguments."""
@@ -145,7 +152,7 @@ class MeshOptions:
             raise ValueError("mesh marker: without the aggregator there is nothing to wait for")
         if alert_rules is not None:
             gateway.setdefault("admin_token", ADMIN_TOKEN)
-        return cls(wait, alert_rules, aggregator_first, gateway)
+        return cls(wait, alert_rules, aggregator_first, gateway, instances or {})
 
     def alerts(self, state_dir: Path) -> AlertSettings | None:
         """The aggregator's [alerts] settings: the rules, ADMIN_TOKEN, state in `state_dir`."""
@@ -204,23 +211,41 @@ async def running_mesh(
     *,
     alerts: AlertSettings | None = None,
     aggregator_first: bool = True,
+    instances: dict[str, int] | None = None,
     **gateway_overrides: Any,
 ) -> AsyncIterator[Mesh]:
     """15 agents named as the built-in registry + aggregator + gateway, all on port 0.
 
     `alerts` are the aggregator's [alerts] settings (rules, admin token, state directory).
     With `aggregator_first=False` the gateway starts alone, dialling a free port on which
-    the test starts the aggregator later (`mesh.start_aggregator()`).
+    the test starts the aggregator later (`mesh.start_aggregator()`). `instances` gives a
+    service several instances: that many agents, listed in its entry's `instances`.
     """
     agents: dict[str, AgentServer] = {}
+    several: dict[str, list[AgentServer]] = {}
     entries = []
+    started: list[AgentServer] = []
     try:
         for entry in DEFAULT_REGISTRY:
-            agent = AgentServer(EventTracker(entry.name))
-            await agent.start()
-            agents[entry.name] = agent
-            entries.append(dataclasses.replace(entry, host="127.0.0.1", agent_port=agent.port))
-        mesh = Mesh(agents, Registry(entries), alerts)
+            own = []
+            for _ in range((instances or {}).get(entry.name, 1)):
+                agent = AgentServer(EventTracker(entry.name))
+                await agent.start()
+                started.append(agent)
+                own.append(agent)
+            agents[entry.name] = own[0]
+            addresses = tuple(f"127.0.0.1:{agent.port}" for agent in own)
+            if len(own) > 1:
+                several[entry.name] = own
+            entries.append(
+                dataclasses.replace(
+                    entry,
+                    host="127.0.0.1",
+                    agent_port=own[0].port,
+                    instances=addresses if len(own) > 1 else (),
+                )
+            )
+        mesh = Mesh(agents, Registry(entries), alerts, several)
         if aggregator_first:
             await mesh.start_aggregator()
         else:
@@ -242,5 +267,5 @@ async def running_mesh(
             if mesh.aggregator is not None:
                 await mesh.stop_aggregator()
     finally:
-        for agent in agents.values():
+        for agent in started:
             await agent.stop(0)

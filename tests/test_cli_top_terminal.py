@@ -186,3 +186,72 @@ async def test_the_header_and_footer_name_the_filters(aggregator: str, pane: Pan
 
     final = await eventually(exited(pane), timeout=10, what="top to quit on Ctrl-C")
     assert "top exited with status 0" in final and "tty: icanon echo" in final
+
+
+@pytest.fixture
+async def replicated() -> AsyncIterator[tuple[str, list[str]]]:
+    """`cart` of three instances (the last one dead) beside `busy-ingest`; the address and
+    the instances' addresses."""
+    agents: list[AgentServer] = []
+    for events in (30, 12):
+        tracker = EventTracker("cart")
+        tracker.record("checkout", n=events)
+        agents.append(AgentServer(tracker))
+    single = EventTracker("busy-ingest")
+    single.record(n=500)
+    agents.append(AgentServer(single))
+    for agent in agents:
+        await agent.start()
+    (dead_port,) = free_ports(1)
+    addresses = [f"127.0.0.1:{agent.port}" for agent in agents[:2]] + [f"127.0.0.1:{dead_port}"]
+    entries = [
+        ServiceEntry("cart", "127.0.0.1", 8001, agents[0].port, "core", instances=tuple(addresses)),
+        ServiceEntry("busy-ingest", "127.0.0.1", 8002, agents[2].port, "core"),
+    ]
+    settings = AggregatorSettings(port=0, interval_seconds=0.5, deadline_seconds=0.4)
+    server = AggregatorServer(Registry(entries), settings)
+    await server.start()
+    try:
+        yield server.address, addresses
+    finally:
+        await server.stop(0)
+        for agent in agents:
+            await agent.stop(0)
+
+
+async def test_i_shows_each_instance_under_its_service_and_hides_them_again(
+    replicated: tuple[str, list[str]], pane: Pane
+) -> None:
+    aggregator, addresses = replicated
+    await pane.start(top_command("--aggregator", aggregator))
+
+    async def table(expected: list[str]) -> Callable[[], Awaitable[str | None]]:
+        async def probe() -> str | None:
+            text = await pane.screen()
+            return text if rows(text) == expected else None
+
+        return probe
+
+    both = ["busy-ingest", "cart"]
+    first = await eventually(await table(both), timeout=20, what="the two services")
+    footer = next(line for line in first.splitlines() if line.startswith("sort: "))
+    assert "· i instances · q quits" in footer
+    await pane.press("i")
+    lines = ["busy-ingest", "cart", *(f"└ {address}" for address in addresses)]
+    shown = await eventually(await table(lines), timeout=10, what="a line per instance")
+    cells = {
+        parts[1]: parts[3:5]
+        for parts in ([cell.strip() for cell in line.split("│")] for line in shown.splitlines())
+        if len(parts) > 5
+    }
+    assert cells["cart"][0] == "active 2/3"  # k of n in the service's status
+    first, second, dead = (cells[f"└ {address}"] for address in addresses)
+    assert (first[0], second[0], dead) == ("active", "active", ["inactive", "-"])
+    rates = [float(each[1].replace(",", "")) for each in (first, second)]  # 1,234 at the start
+    assert rates[0] > rates[1]  # 30 events against 12, in the same time
+    assert too_wide(shown) == []
+    await pane.press("i")
+    await eventually(await table(both), timeout=10, what="the instance lines gone again")
+    await pane.press("q")
+    final = await eventually(exited(pane), timeout=10, what="top to quit on q")
+    assert "top exited with status 0" in final

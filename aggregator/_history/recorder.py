@@ -42,7 +42,13 @@ from aggregator._history.memory import NEVER, OpenChunks
 from aggregator._history.model import Cursor, CursorRecord, SeriesKey, SeriesRecord
 from aggregator._history.pushed import PushedCatalog, PushedPoint, PushedRecord, points_of
 from aggregator._history.recovery import Recovered, recover
-from aggregator._history.samples import RoundSamples, RowMemo, round_samples, time_ms_of
+from aggregator._history.samples import (
+    InstanceCursors,
+    RoundSamples,
+    RowMemo,
+    round_samples,
+    time_ms_of,
+)
 from aggregator._history.sealing import SealState, plan_seal, seal_target
 from aggregator._history.store import (
     META_SEALED,
@@ -104,6 +110,8 @@ class Recorder:
         self._keys: dict[tuple[str, str], SeriesKey] = {}
         self._memos: dict[str, RowMemo] = {}
         """The rows' totals at the last round (kept with the cursors, reset with them)."""
+        self._instances = InstanceCursors()
+        """The instances' cursors of the services of several instances (memory only)."""
         self._types: dict[str, str] = {}
         """Each service's registry type at its last round."""
         self._cursors: dict[SeriesKey, Cursor] = {}
@@ -183,6 +191,7 @@ class Recorder:
         self._next_id = max((record.id for record in recovered.records), default=0) + 1
         self._cursors = dict(recovered.cursors)
         self._memos = {}
+        self._instances = InstanceCursors()
         self._changed = set()
         self._last_ms = recovered.last_ms
         self._unsealed = 0
@@ -214,7 +223,9 @@ class Recorder:
             self._complain()
             return
         time_ms = max(time_ms_of(message.take_time), self._last_ms + 1)
-        samples = round_samples(message, time_ms, self._cursors, self._keys, self._memos)
+        samples = round_samples(
+            message, time_ms, self._cursors, self._keys, self._memos, self._instances
+        )
         self._keep(samples)
         if self._write_pending() and self._seal() and self._expire():
             self._healthy()

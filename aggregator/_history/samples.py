@@ -18,6 +18,20 @@ lifetime reported. The round says which samples are resets (`RoundSamples.resets
 the head row), so `advance_cursor` rebuilds the cursors exactly when the head is replayed after
 a restart. A kind whose totals and lifetime did not move keeps its cursor.
 
+**A service of several instances** (a row with `instances`): its row's totals are those of
+the instances that answered, so they go down when one stops and up when it is back; read as
+one counter they would make resets that are not. Its increases are therefore taken per
+instance (each against a cursor of its own, with the same reset rules: an instance's restart
+is its own reset) and added per kind into the service's one sample (`merge_kind`): the store
+keeps one series per service and kind, as for any service, and the service's cursor is the
+running sum of its increases (lifetime 0, never a reset). The instances' cursors
+(`InstanceCursors`) are kept in memory only: after a restart of the writer the first reading
+of each instance is its new starting point (the events it counted between the last stored
+round and that reading are not counted), and an instance that stays down keeps its cursor,
+so its events are counted when it answers again. A service of one agent that gets several
+instances continues that agent's cursor; the other instances count as new ones (their whole
+totals, as a new agent's first reading).
+
 **The maximum** of an interval: the agent's window maximum (`kinds[].latency.max`) when it lies
 in the highest bucket of the increase and the window still holds every event of the interval
 in that bucket (then it is the interval's own maximum, or above it within that bucket), else
@@ -120,6 +134,26 @@ def time_ms_of(value: Timestamp) -> int:
     return value.seconds * 1000 + value.nanos // 1_000_000
 
 
+class InstanceCursors:
+    """The kinds' cursors of every instance of the services of several instances, in memory.
+
+    `by_service[name][address][kind]`; `established` names the services whose instances were
+    read before by this writer (a new instance of one of them is new: its whole totals count).
+    """
+
+    __slots__ = ("by_service", "established")
+
+    def __init__(self) -> None:
+        self.by_service: dict[str, dict[str, dict[str, Cursor]]] = {}
+        self.established: set[str] = set()
+
+    def keep_only(self, names: set[str]) -> None:
+        """Forget the services that are no longer of several instances (or gone)."""
+        for name in [name for name in self.by_service if name not in names]:
+            del self.by_service[name]
+        self.established &= names
+
+
 class RowMemo(NamedTuple):
     """A service's lifetime and its kinds' (events, errors) totals at its last reading."""
 
@@ -133,17 +167,21 @@ def round_samples(
     cursors: Mapping[SeriesKey, Cursor],
     keys: dict[tuple[str, str], SeriesKey] | None = None,
     memos: dict[str, RowMemo] | None = None,
+    instances: InstanceCursors | None = None,
 ) -> RoundSamples:
     """The samples of one round's rows at `time_ms`, against the kinds' `cursors`.
 
     `keys` caches the series keys from round to round (one object per series, not per round);
     `memos` the rows' totals at their last reading, kept with the cursors: a row none of whose
     kinds moved is found idle from two totals per kind, without a look at its kinds' cursors.
-    One pass, the service's fields read inline into one tuple per row: at 1000 services the
-    per-row work is most of a round (bench/bench_history.py, `writer`).
+    `instances` holds the cursors of the instances of services of several instances, updated
+    in place. One pass, the service's fields read inline into one tuple per row: at 1000
+    services the per-row work is most of a round (bench/bench_history.py, `writer`).
     """
     keys = {} if keys is None else keys
     memos = {} if memos is None else memos
+    instances = InstanceCursors() if instances is None else instances
+    several: set[str] = set()
     result = RoundSamples(time_ms, [], [], [], [], [], [], {}, {})
     services, service_rows = result.services, result.service_rows
     lifetimes, types = result.lifetimes, result.types
@@ -165,6 +203,12 @@ def round_samples(
         measured = 0.0 <= cpu < math.inf
         cpu_milli = round(cpu * 1000) if measured else 0
         service_rows.append((1, status == _ACTIVE, status, calls, call_ns, cpu_milli, measured, 1))
+        if row.instances:
+            several.add(name)
+            memos.pop(name, None)
+            lifetimes.append(0)  # the service's cursors are running sums: one lifetime, 0
+            _instances_kinds(result, row, cursors, keys, instances)
+            continue
         start = row.start_time  # unset: 0
         lifetime = start.seconds * _NS + start.nanos
         lifetimes.append(lifetime)
@@ -175,7 +219,100 @@ def round_samples(
             continue  # an idle row: no kind moved
         memos[name] = RowMemo(lifetime, totals)
         _moved_kinds(result, name, kinds, totals, lifetime, cursors, keys)
+    if several or instances.by_service:
+        instances.keep_only(several)
     return result
+
+
+def _instances_kinds(
+    result: RoundSamples,
+    row: snapshot_pb2.ServiceRow,
+    cursors: Mapping[SeriesKey, Cursor],
+    keys: dict[tuple[str, str], SeriesKey],
+    instances: InstanceCursors,
+) -> None:
+    """Add the kind samples of a row of several instances: its instances' increases, added.
+
+    Each instance that answered this round is read against its own cursors (an instance
+    that did not keeps them); the increases of one kind are merged into one sample of the
+    service's kind series, which is never a reset: the service's cursor adds it up.
+    """
+    name = row.service_name
+    before = instances.by_service.get(name, {})
+    after: dict[str, dict[str, Cursor]] = {}
+    parts: dict[str, list[KindSample]] = {}
+    for instance in row.instances:
+        address = instance.address
+        age = instance.last_seen_age
+        if age.seconds or age.nanos or not instance.HasField("last_seen_time"):
+            if address in before:
+                after[address] = before[address]  # not this round's: counted when it answers
+            continue
+        stored = None
+        if name not in instances.established:
+            kinds = instance.kinds
+            stored = {each.kind: cursors.get(_key(keys, name, each.kind)) for each in kinds}
+        after[address] = _instance_increases(
+            instance, before.get(address, {}), stored, result.time_ms, parts
+        )
+    instances.by_service[name] = after
+    instances.established.add(name)
+    for kind_name, samples in parts.items():
+        key = _key(keys, name, kind_name)
+        merged = merge_kind(samples, result.time_ms)
+        result.cursors[key] = advance_cursor(cursors.get(key), merged, False, 0)
+        result.kind_keys.append(key)
+        result.kind_samples.append(merged)
+        result.resets.append(False)
+
+
+def _instance_increases(
+    instance: snapshot_pb2.InstanceRow,
+    own: Mapping[str, Cursor],
+    stored: Mapping[str, Cursor | None] | None,
+    time_ms: int,
+    parts: dict[str, list[KindSample]],
+) -> dict[str, Cursor]:
+    """Add the increases of one instance's kinds that moved to `parts`; its new cursors.
+
+    `stored` (the service's stored cursors by kind) is given on the writer's first reading of
+    the service's instances (`_first_reading`).
+    """
+    lifetime = nanoseconds(instance.start_time)
+    mine: dict[str, Cursor] = {}
+    for kind in instance.kinds:
+        kind_name, events, errors = kind.kind, kind.total_events, kind.total_errors
+        cursor = own.get(kind_name)
+        if cursor is None and stored is not None:
+            cursor, baseline = _first_reading(stored.get(kind_name), lifetime)
+            if baseline:  # the writer restarted: this reading is the starting point
+                mine[kind_name] = kind_increase(kind, events, errors, lifetime, None, 0)[2]
+                continue
+        if (
+            cursor is not None
+            and cursor.events == events
+            and cursor.errors == errors
+            and cursor.lifetime_ns == lifetime
+        ):
+            mine[kind_name] = cursor  # idle
+            continue
+        sample, _, mine[kind_name] = kind_increase(kind, events, errors, lifetime, cursor, time_ms)
+        parts.setdefault(kind_name, []).append(sample)
+    return mine
+
+
+def _first_reading(service: Cursor | None, lifetime_ns: int) -> tuple[Cursor | None, bool]:
+    """(cursor, baseline) of an instance read for the first time, by the service's stored cursor.
+
+    That agent's own cursor when the service had only it (the same lifetime); a starting point
+    only (baseline) when the service already had several instances (the writer restarted);
+    else none (a new instance: its whole totals count).
+    """
+    if service is None:
+        return None, False
+    if lifetime_ns and service.lifetime_ns == lifetime_ns:
+        return service, False
+    return None, service.lifetime_ns == 0
 
 
 def _moved_kinds(

@@ -1,5 +1,6 @@
-// The detail panel: one service's kinds of event (the schema's kind columns) and its trends.
-import { byUnit, el, seen } from "/static/format.js";
+// The detail panel: one service's kinds of event (the schema's kind columns), its trends and,
+// for a service of several instances, each instance (the schema's instance columns).
+import { byUnit, duration, el, seen } from "/static/format.js";
 import { drawSpark } from "/static/trends.js";
 
 const $ = (id) => document.getElementById(id);
@@ -47,6 +48,7 @@ export class DetailPanel {
     thead.appendChild(this.kindHead());
     $("detail-kinds").replaceChildren(thead, this.kindBody(row));
     $("detail").classList.toggle("down", row.status !== "active");
+    this.renderInstances(row);
     drawSpark($("detail-eps"), this.trends.series(row.service_name, "eps"), 200, 40);
     drawSpark($("detail-errors"), this.trends.series(row.service_name, "err"), 200, 40);
     drawSpark($("detail-p95"), this.trends.series(row.service_name, "p95"), 200, 40);
@@ -86,6 +88,47 @@ export class DetailPanel {
       body.appendChild(tr);
     }
     return body;
+  }
+
+  // The instances of a service of several instances ("2 of 3 active"), hidden for one agent.
+  renderInstances(row) {
+    const instances = row.instances || [];
+    $("detail-instances-wrap").hidden = instances.length === 0;
+    if (!instances.length) return;
+    $("detail-instances-count").textContent =
+      (row.instances_up ?? 0) + " of " + (row.instances_total ?? instances.length) + " active";
+    const columns = this.schema.instanceColumns;
+    const head = el("tr");
+    for (const column of columns) {
+      head.appendChild(el("th", column.unit in byUnit ? "num" : "", column.label));
+    }
+    const thead = el("thead");
+    thead.appendChild(head);
+    const body = el("tbody");
+    for (const instance of instances) body.appendChild(this.instanceRow(instance, columns));
+    $("detail-instances").replaceChildren(thead, body);
+  }
+
+  instanceRow(instance, columns) {
+    const tr = el("tr", instance.status === "active" ? "" : "down");
+    tr.dataset.instance = instance.address;
+    tr.dataset.status = instance.status;
+    for (const column of columns) {
+      const value = instance[column.name] ?? null;
+      const td = el("td", column.unit in byUnit ? "num" : "name");
+      td.dataset.field = column.name;
+      if (column.name === "status") {
+        td.appendChild(el("span", "badge badge-" + value, value));
+        if (instance.error_message) td.appendChild(el("span", "instance-error", instance.error_message));
+      } else if (column.name === "seconds_since_seen") {
+        td.textContent = value === null ? "never" : duration(value + (this.age() || 0));
+      } else {
+        td.textContent = (byUnit[column.unit] || ((v) => v ?? "–"))(value);
+        td.dataset.level = instance.status === "active" ? this.schema.level(column.name, value) : "";
+      }
+      tr.appendChild(td);
+    }
+    return tr;
   }
 
   // Once a second: the shown service's "last seen N s ago".

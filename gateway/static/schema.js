@@ -1,5 +1,5 @@
 // What the gateway says about its figures (GET /api/v1/schema): the table's columns, the
-// detail panel's kind columns, the warning thresholds and the age from which the figures on
+// detail panel's kind and instance columns, the warning thresholds and the age from which the figures on
 // screen are stale. The thresholds are the CLI's too (mesh_common/thresholds.py): defined
 // there, used here as served.
 import { authFetch } from "/static/auth.js";
@@ -16,6 +16,7 @@ export class Schema {
   constructor(body) {
     this.columns = columnsOf(body.rows);          // [{name, label, unit, description, column, priority}]
     this.kindColumns = columnsOf(body.kinds);
+    this.instanceColumns = columnsOf(body.instances);
     this.thresholds = body.thresholds || {};     // figure name -> {warn, bad}
     this.staleSeconds = typeof body.stale_seconds === "number" ? body.stale_seconds : null;
   }

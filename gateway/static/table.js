@@ -291,6 +291,11 @@ const renderers = {
   },
   status(td, row, age) {
     td.replaceChildren(el("span", "badge badge-" + row.status, row.status));
+    if (row.instances_total > 1) {  // a service of several instances: k of n
+      const count = el("span", "instances", row.instances_up + "/" + row.instances_total);
+      count.title = "instances active";
+      td.appendChild(count);
+    }
     const text = row.status === "active" ? "" : seen(row, age);
     if (text) td.appendChild(el("span", "seen", text));
   },

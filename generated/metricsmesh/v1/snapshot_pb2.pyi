@@ -268,6 +268,9 @@ class ServiceRow(_message.Message):
     LAST_SEEN_AGE_FIELD_NUMBER: _builtins.int
     START_TIME_FIELD_NUMBER: _builtins.int
     PUSHED_FIELD_NUMBER: _builtins.int
+    INSTANCES_UP_FIELD_NUMBER: _builtins.int
+    INSTANCES_TOTAL_FIELD_NUMBER: _builtins.int
+    INSTANCES_FIELD_NUMBER: _builtins.int
     service_name: _builtins.str
     """service_name is the service's name in the registry."""
     service_type: _builtins.str
@@ -279,17 +282,24 @@ class ServiceRow(_message.Message):
     the service has none.
     """
     host: _builtins.str
-    """host is the host the aggregator calls the agent on."""
+    """host is the host the aggregator calls the agent on (for a service of
+    several instances, the first instance's: instances lists them all).
+    """
     port: _builtins.int
     """port is the service's own (HTTP) port from the registry."""
     agent_port: _builtins.int
-    """agent_port is the port of the service's agent (gRPC)."""
+    """agent_port is the port of the service's agent (gRPC); for a service of
+    several instances, the first instance's.
+    """
     status: Global___ServiceStatus.ValueType
     """status is what the round concluded about the service."""
     health: Global___AgentHealth.ValueType
     """health is the service's last known grpc.health.v1 serving status."""
     error_message: _builtins.str
-    """error_message says why the status is not active; empty when it is."""
+    """error_message says why the status is not active; empty when it is, except
+    for a service of several instances, where it names the instances that are
+    not active (their addresses and why) while at least one is.
+    """
     consecutive_failures: _builtins.int
     """consecutive_failures counts the rounds in a row in which the call failed."""
     events_per_second: _builtins.float
@@ -298,6 +308,11 @@ class ServiceRow(_message.Message):
     when the row is active; when it is not, they are the last known figures,
     as they were (not decayed), received at last_seen_time; zero when the
     agent never answered (last_seen_time unset). Totals count active rows only.
+    For a service of several instances the figures fold those of its instances
+    active this round, exactly: rates and counts add, latency buckets merge
+    (quantiles of the merged buckets), per kind as for the service; uptime and
+    start_time are the longest-running instance's, last_event_time and
+    read_time the latest, cpu_usage_percent the sum.
     """
     events_per_hour: _builtins.float
     """events_per_hour is events_per_second x 3600."""
@@ -319,6 +334,15 @@ class ServiceRow(_message.Message):
     """pushed is true when the service pushes its figures (OTLP or seed 004's
     events) instead of being polled: its status comes from freshness (active
     while it pushed within its staleness window), and it has no agent port.
+    """
+    instances_up: _builtins.int
+    """instances_up is how many of the service's instances are active in this
+    round (the k of k-of-n); for a service of one agent, 1 when the row is
+    active, else 0. The row is active while at least one instance is.
+    """
+    instances_total: _builtins.int
+    """instances_total is how many instances the registry gives the service (the
+    n of k-of-n): 1 for a service of one agent and for a pushed service.
     """
     @_builtins.property
     def call_latency(self) -> _duration_pb2.Duration:
@@ -349,7 +373,12 @@ class ServiceRow(_message.Message):
 
     @_builtins.property
     def kinds(self) -> _containers.RepeatedCompositeFieldContainer[_event_rate_pb2.EventKindRate]:
-        """kinds is the agent's per-kind breakdown; empty when it never answered."""
+        """kinds is the agent's per-kind breakdown; empty when it never answered. For
+        a service of several instances, its active instances' kinds folded (counts
+        added, window buckets merged) without latency_since_start: summed over the
+        instances that answered, it would go down when one stops (each instance's
+        kinds in instances have theirs).
+        """
 
     @_builtins.property
     def latency(self) -> _latency_pb2.LatencySummary:
@@ -377,6 +406,13 @@ class ServiceRow(_message.Message):
         """start_time is when the agent's tracker started (its lifetime: a new
         start_time means the agent restarted and its since-start totals began
         again); unset when the row has no figures.
+        """
+
+    @_builtins.property
+    def instances(self) -> _containers.RepeatedCompositeFieldContainer[Global___InstanceRow]:
+        """instances holds one entry per instance of a service of several instances,
+        in registry order; empty for a service of one agent or a pushed one (the
+        row is then its one instance).
         """
 
     def __init__(
@@ -410,11 +446,161 @@ class ServiceRow(_message.Message):
         last_seen_age: _duration_pb2.Duration | None = ...,
         start_time: _timestamp_pb2.Timestamp | None = ...,
         pushed: _builtins.bool = ...,
+        instances_up: _builtins.int = ...,
+        instances_total: _builtins.int = ...,
+        instances: _abc.Iterable[Global___InstanceRow] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["age", b"age", "call_latency", b"call_latency", "last_event_time", b"last_event_time", "last_seen_age", b"last_seen_age", "last_seen_time", b"last_seen_time", "latency", b"latency", "read_time", b"read_time", "start_time", b"start_time", "uptime", b"uptime"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["age", b"age", "agent_port", b"agent_port", "call_latency", b"call_latency", "consecutive_failures", b"consecutive_failures", "cpu_usage_percent", b"cpu_usage_percent", "data_source", b"data_source", "error_message", b"error_message", "events_per_hour", b"events_per_hour", "events_per_second", b"events_per_second", "health", b"health", "host", b"host", "kinds", b"kinds", "last_event_time", b"last_event_time", "last_seen_age", b"last_seen_age", "last_seen_time", b"last_seen_time", "latency", b"latency", "port", b"port", "pushed", b"pushed", "read_time", b"read_time", "service_name", b"service_name", "service_type", b"service_type", "start_time", b"start_time", "status", b"status", "total_errors", b"total_errors", "total_events", b"total_events", "uptime", b"uptime", "window_errors", b"window_errors", "window_events", b"window_events"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["age", b"age", "agent_port", b"agent_port", "call_latency", b"call_latency", "consecutive_failures", b"consecutive_failures", "cpu_usage_percent", b"cpu_usage_percent", "data_source", b"data_source", "error_message", b"error_message", "events_per_hour", b"events_per_hour", "events_per_second", b"events_per_second", "health", b"health", "host", b"host", "instances", b"instances", "instances_total", b"instances_total", "instances_up", b"instances_up", "kinds", b"kinds", "last_event_time", b"last_event_time", "last_seen_age", b"last_seen_age", "last_seen_time", b"last_seen_time", "latency", b"latency", "port", b"port", "pushed", b"pushed", "read_time", b"read_time", "service_name", b"service_name", "service_type", b"service_type", "start_time", b"start_time", "status", b"status", "total_errors", b"total_errors", "total_events", b"total_events", "uptime", b"uptime", "window_errors", b"window_errors", "window_events", b"window_events"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ServiceRow: _TypeAlias = ServiceRow  # noqa: Y015
+
+@_typing.final
+class InstanceRow(_message.Message):
+    """InstanceRow is what one round learned about one instance (one agent) of a
+    service of several instances. Its figures are that agent's own, read as a
+    row's are: this round's answer when it is active, the last good one when it
+    is not (last_seen_time and last_seen_age say how old), none when it never
+    answered.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ADDRESS_FIELD_NUMBER: _builtins.int
+    STATUS_FIELD_NUMBER: _builtins.int
+    HEALTH_FIELD_NUMBER: _builtins.int
+    ERROR_MESSAGE_FIELD_NUMBER: _builtins.int
+    CALL_LATENCY_FIELD_NUMBER: _builtins.int
+    CONSECUTIVE_FAILURES_FIELD_NUMBER: _builtins.int
+    EVENTS_PER_SECOND_FIELD_NUMBER: _builtins.int
+    EVENTS_PER_HOUR_FIELD_NUMBER: _builtins.int
+    TOTAL_EVENTS_FIELD_NUMBER: _builtins.int
+    UPTIME_FIELD_NUMBER: _builtins.int
+    LAST_EVENT_TIME_FIELD_NUMBER: _builtins.int
+    READ_TIME_FIELD_NUMBER: _builtins.int
+    AGE_FIELD_NUMBER: _builtins.int
+    KINDS_FIELD_NUMBER: _builtins.int
+    WINDOW_EVENTS_FIELD_NUMBER: _builtins.int
+    WINDOW_ERRORS_FIELD_NUMBER: _builtins.int
+    TOTAL_ERRORS_FIELD_NUMBER: _builtins.int
+    LATENCY_FIELD_NUMBER: _builtins.int
+    CPU_USAGE_PERCENT_FIELD_NUMBER: _builtins.int
+    LAST_SEEN_TIME_FIELD_NUMBER: _builtins.int
+    LAST_SEEN_AGE_FIELD_NUMBER: _builtins.int
+    START_TIME_FIELD_NUMBER: _builtins.int
+    address: _builtins.str
+    """address is the instance's agent address as the registry gives it
+    (HOST:PORT, an IPv6 host in brackets).
+    """
+    status: Global___ServiceStatus.ValueType
+    """status is what the round concluded about this instance."""
+    health: Global___AgentHealth.ValueType
+    """health is the instance's last known grpc.health.v1 serving status."""
+    error_message: _builtins.str
+    """error_message says why the instance is not active; empty when it is."""
+    consecutive_failures: _builtins.int
+    """consecutive_failures counts the rounds in a row in which its call failed."""
+    events_per_second: _builtins.float
+    """events_per_second is the instance's rate over its rolling window."""
+    events_per_hour: _builtins.float
+    """events_per_hour is events_per_second x 3600."""
+    total_events: _builtins.int
+    """total_events is the instance's count since its agent started."""
+    window_events: _builtins.int
+    """window_events counts the instance's events in its rolling window."""
+    window_errors: _builtins.int
+    """window_errors counts the failed events among window_events."""
+    total_errors: _builtins.int
+    """total_errors counts the instance's failed events since its agent started."""
+    cpu_usage_percent: _builtins.float
+    """cpu_usage_percent is the CPU the instance's process used over its window,
+    as a percentage of one core.
+    """
+    @_builtins.property
+    def call_latency(self) -> _duration_pb2.Duration:
+        """call_latency is how long this round's GetEventRate call to the instance
+        took (the deadline when it timed out); unset when no call was made.
+        """
+
+    @_builtins.property
+    def uptime(self) -> _duration_pb2.Duration:
+        """uptime is the instance's uptime when it answered."""
+
+    @_builtins.property
+    def last_event_time(self) -> _timestamp_pb2.Timestamp:
+        """last_event_time is the time of the instance's most recent event; unset
+        when it never recorded one or never answered.
+        """
+
+    @_builtins.property
+    def read_time(self) -> _timestamp_pb2.Timestamp:
+        """read_time is when the instance's agent read these figures."""
+
+    @_builtins.property
+    def age(self) -> _duration_pb2.Duration:
+        """age is how old these figures were when the snapshot was sent."""
+
+    @_builtins.property
+    def kinds(self) -> _containers.RepeatedCompositeFieldContainer[_event_rate_pb2.EventKindRate]:
+        """kinds is the instance's per-kind breakdown (its since-start totals let a
+        reader count the service's events across an instance's restart exactly).
+        """
+
+    @_builtins.property
+    def latency(self) -> _latency_pb2.LatencySummary:
+        """latency describes the instance's timed events in its window."""
+
+    @_builtins.property
+    def last_seen_time(self) -> _timestamp_pb2.Timestamp:
+        """last_seen_time is the wall-clock time at which the aggregator received
+        these figures; unset when the instance never answered with figures.
+        """
+
+    @_builtins.property
+    def last_seen_age(self) -> _duration_pb2.Duration:
+        """last_seen_age is how old those figures were at the snapshot's take_time
+        (zero for this round's answer); unset when last_seen_time is.
+        """
+
+    @_builtins.property
+    def start_time(self) -> _timestamp_pb2.Timestamp:
+        """start_time is when the instance's tracker started (a new start_time means
+        the instance restarted); unset when it has no figures.
+        """
+
+    def __init__(
+        self,
+        *,
+        address: _builtins.str = ...,
+        status: Global___ServiceStatus.ValueType = ...,
+        health: Global___AgentHealth.ValueType = ...,
+        error_message: _builtins.str = ...,
+        call_latency: _duration_pb2.Duration | None = ...,
+        consecutive_failures: _builtins.int = ...,
+        events_per_second: _builtins.float = ...,
+        events_per_hour: _builtins.float = ...,
+        total_events: _builtins.int = ...,
+        uptime: _duration_pb2.Duration | None = ...,
+        last_event_time: _timestamp_pb2.Timestamp | None = ...,
+        read_time: _timestamp_pb2.Timestamp | None = ...,
+        age: _duration_pb2.Duration | None = ...,
+        kinds: _abc.Iterable[_event_rate_pb2.EventKindRate] | None = ...,
+        window_events: _builtins.int = ...,
+        window_errors: _builtins.int = ...,
+        total_errors: _builtins.int = ...,
+        latency: _latency_pb2.LatencySummary | None = ...,
+        cpu_usage_percent: _builtins.float = ...,
+        last_seen_time: _timestamp_pb2.Timestamp | None = ...,
+        last_seen_age: _duration_pb2.Duration | None = ...,
+        start_time: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["age", b"age", "call_latency", b"call_latency", "last_event_time", b"last_event_time", "last_seen_age", b"last_seen_age", "last_seen_time", b"last_seen_time", "latency", b"latency", "read_time", b"read_time", "start_time", b"start_time", "uptime", b"uptime"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["address", b"address", "age", b"age", "call_latency", b"call_latency", "consecutive_failures", b"consecutive_failures", "cpu_usage_percent", b"cpu_usage_percent", "error_message", b"error_message", "events_per_hour", b"events_per_hour", "events_per_second", b"events_per_second", "health", b"health", "kinds", b"kinds", "last_event_time", b"last_event_time", "last_seen_age", b"last_seen_age", "last_seen_time", b"last_seen_time", "latency", b"latency", "read_time", b"read_time", "start_time", b"start_time", "status", b"status", "total_errors", b"total_errors", "total_events", b"total_events", "uptime", b"uptime", "window_errors", b"window_errors", "window_events", b"window_events"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___InstanceRow: _TypeAlias = InstanceRow  # noqa: Y015
