@@ -22,6 +22,22 @@ from mesh_common.wire_time import duration, to_seconds
 from metricsmesh_cli.client import describe_rpc_error, snapshot_filter
 from metricsmesh_cli.render import snapshot_view
 
+PIPE_WIDTH = 180
+"""The width of a piped table: every column whole, the last one (kinds, errors) wrapping."""
+
+
+def print_view(console: Console, snapshot: snapshot_pb2.Snapshot) -> None:
+    """Print the snapshot's table, fitted to the terminal, or PIPE_WIDTH wide when piped.
+
+    Rich gives a pipe 80 columns and would squeeze every column into them, cutting cells to
+    a few letters; a pipe has no width, so the table gets one that holds every column.
+    """
+    if console.is_terminal:
+        console.print(snapshot_view(snapshot, width=console.width))
+        return
+    wide = Console(file=console.file, width=PIPE_WIDTH, no_color=console.no_color)
+    wide.print(snapshot_view(snapshot, width=PIPE_WIDTH))
+
 
 async def fetch_snapshot(
     target: HostPort,
@@ -119,6 +135,5 @@ def run_snapshot(
         console.file.write(text + "\n")
         console.file.flush()
     else:
-        # On a terminal the table fits its width; piped, every column is printed.
-        console.print(snapshot_view(snapshot, width=console.width if console.is_terminal else None))
+        print_view(console, snapshot)
     return 0

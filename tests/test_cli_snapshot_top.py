@@ -115,6 +115,16 @@ async def test_snapshot_table_shows_every_service_and_its_status(fleet: Fleet) -
     assert "data sources: weather" in out
 
 
+
+async def test_a_piped_table_holds_every_column_whole(fleet: Fleet) -> None:
+    # A pipe has no width; rich takes 80 and would squeeze 13 columns into it ("EV", "P").
+    status, out, err = await cli("snapshot", "--aggregator", fleet.address, env={"COLUMNS": "80"})
+    assert status == 0, err
+    for header in ("SERVICE", "STATUS", "EVENTS/S", "ERRORS", "P99", "EVENTS/H", "LAST EVENT"):
+        assert header in out, out
+    assert "busy-ingest" in out
+
+
 async def test_a_stopped_service_keeps_its_last_figures_in_the_table_with_their_age(
     fleet: Fleet,
 ) -> None:
