@@ -115,7 +115,6 @@ async def test_snapshot_table_shows_every_service_and_its_status(fleet: Fleet) -
     assert "data sources: weather" in out
 
 
-
 async def test_a_piped_table_holds_every_column_whole(fleet: Fleet) -> None:
     # A pipe has no width; rich takes 80 and would squeeze 13 columns into it ("EV", "P").
     status, out, err = await cli("snapshot", "--aggregator", fleet.address, env={"COLUMNS": "80"})
