@@ -19,7 +19,9 @@ from aggregator._history.settings import HistorySettings
 from aggregator._ingest.settings import SECTION as INGEST_SECTION
 from aggregator._ingest.settings import IngestSettings
 from mesh_common.addresses import is_port, port_range
-from mesh_common.config import Section, load_mesh_file, setting
+from mesh_common.auth_settings import SECTION as AUTH_SECTION
+from mesh_common.auth_settings import AuthSettings
+from mesh_common.config import MeshFile, Section, load_mesh_file, setting
 from mesh_common.errors import ConfigError
 from mesh_common.registry import SERVICES, Registry
 from mesh_common.tls import SECTION as TLS_SECTION
@@ -178,6 +180,7 @@ class AggregatorConfig:
     history: HistorySettings
     ingest: IngestSettings
     tls: TlsSettings
+    auth: AuthSettings
 
 
 def load_config(
@@ -187,13 +190,22 @@ def load_config(
 
     Raises ConfigError naming the file, the entry and the problem.
     """
-    mesh = load_mesh_file(path, environ=environ)
+    return read_config(load_mesh_file(path, environ=environ))
+
+
+def read_config(mesh: MeshFile, *, check_rules: bool = True) -> AggregatorConfig:
+    """The tables of a loaded mesh file, each read strictly; ConfigError naming the key.
+
+    With `check_rules`, a configured alert rule must select services of `[[services]]`;
+    a reload reads without (a rule whose service left selects nothing, as at run time).
+    """
     services = mesh.read(SERVICES)
     return AggregatorConfig(
         services=services,
         aggregator=mesh.read(SECTION),
-        alerts=mesh.read(ALERTS_SECTION, registry=services),
+        alerts=mesh.read(ALERTS_SECTION, registry=services if check_rules else None),
         history=mesh.read(HISTORY_SECTION),
         ingest=mesh.read(INGEST_SECTION),
         tls=mesh.read(TLS_SECTION),
+        auth=mesh.read(AUTH_SECTION),
     )

@@ -459,34 +459,11 @@ async def test_each_snapshot_command_of_the_readme_runs_as_pasted(
 
 
 def test_the_registry_sentence_says_what_the_aggregator_does() -> None:
+    # tests/test_fleet_reload.py shows the watch and SIGHUP doing it.
     text = " ".join(section("Runnable examples of embedding the agent").split())
-    assert "restart the aggregator: it reads the registry once, when it starts." in text
-    assert "does not reload on SIGHUP (which it does not handle, so SIGHUP ends it" in text
-
-
-def test_sighup_ends_the_aggregator_rather_than_reloading_it(tmp_path: Path) -> None:
-    (agent_port,) = free_ports(1)
-    config = tmp_path / "mesh.toml"
-    config.write_text(
-        f'[aggregator]\nport = 0\n\n[[services]]\nname = "lonely"\nport = 9001\n'
-        f'agent_port = {agent_port}\ntype = "core"\n',
-        encoding="utf-8",
-    )
-    with subprocess.Popen(
-        [sys.executable, "-m", "aggregator", "--config", str(config)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    ) as process:
-        try:
-            assert process.stdout is not None
-            started = process.stdout.readline()
-            assert "aggregator serving on" in started, started
-            process.send_signal(signal.SIGHUP)
-            assert process.wait(timeout=20) == -signal.SIGHUP  # killed: no handler, no reload
-        finally:
-            if process.poll() is None:
-                process.kill()
+    assert "the aggregator watches its mesh file and calls the new service from the next" in text
+    assert "(SIGHUP reloads at once; *A fleet that changes* below)" in text
+    assert "\n## A fleet that changes\n" in README
 
 
 def install_block() -> list[str]:
