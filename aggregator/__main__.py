@@ -14,6 +14,7 @@ import signal
 import sys
 
 from aggregator._alerts.settings import SECTION as ALERTS_SECTION
+from aggregator._fleet.settings import SECTION as DISCOVERY_SECTION
 from aggregator._history.settings import SECTION as HISTORY_SECTION
 from aggregator._ingest.settings import SECTION as INGEST_SECTION
 from aggregator._server import AggregatorServer
@@ -61,7 +62,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def epilog() -> str:
     """The help text's epilog: configuration sources, then the keys of the aggregator's tables."""
-    sections = (SECTION, ALERTS_SECTION, HISTORY_SECTION, INGEST_SECTION, AUTH_SECTION)
+    sections = (
+        SECTION,
+        ALERTS_SECTION,
+        HISTORY_SECTION,
+        INGEST_SECTION,
+        AUTH_SECTION,
+        DISCOVERY_SECTION,
+    )
     return ENV_HELP + "".join("\n" + section.help_text() for section in sections)
 
 
@@ -154,6 +162,7 @@ def run(args: argparse.Namespace) -> int:
             auth=config.auth,
             tls=config.tls,
             config_path=args.config,
+            discovery=config.discovery,
         )
         asyncio.run(serve(server, config.auth, config.tls))
     except MeshError as error:

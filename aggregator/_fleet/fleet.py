@@ -37,10 +37,13 @@ class Fleet:
         self.sources = tuple(sources)
         self._apply = apply
         self._interval = interval_seconds
+        self._given = tuple(source.entries for source in self.sources)
         self._merged = self._merge()
         self._lock = asyncio.Lock()
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        for source in self.sources:
+            source.on_change = self.wake
         for conflict in self._merged.conflicts:
             _LOG.warning("fleet: %s", conflict)
 
@@ -102,7 +105,18 @@ class Fleet:
         return merge_sources((source.status, source.entries) for source in self.sources)
 
     def _merge_and_apply(self, *, announce: bool) -> FleetChange:
-        """Merge; hand a changed registry to the rounds; log it (a reload's outcome always)."""
+        """Merge; hand a changed registry to the rounds; log it (a reload's outcome always).
+
+        No source gave other entries (the same objects): nothing to merge, the common case
+        of a check every interval.
+        """
+        given = tuple(source.entries for source in self.sources)
+        if all(new is old for new, old in zip(given, self._given, strict=True)):
+            unchanged = FleetChange(services=len(self._merged.registry))
+            if announce:
+                _LOG.info("fleet: reloaded, %s", unchanged.summary())
+            return unchanged
+        self._given = given
         merged = self._merge()
         previous, self._merged = self._merged, merged
         for conflict in merged.conflicts:

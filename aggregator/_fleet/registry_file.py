@@ -18,7 +18,7 @@ import dataclasses
 import logging
 import os
 import tomllib
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -78,6 +78,7 @@ class RegistryFile:
         """`registry` is what the aggregator started with (the file's, read at start)."""
         self._path = str(path)
         self._clocks = clocks
+        self.on_change: Callable[[], None] = lambda: None
         self._entries: Sequence[ServiceEntry] = registry
         self._stamp: FileStamp | None = file_stamp(self._path)
         self._tables: Mapping[str, object] | None = None

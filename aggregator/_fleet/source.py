@@ -1,16 +1,18 @@
 """What every source of the registry is to the fleet: `FleetSource` and its `SourceStatus`.
 
-A source holds its last good contribution (`entries`) and says how its last read went
-(`status`). `refresh()` reads again when the source is due (a watched file whose stamp
-changed, a URL whose refresh interval passed) or when forced (SIGHUP, ReloadRegistry); a
-read that fails keeps the last good entries and sets `status.error`. A source never raises
-from `refresh()` for what it reads: a bad file or a dead URL is a status, not an exception.
+A source holds its last good contribution (`entries`: the same object as long as nothing
+changed) and says how its last read went (`status`). `refresh()` reads again when the
+source is due (a watched file whose stamp changed, a URL whose refresh interval passed) or
+when forced (SIGHUP, ReloadRegistry); a read that fails keeps the last good entries and
+sets `status.error`. A source never raises from `refresh()` for what it reads: a bad file
+or a dead URL is a status, not an exception. A source whose entries change between two
+refreshes (an answer that took its time, a registration) calls `on_change()`.
 """
 
 from __future__ import annotations
 
 import enum
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -51,6 +53,10 @@ class SourceStatus:
 class FleetSource(Protocol):
     """One place services come from (module docstring)."""
 
+    on_change: Callable[[], None]
+    """Set by the fleet (its `wake`): a source whose entries change outside `refresh()` (an
+    answer that arrived, a registration) calls it after the change."""
+
     @property
     def status(self) -> SourceStatus:
         """How the last read went."""
@@ -75,6 +81,7 @@ class StaticSource:
 
     def __init__(self, registry: Registry) -> None:
         self._registry = registry
+        self.on_change: Callable[[], None] = lambda: None
         self._status = SourceStatus(SourceKind.SERVICES, "built-in", services=len(registry))
 
     @property
