@@ -1,9 +1,13 @@
 """The live fleet: the union of the registry's sources, merged into the registry the rounds call.
 
 source.py         `FleetSource`: what every source is (its last good entries, its status,
-                  `refresh(force=)`), and `StaticSource` (a registry given in code)
+                  `refresh(force=)`, `on_change`), and `StaticSource` (a registry given in code)
 registry_file.py  the mesh file's `[[services]]`, watched (edits, renames, ConfigMap swaps)
+file_sd.py        Prometheus file_sd files (`[discovery] file_sd`), watched
+http_sd.py        a Prometheus http_sd URL (`[discovery] http_sd`), polled
+target_groups.py  Prometheus target groups read as services (file_sd's and http_sd's)
 watch.py          the stamps that tell a changed file (a stat per path each check)
+settings.py       the `[discovery]` table
 merge.py          the union (the first source wins a service name) and what changed
 fleet.py          `Fleet`: every interval, refresh the sources, merge, hand a changed
                   registry to the round loop (`RoundLoop.replace_registry`); `reload()` for
