@@ -17,10 +17,12 @@ sources.py        the sources of a configuration, in priority order
 
 **Adding a source** (self-registration is the next): implement `FleetSource` in a module
 of its own and append it in `sources.py`, after the existing ones (its place is its
-priority: `merge.py`). A source keeps its last good contribution and reports failures in
-its status, never by raising; one whose contribution changes by itself (a registration
-arrives, a lease lapses) calls `Fleet.wake()` after the change, so the merge runs at once
-rather than at the next interval, and does its time-based work (expiring leases) in
-`refresh()`, which the fleet calls every interval. No other source, the merge or the round
-loop changes. Nothing is imported here, so a module can import one part without the rest.
+priority: `merge.py`); give its kind a `SourceKind` member and a `FleetSourceKind` value
+(proto, additive) mapped in `service.py`. A source keeps its last good contribution and
+reports failures in its status, never by raising; one whose contribution changes by itself
+(a registration arrives, a lease lapses) calls its `on_change()` (the fleet's `wake()`)
+after the change, so the merge runs at once rather than at the next interval, and does its
+time-based work (expiring leases) in `refresh()`, which the fleet calls every interval. No
+other source, the merge or the round loop changes. Nothing is imported here, so a module
+can import one part without the rest.
 """

@@ -105,17 +105,26 @@ class Fleet:
         return merge_sources((source.status, source.entries) for source in self.sources)
 
     def _merge_and_apply(self, *, announce: bool) -> FleetChange:
-        """Merge; hand a changed registry to the rounds; log it (a reload's outcome always).
+        """Merge; hand a changed registry to the rounds; log it (a reload's outcome always)."""
+        change = self._merge_if_given_changed()
+        if change is None:
+            change = FleetChange(services=len(self._merged.registry))
+            if announce:
+                _LOG.info("fleet: reloaded, %s", change.summary())
+            return change
+        self._apply(self._merged.registry)
+        _LOG.info("fleet: %s from the next round", change.summary())
+        return change
 
-        No source gave other entries (the same objects): nothing to merge, the common case
-        of a check every interval.
+    def _merge_if_given_changed(self) -> FleetChange | None:
+        """What the merged registry changed; None when it did not.
+
+        No source gave other entries (the same objects, the common case of a check every
+        interval): nothing is merged.
         """
         given = tuple(source.entries for source in self.sources)
         if all(new is old for new, old in zip(given, self._given, strict=True)):
-            unchanged = FleetChange(services=len(self._merged.registry))
-            if announce:
-                _LOG.info("fleet: reloaded, %s", unchanged.summary())
-            return unchanged
+            return None
         self._given = given
         merged = self._merge()
         previous, self._merged = self._merged, merged
@@ -123,14 +132,8 @@ class Fleet:
             if conflict not in previous.conflicts:
                 _LOG.warning("fleet: %s", conflict)
         if merged.registry == previous.registry:
-            unchanged = FleetChange(services=len(merged.registry))
-            if announce:
-                _LOG.info("fleet: reloaded, %s", unchanged.summary())
-            return unchanged
-        change = changes(previous.registry, merged.registry)
-        self._apply(merged.registry)
-        _LOG.info("fleet: %s from the next round", change.summary())
-        return change
+            return None
+        return changes(previous.registry, merged.registry)
 
     async def _run(self) -> None:
         while True:
