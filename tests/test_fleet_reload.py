@@ -328,3 +328,40 @@ async def test_the_readme_grpcurl_lines_of_a_fleet_that_changes_work(
             answers.append(json.loads(done.stdout))
     assert answers[0]["added_services"] == ["bravo"]
     assert [s["service_name"] for s in answers[1]["services"]] == ["alpha", "bravo"]
+
+
+async def test_a_reload_keeps_a_staying_services_alert_and_resolves_a_removed_ones(
+    agents: Fleet, tmp_path: Path
+) -> None:
+    dead = [
+        ServiceEntry(name, "127.0.0.1", 9100 + i, free_port(), "core")
+        for i, name in enumerate(("down-stays", "down-leaves"))
+    ]
+    rule = (
+        f'[alerts]\nstate_dir = "{tmp_path / "state"}"\n\n[[alerts.rules]]\n'
+        'name = "Down"\nfigure = "status"\ncomparator = "!="\nthreshold = "active"\n'
+    )
+    config = tmp_path / "mesh.toml"
+    config.write_text(mesh_text([*pick(agents, "alpha"), *dead], interval=0.4, extra=rule))
+    loaded = load_config(config)
+    async with AggregatorServer(
+        loaded.services, loaded.aggregator, alerts=loaded.alerts, config_path=config
+    ) as aggregator:
+
+        def firing() -> dict[str, float] | None:
+            alerts = {a.service_name: a for a in aggregator.alerts.current()}
+            fired = {name: a.fired_time for name, a in alerts.items() if a.fired_time}
+            return fired if set(fired) == {"down-stays", "down-leaves"} else None
+
+        before = await eventually(firing, what="both down services' alerts firing")
+        config.write_text(mesh_text([*pick(agents, "alpha"), dead[0]], interval=0.4, extra=rule))
+
+        def resolved() -> dict[str, str] | None:
+            alerts = aggregator.alerts.current(include_resolved=True)
+            states = {a.service_name: a.state.value for a in alerts}
+            return states if states.get("down-leaves") == "resolved" else None
+
+        states = await eventually(resolved, what="the removed service's alert resolved")
+        assert states["down-stays"] == "firing"
+        (stays,) = (a for a in aggregator.alerts.current() if a.service_name == "down-stays")
+        assert stays.fired_time == before["down-stays"]  # the same alert, not a new one
