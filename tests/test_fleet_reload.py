@@ -171,6 +171,7 @@ async def test_a_broken_file_keeps_the_last_good_fleet_and_says_why_once(
         f"agent_port = {agents.registry[1].agent_port}", "agent_port = 70000"
     )
     config.write_text(broken)
+    line = 1 + broken.splitlines().index("agent_port = 70000")
     settings = GatewaySettings(aggregator=server.address, stale_after_seconds=30)
     async with (
         serve_gateway(settings) as (_, port),
@@ -200,6 +201,7 @@ async def test_a_broken_file_keeps_the_last_good_fleet_and_says_why_once(
     ]
     assert len(warnings) == 1, warnings
     assert str(config) in warnings[0] and "services[1] ('bravo')" in warnings[0]
+    assert f"(line {line}, key 'agent_port')" in warnings[0]
     assert "the last good registry stays (2 services)" in warnings[0]
 
 
