@@ -120,6 +120,28 @@ async def test_file_sd_json_and_yaml_globs_add_and_remove_services(
         ]
 
 
+async def test_each_target_of_a_discovered_service_is_an_instance(
+    agents: Fleet, tmp_path: Path
+) -> None:
+    alpha = agents.registry[0]
+    second = await agents.add_agent("alpha", 5)
+    other = ServiceEntry("alpha", "127.0.0.1", alpha.port, second.port, alpha.type)
+    sd = tmp_path / "sd.json"
+    sd.write_text(json.dumps([group(alpha), group(other)]))  # two groups, one service
+    config = discovery_mesh(tmp_path / "mesh.toml", file_sd=[str(sd)])
+    async with serve(config) as aggregator:
+        snap = await rows_become(aggregator.address, {"alpha"})
+
+        async def both_up() -> bool:
+            (row,) = (await rows_become(aggregator.address, {"alpha"})).services
+            return row.instances_up == row.instances_total == 2
+
+        await eventually(both_up, what="alpha active 2/2")
+        (service,) = (await get_fleet(aggregator.address)).services
+        assert list(service.agent_addresses) == [alpha.target, other.target]
+        assert snap.services[0].service_name == "alpha"
+
+
 async def test_a_service_of_the_mesh_file_wins_over_file_sd_and_the_conflict_is_told(
     agents: Fleet, tmp_path: Path
 ) -> None:
@@ -490,7 +512,7 @@ async def prometheus(
 
 
 def test_the_readme_discovery_examples_read_as_documented() -> None:
-    (table,) = readme_blocks("toml")
+    (table,) = (block for block in readme_blocks("toml") if block.startswith("[discovery]"))
     settings = DISCOVERY.parse(tomllib.loads(table)["discovery"], {})
     assert settings.file_sd[0].endswith("*.json") and settings.http_sd[0].startswith("http://")
     (groups,) = readme_blocks("json")

@@ -59,11 +59,6 @@ class FleetChange:
         return f"{', '.join(parts) or 'no change'}; {self.services} services"
 
 
-def agent_addresses(entry: ServiceEntry) -> tuple[str, ...]:
-    """The agent addresses the aggregator calls for `entry`."""
-    return () if entry.pushed else (entry.target,)
-
-
 def merge_sources(sources: Iterable[tuple[SourceStatus, Sequence[ServiceEntry]]]) -> Merged:
     """One registry from every source's entries, in source order (module docstring)."""
     entries: list[ServiceEntry] = []
@@ -79,7 +74,7 @@ def merge_sources(sources: Iterable[tuple[SourceStatus, Sequence[ServiceEntry]]]
                     f"the {first.kind.value} entry is kept"
                 )
                 continue
-            taken = [a for a in agent_addresses(entry) if a in address_owner]
+            taken = [a for a in entry.addresses if a in address_owner]
             if taken:
                 other = address_owner[taken[0]]
                 conflicts.append(
@@ -89,7 +84,7 @@ def merge_sources(sources: Iterable[tuple[SourceStatus, Sequence[ServiceEntry]]]
                 )
                 continue
             owners[entry.name] = status
-            for address in agent_addresses(entry):
+            for address in entry.addresses:
                 address_owner[address] = entry.name
             entries.append(entry)
     return Merged(Registry(entries), owners, tuple(conflicts))

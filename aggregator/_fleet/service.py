@@ -15,7 +15,6 @@ import grpc
 from metricsmesh.v1 import fleet_pb2
 
 from aggregator._fleet.fleet import Fleet
-from aggregator._fleet.merge import agent_addresses
 from aggregator._fleet.source import SourceKind, SourceStatus
 from mesh_common.grpc_input import Implementation
 from mesh_common.wire_time import set_seconds
@@ -53,7 +52,7 @@ class FleetServicer:
                 service_type=entry.type,
                 data_source=entry.data_source,
                 port=entry.port,
-                agent_addresses=agent_addresses(entry),
+                agent_addresses=entry.addresses,
                 source=owner.name,
                 source_kind=KINDS[owner.kind],
             )

@@ -132,12 +132,19 @@ def read_groups(document: Any, source: str) -> dict[str, Discovered]:
 
 
 def to_entry(service: Discovered) -> ServiceEntry:
-    """The registry entry of a discovered service.
+    """The registry entry of a discovered service: each target an instance.
 
-    TODO(instances): until a registry entry has several instances, the service is its
-    first target's agent only; with them, every target is an instance.
+    As `[[services]]` writes one (`mesh_common.registry`): one target is a service of one
+    agent, several are its `instances`.
     """
     first = HostPort.parse(service.targets[0])
+    several = service.targets if len(service.targets) > 1 else ()
     return ServiceEntry(
-        service.name, first.host, service.port, first.port, service.type, service.data_source
+        service.name,
+        first.host,
+        service.port,
+        first.port,
+        service.type,
+        service.data_source,
+        instances=several,
     )
