@@ -367,3 +367,23 @@ async def test_a_reload_keeps_a_staying_services_alert_and_resolves_a_removed_on
         assert states["down-stays"] == "firing"
         (stays,) = (a for a in aggregator.alerts.current() if a.service_name == "down-stays")
         assert stays.fired_time == before["down-stays"]  # the same alert, not a new one
+
+
+async def test_a_change_to_another_table_is_said_to_wait_for_a_restart(
+    server: AggregatorServer, agents: Fleet, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="aggregator.fleet")
+    config = tmp_path / "mesh.toml"
+    config.write_text(mesh_text(pick(agents, "alpha"), interval=0.5))  # interval was 0.4
+
+    def said() -> list[str] | None:
+        found = [r.getMessage() for r in caplog.records if "restarts" in r.getMessage()]
+        return found or None
+
+    (warning,) = await eventually(said, what="the restart warning")
+    assert warning == (
+        f"{config}: [aggregator] changed; only [[services]] is reloaded, the other tables take "
+        "effect when the aggregator restarts"
+    )
+    await rows_become(server.address, {"alpha"})  # [[services]] did change
+    assert server.settings.interval_seconds == 0.4
