@@ -14,6 +14,7 @@ import signal
 import sys
 
 from aggregator._alerts.settings import SECTION as ALERTS_SECTION
+from aggregator._fleet.settings import SECTION as DISCOVERY_SECTION
 from aggregator._history.settings import SECTION as HISTORY_SECTION
 from aggregator._ingest.settings import SECTION as INGEST_SECTION
 from aggregator._server import AggregatorServer
@@ -21,7 +22,6 @@ from aggregator._settings import SECTION, load_config
 from mesh_common.addresses import format_host_port
 from mesh_common.auth_settings import SECTION as AUTH_SECTION
 from mesh_common.auth_settings import AuthSettings
-from mesh_common.config import load_mesh_file
 from mesh_common.errors import MeshError, exit_status
 from mesh_common.exposure import exposure_warning
 from mesh_common.options import (
@@ -40,7 +40,8 @@ _LOG = logging.getLogger("aggregator")
 DESCRIPTION = (
     "Collect every agent's event rate in shared rounds and serve "
     "metricsmesh.v1.AggregatorService (GetSnapshot, StreamSnapshots), health and reflection "
-    "until SIGINT/SIGTERM."
+    "until SIGINT/SIGTERM. The --config file's [[services]] are watched and reloaded (also on "
+    "SIGHUP)."
 )
 
 
@@ -61,7 +62,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def epilog() -> str:
     """The help text's epilog: configuration sources, then the keys of the aggregator's tables."""
-    sections = (SECTION, ALERTS_SECTION, HISTORY_SECTION, INGEST_SECTION, AUTH_SECTION)
+    sections = (
+        SECTION,
+        ALERTS_SECTION,
+        HISTORY_SECTION,
+        INGEST_SECTION,
+        AUTH_SECTION,
+        DISCOVERY_SECTION,
+    )
     return ENV_HELP + "".join("\n" + section.help_text() for section in sections)
 
 
@@ -89,11 +97,23 @@ def tune_gc() -> None:
 async def serve(
     server: AggregatorServer, auth: AuthSettings | None = None, tls: TlsSettings | None = None
 ) -> None:
-    """Run `server` until SIGINT/SIGTERM, then stop it gracefully; warn if it is exposed."""
+    """Run `server` until SIGINT/SIGTERM, then stop it gracefully; warn if it is exposed.
+
+    SIGHUP reloads the registry at once (`server.fleet.reload()`), as ReloadRegistry does.
+    """
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
+    reloads: set[asyncio.Task[object]] = set()
+
+    def reload() -> None:
+        _LOG.info("SIGHUP: reloading the registry")
+        task = loop.create_task(server.fleet.reload(), name="reload")
+        reloads.add(task)
+        task.add_done_callback(reloads.discard)
+
+    loop.add_signal_handler(signal.SIGHUP, reload)
     await server.start()
     tune_gc()
     _LOG.info(
@@ -139,10 +159,12 @@ def run(args: argparse.Namespace) -> int:
             alerts=config.alerts,
             history=config.history,
             ingest=ingest,
-            auth=(auth := load_mesh_file(args.config).read(AUTH_SECTION)),
+            auth=config.auth,
             tls=config.tls,
+            config_path=args.config,
+            discovery=config.discovery,
         )
-        asyncio.run(serve(server, auth, config.tls))
+        asyncio.run(serve(server, config.auth, config.tls))
     except MeshError as error:
         print(f"aggregator: {error}", file=sys.stderr)
         return exit_status(error)

@@ -41,6 +41,7 @@ WRITE_METHODS = frozenset(
         f"{_AGGREGATOR}DeleteAlertRule",
         f"{_AGGREGATOR}ResolveAlert",
         f"{_AGGREGATOR}Ingest",
+        f"{_AGGREGATOR}ReloadRegistry",
         "/opentelemetry.proto.collector.metrics.v1.MetricsService/Export",
     }
 )

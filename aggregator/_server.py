@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from types import TracebackType
 
 import grpc
@@ -12,6 +13,10 @@ from aggregator._alerts.settings import IN_MEMORY, AlertSettings
 from aggregator._auth import auth_interceptors
 from aggregator._callers import caller_rules
 from aggregator._convert import WholeSnapshots
+from aggregator._fleet.fleet import Fleet
+from aggregator._fleet.service import FleetServicer
+from aggregator._fleet.settings import DiscoverySettings
+from aggregator._fleet.sources import fleet_sources
 from aggregator._history.engine import QueryLimits
 from aggregator._history.service import HistoryServicer
 from aggregator._history.settings import HistorySettings
@@ -49,8 +54,12 @@ class AggregatorServer:
     that is on), every call but health and reflection needs a bearer token. The reserved
     StreamSnapshots slots are the gateway's: its token's `gateway` scope or a `trusted_clients`
     certificate, by address (`trusted_peers`) only without `auth` and mutual TLS
-    (`aggregator._callers`). Raises ConfigError when `history` selects a backend this build
-    does not have, or `trusted_clients` is set without mutual TLS.
+    (`aggregator._callers`). With `config_path` (the mesh file `registry` was read from),
+    its `[[services]]` are watched and reloaded while it runs, and `discovery` (its
+    `[discovery]` table) adds the services of file_sd files and http_sd URLs
+    (`aggregator._fleet`; `fleet` also reloads on demand: SIGHUP, ReloadRegistry). Raises
+    ConfigError when `history` selects a backend this build does not have, or
+    `trusted_clients` is set without mutual TLS.
     """
 
     def __init__(
@@ -66,6 +75,8 @@ class AggregatorServer:
         ingest: IngestSettings | None = None,
         auth: AuthSettings | None = None,
         tls: TlsSettings | None = None,
+        config_path: str | os.PathLike[str] | None = None,
+        discovery: DiscoverySettings | None = None,
     ) -> None:
         self.settings = settings or AggregatorSettings()
         check_admin_token("alerts", alerts.admin_token if alerts else "", auth)
@@ -78,8 +89,19 @@ class AggregatorServer:
         ingest = ingest or IngestSettings()
         if ingest.enabled:
             self.ingestor = Ingestor(ingest, clocks)
+        self.fleet = Fleet(
+            fleet_sources(
+                registry,
+                config_path=config_path,
+                discovery=discovery or DiscoverySettings(),
+                clocks=clocks,
+            ),
+            lambda merged: self.loop.replace_registry(merged),
+            interval_seconds=self.settings.interval_seconds,
+        )
+        """The registry's sources, merged, reloaded (the live fleet)."""
         self.loop = RoundLoop(
-            registry,
+            self.fleet.registry,
             self.settings,
             clocks=clocks,
             interval_rounds=interval_rounds,
@@ -95,6 +117,7 @@ class AggregatorServer:
             persist=alerts is not None,
             whole=whole,
             registry=lambda: self.loop.registry,
+            check_configured=discovery is None or not discovery.configured,
             pushed=None if self.ingestor is None else self.ingestor.series.read,
         )
         """The alert rules and alerts (persisted only when `alerts` settings are given)."""
@@ -113,6 +136,7 @@ class AggregatorServer:
         self._history_servicer = HistoryServicer(self.history, _limits(history), clocks)
         self._ingest_servicer = IngestServicer(self.ingestor, clocks.wall)
         self._otlp_servicer = OtlpMetricsServicer(self.ingestor)
+        self._fleet_servicer = FleetServicer(self.fleet)
         self._host = GrpcHost(
             self._register,
             service_names=(SERVICE_NAME, OTLP_SERVICE_NAME),
@@ -160,6 +184,7 @@ class AggregatorServer:
         """Create the agent channels, start the loop and serve; returns the bound port."""
         await self.alerts.start()
         self.loop.start()
+        self.fleet.start()
         self.loop.add_observer("alerts", self.alerts.observe)
         if self.history is not None:
             self.history.start()
@@ -167,6 +192,7 @@ class AggregatorServer:
         try:
             return await self._host.start()
         except BaseException:
+            await self.fleet.stop()
             await self.loop.stop()
             await self._close_history()
             await self.alerts.close()
@@ -174,6 +200,7 @@ class AggregatorServer:
 
     async def stop(self, grace_seconds: float | None = None) -> None:
         """End streams with a status, stop rounds, then stop serving; a second call is harmless."""
+        await self.fleet.stop()
         await self.loop.stop()
         await self._close_history()
         await self._host.stop(grace_seconds)
@@ -191,6 +218,7 @@ class AggregatorServer:
             **self._alert_servicer.implementations(),
             **self._history_servicer.implementations(),
             **self._ingest_servicer.implementations(),
+            **self._fleet_servicer.implementations(),
         }
         server.add_generic_rpc_handlers(
             (

@@ -14,12 +14,16 @@ from dataclasses import dataclass
 
 from aggregator._alerts.settings import SECTION as ALERTS_SECTION
 from aggregator._alerts.settings import AlertSettings
+from aggregator._fleet.settings import SECTION as DISCOVERY_SECTION
+from aggregator._fleet.settings import DiscoverySettings
 from aggregator._history.settings import SECTION as HISTORY_SECTION
 from aggregator._history.settings import HistorySettings
 from aggregator._ingest.settings import SECTION as INGEST_SECTION
 from aggregator._ingest.settings import IngestSettings
 from mesh_common.addresses import is_port, port_range
-from mesh_common.config import Section, load_mesh_file, setting
+from mesh_common.auth_settings import SECTION as AUTH_SECTION
+from mesh_common.auth_settings import AuthSettings
+from mesh_common.config import MeshFile, Section, load_mesh_file, setting
 from mesh_common.errors import ConfigError
 from mesh_common.registry import SERVICES, Registry
 from mesh_common.tls import SECTION as TLS_SECTION
@@ -178,6 +182,8 @@ class AggregatorConfig:
     history: HistorySettings
     ingest: IngestSettings
     tls: TlsSettings
+    auth: AuthSettings
+    discovery: DiscoverySettings
 
 
 def load_config(
@@ -187,13 +193,29 @@ def load_config(
 
     Raises ConfigError naming the file, the entry and the problem.
     """
-    mesh = load_mesh_file(path, environ=environ)
+    return read_config(load_mesh_file(path, environ=environ))
+
+
+def read_config(mesh: MeshFile, *, check_rules: bool = True) -> AggregatorConfig:
+    """The tables of a loaded mesh file, each read strictly; ConfigError naming the key.
+
+    With `check_rules`, a configured alert rule must select services of `[[services]]`;
+    a reload reads without (a rule whose service left selects nothing, as at run time), and
+    so does a mesh with `[discovery]` (its services may come later). With `[discovery]` and
+    no `[[services]]`, the registry is what discovery finds, not the built-in 15.
+    """
+    discovery = mesh.read(DISCOVERY_SECTION)
     services = mesh.read(SERVICES)
+    if discovery.configured and not mesh.tables.get(SERVICES.table):
+        services = Registry()
+    checked = check_rules and not discovery.configured
     return AggregatorConfig(
         services=services,
         aggregator=mesh.read(SECTION),
-        alerts=mesh.read(ALERTS_SECTION, registry=services),
+        alerts=mesh.read(ALERTS_SECTION, registry=services if checked else None),
         history=mesh.read(HISTORY_SECTION),
         ingest=mesh.read(INGEST_SECTION),
         tls=mesh.read(TLS_SECTION),
+        auth=mesh.read(AUTH_SECTION),
+        discovery=discovery,
     )

@@ -17,6 +17,8 @@ from gateway._alert_routes import alert_router
 from gateway._alerts import AlertHub
 from gateway._auth import authenticate
 from gateway._docs import install_docs
+from gateway._fleet_routes import fleet_router
+from gateway._fleet_status import FleetStatusPoller
 from gateway._health import health_router
 from gateway._history_routes import history_router
 from gateway._history_status import HistoryStatusPoller
@@ -92,8 +94,8 @@ def create_app(
 ) -> FastAPI:
     """The gateway app; its lifespan opens (and closes) the one aggregator subscription.
 
-    The alert subscription (`AlertHub`) and the history status poll run beside it, with the
-    same lifespan.
+    The alert subscription (`AlertHub`) and the history and fleet status polls run beside it,
+    with the same lifespan.
     `app.state.gateway` is the shared `GatewayState` (settings, clocks, hubs, client counts).
     With `auth` on, every route but health and the dashboard's page needs a bearer token
     (`gateway._auth`), browsers log in or get single-use stream tickets (`gateway._login`,
@@ -112,9 +114,10 @@ def create_app(
         clocks,
         alert_hub,
         HistoryStatusPoller(alert_hub),
+        FleetStatusPoller(alert_hub),
         started_at=clocks.monotonic(),
     )
-    hub, alerts, history = state.hub, state.alerts, state.history
+    hub, alerts, history, fleet = state.hub, state.alerts, state.history, state.fleet
     verifier = None
     tickets = TicketBook(clocks.monotonic)
     if auth is not None and auth.enabled:
@@ -126,9 +129,11 @@ def create_app(
         hub.start()
         alerts.start()
         history.start()  # after the alert hub: it calls on the hub's channel
+        fleet.start()  # likewise
         try:
             yield
         finally:
+            await fleet.stop()
             await history.stop()
             await alerts.stop()
             await hub.stop()
@@ -167,6 +172,7 @@ def create_app(
         ws_router(state),
         health_router(state),
         prometheus_router(state),
+        fleet_router(state),
         page_router(),
         identity_router(verifier is not None),
     ):

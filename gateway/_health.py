@@ -46,7 +46,9 @@ def health_router(state: GatewayState) -> APIRouter:
     async def detailed() -> JSONResponse:
         """Upstream state, the snapshot's freshness and rows' status, clients, the history.
 
-        The history says "history degraded: <reason>" when the aggregator cannot write it.
+        The history says "history degraded: <reason>" when the aggregator cannot write it;
+        the fleet says why a source of the registry (the mesh file, file_sd, http_sd) could
+        not be read, its last good services kept.
 
         Always 200 (the body says `ok` or `degraded`); /health/ready is the probe that fails.
         """
@@ -61,7 +63,13 @@ def detailed_health(state: GatewayState) -> dict[str, Any]:
     entry = hub.latest
     fresh = state.fresh() is not None
     history = state.history
-    healthy = fresh and hub.state == "connected" and history.state != "degraded"
+    fleet = state.fleet.health()
+    healthy = (
+        fresh
+        and hub.state == "connected"
+        and history.state != "degraded"
+        and fleet["state"] != "degraded"
+    )
     body: dict[str, Any] = {
         "status": "ok" if healthy else "degraded",
         "timestamp": iso_utc(state.clocks.wall()),
@@ -77,6 +85,7 @@ def detailed_health(state: GatewayState) -> dict[str, Any]:
         },
         "alerts": _alerts(state),
         "history": _history(state),
+        "fleet": fleet,
         "snapshot": None,
         "stale_after_seconds": settings.stale_after_seconds,
         "clients": {

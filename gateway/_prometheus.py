@@ -22,6 +22,10 @@ polled it (every few seconds, never per scrape: `gateway._history_status`):
 and while it answers `metricsmesh_history_bytes{tier}`, `metricsmesh_history_rows_written_total`
 (one row per round), `metricsmesh_history_write_seconds` (the writer's time on the last round),
 `metricsmesh_history_dropped_total` and `metricsmesh_history_buffered_rounds`.
+The live fleet, from GetFleet as last polled (`gateway._fleet_status`), once the aggregator
+answered: `metricsmesh_config_last_reload_successful` (0 while the mesh file's last reload
+failed, as Prometheus's own `prometheus_config_last_reload_successful`) and
+`metricsmesh_fleet_source_up{kind,source}` (0 while a source's last read failed).
 Seed 003's monitoring names and the series pushed to the mesh follow, asked of the aggregator
 once per scrape (`gateway._pushed_exposition`). `/metrics/prometheus` (seed 004's path) serves
 the same page.
@@ -34,7 +38,7 @@ from typing import Any
 
 from fastapi import APIRouter
 from fastapi.responses import Response
-from metricsmesh.v1 import event_rate_pb2, snapshot_pb2
+from metricsmesh.v1 import event_rate_pb2, fleet_pb2, snapshot_pb2
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.metrics_core import Metric
@@ -77,6 +81,7 @@ class SnapshotCollector(Collector):
         yield from self._gateway_families()
         yield self._alert_family()
         yield from self._history_families()
+        yield from self._fleet_families()
         entry = self._state.hub.latest
         if entry is not None:
             yield from self._snapshot_families(entry)
@@ -138,6 +143,28 @@ class SnapshotCollector(Collector):
             "Rounds waiting to be written again while the store fails.",
             value=status.buffered_rounds,
         )
+
+    def _fleet_families(self) -> Iterator[Metric]:
+        poller = self._state.fleet
+        fleet = poller.fleet
+        if fleet is None:
+            return
+        yield GaugeMetricFamily(
+            "metricsmesh_config_last_reload_successful",
+            "0 while the last reload of the mesh file's [[services]] failed (the last good "
+            "registry stays), else 1.",
+            value=0.0 if poller.reload_problem is not None else 1.0,
+        )
+        up = GaugeMetricFamily(
+            "metricsmesh_fleet_source_up",
+            "1 when the source of the registry read well the last time, 0 when it failed (its "
+            "last good services stay).",
+            labels=["kind", "source"],
+        )
+        for source in fleet.sources:
+            kind = fleet_pb2.FleetSourceKind.Name(source.kind).removeprefix("FLEET_SOURCE_KIND_")
+            up.add_metric([kind.lower(), source.name], 0.0 if source.error else 1.0)
+        yield up
 
     def _alert_family(self) -> Metric:
         """`metricsmesh_alerts` = 1 per pending or firing alert, like Prometheus's `ALERTS`."""

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from gateway._alerts import AlertHub
+from gateway._fleet_status import FleetStatusPoller
 from gateway._history_status import HistoryStatusPoller
 from gateway._settings import GatewaySettings
 from gateway._upstream import SnapshotHub
@@ -37,6 +38,8 @@ class GatewayState:
     """The alert subscription: the current alerts and their changes."""
     history: HistoryStatusPoller
     """The aggregator's history status, polled every few seconds."""
+    fleet: FleetStatusPoller
+    """The aggregator's live fleet and how its sources read, polled every few seconds."""
     started_at: float = 0.0
     """Monotonic instant at which the gateway started."""
     stats: ClientStats = field(default_factory=ClientStats)

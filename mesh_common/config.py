@@ -198,8 +198,13 @@ class Section(Generic[T]):
         for key, item in value.items():
             converter = self._converters.get(key)
             if converter is None:
-                raise ConfigError(f"{where} unknown key {key!r}; allowed: {allowed}")
-            values[key] = converter.from_toml(f"{where} {key}", item)
+                raise ConfigError(
+                    f"{where} unknown key {key!r}; allowed: {allowed}", location=(self.table, key)
+                )
+            try:
+                values[key] = converter.from_toml(f"{where} {key}", item)
+            except ConfigError as error:
+                raise ConfigError(str(error), location=(self.table, key)) from error
         for variable, text in environ.items():
             if not variable.startswith(self.env_prefix):
                 continue
@@ -258,7 +263,7 @@ class MeshFile:
         try:
             return section.parse(self.tables.get(section.table), self.environ, **derived)
         except ConfigError as error:
-            raise ConfigError(f"{self.source}: {error}") from error
+            raise ConfigError(f"{self.source}: {error}", location=error.location) from error
 
 
 def load_mesh_file(

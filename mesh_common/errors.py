@@ -38,7 +38,16 @@ class MeshError(Exception):
 
 
 class ConfigError(MeshError, ValueError):
-    """A configuration value is invalid; the message names the entry and the problem."""
+    """A configuration value is invalid; the message names the entry and the problem.
+
+    `location` says where in the file, when the raiser knows: the table, then array
+    indexes and keys, e.g. `("services", 1, "port")` (empty when unknown). A reload names
+    the line from it (`aggregator._fleet`) without reading the message.
+    """
+
+    def __init__(self, message: str, *, location: tuple[str | int, ...] = ()) -> None:
+        super().__init__(message)
+        self.location = location
 
 
 class AddressError(ConfigError):

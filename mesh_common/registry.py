@@ -4,7 +4,9 @@ The `[[services]]` array of the mesh file; without one, the built-in 15 services
 DESIGN.md with `agent_port = port + 10000`. Every component that needs the registry (the
 aggregator calls the agents, the demo starts the services, the gateway counts them) reads it
 from here. Strict: a duplicate name or agent address, a bad port or an unknown key is a
-`ConfigError` naming the entry, e.g. `services[1] ('weather-api'): port 70000 is not in 1..65535`.
+`ConfigError` naming the entry, e.g. `services[1] ('weather-api'): port 70000 is not in 1..65535`,
+with the table and the key as its `location` (`("services", 1, "port")`), so a reload of the
+file names the line.
 
 A service runs one agent (`host` and `agent_port`) or several instances, each an agent of its
 own: `instances = ["10.0.0.5:18009", "10.0.0.6:18009"]` in place of `host` and `agent_port`
@@ -97,7 +99,8 @@ class Registry(tuple[ServiceEntry, ...]):
             if entry.name in names:
                 raise ConfigError(
                     f"services[{index}] ({entry.name!r}): duplicate name, already used by "
-                    f"services[{names[entry.name]}]"
+                    f"services[{names[entry.name]}]",
+                    location=("services", index, "name"),
                 )
             names[entry.name] = index
             for address in entry.addresses:
@@ -105,7 +108,8 @@ class Registry(tuple[ServiceEntry, ...]):
                     other = items[targets[address]].name
                     raise ConfigError(
                         f"services[{index}] ({entry.name!r}): agent address {address} is "
-                        f"already used by services[{targets[address]}] ({other!r})"
+                        f"already used by services[{targets[address]}] ({other!r})",
+                        location=("services", index, _address_key(entry)),
                     )
                 targets[address] = index
         return super().__new__(cls, items)
@@ -166,7 +170,7 @@ class ServicesSection:
             return DEFAULT_REGISTRY
         if not isinstance(value, list):
             raise ConfigError("services must be an array of tables ([[services]])")
-        return Registry(_entry(index, item) for index, item in enumerate(value))
+        return Registry(_located(index, item) for index, item in enumerate(value))
 
     def keys(self) -> tuple[Key, ...]:
         """The keys of one `[[services]]` table."""
@@ -177,23 +181,44 @@ SERVICES = ServicesSection()
 """The `[[services]]` declaration; `load_mesh_file(path).read(SERVICES)` is the registry."""
 
 
+def _address_key(entry: ServiceEntry) -> str:
+    """The key that gives an entry's agent addresses."""
+    return "instances" if entry.instances else "agent_port"
+
+
+def _located(index: int, item: Any) -> ServiceEntry:
+    """`_entry`, its ConfigError located in the file: ("services", index, key)."""
+    try:
+        return _entry(index, item)
+    except ConfigError as error:
+        raise ConfigError(str(error), location=("services", index, *error.location)) from error
+
+
 def _entry(index: int, item: Any) -> ServiceEntry:
+    """The entry of one table; a ConfigError's location is the key (under the table)."""
     label = f"services[{index}]"
     if not isinstance(item, Mapping):
         raise ConfigError(f"{label}: must be a table")
     name = item.get("name")
     if not isinstance(name, str) or not name.strip():
-        raise ConfigError(f"{label}: name must be a non-empty string, got {name!r}")
+        raise ConfigError(
+            f"{label}: name must be a non-empty string, got {name!r}", location=("name",)
+        )
     label = f"{label} ({name!r})"
     allowed = [key for key, _, _ in _KEYS]
     unknown = [key for key in item if key not in allowed]
     if unknown:
-        raise ConfigError(f"{label}: unknown key {unknown[0]!r}; allowed: {', '.join(allowed)}")
+        raise ConfigError(
+            f"{label}: unknown key {unknown[0]!r}; allowed: {', '.join(allowed)}",
+            location=(unknown[0],),
+        )
     if "instances" in item:
         return _several(label, name, item)
     host = item.get("host", "127.0.0.1")
     if not isinstance(host, str) or not host:
-        raise ConfigError(f"{label}: host must be a non-empty string, got {host!r}")
+        raise ConfigError(
+            f"{label}: host must be a non-empty string, got {host!r}", location=("host",)
+        )
     port = _service_port(label, item)
     if "agent_port" in item:
         agent_port = _port(label, "agent_port", item["agent_port"])
@@ -202,7 +227,8 @@ def _entry(index: int, item: Any) -> ServiceEntry:
         if not is_port(agent_port):
             raise ConfigError(
                 f"{label}: agent_port defaults to port + {AGENT_PORT_OFFSET} = {agent_port}, "
-                f"which is not in {port_range()}; set agent_port explicitly"
+                f"which is not in {port_range()}; set agent_port explicitly",
+                location=("port",),
             )
     type_, data_source = _grouping(label, item)
     return ServiceEntry(name, host, port, agent_port, type_, data_source)
@@ -220,7 +246,7 @@ def _several(label: str, name: str, item: Mapping[str, Any]) -> ServiceEntry:
 
 def _service_port(label: str, item: Mapping[str, Any]) -> int:
     if "port" not in item:
-        raise ConfigError(f"{label}: port is missing")
+        raise ConfigError(f"{label}: port is missing")  # no line holds it: the table's
     return _port(label, "port", item["port"])
 
 
@@ -228,10 +254,15 @@ def _grouping(label: str, item: Mapping[str, Any]) -> tuple[str, str]:
     """The entry's type and data source."""
     type_ = item.get("type")
     if not isinstance(type_, str) or not type_.strip() or len(type_.split()) != 1:
-        raise ConfigError(f"{label}: type must be one non-empty word, got {type_!r}")
+        raise ConfigError(
+            f"{label}: type must be one non-empty word, got {type_!r}", location=("type",)
+        )
     data_source = item.get("data_source", "")
     if not isinstance(data_source, str):
-        raise ConfigError(f"{label}: data_source must be a string, got {data_source!r}")
+        raise ConfigError(
+            f"{label}: data_source must be a string, got {data_source!r}",
+            location=("data_source",),
+        )
     return type_, data_source
 
 
@@ -241,22 +272,30 @@ def _instances(label: str, item: Mapping[str, Any]) -> tuple[str, ...]:
     if single:
         raise ConfigError(
             f"{label}: {single[0]} and instances both set; a service of several instances "
-            "names every agent in instances (HOST:PORT each), without host or agent_port"
+            "names every agent in instances (HOST:PORT each), without host or agent_port",
+            location=(single[0],),
         )
     value = item["instances"]
     if not isinstance(value, list) or not value:
         raise ConfigError(
-            f"{label}: instances must be a non-empty array of HOST:PORT strings, got {value!r}"
+            f"{label}: instances must be a non-empty array of HOST:PORT strings, got {value!r}",
+            location=("instances",),
         )
     addresses: dict[str, int] = {}
     for position, text in enumerate(value):
         what = f"{label}: instances[{position}]"
         if not isinstance(text, str):
-            raise ConfigError(f"{what} must be a HOST:PORT string, got {text!r}")
-        address = str(HostPort.parse(text, what=what))  # AddressError is a ConfigError
+            raise ConfigError(
+                f"{what} must be a HOST:PORT string, got {text!r}", location=("instances",)
+            )
+        try:
+            address = str(HostPort.parse(text, what=what))
+        except ConfigError as error:  # an AddressError
+            raise ConfigError(str(error), location=("instances",)) from error
         if address in addresses:
             raise ConfigError(
-                f"{what}: {address} is listed twice (also instances[{addresses[address]}])"
+                f"{what}: {address} is listed twice (also instances[{addresses[address]}])",
+                location=("instances",),
             )
         addresses[address] = position
     return tuple(addresses)
@@ -264,7 +303,7 @@ def _instances(label: str, item: Mapping[str, Any]) -> tuple[str, ...]:
 
 def _port(label: str, key: str, value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
-        raise ConfigError(f"{label}: {key} must be an integer, got {value!r}")
+        raise ConfigError(f"{label}: {key} must be an integer, got {value!r}", location=(key,))
     if not is_port(value):
-        raise ConfigError(f"{label}: {key} {value} is not in {port_range()}")
+        raise ConfigError(f"{label}: {key} {value} is not in {port_range()}", location=(key,))
     return value

@@ -32,6 +32,7 @@ from aggregator import (
     load_config,
 )
 from aggregator._alerts.settings import AlertSettings
+from aggregator._fleet.settings import DiscoverySettings
 from demo_fleet.ports import free_ports, port_is_free
 from demo_fleet.settings import SECTION as DEMO
 from demo_fleet.settings import DemoSettings
@@ -65,6 +66,7 @@ SECTIONS: dict[str, Any] = {
     "ingest": IngestSettings(),
     "auth": AuthSettings(),
     "tls": TlsSettings(),
+    "discovery": DiscoverySettings(),
 }
 
 
@@ -135,6 +137,8 @@ def test_each_documented_default_and_environment_variable_is_real(
         loaded = load_mesh_file(None, environ=environ).read(AUTH)
     elif section == "tls":
         loaded = load_config(None, environ=environ).tls
+    elif section == "discovery":
+        loaded = load_config(None, environ=environ).discovery
     else:
         loaded = load_mesh_file(None, environ=environ).read(DEMO)
     assert loaded == SECTIONS[section] or getattr(loaded, key) == actual
@@ -154,6 +158,7 @@ def test_the_example_config_holds_every_key_at_its_default() -> None:
     assert config.ingest == IngestSettings()
     assert load_mesh_file(path, environ={}).read(AUTH) == AuthSettings()
     assert config.tls == TlsSettings()
+    assert config.discovery == DiscoverySettings()
 
 
 def test_the_readme_registry_table_is_the_built_in_registry() -> None:
@@ -441,7 +446,7 @@ def test_the_documented_version_is_the_installed_one() -> None:
 def test_each_config_check_command_of_the_readme_runs_as_pasted(line: str) -> None:
     result = run_as_pasted(line)
     assert result.returncode == 0, result.stderr
-    assert result.stdout.rstrip().endswith(": OK (9 tables)")
+    assert result.stdout.rstrip().endswith(": OK (10 tables)")
 
 
 @pytest.mark.parametrize(
@@ -459,34 +464,11 @@ async def test_each_snapshot_command_of_the_readme_runs_as_pasted(
 
 
 def test_the_registry_sentence_says_what_the_aggregator_does() -> None:
+    # tests/test_fleet_reload.py shows the watch and SIGHUP doing it.
     text = " ".join(section("Runnable examples of embedding the agent").split())
-    assert "restart the aggregator: it reads the registry once, when it starts." in text
-    assert "does not reload on SIGHUP (which it does not handle, so SIGHUP ends it" in text
-
-
-def test_sighup_ends_the_aggregator_rather_than_reloading_it(tmp_path: Path) -> None:
-    (agent_port,) = free_ports(1)
-    config = tmp_path / "mesh.toml"
-    config.write_text(
-        f'[aggregator]\nport = 0\n\n[[services]]\nname = "lonely"\nport = 9001\n'
-        f'agent_port = {agent_port}\ntype = "core"\n',
-        encoding="utf-8",
-    )
-    with subprocess.Popen(
-        [sys.executable, "-m", "aggregator", "--config", str(config)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    ) as process:
-        try:
-            assert process.stdout is not None
-            started = process.stdout.readline()
-            assert "aggregator serving on" in started, started
-            process.send_signal(signal.SIGHUP)
-            assert process.wait(timeout=20) == -signal.SIGHUP  # killed: no handler, no reload
-        finally:
-            if process.poll() is None:
-                process.kill()
+    assert "the aggregator watches its mesh file and calls the new service from the next" in text
+    assert "(SIGHUP reloads at once; *A fleet that changes* below)" in text
+    assert "\n## A fleet that changes\n" in README
 
 
 def install_block() -> list[str]:

@@ -65,7 +65,8 @@ class AlertManager:
     included); without it no rule's services and types are checked. `pushed` reads the
     series pushed to the mesh (`Ingestor.series.read`): rules watch them too (`engine.py`).
     Raises ConfigError when a configured rule selects a service name or type that registry
-    does not have.
+    does not have; with `check_configured` False (a fleet discovered at run time, whose
+    services may come later) such a rule is logged as a warning at start instead.
     """
 
     def __init__(
@@ -77,12 +78,14 @@ class AlertManager:
         whole: WholeSnapshots | None = None,
         registry: Callable[[], Registry] | None = None,
         pushed: PushedReader | None = None,
+        check_configured: bool = True,
     ) -> None:
         self._registry = registry
         self._pushed = pushed
         """Reads the latest values of the pushed series (rules watch them too)."""
-        if registry is not None:
+        if registry is not None and check_configured:
             check_configured_rules(settings.rules, registry())
+        self._warn_configured = registry is not None and not check_configured
         self.settings = settings
         self._whole = whole or WholeSnapshots()
         """Each round's wire message, shared with the streams' unfiltered view."""
@@ -115,19 +118,24 @@ class AlertManager:
         """Load the persisted rules and alerts, and start the resend loop.
 
         A persisted rule that selects a service the registry no longer has is kept (it was
-        valid when created; the registry may come back) and logged as a warning.
+        valid when created; the registry may come back) and logged as a warning, as is a
+        configured one not checked at construction (`check_configured`).
         """
         self._api_rules = await asyncio.to_thread(self._store.rules)
         if self._registry is not None:
             registry = self._registry()
-            for rule in self._api_rules:
+            unchecked = self._config_rules if self._warn_configured else []
+            origins = [("configured", rule) for rule in unchecked]
+            origins += [("created at run time", rule) for rule in self._api_rules]
+            for origin, rule in origins:
                 try:
                     check_selection(rule, registry)
                 except RuleError as error:
                     _LOG.warning(
-                        "alert rule %s (%r, created at run time) matches no service: %s",
+                        "alert rule %s (%r, %s) matches no service: %s",
                         rule.id,
                         rule.name,
+                        origin,
                         error,
                     )
         self.alerts = await asyncio.to_thread(self._store.alerts)

@@ -5,6 +5,7 @@ import warnings
 
 from metricsmesh.v1 import aggregator_pb2 as metricsmesh_dot_v1_dot_aggregator__pb2
 from metricsmesh.v1 import alerts_pb2 as metricsmesh_dot_v1_dot_alerts__pb2
+from metricsmesh.v1 import fleet_pb2 as metricsmesh_dot_v1_dot_fleet__pb2
 from metricsmesh.v1 import history_pb2 as metricsmesh_dot_v1_dot_history__pb2
 from metricsmesh.v1 import ingest_pb2 as metricsmesh_dot_v1_dot_ingest__pb2
 
@@ -119,6 +120,16 @@ class AggregatorServiceStub:
                 '/metricsmesh.v1.AggregatorService/GetIngestStats',
                 request_serializer=metricsmesh_dot_v1_dot_ingest__pb2.GetIngestStatsRequest.SerializeToString,
                 response_deserializer=metricsmesh_dot_v1_dot_ingest__pb2.GetIngestStatsResponse.FromString,
+                _registered_method=True)
+        self.GetFleet = channel.unary_unary(
+                '/metricsmesh.v1.AggregatorService/GetFleet',
+                request_serializer=metricsmesh_dot_v1_dot_fleet__pb2.GetFleetRequest.SerializeToString,
+                response_deserializer=metricsmesh_dot_v1_dot_fleet__pb2.GetFleetResponse.FromString,
+                _registered_method=True)
+        self.ReloadRegistry = channel.unary_unary(
+                '/metricsmesh.v1.AggregatorService/ReloadRegistry',
+                request_serializer=metricsmesh_dot_v1_dot_fleet__pb2.ReloadRegistryRequest.SerializeToString,
+                response_deserializer=metricsmesh_dot_v1_dot_fleet__pb2.ReloadRegistryResponse.FromString,
                 _registered_method=True)
 
 
@@ -258,6 +269,26 @@ class AggregatorServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetFleet(self, request, context):
+        """GetFleet answers the live registry: the services the rounds call, the
+        source each came from, how each source's last read went, and the conflicts
+        between sources.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ReloadRegistry(self, request, context):
+        """ReloadRegistry reads every source of the registry again now, as SIGHUP
+        does, and applies the result from the next round. FAILED_PRECONDITION when
+        a source could not be read (the message says why): its last good services
+        stay, the other sources' changes are applied. Needs a write token when
+        tokens are configured.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AggregatorServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -340,6 +371,16 @@ def add_AggregatorServiceServicer_to_server(servicer, server):
                     servicer.GetIngestStats,
                     request_deserializer=metricsmesh_dot_v1_dot_ingest__pb2.GetIngestStatsRequest.FromString,
                     response_serializer=metricsmesh_dot_v1_dot_ingest__pb2.GetIngestStatsResponse.SerializeToString,
+            ),
+            'GetFleet': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetFleet,
+                    request_deserializer=metricsmesh_dot_v1_dot_fleet__pb2.GetFleetRequest.FromString,
+                    response_serializer=metricsmesh_dot_v1_dot_fleet__pb2.GetFleetResponse.SerializeToString,
+            ),
+            'ReloadRegistry': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReloadRegistry,
+                    request_deserializer=metricsmesh_dot_v1_dot_fleet__pb2.ReloadRegistryRequest.FromString,
+                    response_serializer=metricsmesh_dot_v1_dot_fleet__pb2.ReloadRegistryResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -777,6 +818,60 @@ class AggregatorService:
             '/metricsmesh.v1.AggregatorService/GetIngestStats',
             metricsmesh_dot_v1_dot_ingest__pb2.GetIngestStatsRequest.SerializeToString,
             metricsmesh_dot_v1_dot_ingest__pb2.GetIngestStatsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetFleet(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/metricsmesh.v1.AggregatorService/GetFleet',
+            metricsmesh_dot_v1_dot_fleet__pb2.GetFleetRequest.SerializeToString,
+            metricsmesh_dot_v1_dot_fleet__pb2.GetFleetResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReloadRegistry(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/metricsmesh.v1.AggregatorService/ReloadRegistry',
+            metricsmesh_dot_v1_dot_fleet__pb2.ReloadRegistryRequest.SerializeToString,
+            metricsmesh_dot_v1_dot_fleet__pb2.ReloadRegistryResponse.FromString,
             options,
             channel_credentials,
             insecure,

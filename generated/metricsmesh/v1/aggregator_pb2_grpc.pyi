@@ -7,6 +7,7 @@ from collections import abc as _abc
 from grpc import aio as _aio
 from metricsmesh.v1 import aggregator_pb2 as _aggregator_pb2
 from metricsmesh.v1 import alerts_pb2 as _alerts_pb2
+from metricsmesh.v1 import fleet_pb2 as _fleet_pb2
 from metricsmesh.v1 import history_pb2 as _history_pb2
 from metricsmesh.v1 import ingest_pb2 as _ingest_pb2
 import abc as _abc_1
@@ -101,6 +102,18 @@ class AggregatorServiceStub:
     """ListPushed answers the latest value of each pushed series."""
     GetIngestStats: _grpc.UnaryUnaryMultiCallable[_ingest_pb2.GetIngestStatsRequest, _ingest_pb2.GetIngestStatsResponse]
     """GetIngestStats answers the ingestion counters."""
+    GetFleet: _grpc.UnaryUnaryMultiCallable[_fleet_pb2.GetFleetRequest, _fleet_pb2.GetFleetResponse]
+    """GetFleet answers the live registry: the services the rounds call, the
+    source each came from, how each source's last read went, and the conflicts
+    between sources.
+    """
+    ReloadRegistry: _grpc.UnaryUnaryMultiCallable[_fleet_pb2.ReloadRegistryRequest, _fleet_pb2.ReloadRegistryResponse]
+    """ReloadRegistry reads every source of the registry again now, as SIGHUP
+    does, and applies the result from the next round. FAILED_PRECONDITION when
+    a source could not be read (the message says why): its last good services
+    stay, the other sources' changes are applied. Needs a write token when
+    tokens are configured.
+    """
 
 @_typing.type_check_only
 class AggregatorServiceAsyncStub(AggregatorServiceStub):
@@ -172,6 +185,18 @@ class AggregatorServiceAsyncStub(AggregatorServiceStub):
     """ListPushed answers the latest value of each pushed series."""
     GetIngestStats: _aio.UnaryUnaryMultiCallable[_ingest_pb2.GetIngestStatsRequest, _ingest_pb2.GetIngestStatsResponse]  # type: ignore[assignment]
     """GetIngestStats answers the ingestion counters."""
+    GetFleet: _aio.UnaryUnaryMultiCallable[_fleet_pb2.GetFleetRequest, _fleet_pb2.GetFleetResponse]  # type: ignore[assignment]
+    """GetFleet answers the live registry: the services the rounds call, the
+    source each came from, how each source's last read went, and the conflicts
+    between sources.
+    """
+    ReloadRegistry: _aio.UnaryUnaryMultiCallable[_fleet_pb2.ReloadRegistryRequest, _fleet_pb2.ReloadRegistryResponse]  # type: ignore[assignment]
+    """ReloadRegistry reads every source of the registry again now, as SIGHUP
+    does, and applies the result from the next round. FAILED_PRECONDITION when
+    a source could not be read (the message says why): its last good services
+    stay, the other sources' changes are applied. Needs a write token when
+    tokens are configured.
+    """
 
 class AggregatorServiceServicer(metaclass=_abc_1.ABCMeta):
     """AggregatorService serves the consolidated view of the fleet. One shared loop
@@ -336,5 +361,29 @@ class AggregatorServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_ingest_pb2.GetIngestStatsResponse, _abc.Awaitable[_ingest_pb2.GetIngestStatsResponse]]:
         """GetIngestStats answers the ingestion counters."""
+
+    @_abc_1.abstractmethod
+    def GetFleet(
+        self,
+        request: _fleet_pb2.GetFleetRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_fleet_pb2.GetFleetResponse, _abc.Awaitable[_fleet_pb2.GetFleetResponse]]:
+        """GetFleet answers the live registry: the services the rounds call, the
+        source each came from, how each source's last read went, and the conflicts
+        between sources.
+        """
+
+    @_abc_1.abstractmethod
+    def ReloadRegistry(
+        self,
+        request: _fleet_pb2.ReloadRegistryRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_fleet_pb2.ReloadRegistryResponse, _abc.Awaitable[_fleet_pb2.ReloadRegistryResponse]]:
+        """ReloadRegistry reads every source of the registry again now, as SIGHUP
+        does, and applies the result from the next round. FAILED_PRECONDITION when
+        a source could not be read (the message says why): its last good services
+        stay, the other sources' changes are applied. Needs a write token when
+        tokens are configured.
+        """
 
 def add_AggregatorServiceServicer_to_server(servicer: AggregatorServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
