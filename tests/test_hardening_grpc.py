@@ -84,8 +84,8 @@ async def test_malformed_bytes_are_a_short_invalid_argument_and_no_traceback(
             (server.address, f"/{SERVICE_NAME}/{method.name}", method.server_streaming)
             for method in aggregator_methods
         ]
-        # GetEventRate, OTLP's Export, 2 snapshot, 6 alert, 5 history and 3 ingest methods
-        assert len(targets) == 18
+        # GetEventRate, OTLP's Export, 2 snapshot, 6 alert, 5 history, 3 ingest, 2 fleet methods
+        assert len(targets) == 20
         for address, method, streaming in targets:
             for _ in range(10):
                 if streaming:
