@@ -41,9 +41,38 @@ def _where(plan: FleetPlan, example: ServiceEntry) -> list[str]:
         f"  REST         {plan.gateway_url}/api/v1/real-time-metrics",
         f"  Prometheus   {plan.gateway_url}/metrics",
         f"  aggregator   {plan.aggregator_address}  (gRPC, metricsmesh.v1.AggregatorService)",
-        f"  agents       one per service, e.g. {example.name} at {agent}",
+        f"  agents       one per instance of a service, e.g. {example.name} at {agent}",
+        *_instances(plan),
         *([pushed] if plan.otlp_port > 0 else []),
     ]
+
+
+def _instances(plan: FleetPlan) -> list[str]:
+    """A line per process of every service of several instances (each one row of k/n)."""
+    killed = misbehaviour(plan.demo, plan.services).killed
+    lines: list[str] = []
+    for entry in plan.services:
+        count = len(entry.addresses)
+        if count < 2:
+            continue
+        lines.append(
+            f"  instances    {entry.name} runs {count} processes, one row of k/{count} up "
+            "(listed in the dashboard's detail panel and by top's key i):"
+        )
+        lines += (
+            f"                 {each.name:<22} http {dial(each.host, each.port)}  agent "
+            f"{dial(each.host, each.agent_port)}"
+            + ("  (killed now and then)" if each.name == killed else "")
+            for each in plan.instances
+            if each.entry.name == entry.name
+        )
+    replicated = plan.demo.replicated_service
+    if replicated and replicated not in plan.services.names:
+        lines.append(
+            f"  instances    [demo] replicated_service = {replicated!r} is not in the registry: "
+            "nobody runs replicas"
+        )
+    return lines
 
 
 def _secured(credentials: DemoCredentials, config_path: Path) -> list[str]:
@@ -104,13 +133,19 @@ def _paste(plan: FleetPlan, example: ServiceEntry, config_path: Path) -> list[st
     ]
 
 
+def counted(plan: FleetPlan) -> str:
+    """`15 services`, and how many processes run them when that is more."""
+    services, processes = len(plan.services), len(plan.instances)
+    return f"{services} services" + (f" ({processes} processes)" if processes > services else "")
+
+
 def banner(plan: FleetPlan, config_path: Path, run_dir: Path) -> str:
     """What the operator needs once everything is up: URLs, addresses, commands to paste."""
     example = _example_agent(plan)
     credentials = plan.credentials
     lines = [
         "",
-        f"metrics-mesh demo is up: {len(plan.services)} services, the aggregator and the gateway",
+        f"metrics-mesh demo is up: {counted(plan)}, the aggregator and the gateway",
         "",
         *_where(plan, example),
         *(_secured(credentials, config_path) if credentials is not None else []),

@@ -20,6 +20,7 @@ from typing import Any
 
 from aggregator import INGEST_SECTION, AggregatorSettings
 from aggregator import SECTION as AGGREGATOR_SECTION
+from demo_fleet.instances import Instance, demo_instances, instance_name, registry_of
 from demo_fleet.ports import PortClaim, free_ports
 from demo_fleet.probes import all_of, grpc_serving, http_ok
 from demo_fleet.schedule import Schedule
@@ -85,6 +86,8 @@ class Misbehaviour:
     restarting: str = ""
     not_serving: str = ""
     error: str = ""
+    killed: str = ""
+    """The instance the demo kills now and then (`log-aggregator#2`), by its process name."""
     notes: tuple[str, ...] = ()
     """Human-readable lines describing the above (or why a role is unfilled)."""
 
@@ -121,19 +124,38 @@ def misbehaviour(demo: DemoSettings, registry: Registry) -> Misbehaviour:
             continue
         chosen[key] = name
         notes.append(f"{name} {description}")
+    killed = _killed_instance(demo, registry)
+    if killed:
+        entry = registry.by_name(demo.replicated_service)
+        up = len(entry.addresses) - 1
+        notes.append(
+            f"{killed} is killed (SIGKILL, like a crashed pod) {demo.replica_up_seconds:g} s "
+            f"after each start; the supervisor restarts it {demo.replica_down_seconds:g} s "
+            f"later ({entry.name} stays active, {up}/{up + 1} instances meanwhile)"
+        )
     return Misbehaviour(
         restarting=chosen.get("restarting_service", ""),
         not_serving=chosen.get("not_serving_service", ""),
         error=chosen.get("error_service", ""),
+        killed=killed,
         notes=tuple(notes),
     )
+
+
+def _killed_instance(demo: DemoSettings, registry: Registry) -> str:
+    """The last instance of the replicated service, when it runs several ('' otherwise)."""
+    if demo.replicated_service not in registry.names:
+        return ""
+    count = len(registry.by_name(demo.replicated_service).addresses)
+    return instance_name(demo.replicated_service, count, count) if count > 1 else ""
 
 
 @dataclass(frozen=True, slots=True)
 class FleetPlan:
     """Every port and setting of one demo run."""
 
-    services: Registry
+    instances: tuple[Instance, ...]
+    """Every service process, one per instance, in registry order."""
     aggregator: AggregatorSettings
     gateway: GatewaySettings
     upstream_port: int
@@ -148,6 +170,11 @@ class FleetPlan:
     """The aggregator's OTLP/gRPC port (`[ingest] otlp_port`; -1: none)."""
     credentials: DemoCredentials | None = None
     """`--secure`: the certificates and secrets written into the run directory."""
+
+    @property
+    def services(self) -> Registry:
+        """The registry of the instances: what the aggregator calls (`registry_of`)."""
+        return registry_of(self.instances)
 
     @property
     def client_tls(self) -> TlsSettings:
@@ -178,9 +205,10 @@ class FleetPlan:
     def claims(self) -> list[PortClaim]:
         """Every port the demo will listen on, with its owner, in start order."""
         claims = [PortClaim("127.0.0.1", self.upstream_port, f"{UPSTREAM_NAME} (HTTP)")]
-        for entry in self.services:
-            claims.append(PortClaim(entry.host, entry.port, f"{entry.name} (HTTP port)"))
-            claims.append(PortClaim(entry.host, entry.agent_port, f"{entry.name} (agent port)"))
+        for instance in self.instances:
+            host, name = instance.host, instance.name
+            claims.append(PortClaim(host, instance.port, f"{name} (HTTP port)"))
+            claims.append(PortClaim(host, instance.agent_port, f"{name} (agent port)"))
         claims.append(PortClaim(self.aggregator.host, self.aggregator.port, "the aggregator"))
         if self.otlp_port > 0:
             claims.append(PortClaim(self.aggregator.host, self.otlp_port, "the aggregator (OTLP)"))
@@ -216,25 +244,15 @@ class FleetPlan:
         if self.credentials is not None:
             gateway["https_client_auth"] = False  # browsers sign in; no certificate to import
         gateway["aggregator"] = self.aggregator_address
-        document["services"] = [
-            {
-                "name": entry.name,
-                "host": entry.host,
-                "port": entry.port,
-                "agent_port": entry.agent_port,
-                "type": entry.type,
-                **({"data_source": entry.data_source} if entry.data_source else {}),
-            }
-            for entry in self.services
-        ]
+        document["services"] = [_registry_table(entry) for entry in self.services]
         return document
 
     def service_specs(self, config_path: Path, python: str = sys.executable) -> list[ProcessSpec]:
-        """The fake upstream and one process per service (its agent's `[tls]` from the config)."""
+        """The fake upstream and one process per service instance (`[tls]` from the config)."""
         chaos = misbehaviour(self.demo, self.services)
         return [
             self._upstream_spec(python),
-            *(self._service_spec(entry, chaos, python, config_path) for entry in self.services),
+            *(self._service_spec(each, chaos, python, config_path) for each in self.instances),
         ]
 
     def _upstream_spec(self, python: str) -> ProcessSpec:
@@ -248,42 +266,53 @@ class FleetPlan:
         )
 
     def _service_spec(
-        self, entry: ServiceEntry, chaos: Misbehaviour, python: str, config_path: Path
+        self, instance: Instance, chaos: Misbehaviour, python: str, config_path: Path
     ) -> ProcessSpec:
-        http = dial(entry.host, entry.port)
-        agent = dial(entry.host, entry.agent_port)
-        restarting = entry.name == chaos.restarting
-        argv = self._service_argv(entry, chaos, python)
+        http = dial(instance.host, instance.port)
+        agent = dial(instance.host, instance.agent_port)
+        restart_delay = 2.0
+        if instance.entry.name == chaos.restarting:
+            restart_delay = self.demo.down_seconds
+        killed = instance.name == chaos.killed
+        if killed:
+            restart_delay = self.demo.replica_down_seconds
+        argv = self._service_argv(instance, chaos, python)
         return ProcessSpec(
-            name=entry.name,
+            name=instance.name,
             argv=(*argv, "--config", str(config_path), "--parent-pid", str(os.getpid())),
             ready=all_of(
                 grpc_serving(agent, any_status=True, tls=self.client_tls),
                 http_ok(f"http://{http}/healthz"),
             ),
             summary=f"http {http}  agent {agent}",
-            restart_delay=self.demo.down_seconds if restarting else 2.0,
+            restart_delay=restart_delay,
+            kill_after=self.demo.replica_up_seconds if killed else None,
         )
 
-    def _service_argv(self, entry: ServiceEntry, chaos: Misbehaviour, python: str) -> list[str]:
-        """`python -m demo_fleet.service` with the entry's ports and its misbehaviour."""
-        demo = self.demo
+    def _service_argv(self, instance: Instance, chaos: Misbehaviour, python: str) -> list[str]:
+        """`python -m demo_fleet.service` with the instance's ports and its misbehaviour.
+
+        Each instance of a service does its share of the service's load (1/count).
+        """
+        demo, entry = self.demo, instance.entry
         argv = [
             python,
             "-m",
             "demo_fleet.service",
             "--name",
             entry.name,
+            "--instance-name",
+            instance.name,
             "--type",
             entry.type,
             "--host",
-            entry.host,
+            instance.host,
             "--port",
-            str(entry.port),
+            str(instance.port),
             "--agent-port",
-            str(entry.agent_port),
+            str(instance.agent_port),
             "--load-scale",
-            repr(demo.load_scale),
+            repr(demo.load_scale / instance.count),
             "--log-level",
             self.log_level,
             "--log-format",
@@ -398,6 +427,21 @@ class FleetPlan:
         ]
 
 
+def _registry_table(entry: ServiceEntry) -> dict[str, Any]:
+    """The `[[services]]` table of `entry`: `host` and `agent_port`, or its `instances`."""
+    if entry.instances:
+        agents: dict[str, Any] = {"instances": list(entry.instances)}
+    else:
+        agents = {"host": entry.host, "agent_port": entry.agent_port}
+    return {
+        "name": entry.name,
+        "port": entry.port,
+        **agents,
+        "type": entry.type,
+        **({"data_source": entry.data_source} if entry.data_source else {}),
+    }
+
+
 def plan_fleet(
     mesh: MeshFile,
     gateway: GatewaySettings,
@@ -416,7 +460,7 @@ def plan_fleet(
     on port 0.
     """
     ports = _Ports(
-        services=tuple(mesh.read(SERVICES)),
+        instances=demo_instances(mesh.read(SERVICES), demo),
         aggregator=mesh.read(AGGREGATOR_SECTION),
         gateway=gateway,
         upstream=demo.upstream_port,
@@ -427,9 +471,10 @@ def plan_fleet(
     elif port_offset:
         ports = ports.shifted(port_offset)
     ports.check_fixed()
+    registry_of(ports.instances)  # ConfigError when two agents share an address
     aggregator = ports.aggregator
     return FleetPlan(
-        services=Registry(ports.services),
+        instances=ports.instances,
         aggregator=aggregator,
         gateway=dataclasses.replace(
             ports.gateway, aggregator=dial(aggregator.host, aggregator.port)
@@ -445,9 +490,9 @@ def plan_fleet(
 
 @dataclass(frozen=True, slots=True)
 class _Ports:
-    """The ports of a plan in the making: the registry, the aggregator, gateway and upstream."""
+    """The ports of a plan in the making: the instances, the aggregator, gateway and upstream."""
 
-    services: tuple[ServiceEntry, ...]
+    instances: tuple[Instance, ...]
     aggregator: AggregatorSettings
     gateway: GatewaySettings
     upstream: int
@@ -456,11 +501,11 @@ class _Ports:
 
     def on_free_ports(self) -> _Ports:
         """Every port replaced by one that is free now."""
-        ports = iter(free_ports(2 * len(self.services) + 4))
+        ports = iter(free_ports(2 * len(self.instances) + 4))
         return _Ports(
-            services=tuple(
-                dataclasses.replace(entry, port=next(ports), agent_port=next(ports))
-                for entry in self.services
+            instances=tuple(
+                instance.moved(port=next(ports), agent_port=next(ports))
+                for instance in self.instances
             ),
             aggregator=dataclasses.replace(self.aggregator, port=next(ports)),
             gateway=dataclasses.replace(self.gateway, port=next(ports)),
@@ -481,13 +526,12 @@ class _Ports:
             return moved
 
         return _Ports(
-            services=tuple(
-                dataclasses.replace(
-                    entry,
-                    port=shift(entry.port, f"{entry.name}'s port"),
-                    agent_port=shift(entry.agent_port, f"{entry.name}'s agent port"),
+            instances=tuple(
+                instance.moved(
+                    port=shift(instance.port, f"{instance.name}'s port"),
+                    agent_port=shift(instance.agent_port, f"{instance.name}'s agent port"),
                 )
-                for entry in self.services
+                for instance in self.instances
             ),
             aggregator=dataclasses.replace(
                 self.aggregator, port=shift(self.aggregator.port, "the aggregator's port")

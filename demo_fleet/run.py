@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from aggregator import default_state_dir
-from demo_fleet.banner import banner
+from demo_fleet.banner import banner, counted
 from demo_fleet.errors import PortTakenError, StartupError
 from demo_fleet.plan import FleetPlan
 from demo_fleet.ports import check_ports, port_is_free
@@ -68,8 +68,7 @@ class DemoRun:
             verb = "replaces" if len(replaced) == 1 else "replace"
             self.say(f"--secure: the demo's own {' and '.join(replaced)} {verb} the file's")
         self.say(
-            f"starting {len(plan.services)} demo services and the fake upstream "
-            f"(logs in {self.run_dir})"
+            f"starting {counted(plan)} of the demo and the fake upstream (logs in {self.run_dir})"
         )
         started = time.monotonic()
         status = 0

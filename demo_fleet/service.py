@@ -1,7 +1,9 @@
 """One demo service as its own process: a small FastAPI app with the agent embedded.
 
 `python -m demo_fleet.service --name weather-api --port 8009 --agent-port 18009
---type data --data-source weather --upstream http://127.0.0.1:8099` serves:
+--type data --data-source weather --upstream http://127.0.0.1:8099` serves (one instance of
+the service: `--instance-name log-aggregator#2` names another in its log lines and seeds its
+workload apart):
 
 - HTTP on `--port`: `/`, `/healthz`, `/api/status`, `/api/items/{n}`, `/api/latest`; every
   request is counted as `api_call` by the agent's middleware;
@@ -79,6 +81,13 @@ class ServiceOptions:
     log_format: LogFormat = "text"
     tls: TlsSettings = PLAINTEXT
     """The agent's `[tls]` (the HTTP API stays plaintext: it is the service's own)."""
+    instance_name: str = ""
+    """Which instance of the service this process is (`log-aggregator#2`; '' = `name`)."""
+
+    @property
+    def label(self) -> str:
+        """The instance's name, else the service's: what its log lines and workload go by."""
+        return self.instance_name or self.name
 
 
 def create_app(
@@ -90,12 +99,13 @@ def create_app(
     """
     app = FastAPI(title=options.name, docs_url=None, redoc_url=None, openapi_url=None)
     started = time.monotonic()
-    rng = random.Random(options.name)
+    rng = random.Random(options.label)
 
     @app.get("/")
     async def index() -> dict[str, Any]:
         return {
             "service": options.name,
+            "instance": options.label,
             "type": options.service_type,
             "data_source": options.data_source or None,
             "agent_port": options.agent_port,
@@ -186,7 +196,7 @@ class DemoService:
         finally:
             await self.agent.stop(grace_seconds=1.0)
             sock.close()
-        log.info("%s stopped (exit status %d)", self.options.name, self._exit_status)
+        log.info("%s stopped (exit status %d)", self.options.label, self._exit_status)
         return self._exit_status
 
     async def _bind(self) -> socket.socket | None:
@@ -195,13 +205,13 @@ class DemoService:
         try:
             sock = listen_http(options.host, options.port)
         except PortInUseError as error:
-            log.error("%s (HTTP port): %s", options.name, error)
+            log.error("%s (HTTP port): %s", options.label, error)
             return None
         try:
             await self.agent.start()
         except PortInUseError as error:
             sock.close()
-            log.error("%s: agent port %d: %s", options.name, options.agent_port, error)
+            log.error("%s: agent port %d: %s", options.label, options.agent_port, error)
             return None
         return sock
 
@@ -222,6 +232,7 @@ class DemoService:
             upstream_client=upstream_client,
             data_source=options.data_source,
             scale=options.load_scale,
+            seed=options.label,
         )
 
     async def _serve(self, sock: socket.socket, workload: Workload) -> None:
@@ -244,7 +255,7 @@ class DemoService:
                 return
             log.info(
                 "%s up: http %s, agent %s",
-                options.name,
+                options.label,
                 format_host_port(options.host, options.port),
                 self.agent.address,
             )
@@ -267,7 +278,7 @@ class DemoService:
             await asyncio.sleep(STARTED_POLL_SECONDS)
         if http_task.done():
             await http_task
-            log.error("%s: the HTTP server stopped during startup", self.options.name)
+            log.error("%s: the HTTP server stopped during startup", self.options.label)
             return False
         return True
 
@@ -282,7 +293,7 @@ class DemoService:
             return
         ended = next(task for task in (http_task, *tasks) if task.done())
         reason = None if ended.cancelled() else ended.exception()
-        log.error("%s: %s stopped unexpectedly: %r", self.options.name, ended.get_name(), reason)
+        log.error("%s: %s stopped unexpectedly: %r", self.options.label, ended.get_name(), reason)
         self._exit_status = EXIT_FAILURE
 
     async def _chaos(self) -> None:
@@ -293,12 +304,12 @@ class DemoService:
             await asyncio.sleep(CHAOS_POLL_SECONDS)
             elapsed = self.elapsed()
             if options.parent_pid is not None and os.getppid() != options.parent_pid:
-                log.warning("%s: the supervisor is gone; stopping", options.name)
+                log.warning("%s: the supervisor is gone; stopping", options.label)
                 self.request_stop(0)
             if options.exit_after is not None and elapsed >= options.exit_after:
                 log.warning(
                     "%s: planned exit after %.0f s (status %d)",
-                    options.name,
+                    options.label,
                     elapsed,
                     PLANNED_EXIT_STATUS,
                 )
@@ -309,7 +320,7 @@ class DemoService:
                     serving = wanted
                     log.warning(
                         "%s: planned health change: %s",
-                        options.name,
+                        options.label,
                         "SERVING" if serving else "NOT_SERVING",
                     )
                     await self.agent.set_serving(serving)
@@ -322,6 +333,9 @@ def parse_args(argv: list[str] | None = None) -> ServiceOptions:
         description="One demo service: a FastAPI app with the metrics-mesh agent embedded.",
     )
     parser.add_argument("--name", required=True, help="service name (the agent reports it)")
+    parser.add_argument(
+        "--instance-name", default="", help="which instance of the service (e.g. NAME#2)"
+    )
     parser.add_argument("--type", dest="service_type", default="core", help="service type")
     parser.add_argument("--data-source", default="", help="data source of a data service")
     parser.add_argument("--host", default="127.0.0.1", help="bind host of HTTP and agent")
@@ -342,6 +356,7 @@ def parse_args(argv: list[str] | None = None) -> ServiceOptions:
         parser.error(str(error))  # exits with the usage status: the supervisor gives up
     return ServiceOptions(
         name=args.name,
+        instance_name=args.instance_name,
         service_type=args.service_type,
         data_source=args.data_source,
         host=args.host,

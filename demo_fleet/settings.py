@@ -1,4 +1,4 @@
-"""The `[demo]` table of the mesh file: load, misbehaviour, timeouts.
+"""The `[demo]` table of the mesh file: load, replicas, misbehaviour, timeouts.
 
 Strict like the other tables: an unknown key or a wrong type is a ConfigError naming it.
 Environment variables `METRICS_MESH_DEMO_<KEY>` override the file.
@@ -14,6 +14,11 @@ from mesh_common.addresses import is_port, port_range
 from mesh_common.config import Section, setting
 from mesh_common.errors import ConfigError
 
+REPLICA_PORT_STEP = 1000
+"""Instance k of a replicated service listens on the first's ports + (k - 1) x this."""
+MAX_REPLICAS = 10
+"""Most instances `[demo] replicas` may ask for (each is a process on this machine)."""
+
 
 @dataclass(frozen=True, slots=True)
 class DemoSettings:
@@ -22,7 +27,9 @@ class DemoSettings:
     upstream_port: int = setting(8099, "Port of the fake upstream the data services fetch from")
     load_scale: float = setting(1.0, "Multiplies every service's event rates (0.5 = half as busy)")
     misbehave: bool = setting(
-        True, "Let the three services below misbehave on purpose (false: all behave)"
+        True,
+        "Let the three services below misbehave on purpose and kill a replica now and then "
+        "(false: all behave)",
     )
     restarting_service: str = setting(
         "sports-data",
@@ -49,6 +56,23 @@ class DemoSettings:
     )
     error_every_seconds: float = setting(50.0, "Period of its error windows")
     error_for_seconds: float = setting(10.0, "Length of each error window")
+    replicated_service: str = setting(
+        "log-aggregator",
+        "This service runs `replicas` instances, each a process of its own ('' = none)",
+    )
+    replicas: int = setting(
+        2,
+        "How many instances the replicated service runs (instance k's ports are the first's "
+        f"+ (k - 1) x {REPLICA_PORT_STEP})",
+    )
+    replica_up_seconds: float = setting(
+        30.0,
+        "How long the replicated service's last instance runs (once ready) before the demo "
+        "kills it (SIGKILL, like a crashed pod)",
+    )
+    replica_down_seconds: float = setting(
+        15.0, "How long the killed instance stays down before the supervisor restarts it"
+    )
     startup_timeout_seconds: float = setting(
         60.0, "How long every process may take to become ready"
     )
@@ -67,6 +91,8 @@ class DemoSettings:
             )
         if not math.isfinite(self.load_scale) or self.load_scale < 0:
             raise ConfigError(f"load_scale: {self.load_scale} must be >= 0")
+        if not 1 <= self.replicas <= MAX_REPLICAS:
+            raise ConfigError(f"replicas: {self.replicas} is not in 1..{MAX_REPLICAS}")
         for field in dataclasses.fields(self):
             value = getattr(self, field.name)
             if field.name.endswith("_seconds") and (not math.isfinite(value) or value <= 0):

@@ -4,6 +4,7 @@ Every child runs in a new session (so Ctrl-C in the terminal reaches only the su
 which then stops the children in order) and, on Linux, gets SIGTERM from the kernel if the
 supervisor dies without cleaning up. Its output goes to `<run dir>/<name>.log`. Stopping sends
 SIGTERM to every process group, waits up to the stop timeout, then SIGKILLs what is left.
+A child may also be killed on purpose now and then (`ProcessSpec.kill_after`), as a crashed pod.
 """
 
 from __future__ import annotations
@@ -40,6 +41,9 @@ class ProcessSpec:
     """What to print once it is up, e.g. `http 127.0.0.1:8009  agent 127.0.0.1:18009`."""
     restart_delay: float = 10.0
     """Seconds to wait before restarting it after it exits."""
+    kill_after: float | None = None
+    """Kill it (SIGKILL, like a crashed pod) this many seconds after each time it is ready;
+    it is restarted `restart_delay` later, every time (None: never)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,7 +53,8 @@ class ChildReport:
     name: str
     starts: int
     exit_statuses: tuple[int, ...]
-    """Its exit statuses while it was supervised, in order (not the final stop's)."""
+    """Its exit statuses while it was supervised, in order (not the final stop's); a kill
+    by signal N is -N."""
     given_up: bool
     """True once the supervisor will not restart it (a usage error, a port in use)."""
 
@@ -192,14 +197,17 @@ class Supervisor:
     async def _watch(self, child: _Child) -> None:
         """Restart `child` whenever it exits, until the supervisor stops."""
         while not self._stopping:
-            process = child.process
-            assert process is not None
-            status = await process.wait()
+            status, killed = await self._run_out(child)
             if self._stopping:
                 return
             child.exits.append(status)
             delay = child.spec.restart_delay
-            if status == PLANNED_EXIT_STATUS:
+            if killed:
+                self._say(
+                    f"  ~~  {child.spec.name} killed on purpose (SIGKILL, like a crashed pod); "
+                    f"restarting it in {delay:g} s"
+                )
+            elif status == PLANNED_EXIT_STATUS:
                 self._say(
                     f"  ~~  {child.spec.name} exited on purpose (status {status}); "
                     f"restarting it in {delay:g} s"
@@ -227,6 +235,19 @@ class Supervisor:
                 await self._await_ready(child, time.monotonic() + 60.0)
             except StartupError as error:
                 self._say(f"  !!  {error}")
+
+    async def _run_out(self, child: _Child) -> tuple[int, bool]:
+        """Wait until `child` exits, killing it after `kill_after`: (its status, killed)."""
+        process = child.process
+        assert process is not None
+        kill_after = child.spec.kill_after
+        if kill_after is None:
+            return await process.wait(), False
+        try:
+            return await asyncio.wait_for(process.wait(), kill_after), False
+        except TimeoutError:
+            _signal_group(child, signal.SIGKILL)
+            return await process.wait(), True
 
     async def stop(self) -> list[str]:
         """Stop every child, in the reverse order of the `start()` calls that started them.

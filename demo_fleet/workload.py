@@ -41,9 +41,16 @@ class Workload:
         upstream_client: httpx.AsyncClient | None,
         data_source: str,
         scale: float = 1.0,
+        seed: str = "",
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        """Flows scaled by `scale`, their arrivals and timings drawn from `seed`.
+
+        `seed` defaults to the service name; each instance of a service passes its own, so
+        that instances do not move in lockstep.
+        """
         self._tracker = tracker
+        self._seed = seed or tracker.service_name
         self._flows = tuple(flow.scaled(scale) for flow in flows)
         self._api = api_client
         self._upstream = upstream_client
@@ -61,7 +68,7 @@ class Workload:
                 group.create_task(self._run_flow(flow), name=f"flow-{flow.kind}")
 
     async def _run_flow(self, flow: Flow) -> None:
-        rng = random.Random(f"{self._tracker.service_name}/{flow.kind}/{flow.via}")
+        rng = random.Random(f"{self._seed}/{flow.kind}/{flow.via}")
         while True:
             rate = flow.rate_at(self._clock() - self._start)
             if rate <= 0:

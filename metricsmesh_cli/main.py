@@ -75,7 +75,8 @@ def declare_demo(parser: argparse.ArgumentParser) -> None:
         "Start the services of the registry (each a FastAPI process with the agent embedded and "
         "a workload of its own), a fake upstream, the aggregator and the gateway; print the "
         "dashboard URL, the gRPC addresses and grpcurl commands; stop every process on Ctrl-C "
-        "or SIGTERM. A few services misbehave on purpose (see [demo])."
+        "or SIGTERM. One service runs replicas, one process per instance, and a few services "
+        "misbehave on purpose (see [demo])."
     )
     parser.epilog = ENV_HELP + "\n" + SECTION.help_text()
     add_config_option(parser)

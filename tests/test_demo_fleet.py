@@ -34,6 +34,8 @@ FAST_CHAOS = {
     "METRICS_MESH_DEMO_ERROR_AFTER_SECONDS": "5",
     "METRICS_MESH_DEMO_ERROR_EVERY_SECONDS": "8",
     "METRICS_MESH_DEMO_ERROR_FOR_SECONDS": "4",
+    "METRICS_MESH_DEMO_REPLICA_UP_SECONDS": "8",
+    "METRICS_MESH_DEMO_REPLICA_DOWN_SECONDS": "5",
     "METRICS_MESH_DEMO_LOAD_SCALE": "0.5",
     "METRICS_MESH_AGGREGATOR_BACKOFF_MAX_SECONDS": "0.5",
 }
@@ -55,6 +57,13 @@ def test_demo_prints_where_everything_is(demo: Demo) -> None:
     assert f"http://127.0.0.1:{gateway.port}/" in text  # the dashboard
     assert f"127.0.0.1:{config.aggregator.port}" in text
     assert f"-plaintext 127.0.0.1:{config.aggregator.port} list" in text
+    assert "15 services (16 processes)" in text
+    for address in config.services.by_name("log-aggregator").addresses:
+        assert f"agent {address}" in text  # each instance's process, with its ports
+    assert "log-aggregator#2 is killed (SIGKILL, like a crashed pod) 8 s after each start" in text
+
+
+PROCESS_PORTS = re.compile(r"http 127\.0\.0\.1:(\d+)  agent 127\.0\.0\.1:(\d+)")
 
 
 def test_the_printed_commands_work_as_pasted(demo: Demo) -> None:
@@ -218,14 +227,66 @@ def test_the_pusher_makes_pushed_rows_and_series(demo: Demo) -> None:
     assert {"server01", "server02", "server03"} <= hosts
 
 
+REPLICATED = "log-aggregator"
+
+
+def replicated_rows(demo: Demo) -> tuple[dict[str, Any] | None, snapshot_pb2.ServiceRow]:
+    """The replicated service's row over REST (None on a refusal) and over gRPC."""
+    response = httpx.get(f"http://127.0.0.1:{demo.gateway.port}/api/v1/real-time-metrics")
+    rest = None
+    if response.status_code == 200:
+        rows = response.json()["active_apis"]
+        rest = next(row for row in rows if row["service_name"] == REPLICATED)
+    (wire,) = (row for row in demo.snapshot().services if row.service_name == REPLICATED)
+    return rest, wire
+
+
+def test_the_replicated_service_stays_active_while_one_instance_is_killed(demo: Demo) -> None:
+    """log-aggregator runs 2 instances: one row of 2/2, 1/2 (still active) after a kill."""
+    addresses = list(demo.config.services.by_name(REPLICATED).addresses)
+    assert len(addresses) == 2
+    active, inactive = snapshot_pb2.SERVICE_STATUS_ACTIVE, snapshot_pb2.SERVICE_STATUS_INACTIVE
+    seen: dict[str, list[tuple[Any, ...]]] = {"rest": [], "grpc": []}
+
+    def watch() -> bool:
+        rest, wire = replicated_rows(demo)
+        if rest is not None:
+            statuses = tuple(each["status"] for each in rest["instances"])
+            seen["rest"].append((rest["status"], rest["instances_up"], statuses))
+            assert [each["address"] for each in rest["instances"]] == addresses
+        statuses = tuple(each.status for each in wire.instances)
+        seen["grpc"].append((wire.status, wire.instances_up, statuses))
+        assert wire.instances_total == 2 and [each.address for each in wire.instances] == addresses
+        return (
+            ("active", 2, ("active", "active")) in seen["rest"]
+            and ("active", 1, ("active", "inactive")) in seen["rest"]
+            and (active, 2, (active, active)) in seen["grpc"]
+            and (active, 1, (active, inactive)) in seen["grpc"]
+        )
+
+    try:
+        eventually_sync(watch, timeout=60, what="2/2, then 1/2 while one instance is killed")
+    except AssertionError as error:
+        raise AssertionError(f"{error}; rows seen: {seen}\n{demo.output()}") from None
+    killed = f"{REPLICATED}#2 killed on purpose (SIGKILL, like a crashed pod)"
+    demo.wait_for_line(killed, timeout=5)
+    # The supervisor restarts it: the row is whole again.
+    eventually_sync(
+        lambda: replicated_rows(demo)[1].instances_up == 2, timeout=30, what="2/2 after the restart"
+    )
+
+
 def test_sigint_stops_every_process_and_frees_every_port(demo: Demo) -> None:
     config, gateway = demo.config, demo.gateway
     children = descendants(demo.process.pid)
-    assert len(children) >= 19  # 15 services, the fake upstream, aggregator, gateway, pusher
+    # 16 service processes, the upstream, aggregator, gateway and pusher; sports-data and
+    # log-aggregator#2 may be between their exit and their restart
+    assert len(children) >= 20 - 2
     demo.process.send_signal(signal.SIGINT)
     assert demo.process.wait(timeout=30) == 0
     assert [pid for pid in children if alive(pid)] == []
     ports = [gateway.port, config.aggregator.port]
-    for entry in config.services:
-        ports += [entry.port, entry.agent_port]
+    for match in PROCESS_PORTS.finditer(demo.output()):  # every service process's "up" line
+        ports += [int(match[1]), int(match[2])]
+    assert len(set(ports)) >= 2 + 2 * 16
     assert [port for port in ports if not port_is_free("127.0.0.1", port)[0]] == []

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import random
 import tomllib
 from pathlib import Path
@@ -9,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from aggregator import DEFAULT_REGISTRY, load_config
+from demo_fleet.banner import banner
 from demo_fleet.plan import FleetPlan, misbehaviour, plan_fleet
 from demo_fleet.ports import (
     LOWEST_PICKED_PORT,
@@ -18,11 +20,13 @@ from demo_fleet.ports import (
 )
 from demo_fleet.profiles import BUILT_IN, flows_for, kinds_of
 from demo_fleet.schedule import Schedule
+from demo_fleet.settings import SECTION as DEMO
 from demo_fleet.settings import DemoSettings
 from demo_fleet.toml_out import dumps
 from gateway import GatewaySettings, load_settings
 from mesh_common.config import load_mesh_file
 from mesh_common.errors import ConfigError
+from mesh_common.registry import SERVICES
 
 
 def default_plan(*, port_offset: int = 0, use_free_ports: bool = False) -> FleetPlan:
@@ -47,9 +51,8 @@ def test_port_offset_moves_every_port() -> None:
 def test_free_ports_are_all_distinct() -> None:
     plan = default_plan(use_free_ports=True)
     ports = [claim.port for claim in plan.claims()]
-    assert (
-        len(ports) == 2 * 15 + 4 == len(set(ports))
-    )  # services, upstream, aggregator, OTLP, gateway
+    # 15 services, log-aggregator twice (2 replicas), upstream, aggregator, OTLP, gateway
+    assert len(ports) == 2 * 16 + 4 == len(set(ports))
 
 
 def test_the_generated_config_is_what_the_aggregator_and_gateway_read(tmp_path: Path) -> None:
@@ -189,3 +192,147 @@ def test_the_demo_keeps_its_history_in_the_state_directory_unless_the_file_says(
     own.write_text("[history]\nenabled = false\n", encoding="utf-8")
     plan = plan_fleet(load_mesh_file(own, environ={}), GatewaySettings(), DemoSettings())
     assert plan.config_document(history=kept)["history"] == {"enabled": False}
+
+
+# --- replicas: one process per instance ----------------------------------------------------
+
+
+def instance_ports(plan: FleetPlan, service: str) -> list[tuple[str, int, int]]:
+    """(process name, HTTP port, agent port) of every instance of `service`."""
+    return [
+        (each.name, each.port, each.agent_port)
+        for each in plan.instances
+        if each.entry.name == service
+    ]
+
+
+@pytest.mark.parametrize("use_free_ports", [False, True])
+def test_the_replicated_service_runs_two_instances_listed_in_the_generated_config(
+    tmp_path: Path, use_free_ports: bool
+) -> None:
+    plan = default_plan(use_free_ports=use_free_ports)
+    (first, second) = instance_ports(plan, "log-aggregator")
+    assert (first[0], second[0]) == ("log-aggregator#1", "log-aggregator#2")
+    if not use_free_ports:
+        assert (first[1:], second[1:]) == ((8015, 18015), (9015, 19015))
+    path = tmp_path / "mesh.toml"
+    path.write_text(dumps(plan.config_document()), encoding="utf-8")
+    registry = load_config(path, environ={}).services
+    assert registry.by_name("log-aggregator").addresses == (
+        f"127.0.0.1:{first[2]}",
+        f"127.0.0.1:{second[2]}",
+    )
+    assert registry.by_name("log-aggregator").port == first[1]  # the first's, shown to users
+    assert registry == plan.services and len(registry) == 15
+    specs = {spec.name: spec for spec in plan.service_specs(path)}
+    for name, port, agent_port in (first, second):
+        assert specs[name].summary == f"http 127.0.0.1:{port}  agent 127.0.0.1:{agent_port}"
+        argv = specs[name].argv
+        assert argv[argv.index("--load-scale") + 1] == "0.5"  # each does half the service's load
+    assert "log-aggregator" not in specs  # no third process under the service's own name
+
+
+def test_the_default_registry_stays_one_agent_per_service() -> None:
+    assert DEFAULT_REGISTRY.by_name("log-aggregator").addresses == ("127.0.0.1:18015",)
+    plan = default_plan()
+    assert plan.services.by_name("weather-api") == DEFAULT_REGISTRY.by_name("weather-api")
+
+
+def test_the_port_offset_moves_every_instance() -> None:
+    plan = default_plan(port_offset=100)
+    assert instance_ports(plan, "log-aggregator") == [
+        ("log-aggregator#1", 8115, 18115),
+        ("log-aggregator#2", 9115, 19115),
+    ]
+
+
+def test_the_last_replica_is_killed_now_and_then_unless_nobody_misbehaves(tmp_path: Path) -> None:
+    demo = DemoSettings(replica_up_seconds=7, replica_down_seconds=3)
+    plan = plan_fleet(load_mesh_file(None, environ={}), GatewaySettings(), demo)
+    chaos = misbehaviour(plan.demo, plan.services)
+    assert chaos.killed == "log-aggregator#2"
+    assert any(
+        note.startswith("log-aggregator#2 is killed (SIGKILL") and "1/2 instances" in note
+        for note in chaos.notes
+    )
+    specs = {spec.name: spec for spec in plan.service_specs(tmp_path / "mesh.toml")}
+    assert (specs["log-aggregator#2"].kill_after, specs["log-aggregator#2"].restart_delay) == (7, 3)
+    assert specs["log-aggregator#1"].kill_after is None
+    calm = dataclasses.replace(plan, demo=dataclasses.replace(demo, misbehave=False))
+    assert misbehaviour(calm.demo, calm.services).killed == ""
+    assert all(spec.kill_after is None for spec in calm.service_specs(tmp_path / "mesh.toml"))
+    assert misbehaviour(demo, DEFAULT_REGISTRY).killed == ""  # one instance: none to kill
+
+
+def test_one_replica_is_the_service_s_own_process() -> None:
+    mesh = load_mesh_file(None, environ={"METRICS_MESH_DEMO_REPLICAS": "1"})
+    plan = plan_fleet(mesh, GatewaySettings(), mesh.read(DEMO))
+    assert instance_ports(plan, "log-aggregator") == [("log-aggregator", 8015, 18015)]
+    assert plan.services == DEFAULT_REGISTRY
+    assert misbehaviour(plan.demo, plan.services).killed == ""
+
+
+def test_a_service_the_file_gives_instances_runs_one_process_per_address(tmp_path: Path) -> None:
+    path = tmp_path / "mesh.toml"
+    path.write_text(
+        '[demo]\nreplicated_service = ""\n'
+        '[[services]]\nname = "orders"\nport = 7000\ntype = "core"\n'
+        'instances = ["127.0.0.1:17000", "127.0.0.1:17001", "127.0.0.1:17002"]\n',
+        encoding="utf-8",
+    )
+    mesh = load_mesh_file(path, environ={})
+    plan = plan_fleet(mesh, GatewaySettings(), mesh.read(DEMO))
+    assert instance_ports(plan, "orders") == [
+        ("orders#1", 7000, 17000),
+        ("orders#2", 8000, 17001),
+        ("orders#3", 9000, 17002),
+    ]
+    assert plan.services == mesh.read(SERVICES)
+    assert misbehaviour(plan.demo, plan.services).killed == ""  # not the replicated service
+
+
+@pytest.mark.parametrize(
+    ("text", "refusal"),
+    [
+        ("[demo]\nreplicas = 0\n", "replicas: 0 is not in 1..10"),
+        ("[demo]\nreplicas = 11\n", "replicas: 11 is not in 1..10"),
+        (
+            '[[services]]\nname = "log-aggregator"\nport = 64800\nagent_port = 30000\n'
+            'type = "core"\n',
+            "log-aggregator#2's port would be 64800 + 1 x 1000 = 65800, outside 1..65535",
+        ),
+        (
+            '[[services]]\nname = "log-aggregator"\nport = 7000\ntype = "core"\n'
+            '[[services]]\nname = "log-aggregator#2"\nport = 7001\ntype = "core"\n',
+            "two demo processes would be called 'log-aggregator#2'",
+        ),
+        (
+            '[[services]]\nname = "log-aggregator"\nport = 7000\ntype = "core"\n'
+            '[[services]]\nname = "other"\nport = 7001\nagent_port = 18000\ntype = "core"\n',
+            "agent address 127.0.0.1:18000 is already used",
+        ),
+    ],
+)
+def test_replicas_that_cannot_run_are_refused(tmp_path: Path, text: str, refusal: str) -> None:
+    path = tmp_path / "mesh.toml"
+    path.write_text(text, encoding="utf-8")
+    with pytest.raises(ConfigError) as error:
+        mesh = load_mesh_file(path, environ={})
+        plan_fleet(mesh, GatewaySettings(), mesh.read(DEMO))
+    assert refusal in str(error.value)
+
+
+def test_the_banner_lists_every_instance_with_its_ports(tmp_path: Path) -> None:
+    plan = default_plan()
+    text = banner(plan, tmp_path / "mesh.toml", tmp_path)
+    assert "15 services (16 processes)" in text
+    assert "log-aggregator runs 2 processes, one row of k/2 up" in text
+    processes = [line.split() for line in text.splitlines() if " http " in line]
+    (first,) = (" ".join(words) for words in processes if words[0] == "log-aggregator#1")
+    (second,) = (" ".join(words) for words in processes if words[0] == "log-aggregator#2")
+    assert first.endswith("http 127.0.0.1:8015 agent 127.0.0.1:18015")
+    assert second.endswith("http 127.0.0.1:9015 agent 127.0.0.1:19015 (killed now and then)")
+    nobody = dataclasses.replace(plan, demo=DemoSettings(replicated_service="nope"))
+    assert "replicated_service = 'nope' is not in the registry" in banner(
+        nobody, tmp_path / "mesh.toml", tmp_path
+    )

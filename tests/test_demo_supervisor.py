@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import sys
 import time
 from pathlib import Path
@@ -86,3 +87,28 @@ async def test_stop_kills_what_ignores_sigterm_after_the_timeout(tmp_path: Path)
     assert time.monotonic() - started < 5
     assert supervisor.pids() == {}
     assert await supervisor.stop() == []  # a second stop is harmless
+
+
+async def test_a_child_killed_on_purpose_is_restarted_after_its_delay_every_time(
+    tmp_path: Path,
+) -> None:
+    said: list[str] = []
+    supervisor = Supervisor(tmp_path, say=said.append, stop_timeout=2)
+    replica = ProcessSpec(
+        "replica#2", python("import time; time.sleep(60)"), always_ready, "x", 0.2, kill_after=0.3
+    )
+    await supervisor.start([replica], timeout=10)
+    await eventually(lambda: supervisor.report("replica#2").starts >= 3, what="two kills")
+    await supervisor.stop()
+    report = supervisor.report("replica#2")
+    assert report.exit_statuses[:2] == (-signal.SIGKILL, -signal.SIGKILL)
+    assert not report.given_up
+    kills = [line for line in said if "killed on purpose (SIGKILL" in line]
+    assert (
+        kills[:2]
+        == [
+            "  ~~  replica#2 killed on purpose (SIGKILL, like a crashed pod); "
+            "restarting it in 0.2 s"
+        ]
+        * 2
+    )  # no backoff: a planned crash

@@ -386,6 +386,10 @@ def test_the_demo_prose_states_the_actual_defaults() -> None:
         f"{demo.not_serving_for_seconds:g} s every {demo.not_serving_every_seconds:g} s",
         f"`{demo.error_service}`'s agent answers GetEventRate with INTERNAL for "
         f"{demo.error_for_seconds:g} s every {demo.error_every_seconds:g} s",
+        f"`{demo.replicated_service}` runs {demo.replicas} replicas",
+        f"`{demo.replicated_service}#{demo.replicas}` is killed (SIGKILL, like a crashed pod) "
+        f"{demo.replica_up_seconds:g} s after each start and restarted "
+        f"{demo.replica_down_seconds:g} s later",
     ):
         assert claim in text
 
