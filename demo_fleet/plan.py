@@ -215,6 +215,26 @@ class FleetPlan:
         claims.append(PortClaim(self.gateway.host, self.gateway.port, "the gateway"))
         return claims
 
+    def _instance_rules(self) -> list[dict[str, Any]]:
+        """InstanceDown for the replicated service: a killed replica leaves its row active."""
+        demo = self.demo
+        if demo.replicas < 2 or not demo.replicated_service:
+            return []
+        return [
+            {
+                "name": "InstanceDown",
+                "figure": "instances_up",
+                "comparator": "<",
+                "threshold": demo.replicas,
+                "for_seconds": 5,
+                "severity": "warning",
+                "services": [demo.replicated_service],
+                "annotations": {
+                    "summary": f"{{service}} has {{value}} of {demo.replicas} instances up"
+                },
+            }
+        ]
+
     def config_document(
         self, state_dir: Path | None = None, history: Path | None = None
     ) -> dict[str, Any]:
@@ -234,7 +254,7 @@ class FleetPlan:
         if "alerts" not in document:
             document["alerts"] = {
                 "dashboard_url": f"{self.gateway_url}/",
-                "rules": [dict(rule) for rule in DEMO_RULES],
+                "rules": [dict(rule) for rule in DEMO_RULES] + self._instance_rules(),
                 **({"state_dir": str(state_dir)} if state_dir is not None else {}),
             }
         document.setdefault("aggregator", {})["port"] = self.aggregator.port

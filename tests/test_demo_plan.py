@@ -217,7 +217,11 @@ def test_the_replicated_service_runs_two_instances_listed_in_the_generated_confi
         assert (first[1:], second[1:]) == ((8015, 18015), (9015, 19015))
     path = tmp_path / "mesh.toml"
     path.write_text(dumps(plan.config_document()), encoding="utf-8")
-    registry = load_config(path, environ={}).services
+    config = load_config(path, environ={})
+    registry = config.services
+    (instance_down,) = [rule for rule in config.alerts.rules if rule.name == "InstanceDown"]
+    assert instance_down.service_names == {"log-aggregator"}  # a killed replica alerts
+    assert (instance_down.figure, instance_down.threshold) == ("instances_up", 2)
     assert registry.by_name("log-aggregator").addresses == (
         f"127.0.0.1:{first[2]}",
         f"127.0.0.1:{second[2]}",
