@@ -7,6 +7,7 @@ grpc.aio.server(interceptors=[RpcCountInterceptor(tracker)])         # a gRPC se
 @counted(tracker, "data_fetch")                                      # a function's calls
 async with AgentServer(tracker, port=50051):         # or AgentServerThread in threaded code
     ...
+AgentServer(tracker, register_with="aggregator:50100")  # joins the fleet by itself, with a lease
 """
 
 from agent._asgi import RequestCountMiddleware, http_route_kind

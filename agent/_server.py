@@ -13,6 +13,7 @@ import grpc
 from metricsmesh.v1 import event_rate_pb2, event_rate_pb2_grpc
 
 from agent._convert import ResponseBuilder
+from agent._registration import DEFAULT_RENEW_SECONDS, Registrar, SelfRegistration
 from agent._tracker import EventTracker
 from mesh_common.bounded import quote
 from mesh_common.errors import ServerStateError
@@ -85,6 +86,14 @@ class AgentServer:
     `await start()` / `await stop()`. From a program without an event loop, use
     `AgentServerThread`. `tls` (a `mesh_common.tls.TlsSettings`, the `[tls]` table) makes it
     serve TLS, requiring the aggregator's client certificate under `client_auth`.
+
+    With `register_with` (the aggregator's HOST:PORT) the agent registers itself once it
+    serves, as an instance of the tracker's service (`service_type`, `data_source`,
+    `service_port`: the service's own port shown to users), renews its lease every
+    `renew_seconds` and deregisters when it stops (`agent._registration`). The aggregator
+    calls it at `advertise` when given, else at the address it sees. `token` is a bearer
+    token with the `write` scope for an aggregator with `[auth]`; `tls` serves the channel
+    to the aggregator too. A bad address is a ConfigError here, not later.
     """
 
     def __init__(
@@ -96,9 +105,31 @@ class AgentServer:
         grace_seconds: float = DEFAULT_GRACE_SECONDS,
         interceptors: Sequence[Any] = (),
         tls: TlsSettings | None = None,
+        register_with: str | None = None,
+        service_type: str = "",
+        data_source: str = "",
+        service_port: int = 0,
+        advertise: str = "",
+        token: str = "",
+        renew_seconds: float = DEFAULT_RENEW_SECONDS,
     ) -> None:
         self.tracker = tracker
         self._tls = tls
+        self._registration = (
+            None
+            if register_with is None
+            else SelfRegistration(
+                register_with,
+                service_type,
+                data_source,
+                service_port,
+                advertise,
+                token,
+                renew_seconds,
+            )
+        )
+        self.registrar: Registrar | None = None
+        """The registration with the aggregator while serving (None without register_with)."""
         self._host = GrpcHost(
             EventRateServicer(tracker).register,
             service_names=(EVENT_RATE_SERVICE,),
@@ -130,6 +161,15 @@ class AgentServer:
         warning = exposure_warning("the agent", self._host.host, auth=None, tls=self._tls)
         if warning is not None:
             _LOG.warning("%s", warning)
+        if self._registration is not None and self.registrar is None:
+            self.registrar = Registrar(
+                self._registration,
+                self.tracker.service_name,
+                agent_host=self._host.host,
+                agent_port=port,
+                tls=self._tls,
+            )
+            self.registrar.start()
         return port
 
     async def set_serving(self, serving: bool) -> None:
@@ -137,7 +177,9 @@ class AgentServer:
         await self._host.set_serving(serving)
 
     async def stop(self, grace_seconds: float | None = None) -> None:
-        """Health NOT_SERVING first, then stop with a grace period; idempotent."""
+        """Deregister, health NOT_SERVING, then stop with a grace period; idempotent."""
+        if self.registrar is not None:
+            await self.registrar.stop()
         await self._host.stop(grace_seconds)
 
     async def wait_for_termination(self) -> None:
@@ -161,7 +203,8 @@ class AgentServerThread:
     """An `AgentServer` on its own event loop in a daemon thread, for threaded programs.
 
     `start()` returns once the port is bound (raising PortInUseError if it is taken);
-    `stop()` stops the server gracefully and joins the thread. Also a context manager.
+    `stop()` deregisters (with `register_with`), stops the server gracefully and joins the
+    thread. Also a context manager. The arguments are AgentServer's.
     """
 
     def __init__(
@@ -173,6 +216,13 @@ class AgentServerThread:
         grace_seconds: float = DEFAULT_GRACE_SECONDS,
         interceptors: Sequence[Any] = (),
         tls: TlsSettings | None = None,
+        register_with: str | None = None,
+        service_type: str = "",
+        data_source: str = "",
+        service_port: int = 0,
+        advertise: str = "",
+        token: str = "",
+        renew_seconds: float = DEFAULT_RENEW_SECONDS,
     ) -> None:
         self.tracker = tracker
         self._server_args: dict[str, Any] = {
@@ -181,7 +231,16 @@ class AgentServerThread:
             "grace_seconds": grace_seconds,
             "interceptors": interceptors,
             "tls": tls,
+            "register_with": register_with,
+            "service_type": service_type,
+            "data_source": data_source,
+            "service_port": service_port,
+            "advertise": advertise,
+            "token": token,
+            "renew_seconds": renew_seconds,
         }
+        if register_with is not None:  # a bad address is an error here, not in the thread
+            SelfRegistration(register_with, advertise=advertise, renew_seconds=renew_seconds)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._server: AgentServer | None = None

@@ -42,6 +42,9 @@ WRITE_METHODS = frozenset(
         f"{_AGGREGATOR}ResolveAlert",
         f"{_AGGREGATOR}Ingest",
         f"{_AGGREGATOR}ReloadRegistry",
+        "/metricsmesh.v1.RegistrationService/Register",
+        "/metricsmesh.v1.RegistrationService/Renew",
+        "/metricsmesh.v1.RegistrationService/Deregister",
         "/opentelemetry.proto.collector.metrics.v1.MetricsService/Export",
     }
 )

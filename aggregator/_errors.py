@@ -16,7 +16,12 @@ MeshError (mesh_common.errors)
       ├── HistoryTimeout         a history query ran past its time limit
       ├── Refused                a pushed item is not kept (says why, names the cap's setting)
       ├── BatchTooLarge          a push holds more items than max_batch (refused whole)
-      └── UnknownType            a pushed metric is neither a gauge nor a counter
+      ├── UnknownType            a pushed metric is neither a gauge nor a counter
+      └── RegistrationRefused    an agent's registration is not kept (RegistrationService)
+           ├── RegistrationInvalid   a field is wrong (names it)
+           ├── RegistrationTaken     the name or address belongs to another service or source
+           ├── RegistrationsFull     max_registrations are held
+           └── RegistrationUnknown   no such registration (renew: register again)
 Configuration errors are mesh_common's ConfigError, shared by every component.
 """
 
@@ -131,3 +136,27 @@ class BatchTooLarge(AggregatorError):
 
 class UnknownType(AggregatorError, ValueError):
     """A pushed metric without a type (PUSHED_METRIC_TYPE_UNSPECIFIED or unknown)."""
+
+
+class RegistrationRefused(AggregatorError):
+    """An agent's registration, renewal or removal that the aggregator refuses (says why)."""
+
+
+class RegistrationInvalid(RegistrationRefused, ValueError):
+    """A field of a registration is wrong; `field` names it (RegisterRequest's spelling)."""
+
+    def __init__(self, field_name: str, reason: str) -> None:
+        super().__init__(f"{field_name}: {reason}")
+        self.field = field_name
+
+
+class RegistrationTaken(RegistrationRefused):
+    """The name is another source's service, or the address another service's registration."""
+
+
+class RegistrationsFull(RegistrationRefused):
+    """The aggregator holds `max_registrations` registrations; the message names the setting."""
+
+
+class RegistrationUnknown(RegistrationRefused, LookupError):
+    """No registration of that service at that address (removed, or never held)."""

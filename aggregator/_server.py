@@ -14,6 +14,10 @@ from aggregator._auth import auth_interceptors
 from aggregator._callers import caller_rules
 from aggregator._convert import WholeSnapshots
 from aggregator._fleet.fleet import Fleet
+from aggregator._fleet.registration_service import SERVICE as REGISTRATION_SERVICE
+from aggregator._fleet.registration_service import SERVICE_NAME as REGISTRATION_SERVICE_NAME
+from aggregator._fleet.registration_service import RegistrationServicer
+from aggregator._fleet.registrations import Registrations
 from aggregator._fleet.service import FleetServicer
 from aggregator._fleet.settings import DiscoverySettings
 from aggregator._fleet.sources import fleet_sources
@@ -56,7 +60,9 @@ class AggregatorServer:
     certificate, by address (`trusted_peers`) only without `auth` and mutual TLS
     (`aggregator._callers`). With `config_path` (the mesh file `registry` was read from),
     its `[[services]]` are watched and reloaded while it runs, and `discovery` (its
-    `[discovery]` table) adds the services of file_sd files and http_sd URLs
+    `[discovery]` table) adds the services of file_sd files and http_sd URLs and, with
+    `accept_registrations`, the agents that register themselves (RegistrationService; kept
+    across a restart in the state directory when `alerts` settings are given)
     (`aggregator._fleet`; `fleet` also reloads on demand: SIGHUP, ReloadRegistry). Raises
     ConfigError when `history` selects a backend this build does not have, or
     `trusted_clients` is set without mutual TLS.
@@ -95,6 +101,7 @@ class AggregatorServer:
                 config_path=config_path,
                 discovery=discovery or DiscoverySettings(),
                 clocks=clocks,
+                state_dir=None if alerts is None else str(alerts.state_path.parent),
             ),
             lambda merged: self.loop.replace_registry(merged),
             interval_seconds=self.settings.interval_seconds,
@@ -137,9 +144,14 @@ class AggregatorServer:
         self._ingest_servicer = IngestServicer(self.ingestor, clocks.wall)
         self._otlp_servicer = OtlpMetricsServicer(self.ingestor)
         self._fleet_servicer = FleetServicer(self.fleet)
+        self.registrations = next(
+            (source for source in self.fleet.sources if isinstance(source, Registrations)), None
+        )
+        """The self-registered agents (None unless `discovery` accepts registrations)."""
+        self._registration_servicer = RegistrationServicer(self.fleet, self.registrations)
         self._host = GrpcHost(
             self._register,
-            service_names=(SERVICE_NAME, OTLP_SERVICE_NAME),
+            service_names=(SERVICE_NAME, REGISTRATION_SERVICE_NAME, OTLP_SERVICE_NAME),
             extra_ports=otlp_ports,
             host=self.settings.host,
             port=self.settings.port,
@@ -223,6 +235,9 @@ class AggregatorServer:
         server.add_generic_rpc_handlers(
             (
                 service_handler(SERVICE, methods, serialized=self._servicer.implementations()),
+                service_handler(
+                    REGISTRATION_SERVICE, self._registration_servicer.implementations()
+                ),
                 self._otlp_servicer.handler(),
             )
         )

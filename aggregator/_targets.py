@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 
 import grpc
 
@@ -21,27 +21,26 @@ from aggregator._model import CallResult, Outcome, TargetKey, TargetState, targe
 from mesh_common.registry import Registry, ServiceEntry
 from mesh_common.tls import TlsSettings
 from mesh_common.tls_credentials import Rotation
-from mesh_common.transport import open_channel
+from mesh_common.transport import ChannelOptions, open_channel, reconnect_options
 
 _LOG = logging.getLogger(__name__)
 
 GET_EVENT_RATE = "/metricsmesh.v1.EventRateService/GetEventRate"
 
-RECONNECT_INITIAL_MS = 200
-"""First pause before the channel reconnects to an agent that went away."""
+LAPSED = (
+    "not called: its registration lapsed (no renewal within [discovery] lease_seconds); "
+    "it leaves the fleet after remove_after_seconds unless it renews"
+)
+"""Why an instance whose registration lease lapsed is not called (it shows inactive)."""
 
 
-def channel_options(reconnect_max_seconds: float) -> Sequence[tuple[str, int]]:
+def channel_options(reconnect_max_seconds: float) -> ChannelOptions:
     """Channel options: reconnect quickly to an agent that comes back, not in a tight loop.
 
     The longest pause is about one round interval, so a restarted agent is found within a
     round: a TCP connection attempt, not a call, to each agent that is down.
     """
-    longest = max(RECONNECT_INITIAL_MS, round(reconnect_max_seconds * 1000))
-    return (
-        ("grpc.initial_reconnect_backoff_ms", RECONNECT_INITIAL_MS),
-        ("grpc.max_reconnect_backoff_ms", longest),
-    )
+    return reconnect_options(reconnect_max_seconds)
 
 
 class Target:
@@ -104,11 +103,14 @@ class Target:
             self.probe.start(min_wait=self._deadline)
 
     def skip_reason(self, now: float) -> str | None:
-        """Why this round should not call the agent (backing off), or None to call it.
+        """Why this round should not call the agent (lapsed, backing off), or None to call it.
 
-        An agent whose health stream answered again since the last round, or that answered
-        the revival probe, is called at once: it is back, so its backoff ends.
+        An instance whose registration lapsed is not called until it renews. An agent whose
+        health stream answered again since the last round, or that answered the revival
+        probe, is called at once: it is back, so its backoff ends.
         """
+        if self.address in self.entry.lapsed:
+            return LAPSED
         if self._revived:
             self._revived = False
             return None

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeGuard
 
 from mesh_common.addresses import HostPort, format_host_port, is_port, port_range
 from mesh_common.config import Key
@@ -61,6 +61,9 @@ class ServiceEntry:
     instances: tuple[str, ...] = ()
     """The agent addresses (HOST:PORT) of a service of several instances, in registry order;
     `host` and `agent_port` are then the first one's. Empty for a service of one agent."""
+    lapsed: tuple[str, ...] = ()
+    """Those of its `addresses` known to be gone: a self-registration whose lease lapsed.
+    The rounds do not call them and show them inactive. Empty for every other source."""
 
     @property
     def target(self) -> str:
@@ -194,13 +197,23 @@ def _located(index: int, item: Any) -> ServiceEntry:
         raise ConfigError(str(error), location=("services", index, *error.location)) from error
 
 
+def is_service_name(value: object) -> TypeGuard[str]:
+    """Whether `value` can name a service: a string that is not empty or only spaces."""
+    return isinstance(value, str) and bool(value.strip())
+
+
+def is_type_word(value: object) -> TypeGuard[str]:
+    """Whether `value` can be a service type: one non-empty word."""
+    return isinstance(value, str) and len(value.split()) == 1
+
+
 def _entry(index: int, item: Any) -> ServiceEntry:
     """The entry of one table; a ConfigError's location is the key (under the table)."""
     label = f"services[{index}]"
     if not isinstance(item, Mapping):
         raise ConfigError(f"{label}: must be a table")
     name = item.get("name")
-    if not isinstance(name, str) or not name.strip():
+    if not is_service_name(name):
         raise ConfigError(
             f"{label}: name must be a non-empty string, got {name!r}", location=("name",)
         )
@@ -253,7 +266,7 @@ def _service_port(label: str, item: Mapping[str, Any]) -> int:
 def _grouping(label: str, item: Mapping[str, Any]) -> tuple[str, str]:
     """The entry's type and data source."""
     type_ = item.get("type")
-    if not isinstance(type_, str) or not type_.strip() or len(type_.split()) != 1:
+    if not is_type_word(type_):
         raise ConfigError(
             f"{label}: type must be one non-empty word, got {type_!r}", location=("type",)
         )

@@ -81,6 +81,25 @@ def _millis(seconds: float) -> int:
     return max(1, round(seconds * 1000))
 
 
+RECONNECT_INITIAL_MS = 200
+"""First pause before a channel reconnects to a server that went away."""
+
+
+def reconnect_options(longest_seconds: float) -> ChannelOptions:
+    """Channel options: reconnect soon to a server that comes back, not in a tight loop.
+
+    The first attempt after RECONNECT_INITIAL_MS, then doubling up to `longest_seconds`.
+    gRPC's own longest pause is 120 s, and a call on a channel between two attempts fails at
+    once: the aggregator's channels to its agents (one round interval) and an agent's to the
+    aggregator it registers with (its renew interval) wait no longer than the caller would.
+    """
+    longest = max(RECONNECT_INITIAL_MS, _millis(longest_seconds))
+    return (
+        ("grpc.initial_reconnect_backoff_ms", RECONNECT_INITIAL_MS),
+        ("grpc.max_reconnect_backoff_ms", longest),
+    )
+
+
 def open_channel(
     target: str | HostPort,
     *,

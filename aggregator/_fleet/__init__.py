@@ -5,6 +5,11 @@ source.py         `FleetSource`: what every source is (its last good entries, it
 registry_file.py  the mesh file's `[[services]]`, watched (edits, renames, ConfigMap swaps)
 file_sd.py        Prometheus file_sd files (`[discovery] file_sd`), watched
 http_sd.py        a Prometheus http_sd URL (`[discovery] http_sd`), polled
+registrations.py  the agents that registered themselves (`[discovery] accept_registrations`):
+                  leases on the aggregator's clock, lapse, removal, the cap
+registration.py   one registration and the checks of its fields
+registration_state.py  `registrations.json` in the state directory (across a restart)
+registration_service.py  RegistrationService: Register, Renew, Deregister
 target_groups.py  Prometheus target groups read as services (file_sd's and http_sd's)
 watch.py          the stamps that tell a changed file (a stat per path each check)
 settings.py       the `[discovery]` table
@@ -15,7 +20,7 @@ fleet.py          `Fleet`: every interval, refresh the sources, merge, hand a ch
 service.py        GetFleet and ReloadRegistry
 sources.py        the sources of a configuration, in priority order
 
-**Adding a source** (self-registration is the next): implement `FleetSource` in a module
+**Adding a source** (`registrations.py` is the latest): implement `FleetSource` in a module
 of its own and append it in `sources.py`, after the existing ones (its place is its
 priority: `merge.py`); give its kind a `SourceKind` member and a `FleetSourceKind` value
 (proto, additive) mapped in `service.py`. A source keeps its last good contribution and

@@ -25,6 +25,7 @@ KINDS = {
     SourceKind.SERVICES: fleet_pb2.FLEET_SOURCE_KIND_SERVICES,
     SourceKind.FILE_SD: fleet_pb2.FLEET_SOURCE_KIND_FILE_SD,
     SourceKind.HTTP_SD: fleet_pb2.FLEET_SOURCE_KIND_HTTP_SD,
+    SourceKind.REGISTRATIONS: fleet_pb2.FLEET_SOURCE_KIND_REGISTRATIONS,
 }
 """Each source kind's wire value."""
 
@@ -53,6 +54,7 @@ class FleetServicer:
                 data_source=entry.data_source,
                 port=entry.port,
                 agent_addresses=entry.addresses,
+                lapsed_agent_addresses=entry.lapsed,
                 source=owner.name,
                 source_kind=KINDS[owner.kind],
             )

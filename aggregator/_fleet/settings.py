@@ -1,4 +1,4 @@
-"""The `[discovery]` table: Prometheus file_sd files and http_sd URLs that add services.
+"""The `[discovery]` table: file_sd files, http_sd URLs and self-registered agents add services.
 
 Strict, like every table: a file pattern that does not end in `.json`, `.yml` or `.yaml`, a
 URL that is not http(s), a duration that is not positive, is a ConfigError naming the key.
@@ -40,6 +40,25 @@ class DiscoverySettings:
         "largest file_sd file or http_sd answer read (4 MiB); a larger one is refused and "
         "its last good targets kept",
     )
+    accept_registrations: bool = setting(
+        False,
+        "let agents register themselves (RegistrationService; AgentServer register_with); "
+        "when false every registration is refused with PERMISSION_DENIED",
+    )
+    lease_seconds: float = setting(
+        30.0,
+        "a registration not renewed for this long lapses: its instance shows inactive and is "
+        "not called (agents renew every 10 s)",
+    )
+    remove_after_seconds: float = setting(
+        300.0, "a lapsed registration is removed from the fleet after this long"
+    )
+    max_registrations: int = setting(
+        1000,
+        "most registered instances held, lapsed ones included (0.6 KB each, and once called "
+        "about 90 KB for the instance's channel, health watch and rows, as for any instance); "
+        "more are refused with RESOURCE_EXHAUSTED",
+    )
 
     def __post_init__(self) -> None:
         """Check the values; raises ConfigError naming the key."""
@@ -50,18 +69,23 @@ class DiscoverySettings:
             parts = urlsplit(url)
             if parts.scheme not in ("http", "https") or not parts.netloc:
                 raise ConfigError(f"http_sd: {url!r} is not an http:// or https:// URL")
-        for key in ("http_sd_refresh_seconds", "http_sd_timeout_seconds"):
+        for key in ("http_sd_refresh_seconds", "http_sd_timeout_seconds", "lease_seconds"):
             value = getattr(self, key)
             if not math.isfinite(value) or value <= 0:
                 raise ConfigError(f"{key}: {value} must be a positive number of seconds")
-        if self.max_bytes < 1:
-            raise ConfigError(f"max_bytes: {self.max_bytes} must be >= 1")
+        if not math.isfinite(self.remove_after_seconds) or self.remove_after_seconds < 0:
+            raise ConfigError(f"remove_after_seconds: {self.remove_after_seconds} must be >= 0")
+        for key in ("max_bytes", "max_registrations"):
+            if getattr(self, key) < 1:
+                raise ConfigError(f"{key}: {getattr(self, key)} must be >= 1")
 
     @property
     def configured(self) -> bool:
-        """True when a file_sd pattern or an http_sd URL is set."""
-        return bool(self.file_sd or self.http_sd)
+        """True when a file_sd pattern or an http_sd URL is set, or registrations are accepted."""
+        return bool(self.file_sd or self.http_sd or self.accept_registrations)
 
 
-SECTION = Section("discovery", DiscoverySettings, "file_sd files and http_sd URLs adding services")
+SECTION = Section(
+    "discovery", DiscoverySettings, "file_sd files, http_sd URLs and self-registered agents"
+)
 """The `[discovery]` table's declaration."""

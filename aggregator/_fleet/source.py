@@ -28,6 +28,8 @@ class SourceKind(enum.Enum):
     """Prometheus file_sd files (`[discovery] file_sd`)."""
     HTTP_SD = "http_sd"
     """A Prometheus http_sd URL (`[discovery] http_sd`)."""
+    REGISTRATIONS = "registrations"
+    """The agents that registered themselves (`[discovery] accept_registrations`)."""
 
 
 @dataclass(frozen=True, slots=True)

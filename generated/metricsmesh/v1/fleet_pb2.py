@@ -25,25 +25,25 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1ametricsmesh/v1/fleet.proto\x12\x0emetricsmesh.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\x9f\x01\n\x0b\x46leetSource\x12-\n\x04kind\x18\x01 \x01(\x0e\x32\x1f.metricsmesh.v1.FleetSourceKind\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\r\n\x05\x65rror\x18\x03 \x01(\t\x12-\n\tread_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x15\n\rservice_count\x18\x05 \x01(\r\"\xbc\x01\n\x0c\x46leetService\x12\x14\n\x0cservice_name\x18\x01 \x01(\t\x12\x14\n\x0cservice_type\x18\x02 \x01(\t\x12\x13\n\x0b\x64\x61ta_source\x18\x03 \x01(\t\x12\x0c\n\x04port\x18\x04 \x01(\r\x12\x17\n\x0f\x61gent_addresses\x18\x05 \x03(\t\x12\x0e\n\x06source\x18\x06 \x01(\t\x12\x34\n\x0bsource_kind\x18\x07 \x01(\x0e\x32\x1f.metricsmesh.v1.FleetSourceKind\"\x11\n\x0fGetFleetRequest\"\x83\x01\n\x10GetFleetResponse\x12.\n\x08services\x18\x01 \x03(\x0b\x32\x1c.metricsmesh.v1.FleetService\x12,\n\x07sources\x18\x02 \x03(\x0b\x32\x1b.metricsmesh.v1.FleetSource\x12\x11\n\tconflicts\x18\x03 \x03(\t\"\x17\n\x15ReloadRegistryRequest\"{\n\x16ReloadRegistryResponse\x12\x16\n\x0e\x61\x64\x64\x65\x64_services\x18\x01 \x03(\t\x12\x18\n\x10removed_services\x18\x02 \x03(\t\x12\x18\n\x10\x63hanged_services\x18\x03 \x03(\t\x12\x15\n\rservice_count\x18\x04 \x01(\r*\x92\x01\n\x0f\x46leetSourceKind\x12!\n\x1d\x46LEET_SOURCE_KIND_UNSPECIFIED\x10\x00\x12\x1e\n\x1a\x46LEET_SOURCE_KIND_SERVICES\x10\x01\x12\x1d\n\x19\x46LEET_SOURCE_KIND_FILE_SD\x10\x02\x12\x1d\n\x19\x46LEET_SOURCE_KIND_HTTP_SD\x10\x03\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1ametricsmesh/v1/fleet.proto\x12\x0emetricsmesh.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\x9f\x01\n\x0b\x46leetSource\x12-\n\x04kind\x18\x01 \x01(\x0e\x32\x1f.metricsmesh.v1.FleetSourceKind\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\r\n\x05\x65rror\x18\x03 \x01(\t\x12-\n\tread_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x15\n\rservice_count\x18\x05 \x01(\r\"\xdc\x01\n\x0c\x46leetService\x12\x14\n\x0cservice_name\x18\x01 \x01(\t\x12\x14\n\x0cservice_type\x18\x02 \x01(\t\x12\x13\n\x0b\x64\x61ta_source\x18\x03 \x01(\t\x12\x0c\n\x04port\x18\x04 \x01(\r\x12\x17\n\x0f\x61gent_addresses\x18\x05 \x03(\t\x12\x0e\n\x06source\x18\x06 \x01(\t\x12\x34\n\x0bsource_kind\x18\x07 \x01(\x0e\x32\x1f.metricsmesh.v1.FleetSourceKind\x12\x1e\n\x16lapsed_agent_addresses\x18\x08 \x03(\t\"\x11\n\x0fGetFleetRequest\"\x83\x01\n\x10GetFleetResponse\x12.\n\x08services\x18\x01 \x03(\x0b\x32\x1c.metricsmesh.v1.FleetService\x12,\n\x07sources\x18\x02 \x03(\x0b\x32\x1b.metricsmesh.v1.FleetSource\x12\x11\n\tconflicts\x18\x03 \x03(\t\"\x17\n\x15ReloadRegistryRequest\"{\n\x16ReloadRegistryResponse\x12\x16\n\x0e\x61\x64\x64\x65\x64_services\x18\x01 \x03(\t\x12\x18\n\x10removed_services\x18\x02 \x03(\t\x12\x18\n\x10\x63hanged_services\x18\x03 \x03(\t\x12\x15\n\rservice_count\x18\x04 \x01(\r*\xb7\x01\n\x0f\x46leetSourceKind\x12!\n\x1d\x46LEET_SOURCE_KIND_UNSPECIFIED\x10\x00\x12\x1e\n\x1a\x46LEET_SOURCE_KIND_SERVICES\x10\x01\x12\x1d\n\x19\x46LEET_SOURCE_KIND_FILE_SD\x10\x02\x12\x1d\n\x19\x46LEET_SOURCE_KIND_HTTP_SD\x10\x03\x12#\n\x1f\x46LEET_SOURCE_KIND_REGISTRATIONS\x10\x04\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'metricsmesh.v1.fleet_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_FLEETSOURCEKIND']._serialized_start=736
-  _globals['_FLEETSOURCEKIND']._serialized_end=882
+  _globals['_FLEETSOURCEKIND']._serialized_start=768
+  _globals['_FLEETSOURCEKIND']._serialized_end=951
   _globals['_FLEETSOURCE']._serialized_start=80
   _globals['_FLEETSOURCE']._serialized_end=239
   _globals['_FLEETSERVICE']._serialized_start=242
-  _globals['_FLEETSERVICE']._serialized_end=430
-  _globals['_GETFLEETREQUEST']._serialized_start=432
-  _globals['_GETFLEETREQUEST']._serialized_end=449
-  _globals['_GETFLEETRESPONSE']._serialized_start=452
-  _globals['_GETFLEETRESPONSE']._serialized_end=583
-  _globals['_RELOADREGISTRYREQUEST']._serialized_start=585
-  _globals['_RELOADREGISTRYREQUEST']._serialized_end=608
-  _globals['_RELOADREGISTRYRESPONSE']._serialized_start=610
-  _globals['_RELOADREGISTRYRESPONSE']._serialized_end=733
+  _globals['_FLEETSERVICE']._serialized_end=462
+  _globals['_GETFLEETREQUEST']._serialized_start=464
+  _globals['_GETFLEETREQUEST']._serialized_end=481
+  _globals['_GETFLEETRESPONSE']._serialized_start=484
+  _globals['_GETFLEETRESPONSE']._serialized_end=615
+  _globals['_RELOADREGISTRYREQUEST']._serialized_start=617
+  _globals['_RELOADREGISTRYREQUEST']._serialized_end=640
+  _globals['_RELOADREGISTRYRESPONSE']._serialized_start=642
+  _globals['_RELOADREGISTRYRESPONSE']._serialized_end=765
 # @@protoc_insertion_point(module_scope)

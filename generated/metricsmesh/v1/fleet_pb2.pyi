@@ -38,6 +38,10 @@ class _FleetSourceKindEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Fleet
     """FLEET_SOURCE_KIND_HTTP_SD is one Prometheus http_sd URL ([discovery]
     http_sd).
     """
+    FLEET_SOURCE_KIND_REGISTRATIONS: _FleetSourceKind.ValueType  # 4
+    """FLEET_SOURCE_KIND_REGISTRATIONS is the agents that registered themselves
+    (RegistrationService, [discovery] accept_registrations).
+    """
 
 class FleetSourceKind(_FleetSourceKind, metaclass=_FleetSourceKindEnumTypeWrapper):
     """FleetSourceKind says what a source of the live registry reads."""
@@ -53,6 +57,10 @@ FLEET_SOURCE_KIND_FILE_SD: FleetSourceKind.ValueType  # 2
 FLEET_SOURCE_KIND_HTTP_SD: FleetSourceKind.ValueType  # 3
 """FLEET_SOURCE_KIND_HTTP_SD is one Prometheus http_sd URL ([discovery]
 http_sd).
+"""
+FLEET_SOURCE_KIND_REGISTRATIONS: FleetSourceKind.ValueType  # 4
+"""FLEET_SOURCE_KIND_REGISTRATIONS is the agents that registered themselves
+(RegistrationService, [discovery] accept_registrations).
 """
 Global___FleetSourceKind: _TypeAlias = FleetSourceKind  # noqa: Y015
 
@@ -116,6 +124,7 @@ class FleetService(_message.Message):
     AGENT_ADDRESSES_FIELD_NUMBER: _builtins.int
     SOURCE_FIELD_NUMBER: _builtins.int
     SOURCE_KIND_FIELD_NUMBER: _builtins.int
+    LAPSED_AGENT_ADDRESSES_FIELD_NUMBER: _builtins.int
     service_name: _builtins.str
     """service_name is the service's unique name (its row's)."""
     service_type: _builtins.str
@@ -134,6 +143,13 @@ class FleetService(_message.Message):
         calls (one per instance).
         """
 
+    @_builtins.property
+    def lapsed_agent_addresses(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """lapsed_agent_addresses are those of agent_addresses whose registration
+        lease lapsed: shown inactive and not called until they renew, removed after
+        [discovery] remove_after_seconds. Empty for the other sources.
+        """
+
     def __init__(
         self,
         *,
@@ -144,10 +160,11 @@ class FleetService(_message.Message):
         agent_addresses: _abc.Iterable[_builtins.str] | None = ...,
         source: _builtins.str = ...,
         source_kind: Global___FleetSourceKind.ValueType = ...,
+        lapsed_agent_addresses: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["agent_addresses", b"agent_addresses", "data_source", b"data_source", "port", b"port", "service_name", b"service_name", "service_type", b"service_type", "source", b"source", "source_kind", b"source_kind"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["agent_addresses", b"agent_addresses", "data_source", b"data_source", "lapsed_agent_addresses", b"lapsed_agent_addresses", "port", b"port", "service_name", b"service_name", "service_type", b"service_type", "source", b"source", "source_kind", b"source_kind"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
