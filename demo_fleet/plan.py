@@ -218,8 +218,9 @@ class FleetPlan:
     def _instance_rules(self) -> list[dict[str, Any]]:
         """InstanceDown for the replicated service: a killed replica leaves its row active."""
         demo = self.demo
-        if demo.replicas < 2 or not demo.replicated_service:
-            return []
+        replicated = [e for e in self.services if e.name == demo.replicated_service]
+        if demo.replicas < 2 or not replicated or len(replicated[0].addresses) < 2:
+            return []  # no replicas, or a registry of the user's without that service
         return [
             {
                 "name": "InstanceDown",

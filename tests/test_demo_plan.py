@@ -340,3 +340,14 @@ def test_the_banner_lists_every_instance_with_its_ports(tmp_path: Path) -> None:
     assert "replicated_service = 'nope' is not in the registry" in banner(
         nobody, tmp_path / "mesh.toml", tmp_path
     )
+
+
+def test_no_instance_rule_for_a_replicated_service_the_registry_lacks(tmp_path: Path) -> None:
+    path = tmp_path / "mesh.toml"
+    path.write_text('[[services]]\nname = "admin-api"\nport = 8003\ntype = "core"\n')
+    mesh = load_mesh_file(path, environ={})
+    plan = plan_fleet(mesh, GatewaySettings(), mesh.read(DEMO))
+    generated = tmp_path / "generated.toml"
+    generated.write_text(dumps(plan.config_document()), encoding="utf-8")
+    rules = load_config(generated, environ={}).alerts.rules  # refused a rule naming it before
+    assert "InstanceDown" not in {rule.name for rule in rules}
