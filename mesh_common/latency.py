@@ -176,11 +176,12 @@ def _dense_sum(parts: Sequence[tuple[int, Sequence[int]]]) -> tuple[int, tuple[i
     """
     if len(parts) == 1:
         return parts[0][0], tuple(parts[0][1])
-    low, size = parts[0][0], len(parts[0][1])
-    if all(offset == low and len(counts) == size for offset, counts in parts):
+    offsets = {offset for offset, _ in parts}
+    lengths = {len(counts) for _, counts in parts}
+    if len(offsets) == 1 and len(lengths) == 1:
         # The common case (instances of one service see alike durations): no padding, no
         # span to find (bench/bench_instances.py, `fold`).
-        return low, tuple(map(sum, zip(*[counts for _, counts in parts], strict=True)))
+        return offsets.pop(), tuple(map(sum, zip(*[counts for _, counts in parts], strict=True)))
     low = min(offset for offset, _ in parts)
     high = max(offset + len(counts) for offset, counts in parts)
     padded = [
