@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable, Mapping
 
@@ -13,7 +14,7 @@ from agent._convert import reading_to_response
 from aggregator import Registry, ServiceEntry
 from aggregator._convert import Projection, RenderCache, WholeSnapshots, snapshot_to_proto
 from aggregator._fanout import parse_figures
-from aggregator._fold import Backoff, RoundTimes, fold_round, status_changes
+from aggregator._fold import Backoff, RoundTimes, fold_round, status_changes, without_buckets
 from aggregator._model import (
     AgentFigures,
     CallResult,
@@ -323,3 +324,16 @@ def test_a_rounds_wire_rows_are_built_once_for_the_stream_and_the_alerts() -> No
         filtered.render(snapshot, 101.0, cache, "stream")
     )
     assert [row.service_name for row in only_w.snapshot.services] == ["w"]
+
+
+def test_kept_figures_lose_only_their_buckets() -> None:
+    """A row's kept figures (shown while it is down) are the answer's, every field but buckets."""
+    figures = AgentFigures(
+        "svc", 2.0, 7200.0, 40, 30, 12.5, 3, 4, latency.merge([]), answer=b"answer bytes"
+    )
+    kept = without_buckets(figures)
+    assert kept == dataclasses.replace(figures, latency=None)
+    assert [field.name for field in dataclasses.fields(AgentFigures)] == [
+        "service_name", "events_per_second", "events_per_hour", "total_events", "window_events",
+        "uptime_seconds", "window_errors", "total_errors", "latency", "answer",
+    ]  # fmt: skip
