@@ -9,7 +9,9 @@ snapshot: `{"reason", "after", "resumed_at", "missed"}`. At most `max_sse_client
 Alerts of the view's services come as `event: alert` with the alert's JSON (no id):
 the pending and firing ones when the stream opens, then every change. A reconnecting client
 sends `Last-Event-ID` and gets every snapshot after it from the gateway's ring, or from the
-aggregator's history when the ring does not reach back that far.
+aggregator's history when the ring does not reach back that far. A stream opened anew (a
+browser's with a fresh single-use ticket: a new EventSource cannot send the header) passes
+the same id as `?last_event_id=`; both with different ids is a 400.
 While no fresh snapshot exists the client gets one `event: error` with the REST error shape,
 and snapshot events again once the aggregator is back. Comment lines keep idle connections open.
 """
@@ -324,6 +326,19 @@ class EventStreamResponse(StreamingResponse):
             await self._body.aclose()  # its cleanup now, not when it is collected
 
 
+def resume_point(header: str | None, query: str | None) -> ResumePoint | None:
+    """The resume point of the `Last-Event-ID` header or the `last_event_id` parameter.
+
+    Both given with different points is HTTPException(400): no silent pick.
+    """
+    from_header, from_query = parse_last_event_id(header), parse_last_event_id(query)
+    if from_header is not None and from_query is not None and from_header != from_query:
+        raise HTTPException(
+            400, "Last-Event-ID and last_event_id name different events; send one of them"
+        )
+    return from_header if from_header is not None else from_query
+
+
 def parse_last_event_id(value: str | None) -> ResumePoint | None:
     """The point a client resumes after: `EPOCH-SEQUENCE` (or a bare SEQUENCE, epoch 0).
 
@@ -373,6 +388,15 @@ def sse_router(state: GatewayState) -> APIRouter:
             str | None,
             Header(description="Resume after this EPOCH-SEQUENCE id (set by EventSource)."),
         ] = None,
+        resume_after: Annotated[
+            str | None,
+            Query(
+                alias="last_event_id",
+                description="Resume after this id, for a stream opened anew (a new "
+                "EventSource cannot send Last-Event-ID); as the header, which it must not "
+                "contradict.",
+            ),
+        ] = None,
     ) -> StreamingResponse:
         """Snapshots as they complete: `event: snapshot` (id EPOCH-SEQUENCE), `event: gap`, ...
 
@@ -390,7 +414,7 @@ def sse_router(state: GatewayState) -> APIRouter:
             view = view_of_query(latest, services, types, fields)
         except FilterError as error:
             raise HTTPException(422, shorten(str(error))) from error
-        after = parse_last_event_id(last_event_id)
+        after = resume_point(last_event_id, resume_after)
         replay = min(replay, state.settings.history_size)
         # No await from the check above to here: the place is counted before another
         # request can look at the count.

@@ -340,3 +340,19 @@ async def test_the_422_of_unknown_fields_repeats_a_bounded_part_of_them(
     detail = response.json()["detail"]
     assert detail.startswith("unknown field(s) ") and "; known: " in detail
     assert len(detail) <= 2 * QUOTE_LIMIT + 600, len(detail)  # the known names: ~400
+
+
+async def test_a_stream_opened_anew_resumes_with_the_query_parameter(mesh: Mesh) -> None:
+    await mesh.metrics()
+    first = await asyncio.wait_for(take(mesh, 2), 10)
+    resume_after = first[-1].id
+    assert resume_after is not None
+    await _wait_for_sequence(mesh, resume_after + 3)
+    params = {"last_event_id": str(resume_after)}
+    resumed = await asyncio.wait_for(take(mesh, 3, params=params), 10)
+    assert [event.id for event in resumed] == [resume_after + 1, resume_after + 2, resume_after + 3]
+    both = await mesh.http.get(
+        STREAM, params=params, headers={"Last-Event-ID": str(resume_after + 1)}
+    )
+    assert both.status_code == 400 and "send one of them" in both.text
+    assert (await mesh.http.get(STREAM, params={"last_event_id": "soon"})).status_code == 400

@@ -2,7 +2,8 @@
 // stream is unavailable, and the past replayed once at load on a stream of its own. With a
 // pasted API token each stream opens with a single-use ticket (auth.js): EventSource's own
 // reconnect would reuse the spent one, so such a stream is closed on error and opened again
-// with a fresh ticket.
+// with a fresh ticket, resuming after its last event (`last_event_id`: a new EventSource
+// cannot send the Last-Event-ID header its own reconnect sends).
 import { authFetch, streamUrl } from "/static/auth.js";
 
 const STREAM_URL = "/api/v1/real-time-metrics/stream";
@@ -36,6 +37,7 @@ export class Connection {
     this.status = status;
     this.handlers = handlers;
     this.lastSequence = 0;
+    this.lastEventId = "";
     this.source = null;
     this.pollTimer = null;
   }
@@ -67,11 +69,15 @@ export class Connection {
       return;
     }
     const ticketed = url !== STREAM_URL;
+    if (ticketed && this.lastEventId) url += "&last_event_id=" + encodeURIComponent(this.lastEventId);
     const source = new EventSource(url);
     this.source = source;
     source.addEventListener("open", () => { status.mode = "live"; this.stopPolling(); status.refresh(); });
     source.addEventListener("alert", (event) => this.handlers.alert(JSON.parse(event.data)));
-    source.addEventListener("snapshot", (event) => this.receive(JSON.parse(event.data)));
+    source.addEventListener("snapshot", (event) => {
+      if (event.lastEventId) this.lastEventId = event.lastEventId;
+      this.receive(JSON.parse(event.data));
+    });
     source.addEventListener("error", (event) => {
       if (event instanceof MessageEvent && event.data) {
         status.failed(JSON.parse(event.data));   // the gateway's own `event: error`
